@@ -1,0 +1,83 @@
+"""Columnar packet batches: the one interface between capture decoders and the tracker.
+
+This module owns the shape of a decoded TCP segment batch and the counters of
+what a decoder skipped. It must not read files or know about flows or states:
+any decoder (dpkt today, numpy or tshark later) fills these arrays, and the
+tracker only ever sees them.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# TCP flag bits as they sit in the header's flags byte (plus NS as bit 8).
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x100
+
+# Column name -> numpy dtype. Addresses are 16 raw bytes: IPv6 as is, IPv4 as
+# the IPv4-mapped IPv6 address ::ffff:a.b.c.d, so one column holds both.
+COLUMNS: dict[str, np.dtype] = {
+    "index": np.dtype(np.int64),    # 1-based record number in the capture
+    "ts": np.dtype(np.int64),       # nanoseconds since the epoch
+    "iface": np.dtype(np.uint16),   # pcapng interface id (0 for pcap)
+    "family": np.dtype(np.uint8),   # 4 or 6
+    "src": np.dtype("V16"),
+    "dst": np.dtype("V16"),
+    "sport": np.dtype(np.uint16),
+    "dport": np.dtype(np.uint16),
+    "flags": np.dtype(np.uint16),   # FIN..CWR bits, NS as 0x100
+    "seq": np.dtype(np.uint32),
+    "ack": np.dtype(np.uint32),
+    "win": np.dtype(np.uint16),     # raw header window, unscaled
+    "plen": np.dtype(np.uint32),    # TCP payload length from the IP length (not the captured length)
+    "mss": np.dtype(np.uint16),     # 0 = option absent
+    "wscale": np.dtype(np.int8),    # -1 = option absent
+    "sack_ok": np.dtype(np.bool_),
+    "has_ts": np.dtype(np.bool_),
+    "tsval": np.dtype(np.uint32),
+    "tsecr": np.dtype(np.uint32),
+    "ip_len": np.dtype(np.uint32),  # IP packet length on the wire (header + payload)
+}
+
+
+@dataclass(slots=True)
+class Batch:
+    """Parallel arrays, one row per TCP segment, in capture order."""
+
+    cols: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.cols["index"])
+
+    def __getattr__(self, name: str) -> np.ndarray:  # batch.ts, batch.flags, ...
+        try:
+            return self.cols[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def empty(cls, n: int = 0) -> "Batch":
+        return cls({k: np.zeros(n, dtype=dt) for k, dt in COLUMNS.items()})
+
+
+@dataclass(slots=True)
+class CaptureInfo:
+    """Facts about a capture that every summary shows."""
+
+    path: str
+    format: str = ""                       # "pcap", "pcapng"
+    compressed: bool = False
+    linktypes: list[int] = field(default_factory=list)
+    ts_resolution: list[str] = field(default_factory=list)   # e.g. ["us"], ["ns", "us"]
+    records: int = 0                       # records read from the file
+    tcp_segments: int = 0                  # rows handed to the tracker
+    skipped: Counter = field(default_factory=Counter)        # reason -> count
+    first_ts: int | None = None            # ns
+    last_ts: int | None = None             # ns
+    truncated: bool = False                # file ended in the middle of a record/block
+    warnings: list[str] = field(default_factory=list)
+
+
+class CaptureError(Exception):
+    """The input cannot be read as a capture at all (one-line message for the user)."""
