@@ -1,0 +1,50 @@
+# tcpfsm — every target installs what it needs (a fresh Debian machine as root is enough).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_CAPTURE ?= captures/kernel/concurrent_mixed.pcap
+
+.PHONY: demo test venv sysdeps captures crafted bench clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the tests and recorder use: tcpdump (real captures), iproute2 and iptables
+# (namespaces, drops), tshark (bench baseline). Installed only when missing.
+sysdeps:
+	@missing=""; \
+	command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: venv
+	$(VENV)/bin/tcpfsm analyze $(DEMO_CAPTURE)
+
+test: venv sysdeps
+	$(PY) -m pytest -q
+
+# Re-record the kernel scenarios (root: network namespaces, tcpdump, iptables).
+captures: venv sysdeps
+	$(PY) captures/record.py --out captures/kernel
+
+crafted: venv
+	$(PY) captures/craft.py
+	$(PY) captures/craft_links.py
+
+bench: venv sysdeps
+	@command -v tshark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
+	$(PY) bench/make_capture.py
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Write the small crafted captures in captures/links/ (reproducible: fixed timestamps).
+
+    python captures/craft_links.py
+
+Every capture holds the same 9-segment TCP exchange (3-way handshake, data both
+ways, FIN/ACK both ways) interleaved with non-TCP "noise" records that exercise
+the skip counters. Record layout (see `interleave`): noise[0], E1, E2, noise[1],
+E3, E4, noise[2], E5, E6, noise[3], E7, E8, noise[4], E9, noise[5:]...
+
+Timestamps of record i (0-based, in file order):
+  microsecond files: BASE s + 123456 us + i * 1001 us
+  nanosecond files:  BASE s + 123456789 ns + i * 1000001 ns
+tests/test_capture.py hard-codes the same expectations independently.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import sys
+
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, IPv6,  # noqa: E402
+                       IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw)
+from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Dot1AD
+from scapy.utils import PcapWriter
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "links")
+BASE = 1_700_000_000
+MAC_C, MAC_S = "02:00:00:00:00:01", "02:00:00:00:00:02"
+V4 = ("10.0.0.1", "10.0.0.2")
+V6 = ("2001:db8::1", "2001:db8::2")
+CPORT, SPORT = 40000, 80
+REQ = b"GET / HTTP/1.0\r\n\r\n"                 # 18 bytes
+RESP = b"HTTP/1.0 200 OK\r\n\r\nhello"          # 24 bytes
+
+SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (100, 0)), ("NOP", None), ("WScale", 7)]
+SYNACK_OPTS = [("MSS", 1400), ("SAckOK", b""), ("Timestamp", (200, 100)), ("NOP", None), ("WScale", 8)]
+# For the snaplen-74 capture: timestamps last, so a 74-byte snaplen cuts them in the middle.
+SYN_OPTS_TS_LAST = [("MSS", 1460), ("NOP", None), ("NOP", None), ("SAckOK", b""), ("NOP", None),
+                    ("WScale", 7), ("Timestamp", (100, 0))]
+SYNACK_OPTS_TS_LAST = [("MSS", 1400), ("NOP", None), ("NOP", None), ("SAckOK", b""), ("NOP", None),
+                       ("WScale", 8), ("Timestamp", (200, 100))]
+
+
+def ts_opt(a, b):
+    return [("NOP", None), ("NOP", None), ("Timestamp", (a, b))]
+
+
+# (client_to_server, flags, seq, ack, win, options, payload)
+def exchange_spec(ts_last: bool = False):
+    syn_o, synack_o = (SYN_OPTS_TS_LAST, SYNACK_OPTS_TS_LAST) if ts_last else (SYN_OPTS, SYNACK_OPTS)
+    return [
+        (True, "S", 1000, 0, 64240, syn_o, b""),
+        (False, "SA", 5000, 1001, 65160, synack_o, b""),
+        (True, "A", 1001, 5001, 502, ts_opt(101, 200), b""),
+        (True, "PA", 1001, 5001, 502, ts_opt(102, 200), REQ),
+        (False, "A", 5001, 1019, 510, ts_opt(201, 102), b""),
+        (False, "PA", 5001, 1019, 510, ts_opt(202, 102), RESP),
+        (True, "FA", 1019, 5025, 502, ts_opt(103, 202), b""),
+        (False, "FA", 5025, 1020, 510, ts_opt(203, 103), b""),
+        (True, "A", 1020, 5026, 502, ts_opt(104, 203), b""),
+    ]
+
+
+def ip_layer(c2s: bool, v6: bool, ext: bool = False):
+    a, b = (V6 if v6 else V4) if c2s else tuple(reversed(V6 if v6 else V4))
+    if v6:
+        l3 = IPv6(src=a, dst=b, hlim=64)
+        if ext:
+            l3 = l3 / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+        return l3
+    return IP(src=a, dst=b, ttl=64, id=0x1234, flags="DF")
+
+
+def exchange(v6=False, ext=False, ts_last=False):
+    """The 9 TCP segments as (c2s, scapy IP-layer packet)."""
+    out = []
+    for c2s, fl, seq, ack, win, opts, data in exchange_spec(ts_last):
+        sp, dp = (CPORT, SPORT) if c2s else (SPORT, CPORT)
+        p = ip_layer(c2s, v6, ext) / TCP(sport=sp, dport=dp, flags=fl, seq=seq, ack=ack, window=win, options=opts)
+        if data:
+            p = p / Raw(data)
+        out.append((c2s, p))
+    return out
+
+
+def noise_v4():
+    """IP-layer noise (name = the skip reason the reader must report)."""
+    a, b = V4
+    return [
+        ("udp", IP(src=a, dst="10.0.0.53") / UDP(sport=5353, dport=53) / Raw(b"\x12\x34" + b"\x00" * 10)),
+        ("icmp", IP(src=a, dst=b) / ICMP(id=1, seq=1)),
+        ("ip_fragment", IP(src=a, dst=b, proto=6, frag=100) / Raw(b"x" * 16)),
+        ("malformed_ip", IP(src=a, dst=b, ihl=4) / UDP(sport=1, dport=2)),     # IHL 4 < 5
+        ("malformed_tcp", IP(src=a, dst=b) / TCP(sport=1, dport=2, dataofs=3, flags="A")),
+    ]
+
+
+def noise_v6():
+    a, b = V6
+    bad = IPv6(src=a, dst=b) / IPv6ExtHdrHopByHop(len=10) / TCP(sport=1, dport=2)   # ext header overruns payload
+    return [
+        ("udp", IPv6(src=a, dst=b) / UDP(sport=5353, dport=53) / Raw(b"\x00" * 12)),
+        ("icmpv6", IPv6(src=a, dst=b) / ICMPv6EchoRequest()),
+        ("ip_fragment", IPv6(src=a, dst=b) / IPv6ExtHdrFragment(nh=6, offset=10, id=7) / Raw(b"y" * 16)),
+        ("malformed_ip", bad),
+        ("malformed_tcp", IPv6(src=a, dst=b) / TCP(sport=1, dport=2, dataofs=3, flags="A")),
+    ]
+
+
+def interleave(exch, noise):
+    """noise[0], E1, E2, noise[1], E3, E4, noise[2], ... , E9, remaining noise."""
+    out, ni = [], iter(noise)
+    for k, e in enumerate(exch):
+        if k % 2 == 0:
+            n = next(ni, None)
+            if n is not None:
+                out.append(n)
+        out.append(e)
+    out.extend(ni)
+    return out
+
+
+def eth(c2s, etype=None):
+    return Ether(src=MAC_C, dst=MAC_S) if c2s else Ether(src=MAC_S, dst=MAC_C)
+
+
+def eth_frames(v6=False, ext=False, wrap=lambda c2s, p: Ether(src=MAC_C, dst=MAC_S) / p, link_noise=True,
+               ts_last=False, extra_v4_noise=()):
+    """Full frames: list of bytes, in file order."""
+    exch = [bytes(wrap(c2s, p)) for c2s, p in exchange(v6, ext, ts_last)]
+    noise = [bytes(wrap(True, p))
+             for _, p in (noise_v6() if v6 else noise_v4())]
+    if link_noise:
+        noise.insert(0, bytes(wrap(True, ARP(hwsrc=MAC_C, psrc=V4[0], pdst=V4[1]))))
+        noise.append(bytes(Ether(src=MAC_C, dst="01:80:c2:00:00:0e", type=0x88CC) / Raw(b"\x02\x07\x04" + b"\0" * 20)))
+    noise.extend(bytes(wrap(True, p)) for p in extra_v4_noise)
+    return interleave(exch, noise)
+
+
+def raw_frames(v6=False, prefix=lambda c2s, raw: raw):
+    exch = [prefix(c2s, bytes(p)) for c2s, p in exchange(v6)]
+    noise = [prefix(True, bytes(p)) for _, p in (noise_v6() if v6 else noise_v4())]
+    return interleave(exch, noise)
+
+
+# ---------------------------------------------------------------------------- writers
+def ts_us(i):
+    return BASE, 123456 + i * 1001          # (sec, usec) -- usec may exceed 1e6: normalise
+
+
+def write_pcap(name, linktype, frames, nano=False, endian="", snaplen=65535):
+    path = os.path.join(OUT, name)
+    w = PcapWriter(path, linktype=linktype, endianness=endian, nano=nano, snaplen=snaplen, sync=False)
+    w.linktype = linktype             # scapy treats linktype 0 (NULL) as "unset"
+    w.write_header(None)
+    for i, f in enumerate(frames):
+        if nano:
+            tot = 123456789 + i * 1000001
+            sec, frac = BASE + tot // 10**9, tot % 10**9
+        else:
+            tot = 123456 + i * 1001
+            sec, frac = BASE + tot // 10**6, tot % 10**6
+        cap = f[:snaplen]
+        w.write_packet(cap, sec=sec, usec=frac, caplen=len(cap), wirelen=len(f))
+    w.close()
+    return path
+
+
+def ng_block(order, btype, body):
+    body = body + b"\0" * (-len(body) % 4)
+    blen = 12 + len(body)
+    return struct.pack(order + "II", btype, blen) + body + struct.pack(order + "I", blen)
+
+
+def ng_opt(order, code, value):
+    return struct.pack(order + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def ng_shb(order):
+    return ng_block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+
+def ng_idb(order, linktype, tsresol=None, tsoffset=None, snaplen=0, name=b""):
+    opts = b""
+    if name:
+        opts += ng_opt(order, 2, name)
+    if tsresol is not None:
+        opts += ng_opt(order, 9, bytes([tsresol]))
+    if tsoffset is not None:
+        opts += ng_opt(order, 14, struct.pack(order + "q", tsoffset))
+    if opts:
+        opts += struct.pack(order + "HH", 0, 0)
+    return ng_block(order, 1, struct.pack(order + "HHI", linktype, 0, snaplen) + opts)
+
+
+def ng_epb(order, ifid, ticks, data, orig=None):
+    body = struct.pack(order + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, len(data),
+                       len(data) if orig is None else orig) + data
+    return ng_block(order, 6, body)
+
+
+def two_if_pcapng():
+    """iface 0: Ethernet, microseconds (default tsresol); iface 1: raw IP, nanoseconds.
+    Client->server segments on iface 0, server->client on iface 1; noise alternates."""
+    o = "<"
+    out = [ng_shb(o), ng_idb(o, 1, name=b"eth0"), ng_idb(o, 101, tsresol=9, name=b"tun0")]
+    exch = [(0 if c2s else 1, p) for c2s, p in exchange()]
+    noise = [(k % 2, p) for k, (_, p) in enumerate(noise_v4())]
+    for i, (ifid, p) in enumerate(interleave(exch, noise)):
+        if ifid == 0:
+            data = bytes(Ether(src=MAC_C, dst=MAC_S) / p)
+            ticks = (BASE * 10**6 + 123456 + i * 1001)
+        else:
+            data = bytes(p)
+            ticks = BASE * 10**9 + 123456789 + i * 1000001
+        out.append(ng_epb(o, ifid, ticks, data))
+        if i == 3:   # a statistics block in the middle (must be ignored)
+            out.append(ng_block(o, 5, struct.pack(o + "III", 0, 0, 0)))
+    return b"".join(out)
+
+
+def be_pcapng():
+    """Big-endian pcapng, one Ethernet interface, tsresol 2^-24 with if_tsoffset = BASE s."""
+    o = ">"
+    out = [ng_shb(o), ng_idb(o, 1, tsresol=0x80 | 24, tsoffset=BASE)]
+    for i, f in enumerate(eth_frames()):
+        rel_ns = 123456789 + i * 1000001
+        out.append(ng_epb(o, 0, (rel_ns << 24) // 10**9, f))
+    return b"".join(out)
+
+
+def main() -> None:
+    os.makedirs(OUT, exist_ok=True)
+    E = Ether(src=MAC_C, dst=MAC_S)
+
+    def vlan(c2s, p):
+        return eth(c2s) / Dot1Q(vlan=100) / p
+
+    def qinq(c2s, p):
+        if c2s:
+            return Ether(src=MAC_C, dst=MAC_S, type=0x88A8) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / p
+        return Ether(src=MAC_S, dst=MAC_C, type=0x9100) / Dot1Q(vlan=10) / Dot1Q(vlan=20) / p
+
+    def sll(c2s, p):
+        return CookedLinux(pkttype=4 if c2s else 0, lladdrtype=1, lladdrlen=6,
+                           src=bytes.fromhex("020000000001" if c2s else "020000000002") + b"\0\0") / p
+
+    def sll2(c2s, p):
+        return CookedLinuxV2(ifindex=2, lladdrtype=1, pkttype=4 if c2s else 0, lladdrlen=6,
+                             src=bytes.fromhex("020000000001" if c2s else "020000000002") + b"\0\0") / p
+
+    def plain(c2s, p):
+        return (E if c2s else Ether(src=MAC_S, dst=MAC_C)) / p
+
+    frames = eth_frames(wrap=plain)
+    write_pcap("eth.pcap", 1, frames)
+    write_pcap("nsec.pcap", 1, frames, nano=True)
+    write_pcap("be.pcap", 1, frames, endian=">")
+    with open(os.path.join(OUT, "eth.pcap"), "rb") as f:
+        data = f.read()
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as g:
+        g.write(data)
+    with open(os.path.join(OUT, "eth.pcap.gz"), "wb") as f:
+        f.write(buf.getvalue())
+    with open(os.path.join(OUT, "truncated.pcap"), "wb") as f:
+        f.write(data[:-10])                                     # cut 10 bytes into the last record
+
+    write_pcap("vlan.pcap", 1, eth_frames(wrap=vlan))
+    # QinQ: 88a8+8100 (client), 9100+8100 (server); plus the server FIN with 4 stacked tags
+    qf = eth_frames(wrap=qinq)
+    fin_idx = qf.index(bytes(qinq(False, exchange()[7][1])))
+    qf[fin_idx] = bytes(Ether(src=MAC_S, dst=MAC_C, type=0x88A8) / Dot1AD(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3)
+                        / Dot1Q(vlan=4) / exchange()[7][1])
+    write_pcap("qinq.pcap", 1, qf)
+    write_pcap("sll.pcap", 113, eth_frames(wrap=sll, link_noise=False)
+               + [bytes(sll(True, ARP(hwsrc=MAC_C, psrc=V4[0], pdst=V4[1])))])
+    write_pcap("sll2.pcap", 276, eth_frames(wrap=sll2, link_noise=False)
+               + [bytes(sll2(True, ARP(hwsrc=MAC_C, psrc=V4[0], pdst=V4[1])))])
+    write_pcap("raw.pcap", 101, raw_frames())
+    write_pcap("raw6.pcap", 101, raw_frames(v6=True))
+    # NULL: AF in the capturing host's byte order. null.pcap: little-endian file, AF 2;
+    # null_be.pcap: big-endian file with big-endian AF, IPv6 (AF 24, OpenBSD).
+    write_pcap("null.pcap", 0, raw_frames(prefix=lambda c, r: struct.pack("<I", 2) + r)
+               + [struct.pack("<I", 17) + b"\0" * 20])             # AF 17: non_ip
+    write_pcap("null_be.pcap", 0, raw_frames(v6=True, prefix=lambda c, r: struct.pack(">I", 24) + r),
+               endian=">")
+    # LOOP: AF always big-endian; IPv6 with AF 28 (FreeBSD) and 30 (macOS) alternating by direction
+    write_pcap("loop.pcap", 108, raw_frames(v6=True, prefix=lambda c, r: struct.pack(">I", 28 if c else 30) + r))
+    write_pcap("ipv6.pcap", 1, eth_frames(v6=True, wrap=plain))
+    write_pcap("ipv6_ext.pcap", 1, eth_frames(v6=True, ext=True, wrap=plain))
+    write_pcap("ipv6_vlan.pcap", 1, eth_frames(v6=True, wrap=vlan))
+    # snaplen 54: no TCP options at all; one IPv4-with-options segment loses part of its TCP header
+    ipopt = IP(src=V4[0], dst=V4[1], options=[b"\x01\x01\x01\x00"]) / TCP(sport=1, dport=2, flags="A")
+    write_pcap("snap54.pcap", 1, eth_frames(wrap=plain, extra_v4_noise=[ipopt]), snaplen=54)
+    write_pcap("snap74.pcap", 1, eth_frames(wrap=plain, ts_last=True), snaplen=74)
+
+    # IP fragments: first fragments (MF, offset 0) with the TCP header are used, others skipped
+    seg = TCP(sport=CPORT, dport=SPORT, flags="PA", seq=1, ack=2, window=100, options=ts_opt(5, 6)) / Raw(b"z" * 100)
+    s = bytes(seg)
+    f4a = IP(src=V4[0], dst=V4[1], proto=6, flags="MF", frag=0, id=9) / Raw(s[:48])
+    f4b = IP(src=V4[0], dst=V4[1], proto=6, frag=6, id=9) / Raw(s[48:])
+    f6a = IPv6(src=V6[0], dst=V6[1]) / IPv6ExtHdrFragment(nh=6, m=1, offset=0, id=9) / Raw(s[:48])
+    f6b = IPv6(src=V6[0], dst=V6[1]) / IPv6ExtHdrFragment(nh=6, m=0, offset=6, id=9) / Raw(s[48:])
+    write_pcap("ipfrag.pcap", 1, [bytes(E / p) for p in (f4a, f4b, f6a, f6b)])
+
+    ng = two_if_pcapng()
+    with open(os.path.join(OUT, "two_if.pcapng"), "wb") as f:
+        f.write(ng)
+    with open(os.path.join(OUT, "truncated.pcapng"), "wb") as f:
+        f.write(ng[:-20])                                      # cut inside the last block
+    with open(os.path.join(OUT, "be.pcapng"), "wb") as f:
+        f.write(be_pcapng())
+    print("wrote", len(os.listdir(OUT)), "files to", OUT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

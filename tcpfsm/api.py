@@ -1,0 +1,162 @@
+"""The Python API: `tcpfsm.analyze(path)` wires capture -> track -> fsm -> detect.
+
+Owns the `Analysis` result object and the parsing of user time specs. The CLI
+is a thin layer over this module; nothing here prints.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from .capture.batch import CaptureInfo
+from .capture.reader import open_capture
+from .detect.occupancy import Occupancy, listener_row
+from .detect.rules import Finding, Thresholds, detect
+from .fsm import State, TimerProfile, get_profile
+from .track.flowtable import ClockStats, Flow, FlowTable
+
+NS = 1_000_000_000
+
+
+@dataclass(slots=True)
+class Socket:
+    """One row of a netstat snapshot."""
+
+    host: str
+    local: str
+    remote: str
+    state: State
+    flow: int | None
+
+
+@dataclass(slots=True)
+class Snapshot:
+    at: int              # ns
+    sockets: list[Socket]
+
+
+class Analysis:
+    """Everything tcpfsm learned from one capture."""
+
+    def __init__(self, info: CaptureInfo, profile: TimerProfile, thresholds: Thresholds, table: FlowTable):
+        self.info = info
+        self.profile = profile
+        self.thresholds = thresholds
+        self.flows: list[Flow] = table.flows
+        self.clock: ClockStats = table.clock_stats
+        self.start = info.first_ts or 0
+        self.end = max(table.clock, info.last_ts or 0)
+        self.occupancy = Occupancy(self.flows)
+        self.findings: list[Finding] = detect(self.flows, self.occupancy, self.end, thresholds)
+        self._by_id = {f.id: f for f in self.flows}
+
+    def flow(self, flow_id: int) -> Flow:
+        return self._by_id[flow_id]
+
+    def time(self, spec: str | float | int) -> int:
+        """A user time (epoch seconds, ISO 8601, HH:MM:SS on the capture's day, or +12.5s) -> ns."""
+        return parse_time(spec, self.start)
+
+    def netstat(self, at: str | float | int, host: str | None = None, listening: bool = True) -> Snapshot:
+        """What `netstat -nat` would have listed at `at` (on `host`, or on every host seen)."""
+        return self.netstat_many([at], host, listening)[0]
+
+    def netstat_many(self, ats: list, host: str | None = None, listening: bool = True) -> list[Snapshot]:
+        out = []
+        for spec in ats:
+            t = spec if isinstance(spec, int) and not isinstance(spec, bool) and spec > 10**15 else self.time(spec)
+            rows = [Socket(iv.host, iv.local, iv.remote, iv.state, iv.flow) for iv in self.occupancy.at(t, host)]
+            if listening:
+                for (h, local), since in self.occupancy.listeners.items():
+                    if (host is None or h == host) and since <= t <= self.end:
+                        rows.append(Socket(h, *listener_row(h, local), State.LISTEN, None))
+            rows.sort(key=lambda r: (r.host, r.state is not State.LISTEN, r.local, r.remote))
+            out.append(Snapshot(t, rows))
+        return out
+
+    def states(self, interval: float = 1.0, host: str | None = None) -> list[tuple[int, dict[str, Counter]]]:
+        """State counts per host at every `interval` seconds from the capture's start to its end."""
+        step = max(int(interval * NS), 1)
+        return self.occupancy.counts(self.start, self.end, step, host)
+
+    def summary(self) -> dict:
+        i = self.info
+        states_end = {"client": Counter(), "server": Counter()}
+        for f in self.flows:
+            states_end["client"][f.conn.client.state.value] += 1
+            states_end["server"][f.conn.server.state.value] += 1
+        sev = Counter(a.severity for a in self.findings)
+        return {
+            "records": i.records,
+            "tcp_segments": i.tcp_segments,
+            "skipped": dict(sorted(i.skipped.items())),
+            "skipped_total": sum(i.skipped.values()),
+            "flows": len(self.flows),
+            "duration": (self.end - self.start) / NS if self.flows or i.records else 0.0,
+            "first_ts": self.start / NS if i.first_ts is not None else None,
+            "last_ts": self.end / NS if i.last_ts is not None else None,
+            "truncated": i.truncated,
+            "warnings": list(i.warnings) + self.clock_warnings(),
+            "timestamps_backwards": self.clock.backwards_steps,
+            "largest_backwards_step": self.clock.largest_step_ns / NS,
+            "non_rfc_transitions": sum(1 for f in self.flows for t in f.transitions if not t.rfc),
+            "states_at_end": {k: dict(sorted(v.items())) for k, v in states_end.items()},
+            "findings_by_severity": dict(sev),
+        }
+
+    def clock_warnings(self) -> list[str]:
+        c = self.clock
+        if not c.backwards_steps:
+            return []
+        return [f"timestamps stepped backwards {c.backwards_steps} time(s) (largest {c.largest_step_ns / NS:.6f} s);"
+                f" states use a monotonic clock"]
+
+
+def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
+            timers: dict | None = None, batch_size: int = 65536) -> Analysis:
+    """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings."""
+    prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
+    if isinstance(thresholds, dict) or thresholds is None:
+        th = Thresholds().override(**(thresholds or {}))
+    else:
+        th = thresholds
+    cap = open_capture(path)
+    table = FlowTable(prof)
+    for batch in cap.batches(batch_size):
+        table.feed_batch(batch)
+    table.finish(cap.info.last_ts)
+    return Analysis(cap.info, prof, th, table)
+
+
+_OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")
+
+
+def parse_time(spec: str | float | int, start_ns: int) -> int:
+    """Epoch seconds, ISO 8601 (local time unless it says otherwise), HH:MM[:SS[.f]] on the capture's
+    (local) day, or an offset from the capture's start like +12.5s, +500ms, +2m."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return int(round(spec * NS))
+    s = str(spec).strip()
+    m = _OFFSET.match(s)
+    if m:
+        unit = {"ms": 1e-3, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+        return start_ns + int(round(float(m.group(1)) * unit * NS))
+    try:
+        return int(round(float(s) * NS))
+    except ValueError:
+        pass
+    try:
+        if re.match(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", s):
+            day = datetime.fromtimestamp(start_ns / NS).astimezone()
+            parts = [float(p) for p in s.split(":")]
+            hh, mm, ss = int(parts[0]), int(parts[1]), parts[2] if len(parts) > 2 else 0.0
+            dt = day.replace(hour=hh, minute=mm, second=int(ss), microsecond=int(round((ss % 1) * 1e6)))
+        else:
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+            if dt.tzinfo is None:
+                dt = dt.astimezone()
+        return int(round(dt.timestamp() * NS))
+    except ValueError:
+        raise ValueError(f"bad time {spec!r}: use epoch seconds, ISO 8601, HH:MM:SS or +12.5s") from None

@@ -1,0 +1,1064 @@
+"""Read pcap / pcapng captures (plain, gzip/bz2/xz-compressed, or stdin) into TCP `Batch`es.
+
+Design (speed first, correctness always):
+
+* Records are located by a tight Python loop over the raw bytes (an mmap for
+  regular uncompressed files, a 4 MiB chunked buffer for compressed input and
+  stdin). The loop only reads record/block headers with `struct`.
+* Each group of up to `size` records is decoded *vectorised* with numpy: the
+  first `_K` bytes of every record are gathered into an (n, _K) matrix and the
+  link layer (Ethernet + up to 3 VLAN tags, SLL, SLL2, raw, NULL, LOOP), IPv4,
+  IPv6 without extension headers, the TCP header and its options are parsed
+  column-wise.
+* Everything unusual (IPv6 extension headers, IP fragments with MF, header
+  lengths that do not add up, truncation by snaplen, deeper VLAN stacks...)
+  is routed to `_parse_one`, a plain scalar parser which is the reference
+  semantics. The vectorised path only ever handles cases where both agree
+  (tests check this by forcing the scalar path everywhere).
+
+Decisions worth knowing:
+
+* A first IP fragment (MF set, offset 0) whose TCP header is present *is used*
+  without reassembly: `plen` then only covers the bytes in that fragment.
+  Each such record adds to `Capture.notes["ip_fragment_first_used"]` and one
+  warning line summarises them. Non-first fragments are skipped (`ip_fragment`).
+* IPv4 total length 0 (TSO captures on the sending host) and IPv6 payload
+  length 0 (jumbograms) take the length from the record's original length.
+* pcapng: the `iface` column is a global interface number, counting the
+  interfaces of all sections in order (so it equals the IDB id in the usual
+  single-section file). `info.linktypes` / `info.ts_resolution` are per
+  interface, in that order. Simple Packet Blocks carry no timestamp: they get
+  the previous record's timestamp (0 if none).
+* `info.first_ts` / `info.last_ts` are the timestamps of the first and last
+  packet records in capture order (all records, not only TCP).
+"""
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import mmap
+import os
+import struct
+import sys
+import zlib
+from collections import Counter
+from typing import Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .batch import COLUMNS, Batch, CaptureError, CaptureInfo
+
+__all__ = ["open_capture", "Capture", "SKIP_REASONS"]
+
+_CHUNK = 4 << 20            # stream read size
+_MAX_RECORD = 1 << 26       # a record/block claiming more than 64 MiB is a corrupt header
+_K = 160                    # bytes per record looked at by the vectorised decoder
+
+# Stable skip reasons (keys of info.skipped).
+SKIP_REASONS = (
+    "unsupported_linktype",   # link type we do not decode
+    "unknown_interface",      # pcapng packet block naming an interface with no IDB
+    "truncated_link_header",  # record shorter than its link-layer header
+    "arp",                    # ARP / RARP
+    "non_ip",                 # any other ethertype / address family / 802.3 frame
+    "truncated_ip_header",    # IP header (or IPv6 extension headers) cut by snaplen
+    "malformed_ip",           # bad version, IHL < 5, total length < header, bad ext header
+    "ip_fragment",            # non-first IP fragment (IPv4 offset != 0, IPv6 fragment offset != 0)
+    "udp",
+    "icmp",
+    "icmpv6",
+    "other_ip_proto",         # any other IP protocol (incl. ESP, IPv6 "no next header")
+    "truncated_tcp_header",   # fewer than 20 TCP header bytes captured
+    "malformed_tcp",          # data offset < 5 or larger than the IP payload
+)
+_OK, _SLOW = 0, 1
+_CODE = {r: i + 2 for i, r in enumerate(SKIP_REASONS)}
+(_C_UNSUP, _C_UNKIF, _C_TRLINK, _C_ARP, _C_NONIP, _C_TRIP, _C_BADIP, _C_FRAG, _C_UDP, _C_ICMP,
+ _C_ICMP6, _C_OTHER, _C_TRTCP, _C_BADTCP) = (_CODE[r] for r in SKIP_REASONS)
+
+_ETH_LT = {1: (14, 12), 113: (16, 14), 276: (20, 0)}   # linktype -> (header length, ethertype offset)
+_RAW_LT = (101, 12, 14)
+_NULL_LT, _LOOP_LT = 0, 108
+_IPV4_LT, _IPV6_LT = 228, 229
+_SUPPORTED_LT = set(_ETH_LT) | set(_RAW_LT) | {_NULL_LT, _LOOP_LT, _IPV4_LT, _IPV6_LT}
+_VLAN = (0x8100, 0x88A8, 0x9100)
+_AF6 = (24, 28, 30)
+_MAPPED = b"\x00" * 10 + b"\xff\xff"
+_NO_IFACE = -1           # pseudo link type for pcapng blocks with an unknown interface id
+
+_PCAP_MAGIC = {  # first 4 bytes -> (byte order, fraction multiplier to ns, resolution)
+    b"\xd4\xc3\xb2\xa1": ("<", 1000, "us"),
+    b"\xa1\xb2\xc3\xd4": (">", 1000, "us"),
+    b"\x4d\x3c\xb2\xa1": ("<", 1, "ns"),
+    b"\xa1\xb2\x3c\x4d": (">", 1, "ns"),
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+_u16 = struct.Struct("!H").unpack_from
+_tcp_hdr = struct.Struct("!HHIIHH").unpack_from
+
+
+# --------------------------------------------------------------------------------------------
+# scalar reference parser
+# --------------------------------------------------------------------------------------------
+
+def _link(data, lt: int):
+    """-> (l3 offset, ethertype) or a skip-reason string."""
+    n = len(data)
+    if lt in _ETH_LT:
+        hl, eto = _ETH_LT[lt]
+        if n < hl:
+            return "truncated_link_header"
+        et = (data[eto] << 8) | data[eto + 1]
+        off = hl
+        while et in _VLAN:
+            if n < off + 4:
+                return "truncated_link_header"
+            et = (data[off + 2] << 8) | data[off + 3]
+            off += 4
+        return off, et
+    if lt in _RAW_LT:
+        if n < 1:
+            return "truncated_link_header"
+        v = data[0] >> 4
+        return (0, 0x0800) if v == 4 else (0, 0x86DD) if v == 6 else "malformed_ip"
+    if lt == _IPV4_LT or lt == _IPV6_LT:
+        if n < 1:
+            return "truncated_link_header"
+        return 0, 0x0800 if lt == _IPV4_LT else 0x86DD
+    if lt == _NULL_LT or lt == _LOOP_LT:
+        if n < 4:
+            return "truncated_link_header"
+        be = int.from_bytes(data[0:4], "big")
+        if lt == _NULL_LT:
+            le = int.from_bytes(data[0:4], "little")
+            af = be if le > 0xFFFF else le     # written in the capturing host's byte order
+        else:
+            af = be                             # LOOP: always network byte order
+        if af == 2:
+            return 4, 0x0800
+        if af in _AF6:
+            return 4, 0x86DD
+        return "non_ip"
+    if lt == _NO_IFACE:
+        return "unknown_interface"
+    return "unsupported_linktype"
+
+
+def _parse_one(data, lt: int, orig: int):
+    """Decode one record. Returns a skip reason (str) or a tuple
+    (family, src16, dst16, sport, dport, flags, seq, ack, win, plen, mss, wscale,
+     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment)."""
+    r = _link(data, lt)
+    if type(r) is str:
+        return r
+    l3, et = r
+    n = len(data)
+    first_frag = False
+    if et == 0x0800:
+        if n < l3 + 20:
+            return "truncated_ip_header"
+        v = data[l3]
+        ihl = (v & 15) * 4
+        if v >> 4 != 4 or ihl < 20:
+            return "malformed_ip"
+        if n < l3 + ihl:
+            return "truncated_ip_header"
+        tot = _u16(data, l3 + 2)[0]
+        fo = _u16(data, l3 + 6)[0]
+        proto = data[l3 + 9]
+        if tot == 0:                      # TSO: length left to the NIC
+            tot = orig - l3
+        if tot < ihl:
+            return "malformed_ip"
+        if fo & 0x1FFF:
+            return "ip_fragment"
+        if proto != 6:
+            return "udp" if proto == 17 else "icmp" if proto == 1 else "other_ip_proto"
+        first_frag = bool(fo & 0x2000)
+        fam = 4
+        src = _MAPPED + bytes(data[l3 + 12:l3 + 16])
+        dst = _MAPPED + bytes(data[l3 + 16:l3 + 20])
+        t = l3 + ihl
+        tcplen = tot - ihl
+        iplen = tot
+    elif et == 0x86DD:
+        if n < l3 + 40:
+            return "truncated_ip_header"
+        if data[l3] >> 4 != 6:
+            return "malformed_ip"
+        pl = _u16(data, l3 + 4)[0]
+        if pl == 0:                       # jumbogram / TSO
+            pl = max(orig - l3 - 40, 0)
+        nxt = data[l3 + 6]
+        fam = 6
+        src = bytes(data[l3 + 8:l3 + 24])
+        dst = bytes(data[l3 + 24:l3 + 40])
+        t = l3 + 40
+        tcplen = pl
+        while nxt != 6:
+            if nxt in (0, 43, 60, 44, 51, 135, 139, 140):   # extension headers we can walk
+                if n < t + 8:
+                    return "truncated_ip_header"
+                if nxt == 44:
+                    fo = _u16(data, t + 2)[0]
+                    if fo & 0xFFF8:
+                        return "ip_fragment"
+                    first_frag = bool(fo & 1)
+                    hl = 8
+                elif nxt == 51:
+                    hl = (data[t + 1] + 2) * 4
+                else:
+                    hl = (data[t + 1] + 1) * 8
+                nxt = data[t]
+                t += hl
+                tcplen -= hl
+                if tcplen < 0:
+                    return "malformed_ip"
+            else:
+                return "udp" if nxt == 17 else "icmpv6" if nxt == 58 else "other_ip_proto"
+        iplen = 40 + pl
+    elif et == 0x0806 or et == 0x8035:
+        return "arp"
+    else:
+        return "non_ip"
+
+    if n < t + 20:
+        return "truncated_tcp_header"
+    sport, dport, seq, ack, offfl, win = _tcp_hdr(data, t)
+    doff = (offfl >> 12) * 4
+    if doff < 20 or tcplen < doff:
+        return "malformed_tcp"
+    mss, ws, sok, hts, tsv, tse = 0, -1, False, False, 0, 0
+    i = t + 20
+    end = min(t + doff, n)
+    while i < end:
+        k = data[i]
+        if k == 0:
+            break
+        if k == 1:
+            i += 1
+            continue
+        if i + 1 >= end:
+            break
+        ln = data[i + 1]
+        if ln < 2 or i + ln > end:
+            break
+        if k == 2 and ln == 4:
+            mss = _u16(data, i + 2)[0]
+        elif k == 3 and ln == 3:
+            ws = min(data[i + 2], 127)
+        elif k == 4 and ln == 2:
+            sok = True
+        elif k == 8 and ln == 10:
+            hts = True
+            tsv, tse = struct.unpack_from("!II", data, i + 2)
+        i += ln
+    return (fam, src, dst, sport, dport, offfl & 0x1FF, seq, ack, win, tcplen - doff,
+            mss, ws, sok, hts, tsv, tse, iplen, first_frag)
+
+
+# --------------------------------------------------------------------------------------------
+# vectorised decoder
+# --------------------------------------------------------------------------------------------
+
+_FORCE_SCALAR = False     # tests flip this to check the vectorised path against _parse_one
+_SCALAR_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen",
+                "mss", "wscale", "sack_ok", "has_ts", "tsval", "tsecr", "ip_len")
+_AR16 = np.arange(16, dtype=np.int64)
+_AR4 = np.arange(4, dtype=np.int64)
+
+
+def _gather(bufnp: np.ndarray, doffs: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """(n, _K) uint8 matrix of the first _K captured bytes of each record, zero padded."""
+    n = len(doffs)
+    lim = len(bufnp) - _K
+    if lim >= 0 and n and int(doffs[-1]) <= lim and int(doffs.max()) <= lim:
+        M = sliding_window_view(bufnp, _K)[doffs]
+    else:
+        M = np.zeros((n, _K), np.uint8)
+        ok = doffs <= lim if lim >= 0 else np.zeros(n, bool)
+        if ok.any():
+            M[ok] = sliding_window_view(bufnp, _K)[doffs[ok]]
+        for i in np.nonzero(~ok)[0]:
+            s = int(doffs[i])
+            seg = bufnp[s:s + _K]
+            M[i, :len(seg)] = seg
+    short = caps < _K
+    if short.any():
+        sub = M[short]
+        sub[np.arange(_K)[None, :] >= caps[short][:, None]] = 0
+        M[short] = sub
+    return M
+
+
+def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
+    """Decode one group. Returns (rows, cols, st, slow_reasons, first_frags):
+    rows = record positions (within the group) that produced TCP segments, cols = their
+    column arrays (without index/ts/iface), st = per-record status codes for the vector
+    skips, slow_reasons = Counter from the scalar path."""
+    n = len(doffs)
+    st = np.zeros(n, np.int8)
+    capi = caps
+    M = _gather(bufnp, doffs, caps)
+    Mf = M.reshape(-1)
+    base = np.arange(n, dtype=np.int64) * _K
+    km1 = _K - 1
+
+    def B(off):
+        if isinstance(off, int):
+            return M[:, off].astype(np.int64)
+        return Mf[base + np.minimum(off, km1)].astype(np.int64)
+
+    def U16(off):
+        return (B(off) << 8) | B(off + 1)
+
+    l3 = np.zeros(n, np.int64)
+    et = np.full(n, -1, np.int64)
+    single = len(lts) == 1
+    if _FORCE_SCALAR:
+        st[:] = _SLOW
+        lts = ()
+    for lt in lts:
+        m = np.ones(n, bool) if single else (lt_rows == lt)
+        if lt in _ETH_LT:
+            hl, eto = _ETH_LT[lt]
+            l3[m] = hl
+            et[m] = U16(eto)[m]
+            st[m & (capi < hl)] = _SLOW
+        elif lt in _RAW_LT or lt == _IPV4_LT or lt == _IPV6_LT:
+            if lt == _IPV4_LT:
+                e = np.full(n, 0x0800, np.int64)
+            elif lt == _IPV6_LT:
+                e = np.full(n, 0x86DD, np.int64)
+            else:
+                v = B(0) >> 4
+                e = np.where(v == 4, 0x0800, np.where(v == 6, 0x86DD, -1))
+            et[m] = e[m]
+            l3[m] = 0
+            st[m & ((capi < 1) | (e < 0))] = _SLOW
+        elif lt == _NULL_LT or lt == _LOOP_LT:
+            b0, b1, b2, b3 = B(0), B(1), B(2), B(3)
+            be = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+            if lt == _NULL_LT:
+                le = (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+                af = np.where(le > 0xFFFF, be, le)
+            else:
+                af = be
+            e = np.where(af == 2, 0x0800, np.where(np.isin(af, _AF6), 0x86DD, -1))
+            et[m] = e[m]
+            l3[m] = 4
+            st[m & ((capi < 4) | (e < 0))] = _SLOW
+        elif lt == _NO_IFACE:
+            st[m] = _C_UNKIF
+        else:
+            st[m] = _C_UNSUP
+
+    if not _FORCE_SCALAR:
+        for _ in range(3):
+            v = (st == _OK) & ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100))
+            if not v.any():
+                break
+            st[v & (capi < l3 + 4)] = _SLOW
+            v &= st == _OK
+            et = np.where(v, U16(l3 + 2), et)
+            l3 = np.where(v, l3 + 4, l3)
+        else:
+            st[(st == _OK) & np.isin(et, _VLAN)] = _SLOW
+
+    live = st == _OK
+    is4 = live & (et == 0x0800)
+    is6 = live & (et == 0x86DD)
+    isarp = live & ((et == 0x0806) | (et == 0x8035))
+    st[isarp] = _C_ARP
+    st[live & ~is4 & ~is6 & ~isarp] = _C_NONIP
+
+    tcp = np.zeros(n, bool)
+    ihl = np.zeros(n, np.int64)
+    v0 = B(l3)
+    if is4.any():
+        ihl = (v0 & 15) * 4
+        tot = U16(l3 + 2)
+        fo = U16(l3 + 6)
+        proto = B(l3 + 9)
+        good = is4 & (capi >= l3 + 20) & ((v0 >> 4) == 4) & (ihl >= 20) & (capi >= l3 + ihl) & (tot >= ihl)
+        st[is4 & ~good] = _SLOW
+        frag = good & ((fo & 0x1FFF) != 0)
+        st[frag] = _C_FRAG
+        g = good & ~frag
+        st[g & (proto == 17)] = _C_UDP
+        st[g & (proto == 1)] = _C_ICMP
+        st[g & (proto != 6) & (proto != 17) & (proto != 1)] = _C_OTHER
+        t4 = g & (proto == 6)
+        mf = t4 & ((fo & 0x2000) != 0)
+        st[mf] = _SLOW
+        tcp |= t4 & ~mf
+    else:
+        tot = np.zeros(n, np.int64)
+    if is6.any():
+        pl = U16(l3 + 4)
+        nx = B(l3 + 6)
+        good = is6 & (capi >= l3 + 40) & ((v0 >> 4) == 6)
+        st[is6 & ~good] = _SLOW
+        st[good & (nx == 17)] = _C_UDP
+        st[good & (nx == 58)] = _C_ICMP6
+        t6 = good & (nx == 6) & (pl > 0)
+        st[good & ~t6 & (nx != 17) & (nx != 58)] = _SLOW
+        tcp |= t6
+    else:
+        pl = np.zeros(n, np.int64)
+
+    # ---- TCP on the candidate subset
+    idx = np.nonzero(tcp)[0]
+    s6 = is6[idx]
+    sl3 = l3[idx]
+    sihl = ihl[idx]
+    t = np.where(s6, sl3 + 40, sl3 + sihl)
+    tcplen = np.where(s6, pl[idx], tot[idx] - sihl)
+    iplen = np.where(s6, pl[idx] + 40, tot[idx])
+    sb = base[idx]
+    scap = capi[idx]
+
+    def S(off):
+        return Mf[sb + np.minimum(off, km1)].astype(np.int64)
+
+    b12 = S(t + 12)
+    doff = (b12 >> 4) * 4
+    okt = (scap >= t + 20) & (doff >= 20) & (tcplen >= doff) & (t + doff <= _K)
+    if not okt.all():
+        st[idx[~okt]] = _SLOW
+        idx, s6, sl3, t, tcplen, iplen, sb, scap, b12, doff = (
+            a[okt] for a in (idx, s6, sl3, t, tcplen, iplen, sb, scap, b12, doff))
+    m = len(idx)
+    sport = (S(t) << 8) | S(t + 1)
+    dport = (S(t + 2) << 8) | S(t + 3)
+    seq = (S(t + 4) << 24) | (S(t + 5) << 16) | (S(t + 6) << 8) | S(t + 7)
+    ack = (S(t + 8) << 24) | (S(t + 9) << 16) | (S(t + 10) << 8) | S(t + 11)
+    flags = ((b12 & 1) << 8) | S(t + 13)
+    win = (S(t + 14) << 8) | S(t + 15)
+
+    mss = np.zeros(m, np.int64)
+    ws = np.full(m, -1, np.int64)
+    sok = np.zeros(m, bool)
+    hts = np.zeros(m, bool)
+    tsv = np.zeros(m, np.int64)
+    tse = np.zeros(m, np.int64)
+    oend = np.minimum(t + doff, scap)
+    c = t + 20
+    act = np.nonzero(c < oend)[0]
+    c, e, rb = c[act], oend[act], sb[act]
+    while act.size:
+        k = Mf[rb + c].astype(np.int64)
+        ln = np.where(k == 1, 1, Mf[rb + np.minimum(c + 1, km1)].astype(np.int64))
+        valid = (k != 0) & ((k == 1) | ((c + 1 < e) & (ln >= 2) & (c + ln <= e)))
+        sel = valid & (k == 2) & (ln == 4)
+        if sel.any():
+            p = rb[sel] + c[sel]
+            mss[act[sel]] = (Mf[p + 2].astype(np.int64) << 8) | Mf[p + 3]
+        sel = valid & (k == 3) & (ln == 3)
+        if sel.any():
+            ws[act[sel]] = np.minimum(Mf[rb[sel] + c[sel] + 2], 127)
+        sel = valid & (k == 4) & (ln == 2)
+        sok[act[sel]] = True
+        sel = valid & (k == 8) & (ln == 10)
+        if sel.any():
+            p = (rb[sel] + c[sel])[:, None] + np.arange(2, 10)
+            bb = Mf[p].astype(np.int64)
+            hts[act[sel]] = True
+            tsv[act[sel]] = (bb[:, 0] << 24) | (bb[:, 1] << 16) | (bb[:, 2] << 8) | bb[:, 3]
+            tse[act[sel]] = (bb[:, 4] << 24) | (bb[:, 5] << 16) | (bb[:, 6] << 8) | bb[:, 7]
+        c = c + ln
+        keep = valid & (c < e)
+        act, c, e, rb = act[keep], c[keep], e[keep], rb[keep]
+
+    src = np.empty((m, 16), np.uint8)
+    dst = np.empty((m, 16), np.uint8)
+    if s6.any():
+        p = sb[s6] + sl3[s6]
+        src[s6] = Mf[(p + 8)[:, None] + _AR16]
+        dst[s6] = Mf[(p + 24)[:, None] + _AR16]
+    s4 = ~s6
+    if s4.any():
+        p = sb[s4] + sl3[s4]
+        pre = np.frombuffer(_MAPPED, np.uint8)
+        a = np.empty((int(s4.sum()), 16), np.uint8)
+        a[:, :12] = pre
+        a[:, 12:] = Mf[(p + 12)[:, None] + _AR4]
+        src[s4] = a
+        a[:, 12:] = Mf[(p + 16)[:, None] + _AR4]
+        dst[s4] = a
+
+    cols = {
+        "family": np.where(s6, 6, 4), "src": src.view("V16").reshape(m), "dst": dst.view("V16").reshape(m),
+        "sport": sport, "dport": dport, "flags": flags, "seq": seq, "ack": ack, "win": win,
+        "plen": tcplen - doff, "mss": mss, "wscale": ws, "sack_ok": sok, "has_ts": hts,
+        "tsval": tsv, "tsecr": tse, "ip_len": iplen,
+    }
+
+    # ---- scalar path
+    slow_reasons: Counter = Counter()
+    first_frags = 0
+    slow = np.nonzero(st == _SLOW)[0]
+    if slow.size:
+        mv = memoryview(buf)
+        srows, svals = [], []
+        for i in slow.tolist():
+            s = int(doffs[i])
+            lt = int(lt_rows if np.ndim(lt_rows) == 0 else lt_rows[i])
+            r = _parse_one(mv[s:s + int(caps[i])], lt, int(origs[i]))
+            if type(r) is str:
+                slow_reasons[r] += 1
+            else:
+                srows.append(i)
+                svals.append(r)
+                first_frags += r[17]
+        if srows:
+            cols2 = list(zip(*svals))
+            extra = {}
+            for j, name in enumerate(_SCALAR_COLS):
+                if name in ("src", "dst"):
+                    extra[name] = np.frombuffer(b"".join(cols2[j]), "V16")
+                else:
+                    extra[name] = np.array(cols2[j], dtype=np.int64 if name not in ("sack_ok", "has_ts") else bool)
+            rows = np.concatenate([idx, np.array(srows, np.int64)])
+            order = np.argsort(rows, kind="stable")
+            idx = rows[order]
+            cols = {k: np.concatenate([cols[k], extra[k]])[order] for k in cols}
+    return idx, cols, st, slow_reasons, first_frags
+
+
+# --------------------------------------------------------------------------------------------
+# input plumbing
+# --------------------------------------------------------------------------------------------
+
+class _Prefixed(io.RawIOBase):
+    """A read-only stream that first returns `prefix`, then reads from `raw`."""
+
+    def __init__(self, prefix: bytes, raw):
+        self._prefix = prefix
+        self._raw = raw
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._prefix:
+            k = min(len(b), len(self._prefix))
+            b[:k] = self._prefix[:k]
+            self._prefix = self._prefix[k:]
+            return k
+        data = self._raw.read(len(b))
+        if not data:
+            return 0
+        b[:len(data)] = data
+        return len(data)
+
+
+def _read_full(f, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        d = f.read(n - len(out))
+        if not d:
+            break
+        out += d
+    return bytes(out)
+
+
+def _tsres_name(pow2: bool, k: int) -> str:
+    if pow2:
+        return f"2^-{k}"
+    return {0: "s", 3: "ms", 6: "us", 9: "ns", 12: "ps", 15: "fs"}.get(k, f"1e-{k}")
+
+
+class Capture:
+    """An opened capture. Use `open_capture(path)`; iterate `batches()` once."""
+
+    def __init__(self, path: str):
+        self.info = CaptureInfo(path=path)
+        self.notes: Counter = Counter()      # non-skip observations, e.g. ip_fragment_first_used
+        self._files: list = []
+        self._mm = None
+        self._stream = None
+        self._consumed = False
+        try:
+            self._open(path)
+        except CaptureError:
+            self.close()
+            raise
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as e:
+            self.close()
+            raise CaptureError(f"{path}: cannot read: {e}") from None
+
+    # ---- opening ---------------------------------------------------------------------------
+    def _open(self, path: str) -> None:
+        name = "<stdin>" if path == "-" else path
+        if path == "-":
+            raw = getattr(sys.stdin, "buffer", sys.stdin)
+            if raw is None:
+                raise CaptureError("stdin is not available")
+            head = _read_full(raw, 6)
+            regular = False
+        else:
+            try:
+                f = open(path, "rb")
+            except FileNotFoundError:
+                raise CaptureError(f"{path}: no such file") from None
+            except IsADirectoryError:
+                raise CaptureError(f"{path}: is a directory") from None
+            except PermissionError:
+                raise CaptureError(f"{path}: permission denied") from None
+            except OSError as e:
+                raise CaptureError(f"{path}: cannot open ({e.strerror or e})") from None
+            self._files.append(f)
+            try:
+                head = _read_full(f, 6)
+            except OSError as e:
+                raise CaptureError(f"{path}: cannot read ({e.strerror or e})") from None
+            try:
+                regular = os.path.isfile(path) and f.seekable()
+                if regular:
+                    f.seek(0)
+            except OSError:
+                regular = False
+            raw = f
+        if not head:
+            raise CaptureError(f"{name}: empty file")
+
+        comp = None
+        if head[:2] == b"\x1f\x8b":
+            comp = "gzip"
+        elif head[:3] == b"BZh":
+            comp = "bz2"
+        elif head[:6] == b"\xfd7zXZ\x00":
+            comp = "xz"
+        elif head[:4] == b"\x28\xb5\x2f\xfd":
+            raise CaptureError(f"{name}: zstd-compressed; decompress it first (zstd -d)")
+        elif head[:4] == b"\x04\x22\x4d\x18":
+            raise CaptureError(f"{name}: lz4-compressed; decompress it first (lz4 -d)")
+
+        if comp is None and regular:
+            size = os.fstat(raw.fileno()).st_size
+            try:
+                self._mm = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+                self._buf, self._end, self._eof = self._mm, size, True
+            except (OSError, ValueError):
+                self._mm = None
+        if self._mm is None:
+            src = raw if regular else _Prefixed(head, raw)
+            if comp is not None:
+                self.info.compressed = True
+                src = _Decompressor(src, comp)
+            elif not regular:
+                src = io.BufferedReader(src, 1 << 16)
+            self._stream = src
+            self._buf, self._end, self._eof = b"", 0, False
+            self._fill(0)
+            if self._end == 0:
+                err = getattr(src, "error", None) or self._stream_error
+                if err:
+                    raise CaptureError(f"{name}: cannot read {comp or ''} data ({err})")
+                raise CaptureError(f"{name}: empty file" + (" (after decompression)" if comp else ""))
+
+        magic = bytes(self._buf[:4])
+        if magic in _PCAP_MAGIC:
+            self._open_pcap(name, magic)
+        elif magic == _PCAPNG_SHB:
+            self._open_pcapng(name)
+        else:
+            what = f" ({comp} content)" if comp else ""
+            raise CaptureError(f"{name}: not a pcap or pcapng file{what} (magic {magic.hex() or 'none'})")
+
+    def _fill(self, pos: int) -> int:
+        """Drop buf[:pos] and append up to another chunk. Returns the new position of `pos`;
+        sets self._eof when the stream is exhausted."""
+        parts, got = [], 0
+        while got < _CHUNK:
+            try:
+                d = self._stream.read(_CHUNK - got)
+            except OSError as e:          # unreadable stdin / file
+                self._stream_error = f"read error: {e}"
+                d = b""
+            if not d:
+                self._eof = True
+                break
+            parts.append(d)
+            got += len(d)
+        if not parts:
+            return pos
+        rest = self._buf[pos:self._end]
+        if rest:
+            parts.insert(0, bytes(rest))
+        self._buf = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._end = len(self._buf)
+        return 0
+
+    _stream_error: str | None = None
+
+    def _need(self, pos: int, nbytes: int) -> int:
+        """Make at least nbytes available from pos (streams). Returns the possibly moved pos."""
+        while self._end - pos < nbytes and not self._eof:
+            pos = self._fill(pos)
+        return pos
+
+    def _open_pcap(self, name: str, magic: bytes) -> None:
+        order, mult, res = _PCAP_MAGIC[magic]
+        self._pos = self._need(0, 24)
+        if self._end < 24:
+            raise CaptureError(f"{name}: truncated pcap header")
+        vmaj, vmin, _zone, _sig, snap, network = struct.unpack_from(order + "HHiIII", self._buf, 4)
+        self.info.format = "pcap"
+        lt = network & 0xFFFF
+        self.info.linktypes = [lt]
+        self.info.ts_resolution = [res]
+        self._order, self._mult, self._lt = order, mult, lt
+        self._pos = 24
+        if lt not in _SUPPORTED_LT:
+            self.info.warnings.append(f"unsupported link type {lt}; all records skipped")
+
+    def _open_pcapng(self, name: str) -> None:
+        self.info.format = "pcapng"
+        self._pos = self._need(0, 12)
+        bom = bytes(self._buf[8:12])
+        if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+            raise CaptureError(f"{name}: pcapng with a bad byte-order magic")
+        self._ifaces: list[tuple] = []     # (linktype, mul, div, offset_ns, snaplen)
+        self._section_base = 0
+        self._ng_order = "<"
+        self._last_ts = 0
+        self._spb_warned = False
+        # read header blocks (SHB, IDBs) up to the first packet block
+        pos, status, _ = self._walk_pcapng(0, 0)
+        self._pos = pos
+        if not self._ifaces and status == "corrupt":
+            raise CaptureError(f"{name}: corrupt pcapng header")
+        self._pending_status = status
+
+    # ---- walking ---------------------------------------------------------------------------
+    def _walk_pcap(self, pos: int, limit: int):
+        buf, end = self._buf, self._end
+        incl_at = struct.Struct(self._order + "I").unpack_from
+        offs = []
+        app = offs.append
+        status = "need"
+        for _ in range(limit):
+            if pos + 16 > end:
+                break
+            incl = incl_at(buf, pos + 8)[0]
+            if incl > _MAX_RECORD:
+                status = "corrupt"
+                break
+            npos = pos + 16 + incl
+            if npos > end:
+                break
+            app(pos)
+            pos = npos
+        else:
+            status = "limit"
+        return pos, status, offs
+
+    def _add_iface(self, buf, pos: int, blen: int, order: str) -> None:
+        lt, _r, snap = struct.unpack_from(order + "HHI", buf, pos + 8)
+        pow2, k, off = False, 6, 0
+        o, oend = pos + 16, pos + blen - 4
+        while o + 4 <= oend:
+            code, olen = struct.unpack_from(order + "HH", buf, o)
+            if code == 0:
+                break
+            v = o + 4
+            if v + olen > oend:
+                break
+            if code == 9 and olen >= 1:
+                b = buf[v]
+                pow2, k = bool(b & 0x80), b & 0x7F
+            elif code == 14 and olen >= 8:
+                off = struct.unpack_from(order + "q", buf, v)[0]
+            o = v + ((olen + 3) & ~3)
+        if pow2:
+            mul, div = 10 ** 9, 1 << k
+        elif k <= 9:
+            mul, div = 10 ** (9 - k), 1
+        else:
+            mul, div = 1, 10 ** (k - 9)
+        self._ifaces.append((lt, mul, div, off * 10 ** 9, snap))
+        self.info.linktypes.append(lt)
+        self.info.ts_resolution.append(_tsres_name(pow2, k))
+        if lt not in _SUPPORTED_LT:
+            self.info.warnings.append(f"interface {len(self._ifaces) - 1}: unsupported link type {lt}; its records are skipped")
+
+    def _walk_pcapng(self, pos: int, limit: int):
+        """Walk blocks from pos; collect up to `limit` packet records.
+        Returns (pos, status, (doffs, caps, origs, ts, ifaces))."""
+        buf, end = self._buf, self._end
+        order = self._ng_order
+        hdr = struct.Struct(order + "II").unpack_from
+        epb = struct.Struct(order + "IIIII").unpack_from
+        doffs, caps, origs, tss, ifs = [], [], [], [], []
+        ifaces = self._ifaces
+        nif = len(ifaces) - self._section_base
+        sbase = self._section_base
+        n = 0
+        status = "need"
+        while True:
+            if pos + 12 > end:
+                break
+            btype, blen = hdr(buf, pos)
+            if btype == 0x0A0D0D0A:
+                bom = bytes(buf[pos + 8:pos + 12])
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    order = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    order = ">"
+                else:
+                    status = "corrupt"
+                    break
+                hdr = struct.Struct(order + "II").unpack_from
+                epb = struct.Struct(order + "IIIII").unpack_from
+                blen = hdr(buf, pos)[1]
+            if blen < 12 or blen & 3 or blen > _MAX_RECORD:
+                status = "corrupt"
+                break
+            if pos + blen > end:
+                break
+            if btype == 6 or btype == 3 or btype == 2:
+                if n >= limit:
+                    status = "limit"
+                    break
+                if btype == 6:
+                    if blen < 32:
+                        status = "corrupt"
+                        break
+                    ifid, hi, lo, cap, orig = epb(buf, pos + 8)
+                    d = pos + 28
+                    cap = min(cap, blen - 32)
+                elif btype == 2:
+                    if blen < 32:
+                        status = "corrupt"
+                        break
+                    ifid2, hi, lo, cap, orig = epb(buf, pos + 8)
+                    ifid = ifid2 & 0xFFFF if order == "<" else ifid2 >> 16
+                    d = pos + 28
+                    cap = min(cap, blen - 32)
+                else:
+                    if blen < 16:
+                        status = "corrupt"
+                        break
+                    orig = hdr(buf, pos + 4)[1]
+                    ifid = 0
+                    cap = min(orig, blen - 16)
+                    if nif > 0 and ifaces[sbase][4]:
+                        cap = min(cap, ifaces[sbase][4])
+                    d = pos + 12
+                    hi = None
+                if ifid < nif:
+                    g = sbase + ifid
+                    if hi is None:
+                        ts = self._last_ts
+                        if not self._spb_warned:
+                            self._spb_warned = True
+                            self.info.warnings.append("simple packet blocks have no timestamp; using the previous record's")
+                    else:
+                        _lt, mul, div, off, _s = ifaces[g]
+                        ts = ((hi << 32) | lo) * mul
+                        if div != 1:
+                            ts //= div
+                        ts += off
+                        self._last_ts = ts
+                else:
+                    g = -1
+                    ts = self._last_ts
+                doffs.append(d)
+                caps.append(cap)
+                origs.append(orig)
+                tss.append(ts)
+                ifs.append(g)
+                n += 1
+            elif btype == 1:
+                if blen < 20:
+                    status = "corrupt"
+                    break
+                self._add_iface(buf, pos, blen, order)
+                nif += 1
+            elif btype == 0x0A0D0D0A:
+                self._section_base = sbase = len(ifaces)
+                nif = 0
+            pos += blen
+        self._ng_order = order
+        return pos, status, (doffs, caps, origs, tss, ifs)
+
+    # ---- public ------------------------------------------------------------------------------
+    def batches(self, size: int = 65536) -> Iterator[Batch]:
+        """Yield batches (at most `size` rows each) of TCP segments in capture order."""
+        if self._consumed:
+            raise CaptureError(f"{self.info.path}: capture already read (open it again)")
+        self._consumed = True
+        size = max(1, int(size))
+        try:
+            yield from self._batches(size)
+        finally:
+            self.close()
+
+    def _batches(self, size: int) -> Iterator[Batch]:
+        info = self.info
+        pcap = info.format == "pcap"
+        pos = self._pos
+        if not pcap:
+            lt_table = np.array([i[0] for i in self._ifaces] + [_NO_IFACE], np.int64)
+        while True:
+            buf = self._buf
+            if pcap:
+                pos0 = pos
+                pos, status, offs = self._walk_pcap(pos, size)
+                n = len(offs)
+                if n:
+                    bufnp = np.frombuffer(buf, np.uint8, count=self._end)
+                    ro = np.array(offs, np.int64)
+                    hdr = sliding_window_view(bufnp, 16)[ro].copy().view(self._order + "u4")
+                    sec, frac = hdr[:, 0].astype(np.int64), hdr[:, 1].astype(np.int64)
+                    caps, origs = hdr[:, 2].astype(np.int64), hdr[:, 3].astype(np.int64)
+                    ts = sec * 1_000_000_000 + frac * self._mult
+                    doffs = ro + 16
+                    ifaces = np.zeros(n, np.int64)
+                    lt_rows, lts = self._lt, (self._lt,)
+            else:
+                pos, status, (doffs, caps, origs, tss, ifs) = self._walk_pcapng(pos, size)
+                n = len(doffs)
+                if n:
+                    bufnp = np.frombuffer(buf, np.uint8, count=self._end)
+                    doffs = np.array(doffs, np.int64)
+                    caps = np.array(caps, np.int64)
+                    origs = np.array(origs, np.int64)
+                    try:
+                        ts = np.array(tss, np.int64)
+                    except OverflowError:
+                        ts = np.array([min(max(x, -(1 << 63)), (1 << 63) - 1) for x in tss], np.int64)
+                    ifaces = np.array(ifs, np.int64)
+                    if len(lt_table) != len(self._ifaces) + 1:
+                        lt_table = np.array([i[0] for i in self._ifaces] + [_NO_IFACE], np.int64)
+                    lt_rows = lt_table[ifaces]
+                    lts = tuple(int(x) for x in np.unique(lt_rows))
+            if n:
+                index = np.arange(info.records + 1, info.records + 1 + n, dtype=np.int64)
+                if info.first_ts is None:
+                    info.first_ts = int(ts[0])
+                info.last_ts = int(ts[-1])
+                info.records += n
+                rows, cols, st, slow_reasons, ff = _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts)
+                del bufnp
+                codes = np.bincount(st, minlength=len(SKIP_REASONS) + 2)
+                for reason, code in _CODE.items():
+                    if codes[code]:
+                        info.skipped[reason] += int(codes[code])
+                info.skipped.update(slow_reasons)
+                if ff:
+                    self.notes["ip_fragment_first_used"] += ff
+                if len(rows):
+                    out = {"index": index[rows], "ts": ts[rows], "iface": ifaces[rows]}
+                    out.update(cols)
+                    b = Batch({k: np.ascontiguousarray(out[k]).astype(dt, copy=False) for k, dt in COLUMNS.items()})
+                    info.tcp_segments += len(b)
+                    yield b
+            if status == "limit":
+                continue
+            if status == "corrupt":
+                info.warnings.append(f"corrupt {'record header' if pcap else 'block'} at byte offset "
+                                     f"{self._consumed_before + pos}; stopped reading")
+                break
+            # need more data
+            if self._eof:
+                if pos < self._end:
+                    info.truncated = True
+                    info.warnings.append(f"file ends in the middle of a {'record' if pcap else 'block'} "
+                                         f"({self._end - pos} trailing bytes ignored)")
+                break
+            npos = self._fill(pos)
+            if npos != pos:
+                self._consumed_before += pos
+            pos = npos
+        err = getattr(self._stream, "error", None) or self._stream_error
+        if err:
+            info.truncated = True
+            info.warnings.append(err)
+        if self.notes["ip_fragment_first_used"]:
+            info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
+                                 "reassembly (their plen covers the first fragment only)")
+
+    _consumed_before = 0
+
+    def close(self) -> None:
+        self._buf = b""
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass
+            self._mm = None
+        for f in reversed(self._files):
+            try:
+                f.close()
+            except Exception:
+                pass
+        self._files = []
+
+    def __enter__(self) -> "Capture":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Decompressor:
+    """Incremental gzip/bz2/xz reader that survives truncated or corrupt input: `read`
+    returns what could be decompressed; `error` says why the stream ended early."""
+
+    def __init__(self, raw, kind: str):
+        self._raw = raw
+        self._kind = kind
+        self._d = self._new()
+        self._done = False
+        self._started = False
+        self.error: str | None = None
+
+    def _new(self):
+        if self._kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if self._kind == "bz2":
+            return bz2.BZ2Decompressor()
+        return lzma.LZMADecompressor()
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._done:
+            try:
+                chunk = self._raw.read(1 << 16)
+            except OSError as e:
+                self.error, self._done = f"read error: {e}", True
+                break
+            if not chunk:
+                self._done = True
+                if self._started and not self._d.eof:
+                    self.error = f"{self._kind} stream ends early (file truncated)"
+                break
+            try:
+                out = []
+                while chunk:
+                    if self._d.eof:           # next member of a multi-member file
+                        if not chunk.strip(b"\0"):
+                            break             # trailing zero padding
+                        self._d = self._new()
+                    self._started = True
+                    out.append(self._d.decompress(chunk))
+                    chunk = self._d.unused_data if self._d.eof else b""
+            except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as e:
+                self.error, self._done = f"corrupt {self._kind} data ({e})", True
+                out.append(b"")
+            data = b"".join(out)
+            if data:
+                return data
+        return b""
+
+
+def open_capture(path: str) -> Capture:
+    """Open a pcap/pcapng file (optionally gzip/bz2/xz-compressed); `-` reads stdin.
+    Raises CaptureError with a one-line message if it cannot be read as a capture."""
+    return Capture(path)

@@ -1,0 +1,247 @@
+"""Command line: parses options, calls the API, picks a renderer. Nothing else.
+
+Errors a user can fix (missing file, not a capture, bad option value) print
+one line on stderr and exit 2; a truncated capture is analysed as far as it
+goes with a warning (exit 0). No traceback reaches the user unless
+TCPFSM_DEBUG=1 is set.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import traceback
+
+import click
+from rich.console import Console
+
+from . import api
+from .capture.batch import CaptureError
+from .detect.rules import Thresholds
+from .fsm import PROFILES, rfc_graph
+from .fsm.profiles import OVERRIDABLE
+from .render import records, text
+
+
+class UserError(Exception):
+    pass
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    click.echo(f"tcpfsm: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, float]:
+    out = {}
+    for v in values:
+        name, sep, num = v.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(num)
+        except ValueError:
+            raise UserError(f"bad {what} {v!r}: expected NAME=NUMBER") from None
+    return out
+
+
+def _interval(s: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?", s.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise UserError(f"bad interval {s!r}: expected e.g. 1s, 500ms, 5m")
+    return float(m.group(1)) * {"ms": 1e-3, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = ()) -> api.Analysis:
+    an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
+                     thresholds=_pairs(thresholds, "threshold"))
+    for w in an.info.warnings:
+        click.echo(f"tcpfsm: warning: {w}", err=True)
+    return an
+
+
+def _write(out: str | None, data: str) -> None:
+    if out and out != "-":
+        try:
+            with open(out, "w", encoding="utf-8") as fh:
+                fh.write(data)
+        except OSError as e:
+            raise UserError(f"cannot write {out}: {e.strerror}") from None
+    else:
+        sys.stdout.write(data)
+
+
+def _console(out: str | None) -> tuple[Console, object]:
+    if out and out != "-":
+        try:
+            fh = open(out, "w", encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"cannot write {out}: {e.strerror}") from None
+        return Console(file=fh, width=160, color_system=None), fh
+    return Console(), None
+
+
+_profile_opt = click.option("--profile", default="linux", show_default=True, type=click.Choice(sorted(PROFILES)),
+                            help="OS timer profile of the endpoints.")
+_timer_opt = click.option("--timer", "timers", multiple=True, metavar="NAME=SECONDS",
+                          help=f"Override a profile timer ({', '.join(OVERRIDABLE)}).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tcpfsm")
+def cli() -> None:
+    """Reconstruct both endpoints' TCP state machines from a capture and say what went wrong."""
+
+
+@cli.command()
+@click.argument("capture")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "json", "jsonl", "csv"]))
+@click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
+@_profile_opt
+@_timer_opt
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+              help=f"Override a finding threshold ({', '.join(Thresholds.names())}).")
+@click.option("--max-flows", default=25, show_default=True, help="Flows listed in the table report.")
+def analyze(capture, fmt, output, profile, timers, thresholds, max_flows):
+    """Findings ranked by severity, per-host state piles and the flows that matter."""
+    an = _load(capture, profile, timers, thresholds)
+    if fmt == "json":
+        _write(output, records.dumps(records.analysis_record(an)) + "\n")
+    elif fmt == "jsonl":
+        _write(output, "".join(json.dumps(e) + "\n" for e in records.event_stream(an)))
+    elif fmt == "csv":
+        _write(output, text.flows_csv(an))
+    else:
+        con, fh = _console(output)
+        text.report(an, con, max_flows)
+        if fh:
+            fh.close()
+
+
+@cli.command()
+@click.argument("capture")
+@click.option("--flow", "flow_ids", multiple=True, type=int, help="Flow id (repeatable).")
+@click.option("--host", default=None, help="Flows with this IP at either end.")
+@click.option("--port", default=None, type=int, help="With --host: flows using this port.")
+@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json", "md"]))
+@click.option("-o", "--output", default=None)
+@_profile_opt
+@_timer_opt
+def timeline(capture, flow_ids, host, port, fmt, output, profile, timers):
+    """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
+    if port is not None and host is None:
+        raise UserError("--port needs --host")
+    an = _load(capture, profile, timers)
+    flows = an.flows
+    if flow_ids:
+        missing = [i for i in flow_ids if i < 1 or i > len(an.flows)]
+        if missing:
+            raise UserError(f"no flow {missing[0]} (the capture has flows 1..{len(an.flows)})")
+        flows = [an.flow(i) for i in flow_ids]
+    if host:
+        flows = [f for f in flows if host in (f.client_ip, f.server_ip)
+                 and (port is None or (f.client_ip == host and f.client_port == port)
+                      or (f.server_ip == host and f.server_port == port))]
+    if fmt == "json":
+        _write(output, records.dumps({"flows": [{
+            "id": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
+            "server": {"ip": f.server_ip, "port": f.server_port},
+            "transitions": [dict(records.transition_record(t), reason=t.reason, rfc_edge=t.rfc)
+                            for t in f.transitions],
+            "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies]} for f in flows]}) + "\n")
+    else:
+        _write(output, text.timeline_text(flows, markdown=fmt == "md"))
+
+
+@cli.command()
+@click.argument("capture")
+@click.option("--at", "ats", multiple=True, required=True,
+              help="Epoch seconds, ISO 8601, HH:MM:SS (capture's day, local time) or +12.5s (repeatable).")
+@click.option("--host", default=None, help="Only this host's sockets, as its own netstat would list them.")
+@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@click.option("--no-listen", is_flag=True, help="Leave out listeners inferred from answered SYNs.")
+@click.option("-o", "--output", default=None)
+@_profile_opt
+@_timer_opt
+def netstat(capture, ats, host, fmt, no_listen, output, profile, timers):
+    """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
+    an = _load(capture, profile, timers)
+    try:
+        snaps = an.netstat_many(list(ats), host, listening=not no_listen)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if fmt == "json":
+        _write(output, records.dumps(records.snapshot_records(snaps)) + "\n")
+    else:
+        _write(output, text.netstat_text(snaps))
+
+
+@cli.command()
+@click.argument("capture")
+@click.option("--interval", default="1s", show_default=True, help="Sampling interval: 1s, 500ms, 5m.")
+@click.option("--host", default=None)
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "csv", "json"]))
+@click.option("-o", "--output", default=None)
+@_profile_opt
+@_timer_opt
+def states(capture, interval, host, fmt, output, profile, timers):
+    """Counts per state per host over time (netstat -nat | uniq -c, every interval)."""
+    step = _interval(interval)
+    an = _load(capture, profile, timers)
+    if (an.end - an.start) / step / 1e9 > 1_000_000:
+        raise UserError(f"interval {interval} gives more than a million samples; use a larger one")
+    rows = an.states(step, host)
+    if fmt == "json":
+        _write(output, records.dumps({"interval": step, "samples": records.states_records(rows)}) + "\n")
+    elif fmt == "csv":
+        _write(output, text.states_csv(rows))
+    else:
+        con, fh = _console(output)
+        text.states_table(rows, con)
+        if fh:
+            fh.close()
+
+
+@cli.command("graph")
+@click.option("--format", "fmt", default="json", show_default=True, type=click.Choice(["json", "graphml", "dot"]))
+def graph(fmt):
+    """Export the RFC 9293 state graph (plus this tool's extra edges, marked rfc=false)."""
+    import networkx as nx
+    g = rfc_graph()
+    if fmt == "json":
+        click.echo(json.dumps(nx.node_link_data(g, edges="edges"), indent=2))
+    elif fmt == "graphml":
+        click.echo("\n".join(nx.generate_graphml(g)))
+    else:
+        lines = ["digraph tcp {"]
+        for a, b, d in g.edges(data=True):
+            style = "" if d.get("rfc") else " [style=dashed]"
+            lines.append(f'  "{a}" -> "{b}"{style};')
+        click.echo("\n".join(lines + ["}"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="tcpfsm", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.UsageError as e:
+        _fail(e.format_message().splitlines()[-1] if e.format_message() else str(e))
+    except click.ClickException as e:
+        _fail(e.format_message())
+    except (UserError, CaptureError, ValueError) as e:
+        _fail(str(e))
+    except BrokenPipeError:
+        sys.exit(0)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as e:  # a bug: one line, details on request
+        if os.environ.get("TCPFSM_DEBUG"):
+            traceback.print_exc()
+        _fail(f"internal error: {type(e).__name__}: {e} (set TCPFSM_DEBUG=1 for details)", 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Findings and the state occupancy they are computed from."""

@@ -1,0 +1,388 @@
+"""What went wrong: per-flow findings and aggregate ones (per host, per service, over time windows).
+
+Owns the anomaly kinds, their default thresholds (all in `Thresholds`, each
+overridable by name), severities and messages. Each finding carries its
+evidence: flow ids, packet indices, times and ages. It reads finished flows
+and their intervals; it never changes a state.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, fields, replace
+
+from ..fsm import State
+from ..track.flowtable import Flow
+from .occupancy import Occupancy
+
+NS = 1_000_000_000
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+SYNCHRONIZED = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT,
+                          State.CLOSING, State.LAST_ACK, State.SYN_RECEIVED})
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Default thresholds of every rule (seconds unless named *_count)."""
+
+    unanswered_syn_after: float = 1.0        # a lone SYN must stay unanswered this long
+    half_open_after: float = 3.0             # SYN_RECEIVED this long without the handshake ACK
+    slow_connect: float = 3.0                # connect latency above this is medium, not low
+    stuck_close_wait: float = 30.0           # CLOSE_WAIT this long: the application does not close
+    lingering_fin_wait_2: float = 30.0
+    fin_wait_1_unacked: float = 3.0          # FIN unacknowledged this long (or retransmitted)
+    last_ack_unacked: float = 3.0
+    vanished_retrans_count: float = 3        # retransmissions into silence
+    vanished_idle: float = 30.0              # one side silent this long while the other is not
+    syn_flood_count: float = 100             # half-open connections toward one service ...
+    syn_flood_window: float = 10.0           # ... within this window
+    port_scan_count: float = 20              # distinct ports/hosts probed by one source ...
+    port_scan_window: float = 60.0           # ... within this window
+    time_wait_pile_count: float = 100        # TIME_WAIT held at once by one host
+    close_wait_pile_count: float = 10
+    fin_wait_1_pile_count: float = 10
+    fin_wait_2_pile_count: float = 50
+    last_ack_pile_count: float = 10
+    syn_sent_pile_count: float = 20
+    syn_received_pile_count: float = 50
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def override(self, **kw: float) -> "Thresholds":
+        bad = [k for k in kw if k not in self.names()]
+        if bad:
+            raise ValueError(f"unknown threshold {bad[0]!r} (see `tcpfsm analyze --help`)")
+        return replace(self, **{k: float(v) for k, v in kw.items()})
+
+
+@dataclass(slots=True)
+class Finding:
+    kind: str
+    severity: str
+    ts: int                      # ns: when it began
+    message: str
+    ts_end: int | None = None
+    endpoint: str | None = None  # "client" | "server" for per-flow findings
+    count: int = 1
+    flows: list[int] = field(default_factory=list)
+    packets: list[int] = field(default_factory=list)
+    host: str | None = None      # the host the finding is about (aggregates)
+    service: str | None = None   # "ip:port" of the service involved
+
+
+# Diagnoses for state piles, from the field guide: what a heap of each state means during an outage.
+PILE_DIAGNOSIS = {
+    State.SYN_SENT: ("syn_sent_pile", "high", "its connects are not answered: the service it calls is down or "
+                     "blackholed, or this host is scanning (worm?)"),
+    State.SYN_RECEIVED: ("syn_received_pile", "high", "handshakes never complete: SYN flood (spoofed sources) "
+                         "or clients' ACKs are lost"),
+    State.CLOSE_WAIT: ("close_wait_pile", "high", "peers closed but the application never closes its sockets "
+                       "(descriptor leak, stuck workers)"),
+    State.FIN_WAIT_1: ("fin_wait_1_pile", "high", "it closed connections whose peers never acknowledge the FIN: "
+                       "peers unreachable (typical of a server shutdown/restart under load)"),
+    State.FIN_WAIT_2: ("fin_wait_2_pile", "medium", "peers acknowledged its FIN but never close their side "
+                       "(the peers' CLOSE_WAIT leak)"),
+    State.LAST_ACK: ("last_ack_pile", "medium", "clients vanished in the middle of the close (e.g. a load "
+                     "generator killed): the final ACKs never come"),
+    State.TIME_WAIT: ("time_wait_pile", "medium", "it actively closes many short connections: ephemeral port "
+                      "and memory pressure; consider keep-alive/pooling or letting the peer close first"),
+}
+
+
+def _secs(ns: int) -> str:
+    s = ns / NS
+    return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s" if s >= 0.1 else f"{s * 1000:.1f} ms"
+
+
+def _ep(flow: Flow, role: str) -> str:
+    return flow.client if role == "client" else flow.server
+
+
+def _state_spans(flow: Flow, role: str, state: State, end: int) -> list[tuple[int, int, int | None, bool]]:
+    """(start, end, packet that entered, still_in_it_at_capture_end) for each stay of `role` in `state`."""
+    spans = []
+    start = pkt = None
+    if (flow.conn.client if role == "client" else flow.conn.server).initial is state:
+        start = flow.first_ts
+    for t in flow.transitions:
+        if t.endpoint != role:
+            continue
+        if t.new is state and start is None:
+            start, pkt = t.ts, t.packet
+        elif t.old is state and t.new is not state and start is not None:
+            spans.append((start, t.ts, pkt, False))
+            start = None
+    if start is not None:
+        spans.append((start, end, pkt, True))
+    return spans
+
+
+def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
+    """Per-flow rules; `end` is the capture's last timestamp (ns)."""
+    out: list[Finding] = []
+    c, s = flow.conn.client, flow.conn.server
+    add = out.append
+    answered = s.synacks > 0 or (s.packets > 0 and not s.rsts)
+
+    # -- the handshake -------------------------------------------------------------------
+    if c.syns and not flow.role_inferred:
+        first = c.syn_ts[0]
+        if not s.packets and (c.syns > 1 or end - first >= th.unanswered_syn_after * NS):
+            gave_up = any(t.cause == "timer:syn_retries" for t in flow.transitions)
+            add(Finding("unanswered_syn", "medium" if c.syns > 2 else "low", first,
+                        f"SYN from {flow.client} to {flow.server} never answered: {c.syns} SYN(s) over "
+                        f"{_secs(c.syn_ts[-1] - first)}" + (", connect() timed out" if gave_up else
+                                                            ", still SYN_SENT at capture end"),
+                        ts_end=c.syn_ts[-1], endpoint="client", packets=[flow.first_packet]))
+        elif s.rsts and not s.synacks:
+            rst_t = flow.conn.rst_ts or s.last_ts
+            add(Finding("rejected", "low", first,
+                        f"connection to {flow.server} refused: SYN answered by RST after {_secs(rst_t - first)}"
+                        + (f" ({c.syns} SYNs)" if c.syns > 1 else ""),
+                        ts_end=rst_t, endpoint="server", packets=[flow.first_packet, flow.conn.rst_packet or 0]))
+        if c.syns > 1 and answered:
+            answer = s.syn_ts[0] if s.syn_ts else (flow.conn.rst_ts or s.first_ts or first)
+            lat = answer - first
+            add(Finding("retransmitted_syn", "medium" if lat >= th.slow_connect * NS else "low", first,
+                        f"connect latency {_secs(lat)}: SYN sent {c.syns} times before {flow.server} answered",
+                        ts_end=answer, endpoint="client", packets=[flow.first_packet]))
+    if s.synacks:
+        est = next((t for t in flow.transitions if t.endpoint == "server" and t.new is State.ESTABLISHED), None)
+        if est is None:
+            stay = _state_spans(flow, "server", State.SYN_RECEIVED, end)
+            dur = sum(b - a for a, b, _, _ in stay)
+            if s.synacks > 1 or dur >= th.half_open_after * NS:
+                dropped = any(t.cause == "timer:synack_retries" for t in flow.transitions)
+                add(Finding("half_open", "medium", s.syn_ts[0],
+                            f"{flow.server} held SYN_RECEIVED for {_secs(dur)} toward {flow.client}: SYN+ACK "
+                            f"sent {s.synacks} times, the handshake ACK never came"
+                            + (" (dropped by its timer)" if dropped else ""),
+                            ts_end=s.syn_ts[-1], endpoint="server", packets=[flow.first_packet]))
+        elif s.synacks > 1:
+            add(Finding("retransmitted_synack", "low", s.syn_ts[0],
+                        f"handshake with {flow.server} completed after {s.synacks - 1} SYN+ACK retransmission(s), "
+                        f"{_secs(est.ts - s.syn_ts[0])} after the first SYN+ACK",
+                        ts_end=est.ts, endpoint="server", packets=[est.packet or 0]))
+
+    # -- stuck or lingering close states ----------------------------------------------------
+    for role in ("client", "server"):
+        ep = c if role == "client" else s
+        for state, kind, limit, sev, what in (
+                (State.CLOSE_WAIT, "stuck_close_wait", th.stuck_close_wait, "high",
+                 "the peer closed, the application never did"),
+                (State.FIN_WAIT_2, "lingering_fin_wait_2", th.lingering_fin_wait_2, "medium",
+                 "its FIN was acknowledged, the peer never closed its side")):
+            for a, b, pkt, open_ in _state_spans(flow, role, state, end):
+                if b - a >= limit * NS:
+                    add(Finding(kind, sev, a, f"{role} {_ep(flow, role)} in {state.value} for {_secs(b - a)}"
+                                f" (since packet #{pkt}){' and still at capture end' if open_ else ''}: {what}",
+                                ts_end=b, endpoint=role, packets=[pkt] if pkt else []))
+        for state, kind, limit in ((State.FIN_WAIT_1, "fin_wait_1_unacked", th.fin_wait_1_unacked),
+                                   (State.LAST_ACK, "last_ack_unacked", th.last_ack_unacked),
+                                   (State.CLOSING, "fin_wait_1_unacked", th.fin_wait_1_unacked)):
+            for a, b, pkt, open_ in _state_spans(flow, role, state, end):
+                left_by_ack = not open_ and any(t.endpoint == role and t.ts == b and t.cause == "ACK of FIN"
+                                                for t in flow.transitions)
+                if left_by_ack:
+                    continue
+                fins = sum(1 for t in ep.fin_ts if a <= t <= b)
+                if fins > 1 or b - a >= limit * NS:
+                    peer = "client" if role == "server" else "server"
+                    add(Finding(kind, "high", a, f"{role} {_ep(flow, role)} in {state.value} for {_secs(b - a)}: "
+                                f"FIN sent {fins} time(s), never acknowledged by the {peer} "
+                                f"{_ep(flow, peer)}" + (" (still at capture end)" if open_ else
+                                                        " (given up by its timer)"),
+                                ts_end=b, endpoint=role, packets=[pkt] if pkt else []))
+
+    # -- aborts and protocol violations --------------------------------------------------------
+    conn = flow.conn
+    if conn.rst_by and conn.rst_state in SYNCHRONIZED:
+        by = conn.rst_by
+        other = "server" if by == "client" else "client"
+        sent = (c if by == "client" else s).payload
+        got = (s if by == "client" else c).payload
+        add(Finding("rst_abort", "medium", conn.rst_ts,
+                    f"{by} {_ep(flow, by)} aborted the connection with RST in {conn.rst_state.value} "
+                    f"(packet #{conn.rst_packet}) after sending {sent} B and receiving {got} B; the {other} "
+                    f"was in {_state_before(flow, other, conn.rst_ts).value}",
+                    endpoint=by, packets=[conn.rst_packet or 0]))
+    by_kind: dict[tuple[str, str], list] = defaultdict(list)
+    for v in conn.violations:
+        by_kind[(v.kind, v.endpoint)].append(v)
+    for (kind, role), vs in by_kind.items():
+        sev = "medium" if kind == "out_of_window_rst" else "low"
+        more = f" (and {len(vs) - 1} more)" if len(vs) > 1 else ""
+        add(Finding(kind, sev, vs[0].ts, f"{vs[0].message} at packet #{vs[0].packet}{more}",
+                    ts_end=vs[-1].ts, endpoint=role, count=len(vs), packets=[v.packet for v in vs[:20] if v.packet]))
+    if flow.reuse_of is not None:
+        add(Finding("time_wait_reuse", "low", flow.reuse_ts,
+                    f"new SYN (packet #{flow.reuse_packet}) reused the 4-tuple while the {flow.reuse_endpoint} "
+                    f"of flow {flow.reuse_of} was in TIME_WAIT; the kernel accepted it as a new connection",
+                    endpoint=flow.reuse_endpoint, packets=[flow.reuse_packet or 0]))
+    if flow.role_inferred:
+        how = "SYN not captured, SYN+ACK sender taken as server" if s.synacks and not c.syns else \
+            "no handshake seen, roles inferred from ports"
+        add(Finding("midstream", "info", flow.first_ts, f"picked up midstream at packet #{flow.first_packet}: {how}",
+                    packets=[flow.first_packet]))
+
+    # -- vanished peer ("fake ESTABLISHED") --------------------------------------------------------
+    for role in ("client", "server"):
+        ep, peer = (c, s) if role == "client" else (s, c)
+        peer_role = "server" if role == "client" else "client"
+        if ep.retrans_unanswered >= th.vanished_retrans_count and peer.last_ts is not None \
+                and ep.state in (State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSE_WAIT, State.CLOSED) \
+                and _was(flow, peer_role, State.ESTABLISHED):
+            add(Finding("vanished_peer", "high", peer.last_ts,
+                        f"{peer_role} {_ep(flow, peer_role)} went silent without FIN or RST: {role} "
+                        f"retransmitted {ep.retrans_unanswered} times into silence over "
+                        f"{_secs((ep.last_ts or end) - (ep.first_unanswered_ts or peer.last_ts))}; the {role} "
+                        f"still believed it ESTABLISHED (fake ESTABLISHED)",
+                        ts_end=ep.last_ts, endpoint=peer_role))
+    return out
+
+
+def _was(flow: Flow, role: str, state: State) -> bool:
+    return any(t.endpoint == role and t.new is state for t in flow.transitions)
+
+
+def _state_before(flow: Flow, role: str, ts: int) -> State:
+    ep = flow.conn.client if role == "client" else flow.conn.server
+    st = ep.initial
+    for t in flow.transitions:
+        if t.endpoint == role and t.ts < ts:
+            st = t.new
+    return st
+
+
+def reconnect_findings(flows: list[Flow], end: int, th: Thresholds) -> list[tuple[Flow, Finding]]:
+    """Fake ESTABLISHED: a connection still ESTABLISHED on both sides, silent, while the same client
+    opened a new connection to the same service after the old one went quiet."""
+    by_pair: dict[tuple[str, str], list[Flow]] = defaultdict(list)
+    for f in flows:
+        by_pair[(f.client_ip, f.server)].append(f)
+    out = []
+    for group in by_pair.values():
+        if len(group) < 2:
+            continue
+        for f in group:
+            if f.conn.client.state is not State.ESTABLISHED or f.conn.server.state is not State.ESTABLISHED:
+                continue
+            silent_since = f.conn.client.last_ts or f.first_ts
+            if end - silent_since < th.vanished_idle * NS:
+                continue
+            later = [g for g in group if g is not f and g.first_ts > silent_since]
+            if later:
+                g = later[0]
+                out.append((f, Finding(
+                    "vanished_peer", "high" if f.conn.server.retrans_unanswered else "medium", silent_since,
+                    f"client {f.client} silent for {_secs(end - silent_since)} without FIN or RST while the server "
+                    f"{f.server} still holds it ESTABLISHED; the same client reconnected (flow {g.id} from port "
+                    f"{g.client_port}, {_secs(g.first_ts - silent_since)} later): fake ESTABLISHED",
+                    ts_end=end, endpoint="client", flows=[f.id, g.id], packets=[g.first_packet])))
+    return out
+
+
+def _window_max(times: list[int], window_ns: int) -> tuple[int, int, int]:
+    """Largest number of events inside any window: (count, start, end) over sorted times."""
+    best = (0, 0, 0)
+    j = 0
+    for i, t in enumerate(times):
+        while times[j] < t - window_ns:
+            j += 1
+        if i - j + 1 > best[0]:
+            best = (i - j + 1, times[j], t)
+    return best
+
+
+def aggregate_findings(flows: list[Flow], occ: Occupancy, th: Thresholds) -> list[Finding]:
+    out: list[Finding] = []
+    # SYN flood: handshakes that never complete toward one service.
+    half: dict[str, list[Flow]] = defaultdict(list)
+    for f in flows:
+        if f.conn.client.syns and f.conn.client.state is not State.ESTABLISHED and not f.conn.server.rsts \
+                and not _was(f, "client", State.ESTABLISHED):
+            half[f.server].append(f)
+    for svc, group in half.items():
+        group.sort(key=lambda f: f.first_ts)
+        times = [f.first_ts for f in group]
+        n, a, b = _window_max(times, int(th.syn_flood_window * NS))
+        if n >= th.syn_flood_count:
+            inwin = [f for f in group if a <= f.first_ts <= b]
+            srcs = len({f.client_ip for f in inwin})
+            answered = sum(1 for f in inwin if f.conn.server.synacks)
+            out.append(Finding("syn_flood", "critical", a,
+                               f"{n} handshakes toward {svc} never completed within {_secs(b - a)} from {srcs} "
+                               f"source address(es); {answered} got a SYN+ACK (server in SYN_RECEIVED), "
+                               f"{n - answered} got no answer (backlog full?)",
+                               ts_end=b, count=n, flows=[f.id for f in inwin], host=group[0].server_ip,
+                               service=svc))
+    # Port scan: one source, unanswered or rejected SYNs to many ports or hosts.
+    probes: dict[str, list[Flow]] = defaultdict(list)
+    for f in flows:
+        c, s = f.conn.client, f.conn.server
+        if c.syns and not f.role_inferred and not _was(f, "client", State.ESTABLISHED) and (not s.packets or (
+                s.rsts and not s.synacks)):
+            probes[f.client_ip].append(f)
+    for src, group in probes.items():
+        group.sort(key=lambda f: f.first_ts)
+        targets = {}
+        for f in group:
+            targets.setdefault((f.server_ip, f.server_port), f)
+        firsts = sorted(targets.values(), key=lambda f: f.first_ts)
+        n, a, b = _window_max([f.first_ts for f in firsts], int(th.port_scan_window * NS))
+        if n >= th.port_scan_count:
+            inwin = [f for f in firsts if a <= f.first_ts <= b]
+            hosts = len({f.server_ip for f in inwin})
+            ports = len({f.server_port for f in inwin})
+            refused = sum(1 for f in inwin if f.conn.server.rsts)
+            out.append(Finding("port_scan", "high", a,
+                               f"{src} probed {n} targets ({ports} port(s) on {hosts} host(s)) in {_secs(b - a)}: "
+                               f"{refused} refused, {n - refused} unanswered",
+                               ts_end=b, count=n, flows=[f.id for f in inwin], host=src))
+    # State piles per host, with the moment they peaked.
+    limits = {State.TIME_WAIT: th.time_wait_pile_count, State.CLOSE_WAIT: th.close_wait_pile_count,
+              State.FIN_WAIT_1: th.fin_wait_1_pile_count, State.FIN_WAIT_2: th.fin_wait_2_pile_count,
+              State.LAST_ACK: th.last_ack_pile_count, State.SYN_SENT: th.syn_sent_pile_count,
+              State.SYN_RECEIVED: th.syn_received_pile_count}
+    for (host, state), (count, t, fl) in sorted(occ.peaks().items(), key=lambda kv: kv[0][0]):
+        if state in limits and count >= limits[state]:
+            kind, sev, why = PILE_DIAGNOSIS[state]
+            out.append(Finding(kind, sev, t, f"{host} held {count} connections in {state.value} at once "
+                               f"(peak): {why}", ts_end=t, count=count, flows=fl, host=host))
+    return out
+
+
+def rollup(flows: list[Flow]) -> list[Finding]:
+    """One aggregate per (kind, affected host, service) of the per-flow findings, for the ranked list."""
+    groups: dict[tuple[str, str, str], list[tuple[Flow, Finding]]] = defaultdict(list)
+    for f in flows:
+        for a in f.anomalies:
+            host = f.client_ip if a.endpoint == "client" else f.server_ip
+            groups[(a.kind, host, f.server)].append((f, a))
+    out = []
+    for (kind, host, svc), items in groups.items():
+        items.sort(key=lambda fa: fa[1].ts)
+        sev = min((a.severity for _, a in items), key=SEVERITY_RANK.__getitem__)
+        first = items[0][1]
+        if len(items) == 1:
+            msg = f"flow {items[0][0].id}: {first.message}"
+        else:
+            msg = f"{len(items)} flows ({host}, service {svc}); first: flow {items[0][0].id}: {first.message}"
+        out.append(Finding(kind, sev, first.ts, msg, ts_end=max((a.ts_end or a.ts) for _, a in items),
+                           count=len(items), flows=sorted({f.id for f, _ in items}), host=host, service=svc))
+    return out
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda a: (SEVERITY_RANK[a.severity], -a.count, a.ts))
+
+
+def detect(flows: list[Flow], occ: Occupancy, end: int, th: Thresholds) -> list[Finding]:
+    """Attach per-flow findings to each flow; return the ranked aggregate list."""
+    for f in flows:
+        f.anomalies = flow_findings(f, end, th)
+    for f, finding in reconnect_findings(flows, end, th):
+        if not any(a.kind == "vanished_peer" for a in f.anomalies):
+            f.anomalies.append(finding)
+    return rank(aggregate_findings(flows, occ, th) + rollup(flows))

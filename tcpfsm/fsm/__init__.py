@@ -1,0 +1,18 @@
+"""The sans-I/O TCP state machines (RFC 9293) of both endpoints of a connection.
+
+Everything that decides a state change lives in this package: the state and
+event vocabulary (`states`), the transition table with a reason per entry
+(`table`), timer profiles (`profiles`) and the per-connection machine that
+classifies each segment into endpoint events (`machine`). Nothing here reads
+files, sockets or clocks: callers feed segments and times, and get back
+`Transition` records.
+"""
+from .states import State, Event, NETSTAT_NAME, SS_NAME
+from .table import TABLE, RFC_GRAPH, is_rfc_edge, rfc_graph
+from .profiles import TimerProfile, PROFILES, get_profile
+from .machine import Connection, Endpoint, Transition, Violation
+
+__all__ = [
+    "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "RFC_GRAPH", "is_rfc_edge", "rfc_graph",
+    "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
+]

@@ -1,0 +1,63 @@
+"""Timer profiles: how long each OS keeps an endpoint in a timed state.
+
+Values are seconds, named after the kernel knob they stand for. Every value
+can be overridden (`get_profile("linux", time_wait=30)`). A timer runs from
+the moment the endpoint entered the state (TIME_WAIT restarts when a
+retransmitted FIN is re-acknowledged, as Linux does).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True, slots=True)
+class TimerProfile:
+    name: str
+    time_wait: float          # TIME_WAIT length (2MSL)
+    fin_timeout: float        # orphaned FIN_WAIT_2 lifetime after our FIN was acknowledged
+    syn_sent_timeout: float   # first SYN -> connect() gives up (SYN retries exhausted)
+    syn_recv_timeout: float   # first SYN+ACK -> half-open connection dropped (SYN+ACK retries)
+    fin_wait_1_timeout: float  # FIN never acknowledged -> orphan retries exhausted
+    last_ack_timeout: float   # passive closer's FIN never acknowledged -> gives up
+    closing_timeout: float    # CLOSING with our FIN never acknowledged
+
+    def timeout_for(self, state: str) -> float | None:
+        return {
+            "TIME_WAIT": self.time_wait, "FIN_WAIT_2": self.fin_timeout, "SYN_SENT": self.syn_sent_timeout,
+            "SYN_RECEIVED": self.syn_recv_timeout, "FIN_WAIT_1": self.fin_wait_1_timeout,
+            "LAST_ACK": self.last_ack_timeout, "CLOSING": self.closing_timeout,
+        }.get(state)
+
+
+PROFILES: dict[str, TimerProfile] = {
+    # Linux 6.x defaults: TCP_TIMEWAIT_LEN 60 s; tcp_fin_timeout 60 s; tcp_syn_retries 6 with
+    # tcp_syn_linear_timeouts 4 (1,1,1,1 s then 2,4 s, then a final 8 s wait); tcp_synack_retries 5
+    # (1+2+4+8+16+32 s); tcp_orphan_retries 0 -> 8 retries from a 200 ms RTO (about 102 s).
+    "linux": TimerProfile("linux", time_wait=60.0, fin_timeout=60.0, syn_sent_timeout=18.0,
+                          syn_recv_timeout=63.0, fin_wait_1_timeout=102.0, last_ack_timeout=102.0,
+                          closing_timeout=102.0),
+    # FreeBSD: MSL 30 s (TIME_WAIT 60 s), tcp_finwait2_timeout 60 s, keepinit 75 s, syncache 3 retries.
+    "bsd": TimerProfile("bsd", time_wait=60.0, fin_timeout=60.0, syn_sent_timeout=75.0, syn_recv_timeout=45.0,
+                        fin_wait_1_timeout=120.0, last_ack_timeout=120.0, closing_timeout=120.0),
+    # macOS: MSL 15 s (TIME_WAIT 30 s), connection timeout 75 s.
+    "macos": TimerProfile("macos", time_wait=30.0, fin_timeout=60.0, syn_sent_timeout=75.0, syn_recv_timeout=45.0,
+                          fin_wait_1_timeout=120.0, last_ack_timeout=120.0, closing_timeout=120.0),
+    # Windows: TcpTimedWaitDelay 240 s, TcpMaxConnectRetransmissions 2 (about 21 s),
+    # TcpMaxConnectResponseRetransmissions 2, FIN_WAIT_2 120 s.
+    "windows": TimerProfile("windows", time_wait=240.0, fin_timeout=120.0, syn_sent_timeout=21.0,
+                            syn_recv_timeout=21.0, fin_wait_1_timeout=120.0, last_ack_timeout=120.0,
+                            closing_timeout=120.0),
+}
+
+OVERRIDABLE = [f.name for f in fields(TimerProfile) if f.name != "name"]
+
+
+def get_profile(name: str = "linux", **overrides: float) -> TimerProfile:
+    try:
+        base = PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r} (choose from {', '.join(PROFILES)})") from None
+    bad = [k for k in overrides if k not in OVERRIDABLE]
+    if bad:
+        raise ValueError(f"unknown timer {bad[0]!r} (timers: {', '.join(OVERRIDABLE)})")
+    return replace(base, **{k: float(v) for k, v in overrides.items()})

@@ -1,0 +1,1 @@
+"""Renderers: records (JSON/JSONL contracts) and text (rich tables, timelines, netstat)."""

@@ -1,0 +1,118 @@
+"""Plain records of an analysis, in the exact keys of the output contracts (DESIGN.md).
+
+Every machine-readable renderer (json, jsonl, csv) starts from these dicts,
+so the key names live in one place. Times are epoch seconds (float, µs).
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from ..detect.rules import Finding
+from ..detect.zeek import conn_state
+from ..fsm import State
+from ..fsm.machine import Transition
+from ..track.flowtable import Flow
+
+NS = 1_000_000_000
+
+
+def sec(ns: int | None) -> float | None:
+    return None if ns is None else round(ns / NS, 6)
+
+
+def transition_record(t: Transition) -> dict:
+    return {"ts": sec(t.ts), "endpoint": t.endpoint, "from": t.old.value, "to": t.new.value,
+            "packet": t.packet, "cause": t.cause}
+
+
+def flow_anomaly_record(a: Finding) -> dict:
+    return {"kind": a.kind, "severity": a.severity, "ts": sec(a.ts), "endpoint": a.endpoint, "message": a.message}
+
+
+def aggregate_record(a: Finding) -> dict:
+    return {"kind": a.kind, "severity": a.severity, "ts_start": sec(a.ts), "ts_end": sec(a.ts_end or a.ts),
+            "count": a.count, "flows": list(a.flows), "message": a.message}
+
+
+def flow_record(f: Flow) -> dict:
+    c, s = f.conn.client, f.conn.server
+    return {
+        "id": f.id,
+        "client": {"ip": f.client_ip, "port": f.client_port},
+        "server": {"ip": f.server_ip, "port": f.server_port},
+        "role_inferred": f.role_inferred,
+        "first_ts": sec(f.first_ts),
+        "last_ts": sec(f.last_ts),
+        "packets": {"client": c.packets, "server": s.packets},
+        "bytes": {"client": c.payload, "server": s.payload},
+        "states": {"client": c.state.value, "server": s.state.value},
+        "conn_state": conn_state(f),
+        "history": f.conn.history,
+        "transitions": [transition_record(t) for t in f.transitions],
+        "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
+    }
+
+
+def capture_record(an) -> dict:
+    i = an.info
+    return {"path": i.path, "format": i.format, "compressed": i.compressed, "linktypes": i.linktypes,
+            "ts_resolution": i.ts_resolution, "records": i.records, "truncated": i.truncated}
+
+
+def analysis_record(an) -> dict:
+    return {
+        "capture": capture_record(an),
+        "profile": {"name": an.profile.name, **{k: getattr(an.profile, k) for k in (
+            "time_wait", "fin_timeout", "syn_sent_timeout", "syn_recv_timeout", "fin_wait_1_timeout",
+            "last_ack_timeout", "closing_timeout")}},
+        "flows": [flow_record(f) for f in an.flows],
+        "anomalies": [aggregate_record(a) for a in an.findings],
+        "summary": an.summary(),
+    }
+
+
+def snapshot_records(snaps) -> dict:
+    return {"snapshots": [{"at": sec(s.at), "sockets": [
+        {"host": r.host, "local": r.local, "remote": r.remote, "state": r.state.value, "flow": r.flow}
+        for r in s.sockets]} for s in snaps]}
+
+
+def states_records(rows, states: Iterable[State] | None = None) -> list[dict]:
+    """One record per (time, host): counts of every listed state."""
+    out = []
+    for t, per_host in rows:
+        for host in sorted(per_host):
+            out.append({"ts": sec(t), "host": host, "counts": {s.value: n for s, n in sorted(
+                per_host[host].items(), key=lambda kv: list(State).index(kv[0]))}})
+    return out
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False)
+
+
+def event_stream(an) -> list[dict]:
+    """The analysis as time-ordered events, the JSON-lines contract shared with live mode:
+    {"event": "transition" | "anomaly" | "flow_end" | "stats", "ts": ..., ...}."""
+    events: list[tuple[int, int, dict]] = []
+    for f in an.flows:
+        for t in f.transitions:
+            events.append((t.ts, 0, {"event": "transition", "ts": sec(t.ts), "flow": f.id,
+                                     **{k: v for k, v in transition_record(t).items() if k != "ts"}}))
+        for a in f.anomalies:
+            events.append((a.ts, 1, {"event": "anomaly", "ts": sec(a.ts), "flow": f.id,
+                                     **{k: v for k, v in flow_anomaly_record(a).items() if k != "ts"}}))
+        rec = flow_record(f)
+        events.append((f.last_ts, 2, {"event": "flow_end", "ts": sec(f.last_ts), **rec}))
+    for a in an.findings:
+        events.append((a.ts_end or a.ts, 1, {"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None,
+                                             **aggregate_record(a)}))
+    events.sort(key=lambda e: (e[0], e[1]))
+    out = [e[2] for e in events]
+    out.append({"event": "stats", "ts": sec(an.end), **analysis_record_summary(an)})
+    return out
+
+
+def analysis_record_summary(an) -> dict:
+    return {"capture": capture_record(an), "profile": an.profile.name, "summary": an.summary()}

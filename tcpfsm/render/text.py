@@ -1,0 +1,206 @@
+"""Human-readable views: the analyze report (rich), timelines, the netstat table, state counts.
+
+Owns layout only; every number comes from an `Analysis`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from datetime import datetime
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from ..detect.occupancy import LISTED
+from ..detect.zeek import conn_state
+from ..fsm import NETSTAT_NAME, State
+from ..track.flowtable import Flow
+
+NS = 1_000_000_000
+SEV_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+STATE_ORDER = [s for s in State]
+
+
+def clock(ns: int, date: bool = False) -> str:
+    """Local wall-clock time like tcpdump prints it."""
+    dt = datetime.fromtimestamp(ns / NS)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
+
+
+def flag_text(flags: int) -> str:
+    """tcpdump-style flags: S, S., P., F., R ..."""
+    out = "".join(ch for bit, ch in ((0x02, "S"), (0x01, "F"), (0x08, "P"), (0x04, "R"), (0x20, "U"),
+                                     (0x40, "E"), (0x80, "W")) if flags & bit)
+    return out + ("." if flags & 0x10 else "") or "none"
+
+
+def seg_text(seg: tuple | None) -> str:
+    if not seg:
+        return ""
+    role, flags, seq, ack, plen = seg
+    return f"{role}→ [{flag_text(flags)}] seq {seq} ack {ack} len {plen}"
+
+
+# -- analyze --------------------------------------------------------------------------------------
+def report(an, console: Console, max_flows: int = 25) -> None:
+    s = an.summary()
+    i = an.info
+    head = Table.grid(padding=(0, 2))
+    head.add_row("capture", f"{i.path} ({i.format}{', gzip' if i.compressed else ''}, "
+                 f"linktypes {','.join(map(str, i.linktypes)) or '-'})")
+    if s["first_ts"] is not None:
+        head.add_row("time", f"{clock(an.start, True)} → {clock(an.end, True)} ({s['duration']:.3f} s)")
+    head.add_row("packets", f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows)} connections")
+    skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
+    head.add_row("skipped", f"{s['skipped_total']} ({skipped})")
+    head.add_row("profile", f"{an.profile.name} (TIME_WAIT {an.profile.time_wait:g} s, "
+                 f"fin_timeout {an.profile.fin_timeout:g} s)")
+    for w in s["warnings"]:
+        head.add_row("[yellow]warning[/]", w)
+    console.print(head)
+    console.print()
+
+    ft = Table(title="Findings (most severe first)", box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("severity", "kind", "count", "when", "what"):
+        ft.add_column(col, overflow="fold")
+    for a in an.findings:
+        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind, str(a.count), clock(a.ts), a.message)
+    if not an.findings:
+        ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
+    console.print(ft)
+
+    piles = Table(title="Per-host state piles (peak held at once, and at capture end)", box=box.SIMPLE,
+                  title_justify="left")
+    piles.add_column("host")
+    shown = [st for st in STATE_ORDER if st in LISTED]
+    for st in shown:
+        piles.add_column(NETSTAT_NAME[st], justify="right")
+    peaks = an.occupancy.peaks()
+    at_end = Counter()
+    for iv in an.occupancy.at(an.end):
+        at_end[(iv.host, iv.state)] += 1
+    hosts = sorted({h for h, _ in peaks})
+    for h in hosts:
+        cells = []
+        for st in shown:
+            p = peaks.get((h, st), (0,))[0]
+            e = at_end.get((h, st), 0)
+            cells.append("" if not p else f"{p}/{e}")
+        piles.add_row(h, *cells)
+    console.print(piles)
+
+    interesting = [f for f in an.flows if f.anomalies]
+    interesting.sort(key=lambda f: (min(["critical", "high", "medium", "low", "info"].index(a.severity)
+                                        for a in f.anomalies), f.first_ts))
+    fl = Table(title=f"Flows that matter ({len(interesting)} with findings"
+               f"{f', first {max_flows}' if len(interesting) > max_flows else ''})",
+               box=box.SIMPLE, title_justify="left")
+    for col in ("id", "client", "server", "client state", "server state", "zeek", "findings"):
+        fl.add_column(col, overflow="fold")
+    for f in interesting[:max_flows]:
+        fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
+                   f"{conn_state(f)} {f.conn.history}", ", ".join(sorted({a.kind for a in f.anomalies})))
+    console.print(fl)
+
+
+# -- timeline -------------------------------------------------------------------------------------
+def timeline_rows(flow: Flow) -> list[tuple]:
+    """(ts, endpoint, old, new, packet, segment, cause, reason, rfc) for each transition."""
+    return [(t.ts, t.endpoint, t.old.value, t.new.value, t.packet, seg_text(t.seg), t.cause, t.reason, t.rfc)
+            for t in flow.transitions]
+
+
+def timeline_text(flows: list[Flow], markdown: bool = False) -> str:
+    out = io.StringIO()
+    for f in flows:
+        c, s = f.conn.client, f.conn.server
+        title = (f"flow {f.id}: client {f.client} ↔ server {f.server}"
+                 f"{' (roles inferred)' if f.role_inferred else ''} — {conn_state(f)} {f.conn.history}, "
+                 f"packets {c.packets}/{s.packets}, bytes {c.payload}/{s.payload}")
+        if markdown:
+            out.write(f"### {title}\n\n| time | endpoint | transition | packet | segment | cause | why |\n"
+                      "|---|---|---|---|---|---|---|\n")
+        else:
+            out.write(title + "\n")
+        for ts, ep, old, new, pkt, seg, cause, reason, rfc in timeline_rows(f):
+            pk = f"#{pkt}" if pkt else "timer" if cause.startswith("timer") else "-"
+            mark = "" if rfc else " [not an RFC edge]"
+            if markdown:
+                out.write(f"| {clock(ts)} | {ep} | {old} → {new} | {pk} | {seg} | {cause} | {reason}{mark} |\n")
+            else:
+                arrow = "→"
+                side = f"{ep:>6}"
+                out.write(f"  {clock(ts)}  {side}  {old:>12} {arrow} {new:<12}  {pk:>8}  {seg:<52}  {cause}: "
+                          f"{reason}{mark}\n")
+        ends = f"  end: client {c.state.value}, server {s.state.value}"
+        for ep in (c, s):
+            pend = f.conn.pending(ep)
+            if pend:
+                ends += f"; {ep.role} → {pend[1].value} at {clock(pend[0])} ({ep.deadline_cause})"
+        out.write(("\n" + ends.strip() + "\n\n") if markdown else ends + "\n")
+        for a in f.anomalies:
+            out.write(f"{'- ' if markdown else '  ! '}{a.severity} {a.kind}: {a.message}\n")
+        out.write("\n")
+    return out.getvalue()
+
+
+# -- netstat --------------------------------------------------------------------------------------
+def netstat_text(snaps, include_queues: bool = True) -> str:
+    out = io.StringIO()
+    for snap in snaps:
+        out.write(f"# at {clock(snap.at, True)} ({snap.at / NS:.6f})\n")
+        out.write("Active Internet connections (servers and established)\n")
+        out.write(f"{'Proto':<5} {'Recv-Q':>6} {'Send-Q':>6} {'Local Address':<45} {'Foreign Address':<45} State\n")
+        host = None
+        for r in snap.sockets:
+            if r.host != host and len({x.host for x in snap.sockets}) > 1:
+                out.write(f"# host {r.host}\n")
+                host = r.host
+            proto = "tcp6" if ":" in r.host else "tcp"
+            out.write(f"{proto:<5} {0:>6} {0:>6} {r.local:<45} {r.remote:<45} {NETSTAT_NAME[r.state]}\n")
+        out.write("\n")
+    return out.getvalue()
+
+
+# -- states ---------------------------------------------------------------------------------------
+def states_table(rows, console: Console) -> None:
+    t = Table(box=box.SIMPLE, title="State counts per host (netstat -nat | awk '{print $6}' | sort | uniq -c)",
+              title_justify="left")
+    t.add_column("time")
+    t.add_column("host")
+    shown = [st for st in STATE_ORDER if st in LISTED]
+    for st in shown:
+        t.add_column(NETSTAT_NAME[st], justify="right")
+    for ts, per_host in rows:
+        for h in sorted(per_host):
+            cnt = per_host[h]
+            t.add_row(clock(ts), h, *[str(cnt.get(st, "")) if cnt.get(st) else "" for st in shown])
+    console.print(t)
+
+
+def states_csv(rows) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    shown = [st for st in STATE_ORDER if st in LISTED]
+    w.writerow(["ts", "host", *[st.value for st in shown]])
+    for ts, per_host in rows:
+        for h in sorted(per_host):
+            w.writerow([f"{ts / NS:.6f}", h, *[per_host[h].get(st, 0) for st in shown]])
+    return out.getvalue()
+
+
+def flows_csv(an) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["id", "client_ip", "client_port", "server_ip", "server_port", "role_inferred", "first_ts",
+                "last_ts", "packets_client", "packets_server", "bytes_client", "bytes_server", "state_client",
+                "state_server", "conn_state", "history", "anomalies"])
+    for f in an.flows:
+        c, s = f.conn.client, f.conn.server
+        w.writerow([f.id, f.client_ip, f.client_port, f.server_ip, f.server_port, int(f.role_inferred),
+                    f"{f.first_ts / NS:.6f}", f"{f.last_ts / NS:.6f}", c.packets, s.packets, c.payload, s.payload,
+                    c.state.value, s.state.value, conn_state(f), f.conn.history,
+                    ";".join(sorted({a.kind for a in f.anomalies}))])
+    return out.getvalue()

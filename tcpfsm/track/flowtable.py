@@ -1,0 +1,211 @@
+"""Connection identity: which connection each segment belongs to, and who is the client.
+
+Owns the flow table (4-tuple -> current connection), splitting on 4-tuple
+reuse (a SYN with a new ISN starts a new connection), role inference for
+connections picked up midstream, the observer's monotonic clock and the
+firing of timers before each segment. It must not decide states: that is the
+`fsm` package's job, fed through `Connection.feed`.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..capture.batch import ACK, SYN, RST, Batch
+from ..fsm import Connection, State, TimerProfile
+from ..fsm.machine import Transition
+
+# Ports that are services even when above 1024 (for midstream role inference).
+SERVICE_PORTS = frozenset({
+    1080, 1433, 1521, 2049, 2181, 2379, 3000, 3128, 3306, 3389, 5000, 5432, 5672, 5900, 6379, 6443, 8000,
+    8008, 8080, 8081, 8443, 8888, 9000, 9042, 9090, 9092, 9200, 9300, 11211, 15672, 27017,
+})
+_MAPPED = b"\x00" * 10 + b"\xff\xff"
+
+
+def ip_text(raw: bytes) -> str:
+    """16-byte column value -> printable address (IPv4-mapped shown as IPv4)."""
+    if raw[:12] == _MAPPED:
+        return ".".join(str(b) for b in raw[12:])
+    return str(ipaddress.IPv6Address(raw))
+
+
+def hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+@dataclass(slots=True)
+class Flow:
+    """One TCP connection: identity, roles, and its pair of endpoint machines."""
+
+    id: int
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    role_inferred: bool
+    conn: Connection
+    first_ts: int
+    last_ts: int
+    first_packet: int
+    client_raw: bytes = b""
+    reuse_of: int | None = None          # id of the flow whose TIME_WAIT this one reused
+    reuse_ts: int | None = None
+    reuse_packet: int | None = None
+    reuse_endpoint: str | None = None    # which endpoint of the old flow was in TIME_WAIT
+    anomalies: list = field(default_factory=list)
+
+    @property
+    def transitions(self) -> list[Transition]:
+        return self.conn.transitions
+
+    @property
+    def client(self) -> str:
+        return hostport(self.client_ip, self.client_port)
+
+    @property
+    def server(self) -> str:
+        return hostport(self.server_ip, self.server_port)
+
+    def state(self, role: str) -> State:
+        return (self.conn.client if role == "client" else self.conn.server).state
+
+    def finished(self) -> bool:
+        c, s = self.conn.client, self.conn.server
+        return c.state in (State.CLOSED, State.LISTEN) and s.state in (State.CLOSED, State.LISTEN) \
+            and c.deadline is None and s.deadline is None
+
+
+@dataclass(slots=True)
+class ClockStats:
+    backwards_steps: int = 0
+    largest_step_ns: int = 0
+
+
+class FlowTable:
+    """Assigns segments to connections and feeds their machines, in capture order."""
+
+    def __init__(self, profile: TimerProfile, stale_after: float | None = None, reorder_window: float = 0.5):
+        self.profile = profile
+        self.current: dict[tuple, Flow] = {}
+        self.flows: list[Flow] = []
+        self.clock = 0                      # observer time: max timestamp so far (ns)
+        self.last_raw = None
+        self.clock_stats = ClockStats()
+        self.reorder_window_ns = int(reorder_window * 1e9)
+        # a non-SYN segment this long after a finished connection starts a new (midstream) one
+        self.stale_after_ns = int((stale_after if stale_after is not None else profile.time_wait * 2) * 1e9)
+
+    def feed_batch(self, batch: Batch) -> None:
+        c = batch.cols
+        order = self._causal_order(c["ts"])
+        names = ("ts", "index", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "wscale",
+                 "ip_len")
+        cols = [(c[k] if order is None else c[k][order]).tolist() for k in names]
+        current = self.current
+        clock = self.clock
+        last_raw = self.last_raw
+        cs = self.clock_stats
+        for ts, idx, src, dst, sport, dport, flags, seq, ack, win, plen, wscale, ip_len in zip(*cols):
+            if last_raw is not None and ts < last_raw:
+                cs.backwards_steps += 1
+                if last_raw - ts > cs.largest_step_ns:
+                    cs.largest_step_ns = last_raw - ts
+            last_raw = ts
+            if ts > clock:
+                clock = ts
+            # Timers and states run on the monotonic clock so a timestamp stepping back cannot reorder them.
+            key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+            flow = current.get(key)
+            if flow is not None:
+                flow.conn.expire(clock)
+                if (flags & SYN) or flow.finished():
+                    flow = self._maybe_split(flow, key, clock, idx, src, sport, dst, dport, flags, seq)
+            if flow is None:
+                flow = self._new_flow(key, clock, idx, src, sport, dst, dport, flags)
+            from_client = sport == flow.client_port and src == flow.client_raw
+            flow.conn.feed(clock, idx, from_client, flags, seq, ack, win, plen, wscale, ip_len)
+            flow.last_ts = clock
+        self.clock = clock
+        self.last_raw = last_raw
+
+    def _causal_order(self, ts: np.ndarray) -> np.ndarray | None:
+        """Capture order, except that records stamped slightly earlier than one before them are put back in
+        timestamp order (multi-CPU capture writes them out of order; their stamps are right). A record that
+        steps back by more than `reorder_window` is a clock step, not reordering: it keeps its place and the
+        monotonic clock absorbs it. Reordering stays inside one batch."""
+        if len(ts) < 2 or not (ts[1:] < ts[:-1]).any():
+            return None
+        runmax = np.maximum.accumulate(ts)
+        key = np.where(runmax - ts > self.reorder_window_ns, runmax, ts)
+        return np.argsort(key, kind="stable")
+
+    def _maybe_split(self, flow: Flow, key: tuple, ts: int, idx: int, src: bytes, sport: int, dst: bytes,
+                     dport: int, flags: int, seq: int) -> Flow | None:
+        """Return the flow this segment belongs to, or None when it starts a new connection."""
+        conn = flow.conn
+        if not flags & SYN:
+            # a late segment shortly after the close belongs to the old connection
+            return None if ts - flow.last_ts > self.stale_after_ns and not flags & RST else flow
+        from_client = sport == flow.client_port and src == flow.client_raw
+        sender = conn.client if from_client else conn.server
+        if flags & ACK:
+            # SYN+ACK: same connection unless it carries a new ISN after the old one is finished
+            if sender.isn is None or sender.isn == seq or not flow.finished():
+                return flow
+            return None
+        if from_client and conn.client.isn == seq:
+            return flow                                   # retransmitted SYN
+        if not from_client and conn.server.isn is None and conn.client.state is State.SYN_SENT \
+                and conn.server.state is State.LISTEN:
+            return flow                                   # simultaneous open: the peer's own SYN
+        if from_client and conn.client.isn is None and conn.client.state is State.SYN_SENT:
+            conn.client.isn = seq                         # the SYN whose SYN+ACK we saw first
+            return flow
+        # A new ISN on this 4-tuple: a new connection. If an endpoint still holds TIME_WAIT, the
+        # kernel accepts the SYN and drops the TIME_WAIT (the time_wait_reuse finding).
+        tw = next((e for e in (conn.client, conn.server) if e.state is State.TIME_WAIT), None)
+        new = self._new_flow(key, ts, idx, src, sport, dst, dport, flags)
+        if tw is not None:
+            new.reuse_of, new.reuse_ts, new.reuse_packet, new.reuse_endpoint = flow.id, ts, idx, tw.role
+            conn._move(tw, None, ts, idx, "reused:new SYN on the 4-tuple", force=State.CLOSED)
+            tw.deadline = None
+        return new
+
+    def _new_flow(self, key: tuple, ts: int, idx: int, src: bytes, sport: int, dst: bytes, dport: int,
+                  flags: int) -> Flow:
+        if flags & SYN and not flags & ACK:
+            client, cport, server, sport_, inferred = src, sport, dst, dport, False
+        elif flags & SYN:
+            client, cport, server, sport_, inferred = dst, dport, src, sport, True
+        else:
+            if _is_service(sport, dport):
+                client, cport, server, sport_ = dst, dport, src, sport
+            else:
+                client, cport, server, sport_ = src, sport, dst, dport
+            inferred = True
+        conn = Connection(self.profile)
+        flow = Flow(id=len(self.flows) + 1, client_ip=ip_text(client), client_port=cport,
+                    server_ip=ip_text(server), server_port=sport_, role_inferred=inferred, conn=conn,
+                    first_ts=ts, last_ts=ts, first_packet=idx, client_raw=client)
+        conn.start(ts, client == src and cport == sport, flags)
+        self.flows.append(flow)
+        self.current[key] = flow
+        return flow
+
+    def finish(self, end_ts: int | None = None) -> None:
+        """Fire every timer due by the end of the capture."""
+        end = max(self.clock, end_ts or 0)
+        for flow in self.flows:
+            flow.conn.expire(end)
+
+
+def _is_service(a: int, b: int) -> bool:
+    """Is port `a` (the sender's) more likely the server's than port `b`?"""
+    a_svc = a < 1024 or a in SERVICE_PORTS
+    b_svc = b < 1024 or b in SERVICE_PORTS
+    if a_svc != b_svc:
+        return a_svc
+    return a < b
