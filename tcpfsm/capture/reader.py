@@ -737,25 +737,25 @@ class Capture:
 
     # ---- walking ---------------------------------------------------------------------------
     def _walk_pcap(self, pos: int, limit: int):
+        """Collect up to `limit` complete records from pos. Returns (pos, status, offsets)
+        with status "limit" (more may follow), "need" (needs more bytes) or "corrupt"."""
         buf, end = self._buf, self._end
         incl_at = struct.Struct(self._order + "I").unpack_from
         offs = []
         app = offs.append
-        status = "need"
-        for _ in range(limit):
-            if pos + 16 > end:
-                break
-            incl = incl_at(buf, pos + 8)[0]
-            if incl > _MAX_RECORD:
-                status = "corrupt"
-                break
-            npos = pos + 16 + incl
-            if npos > end:
-                break
-            app(pos)
-            pos = npos
-        else:
-            status = "limit"
+        status = "limit"
+        try:
+            for _ in range(limit):
+                npos = pos + 16 + incl_at(buf, pos + 8)[0]
+                if npos > end:
+                    status = "need"
+                    break
+                app(pos)
+                pos = npos
+        except struct.error:                    # fewer than 12 bytes left
+            status = "need"
+        if status == "need" and pos + 12 <= end and incl_at(buf, pos + 8)[0] > _MAX_RECORD:
+            status = "corrupt"
         return pos, status, offs
 
     def _add_iface(self, buf, pos: int, blen: int, order: str) -> None:
@@ -917,10 +917,16 @@ class Capture:
                     hdr = sliding_window_view(bufnp, 16)[ro].copy().view(self._order + "u4")
                     sec, frac = hdr[:, 0].astype(np.int64), hdr[:, 1].astype(np.int64)
                     caps, origs = hdr[:, 2].astype(np.int64), hdr[:, 3].astype(np.int64)
+                    if int(caps.max()) > _MAX_RECORD:          # corrupt record header inside the file
+                        bad = int(np.argmax(caps > _MAX_RECORD))
+                        pos, status, n = offs[bad], "corrupt", bad
+                        ro, hdr, sec, frac, caps, origs = ro[:n], hdr[:n], sec[:n], frac[:n], caps[:n], origs[:n]
                     ts = sec * 1_000_000_000 + frac * self._mult
                     doffs = ro + 16
                     ifaces = np.zeros(n, np.int64)
                     lt_rows, lts = self._lt, (self._lt,)
+                    if not n:
+                        del bufnp
             else:
                 pos, status, (doffs, caps, origs, tss, ifs) = self._walk_pcapng(pos, size)
                 n = len(doffs)

@@ -37,6 +37,7 @@ from .states import Event, State
 from .table import TABLE, is_rfc_edge
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+_EST = State.ESTABLISHED
 _M32 = 0xFFFFFFFF
 NS = 1_000_000_000
 
@@ -110,13 +111,14 @@ class Endpoint:
     fin_ts: list[int] = field(default_factory=list)    # times of our FIN (first + retransmissions)
     deadline: int | None = None
     deadline_cause: str = ""
+    retry_deadline: int | None = None  # when the next retransmission is overdue: the endpoint gave up
 
 
 class Connection:
     """The pair of endpoint machines of one connection (one 4-tuple + client ISN)."""
 
     __slots__ = ("client", "server", "profile", "transitions", "violations", "scaling", "rst_by", "rst_state",
-                 "rst_ts", "rst_packet", "history", "_hist_seen", "_seg")
+                 "rst_ts", "rst_packet", "history", "_hist_seen", "_seg", "steady")
 
     def __init__(self, profile: TimerProfile):
         self.client = Endpoint("client")
@@ -132,6 +134,7 @@ class Connection:
         self.history = ""          # Zeek-style letters, upper case for the client (originator)
         self._hist_seen = 0
         self._seg: tuple | None = None
+        self.steady = False        # both ESTABLISHED: plain segments cannot change a state (fast path)
 
     # -- starting points --------------------------------------------------------------
     def start(self, ts: int, first_from_client: bool, flags: int) -> None:
@@ -168,6 +171,9 @@ class Connection:
             return
         ep.state = new
         ep.since = ts
+        ep.retry_deadline = None
+        self.steady = self.client.state is _EST and self.server.state is _EST \
+            and not self.client.synack_unconfirmed and not self.server.synack_unconfirmed
         self.transitions.append(Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
                                            self._seg if packet is not None else None))
         # timers of the new state
@@ -194,23 +200,46 @@ class Connection:
 
     # -- time -------------------------------------------------------------------------
     def next_deadline(self) -> int | None:
-        d1, d2 = self.client.deadline, self.server.deadline
+        d1, d2 = self.client.deadline, self.server.deadline  # retry deadlines only fire once observed
         if d1 is None:
             return d2
         if d2 is None:
             return d1
         return min(d1, d2)
 
+    @staticmethod
+    def _due(ep: Endpoint, now: int) -> int | None:
+        """When `ep`'s timer fired, if it did by `now`. A retransmitting endpoint whose next retransmission
+        is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK retries when its
+        queue is half full, for instance); the profile's deadline is the fallback."""
+        due = ep.deadline
+        r = ep.retry_deadline
+        if r is not None and r <= now and (due is None or r < due):
+            due = r
+        return due if due is not None and due <= now else None
+
     def expire(self, now: int) -> None:
         """Fire every timer due at or before `now`, in time order."""
+        c, s = self.client, self.server
+        if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None:
+            return
         while True:
-            eps = [e for e in (self.client, self.server) if e.deadline is not None and e.deadline <= now]
-            if not eps:
+            dues = [(d, e) for e in (self.client, self.server) if (d := self._due(e, now)) is not None]
+            if not dues:
                 return
-            ep = min(eps, key=lambda e: e.deadline)
-            when = ep.deadline
-            ep.deadline = None
-            self._move(ep, Event.TIMEOUT, when, None, ep.deadline_cause)
+            when, ep = min(dues, key=lambda de: de[0])
+            cause = ep.deadline_cause
+            if ep.deadline is None or when < ep.deadline:
+                cause += " (retransmissions stopped)"
+            ep.deadline = ep.retry_deadline = None
+            self._move(ep, Event.TIMEOUT, when, None, cause)
+
+    @staticmethod
+    def _retry(ep: Endpoint, times: list[int]) -> None:
+        """After a retransmission, expect the next one by twice the last gap (exponential back-off)."""
+        if len(times) >= 2:
+            gap = times[-1] - times[-2]
+            ep.retry_deadline = times[-1] + 2 * gap + gap // 4 + 200_000_000
 
     def pending(self, ep: Endpoint) -> tuple[int, State] | None:
         """The timer that would next change `ep` if no packet came: (when, new state)."""
@@ -220,6 +249,48 @@ class Connection:
         return (ep.deadline, entry[0]) if entry else None
 
     # -- segments ---------------------------------------------------------------------
+    def feed_plain(self, ts: int, from_client: bool, flags: int, seq: int, ack: int, win: int, plen: int,
+                   ip_len: int) -> None:
+        """A segment without SYN, FIN or RST while both endpoints are ESTABLISHED (`steady`): it can change
+        no state, so only the counters and sequence bookkeeping that later rules read are updated. This is
+        the path of nearly every packet of a capture; `feed` is the reference it must agree with."""
+        x, y = (self.client, self.server) if from_client else (self.server, self.client)
+        x.packets += 1
+        x.payload += plen
+        x.ip_bytes += ip_len
+        if x.first_ts is None:
+            x.first_ts = ts
+        x.last_ts = ts
+        y.retrans_unanswered = 0
+        shift = 0 if from_client else 6
+        if plen:
+            x.last_data_ts = ts
+            nxt = x.snd_nxt
+            end = (seq + plen) & _M32
+            if nxt is None:
+                x.snd_nxt = end
+            else:
+                if 0 < ((nxt - seq) & _M32) < 0x80000000:        # seq < snd_nxt: a retransmission
+                    x.retrans += 1
+                    if not x.retrans_unanswered:
+                        x.first_unanswered_ts = ts
+                    x.retrans_unanswered += 1
+                if 0 < ((end - nxt) & _M32) < 0x80000000:
+                    x.snd_nxt = end
+            bit = 8 << shift                                     # history "D"
+        else:
+            bit = 4 << shift if flags & ACK else 0               # history "A"
+        if bit and not self._hist_seen & bit:
+            self._hist_seen |= bit
+            self.history += ("D" if plen else "A") if from_client else ("d" if plen else "a")
+        if flags & ACK:
+            sent = x.ack_sent
+            if sent is None or 0 < ((ack - sent) & _M32) < 0x80000000:
+                x.ack_sent = ack
+        x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
+        if not win:
+            x.zero_windows += 1
+
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
              plen: int, wscale: int, ip_len: int) -> None:
         x, y = (self.client, self.server) if from_client else (self.server, self.client)
@@ -330,6 +401,8 @@ class Connection:
                     x.wscale = wscale
                 self.scaling = x.wscale >= 0 and y.wscale >= 0
                 self._move(x, Event.SND_SYNACK, ts, packet, "SYN+ACK")
+                if x.state is State.SYN_RECEIVED:
+                    self._retry(x, x.syn_ts)
             else:
                 if x.isn is None:
                     x.isn = seq
@@ -344,6 +417,8 @@ class Connection:
                 if x.state is State.LISTEN and x.syns == 1 and not x.synacks:
                     x.state = x.initial = State.CLOSED     # it opens actively: simultaneous open, no listener
                 self._move(x, Event.SND_SYN, ts, packet, "SYN")
+                if x.state is State.SYN_SENT:
+                    self._retry(x, x.syn_ts)
         if flags & FIN:
             fin_at = (seq + plen + (1 if syn else 0)) & _M32
             x.fins += 1
@@ -356,6 +431,8 @@ class Connection:
                     x.fin_acked = False
                     x.deaf_to_fin_ack = True
                 self._move(x, Event.SND_FIN, ts, packet, "FIN retransmitted")
+                if x.state in (State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING):
+                    self._retry(x, x.fin_ts)
             elif seq_gt(fin_at, x.fin_seq):
                 self.violations.append(Violation(
                     ts, x.role, "data_after_fin", packet,

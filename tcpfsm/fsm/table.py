@@ -148,6 +148,10 @@ def rfc_graph() -> nx.DiGraph:
 RFC_GRAPH = rfc_graph()
 
 
+_RFC_PAIRS = frozenset((a, b) for a in S for b in S
+                       if a is b or RFC_GRAPH.get_edge_data(a.value, b.value, {}).get("rfc"))
+
+
 def is_rfc_edge(a: S, b: S) -> bool:
-    """True for self-loops and for edges of the RFC graph."""
-    return a is b or bool(RFC_GRAPH.get_edge_data(a.value, b.value, {}).get("rfc"))
+    """True for self-loops and for edges of the RFC graph (looked up in the networkx graph, once)."""
+    return (a, b) in _RFC_PAIRS

@@ -119,6 +119,11 @@ class FlowTable:
             # Timers and states run on the monotonic clock so a timestamp stepping back cannot reorder them.
             key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
             flow = current.get(key)
+            if flow is not None and not flags & 7 and flow.conn.steady:
+                flow.conn.feed_plain(clock, sport == flow.client_port and src == flow.client_raw, flags, seq, ack,
+                                     win, plen, ip_len)
+                flow.last_ts = clock
+                continue
             if flow is not None:
                 flow.conn.expire(clock)
                 if (flags & SYN) or flow.finished():
