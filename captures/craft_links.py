@@ -123,7 +123,7 @@ def interleave(exch, noise):
     return out
 
 
-def eth(c2s, etype=None):
+def eth(c2s):
     return Ether(src=MAC_C, dst=MAC_S) if c2s else Ether(src=MAC_S, dst=MAC_C)
 
 
@@ -147,10 +147,6 @@ def raw_frames(v6=False, prefix=lambda c2s, raw: raw):
 
 
 # ---------------------------------------------------------------------------- writers
-def ts_us(i):
-    return BASE, 123456 + i * 1001          # (sec, usec) -- usec may exceed 1e6: normalise
-
-
 def write_pcap(name, linktype, frames, nano=False, endian="", snaplen=65535):
     path = os.path.join(OUT, name)
     w = PcapWriter(path, linktype=linktype, endianness=endian, nano=nano, snaplen=snaplen, sync=False)

@@ -72,6 +72,17 @@ def _write(out: str | None, data: str) -> None:
         sys.stdout.write(data)
 
 
+def _stream(out: str | None, writer) -> None:
+    if out and out != "-":
+        try:
+            with open(out, "w", encoding="utf-8") as fh:
+                writer(fh)
+        except OSError as e:
+            raise UserError(f"cannot write {out}: {e.strerror}") from None
+    else:
+        writer(sys.stdout)
+
+
 def _console(out: str | None) -> tuple[Console, object]:
     if out and out != "-":
         try:
@@ -108,7 +119,7 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
     an = _load(capture, profile, timers, thresholds)
     if fmt == "json":
-        _write(output, records.dumps(records.analysis_record(an)) + "\n")
+        _stream(output, lambda fh: records.write_analysis_json(an, fh))
     elif fmt == "jsonl":
         _write(output, "".join(json.dumps(e) + "\n" for e in records.event_stream(an)))
     elif fmt == "csv":

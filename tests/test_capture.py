@@ -610,6 +610,28 @@ def test_property_garbage_never_tracebacks(tmp_path, blob):
             assert "\n" not in str(e)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["two_if.pcapng", "be.pcapng", "eth.pcap", "ipv6_ext.pcap", "null_be.pcap"]),
+       st.lists(st.tuples(st.integers(0, 1600), st.integers(0, 255)), min_size=1, max_size=8),
+       st.integers(0, 60))
+def test_property_flipped_bytes_in_real_files(tmp_path, monkeypatch, name, flips, cut):
+    data = bytearray(open(cap(name), "rb").read())
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    p = tmp_path / "flip.bin"
+    p.write_bytes(bytes(data[:len(data) - cut]))
+    try:
+        c1, b1 = read_all(str(p), 5)
+    except CaptureError:
+        return
+    with monkeypatch.context() as m:
+        m.setattr(reader, "_FORCE_SCALAR", True)
+        c2, b2 = read_all(str(p), 5)
+    assert to_rows(b1) == to_rows(b2)
+    assert c1.info.records == c1.info.tcp_segments + sum(c1.info.skipped.values())
+
+
 # ------------------------------------------------------------------ external tools
 @pytest.mark.skipif(not os.path.exists("/usr/bin/tcpdump"), reason="tcpdump not installed")
 def test_pcap_written_by_tcpdump(tmp_path):

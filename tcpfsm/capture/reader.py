@@ -788,23 +788,33 @@ class Capture:
             self.info.warnings.append(f"interface {len(self._ifaces) - 1}: unsupported link type {lt}; its records are skipped")
 
     def _walk_pcapng(self, pos: int, limit: int):
-        """Walk blocks from pos; collect up to `limit` packet records.
-        Returns (pos, status, (doffs, caps, origs, ts, ifaces))."""
+        """Walk blocks from pos and collect up to `limit` packet blocks.
+
+        Returns (pos, status, (rpos, special)): rpos = block offsets of the packet blocks,
+        special = {row: (ifid, ticks_hi, ticks_lo, cap, orig, data_offset)} for the rare
+        non-EPB packet blocks (ticks_hi None for simple packet blocks). A group never spans
+        a section header or an interface description block, so the section's byte order
+        and interface table are constant within it."""
         buf, end = self._buf, self._end
         order = self._ng_order
         hdr = struct.Struct(order + "II").unpack_from
-        epb = struct.Struct(order + "IIIII").unpack_from
-        doffs, caps, origs, tss, ifs = [], [], [], [], []
-        ifaces = self._ifaces
-        nif = len(ifaces) - self._section_base
-        sbase = self._section_base
+        rpos: list[int] = []
+        special: dict = {}
+        app = rpos.append
         n = 0
         status = "need"
-        while True:
-            if pos + 12 > end:
-                break
+        maxr = _MAX_RECORD
+        while pos + 12 <= end:
             btype, blen = hdr(buf, pos)
+            if btype == 6 and 32 <= blen <= maxr and not blen & 3 and pos + blen <= end and n < limit:
+                app(pos)                         # the common case: an enhanced packet block
+                n += 1
+                pos += blen
+                continue
             if btype == 0x0A0D0D0A:
+                if n:
+                    status = "limit"
+                    break
                 bom = bytes(buf[pos + 8:pos + 12])
                 if bom == b"\x4d\x3c\x2b\x1a":
                     order = "<"
@@ -814,78 +824,93 @@ class Capture:
                     status = "corrupt"
                     break
                 hdr = struct.Struct(order + "II").unpack_from
-                epb = struct.Struct(order + "IIIII").unpack_from
                 blen = hdr(buf, pos)[1]
-            if blen < 12 or blen & 3 or blen > _MAX_RECORD:
+            if blen < 12 or blen & 3 or blen > maxr:
                 status = "corrupt"
                 break
             if pos + blen > end:
                 break
-            if btype == 6 or btype == 3 or btype == 2:
+            if btype in (6, 3, 2):
                 if n >= limit:
                     status = "limit"
                     break
-                if btype == 6:
+                if btype == 6 or btype == 2:
                     if blen < 32:
                         status = "corrupt"
                         break
-                    ifid, hi, lo, cap, orig = epb(buf, pos + 8)
-                    d = pos + 28
-                    cap = min(cap, blen - 32)
-                elif btype == 2:
-                    if blen < 32:
-                        status = "corrupt"
-                        break
-                    ifid2, hi, lo, cap, orig = epb(buf, pos + 8)
-                    ifid = ifid2 & 0xFFFF if order == "<" else ifid2 >> 16
-                    d = pos + 28
-                    cap = min(cap, blen - 32)
+                    ifid, hi, lo, cap, orig = struct.unpack_from(order + "IIIII", buf, pos + 8)
+                    if btype == 2:
+                        ifid = ifid & 0xFFFF if order == "<" else ifid >> 16
+                    special[n] = (ifid, hi, lo, min(cap, blen - 32), orig, pos + 28)
                 else:
                     if blen < 16:
                         status = "corrupt"
                         break
                     orig = hdr(buf, pos + 4)[1]
-                    ifid = 0
                     cap = min(orig, blen - 16)
-                    if nif > 0 and ifaces[sbase][4]:
-                        cap = min(cap, ifaces[sbase][4])
-                    d = pos + 12
-                    hi = None
-                if ifid < nif:
-                    g = sbase + ifid
-                    if hi is None:
-                        ts = self._last_ts
-                        if not self._spb_warned:
-                            self._spb_warned = True
-                            self.info.warnings.append("simple packet blocks have no timestamp; using the previous record's")
-                    else:
-                        _lt, mul, div, off, _s = ifaces[g]
-                        ts = ((hi << 32) | lo) * mul
-                        if div != 1:
-                            ts //= div
-                        ts += off
-                        self._last_ts = ts
-                else:
-                    g = -1
-                    ts = self._last_ts
-                doffs.append(d)
-                caps.append(cap)
-                origs.append(orig)
-                tss.append(ts)
-                ifs.append(g)
+                    sb = self._section_base
+                    if len(self._ifaces) > sb and self._ifaces[sb][4]:
+                        cap = min(cap, self._ifaces[sb][4])
+                    special[n] = (0, None, None, cap, orig, pos + 12)
+                    if not self._spb_warned:
+                        self._spb_warned = True
+                        self.info.warnings.append("simple packet blocks have no timestamp; using the previous record's")
+                app(pos)
                 n += 1
             elif btype == 1:
+                if n:
+                    status = "limit"
+                    break
                 if blen < 20:
                     status = "corrupt"
                     break
                 self._add_iface(buf, pos, blen, order)
-                nif += 1
             elif btype == 0x0A0D0D0A:
-                self._section_base = sbase = len(ifaces)
-                nif = 0
+                self._section_base = len(self._ifaces)
             pos += blen
         self._ng_order = order
-        return pos, status, (doffs, caps, origs, tss, ifs)
+        return pos, status, (rpos, special)
+
+    def _ng_records(self, bufnp, rpos, special):
+        """Vectorised EPB header extraction -> (doffs, caps, origs, ts, ifaces)."""
+        order = self._ng_order
+        P = np.array(rpos, np.int64)
+        n = len(P)
+        safe = np.minimum(P, len(bufnp) - 28) if len(bufnp) >= 28 else P * 0
+        H = sliding_window_view(bufnp, 28)[safe].copy().view(order + "u4").astype(np.int64)
+        ifid, hi, lo = H[:, 2], H[:, 3], H[:, 4]
+        caps = np.minimum(H[:, 5], H[:, 1] - 32)
+        origs = H[:, 6]
+        doffs = P + 28
+        has_ts = np.ones(n, bool)
+        for r, (i, h, l, c, o, d) in special.items():
+            ifid[r], caps[r], origs[r], doffs[r] = i, c, o, d
+            if h is None:
+                has_ts[r] = False
+            else:
+                hi[r], lo[r] = h, l
+        sbase = self._section_base
+        nif = len(self._ifaces) - sbase
+        g = np.where(ifid < nif, ifid + sbase, -1)
+        has_ts &= g >= 0
+        ts = np.zeros(n, np.int64)
+        ticks = (hi << 32) | lo          # may wrap for absurd values; handled below per iface
+        for gi in np.unique(g[has_ts]).tolist():
+            m = has_ts & (g == gi)
+            _lt, mul, div, off, _s = self._ifaces[gi]
+            if div == 1 and abs(off) < (1 << 62) and int(hi[m].max()) < (1 << 31) \
+                    and int(ticks[m].max()) <= ((1 << 62) // mul):
+                ts[m] = ticks[m] * mul + off
+            else:
+                rows = np.nonzero(m)[0]
+                vals = [((int(a) << 32 | int(b)) * mul) // div + off for a, b in zip(hi[rows], lo[rows])]
+                ts[rows] = [min(max(v, -(1 << 63)), (1 << 63) - 1) for v in vals]
+        if not has_ts.all():             # SPBs / unknown interfaces: previous record's timestamp
+            idx = np.where(has_ts, np.arange(n), -1)
+            np.maximum.accumulate(idx, out=idx)
+            ts = np.where(idx >= 0, ts[np.maximum(idx, 0)], self._last_ts)
+        self._last_ts = int(ts[-1])
+        return doffs, caps, origs, ts, g
 
     # ---- public ------------------------------------------------------------------------------
     def batches(self, size: int = 65536) -> Iterator[Batch]:
@@ -908,7 +933,6 @@ class Capture:
         while True:
             buf = self._buf
             if pcap:
-                pos0 = pos
                 pos, status, offs = self._walk_pcap(pos, size)
                 n = len(offs)
                 if n:
@@ -928,18 +952,11 @@ class Capture:
                     if not n:
                         del bufnp
             else:
-                pos, status, (doffs, caps, origs, tss, ifs) = self._walk_pcapng(pos, size)
-                n = len(doffs)
+                pos, status, (rpos, special) = self._walk_pcapng(pos, size)
+                n = len(rpos)
                 if n:
                     bufnp = np.frombuffer(buf, np.uint8, count=self._end)
-                    doffs = np.array(doffs, np.int64)
-                    caps = np.array(caps, np.int64)
-                    origs = np.array(origs, np.int64)
-                    try:
-                        ts = np.array(tss, np.int64)
-                    except OverflowError:
-                        ts = np.array([min(max(x, -(1 << 63)), (1 << 63) - 1) for x in tss], np.int64)
-                    ifaces = np.array(ifs, np.int64)
+                    doffs, caps, origs, ts, ifaces = self._ng_records(bufnp, rpos, special)
                     if len(lt_table) != len(self._ifaces) + 1:
                         lt_table = np.array([i[0] for i in self._ifaces] + [_NO_IFACE], np.int64)
                     lt_rows = lt_table[ifaces]

@@ -30,11 +30,12 @@ class TimerProfile:
 
 
 PROFILES: dict[str, TimerProfile] = {
-    # Linux 6.x defaults: TCP_TIMEWAIT_LEN 60 s; tcp_fin_timeout 60 s; tcp_syn_retries 6 with
-    # tcp_syn_linear_timeouts 4 (1,1,1,1 s then 2,4 s, then a final 8 s wait); tcp_synack_retries 5
-    # (1+2+4+8+16+32 s); tcp_orphan_retries 0 -> 8 retries from a 200 ms RTO (about 102 s).
-    "linux": TimerProfile("linux", time_wait=60.0, fin_timeout=60.0, syn_sent_timeout=18.0,
-                          syn_recv_timeout=63.0, fin_wait_1_timeout=102.0, last_ack_timeout=102.0,
+    # Linux 6.x defaults, measured on 6.18 by captures/record.py: TIME_WAIT 60 s (gone 60.8-61 s after the
+    # FIN); orphan FIN_WAIT_2 60 s (tcp_fin_timeout); SYN retries 1,1,1,1,1 s then 2,4,8,16,33 s, connect()
+    # fails 134.7 s after the first SYN; SYN+ACK at +1,+3,+7,+15,+31 s, the request is gone 64.5 s after it;
+    # tcp_orphan_retries 0 -> 8 retries from a 200 ms RTO (about 102 s).
+    "linux": TimerProfile("linux", time_wait=60.0, fin_timeout=60.0, syn_sent_timeout=134.7,
+                          syn_recv_timeout=64.5, fin_wait_1_timeout=102.0, last_ack_timeout=102.0,
                           closing_timeout=102.0),
     # FreeBSD: MSL 30 s (TIME_WAIT 60 s), tcp_finwait2_timeout 60 s, keepinit 75 s, syncache 3 retries.
     "bsd": TimerProfile("bsd", time_wait=60.0, fin_timeout=60.0, syn_sent_timeout=75.0, syn_recv_timeout=45.0,

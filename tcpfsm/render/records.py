@@ -60,12 +60,16 @@ def capture_record(an) -> dict:
             "ts_resolution": i.ts_resolution, "records": i.records, "truncated": i.truncated}
 
 
+def profile_record(an) -> dict:
+    return {"name": an.profile.name, **{k: getattr(an.profile, k) for k in (
+        "time_wait", "fin_timeout", "syn_sent_timeout", "syn_recv_timeout", "fin_wait_1_timeout",
+        "last_ack_timeout", "closing_timeout")}}
+
+
 def analysis_record(an) -> dict:
     return {
         "capture": capture_record(an),
-        "profile": {"name": an.profile.name, **{k: getattr(an.profile, k) for k in (
-            "time_wait", "fin_timeout", "syn_sent_timeout", "syn_recv_timeout", "fin_wait_1_timeout",
-            "last_ack_timeout", "closing_timeout")}},
+        "profile": profile_record(an),
         "flows": [flow_record(f) for f in an.flows],
         "anomalies": [aggregate_record(a) for a in an.findings],
         "summary": an.summary(),
@@ -90,6 +94,20 @@ def states_records(rows, states: Iterable[State] | None = None) -> list[dict]:
 
 def dumps(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False)
+
+
+def write_analysis_json(an, fh) -> None:
+    """The analysis document, streamed: one line per flow and per anomaly (json's C encoder, no
+    document-sized string), still a single JSON object with DESIGN.md's keys."""
+    enc = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    fh.write('{"capture": ' + enc(capture_record(an)) + ',\n "profile": ' + enc(profile_record(an)))
+    fh.write(',\n "flows": [')
+    for i, f in enumerate(an.flows):
+        fh.write(("\n  " if i == 0 else ",\n  ") + enc(flow_record(f)))
+    fh.write('\n ],\n "anomalies": [')
+    for i, a in enumerate(an.findings):
+        fh.write(("\n  " if i == 0 else ",\n  ") + enc(aggregate_record(a)))
+    fh.write('\n ],\n "summary": ' + enc(an.summary()) + "}\n")
 
 
 def event_stream(an) -> list[dict]:

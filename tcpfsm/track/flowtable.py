@@ -51,6 +51,8 @@ class Flow:
     last_ts: int
     first_packet: int
     client_raw: bytes = b""
+    server_raw: bytes = b""
+    client_is_lo: bool = True            # the client is the lower (address, port) of the flow key
     reuse_of: int | None = None          # id of the flow whose TIME_WAIT this one reused
     reuse_ts: int | None = None
     reuse_packet: int | None = None
@@ -68,6 +70,11 @@ class Flow:
     @property
     def server(self) -> str:
         return hostport(self.server_ip, self.server_port)
+
+    def endpoints(self, from_client: bool) -> tuple[bytes, int, bytes, int]:
+        """(src, sport, dst, dport) of a segment sent by the client (True) or the server."""
+        c, s = (self.client_raw, self.client_port), (self.server_raw, self.server_port)
+        return (*c, *s) if from_client else (*s, *c)
 
     def state(self, role: str) -> State:
         return (self.conn.client if role == "client" else self.conn.server).state
@@ -101,14 +108,18 @@ class FlowTable:
     def feed_batch(self, batch: Batch) -> None:
         c = batch.cols
         order = self._causal_order(c["ts"])
-        names = ("ts", "index", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "wscale",
-                 "ip_len")
-        cols = [(c[k] if order is None else c[k][order]).tolist() for k in names]
+        if order is not None:
+            c = {k: v[order] for k, v in c.items()}
+        keys, lo_is_src = _flow_keys(c)
+        names = ("ts", "index", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len")
+        cols = [c[k].tolist() for k in names]
+        src_l, dst_l, sport_l, dport_l = (c[k].tolist() for k in ("src", "dst", "sport", "dport"))
         current = self.current
         clock = self.clock
         last_raw = self.last_raw
         cs = self.clock_stats
-        for ts, idx, src, dst, sport, dport, flags, seq, ack, win, plen, wscale, ip_len in zip(*cols):
+        for row, (key, lo_src, ts, idx, flags, seq, ack, win, plen, wscale, ip_len) in enumerate(
+                zip(keys, lo_is_src, *cols)):
             if last_raw is not None and ts < last_raw:
                 cs.backwards_steps += 1
                 if last_raw - ts > cs.largest_step_ns:
@@ -117,21 +128,19 @@ class FlowTable:
             if ts > clock:
                 clock = ts
             # Timers and states run on the monotonic clock so a timestamp stepping back cannot reorder them.
-            key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
             flow = current.get(key)
             if flow is not None and not flags & 7 and flow.conn.steady:
-                flow.conn.feed_plain(clock, sport == flow.client_port and src == flow.client_raw, flags, seq, ack,
-                                     win, plen, ip_len)
+                flow.conn.feed_plain(clock, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, ip_len)
                 flow.last_ts = clock
                 continue
             if flow is not None:
                 flow.conn.expire(clock)
                 if (flags & SYN) or flow.finished():
-                    flow = self._maybe_split(flow, key, clock, idx, src, sport, dst, dport, flags, seq)
+                    flow = self._maybe_split(flow, key, clock, idx, lo_src, flags, seq)
             if flow is None:
-                flow = self._new_flow(key, clock, idx, src, sport, dst, dport, flags)
-            from_client = sport == flow.client_port and src == flow.client_raw
-            flow.conn.feed(clock, idx, from_client, flags, seq, ack, win, plen, wscale, ip_len)
+                flow = self._new_flow(key, clock, idx, src_l[row], sport_l[row], dst_l[row], dport_l[row], flags,
+                                      lo_src)
+            flow.conn.feed(clock, idx, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, wscale, ip_len)
             flow.last_ts = clock
         self.clock = clock
         self.last_raw = last_raw
@@ -147,14 +156,14 @@ class FlowTable:
         key = np.where(runmax - ts > self.reorder_window_ns, runmax, ts)
         return np.argsort(key, kind="stable")
 
-    def _maybe_split(self, flow: Flow, key: tuple, ts: int, idx: int, src: bytes, sport: int, dst: bytes,
-                     dport: int, flags: int, seq: int) -> Flow | None:
+    def _maybe_split(self, flow: Flow, key: bytes, ts: int, idx: int, lo_src: bool, flags: int,
+                     seq: int) -> Flow | None:
         """Return the flow this segment belongs to, or None when it starts a new connection."""
         conn = flow.conn
         if not flags & SYN:
             # a late segment shortly after the close belongs to the old connection
             return None if ts - flow.last_ts > self.stale_after_ns and not flags & RST else flow
-        from_client = sport == flow.client_port and src == flow.client_raw
+        from_client = lo_src == flow.client_is_lo
         sender = conn.client if from_client else conn.server
         if flags & ACK:
             # SYN+ACK: same connection unless it carries a new ISN after the old one is finished
@@ -172,15 +181,15 @@ class FlowTable:
         # A new ISN on this 4-tuple: a new connection. If an endpoint still holds TIME_WAIT, the
         # kernel accepts the SYN and drops the TIME_WAIT (the time_wait_reuse finding).
         tw = next((e for e in (conn.client, conn.server) if e.state is State.TIME_WAIT), None)
-        new = self._new_flow(key, ts, idx, src, sport, dst, dport, flags)
+        new = self._new_flow(key, ts, idx, *flow.endpoints(from_client), flags, lo_src)
         if tw is not None:
             new.reuse_of, new.reuse_ts, new.reuse_packet, new.reuse_endpoint = flow.id, ts, idx, tw.role
             conn._move(tw, None, ts, idx, "reused:new SYN on the 4-tuple", force=State.CLOSED)
             tw.deadline = None
         return new
 
-    def _new_flow(self, key: tuple, ts: int, idx: int, src: bytes, sport: int, dst: bytes, dport: int,
-                  flags: int) -> Flow:
+    def _new_flow(self, key: bytes, ts: int, idx: int, src: bytes, sport: int, dst: bytes, dport: int,
+                  flags: int, lo_src: bool) -> Flow:
         if flags & SYN and not flags & ACK:
             client, cport, server, sport_, inferred = src, sport, dst, dport, False
         elif flags & SYN:
@@ -194,7 +203,8 @@ class FlowTable:
         conn = Connection(self.profile)
         flow = Flow(id=len(self.flows) + 1, client_ip=ip_text(client), client_port=cport,
                     server_ip=ip_text(server), server_port=sport_, role_inferred=inferred, conn=conn,
-                    first_ts=ts, last_ts=ts, first_packet=idx, client_raw=client)
+                    first_ts=ts, last_ts=ts, first_packet=idx, client_raw=client, server_raw=server,
+                    client_is_lo=lo_src == (client == src and cport == sport))
         conn.start(ts, client == src and cport == sport, flags)
         self.flows.append(flow)
         self.current[key] = flow
@@ -205,6 +215,21 @@ class FlowTable:
         end = max(self.clock, end_ts or 0)
         for flow in self.flows:
             flow.conn.expire(end)
+
+
+def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
+    """One bytes key per row, the same for both directions: (lower address+port, higher address+port), and
+    whether the row's source is the lower side. Built in numpy so the per-packet loop only hashes bytes."""
+    n = len(c["ts"])
+    a = np.empty((n, 18), np.uint8)
+    b = np.empty((n, 18), np.uint8)
+    a[:, :16] = c["src"].view(np.uint8).reshape(n, 16)
+    b[:, :16] = c["dst"].view(np.uint8).reshape(n, 16)
+    a[:, 16:] = c["sport"].astype(">u2").view(np.uint8).reshape(n, 2)
+    b[:, 16:] = c["dport"].astype(">u2").view(np.uint8).reshape(n, 2)
+    lo = a.view("S18").ravel() <= b.view("S18").ravel()
+    key = np.where(lo[:, None], np.concatenate([a, b], axis=1), np.concatenate([b, a], axis=1))
+    return np.ascontiguousarray(key).view("V36").ravel().tolist(), lo.tolist()
 
 
 def _is_service(a: int, b: int) -> bool:
