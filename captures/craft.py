@@ -807,10 +807,121 @@ def build_windows_tw():
     })
 
 
+def build_retransmitted_synack():
+    cap = Capture("retransmitted_synack")
+    conv = Conversation(cap, ("10.0.0.1", 46100), ("10.0.0.2", 80), 0x51A0C0DE, 0x0DDBA11)
+    c, s = conv.sides
+    c.syn()
+    s.synack(dt=0.010)
+    s.synack(dt=1.0)             # the first SYN-ACK was lost on its way to the client: retransmitted at +1 s
+    c.ack(dt=0.010)
+    t_est = cap.now
+    c.data(100, dt=0.001)
+    s.data(500, dt=0.010)
+    c.ack(dt=0.0002)
+    close_client_first(c, s, rtt=0.010)
+    cap.write({
+        "description": "The server's first SYN-ACK never reaches the client (no ACK); it is retransmitted 1 s "
+                       "later, answered, and the connection completes and closes normally, client first.",
+        "flows": [conv.flow(final=FINAL_CLIENT_FIRST, transitions=NORMAL_CLIENT_FIRST,
+                            anomalies=["retransmitted_synack"], anomalies_not=["half_open"])],
+        "anomalies_must": ["retransmitted_synack"],
+        "anomalies_must_not": ["half_open", "unanswered_syn", "invalid_transition", "retransmitted_syn"],
+        "at": [
+            {"t": rt(0.5), "host": "10.0.0.2", "states": {key(s, c): "SYN_RECEIVED"}},
+            {"t": rt(t_est + 0.0005), "host": "10.0.0.2", "states": {key(s, c): "ESTABLISHED"}},
+        ],
+    })
+
+
+def build_syn_sent_pile():
+    cap = Capture("syn_sent_pile")
+    convs = []
+    for i in range(30):          # an app server calling a blackholed backend: 30 connects in 0.3 s
+        conv = Conversation(cap, ("10.0.0.7", 50000 + i), ("10.0.0.50", 5432), 0x1000 + i * 7919, 0)
+        convs.append(conv)
+        cap.set(i * 0.01)
+        conv.c.syn()
+    for k in (1.0, 2.0, 3.0):    # Linux's linear SYN retries, 1 s apart
+        for i, conv in enumerate(convs):
+            cap.set(k + i * 0.01)
+            conv.c.syn()
+    cap.write({
+        "description": "Host 10.0.0.7 opens 30 connections to 10.0.0.50:5432 within 0.3 s; nothing answers, "
+                       "every SYN is retransmitted at +1, +2, +3 s: a SYN_SENT pile on 10.0.0.7 (the called "
+                       "service is down or blackholed).",
+        "counts": {"flows": 30, "client_states_at_end": {"SYN_SENT": 30},
+                   "anomaly_counts": {"syn_sent_pile": 1, "unanswered_syn": 30}},
+        "anomalies_must": ["syn_sent_pile", "unanswered_syn"],
+        "anomalies_must_not": ["port_scan", "syn_flood", "rejected", "half_open"],
+        "at": [{"t": rt(2.5), "host": "10.0.0.7", "state_counts": {"SYN_SENT": 30}}],
+    })
+
+
+def build_last_ack_pile():
+    cap = Capture("last_ack_pile")
+    for i in range(15):          # load-test clients killed mid-close: the servers' FINs are never ACKed
+        conv = Conversation(cap, ("10.0.1.%d" % (10 + i), 40000 + i), ("10.0.0.2", 8080), 0x2000 + i * 104729,
+                            0x9000 + i * 15485863)
+        c, s = conv.sides
+        cap.set(i * 0.02)
+        open_conn(c, s)
+        c.data(50, dt=0.001)
+        s.data(200, dt=0.005)
+        c.ack(dt=0.0002)
+        c.fin(dt=0.001)
+        s.ack(dt=0.040)
+        s.fin(dt=0.001)
+        for rto in (0.2, 0.4, 0.8, 1.6):
+            s.send("FA", seq=s.nxt - 1, dt=rto)
+    cap.sort_by_time()
+    cap.write({
+        "description": "15 clients close first and vanish right after their FIN is ACKed: the server (10.0.0.2) "
+                       "closes too and retransmits each FIN with back-off (+0.2, +0.4, +0.8, +1.6 s); no final "
+                       "ACK ever comes: a LAST_ACK pile on the server.",
+        "counts": {"flows": 15, "server_states_at_end": {"LAST_ACK": 15},
+                   "anomaly_counts": {"last_ack_pile": 1, "last_ack_unacked": 15}},
+        "anomalies_must": ["last_ack_pile", "last_ack_unacked"],
+        "anomalies_must_not": ["syn_flood", "rst_abort", "invalid_transition"],
+    })
+
+
+def build_fin_wait_1_pile():
+    cap = Capture("fin_wait_1_pile")
+    sides = []
+    for i in range(15):          # a server shut down under load while its clients had become unreachable
+        conv = Conversation(cap, ("10.0.2.%d" % (10 + i), 41000 + i), ("10.0.0.3", 443), 0x3000 + i * 7907,
+                            0x7000 + i * 9973)
+        c, s = conv.sides
+        cap.set(i * 0.01)
+        open_conn(c, s)
+        c.data(80, dt=0.001)
+        s.data(300, dt=0.005)
+        c.ack(dt=0.0002)
+        sides.append(s)
+    for i, s in enumerate(sides):
+        cap.set(2.0 + i * 0.001)
+        s.fin()
+        for rto in (0.2, 0.4, 0.8, 1.6, 3.2):
+            s.send("FA", seq=s.nxt - 1, dt=rto)
+    cap.sort_by_time()
+    cap.write({
+        "description": "15 clients of 10.0.0.3:443 become unreachable; at +2 s the server shuts down and sends a "
+                       "FIN on each connection, retransmitted with back-off up to +8.2 s, never ACKed: a "
+                       "FIN_WAIT_1 pile on the server (the field guide's 'server shutdown' case).",
+        "counts": {"flows": 15, "server_states_at_end": {"FIN_WAIT_1": 15},
+                   "client_states_at_end": {"ESTABLISHED": 15},
+                   "anomaly_counts": {"fin_wait_1_pile": 1, "fin_wait_1_unacked": 15}},
+        "anomalies_must": ["fin_wait_1_pile", "fin_wait_1_unacked"],
+        "anomalies_must_not": ["syn_flood", "rst_abort", "invalid_transition", "stuck_close_wait"],
+    })
+
+
 BUILDERS = [
     build_simultaneous_open, build_out_of_window_rst, build_data_after_fin, build_backwards_ts,
     build_midstream, build_midstream_synack, build_port_scan, build_syn_flood_spoofed, build_ipv6_normal,
     build_retransmitted_syn, build_invalid_transition, build_time_wait_pile, build_tw_reuse, build_windows_tw,
+    build_retransmitted_synack, build_syn_sent_pile, build_last_ack_pile, build_fin_wait_1_pile,
 ]
 
 

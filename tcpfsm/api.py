@@ -40,14 +40,15 @@ class Snapshot:
 class Analysis:
     """Everything tcpfsm learned from one capture."""
 
-    def __init__(self, info: CaptureInfo, profile: TimerProfile, thresholds: Thresholds, table: FlowTable):
+    def __init__(self, info: CaptureInfo, profile: TimerProfile, thresholds: Thresholds, table: FlowTable,
+                 end: int | None = None):
         self.info = info
         self.profile = profile
         self.thresholds = thresholds
         self.flows: list[Flow] = table.flows
         self.clock: ClockStats = table.clock_stats
         self.start = info.first_ts or 0
-        self.end = max(table.clock, info.last_ts or 0)
+        self.end = max(table.clock, info.last_ts or 0, end or 0)
         self.occupancy = Occupancy(self.flows)
         self.findings: list[Finding] = detect(self.flows, self.occupancy, self.end, thresholds)
         self._by_id = {f.id: f for f in self.flows}
@@ -115,8 +116,11 @@ class Analysis:
 
 
 def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
-            timers: dict | None = None, batch_size: int = 65536) -> Analysis:
-    """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings."""
+            timers: dict | None = None, batch_size: int = 65536, end: str | float | None = None) -> Analysis:
+    """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings.
+
+    `end`: when the capture stopped, if later than its last packet (a quiet link: tcpdump ran on after
+    the last segment). Timers fire and ages are measured up to it. Epoch seconds, ISO 8601 or +offset."""
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     if isinstance(thresholds, dict) or thresholds is None:
         th = Thresholds().override(**(thresholds or {}))
@@ -126,8 +130,11 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     table = FlowTable(prof)
     for batch in cap.batches(batch_size):
         table.feed_batch(batch)
-    table.finish(cap.info.last_ts)
-    return Analysis(cap.info, prof, th, table)
+    stop = cap.info.last_ts
+    if end is not None:
+        stop = max(stop or 0, parse_time(end, cap.info.first_ts or 0))
+    table.finish(stop)
+    return Analysis(cap.info, prof, th, table, stop)
 
 
 _OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")

@@ -53,9 +53,10 @@ def _interval(s: str) -> float:
     return float(m.group(1)) * {"ms": 1e-3, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = ()) -> api.Analysis:
+def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
+          end: str | None = None) -> api.Analysis:
     an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
-                     thresholds=_pairs(thresholds, "threshold"))
+                     thresholds=_pairs(thresholds, "threshold"), end=end)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     return an
@@ -97,6 +98,9 @@ _profile_opt = click.option("--profile", default="linux", show_default=True, typ
                             help="OS timer profile of the endpoints.")
 _timer_opt = click.option("--timer", "timers", multiple=True, metavar="NAME=SECONDS",
                           help=f"Override a profile timer ({', '.join(OVERRIDABLE)}).")
+_end_opt = click.option("--end", default=None, metavar="T",
+                        help="When the capture stopped, if after its last packet (quiet link): timers and ages "
+                             "run up to T.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,9 +119,10 @@ def cli() -> None:
 @click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
               help=f"Override a finding threshold ({', '.join(Thresholds.names())}).")
 @click.option("--max-flows", default=25, show_default=True, help="Flows listed in the table report.")
-def analyze(capture, fmt, output, profile, timers, thresholds, max_flows):
+@_end_opt
+def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
-    an = _load(capture, profile, timers, thresholds)
+    an = _load(capture, profile, timers, thresholds, end)
     if fmt == "json":
         _stream(output, lambda fh: records.write_analysis_json(an, fh))
     elif fmt == "jsonl":
@@ -140,11 +145,12 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows):
 @click.option("-o", "--output", default=None)
 @_profile_opt
 @_timer_opt
-def timeline(capture, flow_ids, host, port, fmt, output, profile, timers):
+@_end_opt
+def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
     if port is not None and host is None:
         raise UserError("--port needs --host")
-    an = _load(capture, profile, timers)
+    an = _load(capture, profile, timers, (), end)
     flows = an.flows
     if flow_ids:
         missing = [i for i in flow_ids if i < 1 or i > len(an.flows)]
@@ -197,10 +203,11 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers):
 @click.option("-o", "--output", default=None)
 @_profile_opt
 @_timer_opt
-def states(capture, interval, host, fmt, output, profile, timers):
+@_end_opt
+def states(capture, interval, host, fmt, output, profile, timers, end):
     """Counts per state per host over time (netstat -nat | uniq -c, every interval)."""
     step = _interval(interval)
-    an = _load(capture, profile, timers)
+    an = _load(capture, profile, timers, (), end)
     if (an.end - an.start) / step / 1e9 > 1_000_000:
         raise UserError(f"interval {interval} gives more than a million samples; use a larger one")
     rows = an.states(step, host)

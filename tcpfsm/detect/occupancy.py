@@ -97,13 +97,22 @@ class Occupancy:
             t += step
         return out
 
-    def peaks(self) -> dict[tuple[str, State], tuple[int, int, list[int]]]:
-        """Per (host, state): (peak count, time of the peak, flows holding it then)."""
+    def peaks(self, min_age: float = 0.0, end: int | None = None) -> dict[tuple[str, State], tuple[int, int, list[int]]]:
+        """Per (host, state): (peak count, time of the peak, flows holding it then), counting an endpoint only
+        once it has held the state for `min_age` seconds, so that a hundred FINs sent in the same millisecond
+        and acknowledged the next do not make a FIN_WAIT_1 "pile". Stays are clipped at `end`."""
+        age = int(min_age * 1e9)
         deltas = []
         for k, iv in enumerate(self.items):
-            deltas.append((iv.start, 1, k))
-            if iv.end is not None:
-                deltas.append((iv.end, -1, k))
+            stop = iv.end if end is None or iv.end is None else min(iv.end, end)
+            if stop is None:
+                stop = end
+            start = iv.start + age
+            if stop is not None and stop <= start:
+                continue
+            deltas.append((start, 1, k))
+            if stop is not None:
+                deltas.append((stop, -1, k))
         deltas.sort(key=lambda d: (d[0], d[1]))
         live: Counter = Counter()
         best: dict[tuple[str, State], tuple[int, int]] = {}
@@ -115,7 +124,7 @@ class Occupancy:
                 best[key] = (live[key], t)
         out = {}
         for key, (count, t) in best.items():
-            flows = sorted({iv.flow for iv in self.at(t, key[0]) if iv.state is key[1]})
+            flows = sorted({iv.flow for iv in self.at(t, key[0]) if iv.state is key[1] and iv.start + age <= t})
             out[key] = (count, t, flows)
         return out
 

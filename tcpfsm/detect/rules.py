@@ -44,6 +44,7 @@ class Thresholds:
     last_ack_pile_count: float = 10
     syn_sent_pile_count: float = 20
     syn_received_pile_count: float = 50
+    pile_min_age: float = 1.0                # an endpoint counts in a pile once it held the state this long
 
     @classmethod
     def names(cls) -> list[str]:
@@ -295,7 +296,7 @@ def _window_max(times: list[int], window_ns: int) -> tuple[int, int, int]:
     return best
 
 
-def aggregate_findings(flows: list[Flow], occ: Occupancy, th: Thresholds) -> list[Finding]:
+def aggregate_findings(flows: list[Flow], occ: Occupancy, th: Thresholds, end: int) -> list[Finding]:
     out: list[Finding] = []
     # SYN flood: handshakes that never complete toward one service.
     half: dict[str, list[Flow]] = defaultdict(list)
@@ -345,11 +346,12 @@ def aggregate_findings(flows: list[Flow], occ: Occupancy, th: Thresholds) -> lis
               State.FIN_WAIT_1: th.fin_wait_1_pile_count, State.FIN_WAIT_2: th.fin_wait_2_pile_count,
               State.LAST_ACK: th.last_ack_pile_count, State.SYN_SENT: th.syn_sent_pile_count,
               State.SYN_RECEIVED: th.syn_received_pile_count}
-    for (host, state), (count, t, fl) in sorted(occ.peaks().items(), key=lambda kv: kv[0][0]):
+    for (host, state), (count, t, fl) in sorted(occ.peaks(th.pile_min_age, end).items(), key=lambda kv: kv[0][0]):
         if state in limits and count >= limits[state]:
             kind, sev, why = PILE_DIAGNOSIS[state]
             out.append(Finding(kind, sev, t, f"{host} held {count} connections in {state.value} at once "
-                               f"(peak): {why}", ts_end=t, count=count, flows=fl, host=host))
+                               f"(peak, each for at least {th.pile_min_age:g} s): {why}", ts_end=t, count=count,
+                               flows=fl, host=host))
     return out
 
 
@@ -385,4 +387,4 @@ def detect(flows: list[Flow], occ: Occupancy, end: int, th: Thresholds) -> list[
     for f, finding in reconnect_findings(flows, end, th):
         if not any(a.kind == "vanished_peer" for a in f.anomalies):
             f.anomalies.append(finding)
-    return rank(aggregate_findings(flows, occ, th) + rollup(flows))
+    return rank(aggregate_findings(flows, occ, th, end) + rollup(flows))
