@@ -100,22 +100,17 @@ def _ep(flow: Flow, role: str) -> str:
     return flow.client if role == "client" else flow.server
 
 
-def _state_spans(flow: Flow, role: str, state: State, end: int) -> list[tuple[int, int, int | None, bool]]:
-    """(start, end, packet that entered, still_in_it_at_capture_end) for each stay of `role` in `state`."""
-    spans = []
-    start = pkt = None
-    if (flow.conn.client if role == "client" else flow.conn.server).initial is state:
-        start = flow.first_ts
+def _all_spans(flow: Flow, end: int) -> dict[tuple[str, State], list[tuple[int, int, int | None, bool]]]:
+    """(role, state) -> [(start, end, packet that entered, still_in_it_at_capture_end)], in one pass."""
+    spans: dict[tuple[str, State], list] = {}
+    cur = {"client": (flow.conn.client.initial, flow.first_ts, None),
+           "server": (flow.conn.server.initial, flow.first_ts, None)}
     for t in flow.transitions:
-        if t.endpoint != role:
-            continue
-        if t.new is state and start is None:
-            start, pkt = t.ts, t.packet
-        elif t.old is state and t.new is not state and start is not None:
-            spans.append((start, t.ts, pkt, False))
-            start = None
-    if start is not None:
-        spans.append((start, end, pkt, True))
+        state, start, pkt = cur[t.endpoint]
+        spans.setdefault((t.endpoint, state), []).append((start, t.ts, pkt, False))
+        cur[t.endpoint] = (t.new, t.ts, t.packet)
+    for role, (state, start, pkt) in cur.items():
+        spans.setdefault((role, state), []).append((start, max(end, start), pkt, True))
     return spans
 
 
@@ -124,6 +119,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
+    spans = _all_spans(flow, end)
     answered = s.synacks > 0 or (s.packets > 0 and not s.rsts)
 
     # -- the handshake -------------------------------------------------------------------
@@ -151,7 +147,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     if s.synacks:
         est = next((t for t in flow.transitions if t.endpoint == "server" and t.new is State.ESTABLISHED), None)
         if est is None:
-            stay = _state_spans(flow, "server", State.SYN_RECEIVED, end)
+            stay = spans.get(("server", State.SYN_RECEIVED), [])
             dur = sum(b - a for a, b, _, _ in stay)
             if s.synacks > 1 or dur >= th.half_open_after * NS:
                 dropped = any(t.cause == "timer:synack_retries" for t in flow.transitions)
@@ -174,7 +170,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                  "the peer closed, the application never did"),
                 (State.FIN_WAIT_2, "lingering_fin_wait_2", th.lingering_fin_wait_2, "medium",
                  "its FIN was acknowledged, the peer never closed its side")):
-            for a, b, pkt, open_ in _state_spans(flow, role, state, end):
+            for a, b, pkt, open_ in spans.get((role, state), ()):
                 if b - a >= limit * NS:
                     add(Finding(kind, sev, a, f"{role} {_ep(flow, role)} in {state.value} for {_secs(b - a)}"
                                 f" (since packet #{pkt}){' and still at capture end' if open_ else ''}: {what}",
@@ -182,7 +178,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
         for state, kind, limit in ((State.FIN_WAIT_1, "fin_wait_1_unacked", th.fin_wait_1_unacked),
                                    (State.LAST_ACK, "last_ack_unacked", th.last_ack_unacked),
                                    (State.CLOSING, "fin_wait_1_unacked", th.fin_wait_1_unacked)):
-            for a, b, pkt, open_ in _state_spans(flow, role, state, end):
+            for a, b, pkt, open_ in spans.get((role, state), ()):
                 left_by_ack = not open_ and any(t.endpoint == role and t.ts == b and t.cause == "ACK of FIN"
                                                 for t in flow.transitions)
                 if left_by_ack:
