@@ -9,6 +9,7 @@ firing of timers before each segment. It must not decide states: that is the
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +37,7 @@ def hostport(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Flow:
     """One TCP connection: identity, roles, and its pair of endpoint machines."""
 
@@ -58,6 +59,7 @@ class Flow:
     reuse_packet: int | None = None
     reuse_endpoint: str | None = None    # which endpoint of the old flow was in TIME_WAIT
     anomalies: list = field(default_factory=list)
+    emitted: int = 0                     # transitions already handed out by FlowTable.drain()
 
     @property
     def transitions(self) -> list[Transition]:
@@ -94,10 +96,18 @@ class ClockStats:
 class FlowTable:
     """Assigns segments to connections and feeds their machines, in capture order."""
 
-    def __init__(self, profile: TimerProfile, stale_after: float | None = None, reorder_window: float = 0.5):
+    def __init__(self, profile: TimerProfile, stale_after: float | None = None, reorder_window: float = 0.5,
+                 max_flows: int | None = None, forget_finished: bool = False):
         self.profile = profile
-        self.current: dict[tuple, Flow] = {}
+        self.current: dict[bytes, Flow] = {}
         self.flows: list[Flow] = []
+        # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
+        # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
+        self._touched: set[Flow] = set()
+        self._timed: set[Flow] = set()
+        self.max_flows = max_flows
+        self.forget_finished = forget_finished
+        self.evicted: Counter = Counter()
         self.clock = 0                      # observer time: max timestamp so far (ns)
         self.last_raw = None
         self.clock_stats = ClockStats()
@@ -118,6 +128,7 @@ class FlowTable:
         clock = self.clock
         last_raw = self.last_raw
         cs = self.clock_stats
+        touched, timed = self._touched, self._timed
         for row, (key, lo_src, ts, idx, flags, seq, ack, win, plen, wscale, ip_len) in enumerate(
                 zip(keys, lo_is_src, *cols)):
             if last_raw is not None and ts < last_raw:
@@ -140,8 +151,12 @@ class FlowTable:
             if flow is None:
                 flow = self._new_flow(key, clock, idx, src_l[row], sport_l[row], dst_l[row], dport_l[row], flags,
                                       lo_src)
-            flow.conn.feed(clock, idx, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, wscale, ip_len)
+            conn = flow.conn
+            conn.feed(clock, idx, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, wscale, ip_len)
             flow.last_ts = clock
+            touched.add(flow)
+            if not conn.steady:
+                timed.add(flow)
         self.clock = clock
         self.last_raw = last_raw
 
@@ -215,6 +230,81 @@ class FlowTable:
         end = max(self.clock, end_ts or 0)
         for flow in self.flows:
             flow.conn.expire(end)
+        self._touched.update(self._timed)
+        self._timed.clear()
+
+    # -- incremental use: live capture, --follow, streaming ------------------------------------------------
+    def advance(self, now: int) -> None:
+        """Fire every timer due by `now` (ns) on every tracked flow. Live mode calls this with the wall clock:
+        TIME_WAIT expires and retries run out while no packet arrives."""
+        if now > self.clock:
+            self.clock = now
+        done = []
+        for flow in self._timed:
+            conn = flow.conn
+            before = len(conn.transitions)
+            conn.expire(now)
+            if len(conn.transitions) != before:
+                self._touched.add(flow)
+            c, s = conn.client, conn.server
+            if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None:
+                done.append(flow)
+        self._timed.difference_update(done)
+
+    def drain(self) -> list[tuple[Flow, Transition]]:
+        """Transitions made since the last call, in time order, with their flows."""
+        out = []
+        for flow in self._touched:
+            trs = flow.conn.transitions
+            if flow.emitted < len(trs):
+                out.extend((flow, t) for t in trs[flow.emitted:])
+                flow.emitted = len(trs)
+        self._touched.clear()
+        out.sort(key=lambda ft: ft[1].ts)
+        return out
+
+    def evict_finished(self, now: int, linger: float = 10.0) -> list[Flow]:
+        """Connections finished (both endpoints closed, no timer pending) and idle for `linger` seconds:
+        removed from the table, and from `flows` too when `forget_finished` (bounded memory). Returned
+        oldest first, so a caller can emit them (flow_end) before they are gone."""
+        cutoff = now - int(linger * 1e9)
+        gone = [(k, f) for k, f in self.current.items() if f.last_ts <= cutoff and f.finished()]
+        for k, f in gone:
+            del self.current[k]
+            self._timed.discard(f)
+        self.evicted["finished"] += len(gone)
+        flows = [f for _, f in gone]
+        if self.forget_finished and flows:
+            ids = {f.id for f in flows}
+            self.flows = [f for f in self.flows if f.id not in ids]
+        return sorted(flows, key=lambda f: f.last_ts)
+
+    def enforce_cap(self) -> list[Flow]:
+        """Keep at most `max_flows` connections tracked. Over the cap, a tenth of them is dropped: finished
+        ones first, then handshakes that never completed (what a SYN flood with spoofed sources creates),
+        then the longest idle. Every eviction is counted by reason in `evicted`."""
+        if self.max_flows is None or len(self.current) <= self.max_flows:
+            return []
+        excess = len(self.current) - int(self.max_flows * 0.9)
+
+        def rank(item):
+            f = item[1]
+            c, s = f.conn.client.state, f.conn.server.state
+            half = c in (State.SYN_SENT, State.CLOSED) and s in (State.SYN_RECEIVED, State.LISTEN, State.CLOSED)
+            return (0 if f.finished() else 1 if half else 2, f.last_ts)
+
+        victims = sorted(self.current.items(), key=rank)[:excess]
+        out = []
+        for k, f in victims:
+            reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
+            self.evicted[reason] += 1
+            del self.current[k]
+            self._timed.discard(f)
+            out.append(f)
+        if self.forget_finished:
+            ids = {f.id for f in out}
+            self.flows = [f for f in self.flows if f.id not in ids]
+        return out
 
 
 def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
