@@ -6,6 +6,7 @@ is a thin layer over this module; nothing here prints.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,7 @@ class Analysis:
         self.occupancy = Occupancy(self.flows)
         self.findings: list[Finding] = detect(self.flows, self.occupancy, self.end, thresholds)
         self._by_id = {f.id: f for f in self.flows}
+        self.timings: dict[str, float] = {}     # seconds per stage, filled by analyze()
 
     def flow(self, flow_id: int) -> Flow:
         return self._by_id[flow_id]
@@ -126,15 +128,33 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         th = Thresholds().override(**(thresholds or {}))
     else:
         th = thresholds
+    clock = time.perf_counter
+    timings = {"read+decode": 0.0, "track": 0.0}
+    t0 = clock()
     cap = open_capture(path)
     table = FlowTable(prof)
-    for batch in cap.batches(batch_size):
+    batches = iter(cap.batches(batch_size))
+    while True:
+        t1 = clock()
+        batch = next(batches, None)
+        t2 = clock()
+        timings["read+decode"] += t2 - t1
+        if batch is None:
+            break
         table.feed_batch(batch)
+        timings["track"] += clock() - t2
+    t3 = clock()
     stop = cap.info.last_ts
     if end is not None:
         stop = max(stop or 0, parse_time(end, cap.info.first_ts or 0))
     table.finish(stop)
-    return Analysis(cap.info, prof, th, table, stop)
+    t4 = clock()
+    timings["track"] += t4 - t3
+    an = Analysis(cap.info, prof, th, table, stop)
+    timings["detect"] = clock() - t4
+    timings["total"] = clock() - t0
+    an.timings = timings
+    return an
 
 
 _OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")

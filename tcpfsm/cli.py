@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 import traceback
 
 import click
@@ -120,9 +121,22 @@ def cli() -> None:
               help=f"Override a finding threshold ({', '.join(Thresholds.names())}).")
 @click.option("--max-flows", default=25, show_default=True, help="Flows listed in the table report.")
 @_end_opt
-def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end):
+@click.option("--timings", is_flag=True, help="Print seconds per stage (read+decode, track, detect, render) on "
+                                                "stderr as one JSON line.")
+def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
     an = _load(capture, profile, timers, thresholds, end)
+    t0 = time.perf_counter()
+    _render_analysis(an, fmt, output, max_flows)
+    if timings:
+        stages = dict(an.timings, render=round(time.perf_counter() - t0, 4))
+        stages["total"] = round(stages.get("total", 0) + stages["render"], 4)
+        click.echo(json.dumps({"timings": {k: round(v, 4) for k, v in stages.items()},
+                               "records": an.info.records, "tcp_segments": an.info.tcp_segments,
+                               "flows": len(an.flows)}), err=True)
+
+
+def _render_analysis(an, fmt, output, max_flows):
     if fmt == "json":
         _stream(output, lambda fh: records.write_analysis_json(an, fh))
     elif fmt == "jsonl":
