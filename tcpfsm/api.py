@@ -14,7 +14,9 @@ from datetime import datetime
 from .capture.batch import CaptureInfo
 from .capture.reader import open_capture
 from .detect.occupancy import Occupancy, listener_row
-from .detect.rules import Finding, Thresholds, detect
+from .detect.aggregate import Aggregator
+from .detect.piles import ordered
+from .detect.rules import Finding, Thresholds
 from .fsm import State, TimerProfile, get_profile
 from .track.flowtable import ClockStats, Flow, FlowTable
 
@@ -42,18 +44,34 @@ class Analysis:
     """Everything tcpfsm learned from one capture."""
 
     def __init__(self, info: CaptureInfo, profile: TimerProfile, thresholds: Thresholds, table: FlowTable,
-                 end: int | None = None):
+                 end: int | None = None, aggregator: Aggregator | None = None, streamed: int = 0):
+        """`streamed`: how many finished connections were already handed out (and forgotten) while reading;
+        `flows` then holds only those still tracked at the end, and time-machine queries are unavailable."""
         self.info = info
         self.profile = profile
         self.thresholds = thresholds
         self.flows: list[Flow] = table.flows
         self.clock: ClockStats = table.clock_stats
+        self.evicted = dict(table.evicted)
+        self.streamed = streamed
         self.start = info.first_ts or 0
         self.end = max(table.clock, info.last_ts or 0, end or 0)
-        self.occupancy = Occupancy(self.flows)
-        self.findings: list[Finding] = detect(self.flows, self.occupancy, self.end, thresholds)
+        if aggregator is None:
+            aggregator = Aggregator(thresholds)
+            aggregator.piles.feed(ordered([(f, t) for f in self.flows for t in f.transitions]))
+        self.findings: list[Finding] = aggregator.finish(self.flows, self.end)
+        self._occupancy: Occupancy | None = None
         self._by_id = {f.id: f for f in self.flows}
         self.timings: dict[str, float] = {}     # seconds per stage, filled by analyze()
+
+    @property
+    def occupancy(self) -> Occupancy:
+        if self.streamed:
+            raise ValueError("this analysis was streamed (finished connections were not kept): "
+                             "netstat and state counts need the whole capture in memory")
+        if self._occupancy is None:
+            self._occupancy = Occupancy(self.flows)
+        return self._occupancy
 
     def flow(self, flow_id: int) -> Flow:
         return self._by_id[flow_id]
@@ -96,7 +114,9 @@ class Analysis:
             "tcp_segments": i.tcp_segments,
             "skipped": dict(sorted(i.skipped.items())),
             "skipped_total": sum(i.skipped.values()),
-            "flows": len(self.flows),
+            "flows": len(self.flows) + self.streamed,
+            "streamed": bool(self.streamed),
+            "evicted": dict(self.evicted),
             "duration": (self.end - self.start) / NS if self.flows or i.records else 0.0,
             "first_ts": self.start / NS if i.first_ts is not None else None,
             "last_ts": self.end / NS if i.last_ts is not None else None,
@@ -118,21 +138,39 @@ class Analysis:
 
 
 def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
-            timers: dict | None = None, batch_size: int = 65536, end: str | float | None = None) -> Analysis:
+            timers: dict | None = None, batch_size: int = 65536, end: str | float | None = None,
+            stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None) -> Analysis:
     """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings.
 
     `end`: when the capture stopped, if later than its last packet (a quiet link: tcpdump ran on after
-    the last segment). Timers fire and ages are measured up to it. Epoch seconds, ISO 8601 or +offset."""
+    the last segment). Timers fire and ages are measured up to it. Epoch seconds, ISO 8601 or +offset.
+
+    `stream=True`: bounded memory. Connections that are finished (closed, timers done, silent for
+    `stale_after`) are handed to `on_flow(flow)` with their findings and forgotten, so memory follows the
+    connections alive, not the capture; `max_flows` caps the table (counted evictions). Findings are the
+    same as without streaming; netstat and state counts then are not available.
+    `progress(info, flows_tracked)` is called after every batch."""
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     if isinstance(thresholds, dict) or thresholds is None:
         th = Thresholds().override(**(thresholds or {}))
     else:
         th = thresholds
     clock = time.perf_counter
-    timings = {"read+decode": 0.0, "track": 0.0}
+    timings = {"read+decode": 0.0, "track": 0.0, "detect": 0.0}
     t0 = clock()
     cap = open_capture(path)
-    table = FlowTable(prof)
+    table = FlowTable(prof, forget_finished=stream, max_flows=max_flows if stream else None)
+    agg = Aggregator(th) if stream else None
+    handed = 0
+
+    def hand_out(flows: list[Flow]) -> None:
+        nonlocal handed
+        for f in flows:
+            agg.add_flow(f, table.clock)
+            if on_flow is not None:
+                on_flow(f)
+        handed += len(flows)
+
     batches = iter(cap.batches(batch_size))
     while True:
         t1 = clock()
@@ -142,16 +180,28 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         if batch is None:
             break
         table.feed_batch(batch)
-        timings["track"] += clock() - t2
+        if stream:
+            table.advance(table.clock)
+            agg.piles.feed(ordered(table.drain()))
+            t3 = clock()
+            timings["track"] += t3 - t2
+            hand_out(table.evict_finished(table.clock) + table.enforce_cap())
+            timings["detect"] += clock() - t3
+        else:
+            timings["track"] += clock() - t2
+        if progress is not None:
+            progress(cap.info, len(table.current))
     t3 = clock()
     stop = cap.info.last_ts
     if end is not None:
         stop = max(stop or 0, parse_time(end, cap.info.first_ts or 0))
     table.finish(stop)
+    if stream:
+        agg.piles.feed(ordered(table.drain()))
     t4 = clock()
     timings["track"] += t4 - t3
-    an = Analysis(cap.info, prof, th, table, stop)
-    timings["detect"] = clock() - t4
+    an = Analysis(cap.info, prof, th, table, stop, aggregator=agg, streamed=handed)
+    timings["detect"] += clock() - t4
     timings["total"] = clock() - t0
     an.timings = timings
     return an

@@ -40,6 +40,21 @@ COLUMNS: dict[str, np.dtype] = {
     "ip_len": np.dtype(np.uint32),  # IP packet length on the wire (header + payload)
 }
 
+# Columns every Batch also carries, added after COLUMNS was pinned by tests that compare whole rows
+# (tests/test_capture.py builds its expected rows from COLUMNS); fold them into COLUMNS once those
+# tests list them. Decoders must fill them (Batch.empty / zeros are the right default).
+#
+# tunnel: 0 = the segment was not encapsulated; k > 0 = it was carried inside the tunnel(s)
+#   described by CaptureInfo.tunnels[k] (e.g. "vxlan 192.0.2.1:51234->192.0.2.2:4789 vni 42";
+#   nested encapsulations outermost first, joined by " / "). The addresses/ports/flags in the
+#   other columns are always those of the innermost (tracked) TCP/IP packet. Descriptions are per
+#   direction as seen on the wire, so the two directions of one inner connection usually map to
+#   two entries (the union per flow is the connection's `tunnel_parents`).
+EXTRA_COLUMNS: dict[str, np.dtype] = {
+    "tunnel": np.dtype(np.uint16),
+}
+ALL_COLUMNS: dict[str, np.dtype] = {**COLUMNS, **EXTRA_COLUMNS}
+
 
 @dataclass(slots=True)
 class Batch:
@@ -58,7 +73,7 @@ class Batch:
 
     @classmethod
     def empty(cls, n: int = 0) -> "Batch":
-        return cls({k: np.zeros(n, dtype=dt) for k, dt in COLUMNS.items()})
+        return cls({k: np.zeros(n, dtype=dt) for k, dt in ALL_COLUMNS.items()})
 
 
 @dataclass(slots=True)
@@ -77,6 +92,9 @@ class CaptureInfo:
     last_ts: int | None = None             # ns
     truncated: bool = False                # file ended in the middle of a record/block
     warnings: list[str] = field(default_factory=list)
+    # Tunnel table for the `tunnel` column: tunnels[0] is always "" (not encapsulated), every
+    # other entry a distinct description, numbered in order of first appearance in the capture.
+    tunnels: list[str] = field(default_factory=lambda: [""])
 
 
 class CaptureError(Exception):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import bz2
 import io
+import ipaddress
 import lzma
 import mmap
 import os
@@ -48,7 +49,7 @@ from typing import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .batch import COLUMNS, Batch, CaptureError, CaptureInfo
+from .batch import ALL_COLUMNS, Batch, CaptureError, CaptureInfo
 
 __all__ = ["open_capture", "Capture", "SKIP_REASONS"]
 
@@ -72,11 +73,13 @@ SKIP_REASONS = (
     "other_ip_proto",         # any other IP protocol (incl. ESP, IPv6 "no next header")
     "truncated_tcp_header",   # fewer than 20 TCP header bytes captured
     "malformed_tcp",          # data offset < 5 or larger than the IP payload
+    "tunnel_error",           # a recognised encapsulation that is truncated, malformed, an unsupported
+                              # variant (GRE version 1 / routing) or nested more than 4 deep
 )
 _OK, _SLOW = 0, 1
 _CODE = {r: i + 2 for i, r in enumerate(SKIP_REASONS)}
 (_C_UNSUP, _C_UNKIF, _C_TRLINK, _C_ARP, _C_NONIP, _C_TRIP, _C_BADIP, _C_FRAG, _C_UDP, _C_ICMP,
- _C_ICMP6, _C_OTHER, _C_TRTCP, _C_BADTCP) = (_CODE[r] for r in SKIP_REASONS)
+ _C_ICMP6, _C_OTHER, _C_TRTCP, _C_BADTCP, _C_TUNERR) = (_CODE[r] for r in SKIP_REASONS)
 
 _ETH_LT = {1: (14, 12), 113: (16, 14), 276: (20, 0)}   # linktype -> (header length, ethertype offset)
 _RAW_LT = (101, 12, 14)
@@ -86,6 +89,12 @@ _SUPPORTED_LT = set(_ETH_LT) | set(_RAW_LT) | {_NULL_LT, _LOOP_LT, _IPV4_LT, _IP
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _AF6 = (24, 28, 30)
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
+_V6_EXT = frozenset((0, 43, 60, 44, 51, 135, 139, 140))
+_TUNNEL_UDP = {4789: "vxlan", 6081: "geneve", 2152: "gtpu", 3544: "teredo"}
+_TUNNEL_PORTS = np.array(sorted(_TUNNEL_UDP), np.int64)
+_TUNNEL_ETHERTYPES = (0x8847, 0x8848, 0x8864)       # MPLS unicast/multicast, PPPoE session
+_MAX_TUNNEL_DEPTH = 4
+_MAX_TUNNELS = 65535      # the tunnel column is uint16; later new descriptions share the last entry
 _NO_IFACE = -1           # pseudo link type for pcapng blocks with an unknown interface id
 
 _PCAP_MAGIC = {  # first 4 bytes -> (byte order, fraction multiplier to ns, resolution)
@@ -150,80 +159,322 @@ def _link(data, lt: int):
 def _parse_one(data, lt: int, orig: int):
     """Decode one record. Returns a skip reason (str) or a tuple
     (family, src16, dst16, sport, dport, flags, seq, ack, win, plen, mss, wscale,
-     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment)."""
+     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel) where tunnel is "" or the
+    description of the encapsulation(s) the TCP segment was found in (see `_parse_net`)."""
     r = _link(data, lt)
     if type(r) is str:
         return r
-    l3, et = r
+    return _parse_net(data, r[0], r[1], orig, 0 if lt == 1 else None)
+
+
+def _ip4s(b) -> str:
+    return "%d.%d.%d.%d" % tuple(b)
+
+
+def _ip6s(b) -> str:
+    return str(ipaddress.IPv6Address(bytes(b)))
+
+
+def _hp(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _macs(data, eth) -> str:
+    """' src->dst' MAC addresses of the Ethernet header at `eth` (or '' when there is none)."""
+    if eth is None:
+        return ""
+    return " " + "->".join(":".join("%02x" % x for x in bytes(data[o:o + 6])) for o in (eth + 6, eth))
+
+
+def _eth(data, off: int):
+    """Ethernet II (+ VLAN tags) at `off` -> (l3 offset, ethertype) or a skip reason."""
     n = len(data)
-    first_frag = False
-    if et == 0x0800:
-        if n < l3 + 20:
-            return "truncated_ip_header"
-        v = data[l3]
-        ihl = (v & 15) * 4
-        if v >> 4 != 4 or ihl < 20:
-            return "malformed_ip"
-        if n < l3 + ihl:
-            return "truncated_ip_header"
-        tot = _u16(data, l3 + 2)[0]
-        fo = _u16(data, l3 + 6)[0]
-        proto = data[l3 + 9]
-        if tot == 0:                      # TSO: length left to the NIC
-            tot = orig - l3
-        if tot < ihl:
-            return "malformed_ip"
-        if fo & 0x1FFF:
-            return "ip_fragment"
-        if proto != 6:
-            return "udp" if proto == 17 else "icmp" if proto == 1 else "other_ip_proto"
-        first_frag = bool(fo & 0x2000)
-        fam = 4
-        src = _MAPPED + bytes(data[l3 + 12:l3 + 16])
-        dst = _MAPPED + bytes(data[l3 + 16:l3 + 20])
-        t = l3 + ihl
-        tcplen = tot - ihl
-        iplen = tot
-    elif et == 0x86DD:
-        if n < l3 + 40:
-            return "truncated_ip_header"
-        if data[l3] >> 4 != 6:
-            return "malformed_ip"
-        pl = _u16(data, l3 + 4)[0]
-        if pl == 0:                       # jumbogram / TSO
-            pl = max(orig - l3 - 40, 0)
-        nxt = data[l3 + 6]
-        fam = 6
-        src = bytes(data[l3 + 8:l3 + 24])
-        dst = bytes(data[l3 + 24:l3 + 40])
-        t = l3 + 40
-        tcplen = pl
-        while nxt != 6:
-            if nxt in (0, 43, 60, 44, 51, 135, 139, 140):   # extension headers we can walk
+    if n < off + 14:
+        return "truncated_link_header"
+    et = (data[off + 12] << 8) | data[off + 13]
+    o = off + 14
+    while et in _VLAN:
+        if n < o + 4:
+            return "truncated_link_header"
+        et = (data[o + 2] << 8) | data[o + 3]
+        o += 4
+    return o, et
+
+
+def _by_nibble(data, o: int):
+    """Inner packet identified by its IP version nibble (MPLS, GTP-U) -> ethertype or a skip reason."""
+    if len(data) <= o:
+        return "truncated_ip_header"
+    v = data[o] >> 4
+    return 0x0800 if v == 4 else 0x86DD if v == 6 else "non_ip"
+
+
+def _udp_tunnel(data, t: int, port: int, src: str, dst: str, sport: int, dport: int):
+    """The UDP payload at t + 8 as the tunnel registered on `port` -> (desc, inner offset,
+    ethertype, inner-is-Ethernet) / a skip reason / None when the payload is not that tunnel
+    (then the datagram is plain UDP)."""
+    n = len(data)
+    o = t + 8
+    kind = _TUNNEL_UDP[port]
+    ep = f"{_hp(src, sport)}->{_hp(dst, dport)}"
+    if kind == "vxlan":
+        if n < o + 8:
+            return None
+        vni = int.from_bytes(data[o + 4:o + 7], "big")
+        return f"vxlan {ep} vni {vni}", o + 8, 0, True
+    if kind == "geneve":
+        if n < o + 8 or data[o] >> 6:
+            return None
+        ptype = _u16(data, o + 2)[0]
+        vni = int.from_bytes(data[o + 4:o + 7], "big")
+        i = o + 8 + (data[o] & 0x3F) * 4
+        if n < i:
+            return "tunnel_error"
+        d = f"geneve {ep} vni {vni}"
+        if ptype == 0x6558:
+            return d, i, 0, True
+        return d, i, ptype, False
+    if kind == "gtpu":
+        if n < o + 8:
+            return None
+        fl = data[o]
+        if fl >> 5 != 1 or not fl & 0x10 or data[o + 1] != 0xFF:   # GTPv1, G-PDU only
+            return None
+        teid = struct.unpack_from("!I", data, o + 4)[0]
+        i = o + 8
+        if fl & 7:                                                  # E, S or PN: 4 more bytes
+            if n < i + 4:
+                return "tunnel_error"
+            nxt = data[i + 3] if fl & 4 else 0
+            i += 4
+            while nxt:                                              # extension header chain
+                if n < i + 1 or data[i] == 0 or n < i + data[i] * 4:
+                    return "tunnel_error"
+                el = data[i] * 4
+                nxt = data[i + el - 1]
+                i += el
+        e = _by_nibble(data, i)
+        if type(e) is str:
+            return e
+        return f"gtpu {ep} teid {teid}", i, e, False
+    # teredo: optional authentication and origin indication headers, then IPv6
+    i = o
+    if n >= i + 4 and data[i] == 0 and data[i + 1] == 1:
+        i += 4 + data[i + 2] + data[i + 3] + 9
+    if n >= i + 8 and data[i] == 0 and data[i + 1] == 0:
+        i += 8
+    if n <= i or data[i] >> 4 != 6:
+        return None
+    return f"teredo {ep}", i, 0x86DD, False
+
+
+def _parse_net(data, l3: int, et: int, orig: int, eth):
+    """Decode from the network layer (`et` at offset `l3`; `eth` = offset of the Ethernet header
+    in front of it, or None) down to TCP, unwrapping encapsulations up to `_MAX_TUNNEL_DEPTH` deep:
+    MPLS, PPPoE session, GRE (IP, Ethernet, MPLS; ERSPAN I/II/III), IP-in-IP (4in4, 6in4, 4in6,
+    6in6), and on UDP: VXLAN 4789, Geneve 6081, GTP-U 2152, Teredo 3544 (the lower of the two
+    ports is tried first, as Wireshark does; a payload that does not parse as the tunnel leaves
+    the datagram a plain "udp" skip). The skip reason of an encapsulated record is the innermost
+    one; an encapsulation that is recognised but truncated, malformed, an unsupported variant
+    (GRE version != 0 or with routing) or nested too deep is "tunnel_error". An outer IP fragment
+    carrying a tunnel is an "ip_fragment" (no reassembly)."""
+    n = len(data)
+    tun: list[str] = []
+    while True:
+        if len(tun) > _MAX_TUNNEL_DEPTH:
+            return "tunnel_error"
+        first_frag = False
+        if et == 0x0800:
+            if n < l3 + 20:
+                return "truncated_ip_header"
+            v = data[l3]
+            ihl = (v & 15) * 4
+            if v >> 4 != 4 or ihl < 20:
+                return "malformed_ip"
+            if n < l3 + ihl:
+                return "truncated_ip_header"
+            tot = _u16(data, l3 + 2)[0]
+            fo = _u16(data, l3 + 6)[0]
+            proto = data[l3 + 9]
+            if tot == 0:                      # TSO: length left to the NIC
+                tot = orig - l3
+            if tot < ihl:
+                return "malformed_ip"
+            if fo & 0x1FFF:
+                return "ip_fragment"
+            first_frag = bool(fo & 0x2000)
+            fam = 4
+            src = _MAPPED + bytes(data[l3 + 12:l3 + 16])
+            dst = _MAPPED + bytes(data[l3 + 16:l3 + 20])
+            t = l3 + ihl
+            tcplen = tot - ihl
+            iplen = tot
+        elif et == 0x86DD:
+            if n < l3 + 40:
+                return "truncated_ip_header"
+            if data[l3] >> 4 != 6:
+                return "malformed_ip"
+            pl = _u16(data, l3 + 4)[0]
+            if pl == 0:                       # jumbogram / TSO
+                pl = max(orig - l3 - 40, 0)
+            proto = data[l3 + 6]
+            fam = 6
+            src = bytes(data[l3 + 8:l3 + 24])
+            dst = bytes(data[l3 + 24:l3 + 40])
+            t = l3 + 40
+            tcplen = pl
+            while proto in _V6_EXT:           # extension headers we can walk
                 if n < t + 8:
                     return "truncated_ip_header"
-                if nxt == 44:
+                if proto == 44:
                     fo = _u16(data, t + 2)[0]
                     if fo & 0xFFF8:
                         return "ip_fragment"
                     first_frag = bool(fo & 1)
                     hl = 8
-                elif nxt == 51:
+                elif proto == 51:
                     hl = (data[t + 1] + 2) * 4
                 else:
                     hl = (data[t + 1] + 1) * 8
-                nxt = data[t]
+                proto = data[t]
                 t += hl
                 tcplen -= hl
                 if tcplen < 0:
                     return "malformed_ip"
+            iplen = 40 + pl
+        elif et == 0x0806 or et == 0x8035:
+            return "arp"
+        elif et == 0x8847 or et == 0x8848:   # MPLS label stack
+            labels = []
+            o = l3
+            while True:
+                if n < o + 4 or len(labels) >= 16:
+                    return "tunnel_error"
+                lab = struct.unpack_from("!I", data, o)[0]
+                labels.append(str(lab >> 12))
+                o += 4
+                if lab & 0x100:
+                    break
+            tun.append(f"mpls{_macs(data, eth)} labels {','.join(labels)}")
+            if n > o and data[o] >> 4 == 0:   # pseudowire control word, then Ethernet
+                r = _eth(data, o + 4)
+                if type(r) is str:
+                    return r
+                eth = o + 4
+                l3, et = r
+                continue
+            e = _by_nibble(data, o)
+            if type(e) is str:
+                return e
+            l3, et, eth = o, e, None
+            continue
+        elif et == 0x8864:                    # PPPoE session stage
+            if n < l3 + 8 or data[l3] != 0x11 or data[l3 + 1] != 0:
+                return "tunnel_error"
+            sid = _u16(data, l3 + 2)[0]
+            tun.append(f"pppoe{_macs(data, eth)} session 0x{sid:04x}")
+            if data[l3 + 6] & 1:              # protocol field compressed to one byte
+                pp, o = data[l3 + 6], l3 + 7
             else:
-                return "udp" if nxt == 17 else "icmpv6" if nxt == 58 else "other_ip_proto"
-        iplen = 40 + pl
-    elif et == 0x0806 or et == 0x8035:
-        return "arp"
-    else:
-        return "non_ip"
+                pp, o = _u16(data, l3 + 6)[0], l3 + 8
+            if pp == 0x21:
+                et = 0x0800
+            elif pp == 0x57:
+                et = 0x86DD
+            else:
+                return "non_ip"
+            l3, eth = o, None
+            continue
+        else:
+            return "non_ip"
+
+        if proto == 6:
+            break
+        # ---- an encapsulation inside IP?
+        if proto in (4, 41, 47) or proto == 17 and n >= t + 8 and (
+                _u16(data, t)[0] in _TUNNEL_UDP or _u16(data, t + 2)[0] in _TUNNEL_UDP):
+            s_txt = _ip4s(src[12:]) if fam == 4 else _ip6s(src)
+            d_txt = _ip4s(dst[12:]) if fam == 4 else _ip6s(dst)
+            ep = f"{s_txt}->{d_txt}"
+            if proto == 17:
+                sp, dp = _u16(data, t)[0], _u16(data, t + 2)[0]
+                r = None
+                for port in sorted({sp, dp}):
+                    if port in _TUNNEL_UDP:
+                        r = _udp_tunnel(data, t, port, s_txt, d_txt, sp, dp)
+                        if r is not None:
+                            break
+                if r is None:
+                    return "udp"
+                if first_frag:
+                    return "ip_fragment"
+                if type(r) is str:
+                    return r
+                d, o, e, is_eth = r
+            elif proto == 47:
+                if first_frag:
+                    return "ip_fragment"
+                if n < t + 4:
+                    return "tunnel_error"
+                fl, ptype = _u16(data, t)[0], _u16(data, t + 2)[0]
+                if fl & 0x4007:               # routing present / version != 0 (e.g. PPTP)
+                    return "tunnel_error"
+                o = t + 4 + (4 if fl & 0x8000 else 0)
+                key = None
+                if fl & 0x2000:
+                    if n < o + 4:
+                        return "tunnel_error"
+                    key = struct.unpack_from("!I", data, o)[0]
+                    o += 4
+                if fl & 0x1000:
+                    o += 4
+                if n < o:
+                    return "tunnel_error"
+                d = f"gre {ep}" + (f" key {key}" if key is not None else "")
+                is_eth, e = False, ptype
+                if ptype == 0x6558:
+                    is_eth = True
+                elif ptype == 0x88BE:
+                    if fl & 0x1000:           # ERSPAN type II: 8-byte header
+                        if n < o + 8 or data[o] >> 4 != 1:
+                            return "tunnel_error"
+                        d = f"erspan2 {ep} session {_u16(data, o + 2)[0] & 0x3FF}"
+                        o += 8
+                    else:                     # ERSPAN type I: no header
+                        d = f"erspan1 {ep}"
+                    is_eth = True
+                elif ptype == 0x22EB:         # ERSPAN type III: 12 bytes (+ 8 platform specific)
+                    if n < o + 12 or data[o] >> 4 != 2:
+                        return "tunnel_error"
+                    w = _u16(data, o + 10)[0]
+                    d = f"erspan3 {ep} session {_u16(data, o + 2)[0] & 0x3FF}"
+                    o += 20 if w & 1 else 12
+                    if (w >> 10) & 0x1F:      # frame type other than Ethernet
+                        tun.append(d)
+                        return "non_ip"
+                    is_eth = True
+            else:
+                if first_frag:
+                    return "ip_fragment"
+                kind = {(4, 4): "ipip", (4, 41): "6in4", (6, 4): "4in6", (6, 41): "6in6"}[fam, proto]
+                d, o, e, is_eth = f"{kind} {ep}", t, 0x0800 if proto == 4 else 0x86DD, False
+            tun.append(d)
+            if is_eth:
+                r = _eth(data, o)
+                if type(r) is str:
+                    return r
+                eth = o
+                l3, et = r
+            else:
+                l3, et, eth = o, e, None
+            continue
+        if proto == 17:
+            return "udp"
+        if proto == 1:
+            return "icmp"
+        if proto == 58:
+            return "icmpv6"
+        return "other_ip_proto"
 
     if n < t + 20:
         return "truncated_tcp_header"
@@ -257,7 +508,7 @@ def _parse_one(data, lt: int, orig: int):
             tsv, tse = struct.unpack_from("!II", data, i + 2)
         i += ln
     return (fam, src, dst, sport, dport, offfl & 0x1FF, seq, ack, win, tcplen - doff,
-            mss, ws, sok, hts, tsv, tse, iplen, first_frag)
+            mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun))
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,11 +545,14 @@ def _gather(bufnp: np.ndarray, doffs: np.ndarray, caps: np.ndarray) -> np.ndarra
     return M
 
 
-def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
+def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
     """Decode one group. Returns (rows, cols, st, slow_reasons, first_frags):
     rows = record positions (within the group) that produced TCP segments, cols = their
     column arrays (without index/ts/iface), st = per-record status codes for the vector
-    skips, slow_reasons = Counter from the scalar path."""
+    skips, slow_reasons = Counter from the scalar path. `tunnels` (description -> number,
+    "" -> 0) is the capture's tunnel table; new descriptions are added to it."""
+    if tunnels is None:
+        tunnels = {"": 0}
     n = len(doffs)
     st = np.zeros(n, np.int8)
     capi = caps
@@ -373,7 +627,10 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
     is6 = live & (et == 0x86DD)
     isarp = live & ((et == 0x0806) | (et == 0x8035))
     st[isarp] = _C_ARP
-    st[live & ~is4 & ~is6 & ~isarp] = _C_NONIP
+    other = live & ~is4 & ~is6 & ~isarp
+    encap = other & np.isin(et, _TUNNEL_ETHERTYPES)       # MPLS / PPPoE: the scalar path unwraps them
+    st[other & ~encap] = _C_NONIP
+    st[encap] = _SLOW
 
     tcp = np.zeros(n, bool)
     ihl = np.zeros(n, np.int64)
@@ -391,6 +648,8 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
         st[g & (proto == 17)] = _C_UDP
         st[g & (proto == 1)] = _C_ICMP
         st[g & (proto != 6) & (proto != 17) & (proto != 1)] = _C_OTHER
+        st[g & ((proto == 4) | (proto == 41) | (proto == 47))] = _SLOW      # IP-in-IP, GRE
+        _udp_tunnels(st, g & (proto == 17), l3 + ihl, capi, U16)
         t4 = g & (proto == 6)
         mf = t4 & ((fo & 0x2000) != 0)
         st[mf] = _SLOW
@@ -403,6 +662,7 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
         good = is6 & (capi >= l3 + 40) & ((v0 >> 4) == 6)
         st[is6 & ~good] = _SLOW
         st[good & (nx == 17)] = _C_UDP
+        _udp_tunnels(st, good & (nx == 17), l3 + 40, capi, U16)
         st[good & (nx == 58)] = _C_ICMP6
         t6 = good & (nx == 6) & (pl > 0)
         st[good & ~t6 & (nx != 17) & (nx != 58)] = _SLOW
@@ -494,7 +754,7 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
         "family": np.where(s6, 6, 4), "src": src.view("V16").reshape(m), "dst": dst.view("V16").reshape(m),
         "sport": sport, "dport": dport, "flags": flags, "seq": seq, "ack": ack, "win": win,
         "plen": tcplen - doff, "mss": mss, "wscale": ws, "sack_ok": sok, "has_ts": hts,
-        "tsval": tsv, "tsecr": tse, "ip_len": iplen,
+        "tsval": tsv, "tsecr": tse, "ip_len": iplen, "tunnel": np.zeros(m, np.int64),
     }
 
     # ---- scalar path
@@ -514,6 +774,8 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
                 srows.append(i)
                 svals.append(r)
                 first_frags += r[17]
+                if r[18] and r[18] not in tunnels:
+                    tunnels[r[18]] = min(len(tunnels), _MAX_TUNNELS)
         if srows:
             cols2 = list(zip(*svals))
             extra = {}
@@ -522,11 +784,23 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts):
                     extra[name] = np.frombuffer(b"".join(cols2[j]), "V16")
                 else:
                     extra[name] = np.array(cols2[j], dtype=np.int64 if name not in ("sack_ok", "has_ts") else bool)
+            extra["tunnel"] = np.array([tunnels[d] for d in cols2[18]], np.int64)
             rows = np.concatenate([idx, np.array(srows, np.int64)])
             order = np.argsort(rows, kind="stable")
             idx = rows[order]
             cols = {k: np.concatenate([cols[k], extra[k]])[order] for k in cols}
     return idx, cols, st, slow_reasons, first_frags
+
+
+def _udp_tunnels(st, udp, t, capi, U16):
+    """Send UDP datagrams to or from a tunnel port (VXLAN, Geneve, GTP-U, Teredo) to the scalar
+    path, which decides whether they carry a tunnel (and counts them as "udp" if not)."""
+    if not udp.any():
+        return
+    cand = udp & (capi >= t + 8)
+    if cand.any():
+        hit = cand & (np.isin(U16(t), _TUNNEL_PORTS) | np.isin(U16(t + 2), _TUNNEL_PORTS))
+        st[hit] = _SLOW
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,6 +856,8 @@ class Capture:
         self._mm = None
         self._stream = None
         self._consumed = False
+        self._tunnels = {"": 0}              # tunnel description -> number (the `tunnel` column)
+        self._tunnels_full = False
         try:
             self._open(path)
         except CaptureError:
@@ -967,7 +1243,14 @@ class Capture:
                     info.first_ts = int(ts[0])
                 info.last_ts = int(ts[-1])
                 info.records += n
-                rows, cols, st, slow_reasons, ff = _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts)
+                rows, cols, st, slow_reasons, ff = _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts,
+                                                           self._tunnels)
+                if len(self._tunnels) > len(info.tunnels):
+                    info.tunnels[:] = sorted(self._tunnels, key=self._tunnels.__getitem__)[:_MAX_TUNNELS + 1]
+                    if len(self._tunnels) > _MAX_TUNNELS + 1 and not self._tunnels_full:
+                        self._tunnels_full = True
+                        info.warnings.append(f"more than {_MAX_TUNNELS} distinct tunnels; later ones share "
+                                             "the last tunnel number")
                 del bufnp
                 codes = np.bincount(st, minlength=len(SKIP_REASONS) + 2)
                 for reason, code in _CODE.items():
@@ -979,7 +1262,8 @@ class Capture:
                 if len(rows):
                     out = {"index": index[rows], "ts": ts[rows], "iface": ifaces[rows]}
                     out.update(cols)
-                    b = Batch({k: np.ascontiguousarray(out[k]).astype(dt, copy=False) for k, dt in COLUMNS.items()})
+                    b = Batch({k: np.ascontiguousarray(out[k]).astype(dt, copy=False)
+                               for k, dt in ALL_COLUMNS.items()})
                     info.tcp_segments += len(b)
                     yield b
             if status == "limit":

@@ -112,8 +112,9 @@ class FlowTable:
         self.last_raw = None
         self.clock_stats = ClockStats()
         self.reorder_window_ns = int(reorder_window * 1e9)
-        # a non-SYN segment this long after a finished connection starts a new (midstream) one
-        self.stale_after_ns = int((stale_after if stale_after is not None else profile.time_wait * 2) * 1e9)
+        # A non-SYN segment this long after a finished connection (both endpoints closed, timers done)
+        # starts a new, midstream one; finished connections leave the table after it.
+        self.stale_after_ns = int((stale_after if stale_after is not None else 10.0) * 1e9)
 
     def feed_batch(self, batch: Batch) -> None:
         c = batch.cols
@@ -177,7 +178,7 @@ class FlowTable:
         conn = flow.conn
         if not flags & SYN:
             # a late segment shortly after the close belongs to the old connection
-            return None if ts - flow.last_ts > self.stale_after_ns and not flags & RST else flow
+            return None if ts - flow.last_ts > self.stale_after_ns and flow.finished() else flow
         from_client = lo_src == flow.client_is_lo
         sender = conn.client if from_client else conn.server
         if flags & ACK:
@@ -263,11 +264,11 @@ class FlowTable:
         out.sort(key=lambda ft: ft[1].ts)
         return out
 
-    def evict_finished(self, now: int, linger: float = 10.0) -> list[Flow]:
-        """Connections finished (both endpoints closed, no timer pending) and idle for `linger` seconds:
-        removed from the table, and from `flows` too when `forget_finished` (bounded memory). Returned
-        oldest first, so a caller can emit them (flow_end) before they are gone."""
-        cutoff = now - int(linger * 1e9)
+    def evict_finished(self, now: int) -> list[Flow]:
+        """Connections finished (both endpoints closed, no timer pending) and silent for `stale_after`: a
+        segment for them now would start a new connection anyway, so they leave the table (and `flows` too
+        when `forget_finished`: bounded memory). Returned oldest first, to be emitted before they go."""
+        cutoff = now - self.stale_after_ns
         gone = [(k, f) for k, f in self.current.items() if f.last_ts <= cutoff and f.finished()]
         for k, f in gone:
             del self.current[k]

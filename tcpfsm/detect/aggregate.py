@@ -1,0 +1,220 @@
+"""Findings across connections, built incrementally so a stream can forget finished connections.
+
+Owns the aggregate rules (SYN flood per service, port scan per source, state
+piles per host, the reconnect form of vanished_peer) and the roll-up of
+per-flow findings per (kind, host, service). `Aggregator.add_flow` takes a
+connection that is final (finished, or the capture ended) and keeps only
+bounded summaries of it: per-second buckets for floods, first times of
+distinct targets for scans, the newest connection per (client, service) for
+reconnects, counts and a sample of flow ids for roll-ups. The whole-capture
+analysis and the streaming one both go through it, so they agree.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..fsm import State
+from ..track.flowtable import Flow
+from .piles import PileCounter
+from .rules import (PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was, flow_findings, rank)
+
+NS = 1_000_000_000
+SAMPLE = 1000            # flow ids kept per aggregate finding
+MAX_TARGETS = 200_000    # distinct targets remembered per scanning source
+MAX_SOURCES = 100_000    # distinct sources remembered per flooded service
+
+
+@dataclass(slots=True)
+class _Rollup:
+    kind: str
+    severity: str
+    first: Finding
+    first_flow: int
+    ts_end: int
+    count: int = 0
+    flows: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    count: int = 0
+    answered: int = 0
+    lo: int = 0
+    hi: int = 0
+    flows: list[int] = field(default_factory=list)
+
+
+class Aggregator:
+    def __init__(self, th: Thresholds):
+        self.th = th
+        self.piles = PileCounter(th.pile_min_age)
+        self.rollups: dict[tuple[str, str, str], _Rollup] = {}
+        self.flood: dict[str, dict[int, _Bucket]] = defaultdict(dict)
+        self.flood_sources: dict[str, set[str]] = defaultdict(set)
+        self.flood_host: dict[str, str] = {}
+        self.scan: dict[str, dict[tuple[str, int], tuple[int, int, bool]]] = defaultdict(dict)
+        self.newest: dict[tuple[str, str], tuple[int, int, int, int]] = {}   # (client ip, service) -> newest flow
+
+    # -- per connection ---------------------------------------------------------------------------------
+    def add_flow(self, flow: Flow, end: int) -> None:
+        """A finished connection: its findings are final; keep only summaries."""
+        flow.anomalies = flow_findings(flow, end, self.th)
+        self._index(flow)
+        self._rollup(flow)
+
+    def _index(self, f: Flow) -> None:
+        c, s = f.conn.client, f.conn.server
+        key = (f.client_ip, f.server)
+        prev = self.newest.get(key)
+        if prev is None or f.first_ts > prev[0]:
+            self.newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
+        if not c.syns or _was(f, "client", State.ESTABLISHED):
+            return
+        if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
+            bucket = self.flood[f.server].setdefault(f.first_ts // NS, _Bucket(lo=f.first_ts, hi=f.first_ts))
+            bucket.count += 1
+            bucket.answered += 1 if s.synacks else 0
+            bucket.lo, bucket.hi = min(bucket.lo, f.first_ts), max(bucket.hi, f.first_ts)
+            if len(bucket.flows) < SAMPLE:
+                bucket.flows.append(f.id)
+            srcs = self.flood_sources[f.server]
+            if len(srcs) < MAX_SOURCES:
+                srcs.add(f.client_ip)
+            self.flood_host[f.server] = f.server_ip
+        if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
+            targets = self.scan[f.client_ip]
+            t = (f.server_ip, f.server_port)
+            if t not in targets and len(targets) < MAX_TARGETS:
+                targets[t] = (f.first_ts, f.id, bool(s.rsts))
+
+    def _rollup(self, f: Flow) -> None:
+        for a in f.anomalies:
+            host = f.client_ip if a.endpoint == "client" else f.server_ip
+            key = (a.kind, host, f.server)
+            r = self.rollups.get(key)
+            if r is None:
+                r = self.rollups[key] = _Rollup(a.kind, a.severity, a, f.id, a.ts_end or a.ts)
+            elif a.ts < r.first.ts:
+                r.first, r.first_flow = a, f.id
+            if SEVERITY_RANK[a.severity] < SEVERITY_RANK[r.severity]:
+                r.severity = a.severity
+            r.ts_end = max(r.ts_end, a.ts_end or a.ts)
+            r.count += 1
+            if len(r.flows) < SAMPLE:
+                r.flows.append(f.id)
+
+    # -- the end ----------------------------------------------------------------------------------------
+    def finish(self, remaining: list[Flow], end: int) -> list[Finding]:
+        """Connections still tracked at the end, then every aggregate finding, ranked."""
+        th = self.th
+        for f in remaining:
+            f.anomalies = flow_findings(f, end, th)
+            self._index(f)
+        for f in remaining:
+            self._reconnect(f, end)
+        for f in remaining:
+            self._rollup(f)
+        out = self._floods() + self._scans() + self._piles(end) + self._rollups()
+        return rank(out)
+
+    def _reconnect(self, f: Flow, end: int) -> None:
+        """Fake ESTABLISHED: still ESTABLISHED on both sides, silent, while the same client opened a newer
+        connection to the same service after it went quiet."""
+        if f.conn.client.state is not State.ESTABLISHED or f.conn.server.state is not State.ESTABLISHED:
+            return
+        if any(a.kind == "vanished_peer" for a in f.anomalies):
+            return
+        silent_since = f.conn.client.last_ts or f.first_ts
+        if end - silent_since < self.th.vanished_idle * NS:
+            return
+        newest = self.newest.get((f.client_ip, f.server))
+        if newest is None or newest[1] == f.id or newest[0] <= silent_since:
+            return
+        first_ts, gid, gport, gpacket = newest
+        f.anomalies.append(Finding(
+            "vanished_peer", "high" if f.conn.server.retrans_unanswered else "medium", silent_since,
+            f"client {f.client} silent for {_secs(end - silent_since)} without FIN or RST while the server "
+            f"{f.server} still holds it ESTABLISHED; the same client reconnected (flow {gid} from port "
+            f"{gport}, {_secs(first_ts - silent_since)} later): fake ESTABLISHED",
+            ts_end=end, endpoint="client", flows=[f.id, gid], packets=[gpacket]))
+
+    def _floods(self) -> list[Finding]:
+        out = []
+        w = max(int(self.th.syn_flood_window), 1)
+        for svc, buckets in self.flood.items():
+            secs = sorted(buckets)
+            best, best_range = 0, (0, 0)
+            j, total = 0, 0
+            for i, sec in enumerate(secs):            # windows of w whole seconds
+                total += buckets[sec].count
+                while secs[j] <= sec - w:
+                    total -= buckets[secs[j]].count
+                    j += 1
+                if total > best:
+                    best, best_range = total, (j, i)
+            if best < self.th.syn_flood_count:
+                continue
+            inwin = [buckets[s] for s in secs[best_range[0]:best_range[1] + 1]]
+            lo, hi = min(b.lo for b in inwin), max(b.hi for b in inwin)
+            answered = sum(b.answered for b in inwin)
+            flows = [i for b in inwin for i in b.flows][:SAMPLE]
+            nsrc = len(self.flood_sources[svc])
+            srcs = f"{nsrc}" if nsrc < MAX_SOURCES else f"at least {nsrc}"
+            out.append(Finding("syn_flood", "critical", lo,
+                               f"{best} handshakes toward {svc} never completed within {_secs(hi - lo)} from {srcs} "
+                               f"source address(es); {answered} got a SYN+ACK (server in SYN_RECEIVED), "
+                               f"{best - answered} got no answer (backlog full?)",
+                               ts_end=hi, count=best, flows=flows, host=self.flood_host[svc], service=svc))
+        return out
+
+    def _scans(self) -> list[Finding]:
+        out = []
+        win = int(self.th.port_scan_window * NS)
+        for src, targets in self.scan.items():
+            items = sorted(((t, fid, refused, tgt) for tgt, (t, fid, refused) in targets.items()))
+            best, best_range, j = 0, (0, 0), 0
+            for i, (t, *_rest) in enumerate(items):
+                while items[j][0] < t - win:
+                    j += 1
+                if i - j + 1 > best:
+                    best, best_range = i - j + 1, (j, i)
+            if best < self.th.port_scan_count:
+                continue
+            inwin = items[best_range[0]:best_range[1] + 1]
+            hosts = len({tgt[0] for *_x, tgt in inwin})
+            ports = len({tgt[1] for *_x, tgt in inwin})
+            refused = sum(1 for _t, _f, r, _g in inwin if r)
+            a, b = inwin[0][0], inwin[-1][0]
+            out.append(Finding("port_scan", "high", a,
+                               f"{src} probed {best} targets ({ports} port(s) on {hosts} host(s)) in {_secs(b - a)}: "
+                               f"{refused} refused, {best - refused} unanswered",
+                               ts_end=b, count=best, flows=sorted(fid for _t, fid, _r, _g in inwin)[:SAMPLE],
+                               host=src))
+        return out
+
+    def _piles(self, end: int) -> list[Finding]:
+        th = self.th
+        limits = {State.TIME_WAIT: th.time_wait_pile_count, State.CLOSE_WAIT: th.close_wait_pile_count,
+                  State.FIN_WAIT_1: th.fin_wait_1_pile_count, State.FIN_WAIT_2: th.fin_wait_2_pile_count,
+                  State.LAST_ACK: th.last_ack_pile_count, State.SYN_SENT: th.syn_sent_pile_count,
+                  State.SYN_RECEIVED: th.syn_received_pile_count}
+        out = []
+        for (host, state), peak in sorted(self.piles.finish(end).items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+            if state in limits and peak.count >= limits[state]:
+                kind, sev, why = PILE_DIAGNOSIS[state]
+                out.append(Finding(kind, sev, peak.ts, f"{host} held {peak.count} connections in {state.value} at "
+                                   f"once (peak, each for at least {th.pile_min_age:g} s): {why}",
+                                   ts_end=peak.ts, count=peak.count, flows=peak.flows, host=host))
+        return out
+
+    def _rollups(self) -> list[Finding]:
+        out = []
+        for (kind, host, svc), r in self.rollups.items():
+            if r.count == 1:
+                msg = f"flow {r.first_flow}: {r.first.message}"
+            else:
+                msg = f"{r.count} flows ({host}, service {svc}); first: flow {r.first_flow}: {r.first.message}"
+            out.append(Finding(kind, r.severity, r.first.ts, msg, ts_end=r.ts_end, count=r.count,
+                               flows=sorted(r.flows), host=host, service=svc))
+        return out
