@@ -60,6 +60,7 @@ class Analysis:
             aggregator = Aggregator(thresholds)
             aggregator.piles.feed(ordered([(f, t) for f in self.flows for t in f.transitions]))
         self.findings: list[Finding] = aggregator.finish(self.flows, self.end)
+        self.pile_peaks = aggregator.piles.peaks      # (host, state) -> Peak: most held at once (>= min age)
         self._occupancy: Occupancy | None = None
         self._by_id = {f.id: f for f in self.flows}
         self.timings: dict[str, float] = {}     # seconds per stage, filled by analyze()

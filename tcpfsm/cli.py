@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 
@@ -23,6 +24,9 @@ from .detect.rules import Thresholds
 from .fsm import PROFILES, rfc_graph
 from .fsm.profiles import OVERRIDABLE
 from .render import records, text
+
+
+STREAM_ABOVE = 1 << 30       # analyze streams (bounded memory) captures larger than this by default
 
 
 class UserError(Exception):
@@ -123,17 +127,42 @@ def cli() -> None:
 @_end_opt
 @click.option("--timings", is_flag=True, help="Print seconds per stage (read+decode, track, detect, render) on "
                                                 "stderr as one JSON line.")
-def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings):
+@click.option("--stream/--no-stream", default=None,
+              help="Bounded memory: emit and forget finished connections while reading (default: on for "
+                   f"files over {STREAM_ABOVE >> 30} GiB).")
+@click.option("--max-tracked", default=None, type=click.IntRange(min=100),
+              help="With --stream: cap on connections tracked at once (default 500000); over it the finished, "
+                   "then half-open, then longest idle are evicted and counted.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--follow", is_flag=True, help="Follow a capture still being written (tcpdump -w FILE, or - for a "
+                                             "pcap stream on stdin): live events, timers on the clock.")
+def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
+            quiet, follow=False):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
-    an = _load(capture, profile, timers, thresholds, end)
+    if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
+        from .live.cli import follow_capture
+        return follow_capture(capture, fmt, output, profile, timers, thresholds)
+    if stream is None:
+        stream = capture != "-" and os.path.isfile(capture) and os.path.getsize(capture) > STREAM_ABOVE
+    sink = FlowSink(fmt, output, max_flows) if stream else None
+    with Progress(capture, enabled=not quiet) as prog:
+        an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
+                         thresholds=_pairs(thresholds, "threshold"), end=end, stream=stream,
+                         on_flow=sink.add if sink else None, progress=prog.update,
+                         max_flows=(max_tracked or 500_000) if stream else None)
+    for w in an.info.warnings:
+        click.echo(f"tcpfsm: warning: {w}", err=True)
     t0 = time.perf_counter()
-    _render_analysis(an, fmt, output, max_flows)
+    if sink:
+        sink.finish(an)
+    else:
+        _render_analysis(an, fmt, output, max_flows)
     if timings:
         stages = dict(an.timings, render=round(time.perf_counter() - t0, 4))
         stages["total"] = round(stages.get("total", 0) + stages["render"], 4)
         click.echo(json.dumps({"timings": {k: round(v, 4) for k, v in stages.items()},
                                "records": an.info.records, "tcp_segments": an.info.tcp_segments,
-                               "flows": len(an.flows)}), err=True)
+                               "flows": an.summary()["flows"], "streamed": bool(stream)}), err=True)
 
 
 def _render_analysis(an, fmt, output, max_flows):
@@ -148,6 +177,105 @@ def _render_analysis(an, fmt, output, max_flows):
         text.report(an, con, max_flows)
         if fh:
             fh.close()
+
+
+class FlowSink:
+    """Where a streamed analysis puts each finished connection the moment it is handed out."""
+
+    def __init__(self, fmt: str, output: str | None, max_flows: int):
+        self.fmt, self.output, self.max_flows = fmt, output, max_flows
+        self.top: list = []                   # table: the most severe flows seen, bounded
+        self.spool = None
+        if fmt in ("jsonl", "csv"):
+            self.fh = _open_out(output)
+            if fmt == "csv":
+                self.fh.write(text.flows_csv_header())
+        elif fmt == "json":
+            self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")   # flows, until the header is known
+            self.fh = None
+        else:
+            self.fh = None
+
+    def add(self, flow) -> None:
+        if self.fmt == "json":
+            self.spool.write(records.encode(records.flow_record(flow)) + "\n")
+        elif self.fmt == "jsonl":
+            for e in records.flow_events(flow):
+                self.fh.write(json.dumps(e) + "\n")
+        elif self.fmt == "csv":
+            self.fh.write(text.flow_csv_row(flow))
+        elif flow.anomalies:
+            self.top.append(flow)
+            if len(self.top) > 4 * self.max_flows:
+                self.top = text.rank_flows(self.top)[:self.max_flows]
+
+    def finish(self, an) -> None:
+        for f in an.flows:
+            self.add(f)
+        if self.fmt == "json":
+            self.spool.seek(0)
+            _stream(self.output, lambda fh: records.write_analysis_json(an, fh, spooled=self.spool))
+            self.spool.close()
+        elif self.fmt == "jsonl":
+            for e in records.closing_events(an):
+                self.fh.write(json.dumps(e) + "\n")
+            self._close()
+        elif self.fmt == "csv":
+            self._close()
+        else:
+            con, fh = _console(self.output)
+            text.report(an, con, self.max_flows, flows=self.top)
+            if fh:
+                fh.close()
+
+    def _close(self) -> None:
+        if self.fh is not sys.stdout:
+            self.fh.close()
+        else:
+            self.fh.flush()
+
+
+def _open_out(output: str | None):
+    if output and output != "-":
+        try:
+            return open(output, "w", encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"cannot write {output}: {e.strerror}") from None
+    return sys.stdout
+
+
+class Progress:
+    """A progress line on stderr (rich) when stderr is a terminal: packets, packets/s, connections tracked,
+    and how far into the file. Nothing on non-terminals or with --quiet."""
+
+    def __init__(self, capture: str, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.size = os.path.getsize(capture) if capture != "-" and os.path.isfile(capture) else None
+        self.bar = None
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console as _C
+            from rich.progress import BarColumn, Progress as _P, TextColumn, TimeElapsedColumn
+            self.bar = _P(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                          TimeElapsedColumn(), console=_C(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("reading", total=self.size or None, info="")
+        return self
+
+    def update(self, info, tracked: int) -> None:
+        if not self.bar:
+            return
+        dt = max(time.perf_counter() - self.t0, 1e-6)
+        done = getattr(info, "bytes_read", None)
+        self.bar.update(self.task, completed=done if done is not None else None,
+                        info=f"{info.records:,} packets, {info.records / dt:,.0f}/s, {tracked:,} connections")
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+        return False
 
 
 @cli.command()
@@ -252,6 +380,10 @@ def graph(fmt):
             style = "" if d.get("rfc") else " [style=dashed]"
             lines.append(f'  "{a}" -> "{b}"{style};')
         click.echo("\n".join(lines + ["}"]))
+
+
+from .live.cli import live as _live_cmd  # noqa: E402  (live capture: tcpfsm/live)
+cli.add_command(_live_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,6 +31,8 @@ def test_streaming_matches_whole_capture(path):
     assert got == want
     assert [aggregate_record(a) for a in streamed.findings] == [aggregate_record(a) for a in whole.findings]
     assert streamed.summary()["flows"] == whole.summary()["flows"]
+    peaks = lambda an: {k: (p.count, p.ts, p.flows) for k, p in an.pile_peaks.items()}  # noqa: E731
+    assert peaks(streamed) == peaks(whole)
 
 
 def test_streaming_forgets_finished_connections():

@@ -14,7 +14,6 @@ do not make a FIN_WAIT_1 "pile".
 from __future__ import annotations
 
 import heapq
-from itertools import islice
 from dataclasses import dataclass
 
 from ..fsm import State
@@ -39,6 +38,7 @@ class PileCounter:
         self.stay: dict[tuple[int, str], tuple[State, int]] = {}  # (flow, role) -> (state, stay token)
         self.pending: list[tuple[int, int, int, str, str, State]] = []  # (due, token, flow, role, host, state)
         self.peaks: dict[tuple[str, State], Peak] = {}
+        self.sample: dict[tuple[str, State], list[int]] = {}    # first members still in, for evidence
         self.token = 0
 
     def _promote(self, upto: int) -> None:
@@ -50,10 +50,12 @@ class PileCounter:
                 continue                        # left the state before it counted
             members = self.live.setdefault((host, state), set())
             members.add((fid, role))
+            sample = self.sample.setdefault((host, state), [])
+            if len(sample) < SAMPLE:
+                sample.append(fid)
             peak = self.peaks.get((host, state))
             if peak is None or len(members) > peak.count:
-                sample = sorted({f for f, _ in islice(members, SAMPLE)})
-                self.peaks[(host, state)] = Peak(len(members), due, sample)
+                self.peaks[(host, state)] = Peak(len(members), due, sorted(set(sample)))
 
     def feed(self, items: list[tuple[Flow, Transition]]) -> None:
         """Transitions in time order (leaving a state sorts before entering one at the same instant)."""
@@ -64,8 +66,11 @@ class PileCounter:
             cur = self.stay.pop(key, None)
             if cur is not None:
                 members = self.live.get((host, cur[0]))
-                if members is not None:
+                if members is not None and key in members:
                     members.discard(key)
+                    sample = self.sample[(host, cur[0])]
+                    if flow.id in sample:
+                        sample.remove(flow.id)
             if t.new in LISTED:
                 self.token += 1
                 self.stay[key] = (t.new, self.token)
@@ -84,5 +89,6 @@ class PileCounter:
 
 
 def ordered(items: list[tuple[Flow, Transition]]) -> list[tuple[Flow, Transition]]:
-    """Time order; at the same instant, leaving a listed state before entering one."""
-    return sorted(items, key=lambda ft: (ft[1].ts, ft[1].new in LISTED))
+    """Time order; at the same instant, leaving a listed state before entering one, then by flow and
+    endpoint, so that a stream and a whole capture count in the same order."""
+    return sorted(items, key=lambda ft: (ft[1].ts, ft[1].new in LISTED, ft[0].id, ft[1].endpoint))

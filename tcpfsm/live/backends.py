@@ -434,8 +434,6 @@ class AfPacketBackend(_PacketSocketBase):
             p, d = _packet_stats(self.sock)
             self.received += p
             self.dropped += d
-            if self._lo:
-                self.received -= 0           # tp_packets counts both copies on lo; reported as the kernel says
 
     def stop(self) -> list[Batch]:
         out = []

@@ -173,8 +173,9 @@ class StreamDecoder(FrameDecoder):
             network = struct.unpack_from(order + "I", buf, 20)[0]
             self._order, self._mult, self._lt = order, mult, network & 0xFFFF
             self.info.format = "pcap"
-            self.info.linktypes.append(self._lt)
-            self.info.ts_resolution.append(res)
+            if not self.info.linktypes or self.info.linktypes[-1] != self._lt:   # (a rotated file: same type)
+                self.info.linktypes.append(self._lt)
+                self.info.ts_resolution.append(res)
             if self._lt not in _rd._SUPPORTED_LT:
                 self.info.warnings.append(f"unsupported link type {self._lt}; all records skipped")
             self._take(24)

@@ -96,18 +96,58 @@ def dumps(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False)
 
 
-def write_analysis_json(an, fh) -> None:
+_ENC = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def encode(obj) -> str:
+    """One line of JSON (the C encoder)."""
+    return _ENC(obj)
+
+
+def write_analysis_json(an, fh, spooled=None) -> None:
     """The analysis document, streamed: one line per flow and per anomaly (json's C encoder, no
-    document-sized string), still a single JSON object with DESIGN.md's keys."""
-    enc = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-    fh.write('{"capture": ' + enc(capture_record(an)) + ',\n "profile": ' + enc(profile_record(an)))
+    document-sized string), still a single JSON object with DESIGN.md's keys. `spooled`: a file of flows
+    already encoded one per line (a streamed analysis handed them out while reading)."""
+    fh.write('{"capture": ' + encode(capture_record(an)) + ',\n "profile": ' + encode(profile_record(an)))
     fh.write(',\n "flows": [')
-    for i, f in enumerate(an.flows):
-        fh.write(("\n  " if i == 0 else ",\n  ") + enc(flow_record(f)))
+    first = True
+    if spooled is not None:
+        for line in spooled:
+            fh.write(("\n  " if first else ",\n  ") + line.rstrip("\n"))
+            first = False
+    else:
+        for f in an.flows:
+            fh.write(("\n  " if first else ",\n  ") + encode(flow_record(f)))
+            first = False
     fh.write('\n ],\n "anomalies": [')
     for i, a in enumerate(an.findings):
-        fh.write(("\n  " if i == 0 else ",\n  ") + enc(aggregate_record(a)))
-    fh.write('\n ],\n "summary": ' + enc(an.summary()) + "}\n")
+        fh.write(("\n  " if i == 0 else ",\n  ") + encode(aggregate_record(a)))
+    fh.write('\n ],\n "summary": ' + encode(an.summary()) + "}\n")
+
+
+def _flow_events(f) -> list[tuple[int, int, dict]]:
+    out = []
+    for t in f.transitions:
+        out.append((t.ts, 0, {"event": "transition", "ts": sec(t.ts), "flow": f.id,
+                              **{k: v for k, v in transition_record(t).items() if k != "ts"}}))
+    for a in f.anomalies:
+        out.append((a.ts, 1, {"event": "anomaly", "ts": sec(a.ts), "flow": f.id,
+                              **{k: v for k, v in flow_anomaly_record(a).items() if k != "ts"}}))
+    out.append((f.last_ts, 2, {"event": "flow_end", "ts": sec(f.last_ts), **flow_record(f)}))
+    return out
+
+
+def flow_events(f) -> list[dict]:
+    """One connection's events: its transitions, its anomalies, then flow_end (with the flow record)."""
+    return [e for _, _, e in sorted(_flow_events(f), key=lambda e: (e[0], e[1]))]
+
+
+def closing_events(an) -> list[dict]:
+    """Aggregate anomalies, then the final stats event."""
+    out = [{"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None, **aggregate_record(a)}
+           for a in sorted(an.findings, key=lambda a: a.ts_end or a.ts)]
+    out.append({"event": "stats", "ts": sec(an.end), **analysis_record_summary(an)})
+    return out
 
 
 def event_stream(an) -> list[dict]:
@@ -115,14 +155,7 @@ def event_stream(an) -> list[dict]:
     {"event": "transition" | "anomaly" | "flow_end" | "stats", "ts": ..., ...}."""
     events: list[tuple[int, int, dict]] = []
     for f in an.flows:
-        for t in f.transitions:
-            events.append((t.ts, 0, {"event": "transition", "ts": sec(t.ts), "flow": f.id,
-                                     **{k: v for k, v in transition_record(t).items() if k != "ts"}}))
-        for a in f.anomalies:
-            events.append((a.ts, 1, {"event": "anomaly", "ts": sec(a.ts), "flow": f.id,
-                                     **{k: v for k, v in flow_anomaly_record(a).items() if k != "ts"}}))
-        rec = flow_record(f)
-        events.append((f.last_ts, 2, {"event": "flow_end", "ts": sec(f.last_ts), **rec}))
+        events.extend(_flow_events(f))
     for a in an.findings:
         events.append((a.ts_end or a.ts, 1, {"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None,
                                              **aggregate_record(a)}))

@@ -44,7 +44,8 @@ def seg_text(seg: tuple | None) -> str:
 
 
 # -- analyze --------------------------------------------------------------------------------------
-def report(an, console: Console, max_flows: int = 25) -> None:
+def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None = None) -> None:
+    """`flows`: the candidates for "flows that matter" when the analysis was streamed."""
     s = an.summary()
     i = an.info
     head = Table.grid(padding=(0, 2))
@@ -71,6 +72,11 @@ def report(an, console: Console, max_flows: int = 25) -> None:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
     console.print(ft)
 
+    if an.streamed:
+        console.print(f"[dim]streamed: {an.streamed:,} finished connections were reported and forgotten while "
+                      f"reading (bounded memory); per-host piles are in the *_pile findings above.[/]")
+        _flows_table(an, console, max_flows, rank_flows((flows or []) + an.flows))
+        return
     piles = Table(title="Per-host state piles (peak held at once, and at capture end)", box=box.SIMPLE,
                   title_justify="left")
     piles.add_column("host")
@@ -91,9 +97,10 @@ def report(an, console: Console, max_flows: int = 25) -> None:
         piles.add_row(h, *cells)
     console.print(piles)
 
-    interesting = [f for f in an.flows if f.anomalies]
-    interesting.sort(key=lambda f: (min(["critical", "high", "medium", "low", "info"].index(a.severity)
-                                        for a in f.anomalies), f.first_ts))
+    _flows_table(an, console, max_flows, rank_flows(an.flows))
+
+
+def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) -> None:
     fl = Table(title=f"Flows that matter ({len(interesting)} with findings"
                f"{f', first {max_flows}' if len(interesting) > max_flows else ''})",
                box=box.SIMPLE, title_justify="left")
@@ -191,16 +198,35 @@ def states_csv(rows) -> str:
     return out.getvalue()
 
 
-def flows_csv(an) -> str:
+CSV_FIELDS = ["id", "client_ip", "client_port", "server_ip", "server_port", "role_inferred", "first_ts",
+              "last_ts", "packets_client", "packets_server", "bytes_client", "bytes_server", "state_client",
+              "state_server", "conn_state", "history", "anomalies"]
+
+
+def _csv_line(row: list) -> str:
     out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["id", "client_ip", "client_port", "server_ip", "server_port", "role_inferred", "first_ts",
-                "last_ts", "packets_client", "packets_server", "bytes_client", "bytes_server", "state_client",
-                "state_server", "conn_state", "history", "anomalies"])
-    for f in an.flows:
-        c, s = f.conn.client, f.conn.server
-        w.writerow([f.id, f.client_ip, f.client_port, f.server_ip, f.server_port, int(f.role_inferred),
-                    f"{f.first_ts / NS:.6f}", f"{f.last_ts / NS:.6f}", c.packets, s.packets, c.payload, s.payload,
-                    c.state.value, s.state.value, conn_state(f), f.conn.history,
-                    ";".join(sorted({a.kind for a in f.anomalies}))])
+    csv.writer(out).writerow(row)
     return out.getvalue()
+
+
+def flows_csv_header() -> str:
+    return _csv_line(CSV_FIELDS)
+
+
+def flow_csv_row(f: Flow) -> str:
+    c, s = f.conn.client, f.conn.server
+    return _csv_line([f.id, f.client_ip, f.client_port, f.server_ip, f.server_port, int(f.role_inferred),
+                      f"{f.first_ts / NS:.6f}", f"{f.last_ts / NS:.6f}", c.packets, s.packets, c.payload,
+                      s.payload, c.state.value, s.state.value, conn_state(f), f.conn.history,
+                      ";".join(sorted({a.kind for a in f.anomalies}))])
+
+
+def flows_csv(an) -> str:
+    return flows_csv_header() + "".join(flow_csv_row(f) for f in an.flows)
+
+
+def rank_flows(flows: list[Flow]) -> list[Flow]:
+    """Flows with findings, most severe first, then oldest."""
+    order = ["critical", "high", "medium", "low", "info"]
+    return sorted((f for f in flows if f.anomalies),
+                  key=lambda f: (min(order.index(a.severity) for a in f.anomalies), f.first_ts))

@@ -108,6 +108,7 @@ class FlowTable:
         self.max_flows = max_flows
         self.forget_finished = forget_finished
         self.evicted: Counter = Counter()
+        self.created = 0                    # connections created so far: the next flow id
         self.clock = 0                      # observer time: max timestamp so far (ns)
         self.last_raw = None
         self.clock_stats = ClockStats()
@@ -202,6 +203,7 @@ class FlowTable:
             new.reuse_of, new.reuse_ts, new.reuse_packet, new.reuse_endpoint = flow.id, ts, idx, tw.role
             conn._move(tw, None, ts, idx, "reused:new SYN on the 4-tuple", force=State.CLOSED)
             tw.deadline = None
+            self._touched.add(flow)             # the old connection changed too: drain() must see it
         return new
 
     def _new_flow(self, key: bytes, ts: int, idx: int, src: bytes, sport: int, dst: bytes, dport: int,
@@ -217,7 +219,8 @@ class FlowTable:
                 client, cport, server, sport_ = src, sport, dst, dport
             inferred = True
         conn = Connection(self.profile)
-        flow = Flow(id=len(self.flows) + 1, client_ip=ip_text(client), client_port=cport,
+        self.created += 1
+        flow = Flow(id=self.created, client_ip=ip_text(client), client_port=cport,
                     server_ip=ip_text(server), server_port=sport_, role_inferred=inferred, conn=conn,
                     first_ts=ts, last_ts=ts, first_packet=idx, client_raw=client, server_raw=server,
                     client_is_lo=lo_src == (client == src and cport == sport))

@@ -1,0 +1,780 @@
+"""Reference decoder: pcap / pcapng -> TCP `Batch`es, one record at a time, with dpkt.
+
+`open_capture_dpkt(path)` has the interface of `reader.open_capture` (`.info`, `.notes`,
+`.batches(size)`, `.close()`) and must produce the same rows (concatenated over batches) and the
+same `info`. It is slow and simple on purpose: `reader.py` is the hot path, this module is what it
+is checked against (tests/test_decoders.py).
+
+dpkt does the field decoding at every layer:
+
+* classic pcap: `dpkt.pcap.Reader` parses and checks the file header (magic, byte order,
+  nanosecond magic, `datalink()`); records are read with dpkt's own record-header class for that
+  magic (`dpkt.pcap.MAGIC_TO_PKT_HDR`: `PktHdr` / `LEPktHdr`).
+* pcapng: dpkt's `EnhancedPacketBlock[LE]`, `PacketBlock[LE]`, `InterfaceDescriptionBlock[LE]`
+  and `PcapngOption[LE]`; the blocks are walked here because `dpkt.pcapng.Reader` only knows the
+  first interface of the first section.
+* link layers: `dpkt.ethernet.Ethernet` (802.1Q / QinQ tags), `dpkt.ethernet.VLANtag8021Q`,
+  `dpkt.sll.SLL`, `dpkt.sll2.SLL2`; network: `dpkt.ip.IP`, `dpkt.ip6.IP6`,
+  `dpkt.ip6.IP6FragmentHeader`; transport: `dpkt.tcp.TCP` and `dpkt.tcp.parse_opts`.
+* input plumbing (stdin, gzip / bz2 / xz, incl. truncated and multi-member streams) reuses the
+  reader module's `_Decompressor` / `_Prefixed` so both decoders see the same bytes.
+
+Adaptations: where dpkt decides differently from reader.py's documented decisions, this module
+follows reader.py:
+
+1. Timestamps: dpkt's readers return float (pcap µs, pcapng) or Decimal seconds; here the integer
+   fields of the record headers are combined exactly into int ns (pcapng: if_tsresol powers of 10
+   and of 2, if_tsoffset, clamped to int64), like reader.py.
+2. Original length: dpkt's pcap/pcapng iterators drop it; it is taken from the record header
+   because IPv4 total length 0 / IPv6 payload length 0 fall back to it (reader.py decision).
+3. pcap link type: `datalink()` is the full 32-bit field; only the low 16 bits are the link type.
+   The modified-pcap magics that dpkt accepts (0xa1b2cd34) are rejected like reader.py does.
+4. Truncated / corrupt files: `dpkt.pcap.Reader` silently yields a short last record (and raises
+   on a short record header); here a short record/block ends the capture with
+   `info.truncated` and the same "trailing bytes ignored" warning as reader.py. A record header
+   with caplen (or a block with length) > 64 MiB, not a multiple of 4, or < 12 is "corrupt" and
+   stops reading, with reader.py's warning.
+5. pcapng: all sections and interfaces are used; `iface` is the global interface number (reader
+   decision). EPB/PB captured length is clamped to the block (dpkt's `pkt_data` would run into the
+   trailing length field); a block whose trailing length differs from its header, or with a
+   non-UTF-8 comment option, makes dpkt's full unpack raise, so EPB/PB fall back to dpkt's
+   `unpack_hdr`, and IDBs are always read with `unpack_hdr` plus one `PcapngOption` at a time
+   (an option running past the block ends the option list, as in reader.py). Simple Packet
+   Blocks (no dpkt class) are read with struct; SPBs and EPBs on an unknown interface get the
+   previous record's timestamp.
+6. Ethernet: dpkt also decodes 802.3/LLC/SNAP, Novell raw, Cisco ISL, MPLS and QinQ with
+   ethertype 0x9200; reader.py counts all of those as `non_ip`, so frames whose ethertype is
+   <= 1500, 0x9200 or MPLS are classified before dpkt is asked. dpkt stops after two VLAN tags
+   and only stacks tags whose inner type is 0x8100; further 0x8100 / 0x88a8 / 0x9100 tags are
+   peeled here with `VLANtag8021Q` (also after SLL / SLL2, as reader.py does).
+   The link classes are subclassed with a type table that keeps the payload as bytes, so that
+   dpkt does not decode every protocol it knows (and cannot raise from deep inside one).
+7. Loopback (DLT_NULL / DLT_LOOP): `dpkt.loopback.Loopback` decodes eagerly (IP, or Ethernet for
+   any other family) and raises on a bad inner header, and it accepts both byte orders for both
+   link types. The family is therefore read from the raw 4 bytes: NULL accepts the value in
+   either byte order (dpkt's rule, equal to reader.py's heuristic), LOOP only in network order.
+8. IPv4: dpkt does not check the version nibble (reader: `malformed_ip`), silently cuts options
+   that the capture cut (reader: `truncated_ip_header`), and decodes TCP from
+   buf[ihl:total length] - so a total length below the header length is `malformed_ip`, a TCP
+   header that does not fit the IP payload (or with data offset < 5) is `malformed_tcp`, and
+   fewer than 20 captured TCP bytes is `truncated_tcp_header`. Only protocol 6 is decoded
+   (dpkt's IP is subclassed with `_protosw = {6: TCP}`); a first fragment (MF, offset 0) is
+   used as is and counted in `notes["ip_fragment_first_used"]`.
+9. IPv6: when the next header is TCP, dpkt's `IP6.unpack` is used. Extension headers are walked
+   here (dpkt's fixed header only): dpkt treats ESP as an extension header that swallows the
+   packet (reader: `other_ip_proto`), does not walk mobility / HIP / shim6 headers (135, 139,
+   140), only checks fragment offsets when the *first* header is a fragment header (and raises
+   AttributeError when a fragment header is followed by another extension header), needs 12
+   bytes for an AH header, rejects malformed hop-by-hop TLVs, and cannot tell headers cut by the
+   snaplen from headers overrunning the payload length. The fragment header itself is decoded
+   with `IP6FragmentHeader`.
+10. plen = IP-header length - IP header (incl. extension headers) - TCP data offset, never the
+    captured length (dpkt's `len(tcp.data)` is the captured one).
+11. TCP options: `dpkt.tcp.parse_opts` keeps going after EOL and turns option lengths 0 / 1 into
+    2; reader.py stops at EOL, at a length < 2 and at an option running past the captured header.
+    The raw length byte is checked next to each parsed option to apply those stops.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import sys
+from collections import Counter
+from typing import Iterator
+
+import dpkt
+import dpkt.ethernet as d_eth
+import dpkt.ip as d_ip
+import dpkt.ip6 as d_ip6
+import dpkt.pcap as d_pcap
+import dpkt.pcapng as d_ng
+import dpkt.sll as d_sll
+import dpkt.tcp as d_tcp
+import numpy as np
+
+try:
+    import dpkt.sll2 as d_sll2
+except ImportError:  # pragma: no cover - dpkt < 1.9.8
+    d_sll2 = None
+
+from . import batch as _batch
+from .batch import COLUMNS, Batch, CaptureError, CaptureInfo
+from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _read_full, _tsres_name
+
+__all__ = ["open_capture_dpkt", "DpktCapture"]
+
+_MAX_RECORD = 1 << 26
+_MAPPED = b"\x00" * 10 + b"\xff\xff"
+_VLAN = (0x8100, 0x88A8, 0x9100)
+_ETH_NOT_IP = (0x9200, 0x8847, 0x8848)          # types dpkt decodes itself but reader calls non_ip
+_SUPPORTED_LT = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276}
+_IP6_WALK = (0, 43, 60, 44, 51, 135, 139, 140)
+_AF6 = (24, 28, 30)
+_PCAP_MAGICS = {   # big-endian magic value -> (byte order, ns per fraction unit, resolution name)
+    d_pcap.TCPDUMP_MAGIC: (">", 1000, "us"),
+    d_pcap.PMUDPCT_MAGIC: ("<", 1000, "us"),
+    d_pcap.TCPDUMP_MAGIC_NANO: (">", 1, "ns"),
+    d_pcap.PMUDPCT_MAGIC_NANO: ("<", 1, "ns"),
+}
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+assert set(SKIP_REASONS) >= {"arp", "non_ip", "udp", "icmp", "icmpv6"}
+
+
+# --------------------------------------------------------------------------------------------
+# dpkt classes, restricted to what the tracker needs
+# --------------------------------------------------------------------------------------------
+
+class _Payload(dpkt.Packet):
+    """Stand-in for 'whatever comes next': keeps the bytes after a link header undecoded."""
+    __hdr__ = ()
+
+
+class _AnyType(dict):
+    def __missing__(self, key):
+        return _Payload
+
+
+class _Eth(d_eth.Ethernet):
+    _typesw = _AnyType()
+
+
+class _SLL(d_sll.SLL):
+    _typesw = _AnyType()
+
+
+if d_sll2 is not None:
+    class _SLL2(d_sll2.SLL2):
+        _typesw = _AnyType()
+else:  # pragma: no cover
+    _SLL2 = None
+
+
+class _IP(d_ip.IP):
+    _protosw = {d_ip.IP_PROTO_TCP: d_tcp.TCP}
+
+
+class _IP6(d_ip6.IP6):
+    _protosw = {d_ip.IP_PROTO_TCP: d_tcp.TCP}
+
+
+class _IP6Hdr(d_ip6.IP6):
+    """dpkt's fixed IPv6 header only (extension headers are walked by `_ipv6`)."""
+
+    def unpack(self, buf):
+        dpkt.Packet.unpack(self, buf)
+
+
+# --------------------------------------------------------------------------------------------
+# one record -> skip reason or row
+# --------------------------------------------------------------------------------------------
+
+def _peel_vlans(et: int, payload: bytes):
+    while et in _VLAN:
+        try:
+            tag = d_eth.VLANtag8021Q(payload)
+        except dpkt.NeedData:
+            return "truncated_link_header"
+        et = tag.type
+        payload = payload[tag.__hdr_len__:]
+    return et, payload
+
+
+def _link(data: bytes, lt: int):
+    """-> (ethertype, l3 bytes, l3 offset) or a skip reason."""
+    n = len(data)
+    if lt == 1:
+        if n < 14:
+            return "truncated_link_header"
+        et0 = (data[12] << 8) | data[13]
+        if et0 <= 1500 or et0 in _ETH_NOT_IP:
+            return "non_ip"
+        try:
+            e = _Eth(data)
+        except dpkt.NeedData:       # a VLAN tag cut short
+            return "truncated_link_header"
+        tags = getattr(e, "vlan_tags", None)
+        et = tags[-1].type if tags else e.type
+        payload = e.data.data if isinstance(e.data, _Payload) else bytes(e.data)
+    elif lt == 113 or lt == 276:
+        cls = _SLL if lt == 113 else _SLL2
+        if cls is None:
+            return "unsupported_linktype"
+        try:
+            s = cls(data)
+        except dpkt.NeedData:
+            return "truncated_link_header"
+        et = s.ethtype
+        payload = s.data.data if isinstance(s.data, _Payload) else bytes(s.data)
+    elif lt in (101, 12, 14):
+        if n < 1:
+            return "truncated_link_header"
+        v = data[0] >> 4
+        if v == 4:
+            return 0x0800, data, 0
+        if v == 6:
+            return 0x86DD, data, 0
+        return "malformed_ip"
+    elif lt == 228 or lt == 229:
+        if n < 1:
+            return "truncated_link_header"
+        return (0x0800 if lt == 228 else 0x86DD), data, 0
+    elif lt == 0 or lt == 108:
+        if n < 4:
+            return "truncated_link_header"
+        be = int.from_bytes(data[:4], "big")
+        le = int.from_bytes(data[:4], "little")
+        fams = (be,) if lt == 108 else (be, le)     # dpkt accepts X and X byte-swapped
+        if 2 in fams:
+            return 0x0800, data[4:], 4
+        if any(f in _AF6 for f in fams):
+            return 0x86DD, data[4:], 4
+        return "non_ip"
+    else:
+        return "unsupported_linktype"
+    r = _peel_vlans(et, payload)
+    if type(r) is str:
+        return r
+    et, payload = r
+    return et, payload, n - len(payload)
+
+
+def _tcp_row(tcp, captured_after_t: int, tcplen: int):
+    """Common TCP checks. Returns a skip reason or (sport..tsecr) tuple without addresses."""
+    if captured_after_t < 20:
+        return "truncated_tcp_header"
+    if not isinstance(tcp, d_tcp.TCP):
+        return "malformed_tcp"         # dpkt: fewer than 20 bytes inside the IP length, or off < 5
+    doff = tcp.off * 4
+    if tcplen < doff:
+        return "malformed_tcp"
+    mss, ws, sok, hts, tsv, tse = 0, -1, False, False, 0, 0
+    ob = tcp.opts
+    if ob:
+        i = 0
+        for o in d_tcp.parse_opts(ob):
+            if o is None:
+                break
+            k, d = o
+            if k == 0:
+                break
+            if k == 1:
+                i += 1
+                continue
+            ln = ob[i + 1]
+            if ln < 2 or len(d) != ln - 2:
+                break
+            if k == 2 and ln == 4:
+                mss = int.from_bytes(d, "big")
+            elif k == 3 and ln == 3:
+                ws = min(d[0], 127)
+            elif k == 4 and ln == 2:
+                sok = True
+            elif k == 8 and ln == 10:
+                hts = True
+                tsv, tse = struct.unpack("!II", d)
+            i += ln
+    return (tcp.sport, tcp.dport, tcp.flags, tcp.seq, tcp.ack, tcp.win, tcplen - doff,
+            mss, ws, sok, hts, tsv, tse)
+
+
+def _ipv4(p: bytes, l3: int, orig: int):
+    try:
+        ip = _IP(p)
+    except dpkt.NeedData:
+        return "truncated_ip_header"
+    except dpkt.UnpackError:            # header length < 20
+        return "malformed_ip"
+    if ip.v != 4:
+        return "malformed_ip"
+    ihl = ip.hl * 4
+    if len(ip.opts) < ihl - 20:
+        return "truncated_ip_header"
+    tot = ip.len or orig - l3           # 0: TSO, length left to the NIC
+    if tot < ihl:
+        return "malformed_ip"
+    if ip.offset:
+        return "ip_fragment"
+    if ip.p != 6:
+        return "udp" if ip.p == 17 else "icmp" if ip.p == 1 else "other_ip_proto"
+    r = _tcp_row(ip.data, len(p) - ihl, tot - ihl)
+    if type(r) is str:
+        return r
+    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf))
+
+
+def _ipv6(p: bytes, l3: int, orig: int):
+    n = len(p)
+    try:
+        ip6 = (_IP6 if n > 6 and p[6] == 6 else _IP6Hdr)(p)
+    except dpkt.NeedData:
+        return "truncated_ip_header"
+    if ip6.v != 6:
+        return "malformed_ip"
+    pl = ip6.plen or max(orig - l3 - 40, 0)     # 0: jumbogram / TSO
+    tcplen = pl
+    first_frag = False
+    if ip6.nxt == 6:
+        t, tcp = 40, ip6.data
+    else:
+        nxt, t = ip6.nxt, 40
+        while nxt != 6:
+            if nxt not in _IP6_WALK:
+                return "udp" if nxt == 17 else "icmpv6" if nxt == 58 else "other_ip_proto"
+            if n < t + 8:
+                return "truncated_ip_header"
+            if nxt == 44:
+                fh = d_ip6.IP6FragmentHeader(p[t:t + 8])
+                if fh.frag_off:
+                    return "ip_fragment"
+                first_frag = bool(fh.m_flag)
+                hl, nxt = 8, fh.nxt
+            else:
+                hl = (p[t + 1] + 2) * 4 if nxt == 51 else (p[t + 1] + 1) * 8
+                nxt = p[t]
+            t += hl
+            tcplen -= hl
+            if tcplen < 0:
+                return "malformed_ip"
+        end = 40 + ip6.plen if ip6.plen else n     # what dpkt's IP6 hands to TCP
+        try:
+            tcp = d_tcp.TCP(p[t:end])
+        except dpkt.UnpackError:
+            tcp = None
+    r = _tcp_row(tcp, n - t, tcplen)
+    if type(r) is str:
+        return r
+    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag)
+
+
+def decode_record(data: bytes, lt: int, orig: int):
+    """One record -> skip reason (str) or (family, src16, dst16, sport, dport, flags, seq, ack,
+    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment)."""
+    r = _link(data, lt)
+    if type(r) is str:
+        return r
+    et, payload, l3 = r
+    if et == 0x0800:
+        return _ipv4(payload, l3, orig)
+    if et == 0x86DD:
+        return _ipv6(payload, l3, orig)
+    if et == 0x0806 or et == 0x8035:
+        return "arp"
+    return "non_ip"
+
+
+# --------------------------------------------------------------------------------------------
+# input
+# --------------------------------------------------------------------------------------------
+
+class _Chunks(io.RawIOBase):
+    """RawIOBase over reader._Decompressor (whose read() returns chunks of any size)."""
+
+    def __init__(self, src):
+        self._src = src
+        self._left = b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if not self._left:
+            self._left = self._src.read(1 << 16)
+            if not self._left:
+                return 0
+        k = min(len(b), len(self._left))
+        b[:k] = self._left[:k]
+        self._left = self._left[k:]
+        return k
+
+
+class _In:
+    """Sequential input: read(n) returns n bytes, fewer only at the end; tracks the offset."""
+
+    def __init__(self, f, name: str):
+        self._f = f
+        self.name = name
+        self._pre = b""
+        self.offset = 0
+        self.error: str | None = None
+
+    def unread(self, b: bytes) -> None:
+        self._pre = b + self._pre
+        self.offset -= len(b)
+
+    def read(self, n: int) -> bytes:
+        out = b""
+        if self._pre:
+            out, self._pre = self._pre[:n], self._pre[n:]
+        if len(out) < n and self.error is None:
+            try:
+                out += self._f.read(n - len(out))
+            except OSError as e:
+                self.error = f"read error: {e}"
+        self.offset += len(out)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# capture
+# --------------------------------------------------------------------------------------------
+
+class DpktCapture:
+    """An opened capture decoded with dpkt. Use `open_capture_dpkt(path)`; iterate `batches()` once."""
+
+    def __init__(self, path: str):
+        self.info = CaptureInfo(path=path)
+        self.notes: Counter = Counter()
+        self._files: list = []
+        self._decomp = None
+        self._consumed = False
+        self._pending = None
+        try:
+            self._open(path)
+        except CaptureError:
+            self.close()
+            raise
+        except (OSError, EOFError, ValueError) as e:
+            self.close()
+            raise CaptureError(f"{path}: cannot read: {e}") from None
+
+    # ---- opening ---------------------------------------------------------------------------
+    def _open(self, path: str) -> None:
+        name = "<stdin>" if path == "-" else path
+        if path == "-":
+            raw = getattr(sys.stdin, "buffer", sys.stdin)
+            if raw is None:
+                raise CaptureError("stdin is not available")
+            head = _read_full(raw, 6)
+            regular = False
+        else:
+            try:
+                f = open(path, "rb")
+            except FileNotFoundError:
+                raise CaptureError(f"{path}: no such file") from None
+            except IsADirectoryError:
+                raise CaptureError(f"{path}: is a directory") from None
+            except PermissionError:
+                raise CaptureError(f"{path}: permission denied") from None
+            except OSError as e:
+                raise CaptureError(f"{path}: cannot open ({e.strerror or e})") from None
+            self._files.append(f)
+            try:
+                head = _read_full(f, 6)
+            except OSError as e:
+                raise CaptureError(f"{path}: cannot read ({e.strerror or e})") from None
+            try:
+                regular = os.path.isfile(path) and f.seekable()
+                if regular:
+                    f.seek(0)
+            except OSError:
+                regular = False
+            raw = f
+        if not head:
+            raise CaptureError(f"{name}: empty file")
+        comp = None
+        if head[:2] == b"\x1f\x8b":
+            comp = "gzip"
+        elif head[:3] == b"BZh":
+            comp = "bz2"
+        elif head[:6] == b"\xfd7zXZ\x00":
+            comp = "xz"
+        elif head[:4] == b"\x28\xb5\x2f\xfd":
+            raise CaptureError(f"{name}: zstd-compressed; decompress it first (zstd -d)")
+        elif head[:4] == b"\x04\x22\x4d\x18":
+            raise CaptureError(f"{name}: lz4-compressed; decompress it first (lz4 -d)")
+        src = raw if regular else _Prefixed(head, raw)
+        if comp is not None:
+            self.info.compressed = True
+            self._decomp = _Decompressor(src, comp)
+            src = io.BufferedReader(_Chunks(self._decomp), 1 << 16)
+        elif not regular:
+            src = io.BufferedReader(src, 1 << 16)
+        self._in = _In(src, name)
+        magic = self._in.read(4)
+        if not magic:
+            err = (self._decomp.error if self._decomp else None) or self._in.error
+            if err:
+                raise CaptureError(f"{name}: cannot read {comp or ''} data ({err})")
+            raise CaptureError(f"{name}: empty file" + (" (after decompression)" if comp else ""))
+        self._in.unread(magic)
+        m = int.from_bytes(magic, "big") if len(magic) == 4 else -1
+        if m in _PCAP_MAGICS:
+            self._open_pcap(name, m)
+        elif magic == b"\x0a\x0d\x0d\x0a":
+            self._open_pcapng(name)
+        else:
+            what = f" ({comp} content)" if comp else ""
+            raise CaptureError(f"{name}: not a pcap or pcapng file{what} (magic {magic.hex() or 'none'})")
+
+    def _open_pcap(self, name: str, magic: int) -> None:
+        hdr = self._in.read(24)
+        if len(hdr) < 24:
+            raise CaptureError(f"{name}: truncated pcap header")
+        self._in.unread(hdr)
+        try:
+            r = d_pcap.Reader(self._in)      # parses and checks the file header
+        except (ValueError, dpkt.UnpackError) as e:
+            raise CaptureError(f"{name}: not a pcap file ({e})") from None
+        order, mult, res = _PCAP_MAGICS[magic]
+        lt = r.datalink() & 0xFFFF
+        self.info.format = "pcap"
+        self.info.linktypes = [lt]
+        self.info.ts_resolution = [res]
+        self._pkthdr = d_pcap.MAGIC_TO_PKT_HDR[magic]
+        self._order, self._mult, self._lt = order, mult, lt
+        if lt not in _SUPPORTED_LT:
+            self.info.warnings.append(f"unsupported link type {lt}; all records skipped")
+        self._records = self._pcap_records()
+
+    def _open_pcapng(self, name: str) -> None:
+        self.info.format = "pcapng"
+        head = self._in.read(12)
+        self._in.unread(head)
+        bom = int.from_bytes(head[8:12], "big") if len(head) == 12 else None
+        if bom not in (d_ng.BYTE_ORDER_MAGIC, d_ng.BYTE_ORDER_MAGIC_LE):
+            raise CaptureError(f"{name}: pcapng with a bad byte-order magic")
+        self._ifaces: list[tuple] = []      # (linktype, mul, div, offset_ns, snaplen)
+        self._name = name
+        self._records = self._pcapng_records()
+        self._pending = next(self._records)   # header blocks up to the first packet block
+
+    # ---- record iterators: yield (ts, iface, linktype, data, orig), then ("end", kind, value)
+    def _pcap_records(self):
+        rd, ph = self._in.read, self._pkthdr
+        mult, lt = self._mult, self._lt
+        hl = ph.__hdr_len__
+        while True:
+            pos = self._in.offset
+            h = rd(hl)
+            if len(h) < hl:
+                if len(h) >= 12 and int.from_bytes(h[8:12], "little" if self._order == "<" else "big") > _MAX_RECORD:
+                    yield ("end", "corrupt", pos)
+                elif h:
+                    yield ("end", "truncated", len(h))
+                else:
+                    yield ("end", "eof", 0)
+                return
+            rh = ph(h)
+            if rh.caplen > _MAX_RECORD:
+                yield ("end", "corrupt", pos)
+                return
+            data = rd(rh.caplen)
+            if len(data) < rh.caplen:
+                yield ("end", "truncated", hl + len(data))
+                return
+            yield (rh.tv_sec * 1_000_000_000 + rh.tv_usec * mult, 0, lt, data, rh.len)
+
+    def _add_iface(self, blk: bytes, le: bool) -> None:
+        idb = (d_ng.InterfaceDescriptionBlockLE if le else d_ng.InterfaceDescriptionBlock)()
+        idb.unpack_hdr(blk)
+        opt_cls = d_ng.PcapngOptionLE if le else d_ng.PcapngOption
+        order = "<" if le else ">"
+        pow2, k, off = False, 6, 0
+        o, oend = 16, len(blk) - 4
+        while o + 4 <= oend:
+            code, olen = struct.unpack_from(order + "HH", blk, o)   # for options dpkt cannot decode
+            if code == 0 or o + 4 + olen > oend:
+                break
+            try:
+                opt = opt_cls(blk[o:oend])
+                code, val, size = opt.code, opt.data, len(opt)
+            except (dpkt.UnpackError, UnicodeDecodeError):      # e.g. a non-UTF-8 comment
+                val, size = b"", 4 + ((olen + 3) & ~3)
+            if code == d_ng.PCAPNG_OPT_IF_TSRESOL and len(val) >= 1:
+                pow2, k = bool(val[0] & 0x80), val[0] & 0x7F
+            elif code == d_ng.PCAPNG_OPT_IF_TSOFFSET and len(val) >= 8:
+                off = struct.unpack(order + "q", val[:8])[0]
+            o += size
+        if pow2:
+            mul, div = 10 ** 9, 1 << k
+        elif k <= 9:
+            mul, div = 10 ** (9 - k), 1
+        else:
+            mul, div = 1, 10 ** (k - 9)
+        lt = idb.linktype
+        self._ifaces.append((lt, mul, div, off * 10 ** 9, idb.snaplen))
+        self.info.linktypes.append(lt)
+        self.info.ts_resolution.append(_tsres_name(pow2, k))
+        if lt not in _SUPPORTED_LT:
+            self.info.warnings.append(f"interface {len(self._ifaces) - 1}: unsupported link type {lt}; "
+                                      "its records are skipped")
+
+    def _pcapng_records(self):
+        rd = self._in.read
+        le = True
+        base = 0                 # global number of the section's first interface
+        last_ts = 0
+        seen_packet = False
+        spb_warned = False
+        while True:
+            pos = self._in.offset
+            h = rd(12)
+            if len(h) < 12:
+                yield ("end", "truncated", len(h)) if h else ("end", "eof", 0)
+                return
+            btype = int.from_bytes(h[:4], "little" if le else "big")
+            if btype == d_ng.PCAPNG_BT_SHB:
+                bom = int.from_bytes(h[8:12], "big")
+                if bom == d_ng.BYTE_ORDER_MAGIC_LE:
+                    le = True
+                elif bom == d_ng.BYTE_ORDER_MAGIC:
+                    le = False
+                else:
+                    yield self._ng_corrupt(pos, seen_packet)
+                    return
+            blen = int.from_bytes(h[4:8], "little" if le else "big")
+            if blen < 12 or blen & 3 or blen > _MAX_RECORD:
+                yield self._ng_corrupt(pos, seen_packet)
+                return
+            rest = rd(blen - 12)
+            if len(rest) < blen - 12:
+                yield ("end", "truncated", 12 + len(rest))
+                return
+            blk = h + rest
+            if btype in (d_ng.PCAPNG_BT_EPB, d_ng.PCAPNG_BT_PB, d_ng.PCAPNG_BT_SPB):
+                seen_packet = True
+                if btype == d_ng.PCAPNG_BT_SPB:
+                    if blen < 16:
+                        yield self._ng_corrupt(pos, seen_packet)
+                        return
+                    orig = int.from_bytes(blk[8:12], "little" if le else "big")
+                    cap = min(orig, blen - 16)
+                    if len(self._ifaces) > base and self._ifaces[base][4]:
+                        cap = min(cap, self._ifaces[base][4])
+                    data, ifid, ticks = blk[12:12 + cap], 0, None
+                    if not spb_warned:
+                        spb_warned = True
+                        self.info.warnings.append("simple packet blocks have no timestamp; using the previous record's")
+                else:
+                    if blen < 32:
+                        yield self._ng_corrupt(pos, seen_packet)
+                        return
+                    if btype == d_ng.PCAPNG_BT_EPB:
+                        cls = d_ng.EnhancedPacketBlockLE if le else d_ng.EnhancedPacketBlock
+                    else:
+                        cls = d_ng.PacketBlockLE if le else d_ng.PacketBlock
+                    try:
+                        b = cls(blk)
+                    except (dpkt.UnpackError, UnicodeDecodeError):   # trailing length / bad comment
+                        b = cls()
+                        b.unpack_hdr(blk)
+                    cap = min(b.caplen, blen - 32)
+                    data, ifid, orig = blk[28:28 + cap], b.iface_id, b.pkt_len
+                    ticks = (b.ts_high << 32) | b.ts_low
+                nif = len(self._ifaces) - base
+                g = ifid + base if ifid < nif else -1
+                if g >= 0 and ticks is not None:
+                    _lt, mul, div, off, _s = self._ifaces[g]
+                    ts = min(max((ticks * mul) // div + off, _I64_MIN), _I64_MAX)
+                else:
+                    ts = last_ts
+                last_ts = ts
+                yield (ts, max(g, 0), self._ifaces[g][0] if g >= 0 else None, data, orig)
+            elif btype == d_ng.PCAPNG_BT_IDB:
+                if blen < 20:
+                    yield self._ng_corrupt(pos, seen_packet)
+                    return
+                self._add_iface(blk, le)
+            elif btype == d_ng.PCAPNG_BT_SHB:
+                base = len(self._ifaces)
+
+    def _ng_corrupt(self, pos: int, seen_packet: bool):
+        if not self._ifaces and not seen_packet:
+            raise CaptureError(f"{self._name}: corrupt pcapng header")
+        return ("end", "corrupt", pos)
+
+    # ---- public ------------------------------------------------------------------------------
+    def batches(self, size: int = 65536) -> Iterator[Batch]:
+        """Yield batches (at most `size` rows each) of TCP segments in capture order."""
+        if self._consumed:
+            raise CaptureError(f"{self.info.path}: capture already read (open it again)")
+        self._consumed = True
+        size = max(1, int(size))
+        try:
+            yield from self._batches(size)
+        finally:
+            self.close()
+
+    def _batches(self, size: int) -> Iterator[Batch]:
+        info = self.info
+        pcap = info.format == "pcap"
+        rows: list[tuple] = []
+        skipped: Counter = info.skipped
+        end = None
+        pending = self._pending
+        self._pending = None
+        records = self._records
+        while True:
+            rec = pending if pending is not None else next(records)
+            pending = None
+            if rec[0] == "end":
+                end = rec
+                break
+            ts, iface, lt, data, orig = rec
+            info.records += 1
+            if info.first_ts is None:
+                info.first_ts = ts
+            info.last_ts = ts
+            r = "unknown_interface" if lt is None else decode_record(data, lt, orig)
+            if type(r) is str:
+                skipped[r] += 1
+                continue
+            if r[17]:
+                self.notes["ip_fragment_first_used"] += 1
+            rows.append((info.records, ts, iface) + r[:17])
+            if len(rows) >= size:
+                yield self._flush(rows)
+                rows = []
+        if rows:
+            yield self._flush(rows)
+        _, kind, value = end
+        if kind == "corrupt":
+            info.warnings.append(f"corrupt {'record header' if pcap else 'block'} at byte offset {value}; "
+                                 "stopped reading")
+        elif kind == "truncated":
+            info.truncated = True
+            info.warnings.append(f"file ends in the middle of a {'record' if pcap else 'block'} "
+                                 f"({value} trailing bytes ignored)")
+        err = (self._decomp.error if self._decomp else None) or self._in.error
+        if err:
+            info.truncated = True
+            info.warnings.append(err)
+        if self.notes["ip_fragment_first_used"]:
+            info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
+                                 "reassembly (their plen covers the first fragment only)")
+
+    def _flush(self, rows: list[tuple]) -> Batch:
+        cols = list(zip(*rows))
+        out = {}
+        for j, (name, dt) in enumerate(COLUMNS.items()):
+            if name in ("src", "dst"):
+                out[name] = np.frombuffer(b"".join(cols[j]), "V16").copy()
+            elif dt == np.bool_:
+                out[name] = np.array(cols[j], dtype=bool)
+            else:
+                out[name] = np.array(cols[j], dtype=np.int64).astype(dt)
+        for name, dt in getattr(_batch, "EXTRA_COLUMNS", {}).items():
+            out[name] = np.zeros(len(rows), dt)      # e.g. tunnel = 0: this decoder does not decapsulate
+        self.info.tcp_segments += len(rows)
+        return Batch(out)
+
+    def close(self) -> None:
+        for f in reversed(self._files):
+            try:
+                f.close()
+            except Exception:
+                pass
+        self._files = []
+
+    def __enter__(self) -> "DpktCapture":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_capture_dpkt(path: str) -> DpktCapture:
+    """Open a pcap/pcapng file (optionally gzip/bz2/xz-compressed; `-` reads stdin) for decoding
+    with dpkt. Same interface and results as `reader.open_capture`. Raises CaptureError."""
+    return DpktCapture(path)

@@ -1,0 +1,348 @@
+"""The live loop: packets in, events out, timers on the clock even when no packet comes.
+
+Each turn: read what the source has (waiting at most one tick), feed the flow table, advance its timers
+to "now", hand out the transitions made, re-run the per-flow rules of the flows that changed and of the
+flows whose age just crossed a threshold (a heap of due times, so a stuck CLOSE_WAIT is reported the
+moment it becomes stuck), and every few seconds the aggregate rules and a stats event. Finished flows
+are evicted after a linger (a `flow_end` event) so memory stays bounded; the table is capped.
+
+"Now" is the wall clock for a live capture (minus a small lag, so a packet stamped just before the tick
+but read just after it is not overtaken by a timer). When following a file or a pipe it is the capture's
+clock carried forward by the wall time elapsed since its last packet: a historical file's timers then run
+from its last packet instead of firing all at once.
+"""
+from __future__ import annotations
+
+import heapq
+import signal
+import threading
+import time
+from collections import Counter, deque
+
+from ..api import Analysis
+from ..detect.aggregate import Aggregator
+from ..detect.piles import ordered
+from ..detect.rules import Thresholds, flow_findings
+from ..fsm import State, TimerProfile
+from ..track.flowtable import Flow, FlowTable
+
+NS = 1_000_000_000
+
+# states whose findings depend on how long an endpoint has held them -> threshold name
+_AGING = {State.SYN_SENT: "unanswered_syn_after", State.SYN_RECEIVED: "half_open_after",
+          State.CLOSE_WAIT: "stuck_close_wait", State.FIN_WAIT_2: "lingering_fin_wait_2",
+          State.FIN_WAIT_1: "fin_wait_1_unacked", State.CLOSING: "fin_wait_1_unacked",
+          State.LAST_ACK: "last_ack_unacked"}
+
+
+class LiveAnalysis(Analysis):
+    """The end-of-run analysis, built like `analyze --stream`: the connections evicted during the run went
+    through the same `Aggregator` (their findings are in the ranked list; `streamed` counts them), the ones
+    still tracked are analysed at the end. The summary also says what the capture lost."""
+
+    def __init__(self, *a, source_stats=None, states_evicted=None, **kw):
+        self.source_stats = source_stats or {}
+        self.states_evicted = states_evicted or {"client": Counter(), "server": Counter()}
+        super().__init__(*a, **kw)
+
+    def summary(self) -> dict:
+        s = super().summary()
+        for role in ("client", "server"):
+            c = Counter(s["states_at_end"][role])
+            c.update(self.states_evicted[role])
+            s["states_at_end"][role] = dict(sorted(c.items()))
+        s["capture_drops"] = self.source_stats
+        return s
+
+
+class Latency:
+    """Packet timestamp -> event emission delay (ms), over packet-caused transitions."""
+
+    def __init__(self, keep: int = 20000):
+        self.samples: deque = deque(maxlen=keep)
+        self.count = 0
+        self.max = 0.0
+
+    def add(self, ms: float) -> None:
+        self.samples.append(ms)
+        self.count += 1
+        if ms > self.max:
+            self.max = ms
+
+    def record(self) -> dict:
+        if not self.samples:
+            return {"count": 0}
+        xs = sorted(self.samples)
+        q = lambda p: round(xs[min(len(xs) - 1, int(p * len(xs)))], 3)     # noqa: E731
+        return {"count": self.count, "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(self.max, 3)}
+
+
+class Engine:
+    def __init__(self, source, profile: TimerProfile, th: Thresholds, sink, *, clock: str = "wall",
+                 tick: float = 0.2, stats_every: float = 5.0, agg_every: float = 5.0, linger: float = 5.0,
+                 max_flows: int | None = 200_000, lag: float = 0.25, count: int | None = None,
+                 duration: float | None = None, keep_findings: int = 20000):
+        self.source = source
+        self.profile = profile
+        self.th = th
+        self.sink = sink
+        self.clock_mode = clock
+        self.tick = tick
+        self.stats_every = stats_every
+        self.agg_every = agg_every
+        self.linger = linger
+        self.lag_ns = int(lag * NS)
+        self.count = count
+        self.duration = duration
+        self.table = FlowTable(profile, max_flows=max_flows, forget_finished=True)
+        self.stop_event = threading.Event()
+        self.stop_reason = ""
+        self._emitted: dict[int, set] = {}          # flow id -> (kind, endpoint) already emitted
+        self._agg_emitted: dict[tuple, int] = {}     # (kind, host, service) -> count emitted
+        self._due: list = []                         # heap of (due ns, seq, flow)
+        self._seq = 0
+        self.agg = Aggregator(th)                    # evicted connections end here (as in analyze --stream)
+        self.handed = 0
+        self.kept: deque = deque(maxlen=keep_findings)   # evicted flows with findings, for the final report
+        self.states_evicted = {"client": Counter(), "server": Counter()}
+        self.recent: deque = deque(maxlen=50)        # (flow or None, Finding) newest last, for the dashboard
+        self.latency = Latency()
+        self.started_wall = time.time()
+        self._anchor = None                          # (capture ns, wall ns) for the follow clock
+        self._pps = 0.0
+        self._last_rate = (time.monotonic(), 0)
+        self.now = time.time_ns()
+
+    # -- the clock ----------------------------------------------------------------------------------
+    def _now(self) -> int:
+        wall = time.time_ns()
+        if self.clock_mode == "wall":
+            return wall - self.lag_ns
+        last = self.source.info.last_ts
+        if last is None:
+            return self.table.clock
+        if self._anchor is None or last > self._anchor[0]:
+            self._anchor = (last, wall)
+        return self._anchor[0] + max(0, wall - self._anchor[1] - self.lag_ns)
+
+    @property
+    def flows_total(self) -> int:
+        return getattr(self.table, "created", 0)
+
+    # -- one turn -----------------------------------------------------------------------------------
+    def _feed(self, batches) -> set:
+        dirty: set = set()
+        table = self.table
+        for b in batches:
+            table.feed_batch(b)
+        dirty.update(getattr(table, "_touched", ()))
+        return dirty
+
+    def _emit_transitions(self, dirty: set) -> None:
+        wall = time.time_ns()
+        items = ordered(self.table.drain())
+        self.agg.piles.feed(items)
+        for flow, t in items:
+            dirty.add(flow)
+            if t.packet is not None:
+                self.latency.add((wall - t.ts) / 1e6)
+            self.sink.transition(flow, t)
+
+    def _schedule(self, flow: Flow) -> None:
+        th = self.th
+        for ep in (flow.conn.client, flow.conn.server):
+            name = _AGING.get(ep.state)
+            if name is not None:
+                due = ep.since + int(getattr(th, name) * NS) + 1
+                if due > self.now:
+                    self._seq += 1
+                    heapq.heappush(self._due, (due, self._seq, flow))
+
+    def _evaluate(self, flow: Flow, now: int) -> None:
+        found = flow_findings(flow, now, self.th)
+        extra = [a for a in flow.anomalies if a.kind == "vanished_peer" and a.flows]   # from the reconnect rule
+        flow.anomalies = found + [a for a in extra if not any(b.kind == a.kind for b in found)]
+        seen = self._emitted.setdefault(flow.id, set())
+        for a in flow.anomalies:
+            key = (a.kind, a.endpoint)
+            if key not in seen:
+                seen.add(key)
+                self.recent.append((flow, a))
+                self.sink.anomaly(flow, a, now)
+
+    def _findings(self, dirty: set, now: int) -> None:
+        for flow in dirty:
+            self._evaluate(flow, now)
+            self._schedule(flow)
+        due = self._due
+        while due and due[0][0] <= now:
+            _, _, flow = heapq.heappop(due)
+            if flow not in dirty and flow.id in self._emitted:      # still tracked (evicted ones are dropped)
+                self._evaluate(flow, now)
+
+    def _scan_steady(self, now: int) -> set:
+        """Steady (both ESTABLISHED) flows change no state on plain segments, but one side retransmitting
+        into silence makes the vanished_peer rule true: find them."""
+        n = self.th.vanished_retrans_count
+        out = set()
+        for f in self.table.current.values():
+            c, s = f.conn.client, f.conn.server
+            if (c.retrans_unanswered >= n or s.retrans_unanswered >= n) and f.last_ts > now - 2 * NS:
+                out.add(f)
+        return out
+
+    def _aggregates(self, now: int) -> None:
+        """The aggregate rules as of now: floods and scans over the connections still tracked (a scratch
+        Aggregator) and over those already evicted (the run's Aggregator), state piles from the transitions
+        followed so far, and the reconnect form of vanished_peer."""
+        current = list(self.table.current.values())
+        tmp = Aggregator(self.th)
+        for f in current:
+            tmp._index(f)
+        for f in current:
+            n = len(f.anomalies)
+            tmp._reconnect(f, now)
+            for a in f.anomalies[n:]:
+                seen = self._emitted.setdefault(f.id, set())
+                if (a.kind, a.endpoint) not in seen:
+                    seen.add((a.kind, a.endpoint))
+                    self.recent.append((f, a))
+                    self.sink.anomaly(f, a, now)
+        found = tmp._floods() + tmp._scans() + self.agg._floods() + self.agg._scans() + self.agg._piles(now)
+        for a in found:
+            key = (a.kind, a.host, a.service)
+            prev = self._agg_emitted.get(key)
+            if prev is None or a.count >= 2 * prev:
+                self._agg_emitted[key] = a.count
+                self.recent.append((None, a))
+                self.sink.aggregate(a, now)
+
+    def _evict(self, now: int) -> None:
+        table = self.table
+        gone = table.evict_finished(now, self.linger)
+        gone += table.enforce_cap()
+        for f in gone:
+            self._evaluate(f, now)
+            self.sink.flow_end(f, now)
+            self._emitted.pop(f.id, None)
+            self.agg.add_flow(f, now)
+            self.agg.piles.forget(f)
+            self.handed += 1
+            self.states_evicted["client"][f.conn.client.state.value] += 1
+            self.states_evicted["server"][f.conn.server.state.value] += 1
+            if any(a.severity != "info" for a in f.anomalies):
+                self.kept.append(f)
+
+    def stats_record(self, final: bool = False) -> dict:
+        t, n = time.monotonic(), self.source.info.records
+        t0, n0 = self._last_rate
+        if t - t0 >= 0.5:
+            self._pps = (n - n0) / (t - t0)
+            self._last_rate = (t, n)
+        info = self.source.info
+        states = Counter()
+        for f in self.table.current.values():
+            states[f.conn.client.state.value] += 1
+            states[f.conn.server.state.value] += 1
+        rec = {"packets": info.records, "tcp_segments": info.tcp_segments, "pps": round(self._pps, 1),
+               "drops": self.source.stats(), "flows_tracked": len(self.table.current),
+               "flows_total": self.flows_total, "evicted": dict(self.table.evicted),
+               "endpoint_states": dict(sorted(states.items())), "latency_ms": self.latency.record(),
+               "uptime": round(time.time() - self.started_wall, 3)}
+        if final:
+            rec["stop_reason"] = self.stop_reason
+        return rec
+
+    # -- run ----------------------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+            self.stop_event.set()
+
+    def run(self) -> LiveAnalysis:
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, lambda s, f: self.request_stop(signal.Signals(s).name))
+        try:
+            return self._loop()
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+
+    def _loop(self) -> LiveAnalysis:
+        src, table, sink = self.source, self.table, self.sink
+        t_start = time.monotonic()
+        next_stats = t_start + self.stats_every
+        next_agg = t_start + self.agg_every
+        next_sec = t_start + 1.0
+        sink.start(self)
+        while not self.stop_event.is_set():
+            try:
+                batches = src.poll(self.tick)
+            except InterruptedError:
+                batches = []
+            dirty = self._feed(batches)
+            now = self.now = max(self._now(), table.clock if self.clock_mode != "wall" else 0)
+            table.advance(now)
+            dirty |= set(getattr(table, "_touched", ()))
+            self._emit_transitions(dirty)
+            mono = time.monotonic()
+            if mono >= next_sec:
+                dirty |= self._scan_steady(now)
+            self._findings(dirty, now)
+            if mono >= next_sec:
+                next_sec = mono + 1.0
+                self._evict(now)
+            if mono >= next_agg:
+                t0 = time.monotonic()
+                self._aggregates(now)
+                took = time.monotonic() - t0
+                next_agg = time.monotonic() + max(self.agg_every, 10 * took)
+            if mono >= next_stats:
+                src.refresh_stats()
+                sink.stats(self.stats_record(), now)
+                next_stats = mono + self.stats_every
+            sink.tick(self)
+            if self.count is not None and src.info.records >= self.count:
+                self.request_stop("count")
+            elif self.duration is not None and mono - t_start >= self.duration:
+                self.request_stop("duration")
+            elif getattr(src, "exhausted", False):
+                self.request_stop("end of stream")
+            elif getattr(src, "exited", False):
+                self.request_stop("capture process exited")
+        return self._finish()
+
+    def _finish(self) -> LiveAnalysis:
+        src, table, sink = self.source, self.table, self.sink
+        batches = src.stop()
+        self._feed(batches)
+        end = self.now = max(self._now() if self.stop_reason != "end of stream" else 0, table.clock,
+                             src.info.last_ts or 0)
+        table.advance(end)
+        dirty = set(getattr(table, "_touched", ()))
+        self._emit_transitions(dirty)
+        for f in list(table.current.values()):
+            self._evaluate(f, end)
+        src.refresh_stats()
+        an = LiveAnalysis(src.info, self.profile, self.th, table, end, aggregator=self.agg, streamed=self.handed,
+                          source_stats=src.stats(), states_evicted=self.states_evicted)
+        an.kept = list(self.kept)
+        # per-flow findings as of the end (detect() re-ran the rules): any not emitted yet
+        for f in table.flows:
+            seen = self._emitted.setdefault(f.id, set())
+            for a in f.anomalies:
+                if (a.kind, a.endpoint) not in seen:
+                    seen.add((a.kind, a.endpoint))
+                    sink.anomaly(f, a, end)
+        for f in sorted(table.flows, key=lambda f: f.last_ts):
+            sink.flow_end(f, end)
+        for a in an.findings:
+            key = (a.kind, a.host, a.service)
+            if self._agg_emitted.get(key) != a.count:
+                self._agg_emitted[key] = a.count
+                sink.aggregate(a, end)
+        rec = self.stats_record(final=True)
+        sink.final(an, rec, end)
+        return an

@@ -1,0 +1,186 @@
+"""Where live events go: JSON lines (the contract of `analyze --format jsonl`) or a rich dashboard."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..detect.occupancy import LISTED
+from ..detect.rules import SEVERITY_RANK
+from ..fsm import NETSTAT_NAME, State
+from ..render import records, text
+from ..render.records import sec
+
+_ENC = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class JsonlSink:
+    """One event per line: {"event": "transition" | "anomaly" | "flow_end" | "stats", "ts": ..., ...}, with the
+    record builders of the offline JSON. Flushed every tick."""
+
+    def __init__(self, fh=None):
+        self.fh = fh or sys.stdout
+        self._lines: list[str] = []
+        self.broken = False
+        self.engine = None
+
+    def _put(self, ev: dict) -> None:
+        self._lines.append(_ENC(ev))
+
+    def start(self, engine) -> None:
+        self.engine = engine
+
+    def transition(self, flow, t) -> None:
+        self._put({"event": "transition", "ts": sec(t.ts), "flow": flow.id,
+                   **{k: v for k, v in records.transition_record(t).items() if k != "ts"}})
+
+    def anomaly(self, flow, a, now: int) -> None:
+        self._put({"event": "anomaly", "ts": sec(a.ts), "flow": flow.id,
+                   **{k: v for k, v in records.flow_anomaly_record(a).items() if k != "ts"}, "detected": sec(now)})
+
+    def aggregate(self, a, now: int) -> None:
+        self._put({"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None, **records.aggregate_record(a),
+                   "detected": sec(now)})
+
+    def flow_end(self, flow, now: int) -> None:
+        self._put({"event": "flow_end", "ts": sec(flow.last_ts), **records.flow_record(flow)})
+
+    def stats(self, rec: dict, now: int) -> None:
+        self._put({"event": "stats", "ts": sec(now), **rec})
+        self.flush()
+
+    def tick(self, engine) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if not self._lines or self.broken:
+            self._lines.clear()
+            return
+        try:
+            self.fh.write("\n".join(self._lines) + "\n")
+            self.fh.flush()
+        except BrokenPipeError:
+            self.broken = True
+            if self.engine is not None:
+                self.engine.request_stop("output closed")
+        except OSError:
+            self.broken = True
+            if self.engine is not None:
+                self.engine.request_stop("output error")
+        self._lines.clear()
+
+    def final(self, an, rec: dict, end: int) -> None:
+        self._put({"event": "stats", "ts": sec(end), "final": True, **rec,
+                   **records.analysis_record_summary(an)})
+        self.flush()
+
+
+class DashboardSink:
+    """A rich Live view: state counts (netstat -nat | uniq -c), per-host piles, newest findings, the flows
+    that matter, packets/s and drops. At the end, the same report as `tcpfsm analyze`."""
+
+    def __init__(self, console: Console | None = None, title: str = "", refresh: float = 0.5):
+        self.console = console or Console()
+        self.title = title
+        self.refresh = refresh
+        self.live: Live | None = None
+        self._next = 0.0
+        self.engine = None
+
+    def start(self, engine) -> None:
+        self.engine = engine
+        self.live = Live(self.render(engine), console=self.console, refresh_per_second=4, transient=False,
+                         redirect_stderr=False)
+        self.live.start()
+
+    # events are shown through the engine's state; nothing to do per event
+    def transition(self, flow, t) -> None:
+        pass
+
+    def anomaly(self, flow, a, now) -> None:
+        pass
+
+    def aggregate(self, a, now) -> None:
+        pass
+
+    def flow_end(self, flow, now) -> None:
+        pass
+
+    def stats(self, rec, now) -> None:
+        pass
+
+    def tick(self, engine) -> None:
+        t = time.monotonic()
+        if self.live is not None and t >= self._next:
+            self._next = t + self.refresh
+            self.live.update(self.render(engine))
+
+    def render(self, engine):
+        st = engine.stats_record()
+        d = st["drops"]
+        head = Table.grid(padding=(0, 2))
+        drops = "n/a" if d.get("dropped") is None else f"{d['dropped']} of {d['received']} ({d['source']})"
+        head.add_row("[bold]" + (self.title or "tcpfsm live") + "[/]",
+                     f"up {st['uptime']:.0f} s", f"{st['packets']} packets", f"{st['pps']:.0f} pkt/s",
+                     f"drops {drops}")
+        head.add_row("", f"flows {st['flows_tracked']} tracked / {st['flows_total']} seen",
+                     f"evicted {sum(st['evicted'].values())}", f"latency p50 {st['latency_ms'].get('p50', '-')} ms",
+                     "")
+        per_host: dict[str, Counter] = defaultdict(Counter)
+        totals: Counter = Counter()
+        for f in engine.table.current.values():
+            for ip, ep in ((f.client_ip, f.conn.client), (f.server_ip, f.conn.server)):
+                if ep.state in LISTED:
+                    per_host[ip][ep.state] += 1
+                    totals[ep.state] += 1
+        counts = Table(title="netstat -nat | uniq -c (all hosts)", box=box.SIMPLE, title_justify="left")
+        counts.add_column("count", justify="right")
+        counts.add_column("state")
+        for s in State:
+            if totals.get(s):
+                counts.add_row(str(totals[s]), NETSTAT_NAME[s])
+        shown = [s for s in State if s in LISTED and any(c.get(s) for c in per_host.values())]
+        piles = Table(title="per-host piles", box=box.SIMPLE, title_justify="left")
+        piles.add_column("host")
+        for s in shown:
+            piles.add_column(NETSTAT_NAME[s], justify="right")
+        for h, c in sorted(per_host.items(), key=lambda kv: -sum(kv[1].values()))[:12]:
+            piles.add_row(h, *[str(c.get(s, "")) for s in shown])
+        newest = Table(title="newest findings", box=box.SIMPLE, title_justify="left")
+        for col in ("when", "severity", "kind", "flow", "what"):
+            newest.add_column(col, overflow="fold")
+        items = [(f, a) for f, a in engine.recent if a.severity != "info"][-10:]
+        for f, a in reversed(items):
+            newest.add_row(text.clock(a.ts), f"[{text.SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind,
+                           str(f.id) if f is not None else "-", a.message)
+        matter = [f for f in engine.table.current.values() if any(a.severity != "info" for a in f.anomalies)]
+        matter.sort(key=lambda f: (min(SEVERITY_RANK[a.severity] for a in f.anomalies), -f.last_ts))
+        fl = Table(title=f"flows that matter ({len(matter)})", box=box.SIMPLE, title_justify="left")
+        for col in ("id", "client", "server", "client state", "server state", "findings"):
+            fl.add_column(col, overflow="fold")
+        for f in matter[:10]:
+            fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
+                       ", ".join(sorted({a.kind for a in f.anomalies})))
+        top = Table.grid(padding=(0, 4))
+        top.add_row(counts, piles)
+        return Group(head, top, newest, fl)
+
+    def final(self, an, rec: dict, end: int) -> None:
+        if self.live is not None:
+            self.live.update(self.render(self.engine))
+            self.live.stop()
+        d = rec["drops"]
+        self.console.print()
+        self.console.print(Text(f"stopped ({rec.get('stop_reason') or 'done'}): {rec['packets']} packets, "
+                                f"{rec['flows_total']} connections; "
+                                + ("drops unknown (" + d['source'] + ")" if d.get("dropped") is None else
+                                   f"{d['dropped']} dropped of {d['received']} received by the capture "
+                                   f"({d['backend']}: {d['source']})"), style="bold"))
+        text.report(an, self.console, flows=getattr(an, 'kept', None))
