@@ -81,8 +81,9 @@ def _warn(info) -> None:
               help="Override a finding threshold (see `tcpfsm analyze --help`).")
 @click.option("--stats-interval", type=float, default=5.0, show_default=True, help="Seconds between stats events.")
 @click.option("--tick", type=float, default=0.2, show_default=True, help="Timer resolution in seconds.")
-@click.option("--linger", type=float, default=5.0, show_default=True,
-              help="Seconds a finished connection stays in the table before its flow_end event.")
+@click.option("--linger", type=float, default=None,
+              help="Seconds a finished connection stays in the table before its flow_end event (default: the "
+                   "flow table's stale_after, 10 s).")
 @click.option("--max-flows", type=int, default=200_000, show_default=True, help="Cap on tracked connections.")
 @click.option("--snaplen", type=int, default=262144, show_default=True)
 @click.option("--buffer", "buffer_mb", type=int, default=64, show_default=True, help="Kernel capture buffer (MiB).")
@@ -115,7 +116,7 @@ def live(iface, bpf, duration, count, write, fmt, backend, output, profile, time
 
 
 def follow_capture(capture: str, fmt: str = "jsonl", output: str | None = None, profile: str = "linux",
-                   timers=(), thresholds=(), tick: float = 0.2, stats_interval: float = 5.0, linger: float = 5.0):
+                   timers=(), thresholds=(), tick: float = 0.2, stats_interval: float = 5.0, linger: float | None = None):
     """`tcpfsm analyze --follow FILE|-`: the same events as `live`, from a capture still being written (or a
     pcap stream on stdin). A file is followed until Ctrl-C / SIGTERM; stdin until its end."""
     prof, th = _settings(profile, timers, thresholds)

@@ -79,7 +79,7 @@ class Latency:
 
 class Engine:
     def __init__(self, source, profile: TimerProfile, th: Thresholds, sink, *, clock: str = "wall",
-                 tick: float = 0.2, stats_every: float = 5.0, agg_every: float = 5.0, linger: float = 5.0,
+                 tick: float = 0.2, stats_every: float = 5.0, agg_every: float = 5.0, linger: float | None = None,
                  max_flows: int | None = 200_000, lag: float = 0.25, count: int | None = None,
                  duration: float | None = None, keep_findings: int = 20000):
         self.source = source
@@ -94,7 +94,7 @@ class Engine:
         self.lag_ns = int(lag * NS)
         self.count = count
         self.duration = duration
-        self.table = FlowTable(profile, max_flows=max_flows, forget_finished=True)
+        self.table = FlowTable(profile, stale_after=linger, max_flows=max_flows, forget_finished=True)
         self.stop_event = threading.Event()
         self.stop_reason = ""
         self._emitted: dict[int, set] = {}          # flow id -> (kind, endpoint) already emitted
@@ -219,7 +219,7 @@ class Engine:
 
     def _evict(self, now: int) -> None:
         table = self.table
-        gone = table.evict_finished(now, self.linger)
+        gone = table.evict_finished(now)
         gone += table.enforce_cap()
         for f in gone:
             self._evaluate(f, now)

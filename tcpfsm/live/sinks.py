@@ -35,7 +35,9 @@ class JsonlSink:
         self._lines.append(_ENC(ev))
 
     def start(self, engine) -> None:
+        """A first stats event as soon as the capture runs (packets 0): readers can start traffic then."""
         self.engine = engine
+        self.stats(engine.stats_record(), engine.now)
 
     def transition(self, flow, t) -> None:
         self._put({"event": "transition", "ts": sec(t.ts), "flow": flow.id,

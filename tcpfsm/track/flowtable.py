@@ -8,6 +8,7 @@ firing of timers before each segment. It must not decide states: that is the
 """
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Flow:
     reuse_endpoint: str | None = None    # which endpoint of the old flow was in TIME_WAIT
     anomalies: list = field(default_factory=list)
     emitted: int = 0                     # transitions already handed out by FlowTable.drain()
+    timer_due: int | None = None         # the due time last put on FlowTable's timer heap
 
     @property
     def transitions(self) -> list[Transition]:
@@ -100,11 +102,11 @@ class FlowTable:
                  max_flows: int | None = None, forget_finished: bool = False):
         self.profile = profile
         self.current: dict[bytes, Flow] = {}
-        self.flows: list[Flow] = []
+        self._flows: dict[int, Flow] = {}   # every flow not forgotten, by id, in creation order
         # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
         self._touched: set[Flow] = set()
-        self._timed: set[Flow] = set()
+        self._timers: list[tuple[int, int, Flow]] = []   # heap of (due, flow id, flow); stale entries allowed
         self.max_flows = max_flows
         self.forget_finished = forget_finished
         self.evicted: Counter = Counter()
@@ -130,7 +132,7 @@ class FlowTable:
         clock = self.clock
         last_raw = self.last_raw
         cs = self.clock_stats
-        touched, timed = self._touched, self._timed
+        touched, timers = self._touched, self._timers
         for row, (key, lo_src, ts, idx, flags, seq, ack, win, plen, wscale, ip_len) in enumerate(
                 zip(keys, lo_is_src, *cols)):
             if last_raw is not None and ts < last_raw:
@@ -158,7 +160,10 @@ class FlowTable:
             flow.last_ts = clock
             touched.add(flow)
             if not conn.steady:
-                timed.add(flow)
+                due = _due(conn)
+                if due is not None and due != flow.timer_due:     # one heap entry per change, not per packet
+                    flow.timer_due = due
+                    heapq.heappush(timers, (due, flow.id, flow))
         self.clock = clock
         self.last_raw = last_raw
 
@@ -225,17 +230,23 @@ class FlowTable:
                     first_ts=ts, last_ts=ts, first_packet=idx, client_raw=client, server_raw=server,
                     client_is_lo=lo_src == (client == src and cport == sport))
         conn.start(ts, client == src and cport == sport, flags)
-        self.flows.append(flow)
+        self._flows[flow.id] = flow
         self.current[key] = flow
         return flow
+
+    @property
+    def flows(self) -> list[Flow]:
+        return list(self._flows.values())
 
     def finish(self, end_ts: int | None = None) -> None:
         """Fire every timer due by the end of the capture."""
         end = max(self.clock, end_ts or 0)
-        for flow in self.flows:
+        for flow in self._flows.values():
+            before = len(flow.conn.transitions)
             flow.conn.expire(end)
-        self._touched.update(self._timed)
-        self._timed.clear()
+            if len(flow.conn.transitions) != before:
+                self._touched.add(flow)
+        self._timers.clear()
 
     # -- incremental use: live capture, --follow, streaming ------------------------------------------------
     def advance(self, now: int) -> None:
@@ -243,17 +254,27 @@ class FlowTable:
         TIME_WAIT expires and retries run out while no packet arrives."""
         if now > self.clock:
             self.clock = now
-        done = []
-        for flow in self._timed:
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            _, fid, flow = heapq.heappop(heap)
             conn = flow.conn
+            due = _due(conn)
+            if due is None:
+                flow.timer_due = None                  # stale entry: the timer was cancelled
+                continue
+            if due > now:
+                if due != flow.timer_due:               # stale entry: the timer moved
+                    flow.timer_due = due
+                    heapq.heappush(heap, (due, fid, flow))
+                continue
             before = len(conn.transitions)
             conn.expire(now)
             if len(conn.transitions) != before:
                 self._touched.add(flow)
-            c, s = conn.client, conn.server
-            if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None:
-                done.append(flow)
-        self._timed.difference_update(done)
+            due = _due(conn)
+            flow.timer_due = due
+            if due is not None:
+                heapq.heappush(heap, (due, fid, flow))
 
     def drain(self) -> list[tuple[Flow, Transition]]:
         """Transitions made since the last call, in time order, with their flows."""
@@ -275,12 +296,11 @@ class FlowTable:
         gone = [(k, f) for k, f in self.current.items() if f.last_ts <= cutoff and f.finished()]
         for k, f in gone:
             del self.current[k]
-            self._timed.discard(f)
         self.evicted["finished"] += len(gone)
         flows = [f for _, f in gone]
-        if self.forget_finished and flows:
-            ids = {f.id for f in flows}
-            self.flows = [f for f in self.flows if f.id not in ids]
+        if self.forget_finished:
+            for f in flows:
+                self._flows.pop(f.id, None)
         return sorted(flows, key=lambda f: f.last_ts)
 
     def enforce_cap(self) -> list[Flow]:
@@ -303,12 +323,21 @@ class FlowTable:
             reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
             self.evicted[reason] += 1
             del self.current[k]
-            self._timed.discard(f)
             out.append(f)
         if self.forget_finished:
-            ids = {f.id for f in out}
-            self.flows = [f for f in self.flows if f.id not in ids]
+            for f in out:
+                self._flows.pop(f.id, None)
         return out
+
+
+def _due(conn) -> int | None:
+    """The earliest timer of either endpoint (profile deadline or overdue retransmission), or None."""
+    due = None
+    for ep in (conn.client, conn.server):
+        for d in (ep.deadline, ep.retry_deadline):
+            if d is not None and (due is None or d < due):
+                due = d
+    return due
 
 
 def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
