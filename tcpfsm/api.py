@@ -9,7 +9,8 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from decimal import Decimal
 
 from .capture.batch import CaptureInfo
 from .capture.reader import open_capture
@@ -217,28 +218,45 @@ _OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")
 
 def parse_time(spec: str | float | int, start_ns: int) -> int:
     """Epoch seconds, ISO 8601 (local time unless it says otherwise), HH:MM[:SS[.f]] on the capture's
-    (local) day, or an offset from the capture's start like +12.5s, +500ms, +2m."""
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return int(round(spec * NS))
+    (local) day, or an offset from the capture's start like +12.5s, +500ms, +2m. Exact to the nanosecond:
+    a time copied from the JSON output names the same instant."""
+    if isinstance(spec, bool):
+        raise ValueError(f"bad time {spec!r}")
+    if isinstance(spec, int):
+        return spec * NS
+    if isinstance(spec, float):
+        spec = repr(spec)
     s = str(spec).strip()
     m = _OFFSET.match(s)
     if m:
-        unit = {"ms": 1e-3, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
-        return start_ns + int(round(float(m.group(1)) * unit * NS))
-    try:
-        return int(round(float(s) * NS))
-    except ValueError:
-        pass
+        unit = {"ms": Decimal("0.001"), "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+        return start_ns + _ns(Decimal(m.group(1)) * unit, spec)
+    if re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", s):
+        return _ns(Decimal(s), spec)
     try:
         if re.match(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", s):
-            day = datetime.fromtimestamp(start_ns / NS).astimezone()
-            parts = [float(p) for p in s.split(":")]
-            hh, mm, ss = int(parts[0]), int(parts[1]), parts[2] if len(parts) > 2 else 0.0
-            dt = day.replace(hour=hh, minute=mm, second=int(ss), microsecond=int(round((ss % 1) * 1e6)))
+            day = datetime.fromtimestamp(start_ns // NS).astimezone()
+            parts = s.split(":")
+            sec = Decimal(parts[2]) if len(parts) > 2 else Decimal(0)
+            dt = day.replace(hour=int(parts[0]), minute=int(parts[1]), second=int(sec), microsecond=0)
+            frac = sec - int(sec)
         else:
-            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+            iso = s.replace("Z", "+00:00")
+            frac = Decimal(0)
+            m2 = re.search(r"(\.\d+)", iso)
+            if m2:                                   # keep the fraction exact (nanoseconds included)
+                frac = Decimal(m2.group(1))
+                iso = iso[:m2.start()] + iso[m2.end():]
+            dt = datetime.fromisoformat(iso)
             if dt.tzinfo is None:
                 dt = dt.astimezone()
-        return int(round(dt.timestamp() * NS))
+        delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return (delta.days * 86400 + delta.seconds) * NS + delta.microseconds * 1000 + _ns(frac, spec)
     except ValueError:
         raise ValueError(f"bad time {spec!r}: use epoch seconds, ISO 8601, HH:MM:SS or +12.5s") from None
+
+
+def _ns(seconds: Decimal, spec) -> int:
+    if not seconds.is_finite() or abs(seconds) > 10**11:
+        raise ValueError(f"bad time {spec!r}: out of range")
+    return int((seconds * NS).to_integral_value())

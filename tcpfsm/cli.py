@@ -64,6 +64,7 @@ def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple
                      thresholds=_pairs(thresholds, "threshold"), end=end)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
+    click.echo(f"tcpfsm: {text.capture_line(an)}", err=True)      # nothing skipped silently
     return an
 
 
@@ -334,7 +335,7 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers):
     if fmt == "json":
         _write(output, records.dumps(records.snapshot_records(snaps)) + "\n")
     else:
-        _write(output, text.netstat_text(snaps))
+        _write(output, text.netstat_text(snaps, header=text.capture_line(an)))
 
 
 @cli.command()

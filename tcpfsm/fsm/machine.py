@@ -153,7 +153,8 @@ class Connection:
 
     # -- the table lookup -------------------------------------------------------------
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
-              force: State | None = None) -> None:
+              force: State | None = None) -> bool:
+        """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit."""
         old = ep.state
         if force is not None:
             new, reason = force, cause
@@ -163,12 +164,12 @@ class Connection:
                 self.violations.append(Violation(
                     ts, ep.role, "invalid_transition", packet,
                     f"{ep.role} in {old.value} got {event.value} ({cause}): not a valid TCP transition"))
-                return
+                return False
             new, reason = entry
         if new is old:
             if event is Event.RCV_FIN and old is State.TIME_WAIT:
                 self._arm(ep, ts, "timer:2MSL", self.profile.time_wait)
-            return
+            return True
         ep.state = new
         ep.since = ts
         ep.retry_deadline = None
@@ -192,6 +193,7 @@ class Connection:
             self._arm(ep, ts, "timer:orphan_retries", self.profile.last_ack_timeout)
         elif new is State.CLOSING:
             self._arm(ep, ts, "timer:orphan_retries", self.profile.closing_timeout)
+        return True
 
     @staticmethod
     def _arm(ep: Endpoint, start: int, cause: str, seconds: float) -> None:
@@ -263,23 +265,20 @@ class Connection:
         x.last_ts = ts
         y.retrans_unanswered = 0
         shift = 0 if from_client else 6
+        nxt = x.snd_nxt
+        end = (seq + plen) & _M32
         if plen:
             x.last_data_ts = ts
-            nxt = x.snd_nxt
-            end = (seq + plen) & _M32
-            if nxt is None:
-                x.snd_nxt = end
-            else:
-                if 0 < ((nxt - seq) & _M32) < 0x80000000:        # seq < snd_nxt: a retransmission
-                    x.retrans += 1
-                    if not x.retrans_unanswered:
-                        x.first_unanswered_ts = ts
-                    x.retrans_unanswered += 1
-                if 0 < ((end - nxt) & _M32) < 0x80000000:
-                    x.snd_nxt = end
+            if nxt is not None and 0 < ((nxt - seq) & _M32) < 0x80000000:   # seq < snd_nxt: a retransmission
+                x.retrans += 1
+                if not x.retrans_unanswered:
+                    x.first_unanswered_ts = ts
+                x.retrans_unanswered += 1
             bit = 8 << shift                                     # history "D"
         else:
             bit = 4 << shift if flags & ACK else 0               # history "A"
+        if nxt is None or 0 < ((end - nxt) & _M32) < 0x80000000:
+            x.snd_nxt = end
         if bit and not self._hist_seen & bit:
             self._hist_seen |= bit
             self.history += ("D" if plen else "A") if from_client else ("d" if plen else "a")
@@ -425,7 +424,8 @@ class Connection:
             x.fin_ts.append(ts)
             if x.fin_seq is None:
                 x.fin_seq = fin_at
-                self._move(x, Event.SND_FIN, ts, packet, "FIN")
+                if not self._move(x, Event.SND_FIN, ts, packet, "FIN"):
+                    x.fin_seq = None                # a FIN that fits no state is reported and ignored
             elif fin_at == x.fin_seq:
                 if x.fin_acked:                     # its ACK was seen, yet it retransmits: the ACK was lost
                     x.fin_acked = False

@@ -154,8 +154,19 @@ def timeline_text(flows: list[Flow], markdown: bool = False) -> str:
 
 
 # -- netstat --------------------------------------------------------------------------------------
-def netstat_text(snaps, include_queues: bool = True) -> str:
+def capture_line(an) -> str:
+    """One line: what was read and what was skipped, by reason."""
+    i = an.info
+    skipped = sum(i.skipped.values())
+    why = ", ".join(f"{k} {v}" for k, v in sorted(i.skipped.items()))
+    return (f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows) + an.streamed} connections; "
+            f"skipped {skipped}{f' ({why})' if why else ''}{'; truncated file' if i.truncated else ''}")
+
+
+def netstat_text(snaps, include_queues: bool = True, header: str | None = None) -> str:
     out = io.StringIO()
+    if header:
+        out.write(f"# {header}\n")
     for snap in snaps:
         out.write(f"# at {clock(snap.at, True)} ({snap.at / NS:.6f})\n")
         out.write("Active Internet connections (servers and established)\n")
