@@ -20,6 +20,7 @@ from .detect.piles import ordered
 from .detect.rules import Finding, Thresholds
 from .fsm import State, TimerProfile, get_profile
 from .track.flowtable import ClockStats, Flow, FlowTable
+from .zeek import ZeekTracker, zeek_summary_for_flows
 
 NS = 1_000_000_000
 
@@ -65,6 +66,7 @@ class Analysis:
         self._occupancy: Occupancy | None = None
         self._by_id = {f.id: f for f in self.flows}
         self.timings: dict[str, float] = {}     # seconds per stage, filled by analyze()
+        self.zeek_conns: list = []                # Zeek's view of the connections, when analyze(zeek=True)
 
     @property
     def occupancy(self) -> Occupancy:
@@ -141,7 +143,8 @@ class Analysis:
 
 def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
             timers: dict | None = None, batch_size: int = 65536, end: str | float | None = None,
-            stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None) -> Analysis:
+            stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None,
+            engine: str = "fast", zeek: bool = False) -> Analysis:
     """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings.
 
     `end`: when the capture stopped, if later than its last packet (a quiet link: tcpdump ran on after
@@ -151,7 +154,12 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     `stale_after`) are handed to `on_flow(flow)` with their findings and forgotten, so memory follows the
     connections alive, not the capture; `max_flows` caps the table (counted evictions). Findings are the
     same as without streaming; netstat and state counts then are not available.
-    `progress(info, flows_tracked)` is called after every batch."""
+    `progress(info, flows_tracked)` is called after every batch.
+    `engine`: the decoder: "fast" (numpy, the default), "dpkt" (the reference decoder, ~30x slower) or
+    "tshark" (Wireshark's dissectors through tshark); all give the same batches.
+    `zeek=True`: also run Zeek's own connection logic (tcpfsm.zeek; its splitting and orientation): the
+    result's `zeek_conns` feed conn.log output, and each flow's conn_state/history come from it. It costs
+    about as much again as the analysis itself, so it is off unless asked for (not with `stream`)."""
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     if isinstance(thresholds, dict) or thresholds is None:
         th = Thresholds().override(**(thresholds or {}))
@@ -160,9 +168,12 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     clock = time.perf_counter
     timings = {"read+decode": 0.0, "track": 0.0, "detect": 0.0}
     t0 = clock()
-    cap = open_capture(path)
+    cap = open_engine(engine, path)
     table = FlowTable(prof, forget_finished=stream, max_flows=max_flows if stream else None)
     agg = Aggregator(th) if stream else None
+    if zeek and stream:
+        raise ValueError("Zeek connection summaries need the whole capture: use them without --stream")
+    zt = ZeekTracker() if zeek else None
     handed = 0
     last_sweep = 0
 
@@ -183,6 +194,8 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         if batch is None:
             break
         table.feed_batch(batch)
+        if zt is not None:
+            zt.feed_batch(batch)
         if stream:
             table.advance(table.clock)
             agg.piles.feed(ordered(table.drain()))
@@ -207,10 +220,30 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     t4 = clock()
     timings["track"] += t4 - t3
     an = Analysis(cap.info, prof, th, table, stop, aggregator=agg, streamed=handed)
+    if zt is not None:
+        an.zeek_conns = zt.finish()
+        for fid, summary in zeek_summary_for_flows(an.flows, an.zeek_conns).items():
+            an.flow(fid).zeek = summary
     timings["detect"] += clock() - t4
     timings["total"] = clock() - t0
     an.timings = timings
     return an
+
+
+ENGINES = ("fast", "dpkt", "tshark")
+
+
+def open_engine(engine: str, path: str):
+    """Open `path` with the named decoder; each returns the same Batches."""
+    if engine == "fast":
+        return open_capture(path)
+    if engine == "dpkt":
+        from .capture.dpkt_decoder import open_capture_dpkt
+        return open_capture_dpkt(path)
+    if engine == "tshark":
+        from .capture.tshark_engine import open_capture_tshark
+        return open_capture_tshark(path)
+    raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
 
 
 _OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")

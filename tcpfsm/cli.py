@@ -59,9 +59,9 @@ def _interval(s: str) -> float:
 
 
 def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
-          end: str | None = None) -> api.Analysis:
+          end: str | None = None, engine: str = "fast") -> api.Analysis:
     an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
-                     thresholds=_pairs(thresholds, "threshold"), end=end)
+                     thresholds=_pairs(thresholds, "threshold"), end=end, engine=engine)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     click.echo(f"tcpfsm: {text.capture_line(an)}", err=True)      # nothing skipped silently
@@ -104,6 +104,8 @@ _profile_opt = click.option("--profile", default="linux", show_default=True, typ
                             help="OS timer profile of the endpoints.")
 _timer_opt = click.option("--timer", "timers", multiple=True, metavar="NAME=SECONDS",
                           help=f"Override a profile timer ({', '.join(OVERRIDABLE)}).")
+_engine_opt = click.option("--engine", default="fast", show_default=True, type=click.Choice(api.ENGINES),
+                           help="Decoder: fast (numpy), dpkt (reference), tshark (Wireshark's dissectors).")
 _end_opt = click.option("--end", default=None, metavar="T",
                         help="When the capture stopped, if after its last packet (quiet link): timers and ages "
                              "run up to T.")
@@ -118,7 +120,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("capture")
 @click.option("--format", "fmt", default="table", show_default=True,
-              type=click.Choice(["table", "json", "jsonl", "csv"]))
+              type=click.Choice(["table", "json", "jsonl", "csv", "zeek", "zeek-json"]),
+              help="zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own connection rules.")
 @click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
 @_profile_opt
 @_timer_opt
@@ -137,20 +140,25 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--follow", is_flag=True, help="Follow a capture still being written (tcpdump -w FILE, or - for a "
                                              "pcap stream on stdin): live events, timers on the clock.")
+@_engine_opt
+@click.option("--zeek", "zeek", is_flag=True, help="Take each flow's conn_state/history from Zeek's own "
+                                                    "connection logic (slower; implied by --format zeek).")
 def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
-            quiet, follow=False):
+            quiet, engine, zeek, follow=False):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
     if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
         from .live.cli import follow_capture
         return follow_capture(capture, fmt, output, profile, timers, thresholds)
+    zeek = zeek or fmt in ("zeek", "zeek-json")
     if stream is None:
-        stream = capture != "-" and os.path.isfile(capture) and os.path.getsize(capture) > STREAM_ABOVE
+        stream = not zeek and capture != "-" and os.path.isfile(capture) and \
+            os.path.getsize(capture) > STREAM_ABOVE
     sink = FlowSink(fmt, output, max_flows) if stream else None
     with Progress(capture, enabled=not quiet) as prog:
         an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
                          thresholds=_pairs(thresholds, "threshold"), end=end, stream=stream,
                          on_flow=sink.add if sink else None, progress=prog.update,
-                         max_flows=(max_tracked or 500_000) if stream else None)
+                         max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     t0 = time.perf_counter()
@@ -167,7 +175,10 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
 
 
 def _render_analysis(an, fmt, output, max_flows):
-    if fmt == "json":
+    if fmt in ("zeek", "zeek-json"):
+        from .render.zeek import write_conn_log
+        _stream(output, lambda fh: write_conn_log(an.zeek_conns, fh, fmt="tsv" if fmt == "zeek" else "json"))
+    elif fmt == "json":
         _stream(output, lambda fh: records.write_analysis_json(an, fh))
     elif fmt == "jsonl":
         _write(output, "".join(json.dumps(e) + "\n" for e in records.event_stream(an)))

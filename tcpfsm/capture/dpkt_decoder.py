@@ -73,6 +73,11 @@ follows reader.py:
 11. TCP options: `dpkt.tcp.parse_opts` keeps going after EOL and turns option lengths 0 / 1 into
     2; reader.py stops at EOL, at a length < 2 and at an option running past the captured header.
     The raw length byte is checked next to each parsed option to apply those stops.
+
+Out of scope: tunnels. reader.py decapsulates GRE, IP-in-IP, 6in4/4in6, VXLAN, Geneve, GTP-U,
+Teredo, MPLS and PPPoE (the `tunnel` column, `info.tunnels`, the `tunnel_error` reason); this
+decoder reports the outer packet (`udp`, `other_ip_proto`, `non_ip`) and fills any column outside
+`COLUMNS` (today `tunnel`) with zeros, so the two only agree on captures without encapsulations.
 """
 from __future__ import annotations
 
@@ -102,7 +107,7 @@ from . import batch as _batch
 from .batch import COLUMNS, Batch, CaptureError, CaptureInfo
 from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _read_full, _tsres_name
 
-__all__ = ["open_capture_dpkt", "DpktCapture"]
+__all__ = ["open_capture_dpkt", "DpktCapture", "decode_record"]
 
 _MAX_RECORD = 1 << 26
 _MAPPED = b"\x00" * 10 + b"\xff\xff"

@@ -47,8 +47,8 @@ def flow_record(f: Flow) -> dict:
         "packets": {"client": c.packets, "server": s.packets},
         "bytes": {"client": c.payload, "server": s.payload},
         "states": {"client": c.state.value, "server": s.state.value},
-        "conn_state": conn_state(f),
-        "history": f.conn.history,
+        "conn_state": f.zeek[0] if f.zeek else conn_state(f),
+        "history": f.zeek[1] if f.zeek else f.conn.history,
         "transitions": [transition_record(t) for t in f.transitions],
         "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
     }

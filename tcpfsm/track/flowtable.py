@@ -62,6 +62,7 @@ class Flow:
     anomalies: list = field(default_factory=list)
     emitted: int = 0                     # transitions already handed out by FlowTable.drain()
     timer_due: int | None = None         # the due time last put on FlowTable's timer heap
+    zeek: tuple[str, str] | None = None  # (conn_state, history) from the Zeek tracker, when it ran
 
     @property
     def transitions(self) -> list[Transition]:

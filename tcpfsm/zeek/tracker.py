@@ -44,7 +44,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from ..capture.batch import ACK, FIN, RST, SYN, Batch
 from ..track.flowtable import _flow_keys, ip_text
