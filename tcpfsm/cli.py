@@ -33,6 +33,9 @@ class UserError(Exception):
     pass
 
 
+_NOTES: list[str] = []      # stderr lines printed once a command has succeeded
+
+
 def _fail(msg: str, code: int = 2) -> None:
     click.echo(f"tcpfsm: error: {msg}", err=True)
     sys.exit(code)
@@ -64,7 +67,7 @@ def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple
                      thresholds=_pairs(thresholds, "threshold"), end=end, engine=engine)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
-    click.echo(f"tcpfsm: {text.capture_line(an)}", err=True)      # nothing skipped silently
+    _NOTES.append(f"tcpfsm: {text.capture_line(an)}")     # nothing skipped silently (printed on success)
     return an
 
 
@@ -400,7 +403,10 @@ cli.add_command(_live_cmd)
 
 def main(argv: list[str] | None = None) -> None:
     try:
+        _NOTES.clear()
         cli.main(args=argv, prog_name="tcpfsm", standalone_mode=False)
+        for note in _NOTES:
+            click.echo(note, err=True)
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.UsageError as e:

@@ -350,7 +350,7 @@ def _run(segs, plain_fast_path: bool = False) -> Connection:
         ack = (((SISN if fc else CISN) + ao) & 0xFFFFFFFF) if ao <= 3000 else ao
         if i == 1:
             conn.start(ts, fc, flags)
-        if plain_fast_path and not flags & 7 and conn.steady:
+        if plain_fast_path and i > 1 and not flags & 7 and conn.steady:   # as FlowTable.feed_batch does
             conn.feed_plain(ts, fc, flags, seq, ack, win, plen, 40 + plen)
             continue
         conn.expire(ts)
@@ -410,3 +410,38 @@ def test_feed_plain_fast_path_agrees_with_feed_on_states(segs):
     assert (fast.client.state, fast.server.state) == (ref.client.state, ref.server.state)
     assert [(t.endpoint, t.old, t.new) for t in fast.transitions] == \
         [(t.endpoint, t.old, t.new) for t in ref.transitions]
+
+
+# -- regressions (found by the properties above) ----------------------------------------------------------------------------------------------
+
+def test_fin_rejected_as_invalid_is_not_a_fin_for_later_acks():
+    w = Wire()
+    w.send(C, SYN, CISN)
+    w.send(C, SYN | FIN, CISN)                    # SYN+FIN from SYN_SENT: invalid_transition, no state change
+    w.send(S, SYN | ACK, SISN, CISN + 1)
+    w.send(C, ACK, CISN + 1, SISN + 1)
+    assert [v.kind for v in w.conn.violations] == ["invalid_transition"]
+    w.send(C, ACK, CISN + 1, SISN + 1, plen=100)
+    w.send(S, ACK, SISN + 1, CISN + 101)          # acknowledges the data
+    assert (w.client, w.server) == (State.ESTABLISHED, State.ESTABLISHED)
+
+
+def _midstream_then_rst(fast_path: bool) -> Connection:
+    conn = Connection(get_profile("linux"))
+    segs = [(C, ACK, CISN, SISN), (S, ACK, SISN + 100_000, CISN), (S, RST, SISN + 100_000, 0)]
+    for i, (fc, flags, seq, ack) in enumerate(segs, 1):
+        ts = i * MS
+        if i == 1:
+            conn.start(ts, fc, flags)
+        if fast_path and i > 1 and not flags & 7 and conn.steady:
+            conn.feed_plain(ts, fc, flags, seq, ack, 65535, 0, 40)
+        else:
+            conn.expire(ts)
+            conn.feed(ts, i, fc, flags, seq, ack, 65535, 0, -1, 40)
+    return conn
+
+
+def test_feed_plain_and_feed_judge_a_later_rst_the_same():
+    ref, fast = _midstream_then_rst(False), _midstream_then_rst(True)
+    assert (fast.client.state, fast.server.state, [v.kind for v in fast.violations]) == \
+        (ref.client.state, ref.server.state, [v.kind for v in ref.violations])
