@@ -49,16 +49,15 @@ class LiveError(Exception):
 
 # -- checks -------------------------------------------------------------------------------------------
 def has_capture_privilege() -> bool:
-    if os.geteuid() == 0:
-        return True
+    """CAP_NET_RAW in the effective set (root normally has it; a root without it cannot capture either)."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
                 if line.startswith("CapEff:"):
                     return bool(int(line.split()[1], 16) & (1 << 13))     # CAP_NET_RAW
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
-    return False
+    return os.geteuid() == 0
 
 
 NO_PRIVILEGE = "live capture needs root or the CAP_NET_RAW capability (try sudo, or setcap cap_net_raw+eip)"
@@ -280,6 +279,15 @@ class TcpdumpBackend(Backend):
     @property
     def exited(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
+
+    def stats(self) -> dict:
+        """libpcap's counters as tcpdump prints them: `received` by the filter, `dropped` by the kernel (ring
+        full), `captured` = written to us. At SIGTERM tcpdump exits without reading what is still in its ring,
+        so received - dropped - captured packets were neither dropped nor seen: `unread_at_stop`."""
+        d = super().stats()
+        d["captured"] = self.captured
+        d["unread_at_stop"] = max(0, self.received - self.dropped - self.captured) if self.exited else 0
+        return d
 
     def refresh_stats(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -266,6 +266,11 @@ class Engine:
                 handlers[sig] = signal.signal(sig, lambda s, f: self.request_stop(signal.Signals(s).name))
         try:
             return self._loop()
+        except BaseException:
+            live = getattr(self.sink, "live", None)      # leave the terminal usable
+            if live is not None:
+                live.stop()
+            raise
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
