@@ -15,13 +15,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests and recorder use: tcpdump (real captures), iproute2 and iptables
-# (namespaces, drops), tshark (bench baseline). Installed only when missing.
+# Debian packages the tests and recorder use: tcpdump (real captures, live backend), iproute2 and
+# iptables (namespaces, drops), tshark (the tshark engine). Installed only when missing.
 sysdeps:
 	@missing=""; \
 	command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v tshark >/dev/null || missing="$$missing tshark"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

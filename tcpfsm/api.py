@@ -222,6 +222,10 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     an = Analysis(cap.info, prof, th, table, stop, aggregator=agg, streamed=handed)
     if zt is not None:
         an.zeek_conns = zt.finish()
+        names = cap.info.tunnels if hasattr(cap.info, "tunnels") else []
+        for z in an.zeek_conns:             # Zeek names tunnel connections by uid; we name the encapsulation
+            if z.tunnel_parents:
+                z.tunnel_parents = [names[i] if i < len(names) else str(i) for i in z.tunnel_parents]
         for fid, summary in zeek_summary_for_flows(an.flows, an.zeek_conns).items():
             an.flow(fid).zeek = summary
     timings["detect"] += clock() - t4

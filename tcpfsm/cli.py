@@ -326,7 +326,7 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end):
                             for t in f.transitions],
             "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies]} for f in flows]}) + "\n")
     else:
-        _write(output, text.timeline_text(flows, markdown=fmt == "md"))
+        _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None)))
 
 
 @cli.command()

@@ -11,8 +11,9 @@ Design (speed first, correctness always):
   IPv6 without extension headers, the TCP header and its options are parsed
   column-wise.
 * Everything unusual (IPv6 extension headers, IP fragments with MF, header
-  lengths that do not add up, truncation by snaplen, deeper VLAN stacks...)
-  is routed to `_parse_one`, a plain scalar parser which is the reference
+  lengths that do not add up, truncation by snaplen, deeper VLAN stacks, and
+  every encapsulation: MPLS/PPPoE ethertypes, IP protocols 4/41/47, UDP to or
+  from ports 4789/6081/2152/3544) is routed to `_parse_one`, a plain scalar parser which is the reference
   semantics. The vectorised path only ever handles cases where both agree
   (tests check this by forcing the scalar path everywhere).
 
@@ -29,6 +30,12 @@ Decisions worth knowing:
   single-section file). `info.linktypes` / `info.ts_resolution` are per
   interface, in that order. Simple Packet Blocks carry no timestamp: they get
   the previous record's timestamp (0 if none).
+* Tunnels (see `_parse_net`): MPLS, PPPoE session, GRE (IP, Ethernet, MPLS, ERSPAN I/II/III),
+  VXLAN, Geneve, GTP-U, IP-in-IP (4in4, 6in4, 4in6, 6in6) and Teredo are unwrapped, at most
+  `_MAX_TUNNEL_DEPTH` (4) deep; the row describes the innermost TCP/IP packet and its `tunnel`
+  column numbers the encapsulation description in `info.tunnels` (0 = none). A record's skip
+  reason is the innermost one (an inner ICMP is "icmp"); broken encapsulations are
+  "tunnel_error"; a datagram on a tunnel port that is not that tunnel stays "udp".
 * `info.first_ts` / `info.last_ts` are the timestamps of the first and last
   packet records in capture order (all records, not only TCP).
 """

@@ -67,7 +67,7 @@ NOT_FOUND = "tshark not found: install Debian's tshark package (apt-get install 
 FIELDS = (
     "frame.number", "frame.time_epoch", "frame.interface_id", "frame.len", "frame.cap_len", "frame.protocols",
     "eth.src", "eth.dst", "mpls.label", "pppoe.session_id",
-    "ip.src", "ip.dst", "ip.len", "ip.frag_offset", "ip.flags.mf",
+    "ip.src", "ip.dst", "ip.len", "ip.hdr_len", "ip.frag_offset", "ip.flags.mf",
     "ipv6.src", "ipv6.dst", "ipv6.plen", "ipv6.fraghdr.offset",
     "udp.srcport", "udp.dstport", "gre.key", "erspan.version", "erspan.spanid", "vxlan.vni", "geneve.vni",
     "gtp.teid",
@@ -160,7 +160,7 @@ def _classify(r: _Rec):
         if p == "eth":
             s, d = r.take("eth.src"), r.take("eth.dst")
             eth_macs = f" {s}->{d}" if s and d else ""
-        elif p in ("ethertype", "vlan", "sll", "sll2", "null", "loop", "raw", "ppp"):
+        elif p in ("ethertype", "vlan", "ieee8021ad", "sll", "sll2", "null", "loop", "raw", "ppp"):
             pass
         elif p == "arp":
             return "skip", "arp"
@@ -200,7 +200,7 @@ def _classify(r: _Rec):
             q = P[j]
             ep = f"{_ip_text(src)}->{_ip_text(dst)}" if src and dst else "?"
             if q == "tcp":
-                return "tcp", fam, " / ".join(tun)
+                return "tcp", fam, " / ".join(tun), frag
             if q in ("ip", "ipv6"):
                 if frag:
                     return "skip", "ip_fragment"
@@ -227,7 +227,10 @@ def _classify(r: _Rec):
                 sp, dp = r.take("udp.srcport"), r.take("udp.dstport")
                 k = j + 1
                 t = P[k] if k < n else None
-                if t not in _UDP_TUN:
+                if t not in _UDP_TUN or k + 1 >= n:      # not a tunnel, or no inner packet (e.g. GTP echo)
+                    return "skip", "udp"
+                field = {"vxlan": "vxlan.vni", "geneve": "geneve.vni", "gtp": "gtp.teid"}.get(t)
+                if field and not r.all(field):
                     return "skip", "udp"
                 if frag:
                     return "skip", "ip_fragment"
@@ -264,9 +267,17 @@ def _short(r: _Rec) -> bool:
         return False
 
 
-def _row(r: _Rec, fam: int):
+def _row(r: _Rec, fam: int, frag: bool = False):
     """The TCP columns of a frame whose innermost packet is TCP, or a skip reason."""
     fl, hl, tl = r.last("tcp.flags"), r.last("tcp.hdr_len"), r.last("tcp.len")
+    if tl is None and frag and hl is not None:     # first fragment: tshark leaves tcp.len out
+        try:
+            if fam == 4:
+                tl = str(int(r.last("ip.len")) - int(r.last("ip.hdr_len")) - int(hl))
+            elif r.last("frame.protocols").split(":ipv6:")[-1].split(":")[:2] == ["ipv6.fraghdr", "tcp"]:
+                tl = str(int(r.last("ipv6.plen")) - 8 - int(hl))
+        except (TypeError, ValueError):
+            tl = None
     if fl is None or hl is None or tl is None or r.last("tcp.seq_raw") is None or int(hl) < 20 \
             or r.last("tcp.window_size_value") is None:
         return "truncated_tcp_header" if _short(r) and fl is None else "malformed_tcp"
@@ -430,7 +441,7 @@ class TsharkCapture:
             if c[0] == "skip":
                 info.skipped[c[1]] += 1
                 continue
-            row = _row(r, c[1])
+            row = _row(r, c[1], c[3])
             if type(row) is str:
                 info.skipped[row] += 1
                 continue

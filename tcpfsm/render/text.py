@@ -119,13 +119,15 @@ def timeline_rows(flow: Flow) -> list[tuple]:
             for t in flow.transitions]
 
 
-def timeline_text(flows: list[Flow], markdown: bool = False) -> str:
+def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] | None = None) -> str:
     out = io.StringIO()
     for f in flows:
         c, s = f.conn.client, f.conn.server
         title = (f"flow {f.id}: client {f.client} ↔ server {f.server}"
                  f"{' (roles inferred)' if f.role_inferred else ''} — {conn_state(f)} {f.conn.history}, "
                  f"packets {c.packets}/{s.packets}, bytes {c.payload}/{s.payload}")
+        if f.tunnels and tunnels:
+            title += "; inside " + " | ".join(tunnels[i] for i in sorted(f.tunnels) if i < len(tunnels))
         if markdown:
             out.write(f"### {title}\n\n| time | endpoint | transition | packet | segment | cause | why |\n"
                       "|---|---|---|---|---|---|---|\n")

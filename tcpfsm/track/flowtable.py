@@ -63,6 +63,7 @@ class Flow:
     emitted: int = 0                     # transitions already handed out by FlowTable.drain()
     timer_due: int | None = None         # the due time last put on FlowTable's timer heap
     zeek: tuple[str, str] | None = None  # (conn_state, history) from the Zeek tracker, when it ran
+    tunnels: set[int] | None = None      # encapsulations it was seen in (ids into CaptureInfo.tunnels)
 
     @property
     def transitions(self) -> list[Transition]:
@@ -167,6 +168,14 @@ class FlowTable:
                     heapq.heappush(timers, (due, flow.id, flow))
         self.clock = clock
         self.last_raw = last_raw
+        tun = c.get("tunnel")
+        if tun is not None and tun.any():            # rare: attach each encapsulation to its connection
+            for row in np.flatnonzero(tun).tolist():
+                flow = current.get(keys[row])
+                if flow is not None:
+                    if flow.tunnels is None:
+                        flow.tunnels = set()
+                    flow.tunnels.add(int(tun[row]))
 
     def _causal_order(self, ts: np.ndarray) -> np.ndarray | None:
         """Capture order, except that records stamped slightly earlier than one before them are put back in

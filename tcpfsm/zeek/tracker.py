@@ -40,6 +40,8 @@ pending in the reassembler delaying a close, and ``x``.
 """
 from __future__ import annotations
 
+import numpy as np
+
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -153,7 +155,7 @@ class _Ep:
 class _Conn:
     __slots__ = ("key", "o", "r", "start_ts", "last_ts", "first_pkt", "last_pkt", "first_idx", "last_idx",
                  "hist", "seen", "is_partial", "fps", "active", "npkts", "missed", "inactivity",
-                 "expire", "attempt", "delete", "removed", "reason", "wake")
+                 "expire", "attempt", "delete", "removed", "reason", "wake", "tunnels")
 
     def __init__(self, key, ts: int, idx: int):
         self.key = key
@@ -161,6 +163,7 @@ class _Conn:
         self.first_pkt = self.last_pkt = ts
         self.first_idx = self.last_idx = idx
         self.hist: list[str] = []
+        self.tunnels: set[int] | None = None
         self.seen = 0
         self.is_partial = False
         self.fps = 0
@@ -392,6 +395,14 @@ class ZeekTracker:
             is_orig = conn.o.lo == lo
             proc(conn, is_orig, ts, idx_l[i], flags, seq_l[i], ack_l[i], win_l[i], plen_l[i], ipl_l[i])
         self.clock = clock
+        tun = c.get("tunnel")
+        if tun is not None and tun.any():            # tunnel_parents: the encapsulations each was seen in
+            for row in np.flatnonzero(tun).tolist():
+                conn = current.get(keys[row])
+                if conn is not None:
+                    if conn.tunnels is None:
+                        conn.tunnels = set()
+                    conn.tunnels.add(int(tun[row]))
 
     def finish(self) -> list[ZeekConn]:
         """Log every connection still open (Zeek flushes them at the end of the trace), ts order."""
@@ -734,7 +745,7 @@ class ZeekTracker:
             service=None, duration=dur, orig_bytes=osz if dur else None, resp_bytes=rsz if dur else None,
             conn_state=conn_state_of(o.state, r.state, osz, rsz, hist), local_orig=None, local_resp=None,
             missed_bytes=c.missed, history=hist, orig_pkts=o.pkts, orig_ip_bytes=o.ipb, resp_pkts=r.pkts,
-            resp_ip_bytes=r.ipb, tunnel_parents=None, key=c.key, first_ns=c.first_pkt, last_ns=c.last_pkt,
+            resp_ip_bytes=r.ipb, tunnel_parents=sorted(c.tunnels) if c.tunnels else None, key=c.key, first_ns=c.first_pkt, last_ns=c.last_pkt,
             first_packet=c.first_idx, last_packet=c.last_idx, orig_state=STATE_NAMES[o.state],
             resp_state=STATE_NAMES[r.state], end_reason=c.reason)
 
