@@ -53,3 +53,17 @@ def test_table_cap_evicts_half_open_first_and_counts_it():
     ev = an.summary()["evicted"]
     assert ev.get("half_open", 0) > 300 and len(an.flows) <= 100 + 64     # cap checked after each batch
     assert any(a.kind == "syn_flood" for a in an.findings)
+
+
+def test_a_connection_replaced_on_its_4_tuple_is_still_evicted_once_finished():
+    """TIME_WAIT reuse puts a new connection on the old one's 4-tuple; the old one must still leave the
+    table when finished, or a long capture full of port reuse grows without bound."""
+    from tcpfsm.capture.reader import open_capture
+    from tcpfsm.fsm import get_profile
+    from tcpfsm.track.flowtable import FlowTable
+    path = Path(__file__).resolve().parent.parent / "captures" / "crafted" / "tw_reuse.pcap"
+    table = FlowTable(get_profile(), stale_after=0.5, forget_finished=True)
+    for batch in open_capture(str(path)).batches():
+        table.feed_batch(batch)
+    gone = table.evict_finished(table.clock + 10**9)
+    assert [f.id for f in gone] == [1] and [f.id for f in table.flows] == [2]

@@ -108,6 +108,7 @@ class FlowTable:
         # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
         self._touched: set[Flow] = set()
+        self._detached: set[Flow] = set()   # flows a newer connection on the same 4-tuple replaced in `current`
         self._timers: list[tuple[int, int, Flow]] = []   # heap of (due, flow id, flow); stale entries allowed
         self.max_flows = max_flows
         self.forget_finished = forget_finished
@@ -241,6 +242,9 @@ class FlowTable:
                     client_is_lo=lo_src == (client == src and cport == sport))
         conn.start(ts, client == src and cport == sport, flags)
         self._flows[flow.id] = flow
+        old = self.current.get(key)
+        if old is not None:
+            self._detached.add(old)      # replaced on its 4-tuple: still to be evicted once finished
         self.current[key] = flow
         return flow
 
@@ -306,8 +310,11 @@ class FlowTable:
         gone = [(k, f) for k, f in self.current.items() if f.last_ts <= cutoff and f.finished()]
         for k, f in gone:
             del self.current[k]
-        self.evicted["finished"] += len(gone)
         flows = [f for _, f in gone]
+        done = [f for f in self._detached if f.last_ts <= cutoff and f.finished()]
+        self._detached.difference_update(done)
+        flows += done
+        self.evicted["finished"] += len(flows)
         if self.forget_finished:
             for f in flows:
                 self._flows.pop(f.id, None)
