@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_CAPTURE ?= captures/kernel/concurrent_mixed.pcap
 
-.PHONY: demo test venv sysdeps captures crafted bench clean
+.PHONY: demo test venv sysdeps captures crafted bench bench-big bench-live clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -43,9 +43,30 @@ crafted: venv
 	$(PY) captures/craft_links.py
 
 bench: venv sysdeps
-	@command -v tshark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
+	@missing=""; \
+	command -v tshark >/dev/null || missing="$$missing tshark"; \
+	command -v tcptrace >/dev/null || missing="$$missing tcptrace"; \
+	command -v argus >/dev/null || missing="$$missing argus-server"; \
+	command -v ra >/dev/null || missing="$$missing argus-client"; \
+	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	    || echo "bench: could not install$$missing; run.py skips what is missing"; \
+	fi
 	$(PY) bench/make_capture.py
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The >= 4 GB capture (35 shifted copies of the bench capture) and tcpfsm's peak RSS on it.
+bench-big: venv sysdeps
+	$(PY) bench/make_capture.py
+	$(PY) bench/make_big.py
+	$(PY) bench/big_rss.py $(BENCH_BIG_ARGS)
+
+# Live capture: a bounded burst per fast backend, and a 10-minute memory soak (root).
+bench-live: venv sysdeps
+	$(PY) bench/live_burst.py
+	$(PY) bench/live_soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
