@@ -59,8 +59,10 @@ class PileCounter:
 
     def feed(self, items: list[tuple[Flow, Transition]]) -> None:
         """Transitions in time order (leaving a state sorts before entering one at the same instant)."""
+        pend = self.pending
         for flow, t in items:
-            self._promote(t.ts - 1)
+            if pend and pend[0][0] < t.ts:
+                self._promote(t.ts - 1)
             host = flow.client_ip if t.endpoint == "client" else flow.server_ip
             key = (flow.id, t.endpoint)
             cur = self.stay.pop(key, None)
@@ -74,8 +76,9 @@ class PileCounter:
             if t.new in LISTED:
                 self.token += 1
                 self.stay[key] = (t.new, self.token)
-                heapq.heappush(self.pending, (t.ts + self.age, self.token, flow.id, t.endpoint, host, t.new))
-            self._promote(t.ts)
+                heapq.heappush(pend, (t.ts + self.age, self.token, flow.id, t.endpoint, host, t.new))
+            if pend and pend[0][0] <= t.ts:
+                self._promote(t.ts)
 
     def finish(self, end: int) -> dict[tuple[str, State], Peak]:
         """Stays still open at `end` count if they reached the minimum age by then."""

@@ -113,8 +113,41 @@ def _all_spans(flow: Flow, end: int) -> dict[tuple[str, State], list[tuple[int, 
     return spans
 
 
+_WATCHED = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                      State.LAST_ACK, State.CLOSING})
+
+
+def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
+    """True when no rule below can fire: one SYN, one SYN+ACK, at most one FIN each way, no RST, no
+    violation, roles seen, no reuse, nothing retransmitted into silence, both ends ESTABLISHED at some point,
+    and no watched state held as long as the shortest duration threshold. Most connections of a busy
+    capture are like this; skipping them is what keeps the rules off the hot path."""
+    c, s = flow.conn.client, flow.conn.server
+    if flow.conn.violations or c.rsts or s.rsts or flow.role_inferred or flow.reuse_of is not None \
+            or c.syns != 1 or s.synacks != 1 or c.synacks or s.syns or c.fins > 1 or s.fins > 1 \
+            or max(c.retrans_unanswered, s.retrans_unanswered) >= th.vanished_retrans_count:
+        return False
+    shortest = int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
+                       th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
+    established = {"client": False, "server": False}
+    for t in flow.transitions:
+        if t.new is State.ESTABLISHED:
+            established[t.endpoint] = True
+    if not (established["client"] and established["server"]):
+        return False
+    trs = flow.transitions
+    if trs and trs[-1].ts - flow.first_ts >= shortest:
+        return False
+    for ep in (c, s):
+        if ep.state in _WATCHED and end - ep.since >= shortest:
+            return False
+    return True
+
+
 def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     """Per-flow rules; `end` is the capture's last timestamp (ns)."""
+    if _plainly_clean(flow, end, th):
+        return []
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
