@@ -7,6 +7,7 @@ TCPFSM_DEBUG=1 is set.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -402,6 +403,7 @@ cli.add_command(_live_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:
+    gc.disable()        # a short-lived process full of long-lived acyclic objects: see api._gc_paused
     try:
         _NOTES.clear()
         cli.main(args=argv, prog_name="tcpfsm", standalone_mode=False)
