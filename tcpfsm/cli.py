@@ -380,6 +380,23 @@ def states(capture, interval, host, fmt, output, profile, timers, end):
             fh.close()
 
 
+@cli.command()
+@click.argument("capture")
+@click.option("-o", "--output", default=None, help="report.md or report.html (the suffix picks the format); "
+                                                  "stdout (Markdown) when omitted.")
+@click.option("--format", "fmt", default=None, type=click.Choice(["md", "html"]), help="Overrides the suffix.")
+@click.option("--max-flows", default=10, show_default=True, help="Connections whose ladders are included.")
+@_profile_opt
+@_timer_opt
+@_end_opt
+def report(capture, output, fmt, max_flows, profile, timers, end):
+    """A self-contained Markdown or HTML incident report: findings, piles, a state chart, ladders."""
+    from .render.report import html_report, markdown
+    fmt = fmt or ("html" if output and output.endswith((".html", ".htm")) else "md")
+    an = _load(capture, profile, timers, (), end)
+    _write(output, html_report(an, max_flows) if fmt == "html" else markdown(an, max_flows))
+
+
 @cli.command("graph")
 @click.option("--format", "fmt", default="json", show_default=True, type=click.Choice(["json", "graphml", "dot"]))
 def graph(fmt):
