@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from .capture.batch import CaptureInfo
+from .capture.batch import Batch, CaptureInfo
 from .capture.reader import open_capture
 from .detect.occupancy import Occupancy, listener_row
 from .detect.aggregate import Aggregator
@@ -121,6 +121,7 @@ class Analysis:
             "tcp_segments": i.tcp_segments,
             "skipped": dict(sorted(i.skipped.items())),
             "skipped_total": sum(i.skipped.values()),
+            "checksums": dict(sorted(i.checksums.items())), "dropped_bad_checksum": getattr(self, "dropped_bad_checksum", 0),
             "flows": len(self.flows) + self.streamed,
             "streamed": bool(self.streamed),
             "evicted": dict(self.evicted),
@@ -170,7 +171,8 @@ def _without_gc(fn):
 def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
             timers: dict | None = None, batch_size: int = 65536, end: str | float | None = None,
             stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None,
-            engine: str = "fast", zeek: bool = False) -> Analysis:
+            engine: str = "fast", zeek: bool = False, verify_checksums: bool = False,
+            zeek_ignore_checksums: bool = False) -> Analysis:
     """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings.
 
     `end`: when the capture stopped, if later than its last packet (a quiet link: tcpdump ran on after
@@ -185,7 +187,13 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     "tshark" (Wireshark's dissectors through tshark); all give the same batches.
     `zeek=True`: also run Zeek's own connection logic (tcpfsm.zeek; its splitting and orientation): the
     result's `zeek_conns` feed conn.log output, and each flow's conn_state/history come from it. It costs
-    about as much again as the analysis itself, so it is off unless asked for (not with `stream`)."""
+    about as much again as the analysis itself, so it is off unless asked for (not with `stream`).
+    `verify_checksums=True`: segments whose TCP checksum is wrong (`csum` column 0) count as never received:
+    they are dropped before the tracker (counted in the summary as `dropped_bad_checksum`). Off by default:
+    with checksum offload a capture taken on the sending host shows every outgoing segment as bad.
+    Checksums are counted either way (`info.checksums`, summary "checksums"). Zeek's view (`zeek=True`)
+    sees every segment and follows Zeek's default, discarding bad ones with a C/c history letter;
+    `zeek_ignore_checksums=True` is `zeek -C` (processed, no C)."""
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     if isinstance(thresholds, dict) or thresholds is None:
         th = Thresholds().override(**(thresholds or {}))
@@ -199,7 +207,8 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     agg = Aggregator(th) if stream else None
     if zeek and stream:
         raise ValueError("Zeek connection summaries need the whole capture: use them without --stream")
-    zt = ZeekTracker() if zeek else None
+    zt = ZeekTracker(ignore_checksums=zeek_ignore_checksums) if zeek else None
+    dropped_bad = 0
     handed = 0
     last_sweep = 0
 
@@ -219,9 +228,16 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         timings["read+decode"] += t2 - t1
         if batch is None:
             break
-        table.feed_batch(batch)
+        full = batch
+        if verify_checksums:
+            good = batch.cols["csum"] != 0
+            if not good.all():
+                dropped_bad += len(good) - int(good.sum())
+                batch = Batch({k: v[good] for k, v in batch.cols.items()})
+        if len(batch):
+            table.feed_batch(batch)
         if zt is not None:
-            zt.feed_batch(batch)
+            zt.feed_batch(full)                         # Zeek applies its own checksum rule
         if stream:
             table.advance(table.clock)
             agg.piles.feed(ordered(table.drain()))
@@ -246,6 +262,7 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     t4 = clock()
     timings["track"] += t4 - t3
     an = Analysis(cap.info, prof, th, table, stop, aggregator=agg, streamed=handed)
+    an.dropped_bad_checksum = dropped_bad
     if zt is not None:
         an.zeek_conns = zt.finish()
         names = cap.info.tunnels if hasattr(cap.info, "tunnels") else []

@@ -63,9 +63,10 @@ def _interval(s: str) -> float:
 
 
 def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
-          end: str | None = None, engine: str = "fast") -> api.Analysis:
+          end: str | None = None, engine: str = "fast", verify_checksums: bool = False) -> api.Analysis:
     an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
-                     thresholds=_pairs(thresholds, "threshold"), end=end, engine=engine)
+                     thresholds=_pairs(thresholds, "threshold"), end=end, engine=engine,
+                     verify_checksums=verify_checksums)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     _NOTES.append(f"tcpfsm: {text.capture_line(an)}")     # nothing skipped silently (printed on success)
@@ -110,6 +111,10 @@ _timer_opt = click.option("--timer", "timers", multiple=True, metavar="NAME=SECO
                           help=f"Override a profile timer ({', '.join(OVERRIDABLE)}).")
 _engine_opt = click.option("--engine", default="fast", show_default=True, type=click.Choice(api.ENGINES),
                            help="Decoder: fast (numpy), dpkt (reference), tshark (Wireshark's dissectors).")
+_verify_opt = click.option("--verify-checksums", is_flag=True,
+                           help="Segments with a bad TCP checksum count as never received (dropped before the "
+                                "state machines; counted). Off by default: checksum offload makes a capture "
+                                "taken on the sending host show every outgoing segment as bad.")
 _end_opt = click.option("--end", default=None, metavar="T",
                         help="When the capture stopped, if after its last packet (quiet link): timers and ages "
                              "run up to T.")
@@ -147,8 +152,12 @@ def cli() -> None:
 @_engine_opt
 @click.option("--zeek", "zeek", is_flag=True, help="Take each flow's conn_state/history from Zeek's own "
                                                     "connection logic (slower; implied by --format zeek).")
+@_verify_opt
+@click.option("--zeek-ignore-checksums", is_flag=True,
+              help="Zeek view like `zeek -C`: bad-checksum segments are processed (default: discarded, "
+                   "history letter C/c).")
 def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
-            quiet, engine, zeek, follow=False):
+            quiet, engine, zeek, follow=False, verify_checksums=False, zeek_ignore_checksums=False):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
     if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
         from .live.cli import follow_capture
@@ -162,7 +171,8 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
         an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
                          thresholds=_pairs(thresholds, "threshold"), end=end, stream=stream,
                          on_flow=sink.add if sink else None, progress=prog.update,
-                         max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek)
+                         max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek,
+                         verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     t0 = time.perf_counter()
@@ -304,11 +314,12 @@ class Progress:
 @_profile_opt
 @_timer_opt
 @_end_opt
-def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end):
+@_verify_opt
+def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
     if port is not None and host is None:
         raise UserError("--port needs --host")
-    an = _load(capture, profile, timers, (), end)
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums)
     flows = an.flows
     if flow_ids:
         missing = [i for i in flow_ids if i < 1 or i > len(an.flows)]
@@ -340,9 +351,10 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end):
 @click.option("-o", "--output", default=None)
 @_profile_opt
 @_timer_opt
-def netstat(capture, ats, host, fmt, no_listen, output, profile, timers):
+@_verify_opt
+def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_checksums=False):
     """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
-    an = _load(capture, profile, timers)
+    an = _load(capture, profile, timers, verify_checksums=verify_checksums)
     try:
         snaps = an.netstat_many(list(ats), host, listening=not no_listen)
     except ValueError as e:
@@ -362,10 +374,11 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers):
 @_profile_opt
 @_timer_opt
 @_end_opt
-def states(capture, interval, host, fmt, output, profile, timers, end):
+@_verify_opt
+def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False):
     """Counts per state per host over time (netstat -nat | uniq -c, every interval)."""
     step = _interval(interval)
-    an = _load(capture, profile, timers, (), end)
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums)
     if (an.end - an.start) / step / 1e9 > 1_000_000:
         raise UserError(f"interval {interval} gives more than a million samples; use a larger one")
     rows = an.states(step, host)

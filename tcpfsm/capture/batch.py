@@ -50,9 +50,22 @@ COLUMNS: dict[str, np.dtype] = {
 #   other columns are always those of the innermost (tracked) TCP/IP packet. Descriptions are per
 #   direction as seen on the wire, so the two directions of one inner connection usually map to
 #   two entries (the union per flow is the connection's `tunnel_parents`).
+#
+# csum: the TCP checksum (pseudo-header + TCP header + payload, ones' complement, RFC 9293 3.1):
+#   CSUM_BAD (0) = computed and wrong; CSUM_GOOD (1) = computed and right; CSUM_UNVERIFIABLE (2) = not
+#   computed because the segment is not all there: the record was cut by the snaplen before the end
+#   of the segment (as the IP length gives it), or the packet is a first IP fragment (MF set; tracked
+#   without reassembly). A segment inside a tunnel is verified like any other, against its innermost
+#   IP header (the pseudo-header is end to end; encapsulation does not change it). A capture taken on
+#   the sending host with checksum offload shows every outgoing segment as CSUM_BAD (the NIC fills the
+#   field in later; the capture holds the partial pseudo-header sum or zero). Wireshark's numbering
+#   (tcp.checksum.status: 0 bad, 1 good, 2 unverified).
 EXTRA_COLUMNS: dict[str, np.dtype] = {
     "tunnel": np.dtype(np.uint16),
+    "csum": np.dtype(np.uint8),
 }
+CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE = 0, 1, 2
+CSUM_NAMES = ("bad", "good", "unverifiable")
 ALL_COLUMNS: dict[str, np.dtype] = {**COLUMNS, **EXTRA_COLUMNS}
 
 
@@ -95,6 +108,17 @@ class CaptureInfo:
     # Tunnel table for the `tunnel` column: tunnels[0] is always "" (not encapsulated), every
     # other entry a distinct description, numbered in order of first appearance in the capture.
     tunnels: list[str] = field(default_factory=lambda: [""])
+    # TCP checksums of the rows handed to the tracker (the `csum` column): "good", "bad",
+    # "unverifiable" -> count (keys only when non-zero).
+    checksums: Counter = field(default_factory=Counter)
+
+
+def count_checksums(info: CaptureInfo, csum: np.ndarray) -> None:
+    """Add a batch's `csum` column to `info.checksums` (every decoder calls this once per batch)."""
+    if len(csum):
+        for name, k in zip(CSUM_NAMES, np.bincount(csum, minlength=3).tolist()):
+            if k:
+                info.checksums[name] += k
 
 
 class CaptureError(Exception):

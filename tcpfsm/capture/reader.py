@@ -36,6 +36,12 @@ Decisions worth knowing:
   column numbers the encapsulation description in `info.tunnels` (0 = none). A record's skip
   reason is the innermost one (an inner ICMP is "icmp"); broken encapsulations are
   "tunnel_error"; a datagram on a tunnel port that is not that tunnel stays "udp".
+* TCP checksums (the `csum` column, see batch.py): verified when the whole segment (per the IP
+  length) was captured and the packet is not a first fragment; inside tunnels against the innermost
+  IP header. The vectorised path sums the segments' 16-bit words straight from the record buffer
+  (`_seg_sums`: np.add.reduceat over an even- and an odd-offset word view), about 15 % of the decode
+  time on bench.pcap. The test is the receiver's (sum == 0 modulo 0xffff), so a field of 0xffff where
+  0x0000 is due is good. Counts per value go to `info.checksums`.
 * `info.first_ts` / `info.last_ts` are the timestamps of the first and last
   packet records in capture order (all records, not only TCP).
 """
@@ -56,7 +62,8 @@ from typing import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .batch import ALL_COLUMNS, Batch, CaptureError, CaptureInfo
+from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
+                    count_checksums)
 
 __all__ = ["open_capture", "Capture", "SKIP_REASONS"]
 
@@ -166,8 +173,9 @@ def _link(data, lt: int):
 def _parse_one(data, lt: int, orig: int):
     """Decode one record. Returns a skip reason (str) or a tuple
     (family, src16, dst16, sport, dport, flags, seq, ack, win, plen, mss, wscale,
-     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel) where tunnel is "" or the
-    description of the encapsulation(s) the TCP segment was found in (see `_parse_net`)."""
+     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum) where tunnel is "" or the
+    description of the encapsulation(s) the TCP segment was found in (see `_parse_net`) and csum the
+    `csum` column value (batch.CSUM_*)."""
     r = _link(data, lt)
     if type(r) is str:
         return r
@@ -514,8 +522,29 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             hts = True
             tsv, tse = struct.unpack_from("!II", data, i + 2)
         i += ln
+    if first_frag or n < t + tcplen:
+        cs = CSUM_UNVERIFIABLE
+    else:
+        cs = CSUM_GOOD if _csum_ok(data, t, tcplen, src, dst) else CSUM_BAD
     return (fam, src, dst, sport, dport, offfl & 0x1FF, seq, ack, win, tcplen - doff,
-            mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun))
+            mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs)
+
+
+def _csum_ok(data, t: int, tcplen: int, src: bytes, dst: bytes) -> bool:
+    """The TCP checksum of the segment data[t:t + tcplen] (fully captured) with the pseudo-header of
+    `src`/`dst` (16 bytes; IPv4 as ::ffff:a.b.c.d, whose 0xffff word is 0 modulo 0xffff) verifies.
+    Ones' complement arithmetic: the sum of all 16-bit big-endian words, the pseudo-header's and the
+    segment's (checksum field included, an odd last byte padded with a zero), is 0 modulo 0xffff
+    (the folded sum is then 0xffff: never 0, the protocol word 6 is in it). This is the receiver's test
+    (Linux, Zeek): a field of 0xffff where 0x0000 is due passes it (Linux senders do write that, about one
+    segment in 65536; Wireshark flags it "should be 0x0000", the tshark engine maps that back)."""
+    seg = bytes(data[t:t + tcplen])
+    if tcplen & 1:
+        seg += b"\0"
+    total = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + 6 + tcplen
+    # sum of 16-bit words == the concatenation taken as one big number, modulo 0xffff (2^16 = 1 mod 0xffff)
+    total += int.from_bytes(seg, "big")
+    return total % 0xFFFF == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -757,11 +786,21 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
         a[:, 12:] = Mf[(p + 16)[:, None] + _AR4]
         dst[s4] = a
 
+    # ---- TCP checksum, on the flat buffer, for the rows whose whole segment was captured
+    csum = np.full(m, CSUM_UNVERIFIABLE, np.int64)
+    ver = np.nonzero(t + tcplen <= scap)[0]
+    if ver.size:
+        L = tcplen[ver]
+        # pseudo-header: the address words, protocol, length (no BLAS matmul here: its threads spin)
+        ps = src.view(">u2").astype(np.int32).sum(1) + dst.view(">u2").astype(np.int32).sum(1)
+        tot = ps[ver].astype(np.int64) + 6 + L + _seg_sums(bufnp, doffs[idx[ver]] + t[ver], L)
+        csum[ver] = np.where(tot % 0xFFFF == 0, CSUM_GOOD, CSUM_BAD)
+
     cols = {
         "family": np.where(s6, 6, 4), "src": src.view("V16").reshape(m), "dst": dst.view("V16").reshape(m),
         "sport": sport, "dport": dport, "flags": flags, "seq": seq, "ack": ack, "win": win,
         "plen": tcplen - doff, "mss": mss, "wscale": ws, "sack_ok": sok, "has_ts": hts,
-        "tsval": tsv, "tsecr": tse, "ip_len": iplen, "tunnel": np.zeros(m, np.int64),
+        "tsval": tsv, "tsecr": tse, "ip_len": iplen, "tunnel": np.zeros(m, np.int64), "csum": csum,
     }
 
     # ---- scalar path
@@ -792,11 +831,57 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
                 else:
                     extra[name] = np.array(cols2[j], dtype=np.int64 if name not in ("sack_ok", "has_ts") else bool)
             extra["tunnel"] = np.array([tunnels[d] for d in cols2[18]], np.int64)
+            extra["csum"] = np.array(cols2[19], np.int64)
             rows = np.concatenate([idx, np.array(srows, np.int64)])
             order = np.argsort(rows, kind="stable")
             idx = rows[order]
             cols = {k: np.concatenate([cols[k], extra[k]])[order] for k in cols}
     return idx, cols, st, slow_reasons, first_frags
+
+
+def _seg_sums(bufnp: np.ndarray, start: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Sum of the big-endian 16-bit words of each bufnp[start:start + L] (an odd last byte padded with
+    a zero), as int64 (exact; callers reduce modulo 0xffff). Segments lie inside the buffer, in any order.
+    Vectorised over all segments: two word views of the buffer (even and odd start offsets; numpy reads
+    the odd one unaligned) and one np.add.reduceat each (`_range_sums`)."""
+    out = np.zeros(len(start), np.int64)
+    half = L >> 1
+    odd = (L & 1) == 1
+    if odd.any():
+        out[odd] = bufnp[start[odd] + L[odd] - 1].astype(np.int64) << 8
+    par = np.where(half > 0, start & 1, 2)       # (a 1-byte "segment" has no whole word)
+    for p in (0, 1):
+        sel = np.nonzero(par == p)[0] if p or not (par == 0).all() else slice(None)
+        ws = (start[sel] - p) >> 1
+        if not len(ws):
+            continue
+        nb = (len(bufnp) - p) >> 1
+        W = bufnp[p:p + 2 * nb].view(">u2")          # words starting at even (p=0) or odd (p=1) offsets
+        out[sel] += _range_sums(W, ws, half[sel])
+    return out
+
+
+def _range_sums(W: np.ndarray, s: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """int64 sums of W[s[i]:s[i] + c[i]] (c >= 1): one np.add.reduceat over interleaved bounds when the
+    segments cover most of their span (the gaps between them are summed too, and dropped), else over
+    a gather of just the segments' words."""
+    e = s + c
+    total = int(c.sum())
+    lo, hi = int(s.min()), int(e.max())
+    if total * 4 >= hi - lo:
+        Ws = W[lo:hi + 1]            # (reduceat with a dtype converts its whole input first)
+        b = np.empty(2 * len(s), np.int64)
+        b[0::2] = s - lo
+        b[1::2] = e - lo
+        if b[-1] >= len(Ws):         # the last segment runs to the end of W: reduceat's last sum does that
+            b = b[:-1]
+        if int(b.max()) < len(Ws):   # (else an earlier segment also ends at the end of W: gather below)
+            # uint32 holds a segment's sum up to 65537 words (the sums of the gaps may wrap: dropped)
+            acc = np.uint32 if int(c.max()) <= 65537 else np.int64
+            return np.add.reduceat(Ws, b, dtype=acc)[0::2].astype(np.int64)
+    first = np.cumsum(c) - c
+    g = np.arange(total, dtype=np.int64) + np.repeat(s - first, c)
+    return np.add.reduceat(W[g], first, dtype=np.int64)
 
 
 def _udp_tunnels(st, udp, t, capi, U16):
@@ -1272,6 +1357,7 @@ class Capture:
                     b = Batch({k: np.ascontiguousarray(out[k]).astype(dt, copy=False)
                                for k, dt in ALL_COLUMNS.items()})
                     info.tcp_segments += len(b)
+                    count_checksums(info, b.cols["csum"])
                     yield b
             if status == "limit":
                 continue

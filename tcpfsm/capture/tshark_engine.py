@@ -23,7 +23,8 @@ tcp.flags & 0x1ff -> flags; tcp.seq_raw, tcp.ack_raw; tcp.window_size_value (raw
 win; tcp.len -> plen; tcp.options.mss_val -> mss (0 absent); tcp.options.wscale.shift -> wscale
 (-1 absent); tcp.options.sack_perm present -> sack_ok; tcp.options.timestamp.tsval/tsecr ->
 has_ts, tsval, tsecr (the last occurrence of a repeated option, like the fast reader); ip.len or
-ipv6.plen + 40 -> ip_len; tunnel: rebuilt from frame.protocols and the outer layers' fields into
+ipv6.plen + 40 -> ip_len; tcp.checksum.status (with tcp.check_checksum on) -> csum (same
+numbering: 0 bad, 1 good, 2 unverified); tunnel: rebuilt from frame.protocols and the outer layers' fields into
 the fast reader's description strings (mpls, pppoe, gre, erspan2/3, vxlan, geneve, gtpu, ipip,
 6in4, 4in6, 6in6, teredo). IP reassembly, TCP reassembly and TCP analysis are switched off so
 every frame is decoded on its own, as the fast reader does.
@@ -58,7 +59,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .batch import ALL_COLUMNS, Batch, CaptureError, CaptureInfo
+from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
+                    count_checksums)
 
 __all__ = ["open_capture_tshark", "TsharkCapture", "tshark_path", "FIELDS"]
 
@@ -73,11 +75,12 @@ FIELDS = (
     "gtp.teid",
     "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.window_size_value", "tcp.len",
     "tcp.hdr_len", "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm",
-    "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr",
+    "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "tcp.checksum.status",
+    "tcp.checksum", "tcp.checksum_calculated",
 )
 PREFS = ("ip.defragment:FALSE", "ipv6.defragment:FALSE", "tcp.desegment_tcp_streams:FALSE",
          "tcp.analyze_sequence_numbers:FALSE", "tcp.relative_sequence_numbers:FALSE",
-         "tcp.calculate_timestamps:FALSE", "tcp.try_heuristic_first:FALSE")
+         "tcp.calculate_timestamps:FALSE", "tcp.try_heuristic_first:FALSE", "tcp.check_checksum:TRUE")
 
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _LINKS = {"eth", "sll", "sll2", "null", "loop", "raw", "ip", "ipv6"}   # first layers of link types we decode
@@ -291,11 +294,26 @@ def _row(r: _Rec, fam: int, frag: bool = False):
             _int(fl) & 0x1FF, int(r.last("tcp.seq_raw")), int(r.last("tcp.ack_raw") or 0),
             int(r.last("tcp.window_size_value")), int(tl), int(mss) if mss else 0, min(int(ws), 127) if ws else -1,
             r.last("tcp.options.sack_perm") is not None, tsv is not None, int(tsv) if tsv else 0,
-            int(tse) if tse else 0, iplen)
+            int(tse) if tse else 0, iplen, _csum_status(r))
+
+
+def _csum_status(r: _Rec) -> int:
+    """tcp.checksum.status (0 bad, 1 good, 2 unverified; 3 not present / 4 illegal do not occur for
+    TCP) -> the csum column, which uses the same numbering. One exception: Wireshark calls a checksum
+    field of 0xffff bad where 0x0000 is due ("should be 0x0000", RFC 1624), although it passes the
+    receiver's test; the column follows the receiver (reader.py), so that case is good."""
+    try:
+        k = _int(r.last("tcp.checksum.status"))
+    except (TypeError, ValueError):
+        return CSUM_UNVERIFIABLE
+    if k == CSUM_BAD and r.last("tcp.checksum") in ("0xffff", "0xFFFF", "65535") \
+            and r.last("tcp.checksum_calculated") in ("0x0000", "0x0", "0"):
+        return CSUM_GOOD
+    return k if k in (CSUM_BAD, CSUM_GOOD) else CSUM_UNVERIFIABLE
 
 
 _ROWCOLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
-            "sack_ok", "has_ts", "tsval", "tsecr", "ip_len")
+            "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum")
 
 
 def _header_info(path: str, info: CaptureInfo) -> None:
@@ -470,6 +488,7 @@ class TsharkCapture:
         for j, name in enumerate(("index", "ts", "iface", "tunnel")):
             out[name] = np.array(m[j], dtype=ALL_COLUMNS[name])
         self.info.tcp_segments += len(rows)
+        count_checksums(self.info, out["csum"])
         return Batch({k: out[k] for k in ALL_COLUMNS})
 
     def close(self) -> None:

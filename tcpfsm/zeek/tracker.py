@@ -31,8 +31,12 @@ reassembler, connection and conn/main.zeek sources. What it reproduces:
   cleanly), duration from first packet to the last one that was not a trailing
   packet after both sides closed.
 
-Not reproduced (documented TODOs): C/c (the batch has no checksum column; Zeek
-drops such packets), service (needs protocol detection), local_orig/local_resp
+* Checksums (the batch's ``csum`` column): a segment with a bad TCP checksum is
+  discarded after the connection lookup and only adds C/c (logarithmically, like
+  T/W/G), as Zeek does by default; ``ZeekTracker(ignore_checksums=True)`` is
+  ``zeek -C``.
+
+Not reproduced (documented TODOs): service (needs protocol detection), local_orig/local_resp
 (Site::local_nets is empty by default, so Zeek leaves them unset too), the
 partial-close and reset timers (only armed when scripts handle those events;
 the expire timer removes those connections a few seconds later instead), data
@@ -106,7 +110,7 @@ class _Ep:
     """One endpoint of a Zeek connection (Zeek's TCP_Endpoint plus its reassembler and size counters)."""
 
     __slots__ = ("state", "prev", "is_orig", "start", "last", "ack", "did_close", "fin_cnt", "rst_cnt",
-                 "fin_seq", "h_syn", "h_fin", "h_rst", "rx_n", "rx_t", "w0_n", "w0_t", "g_n", "g_t",
+                 "fin_seq", "h_syn", "h_fin", "h_rst", "rx_n", "rx_t", "w0_n", "w0_t", "g_n", "g_t", "chk_n", "chk_t",
                  "pkts", "ipb", "ra", "blocks", "trim", "skip", "raw", "port", "lo")
 
     def __init__(self, is_orig: bool, raw: bytes, port: int, lo: bool):
@@ -117,8 +121,8 @@ class _Ep:
         self.fin_cnt = self.rst_cnt = 0
         self.fin_seq = 0
         self.h_syn = self.h_fin = self.h_rst = 0
-        self.rx_n = self.w0_n = self.g_n = 0
-        self.rx_t = self.w0_t = self.g_t = 1
+        self.rx_n = self.w0_n = self.g_n = self.chk_n = 0
+        self.rx_t = self.w0_t = self.g_t = self.chk_t = 1
         self.pkts = self.ipb = 0
         self.ra = 1            # last reassembled (relative) sequence number
         self.blocks = None     # [(start, end)] undelivered data above a hole, sorted
@@ -198,7 +202,7 @@ class _Conn:
         t = getattr(ep, which + "_t")
         setattr(ep, which + "_n", n)
         if n == t:
-            self.add(ep, {"rx": "T", "w0": "W", "g": "G"}[which])
+            self.add(ep, {"rx": "T", "w0": "W", "g": "G", "chk": "C"}[which])
             setattr(ep, which + "_t", t * 10)
 
     # ---- roles
@@ -349,8 +353,15 @@ def _want_flip(flags: int, sport: int, dport: int, likely) -> bool:
 class ZeekTracker:
     """Feeds Zeek's TCP connection logic with columnar batches; `finish()` returns the conn.log records."""
 
-    def __init__(self, likely_server_ports=LIKELY_SERVER_PORTS):
+    def __init__(self, likely_server_ports=LIKELY_SERVER_PORTS, ignore_checksums: bool = False):
+        """`ignore_checksums=True` is `zeek -C`: segments with a bad TCP checksum (`csum` column 0) are
+        processed like any other. By default (Zeek's) such a segment is discarded after the connection
+        lookup (it can create the connection, and a SYN can still end one by reuse): it only adds C/c to
+        the history (1st, 10th, 100th, ... per direction, Weird "bad_TCP_checksum") and does not count
+        in packets, bytes, states or the connection's last-activity time. Unverifiable segments (cut by
+        the snaplen, first fragments: `csum` 2) are processed, as Zeek checks only complete segments."""
         self.likely = frozenset(likely_server_ports)
+        self.ignore_checksums = ignore_checksums
         self.current: dict = {}
         self.done: list[_Conn] = []
         self.clock = 0
@@ -365,6 +376,8 @@ class ZeekTracker:
             c[k].tolist() for k in ("ts", "index", "flags", "seq", "ack", "win", "plen", "ip_len", "sport",
                                     "dport"))
         src_c, dst_c = c["src"], c["dst"]
+        cs = c.get("csum")
+        bad = set() if self.ignore_checksums or cs is None else set(np.flatnonzero(cs == 0).tolist())
         current = self.current
         clock = self.clock
         proc = self._process
@@ -393,6 +406,11 @@ class ZeekTracker:
                     conn.flip()
                 current[key] = conn
             is_orig = conn.o.lo == lo
+            if bad and i in bad:                     # Zeek's ValidateChecksum: Weird, history C/c, discard
+                conn.scaled(conn.o if is_orig else conn.r, "chk")
+                conn.last_pkt, conn.last_idx = ts, idx_l[i]
+                conn.rearm()
+                continue
             proc(conn, is_orig, ts, idx_l[i], flags, seq_l[i], ack_l[i], win_l[i], plen_l[i], ipl_l[i])
         self.clock = clock
         tun = c.get("tunnel")
