@@ -70,6 +70,8 @@ class FrameDecoder:
         b = Batch({k: np.ascontiguousarray(out[k]).astype(dt, copy=False) if k in out else np.zeros(m, dt)
                    for k, dt in allc.items()})
         info.tcp_segments += len(b)
+        if "csum" in b.cols and hasattr(_bt, "count_checksums"):
+            _bt.count_checksums(info, b.cols["csum"])
         return b
 
     def frames(self, frames: list[tuple[int, bytes, int]], linktype: int) -> Batch | None:

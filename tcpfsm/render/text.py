@@ -56,6 +56,11 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
     head.add_row("packets", f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows)} connections")
     skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
     head.add_row("skipped", f"{s['skipped_total']} ({skipped})")
+    if s.get("checksums"):
+        note = "" if not s["checksums"].get("bad") else \
+            " (bad ones still drive the states: a capture on the sending host with checksum offload looks " \
+            "like this; --verify-checksums drops them)"
+        head.add_row("checksums", ", ".join(f"{k} {v}" for k, v in sorted(s["checksums"].items())) + note)
     head.add_row("profile", f"{an.profile.name} (TIME_WAIT {an.profile.time_wait:g} s, "
                  f"fin_timeout {an.profile.fin_timeout:g} s)")
     for w in s["warnings"]:
@@ -161,8 +166,13 @@ def capture_line(an) -> str:
     i = an.info
     skipped = sum(i.skipped.values())
     why = ", ".join(f"{k} {v}" for k, v in sorted(i.skipped.items()))
+    sums = getattr(i, "checksums", None) or {}
+    csum = ", ".join(f"{k} {v}" for k, v in sorted(sums.items()))
+    dropped = an.summary().get("dropped_bad_checksum", 0)
     return (f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows) + an.streamed} connections; "
-            f"skipped {skipped}{f' ({why})' if why else ''}{'; truncated file' if i.truncated else ''}")
+            f"skipped {skipped}{f' ({why})' if why else ''}{'; truncated file' if i.truncated else ''}"
+            f"{f'; TCP checksums: {csum}' if csum else ''}"
+            f"{f'; {dropped} segments with a bad checksum dropped (--verify-checksums)' if dropped else ''}")
 
 
 def netstat_text(snaps, include_queues: bool = True, header: str | None = None) -> str:
