@@ -1,18 +1,34 @@
 #!/usr/bin/env python3
-"""Live-mode burst benchmark (root): how many packets/s each backend follows, what it drops, and how long
-from a packet to its event.
+"""Live-mode rate sweep (root): for each backend and each offered rate, how many packets/s `tcpfsm live`
+follows, what the capture drops, and how long from a packet to its event.
 
-Two network namespaces joined by a veth pair (`tfb-c<PID>` / `tfb-s<PID>`); an echo server in one, in the
-other `--procs` client processes each keeping `--conns` TCP_NODELAY connections in pipelined 1-byte
-ping-pong (two packets per round trip) plus one process opening and closing connections continuously (the
-transitions whose latency is measured). `tcpfsm live -i <veth> --format jsonl` runs in the client
-namespace for each backend. Bounded: `--seconds` of traffic (default 12) and at most `--max-msgs` round trips
-per client process. Everything created is removed (by PID / exact name) on exit.
+Traffic: two network namespaces joined by a veth pair (`tfb-c<PID>` / `tfb-s<PID>`, interfaces
+`tbc<PID>` / `tbs<PID>`). A generator in the server namespace writes pre-crafted Ethernet/IPv4/TCP frames
+on `tbs<PID>` with one raw AF_PACKET socket (`socket.send`, one syscall per frame, no TCP stack on either
+side); `tcpfsm live -i tbc<PID>` captures them as they arrive on the other end. The frames carry a
+destination MAC that is not the capturing interface's, so its IP stack discards them (PACKET_OTHERHOST) and
+answers nothing: what is captured is exactly what was sent, and nothing leaves the two namespaces.
 
-    python3 bench/live_burst.py [--backends tcpdump,afpacket] [--seconds 12]
+The frames are complete, checksum-valid TCP connections (both directions, client 10.80.x.y:port ->
+10.78.0.2:9000): SYN, SYN/ACK, ACK, `--rounds` request/response rounds of `--payload`-byte segments,
+FIN/ACK, ACK, FIN/ACK, ACK (`4 + 2 x rounds + 3` packets), `--concurrent` connections interleaved round
+robin, each finished one replaced by a new 4-tuple (never reused). `--open-frac` of them are left open
+(no close) for churn tests. `--rate PPS` paces the sender (the schedule is `rate x elapsed`, checked
+every 256 frames, a short sleep when ahead), bounded by `--seconds` and by `rate x seconds` frames. For the
+sweep the frames are built before the timed window (the sender then only calls `send`); the soak builds
+them on the fly (`--onthefly`).
 
-Prints per backend: packets seen, packets/s over the burst, the backend's received/dropped counters, and
-the packet -> event latency (p50/p90/p99/max, ms) of the transitions emitted.
+For each run: offered pps (frames sent / send time, and veth TX drops, which would be lost before any
+capture), packets seen by tcpfsm and the rate it followed during the window, the backend's drop counter,
+how long after the traffic stopped the last packets were analysed (the backlog), and the packet -> event
+latency p50/p99 of the transitions (the engine keeps the last 20,000 samples: the final record covers the
+end of the run, so the worst per-second p99 reported during the run is printed as well).
+
+    python3 bench/live_burst.py --sweep tcpdump:20000,40000,60000,80000 --sweep scapy:5000,10000,20000
+    python3 bench/live_burst.py --backends tcpdump,afpacket --rates 50000 --seconds 12
+
+Bounded: every loop has a count and a time limit; everything created (processes by PID, the two
+namespaces by exact name) is removed on exit.
 """
 from __future__ import annotations
 
@@ -32,65 +48,109 @@ NSC, NSS = f"tfb-c{PID}", f"tfb-s{PID}"
 IFC, IFS = f"tbc{PID}"[:15], f"tbs{PID}"[:15]
 CIP, SIP = "10.78.0.1", "10.78.0.2"
 
-SERVER = r"""
-import selectors, socket, sys
-sel = selectors.DefaultSelector()
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind((sys.argv[1], 9000)); l.listen(4096); l.setblocking(False)
-sel.register(l, selectors.EVENT_READ)
+# The frame generator, run in the server namespace. argv: iface rate seconds concurrent rounds payload
+# open_frac prebuild(0/1) seed. Prints "ready" (after building), waits for "go" on stdin, sends, prints a JSON
+# summary.
+GEN = r"""
+import json, os, random, socket, struct, sys, time
+iface, rate, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+conc, rounds, plen, open_frac = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
+prebuild, seed = sys.argv[8] == "1", int(sys.argv[9])
+total = int(rate * secs)
+rnd = random.Random(seed)
+ETH = bytes.fromhex("020000000099") + bytes.fromhex("020000000001") + b"\x08\x00"   # dst is nobody's MAC
+SIP = (10 << 24) | (78 << 16) | 2
+PAY = bytes((i * 7 + 65) & 0x7F for i in range(plen))
+PAY_SUM = sum(struct.unpack("!%dH" % (plen // 2), PAY[:plen & ~1])) + ((PAY[-1] << 8) if plen & 1 else 0)
+HDR = struct.Struct("!BBHHHBBHIIHHIIBBHHH")
+SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
+
+def fold(x):
+    while x >> 16:
+        x = (x & 0xFFFF) + (x >> 16)
+    return x
+
+def frame(src, dst, sp, dp, seq, ack, flags, data):
+    n = len(data)
+    tot = 40 + n
+    ipc = 0xFFFF - fold(0x4500 + tot + 0x4000 + 0x4006 + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF))
+    s = ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + 20 + n + sp + dp + (seq >> 16)
+         + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF) + (0x5000 | flags) + 0xFFFF + (PAY_SUM if n else 0))
+    tc = 0xFFFF - fold(s)
+    return ETH + HDR.pack(0x45, 0, tot, 0, 0x4000, 64, 6, ipc, src, dst, sp, dp, seq, ack, 0x50, flags, 0xFFFF,
+                          tc, 0) + data
+
+def conn_frames(k):
+    cip = (10 << 24) | (80 << 16) | (k // 50000 + 1)      # 10.80.0.1, 10.80.0.2, ... 50,000 ports each
+    cp = 10000 + k % 50000
+    a, b = rnd.getrandbits(32), rnd.getrandbits(32)
+    m = lambda x: x & 0xFFFFFFFF
+    c = lambda seq, ack, fl, d=b"": frame(cip, SIP, cp, 9000, m(seq), m(ack), fl, d)
+    s = lambda seq, ack, fl, d=b"": frame(SIP, cip, 9000, cp, m(seq), m(ack), fl, d)
+    yield c(a, 0, SYN)
+    yield s(b, a + 1, SYN | ACK)
+    yield c(a + 1, b + 1, ACK)
+    for r in range(rounds):
+        yield c(a + 1 + r * plen, b + 1 + r * plen, PSH | ACK, PAY)
+        yield s(b + 1 + r * plen, a + 1 + (r + 1) * plen, PSH | ACK, PAY)
+    if rnd.random() < open_frac:
+        stats["left_open"] += 1
+        return
+    e, f = a + 1 + rounds * plen, b + 1 + rounds * plen
+    yield c(e, f, FIN | ACK)
+    yield s(f, e + 1, ACK)
+    yield s(f, e + 1, FIN | ACK)
+    yield c(e + 1, f + 1, ACK)
+    stats["closed"] += 1
+
+stats = {"started": 0, "closed": 0, "left_open": 0}
+
+def frames():
+    active = []
+    k = 0
+    i = 0
+    while True:
+        while len(active) < conc:
+            active.append(conn_frames(k)); k += 1; stats["started"] += 1
+        i = i % len(active)
+        try:
+            yield next(active[i])
+            i += 1
+        except StopIteration:
+            active[i] = conn_frames(k); k += 1; stats["started"] += 1
+
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind((iface, 0))
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+it = frames()
+pre = [next(it) for _ in range(total)] if prebuild else None
 print("ready", flush=True)
-while True:
-    for key, _ in sel.select(1.0):
-        s = key.fileobj
-        if s is l:
-            try:
-                c, _ = l.accept()
-            except OSError:
-                continue
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1); c.setblocking(False)
-            sel.register(c, selectors.EVENT_READ)
-            continue
+if sys.stdin.readline().strip() != "go":
+    sys.exit(0)
+send = sock.send
+sent = errs = 0
+t0 = time.monotonic()
+deadline = t0 + secs + 5            # hard stop even when the sender falls behind the schedule
+cpu0 = time.process_time()
+while sent < total:
+    now = time.monotonic()
+    if now > deadline:
+        break
+    due = min(total, int(rate * (now - t0)) + 1)
+    if due <= sent:
+        time.sleep(min(0.002, (sent + 1 - rate * (now - t0)) / rate))
+        continue
+    stop = min(due, sent + 256)
+    while sent < stop:
+        f = pre[sent] if pre is not None else next(it)
         try:
-            d = s.recv(65536)
+            send(f)
         except OSError:
-            d = b""
-        if not d:
-            sel.unregister(s); s.close(); continue
-        try:
-            s.send(d)
-        except OSError:
-            pass
-"""
-
-PINGPONG = r"""
-import socket, sys, time
-sip, n, secs, maxm = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-cs = []
-for _ in range(n):
-    s = socket.create_connection((sip, 9000)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    cs.append(s)
-end = time.time() + secs
-msgs = 0
-while time.time() < end and msgs < maxm:
-    for s in cs:
-        s.send(b"x")
-    for s in cs:
-        s.recv(16)
-    msgs += n
-for s in cs:
-    s.close()
-print(msgs, flush=True)
-"""
-
-CHURN = r"""
-import socket, sys, time
-sip, secs = sys.argv[1], float(sys.argv[2])
-end = time.time() + secs
-k = 0
-while time.time() < end and k < 200000:
-    s = socket.create_connection((sip, 9000)); s.send(b"hello"); s.recv(16); s.close(); k += 1
-    time.sleep(0.002)
-print(k, flush=True)
+            errs += 1
+        sent += 1
+t1 = time.monotonic()
+print(json.dumps({"sent": sent, "send_errors": errs, "seconds": round(t1 - t0, 3),
+                  "pps": round(sent / (t1 - t0)), "cpu_s": round(time.process_time() - cpu0, 2), **stats}), flush=True)
 """
 
 
@@ -115,12 +175,17 @@ def setup():
         sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
         sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
+    for ns in (NSC, NSS):                        # belt and braces: nothing of ours is routed anywhere
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=False)
 
 
 def cleanup():
     for p in procs:
         if p.poll() is None:
-            p.kill()
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             p.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -129,88 +194,165 @@ def cleanup():
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def run_backend(backend: str, a) -> dict:
-    cmd = [sys.executable, "-m", "tcpfsm.cli", "live", "-i", IFC, "--backend", backend, "-f", "tcp port 9000",
-           "--format", "jsonl", "--stats-interval", "1", "--snaplen", "128", "--buffer", str(a.buffer)]
-    live = popen(NSC, cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stats: list[tuple[float, dict]] = []
-    counts = {"transition": 0, "anomaly": 0, "flow_end": 0}
-    ready = threading.Event()
+def link_stats(ns: str, dev: str) -> dict:
+    out = sh("ip", "-n", ns, "-j", "-s", "link", "show", dev, check=False).stdout
+    try:
+        s = json.loads(out)[0]["stats64"]
+        return {"tx_packets": s["tx"]["packets"], "tx_dropped": s["tx"]["dropped"],
+                "rx_packets": s["rx"]["packets"], "rx_dropped": s["rx"]["dropped"]}
+    except (ValueError, KeyError, IndexError):
+        return {}
 
-    def reader():
-        for line in live.stdout:
-            e = json.loads(line)
-            if e["event"] == "stats":
-                stats.append((time.time(), e))
-                ready.set()
+
+class Live:
+    """`tcpfsm live --format jsonl` in the client namespace; events counted cheaply (only stats are parsed)."""
+
+    def __init__(self, backend: str, stats_interval: float, extra=()):
+        cmd = [sys.executable, "-m", "tcpfsm.cli", "live", "-i", IFC, "--backend", backend, "-f", "tcp port 9000",
+               "--format", "jsonl", "--stats-interval", str(stats_interval), *extra]
+        self.proc = popen(NSC, cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1 << 20)
+        self.stats: list[tuple[float, dict]] = []
+        self.counts = {"transition": 0, "anomaly": 0, "flow_end": 0}
+        self.ready = threading.Event()
+        self.th = threading.Thread(target=self._read, daemon=True)
+        self.th.start()
+
+    def _read(self):
+        counts = self.counts
+        for line in self.proc.stdout:
+            kind = line[11:line.find('"', 11)]
+            if kind == "stats":
+                self.stats.append((time.time(), json.loads(line)))
+                self.ready.set()
             else:
-                counts[e["event"]] = counts.get(e["event"], 0) + 1
+                counts[kind] = counts.get(kind, 0) + 1
 
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
-    if not ready.wait(30):
-        raise SystemExit(f"{backend}: capture did not start: {live.stderr.read() if live.poll() is not None else ''}")
+    def last(self) -> dict:
+        return self.stats[-1][1] if self.stats else {}
+
+    def stop(self, timeout=60) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.th.join(timeout=10)
+        try:
+            self.stderr = self.proc.stderr.read()[-2000:]
+        except (OSError, ValueError):
+            self.stderr = ""
+        return self.last()
+
+
+def start_gen(rate, seconds, a, prebuild=True, seed=1):
+    g = popen(NSS, [sys.executable, "-c", GEN, IFS, str(rate), str(seconds), str(a.concurrent), str(a.rounds),
+                    str(a.payload), str(a.open_frac), "1" if prebuild else "0", str(seed)],
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = g.stdout.readline().strip()
+    if line != "ready":
+        raise SystemExit(f"generator failed to start: {line!r}")
+    return g
+
+
+def run_one(backend: str, rate: int, a, seed: int) -> dict:
+    gen = start_gen(rate, a.seconds, a, prebuild=True, seed=seed)
+    live = Live(backend, 1.0, a.live_args.split())
+    if not live.ready.wait(30):
+        err = live.proc.stderr.read() if live.proc.poll() is not None else ""
+        raise SystemExit(f"{backend}: capture did not start: {err}")
+    time.sleep(0.5)
+    l0 = link_stats(NSS, IFS)
     t0 = time.time()
-    gens = [popen(NSC, [sys.executable, "-c", PINGPONG, SIP, str(a.conns), str(a.seconds), str(a.max_msgs)],
-                  stdout=subprocess.PIPE, text=True) for _ in range(a.procs)]
-    gens.append(popen(NSC, [sys.executable, "-c", CHURN, SIP, str(a.seconds)], stdout=subprocess.PIPE, text=True))
-    for g in gens:
-        g.wait(timeout=a.seconds + 60)
+    gen.stdin.write("go\n")
+    gen.stdin.flush()
+    g = json.loads(gen.stdout.readline())
     t1 = time.time()
-    time.sleep(2.0)                                  # let the backlog drain
-    live.send_signal(signal.SIGTERM)
-    live.wait(timeout=60)
-    th.join(timeout=10)
-    final = stats[-1][1]
-    # packets/s while the traffic ran: from the stats events inside [t0, t1]
-    inside = [(t, e) for t, e in stats if t0 <= t <= t1 + 0.5]
-    peak = 0.0
-    for (ta, ea), (tb, eb) in zip(inside, inside[1:]):
-        if tb > ta:
-            peak = max(peak, (eb["packets"] - ea["packets"]) / (tb - ta))
-    d = final["drops"]
-    offered = (d["received"] or 0)
-    return {"backend": backend, "seconds": round(t1 - t0, 2), "packets_seen": final["packets"],
-            "pps_avg": round(final["packets"] / (t1 - t0)), "pps_peak_1s": round(peak),
-            "kernel_received": offered, "dropped": d["dropped"], "drop_source": d["source"],
-            "events": counts, "flows_total": final["flows_total"], "latency_ms": final["latency_ms"],
-            "rc": live.returncode}
+    gen.wait(timeout=30)
+    l1 = link_stats(NSS, IFS)
+    seen_at_end = live.last().get("packets", 0)
+    # the backlog: wait until every frame sent was analysed (or was dropped), at most --drain s
+    deadline = t1 + a.drain
+    caught_up = None
+    while time.time() < deadline and live.proc.poll() is None:
+        s = live.last()
+        if s.get("packets", 0) + (s.get("drops") or {}).get("dropped", 0) >= g["sent"]:
+            caught_up = round(live.stats[-1][0] - t1, 2)
+            break
+        time.sleep(0.2)
+    final = live.stop()
+    # the rate followed during the window: stats events between t0 and t1
+    inside = [(t, e["packets"]) for t, e in live.stats if t0 <= t <= t1 + 0.05]
+    during = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) >= 2 else None
+    p99s = [e["latency_ms"].get("p99", 0) for t, e in live.stats if t0 <= t and e["latency_ms"].get("count")]
+    d = final.get("drops", {})
+    lat = final.get("latency_ms", {})
+    return {"backend": backend, "rate": rate, "seconds": g["seconds"], "offered_pps": g["pps"], "sent": g["sent"],
+            "veth_tx_dropped": l1.get("tx_dropped", 0) - l0.get("tx_dropped", 0), "send_errors": g["send_errors"],
+            "gen_cpu_s": g["cpu_s"], "seen": final.get("packets"), "seen_pps": round(final.get("packets", 0) / g["seconds"]),
+            "seen_pps_during": round(during) if during else None, "seen_by_end_of_traffic": seen_at_end,
+            "dropped": d.get("dropped"), "received": d.get("received"), "unread_at_stop": d.get("unread_at_stop", 0),
+            "drop_source": d.get("source"), "caught_up_after_s": caught_up,
+            "latency_ms": {k: lat.get(k) for k in ("count", "p50", "p99", "max")},
+            "worst_1s_p99_ms": max(p99s) if p99s else None, "events": dict(live.counts),
+            "flows_total": final.get("flows_total"), "conns_started": g["started"], "rc": live.proc.returncode,
+            **({"stderr": live.stderr} if live.proc.returncode else {})}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backends", default="tcpdump,afpacket")
-    ap.add_argument("--seconds", type=float, default=12.0)
-    ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--conns", type=int, default=32)
-    ap.add_argument("--max-msgs", type=int, default=3_000_000)
-    ap.add_argument("--buffer", type=int, default=256, help="capture buffer, MiB")
+    ap.add_argument("--sweep", action="append", default=[], metavar="BACKEND:R1,R2,...",
+                    help="a backend and its rates (repeatable)")
+    ap.add_argument("--backends", default="tcpdump,afpacket,scapy", help="with --rates, when no --sweep")
+    ap.add_argument("--rates", default="20000,40000,60000,80000")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--concurrent", type=int, default=500, help="connections interleaved")
+    ap.add_argument("--rounds", type=int, default=40, help="request/response rounds per connection")
+    ap.add_argument("--payload", type=int, default=64)
+    ap.add_argument("--open-frac", type=float, default=0.0)
+    ap.add_argument("--drain", type=float, default=30.0, help="max seconds to wait for the backlog after traffic")
+    ap.add_argument("--stop-after-drops", action="store_true", help="skip a backend's higher rates once it drops")
+    ap.add_argument("--live-args", default="--snaplen 256",
+                    help="extra `tcpfsm live` options ('' for the defaults: see the snaplen note in bench/README.md)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "live_burst.json"))
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("live_burst.py needs root (network namespaces, capture)")
+    plan = []
+    for s in a.sweep:
+        b, _, rs = s.partition(":")
+        plan.append((b, [int(float(r)) for r in rs.split(",") if r]))
+    if not plan:
+        plan = [(b, [int(float(r)) for r in a.rates.split(",")]) for b in a.backends.split(",")]
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: (cleanup(), sys.exit(1)))
     results = []
     try:
         setup()
-        srv = popen(NSS, [sys.executable, "-c", SERVER, SIP], stdout=subprocess.PIPE, text=True)
-        assert srv.stdout.readline().strip() == "ready"
-        for b in a.backends.split(","):
-            r = run_backend(b.strip(), a)
-            results.append(r)
-            print(json.dumps(r), flush=True)
+        seed = 1
+        for b, rates in plan:
+            for r in rates:
+                res = run_one(b, r, a, seed)
+                seed += 1
+                results.append(res)
+                print(json.dumps(res), flush=True)
+                if a.stop_after_drops and res["dropped"]:
+                    break
     finally:
         cleanup()
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    meta = {"live_args": a.live_args, "cpus": os.cpu_count(), "seconds": a.seconds, "concurrent": a.concurrent, "rounds": a.rounds,
+            "payload": a.payload, "packets_per_conn": 7 + 2 * a.rounds}
     with open(a.out, "w") as fh:
-        json.dump(results, fh, indent=2)
-    print(f"{'backend':10} {'secs':>5} {'seen':>10} {'pkt/s avg':>10} {'peak 1s':>9} {'kernel rcv':>11} "
-          f"{'dropped':>9}  latency ms p50/p99/max")
+        json.dump({"settings": meta, "runs": results}, fh, indent=2)
+    print(f"{'backend':9} {'offered':>8} {'seen/s':>8} {'during':>8} {'dropped':>9} {'caught up':>9} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'worst p99':>9}")
     for r in results:
         lat = r["latency_ms"]
-        print(f"{r['backend']:10} {r['seconds']:5.1f} {r['packets_seen']:10} {r['pps_avg']:10} {r['pps_peak_1s']:9} "
-              f"{r['kernel_received']:11} {r['dropped']:9}  {lat.get('p50')}/{lat.get('p99')}/{lat.get('max')}")
+        print(f"{r['backend']:9} {r['offered_pps']:8} {r['seen_pps']:8} {str(r['seen_pps_during']):>8} "
+              f"{r['dropped']:9} {str(r['caught_up_after_s']):>9} {str(lat.get('p50')):>8} {str(lat.get('p99')):>8} "
+              f"{str(r['worst_1s_p99_ms']):>9}")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ class CaptureInfo:
     first_ts: int | None = None            # ns
     last_ts: int | None = None             # ns
     truncated: bool = False                # file ended in the middle of a record/block
+    bytes_read: int = field(default=0, compare=False)   # how far into the input the reader is (progress)
     warnings: list[str] = field(default_factory=list)
     # Tunnel table for the `tunnel` column: tunnels[0] is always "" (not encapsulated), every
     # other entry a distinct description, numbered in order of first appearance in the capture.

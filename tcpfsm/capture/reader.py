@@ -68,6 +68,7 @@ from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, 
 __all__ = ["open_capture", "Capture", "SKIP_REASONS"]
 
 _CHUNK = 4 << 20            # stream read size
+_RELEASE = 32 << 20         # mapped bytes read before they are handed back to the OS
 _MAX_RECORD = 1 << 26       # a record/block claiming more than 64 MiB is a corrupt header
 _K = 160                    # bytes per record looked at by the vectorised decoder
 
@@ -946,6 +947,7 @@ class Capture:
         self.notes: Counter = Counter()      # non-skip observations, e.g. ip_fragment_first_used
         self._files: list = []
         self._mm = None
+        self._released = 0
         self._stream = None
         self._consumed = False
         self._tunnels = {"": 0}              # tunnel description -> number (the `tunnel` column)
@@ -1358,7 +1360,18 @@ class Capture:
                                for k, dt in ALL_COLUMNS.items()})
                     info.tcp_segments += len(b)
                     count_checksums(info, b.cols["csum"])
+                    info.bytes_read = self._consumed_before + pos
                     yield b
+            info.bytes_read = self._consumed_before + pos
+            if self._mm is not None and pos - self._released >= _RELEASE:
+                # A mapped file's pages count in RSS as they are read: hand back what is behind us, so memory
+                # stays flat on a multi-gigabyte capture (the page cache keeps them; nothing is re-read).
+                edge = pos - pos % mmap.PAGESIZE
+                try:
+                    self._mm.madvise(mmap.MADV_DONTNEED, self._released, edge - self._released)
+                except (AttributeError, OSError, ValueError):
+                    pass
+                self._released = edge
             if status == "limit":
                 continue
             if status == "corrupt":

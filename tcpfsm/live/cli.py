@@ -85,7 +85,9 @@ def _warn(info) -> None:
               help="Seconds a finished connection stays in the table before its flow_end event (default: the "
                    "flow table's stale_after, 10 s).")
 @click.option("--max-flows", type=int, default=200_000, show_default=True, help="Cap on tracked connections.")
-@click.option("--snaplen", type=int, default=262144, show_default=True)
+@click.option("--snaplen", type=click.IntRange(min=68), default=None,
+              help="Bytes kept per packet (default 256: the headers are all tcpfsm needs, and a small snaplen keeps "
+                   "libpcap's ring from overflowing; 262144 with --write, so the saved pcap is whole).")
 @click.option("--buffer", "buffer_mb", type=int, default=64, show_default=True, help="Kernel capture buffer (MiB).")
 def live(iface, bpf, duration, count, write, fmt, backend, output, profile, timers, thresholds, stats_interval,
          tick, linger, max_flows, snaplen, buffer_mb):
@@ -95,6 +97,8 @@ def live(iface, bpf, duration, count, write, fmt, backend, output, profile, time
         if v <= 0:
             raise click.UsageError(f"{name} must be positive")
     try:
+        if snaplen is None:
+            snaplen = 262144 if write else 256
         src = make_backend(backend, iface, bpf, write=write, snaplen=snaplen, bufsize_mb=buffer_mb)
         src.start()
     except LiveError as e:
