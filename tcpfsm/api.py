@@ -220,6 +220,8 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
                 on_flow(f)
         handed += len(flows)
 
+    if stream and batch_size > 16384:
+        batch_size = 16384      # smaller per-batch arrays: memory is for the connections alive, not batches
     batches = iter(cap.batches(batch_size))
     while True:
         t1 = clock()

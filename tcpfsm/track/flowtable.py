@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import itertools
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -40,7 +41,7 @@ def hostport(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class Flow:
     """One TCP connection: identity, roles, and its pair of endpoint machines."""
 
@@ -113,7 +114,9 @@ class FlowTable:
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
         self._touched: set[Flow] = set()
         self._detached: set[Flow] = set()   # flows a newer connection on the same 4-tuple replaced in `current`
-        self._timers: list[tuple[int, int, Flow]] = []   # heap of (due, flow id, flow); stale entries allowed
+        # heap of (due, tie-break, weak reference to the flow): stale entries are allowed (skipped when popped),
+        # and must not keep a forgotten flow alive until their due time
+        self._timers: list[tuple[int, int, weakref.ref]] = []
         self.max_flows = max_flows
         self.forget_finished = forget_finished
         self.evicted: Counter = Counter()
@@ -192,7 +195,7 @@ class FlowTable:
                 due = _due(conn)
                 if due is not None and due != flow.timer_due:     # one heap entry per change, not per packet
                     flow.timer_due = due
-                    heapq.heappush(timers, (due, next(_TICK), flow))
+                    heapq.heappush(timers, (due, next(_TICK), weakref.ref(flow)))
         self.clock = clock
         self.last_raw = last_raw
 
@@ -333,7 +336,7 @@ class FlowTable:
                     due = _due(conn)
                     if due is not None and due != flow.timer_due:
                         flow.timer_due = due
-                        heapq.heappush(timers, (due, next(_TICK), flow))
+                        heapq.heappush(timers, (due, next(_TICK), weakref.ref(flow)))
                 p += 1
         # number the new connections in capture order, as the per-segment path does
         for _, f in sorted(self._pending, key=lambda rf: rf[0]):
@@ -446,7 +449,10 @@ class FlowTable:
             self.clock = now
         heap = self._timers
         while heap and heap[0][0] <= now:
-            _, fid, flow = heapq.heappop(heap)
+            _, _, ref = heapq.heappop(heap)
+            flow = ref()
+            if flow is None:
+                continue                               # forgotten (streamed out) meanwhile
             conn = flow.conn
             due = _due(conn)
             if due is None:
@@ -455,7 +461,7 @@ class FlowTable:
             if due > now:
                 if due != flow.timer_due:               # stale entry: the timer moved
                     flow.timer_due = due
-                    heapq.heappush(heap, (due, next(_TICK), flow))
+                    heapq.heappush(heap, (due, next(_TICK), ref))
                 continue
             before = len(conn.transitions)
             conn.expire(now)
@@ -464,7 +470,7 @@ class FlowTable:
             due = _due(conn)
             flow.timer_due = due
             if due is not None:
-                heapq.heappush(heap, (due, next(_TICK), flow))
+                heapq.heappush(heap, (due, next(_TICK), ref))
 
     def drain(self) -> list[tuple[Flow, Transition]]:
         """Transitions made since the last call, in time order, with their flows."""
