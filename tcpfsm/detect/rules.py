@@ -286,32 +286,3 @@ def _state_before(flow: Flow, role: str, ts: int) -> State:
 
 def rank(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda a: (SEVERITY_RANK[a.severity], -a.count, a.ts))
-
-
-def aggregate_findings(flows: list[Flow], occ=None, th: Thresholds | None = None, end: int = 0) -> list[Finding]:
-    """Aggregate findings (floods, scans, piles, roll-ups) over final flows: a thin wrapper over
-    `aggregate.Aggregator` for callers that hold every flow (`occ` is accepted and unused)."""
-    from .aggregate import Aggregator
-    from .piles import ordered
-    agg = Aggregator(th or Thresholds())
-    agg.piles.feed(ordered([(f, t) for f in flows for t in f.transitions]))
-    saved = {f.id: list(f.anomalies) for f in flows}
-    out = agg.finish(flows, end)
-    for f in flows:                      # finish() recomputes per-flow findings; keep the caller's
-        f.anomalies = saved[f.id] or f.anomalies
-    return out
-
-
-def reconnect_findings(flows: list[Flow], end: int, th: Thresholds) -> list[tuple[Flow, Finding]]:
-    """The reconnect form of vanished_peer for every flow still ESTABLISHED at `end`."""
-    from .aggregate import Aggregator
-    agg = Aggregator(th)
-    for f in flows:
-        agg._index(f)
-    out = []
-    for f in flows:
-        before = list(f.anomalies)
-        agg._reconnect(f, end)
-        out.extend((f, a) for a in f.anomalies[len(before):])
-        f.anomalies = before
-    return out

@@ -662,18 +662,10 @@ def _flow_key_array(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
-    """One bytes key per row, the same for both directions: (lower address+port, higher address+port), and
-    whether the row's source is the lower side. Built in numpy so the per-packet loop only hashes bytes."""
-    n = len(c["ts"])
-    a = np.empty((n, 18), np.uint8)
-    b = np.empty((n, 18), np.uint8)
-    a[:, :16] = c["src"].view(np.uint8).reshape(n, 16)
-    b[:, :16] = c["dst"].view(np.uint8).reshape(n, 16)
-    a[:, 16:] = c["sport"].astype(">u2").view(np.uint8).reshape(n, 2)
-    b[:, 16:] = c["dport"].astype(">u2").view(np.uint8).reshape(n, 2)
-    lo = a.view("S18").ravel() <= b.view("S18").ravel()
-    key = np.where(lo[:, None], np.concatenate([a, b], axis=1), np.concatenate([b, a], axis=1))
-    return np.ascontiguousarray(key).view("V36").ravel().tolist(), lo.tolist()
+    """One bytes key per row, the same for both directions, and whether the row's source is the lower side
+    (as Python lists, for the per-segment loop)."""
+    key, lo = _flow_key_array(c)
+    return key.tolist(), lo.tolist()
 
 
 def _is_service(a: int, b: int) -> bool:
