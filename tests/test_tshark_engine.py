@@ -80,6 +80,7 @@ def test_engines_agree(name, tshark_decoded):
         assert (i2.linktypes, i2.ts_resolution) == (i1.linktypes, i1.ts_resolution)
     assert i2.truncated == i1.truncated
     if name in COLUMN_EXCLUDED:
+        assert flows(b2) == flows(b1)          # the columns differ where options are cut; the states do not
         return
     a, b = columns(b1), columns(b2)
     for k in ALL_COLUMNS:

@@ -76,7 +76,7 @@ FIELDS = (
     "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.window_size_value", "tcp.len",
     "tcp.hdr_len", "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm",
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "tcp.checksum.status",
-    "tcp.checksum", "tcp.checksum_calculated",
+    "tcp.checksum", "tcp.checksum_calculated", "tcp.urgent_pointer",
 )
 PREFS = ("ip.defragment:FALSE", "ipv6.defragment:FALSE", "tcp.desegment_tcp_streams:FALSE",
          "tcp.analyze_sequence_numbers:FALSE", "tcp.relative_sequence_numbers:FALSE",
@@ -284,6 +284,8 @@ def _row(r: _Rec, fam: int, frag: bool = False):
     if fl is None or hl is None or tl is None or r.last("tcp.seq_raw") is None or int(hl) < 20 \
             or r.last("tcp.window_size_value") is None:
         return "truncated_tcp_header" if _short(r) and fl is None else "malformed_tcp"
+    if _short(r) and r.last("tcp.urgent_pointer") is None:
+        return "truncated_tcp_header"      # tshark decodes a cut fixed header as far as it goes; we need all 20 bytes
     if fam == 4:
         src, dst, iplen = r.last("ip.src"), r.last("ip.dst"), int(r.last("ip.len"))
     else:
