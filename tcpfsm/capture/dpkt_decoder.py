@@ -82,9 +82,7 @@ decoder reports the outer packet (`udp`, `other_ip_proto`, `non_ip`) and fills a
 from __future__ import annotations
 
 import io
-import os
 import struct
-import sys
 from collections import Counter
 from typing import Iterator
 
@@ -106,7 +104,7 @@ except ImportError:  # pragma: no cover - dpkt < 1.9.8
 from . import batch as _batch
 from .batch import (COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
-from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _read_full, _tsres_name
+from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, open_input
 
 __all__ = ["open_capture_dpkt", "DpktCapture", "decode_record"]
 
@@ -462,49 +460,7 @@ class DpktCapture:
 
     # ---- opening ---------------------------------------------------------------------------
     def _open(self, path: str) -> None:
-        name = "<stdin>" if path == "-" else path
-        if path == "-":
-            raw = getattr(sys.stdin, "buffer", sys.stdin)
-            if raw is None:
-                raise CaptureError("stdin is not available")
-            head = _read_full(raw, 6)
-            regular = False
-        else:
-            try:
-                f = open(path, "rb")
-            except FileNotFoundError:
-                raise CaptureError(f"{path}: no such file") from None
-            except IsADirectoryError:
-                raise CaptureError(f"{path}: is a directory") from None
-            except PermissionError:
-                raise CaptureError(f"{path}: permission denied") from None
-            except OSError as e:
-                raise CaptureError(f"{path}: cannot open ({e.strerror or e})") from None
-            self._files.append(f)
-            try:
-                head = _read_full(f, 6)
-            except OSError as e:
-                raise CaptureError(f"{path}: cannot read ({e.strerror or e})") from None
-            try:
-                regular = os.path.isfile(path) and f.seekable()
-                if regular:
-                    f.seek(0)
-            except OSError:
-                regular = False
-            raw = f
-        if not head:
-            raise CaptureError(f"{name}: empty file")
-        comp = None
-        if head[:2] == b"\x1f\x8b":
-            comp = "gzip"
-        elif head[:3] == b"BZh":
-            comp = "bz2"
-        elif head[:6] == b"\xfd7zXZ\x00":
-            comp = "xz"
-        elif head[:4] == b"\x28\xb5\x2f\xfd":
-            raise CaptureError(f"{name}: zstd-compressed; decompress it first (zstd -d)")
-        elif head[:4] == b"\x04\x22\x4d\x18":
-            raise CaptureError(f"{name}: lz4-compressed; decompress it first (lz4 -d)")
+        name, raw, head, regular, comp = open_input(path, self._files)
         src = raw if regular else _Prefixed(head, raw)
         if comp is not None:
             self.info.compressed = True

@@ -939,6 +939,57 @@ def _tsres_name(pow2: bool, k: int) -> str:
     return {0: "s", 3: "ms", 6: "us", 9: "ns", 12: "ps", 15: "fs"}.get(k, f"1e-{k}")
 
 
+def open_input(path: str, files: list) -> tuple[str, object, bytes, bool, str | None]:
+    """Open a capture path ("-" for stdin) for any decoder: (display name, raw binary stream, its first bytes,
+    whether it is a regular seekable file (rewound), compression: "gzip" | "bz2" | "xz" | None). Opened files
+    are appended to `files` for the caller to close. Errors are one-line CaptureErrors."""
+    name = "<stdin>" if path == "-" else path
+    if path == "-":
+        raw = getattr(sys.stdin, "buffer", sys.stdin)
+        if raw is None:
+            raise CaptureError("stdin is not available")
+        head = _read_full(raw, 6)
+        regular = False
+    else:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise CaptureError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise CaptureError(f"{path}: is a directory") from None
+        except PermissionError:
+            raise CaptureError(f"{path}: permission denied") from None
+        except OSError as e:
+            raise CaptureError(f"{path}: cannot open ({e.strerror or e})") from None
+        files.append(f)
+        try:
+            head = _read_full(f, 6)
+        except OSError as e:
+            raise CaptureError(f"{path}: cannot read ({e.strerror or e})") from None
+        try:
+            regular = os.path.isfile(path) and f.seekable()
+            if regular:
+                f.seek(0)
+        except OSError:
+            regular = False
+        raw = f
+    if not head:
+        raise CaptureError(f"{name}: empty file")
+
+    comp = None
+    if head[:2] == b"\x1f\x8b":
+        comp = "gzip"
+    elif head[:3] == b"BZh":
+        comp = "bz2"
+    elif head[:6] == b"\xfd7zXZ\x00":
+        comp = "xz"
+    elif head[:4] == b"\x28\xb5\x2f\xfd":
+        raise CaptureError(f"{name}: zstd-compressed; decompress it first (zstd -d)")
+    elif head[:4] == b"\x04\x22\x4d\x18":
+        raise CaptureError(f"{name}: lz4-compressed; decompress it first (lz4 -d)")
+    return name, raw, head, regular, comp
+
+
 class Capture:
     """An opened capture. Use `open_capture(path)`; iterate `batches()` once."""
 
@@ -963,50 +1014,7 @@ class Capture:
 
     # ---- opening ---------------------------------------------------------------------------
     def _open(self, path: str) -> None:
-        name = "<stdin>" if path == "-" else path
-        if path == "-":
-            raw = getattr(sys.stdin, "buffer", sys.stdin)
-            if raw is None:
-                raise CaptureError("stdin is not available")
-            head = _read_full(raw, 6)
-            regular = False
-        else:
-            try:
-                f = open(path, "rb")
-            except FileNotFoundError:
-                raise CaptureError(f"{path}: no such file") from None
-            except IsADirectoryError:
-                raise CaptureError(f"{path}: is a directory") from None
-            except PermissionError:
-                raise CaptureError(f"{path}: permission denied") from None
-            except OSError as e:
-                raise CaptureError(f"{path}: cannot open ({e.strerror or e})") from None
-            self._files.append(f)
-            try:
-                head = _read_full(f, 6)
-            except OSError as e:
-                raise CaptureError(f"{path}: cannot read ({e.strerror or e})") from None
-            try:
-                regular = os.path.isfile(path) and f.seekable()
-                if regular:
-                    f.seek(0)
-            except OSError:
-                regular = False
-            raw = f
-        if not head:
-            raise CaptureError(f"{name}: empty file")
-
-        comp = None
-        if head[:2] == b"\x1f\x8b":
-            comp = "gzip"
-        elif head[:3] == b"BZh":
-            comp = "bz2"
-        elif head[:6] == b"\xfd7zXZ\x00":
-            comp = "xz"
-        elif head[:4] == b"\x28\xb5\x2f\xfd":
-            raise CaptureError(f"{name}: zstd-compressed; decompress it first (zstd -d)")
-        elif head[:4] == b"\x04\x22\x4d\x18":
-            raise CaptureError(f"{name}: lz4-compressed; decompress it first (lz4 -d)")
+        name, raw, head, regular, comp = open_input(path, self._files)
 
         if comp is None and regular:
             size = os.fstat(raw.fileno()).st_size

@@ -299,7 +299,7 @@ class FlowTable:
         ctrl_l = ctrl.tolist()
         next_l = next_ctrl.tolist()
         src_c, dst_c, sport_c, dport_c = c["src"], c["dst"], c["sport"], c["dport"]
-        current, touched, timers = self.current, self._touched, self._timers
+        touched, timers = self._touched, self._timers
         self._pending, self._reuse_fix = [], []
         for gi in range(G):
             p, e = int(starts[gi]), int(ends[gi])
