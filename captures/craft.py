@@ -278,7 +278,7 @@ def build_simultaneous_open():
             {"t": rt(t_sr + 0.0001), "host": "10.0.0.1", "states": {key(a, b): "SYN_RECEIVED"}},
             {"t": rt(t_sr + 0.0001), "host": "10.0.0.2", "states": {key(b, a): "SYN_RECEIVED"}},
             {"t": rt(t_est + 0.001), "host": "10.0.0.1", "states": {key(a, b): "ESTABLISHED"}},
-            {"t": rt(t_est + 0.001), "host": "10.0.0.2", "states": {key(b, a): "ESTABLISHED"}},
+            {"t": rt(t_est + 0.006), "host": "10.0.0.2", "states": {key(b, a): "ESTABLISHED"}},  # ACK + 5 ms to the server
             {"t": rt(t_end), "host": "10.0.0.1", "states": {key(a, b): "TIME_WAIT"}},
         ],
     })
@@ -408,9 +408,11 @@ def build_backwards_ts():
         "at": [
             {"t": rt(0.0215), "host": "10.0.0.2", "states": {key(s, c): "SYN_RECEIVED"}},
             {"t": rt(0.0235), "host": "10.0.0.1", "states": {key(c, s): "ESTABLISHED"}},
-            {"t": rt(0.0235), "host": "10.0.0.2", "states": {key(s, c): "ESTABLISHED"}},
-            {"t": rt(t_fin + 0.005), "host": "10.0.0.1", "states": {key(c, s): "FIN_WAIT_2"}},
-            {"t": rt(t_fin + 0.005), "host": "10.0.0.2", "states": {key(s, c): "CLOSE_WAIT"}},
+            {"t": rt(0.0345), "host": "10.0.0.2", "states": {key(s, c): "ESTABLISHED"}},  # ACK + 10 ms to the server
+            {"t": rt(t_fin + 0.006), "host": "10.0.0.1", "states": {key(c, s): "FIN_WAIT_2"}},
+            # the handshake puts the server 10 ms from the tap, so its ACK (seen 4 ms after the FIN) and its own
+            # FIN (10 ms after) left it just after the FIN arrived: CLOSE_WAIT from t_fin - 1.5 ms to t_fin
+            {"t": rt(t_fin - 0.0001), "host": "10.0.0.2", "states": {key(s, c): "CLOSE_WAIT"}},
         ],
     })
 
@@ -584,7 +586,7 @@ def build_ipv6_normal():
         "anomalies_must_not": ["midstream", "invalid_transition", "data_after_fin", "rst_abort",
                                "out_of_window_rst", "unanswered_syn"],
         "at": [
-            {"t": rt(0.015), "host": "2001:db8::2", "states": {key(s, c): "ESTABLISHED"}},
+            {"t": rt(0.016), "host": "2001:db8::2", "states": {key(s, c): "ESTABLISHED"}},  # ACK + 5 ms to the server
         ],
     })
 
@@ -758,7 +760,7 @@ def build_tw_reuse():
             {"t": rt(t_tw + 4.9), "host": "10.0.0.2", "states": {key(s, c): "TIME_WAIT"}},
             {"t": rt(t_tw + 4.9), "host": "10.0.0.1", "states": {key(c, s): "CLOSED"}},
             {"t": rt(t2 + 0.01005), "host": "10.0.0.2", "states": {key(s, c): "SYN_RECEIVED"}},
-            {"t": rt(t2 + 0.0105), "host": "10.0.0.2", "states": {key(s, c): "ESTABLISHED"}},
+            {"t": rt(t2 + 0.016), "host": "10.0.0.2", "states": {key(s, c): "ESTABLISHED"}},  # ACK + 5 ms to the server
         ],
     })
 
@@ -829,7 +831,7 @@ def build_retransmitted_synack():
         "anomalies_must_not": ["half_open", "unanswered_syn", "invalid_transition", "retransmitted_syn"],
         "at": [
             {"t": rt(0.5), "host": "10.0.0.2", "states": {key(s, c): "SYN_RECEIVED"}},
-            {"t": rt(t_est + 0.0005), "host": "10.0.0.2", "states": {key(s, c): "ESTABLISHED"}},
+            {"t": rt(t_est + 0.006), "host": "10.0.0.2", "states": {key(s, c): "ESTABLISHED"}},  # ACK + 5 ms to the server
         ],
     })
 

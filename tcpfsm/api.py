@@ -37,6 +37,7 @@ class Socket:
     remote: str
     state: State
     flow: int | None
+    alt: State | None = None      # the state it may be in instead, where the packets cannot decide
 
 
 @dataclass(slots=True)
@@ -95,7 +96,7 @@ class Analysis:
         out = []
         for spec in ats:
             t = spec if isinstance(spec, int) and not isinstance(spec, bool) and spec > 10**15 else self.time(spec)
-            rows = [Socket(iv.host, iv.local, iv.remote, iv.state, iv.flow) for iv in self.occupancy.at(t, host)]
+            rows = [Socket(iv.host, iv.local, iv.remote, iv.state, iv.flow, iv.alt) for iv in self.occupancy.at(t, host)]
             if listening:
                 for (h, local), since in self.occupancy.listeners.items():
                     if (host is None or h == host) and since <= t <= self.end:

@@ -334,8 +334,8 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
         _write(output, records.dumps({"flows": [{
             "id": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
             "server": {"ip": f.server_ip, "port": f.server_port},
-            "transitions": [dict(records.transition_record(t), reason=t.reason, rfc_edge=t.rfc)
-                            for t in f.transitions],
+            "observer": f.conn.obs.as_dict(),
+            "transitions": [records.transition_detail(t) for t in f.transitions],
             "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies]} for f in flows]}) + "\n")
     else:
         _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None)))

@@ -371,7 +371,8 @@ def test_timeline_json_adds_reason_and_rfc_edge():
     (flow,) = doc["flows"]
     assert flow["id"] == 1 and len(flow["transitions"]) == 10
     for t in flow["transitions"]:
-        assert set(t) == {"ts", "endpoint", "from", "to", "packet", "cause", "reason", "rfc_edge"}
+        assert set(t) == {"ts", "endpoint", "from", "to", "packet", "cause", "reason", "rfc_edge", "at"}
+        assert t["at"] <= t["ts"] + 0.01          # the endpoint changed state by the time its packet was seen, give or take the tap-to-endpoint delay
         assert t["reason"] and t["rfc_edge"] is True
 
 

@@ -296,7 +296,11 @@ def test_time_wait_expires_after_profile_2msl():
     w.send(S, FIN | ACK, SISN + 1, CISN + 2)
     w.send(C, ACK, CISN + 2, SISN + 2)
     assert w.client is State.TIME_WAIT
-    entered = w.ts
+    # 2MSL runs from when the server's FIN reached the client (the observer model's `at`): half the
+    # client-side handshake gap after the tap saw it, before the client's ACK was seen
+    tw = next(t for t in w.conn.transitions if t.new is State.TIME_WAIT)
+    entered = tw.at
+    assert tw.ts - MS < entered < tw.ts
     w.conn.expire(entered + 60 * S_ - 1)
     assert w.client is State.TIME_WAIT
     w.conn.expire(entered + 60 * S_)
@@ -364,8 +368,8 @@ def _check_chain(conn: Connection) -> None:
         for t in (t for t in conn.transitions if t.endpoint == role):
             assert t.old is state, (role, t.old, state)
             assert t.old is not t.new
-            assert last is None or t.ts >= last
-            state, last = t.new, t.ts
+            assert last is None or t.at >= last          # endpoint time never goes back
+            state, last = t.new, t.at
         assert state is ep.state
 
 

@@ -25,27 +25,36 @@ class Interval:
     local: str
     remote: str
     state: State
-    start: int          # ns
+    start: int          # ns, endpoint time (the observer model's `at`)
     end: int | None     # ns, None = still in this state with no timer pending
+    alt: State | None = None   # the state it may have been in instead (the packets cannot decide)
 
 
 def intervals(flow: Flow) -> list[Interval]:
-    """Every listed state each endpoint of `flow` held, including a timer pending past the capture's end."""
+    """Every state each endpoint of `flow` held that netstat would list (or that it may have held instead,
+    `alt`), on the endpoints' clock, including a timer pending past the capture's end. Transitions that
+    later evidence retracted (the segment never reached the endpoint) are skipped: the endpoint held its
+    state all along."""
     out: list[Interval] = []
     conn = flow.conn
     for role, ep, ip, local, remote in (
             ("client", conn.client, flow.client_ip, flow.client, flow.server),
             ("server", conn.server, flow.server_ip, flow.server, flow.client)):
-        state, start = ep.initial, flow.first_ts
+        state, start, alt = ep.initial, flow.first_ts, None
         for t in conn.transitions:
-            if t.endpoint != role:
+            if t.endpoint != role or t.retracted:
                 continue
+            if state in LISTED or alt in LISTED:
+                out.append(Interval(flow.id, role, ip, local, remote, state, start, t.at, alt))
+            state, start, alt = t.new, t.at, t.alt
+        pend = conn.pending(ep)
+        end = pend[0] if pend else None
+        if ep.alt is not None and alt is None and ep.alt_at > start:
             if state in LISTED:
-                out.append(Interval(flow.id, role, ip, local, remote, state, start, t.ts))
-            state, start = t.new, t.ts
-        if state in LISTED:
-            pend = conn.pending(ep)
-            out.append(Interval(flow.id, role, ip, local, remote, state, start, pend[0] if pend else None))
+                out.append(Interval(flow.id, role, ip, local, remote, state, start, ep.alt_at))
+            start, alt = ep.alt_at, ep.alt
+        if state in LISTED or alt in LISTED:
+            out.append(Interval(flow.id, role, ip, local, remote, state, start, end, alt))
     return out
 
 

@@ -3,16 +3,27 @@
 Everything that decides a state change lives in this package: the state and
 event vocabulary (`states`), the transition table with a reason per entry
 (`table`), timer profiles (`profiles`) and the per-connection machine that
-classifies each segment into endpoint events (`machine`). Nothing here reads
+classifies each segment into endpoint events (`machine`), and the observer
+model (`observer`): where the capture point stands and when a segment seen
+there reached, or left, each endpoint. Nothing here reads
 files, sockets or clocks: callers feed segments and times, and get back
 `Transition` records.
 """
 from .states import State, Event, NETSTAT_NAME, SS_NAME
-from .table import TABLE, RFC_GRAPH, is_rfc_edge, rfc_graph
+from .table import TABLE, TIMEOUTS, is_rfc_edge, rfc_graph
 from .profiles import TimerProfile, PROFILES, get_profile
 from .machine import Connection, Endpoint, Transition, Violation
+from .observer import CAPTURE_POINTS, Observer
 
 __all__ = [
-    "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "RFC_GRAPH", "is_rfc_edge", "rfc_graph",
+    "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",
     "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
+    "CAPTURE_POINTS", "Observer",
 ]
+
+
+def __getattr__(name: str):
+    if name == "RFC_GRAPH":
+        from . import table
+        return table.RFC_GRAPH
+    raise AttributeError(name)

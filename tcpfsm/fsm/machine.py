@@ -1,45 +1,68 @@
-"""One connection seen by a passive observer: two endpoint machines and the evidence rules.
+"""One connection seen by a passive observer: two endpoint machines, the evidence rules, the counters.
+
+Everything that moves an endpoint lives here and in `table`; `track` only feeds segments and time.
 
 Theory of operation
 -------------------
-A connection has two `Endpoint`s, the client (the SYN sender, or the inferred
-one) and the server. Each segment seen on the wire is sent by one endpoint
-(X) and addressed to the other (Y). `Connection.feed` turns it into endpoint
-events, in this order, and looks each one up in `table.TABLE`:
+A connection has two `Endpoint`s, the client (the SYN sender, or the inferred one) and the server, and
+an `Observer` (observer.py) that knows how far the capture point is from each. Each segment seen on the
+wire is sent by one endpoint (X) and addressed to the other (Y). `Connection.feed` does three things,
+always in this order:
 
-1. X's acknowledgement field is evidence of what X has received:
-   an ACK covering Y's SYN (sent on a non-SYN segment) is `RCV_SYNACK` for X;
-   an ACK covering Y's FIN is `RCV_FIN` for X. A FIN therefore moves its
-   receiver only once the receiver's ACK of it is seen (a FIN dropped after
-   the capture point must not close anything); the price is that CLOSE_WAIT
-   and TIME_WAIT start when the ACK is seen, about 40 ms (Linux delayed ACK)
-   after the FIN.
-2. What X sent: `SND_SYN`, `SND_SYNACK`, `SND_FIN` (certain: we saw it).
-3. What Y receives from X's acknowledgement field: `RCV_ACK_OF_SYN` and
-   `RCV_ACK_OF_FIN`. ACKs seen are assumed delivered, unless the endpoint
-   later retransmits the acknowledged SYN+ACK or FIN: then the table undoes the
-   move (the ACK was lost after the capture point), and for a FIN further ACKs
-   of it are no longer trusted ("deaf"), so the endpoint leaves only by timer.
-4. A RST is checked for plausibility (in Y's receive window, or answering Y's
-   SYN); a plausible one is `SND_RST` for X and `RCV_RST` for Y, any other is
-   reported as `out_of_window_rst` and changes nothing.
+1. **Count** (`_count`): packets, bytes, retransmissions, the highest sequence and acknowledgement
+   numbers, windows and Zeek's history letters. The one place counters change (`feed_plain` and
+   `absorb_run` use it too, for the segments that cannot change a state).
+2. **Classify** (`_classify`): a pure step that turns the segment, read against the bookkeeping as it
+   stood before it, into endpoint events, in this fixed order:
+   a. X's acknowledgement field says what X has received: an ACK covering Y's SYN is `RCV_SYNACK` for
+      X, covering Y's FIN is `RCV_FIN` for X. A FIN therefore moves its receiver when the receiver's
+      ACK of it is seen; the move is stamped when the FIN *arrived* (observer model), not when the ACK
+      was seen. A FIN whose ACK is never seen is settled later (rule 4).
+   b. What X sent: `SND_SYN`, `SND_SYNACK`, `SND_FIN` (certain: we saw it), stamped when it left X.
+   c. What Y learns from X's acknowledgement: `RCV_ACK_OF_SYN`, `RCV_ACK_OF_FIN`, stamped when the ACK
+      reached Y. ACKs seen are assumed delivered, unless Y later retransmits what was acknowledged *and*
+      that retransmission left Y after the ACK reached it: then the table's correcting entry moves Y
+      back, and the pair is marked `retracted` (netstat shows the state Y really held). A
+      retransmission that was already in flight when the ACK arrived proves nothing.
+   d. Inference: when X acknowledges Y's data beyond Y's SYN, Y must have completed its handshake
+      (`INFER_SYNCED`), and so must X if it was still waiting for Y's handshake ACK. This is what lets a
+      one-sided capture (only one direction visible) reach ESTABLISHED.
+   A RST is checked for plausibility (in Y's receive window, or answering Y's SYN): a plausible one is
+   `SND_RST` for X and `RCV_RST` for Y; any other is an `out_of_window_rst` and changes nothing.
+3. **Look up** (`_move`): every event goes through `table.TABLE`; nothing moves an endpoint otherwise.
+   An event with no entry is an `invalid_transition` and leaves the state alone.
 
-Timers (2MSL, fin_timeout, retries exhausted) come from a `TimerProfile`; the
-caller advances time with `expire(now)`. Nothing here does I/O or reads a clock.
-Times are integer nanoseconds.
+4. **What cannot be known** is said, not guessed silently. A FIN whose receiver never acknowledges it
+   in the capture is settled when the capture ends (`settle`): if the receiver sent anything after the
+   FIN reached it without acknowledging it, it certainly did not get it. Otherwise the packets cannot
+   decide; the likelier state is kept and the other is recorded as `alt` (on the transition, or on the
+   endpoint's state from the FIN's arrival on): *delivered* when the capture ended before an ACK could
+   have come back, or when the receiver's packets never reach the tap at all (one-sided capture) and
+   the sender did not retransmit; *not delivered* when the receiver's packets do reach the tap and no
+   ACK came, or the sender kept retransmitting. A SYN+ACK its client never answered before the capture
+   ended is treated alike. An ACK seen on its way is assumed to arrive unless a retransmission proves
+   otherwise (rule c): a final ACK that is the capture's last packet is not marked, since nothing
+   suggests it was lost.
+
+Timers come from a `TimerProfile` through `table.TIMEOUTS`; the caller advances time with
+`expire(now)` and ends with `settle(end)`. Nothing here does I/O or reads a clock. Times are integer
+nanoseconds: `ts` is always the observer's time, `at` the endpoint's (observer.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .observer import Observer
 from .profiles import TimerProfile
 from .states import Event, State
-from .table import TABLE, is_rfc_edge
+from .table import TABLE, TIMEOUTS, UNDOES, is_rfc_edge
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 _EST = State.ESTABLISHED
 _M32 = 0xFFFFFFFF
 NS = 1_000_000_000
+_ACK_WAIT = 1_500_000_000        # a sender with no ACK retransmits within this (Linux: 200 ms .. 1 s RTO)
+_WAITING_FOR_FIN_ACK = frozenset({State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 
 
 def seq_gt(a: int, b: int) -> bool:
@@ -53,7 +76,7 @@ def seq_ge(a: int, b: int) -> bool:
 
 @dataclass(slots=True)
 class Transition:
-    ts: int                 # ns, observer time of the packet or timer
+    ts: int                 # ns, observer time of the packet or timer that caused it
     endpoint: str           # "client" | "server"
     old: State
     new: State
@@ -62,6 +85,9 @@ class Transition:
     reason: str             # the table's reason
     rfc: bool               # an edge of the RFC 9293 graph (or a self-loop)
     seg: tuple | None = None  # (sender role, flags, seq, ack, payload length) of the causing packet
+    at: int = 0             # ns, when the endpoint changed state by the observer model
+    alt: State | None = None  # the state it may be in instead, where the packets cannot decide
+    retracted: bool = False   # undone by later evidence (the segment never reached the endpoint)
 
 
 @dataclass(slots=True)
@@ -78,7 +104,7 @@ class Endpoint:
     role: str
     state: State = State.CLOSED
     initial: State = State.CLOSED
-    since: int = 0                  # ns, when the current state began
+    since: int = 0                  # ns (endpoint time), when the current state began
     isn: int | None = None
     syn_acked: bool = False         # the peer acknowledged our SYN
     fin_seq: int | None = None      # sequence number our FIN occupies
@@ -87,11 +113,20 @@ class Endpoint:
     acked_peer_syn: bool = False
     synack_unconfirmed: bool = False  # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
     acked_peer_fin: bool = False
+    ack_in_at: int | None = None    # when the last ACK that moved us (of our SYN or FIN) reached us
     snd_nxt: int | None = None      # highest sequence number sent + 1
     ack_sent: int | None = None     # highest acknowledgement sent (what we received)
     wscale: int = -1
     win: int = 65535                # last advertised window, scaled when scaling was agreed
     not_orphan: bool = False        # acknowledged new data in FIN_WAIT_2: still owned by an application
+    alt: State | None = None        # where the packets cannot decide: the other state, from `alt_at` on
+    alt_at: int = 0
+    # the peer's FIN seen on its way to us, its ACK not (yet) seen: settled by the peer's next moves
+    rx_fin_first: int | None = None   # ts of the first copy
+    rx_fin_last: int | None = None    # ts of the latest copy
+    rx_fin_copies: int = 0
+    rx_fin_packet: int | None = None
+    rx_fin_contra: bool = False     # we sent a segment after it arrived that does not acknowledge it
     # counters
     packets: int = 0
     payload: int = 0
@@ -114,16 +149,21 @@ class Endpoint:
     retry_deadline: int | None = None  # when the next retransmission is overdue: the endpoint gave up
 
 
+# history letters and their bit in Connection._hist_seen (the responder's shifted by 6)
+_LETTERS = "SHADFR"
+
+
 class Connection:
     """The pair of endpoint machines of one connection (one 4-tuple + client ISN)."""
 
-    __slots__ = ("client", "server", "profile", "transitions", "violations", "scaling", "rst_by", "rst_state",
-                 "rst_ts", "rst_packet", "history", "_hist_seen", "_seg", "steady")
+    __slots__ = ("client", "server", "profile", "obs", "transitions", "violations", "scaling", "rst_by",
+                 "rst_state", "rst_ts", "rst_packet", "history", "_hist_seen", "_seg", "steady")
 
-    def __init__(self, profile: TimerProfile):
+    def __init__(self, profile: TimerProfile, observer: Observer | None = None):
         self.client = Endpoint("client")
         self.server = Endpoint("server")
         self.profile = profile
+        self.obs = observer if observer is not None else Observer()
         self.transitions: list[Transition] = []
         self.violations: list[Violation] = []
         self.scaling = False      # both SYNs carried the window-scale option
@@ -141,73 +181,72 @@ class Connection:
         """Set initial states from the first segment seen (before it is fed)."""
         c, s = self.client, self.server
         c.since = s.since = ts
-        if flags & SYN and not flags & ACK:
+        if flags & SYN:
             s.state = s.initial = State.LISTEN        # a SYN is addressed to a (would-be) listener
-        elif flags & SYN and flags & ACK:
-            # SYN+ACK first: the SYN was missed; the client must be in SYN_SENT.
-            s.state = s.initial = State.LISTEN
-            self._move(c, Event.SND_SYN, ts, None, "inferred:SYN not captured", force=State.SYN_SENT)
+            if flags & ACK:                           # SYN+ACK first: the SYN was missed
+                self._move(c, Event.INFER_SYN, ts, None, "inferred:SYN not captured")
         elif not flags & RST:
             self._move(c, Event.MIDSTREAM, ts, None, "inferred:midstream")
             self._move(s, Event.MIDSTREAM, ts, None, "inferred:midstream")
 
-    # -- the table lookup -------------------------------------------------------------
+    # -- the table lookup: the only place a state changes ------------------------------
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
-              force: State | None = None) -> bool:
-        """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit."""
+              at: int | None = None, alt: State | None = None) -> bool:
+        """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
+        `ts` is the observer's time of the cause, `at` the endpoint's (default: `ts`)."""
         old = ep.state
-        if force is not None:
-            new, reason = force, cause
-        else:
-            entry = TABLE[old].get(event)
-            if entry is None:
-                self.violations.append(Violation(
-                    ts, ep.role, "invalid_transition", packet,
-                    f"{ep.role} in {old.value} got {event.value} ({cause}): not a valid TCP transition"))
-                return False
-            new, reason = entry
+        entry = TABLE[old].get(event)
+        if entry is None:
+            self.violations.append(Violation(
+                ts, ep.role, "invalid_transition", packet,
+                f"{ep.role} in {old.value} got {event.value} ({cause}): not a valid TCP transition"))
+            return False
+        new, reason = entry
+        at = ts if at is None else at
+        if at < ep.since:
+            at = ep.since
         if new is old:
             if event is Event.RCV_FIN and old is State.TIME_WAIT:
-                self._arm(ep, ts, "timer:2MSL", self.profile.time_wait)
+                self._arm(ep, at, State.TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
+        tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
+                        self._seg if packet is not None else None, at, alt)
+        if (old, event) in UNDOES:
+            prev = next((t for t in reversed(self.transitions) if t.endpoint == ep.role), None)
+            if prev is not None and prev.new is old and prev.old is new:
+                prev.retracted = tr.retracted = True
         ep.state = new
-        ep.since = ts
+        ep.since = at
         ep.retry_deadline = None
+        ep.alt = None
         self.steady = self.client.state is _EST and self.server.state is _EST \
             and not self.client.synack_unconfirmed and not self.server.synack_unconfirmed
-        self.transitions.append(Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
-                                           self._seg if packet is not None else None))
-        # timers of the new state
+        self.transitions.append(tr)
         ep.deadline = None
-        if new is State.TIME_WAIT:
-            self._arm(ep, ts, "timer:2MSL", self.profile.time_wait)
-        elif new is State.FIN_WAIT_2 and not ep.not_orphan:
-            self._arm(ep, ts, "timer:fin_timeout", self.profile.fin_timeout)
-        elif new is State.SYN_SENT:
-            self._arm(ep, ep.syn_ts[0] if ep.syn_ts else ts, "timer:syn_retries", self.profile.syn_sent_timeout)
-        elif new is State.SYN_RECEIVED:
-            self._arm(ep, ts, "timer:synack_retries", self.profile.syn_recv_timeout)
-        elif new is State.FIN_WAIT_1:
-            self._arm(ep, ts, "timer:orphan_retries", self.profile.fin_wait_1_timeout)
-        elif new is State.LAST_ACK:
-            self._arm(ep, ts, "timer:orphan_retries", self.profile.last_ack_timeout)
-        elif new is State.CLOSING:
-            self._arm(ep, ts, "timer:orphan_retries", self.profile.closing_timeout)
+        if new is State.SYN_SENT:
+            self._arm(ep, ep.syn_ts[0] if ep.syn_ts else at, new)
+        elif new is not State.FIN_WAIT_2 or not ep.not_orphan:
+            self._arm(ep, at, new)
+        if new is State.CLOSED:
+            ep.rx_fin_first = None
         return True
 
-    @staticmethod
-    def _arm(ep: Endpoint, start: int, cause: str, seconds: float) -> None:
-        ep.deadline = start + int(seconds * NS)
-        ep.deadline_cause = cause
+    def _arm(self, ep: Endpoint, start: int, state: State) -> None:
+        entry = TIMEOUTS.get(state)
+        if entry is not None:
+            ep.deadline = start + int(getattr(self.profile, entry[0]) * NS)
+            ep.deadline_cause = entry[1]
 
     # -- time -------------------------------------------------------------------------
     def next_deadline(self) -> int | None:
-        d1, d2 = self.client.deadline, self.server.deadline  # retry deadlines only fire once observed
-        if d1 is None:
-            return d2
-        if d2 is None:
-            return d1
-        return min(d1, d2)
+        """The earliest time something may change without a packet: a state timer or an overdue
+        retransmission."""
+        due = None
+        for ep in (self.client, self.server):
+            for d in (ep.deadline, ep.retry_deadline):
+                if d is not None and (due is None or d < due):
+                    due = d
+        return due
 
     @staticmethod
     def _due(ep: Endpoint, now: int) -> int | None:
@@ -225,16 +264,66 @@ class Connection:
         c, s = self.client, self.server
         if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None:
             return
-        while True:
-            dues = [(d, e) for e in (self.client, self.server) if (d := self._due(e, now)) is not None]
+        for _ in range(16):          # at most a few timers per endpoint can be due at once
+            dues = [(d, e) for e in (c, s) if (d := self._due(e, now)) is not None]
             if not dues:
                 return
-            when, ep = min(dues, key=lambda de: de[0])
+            when, ep = min(dues, key=lambda d: d[0])
             cause = ep.deadline_cause
             if ep.deadline is None or when < ep.deadline:
                 cause += " (retransmissions stopped)"
             ep.deadline = ep.retry_deadline = None
-            self._move(ep, Event.TIMEOUT, when, None, cause)
+            self._move(ep, Event.TIMEOUT, when, None, cause, at=when)
+
+    def settle(self, end: int) -> None:
+        """The capture ended at `end`: decide what is still open, marking with `alt` what cannot be known."""
+        self.expire(end)
+        for ep in (self.client, self.server):
+            peer = self.server if ep is self.client else self.client
+            if ep.rx_fin_first is not None:
+                self._settle_fin(ep, end)
+            # a SYN+ACK seen on its way to a client that never answered it: did it arrive?
+            # (only when the capture ended before its SYN retransmission would have shown it did not)
+            if ep is self.client and ep.state is State.SYN_SENT and peer.synacks and ep.alt is None:
+                arrived = self.obs.arrival(peer.syn_ts[-1], True)
+                if end < arrived + self.obs.rtt() + _ACK_WAIT and not self._sent_after(ep, arrived, SYN):
+                    ep.alt, ep.alt_at = _EST, arrived
+
+    def _sent_after(self, ep: Endpoint, t: int, flag: int) -> bool:
+        """Did `ep` send a segment with `flag` after instant `t` (endpoint time)?"""
+        times = ep.syn_ts if flag == SYN else ep.fin_ts
+        return any(self.obs.sent_after(x, ep is self.client, t) for x in times)
+
+    def _settle_fin(self, ep: Endpoint, end: int) -> None:
+        """The capture ended with the peer's FIN seen going to `ep` and `ep`'s ACK of it never seen.
+
+        Certain: `ep` sent something after the FIN reached it without acknowledging it, so it did not get
+        it. Otherwise the packets cannot decide, and the likelier state is kept with the other as `alt`:
+        - the capture ended before an ACK could have come back (one round trip and Linux's longest
+          delayed ACK): most FINs arrive, so it did;
+        - `ep` was never seen sending anything (a one-sided capture): its ACK could not have been seen
+          anyway, and a sender that did not retransmit was answered, so it did;
+        - otherwise `ep`'s packets do reach the tap, yet no ACK came, or the sender kept retransmitting:
+          most likely it did not."""
+        first, last, copies, contra, packet = (ep.rx_fin_first, ep.rx_fin_last, ep.rx_fin_copies,
+                                               ep.rx_fin_contra, ep.rx_fin_packet)
+        ep.rx_fin_first = None
+        if contra or ep.state is State.CLOSED or ep.acked_peer_fin:
+            return
+        entry = TABLE[ep.state].get(Event.RCV_FIN)
+        if entry is None or entry[0] is ep.state:
+            return
+        to_client = ep is self.client
+        at = self.obs.arrival(first, to_client)
+        cut_short = end < self.obs.arrival(last, to_client) + self.obs.rtt() + _ACK_WAIT
+        if (cut_short or not ep.packets) and copies == 1:
+            ep.acked_peer_fin = True
+            why = "the capture ended first" if cut_short else "no packet from the receiver was captured"
+            # decided at the capture's end (`ts`, so that stream consumers see it in time order); the
+            # endpoint's own time is the FIN's arrival
+            self._move(ep, Event.RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at=at, alt=ep.state)
+        else:
+            ep.alt, ep.alt_at = entry[0], at        # no ACK though one would have been seen: likely lost
 
     @staticmethod
     def _retry(ep: Endpoint, times: list[int]) -> None:
@@ -243,6 +332,15 @@ class Connection:
             gap = times[-1] - times[-2]
             ep.retry_deadline = times[-1] + 2 * gap + gap // 4 + 200_000_000
 
+    def alt_of(self, ep: Endpoint) -> State | None:
+        """The state `ep` may be in instead of its current one, where the packets could not decide."""
+        if ep.alt is not None:
+            return ep.alt
+        for t in reversed(self.transitions):
+            if t.endpoint == ep.role and not t.retracted:
+                return t.alt
+        return None
+
     def pending(self, ep: Endpoint) -> tuple[int, State] | None:
         """The timer that would next change `ep` if no packet came: (when, new state)."""
         if ep.deadline is None:
@@ -250,219 +348,325 @@ class Connection:
         entry = TABLE[ep.state].get(Event.TIMEOUT)
         return (ep.deadline, entry[0]) if entry else None
 
-    # -- segments ---------------------------------------------------------------------
-    def feed_plain(self, ts: int, from_client: bool, flags: int, seq: int, ack: int, win: int, plen: int,
-                   ip_len: int) -> None:
-        """A segment without SYN, FIN or RST while both endpoints are ESTABLISHED (`steady`): it can change
-        no state, so only the counters and sequence bookkeeping that later rules read are updated. This is
-        the path of nearly every packet of a capture; `feed` is the reference it must agree with."""
-        x, y = (self.client, self.server) if from_client else (self.server, self.client)
-        x.packets += 1
-        x.payload += plen
-        x.ip_bytes += ip_len
-        if x.first_ts is None:
-            x.first_ts = ts
-        x.last_ts = ts
-        y.retrans_unanswered = 0
-        shift = 0 if from_client else 6
-        nxt = x.snd_nxt
-        end = (seq + plen) & _M32
-        if plen:
-            x.last_data_ts = ts
-            if nxt is not None and 0 < ((nxt - seq) & _M32) < 0x80000000:   # seq < snd_nxt: a retransmission
-                x.retrans += 1
-                if not x.retrans_unanswered:
-                    x.first_unanswered_ts = ts
-                x.retrans_unanswered += 1
-            bit = 8 << shift                                     # history "D"
-        else:
-            bit = 4 << shift if flags & ACK else 0               # history "A"
-        if nxt is None or 0 < ((end - nxt) & _M32) < 0x80000000:
-            x.snd_nxt = end
-        if bit and not self._hist_seen & bit:
+    # -- counting: the one place counters and history letters change -------------------
+    def _letter(self, from_client: bool, letter: str) -> None:
+        bit = 1 << (_LETTERS.index(letter) + (0 if from_client else 6))
+        if not self._hist_seen & bit:
             self._hist_seen |= bit
-            self.history += ("D" if plen else "A") if from_client else ("d" if plen else "a")
-        if flags & ACK:
-            sent = x.ack_sent
-            if sent is None or 0 < ((ack - sent) & _M32) < 0x80000000:
-                x.ack_sent = ack
-        x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
-        if not win:
-            x.zero_windows += 1
+            self.history += letter if from_client else letter.lower()
 
-    def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
-             plen: int, wscale: int, ip_len: int) -> None:
-        x, y = (self.client, self.server) if from_client else (self.server, self.client)
-        self._seg = (x.role, flags, seq, ack, plen)
+    def _count(self, x: Endpoint, from_client: bool, ts: int, flags: int, seq: int, plen: int, ip_len: int,
+               win: int) -> None:
+        """Counters, sequence bookkeeping and history letters of one segment sent by `x`."""
         x.packets += 1
         x.payload += plen
         x.ip_bytes += ip_len
         if x.first_ts is None:
             x.first_ts = ts
         x.last_ts = ts
-        syn = flags & SYN
-        hasack = flags & ACK
+        y = self.server if from_client else self.client
         y.retrans_unanswered = 0
-        # history letters: S H A D F R (first occurrence per direction)
+        syn = flags & SYN
         if flags & RST:
-            letter = "R"
+            self._letter(from_client, "R")
         elif syn:
-            letter = "H" if hasack else "S"
+            self._letter(from_client, "H" if flags & ACK else "S")
         elif flags & FIN:
-            letter = "F"
-        elif plen:
-            letter = "D"
-        elif hasack:
-            letter = "A"
-        else:
-            letter = ""
-        if letter:
-            bit = 1 << ("SHADFR".index(letter) + (0 if from_client else 6))
-            if not self._hist_seen & bit:
-                self._hist_seen |= bit
-                self.history += letter if from_client else letter.lower()
-            if plen and letter != "D" and not self._hist_seen & (1 << (3 + (0 if from_client else 6))):
-                self._hist_seen |= 1 << (3 + (0 if from_client else 6))
-                self.history += "D" if from_client else "d"
-
+            self._letter(from_client, "F")
+        elif not plen and flags & ACK:
+            self._letter(from_client, "A")
+        if plen:
+            self._letter(from_client, "D")
         if flags & RST:
-            x.rsts += 1
-            self._rst(x, y, ts, packet, flags, seq, ack)
-            return
-
-        # sequence bookkeeping: retransmissions, data after FIN
-        end = (seq + plen + (1 if syn else 0) + (1 if flags & FIN else 0)) & _M32
+            return                                   # a RST's sequence number moves nothing
         if plen:
             x.last_data_ts = ts
-            if x.snd_nxt is not None and seq_gt(x.snd_nxt, seq):
+            nxt = x.snd_nxt
+            if nxt is not None and seq_gt(nxt, seq):   # seq < snd_nxt: a retransmission
                 x.retrans += 1
                 if not x.retrans_unanswered:
                     x.first_unanswered_ts = ts
                 x.retrans_unanswered += 1
-            if x.fin_seq is not None and seq_gt((seq + plen) & _M32, x.fin_seq):
-                self.violations.append(Violation(
-                    ts, x.role, "data_after_fin", packet,
-                    f"{x.role} sent {plen} bytes at seq {seq} after its FIN (seq {x.fin_seq})"))
+        end = (seq + plen + (1 if syn else 0) + (flags & FIN)) & _M32
         if x.snd_nxt is None or seq_gt(end, x.snd_nxt):
             x.snd_nxt = end
         if not syn:
             x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
-            if win == 0:
+            if not win:
                 x.zero_windows += 1
+
+    @staticmethod
+    def _note_ack(x: Endpoint, flags: int, ack: int) -> None:
+        if flags & ACK and (x.ack_sent is None or seq_gt(ack, x.ack_sent)):
+            x.ack_sent = ack
+
+    def feed_plain(self, ts: int, from_client: bool, flags: int, seq: int, ack: int, win: int, plen: int,
+                   ip_len: int) -> None:
+        """A segment without SYN, FIN or RST while both endpoints are ESTABLISHED (`steady`): it can change
+        no state, so only the counters are updated. This is the path of nearly every packet of a capture;
+        `feed` is the reference it must agree with."""
+        x = self.client if from_client else self.server
+        self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
+        self._note_ack(x, flags, ack)
+
+    def absorb_run(self, from_client: bool, packets: int, payload: int, ip_bytes: int, zero_windows: int,
+                   retrans: int, unanswered: int | None, first_unanswered_ts: int | None, first_ts: int,
+                   last_ts: int, last_data_ts: int | None, win: int, snd_nxt: int | None, ack_sent: int | None) -> None:
+        """Many plain segments of one direction of a steady connection at once, summed by the caller
+        (track's vectorized path): the same counters `feed_plain` would have reached one by one.
+        `unanswered`: retransmissions since the peer's last segment in the run (None: the peer was silent,
+        add to the running count)."""
+        x = self.client if from_client else self.server
+        if unanswered is not None:
+            x.retrans_unanswered = unanswered
+            if unanswered:
+                x.first_unanswered_ts = first_unanswered_ts
+        if not packets:
+            return
+        if unanswered is None and retrans:
+            if not x.retrans_unanswered:
+                x.first_unanswered_ts = first_unanswered_ts
+            x.retrans_unanswered += retrans
+        x.retrans += retrans
+        x.packets += packets
+        x.payload += payload
+        x.ip_bytes += ip_bytes
+        x.zero_windows += zero_windows
+        if x.first_ts is None:
+            x.first_ts = first_ts
+        x.last_ts = last_ts
+        if last_data_ts is not None:
+            x.last_data_ts = last_data_ts
+        x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
+        if snd_nxt is not None:
+            x.snd_nxt = snd_nxt
+        if ack_sent is not None and (x.ack_sent is None or seq_gt(ack_sent, x.ack_sent)):
+            x.ack_sent = ack_sent
+
+    def add_letters(self, letters: list[tuple[bool, str]]) -> None:
+        """History letters first seen in a run of plain segments, in the order they came."""
+        for from_client, letter in letters:
+            self._letter(from_client, letter)
+
+    def letter_seen(self, from_client: bool, letter: str) -> bool:
+        return bool(self._hist_seen & (1 << (_LETTERS.index(letter) + (0 if from_client else 6))))
+
+    # -- segments ---------------------------------------------------------------------
+    def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
+             plen: int, wscale: int, ip_len: int) -> None:
+        x, y = (self.client, self.server) if from_client else (self.server, self.client)
+        self._seg = (x.role, flags, seq, ack, plen)
+        obs = self.obs
+        self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
+        if flags & RST:
+            x.rsts += 1
+            self._rst(x, y, ts, packet, flags, seq, ack)
+            return
+        syn, hasack = flags & SYN, flags & ACK
+        if plen and x.fin_seq is not None and seq_gt((seq + plen) & _M32, x.fin_seq):
+            self.violations.append(Violation(
+                ts, x.role, "data_after_fin", packet,
+                f"{x.role} sent {plen} bytes at seq {seq} after its FIN (seq {x.fin_seq})"))
+
+        # The handshake as the observer saw it: the delays to both sides.
+        if syn:
+            (obs.saw_synack if hasack else obs.saw_syn)(ts)
+        elif hasack and from_client and not obs.measured and self.server.isn is not None \
+                and seq_gt(ack, self.server.isn):
+            obs.saw_handshake_ack(ts)
 
         # A handshake we did not see: only the client's own ACK proves that a SYN+ACK reached it. A
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
         if not syn and hasack and self.client.state is State.SYN_SENT and self.server.isn is None:
-            if x is self.client:
-                self._infer_synack(x, y, ts, packet, seq, ack)
-            else:
+            if x is self.server:
                 self.violations.append(Violation(
                     ts, x.role, "invalid_transition", packet,
                     f"server sent a segment without SYN (flags {flags:#x}) before any SYN+ACK, to a client in "
                     "SYN_SENT; ignored"))
                 return
+            self.server.isn = (ack - 1) & _M32
+            self.server.acked_peer_syn = True
+            if self.server.state in (State.LISTEN, State.CLOSED):
+                self._move(self.server, Event.INFER_SYNACK, ts, packet, "inferred:SYN+ACK not captured")
 
-        # 1. what X's acknowledgement says X received
-        if hasack:
-            if x.synack_unconfirmed and not syn:
-                x.synack_unconfirmed = False
-                self._move(x, Event.RCV_ACK_OF_SYN, ts, packet, "ACK of SYN+ACK")
-            if not syn and y.isn is not None and not x.acked_peer_syn and seq_gt(ack, y.isn):
-                x.acked_peer_syn = True
-                self._move(x, Event.RCV_SYNACK, ts, packet, "ACK of SYN+ACK")
-            if y.fin_seq is not None and not x.acked_peer_fin and seq_gt(ack, y.fin_seq):
-                x.acked_peer_fin = True
-                self._move(x, Event.RCV_FIN, ts, packet, "ACK of FIN")
-            elif x.state is State.FIN_WAIT_2 and not x.not_orphan and x.ack_sent is not None \
+        # A segment from Y that does not acknowledge X's FIN, sent after that FIN reached Y: Y did not get it.
+        if hasack and x.rx_fin_first is not None and y.fin_seq is not None and not seq_gt(ack, y.fin_seq) \
+                and obs.sent_after(ts, from_client, obs.arrival(x.rx_fin_last, from_client)):
+            x.rx_fin_contra = True
+
+        for ep, event, cause, at in self._classify(x, y, from_client, ts, packet, flags, seq, ack, plen):
+            if ep is None:
+                break                                    # a violation ended the segment
+            self._apply(ep, ep is x, event, cause, ts, packet, at, flags, seq, ack, wscale, from_client)
+        else:
+            if hasack and x.state is State.FIN_WAIT_2 and not x.not_orphan and x.ack_sent is not None \
                     and seq_gt(ack, x.ack_sent):
                 # An orphaned Linux socket answers data in FIN_WAIT_2 with RST; acknowledging it means an
                 # application still owns the socket (shutdown(SHUT_WR)), so fin_timeout does not apply.
                 x.not_orphan = True
                 x.deadline = None
-            if x.ack_sent is None or seq_gt(ack, x.ack_sent):
-                x.ack_sent = ack
-
-        # 2. what X sent
-        if syn:
-            if hasack:
-                if x.isn is None:
-                    x.isn = seq
-                elif seq != x.isn:
-                    self.violations.append(Violation(
-                        ts, x.role, "invalid_transition", packet,
-                        f"{x.role} sent a SYN+ACK with ISN {seq}, its earlier SYN had {x.isn}"))
-                    return
-                x.synacks += 1
-                x.syn_ts.append(ts)
-                if y.isn is not None and ack == (y.isn + 1) & _M32:
-                    x.acked_peer_syn = True
-                if wscale >= 0:
-                    x.wscale = wscale
-                self.scaling = x.wscale >= 0 and y.wscale >= 0
-                self._move(x, Event.SND_SYNACK, ts, packet, "SYN+ACK")
-                if x.state is State.SYN_RECEIVED:
-                    self._retry(x, x.syn_ts)
-            else:
-                if x.isn is None:
-                    x.isn = seq
-                    x.wscale = wscale
-                elif seq != x.isn:
-                    self.violations.append(Violation(
-                        ts, x.role, "invalid_transition", packet,
-                        f"{x.role} sent a SYN with ISN {seq} inside a connection whose ISN is {x.isn}"))
-                    return
-                x.syns += 1
-                x.syn_ts.append(ts)
-                if x.state is State.LISTEN and x.syns == 1 and not x.synacks:
-                    x.state = x.initial = State.CLOSED     # it opens actively: simultaneous open, no listener
-                self._move(x, Event.SND_SYN, ts, packet, "SYN")
-                if x.state is State.SYN_SENT:
-                    self._retry(x, x.syn_ts)
-        if flags & FIN:
-            fin_at = (seq + plen + (1 if syn else 0)) & _M32
-            x.fins += 1
-            x.fin_ts.append(ts)
-            if x.fin_seq is None:
-                x.fin_seq = fin_at
-                if not self._move(x, Event.SND_FIN, ts, packet, "FIN"):
-                    x.fin_seq = None                # a FIN that fits no state is reported and ignored
-            elif fin_at == x.fin_seq:
-                if x.fin_acked:                     # its ACK was seen, yet it retransmits: the ACK was lost
-                    x.fin_acked = False
-                    x.deaf_to_fin_ack = True
-                self._move(x, Event.SND_FIN, ts, packet, "FIN retransmitted")
-                if x.state in (State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING):
-                    self._retry(x, x.fin_ts)
-            elif seq_gt(fin_at, x.fin_seq):
-                self.violations.append(Violation(
-                    ts, x.role, "data_after_fin", packet,
-                    f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
-
-        # 3. what Y learns from X's acknowledgement
-        if hasack:
-            if y.isn is not None and not y.syn_acked and seq_gt(ack, y.isn):
-                y.syn_acked = True
-                if syn and y.state is State.SYN_RECEIVED:
-                    y.synack_unconfirmed = True     # simultaneous open: wait for y's own ACK as evidence
-                else:
-                    self._move(y, Event.RCV_ACK_OF_SYN, ts, packet, "ACK of SYN")
-            if y.fin_seq is not None and not y.fin_acked and not y.deaf_to_fin_ack and seq_gt(ack, y.fin_seq):
-                y.fin_acked = True
-                self._move(y, Event.RCV_ACK_OF_FIN, ts, packet, "ACK of FIN")
+        self._note_ack(x, flags, ack)
         # a retransmitted SYN+ACK after the handshake ACK was seen: that ACK was lost (table undoes it)
         if syn and hasack and x.state is State.SYN_RECEIVED and x.syn_acked:
             x.syn_acked = False
 
-    def _infer_synack(self, x: Endpoint, y: Endpoint, ts: int, packet: int, seq: int, ack: int) -> None:
-        """Segments flow but the SYN+ACK was not captured: infer it from the sequence numbers."""
-        client, server = self.client, self.server
-        if client.state is not State.SYN_SENT or server.isn is not None:
-            return
-        server.isn = ((seq if x is server else ack) - 1) & _M32
-        server.acked_peer_syn = True
-        if server.state in (State.LISTEN, State.CLOSED):
-            self._move(server, Event.SND_SYNACK, ts, packet, "inferred:SYN+ACK not captured",
-                       force=State.SYN_RECEIVED)
+    def _copy_received(self, times: list[int], to_client: bool, answered_at: int) -> int:
+        """Of a segment sent several times (SYN+ACK, FIN) whose receiver answered at `answered_at`
+        (endpoint time), when did the copy it answered arrive? The latest that arrived before it answered."""
+        obs = self.obs
+        best = times[0]
+        for t in times:
+            if obs.arrival(t, to_client) <= answered_at:
+                best = t
+        # it had the segment by the time it answered, and not before the segment left (clocks that step
+        # back, or delays estimated from a handshake unlike the rest, must not reorder cause and effect)
+        return max(obs.departure(best, not to_client), min(obs.arrival(best, to_client), answered_at))
+
+    def _classify(self, x: Endpoint, y: Endpoint, from_client: bool, ts: int, packet: int, flags: int, seq: int,
+                  ack: int, plen: int) -> list[tuple[Endpoint | None, Event | None, str, int]]:
+        """The endpoint events of one segment (no RST), in the order of the theory of operation, read
+        against the bookkeeping as it stood before the segment. Pure: it changes nothing."""
+        obs = self.obs
+        out: list = []
+        syn, hasack = flags & SYN, flags & ACK
+        sent = obs.departure(ts, from_client)
+        # a. what X's acknowledgement says X received
+        if hasack and not syn:
+            if x.synack_unconfirmed:
+                out.append((x, Event.RCV_ACK_OF_SYN, "ACK of SYN+ACK", sent))
+            if y.isn is not None and not x.acked_peer_syn and seq_gt(ack, y.isn):
+                at = self._copy_received(y.syn_ts, from_client, sent) if y.syn_ts else sent
+                out.append((x, Event.RCV_SYNACK, "ACK of SYN+ACK", at))
+            if y.fin_seq is not None and not x.acked_peer_fin and seq_gt(ack, y.fin_seq):
+                at = self._copy_received(y.fin_ts, from_client, sent) if y.fin_ts else sent
+                out.append((x, Event.RCV_FIN, "ACK of FIN", at))
+        # b. what X sent
+        if syn:
+            if x.isn is not None and seq != x.isn:
+                kind = "SYN+ACK" if hasack else "SYN"
+                where = "its earlier SYN had" if hasack else "inside a connection whose ISN is"
+                self.violations.append(Violation(
+                    ts, x.role, "invalid_transition", packet,
+                    f"{x.role} sent a {kind} with ISN {seq}, {where} {x.isn}"))
+                out.append((None, None, "", 0))
+                return out
+            out.append((x, Event.SND_SYNACK if hasack else Event.SND_SYN, "SYN+ACK" if hasack else "SYN", sent))
+        if flags & FIN:
+            fin_at = (seq + plen + (1 if syn else 0)) & _M32
+            if x.fin_seq is None:
+                out.append((x, Event.SND_FIN, "FIN", sent))
+            elif fin_at == x.fin_seq:
+                out.append((x, Event.SND_FIN, "FIN retransmitted", sent))
+            elif seq_gt(fin_at, x.fin_seq):
+                out.append((x, None, "second FIN", sent))
+        # c. what Y learns from X's acknowledgement
+        if hasack:
+            arrive = obs.arrival(ts, not from_client)
+            if y.isn is not None and not y.syn_acked and seq_gt(ack, y.isn):
+                out.append((y, Event.RCV_ACK_OF_SYN, "ACK of SYN", arrive))
+            if y.fin_seq is not None and not y.fin_acked and not y.deaf_to_fin_ack and seq_gt(ack, y.fin_seq):
+                out.append((y, Event.RCV_ACK_OF_FIN, "ACK of FIN", arrive))
+            # d. X acknowledges Y's data beyond its SYN: Y had completed its handshake, and X had received
+            # a segment from Y that acknowledged X's SYN.
+            if not syn and y.isn is not None and seq_gt(ack, (y.isn + 1) & _M32):
+                if y.state in (State.SYN_SENT, State.SYN_RECEIVED) and not y.synack_unconfirmed:
+                    out.append((y, Event.INFER_SYNCED, "inferred:peer acknowledged its data",
+                                obs.arrival(x.syn_ts[0], not from_client) if x.syn_ts else sent))
+                if x.state is State.SYN_RECEIVED and not x.synack_unconfirmed:
+                    out.append((x, Event.INFER_SYNCED, "inferred:it acknowledged the peer's data", sent))
+        return out
+
+    def _apply(self, ep: Endpoint, is_x: bool, event: Event | None, cause: str, ts: int, packet: int, at: int,
+               flags: int, seq: int, ack: int, wscale: int, from_client: bool) -> None:
+        """The bookkeeping an event carries, then its table lookup."""
+        x, y = (ep, self.server if ep is self.client else self.client) if is_x else \
+            (self.server if ep is self.client else self.client, ep)
+        obs = self.obs
+        if event is Event.RCV_ACK_OF_SYN and is_x:         # simultaneous open: our ACK of the SYN+ACK seen
+            x.synack_unconfirmed = False
+            self._move(x, event, ts, packet, cause, at)
+        elif event is Event.RCV_SYNACK:
+            x.acked_peer_syn = True
+            self._move(x, event, ts, packet, cause, at)
+        elif event is Event.RCV_FIN:
+            x.acked_peer_fin = True
+            x.rx_fin_first = None
+            self._move(x, event, ts, packet, cause, at)
+        elif event is Event.SND_SYNACK:
+            if x.isn is None:
+                x.isn = seq
+            x.synacks += 1
+            x.syn_ts.append(ts)
+            if y.isn is not None and ack == (y.isn + 1) & _M32:
+                x.acked_peer_syn = True
+            if wscale >= 0:
+                x.wscale = wscale
+            self.scaling = x.wscale >= 0 and y.wscale >= 0
+            if x.state is _EST and x.ack_in_at is not None and not obs.sent_after(ts, from_client, x.ack_in_at):
+                return                   # sent before the handshake ACK reached it: already in flight
+            self._move(x, event, ts, packet, cause, at)
+            if x.state is State.SYN_RECEIVED:
+                self._retry(x, x.syn_ts)
+        elif event is Event.SND_SYN:
+            if x.isn is None:
+                x.isn = seq
+                x.wscale = wscale
+            x.syns += 1
+            x.syn_ts.append(ts)
+            if x.state is State.LISTEN and x.syns == 1 and not x.synacks:
+                x.state = x.initial = State.CLOSED     # it opens actively: simultaneous open, no listener
+            self._move(x, event, ts, packet, cause, at)
+            if x.state is State.SYN_SENT:
+                self._retry(x, x.syn_ts)
+        elif cause == "second FIN":
+            fin_at = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
+            self.violations.append(Violation(
+                ts, x.role, "data_after_fin", packet,
+                f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
+        elif event is Event.SND_FIN:
+            x.fins += 1
+            x.fin_ts.append(ts)
+            first = x.fin_seq is None
+            if first:
+                x.fin_seq = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
+                if not self._move(x, event, ts, packet, cause, at):
+                    x.fin_seq = None                # a FIN that fits no state is reported and ignored
+                    return
+            else:
+                if x.fin_acked:
+                    # Its ACK was seen, yet it retransmits. Only a copy that left after that ACK arrived
+                    # proves the ACK was lost; one already in flight proves nothing.
+                    if x.ack_in_at is not None and not obs.sent_after(ts, from_client, x.ack_in_at):
+                        return
+                    x.fin_acked = False
+                    x.deaf_to_fin_ack = True
+                self._move(x, event, ts, packet, cause, at)
+                if x.state in _WAITING_FOR_FIN_ACK:
+                    self._retry(x, x.fin_ts)
+            # the peer's receipt of this FIN is pending until its ACK is seen (or settled without it)
+            if not y.acked_peer_fin and y.state is not State.CLOSED:
+                if y.rx_fin_first is None:
+                    y.rx_fin_first, y.rx_fin_copies, y.rx_fin_packet = ts, 0, packet
+                y.rx_fin_last = ts
+                y.rx_fin_copies += 1
+                y.rx_fin_contra = False              # a new copy: a new chance to arrive
+        elif event is Event.RCV_ACK_OF_SYN:
+            y.syn_acked = True
+            if flags & SYN and y.state is State.SYN_RECEIVED:
+                y.synack_unconfirmed = True     # simultaneous open: wait for y's own ACK as evidence
+            else:
+                y.ack_in_at = at
+                self._move(y, event, ts, packet, cause, at)
+        elif event is Event.RCV_ACK_OF_FIN:
+            y.fin_acked = True
+            y.ack_in_at = at
+            self._move(y, event, ts, packet, cause, at)
+        elif event is Event.INFER_SYNCED:
+            if ep is x:
+                x.syn_acked = True
+            else:
+                y.acked_peer_syn = True
+            self._move(ep, event, ts, packet, cause, at)
 
     def _rst(self, x: Endpoint, y: Endpoint, ts: int, packet: int, flags: int, seq: int, ack: int) -> None:
         if y.state is State.SYN_SENT:
@@ -485,9 +689,19 @@ class Connection:
             self.violations.append(Violation(ts, x.role, "out_of_window_rst", packet,
                                              f"RST from {x.role} ignored: {why}"))
             return
-        if self.rst_by is None and x.state not in (State.CLOSED, State.LISTEN):
+        if self.rst_by is None and x.state is not State.CLOSED:
             self.rst_by, self.rst_state, self.rst_ts, self.rst_packet = x.role, x.state, ts, packet
-        elif self.rst_by is None and x.state is State.LISTEN:
-            self.rst_by, self.rst_state, self.rst_ts, self.rst_packet = x.role, x.state, ts, packet
-        self._move(x, Event.SND_RST, ts, packet, "RST sent")
-        self._move(y, Event.RCV_RST, ts, packet, "RST")
+        from_client = x is self.client
+        self._move(x, Event.SND_RST, ts, packet, "RST sent", self.obs.departure(ts, from_client))
+        self._move(y, Event.RCV_RST, ts, packet, "RST", self.obs.arrival(ts, not from_client))
+
+    def reuse(self, ts: int, packet: int, to_client: bool) -> Endpoint | None:
+        """A new SYN with another ISN on this 4-tuple is starting a new connection: an endpoint still in
+        TIME_WAIT accepts it and its TIME_WAIT ends (returned, for the time_wait_reuse finding)."""
+        tw = next((e for e in (self.client, self.server) if e.state is State.TIME_WAIT), None)
+        if tw is not None:
+            self._seg = None
+            self._move(tw, Event.REUSED, ts, packet, "reused:new SYN on the 4-tuple",
+                       at=self.obs.arrival(ts, tw is self.client))
+            tw.deadline = None
+        return tw

@@ -22,11 +22,12 @@ class TimerProfile:
     closing_timeout: float    # CLOSING with our FIN never acknowledged
 
     def timeout_for(self, state: str) -> float | None:
-        return {
-            "TIME_WAIT": self.time_wait, "FIN_WAIT_2": self.fin_timeout, "SYN_SENT": self.syn_sent_timeout,
-            "SYN_RECEIVED": self.syn_recv_timeout, "FIN_WAIT_1": self.fin_wait_1_timeout,
-            "LAST_ACK": self.last_ack_timeout, "CLOSING": self.closing_timeout,
-        }.get(state)
+        """Seconds the timer of `state` runs (None: the state has no timer), by the table's TIMEOUTS."""
+        from .table import TIMEOUTS
+        from .states import State
+
+        entry = TIMEOUTS.get(State(state))
+        return getattr(self, entry[0]) if entry else None
 
 
 PROFILES: dict[str, TimerProfile] = {

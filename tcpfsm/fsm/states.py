@@ -45,6 +45,11 @@ class Event(str, Enum):
     RCV_RST = "RCV_RST"              # received a plausible RST
     TIMEOUT = "TIMEOUT"              # a timer of the OS profile fired (2MSL, fin_timeout, retries exhausted)
     MIDSTREAM = "MIDSTREAM"          # first seen with data and no handshake: assumed established
+    # Inferred events: what an endpoint must have done for the packets we did see to exist.
+    INFER_SYN = "INFER_SYN"          # a SYN+ACK was seen first: its receiver had sent a SYN we did not capture
+    INFER_SYNACK = "INFER_SYNACK"    # the client acknowledged a SYN+ACK we did not capture
+    INFER_SYNCED = "INFER_SYNCED"    # the peer acknowledged this endpoint's data: it had completed its handshake
+    REUSED = "REUSED"                # a new SYN with another ISN on this 4-tuple was accepted (TIME_WAIT assassinated)
 
 
 # What `netstat -nat` prints (Linux net-tools spellings).

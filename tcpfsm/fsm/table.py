@@ -12,8 +12,6 @@ corrections, midstream inference) are marked `rfc=False` on every Transition.
 """
 from __future__ import annotations
 
-import networkx as nx
-
 from .states import Event as E
 from .states import State as S
 
@@ -32,12 +30,15 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         # LAST_ACK -> CLOSED was decided on an ACK that, as the retransmitted FIN
         # proves, never reached this endpoint: undo it.
         E.SND_FIN: (S.LAST_ACK, "FIN retransmitted after the final ACK was seen: that ACK never arrived"),
+        E.INFER_SYN: (S.SYN_SENT, "inferred: a SYN+ACK came first, so this endpoint had sent a SYN we missed"),
+        E.INFER_SYNACK: (S.SYN_RECEIVED, "inferred: the client acknowledged a SYN+ACK we did not capture"),
     },
     S.LISTEN: {
         E.SND_SYNACK: (S.SYN_RECEIVED, "passive open: SYN received, SYN+ACK sent"),
         E.SND_RST: (S.CLOSED, "refused: RST answered the SYN (no listener on this port)"),
         E.SND_SYN: (S.SYN_SENT, "SYN sent from a listening endpoint"),
         E.RCV_RST: (S.LISTEN, "RST to a listener is ignored"),
+        E.INFER_SYNACK: (S.SYN_RECEIVED, "inferred: the client acknowledged a SYN+ACK we did not capture"),
     },
     S.SYN_SENT: {
         E.SND_SYN: (S.SYN_SENT, "SYN retransmitted: connect() still pending"),
@@ -47,6 +48,7 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         E.RCV_RST: (S.CLOSED, "connection refused: RST answered our SYN"),
         E.SND_RST: (S.CLOSED, _RST_OUT),
         E.TIMEOUT: (S.CLOSED, "SYN retries exhausted: connect() timed out"),
+        E.INFER_SYNCED: (S.ESTABLISHED, "inferred: the peer acknowledged our data, so our SYN+ACK had arrived"),
     },
     S.SYN_RECEIVED: {
         E.SND_SYNACK: (S.SYN_RECEIVED, "SYN+ACK retransmitted: handshake ACK not received"),
@@ -57,6 +59,7 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         E.RCV_RST: (S.CLOSED, "RST received: the pending connection is dropped"),
         E.SND_RST: (S.CLOSED, _RST_OUT),
         E.TIMEOUT: (S.CLOSED, "SYN+ACK retries exhausted: half-open connection dropped"),
+        E.INFER_SYNCED: (S.ESTABLISHED, "inferred: the peer's data arrived and was acknowledged, so its handshake ACK had too"),
     },
     S.ESTABLISHED: {
         E.SND_FIN: (S.FIN_WAIT_1, "active close: FIN sent"),
@@ -115,8 +118,29 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         E.RCV_RST: (S.CLOSED, "RST received in TIME_WAIT kills it (Linux tcp_rfc1337=0)"),
         E.SND_RST: (S.CLOSED, "TIME_WAIT answered a stray segment with RST and is gone"),
         E.TIMEOUT: (S.CLOSED, "2MSL expired"),
+        E.REUSED: (S.CLOSED, "a new SYN on the 4-tuple was accepted: TIME_WAIT ends early (time_wait_reuse)"),
     },
 }
+
+# Per-state timers, as netfilter keeps its timeouts: state -> (TimerProfile field, cause). The timer starts
+# when the endpoint entered the state (SYN_SENT: at the first SYN), and on expiry the table's TIMEOUT entry
+# of that state applies. FIN_WAIT_2 is timed only while orphaned (after close(), not shutdown()).
+TIMEOUTS: dict[S, tuple[str, str]] = {
+    S.SYN_SENT: ("syn_sent_timeout", "timer:syn_retries"),
+    S.SYN_RECEIVED: ("syn_recv_timeout", "timer:synack_retries"),
+    S.FIN_WAIT_1: ("fin_wait_1_timeout", "timer:orphan_retries"),
+    S.FIN_WAIT_2: ("fin_timeout", "timer:fin_timeout"),
+    S.CLOSING: ("closing_timeout", "timer:orphan_retries"),
+    S.LAST_ACK: ("last_ack_timeout", "timer:orphan_retries"),
+    S.TIME_WAIT: ("time_wait", "timer:2MSL"),
+}
+
+# Table entries that correct an earlier move: the event proves that the segment which caused the endpoint's
+# previous transition never reached it. The pair is kept in the history and marked retracted, so that the
+# state the endpoint really held is what netstat shows for that span.
+UNDOES: frozenset[tuple[S, E]] = frozenset({
+    (S.CLOSED, E.SND_FIN), (S.FIN_WAIT_2, E.SND_FIN), (S.ESTABLISHED, E.SND_SYNACK),
+})
 
 # RFC 9293 state graph: Figure 5, plus section 3.10.7 (RST in synchronized
 # states -> CLOSED), 3.10.5 (ABORT -> CLOSED) and 3.10.8 (USER TIMEOUT -> CLOSED).
@@ -132,8 +156,11 @@ _TO_CLOSED = [(s, S.CLOSED) for s in S if s not in (S.CLOSED, S.LISTEN)]
 RFC_EDGES: list[tuple[S, S]] = _FIGURE_5 + [e for e in _TO_CLOSED if e not in _FIGURE_5]
 
 
-def rfc_graph() -> nx.DiGraph:
-    """The RFC 9293 state graph, plus our table's extra edges marked rfc=False (for export)."""
+def rfc_graph():
+    """The RFC 9293 state graph as a networkx DiGraph, plus our table's extra edges marked rfc=False (for
+    export). networkx is imported here, not at module load: the engine itself needs only `is_rfc_edge`."""
+    import networkx as nx
+
     g = nx.DiGraph()
     g.add_nodes_from(s.value for s in S)
     for a, b in RFC_EDGES:
@@ -145,13 +172,16 @@ def rfc_graph() -> nx.DiGraph:
     return g
 
 
-RFC_GRAPH = rfc_graph()
-
-
-_RFC_PAIRS = frozenset((a, b) for a in S for b in S
-                       if a is b or RFC_GRAPH.get_edge_data(a.value, b.value, {}).get("rfc"))
+_RFC_PAIRS = frozenset(RFC_EDGES) | frozenset((s, s) for s in S)
 
 
 def is_rfc_edge(a: S, b: S) -> bool:
-    """True for self-loops and for edges of the RFC graph (looked up in the networkx graph, once)."""
+    """True for self-loops and for edges of the RFC graph."""
     return (a, b) in _RFC_PAIRS
+
+
+def __getattr__(name: str):
+    if name == "RFC_GRAPH":          # built on first use (networkx costs ~0.1 s of start-up)
+        g = globals()["RFC_GRAPH"] = rfc_graph()
+        return g
+    raise AttributeError(name)

@@ -22,8 +22,31 @@ def sec(ns: int | None) -> float | None:
 
 
 def transition_record(t: Transition) -> dict:
-    return {"ts": sec(t.ts), "endpoint": t.endpoint, "from": t.old.value, "to": t.new.value,
-            "packet": t.packet, "cause": t.cause}
+    rec = {"ts": sec(t.ts), "endpoint": t.endpoint, "from": t.old.value, "to": t.new.value,
+           "packet": t.packet, "cause": t.cause}
+    if t.alt is not None:
+        rec["alt"] = t.alt.value
+    if t.retracted:
+        rec["retracted"] = True
+    return rec
+
+
+def transition_detail(t: Transition) -> dict:
+    """The timeline's view of a transition: the contract's keys, the table's reason, whether it is an RFC
+    edge, and `at`, when the endpoint changed state by the observer model (`ts` is when the tap saw the
+    cause)."""
+    return dict(transition_record(t), reason=t.reason, rfc_edge=t.rfc, at=sec(t.at))
+
+
+def states_record(f: Flow) -> dict:
+    """Each endpoint's state at the end, with `alt` where the packets could not decide between two."""
+    conn = f.conn
+    rec = {"client": conn.client.state.value, "server": conn.server.state.value}
+    alt = {role: a.value for role, ep in (("client", conn.client), ("server", conn.server))
+           if (a := conn.alt_of(ep)) is not None}
+    if alt:
+        rec["alt"] = alt
+    return rec
 
 
 def flow_anomaly_record(a: Finding) -> dict:
@@ -46,7 +69,7 @@ def flow_record(f: Flow) -> dict:
         "last_ts": sec(f.last_ts),
         "packets": {"client": c.packets, "server": s.packets},
         "bytes": {"client": c.payload, "server": s.payload},
-        "states": {"client": c.state.value, "server": s.state.value},
+        "states": states_record(f),
         "conn_state": f.zeek[0] if f.zeek else conn_state(f),
         "history": f.zeek[1] if f.zeek else f.conn.history,
         "transitions": [transition_record(t) for t in f.transitions],
@@ -78,7 +101,8 @@ def analysis_record(an) -> dict:
 
 def snapshot_records(snaps) -> dict:
     return {"snapshots": [{"at": sec(s.at), "sockets": [
-        {"host": r.host, "local": r.local, "remote": r.remote, "state": r.state.value, "flow": r.flow}
+        {"host": r.host, "local": r.local, "remote": r.remote, "state": r.state.value, "flow": r.flow,
+         **({"alt": r.alt.value} if r.alt is not None else {})}
         for r in s.sockets]} for s in snaps]}
 
 

@@ -16,6 +16,11 @@ from rich.table import Table
 from ..detect.occupancy import LISTED
 from ..detect.zeek import conn_state
 from ..fsm import NETSTAT_NAME, State
+
+
+def alt_mark(alt: State | None) -> str:
+    """A state the packets could not decide is printed with a question mark and its alternative."""
+    return "" if alt is None else f"? (or {NETSTAT_NAME[alt]})"
 from ..track.flowtable import Flow
 
 NS = 1_000_000_000
@@ -120,7 +125,10 @@ def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) 
 # -- timeline -------------------------------------------------------------------------------------
 def timeline_rows(flow: Flow) -> list[tuple]:
     """(ts, endpoint, old, new, packet, segment, cause, reason, rfc) for each transition."""
-    return [(t.ts, t.endpoint, t.old.value, t.new.value, t.packet, seg_text(t.seg), t.cause, t.reason, t.rfc)
+    return [(t.ts, t.endpoint, t.old.value, t.new.value + ("?" if t.alt is not None else ""), t.packet,
+             seg_text(t.seg), t.cause,
+             t.reason + (f" [or still {t.alt.value}: cannot be decided]" if t.alt is not None else "")
+             + (" [retracted: later evidence shows it never happened]" if t.retracted else ""), t.rfc)
             for t in flow.transitions]
 
 
@@ -148,7 +156,8 @@ def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] 
                 side = f"{ep:>6}"
                 out.write(f"  {clock(ts)}  {side}  {old:>12} {arrow} {new:<12}  {pk:>8}  {seg:<52}  {cause}: "
                           f"{reason}{mark}\n")
-        ends = f"  end: client {c.state.value}, server {s.state.value}"
+        ends = (f"  end: client {c.state.value}{alt_mark(f.conn.alt_of(c))}, "
+                f"server {s.state.value}{alt_mark(f.conn.alt_of(s))}")
         for ep in (c, s):
             pend = f.conn.pending(ep)
             if pend:
@@ -189,7 +198,7 @@ def netstat_text(snaps, include_queues: bool = True, header: str | None = None) 
                 out.write(f"# host {r.host}\n")
                 host = r.host
             proto = "tcp6" if ":" in r.host else "tcp"
-            out.write(f"{proto:<5} {0:>6} {0:>6} {r.local:<45} {r.remote:<45} {NETSTAT_NAME[r.state]}\n")
+            out.write(f"{proto:<5} {0:>6} {0:>6} {r.local:<45} {r.remote:<45} {NETSTAT_NAME[r.state]}{alt_mark(r.alt)}\n")
         out.write("\n")
     return out.getvalue()
 

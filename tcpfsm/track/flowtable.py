@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..capture.batch import ACK, SYN, RST, Batch
-from ..fsm import Connection, State, TimerProfile
+from ..fsm import Connection, Observer, State, TimerProfile
 from ..fsm.machine import Transition
 
 # Ports that are services even when above 1024 (for midstream role inference).
@@ -106,8 +106,11 @@ class FlowTable:
     VECTOR_MIN = 256        # smaller batches go segment by segment (the vectorized setup would cost more)
 
     def __init__(self, profile: TimerProfile, stale_after: float | None = None, reorder_window: float = 0.5,
-                 max_flows: int | None = None, forget_finished: bool = False, vectorized: bool = True):
+                 max_flows: int | None = None, forget_finished: bool = False, vectorized: bool = True,
+                 capture_point: str = "auto"):
         self.profile = profile
+        Observer(capture_point)             # validates the name once, before any segment
+        self.capture_point = capture_point
         self.current: dict[bytes, Flow] = {}
         self._flows: dict[int, Flow] = {}   # every flow not forgotten, by id, in creation order
         # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
@@ -383,14 +386,12 @@ class FlowTable:
             return flow
         # A new ISN on this 4-tuple: a new connection. If an endpoint still holds TIME_WAIT, the
         # kernel accepts the SYN and drops the TIME_WAIT (the time_wait_reuse finding).
-        tw = next((e for e in (conn.client, conn.server) if e.state is State.TIME_WAIT), None)
         new = self._new_flow(key, ts, idx, *flow.endpoints(from_client), flags, lo_src)
+        tw = conn.reuse(ts, idx, to_client=not from_client)
         if tw is not None:
             new.reuse_of, new.reuse_ts, new.reuse_packet, new.reuse_endpoint = flow.id, ts, idx, tw.role
             if flow.id < 0:
                 self._reuse_fix.append((new, flow))
-            conn._move(tw, None, ts, idx, "reused:new SYN on the 4-tuple", force=State.CLOSED)
-            tw.deadline = None
             self._touched.add(flow)             # the old connection changed too: drain() must see it
         return new
 
@@ -406,7 +407,7 @@ class FlowTable:
             else:
                 client, cport, server, sport_ = src, sport, dst, dport
             inferred = True
-        conn = Connection(self.profile)
+        conn = Connection(self.profile, Observer(self.capture_point))
         if self._pending is None:
             self.created += 1
             fid = self.created
@@ -436,7 +437,7 @@ class FlowTable:
         end = max(self.clock, end_ts or 0)
         for flow in self._flows.values():
             before = len(flow.conn.transitions)
-            flow.conn.expire(end)
+            flow.conn.settle(end)
             if len(flow.conn.transitions) != before:
                 self._touched.add(flow)
         self._timers.clear()
@@ -529,14 +530,8 @@ class FlowTable:
         return out
 
 
-def _due(conn) -> int | None:
-    """The earliest timer of either endpoint (profile deadline or overdue retransmission), or None."""
-    due = None
-    for ep in (conn.client, conn.server):
-        for d in (ep.deadline, ep.retry_deadline):
-            if d is not None and (due is None or d < due):
-                due = d
-    return due
+def _due(conn: Connection) -> int | None:
+    return conn.next_deadline()
 
 
 _M32 = 0xFFFFFFFF
@@ -584,66 +579,48 @@ class _DirArrays:
 
 
 def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list, win_l: list) -> None:
-    """Apply rows [p, q) of group `gi` -- plain segments of a steady connection -- to its endpoints, exactly
-    as `Connection.feed_plain` would have one by one."""
+    """Hand rows [p, q) of group `gi` -- plain segments of a steady connection -- to its machine as per-direction
+    sums (`Connection.absorb_run`), the same counters `Connection.feed_plain` would reach one by one."""
     conn = flow.conn
     lo_is_client = flow.client_is_lo
     for d in (True, False):
-        x = conn.client if lo_is_client == d else conn.server
         a = per_dir[d]
         cnt = a.cnt[q] - a.cnt[p]
         o = per_dir[not d]
         last_y = int(o.last[q - 1])
-        y_sent = last_y >= p
-        # retransmissions into silence: counted since the peer's last segment
-        if y_sent:
-            k = a.retr[q] - a.retr[last_y + 1]
-            x.retrans_unanswered = k
-            if k:
-                x.first_unanswered_ts = clock_l[a.nretr[last_y + 1]]
-        if not cnt:
-            continue
+        unanswered = first_un = None
+        if last_y >= p:                      # the peer spoke in the run: count retransmissions since then
+            unanswered = a.retr[q] - a.retr[last_y + 1]
+            if unanswered:
+                first_un = clock_l[a.nretr[last_y + 1]]
         k_all = a.retr[q] - a.retr[p]
-        if not y_sent and k_all:
-            if not x.retrans_unanswered:
-                x.first_unanswered_ts = clock_l[a.nretr[p]]
-            x.retrans_unanswered += k_all
-        x.retrans += k_all
-        x.packets += cnt
-        x.payload += a.plen[q] - a.plen[p]
-        x.ip_bytes += a.ipl[q] - a.ipl[p]
-        x.zero_windows += a.zero[q] - a.zero[p]
-        if x.first_ts is None:
-            x.first_ts = clock_l[a.first[p]]
+        if unanswered is None and k_all:
+            first_un = clock_l[a.nretr[p]]
+        if not cnt:
+            conn.absorb_run(lo_is_client == d, 0, 0, 0, 0, 0, unanswered, first_un, 0, 0, None, 0, None, None)
+            continue
         last = int(a.last[q - 1])
-        x.last_ts = clock_l[last]
-        if a.data[q] - a.data[p]:
-            x.last_data_ts = clock_l[int(a.lastdata[q - 1])]
-        x.win = win_l[last] << (x.wscale if conn.scaling and x.wscale > 0 else 0)
         rel = int(a.incl[q - 1])
-        if rel > -_INF // 2:
-            x.snd_nxt = (int(a.ref[gi]) + rel) & _M32
         acks = [v for v in a.ack[p:q] if v >= 0]
-        if acks:
-            best = x.ack_sent
-            for v in acks:
-                if best is None or 0 < ((v - best) & _M32) < 0x80000000:
-                    best = v
-            x.ack_sent = best
+        best = None
+        for v in acks:
+            if best is None or 0 < ((v - best) & _M32) < 0x80000000:
+                best = v
+        conn.absorb_run(
+            lo_is_client == d, cnt, a.plen[q] - a.plen[p], a.ipl[q] - a.ipl[p], a.zero[q] - a.zero[p], k_all,
+            unanswered, first_un, clock_l[a.first[p]], clock_l[last],
+            clock_l[int(a.lastdata[q - 1])] if a.data[q] - a.data[p] else None, win_l[last],
+            (int(a.ref[gi]) + rel) & _M32 if rel > -_INF // 2 else None, best)
     # history letters, in the order their first segments came
-    seen = conn._hist_seen
     new = []
     for d in (True, False):
         a = per_dir[d]
         client = lo_is_client == d
-        shift = 0 if client else 6
-        if not seen & (8 << shift) and a.data[q] - a.data[p]:
-            new.append((a.ndata[p], 8 << shift, "D" if client else "d"))
-        if not seen & (4 << shift) and a.pack[q] - a.pack[p]:
-            new.append((a.npack[p], 4 << shift, "A" if client else "a"))
-    for _, bit, letter in sorted(new):
-        conn._hist_seen |= bit
-        conn.history += letter
+        if not conn.letter_seen(client, "D") and a.data[q] - a.data[p]:
+            new.append((a.ndata[p], client, "D"))
+        if not conn.letter_seen(client, "A") and a.pack[q] - a.pack[p]:
+            new.append((a.npack[p], client, "A"))
+    conn.add_letters([(c, letter) for _, c, letter in sorted(new)])
     flow.last_ts = clock_l[q - 1]
 
 

@@ -1,0 +1,127 @@
+"""The observer model: where the capture point stands on a connection's path, and what that implies.
+
+Owns the per-connection estimate of the one-way delay between the capture point (the tap) and each
+endpoint, and the three questions every evidence rule in `machine` asks of it. It reads no packets
+itself: the machine tells it when it saw the handshake.
+
+Theory of operation
+-------------------
+A packet is seen at the tap at time t. It left its sender at t - d(sender) and reaches its receiver at
+t + d(receiver), where d(x) is the one-way delay between the tap and endpoint x. Endpoint states change
+when something happens *at the endpoint*, so every transition is stamped twice: `ts`, the observer's
+time of the packet (or timer) that caused it, and `at`, when the endpoint changed state by this model:
+
+- what an endpoint did (sent a SYN, a FIN, a RST) happened at `departure(t)`: one tap->sender delay
+  before the tap saw it;
+- what an endpoint received happened at `arrival(t)`: one tap->receiver delay after the tap saw it,
+  unless later evidence says the segment was lost after the tap.
+
+Later evidence can only count if it was *sent after* the segment arrived: a retransmission seen at u
+left its sender at u - d(sender); if that is before the acknowledgement it seems to contradict reached
+that sender, the retransmission was already in flight and proves nothing (`sent_after`). This is the
+rule that long delays break when it is ignored: a retransmitted FIN crossing the final ACK on a 150 ms
+path is not evidence that the ACK was lost.
+
+The delays come from the handshake, the one exchange in which both endpoints answer at once (the kernel
+sends SYN+ACK and the handshake ACK without waiting for an application):
+
+    SYN seen at t1, SYN+ACK at t2, handshake ACK at t3:
+    t2 - t1 = 2 d(server)        t3 - t2 = 2 d(client)
+
+A tap next to the client sees a short second gap and a long first one; next to the server, the reverse;
+in the middle, both are about half the round trip. `--capture-point client|server|middle` overrides the
+split (the round trip is still measured); without a handshake the delays are zero, which is right for a
+capture taken on one of the two hosts, the usual case. `place()` names where the tap seems to stand.
+Times are integer nanoseconds.
+"""
+from __future__ import annotations
+
+CAPTURE_POINTS = ("auto", "client", "middle", "server")
+_MS = 1_000_000
+
+
+class Observer:
+    """One connection's view from the tap: the one-way delays to its client and its server."""
+
+    __slots__ = ("point", "d_client", "d_server", "measured", "syn_ts", "synack_ts", "g_server", "answered")
+
+    def __init__(self, point: str = "auto"):
+        if point not in CAPTURE_POINTS:
+            raise ValueError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")
+        self.point = point
+        self.d_client = 0          # ns, tap -> client
+        self.d_server = 0          # ns, tap -> server
+        self.measured = False      # the delays come from a handshake seen whole
+        self.syn_ts: int | None = None     # the latest SYN
+        self.synack_ts: int | None = None  # the latest SYN+ACK (the one the handshake ACK answers)
+        self.g_server: int | None = None   # SYN -> the SYN+ACK that answered it
+        self.answered = True               # the latest SYN already has its SYN+ACK
+
+    # -- learning from the handshake --------------------------------------------------------------
+    def saw_syn(self, ts: int) -> None:
+        self.syn_ts, self.answered = ts, False
+
+    def saw_synack(self, ts: int) -> None:
+        """A SYN+ACK pairs with the latest SYN not yet answered (a retransmitted SYN+ACK, sent on the
+        server's timer, does not); the handshake ACK pairs with the latest SYN+ACK."""
+        if not self.answered and self.syn_ts is not None:
+            self.g_server, self.answered = max(0, ts - self.syn_ts), True
+        self.synack_ts = ts
+
+    def saw_handshake_ack(self, ts: int) -> None:
+        """The client's first acknowledgement of the SYN+ACK: both gaps are known (only the client's when
+        the SYN was not captured)."""
+        if self.measured or self.synack_ts is None:
+            return
+        g_server = self.g_server or 0
+        g_client = max(0, ts - self.synack_ts)
+        self.measured = True
+        if self.point == "client":
+            self.d_client, self.d_server = 0, (g_server + g_client) // 2
+        elif self.point == "server":
+            self.d_client, self.d_server = (g_server + g_client) // 2, 0
+        elif self.point == "middle":
+            self.d_client = self.d_server = (g_server + g_client) // 4
+        else:
+            self.d_client, self.d_server = g_client // 2, g_server // 2
+
+    # -- the three questions ----------------------------------------------------------------------
+    def delay(self, to_client: bool) -> int:
+        return self.d_client if to_client else self.d_server
+
+    def arrival(self, ts: int, to_client: bool) -> int:
+        """When a segment seen at `ts` reached its receiver (if it did)."""
+        return ts + (self.d_client if to_client else self.d_server)
+
+    def departure(self, ts: int, from_client: bool) -> int:
+        """When a segment seen at `ts` left its sender."""
+        return ts - (self.d_client if from_client else self.d_server)
+
+    def sent_after(self, ts: int, from_client: bool, t: int) -> bool:
+        """Did the segment seen at `ts` leave its sender after instant `t` (beyond timing noise)?"""
+        return self.departure(ts, from_client) > t + self.margin()
+
+    def margin(self) -> int:
+        """Timing noise: scheduling and serialisation (1 ms), plus a tenth of the round trip for jitter."""
+        return _MS + (self.d_client + self.d_server) // 5
+
+    def rtt(self) -> int:
+        return 2 * (self.d_client + self.d_server)
+
+    def place(self) -> str:
+        """Where the tap seems to stand: client, server, middle, or unknown (no handshake, no override)."""
+        if self.point != "auto":
+            return self.point
+        total = self.d_client + self.d_server
+        if not self.measured or total < 200_000:       # under 0.2 ms round trip: one host or one LAN
+            return "unknown" if not self.measured else "near both"
+        if self.d_client * 4 < total:
+            return "client"
+        if self.d_server * 4 < total:
+            return "server"
+        return "middle"
+
+    def as_dict(self) -> dict:
+        return {"capture_point": self.place(), "delay_ms": {"client": round(self.d_client / 1e6, 3),
+                                                            "server": round(self.d_server / 1e6, 3)},
+                "measured": self.measured}
