@@ -173,7 +173,7 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
             timers: dict | None = None, batch_size: int = 65536, end: str | float | None = None,
             stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None,
             engine: str = "fast", zeek: bool = False, verify_checksums: bool = False,
-            zeek_ignore_checksums: bool = False) -> Analysis:
+            zeek_ignore_checksums: bool = False, capture_point: str = "auto") -> Analysis:
     """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings.
 
     `end`: when the capture stopped, if later than its last packet (a quiet link: tcpdump ran on after
@@ -184,6 +184,9 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     connections alive, not the capture; `max_flows` caps the table (counted evictions). Findings are the
     same as without streaming; netstat and state counts then are not available.
     `progress(info, flows_tracked)` is called after every batch.
+    `capture_point`: where the capture was taken on each connection's path ("client", "server",
+    "middle"), or "auto" to estimate it per connection from the handshake (tcpfsm.fsm.observer). It
+    decides when a segment seen at the tap reached, or left, each endpoint.
     `engine`: the decoder: "fast" (numpy, the default), "dpkt" (the reference decoder, ~30x slower) or
     "tshark" (Wireshark's dissectors through tshark); all give the same batches.
     `zeek=True`: also run Zeek's own connection logic (tcpfsm.zeek; its splitting and orientation): the
@@ -204,7 +207,8 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     timings = {"read+decode": 0.0, "track": 0.0, "detect": 0.0}
     t0 = clock()
     cap = open_engine(engine, path)
-    table = FlowTable(prof, forget_finished=stream, max_flows=max_flows if stream else None)
+    table = FlowTable(prof, forget_finished=stream, max_flows=max_flows if stream else None,
+                      capture_point=capture_point)
     agg = Aggregator(th) if stream else None
     if zeek and stream:
         raise ValueError("Zeek connection summaries need the whole capture: use them without --stream")

@@ -22,7 +22,7 @@ from rich.console import Console
 from . import api
 from .capture.batch import CaptureError
 from .detect.rules import Thresholds
-from .fsm import PROFILES, rfc_graph
+from .fsm import CAPTURE_POINTS, PROFILES, rfc_graph
 from .fsm.profiles import OVERRIDABLE
 from .render import records, text
 
@@ -63,10 +63,11 @@ def _interval(s: str) -> float:
 
 
 def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
-          end: str | None = None, engine: str = "fast", verify_checksums: bool = False) -> api.Analysis:
+          end: str | None = None, engine: str = "fast", verify_checksums: bool = False,
+          capture_point: str = "auto") -> api.Analysis:
     an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
                      thresholds=_pairs(thresholds, "threshold"), end=end, engine=engine,
-                     verify_checksums=verify_checksums)
+                     verify_checksums=verify_checksums, capture_point=capture_point)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     _NOTES.append(f"tcpfsm: {text.capture_line(an)}")     # nothing skipped silently (printed on success)
@@ -115,6 +116,11 @@ _verify_opt = click.option("--verify-checksums", is_flag=True,
                            help="Segments with a bad TCP checksum count as never received (dropped before the "
                                 "state machines; counted). Off by default: checksum offload makes a capture "
                                 "taken on the sending host show every outgoing segment as bad.")
+_point_opt = click.option("--capture-point", default="auto", show_default=True, type=click.Choice(CAPTURE_POINTS),
+                          help="Where the capture was taken on each connection's path: next to the client, "
+                               "next to the server, in the middle, or estimated per connection from its "
+                               "handshake (auto). It sets when a segment seen here reached, or left, each "
+                               "endpoint.")
 _end_opt = click.option("--end", default=None, metavar="T",
                         help="When the capture stopped, if after its last packet (quiet link): timers and ages "
                              "run up to T.")
@@ -133,6 +139,7 @@ def cli() -> None:
               help="zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own connection rules.")
 @click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
 @_profile_opt
+@_point_opt
 @_timer_opt
 @click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
               help=f"Override a finding threshold ({', '.join(Thresholds.names())}).")
@@ -157,7 +164,8 @@ def cli() -> None:
               help="Zeek view like `zeek -C`: bad-checksum segments are processed (default: discarded, "
                    "history letter C/c).")
 def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
-            quiet, engine, zeek, follow=False, verify_checksums=False, zeek_ignore_checksums=False):
+            quiet, engine, zeek, follow=False, verify_checksums=False, zeek_ignore_checksums=False,
+            capture_point="auto"):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
     if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
         from .live.cli import follow_capture
@@ -172,7 +180,8 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
                          thresholds=_pairs(thresholds, "threshold"), end=end, stream=stream,
                          on_flow=sink.add if sink else None, progress=prog.update,
                          max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek,
-                         verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums)
+                         verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums,
+                         capture_point=capture_point)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     t0 = time.perf_counter()
@@ -312,14 +321,16 @@ class Progress:
 @click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json", "md"]))
 @click.option("-o", "--output", default=None)
 @_profile_opt
+@_point_opt
 @_timer_opt
 @_end_opt
 @_verify_opt
-def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False):
+def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False,
+             capture_point="auto"):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
     if port is not None and host is None:
         raise UserError("--port needs --host")
-    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums)
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
     flows = an.flows
     if flow_ids:
         missing = [i for i in flow_ids if i < 1 or i > len(an.flows)]
@@ -350,11 +361,13 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
 @click.option("--no-listen", is_flag=True, help="Leave out listeners inferred from answered SYNs.")
 @click.option("-o", "--output", default=None)
 @_profile_opt
+@_point_opt
 @_timer_opt
 @_verify_opt
-def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_checksums=False):
+def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_checksums=False,
+            capture_point="auto"):
     """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
-    an = _load(capture, profile, timers, verify_checksums=verify_checksums)
+    an = _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point)
     try:
         snaps = an.netstat_many(list(ats), host, listening=not no_listen)
     except ValueError as e:
@@ -372,13 +385,15 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "csv", "json"]))
 @click.option("-o", "--output", default=None)
 @_profile_opt
+@_point_opt
 @_timer_opt
 @_end_opt
 @_verify_opt
-def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False):
+def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False,
+           capture_point="auto"):
     """Counts per state per host over time (netstat -nat | uniq -c, every interval)."""
     step = _interval(interval)
-    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums)
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
     if (an.end - an.start) / step / 1e9 > 1_000_000:
         raise UserError(f"interval {interval} gives more than a million samples; use a larger one")
     rows = an.states(step, host)
@@ -400,13 +415,14 @@ def states(capture, interval, host, fmt, output, profile, timers, end, verify_ch
 @click.option("--format", "fmt", default=None, type=click.Choice(["md", "html"]), help="Overrides the suffix.")
 @click.option("--max-flows", default=10, show_default=True, help="Connections whose ladders are included.")
 @_profile_opt
+@_point_opt
 @_timer_opt
 @_end_opt
-def report(capture, output, fmt, max_flows, profile, timers, end):
+def report(capture, output, fmt, max_flows, profile, timers, end, capture_point="auto"):
     """A self-contained Markdown or HTML incident report: findings, piles, a state chart, ladders."""
     from .render.report import html_report, markdown
     fmt = fmt or ("html" if output and output.endswith((".html", ".htm")) else "md")
-    an = _load(capture, profile, timers, (), end)
+    an = _load(capture, profile, timers, (), end, capture_point=capture_point)
     _write(output, html_report(an, max_flows) if fmt == "html" else markdown(an, max_flows))
 
 

@@ -157,7 +157,9 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     # -- the handshake -------------------------------------------------------------------
     if c.syns and not flow.role_inferred:
         first = c.syn_ts[0]
-        if not s.packets and (c.syns > 1 or end - first >= th.unanswered_syn_after * NS):
+        # (a client that went on to acknowledge the server, as in a capture of one direction only, was answered)
+        if not s.packets and not _was(flow, "client", State.ESTABLISHED) \
+                and (c.syns > 1 or end - first >= th.unanswered_syn_after * NS):
             gave_up = any(t.cause == "timer:syn_retries" for t in flow.transitions)
             add(Finding("unanswered_syn", "medium" if c.syns > 2 else "low", first,
                         f"SYN from {flow.client} to {flow.server} never answered: {c.syns} SYN(s) over "

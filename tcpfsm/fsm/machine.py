@@ -61,7 +61,8 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 _EST = State.ESTABLISHED
 _M32 = 0xFFFFFFFF
 NS = 1_000_000_000
-_ACK_WAIT = 1_500_000_000        # a sender with no ACK retransmits within this (Linux: 200 ms .. 1 s RTO)
+_ACK_WAIT = 500_000_000          # an ACK of a FIN comes back within a round trip and this (delayed ACK <= 500 ms)
+_RTO_WAIT = 600_000_000          # a sender with no ACK retransmits within 3 round trips and this (RTO >= 200 ms)
 _WAITING_FOR_FIN_ACK = frozenset({State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 
 
@@ -127,6 +128,10 @@ class Endpoint:
     rx_fin_copies: int = 0
     rx_fin_packet: int | None = None
     rx_fin_contra: bool = False     # we sent a segment after it arrived that does not acknowledge it
+    # for a peer whose packets never reach the tap: our acknowledgement field is all we know of it
+    ack_prev: int | None = None     # our acknowledgement before its last advance
+    ack_adv_ts: int | None = None   # when our acknowledgement last advanced
+    fin_check: int | None = None    # our FIN to an unseen peer: if not retransmitted by then, it was acknowledged
     # counters
     packets: int = 0
     payload: int = 0
@@ -239,11 +244,11 @@ class Connection:
 
     # -- time -------------------------------------------------------------------------
     def next_deadline(self) -> int | None:
-        """The earliest time something may change without a packet: a state timer or an overdue
-        retransmission."""
+        """The earliest time something may change without a packet: a state timer, an overdue
+        retransmission, or the check that a FIN sent to a peer never seen was not retransmitted."""
         due = None
         for ep in (self.client, self.server):
-            for d in (ep.deadline, ep.retry_deadline):
+            for d in (ep.deadline, ep.retry_deadline, ep.fin_check):
                 if d is not None and (due is None or d < due):
                     due = d
         return due
@@ -262,13 +267,18 @@ class Connection:
     def expire(self, now: int) -> None:
         """Fire every timer due at or before `now`, in time order."""
         c, s = self.client, self.server
-        if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None:
+        if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None \
+                and c.fin_check is None and s.fin_check is None:
             return
         for _ in range(16):          # at most a few timers per endpoint can be due at once
-            dues = [(d, e) for e in (c, s) if (d := self._due(e, now)) is not None]
+            dues = [(d, 0, e) for e in (c, s) if (d := self._due(e, now)) is not None]
+            dues += [(e.fin_check, 1, e) for e in (c, s) if e.fin_check is not None and e.fin_check <= now]
             if not dues:
                 return
-            when, ep = min(dues, key=lambda d: d[0])
+            when, kind, ep = min(dues, key=lambda d: (d[0], d[1]))
+            if kind:
+                self._fin_acked_unseen(ep, when, final=False)
+                continue
             cause = ep.deadline_cause
             if ep.deadline is None or when < ep.deadline:
                 cause += " (retransmissions stopped)"
@@ -278,16 +288,22 @@ class Connection:
     def settle(self, end: int) -> None:
         """The capture ended at `end`: decide what is still open, marking with `alt` what cannot be known."""
         self.expire(end)
-        for ep in (self.client, self.server):
-            peer = self.server if ep is self.client else self.client
+        c, s = self.client, self.server
+        for ep in (c, s):                   # first what each endpoint received, then what that implies
             if ep.rx_fin_first is not None:
                 self._settle_fin(ep, end)
-            # a SYN+ACK seen on its way to a client that never answered it: did it arrive?
-            # (only when the capture ended before its SYN retransmission would have shown it did not)
-            if ep is self.client and ep.state is State.SYN_SENT and peer.synacks and ep.alt is None:
-                arrived = self.obs.arrival(peer.syn_ts[-1], True)
-                if end < arrived + self.obs.rtt() + _ACK_WAIT and not self._sent_after(ep, arrived, SYN):
-                    ep.alt, ep.alt_at = _EST, arrived
+        for ep in (c, s):
+            if ep.fin_check is not None:
+                self._fin_acked_unseen(ep, end, final=True)
+        for ep, peer in ((c, s), (s, c)):
+            if not peer.packets and ep.packets:
+                self._infer_unseen_fin(ep, peer, end, final=True)
+        # a SYN+ACK seen on its way to a client that never answered it: did it arrive? (only when the
+        # capture ended before its SYN retransmission would have shown it did not)
+        if c.state is State.SYN_SENT and s.synacks and c.alt is None:
+            arrived = self.obs.arrival(s.syn_ts[-1], True)
+            if end < arrived + self.obs.rtt() + _ACK_WAIT and not self._sent_after(c, arrived, SYN):
+                c.alt, c.alt_at = _EST, arrived
 
     def _sent_after(self, ep: Endpoint, t: int, flag: int) -> bool:
         """Did `ep` send a segment with `flag` after instant `t` (endpoint time)?"""
@@ -396,9 +412,9 @@ class Connection:
                 x.zero_windows += 1
 
     @staticmethod
-    def _note_ack(x: Endpoint, flags: int, ack: int) -> None:
+    def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
         if flags & ACK and (x.ack_sent is None or seq_gt(ack, x.ack_sent)):
-            x.ack_sent = ack
+            x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
 
     def feed_plain(self, ts: int, from_client: bool, flags: int, seq: int, ack: int, win: int, plen: int,
                    ip_len: int) -> None:
@@ -407,11 +423,12 @@ class Connection:
         `feed` is the reference it must agree with."""
         x = self.client if from_client else self.server
         self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
-        self._note_ack(x, flags, ack)
+        self._note_ack(x, flags, ack, ts)
 
     def absorb_run(self, from_client: bool, packets: int, payload: int, ip_bytes: int, zero_windows: int,
                    retrans: int, unanswered: int | None, first_unanswered_ts: int | None, first_ts: int,
-                   last_ts: int, last_data_ts: int | None, win: int, snd_nxt: int | None, ack_sent: int | None) -> None:
+                   last_ts: int, last_data_ts: int | None, win: int, snd_nxt: int | None, ack_sent: int | None,
+                   ack_prev: int | None = None, ack_adv_ts: int | None = None) -> None:
         """Many plain segments of one direction of a steady connection at once, summed by the caller
         (track's vectorized path): the same counters `feed_plain` would have reached one by one.
         `unanswered`: retransmissions since the peer's last segment in the run (None: the peer was silent,
@@ -441,7 +458,9 @@ class Connection:
         if snd_nxt is not None:
             x.snd_nxt = snd_nxt
         if ack_sent is not None and (x.ack_sent is None or seq_gt(ack_sent, x.ack_sent)):
-            x.ack_sent = ack_sent
+            if ack_prev is None or (x.ack_sent is not None and seq_gt(x.ack_sent, ack_prev)):
+                ack_prev = x.ack_sent            # the run's own earlier acknowledgements were lower
+            x.ack_prev, x.ack_sent, x.ack_adv_ts = ack_prev, ack_sent, ack_adv_ts
 
     def add_letters(self, letters: list[tuple[bool, str]]) -> None:
         """History letters first seen in a run of plain segments, in the order they came."""
@@ -505,10 +524,56 @@ class Connection:
                 # application still owns the socket (shutdown(SHUT_WR)), so fin_timeout does not apply.
                 x.not_orphan = True
                 x.deadline = None
-        self._note_ack(x, flags, ack)
+        self._note_ack(x, flags, ack, ts)
         # a retransmitted SYN+ACK after the handshake ACK was seen: that ACK was lost (table undoes it)
         if syn and hasack and x.state is State.SYN_RECEIVED and x.syn_acked:
             x.syn_acked = False
+
+    # -- a peer whose packets never reach the tap (one-sided capture) ------------------------------
+    def _infer_unseen_fin(self, x: Endpoint, y: Endpoint, ts: int, final: bool) -> None:
+        """`y` is never seen. If `x`'s acknowledgement last advanced by exactly one and never again, that
+        one was `y`'s FIN (a last single byte of data is rare; `alt` says so when the capture ended):
+        infer `y`'s FIN, `x`'s receipt of it and `y`'s receipt of that ACK. Called when `x` closes in
+        turn, and at the end of the capture. Decided at `ts`; stamped when it happened."""
+        if y.packets or y.fin_seq is not None or x.ack_prev is None or x.ack_sent is None \
+                or (x.ack_sent - x.ack_prev) & _M32 != 1 or x.acked_peer_fin or y.state is not _EST \
+                and y.state is not State.CLOSE_WAIT:
+            return
+        obs = self.obs
+        t = x.ack_adv_ts
+        from_client = x is self.client
+        y.fin_seq = x.ack_prev
+        y.fin_ts.append(t)
+        alt_y = y.state if final else None
+        self._move(y, Event.SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
+                   at=obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client),
+                   alt=alt_y)
+        x.acked_peer_fin = True
+        x.rx_fin_first = None
+        self._move(x, Event.RCV_FIN, ts, None, "inferred:ACK of a FIN not captured",
+                   at=obs.departure(t, from_client), alt=x.state if final else None)
+        y.fin_acked = True
+        self._move(y, Event.RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", at=obs.arrival(t, not from_client))
+
+    def _fin_acked_unseen(self, ep: Endpoint, when: int, final: bool) -> None:
+        """`ep` sent a FIN to a peer never seen and did not retransmit it: it was acknowledged."""
+        ep.fin_check = None
+        peer = self.server if ep is self.client else self.client
+        if peer.packets or ep.fin_acked or ep.state not in _WAITING_FOR_FIN_ACK or not ep.fin_ts:
+            return
+        if peer.rx_fin_first is not None and not final and peer.rx_fin_copies == 1:
+            # acknowledged, so it arrived: the unseen peer received the FIN
+            first, packet = peer.rx_fin_first, peer.rx_fin_packet
+            peer.rx_fin_first = None
+            if TABLE[peer.state].get(Event.RCV_FIN) is not None and not peer.acked_peer_fin:
+                peer.acked_peer_fin = True
+                self._move(peer, Event.RCV_FIN, when, packet, "inferred:FIN received (not retransmitted)",
+                           at=self.obs.arrival(first, peer is self.client))
+        ep.fin_acked = True
+        at = self.obs.departure(ep.fin_ts[-1], ep is self.client) + self.obs.rtt()
+        self._move(ep, Event.RCV_ACK_OF_FIN, when, None,
+                   "inferred:FIN acknowledged (" + ("capture ended" if final else "not retransmitted") + ")",
+                   at=at, alt=ep.state if final else None)
 
     def _copy_received(self, times: list[int], to_client: bool, answered_at: int) -> int:
         """Of a segment sent several times (SYN+ACK, FIN) whose receiver answered at `answered_at`
@@ -574,6 +639,15 @@ class Connection:
                                 obs.arrival(x.syn_ts[0], not from_client) if x.syn_ts else sent))
                 if x.state is State.SYN_RECEIVED and not x.synack_unconfirmed:
                     out.append((x, Event.INFER_SYNCED, "inferred:it acknowledged the peer's data", sent))
+                    return out
+            # An endpoint in SYN_RECEIVED sends nothing but its SYN+ACK until the handshake ACK arrives:
+            # any other segment means it had arrived, and so the peer had received the SYN+ACK.
+            if not syn and x.state is State.SYN_RECEIVED and not x.synack_unconfirmed \
+                    and (x.isn is None or seq_gt(seq, x.isn) or plen or flags & FIN):
+                out.append((x, Event.INFER_SYNCED, "inferred:it sent beyond its SYN+ACK", sent))
+                if y.state is State.SYN_SENT:
+                    out.append((y, Event.INFER_SYNCED, "inferred:the peer completed its handshake",
+                                obs.arrival(x.syn_ts[-1], not from_client) if x.syn_ts else sent))
         return out
 
     def _apply(self, ep: Endpoint, is_x: bool, event: Event | None, cause: str, ts: int, packet: int, at: int,
@@ -595,6 +669,8 @@ class Connection:
         elif event is Event.SND_SYNACK:
             if x.isn is None:
                 x.isn = seq
+            if y.isn is None:
+                y.isn = (ack - 1) & _M32             # the SYN it answers was not captured
             x.synacks += 1
             x.syn_ts.append(ts)
             if y.isn is not None and ack == (y.isn + 1) & _M32:
@@ -624,6 +700,8 @@ class Connection:
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
         elif event is Event.SND_FIN:
+            if x.fin_seq is None and not y.packets:
+                self._infer_unseen_fin(x, y, ts, final=False)
             x.fins += 1
             x.fin_ts.append(ts)
             first = x.fin_seq is None
@@ -643,6 +721,8 @@ class Connection:
                 self._move(x, event, ts, packet, cause, at)
                 if x.state in _WAITING_FOR_FIN_ACK:
                     self._retry(x, x.fin_ts)
+            if not y.packets and x.state in _WAITING_FOR_FIN_ACK:
+                x.fin_check = ts + _RTO_WAIT + 3 * obs.rtt()     # re-armed by each copy
             # the peer's receipt of this FIN is pending until its ACK is seen (or settled without it)
             if not y.acked_peer_fin and y.state is not State.CLOSED:
                 if y.rx_fin_first is None:

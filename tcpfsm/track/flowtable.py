@@ -601,16 +601,16 @@ def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list
             continue
         last = int(a.last[q - 1])
         rel = int(a.incl[q - 1])
-        acks = [v for v in a.ack[p:q] if v >= 0]
-        best = None
-        for v in acks:
-            if best is None or 0 < ((v - best) & _M32) < 0x80000000:
-                best = v
+        best = prev = best_ts = None              # highest acknowledgement, the one before it, when it came
+        for i in range(p, q):
+            v = a.ack[i]
+            if v >= 0 and (best is None or 0 < ((v - best) & _M32) < 0x80000000):
+                prev, best, best_ts = best, v, clock_l[i]
         conn.absorb_run(
             lo_is_client == d, cnt, a.plen[q] - a.plen[p], a.ipl[q] - a.ipl[p], a.zero[q] - a.zero[p], k_all,
             unanswered, first_un, clock_l[a.first[p]], clock_l[last],
             clock_l[int(a.lastdata[q - 1])] if a.data[q] - a.data[p] else None, win_l[last],
-            (int(a.ref[gi]) + rel) & _M32 if rel > -_INF // 2 else None, best)
+            (int(a.ref[gi]) + rel) & _M32 if rel > -_INF // 2 else None, best, prev, best_ts)
     # history letters, in the order their first segments came
     new = []
     for d in (True, False):
