@@ -270,6 +270,15 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                         f"{_secs((ep.last_ts or end) - (ep.first_unanswered_ts or peer.last_ts))}; the {role} "
                         f"still believed it ESTABLISHED (fake ESTABLISHED)",
                         ts_end=ep.last_ts, endpoint=peer_role))
+    # -- what the packets could not decide, said where it matters ----------------------------------
+    alts = {role: a for role, ep in (("client", c), ("server", s)) if (a := flow.conn.alt_of(ep)) is not None}
+    if alts:
+        for f in out:
+            a = alts.get(f.endpoint or "")
+            if a is not None:
+                ep = c if f.endpoint == "client" else s
+                f.message += (f" (the packets cannot decide the {f.endpoint}'s state at the end: "
+                              f"{ep.state.value}, or {a.value})")
     return out
 
 

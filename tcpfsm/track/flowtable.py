@@ -520,6 +520,10 @@ class FlowTable:
         victims = sorted(self.current.items(), key=rank)[:excess]
         out = []
         for k, f in victims:
+            n = len(f.conn.transitions)
+            f.conn.settle(self.clock)           # no more packets will be seen for it: decide what is open
+            if len(f.conn.transitions) != n:
+                self._touched.add(f)
             reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
             self.evicted[reason] += 1
             del self.current[k]
