@@ -382,8 +382,7 @@ class FlowTable:
                 and conn.server.state is State.LISTEN:
             return flow                                   # simultaneous open: the peer's own SYN
         if from_client and conn.client.isn is None and conn.client.state is State.SYN_SENT:
-            conn.client.isn = seq                         # the SYN whose SYN+ACK we saw first
-            return flow
+            return flow                                   # its first SYN (the machine records the ISN)
         # A new ISN on this 4-tuple: a new connection. If an endpoint still holds TIME_WAIT, the
         # kernel accepts the SYN and drops the TIME_WAIT (the time_wait_reuse finding).
         new = self._new_flow(key, ts, idx, *flow.endpoints(from_client), flags, lo_src)
