@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import warnings
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -30,7 +31,13 @@ COMPILE_ARGS = ["-O3"]
 
 
 def _warn(msg: str) -> None:
-    print(f"WARNING: tcpfsm: {msg}; the plain-Python kernels will run (slower)", file=sys.stderr, flush=True)
+    warnings.warn(f"tcpfsm: {msg}; the plain-Python kernels will run (slower)", stacklevel=1)
+
+
+def _why(e: Exception) -> str:
+    """An exception as a short clause (a compiler's message is its whole command line)."""
+    text = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:120]}{'...' if len(text) > 120 else ''}"
 
 
 def _stamped_copy(name: str) -> str:
@@ -55,6 +62,8 @@ def _stamped_copy(name: str) -> str:
 class BuildKernels(build_ext):
     """build_ext that cythonizes the kernels first and never fails the install over them."""
 
+    _failed: set = set()               # extension names that did not build
+
     def run(self) -> None:
         try:
             from Cython.Build import cythonize
@@ -62,23 +71,34 @@ class BuildKernels(build_ext):
             _warn("Cython is not installed, kernels not compiled")
             return
         try:
-            exts = [Extension(ext.name, [_stamped_copy(ext.name[:-2])], extra_compile_args=COMPILE_ARGS)
-                    for ext in self.extensions]
-            self.extensions[:] = cythonize(exts, quiet=True, language_level=3)
+            for ext in self.extensions:    # (the same objects: setuptools has annotated them)
+                ext.sources = [_stamped_copy(ext.name[:-2])]
+                ext.extra_compile_args = COMPILE_ARGS
+                (done,) = cythonize([Extension(ext.name, ext.sources)], quiet=True, language_level=3)
+                ext.sources = done.sources
         except Exception as e:         # Cython's own compile errors are CompileError / generic exceptions
-            _warn(f"cythonizing the kernels failed ({str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__})")
+            _warn(f"cythonizing the kernels failed ({_why(e)})")
             self.extensions[:] = []
             return
         try:
             super().run()
         except Exception as e:         # no usable C compiler (DistutilsPlatformError, CompileError, OSError, ...)
-            _warn(f"compiling the kernels failed ({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''})")
+            _warn(f"compiling the kernels failed ({_why(e)})")
 
     def build_extension(self, ext) -> None:
         try:
             super().build_extension(ext)
         except Exception as e:
-            _warn(f"compiling {ext.name} failed ({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''})")
+            self._failed = self._failed | {ext.name}
+            _warn(f"compiling {ext.name} failed ({_why(e)})")
+
+    def copy_extensions_to_source(self) -> None:   # (in-place / editable builds: only what was built)
+        exts = self.extensions
+        self.extensions = [e for e in exts if e.name not in self._failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = exts
 
     def get_outputs(self):             # (a kernel that failed has no output for the wheel to list)
         return [p for p in super().get_outputs() if os.path.exists(p)]
