@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import sys
 import warnings
 
 from setuptools import Extension, setup
