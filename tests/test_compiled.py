@@ -182,3 +182,42 @@ def test_walk_pcap_compiled_equals_pure(blob, limit, big):
         r1 = COMPILED.walk_pcap(blob, pos, len(blob), limit, big, out1)
         r2 = PURE.walk_pcap(blob, pos, len(blob), limit, big, out2)
         assert r1 == r2 and out1[:r1[0]].tolist() == out2[:r2[0]].tolist()
+
+
+# ------------------------------------------------------------------ flow keys (for the tracker to call)
+def _key_cols(addrs, ports):
+    n = len(ports)
+    return {"src": np.frombuffer(b"".join(a for a, _ in addrs), "V16") if n else np.zeros(0, "V16"),
+            "dst": np.frombuffer(b"".join(b for _, b in addrs), "V16") if n else np.zeros(0, "V16"),
+            "sport": np.array([p for p, _ in ports], np.uint16), "dport": np.array([q for _, q in ports], np.uint16),
+            "ts": np.zeros(n, np.int64)}
+
+
+ADDR = st.sampled_from([b"\0" * 16, b"\0" * 10 + b"\xff\xff\x0a\0\0\x01", b"\0" * 10 + b"\xff\xff\x0a\0\0\x02",
+                        b"\x20\x01" + b"\0" * 14]) | st.binary(min_size=16, max_size=16)
+PORT = st.sampled_from([0, 1, 80, 255, 256, 443, 65535]) | st.integers(0, 65535)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.tuples(ADDR, ADDR), st.tuples(PORT, PORT)), max_size=20))
+def test_flow_keys_compiled_equals_pure_equals_flowtable(rows):
+    """capture.keys.flow_key_array (the kernel) returns what track.flowtable._flow_key_array returns."""
+    from tcpfsm.capture import keys
+    from tcpfsm.track.flowtable import _flow_key_array
+    c = _key_cols([a for a, _ in rows], [p for _, p in rows])
+    want_key, want_lo = _flow_key_array(c)
+    for mod in (COMPILED, PURE):
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(keys, "_kernel", mod)
+            key, lo = keys.flow_key_array(c)
+        assert key.dtype == want_key.dtype and key.tobytes() == want_key.tobytes()
+        assert lo.dtype == want_lo.dtype and lo.tolist() == want_lo.tolist()
+
+
+@pytest.mark.parametrize("name", ["kernel/concurrent_mixed.pcap", "links/ipv6_ext.pcap", "tunnels/vxlan.pcap"])
+def test_flow_keys_on_captures(name):
+    from tcpfsm.capture.keys import flow_key_array
+    from tcpfsm.track.flowtable import _flow_key_array
+    for b in reader.open_capture(os.path.join(os.path.dirname(reader.__file__), "..", "..", "captures", name)).batches(64):
+        (k1, l1), (k2, l2) = flow_key_array(b.cols), _flow_key_array(b.cols)
+        assert k1.tobytes() == k2.tobytes() and l1.tolist() == l2.tolist()

@@ -1,8 +1,9 @@
 """Decode kernel: the common path of a capture record (link -> IPv4/IPv6 -> TCP) in one pass per record.
 
 Owns: the per-record status codes (SKIP_REASONS), the common-path decoding of a group of located
-records into preallocated column arrays, the TCP checksum word sum, and locating pcap records. Must
-not: allocate, read files, know flows, or decode anything unusual. Whatever it does not fully
+records into preallocated column arrays, the TCP checksum word sum, locating pcap records, and the
+rows' flow keys (`flow_keys`, wrapped by capture/keys.py for the tracker). Must not: allocate, read
+files, decide what a flow is beyond its key, or decode anything unusual. Whatever it does not fully
 understand gets status ST_SLOW and is decoded by reader._parse_one, the scalar reference parser
 (tunnels, IP fragments with MF, IPv6 extension headers, MPLS/PPPoE, UDP on a tunnel port). For every
 record it does decode (or skip), the result must equal _parse_one's on the same bytes; tests check
@@ -415,3 +416,42 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             csum[m] = CSUM_GOOD if acc % 0xFFFF == 0 else CSUM_BAD
         m += 1
     return m
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def flow_keys(src: cython.const[cython.uchar][:, ::1], dst: cython.const[cython.uchar][:, ::1],
+              sport: cython.const[cython.ushort][::1], dport: cython.const[cython.ushort][::1],
+              key: cython.uchar[:, ::1], lo: cython.uchar[::1]) -> cython.void:
+    """Per row: the connection's key, the same for both directions, and whether the source is the lower
+    side. A side is its 16 address bytes then its port big-endian (18 bytes); the lower side (bytewise)
+    comes first in the 36-byte key; lo[i] = 1 when the source side <= the destination side."""
+    nrow: cython.Py_ssize_t = len(sport)
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    c: cython.int
+    sp: cython.uint
+    dp: cython.uint
+    for i in range(nrow):
+        sp = sport[i]
+        dp = dport[i]
+        c = 0                              # memcmp(source side, destination side)
+        for j in range(16):
+            if src[i, j] != dst[i, j]:
+                c = -1 if src[i, j] < dst[i, j] else 1
+                break
+        if c == 0 and sp != dp:
+            c = -1 if sp < dp else 1
+        if c <= 0:
+            lo[i] = 1
+            for j in range(16):
+                key[i, j] = src[i, j]
+                key[i, 18 + j] = dst[i, j]
+            key[i, 16], key[i, 17], key[i, 34], key[i, 35] = sp >> 8, sp & 0xFF, dp >> 8, dp & 0xFF
+        else:
+            lo[i] = 0
+            for j in range(16):
+                key[i, j] = dst[i, j]
+                key[i, 18 + j] = src[i, j]
+            key[i, 16], key[i, 17], key[i, 34], key[i, 35] = dp >> 8, dp & 0xFF, sp >> 8, sp & 0xFF
