@@ -176,11 +176,14 @@ def test_random_records_compiled_equals_pure_equals_parse_one(recs):
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400), st.integers(0, 10), st.booleans())
-def test_walk_pcap_compiled_equals_pure(blob, limit, big):
+def test_record_walkers_compiled_equal_pure(blob, limit, big):
     out1, out2 = np.zeros(limit, np.int64), np.zeros(limit, np.int64)
     for pos in (0, 5):
         r1 = COMPILED.walk_pcap(blob, pos, len(blob), limit, big, out1)
         r2 = PURE.walk_pcap(blob, pos, len(blob), limit, big, out2)
+        assert r1 == r2 and out1[:r1[0]].tolist() == out2[:r2[0]].tolist()
+        r1 = COMPILED.walk_epbs(blob, pos, len(blob), limit, big, out1, 0)
+        r2 = PURE.walk_epbs(blob, pos, len(blob), limit, big, out2, 0)
         assert r1 == r2 and out1[:r1[0]].tolist() == out2[:r2[0]].tolist()
 
 

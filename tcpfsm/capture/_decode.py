@@ -66,14 +66,14 @@ CSUM_UNVERIFIABLE = cython.declare(cython.uchar, 2)
 
 @cython.cfunc
 @cython.inline
-@cython.boundscheck(False)
-@cython.wraparound(False)
+@cython.exceptval(check=False)
 def _tunnel_port(p: cython.uint) -> cython.bint:
     """UDP ports of the tunnels reader._parse_net unwraps (VXLAN, Geneve, GTP-U, Teredo)."""
     return p == 4789 or p == 6081 or p == 2152 or p == 3544
 
 
 @cython.ccall
+@cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t,
@@ -455,3 +455,30 @@ def flow_keys(src: cython.const[cython.uchar][:, ::1], dst: cython.const[cython.
                 key[i, j] = dst[i, j]
                 key[i, 18 + j] = src[i, j]
             key[i, 16], key[i, 17], key[i, 34], key[i, 35] = dp >> 8, dp & 0xFF, sp >> 8, sp & 0xFF
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def walk_epbs(buf: cython.const[cython.uchar][::1], pos: cython.Py_ssize_t, end: cython.Py_ssize_t,
+              limit: cython.Py_ssize_t, big_endian: cython.bint, offs: cython.longlong[::1],
+              n: cython.Py_ssize_t) -> tuple:
+    """Skip over the run of plain pcapng Enhanced Packet Blocks at `pos` (type 6, a length that is a
+    multiple of 4, at least 32, at most 64 MiB and inside buf[:end]), writing their offsets to offs[n:]
+    while n < limit. Returns (n, pos) at the first block that is anything else, for the caller's block
+    walker (reader._walk_pcapng) to handle. Block header: type, total length (section byte order)."""
+    btype: cython.ulonglong
+    blen: cython.ulonglong
+    while n < limit and pos + 12 <= end:
+        if big_endian:
+            btype = (cython.cast(cython.ulonglong, buf[pos]) << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+            blen = (cython.cast(cython.ulonglong, buf[pos + 4]) << 24) | (buf[pos + 5] << 16) | (buf[pos + 6] << 8) | buf[pos + 7]
+        else:
+            btype = (cython.cast(cython.ulonglong, buf[pos + 3]) << 24) | (buf[pos + 2] << 16) | (buf[pos + 1] << 8) | buf[pos]
+            blen = (cython.cast(cython.ulonglong, buf[pos + 7]) << 24) | (buf[pos + 6] << 16) | (buf[pos + 5] << 8) | buf[pos + 4]
+        if btype != 6 or blen < 32 or blen > (1 << 26) or blen & 3 or pos + blen > end:
+            break
+        offs[n] = pos
+        n += 1
+        pos += blen
+    return n, pos

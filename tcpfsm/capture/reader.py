@@ -4,7 +4,8 @@ Design (speed first, correctness always):
 
 * Records are located in the raw bytes (an mmap for regular uncompressed files, a 4 MiB
   chunked buffer for compressed input and stdin): pcap records by the kernel's `walk_pcap`,
-  pcapng blocks by a Python loop that reads block headers with `struct`.
+  runs of pcapng enhanced packet blocks by its `walk_epbs`, other pcapng blocks by a Python loop
+  that reads block headers with `struct`.
 * Each group of up to `size` records is decoded by the kernel `_decode.decode_group`
   (tcpfsm/capture/_decode.py, Cython pure-Python mode, compiled at install; tcpfsm/_kernels.py
   picks the compiled or the plain module): one pass per record, straight from the buffer into
@@ -868,19 +869,17 @@ class Capture:
         buf, end = self._buf, self._end
         order = self._ng_order
         hdr = struct.Struct(order + "II").unpack_from
-        rpos: list[int] = []
+        rpos = np.empty(limit, np.int64)
         special: dict = {}
-        app = rpos.append
         n = 0
         status = "need"
         maxr = _MAX_RECORD
-        while pos + 12 <= end:
+        while True:
+            # the common case, a run of enhanced packet blocks, by the kernel; here, every other block
+            n, pos = _kernel.walk_epbs(buf, pos, end, limit, order == ">", rpos, n)
+            if pos + 12 > end:
+                break
             btype, blen = hdr(buf, pos)
-            if btype == 6 and 32 <= blen <= maxr and not blen & 3 and pos + blen <= end and n < limit:
-                app(pos)                         # the common case: an enhanced packet block
-                n += 1
-                pos += blen
-                continue
             if btype == 0x0A0D0D0A:
                 if n:
                     status = "limit"
@@ -925,7 +924,7 @@ class Capture:
                     if not self._spb_warned:
                         self._spb_warned = True
                         self.info.warnings.append("simple packet blocks have no timestamp; using the previous record's")
-                app(pos)
+                rpos[n] = pos
                 n += 1
             elif btype == 1:
                 if n:
@@ -939,7 +938,7 @@ class Capture:
                 self._section_base = len(self._ifaces)
             pos += blen
         self._ng_order = order
-        return pos, status, (rpos, special)
+        return pos, status, (rpos[:n], special)
 
     def _ng_records(self, bufnp, rpos, special):
         """Vectorised EPB header extraction -> (doffs, caps, origs, ts, ifaces)."""
