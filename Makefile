@@ -9,7 +9,7 @@ DEMO_CAPTURE ?= captures/kernel/concurrent_mixed.pcap
 .PHONY: demo test venv sysdeps captures crafted bench bench-big bench-live clean
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py tcpfsm/capture/_decode.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -33,6 +33,7 @@ demo: venv
 
 test: venv sysdeps
 	$(PY) -m pytest -q
+	TCPFSM_PURE=1 $(PY) -m pytest -q tests/test_compiled.py
 
 # Re-record the kernel scenarios (root: network namespaces, tcpdump, iptables).
 captures: venv sysdeps

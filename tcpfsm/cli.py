@@ -111,7 +111,7 @@ _profile_opt = click.option("--profile", default="linux", show_default=True, typ
 _timer_opt = click.option("--timer", "timers", multiple=True, metavar="NAME=SECONDS",
                           help=f"Override a profile timer ({', '.join(OVERRIDABLE)}).")
 _engine_opt = click.option("--engine", default="fast", show_default=True, type=click.Choice(api.ENGINES),
-                           help="Decoder: fast (numpy), dpkt (reference), tshark (Wireshark's dissectors).")
+                           help="Decoder: fast (compiled kernel), dpkt (reference), tshark (Wireshark's dissectors).")
 _verify_opt = click.option("--verify-checksums", is_flag=True,
                            help="Segments with a bad TCP checksum count as never received (dropped before the "
                                 "state machines; counted). Off by default: checksum offload makes a capture "
@@ -126,8 +126,16 @@ _end_opt = click.option("--end", default=None, metavar="T",
                              "run up to T.")
 
 
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from . import __version__, _kernels
+        click.echo(f"tcpfsm, version {__version__}\n{_kernels.describe()}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="tcpfsm")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and which hot-path kernels are compiled, and exit.")
 def cli() -> None:
     """Reconstruct both endpoints' TCP state machines from a capture and say what went wrong."""
 

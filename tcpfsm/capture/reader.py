@@ -2,20 +2,20 @@
 
 Design (speed first, correctness always):
 
-* Records are located by a tight Python loop over the raw bytes (an mmap for
-  regular uncompressed files, a 4 MiB chunked buffer for compressed input and
-  stdin). The loop only reads record/block headers with `struct`.
-* Each group of up to `size` records is decoded *vectorised* with numpy: the
-  first `_K` bytes of every record are gathered into an (n, _K) matrix and the
-  link layer (Ethernet + up to 3 VLAN tags, SLL, SLL2, raw, NULL, LOOP), IPv4,
-  IPv6 without extension headers, the TCP header and its options are parsed
-  column-wise.
-* Everything unusual (IPv6 extension headers, IP fragments with MF, header
-  lengths that do not add up, truncation by snaplen, deeper VLAN stacks, and
-  every encapsulation: MPLS/PPPoE ethertypes, IP protocols 4/41/47, UDP to or
-  from ports 4789/6081/2152/3544) is routed to `_parse_one`, a plain scalar parser which is the reference
-  semantics. The vectorised path only ever handles cases where both agree
-  (tests check this by forcing the scalar path everywhere).
+* Records are located in the raw bytes (an mmap for regular uncompressed files, a 4 MiB
+  chunked buffer for compressed input and stdin): pcap records by the kernel's `walk_pcap`,
+  runs of pcapng enhanced packet blocks by its `walk_epbs`, other pcapng blocks by a Python loop
+  that reads block headers with `struct`.
+* Each group of up to `size` records is decoded by the kernel `_decode.decode_group`
+  (tcpfsm/capture/_decode.py, Cython pure-Python mode, compiled at install; tcpfsm/_kernels.py
+  picks the compiled or the plain module): one pass per record, straight from the buffer into
+  the column arrays, through the link layer (Ethernet + VLAN tags, SLL, SLL2, raw, NULL, LOOP),
+  IPv4, IPv6 without extension headers, the TCP header, its options and its checksum.
+* Everything unusual (IPv6 extension headers, IP fragments with MF, every encapsulation:
+  MPLS/PPPoE ethertypes, IP protocols 4/41/47, UDP to or from ports 4789/6081/2152/3544) is
+  routed to `_parse_one`, a plain scalar parser which is the reference semantics. The kernel
+  only ever decides cases where both agree (tests check this by forcing the scalar path
+  everywhere, and on random records).
 
 Decisions worth knowing:
 
@@ -38,9 +38,7 @@ Decisions worth knowing:
   "tunnel_error"; a datagram on a tunnel port that is not that tunnel stays "udp".
 * TCP checksums (the `csum` column, see batch.py): verified when the whole segment (per the IP
   length) was captured and the packet is not a first fragment; inside tunnels against the innermost
-  IP header. The vectorised path sums the segments' 16-bit words straight from the record buffer
-  (`_seg_sums`: np.add.reduceat over an even- and an odd-offset word view), about 15 % of the decode
-  time on bench.pcap. The test is the receiver's (sum == 0 modulo 0xffff), so a field of 0xffff where
+  IP header. The test is the receiver's (sum == 0 modulo 0xffff), so a field of 0xffff where
   0x0000 is due is good. Counts per value go to `info.checksums`.
 * `info.first_ts` / `info.last_ts` are the timestamps of the first and last
   packet records in capture order (all records, not only TCP).
@@ -62,6 +60,7 @@ from typing import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .._kernels import load as load_kernel
 from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
 
@@ -70,31 +69,14 @@ __all__ = ["open_capture", "Capture", "SKIP_REASONS"]
 _CHUNK = 4 << 20            # stream read size
 _RELEASE = 32 << 20         # mapped bytes read before they are handed back to the OS
 _MAX_RECORD = 1 << 26       # a record/block claiming more than 64 MiB is a corrupt header
-_K = 160                    # bytes per record looked at by the vectorised decoder
 
-# Stable skip reasons (keys of info.skipped).
-SKIP_REASONS = (
-    "unsupported_linktype",   # link type we do not decode
-    "unknown_interface",      # pcapng packet block naming an interface with no IDB
-    "truncated_link_header",  # record shorter than its link-layer header
-    "arp",                    # ARP / RARP
-    "non_ip",                 # any other ethertype / address family / 802.3 frame
-    "truncated_ip_header",    # IP header (or IPv6 extension headers) cut by snaplen
-    "malformed_ip",           # bad version, IHL < 5, total length < header, bad ext header
-    "ip_fragment",            # non-first IP fragment (IPv4 offset != 0, IPv6 fragment offset != 0)
-    "udp",
-    "icmp",
-    "icmpv6",
-    "other_ip_proto",         # any other IP protocol (incl. ESP, IPv6 "no next header")
-    "truncated_tcp_header",   # fewer than 20 TCP header bytes captured
-    "malformed_tcp",          # data offset < 5 or larger than the IP payload
-    "tunnel_error",           # a recognised encapsulation that is truncated, malformed, an unsupported
-                              # variant (GRE version 1 / routing) or nested more than 4 deep
-)
+# The decode kernel: compiled when it could be built (see tcpfsm/_kernels.py).
+_kernel = load_kernel("tcpfsm.capture._decode")
+
+# Stable skip reasons (keys of info.skipped), listed and commented where the kernel codes them.
+SKIP_REASONS = _kernel.SKIP_REASONS
 _OK, _SLOW = 0, 1
 _CODE = {r: i + 2 for i, r in enumerate(SKIP_REASONS)}
-(_C_UNSUP, _C_UNKIF, _C_TRLINK, _C_ARP, _C_NONIP, _C_TRIP, _C_BADIP, _C_FRAG, _C_UDP, _C_ICMP,
- _C_ICMP6, _C_OTHER, _C_TRTCP, _C_BADTCP, _C_TUNERR) = (_CODE[r] for r in SKIP_REASONS)
 
 _ETH_LT = {1: (14, 12), 113: (16, 14), 276: (20, 0)}   # linktype -> (header length, ethertype offset)
 _RAW_LT = (101, 12, 14)
@@ -106,8 +88,6 @@ _AF6 = (24, 28, 30)
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _V6_EXT = frozenset((0, 43, 60, 44, 51, 135, 139, 140))
 _TUNNEL_UDP = {4789: "vxlan", 6081: "geneve", 2152: "gtpu", 3544: "teredo"}
-_TUNNEL_PORTS = np.array(sorted(_TUNNEL_UDP), np.int64)
-_TUNNEL_ETHERTYPES = (0x8847, 0x8848, 0x8864)       # MPLS unicast/multicast, PPPoE session
 _MAX_TUNNEL_DEPTH = 4
 _MAX_TUNNELS = 65535      # the tunnel column is uint16; later new descriptions share the last entry
 _NO_IFACE = -1           # pseudo link type for pcapng blocks with an unknown interface id
@@ -486,9 +466,9 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             continue
         if proto == 17:
             return "udp"
-        if proto == 1:
+        if proto == 1 and fam == 4:       # (ICMP inside IPv6 or ICMPv6 inside IPv4 is nonsense: other)
             return "icmp"
-        if proto == 58:
+        if proto == 58 and fam == 6:
             return "icmpv6"
         return "other_ip_proto"
 
@@ -549,260 +529,45 @@ def _csum_ok(data, t: int, tcplen: int, src: bytes, dst: bytes) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# vectorised decoder
+# decoding a group of records: the kernel, then the scalar parser for what it leaves
 # --------------------------------------------------------------------------------------------
 
-_FORCE_SCALAR = False     # tests flip this to check the vectorised path against _parse_one
+_FORCE_SCALAR = False     # tests flip this to check the kernel against _parse_one on every record
 _SCALAR_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen",
                 "mss", "wscale", "sack_ok", "has_ts", "tsval", "tsecr", "ip_len")
-_AR16 = np.arange(16, dtype=np.int64)
-_AR4 = np.arange(4, dtype=np.int64)
-
-
-def _gather(bufnp: np.ndarray, doffs: np.ndarray, caps: np.ndarray) -> np.ndarray:
-    """(n, _K) uint8 matrix of the first _K captured bytes of each record, zero padded."""
-    n = len(doffs)
-    lim = len(bufnp) - _K
-    if lim >= 0 and n and int(doffs[-1]) <= lim and int(doffs.max()) <= lim:
-        M = sliding_window_view(bufnp, _K)[doffs]
-    else:
-        M = np.zeros((n, _K), np.uint8)
-        ok = doffs <= lim if lim >= 0 else np.zeros(n, bool)
-        if ok.any():
-            M[ok] = sliding_window_view(bufnp, _K)[doffs[ok]]
-        for i in np.nonzero(~ok)[0]:
-            s = int(doffs[i])
-            seg = bufnp[s:s + _K]
-            M[i, :len(seg)] = seg
-    short = caps < _K
-    if short.any():
-        sub = M[short]
-        sub[np.arange(_K)[None, :] >= caps[short][:, None]] = 0
-        M[short] = sub
-    return M
+# The columns the kernel fills, in its decode_group argument order after the source arrays.
+_KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
+                "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum")
 
 
 def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
     """Decode one group. Returns (rows, cols, st, slow_reasons, first_frags):
     rows = record positions (within the group) that produced TCP segments, cols = their
-    column arrays (without index/ts/iface), st = per-record status codes for the vector
-    skips, slow_reasons = Counter from the scalar path. `tunnels` (description -> number,
-    "" -> 0) is the capture's tunnel table; new descriptions are added to it."""
+    column arrays (without index/ts/iface, in their batch dtypes), st = per-record status codes
+    (_OK, _SLOW or a skip code counted by the caller), slow_reasons = Counter from the scalar path.
+    `tunnels` (description -> number, "" -> 0) is the capture's tunnel table; new descriptions are
+    added to it. `buf` holds the records (bytes, mmap: anything with the buffer protocol); `bufnp`
+    (a uint8 view of it) is not needed any more and kept for callers."""
     if tunnels is None:
         tunnels = {"": 0}
     n = len(doffs)
-    st = np.zeros(n, np.int8)
-    capi = caps
-    M = _gather(bufnp, doffs, caps)
-    Mf = M.reshape(-1)
-    base = np.arange(n, dtype=np.int64) * _K
-    km1 = _K - 1
-
-    def B(off):
-        if isinstance(off, int):
-            return M[:, off].astype(np.int64)
-        return Mf[base + np.minimum(off, km1)].astype(np.int64)
-
-    def U16(off):
-        return (B(off) << 8) | B(off + 1)
-
-    l3 = np.zeros(n, np.int64)
-    et = np.full(n, -1, np.int64)
-    single = len(lts) == 1
+    doffs = np.ascontiguousarray(doffs, np.int64)
+    caps = np.ascontiguousarray(caps, np.int64)
+    origs = np.ascontiguousarray(origs, np.int64)
+    lt_arr = np.full(n, lt_rows, np.int64) if np.ndim(lt_rows) == 0 else np.ascontiguousarray(lt_rows, np.int64)
+    st = np.empty(n, np.int8)
+    rows = np.empty(n, np.int64)
+    cols = {k: np.empty((n, 16) if k in ("src", "dst") else n, np.uint8 if k in ("src", "dst") else ALL_COLUMNS[k])
+            for k in _KERNEL_COLS}
     if _FORCE_SCALAR:
         st[:] = _SLOW
-        lts = ()
-    for lt in lts:
-        m = np.ones(n, bool) if single else (lt_rows == lt)
-        if lt in _ETH_LT:
-            hl, eto = _ETH_LT[lt]
-            l3[m] = hl
-            et[m] = U16(eto)[m]
-            st[m & (capi < hl)] = _SLOW
-        elif lt in _RAW_LT or lt == _IPV4_LT or lt == _IPV6_LT:
-            if lt == _IPV4_LT:
-                e = np.full(n, 0x0800, np.int64)
-            elif lt == _IPV6_LT:
-                e = np.full(n, 0x86DD, np.int64)
-            else:
-                v = B(0) >> 4
-                e = np.where(v == 4, 0x0800, np.where(v == 6, 0x86DD, -1))
-            et[m] = e[m]
-            l3[m] = 0
-            st[m & ((capi < 1) | (e < 0))] = _SLOW
-        elif lt == _NULL_LT or lt == _LOOP_LT:
-            b0, b1, b2, b3 = B(0), B(1), B(2), B(3)
-            be = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
-            if lt == _NULL_LT:
-                le = (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
-                af = np.where(le > 0xFFFF, be, le)
-            else:
-                af = be
-            e = np.where(af == 2, 0x0800, np.where(np.isin(af, _AF6), 0x86DD, -1))
-            et[m] = e[m]
-            l3[m] = 4
-            st[m & ((capi < 4) | (e < 0))] = _SLOW
-        elif lt == _NO_IFACE:
-            st[m] = _C_UNKIF
-        else:
-            st[m] = _C_UNSUP
-
-    if not _FORCE_SCALAR:
-        for _ in range(3):
-            v = (st == _OK) & ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100))
-            if not v.any():
-                break
-            st[v & (capi < l3 + 4)] = _SLOW
-            v &= st == _OK
-            et = np.where(v, U16(l3 + 2), et)
-            l3 = np.where(v, l3 + 4, l3)
-        else:
-            st[(st == _OK) & np.isin(et, _VLAN)] = _SLOW
-
-    live = st == _OK
-    is4 = live & (et == 0x0800)
-    is6 = live & (et == 0x86DD)
-    isarp = live & ((et == 0x0806) | (et == 0x8035))
-    st[isarp] = _C_ARP
-    other = live & ~is4 & ~is6 & ~isarp
-    encap = other & np.isin(et, _TUNNEL_ETHERTYPES)       # MPLS / PPPoE: the scalar path unwraps them
-    st[other & ~encap] = _C_NONIP
-    st[encap] = _SLOW
-
-    tcp = np.zeros(n, bool)
-    ihl = np.zeros(n, np.int64)
-    v0 = B(l3)
-    if is4.any():
-        ihl = (v0 & 15) * 4
-        tot = U16(l3 + 2)
-        fo = U16(l3 + 6)
-        proto = B(l3 + 9)
-        good = is4 & (capi >= l3 + 20) & ((v0 >> 4) == 4) & (ihl >= 20) & (capi >= l3 + ihl) & (tot >= ihl)
-        st[is4 & ~good] = _SLOW
-        frag = good & ((fo & 0x1FFF) != 0)
-        st[frag] = _C_FRAG
-        g = good & ~frag
-        st[g & (proto == 17)] = _C_UDP
-        st[g & (proto == 1)] = _C_ICMP
-        st[g & (proto != 6) & (proto != 17) & (proto != 1)] = _C_OTHER
-        st[g & ((proto == 4) | (proto == 41) | (proto == 47))] = _SLOW      # IP-in-IP, GRE
-        _udp_tunnels(st, g & (proto == 17), l3 + ihl, capi, U16)
-        t4 = g & (proto == 6)
-        mf = t4 & ((fo & 0x2000) != 0)
-        st[mf] = _SLOW
-        tcp |= t4 & ~mf
+        m = 0
     else:
-        tot = np.zeros(n, np.int64)
-    if is6.any():
-        pl = U16(l3 + 4)
-        nx = B(l3 + 6)
-        good = is6 & (capi >= l3 + 40) & ((v0 >> 4) == 6)
-        st[is6 & ~good] = _SLOW
-        st[good & (nx == 17)] = _C_UDP
-        _udp_tunnels(st, good & (nx == 17), l3 + 40, capi, U16)
-        st[good & (nx == 58)] = _C_ICMP6
-        t6 = good & (nx == 6) & (pl > 0)
-        st[good & ~t6 & (nx != 17) & (nx != 58)] = _SLOW
-        tcp |= t6
-    else:
-        pl = np.zeros(n, np.int64)
-
-    # ---- TCP on the candidate subset
-    idx = np.nonzero(tcp)[0]
-    s6 = is6[idx]
-    sl3 = l3[idx]
-    sihl = ihl[idx]
-    t = np.where(s6, sl3 + 40, sl3 + sihl)
-    tcplen = np.where(s6, pl[idx], tot[idx] - sihl)
-    iplen = np.where(s6, pl[idx] + 40, tot[idx])
-    sb = base[idx]
-    scap = capi[idx]
-
-    def S(off):
-        return Mf[sb + np.minimum(off, km1)].astype(np.int64)
-
-    b12 = S(t + 12)
-    doff = (b12 >> 4) * 4
-    okt = (scap >= t + 20) & (doff >= 20) & (tcplen >= doff) & (t + doff <= _K)
-    if not okt.all():
-        st[idx[~okt]] = _SLOW
-        idx, s6, sl3, t, tcplen, iplen, sb, scap, b12, doff = (
-            a[okt] for a in (idx, s6, sl3, t, tcplen, iplen, sb, scap, b12, doff))
-    m = len(idx)
-    sport = (S(t) << 8) | S(t + 1)
-    dport = (S(t + 2) << 8) | S(t + 3)
-    seq = (S(t + 4) << 24) | (S(t + 5) << 16) | (S(t + 6) << 8) | S(t + 7)
-    ack = (S(t + 8) << 24) | (S(t + 9) << 16) | (S(t + 10) << 8) | S(t + 11)
-    flags = ((b12 & 1) << 8) | S(t + 13)
-    win = (S(t + 14) << 8) | S(t + 15)
-
-    mss = np.zeros(m, np.int64)
-    ws = np.full(m, -1, np.int64)
-    sok = np.zeros(m, bool)
-    hts = np.zeros(m, bool)
-    tsv = np.zeros(m, np.int64)
-    tse = np.zeros(m, np.int64)
-    oend = np.minimum(t + doff, scap)
-    c = t + 20
-    act = np.nonzero(c < oend)[0]
-    c, e, rb = c[act], oend[act], sb[act]
-    while act.size:
-        k = Mf[rb + c].astype(np.int64)
-        ln = np.where(k == 1, 1, Mf[rb + np.minimum(c + 1, km1)].astype(np.int64))
-        valid = (k != 0) & ((k == 1) | ((c + 1 < e) & (ln >= 2) & (c + ln <= e)))
-        sel = valid & (k == 2) & (ln == 4)
-        if sel.any():
-            p = rb[sel] + c[sel]
-            mss[act[sel]] = (Mf[p + 2].astype(np.int64) << 8) | Mf[p + 3]
-        sel = valid & (k == 3) & (ln == 3)
-        if sel.any():
-            ws[act[sel]] = np.minimum(Mf[rb[sel] + c[sel] + 2], 127)
-        sel = valid & (k == 4) & (ln == 2)
-        sok[act[sel]] = True
-        sel = valid & (k == 8) & (ln == 10)
-        if sel.any():
-            p = (rb[sel] + c[sel])[:, None] + np.arange(2, 10)
-            bb = Mf[p].astype(np.int64)
-            hts[act[sel]] = True
-            tsv[act[sel]] = (bb[:, 0] << 24) | (bb[:, 1] << 16) | (bb[:, 2] << 8) | bb[:, 3]
-            tse[act[sel]] = (bb[:, 4] << 24) | (bb[:, 5] << 16) | (bb[:, 6] << 8) | bb[:, 7]
-        c = c + ln
-        keep = valid & (c < e)
-        act, c, e, rb = act[keep], c[keep], e[keep], rb[keep]
-
-    src = np.empty((m, 16), np.uint8)
-    dst = np.empty((m, 16), np.uint8)
-    if s6.any():
-        p = sb[s6] + sl3[s6]
-        src[s6] = Mf[(p + 8)[:, None] + _AR16]
-        dst[s6] = Mf[(p + 24)[:, None] + _AR16]
-    s4 = ~s6
-    if s4.any():
-        p = sb[s4] + sl3[s4]
-        pre = np.frombuffer(_MAPPED, np.uint8)
-        a = np.empty((int(s4.sum()), 16), np.uint8)
-        a[:, :12] = pre
-        a[:, 12:] = Mf[(p + 12)[:, None] + _AR4]
-        src[s4] = a
-        a[:, 12:] = Mf[(p + 16)[:, None] + _AR4]
-        dst[s4] = a
-
-    # ---- TCP checksum, on the flat buffer, for the rows whose whole segment was captured
-    csum = np.full(m, CSUM_UNVERIFIABLE, np.int64)
-    ver = np.nonzero(t + tcplen <= scap)[0]
-    if ver.size:
-        L = tcplen[ver]
-        # pseudo-header: the address words, protocol, length (no BLAS matmul here: its threads spin)
-        ps = src.view(">u2").astype(np.int32).sum(1) + dst.view(">u2").astype(np.int32).sum(1)
-        tot = ps[ver].astype(np.int64) + 6 + L + _seg_sums(bufnp, doffs[idx[ver]] + t[ver], L)
-        csum[ver] = np.where(tot % 0xFFFF == 0, CSUM_GOOD, CSUM_BAD)
-
-    cols = {
-        "family": np.where(s6, 6, 4), "src": src.view("V16").reshape(m), "dst": dst.view("V16").reshape(m),
-        "sport": sport, "dport": dport, "flags": flags, "seq": seq, "ack": ack, "win": win,
-        "plen": tcplen - doff, "mss": mss, "wscale": ws, "sack_ok": sok, "has_ts": hts,
-        "tsval": tsv, "tsecr": tse, "ip_len": iplen, "tunnel": np.zeros(m, np.int64), "csum": csum,
-    }
+        views = [cols[k].view(np.uint8) if cols[k].dtype == np.bool_ else cols[k] for k in _KERNEL_COLS]
+        m = _kernel.decode_group(buf, doffs, caps, origs, lt_arr, st, rows, *views)
+    idx = rows[:m]
+    cols = {k: (a[:m].view("V16").reshape(m) if a.ndim == 2 else a[:m]) for k, a in cols.items()}
+    cols["tunnel"] = np.zeros(m, ALL_COLUMNS["tunnel"])
 
     # ---- scalar path
     slow_reasons: Counter = Counter()
@@ -813,8 +578,7 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
         srows, svals = [], []
         for i in slow.tolist():
             s = int(doffs[i])
-            lt = int(lt_rows if np.ndim(lt_rows) == 0 else lt_rows[i])
-            r = _parse_one(mv[s:s + int(caps[i])], lt, int(origs[i]))
+            r = _parse_one(mv[s:s + int(caps[i])], int(lt_arr[i]), int(origs[i]))
             if type(r) is str:
                 slow_reasons[r] += 1
             else:
@@ -836,64 +600,8 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
             rows = np.concatenate([idx, np.array(srows, np.int64)])
             order = np.argsort(rows, kind="stable")
             idx = rows[order]
-            cols = {k: np.concatenate([cols[k], extra[k]])[order] for k in cols}
+            cols = {k: np.concatenate([cols[k], extra[k].astype(cols[k].dtype)])[order] for k in cols}
     return idx, cols, st, slow_reasons, first_frags
-
-
-def _seg_sums(bufnp: np.ndarray, start: np.ndarray, L: np.ndarray) -> np.ndarray:
-    """Sum of the big-endian 16-bit words of each bufnp[start:start + L] (an odd last byte padded with
-    a zero), as int64 (exact; callers reduce modulo 0xffff). Segments lie inside the buffer, in any order.
-    Vectorised over all segments: two word views of the buffer (even and odd start offsets; numpy reads
-    the odd one unaligned) and one np.add.reduceat each (`_range_sums`)."""
-    out = np.zeros(len(start), np.int64)
-    half = L >> 1
-    odd = (L & 1) == 1
-    if odd.any():
-        out[odd] = bufnp[start[odd] + L[odd] - 1].astype(np.int64) << 8
-    par = np.where(half > 0, start & 1, 2)       # (a 1-byte "segment" has no whole word)
-    for p in (0, 1):
-        sel = np.nonzero(par == p)[0] if p or not (par == 0).all() else slice(None)
-        ws = (start[sel] - p) >> 1
-        if not len(ws):
-            continue
-        nb = (len(bufnp) - p) >> 1
-        W = bufnp[p:p + 2 * nb].view(">u2")          # words starting at even (p=0) or odd (p=1) offsets
-        out[sel] += _range_sums(W, ws, half[sel])
-    return out
-
-
-def _range_sums(W: np.ndarray, s: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """int64 sums of W[s[i]:s[i] + c[i]] (c >= 1): one np.add.reduceat over interleaved bounds when the
-    segments cover most of their span (the gaps between them are summed too, and dropped), else over
-    a gather of just the segments' words."""
-    e = s + c
-    total = int(c.sum())
-    lo, hi = int(s.min()), int(e.max())
-    if total * 4 >= hi - lo:
-        Ws = W[lo:hi + 1]            # (reduceat with a dtype converts its whole input first)
-        b = np.empty(2 * len(s), np.int64)
-        b[0::2] = s - lo
-        b[1::2] = e - lo
-        if b[-1] >= len(Ws):         # the last segment runs to the end of W: reduceat's last sum does that
-            b = b[:-1]
-        if int(b.max()) < len(Ws):   # (else an earlier segment also ends at the end of W: gather below)
-            # uint32 holds a segment's sum up to 65537 words (the sums of the gaps may wrap: dropped)
-            acc = np.uint32 if int(c.max()) <= 65537 else np.int64
-            return np.add.reduceat(Ws, b, dtype=acc)[0::2].astype(np.int64)
-    first = np.cumsum(c) - c
-    g = np.arange(total, dtype=np.int64) + np.repeat(s - first, c)
-    return np.add.reduceat(W[g], first, dtype=np.int64)
-
-
-def _udp_tunnels(st, udp, t, capi, U16):
-    """Send UDP datagrams to or from a tunnel port (VXLAN, Geneve, GTP-U, Teredo) to the scalar
-    path, which decides whether they carry a tunnel (and counts them as "udp" if not)."""
-    if not udp.any():
-        return
-    cand = udp & (capi >= t + 8)
-    if cand.any():
-        hit = cand & (np.isin(U16(t), _TUNNEL_PORTS) | np.isin(U16(t + 2), _TUNNEL_PORTS))
-        st[hit] = _SLOW
 
 
 # --------------------------------------------------------------------------------------------
@@ -1115,26 +823,11 @@ class Capture:
 
     # ---- walking ---------------------------------------------------------------------------
     def _walk_pcap(self, pos: int, limit: int):
-        """Collect up to `limit` complete records from pos. Returns (pos, status, offsets)
+        """Collect up to `limit` complete records from pos. Returns (pos, status, offsets: int64 array)
         with status "limit" (more may follow), "need" (needs more bytes) or "corrupt"."""
-        buf, end = self._buf, self._end
-        incl_at = struct.Struct(self._order + "I").unpack_from
-        offs = []
-        app = offs.append
-        status = "limit"
-        try:
-            for _ in range(limit):
-                npos = pos + 16 + incl_at(buf, pos + 8)[0]
-                if npos > end:
-                    status = "need"
-                    break
-                app(pos)
-                pos = npos
-        except struct.error:                    # fewer than 12 bytes left
-            status = "need"
-        if status == "need" and pos + 12 <= end and incl_at(buf, pos + 8)[0] > _MAX_RECORD:
-            status = "corrupt"
-        return pos, status, offs
+        offs = np.empty(limit, np.int64)
+        n, pos, status = _kernel.walk_pcap(self._buf, pos, self._end, limit, self._order == ">", offs)
+        return pos, ("limit", "need", "corrupt")[status], offs[:n]
 
     def _add_iface(self, buf, pos: int, blen: int, order: str) -> None:
         lt, _r, snap = struct.unpack_from(order + "HHI", buf, pos + 8)
@@ -1176,19 +869,17 @@ class Capture:
         buf, end = self._buf, self._end
         order = self._ng_order
         hdr = struct.Struct(order + "II").unpack_from
-        rpos: list[int] = []
+        rpos = np.empty(limit, np.int64)
         special: dict = {}
-        app = rpos.append
         n = 0
         status = "need"
         maxr = _MAX_RECORD
-        while pos + 12 <= end:
+        while True:
+            # the common case, a run of enhanced packet blocks, by the kernel; here, every other block
+            n, pos = _kernel.walk_epbs(buf, pos, end, limit, order == ">", rpos, n)
+            if pos + 12 > end:
+                break
             btype, blen = hdr(buf, pos)
-            if btype == 6 and 32 <= blen <= maxr and not blen & 3 and pos + blen <= end and n < limit:
-                app(pos)                         # the common case: an enhanced packet block
-                n += 1
-                pos += blen
-                continue
             if btype == 0x0A0D0D0A:
                 if n:
                     status = "limit"
@@ -1233,7 +924,7 @@ class Capture:
                     if not self._spb_warned:
                         self._spb_warned = True
                         self.info.warnings.append("simple packet blocks have no timestamp; using the previous record's")
-                app(pos)
+                rpos[n] = pos
                 n += 1
             elif btype == 1:
                 if n:
@@ -1247,7 +938,7 @@ class Capture:
                 self._section_base = len(self._ifaces)
             pos += blen
         self._ng_order = order
-        return pos, status, (rpos, special)
+        return pos, status, (rpos[:n], special)
 
     def _ng_records(self, bufnp, rpos, special):
         """Vectorised EPB header extraction -> (doffs, caps, origs, ts, ifaces)."""
@@ -1315,13 +1006,13 @@ class Capture:
                 n = len(offs)
                 if n:
                     bufnp = np.frombuffer(buf, np.uint8, count=self._end)
-                    ro = np.array(offs, np.int64)
+                    ro = offs
                     hdr = sliding_window_view(bufnp, 16)[ro].copy().view(self._order + "u4")
                     sec, frac = hdr[:, 0].astype(np.int64), hdr[:, 1].astype(np.int64)
                     caps, origs = hdr[:, 2].astype(np.int64), hdr[:, 3].astype(np.int64)
                     if int(caps.max()) > _MAX_RECORD:          # corrupt record header inside the file
                         bad = int(np.argmax(caps > _MAX_RECORD))
-                        pos, status, n = offs[bad], "corrupt", bad
+                        pos, status, n = int(offs[bad]), "corrupt", bad
                         ro, hdr, sec, frac, caps, origs = ro[:n], hdr[:n], sec[:n], frac[:n], caps[:n], origs[:n]
                     ts = sec * 1_000_000_000 + frac * self._mult
                     doffs = ro + 16

@@ -1,0 +1,484 @@
+"""Decode kernel: the common path of a capture record (link -> IPv4/IPv6 -> TCP) in one pass per record.
+
+Owns: the per-record status codes (SKIP_REASONS), the common-path decoding of a group of located
+records into preallocated column arrays, the TCP checksum word sum, locating pcap records, and the
+rows' flow keys (`flow_keys`, wrapped by capture/keys.py for the tracker). Must not: allocate, read
+files, decide what a flow is beyond its key, or decode anything unusual. Whatever it does not fully
+understand gets status ST_SLOW and is decoded by reader._parse_one, the scalar reference parser
+(tunnels, IP fragments with MF, IPv6 extension headers, MPLS/PPPoE, UDP on a tunnel port). For every
+record it does decode (or skip), the result must equal _parse_one's on the same bytes; tests check
+that on every capture and on random records.
+
+Cython pure-Python mode: this file runs as plain Python (the readable reference, TCPFSM_PURE=1) and
+is compiled by setup.py into the extension `tcpfsm.capture._decode_c` (tcpfsm/_kernels.py picks
+which one runs). Rules that keep the compiled form C-only: every integer is a declared C type (an
+undeclared literal above 2**31 would make the arithmetic Python objects); 32-bit big-endian reads
+widen the top byte first; arrays are C-contiguous typed memoryviews ([::1]); the record buffer is a
+const view (read-only mmaps and bytes); numpy bool columns are passed as uint8 views. Every read is
+bounds-checked by hand against the record's captured length (boundscheck is off).
+"""
+import cython
+
+# Stable skip reasons (keys of CaptureInfo.skipped); status code = index + 2 (0 decoded, 1 slow path).
+SKIP_REASONS = (
+    "unsupported_linktype",   # link type we do not decode
+    "unknown_interface",      # pcapng packet block naming an interface with no IDB
+    "truncated_link_header",  # record shorter than its link-layer header
+    "arp",                    # ARP / RARP
+    "non_ip",                 # any other ethertype / address family / 802.3 frame
+    "truncated_ip_header",    # IP header (or IPv6 extension headers) cut by snaplen
+    "malformed_ip",           # bad version, IHL < 5, total length < header, bad ext header
+    "ip_fragment",            # non-first IP fragment (IPv4 offset != 0, IPv6 fragment offset != 0)
+    "udp",
+    "icmp",
+    "icmpv6",
+    "other_ip_proto",         # any other IP protocol (incl. ESP, IPv6 "no next header")
+    "truncated_tcp_header",   # fewer than 20 TCP header bytes captured
+    "malformed_tcp",          # data offset < 5 or larger than the IP payload
+    "tunnel_error",           # a recognised encapsulation that is truncated, malformed, an unsupported
+                              # variant (GRE version 1 / routing) or nested more than 4 deep
+)
+# The same codes as C constants (kept in SKIP_REASONS order; tests check it).
+ST_OK = cython.declare(cython.schar, 0)
+ST_SLOW = cython.declare(cython.schar, 1)
+ST_UNSUP = cython.declare(cython.schar, 2)
+ST_UNKIF = cython.declare(cython.schar, 3)
+ST_TRLINK = cython.declare(cython.schar, 4)
+ST_ARP = cython.declare(cython.schar, 5)
+ST_NONIP = cython.declare(cython.schar, 6)
+ST_TRIP = cython.declare(cython.schar, 7)
+ST_BADIP = cython.declare(cython.schar, 8)
+ST_FRAG = cython.declare(cython.schar, 9)
+ST_UDP = cython.declare(cython.schar, 10)
+ST_ICMP = cython.declare(cython.schar, 11)
+ST_ICMP6 = cython.declare(cython.schar, 12)
+ST_OTHER = cython.declare(cython.schar, 13)
+ST_TRTCP = cython.declare(cython.schar, 14)
+ST_BADTCP = cython.declare(cython.schar, 15)
+STATUS_CODES = (ST_OK, ST_SLOW, ST_UNSUP, ST_UNKIF, ST_TRLINK, ST_ARP, ST_NONIP, ST_TRIP, ST_BADIP, ST_FRAG,
+                ST_UDP, ST_ICMP, ST_ICMP6, ST_OTHER, ST_TRTCP, ST_BADTCP)
+
+NO_IFACE = cython.declare(cython.longlong, -1)    # pseudo link type: pcapng block naming no known interface
+CSUM_BAD = cython.declare(cython.uchar, 0)        # batch.CSUM_* (the `csum` column)
+CSUM_GOOD = cython.declare(cython.uchar, 1)
+CSUM_UNVERIFIABLE = cython.declare(cython.uchar, 2)
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _tunnel_port(p: cython.uint) -> cython.bint:
+    """UDP ports of the tunnels reader._parse_net unwraps (VXLAN, Geneve, GTP-U, Teredo)."""
+    return p == 4789 or p == 6081 or p == 2152 or p == 3544
+
+
+@cython.ccall
+@cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t,
+             length: cython.Py_ssize_t) -> cython.ulonglong:
+    """Sum of the big-endian 16-bit words of buf[start:start + length], an odd last byte padded with a
+    zero (the caller keeps the range inside buf). Exact; checksum tests reduce it modulo 0xffff."""
+    acc: cython.ulonglong = 0
+    i: cython.Py_ssize_t = start
+    end: cython.Py_ssize_t = start + length
+    while i + 1 < end:
+        acc += (buf[i] << 8) | buf[i + 1]
+        i += 2
+    if i < end:
+        acc += buf[i] << 8
+    return acc
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def walk_pcap(buf: cython.const[cython.uchar][::1], pos: cython.Py_ssize_t, end: cython.Py_ssize_t,
+              limit: cython.Py_ssize_t, big_endian: cython.bint, offs: cython.longlong[::1]) -> tuple:
+    """Locate up to `limit` complete pcap records from byte `pos` (a record header: ts_sec, ts_frac,
+    incl_len, orig_len; then incl_len bytes) within buf[:end]. Writes their offsets to offs and returns
+    (count, pos after the last, status): 0 "limit" (more may follow), 1 "need" (the next record is not
+    all there), 2 "corrupt" (the next header claims more than 64 MiB and does not fit)."""
+    n: cython.Py_ssize_t = 0
+    incl: cython.ulonglong
+    o: cython.Py_ssize_t
+    while n < limit:
+        if pos + 12 > end:
+            return n, pos, 1
+        o = pos + 8
+        if big_endian:
+            incl = (cython.cast(cython.ulonglong, buf[o]) << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]
+        else:
+            incl = (cython.cast(cython.ulonglong, buf[o + 3]) << 24) | (buf[o + 2] << 16) | (buf[o + 1] << 8) | buf[o]
+        if pos + 16 + incl > end:
+            return n, pos, 2 if incl > (1 << 26) else 1
+        offs[n] = pos
+        n += 1
+        pos += 16 + incl
+    return n, pos, 0
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cython.longlong][::1],
+                 caps: cython.const[cython.longlong][::1], origs: cython.const[cython.longlong][::1],
+                 lts: cython.const[cython.longlong][::1], st: cython.schar[::1], rows: cython.longlong[::1],
+                 family: cython.uchar[::1], src: cython.uchar[:, ::1], dst: cython.uchar[:, ::1],
+                 sport: cython.ushort[::1], dport: cython.ushort[::1], flags: cython.ushort[::1],
+                 seq: cython.uint[::1], ack: cython.uint[::1], win: cython.ushort[::1], plen: cython.uint[::1],
+                 mss: cython.ushort[::1], wscale: cython.schar[::1], sack_ok: cython.uchar[::1],
+                 has_ts: cython.uchar[::1], tsval: cython.uint[::1], tsecr: cython.uint[::1],
+                 ip_len: cython.uint[::1], csum: cython.uchar[::1]) -> cython.Py_ssize_t:
+    """Decode records i = 0..len(doffs)-1 (captured bytes buf[doffs[i]:doffs[i] + caps[i]], original
+    length origs[i], link type lts[i]). Sets st[i] to ST_OK (a TCP segment), ST_SLOW (for
+    reader._parse_one) or a skip code; the k-th ST_OK record's number goes to rows[k] and its columns
+    (as batch.ALL_COLUMNS, minus index/ts/iface/tunnel) to row k of the column arrays. Returns the
+    number of ST_OK records. Each step mirrors reader._link / reader._parse_net, in their order."""
+    nrec: cython.Py_ssize_t = len(doffs)
+    buflen: cython.Py_ssize_t = len(buf)
+    m: cython.Py_ssize_t = 0
+    i: cython.Py_ssize_t
+    s: cython.Py_ssize_t          # record start in buf
+    n: cython.Py_ssize_t          # captured length
+    lt: cython.longlong
+    l3: cython.Py_ssize_t
+    et: cython.uint
+    v: cython.uint
+    ihl: cython.Py_ssize_t
+    tot: cython.longlong
+    fo: cython.uint
+    proto: cython.uint
+    fam: cython.uchar
+    t: cython.Py_ssize_t          # TCP header offset (relative to s)
+    tcplen: cython.longlong
+    iplen: cython.longlong
+    af: cython.ulonglong
+    be: cython.ulonglong
+    le: cython.ulonglong
+    doff: cython.Py_ssize_t
+    p: cython.Py_ssize_t
+    k: cython.uint
+    ln: cython.Py_ssize_t
+    oend: cython.Py_ssize_t
+    a: cython.Py_ssize_t
+    acc: cython.ulonglong
+    tv: cython.uint
+    te: cython.uint
+    o_mss: cython.ushort
+    o_ws: cython.schar
+    o_sok: cython.uchar
+    o_ts: cython.uchar
+
+    for i in range(nrec):
+        s = doffs[i]
+        n = caps[i]
+        if n > buflen - s:            # (located records lie inside buf; never trust it blindly)
+            n = buflen - s
+        if n < 0:
+            n = 0
+        lt = lts[i]
+
+        # ---- link layer (reader._link)
+        if lt == 1 or lt == 113 or lt == 276:       # Ethernet, Linux cooked v1, v2 (+ VLAN tags)
+            if lt == 1:
+                l3, p = 14, 12
+            elif lt == 113:
+                l3, p = 16, 14
+            else:
+                l3, p = 20, 0
+            if n < l3:
+                st[i] = ST_TRLINK
+                continue
+            et = (buf[s + p] << 8) | buf[s + p + 1]
+            while et == 0x8100 or et == 0x88A8 or et == 0x9100:
+                if n < l3 + 4:
+                    break
+                et = (buf[s + l3 + 2] << 8) | buf[s + l3 + 3]
+                l3 += 4
+            if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+                st[i] = ST_TRLINK
+                continue
+        elif lt == 101 or lt == 12 or lt == 14:     # raw IP: the version nibble says which
+            if n < 1:
+                st[i] = ST_TRLINK
+                continue
+            v = buf[s] >> 4
+            l3 = 0
+            if v == 4:
+                et = 0x0800
+            elif v == 6:
+                et = 0x86DD
+            else:
+                st[i] = ST_BADIP
+                continue
+        elif lt == 228 or lt == 229:                # raw IPv4 / raw IPv6
+            if n < 1:
+                st[i] = ST_TRLINK
+                continue
+            l3 = 0
+            et = 0x0800 if lt == 228 else 0x86DD
+        elif lt == 0 or lt == 108:                  # BSD NULL (host byte order) / LOOP (network order)
+            if n < 4:
+                st[i] = ST_TRLINK
+                continue
+            be = (cython.cast(cython.ulonglong, buf[s]) << 24) | (buf[s + 1] << 16) | (buf[s + 2] << 8) | buf[s + 3]
+            af = be
+            if lt == 0:
+                le = (cython.cast(cython.ulonglong, buf[s + 3]) << 24) | (buf[s + 2] << 16) | (buf[s + 1] << 8) | buf[s]
+                if le <= 0xFFFF:
+                    af = le
+            l3 = 4
+            if af == 2:
+                et = 0x0800
+            elif af == 24 or af == 28 or af == 30:
+                et = 0x86DD
+            else:
+                st[i] = ST_NONIP
+                continue
+        elif lt == NO_IFACE:
+            st[i] = ST_UNKIF
+            continue
+        else:
+            st[i] = ST_UNSUP
+            continue
+
+        # ---- network layer (reader._parse_net, unencapsulated packets only)
+        if et == 0x0800:
+            if n < l3 + 20:
+                st[i] = ST_TRIP
+                continue
+            v = buf[s + l3]
+            ihl = (v & 15) * 4
+            if v >> 4 != 4 or ihl < 20:
+                st[i] = ST_BADIP
+                continue
+            if n < l3 + ihl:
+                st[i] = ST_TRIP
+                continue
+            tot = (buf[s + l3 + 2] << 8) | buf[s + l3 + 3]
+            fo = (buf[s + l3 + 6] << 8) | buf[s + l3 + 7]
+            proto = buf[s + l3 + 9]
+            if tot == 0:                            # TSO: length left to the NIC
+                tot = origs[i] - l3
+            if tot < ihl:
+                st[i] = ST_BADIP
+                continue
+            if fo & 0x1FFF:
+                st[i] = ST_FRAG
+                continue
+            t = l3 + ihl
+            if proto != 6:
+                if proto == 17:
+                    if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
+                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])):
+                        st[i] = ST_SLOW
+                    else:
+                        st[i] = ST_UDP
+                elif proto == 1:
+                    st[i] = ST_ICMP
+                elif proto == 4 or proto == 41 or proto == 47:    # IP-in-IP, 6in4, GRE
+                    st[i] = ST_SLOW
+                else:
+                    st[i] = ST_OTHER
+                continue
+            if fo & 0x2000:                         # first fragment (MF): used without reassembly, counted
+                st[i] = ST_SLOW
+                continue
+            fam = 4
+            tcplen = tot - ihl
+            iplen = tot
+        elif et == 0x86DD:
+            if n < l3 + 40:
+                st[i] = ST_TRIP
+                continue
+            if buf[s + l3] >> 4 != 6:
+                st[i] = ST_BADIP
+                continue
+            tcplen = (buf[s + l3 + 4] << 8) | buf[s + l3 + 5]
+            if tcplen == 0:                         # jumbogram / TSO
+                tcplen = origs[i] - l3 - 40
+                if tcplen < 0:
+                    tcplen = 0
+            proto = buf[s + l3 + 6]
+            t = l3 + 40
+            if proto != 6:
+                if proto == 17:
+                    if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
+                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])):
+                        st[i] = ST_SLOW
+                    else:
+                        st[i] = ST_UDP
+                elif proto == 58:
+                    st[i] = ST_ICMP6
+                elif (proto == 0 or proto == 43 or proto == 60 or proto == 44 or proto == 51 or proto == 135
+                      or proto == 139 or proto == 140 or proto == 4 or proto == 41 or proto == 47 or proto == 1):
+                    st[i] = ST_SLOW                 # extension headers, IP-in-IP, GRE (and ICMP, as ever)
+                else:
+                    st[i] = ST_OTHER
+                continue
+            fam = 6
+            iplen = 40 + tcplen
+        elif et == 0x0806 or et == 0x8035:
+            st[i] = ST_ARP
+            continue
+        elif et == 0x8847 or et == 0x8848 or et == 0x8864:     # MPLS, PPPoE session: the scalar path unwraps
+            st[i] = ST_SLOW
+            continue
+        else:
+            st[i] = ST_NONIP
+            continue
+
+        # ---- TCP header and options (the tail of reader._parse_net)
+        if n < t + 20:
+            st[i] = ST_TRTCP
+            continue
+        doff = (buf[s + t + 12] >> 4) * 4
+        if doff < 20 or tcplen < doff:
+            st[i] = ST_BADTCP
+            continue
+        o_mss, o_ws, o_sok, o_ts, tv, te = 0, -1, 0, 0, 0, 0
+        p = t + 20
+        oend = t + doff
+        if oend > n:
+            oend = n
+        while p < oend:
+            k = buf[s + p]
+            if k == 0:
+                break
+            if k == 1:
+                p += 1
+                continue
+            if p + 1 >= oend:
+                break
+            ln = buf[s + p + 1]
+            if ln < 2 or p + ln > oend:
+                break
+            if k == 2 and ln == 4:
+                o_mss = (buf[s + p + 2] << 8) | buf[s + p + 3]
+            elif k == 3 and ln == 3:
+                o_ws = buf[s + p + 2] if buf[s + p + 2] < 127 else 127
+            elif k == 4 and ln == 2:
+                o_sok = 1
+            elif k == 8 and ln == 10:
+                o_ts = 1
+                a = s + p + 2
+                tv = (cython.cast(cython.uint, buf[a]) << 24) | (buf[a + 1] << 16) | (buf[a + 2] << 8) | buf[a + 3]
+                te = (cython.cast(cython.uint, buf[a + 4]) << 24) | (buf[a + 5] << 16) | (buf[a + 6] << 8) | buf[a + 7]
+            p += ln
+
+        # ---- the row
+        st[i] = ST_OK
+        rows[m] = i
+        family[m] = fam
+        if fam == 4:
+            for a in range(10):
+                src[m, a] = 0
+                dst[m, a] = 0
+            src[m, 10] = 0xFF
+            src[m, 11] = 0xFF
+            dst[m, 10] = 0xFF
+            dst[m, 11] = 0xFF
+            for a in range(4):
+                src[m, 12 + a] = buf[s + l3 + 12 + a]
+                dst[m, 12 + a] = buf[s + l3 + 16 + a]
+        else:
+            for a in range(16):
+                src[m, a] = buf[s + l3 + 8 + a]
+                dst[m, a] = buf[s + l3 + 24 + a]
+        a = s + t
+        sport[m] = (buf[a] << 8) | buf[a + 1]
+        dport[m] = (buf[a + 2] << 8) | buf[a + 3]
+        seq[m] = (cython.cast(cython.uint, buf[a + 4]) << 24) | (buf[a + 5] << 16) | (buf[a + 6] << 8) | buf[a + 7]
+        ack[m] = (cython.cast(cython.uint, buf[a + 8]) << 24) | (buf[a + 9] << 16) | (buf[a + 10] << 8) | buf[a + 11]
+        flags[m] = ((buf[a + 12] & 1) << 8) | buf[a + 13]
+        win[m] = (buf[a + 14] << 8) | buf[a + 15]
+        plen[m] = tcplen - doff
+        mss[m] = o_mss
+        wscale[m] = o_ws
+        sack_ok[m] = o_sok
+        has_ts[m] = o_ts
+        tsval[m] = tv
+        tsecr[m] = te
+        ip_len[m] = iplen
+        # TCP checksum (batch.py, reader._csum_ok): verified only when the whole segment was captured.
+        # Ones' complement: the pseudo-header's words (addresses as stored, protocol, TCP length) plus
+        # the segment's sum to 0 modulo 0xffff.
+        if n < t + tcplen:
+            csum[m] = CSUM_UNVERIFIABLE
+        else:
+            acc = 6 + tcplen + word_sum(buf, s + t, tcplen)
+            if fam == 4:                            # ::ffff:a.b.c.d: two 0xffff words, then the addresses
+                acc += 2 * 0xFFFF + word_sum(buf, s + l3 + 12, 8)
+            else:
+                acc += word_sum(buf, s + l3 + 8, 32)
+            csum[m] = CSUM_GOOD if acc % 0xFFFF == 0 else CSUM_BAD
+        m += 1
+    return m
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def flow_keys(src: cython.const[cython.uchar][:, ::1], dst: cython.const[cython.uchar][:, ::1],
+              sport: cython.const[cython.ushort][::1], dport: cython.const[cython.ushort][::1],
+              key: cython.uchar[:, ::1], lo: cython.uchar[::1]) -> cython.void:
+    """Per row: the connection's key, the same for both directions, and whether the source is the lower
+    side. A side is its 16 address bytes then its port big-endian (18 bytes); the lower side (bytewise)
+    comes first in the 36-byte key; lo[i] = 1 when the source side <= the destination side."""
+    nrow: cython.Py_ssize_t = len(sport)
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    c: cython.int
+    sp: cython.uint
+    dp: cython.uint
+    for i in range(nrow):
+        sp = sport[i]
+        dp = dport[i]
+        c = 0                              # memcmp(source side, destination side)
+        for j in range(16):
+            if src[i, j] != dst[i, j]:
+                c = -1 if src[i, j] < dst[i, j] else 1
+                break
+        if c == 0 and sp != dp:
+            c = -1 if sp < dp else 1
+        if c <= 0:
+            lo[i] = 1
+            for j in range(16):
+                key[i, j] = src[i, j]
+                key[i, 18 + j] = dst[i, j]
+            key[i, 16], key[i, 17], key[i, 34], key[i, 35] = sp >> 8, sp & 0xFF, dp >> 8, dp & 0xFF
+        else:
+            lo[i] = 0
+            for j in range(16):
+                key[i, j] = dst[i, j]
+                key[i, 18 + j] = src[i, j]
+            key[i, 16], key[i, 17], key[i, 34], key[i, 35] = dp >> 8, dp & 0xFF, sp >> 8, sp & 0xFF
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def walk_epbs(buf: cython.const[cython.uchar][::1], pos: cython.Py_ssize_t, end: cython.Py_ssize_t,
+              limit: cython.Py_ssize_t, big_endian: cython.bint, offs: cython.longlong[::1],
+              n: cython.Py_ssize_t) -> tuple:
+    """Skip over the run of plain pcapng Enhanced Packet Blocks at `pos` (type 6, a length that is a
+    multiple of 4, at least 32, at most 64 MiB and inside buf[:end]), writing their offsets to offs[n:]
+    while n < limit. Returns (n, pos) at the first block that is anything else, for the caller's block
+    walker (reader._walk_pcapng) to handle. Block header: type, total length (section byte order)."""
+    btype: cython.ulonglong
+    blen: cython.ulonglong
+    while n < limit and pos + 12 <= end:
+        if big_endian:
+            btype = (cython.cast(cython.ulonglong, buf[pos]) << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+            blen = (cython.cast(cython.ulonglong, buf[pos + 4]) << 24) | (buf[pos + 5] << 16) | (buf[pos + 6] << 8) | buf[pos + 7]
+        else:
+            btype = (cython.cast(cython.ulonglong, buf[pos + 3]) << 24) | (buf[pos + 2] << 16) | (buf[pos + 1] << 8) | buf[pos]
+            blen = (cython.cast(cython.ulonglong, buf[pos + 7]) << 24) | (buf[pos + 6] << 16) | (buf[pos + 5] << 8) | buf[pos + 4]
+        if btype != 6 or blen < 32 or blen > (1 << 26) or blen & 3 or pos + blen > end:
+            break
+        offs[n] = pos
+        n += 1
+        pos += blen
+    return n, pos
