@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..capture.batch import ACK, SYN, RST, Batch
+from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
 from ..fsm import Connection, Observer, State, TimerProfile
 from ..fsm.machine import Transition
 
@@ -625,20 +626,6 @@ def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list
             new.append((a.npack[p], client, "A"))
     conn.add_letters([(c, letter) for _, c, letter in sorted(new)])
     flow.last_ts = clock_l[q - 1]
-
-
-def _flow_key_array(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The flow keys as a V36 array and whether each row's source is the lower side."""
-    n = len(c["ts"])
-    a = np.empty((n, 18), np.uint8)
-    b = np.empty((n, 18), np.uint8)
-    a[:, :16] = c["src"].view(np.uint8).reshape(n, 16)
-    b[:, :16] = c["dst"].view(np.uint8).reshape(n, 16)
-    a[:, 16:] = c["sport"].astype(">u2").view(np.uint8).reshape(n, 2)
-    b[:, 16:] = c["dport"].astype(">u2").view(np.uint8).reshape(n, 2)
-    lo = a.view("S18").ravel() <= b.view("S18").ravel()
-    key = np.where(lo[:, None], np.concatenate([a, b], axis=1), np.concatenate([b, a], axis=1))
-    return np.ascontiguousarray(key).view("V36").ravel(), lo
 
 
 def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
