@@ -23,7 +23,9 @@ always in this order:
       reached Y. ACKs seen are assumed delivered, unless Y later retransmits what was acknowledged *and*
       that retransmission left Y after the ACK reached it: then the table's correcting entry moves Y
       back, and the pair is marked `retracted` (netstat shows the state Y really held). A
-      retransmission that was already in flight when the ACK arrived proves nothing.
+      retransmission that was already in flight when the ACK arrived proves nothing. Each later ACK
+      is judged the same way; once one was proven lost, the last one carries `alt` (arrived, or the
+      sender gave up retrying: the wire looks the same).
    d. Inference: when X acknowledges Y's data beyond Y's SYN, Y must have completed its handshake
       (`INFER_SYNCED`), and so must X if it was still waiting for Y's handshake ACK. This is what lets a
       one-sided capture (only one direction visible) reach ESTABLISHED.
@@ -110,7 +112,7 @@ class Endpoint:
     syn_acked: bool = False         # the peer acknowledged our SYN
     fin_seq: int | None = None      # sequence number our FIN occupies
     fin_acked: bool = False
-    deaf_to_fin_ack: bool = False   # an ACK of our FIN was proven lost: stop trusting later ones
+    fin_ack_losses: int = 0         # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
     acked_peer_syn: bool = False
     synack_unconfirmed: bool = False  # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
     acked_peer_fin: bool = False
@@ -580,8 +582,9 @@ class Connection:
         (endpoint time), when did the copy it answered arrive? The latest that arrived before it answered."""
         obs = self.obs
         best = times[0]
+        slack = obs.margin()                 # the answer may follow sooner than the estimated delays say
         for t in times:
-            if obs.arrival(t, to_client) <= answered_at:
+            if obs.arrival(t, to_client) <= answered_at + slack:
                 best = t
         # it had the segment by the time it answered, and not before the segment left (clocks that step
         # back, or delays estimated from a handshake unlike the rest, must not reorder cause and effect)
@@ -629,7 +632,7 @@ class Connection:
             arrive = obs.arrival(ts, not from_client)
             if y.isn is not None and not y.syn_acked and seq_gt(ack, y.isn):
                 out.append((y, Event.RCV_ACK_OF_SYN, "ACK of SYN", arrive))
-            if y.fin_seq is not None and not y.fin_acked and not y.deaf_to_fin_ack and seq_gt(ack, y.fin_seq):
+            if y.fin_seq is not None and not y.fin_acked and seq_gt(ack, y.fin_seq):
                 out.append((y, Event.RCV_ACK_OF_FIN, "ACK of FIN", arrive))
             # d. X acknowledges Y's data beyond its SYN: Y had completed its handshake, and X had received
             # a segment from Y that acknowledged X's SYN.
@@ -717,7 +720,7 @@ class Connection:
                     if x.ack_in_at is not None and not obs.sent_after(ts, from_client, x.ack_in_at):
                         return
                     x.fin_acked = False
-                    x.deaf_to_fin_ack = True
+                    x.fin_ack_losses += 1
                 self._move(x, event, ts, packet, cause, at)
                 if x.state in _WAITING_FOR_FIN_ACK:
                     self._retry(x, x.fin_ts)
@@ -740,7 +743,9 @@ class Connection:
         elif event is Event.RCV_ACK_OF_FIN:
             y.fin_acked = True
             y.ack_in_at = at
-            self._move(y, event, ts, packet, cause, at)
+            # On a path that already lost an ACK of this FIN, an ACK not followed by another retransmission
+            # either arrived or the sender gave up retrying: the packets cannot tell which.
+            self._move(y, event, ts, packet, cause, at, alt=y.state if y.fin_ack_losses else None)
         elif event is Event.INFER_SYNCED:
             if ep is x:
                 x.syn_acked = True
