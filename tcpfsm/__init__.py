@@ -5,8 +5,16 @@
     >>> an.findings[0].message
     >>> an.netstat("+12.5s", host="10.0.0.9").sockets
     >>> an.states(interval=1.0)
-"""
-from .api import Analysis, Snapshot, Socket, analyze, parse_time
 
+The API (and numpy, networkx behind it) is imported on first use of these names, so that
+`tcpfsm --version` and the command line's help stay fast.
+"""
 __all__ = ["analyze", "Analysis", "Snapshot", "Socket", "parse_time"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'tcpfsm' has no attribute {name!r}")

@@ -237,15 +237,38 @@ def flows_csv_header() -> str:
 
 
 def flow_csv_row(f: Flow) -> str:
+    return _csv_line(_csv_fields(f))
+
+
+def _csv_fields(f: Flow) -> list:
     c, s = f.conn.client, f.conn.server
-    return _csv_line([f.id, f.client_ip, f.client_port, f.server_ip, f.server_port, int(f.role_inferred),
-                      f"{f.first_ts / NS:.6f}", f"{f.last_ts / NS:.6f}", c.packets, s.packets, c.payload,
-                      s.payload, c.state.value, s.state.value, conn_state(f), f.conn.history,
-                      ";".join(sorted({a.kind for a in f.anomalies}))])
+    return [f.id, f.client_ip, f.client_port, f.server_ip, f.server_port, int(f.role_inferred),
+            f"{f.first_ts / NS:.6f}", f"{f.last_ts / NS:.6f}", c.packets, s.packets, c.payload,
+            s.payload, c.state.value, s.state.value, conn_state(f), f.conn.history,
+            ";".join(sorted({a.kind for a in f.anomalies}))]
 
 
 def flows_csv(an) -> str:
     return flows_csv_header() + "".join(flow_csv_row(f) for f in an.flows)
+
+
+def write_flows_csv(flows, out, header: bool = True, rows_per_chunk: int = 4096) -> None:
+    """`flows_csv` into the byte sink `out` (tcpfsm.render.output.Output): one csv writer over one reused
+    text buffer, handed on every `rows_per_chunk` rows."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    if header:
+        w.writerow(CSV_FIELDS)
+    n = 0
+    for f in flows:
+        w.writerow(_csv_fields(f))
+        n += 1
+        if n == rows_per_chunk:
+            out.text(buf.getvalue())
+            buf.seek(0)
+            buf.truncate()
+            n = 0
+    out.text(buf.getvalue())
 
 
 def rank_flows(flows: list[Flow]) -> list[Flow]:
