@@ -37,8 +37,18 @@ COMMANDS = {
 }
 
 
+class ReaderGone(Exception):
+    """stdout's reader left (EPIPE). Not an OSError, so that click does not turn it into its own exit 1."""
+
+
 class _LazyGroup(click.Group):
     """A group whose commands are imported when asked for (click's documented lazy-loading pattern)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise ReaderGone from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e.format_message().splitlines()[-1] if e.format_message() else str(e))
     except click.ClickException as e:
         _fail(e.format_message())
-    except BrokenPipeError:
+    except (BrokenPipeError, ReaderGone):
         _reader_gone()
     except OutputError as e:
         _fail(str(e))

@@ -16,8 +16,6 @@ import time
 from contextlib import contextmanager
 
 import click
-from rich.console import Console
-
 from . import api
 from .cli import NOTES as _NOTES, UserError
 from .detect.rules import Thresholds
@@ -72,14 +70,15 @@ def _stream(out: str | None, writer) -> None:
         writer(o)
 
 
-class _Console(Console):
-    def on_broken_pipe(self) -> None:       # rich would exit 1 itself: let main() end it quietly
-        raise BrokenPipeError
-
-
 @contextmanager
 def _console(out: str | None):
     """A rich Console writing through an Output (checked writes, quiet on a closed pipe)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:   # rich would exit 1 itself: let main() end it quietly
+            raise BrokenPipeError
+
     with Output(out) as o:
         if o.owned:
             yield _Console(file=o.text_file(), width=160, color_system=None)

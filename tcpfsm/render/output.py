@@ -74,21 +74,21 @@ class Output:
         if self._stream is not None:
             self._flush_stream()
             return
-        view = memoryview(self.buf)
+        buf, self.buf = self.buf, bytearray()      # a failed write leaves nothing half-sent behind
         try:
-            done, size = 0, len(view)
-            while done < size:
-                n = os.write(self.fd, view[done:done + MAX_WRITE])
-                if n <= 0:                                   # no progress and no errno: never spin
-                    raise OSError(0, f"short write ({done} of {size} bytes)")
-                done += n
+            with memoryview(buf) as view:
+                done, size = 0, len(view)
+                while done < size:
+                    n = os.write(self.fd, view[done:done + MAX_WRITE])
+                    if n <= 0:                               # no progress and no errno: never spin
+                        raise OSError(0, f"short write ({done} of {size} bytes)")
+                    done += n
         except BrokenPipeError:
             raise
         except OSError as e:
             raise _error(self.name, e) from None
-        finally:
-            view.release()
-            del self.buf[:]
+        del buf[:]                                  # the emptied buffer is the next one: reused, not regrown
+        self.buf = buf
 
     def _flush_stream(self) -> None:
         data, stream = bytes(self.buf), self._stream

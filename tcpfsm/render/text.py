@@ -9,14 +9,15 @@ import io
 from collections import Counter
 from datetime import datetime
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from ..detect.occupancy import LISTED
 from ..detect.zeek import conn_state
 from ..fsm import NETSTAT_NAME, State
 from ..track.flowtable import Flow
+
+if TYPE_CHECKING:                   # rich is imported by the views that draw tables, not by csv/json runs
+    from rich.console import Console
 
 NS = 1_000_000_000
 SEV_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
@@ -46,6 +47,8 @@ def seg_text(seg: tuple | None) -> str:
 # -- analyze --------------------------------------------------------------------------------------
 def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None = None) -> None:
     """`flows`: the candidates for "flows that matter" when the analysis was streamed."""
+    from rich import box
+    from rich.table import Table
     s = an.summary()
     i = an.info
     head = Table.grid(padding=(0, 2))
@@ -106,6 +109,8 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
 
 
 def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) -> None:
+    from rich import box
+    from rich.table import Table
     fl = Table(title=f"Flows that matter ({len(interesting)} with findings"
                f"{f', first {max_flows}' if len(interesting) > max_flows else ''})",
                box=box.SIMPLE, title_justify="left")
@@ -196,6 +201,8 @@ def netstat_text(snaps, include_queues: bool = True, header: str | None = None) 
 
 # -- states ---------------------------------------------------------------------------------------
 def states_table(rows, console: Console) -> None:
+    from rich import box
+    from rich.table import Table
     t = Table(box=box.SIMPLE, title="State counts per host (netstat -nat | awk '{print $6}' | sort | uniq -c)",
               title_justify="left")
     t.add_column("time")
