@@ -7,6 +7,7 @@ and their intervals; it never changes a state.
 """
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field, fields, replace
 
@@ -117,6 +118,13 @@ _WATCHED = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.CLOSE_WAIT, Stat
                       State.LAST_ACK, State.CLOSING})
 
 
+@functools.lru_cache(maxsize=16)
+def _shortest(th: Thresholds) -> int:
+    """The shortest duration threshold (ns): once per Thresholds, not once per flow."""
+    return int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
+                   th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
+
+
 def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
     """True when no rule below can fire: one SYN, one SYN+ACK, at most one FIN each way, no RST, no
     violation, roles seen, no reuse, nothing retransmitted into silence, both ends ESTABLISHED at some point,
@@ -127,13 +135,16 @@ def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
             or c.syns != 1 or s.synacks != 1 or c.synacks or s.syns or c.fins > 1 or s.fins > 1 \
             or max(c.retrans_unanswered, s.retrans_unanswered) >= th.vanished_retrans_count:
         return False
-    shortest = int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
-                       th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
-    established = {"client": False, "server": False}
+    shortest = _shortest(th)
+    client_est = server_est = False
+    est = State.ESTABLISHED
     for t in flow.transitions:
-        if t.new is State.ESTABLISHED:
-            established[t.endpoint] = True
-    if not (established["client"] and established["server"]):
+        if t.new is est:
+            if t.endpoint == "client":
+                client_est = True
+            else:
+                server_est = True
+    if not (client_est and server_est):
         return False
     trs = flow.transitions
     if trs and trs[-1].ts - flow.first_ts >= shortest:
