@@ -368,12 +368,12 @@ def graph(fmt):
     import networkx as nx
     g = rfc_graph()
     if fmt == "json":
-        click.echo(json.dumps(nx.node_link_data(g, edges="edges"), indent=2))
+        _write(None, json.dumps(nx.node_link_data(g, edges="edges"), indent=2) + "\n")
     elif fmt == "graphml":
-        click.echo("\n".join(nx.generate_graphml(g)))
+        _write(None, "\n".join(nx.generate_graphml(g)) + "\n")
     else:
         lines = ["digraph tcp {"]
         for a, b, d in g.edges(data=True):
             style = "" if d.get("rfc") else " [style=dashed]"
             lines.append(f'  "{a}" -> "{b}"{style};')
-        click.echo("\n".join(lines + ["}"]))
+        _write(None, "\n".join(lines + ["}"]) + "\n")

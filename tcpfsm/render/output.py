@@ -54,6 +54,8 @@ class Output:
             self.fd = sys.stdout.fileno()
         except (AttributeError, ValueError, io.UnsupportedOperation):
             self._stream = sys.stdout       # stdout replaced by a Python object (tests, embedding)
+        except BrokenPipeError:
+            raise
         except OSError as e:
             raise _error(self.name, e) from None
 
