@@ -309,3 +309,16 @@ def test_json_analysis_does_not_import_rich_or_the_other_decoders():
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                        capture_output=True, timeout=60)
     assert p.stdout.decode().strip() == "[]", p.stderr.decode()
+
+
+def test_lazy_commands_are_all_listed_and_their_options_resolved():
+    p = tcpfsm_cmd("--help", capture_output=True)
+    assert p.returncode == 0
+    listed = p.stdout.decode()
+    from tcpfsm.cli import COMMANDS
+    assert all(f"  {name} " in listed for name in COMMANDS), listed
+    p = tcpfsm_cmd("analyze", "--help", capture_output=True)
+    helptext = p.stdout.decode()
+    assert p.returncode == 0 and "linux" in helptext and "time_wait" in helptext and "--threshold" in helptext
+    p = tcpfsm_cmd("analyse", MIXED, capture_output=True)
+    assert_one_error_line(p, "No such command")
