@@ -7,7 +7,6 @@ and their intervals; it never changes a state.
 """
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from dataclasses import dataclass, field, fields, replace
 
@@ -118,13 +117,6 @@ _WATCHED = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.CLOSE_WAIT, Stat
                       State.LAST_ACK, State.CLOSING})
 
 
-@functools.lru_cache(maxsize=16)
-def _shortest(th: Thresholds) -> int:
-    """The shortest duration threshold (ns): once per Thresholds, not once per flow."""
-    return int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
-                   th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
-
-
 def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
     """True when no rule below can fire: one SYN, one SYN+ACK, at most one FIN each way, no RST, no
     violation, roles seen, no reuse, nothing retransmitted into silence, both ends ESTABLISHED at some point,
@@ -135,7 +127,8 @@ def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
             or c.syns != 1 or s.synacks != 1 or c.synacks or s.syns or c.fins > 1 or s.fins > 1 \
             or max(c.retrans_unanswered, s.retrans_unanswered) >= th.vanished_retrans_count:
         return False
-    shortest = _shortest(th)
+    shortest = int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
+                       th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
     client_est = server_est = False
     est = State.ESTABLISHED
     for t in flow.transitions:
