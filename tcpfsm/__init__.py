@@ -7,9 +7,18 @@
     >>> an.states(interval=1.0)
     >>> tcpfsm.compiled()          # which hot-path kernels run compiled (TCPFSM_PURE=1: none)
     {'tcpfsm.capture._decode': True}
+
+The API (and numpy, networkx behind it) is imported on first use of these names, so that
+`tcpfsm --version` and the command line's help stay fast.
 """
 from ._kernels import compiled
-from .api import Analysis, Snapshot, Socket, analyze, parse_time
 
 __all__ = ["analyze", "Analysis", "Snapshot", "Socket", "parse_time", "compiled"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'tcpfsm' has no attribute {name!r}")

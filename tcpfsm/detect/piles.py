@@ -14,6 +14,7 @@ do not make a FIN_WAIT_1 "pile".
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass
 
 from ..fsm import State
@@ -36,49 +37,92 @@ class PileCounter:
         self.age = int(min_age * 1e9)
         self.live: dict[tuple[str, State], set[int]] = {}      # counted stays: (host, state) -> flow ids
         self.stay: dict[tuple[int, str], tuple[State, int]] = {}  # (flow, role) -> (state, stay token)
-        self.pending: list[tuple[int, int, int, str, str, State]] = []  # (due, token, flow, role, host, state)
+        # stays waiting for min_age, (due, token, flow, role, host, state), popped in (due, token) order. Fed
+        # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
+        # the FIFO's last goes to a heap, and the smaller of the two heads is always the next.
+        self.pending: deque[tuple[int, int, int, str, str, State]] = deque()
+        self.late: list[tuple[int, int, int, str, str, State]] = []
         self.peaks: dict[tuple[str, State], Peak] = {}
         self.sample: dict[tuple[str, State], list[int]] = {}    # first members still in, for evidence
         self.token = 0
+        # (host, state) -> the sorted sample of its last peak, while the sample has not changed since:
+        # a pile that grows one member at a time would otherwise re-sort the same ids at every new peak
+        self._evidence: dict[tuple[str, State], list[int]] = {}
+
+    def _push(self, item: tuple) -> None:
+        pend = self.pending
+        if not pend or item >= pend[-1]:
+            pend.append(item)
+        else:
+            heapq.heappush(self.late, item)
 
     def _promote(self, upto: int) -> None:
-        pend = self.pending
-        while pend and pend[0][0] <= upto:
-            due, token, fid, role, host, state = heapq.heappop(pend)
-            cur = self.stay.get((fid, role))
+        pend, late, stay, live, samples, peaks, evidence = \
+            self.pending, self.late, self.stay, self.live, self.sample, self.peaks, self._evidence
+        popleft, heappop = pend.popleft, heapq.heappop
+        while True:
+            if late and (not pend or late[0] < pend[0]):
+                if late[0][0] > upto:
+                    break
+                due, token, fid, role, host, state = heappop(late)
+            elif pend and pend[0][0] <= upto:
+                due, token, fid, role, host, state = popleft()
+            else:
+                break
+            cur = stay.get((fid, role))
             if cur is None or cur[1] != token:
                 continue                        # left the state before it counted
-            members = self.live.setdefault((host, state), set())
+            key = (host, state)
+            members = live.get(key)
+            if members is None:
+                members = live[key] = set()
             members.add((fid, role))
-            sample = self.sample.setdefault((host, state), [])
+            sample = samples.get(key)
+            if sample is None:
+                sample = samples[key] = []
             if len(sample) < SAMPLE:
                 sample.append(fid)
-            peak = self.peaks.get((host, state))
+                evidence.pop(key, None)
+            peak = peaks.get(key)
             if peak is None or len(members) > peak.count:
-                self.peaks[(host, state)] = Peak(len(members), due, sorted(set(sample)))
+                flows = evidence.get(key)
+                if flows is None:
+                    flows = evidence[key] = sorted(set(sample))
+                peaks[key] = Peak(len(members), due, flows)
 
     def feed(self, items: list[tuple[Flow, Transition]]) -> None:
         """Transitions in time order (leaving a state sorts before entering one at the same instant)."""
-        pend = self.pending
+        pend, late, stay, live, samples, evidence, age = \
+            self.pending, self.late, self.stay, self.live, self.sample, self._evidence, self.age
+        listed, push = LISTED, self._push
         for flow, t in items:
-            if pend and pend[0][0] < t.ts:
-                self._promote(t.ts - 1)
-            host = flow.client_ip if t.endpoint == "client" else flow.server_ip
-            key = (flow.id, t.endpoint)
-            cur = self.stay.pop(key, None)
+            ts = t.ts
+            if (pend and pend[0][0] < ts) or (late and late[0][0] < ts):
+                self._promote(ts - 1)
+            role = t.endpoint
+            host = flow.client_ip if role == "client" else flow.server_ip
+            fid = flow.id
+            key = (fid, role)
+            cur = stay.pop(key, None)
             if cur is not None:
-                members = self.live.get((host, cur[0]))
+                members = live.get((host, cur[0]))
                 if members is not None and key in members:
                     members.discard(key)
-                    sample = self.sample[(host, cur[0])]
-                    if flow.id in sample:
-                        sample.remove(flow.id)
-            if t.new in LISTED:
+                    sample = samples[(host, cur[0])]
+                    if fid in sample:
+                        sample.remove(fid)
+                        evidence.pop((host, cur[0]), None)
+            new = t.new
+            if new in listed:
                 self.token += 1
-                self.stay[key] = (t.new, self.token)
-                heapq.heappush(pend, (t.ts + self.age, self.token, flow.id, t.endpoint, host, t.new))
-            if pend and pend[0][0] <= t.ts:
-                self._promote(t.ts)
+                stay[key] = (new, self.token)
+                item = (ts + age, self.token, fid, role, host, new)
+                if not pend or item >= pend[-1]:
+                    pend.append(item)
+                else:
+                    push(item)
+            if (pend and pend[0][0] <= ts) or (late and late[0][0] <= ts):
+                self._promote(ts)
 
     def finish(self, end: int) -> dict[tuple[str, State], Peak]:
         """Stays still open at `end` count if they reached the minimum age by then."""
@@ -94,4 +138,5 @@ class PileCounter:
 def ordered(items: list[tuple[Flow, Transition]]) -> list[tuple[Flow, Transition]]:
     """Time order; at the same instant, leaving a listed state before entering one, then by flow and
     endpoint, so that a stream and a whole capture count in the same order."""
-    return sorted(items, key=lambda ft: (ft[1].ts, ft[1].new in LISTED, ft[0].id, ft[1].endpoint))
+    listed = LISTED
+    return sorted(items, key=lambda ft: (ft[1].ts, ft[1].new in listed, ft[0].id, ft[1].endpoint))

@@ -100,14 +100,17 @@ def _ep(flow: Flow, role: str) -> str:
 
 
 def _all_spans(flow: Flow, end: int) -> dict[tuple[str, State], list[tuple[int, int, int | None, bool]]]:
-    """(role, state) -> [(start, end, packet that entered, still_in_it_at_capture_end)], in one pass."""
+    """(role, state) -> [(start, end, packet that entered, still_in_it_at_capture_end)], in one pass, on the
+    endpoint's clock (the observer model's `at`: how long the endpoint itself held the state)."""
     spans: dict[tuple[str, State], list] = {}
     cur = {"client": (flow.conn.client.initial, flow.first_ts, None),
            "server": (flow.conn.server.initial, flow.first_ts, None)}
     for t in flow.transitions:
+        if t.retracted:                 # never happened: the endpoint held its state through it
+            continue
         state, start, pkt = cur[t.endpoint]
-        spans.setdefault((t.endpoint, state), []).append((start, t.ts, pkt, False))
-        cur[t.endpoint] = (t.new, t.ts, t.packet)
+        spans.setdefault((t.endpoint, state), []).append((start, t.at, pkt, False))
+        cur[t.endpoint] = (t.new, t.at, t.packet)
     for role, (state, start, pkt) in cur.items():
         spans.setdefault((role, state), []).append((start, max(end, start), pkt, True))
     return spans
@@ -129,11 +132,15 @@ def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
         return False
     shortest = int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
                        th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
-    established = {"client": False, "server": False}
+    client_est = server_est = False
+    est = State.ESTABLISHED
     for t in flow.transitions:
-        if t.new is State.ESTABLISHED:
-            established[t.endpoint] = True
-    if not (established["client"] and established["server"]):
+        if t.new is est:
+            if t.endpoint == "client":
+                client_est = True
+            else:
+                server_est = True
+    if not (client_est and server_est):
         return False
     trs = flow.transitions
     if trs and trs[-1].ts - flow.first_ts >= shortest:
@@ -213,8 +220,8 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                                    (State.LAST_ACK, "last_ack_unacked", th.last_ack_unacked),
                                    (State.CLOSING, "fin_wait_1_unacked", th.fin_wait_1_unacked)):
             for a, b, pkt, open_ in spans.get((role, state), ()):
-                left_by_ack = not open_ and any(t.endpoint == role and t.ts == b and t.cause == "ACK of FIN"
-                                                for t in flow.transitions)
+                left_by_ack = not open_ and any(t.endpoint == role and t.at == b and t.cause == "ACK of FIN"
+                                                and t.alt is None for t in flow.transitions)
                 if left_by_ack:
                     continue
                 fins = sum(1 for t in ep.fin_ts if a <= t <= b)

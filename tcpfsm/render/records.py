@@ -1,12 +1,16 @@
-"""Plain records of an analysis, in the exact keys of the output contracts (DESIGN.md).
+"""Plain records of an analysis, in the exact keys of the output contracts (DESIGN.md), and their
+JSON / JSON-lines serialisation.
 
-Every machine-readable renderer (json, jsonl, csv) starts from these dicts,
-so the key names live in one place. Times are epoch seconds (float, µs).
+Every machine-readable renderer (json, jsonl, csv, live) starts from these dicts, so the key names live
+in one place. Times are epoch seconds (float, µs). Serialisation is orjson: one flow or one event at a
+time into an `Output` (tcpfsm.render.output), never a document-sized string. orjson prints floats the
+way Python's json does (shortest round-trip digits), so timestamps read the same.
 """
 from __future__ import annotations
 
-import json
 from typing import Iterable
+
+import orjson
 
 from ..detect.rules import Finding
 from ..detect.zeek import conn_state
@@ -15,17 +19,30 @@ from ..fsm.machine import Transition
 from ..track.flowtable import Flow
 
 NS = 1_000_000_000
+_US_EXACT = 4 * 10**18          # below 2**32 s, us / 1e6 is the double round(ns / 1e9, 6) gives (see sec)
+_VALUE = {s: s.value for s in State}    # State -> its name, without the enum property per access
+_OPTS = orjson.OPT_SERIALIZE_NUMPY
+_NL = orjson.OPT_APPEND_NEWLINE | _OPTS
 
 
 def sec(ns: int | None) -> float | None:
-    return None if ns is None else round(ns / NS, 6)
+    """ns -> epoch seconds rounded to the µs. For a whole number of µs (pcap, and every pcapng
+    capture with µs resolution) the µs count divided by 1e6 is that same double: both are the double
+    nearest to the decimal us/10**6 (the division is correctly rounded, and ns/1e9 is within half a µs of
+    it), and it costs a tenth of round()."""
+    if ns is None:
+        return None
+    us, sub = divmod(ns, 1000)
+    if not sub and -_US_EXACT < ns < _US_EXACT:
+        return us / 1e6
+    return round(ns / NS, 6)
 
 
 def transition_record(t: Transition) -> dict:
-    rec = {"ts": sec(t.ts), "endpoint": t.endpoint, "from": t.old.value, "to": t.new.value,
+    rec = {"ts": sec(t.ts), "endpoint": t.endpoint, "from": _VALUE[t.old], "to": _VALUE[t.new],
            "packet": t.packet, "cause": t.cause}
     if t.alt is not None:
-        rec["alt"] = t.alt.value
+        rec["alt"] = _VALUE[t.alt]
     if t.retracted:
         rec["retracted"] = True
     return rec
@@ -41,8 +58,8 @@ def transition_detail(t: Transition) -> dict:
 def states_record(f: Flow) -> dict:
     """Each endpoint's state at the end, with `alt` where the packets could not decide between two."""
     conn = f.conn
-    rec = {"client": conn.client.state.value, "server": conn.server.state.value}
-    alt = {role: a.value for role, ep in (("client", conn.client), ("server", conn.server))
+    rec = {"client": _VALUE[conn.client.state], "server": _VALUE[conn.server.state]}
+    alt = {role: _VALUE[a] for role, ep in (("client", conn.client), ("server", conn.server))
            if (a := conn.alt_of(ep)) is not None}
     if alt:
         rec["alt"] = alt
@@ -59,7 +76,9 @@ def aggregate_record(a: Finding) -> dict:
 
 
 def flow_record(f: Flow) -> dict:
-    c, s = f.conn.client, f.conn.server
+    conn = f.conn
+    c, s = conn.client, conn.server
+    z = f.zeek
     return {
         "id": f.id,
         "client": {"ip": f.client_ip, "port": f.client_port},
@@ -70,8 +89,8 @@ def flow_record(f: Flow) -> dict:
         "packets": {"client": c.packets, "server": s.packets},
         "bytes": {"client": c.payload, "server": s.payload},
         "states": states_record(f),
-        "conn_state": f.zeek[0] if f.zeek else conn_state(f),
-        "history": f.zeek[1] if f.zeek else f.conn.history,
+        "conn_state": z[0] if z else conn_state(f),
+        "history": z[1] if z else conn.history,
         "transitions": [transition_record(t) for t in f.transitions],
         "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
     }
@@ -101,92 +120,157 @@ def analysis_record(an) -> dict:
 
 def snapshot_records(snaps) -> dict:
     return {"snapshots": [{"at": sec(s.at), "sockets": [
-        {"host": r.host, "local": r.local, "remote": r.remote, "state": r.state.value, "flow": r.flow,
-         **({"alt": r.alt.value} if r.alt is not None else {})}
+        {"host": r.host, "local": r.local, "remote": r.remote, "state": _VALUE[r.state], "flow": r.flow,
+         **({"alt": _VALUE[r.alt]} if r.alt is not None else {})}
         for r in s.sockets]} for s in snaps]}
 
 
 def states_records(rows, states: Iterable[State] | None = None) -> list[dict]:
     """One record per (time, host): counts of every listed state."""
+    order = {s: i for i, s in enumerate(State)}
     out = []
     for t, per_host in rows:
         for host in sorted(per_host):
             out.append({"ts": sec(t), "host": host, "counts": {s.value: n for s, n in sorted(
-                per_host[host].items(), key=lambda kv: list(State).index(kv[0]))}})
+                per_host[host].items(), key=lambda kv: order[kv[0]])}})
     return out
 
 
+# -- serialisation --------------------------------------------------------------------------------
 def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False)
+    """A small document, indented (timeline, netstat, states)."""
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | _OPTS).decode("utf-8")
 
 
-_ENC = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+def encode(obj) -> bytes:
+    """One line of JSON, without the newline."""
+    return orjson.dumps(obj, option=_OPTS)
 
 
-def encode(obj) -> str:
-    """One line of JSON (the C encoder)."""
-    return _ENC(obj)
-
-
-def write_analysis_json(an, fh, spooled=None) -> None:
-    """The analysis document, streamed: one line per flow and per anomaly (json's C encoder, no
-    document-sized string), still a single JSON object with DESIGN.md's keys. `spooled`: a file of flows
+def write_analysis_json(an, out, spooled=None) -> None:
+    """The analysis document into the byte sink `out` (an Output), one flow at a time: still a single JSON
+    object with DESIGN.md's keys, one line per flow and per anomaly. `spooled`: a binary file of flows
     already encoded one per line (a streamed analysis handed them out while reading)."""
-    fh.write('{"capture": ' + encode(capture_record(an)) + ',\n "profile": ' + encode(profile_record(an)))
-    fh.write(',\n "flows": [')
-    first = True
+    w = out.write
+    w(b'{"capture": ' + encode(capture_record(an)) + b',\n "profile": ' + encode(profile_record(an)))
+    w(b',\n "flows": [')
+    sep = b"\n  "
     if spooled is not None:
         for line in spooled:
-            fh.write(("\n  " if first else ",\n  ") + line.rstrip("\n"))
-            first = False
+            w(sep + line.rstrip(b"\n"))
+            sep = b",\n  "
     else:
+        dumps_, opts = orjson.dumps, _OPTS
         for f in an.flows:
-            fh.write(("\n  " if first else ",\n  ") + encode(flow_record(f)))
-            first = False
-    fh.write('\n ],\n "anomalies": [')
-    for i, a in enumerate(an.findings):
-        fh.write(("\n  " if i == 0 else ",\n  ") + encode(aggregate_record(a)))
-    fh.write('\n ],\n "summary": ' + encode(an.summary()) + "}\n")
+            w(sep + dumps_(flow_record(f), option=opts))
+            sep = b",\n  "
+    w(b'\n ],\n "anomalies": [')
+    sep = b"\n  "
+    for a in an.findings:
+        w(sep + encode(aggregate_record(a)))
+        sep = b",\n  "
+    w(b'\n ],\n "summary": ' + encode(an.summary()) + b"}\n")
 
 
-def _flow_events(f) -> list[tuple[int, int, dict]]:
-    out = []
+# -- events (JSON lines, shared with live mode) ---------------------------------------------------
+TRANSITION, ANOMALY, FLOW_END = 0, 1, 2      # order of events at the same instant
+
+
+def _transition_event(f: Flow, t: Transition) -> dict:
+    ev = {"event": "transition", "ts": sec(t.ts), "flow": f.id, "endpoint": t.endpoint,
+          "from": _VALUE[t.old], "to": _VALUE[t.new], "packet": t.packet, "cause": t.cause}
+    if t.alt is not None:
+        ev["alt"] = _VALUE[t.alt]
+    if t.retracted:
+        ev["retracted"] = True
+    return ev
+
+
+def _anomaly_event(f: Flow, a: Finding) -> dict:
+    return {"event": "anomaly", "ts": sec(a.ts), "flow": f.id, "kind": a.kind, "severity": a.severity,
+            "endpoint": a.endpoint, "message": a.message}
+
+
+def _flow_end_event(f: Flow) -> dict:
+    return {"event": "flow_end", "ts": sec(f.last_ts), **flow_record(f)}
+
+
+def _aggregate_event(a: Finding) -> dict:
+    return {"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None, **aggregate_record(a)}
+
+
+def _stats_event(an) -> dict:
+    return {"event": "stats", "ts": sec(an.end), **analysis_record_summary(an)}
+
+
+_MAKE = (_transition_event, _anomaly_event, lambda f, _: _flow_end_event(f))
+
+
+def _flow_keys(f: Flow, keys: list, seq: int) -> int:
+    """Append (ts, order, seq, flow, item) for each event of `f`; `seq` keeps equal times in insertion
+    order, so sorting the tuples never compares the objects."""
+    add = keys.append
     for t in f.transitions:
-        out.append((t.ts, 0, {"event": "transition", "ts": sec(t.ts), "flow": f.id,
-                              **{k: v for k, v in transition_record(t).items() if k != "ts"}}))
+        add((t.ts, TRANSITION, seq, f, t))
+        seq += 1
     for a in f.anomalies:
-        out.append((a.ts, 1, {"event": "anomaly", "ts": sec(a.ts), "flow": f.id,
-                              **{k: v for k, v in flow_anomaly_record(a).items() if k != "ts"}}))
-    out.append((f.last_ts, 2, {"event": "flow_end", "ts": sec(f.last_ts), **flow_record(f)}))
-    return out
+        add((a.ts, ANOMALY, seq, f, a))
+        seq += 1
+    add((f.last_ts, FLOW_END, seq, f, None))
+    return seq + 1
 
 
-def flow_events(f) -> list[dict]:
+def flow_events(f: Flow) -> list[dict]:
     """One connection's events: its transitions, its anomalies, then flow_end (with the flow record)."""
-    return [e for _, _, e in sorted(_flow_events(f), key=lambda e: (e[0], e[1]))]
+    keys: list = []
+    _flow_keys(f, keys, 0)
+    keys.sort()
+    return [_MAKE[k[1]](f, k[4]) for k in keys]
 
 
 def closing_events(an) -> list[dict]:
     """Aggregate anomalies, then the final stats event."""
-    out = [{"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None, **aggregate_record(a)}
-           for a in sorted(an.findings, key=lambda a: a.ts_end or a.ts)]
-    out.append({"event": "stats", "ts": sec(an.end), **analysis_record_summary(an)})
+    out = [_aggregate_event(a) for a in sorted(an.findings, key=lambda a: a.ts_end or a.ts)]
+    out.append(_stats_event(an))
     return out
+
+
+def _event_keys(an) -> list:
+    keys: list = []
+    seq = 0
+    for f in an.flows:
+        seq = _flow_keys(f, keys, seq)
+    for a in an.findings:
+        keys.append((a.ts_end or a.ts, ANOMALY, seq, None, a))
+        seq += 1
+    keys.sort()
+    return keys
 
 
 def event_stream(an) -> list[dict]:
     """The analysis as time-ordered events, the JSON-lines contract shared with live mode:
     {"event": "transition" | "anomaly" | "flow_end" | "stats", "ts": ..., ...}."""
-    events: list[tuple[int, int, dict]] = []
-    for f in an.flows:
-        events.extend(_flow_events(f))
-    for a in an.findings:
-        events.append((a.ts_end or a.ts, 1, {"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None,
-                                             **aggregate_record(a)}))
-    events.sort(key=lambda e: (e[0], e[1]))
-    out = [e[2] for e in events]
-    out.append({"event": "stats", "ts": sec(an.end), **analysis_record_summary(an)})
+    out = [_MAKE[order](f, item) if f is not None else _aggregate_event(item)
+           for _, order, _, f, item in _event_keys(an)]
+    out.append(_stats_event(an))
     return out
+
+
+def write_event_stream(an, out) -> None:
+    """`event_stream(an)` as JSON lines into the byte sink `out`, each event encoded as it is made: the
+    sort keeps only (time, order, seq, object) per event, never the dicts of the whole stream."""
+    w, dumps_, opt = out.write, orjson.dumps, _NL
+    make = _MAKE
+    for _, order, _, f, item in _event_keys(an):
+        w(dumps_(make[order](f, item) if f is not None else _aggregate_event(item), option=opt))
+    w(dumps_(_stats_event(an), option=opt))
+
+
+def write_events(events: Iterable[dict], out) -> None:
+    """Events (dicts) as JSON lines into the byte sink `out`."""
+    w, dumps_, opt = out.write, orjson.dumps, _NL
+    for e in events:
+        w(dumps_(e, option=opt))
 
 
 def analysis_record_summary(an) -> dict:

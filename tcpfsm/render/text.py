@@ -9,9 +9,7 @@ import io
 from collections import Counter
 from datetime import datetime
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from ..detect.occupancy import LISTED
 from ..detect.zeek import conn_state
@@ -22,6 +20,9 @@ def alt_mark(alt: State | None) -> str:
     """A state the packets could not decide is printed with a question mark and its alternative."""
     return "" if alt is None else f"? (or {NETSTAT_NAME[alt]})"
 from ..track.flowtable import Flow
+
+if TYPE_CHECKING:                   # rich is imported by the views that draw tables, not by csv/json runs
+    from rich.console import Console
 
 NS = 1_000_000_000
 SEV_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
@@ -51,6 +52,8 @@ def seg_text(seg: tuple | None) -> str:
 # -- analyze --------------------------------------------------------------------------------------
 def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None = None) -> None:
     """`flows`: the candidates for "flows that matter" when the analysis was streamed."""
+    from rich import box
+    from rich.table import Table
     s = an.summary()
     i = an.info
     head = Table.grid(padding=(0, 2))
@@ -111,6 +114,8 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
 
 
 def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) -> None:
+    from rich import box
+    from rich.table import Table
     fl = Table(title=f"Flows that matter ({len(interesting)} with findings"
                f"{f', first {max_flows}' if len(interesting) > max_flows else ''})",
                box=box.SIMPLE, title_justify="left")
@@ -205,6 +210,8 @@ def netstat_text(snaps, include_queues: bool = True, header: str | None = None) 
 
 # -- states ---------------------------------------------------------------------------------------
 def states_table(rows, console: Console) -> None:
+    from rich import box
+    from rich.table import Table
     t = Table(box=box.SIMPLE, title="State counts per host (netstat -nat | awk '{print $6}' | sort | uniq -c)",
               title_justify="left")
     t.add_column("time")
@@ -246,15 +253,38 @@ def flows_csv_header() -> str:
 
 
 def flow_csv_row(f: Flow) -> str:
+    return _csv_line(_csv_fields(f))
+
+
+def _csv_fields(f: Flow) -> list:
     c, s = f.conn.client, f.conn.server
-    return _csv_line([f.id, f.client_ip, f.client_port, f.server_ip, f.server_port, int(f.role_inferred),
-                      f"{f.first_ts / NS:.6f}", f"{f.last_ts / NS:.6f}", c.packets, s.packets, c.payload,
-                      s.payload, c.state.value, s.state.value, conn_state(f), f.conn.history,
-                      ";".join(sorted({a.kind for a in f.anomalies}))])
+    return [f.id, f.client_ip, f.client_port, f.server_ip, f.server_port, int(f.role_inferred),
+            f"{f.first_ts / NS:.6f}", f"{f.last_ts / NS:.6f}", c.packets, s.packets, c.payload,
+            s.payload, c.state.value, s.state.value, conn_state(f), f.conn.history,
+            ";".join(sorted({a.kind for a in f.anomalies}))]
 
 
 def flows_csv(an) -> str:
     return flows_csv_header() + "".join(flow_csv_row(f) for f in an.flows)
+
+
+def write_flows_csv(flows, out, header: bool = True, rows_per_chunk: int = 4096) -> None:
+    """`flows_csv` into the byte sink `out` (tcpfsm.render.output.Output): one csv writer over one reused
+    text buffer, handed on every `rows_per_chunk` rows."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    if header:
+        w.writerow(CSV_FIELDS)
+    n = 0
+    for f in flows:
+        w.writerow(_csv_fields(f))
+        n += 1
+        if n == rows_per_chunk:
+            out.text(buf.getvalue())
+            buf.seek(0)
+            buf.truncate()
+            n = 0
+    out.text(buf.getvalue())
 
 
 def rank_flows(flows: list[Flow]) -> list[Flow]:

@@ -1,0 +1,395 @@
+"""The commands of the command line (analyze, timeline, netstat, states, report, graph): they parse
+options, call the API and pick a renderer. Nothing else.
+
+Split from `tcpfsm.cli` (the group, `main()` and its error handling) so that `tcpfsm --version`, a
+mistyped command or a shell completion never import numpy, networkx or rich: `tcpfsm.cli` loads this
+module only when one of these commands runs or --help lists them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+import click
+from . import api
+from .cli import NOTES as _NOTES, UserError
+from .detect.rules import Thresholds
+from .fsm import CAPTURE_POINTS, PROFILES, rfc_graph
+from .fsm.profiles import OVERRIDABLE
+from .render import records, text
+from .render.output import Output
+
+
+STREAM_ABOVE = 1 << 30       # analyze streams (bounded memory) captures larger than this by default
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, float]:
+    out = {}
+    for v in values:
+        name, sep, num = v.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(num)
+        except ValueError:
+            raise UserError(f"bad {what} {v!r}: expected NAME=NUMBER") from None
+    return out
+
+
+def _interval(s: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?", s.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise UserError(f"bad interval {s!r}: expected e.g. 1s, 500ms, 5m")
+    return float(m.group(1)) * {"ms": 1e-3, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
+          end: str | None = None, engine: str = "fast", verify_checksums: bool = False,
+          capture_point: str = "auto") -> api.Analysis:
+    an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
+                     thresholds=_pairs(thresholds, "threshold"), end=end, engine=engine,
+                     verify_checksums=verify_checksums, capture_point=capture_point)
+    for w in an.info.warnings:
+        click.echo(f"tcpfsm: warning: {w}", err=True)
+    _NOTES.append(f"tcpfsm: {text.capture_line(an)}")     # nothing skipped silently (printed on success)
+    return an
+
+
+def _write(out: str | None, data: str) -> None:
+    with Output(out) as o:
+        o.text(data)
+
+
+def _stream(out: str | None, writer) -> None:
+    """`writer(sink)` writes bytes into an Output on `out` (a path, or stdout for None / "-")."""
+    with Output(out) as o:
+        writer(o)
+
+
+@contextmanager
+def _console(out: str | None):
+    """A rich Console writing through an Output (checked writes, quiet on a closed pipe)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:   # rich would exit 1 itself: let main() end it quietly
+            raise BrokenPipeError
+
+    with Output(out) as o:
+        if o.owned:
+            yield _Console(file=o.text_file(), width=160, color_system=None)
+        else:
+            yield _Console(file=o.text_file())
+
+
+_profile_opt = click.option("--profile", default="linux", show_default=True, type=click.Choice(sorted(PROFILES)),
+                            help="OS timer profile of the endpoints.")
+_timer_opt = click.option("--timer", "timers", multiple=True, metavar="NAME=SECONDS",
+                          help=f"Override a profile timer ({', '.join(OVERRIDABLE)}).")
+_engine_opt = click.option("--engine", default="fast", show_default=True, type=click.Choice(api.ENGINES),
+                           help="Decoder: fast (compiled kernel), dpkt (reference), tshark (Wireshark's dissectors).")
+_point_opt = click.option("--capture-point", default="auto", show_default=True, type=click.Choice(CAPTURE_POINTS),
+                          help="Where the capture was taken on each connection's path: next to the client, "
+                               "next to the server, in the middle, or estimated per connection from its "
+                               "handshake (auto). It sets when a segment seen here reached, or left, each "
+                               "endpoint.")
+_verify_opt = click.option("--verify-checksums", is_flag=True,
+                           help="Segments with a bad TCP checksum count as never received (dropped before the "
+                                "state machines; counted). Off by default: checksum offload makes a capture "
+                                "taken on the sending host show every outgoing segment as bad.")
+_end_opt = click.option("--end", default=None, metavar="T",
+                        help="When the capture stopped, if after its last packet (quiet link): timers and ages "
+                             "run up to T.")
+
+
+@click.command()
+@click.argument("capture")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "json", "jsonl", "csv", "zeek", "zeek-json"]),
+              help="zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own connection rules.")
+@click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
+@_profile_opt
+@_point_opt
+@_timer_opt
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+              help=f"Override a finding threshold ({', '.join(Thresholds.names())}).")
+@click.option("--max-flows", default=25, show_default=True, help="Flows listed in the table report.")
+@_end_opt
+@click.option("--timings", is_flag=True, help="Print seconds per stage (read+decode, track, detect, render) on "
+                                                "stderr as one JSON line.")
+@click.option("--stream/--no-stream", default=None,
+              help="Bounded memory: emit and forget finished connections while reading (default: on for "
+                   f"files over {STREAM_ABOVE >> 30} GiB).")
+@click.option("--max-tracked", default=None, type=click.IntRange(min=100),
+              help="With --stream: cap on connections tracked at once (default 500000); over it the finished, "
+                   "then half-open, then longest idle are evicted and counted.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--follow", is_flag=True, help="Follow a capture still being written (tcpdump -w FILE, or - for a "
+                                             "pcap stream on stdin): live events, timers on the clock.")
+@_engine_opt
+@click.option("--zeek", "zeek", is_flag=True, help="Take each flow's conn_state/history from Zeek's own "
+                                                    "connection logic (slower; implied by --format zeek).")
+@_verify_opt
+@click.option("--zeek-ignore-checksums", is_flag=True,
+              help="Zeek view like `zeek -C`: bad-checksum segments are processed (default: discarded, "
+                   "history letter C/c).")
+def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
+            quiet, engine, zeek, follow=False, verify_checksums=False, zeek_ignore_checksums=False,
+            capture_point="auto"):
+    """Findings ranked by severity, per-host state piles and the flows that matter."""
+    if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
+        from .live.cli import follow_capture
+        return follow_capture(capture, fmt, output, profile, timers, thresholds)
+    zeek = zeek or fmt in ("zeek", "zeek-json")
+    if stream is None:
+        stream = not zeek and capture != "-" and os.path.isfile(capture) and \
+            os.path.getsize(capture) > STREAM_ABOVE
+    sink = FlowSink(fmt, output, max_flows) if stream else None
+    with Progress(capture, enabled=not quiet) as prog:
+        an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
+                         thresholds=_pairs(thresholds, "threshold"), end=end, stream=stream,
+                         on_flow=sink.add if sink else None, progress=prog.update,
+                         max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek,
+                         verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums,
+                         capture_point=capture_point)
+    for w in an.info.warnings:
+        click.echo(f"tcpfsm: warning: {w}", err=True)
+    t0 = time.perf_counter()
+    if sink:
+        sink.finish(an)
+    else:
+        _render_analysis(an, fmt, output, max_flows)
+    if timings:
+        stages = dict(an.timings, render=round(time.perf_counter() - t0, 4))
+        stages["total"] = round(stages.get("total", 0) + stages["render"], 4)
+        click.echo(json.dumps({"timings": {k: round(v, 4) for k, v in stages.items()},
+                               "records": an.info.records, "tcp_segments": an.info.tcp_segments,
+                               "flows": len(an.flows) + an.streamed, "streamed": bool(stream)}), err=True)
+
+
+def _render_analysis(an, fmt, output, max_flows):
+    if fmt in ("zeek", "zeek-json"):
+        from .render.zeek import write_conn_log
+        _stream(output, lambda o: write_conn_log(an.zeek_conns, o.text_file(),
+                                                 fmt="tsv" if fmt == "zeek" else "json"))
+    elif fmt == "json":
+        _stream(output, lambda o: records.write_analysis_json(an, o))
+    elif fmt == "jsonl":
+        _stream(output, lambda o: records.write_event_stream(an, o))
+    elif fmt == "csv":
+        _stream(output, lambda o: text.write_flows_csv(an.flows, o))
+    else:
+        with _console(output) as con:
+            text.report(an, con, max_flows)
+
+
+class FlowSink:
+    """Where a streamed analysis puts each finished connection the moment it is handed out."""
+
+    def __init__(self, fmt: str, output: str | None, max_flows: int):
+        self.fmt, self.output, self.max_flows = fmt, output, max_flows
+        self.top: list = []                   # table: the most severe flows seen, bounded
+        self.spool = None
+        self.out = None
+        if fmt in ("jsonl", "csv"):
+            self.out = Output(output)
+            if fmt == "csv":
+                self.out.text(text.flows_csv_header())
+        elif fmt == "json":
+            self.spool = tempfile.TemporaryFile("w+b")   # flows, until the header is known
+
+    def add(self, flow) -> None:
+        if self.fmt == "json":
+            self.spool.write(records.encode(records.flow_record(flow)) + b"\n")
+        elif self.fmt == "jsonl":
+            records.write_events(records.flow_events(flow), self.out)
+        elif self.fmt == "csv":
+            text.write_flows_csv((flow,), self.out, header=False)
+        elif flow.anomalies:
+            self.top.append(flow)
+            if len(self.top) > 4 * self.max_flows:
+                self.top = text.rank_flows(self.top)[:self.max_flows]
+
+    def finish(self, an) -> None:
+        for f in an.flows:
+            self.add(f)
+        if self.fmt == "json":
+            self.spool.seek(0)
+            _stream(self.output, lambda o: records.write_analysis_json(an, o, spooled=self.spool))
+            self.spool.close()
+        elif self.fmt == "jsonl":
+            with self.out:
+                records.write_events(records.closing_events(an), self.out)
+        elif self.fmt == "csv":
+            self.out.close()
+        else:
+            with _console(self.output) as con:
+                text.report(an, con, self.max_flows, flows=self.top)
+
+
+class Progress:
+    """A progress line on stderr (rich) when stderr is a terminal: packets, packets/s, connections tracked,
+    and how far into the file. Nothing on non-terminals or with --quiet."""
+
+    def __init__(self, capture: str, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.size = os.path.getsize(capture) if capture != "-" and os.path.isfile(capture) else None
+        self.bar = None
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console as _C
+            from rich.progress import BarColumn, Progress as _P, TextColumn, TimeElapsedColumn
+            self.bar = _P(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                          TimeElapsedColumn(), console=_C(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("reading", total=self.size or None, info="")
+        return self
+
+    def update(self, info, tracked: int) -> None:
+        if not self.bar:
+            return
+        dt = max(time.perf_counter() - self.t0, 1e-6)
+        done = getattr(info, "bytes_read", None)
+        self.bar.update(self.task, completed=done if done is not None else None,
+                        info=f"{info.records:,} packets, {info.records / dt:,.0f}/s, {tracked:,} connections")
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+        return False
+
+
+@click.command()
+@click.argument("capture")
+@click.option("--flow", "flow_ids", multiple=True, type=int, help="Flow id (repeatable).")
+@click.option("--host", default=None, help="Flows with this IP at either end.")
+@click.option("--port", default=None, type=int, help="With --host: flows using this port.")
+@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json", "md"]))
+@click.option("-o", "--output", default=None)
+@_profile_opt
+@_point_opt
+@_timer_opt
+@_end_opt
+@_verify_opt
+def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False,
+             capture_point="auto"):
+    """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
+    if port is not None and host is None:
+        raise UserError("--port needs --host")
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
+    flows = an.flows
+    if flow_ids:
+        missing = [i for i in flow_ids if i < 1 or i > len(an.flows)]
+        if missing:
+            raise UserError(f"no flow {missing[0]} (the capture has flows 1..{len(an.flows)})")
+        flows = [an.flow(i) for i in flow_ids]
+    if host:
+        flows = [f for f in flows if host in (f.client_ip, f.server_ip)
+                 and (port is None or (f.client_ip == host and f.client_port == port)
+                      or (f.server_ip == host and f.server_port == port))]
+    if fmt == "json":
+        _write(output, records.dumps({"flows": [{
+            "id": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
+            "server": {"ip": f.server_ip, "port": f.server_port},
+            "observer": f.conn.obs.as_dict(),
+            "transitions": [records.transition_detail(t) for t in f.transitions],
+            "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies]} for f in flows]}) + "\n")
+    else:
+        _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None)))
+
+
+@click.command()
+@click.argument("capture")
+@click.option("--at", "ats", multiple=True, required=True,
+              help="Epoch seconds, ISO 8601, HH:MM:SS (capture's day, local time) or +12.5s (repeatable).")
+@click.option("--host", default=None, help="Only this host's sockets, as its own netstat would list them.")
+@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@click.option("--no-listen", is_flag=True, help="Leave out listeners inferred from answered SYNs.")
+@click.option("-o", "--output", default=None)
+@_profile_opt
+@_point_opt
+@_timer_opt
+@_verify_opt
+def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_checksums=False,
+            capture_point="auto"):
+    """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
+    an = _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point)
+    try:
+        snaps = an.netstat_many(list(ats), host, listening=not no_listen)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if fmt == "json":
+        _write(output, records.dumps(records.snapshot_records(snaps)) + "\n")
+    else:
+        _write(output, text.netstat_text(snaps, header=text.capture_line(an)))
+
+
+@click.command()
+@click.argument("capture")
+@click.option("--interval", default="1s", show_default=True, help="Sampling interval: 1s, 500ms, 5m.")
+@click.option("--host", default=None)
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "csv", "json"]))
+@click.option("-o", "--output", default=None)
+@_profile_opt
+@_point_opt
+@_timer_opt
+@_end_opt
+@_verify_opt
+def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False,
+           capture_point="auto"):
+    """Counts per state per host over time (netstat -nat | uniq -c, every interval)."""
+    step = _interval(interval)
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
+    if (an.end - an.start) / step / 1e9 > 1_000_000:
+        raise UserError(f"interval {interval} gives more than a million samples; use a larger one")
+    rows = an.states(step, host)
+    if fmt == "json":
+        _write(output, records.dumps({"interval": step, "samples": records.states_records(rows)}) + "\n")
+    elif fmt == "csv":
+        _write(output, text.states_csv(rows))
+    else:
+        with _console(output) as con:
+            text.states_table(rows, con)
+
+
+@click.command()
+@click.argument("capture")
+@click.option("-o", "--output", default=None, help="report.md or report.html (the suffix picks the format); "
+                                                  "stdout (Markdown) when omitted.")
+@click.option("--format", "fmt", default=None, type=click.Choice(["md", "html"]), help="Overrides the suffix.")
+@click.option("--max-flows", default=10, show_default=True, help="Connections whose ladders are included.")
+@_profile_opt
+@_point_opt
+@_timer_opt
+@_end_opt
+def report(capture, output, fmt, max_flows, profile, timers, end, capture_point="auto"):
+    """A self-contained Markdown or HTML incident report: findings, piles, a state chart, ladders."""
+    from .render.report import html_report, markdown
+    fmt = fmt or ("html" if output and output.endswith((".html", ".htm")) else "md")
+    an = _load(capture, profile, timers, (), end, capture_point=capture_point)
+    _write(output, html_report(an, max_flows) if fmt == "html" else markdown(an, max_flows))
+
+
+@click.command("graph")
+@click.option("--format", "fmt", default="json", show_default=True, type=click.Choice(["json", "graphml", "dot"]))
+def graph(fmt):
+    """Export the RFC 9293 state graph (plus this tool's extra edges, marked rfc=false)."""
+    import networkx as nx
+    g = rfc_graph()
+    if fmt == "json":
+        _write(None, json.dumps(nx.node_link_data(g, edges="edges"), indent=2) + "\n")
+    elif fmt == "graphml":
+        _write(None, "\n".join(nx.generate_graphml(g)) + "\n")
+    else:
+        lines = ["digraph tcp {"]
+        for a, b, d in g.edges(data=True):
+            style = "" if d.get("rfc") else " [style=dashed]"
+            lines.append(f'  "{a}" -> "{b}"{style};')
+        _write(None, "\n".join(lines + ["}"]) + "\n")

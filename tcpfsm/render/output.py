@@ -1,0 +1,171 @@
+"""Where rendered bytes go: a file or stdout, in bounded chunks, every write checked.
+
+Renderers hand `Output.write` small pieces (one flow, one event line) as they produce them; the pieces
+gather in one reused buffer and leave in chunks of about `CHUNK` bytes. Nothing here ever builds the
+whole document, and no write can be lost quietly: Linux returns at most 0x7ffff000 bytes from one
+write(2) and a full disk returns fewer or fails, so every chunk is written in a loop until all of it is
+out, and a failure raises `OutputError` ("cannot write FILE: No space left on device"), which the CLI
+prints as one line with a non-zero exit. A reader that went away (`tcpfsm ... | head -1`) raises
+`BrokenPipeError`, which the CLI ends quietly, as `ls | head` does.
+
+This module owns no format: it moves bytes.
+"""
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import sys
+
+CHUNK = 1 << 20              # bytes gathered before one write(2): bounded memory, few system calls
+MAX_WRITE = 1 << 30          # never ask write(2) for more than this at once (Linux caps it at 0x7ffff000)
+
+
+class OutputError(Exception):
+    """Writing the output failed (disk full, I/O error, file system gone): the message is for the user."""
+
+
+class Output:
+    """A byte sink on a path (created or truncated) or on stdout ("-" or None).
+
+        with Output(path) as out:
+            out.write(b"...")          # bytes, buffered
+            out.text("...")            # str, UTF-8
+
+    Leaving the `with` block normally flushes and closes (and checks both); leaving it on an exception
+    drops what is still buffered and closes the file without hiding the exception."""
+
+    def __init__(self, path: str | None = None):
+        self.buf = bytearray()
+        self._stream = None
+        self.fd = -1
+        if path and path != "-":
+            self.name = path
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as e:
+                raise OutputError(f"cannot write {path}: {e.strerror}") from None
+            self.owned = True
+            return
+        self.name = "stdout"
+        self.owned = False
+        try:
+            sys.stdout.flush()              # whatever was printed before comes first
+            self.fd = sys.stdout.fileno()
+        except (AttributeError, ValueError, io.UnsupportedOperation):
+            self._stream = sys.stdout       # stdout replaced by a Python object (tests, embedding)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _error(self.name, e) from None
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if len(buf) >= CHUNK:
+            self.flush()
+
+    def text(self, s: str) -> None:
+        self.write(s.encode("utf-8"))
+
+    def flush(self) -> None:
+        """Write out everything buffered, completing short writes; raise on any failure."""
+        if not self.buf:
+            return
+        if self._stream is not None:
+            self._flush_stream()
+            return
+        buf, self.buf = self.buf, bytearray()      # a failed write leaves nothing half-sent behind
+        try:
+            with memoryview(buf) as view:
+                done, size = 0, len(view)
+                while done < size:
+                    n = os.write(self.fd, view[done:done + MAX_WRITE])
+                    if n <= 0:                               # no progress and no errno: never spin
+                        raise OSError(0, f"short write ({done} of {size} bytes)")
+                    done += n
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _error(self.name, e) from None
+        del buf[:]                                  # the emptied buffer is the next one: reused, not regrown
+        self.buf = buf
+
+    def _flush_stream(self) -> None:
+        data, stream = bytes(self.buf), self._stream
+        del self.buf[:]
+        binary = getattr(stream, "buffer", None)
+        try:
+            if binary is not None:
+                stream.flush()
+                binary.write(data)
+                binary.flush()
+            else:                                            # a text-only object: decode across chunk edges
+                if not hasattr(self, "_decoder"):
+                    self._decoder = codecs.getincrementaldecoder("utf-8")()
+                stream.write(self._decoder.decode(data))
+                stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _error(self.name, e) from None
+
+    def close(self) -> None:
+        """Flush, then close a file we opened (its close is checked too: NFS reports late errors there)."""
+        try:
+            self.flush()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        fd, self.fd = self.fd, -1
+        if self.owned and fd >= 0:
+            try:
+                os.close(fd)
+            except OSError as e:
+                raise _error(self.name, e) from None
+
+    def __enter__(self) -> "Output":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            del self.buf[:]
+            try:
+                self._release()
+            except OutputError:
+                pass                    # the first failure is the one to report
+        return False
+
+    # -- for renderers that want a text file (rich, csv, the Zeek writer) ------------------------
+    def text_file(self) -> "TextSink":
+        return TextSink(self)
+
+
+class TextSink:
+    """A minimal text file over an `Output`: write(str), flush(), isatty()."""
+
+    def __init__(self, out: Output):
+        self.out = out
+
+    def write(self, s: str) -> int:
+        self.out.write(s.encode("utf-8"))
+        return len(s)
+
+    def flush(self) -> None:
+        pass                            # the Output decides when bytes leave; close() flushes
+
+    def isatty(self) -> bool:
+        return not self.out.owned and self.out.fd >= 0 and os.isatty(self.out.fd)
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+
+def _error(name: str, e: OSError) -> OutputError:
+    why = e.strerror or str(e)
+    return OutputError(f"cannot write {name}: {why}")

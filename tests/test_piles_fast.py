@@ -1,0 +1,104 @@
+"""The pile counter's fast bookkeeping (FIFO of stays, reused peak evidence) counts exactly as the plain
+heap version it replaced, kept here as the reference, on random transition streams: in time order, and
+with batches that step back in time (stream mode hands transitions out per batch)."""
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from tcpfsm.detect.piles import LISTED, SAMPLE, Peak, PileCounter
+from tcpfsm.fsm import State
+
+
+class ReferencePileCounter:
+    def __init__(self, min_age: float = 1.0):
+        self.age = int(min_age * 1e9)
+        self.live, self.stay, self.pending, self.peaks, self.sample, self.token = {}, {}, [], {}, {}, 0
+
+    def _promote(self, upto):
+        pend = self.pending
+        while pend and pend[0][0] <= upto:
+            due, token, fid, role, host, state = heapq.heappop(pend)
+            cur = self.stay.get((fid, role))
+            if cur is None or cur[1] != token:
+                continue
+            members = self.live.setdefault((host, state), set())
+            members.add((fid, role))
+            sample = self.sample.setdefault((host, state), [])
+            if len(sample) < SAMPLE:
+                sample.append(fid)
+            peak = self.peaks.get((host, state))
+            if peak is None or len(members) > peak.count:
+                self.peaks[(host, state)] = Peak(len(members), due, sorted(set(sample)))
+
+    def feed(self, items):
+        pend = self.pending
+        for flow, t in items:
+            if pend and pend[0][0] < t.ts:
+                self._promote(t.ts - 1)
+            host = flow.client_ip if t.endpoint == "client" else flow.server_ip
+            key = (flow.id, t.endpoint)
+            cur = self.stay.pop(key, None)
+            if cur is not None:
+                members = self.live.get((host, cur[0]))
+                if members is not None and key in members:
+                    members.discard(key)
+                    sample = self.sample[(host, cur[0])]
+                    if flow.id in sample:
+                        sample.remove(flow.id)
+            if t.new in LISTED:
+                self.token += 1
+                self.stay[key] = (t.new, self.token)
+                heapq.heappush(pend, (t.ts + self.age, self.token, flow.id, t.endpoint, host, t.new))
+            if pend and pend[0][0] <= t.ts:
+                self._promote(t.ts)
+
+    def finish(self, end):
+        self._promote(end)
+        return self.peaks
+
+
+@dataclass
+class F:
+    id: int
+    client_ip: str
+    server_ip: str
+
+
+@dataclass
+class T:
+    ts: int
+    endpoint: str
+    new: State
+
+
+def _stream(rng: random.Random, n: int, back_steps: bool):
+    hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    flows = [F(i, rng.choice(hosts), rng.choice(hosts)) for i in range(1, 150)]
+    states = [State.ESTABLISHED, State.TIME_WAIT, State.CLOSE_WAIT, State.CLOSED, State.FIN_WAIT_2]
+    ts, batches, batch = 10**18, [], []
+    for _ in range(n):
+        ts += rng.choice([0, 0, 1, 10**6, 3 * 10**8, 2 * 10**9])
+        at = ts - rng.randrange(0, 2 * 10**9) if back_steps and rng.random() < 0.05 else ts
+        batch.append((rng.choice(flows), T(at, rng.choice(["client", "server"]), rng.choice(states))))
+        if rng.random() < 0.02:
+            batches.append(batch)
+            batch = []
+    batches.append(batch)
+    return batches, ts
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("back_steps", [False, True])
+def test_fast_pile_counter_counts_as_the_reference(seed, back_steps):
+    rng = random.Random(seed)
+    batches, end = _stream(rng, 3000, back_steps)
+    fast, ref = PileCounter(min_age=rng.choice([0.0, 0.5, 1.0])), None
+    ref = ReferencePileCounter(min_age=fast.age / 1e9)
+    for b in batches:
+        fast.feed(b)
+        ref.feed(b)
+    assert fast.finish(end + 10**10) == ref.finish(end + 10**10)
