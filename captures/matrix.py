@@ -53,6 +53,13 @@ from record import (ACK, FIN, PID, PORT, SYN, Agent, Lab, _LOCK, _NAMESPACES, _r
 POINTS = ("client", "middle", "server")
 DELAYS_MS = (0.1, 20.0, 150.0)          # total one-way path delay, split evenly between the two legs
 QUIET_S = 0.3
+KERNEL_MARGIN_S = 0.01      # an in-flight snapshot is truth only if no kernel acted this close to its ss calls
+
+
+def flag_str(f):
+    if f is None:
+        return None
+    return "".join(ch for bit, ch in ((2, "S"), (1, "F"), (4, "R"), (8, "P"), (16, ".")) if f & bit) or "-"
 
 # --------------------------------------------------------------------------
 # agent: record.py's ops plus the few the new scenarios need
@@ -302,6 +309,24 @@ class MatrixLab(Lab):
         self.sleep_until(until)
         return n
 
+    def in_flight_burst(self, label, t_action, dur, every=0.02, max_n=40):
+        """ss in both namespaces, as fast as it goes, while an action's packets are on the path.  These
+        snapshots are not quiet and are not in the test; finish() keeps only those during which neither
+        kernel acted (no frame left a sender or was delivered within KERNEL_MARGIN_S of the two ss
+        calls), so they are truth at a moment when the tap and the kernels disagree about what has
+        happened: they show when the engine moves an endpoint."""
+        for _ in range(max_n):
+            if time.time() - t_action > dur:
+                break
+            t0 = time.time()
+            c = self.ss("client")
+            t = time.time()
+            s = self.ss("server")
+            t1 = time.time()
+            self.snapshots.append({"t": round(t, 6), "label": "in flight: %s (+%d ms)" % (label, (t - t_action) * 1000),
+                                   "sockets": c + s, "in_flight": True, "ss_window": [round(t0, 6), round(t1, 6)]})
+            time.sleep(every)
+
     # -- truth -----------------------------------------------------------
     def finish(self):
         st = self.fwd.cmd("log") if self.fwd and self.fwd.p.poll() is None else {"stats": {}, "rules": []}
@@ -314,6 +339,24 @@ class MatrixLab(Lab):
             events += [t for t in (f["t_in"], f["t_tap"], f["t_out"]) if t is not None]
         events.sort()
         tapped = sorted(f["t_tap"] for f in frames if f["t_tap"] is not None)
+        kernel_events = sorted(t for f in frames for t in (f["t_in"], f["t_out"]) if t is not None)
+        kept = []
+        for snap in self.snapshots:
+            if snap.get("in_flight"):
+                w0, w1 = snap["ss_window"]
+                if any(w0 - KERNEL_MARGIN_S <= x <= w1 + KERNEL_MARGIN_S for x in kernel_events):
+                    self.measured["in_flight_discarded_kernel_acted"] = \
+                        self.measured.get("in_flight_discarded_kernel_acted", 0) + 1
+                    continue
+                t = snap["t"]
+                snap["frames_on_path"] = [
+                    {"dir": f["dir"], "flags": flag_str(f["flags"]), "len": f["len"],
+                     "tapped": f["t_tap"] is not None and f["t_tap"] < t,
+                     "sent_ms_ago": round((t - f["t_in"]) * 1000, 1),
+                     "lost": f["drop"]}
+                    for f in frames if f["t_in"] < t and (f["t_out"] or f["t_tap"] or f["t_in"]) > t]
+            kept.append(snap)
+        self.snapshots[:] = kept
         for snap in self.snapshots:
             t = snap["t"]
             before = [x for x in tapped if x <= t]
@@ -323,8 +366,8 @@ class MatrixLab(Lab):
             # the kernels act at t_in (sender) and t_out (receiver), not at the tap: all three count
             near = min((abs(x - t) for x in events), default=None)
             snap["quiet_wire_s"] = round(near, 3) if near is not None else None
-            snap["quiet"] = near is None or near >= QUIET_S
-            if not snap["quiet"]:
+            snap["quiet"] = (near is None or near >= QUIET_S) and not snap.get("in_flight")
+            if not snap["quiet"] and not snap.get("in_flight"):
                 self.log("snapshot %r not quiet (%.3f s from a wire event): excluded from the test"
                          % (snap["label"], near))
         self.measured["tcp_packets_in_pcap"] = len(tapped)
@@ -412,7 +455,10 @@ def _normal_close(lab, first, expire=True):
     c, s = _setup_pair(lab)
     _established(lab, c, s)
     ag = {"client": c, "server": s}
+    t_act = time.time()
     ag[first].cmd("close", id="a")
+    if lab.D >= 0.01:
+        lab.in_flight_burst("%s closed" % first, t_act, 2 * lab.D + 0.1)
     lab.settle()
     lab.snapshot("%s FIN-WAIT-2, %s CLOSE-WAIT" % (first, second), {first: {"FIN-WAIT-2": 1}, second: {"CLOSE-WAIT": 1}})
     time.sleep(0.4)
@@ -420,6 +466,8 @@ def _normal_close(lab, first, expire=True):
     assert r["eof"]["a"] is True, r
     t_fin2 = time.time()
     ag[second].cmd("close", id="a")
+    if lab.D >= 0.01:
+        lab.in_flight_burst("%s closed" % second, t_fin2, 2 * lab.D + 0.1)
     lab.settle()
     lab.snapshot("%s TIME-WAIT" % first, {first: {"TIME-WAIT": 1}})
     if not expire:

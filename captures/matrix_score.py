@@ -47,7 +47,13 @@ def cell_of(truth: Path) -> str:
 
 def quiet_snapshots(data: dict):
     """(index, snapshot) of the snapshots the comparison uses: the quiet ones."""
-    return [(i, s) for i, s in enumerate(data["snapshots"]) if s.get("quiet", True)]
+    return [(i, s) for i, s in enumerate(data["snapshots"]) if s.get("quiet", True) and not s.get("in_flight")]
+
+
+def in_flight_snapshots(data: dict):
+    """(index, snapshot) of the snapshots taken while packets were on the path (no kernel acting):
+    scored apart (--in-flight), never in the test."""
+    return [(i, s) for i, s in enumerate(data["snapshots"]) if s.get("in_flight")]
 
 
 def kernel_rows(snap: dict, host: str) -> set:
@@ -102,23 +108,35 @@ def cell_key(data: dict) -> tuple:
             ("lost " + where) if where else ("only " + data["one_sided"]) if data.get("one_sided") else "-")
 
 
-def score(directory: Path = MATRIX):
+def score(directory: Path = MATRIX, in_flight: bool = False):
+    """Per cell counts, the missed snapshot indices per cell, and one line per miss.  With in_flight,
+    the in-flight snapshots instead of the quiet ones."""
     import tcpfsm
 
+    pick = in_flight_snapshots if in_flight else quiet_snapshots
     rows = {}
     misses = {}
     details = []
     for truth in truths(directory):
         data = json.loads(truth.read_text())
+        chosen = pick(data)
+        if in_flight and not chosen:
+            continue
         an = tcpfsm.analyze(str(pcap_of(truth)))
-        counts = {EXACT: 0, ALT: 0, MISS: 0, "not quiet": len(data["snapshots"]) - len(quiet_snapshots(data))}
-        for i, snap in quiet_snapshots(data):
+        counts = {EXACT: 0, ALT: 0, MISS: 0,
+                  "not quiet": 0 if in_flight else len(data["snapshots"]) - len(chosen) - len(in_flight_snapshots(data))}
+        for i, snap in chosen:
             kind, why = score_snapshot(an, data, snap)
             counts[kind] += 1
             if kind == MISS:
                 misses.setdefault(cell_of(truth), []).append(i)
-                details.append("%s #%d %r (t=%.3f): %s" % (cell_of(truth), i, snap.get("label"), snap["t"],
-                                                           "; ".join(why)))
+                on_path = ", ".join("%s %s%s %.0f ms ago%s" % (f["dir"], f["flags"], " (tapped)" if f["tapped"] else
+                                                                " (not yet tapped)", f["sent_ms_ago"],
+                                                                " lost" if f["lost"] else "")
+                                    for f in snap.get("frames_on_path", []))
+                details.append("%s #%d %r (t=%.3f): %s%s" % (cell_of(truth), i, snap.get("label"), snap["t"],
+                                                             "; ".join(why),
+                                                             (" | on the path: " + on_path) if on_path else ""))
         rows[cell_key(data)] = counts
     return rows, misses, details
 
@@ -138,7 +156,7 @@ def table(rows: dict, markdown: bool) -> str:
     n = tot[EXACT] + tot[ALT] + tot[MISS]
     body.append(["**total**" if markdown else "TOTAL", "", "", "%d cells" % len(keys), str(tot[EXACT]),
                  str(tot[ALT]), str(tot[MISS]), str(tot["not quiet"])])
-    summary = ("%d quiet snapshots: %d exact (%.1f%%), %d via alt, %d missed (%.1f%%)"
+    summary = ("%d snapshots: %d exact (%.1f%%), %d via alt, %d missed (%.1f%%)"
                % (n, tot[EXACT], 100.0 * tot[EXACT] / max(1, n), tot[ALT], tot[MISS], 100.0 * tot[MISS] / max(1, n)))
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -173,8 +191,13 @@ def main(argv=None) -> int:
     ap.add_argument("--write-known-misses", action="store_true",
                     help="write <dir>/known_misses.json: the snapshots the test marks xfail")
     ap.add_argument("--details", action="store_true", help="print every missed snapshot with the difference")
+    ap.add_argument("--in-flight", action="store_true",
+                    help="score the in-flight snapshots (packets on the path, kernels not acting) instead; "
+                         "they are not in the test")
     args = ap.parse_args(argv)
-    rows, misses, details = score(args.dir)
+    if args.in_flight and args.write_known_misses:
+        ap.error("known_misses.json is about the quiet snapshots only")
+    rows, misses, details = score(args.dir, in_flight=args.in_flight)
     print(table(rows, args.markdown))
     print("matched (exact or via alt) / quiet snapshots, per scenario and capture point:\n")
     print(by_scenario(rows, args.markdown))
