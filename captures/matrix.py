@@ -795,6 +795,44 @@ def m_fast_open(lab):
         time.sleep(0.4)
 
 
+@mscenario("close_in_flight", grid(delays=(20.0, 150.0)))
+def m_close_in_flight(lab):
+    lab.description = ("Timing: 6 connections one after another, each: connect, data both ways, then a close "
+                       "(even ones client first, odd ones server first), the other side closes 1 s later. Every "
+                       "connect and close is followed by an in-flight burst of ss (not in the test, see README); "
+                       "quiet snapshots between. TIME-WAIT sockets pile up (no expiry wait). No drops.")
+    c, s = _setup_pair(lab)
+    ag = {"client": c, "server": s}
+    for k in range(6):
+        cid = "k%d" % k
+        first, second = ("client", "server") if k % 2 == 0 else ("server", "client")
+        t = time.time()
+        c.post("connect", id=cid, host=lab.saddr, port=PORT, wait=3)
+        lab.in_flight_burst("%s connect" % cid, t, 2 * lab.D + 0.1)
+        r = c.result()
+        if not r["results"][cid].get("connected"):
+            raise RuntimeError("connect failed: %r" % r)
+        s.cmd("accept", lid="L", id=cid)
+        lab.exchange(c, s, cid)
+        lab.settle()
+        lab.snapshot("%s established" % cid, None)
+        time.sleep(0.4)
+        t = time.time()
+        ag[first].cmd("close", id=cid)
+        lab.in_flight_burst("%s: %s closed" % (cid, first), t, 2 * lab.D + 0.1)
+        lab.settle()
+        lab.snapshot("%s: %s FIN-WAIT-2, %s CLOSE-WAIT" % (cid, first, second), None)
+        time.sleep(0.4)
+        r = ag[second].cmd("recv", id=cid, n=1, timeout=2)
+        assert r["eof"][cid] is True, r
+        t = time.time()
+        ag[second].cmd("close", id=cid)
+        lab.in_flight_burst("%s: %s closed" % (cid, second), t, 2 * lab.D + 0.1)
+        lab.settle()
+        lab.snapshot("%s: %s TIME-WAIT" % (cid, first), None)
+        time.sleep(0.4)
+
+
 def _one_sided(direction):
     cells = grid(delays=(20.0,), one_sided=direction, tap_dirs=[direction])
     return cells
