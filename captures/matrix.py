@@ -48,7 +48,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import record  # noqa: E402  (the kernel-truth recorder: agent, cleanup registry, ss parsing, Lab helpers)
 from record import (ACK, FIN, PID, PORT, SYN, Agent, Lab, _LOCK, _NAMESPACES, _register_ns,  # noqa: E402
-                    cleanup, dump_truth, run)
+                    cleanup, run)
 
 POINTS = ("client", "middle", "server")
 DELAYS_MS = (0.1, 20.0, 150.0)          # total one-way path delay, split evenly between the two legs
@@ -154,6 +154,19 @@ print(json.dumps([x for x in out if x is not None] or [1e9]))
 '''
 
 
+def dump_truth_compact(truth: dict) -> str:
+    """The truth JSON of record.dump_truth (same fields), but one line per snapshot header and per socket
+    row: the matrix has ~1500 snapshots and must stay small in the repository."""
+    head = dict(truth)
+    snaps = head.pop("snapshots")
+    parts = []
+    for snap in snaps:
+        meta = json.dumps({k: v for k, v in snap.items() if k != "sockets"}, separators=(",", ":"))[1:-1]
+        rows = ",\n   ".join(json.dumps(r, separators=(",", ":")) for r in snap["sockets"])
+        parts.append("  {%s,\"sockets\":[%s]}" % (meta, ("\n   " + rows + "\n  ") if rows else ""))
+    return json.dumps(head, indent=1)[:-2] + ',\n "snapshots": [\n' + ",\n".join(parts) + "\n ]\n}\n"
+
+
 def delay_tag(ms: float) -> str:
     return ("%gms" % ms)
 
@@ -254,6 +267,13 @@ class MatrixLab(Lab):
                 a.quit()
             except Exception:
                 pass
+            # record.Agent leaves its pipes open; 170 cells x 3 processes would pass select()'s 1024 fds
+            for fh in (a.p.stdin, a.p.stdout):
+                try:
+                    if fh:
+                        fh.close()
+                except Exception:
+                    pass
         for ns in (self.cns, self.mns, self.sns):
             subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             with _LOCK:
@@ -405,7 +425,7 @@ class MatrixLab(Lab):
             "snapshots": self.snapshots,
         }
         with open(self.truth_path, "w") as fh:
-            fh.write(dump_truth(truth))
+            fh.write(dump_truth_compact(truth))
 
 
 # --------------------------------------------------------------------------
@@ -616,7 +636,7 @@ def _second_fin_trouble(lab, kind):
     s.cmd("close", id="a")
     # 4 losses last until the 4th retransmission (TLP, then RTO backoff): ~3-4 s at 0.1/20 ms, ~8 s at 150 ms
     lab.quiet_snaps("after the server's close, while its FIN or the ACK is lost", t0 + 10.0, None,
-                    every=0.7, max_n=6, t0=t0)
+                    every=0.9, max_n=5, t0=t0)
     lab.undrop(kind)
     lab.quiet_snaps("after recovery", t0 + 15.0, {"client": {"TIME-WAIT": 1}}, max_n=2, every=1.5, t0=t0)
 
@@ -670,14 +690,14 @@ def _accept_overflow(lab, abort):
     r = c.cmd("connect", ids=["c", "d", "e"], host=lab.saddr, port=PORT, wait=3)
     lab.measured["burst_connect"] = {k: v.get("err") or ("connected" if v.get("connected") else "no")
                                      for k, v in r["results"].items()}
-    lab.quiet_snaps("queue overflowed", t0 + 5.0, None, every=0.9, max_n=4, t0=t0)
+    lab.quiet_snaps("queue overflowed", t0 + 5.0, None, every=1.5, max_n=2, t0=t0)
     acc = s.cmd("accept_ready", lid="L", ids=["s%d" % i for i in range(6)], timeout=0.5)["peers"]
     lab.measured["accepted_first_drain"] = len(acc)
-    lab.quiet_snaps("after accept() drained the queue", t0 + 12.0, None, every=1.5, max_n=4, t0=t0)
+    lab.quiet_snaps("after accept() drained the queue", t0 + 12.0, None, every=2.0, max_n=3, t0=t0)
     live = [k for k in ("a", "b", "c", "d", "e") if c.cmd("status", id=k)["status"][k]["connected"]]
     if live:
         c.cmd("send", ids=live, n=10)
-    lab.quiet_snaps("after every client sent 10 bytes", t0 + 17.0, None, every=1.5, max_n=3, t0=t0)
+    lab.quiet_snaps("after every client sent 10 bytes", t0 + 17.0, None, every=2.0, max_n=2, t0=t0)
     acc2 = s.cmd("accept_ready", lid="L", ids=["t%d" % i for i in range(6)], timeout=0.5)["peers"]
     lab.measured["accepted_second_drain"] = len(acc2)
 
@@ -710,7 +730,7 @@ def m_keepalive_vanished(lab):
     lab.drop("s2c", "everything from the server", dir="s2c")
     t0 = time.time()
     c.cmd("keepalive", id="a", idle=2, intvl=2, cnt=3)
-    lab.quiet_snaps("keepalive probing", t0 + 8.5, None, every=0.8, max_n=6, t0=t0)
+    lab.quiet_snaps("keepalive probing", t0 + 8.5, None, every=1.2, max_n=4, t0=t0)
     lab.quiet_snaps("after the client gave up", t0 + 13.0, None, every=1.5, max_n=3, t0=t0)
 
 
@@ -795,15 +815,16 @@ def m_fast_open(lab):
         time.sleep(0.4)
 
 
-@mscenario("close_in_flight", grid(delays=(20.0, 150.0)))
+@mscenario("close_in_flight", grid(delays=(150.0,)))
 def m_close_in_flight(lab):
-    lab.description = ("Timing: 6 connections one after another, each: connect, data both ways, then a close "
+    lab.description = ("Timing: 4 connections one after another, each: connect, data both ways, then a close "
                        "(even ones client first, odd ones server first), the other side closes 1 s later. Every "
                        "connect and close is followed by an in-flight burst of ss (not in the test, see README); "
                        "quiet snapshots between. TIME-WAIT sockets pile up (no expiry wait). No drops.")
     c, s = _setup_pair(lab)
     ag = {"client": c, "server": s}
-    for k in range(6):
+    # 150 ms only: at 20 ms a packet's flight is shorter than the two ss calls plus margins
+    for k in range(4):
         cid = "k%d" % k
         first, second = ("client", "server") if k % 2 == 0 else ("server", "client")
         t = time.time()
