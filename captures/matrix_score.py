@@ -199,7 +199,7 @@ def main(argv=None) -> int:
         ap.error("known_misses.json is about the quiet snapshots only")
     rows, misses, details = score(args.dir, in_flight=args.in_flight)
     print(table(rows, args.markdown))
-    print("matched (exact or via alt) / quiet snapshots, per scenario and capture point:\n")
+    print("matched (exact or via alt) / scored snapshots, per scenario and capture point:\n")
     print(by_scenario(rows, args.markdown))
     if args.details:
         print("\n".join(details))
