@@ -39,6 +39,13 @@ test: venv sysdeps
 captures: venv sysdeps
 	$(PY) captures/record.py --out captures/kernel
 
+# Re-record the kernel-truth matrix (root: three namespaces per cell, an AF_PACKET delay line), then
+# rescore it: captures/matrix/known_misses.json lists what the current engine gets wrong.
+.PHONY: matrix
+matrix: venv
+	$(PY) captures/matrix.py --out captures/matrix
+	$(PY) captures/matrix_score.py --dir captures/matrix --write-known-misses
+
 crafted: venv
 	$(PY) captures/craft.py
 	$(PY) captures/craft_links.py

@@ -41,7 +41,7 @@ PORT = 8080
 # --------------------------------------------------------------------------
 # socket agent: runs inside one namespace, obeys JSON commands on stdin
 # --------------------------------------------------------------------------
-AGENT_SRC = r'''
+AGENT_OPS = r'''
 import errno, json, select, socket, struct, sys, time
 socks = {}
 
@@ -175,7 +175,11 @@ def do(c):
     if op == "ping":
         return {}
     raise ValueError("unknown op %r" % op)
+'''
 
+# The command loop is a separate string so that captures/matrix.py can put extra ops between the
+# two halves (its agent redefines do() to add them) without copying the base ops.
+AGENT_LOOP = r'''
 for line in sys.stdin:
     line = line.strip()
     if not line:
@@ -192,6 +196,7 @@ for line in sys.stdin:
     sys.stdout.write(json.dumps(r) + "\n")
     sys.stdout.flush()
 '''
+AGENT_SRC = AGENT_OPS + AGENT_LOOP
 
 # --------------------------------------------------------------------------
 # global bookkeeping for cleanup
