@@ -38,7 +38,7 @@ _cache: dict = {}
 
 def analysis(truth: Path):
     if truth not in _cache:
-        _cache[truth] = tcpfsm.analyze(str(ms.pcap_of(truth)))
+        _cache[truth] = ms.analysis(truth, json.loads(truth.read_text()))
     return _cache[truth]
 
 

@@ -44,8 +44,14 @@ def intervals(flow: Flow) -> list[Interval]:
         for t in conn.transitions:
             if t.endpoint != role or t.retracted:
                 continue
+            stop = t.at
+            if t.alt_before is not None and alt is None and start < t.alt_before[0] < stop:
+                split, maybe = t.alt_before           # the change may already have happened from `split` on
+                if state in LISTED or maybe in LISTED:
+                    out.append(Interval(flow.id, role, ip, local, remote, state, split, stop, maybe))
+                stop = split
             if state in LISTED or alt in LISTED:
-                out.append(Interval(flow.id, role, ip, local, remote, state, start, t.at, alt))
+                out.append(Interval(flow.id, role, ip, local, remote, state, start, stop, alt))
             state, start, alt = t.new, t.at, t.alt
         pend = conn.pending(ep)
         end = pend[0] if pend else None

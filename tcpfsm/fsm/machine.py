@@ -65,6 +65,7 @@ _M32 = 0xFFFFFFFF
 NS = 1_000_000_000
 _ACK_WAIT = 500_000_000          # an ACK of a FIN comes back within a round trip and this (delayed ACK <= 500 ms)
 _RTO_WAIT = 600_000_000          # a sender with no ACK retransmits within 3 round trips and this (RTO >= 200 ms)
+_SYNACK_WAIT = 1_500_000_000     # a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
 _WAITING_FOR_FIN_ACK = frozenset({State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 
 
@@ -91,6 +92,9 @@ class Transition:
     at: int = 0             # ns, when the endpoint changed state by the observer model
     alt: State | None = None  # the state it may be in instead, where the packets cannot decide
     retracted: bool = False   # undone by later evidence (the segment never reached the endpoint)
+    # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been
+    # in `state` -- the packets cannot place the change within that span
+    alt_before: tuple[int, State] | None = None
 
 
 @dataclass(slots=True)
@@ -134,6 +138,7 @@ class Endpoint:
     ack_prev: int | None = None     # our acknowledgement before its last advance
     ack_adv_ts: int | None = None   # when our acknowledgement last advanced
     fin_check: int | None = None    # our FIN to an unseen peer: if not retransmitted by then, it was acknowledged
+    cookie_check: int | None = None  # our unanswered SYN+ACK: if not retransmitted by then, it was a SYN cookie
     # counters
     packets: int = 0
     payload: int = 0
@@ -198,7 +203,7 @@ class Connection:
 
     # -- the table lookup: the only place a state changes ------------------------------
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
-              at: int | None = None, alt: State | None = None) -> bool:
+              at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
         `ts` is the observer's time of the cause, `at` the endpoint's (default: `ts`)."""
         old = ep.state
@@ -217,7 +222,8 @@ class Connection:
                 self._arm(ep, at, State.TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
         tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
-                        self._seg if packet is not None else None, at, alt)
+                        self._seg if packet is not None else None, at, alt,
+                        alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
         if (old, event) in UNDOES:
             prev = next((t for t in reversed(self.transitions) if t.endpoint == ep.role), None)
             if prev is not None and prev.new is old and prev.old is new:
@@ -250,7 +256,7 @@ class Connection:
         retransmission, or the check that a FIN sent to a peer never seen was not retransmitted."""
         due = None
         for ep in (self.client, self.server):
-            for d in (ep.deadline, ep.retry_deadline, ep.fin_check):
+            for d in (ep.deadline, ep.retry_deadline, ep.fin_check, ep.cookie_check):
                 if d is not None and (due is None or d < due):
                     due = d
         return due
@@ -270,22 +276,35 @@ class Connection:
         """Fire every timer due at or before `now`, in time order."""
         c, s = self.client, self.server
         if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None \
-                and c.fin_check is None and s.fin_check is None:
+                and c.fin_check is None and s.fin_check is None and c.cookie_check is None and s.cookie_check is None:
             return
         for _ in range(16):          # at most a few timers per endpoint can be due at once
             dues = [(d, 0, e) for e in (c, s) if (d := self._due(e, now)) is not None]
             dues += [(e.fin_check, 1, e) for e in (c, s) if e.fin_check is not None and e.fin_check <= now]
+            dues += [(e.cookie_check, 2, e) for e in (c, s) if e.cookie_check is not None and e.cookie_check <= now]
             if not dues:
                 return
             when, kind, ep = min(dues, key=lambda d: (d[0], d[1]))
-            if kind:
+            if kind == 1:
                 self._fin_acked_unseen(ep, when, final=False)
                 continue
+            if kind == 2:
+                ep.cookie_check = None
+                if ep.state is State.SYN_RECEIVED and ep.synacks == 1 and not ep.syn_acked:
+                    self._move(ep, Event.COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
+                               at=self.obs.departure(ep.syn_ts[0], ep is c))
+                continue
             cause = ep.deadline_cause
+            since = None
             if ep.deadline is None or when < ep.deadline:
                 cause += " (retransmissions stopped)"
+                # It gave up (or its application closed) some time after its last retransmission, by the
+                # overdue deadline at the latest: the packets cannot say when, so say so.
+                times = ep.syn_ts if ep.state in (State.SYN_SENT, State.SYN_RECEIVED) else ep.fin_ts
+                if times:
+                    since = self.obs.departure(times[-1], ep is self.client) + 1
             ep.deadline = ep.retry_deadline = None
-            self._move(ep, Event.TIMEOUT, when, None, cause, at=when)
+            self._move(ep, Event.TIMEOUT, when, None, cause, at=when, alt_since=since)
 
     def settle(self, end: int) -> None:
         """The capture ended at `end`: decide what is still open, marking with `alt` what cannot be known."""
@@ -300,6 +319,14 @@ class Connection:
         for ep, peer in ((c, s), (s, c)):
             if not peer.packets and ep.packets:
                 self._infer_unseen_fin(ep, peer, end, final=True)
+        # a retransmitting endpoint whose next retransmission was due before the end and did not come: it may
+        # have given up (or its application closed) any time since its last one
+        for ep in (c, s):
+            times = ep.syn_ts if ep.state in (State.SYN_SENT, State.SYN_RECEIVED) else ep.fin_ts
+            entry = TABLE[ep.state].get(Event.TIMEOUT)
+            if ep.retry_deadline is not None and ep.alt is None and entry is not None and len(times) >= 2 \
+                    and end > times[-1] + (times[-1] - times[-2]) + self.obs.margin():
+                ep.alt, ep.alt_at = entry[0], self.obs.departure(times[-1], ep is c) + 1
         # a SYN+ACK seen on its way to a client that never answered it: did it arrive? (only when the
         # capture ended before its SYN retransmission would have shown it did not)
         if c.state is State.SYN_SENT and s.synacks and c.alt is None:
@@ -493,8 +520,8 @@ class Connection:
         if syn:
             (obs.saw_synack if hasack else obs.saw_syn)(ts)
         elif hasack and from_client and not obs.measured and self.server.isn is not None \
-                and seq_gt(ack, self.server.isn):
-            obs.saw_handshake_ack(ts)
+                and seq_gt(ack, self.server.isn) and self.client.state is State.SYN_SENT:
+            obs.saw_handshake_ack(ts)       # (the ACK that completes it, not a later one: TFO, inference)
 
         # A handshake we did not see: only the client's own ACK proves that a SYN+ACK reached it. A
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
@@ -668,7 +695,11 @@ class Connection:
         elif event is Event.RCV_FIN:
             x.acked_peer_fin = True
             x.rx_fin_first = None
-            self._move(x, event, ts, packet, cause, at)
+            # Copies of the FIN seen before the one it answered: did an earlier one arrive, its ACK lost
+            # before the tap, or were they lost after it? The wire looks the same either way.
+            first = obs.arrival(y.fin_ts[0], from_client) if y.fin_ts else None
+            self._move(x, event, ts, packet, cause, at,
+                       alt_since=first if len(y.fin_ts) > 1 and cause == "ACK of FIN" else None)
         elif event is Event.SND_SYNACK:
             if x.isn is None:
                 x.isn = seq
@@ -686,6 +717,7 @@ class Connection:
             self._move(x, event, ts, packet, cause, at)
             if x.state is State.SYN_RECEIVED:
                 self._retry(x, x.syn_ts)
+                x.cookie_check = ts + _SYNACK_WAIT + 3 * obs.rtt() if x.synacks == 1 else None
         elif event is Event.SND_SYN:
             if x.isn is None:
                 x.isn = seq

@@ -50,6 +50,7 @@ class Event(str, Enum):
     INFER_SYNACK = "INFER_SYNACK"    # the client acknowledged a SYN+ACK we did not capture
     INFER_SYNCED = "INFER_SYNCED"    # the peer acknowledged this endpoint's data: it had completed its handshake
     REUSED = "REUSED"                # a new SYN with another ISN on this 4-tuple was accepted (TIME_WAIT assassinated)
+    COOKIE = "COOKIE"                # its SYN+ACK was never retransmitted: a SYN cookie, no request was kept
 
 
 # What `netstat -nat` prints (Linux net-tools spellings).

@@ -39,6 +39,7 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         E.SND_SYN: (S.SYN_SENT, "SYN sent from a listening endpoint"),
         E.RCV_RST: (S.LISTEN, "RST to a listener is ignored"),
         E.INFER_SYNACK: (S.SYN_RECEIVED, "inferred: the client acknowledged a SYN+ACK we did not capture"),
+        E.RCV_ACK_OF_SYN: (S.ESTABLISHED, "a SYN cookie came back valid: the connection is created established"),
     },
     S.SYN_SENT: {
         E.SND_SYN: (S.SYN_SENT, "SYN retransmitted: connect() still pending"),
@@ -60,6 +61,9 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         E.SND_RST: (S.CLOSED, _RST_OUT),
         E.TIMEOUT: (S.CLOSED, "SYN+ACK retries exhausted: half-open connection dropped"),
         E.INFER_SYNCED: (S.ESTABLISHED, "inferred: the peer's data arrived and was acknowledged, so its handshake ACK had too"),
+        # A listener that keeps a request retransmits its SYN+ACK (Linux: after 1 s); one answered with a SYN
+        # cookie (its queue full, tcp_syncookies) keeps nothing, so it never retransmits.
+        E.COOKIE: (S.LISTEN, "SYN cookie: the SYN+ACK was never retransmitted, so no request was kept"),
     },
     S.ESTABLISHED: {
         E.SND_FIN: (S.FIN_WAIT_1, "active close: FIN sent"),
@@ -139,7 +143,7 @@ TIMEOUTS: dict[S, tuple[str, str]] = {
 # previous transition never reached it. The pair is kept in the history and marked retracted, so that the
 # state the endpoint really held is what netstat shows for that span.
 UNDOES: frozenset[tuple[S, E]] = frozenset({
-    (S.CLOSED, E.SND_FIN), (S.FIN_WAIT_2, E.SND_FIN), (S.ESTABLISHED, E.SND_SYNACK),
+    (S.CLOSED, E.SND_FIN), (S.FIN_WAIT_2, E.SND_FIN), (S.ESTABLISHED, E.SND_SYNACK), (S.SYN_RECEIVED, E.COOKIE),
 })
 
 # RFC 9293 state graph: Figure 5, plus section 3.10.7 (RST in synchronized
