@@ -370,12 +370,13 @@ class Connection:
         else:
             ep.alt, ep.alt_at = entry[0], at        # no ACK though one would have been seen: likely lost
 
-    @staticmethod
-    def _retry(ep: Endpoint, times: list[int]) -> None:
-        """After a retransmission, expect the next one by twice the last gap (exponential back-off)."""
+    def _retry(self, ep: Endpoint, times: list[int]) -> None:
+        """After a retransmission, expect the next one by twice the last gap (exponential back-off), and never
+        sooner than a second and a round trip: copies a few microseconds apart (a tail-loss probe, a
+        duplicate) say nothing about the retransmission timer."""
         if len(times) >= 2:
             gap = times[-1] - times[-2]
-            ep.retry_deadline = times[-1] + 2 * gap + gap // 4 + 200_000_000
+            ep.retry_deadline = times[-1] + max(2 * gap + gap // 4, NS) + 200_000_000 + 2 * self.obs.rtt()
 
     def alt_of(self, ep: Endpoint) -> State | None:
         """The state `ep` may be in instead of its current one, where the packets could not decide."""
