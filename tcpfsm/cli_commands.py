@@ -71,6 +71,9 @@ def _stream(out: str | None, writer) -> None:
         writer(o)
 
 
+_NATURAL = 10_000        # columns: wider than any table, which rich then prints at its own width
+
+
 @contextmanager
 def _console(out: str | None):
     """A rich Console writing through an Output (checked writes, quiet on a closed pipe)."""
@@ -81,8 +84,12 @@ def _console(out: str | None):
             raise BrokenPipeError
 
     with Output(out) as o:
+        # Not a terminal (a file, a pipe): tables at their natural width, nothing elided -- rich would
+        # squeeze them to 80 columns and cut addresses and state names.
         if o.owned:
-            yield _Console(file=o.text_file(), width=160, color_system=None)
+            yield _Console(file=o.text_file(), width=_NATURAL, color_system=None)
+        elif not sys.stdout.isatty():
+            yield _Console(file=o.text_file(), width=_NATURAL)
         else:
             yield _Console(file=o.text_file())
 
