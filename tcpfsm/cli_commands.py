@@ -151,7 +151,7 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
     """Findings ranked by severity, per-host state piles and the flows that matter."""
     if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
         from .live.cli import follow_capture
-        return follow_capture(capture, fmt, output, profile, timers, thresholds)
+        return follow_capture(capture, fmt, output, profile, timers, thresholds, capture_point=capture_point)
     zeek = zeek or fmt in ("zeek", "zeek-json")
     if stream is None:
         stream = not zeek and capture != "-" and os.path.isfile(capture) and \

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from ..capture.batch import CaptureError
 from ..detect.rules import Thresholds
-from ..fsm import PROFILES, get_profile
+from ..fsm import CAPTURE_POINTS, PROFILES, get_profile
 from ..fsm.profiles import OVERRIDABLE
 from .backends import BACKENDS, LiveError, make_backend, pick_backend
 from .engine import Engine
@@ -75,6 +75,8 @@ def _warn(info) -> None:
               help="auto: tcpdump (libpcap's ring buffer) when installed, else a raw AF_PACKET socket.")
 @click.option("-o", "--output", default=None, help="Write events / the dashboard to FILE instead of stdout.")
 @click.option("--profile", default="linux", show_default=True, type=click.Choice(sorted(PROFILES)))
+@click.option("--capture-point", default="auto", show_default=True, type=click.Choice(CAPTURE_POINTS),
+              help="Where this interface sits on the connections' paths (see `tcpfsm analyze --help`).")
 @click.option("--timer", "timers", multiple=True, metavar="NAME=SECONDS",
               help=f"Override a profile timer ({', '.join(OVERRIDABLE)}).")
 @click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
@@ -90,7 +92,7 @@ def _warn(info) -> None:
                    "libpcap's ring from overflowing; 262144 with --write, so the saved pcap is whole).")
 @click.option("--buffer", "buffer_mb", type=int, default=64, show_default=True, help="Kernel capture buffer (MiB).")
 def live(iface, bpf, duration, count, write, fmt, backend, output, profile, timers, thresholds, stats_interval,
-         tick, linger, max_flows, snaplen, buffer_mb):
+         tick, linger, max_flows, snaplen, buffer_mb, capture_point="auto"):
     """Watch connections on an interface as they happen: states, timers on the wall clock, findings."""
     prof, th = _settings(profile, timers, thresholds)
     for name, v in (("--tick", tick), ("--stats-interval", stats_interval)):
@@ -105,7 +107,7 @@ def live(iface, bpf, duration, count, write, fmt, backend, output, profile, time
         raise click.ClickException(str(e)) from None
     sink, fh = _sink(fmt, output, f"tcpfsm live -i {iface} ({pick_backend(backend)})")
     eng = Engine(src, prof, th, sink, clock="wall", tick=tick, stats_every=stats_interval, linger=linger,
-                 max_flows=max_flows, count=count, duration=duration)
+                 max_flows=max_flows, count=count, duration=duration, capture_point=capture_point)
     try:
         eng.run()
     finally:
@@ -120,14 +122,16 @@ def live(iface, bpf, duration, count, write, fmt, backend, output, profile, time
 
 
 def follow_capture(capture: str, fmt: str = "jsonl", output: str | None = None, profile: str = "linux",
-                   timers=(), thresholds=(), tick: float = 0.2, stats_interval: float = 5.0, linger: float | None = None):
+                   timers=(), thresholds=(), tick: float = 0.2, stats_interval: float = 5.0, linger: float | None = None,
+                   capture_point: str = "auto"):
     """`tcpfsm analyze --follow FILE|-`: the same events as `live`, from a capture still being written (or a
     pcap stream on stdin). A file is followed until Ctrl-C / SIGTERM; stdin until its end."""
     prof, th = _settings(profile, timers, thresholds)
     src = StdinFollower() if capture == "-" else FileFollower(capture)
     mode = {"table": "auto", "jsonl": "jsonl", "json": "jsonl", "csv": "jsonl"}.get(fmt, "auto")
     sink, fh = _sink(mode, output, f"tcpfsm analyze --follow {capture}")
-    eng = Engine(src, prof, th, sink, clock="capture", tick=tick, stats_every=stats_interval, linger=linger)
+    eng = Engine(src, prof, th, sink, clock="capture", tick=tick, stats_every=stats_interval, linger=linger,
+                 capture_point=capture_point)
     try:
         eng.run()
     except CaptureError:

@@ -81,6 +81,7 @@ class Engine:
     def __init__(self, source, profile: TimerProfile, th: Thresholds, sink, *, clock: str = "wall",
                  tick: float = 0.2, stats_every: float = 5.0, agg_every: float = 5.0, linger: float | None = None,
                  max_flows: int | None = 200_000, lag: float = 0.25, count: int | None = None,
+                 capture_point: str = "auto",
                  duration: float | None = None, keep_findings: int = 20000):
         self.source = source
         self.profile = profile
@@ -94,7 +95,8 @@ class Engine:
         self.lag_ns = int(lag * NS)
         self.count = count
         self.duration = duration
-        self.table = FlowTable(profile, stale_after=linger, max_flows=max_flows, forget_finished=True)
+        self.table = FlowTable(profile, stale_after=linger, max_flows=max_flows, forget_finished=True,
+                               capture_point=capture_point)
         self.stop_event = threading.Event()
         self.stop_reason = ""
         self._emitted: dict[int, set] = {}          # flow id -> (kind, endpoint) already emitted
