@@ -331,7 +331,7 @@ class Connection:
         # capture ended before its SYN retransmission would have shown it did not)
         if c.state is State.SYN_SENT and s.synacks and c.alt is None:
             arrived = self.obs.arrival(s.syn_ts[-1], True)
-            if end < arrived + self.obs.rtt() + _ACK_WAIT and not self._sent_after(c, arrived, SYN):
+            if end < arrived + self.obs.rtt() + _SYNACK_WAIT and not self._sent_after(c, arrived, SYN):
                 c.alt, c.alt_at = _EST, arrived
 
     def _sent_after(self, ep: Endpoint, t: int, flag: int) -> bool:
