@@ -170,7 +170,7 @@ def _without_gc(fn):
 
 @_without_gc
 def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
-            timers: dict | None = None, batch_size: int = 65536, end: str | float | None = None,
+            timers: dict | None = None, batch_size: int = 16384, end: str | float | None = None,
             stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None,
             engine: str = "fast", zeek: bool = False, verify_checksums: bool = False,
             zeek_ignore_checksums: bool = False, capture_point: str = "auto") -> Analysis:
@@ -225,8 +225,8 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
                 on_flow(f)
         handed += len(flows)
 
-    if stream and batch_size > 16384:
-        batch_size = 16384      # smaller per-batch arrays: memory is for the connections alive, not batches
+    # 16384 rows a batch: as fast as 65536 on the bench capture (9.7 s both), 80 MB less peak memory -- the
+    # tracker's per-batch lists and prefix arrays, not the connections, were the difference
     batches = iter(cap.batches(batch_size))
     while True:
         t1 = clock()
