@@ -544,8 +544,9 @@ class Connection:
             x.rx_fin_contra = True
 
         for ep, event, cause, at in self._classify(x, y, from_client, ts, packet, flags, seq, ack, plen):
-            if ep is None:
-                break                                    # a violation ended the segment
+            if ep is None:                               # it fits no connection: report, ignore the rest
+                self.violations.append(Violation(ts, x.role, "invalid_transition", packet, cause))
+                break
             self._apply(ep, ep is x, event, cause, ts, packet, at, flags, seq, ack, wscale, from_client)
         else:
             if hasack and x.state is State.FIN_WAIT_2 and not x.not_orphan and x.ack_sent is not None \
@@ -641,10 +642,8 @@ class Connection:
             if x.isn is not None and seq != x.isn:
                 kind = "SYN+ACK" if hasack else "SYN"
                 where = "its earlier SYN had" if hasack else "inside a connection whose ISN is"
-                self.violations.append(Violation(
-                    ts, x.role, "invalid_transition", packet,
-                    f"{x.role} sent a {kind} with ISN {seq}, {where} {x.isn}"))
-                out.append((None, None, "", 0))
+                # no endpoint: the segment is reported (by the caller) and the rest of it ignored
+                out.append((None, None, f"{x.role} sent a {kind} with ISN {seq}, {where} {x.isn}", 0))
                 return out
             out.append((x, Event.SND_SYNACK if hasack else Event.SND_SYN, "SYN+ACK" if hasack else "SYN", sent))
         if flags & FIN:
