@@ -26,6 +26,7 @@ from .track.flowtable import ClockStats, Flow, FlowTable
 from .zeek import ZeekTracker, zeek_summary_for_flows
 
 NS = 1_000_000_000
+MAX_SAMPLES = 1_000_000          # state-count samples one states() call may return
 
 
 @dataclass(slots=True)
@@ -106,7 +107,14 @@ class Analysis:
         return out
 
     def states(self, interval: float = 1.0, host: str | None = None) -> list[tuple[int, dict[str, Counter]]]:
-        """State counts per host at every `interval` seconds from the capture's start to its end."""
+        """State counts per host at every `interval` seconds from the capture's start to its end. An interval
+        that is not a positive finite number, or that would give more than MAX_SAMPLES samples, is refused."""
+        import math
+
+        if not (isinstance(interval, (int, float)) and math.isfinite(interval) and interval > 0):
+            raise ValueError(f"interval {interval!r}: must be a positive number of seconds")
+        if (self.end - self.start) / interval / NS > MAX_SAMPLES:
+            raise ValueError(f"interval {interval:g} s gives more than {MAX_SAMPLES:,} samples; use a larger one")
         step = max(int(interval * NS), 1)
         return self.occupancy.counts(self.start, self.end, step, host)
 

@@ -201,3 +201,18 @@ def test_analysis_time_is_relative_to_the_capture_start():
     an = analysis(WINDOWS_TW)
     assert an.start == START
     assert an.time("+1s") == START + NS
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_api_refuses_timers_and_thresholds_that_are_not_finite_non_negative(bad):
+    with pytest.raises(ValueError, match="finite number"):
+        tcpfsm.analyze(str(WINDOWS_TW), timers={"time_wait": bad})
+    with pytest.raises(ValueError, match="finite number"):
+        tcpfsm.analyze(str(WINDOWS_TW), thresholds={"stuck_close_wait": bad})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0, -1.0, 1e-12])
+def test_api_states_refuses_an_interval_it_cannot_honour(bad):
+    an = tcpfsm.analyze(WINDOWS_TW)
+    with pytest.raises(ValueError, match="interval"):
+        an.states(bad)

@@ -478,3 +478,18 @@ def test_graph_graphml_parses_back_with_networkx():
     g = nx.parse_graphml(run("graph", "--format", "graphml").stdout.decode())
     assert set(g.nodes) == STATE_NAMES
     assert g.edges["CLOSED", "SYN_SENT"]["rfc"] is True
+
+
+@pytest.mark.parametrize("opt", ["--timer", "--threshold"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e400"])
+def test_timer_and_threshold_values_must_be_finite_non_negative_numbers(opt, value):
+    """NaN or infinity would reach the JSON as tokens that are not JSON; a negative duration means nothing."""
+    name = "time_wait" if opt == "--timer" else "stuck_close_wait"
+    p = run("analyze", NORMAL, "--format", "json", opt, f"{name}={value}")
+    assert_exit_2_without_traceback(p, "must be a finite number")
+    assert p.stdout == b""
+
+
+def test_live_duration_nan_is_a_usage_error():
+    p = run("live", "-i", "lo", "--duration", "nan")
+    assert p.returncode == 2 and b"Traceback" not in p.stderr and b"positive number" in p.stderr

@@ -53,7 +53,11 @@ class Thresholds:
         bad = [k for k in kw if k not in self.names()]
         if bad:
             raise ValueError(f"unknown threshold {bad[0]!r} (see `tcpfsm analyze --help`)")
-        return replace(self, **{k: float(v) for k, v in kw.items()})
+        from ..fsm.profiles import seconds
+        return replace(self, **{k: seconds(f"threshold {k}", v, MAX_THRESHOLD) for k, v in kw.items()})
+
+
+MAX_THRESHOLD = 1e9              # seconds or counts: beyond it a threshold could never be reached anyway
 
 
 @dataclass(slots=True)

@@ -62,4 +62,21 @@ def get_profile(name: str = "linux", **overrides: float) -> TimerProfile:
     bad = [k for k in overrides if k not in OVERRIDABLE]
     if bad:
         raise ValueError(f"unknown timer {bad[0]!r} (timers: {', '.join(OVERRIDABLE)})")
-    return replace(base, **{k: float(v) for k, v in overrides.items()})
+    return replace(base, **{k: seconds(f"timer {k}", v, MAX_TIMER) for k, v in overrides.items()})
+
+
+MAX_TIMER = 30 * 86400.0        # seconds: no TCP timer of any OS runs for a month
+
+
+def seconds(what: str, value, most: float) -> float:
+    """`value` as a finite, non-negative number no larger than `most`, or a ValueError naming `what`: NaN and
+    infinity would reach the output as tokens that are not JSON, and negative times mean nothing."""
+    import math
+
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}={value!r}: not a number") from None
+    if not math.isfinite(v) or v < 0 or v > most:
+        raise ValueError(f"{what}={value!r}: must be a finite number from 0 to {most:g}")
+    return v

@@ -6,6 +6,7 @@ exit 0.
 """
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -95,9 +96,10 @@ def live(iface, bpf, duration, count, write, fmt, backend, output, profile, time
          tick, linger, max_flows, snaplen, buffer_mb, capture_point="auto"):
     """Watch connections on an interface as they happen: states, timers on the wall clock, findings."""
     prof, th = _settings(profile, timers, thresholds)
-    for name, v in (("--tick", tick), ("--stats-interval", stats_interval)):
-        if v <= 0:
-            raise click.UsageError(f"{name} must be positive")
+    for name, v in (("--tick", tick), ("--stats-interval", stats_interval), ("--duration", duration),
+                    ("--linger", linger)):
+        if v is not None and not (math.isfinite(v) and v > 0):     # (NaN compares false with everything)
+            raise click.UsageError(f"{name} must be a positive number of seconds")
     try:
         if snaplen is None:
             snaplen = 262144 if write else 256
