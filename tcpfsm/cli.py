@@ -19,8 +19,22 @@ import click
 from . import __version__
 
 
-class UserError(Exception):
-    pass
+class UserError(ValueError):
+    """A bad value from the user: one line, exit 2."""
+
+
+def pairs(values, what: str) -> dict[str, float]:
+    """NAME=NUMBER options (--timer, --threshold) as a dict; the numbers' ranges are checked by the owners."""
+    out = {}
+    for v in values:
+        name, sep, num = v.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(num)
+        except ValueError:
+            raise UserError(f"bad {what} {v!r}: expected NAME=NUMBER") from None
+    return out
 
 
 NOTES: list[str] = []       # stderr lines printed once a command has succeeded

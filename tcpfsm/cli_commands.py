@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import click
 from . import api
-from .cli import NOTES as _NOTES, UserError
+from .cli import NOTES as _NOTES, UserError, pairs
 from .detect.rules import Thresholds
 from .fsm import CAPTURE_POINTS, PROFILES, rfc_graph
 from .fsm.profiles import OVERRIDABLE
@@ -26,19 +26,6 @@ from .render.output import Output
 
 
 STREAM_ABOVE = 1 << 30       # analyze streams (bounded memory) captures larger than this by default
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, float]:
-    out = {}
-    for v in values:
-        name, sep, num = v.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            out[name.strip()] = float(num)
-        except ValueError:
-            raise UserError(f"bad {what} {v!r}: expected NAME=NUMBER") from None
-    return out
 
 
 def _interval(s: str) -> float:
@@ -51,8 +38,8 @@ def _interval(s: str) -> float:
 def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
           end: str | None = None, engine: str = "fast", verify_checksums: bool = False,
           capture_point: str = "auto") -> api.Analysis:
-    an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
-                     thresholds=_pairs(thresholds, "threshold"), end=end, engine=engine,
+    an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
+                     thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
                      verify_checksums=verify_checksums, capture_point=capture_point)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
@@ -72,6 +59,13 @@ def _stream(out: str | None, writer) -> None:
 
 
 _NATURAL = 10_000        # columns: wider than any table, which rich then prints at its own width
+
+
+def _view_opts(f):
+    """The options every view of one capture takes: timer profile, capture point, timers, end, checksums."""
+    for opt in reversed((_profile_opt, _point_opt, _timer_opt, _end_opt, _verify_opt)):
+        f = opt(f)
+    return f
 
 
 @contextmanager
@@ -158,8 +152,8 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
             os.path.getsize(capture) > STREAM_ABOVE
     sink = FlowSink(fmt, output, max_flows) if stream else None
     with Progress(capture, enabled=not quiet) as prog:
-        an = api.analyze(capture, profile=profile, timers=_pairs(timers, "timer"),
-                         thresholds=_pairs(thresholds, "threshold"), end=end, stream=stream,
+        an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
+                         thresholds=pairs(thresholds, "threshold"), end=end, stream=stream,
                          on_flow=sink.add if sink else None, progress=prog.update,
                          max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek,
                          verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums,
@@ -280,11 +274,7 @@ class Progress:
 @click.option("--port", default=None, type=int, help="With --host: flows using this port.")
 @click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json", "md"]))
 @click.option("-o", "--output", default=None)
-@_profile_opt
-@_point_opt
-@_timer_opt
-@_end_opt
-@_verify_opt
+@_view_opts
 def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False,
              capture_point="auto"):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
@@ -344,11 +334,7 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_
 @click.option("--host", default=None)
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "csv", "json"]))
 @click.option("-o", "--output", default=None)
-@_profile_opt
-@_point_opt
-@_timer_opt
-@_end_opt
-@_verify_opt
+@_view_opts
 def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False,
            capture_point="auto"):
     """Counts per state per host over time (netstat -nat | uniq -c, every interval)."""

@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from ..capture.batch import CaptureError
+from ..cli import pairs
 from ..detect.rules import Thresholds
 from ..fsm import CAPTURE_POINTS, PROFILES, get_profile
 from ..fsm.profiles import OVERRIDABLE
@@ -22,23 +23,10 @@ from .follow import FileFollower, StdinFollower
 from .sinks import DashboardSink, JsonlSink
 
 
-def _pairs(values, what: str) -> dict[str, float]:
-    out = {}
-    for v in values:
-        name, sep, num = v.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            out[name.strip()] = float(num)
-        except ValueError:
-            raise click.UsageError(f"bad {what} {v!r}: expected NAME=NUMBER") from None
-    return out
-
-
 def _settings(profile: str, timers, thresholds):
     try:
-        prof = get_profile(profile, **_pairs(timers, "timer"))
-        th = Thresholds().override(**_pairs(thresholds, "threshold"))
+        prof = get_profile(profile, **pairs(timers, "timer"))
+        th = Thresholds().override(**pairs(thresholds, "threshold"))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     return prof, th
