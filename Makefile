@@ -33,7 +33,7 @@ demo: venv
 
 test: venv sysdeps
 	$(PY) -m pytest -q
-	TCPFSM_PURE=1 $(PY) -m pytest -q tests/test_compiled.py
+	TCPFSM_PURE=1 $(PY) -m pytest -q tests/test_compiled.py tests/test_compiled_machine.py
 
 # Re-record the kernel scenarios (root: network namespaces, tcpdump, iptables).
 captures: venv sysdeps

@@ -17,8 +17,7 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 
-from ..fsm import State
-from ..fsm.machine import Transition
+from ..fsm import State, Transition
 from ..track.flowtable import Flow
 
 LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))

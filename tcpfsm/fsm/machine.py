@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """One connection seen by a passive observer: two endpoint machines, the evidence rules, the counters.
 
 Everything that moves an endpoint lives here and in `table`; `track` only feeds segments and time.
@@ -49,33 +50,72 @@ always in this order:
 Timers come from a `TimerProfile` through `table.TIMEOUTS`; the caller advances time with
 `expire(now)` and ends with `settle(end)`. Nothing here does I/O or reads a clock. Times are integer
 nanoseconds: `ts` is always the observer's time, `at` the endpoint's (observer.py).
+
+Compiled form
+-------------
+This module and observer.py are Cython pure-Python-mode kernels (tcpfsm/_kernels.py): setup.py compiles
+them into tcpfsm.fsm.machine_c / observer_c, and the plain `.py` runs as the readable reference
+(TCPFSM_PURE=1; tests/test_compiled_machine.py holds the two equal). `Endpoint`, `Connection` and
+`Observer` are extension types whose never-None integers are C `long long` fields (`i64`); values that
+may be None stay objects. Annotations are documentation only (`annotation_typing=False`): C types come
+from `cython.declare` and `@cython.locals`, so a numpy integer or a subclass is never refused. Helpers
+called only from here are C functions (`@cython.cfunc`), which is why they use no closures or
+generators. Import the classes from `tcpfsm.fsm`, which picks the form, never from this module.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .observer import Observer
+import cython
+
+i64 = cython.typedef(cython.longlong)     # every integer that is never None: a C long long
+
+from .. import _kernels
 from .profiles import TimerProfile
 from .states import Event, State
 from .table import TABLE, TIMEOUTS, UNDOES, is_rfc_edge
 
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-_EST = State.ESTABLISHED
-_M32 = 0xFFFFFFFF
-NS = 1_000_000_000
-_ACK_WAIT = 500_000_000          # an ACK of a FIN comes back within a round trip and this (delayed ACK <= 500 ms)
-_RTO_WAIT = 600_000_000          # a sender with no ACK retransmits within 3 round trips and this (RTO >= 200 ms)
-_SYNACK_WAIT = 1_500_000_000     # a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
+Observer = _kernels.load("tcpfsm.fsm.observer").Observer
+
+FIN = cython.declare(i64, 0x01)
+SYN = cython.declare(i64, 0x02)
+RST = cython.declare(i64, 0x04)
+ACK = cython.declare(i64, 0x10)
+_M32 = cython.declare(i64, 0xFFFFFFFF)
+_HALF = cython.declare(i64, 0x80000000)
+NS = cython.declare(i64, 1_000_000_000)
+# an ACK of a FIN comes back within a round trip and this (delayed ACK <= 500 ms)
+_ACK_WAIT = cython.declare(i64, 500_000_000)
+# a sender with no ACK retransmits within 3 round trips and this (RTO >= 200 ms)
+_RTO_WAIT = cython.declare(i64, 600_000_000)
+# a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
+_SYNACK_WAIT = cython.declare(i64, 1_500_000_000)
 _WAITING_FOR_FIN_ACK = frozenset({State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+# the states, as module constants (one lookup, not an attribute of the enum per use)
+_EST = State.ESTABLISHED
+_CLOSED = State.CLOSED
+_LISTEN = State.LISTEN
+_SYN_SENT = State.SYN_SENT
+_SYN_RECEIVED = State.SYN_RECEIVED
+_FIN_WAIT_2 = State.FIN_WAIT_2
+_CLOSE_WAIT = State.CLOSE_WAIT
+_TIME_WAIT = State.TIME_WAIT
 
 
-def seq_gt(a: int, b: int) -> bool:
+@cython.ccall
+@cython.returns(cython.bint)
+@cython.locals(a=i64, b=i64, d=i64)
+def seq_gt(a, b):
     """a > b in 32-bit sequence space."""
-    return 0 < ((a - b) & _M32) < 0x80000000
+    d = (a - b) & _M32
+    return 0 < d < _HALF
 
 
-def seq_ge(a: int, b: int) -> bool:
-    return ((a - b) & _M32) < 0x80000000
+@cython.ccall
+@cython.returns(cython.bint)
+@cython.locals(a=i64, b=i64)
+def seq_ge(a, b):
+    return ((a - b) & _M32) < _HALF
 
 
 @dataclass(slots=True)
@@ -106,89 +146,174 @@ class Violation:
     message: str
 
 
-@dataclass(slots=True)
+
+
+@cython.final
+@cython.cclass
 class Endpoint:
-    role: str
-    state: State = State.CLOSED
-    initial: State = State.CLOSED
-    since: int = 0                  # ns (endpoint time), when the current state began
-    isn: int | None = None
-    syn_acked: bool = False         # the peer acknowledged our SYN
-    fin_seq: int | None = None      # sequence number our FIN occupies
-    fin_acked: bool = False
-    fin_ack_losses: int = 0         # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
-    acked_peer_syn: bool = False
-    synack_unconfirmed: bool = False  # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
-    acked_peer_fin: bool = False
-    ack_in_at: int | None = None    # when the last ACK that moved us (of our SYN or FIN) reached us
-    snd_nxt: int | None = None      # highest sequence number sent + 1
-    ack_sent: int | None = None     # highest acknowledgement sent (what we received)
-    wscale: int = -1
-    win: int = 65535                # last advertised window, scaled when scaling was agreed
-    not_orphan: bool = False        # acknowledged new data in FIN_WAIT_2: still owned by an application
-    alt: State | None = None        # where the packets cannot decide: the other state, from `alt_at` on
-    alt_at: int = 0
+    """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints that are
+    never None are C integers); uncompiled, a plain object with the same attributes."""
+
+    role = cython.declare(str, visibility="public")
+    state = cython.declare(object, visibility="public")
+    initial = cython.declare(object, visibility="public")
+    # ns (endpoint time), when the current state began
+    since = cython.declare(i64, visibility="public")
+    isn = cython.declare(object, visibility="public")
+    syn_acked = cython.declare(cython.bint, visibility="public")  # the peer acknowledged our SYN
+    fin_seq = cython.declare(object, visibility="public")         # sequence number our FIN occupies
+    fin_acked = cython.declare(cython.bint, visibility="public")
+    # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
+    fin_ack_losses = cython.declare(i64, visibility="public")
+    acked_peer_syn = cython.declare(cython.bint, visibility="public")
+    # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
+    synack_unconfirmed = cython.declare(cython.bint, visibility="public")
+    acked_peer_fin = cython.declare(cython.bint, visibility="public")
+    # when the last ACK that moved us (of our SYN or FIN) reached us
+    ack_in_at = cython.declare(object, visibility="public")
+    snd_nxt = cython.declare(object, visibility="public")         # highest sequence number sent + 1
+    # highest acknowledgement sent (what we received)
+    ack_sent = cython.declare(object, visibility="public")
+    wscale = cython.declare(i64, visibility="public")
+    # last advertised window, scaled when scaling was agreed
+    win = cython.declare(i64, visibility="public")
+    # acknowledged new data in FIN_WAIT_2: still owned by an application
+    not_orphan = cython.declare(cython.bint, visibility="public")
+    # where the packets cannot decide: the other state, from `alt_at` on
+    alt = cython.declare(object, visibility="public")
+    alt_at = cython.declare(i64, visibility="public")
     # the peer's FIN seen on its way to us, its ACK not (yet) seen: settled by the peer's next moves
-    rx_fin_first: int | None = None   # ts of the first copy
-    rx_fin_last: int | None = None    # ts of the latest copy
-    rx_fin_copies: int = 0
-    rx_fin_packet: int | None = None
-    rx_fin_contra: bool = False     # we sent a segment after it arrived that does not acknowledge it
+    rx_fin_first = cython.declare(object, visibility="public")    # ts of the first copy
+    rx_fin_last = cython.declare(object, visibility="public")     # ts of the latest copy
+    rx_fin_copies = cython.declare(i64, visibility="public")
+    rx_fin_packet = cython.declare(object, visibility="public")
+    # we sent a segment after it arrived that does not ack it
+    rx_fin_contra = cython.declare(cython.bint, visibility="public")
     # for a peer whose packets never reach the tap: our acknowledgement field is all we know of it
-    ack_prev: int | None = None     # our acknowledgement before its last advance
-    ack_adv_ts: int | None = None   # when our acknowledgement last advanced
-    fin_check: int | None = None    # our FIN to an unseen peer: if not retransmitted by then, it was acknowledged
-    cookie_check: int | None = None  # our unanswered SYN+ACK: if not retransmitted by then, it was a SYN cookie
+    # our acknowledgement before its last advance
+    ack_prev = cython.declare(object, visibility="public")
+    ack_adv_ts = cython.declare(object, visibility="public")      # when our acknowledgement last advanced
+    # our FIN to an unseen peer: not retransmitted by then => acked
+    fin_check = cython.declare(object, visibility="public")
+    # our unanswered SYN+ACK: not retransmitted by then => cookie
+    cookie_check = cython.declare(object, visibility="public")
     # counters
-    packets: int = 0
-    payload: int = 0
-    ip_bytes: int = 0
-    syns: int = 0
-    synacks: int = 0
-    fins: int = 0
-    rsts: int = 0
-    retrans: int = 0
-    retrans_unanswered: int = 0     # retransmissions since the peer last sent anything
-    first_unanswered_ts: int | None = None
-    zero_windows: int = 0
-    first_ts: int | None = None
-    last_ts: int | None = None
-    last_data_ts: int | None = None
-    syn_ts: list[int] = field(default_factory=list)    # times of our SYN / SYN+ACK (first + retransmissions)
-    fin_ts: list[int] = field(default_factory=list)    # times of our FIN (first + retransmissions)
-    deadline: int | None = None
-    deadline_cause: str = ""
-    retry_deadline: int | None = None  # when the next retransmission is overdue: the endpoint gave up
+    packets = cython.declare(i64, visibility="public")
+    payload = cython.declare(i64, visibility="public")
+    ip_bytes = cython.declare(i64, visibility="public")
+    syns = cython.declare(i64, visibility="public")
+    synacks = cython.declare(i64, visibility="public")
+    fins = cython.declare(i64, visibility="public")
+    rsts = cython.declare(i64, visibility="public")
+    retrans = cython.declare(i64, visibility="public")
+    # retransmissions since the peer last sent anything
+    retrans_unanswered = cython.declare(i64, visibility="public")
+    first_unanswered_ts = cython.declare(object, visibility="public")
+    zero_windows = cython.declare(i64, visibility="public")
+    first_ts = cython.declare(object, visibility="public")
+    last_ts = cython.declare(object, visibility="public")
+    last_data_ts = cython.declare(object, visibility="public")
+    # times of our SYN / SYN+ACK (first + retransmissions)
+    syn_ts = cython.declare(list, visibility="public")
+    fin_ts = cython.declare(list, visibility="public")   # times of our FIN (first + retransmissions)
+    deadline = cython.declare(object, visibility="public")
+    deadline_cause = cython.declare(str, visibility="public")
+    # when the next retransmission is overdue: it gave up
+    retry_deadline = cython.declare(object, visibility="public")
+
+    def __init__(self, role: str):
+        self.role = role
+        self.state = self.initial = _CLOSED
+        self.since = 0
+        self.isn = self.fin_seq = self.ack_in_at = self.snd_nxt = self.ack_sent = None
+        self.syn_acked = self.fin_acked = self.acked_peer_syn = self.synack_unconfirmed = False
+        self.acked_peer_fin = self.not_orphan = self.rx_fin_contra = False
+        self.fin_ack_losses = 0
+        self.wscale = -1
+        self.win = 65535
+        self.alt = None
+        self.alt_at = 0
+        self.rx_fin_first = self.rx_fin_last = self.rx_fin_packet = None
+        self.rx_fin_copies = 0
+        self.ack_prev = self.ack_adv_ts = self.fin_check = self.cookie_check = None
+        self.packets = self.payload = self.ip_bytes = self.syns = self.synacks = self.fins = self.rsts = 0
+        self.retrans = self.retrans_unanswered = self.zero_windows = 0
+        self.first_unanswered_ts = self.first_ts = self.last_ts = self.last_data_ts = None
+        self.syn_ts = []
+        self.fin_ts = []
+        self.deadline = self.retry_deadline = None
+        self.deadline_cause = ""
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.role}, {self.state.value}, since={self.since})"
+
+
+@cython.cfunc
+@cython.locals(ep=Endpoint, now=i64)
+def _due(ep: Endpoint, now: int) -> int | None:
+    """When `ep`'s timer fired, if it did by `now`. A retransmitting endpoint whose next retransmission
+    is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK retries when its
+    queue is half full, for instance); the profile's deadline is the fallback."""
+    due = ep.deadline
+    r = ep.retry_deadline
+    if r is not None and r <= now and (due is None or r < due):
+        due = r
+    return due if due is not None and due <= now else None
+
+
+@cython.cfunc
+@cython.locals(x=Endpoint, flags=i64, ack=i64, ts=i64)
+def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
+    if flags & ACK and (x.ack_sent is None or seq_gt(ack, x.ack_sent)):
+        x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
 
 
 # history letters and their bit in Connection._hist_seen (the responder's shifted by 6)
 _LETTERS = "SHADFR"
 
 
+@cython.final
+@cython.cclass
 class Connection:
     """The pair of endpoint machines of one connection (one 4-tuple + client ISN)."""
 
-    __slots__ = ("client", "server", "profile", "obs", "transitions", "violations", "scaling", "rst_by",
-                 "rst_state", "rst_ts", "rst_packet", "history", "_hist_seen", "_seg", "steady")
+    client = cython.declare(Endpoint, visibility="public")
+    server = cython.declare(Endpoint, visibility="public")
+    profile = cython.declare(object, visibility="public")
+    obs = cython.declare(object, visibility="public")
+    transitions = cython.declare(list, visibility="public")
+    violations = cython.declare(list, visibility="public")
+    scaling = cython.declare(cython.bint, visibility="public")   # both SYNs carried the window-scale option
+    rst_by = cython.declare(object, visibility="public")
+    rst_state = cython.declare(object, visibility="public")
+    rst_ts = cython.declare(object, visibility="public")
+    rst_packet = cython.declare(object, visibility="public")
+    # Zeek-style letters, upper case for the originator
+    history = cython.declare(str, visibility="public")
+    _hist_seen = cython.declare(i64)
+    _seg = cython.declare(object)
+    # both ESTABLISHED: plain segments cannot change a state (fast path)
+    steady = cython.declare(cython.bint, visibility="public")
 
-    def __init__(self, profile: TimerProfile, observer: Observer | None = None):
+    def __init__(self, profile: TimerProfile, observer=None):
         self.client = Endpoint("client")
         self.server = Endpoint("server")
         self.profile = profile
         self.obs = observer if observer is not None else Observer()
-        self.transitions: list[Transition] = []
-        self.violations: list[Violation] = []
-        self.scaling = False      # both SYNs carried the window-scale option
-        self.rst_by: str | None = None
-        self.rst_state: State | None = None
-        self.rst_ts: int | None = None
-        self.rst_packet: int | None = None
-        self.history = ""          # Zeek-style letters, upper case for the client (originator)
+        self.transitions = []
+        self.violations = []
+        self.scaling = False
+        self.rst_by = None
+        self.rst_state = None
+        self.rst_ts = None
+        self.rst_packet = None
+        self.history = ""
         self._hist_seen = 0
-        self._seg: tuple | None = None
-        self.steady = False        # both ESTABLISHED: plain segments cannot change a state (fast path)
+        self._seg = None
+        self.steady = False
 
     # -- starting points --------------------------------------------------------------
+    @cython.locals(ts=i64, flags=i64, c=Endpoint, s=Endpoint)
     def start(self, ts: int, first_from_client: bool, flags: int) -> None:
         """Set initial states from the first segment seen (before it is fed)."""
         c, s = self.client, self.server
@@ -202,6 +327,9 @@ class Connection:
             self._move(s, Event.MIDSTREAM, ts, None, "inferred:midstream")
 
     # -- the table lookup: the only place a state changes ------------------------------
+    @cython.ccall
+    @cython.returns(cython.bint)
+    @cython.locals(ep=Endpoint, ts=i64)
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
               at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
@@ -225,9 +353,11 @@ class Connection:
                         self._seg if packet is not None else None, at, alt,
                         alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
         if (old, event) in UNDOES:
-            prev = next((t for t in reversed(self.transitions) if t.endpoint == ep.role), None)
-            if prev is not None and prev.new is old and prev.old is new:
-                prev.retracted = tr.retracted = True
+            for prev in reversed(self.transitions):
+                if prev.endpoint == ep.role:
+                    if prev.new is old and prev.old is new:
+                        prev.retracted = tr.retracted = True
+                    break
         ep.state = new
         ep.since = at
         ep.retry_deadline = None
@@ -244,6 +374,8 @@ class Connection:
             ep.rx_fin_first = None
         return True
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint)
     def _arm(self, ep: Endpoint, start: int, state: State) -> None:
         entry = TIMEOUTS.get(state)
         if entry is not None:
@@ -251,6 +383,8 @@ class Connection:
             ep.deadline_cause = entry[1]
 
     # -- time -------------------------------------------------------------------------
+    @cython.ccall
+    @cython.locals(ep=Endpoint)
     def next_deadline(self) -> int | None:
         """The earliest time something may change without a packet: a state timer, an overdue
         retransmission, or the check that a FIN sent to a peer never seen was not retransmitted."""
@@ -261,17 +395,8 @@ class Connection:
                     due = d
         return due
 
-    @staticmethod
-    def _due(ep: Endpoint, now: int) -> int | None:
-        """When `ep`'s timer fired, if it did by `now`. A retransmitting endpoint whose next retransmission
-        is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK retries when its
-        queue is half full, for instance); the profile's deadline is the fallback."""
-        due = ep.deadline
-        r = ep.retry_deadline
-        if r is not None and r <= now and (due is None or r < due):
-            due = r
-        return due if due is not None and due <= now else None
-
+    @cython.ccall
+    @cython.locals(now=i64, c=Endpoint, s=Endpoint, ep=Endpoint, e=Endpoint, kind=cython.int)
     def expire(self, now: int) -> None:
         """Fire every timer due at or before `now`, in time order."""
         c, s = self.client, self.server
@@ -279,12 +404,21 @@ class Connection:
                 and c.fin_check is None and s.fin_check is None and c.cookie_check is None and s.cookie_check is None:
             return
         for _ in range(16):          # at most a few timers per endpoint can be due at once
-            dues = [(d, 0, e) for e in (c, s) if (d := self._due(e, now)) is not None]
-            dues += [(e.fin_check, 1, e) for e in (c, s) if e.fin_check is not None and e.fin_check <= now]
-            dues += [(e.cookie_check, 2, e) for e in (c, s) if e.cookie_check is not None and e.cookie_check <= now]
-            if not dues:
+            # the earliest due timer of either endpoint; at equal times a state timer first, then the
+            # unseen-peer FIN check, then the SYN-cookie check
+            best = None
+            for e in (c, s):
+                d = _due(e, now)
+                if d is not None and (best is None or (d, 0) < best[:2]):
+                    best = (d, 0, e)
+                if e.fin_check is not None and e.fin_check <= now and (best is None or (e.fin_check, 1) < best[:2]):
+                    best = (e.fin_check, 1, e)
+                if e.cookie_check is not None and e.cookie_check <= now \
+                        and (best is None or (e.cookie_check, 2) < best[:2]):
+                    best = (e.cookie_check, 2, e)
+            if best is None:
                 return
-            when, kind, ep = min(dues, key=lambda d: (d[0], d[1]))
+            when, kind, ep = best
             if kind == 1:
                 self._fin_acked_unseen(ep, when, final=False)
                 continue
@@ -306,6 +440,7 @@ class Connection:
             ep.deadline = ep.retry_deadline = None
             self._move(ep, Event.TIMEOUT, when, None, cause, at=when, alt_since=since)
 
+    @cython.locals(end=i64, c=Endpoint, s=Endpoint, ep=Endpoint, peer=Endpoint)
     def settle(self, end: int) -> None:
         """The capture ended at `end`: decide what is still open, marking with `alt` what cannot be known."""
         self.expire(end)
@@ -334,11 +469,19 @@ class Connection:
             if end < arrived + self.obs.rtt() + _SYNACK_WAIT and not self._sent_after(c, arrived, SYN):
                 c.alt, c.alt_at = _EST, arrived
 
+    @cython.cfunc
+    @cython.returns(cython.bint)
+    @cython.locals(ep=Endpoint, flag=i64)
     def _sent_after(self, ep: Endpoint, t: int, flag: int) -> bool:
         """Did `ep` send a segment with `flag` after instant `t` (endpoint time)?"""
         times = ep.syn_ts if flag == SYN else ep.fin_ts
-        return any(self.obs.sent_after(x, ep is self.client, t) for x in times)
+        for x in times:
+            if self.obs.sent_after(x, ep is self.client, t):
+                return True
+        return False
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, end=i64, to_client=cython.bint, cut_short=cython.bint)
     def _settle_fin(self, ep: Endpoint, end: int) -> None:
         """The capture ended with the peer's FIN seen going to `ep` and `ep`'s ACK of it never seen.
 
@@ -370,6 +513,8 @@ class Connection:
         else:
             ep.alt, ep.alt_at = entry[0], at        # no ACK though one would have been seen: likely lost
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, times=list)
     def _retry(self, ep: Endpoint, times: list[int]) -> None:
         """After a retransmission, expect the next one by twice the last gap (exponential back-off), and never
         sooner than a second and a round trip: copies a few microseconds apart (a tail-loss probe, a
@@ -378,6 +523,7 @@ class Connection:
             gap = times[-1] - times[-2]
             ep.retry_deadline = times[-1] + max(2 * gap + gap // 4, NS) + 200_000_000 + 2 * self.obs.rtt()
 
+    @cython.locals(ep=Endpoint)
     def alt_of(self, ep: Endpoint) -> State | None:
         """The state `ep` may be in instead of its current one, where the packets could not decide."""
         if ep.alt is not None:
@@ -387,6 +533,7 @@ class Connection:
                 return t.alt
         return None
 
+    @cython.locals(ep=Endpoint)
     def pending(self, ep: Endpoint) -> tuple[int, State] | None:
         """The timer that would next change `ep` if no packet came: (when, new state)."""
         if ep.deadline is None:
@@ -395,12 +542,17 @@ class Connection:
         return (ep.deadline, entry[0]) if entry else None
 
     # -- counting: the one place counters and history letters change -------------------
+    @cython.cfunc
+    @cython.locals(from_client=cython.bint, bit=i64)
     def _letter(self, from_client: bool, letter: str) -> None:
         bit = 1 << (_LETTERS.index(letter) + (0 if from_client else 6))
         if not self._hist_seen & bit:
             self._hist_seen |= bit
             self.history += letter if from_client else letter.lower()
 
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,
+                   ip_len=i64, win=i64, syn=i64, end=i64)
     def _count(self, x: Endpoint, from_client: bool, ts: int, flags: int, seq: int, plen: int, ip_len: int,
                win: int) -> None:
         """Counters, sequence bookkeeping and history letters of one segment sent by `x`."""
@@ -441,11 +593,9 @@ class Connection:
             if not win:
                 x.zero_windows += 1
 
-    @staticmethod
-    def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
-        if flags & ACK and (x.ack_sent is None or seq_gt(ack, x.ack_sent)):
-            x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
-
+    @cython.ccall
+    @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64, ip_len=i64,
+                   x=Endpoint)
     def feed_plain(self, ts: int, from_client: bool, flags: int, seq: int, ack: int, win: int, plen: int,
                    ip_len: int) -> None:
         """A segment without SYN, FIN or RST while both endpoints are ESTABLISHED (`steady`): it can change
@@ -453,8 +603,10 @@ class Connection:
         `feed` is the reference it must agree with."""
         x = self.client if from_client else self.server
         self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
-        self._note_ack(x, flags, ack, ts)
+        _note_ack(x, flags, ack, ts)
 
+    @cython.locals(from_client=cython.bint, packets=i64, payload=i64, ip_bytes=i64, zero_windows=i64, retrans=i64,
+                   win=i64, x=Endpoint)
     def absorb_run(self, from_client: bool, packets: int, payload: int, ip_bytes: int, zero_windows: int,
                    retrans: int, unanswered: int | None, first_unanswered_ts: int | None, first_ts: int,
                    last_ts: int, last_data_ts: int | None, win: int, snd_nxt: int | None, ack_sent: int | None,
@@ -501,6 +653,9 @@ class Connection:
         return bool(self._hist_seen & (1 << (_LETTERS.index(letter) + (0 if from_client else 6))))
 
     # -- segments ---------------------------------------------------------------------
+    @cython.ccall
+    @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64,
+                   wscale=i64, ip_len=i64, x=Endpoint, y=Endpoint, syn=i64, hasack=i64)
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
              plen: int, wscale: int, ip_len: int) -> None:
         x, y = (self.client, self.server) if from_client else (self.server, self.client)
@@ -555,12 +710,14 @@ class Connection:
                 # application still owns the socket (shutdown(SHUT_WR)), so fin_timeout does not apply.
                 x.not_orphan = True
                 x.deadline = None
-        self._note_ack(x, flags, ack, ts)
+        _note_ack(x, flags, ack, ts)
         # a retransmitted SYN+ACK after the handshake ACK was seen: that ACK was lost (table undoes it)
         if syn and hasack and x.state is State.SYN_RECEIVED and x.syn_acked:
             x.syn_acked = False
 
     # -- a peer whose packets never reach the tap (one-sided capture) ------------------------------
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, ts=i64, final=cython.bint, from_client=cython.bint)
     def _infer_unseen_fin(self, x: Endpoint, y: Endpoint, ts: int, final: bool) -> None:
         """`y` is never seen. If `x`'s acknowledgement last advanced by exactly one and never again, that
         one was `y`'s FIN (a last single byte of data is rare; `alt` says so when the capture ended):
@@ -586,6 +743,8 @@ class Connection:
         y.fin_acked = True
         self._move(y, Event.RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", at=obs.arrival(t, not from_client))
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, peer=Endpoint, when=i64, final=cython.bint)
     def _fin_acked_unseen(self, ep: Endpoint, when: int, final: bool) -> None:
         """`ep` sent a FIN to a peer never seen and did not retransmit it: it was acknowledged."""
         ep.fin_check = None
@@ -606,6 +765,8 @@ class Connection:
                    "inferred:FIN acknowledged (" + ("capture ended" if final else "not retransmitted") + ")",
                    at=at, alt=ep.state if final else None)
 
+    @cython.cfunc
+    @cython.locals(times=list, to_client=cython.bint, answered_at=i64, slack=i64)
     def _copy_received(self, times: list[int], to_client: bool, answered_at: int) -> int:
         """Of a segment sent several times (SYN+ACK, FIN) whose receiver answered at `answered_at`
         (endpoint time), when did the copy it answered arrive? The latest that arrived before it answered."""
@@ -619,6 +780,9 @@ class Connection:
         # back, or delays estimated from a handshake unlike the rest, must not reorder cause and effect)
         return max(obs.departure(best, not to_client), min(obs.arrival(best, to_client), answered_at))
 
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, ack=i64, plen=i64,
+                   out=list, syn=i64, hasack=i64, sent=i64, fin_at=i64, arrive=i64)
     def _classify(self, x: Endpoint, y: Endpoint, from_client: bool, ts: int, packet: int, flags: int, seq: int,
                   ack: int, plen: int) -> list[tuple[Endpoint | None, Event | None, str, int]]:
         """The endpoint events of one segment (no RST), in the order of the theory of operation, read
@@ -680,6 +844,9 @@ class Connection:
                                 obs.arrival(x.syn_ts[-1], not from_client) if x.syn_ts else sent))
         return out
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, x=Endpoint, y=Endpoint, is_x=cython.bint, ts=i64, flags=i64, seq=i64, ack=i64,
+                   wscale=i64, from_client=cython.bint, fin_at=i64, first=object)
     def _apply(self, ep: Endpoint, is_x: bool, event: Event | None, cause: str, ts: int, packet: int, at: int,
                flags: int, seq: int, ack: int, wscale: int, from_client: bool) -> None:
         """The bookkeeping an event carries, then its table lookup."""
@@ -785,6 +952,8 @@ class Connection:
                 y.acked_peer_syn = True
             self._move(ep, event, ts, packet, cause, at)
 
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, ts=i64, flags=i64, seq=i64, ack=i64, from_client=cython.bint)
     def _rst(self, x: Endpoint, y: Endpoint, ts: int, packet: int, flags: int, seq: int, ack: int) -> None:
         if y.state is State.SYN_SENT:
             plausible = bool(flags & ACK) and y.isn is not None and ack == (y.isn + 1) & _M32
@@ -812,6 +981,7 @@ class Connection:
         self._move(x, Event.SND_RST, ts, packet, "RST sent", self.obs.departure(ts, from_client))
         self._move(y, Event.RCV_RST, ts, packet, "RST", self.obs.arrival(ts, not from_client))
 
+    @cython.locals(ts=i64, to_client=cython.bint)
     def reuse(self, ts: int, packet: int, to_client: bool) -> Endpoint | None:
         """A new SYN with another ISN on this 4-tuple is starting a new connection: an endpoint still in
         TIME_WAIT accepts it and its TIME_WAIT ends (returned, for the time_wait_reuse finding)."""

@@ -14,8 +14,7 @@ import orjson
 
 from ..detect.rules import Finding
 from ..detect.zeek import conn_state
-from ..fsm import State
-from ..fsm.machine import Transition
+from ..fsm import State, Transition
 from ..track.flowtable import Flow
 
 NS = 1_000_000_000

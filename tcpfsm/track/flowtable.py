@@ -19,8 +19,7 @@ import numpy as np
 
 from ..capture.batch import ACK, SYN, RST, Batch
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
-from ..fsm import Connection, Observer, State, TimerProfile
-from ..fsm.machine import Transition
+from ..fsm import Connection, Observer, State, TimerProfile, Transition
 
 # Ports that are services even when above 1024 (for midstream role inference).
 SERVICE_PORTS = frozenset({
