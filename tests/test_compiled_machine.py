@@ -1,4 +1,5 @@
-"""The compiled endpoint machines equal their plain-Python source, on every capture and on generated streams.
+"""The compiled endpoint machines (and the tracker's run kernel) equal their plain-Python sources, on every
+capture and on generated streams.
 
 `tcpfsm/fsm/machine.py` and `observer.py` are Cython pure-Python-mode kernels (tcpfsm/_kernels.py): the
 extension (tcpfsm.fsm.machine_c) and the source (tcpfsm.fsm.machine) are loaded side by side in this process
@@ -20,6 +21,11 @@ from tcpfsm import api
 from tcpfsm.fsm import get_profile
 from test_decoders import capture_files
 
+PURE_RUNS = importlib.import_module("tcpfsm.track._runs")
+try:
+    COMPILED_RUNS = importlib.import_module("tcpfsm.track._runs_c")
+except ImportError:
+    COMPILED_RUNS = None
 PURE = importlib.import_module("tcpfsm.fsm.machine")
 PURE_OBS = importlib.import_module("tcpfsm.fsm.observer")
 try:
@@ -120,3 +126,31 @@ def test_random_streams_compiled_machine_equals_pure(segs, point, profile, tail)
         except Exception as e:                      # noqa: BLE001 -- the two forms must fail alike
             out.append(("raised", type(e).__name__, str(e)))
     assert out[0] == out[1]
+
+
+# ------------------------------------------------------------------ the tracker's run kernel
+def _best_ack_reference(acks, clock, p, q):
+    """The definition: walk the rows, keep an acknowledgement that is ahead of the best (mod 2**32)."""
+    best = prev = ts = None
+    for i in range(p, q):
+        v = acks[i]
+        if v >= 0 and (best is None or 0 < ((v - best) & 0xFFFFFFFF) < 0x80000000):
+            prev, best, ts = best, v, clock[i]
+    return best, prev, ts
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([-1, 0, 1, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 1]) | st.integers(-1, 2**32 - 1),
+                max_size=30), st.data())
+def test_best_ack_compiled_equals_pure_equals_definition(acks, data):
+    import numpy as np
+    if COMPILED_RUNS is None:
+        pytest.fail("tcpfsm.track._runs_c is not built")
+    n = len(acks)
+    p = data.draw(st.integers(0, n))
+    q = data.draw(st.integers(p, n))
+    a = np.array(acks, np.int64)
+    clock = np.arange(n, dtype=np.int64) * 1000 + 10**18
+    want = _best_ack_reference(acks, clock.tolist(), p, q)
+    assert COMPILED_RUNS.best_ack(a, clock, p, q) == want
+    assert PURE_RUNS.best_ack(a, clock, p, q) == want

@@ -90,16 +90,37 @@ _ACK_WAIT = cython.declare(i64, 500_000_000)
 _RTO_WAIT = cython.declare(i64, 600_000_000)
 # a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
 _SYNACK_WAIT = cython.declare(i64, 1_500_000_000)
-_WAITING_FOR_FIN_ACK = frozenset({State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
-# the states, as module constants (one lookup, not an attribute of the enum per use)
-_EST = State.ESTABLISHED
+# States and events as module constants: an attribute of an Enum class costs a lookup through its
+# metaclass on every use (about 0.2 us), a module constant is one dictionary read (compiled: cached).
 _CLOSED = State.CLOSED
-_LISTEN = State.LISTEN
-_SYN_SENT = State.SYN_SENT
-_SYN_RECEIVED = State.SYN_RECEIVED
-_FIN_WAIT_2 = State.FIN_WAIT_2
 _CLOSE_WAIT = State.CLOSE_WAIT
+_CLOSING = State.CLOSING
+_FIN_WAIT_1 = State.FIN_WAIT_1
+_FIN_WAIT_2 = State.FIN_WAIT_2
+_LAST_ACK = State.LAST_ACK
+_LISTEN = State.LISTEN
+_SYN_RECEIVED = State.SYN_RECEIVED
+_SYN_SENT = State.SYN_SENT
 _TIME_WAIT = State.TIME_WAIT
+_EST = State.ESTABLISHED
+_COOKIE = Event.COOKIE
+_INFER_SYN = Event.INFER_SYN
+_INFER_SYNACK = Event.INFER_SYNACK
+_INFER_SYNCED = Event.INFER_SYNCED
+_MIDSTREAM = Event.MIDSTREAM
+_RCV_ACK_OF_FIN = Event.RCV_ACK_OF_FIN
+_RCV_ACK_OF_SYN = Event.RCV_ACK_OF_SYN
+_RCV_FIN = Event.RCV_FIN
+_RCV_RST = Event.RCV_RST
+_RCV_SYNACK = Event.RCV_SYNACK
+_REUSED = Event.REUSED
+_SND_FIN = Event.SND_FIN
+_SND_RST = Event.SND_RST
+_SND_SYN = Event.SND_SYN
+_SND_SYNACK = Event.SND_SYNACK
+_TIMEOUT = Event.TIMEOUT
+_WAITING_FOR_FIN_ACK = frozenset({_FIN_WAIT_1, _CLOSING, _LAST_ACK})
+
 
 
 @cython.ccall
@@ -118,23 +139,59 @@ def seq_ge(a, b):
     return ((a - b) & _M32) < _HALF
 
 
-@dataclass(slots=True)
+@cython.final
+@cython.cclass
 class Transition:
-    ts: int                 # ns, observer time of the packet or timer that caused it
-    endpoint: str           # "client" | "server"
-    old: State
-    new: State
-    packet: int | None      # 1-based capture index, None for timers
-    cause: str              # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream", ...
-    reason: str             # the table's reason
-    rfc: bool               # an edge of the RFC 9293 graph (or a self-loop)
-    seg: tuple | None = None  # (sender role, flags, seq, ack, payload length) of the causing packet
-    at: int = 0             # ns, when the endpoint changed state by the observer model
-    alt: State | None = None  # the state it may be in instead, where the packets cannot decide
-    retracted: bool = False   # undone by later evidence (the segment never reached the endpoint)
-    # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been
-    # in `state` -- the packets cannot place the change within that span
-    alt_before: tuple[int, State] | None = None
+    """One endpoint's state change: what caused it, when the tap saw the cause (`ts`) and when the endpoint
+    changed state by the observer model (`at`), and what the packets cannot decide (`alt`, `alt_before`).
+    Compiled, an extension type (creating one is the machine's most frequent allocation)."""
+
+    ts = cython.declare(i64, visibility="public")         # ns, observer time of the packet or timer that caused it
+    endpoint = cython.declare(str, visibility="public")   # "client" | "server"
+    old = cython.declare(object, visibility="public")
+    new = cython.declare(object, visibility="public")
+    packet = cython.declare(object, visibility="public")  # 1-based capture index, None for timers
+    cause = cython.declare(str, visibility="public")      # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream"...
+    reason = cython.declare(str, visibility="public")     # the table's reason
+    rfc = cython.declare(cython.bint, visibility="public")  # an edge of the RFC 9293 graph (or a self-loop)
+    seg = cython.declare(object, visibility="public")     # (sender role, flags, seq, ack, payload length) of the cause
+    at = cython.declare(i64, visibility="public")         # ns, when the endpoint changed state by the observer model
+    alt = cython.declare(object, visibility="public")     # the state it may be in instead, where packets cannot decide
+    # undone by later evidence (the segment never reached the endpoint)
+    retracted = cython.declare(cython.bint, visibility="public")
+    # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been in
+    # `state` -- the packets cannot place the change within that span
+    alt_before = cython.declare(object, visibility="public")
+
+    def __init__(self, ts, endpoint, old, new, packet, cause, reason, rfc, seg=None, at=0, alt=None,
+                 retracted=False, alt_before=None):
+        self.ts = ts
+        self.endpoint = endpoint
+        self.old = old
+        self.new = new
+        self.packet = packet
+        self.cause = cause
+        self.reason = reason
+        self.rfc = rfc
+        self.seg = seg
+        self.at = at
+        self.alt = alt
+        self.retracted = retracted
+        self.alt_before = alt_before
+
+    def _fields(self) -> tuple:
+        return (self.ts, self.endpoint, self.old, self.new, self.packet, self.cause, self.reason, self.rfc,
+                self.seg, self.at, self.alt, self.retracted, self.alt_before)
+
+    def __eq__(self, other):
+        if not isinstance(other, Transition):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (f"Transition(ts={self.ts}, endpoint={self.endpoint!r}, old={self.old}, new={self.new}, "
+                f"packet={self.packet}, cause={self.cause!r}, at={self.at}, alt={self.alt}, "
+                f"retracted={self.retracted})")
 
 
 @dataclass(slots=True)
@@ -319,12 +376,12 @@ class Connection:
         c, s = self.client, self.server
         c.since = s.since = ts
         if flags & SYN:
-            s.state = s.initial = State.LISTEN        # a SYN is addressed to a (would-be) listener
+            s.state = s.initial = _LISTEN        # a SYN is addressed to a (would-be) listener
             if flags & ACK:                           # SYN+ACK first: the SYN was missed
-                self._move(c, Event.INFER_SYN, ts, None, "inferred:SYN not captured")
+                self._move(c, _INFER_SYN, ts, None, "inferred:SYN not captured")
         elif not flags & RST:
-            self._move(c, Event.MIDSTREAM, ts, None, "inferred:midstream")
-            self._move(s, Event.MIDSTREAM, ts, None, "inferred:midstream")
+            self._move(c, _MIDSTREAM, ts, None, "inferred:midstream")
+            self._move(s, _MIDSTREAM, ts, None, "inferred:midstream")
 
     # -- the table lookup: the only place a state changes ------------------------------
     @cython.ccall
@@ -346,8 +403,8 @@ class Connection:
         if at < ep.since:
             at = ep.since
         if new is old:
-            if event is Event.RCV_FIN and old is State.TIME_WAIT:
-                self._arm(ep, at, State.TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
+            if event is _RCV_FIN and old is _TIME_WAIT:
+                self._arm(ep, at, _TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
         tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
                         self._seg if packet is not None else None, at, alt,
@@ -366,11 +423,11 @@ class Connection:
             and not self.client.synack_unconfirmed and not self.server.synack_unconfirmed
         self.transitions.append(tr)
         ep.deadline = None
-        if new is State.SYN_SENT:
+        if new is _SYN_SENT:
             self._arm(ep, ep.syn_ts[0] if ep.syn_ts else at, new)
-        elif new is not State.FIN_WAIT_2 or not ep.not_orphan:
+        elif new is not _FIN_WAIT_2 or not ep.not_orphan:
             self._arm(ep, at, new)
-        if new is State.CLOSED:
+        if new is _CLOSED:
             ep.rx_fin_first = None
         return True
 
@@ -424,8 +481,8 @@ class Connection:
                 continue
             if kind == 2:
                 ep.cookie_check = None
-                if ep.state is State.SYN_RECEIVED and ep.synacks == 1 and not ep.syn_acked:
-                    self._move(ep, Event.COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
+                if ep.state is _SYN_RECEIVED and ep.synacks == 1 and not ep.syn_acked:
+                    self._move(ep, _COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
                                at=self.obs.departure(ep.syn_ts[0], ep is c))
                 continue
             cause = ep.deadline_cause
@@ -434,11 +491,11 @@ class Connection:
                 cause += " (retransmissions stopped)"
                 # It gave up (or its application closed) some time after its last retransmission, by the
                 # overdue deadline at the latest: the packets cannot say when, so say so.
-                times = ep.syn_ts if ep.state in (State.SYN_SENT, State.SYN_RECEIVED) else ep.fin_ts
+                times = ep.syn_ts if ep.state in (_SYN_SENT, _SYN_RECEIVED) else ep.fin_ts
                 if times:
                     since = self.obs.departure(times[-1], ep is self.client) + 1
             ep.deadline = ep.retry_deadline = None
-            self._move(ep, Event.TIMEOUT, when, None, cause, at=when, alt_since=since)
+            self._move(ep, _TIMEOUT, when, None, cause, at=when, alt_since=since)
 
     @cython.locals(end=i64, c=Endpoint, s=Endpoint, ep=Endpoint, peer=Endpoint)
     def settle(self, end: int) -> None:
@@ -457,14 +514,14 @@ class Connection:
         # a retransmitting endpoint whose next retransmission was due before the end and did not come: it may
         # have given up (or its application closed) any time since its last one
         for ep in (c, s):
-            times = ep.syn_ts if ep.state in (State.SYN_SENT, State.SYN_RECEIVED) else ep.fin_ts
-            entry = TABLE[ep.state].get(Event.TIMEOUT)
+            times = ep.syn_ts if ep.state in (_SYN_SENT, _SYN_RECEIVED) else ep.fin_ts
+            entry = TABLE[ep.state].get(_TIMEOUT)
             if ep.retry_deadline is not None and ep.alt is None and entry is not None and len(times) >= 2 \
                     and end > times[-1] + (times[-1] - times[-2]) + self.obs.margin():
                 ep.alt, ep.alt_at = entry[0], self.obs.departure(times[-1], ep is c) + 1
         # a SYN+ACK seen on its way to a client that never answered it: did it arrive? (only when the
         # capture ended before its SYN retransmission would have shown it did not)
-        if c.state is State.SYN_SENT and s.synacks and c.alt is None:
+        if c.state is _SYN_SENT and s.synacks and c.alt is None:
             arrived = self.obs.arrival(s.syn_ts[-1], True)
             if end < arrived + self.obs.rtt() + _SYNACK_WAIT and not self._sent_after(c, arrived, SYN):
                 c.alt, c.alt_at = _EST, arrived
@@ -496,9 +553,9 @@ class Connection:
         first, last, copies, contra, packet = (ep.rx_fin_first, ep.rx_fin_last, ep.rx_fin_copies,
                                                ep.rx_fin_contra, ep.rx_fin_packet)
         ep.rx_fin_first = None
-        if contra or ep.state is State.CLOSED or ep.acked_peer_fin:
+        if contra or ep.state is _CLOSED or ep.acked_peer_fin:
             return
-        entry = TABLE[ep.state].get(Event.RCV_FIN)
+        entry = TABLE[ep.state].get(_RCV_FIN)
         if entry is None or entry[0] is ep.state:
             return
         to_client = ep is self.client
@@ -509,7 +566,7 @@ class Connection:
             why = "the capture ended first" if cut_short else "no packet from the receiver was captured"
             # decided at the capture's end (`ts`, so that stream consumers see it in time order); the
             # endpoint's own time is the FIN's arrival
-            self._move(ep, Event.RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at=at, alt=ep.state)
+            self._move(ep, _RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at=at, alt=ep.state)
         else:
             ep.alt, ep.alt_at = entry[0], at        # no ACK though one would have been seen: likely lost
 
@@ -538,7 +595,7 @@ class Connection:
         """The timer that would next change `ep` if no packet came: (when, new state)."""
         if ep.deadline is None:
             return None
-        entry = TABLE[ep.state].get(Event.TIMEOUT)
+        entry = TABLE[ep.state].get(_TIMEOUT)
         return (ep.deadline, entry[0]) if entry else None
 
     # -- counting: the one place counters and history letters change -------------------
@@ -676,12 +733,12 @@ class Connection:
         if syn:
             (obs.saw_synack if hasack else obs.saw_syn)(ts)
         elif hasack and from_client and not obs.measured and self.server.isn is not None \
-                and seq_gt(ack, self.server.isn) and self.client.state is State.SYN_SENT:
+                and seq_gt(ack, self.server.isn) and self.client.state is _SYN_SENT:
             obs.saw_handshake_ack(ts)       # (the ACK that completes it, not a later one: TFO, inference)
 
         # A handshake we did not see: only the client's own ACK proves that a SYN+ACK reached it. A
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
-        if not syn and hasack and self.client.state is State.SYN_SENT and self.server.isn is None:
+        if not syn and hasack and self.client.state is _SYN_SENT and self.server.isn is None:
             if x is self.server:
                 self.violations.append(Violation(
                     ts, x.role, "invalid_transition", packet,
@@ -690,8 +747,8 @@ class Connection:
                 return
             self.server.isn = (ack - 1) & _M32
             self.server.acked_peer_syn = True
-            if self.server.state in (State.LISTEN, State.CLOSED):
-                self._move(self.server, Event.INFER_SYNACK, ts, packet, "inferred:SYN+ACK not captured")
+            if self.server.state in (_LISTEN, _CLOSED):
+                self._move(self.server, _INFER_SYNACK, ts, packet, "inferred:SYN+ACK not captured")
 
         # A segment from Y that does not acknowledge X's FIN, sent after that FIN reached Y: Y did not get it.
         if hasack and x.rx_fin_first is not None and y.fin_seq is not None and not seq_gt(ack, y.fin_seq) \
@@ -704,7 +761,7 @@ class Connection:
                 break
             self._apply(ep, ep is x, event, cause, ts, packet, at, flags, seq, ack, wscale, from_client)
         else:
-            if hasack and x.state is State.FIN_WAIT_2 and not x.not_orphan and x.ack_sent is not None \
+            if hasack and x.state is _FIN_WAIT_2 and not x.not_orphan and x.ack_sent is not None \
                     and seq_gt(ack, x.ack_sent):
                 # An orphaned Linux socket answers data in FIN_WAIT_2 with RST; acknowledging it means an
                 # application still owns the socket (shutdown(SHUT_WR)), so fin_timeout does not apply.
@@ -712,7 +769,7 @@ class Connection:
                 x.deadline = None
         _note_ack(x, flags, ack, ts)
         # a retransmitted SYN+ACK after the handshake ACK was seen: that ACK was lost (table undoes it)
-        if syn and hasack and x.state is State.SYN_RECEIVED and x.syn_acked:
+        if syn and hasack and x.state is _SYN_RECEIVED and x.syn_acked:
             x.syn_acked = False
 
     # -- a peer whose packets never reach the tap (one-sided capture) ------------------------------
@@ -725,7 +782,7 @@ class Connection:
         turn, and at the end of the capture. Decided at `ts`; stamped when it happened."""
         if y.packets or y.fin_seq is not None or x.ack_prev is None or x.ack_sent is None \
                 or (x.ack_sent - x.ack_prev) & _M32 != 1 or x.acked_peer_fin or y.state is not _EST \
-                and y.state is not State.CLOSE_WAIT:
+                and y.state is not _CLOSE_WAIT:
             return
         obs = self.obs
         t = x.ack_adv_ts
@@ -733,15 +790,15 @@ class Connection:
         y.fin_seq = x.ack_prev
         y.fin_ts.append(t)
         alt_y = y.state if final else None
-        self._move(y, Event.SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
+        self._move(y, _SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
                    at=obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client),
                    alt=alt_y)
         x.acked_peer_fin = True
         x.rx_fin_first = None
-        self._move(x, Event.RCV_FIN, ts, None, "inferred:ACK of a FIN not captured",
+        self._move(x, _RCV_FIN, ts, None, "inferred:ACK of a FIN not captured",
                    at=obs.departure(t, from_client), alt=x.state if final else None)
         y.fin_acked = True
-        self._move(y, Event.RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", at=obs.arrival(t, not from_client))
+        self._move(y, _RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", at=obs.arrival(t, not from_client))
 
     @cython.cfunc
     @cython.locals(ep=Endpoint, peer=Endpoint, when=i64, final=cython.bint)
@@ -755,13 +812,13 @@ class Connection:
             # acknowledged, so it arrived: the unseen peer received the FIN
             first, packet = peer.rx_fin_first, peer.rx_fin_packet
             peer.rx_fin_first = None
-            if TABLE[peer.state].get(Event.RCV_FIN) is not None and not peer.acked_peer_fin:
+            if TABLE[peer.state].get(_RCV_FIN) is not None and not peer.acked_peer_fin:
                 peer.acked_peer_fin = True
-                self._move(peer, Event.RCV_FIN, when, packet, "inferred:FIN received (not retransmitted)",
+                self._move(peer, _RCV_FIN, when, packet, "inferred:FIN received (not retransmitted)",
                            at=self.obs.arrival(first, peer is self.client))
         ep.fin_acked = True
         at = self.obs.departure(ep.fin_ts[-1], ep is self.client) + self.obs.rtt()
-        self._move(ep, Event.RCV_ACK_OF_FIN, when, None,
+        self._move(ep, _RCV_ACK_OF_FIN, when, None,
                    "inferred:FIN acknowledged (" + ("capture ended" if final else "not retransmitted") + ")",
                    at=at, alt=ep.state if final else None)
 
@@ -794,13 +851,13 @@ class Connection:
         # a. what X's acknowledgement says X received
         if hasack and not syn:
             if x.synack_unconfirmed:
-                out.append((x, Event.RCV_ACK_OF_SYN, "ACK of SYN+ACK", sent))
+                out.append((x, _RCV_ACK_OF_SYN, "ACK of SYN+ACK", sent))
             if y.isn is not None and not x.acked_peer_syn and seq_gt(ack, y.isn):
                 at = self._copy_received(y.syn_ts, from_client, sent) if y.syn_ts else sent
-                out.append((x, Event.RCV_SYNACK, "ACK of SYN+ACK", at))
+                out.append((x, _RCV_SYNACK, "ACK of SYN+ACK", at))
             if y.fin_seq is not None and not x.acked_peer_fin and seq_gt(ack, y.fin_seq):
                 at = self._copy_received(y.fin_ts, from_client, sent) if y.fin_ts else sent
-                out.append((x, Event.RCV_FIN, "ACK of FIN", at))
+                out.append((x, _RCV_FIN, "ACK of FIN", at))
         # b. what X sent
         if syn:
             if x.isn is not None and seq != x.isn:
@@ -809,38 +866,38 @@ class Connection:
                 # no endpoint: the segment is reported (by the caller) and the rest of it ignored
                 out.append((None, None, f"{x.role} sent a {kind} with ISN {seq}, {where} {x.isn}", 0))
                 return out
-            out.append((x, Event.SND_SYNACK if hasack else Event.SND_SYN, "SYN+ACK" if hasack else "SYN", sent))
+            out.append((x, _SND_SYNACK if hasack else _SND_SYN, "SYN+ACK" if hasack else "SYN", sent))
         if flags & FIN:
             fin_at = (seq + plen + (1 if syn else 0)) & _M32
             if x.fin_seq is None:
-                out.append((x, Event.SND_FIN, "FIN", sent))
+                out.append((x, _SND_FIN, "FIN", sent))
             elif fin_at == x.fin_seq:
-                out.append((x, Event.SND_FIN, "FIN retransmitted", sent))
+                out.append((x, _SND_FIN, "FIN retransmitted", sent))
             elif seq_gt(fin_at, x.fin_seq):
                 out.append((x, None, "second FIN", sent))
         # c. what Y learns from X's acknowledgement
         if hasack:
             arrive = obs.arrival(ts, not from_client)
             if y.isn is not None and not y.syn_acked and seq_gt(ack, y.isn):
-                out.append((y, Event.RCV_ACK_OF_SYN, "ACK of SYN", arrive))
+                out.append((y, _RCV_ACK_OF_SYN, "ACK of SYN", arrive))
             if y.fin_seq is not None and not y.fin_acked and seq_gt(ack, y.fin_seq):
-                out.append((y, Event.RCV_ACK_OF_FIN, "ACK of FIN", arrive))
+                out.append((y, _RCV_ACK_OF_FIN, "ACK of FIN", arrive))
             # d. X acknowledges Y's data beyond its SYN: Y had completed its handshake, and X had received
             # a segment from Y that acknowledged X's SYN.
             if not syn and y.isn is not None and seq_gt(ack, (y.isn + 1) & _M32):
-                if y.state in (State.SYN_SENT, State.SYN_RECEIVED) and not y.synack_unconfirmed:
-                    out.append((y, Event.INFER_SYNCED, "inferred:peer acknowledged its data",
+                if y.state in (_SYN_SENT, _SYN_RECEIVED) and not y.synack_unconfirmed:
+                    out.append((y, _INFER_SYNCED, "inferred:peer acknowledged its data",
                                 obs.arrival(x.syn_ts[0], not from_client) if x.syn_ts else sent))
-                if x.state is State.SYN_RECEIVED and not x.synack_unconfirmed:
-                    out.append((x, Event.INFER_SYNCED, "inferred:it acknowledged the peer's data", sent))
+                if x.state is _SYN_RECEIVED and not x.synack_unconfirmed:
+                    out.append((x, _INFER_SYNCED, "inferred:it acknowledged the peer's data", sent))
                     return out
             # An endpoint in SYN_RECEIVED sends nothing but its SYN+ACK until the handshake ACK arrives:
             # any other segment means it had arrived, and so the peer had received the SYN+ACK.
-            if not syn and x.state is State.SYN_RECEIVED and not x.synack_unconfirmed \
+            if not syn and x.state is _SYN_RECEIVED and not x.synack_unconfirmed \
                     and (x.isn is None or seq_gt(seq, x.isn) or plen or flags & FIN):
-                out.append((x, Event.INFER_SYNCED, "inferred:it sent beyond its SYN+ACK", sent))
-                if y.state is State.SYN_SENT:
-                    out.append((y, Event.INFER_SYNCED, "inferred:the peer completed its handshake",
+                out.append((x, _INFER_SYNCED, "inferred:it sent beyond its SYN+ACK", sent))
+                if y.state is _SYN_SENT:
+                    out.append((y, _INFER_SYNCED, "inferred:the peer completed its handshake",
                                 obs.arrival(x.syn_ts[-1], not from_client) if x.syn_ts else sent))
         return out
 
@@ -853,13 +910,13 @@ class Connection:
         x, y = (ep, self.server if ep is self.client else self.client) if is_x else \
             (self.server if ep is self.client else self.client, ep)
         obs = self.obs
-        if event is Event.RCV_ACK_OF_SYN and is_x:         # simultaneous open: our ACK of the SYN+ACK seen
+        if event is _RCV_ACK_OF_SYN and is_x:         # simultaneous open: our ACK of the SYN+ACK seen
             x.synack_unconfirmed = False
             self._move(x, event, ts, packet, cause, at)
-        elif event is Event.RCV_SYNACK:
+        elif event is _RCV_SYNACK:
             x.acked_peer_syn = True
             self._move(x, event, ts, packet, cause, at)
-        elif event is Event.RCV_FIN:
+        elif event is _RCV_FIN:
             x.acked_peer_fin = True
             x.rx_fin_first = None
             # Copies of the FIN seen before the one it answered: did an earlier one arrive, its ACK lost
@@ -867,7 +924,7 @@ class Connection:
             first = obs.arrival(y.fin_ts[0], from_client) if y.fin_ts else None
             self._move(x, event, ts, packet, cause, at,
                        alt_since=first if len(y.fin_ts) > 1 and cause == "ACK of FIN" else None)
-        elif event is Event.SND_SYNACK:
+        elif event is _SND_SYNACK:
             if x.isn is None:
                 x.isn = seq
             if y.isn is None:
@@ -882,26 +939,26 @@ class Connection:
             if x.state is _EST and x.ack_in_at is not None and not obs.sent_after(ts, from_client, x.ack_in_at):
                 return                   # sent before the handshake ACK reached it: already in flight
             self._move(x, event, ts, packet, cause, at)
-            if x.state is State.SYN_RECEIVED:
+            if x.state is _SYN_RECEIVED:
                 self._retry(x, x.syn_ts)
                 x.cookie_check = ts + _SYNACK_WAIT + 3 * obs.rtt() if x.synacks == 1 else None
-        elif event is Event.SND_SYN:
+        elif event is _SND_SYN:
             if x.isn is None:
                 x.isn = seq
                 x.wscale = wscale
             x.syns += 1
             x.syn_ts.append(ts)
-            if x.state is State.LISTEN and x.syns == 1 and not x.synacks:
-                x.state = x.initial = State.CLOSED     # it opens actively: simultaneous open, no listener
+            if x.state is _LISTEN and x.syns == 1 and not x.synacks:
+                x.state = x.initial = _CLOSED     # it opens actively: simultaneous open, no listener
             self._move(x, event, ts, packet, cause, at)
-            if x.state is State.SYN_SENT:
+            if x.state is _SYN_SENT:
                 self._retry(x, x.syn_ts)
         elif cause == "second FIN":
             fin_at = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
             self.violations.append(Violation(
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
-        elif event is Event.SND_FIN:
+        elif event is _SND_FIN:
             if x.fin_seq is None and not y.packets:
                 self._infer_unseen_fin(x, y, ts, final=False)
             x.fins += 1
@@ -926,26 +983,26 @@ class Connection:
             if not y.packets and x.state in _WAITING_FOR_FIN_ACK:
                 x.fin_check = ts + _RTO_WAIT + 3 * obs.rtt()     # re-armed by each copy
             # the peer's receipt of this FIN is pending until its ACK is seen (or settled without it)
-            if not y.acked_peer_fin and y.state is not State.CLOSED:
+            if not y.acked_peer_fin and y.state is not _CLOSED:
                 if y.rx_fin_first is None:
                     y.rx_fin_first, y.rx_fin_copies, y.rx_fin_packet = ts, 0, packet
                 y.rx_fin_last = ts
                 y.rx_fin_copies += 1
                 y.rx_fin_contra = False              # a new copy: a new chance to arrive
-        elif event is Event.RCV_ACK_OF_SYN:
+        elif event is _RCV_ACK_OF_SYN:
             y.syn_acked = True
-            if flags & SYN and y.state is State.SYN_RECEIVED:
+            if flags & SYN and y.state is _SYN_RECEIVED:
                 y.synack_unconfirmed = True     # simultaneous open: wait for y's own ACK as evidence
             else:
                 y.ack_in_at = at
                 self._move(y, event, ts, packet, cause, at)
-        elif event is Event.RCV_ACK_OF_FIN:
+        elif event is _RCV_ACK_OF_FIN:
             y.fin_acked = True
             y.ack_in_at = at
             # On a path that already lost an ACK of this FIN, an ACK not followed by another retransmission
             # either arrived or the sender gave up retrying: the packets cannot tell which.
             self._move(y, event, ts, packet, cause, at, alt=y.state if y.fin_ack_losses else None)
-        elif event is Event.INFER_SYNCED:
+        elif event is _INFER_SYNCED:
             if ep is x:
                 x.syn_acked = True
             else:
@@ -955,7 +1012,7 @@ class Connection:
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, ts=i64, flags=i64, seq=i64, ack=i64, from_client=cython.bint)
     def _rst(self, x: Endpoint, y: Endpoint, ts: int, packet: int, flags: int, seq: int, ack: int) -> None:
-        if y.state is State.SYN_SENT:
+        if y.state is _SYN_SENT:
             plausible = bool(flags & ACK) and y.isn is not None and ack == (y.isn + 1) & _M32
             why = "it does not acknowledge the SYN"
         else:
@@ -975,20 +1032,20 @@ class Connection:
             self.violations.append(Violation(ts, x.role, "out_of_window_rst", packet,
                                              f"RST from {x.role} ignored: {why}"))
             return
-        if self.rst_by is None and x.state is not State.CLOSED:
+        if self.rst_by is None and x.state is not _CLOSED:
             self.rst_by, self.rst_state, self.rst_ts, self.rst_packet = x.role, x.state, ts, packet
         from_client = x is self.client
-        self._move(x, Event.SND_RST, ts, packet, "RST sent", self.obs.departure(ts, from_client))
-        self._move(y, Event.RCV_RST, ts, packet, "RST", self.obs.arrival(ts, not from_client))
+        self._move(x, _SND_RST, ts, packet, "RST sent", self.obs.departure(ts, from_client))
+        self._move(y, _RCV_RST, ts, packet, "RST", self.obs.arrival(ts, not from_client))
 
     @cython.locals(ts=i64, to_client=cython.bint)
     def reuse(self, ts: int, packet: int, to_client: bool) -> Endpoint | None:
         """A new SYN with another ISN on this 4-tuple is starting a new connection: an endpoint still in
         TIME_WAIT accepts it and its TIME_WAIT ends (returned, for the time_wait_reuse finding)."""
-        tw = next((e for e in (self.client, self.server) if e.state is State.TIME_WAIT), None)
+        tw = next((e for e in (self.client, self.server) if e.state is _TIME_WAIT), None)
         if tw is not None:
             self._seg = None
-            self._move(tw, Event.REUSED, ts, packet, "reused:new SYN on the 4-tuple",
+            self._move(tw, _REUSED, ts, packet, "reused:new SYN on the 4-tuple",
                        at=self.obs.arrival(ts, tw is self.client))
             tw.deadline = None
         return tw

@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..capture.batch import ACK, SYN, RST, Batch
+from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
 from ..fsm import Connection, Observer, State, TimerProfile, Transition
+
+_runs = _kernels.load("tcpfsm.track._runs")
 
 # Ports that are services even when above 1024 (for midstream role inference).
 SERVICE_PORTS = frozenset({
@@ -294,10 +297,11 @@ class FlowTable:
                 data=_prefix(data), pack=_prefix(pack), last=last, lastdata=lastdata,
                 first=_next_true(mine, n), nretr=_next_true(retr, n), ndata=_next_true(data, n),
                 npack=_next_true(pack, n),
-                ack=np.where(mine & hasack, ack, -1).tolist())
+                ack=np.ascontiguousarray(np.where(mine & hasack, ack, -1), np.int64))
 
         cols = [x.tolist() for x in (clock_s, c["index"][perm], flags, seq, ack, win, plen, c["wscale"][perm], ipl)]
         clock_l, idx_l, flags_l, seq_l, ack_l, win_l, plen_l, wscale_l, ipl_l = cols
+        clock_a = np.ascontiguousarray(clock_s, np.int64)
         los_l = los.tolist()
         ctrl_l = ctrl.tolist()
         next_l = next_ctrl.tolist()
@@ -312,7 +316,7 @@ class FlowTable:
             while p < e:
                 if valid and flow is not None and flow.conn.steady and not ctrl_l[p]:
                     q = next_l[p]
-                    _apply_run(flow, gi, p, q, per_dir, clock_l, win_l)
+                    _apply_run(flow, gi, p, q, per_dir, clock_l, win_l, clock_a)
                     p = q
                     continue
                 clock, lo_src, fl = clock_l[p], los_l[p], flags_l[p]
@@ -578,10 +582,11 @@ class _DirArrays:
     nretr: list
     ndata: list
     npack: list
-    ack: list              # per row: the acknowledgement number of this direction's ACKs, -1 elsewhere
+    ack: np.ndarray        # per row: the acknowledgement number of this direction's ACKs, -1 elsewhere
 
 
-def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list, win_l: list) -> None:
+def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list, win_l: list,
+               clock_a: np.ndarray) -> None:
     """Hand rows [p, q) of group `gi` -- plain segments of a steady connection -- to its machine as per-direction
     sums (`Connection.absorb_run`), the same counters `Connection.feed_plain` would reach one by one."""
     conn = flow.conn
@@ -604,11 +609,7 @@ def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list
             continue
         last = int(a.last[q - 1])
         rel = int(a.incl[q - 1])
-        best = prev = best_ts = None              # highest acknowledgement, the one before it, when it came
-        for i in range(p, q):
-            v = a.ack[i]
-            if v >= 0 and (best is None or 0 < ((v - best) & _M32) < 0x80000000):
-                prev, best, best_ts = best, v, clock_l[i]
+        best, prev, best_ts = _runs.best_ack(a.ack, clock_a, p, q)   # highest ack, the one before, when
         conn.absorb_run(
             lo_is_client == d, cnt, a.plen[q] - a.plen[p], a.ipl[q] - a.ipl[p], a.zero[q] - a.zero[p], k_all,
             unanswered, first_un, clock_l[a.first[p]], clock_l[last],
