@@ -61,6 +61,8 @@ class Analysis:
         self.clock: ClockStats = table.clock_stats
         self.evicted = dict(table.evicted)
         self.streamed = streamed
+        self.max_tracked: int | None = table.max_flows  # the cap on connections tracked at once
+        self.not_kept = 0       # half-open attempts evicted over the cap: in the findings, not in `flows`
         self.start = info.first_ts or 0
         self.end = max(table.clock, info.last_ts or 0, end or 0)
         if aggregator is None:
@@ -131,9 +133,11 @@ class Analysis:
             "skipped": dict(sorted(i.skipped.items())),
             "skipped_total": sum(i.skipped.values()),
             "checksums": dict(sorted(i.checksums.items())), "dropped_bad_checksum": getattr(self, "dropped_bad_checksum", 0),
-            "flows": len(self.flows) + self.streamed,
+            "flows": len(self.flows) + self.streamed + self.not_kept,
             "streamed": bool(self.streamed),
+            "max_tracked": self.max_tracked,
             "evicted": dict(self.evicted),
+            "not_kept": self.not_kept,
             "duration": (self.end - self.start) / NS if self.flows or i.records else 0.0,
             "first_ts": self.start / NS if i.first_ts is not None else None,
             "last_ts": self.end / NS if i.last_ts is not None else None,
@@ -152,6 +156,27 @@ class Analysis:
             return []
         return [f"timestamps stepped backwards {c.backwards_steps} time(s) (largest {c.largest_step_ns / NS:.6f} s);"
                 f" states use a monotonic clock"]
+
+
+TRACKED_BYTES = 2600            # one tracked connection (flow, two endpoint machines, a few transitions)
+TABLE_BUDGET = 256 << 20        # the connection table's share of memory by default (less on small machines)
+
+
+def default_max_tracked() -> int:
+    """The default cap on connections tracked at once: the table may use a quarter GiB, or an eighth of the
+    memory available now if that is less, at ~2.6 KB a connection (~100,000 on a machine with 2 GiB free);
+    never below 10,000. Over it, half-open attempts are evicted and counted (see FlowTable.enforce_cap)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    budget = TABLE_BUDGET if avail is None else min(TABLE_BUDGET, avail // 8)
+    return max(10_000, budget // TRACKED_BYTES)
 
 
 @contextmanager
@@ -215,23 +240,36 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     timings = {"read+decode": 0.0, "track": 0.0, "detect": 0.0}
     t0 = clock()
     cap = open_engine(engine, path)
-    table = FlowTable(prof, forget_finished=stream, max_flows=max_flows if stream else None,
-                      capture_point=capture_point)
-    agg = Aggregator(th) if stream else None
+    max_tracked = max_flows if max_flows is not None else default_max_tracked()
+    table = FlowTable(prof, forget_finished=stream, max_flows=max_tracked, capture_point=capture_point)
+    # Findings are built as connections leave the table (evicted, or streamed out) and at the end, in both
+    # modes: the same rules see the same connections, so both give the same findings.
+    agg = Aggregator(th)
+    # a half-open attempt silent this long has met the unanswered-SYN threshold and its SYN-cookie check
+    settled_after = int((max(th.unanswered_syn_after, 1.5) + 0.5) * NS)
     if zeek and stream:
         raise ValueError("Zeek connection summaries need the whole capture: use them without --stream")
     zt = ZeekTracker(ignore_checksums=zeek_ignore_checksums) if zeek else None
     dropped_bad = 0
     handed = 0
+    not_kept = 0
     last_sweep = 0
 
     def hand_out(flows: list[Flow]) -> None:
-        nonlocal handed
+        """Connections leaving the table for good: their findings are final, the aggregates keep a summary.
+        Streaming hands each to `on_flow`; a whole-capture analysis only lets go of evicted half-open attempts
+        (`FlowTable.enforce_cap`), which are counted, not kept."""
+        nonlocal handed, not_kept
         for f in flows:
-            agg.add_flow(f, table.clock)
-            if on_flow is not None:
+            agg.add_flow(f, table.clock, kept=stream)
+            if stream and on_flow is not None:
                 on_flow(f)
-        handed += len(flows)
+            elif not stream:
+                agg.piles.release(f)            # an evicted attempt: no transition will take it out of a pile
+        if stream:
+            handed += len(flows)
+        else:
+            not_kept += len(flows)
 
     # 16384 rows a batch: as fast as 65536 on the bench capture (9.7 s both), 80 MB less peak memory -- the
     # tracker's per-batch lists and prefix arrays, not the connections, were the difference
@@ -253,18 +291,18 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
             table.feed_batch(batch)
         if zt is not None:
             zt.feed_batch(full)                         # Zeek applies its own checksum rule
-        if stream:
-            table.advance(table.clock)
-            agg.piles.feed(ordered(table.drain()))
-            t3 = clock()
-            timings["track"] += t3 - t2
-            if table.clock - last_sweep >= NS:          # look for finished connections once a capture second
-                last_sweep = table.clock
-                hand_out(table.evict_finished(table.clock))
-            hand_out(table.enforce_cap())
-            timings["detect"] += clock() - t3
-        else:
-            timings["track"] += clock() - t2
+        table.advance(table.clock)
+        agg.piles.feed(ordered(table.drain()))
+        t3 = clock()
+        timings["track"] += t3 - t2
+        if stream and table.clock - last_sweep >= NS:   # look for finished connections once a capture second
+            last_sweep = table.clock
+            hand_out(table.evict_finished(table.clock))
+        evicted = table.enforce_cap(settled_after)
+        if evicted:
+            agg.piles.feed(ordered(table.drain()))      # what settling them decided, before they go
+        hand_out(evicted)
+        timings["detect"] += clock() - t3
         if progress is not None:
             progress(cap.info, len(table.current))
     t3 = clock()
@@ -272,12 +310,12 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     if end is not None:
         stop = max(stop or 0, parse_time(end, cap.info.first_ts or 0))
     table.finish(stop)
-    if stream:
-        agg.piles.feed(ordered(table.drain()))
+    agg.piles.feed(ordered(table.drain()))
     t4 = clock()
     timings["track"] += t4 - t3
     an = Analysis(cap.info, prof, th, table, stop, aggregator=agg, streamed=handed)
     an.dropped_bad_checksum = dropped_bad
+    an.not_kept = not_kept
     if zt is not None:
         an.zeek_conns = zt.finish()
         names = cap.info.tunnels if hasattr(cap.info, "tunnels") else []

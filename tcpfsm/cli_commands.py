@@ -127,8 +127,10 @@ _end_opt = click.option("--end", default=None, metavar="T",
               help="Bounded memory: emit and forget finished connections while reading (default: on for "
                    f"files over {STREAM_ABOVE >> 30} GiB).")
 @click.option("--max-tracked", default=None, type=click.IntRange(min=100),
-              help="With --stream: cap on connections tracked at once (default 500000); over it the finished, "
-                   "then half-open, then longest idle are evicted and counted.")
+              help="Cap on connections tracked at once (default: a quarter GiB's worth, less on small machines; "
+                   "the summary shows it). Over it, half-open attempts are summarised in the findings and not "
+                   "listed; with --stream finished, then half-open, then longest idle connections are evicted. "
+                   "Evictions are counted by reason.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--follow", is_flag=True, help="Follow a capture still being written (tcpdump -w FILE, or - for a "
                                              "pcap stream on stdin): live events, timers on the clock.")
@@ -155,7 +157,7 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
         an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
                          thresholds=pairs(thresholds, "threshold"), end=end, stream=stream,
                          on_flow=sink.add if sink else None, progress=prog.update,
-                         max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek,
+                         max_flows=max_tracked, engine=engine, zeek=zeek,
                          verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums,
                          capture_point=capture_point)
     for w in an.info.warnings:

@@ -61,7 +61,14 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
                  f"linktypes {','.join(map(str, i.linktypes)) or '-'})")
     if s["first_ts"] is not None:
         head.add_row("time", f"{clock(an.start, True)} → {clock(an.end, True)} ({s['duration']:.3f} s)")
-    head.add_row("packets", f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows)} connections")
+    head.add_row("packets", f"{i.records} records, {i.tcp_segments} TCP segments, "
+                 f"{len(an.flows) + an.streamed + an.not_kept} connections")
+    if an.not_kept:
+        forced = an.evicted.get("forced", 0)
+        head.add_row("cap", f"{an.not_kept} half-open attempts over the tracking cap ({an.max_tracked}) are counted "
+                     "in the findings, not listed"
+                     + (f"; {forced} were forced out before their timers settled: findings about them may "
+                        "differ from an uncapped run" if forced else ""))
     skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
     head.add_row("skipped", f"{s['skipped_total']} ({skipped})")
     if s.get("checksums"):
@@ -183,7 +190,13 @@ def capture_line(an) -> str:
     sums = getattr(i, "checksums", None) or {}
     csum = ", ".join(f"{k} {v}" for k, v in sorted(sums.items()))
     dropped = an.summary().get("dropped_bad_checksum", 0)
-    return (f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows) + an.streamed} connections; "
+    gone = getattr(an, "not_kept", 0)
+    forced = an.evicted.get("forced", 0)
+    cap = (f"{gone} half-open attempts over the tracking cap ({an.max_tracked}) counted in the findings, not listed"
+           f"{f' ({forced} forced out before their timers settled: findings about them may differ)' if forced else ''}; "
+           if gone else "")
+    return (f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows) + an.streamed + gone} connections; "
+            f"{cap}"
             f"skipped {skipped}{f' ({why})' if why else ''}{'; truncated file' if i.truncated else ''}"
             f"{f'; TCP checksums: {csum}' if csum else ''}"
             f"{f'; {dropped} segments with a bad checksum dropped (--verify-checksums)' if dropped else ''}")

@@ -506,35 +506,63 @@ class FlowTable:
                 self._flows.pop(f.id, None)
         return sorted(flows, key=lambda f: f.last_ts)
 
-    def enforce_cap(self) -> list[Flow]:
+    def enforce_cap(self, settled_after: int = 0) -> list[Flow]:
         """Keep at most `max_flows` connections tracked. Over the cap, a tenth of them is dropped: finished
         ones first, then handshakes that never completed (what a SYN flood with spoofed sources creates),
-        then the longest idle. Every eviction is counted by reason in `evicted`."""
+        then the longest idle. Every eviction is counted by reason in `evicted`. Returns the flows that left
+        `flows` too, to be summarised before they go: all of them when `forget_finished` (streaming).
+
+        Without `forget_finished` (the whole capture kept for netstat and timelines) only half-open
+        attempts are evicted, and they leave `flows` as well: counted (`evicted["half_open"]`) and summarised
+        by the caller, not kept -- that is what bounds a spoofed flood's memory. Other connections stay
+        tracked over the cap: evicting them would change the answers of a whole-capture analysis.
+        `settled_after` (ns): an attempt silent this long has had its short timers fire (SYN-cookie check,
+        the unanswered-SYN threshold), so summarising it now gives the findings the whole capture would;
+        those go first, and younger ones only when that is not enough (`evicted["forced"]`: their findings
+        may differ from an uncapped run, and the summary says how many)."""
         if self.max_flows is None or len(self.current) <= self.max_flows:
             return []
         excess = len(self.current) - int(self.max_flows * 0.9)
 
         def rank(item):
             f = item[1]
-            c, s = f.conn.client.state, f.conn.server.state
-            half = c in (State.SYN_SENT, State.CLOSED) and s in (State.SYN_RECEIVED, State.LISTEN, State.CLOSED)
-            return (0 if f.finished() else 1 if half else 2, f.last_ts)
+            return (0 if f.finished() else 1 if _half_open(f) else 2, f.last_ts)
 
-        victims = sorted(self.current.items(), key=rank)[:excess]
+        if self.forget_finished:
+            victims = sorted(self.current.items(), key=rank)[:excess]
+        else:
+            victims = sorted(((k, f) for k, f in self.current.items() if _half_open(f)),
+                             key=lambda kf: kf[1].last_ts)[:excess]
+        settled = self.clock - settled_after
         out = []
         for k, f in victims:
             n = len(f.conn.transitions)
             f.conn.settle(self.clock)           # no more packets will be seen for it: decide what is open
             if len(f.conn.transitions) != n:
                 self._touched.add(f)
-            reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
+            if self.forget_finished:
+                reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
+            else:
+                reason = "half_open" if f.last_ts <= settled else "forced"
             self.evicted[reason] += 1
             del self.current[k]
             out.append(f)
-        if self.forget_finished:
-            for f in out:
-                self._flows.pop(f.id, None)
+        for f in out:
+            self._flows.pop(f.id, None)
+            self._detached.discard(f)
+        heap = self._timers
+        if len(heap) > 2 * len(self.current) + 1024:   # entries of evicted flows wait for their due time:
+            self._timers = [e for e in heap if e[2]() is not None]   # drop them, or they outnumber the live
+            heapq.heapify(self._timers)
         return out
+
+
+def _half_open(f: Flow) -> bool:
+    """A handshake that never completed: the client never got past SYN_SENT, the server never past
+    SYN_RECEIVED (a spoofed SYN flood is made of these)."""
+    c, s = f.conn.client.state, f.conn.server.state
+    return c in (State.SYN_SENT, State.CLOSED) and s in (State.SYN_RECEIVED, State.LISTEN, State.CLOSED) \
+        and not f.conn.client.payload and not f.conn.server.payload
 
 
 def _due(conn: Connection) -> int | None:
