@@ -346,9 +346,13 @@ def test_states_json_samples_are_spaced_by_the_interval():
     assert all(set(s) == {"ts", "host", "counts"} and set(s["counts"]) <= STATE_NAMES for s in doc["samples"])
 
 
-def test_states_table_renders():
+def test_states_table_reads_like_sar_with_one_line_per_sample():
     p = run("states", NORMAL, "--interval", "1s", "--format", "table")
-    assert p.returncode == 0 and b"10.77.1.1" in p.stdout
+    lines = p.stdout.decode().splitlines()
+    samples = ok_json("states", NORMAL, "--interval", "1s", "--format", "json")["samples"]
+    assert p.returncode == 0
+    assert lines[1].split()[:4] == ["time", "SYN_SENT", "SYN_RECV", "ESTABLISHED"]     # netstat's spellings
+    assert len(lines) == 2 + len({s["ts"] for s in samples}) + 1 and lines[-1].startswith("Average:")
 
 
 @pytest.mark.parametrize("interval", ["0", "x", "-1s", "0ms"])

@@ -49,6 +49,51 @@ def seg_text(seg: tuple | None) -> str:
     return f"{role}→ [{flag_text(flags)}] seq {seq} ack {ack} len {plen}"
 
 
+def show(console: Console, renderable) -> None:
+    """Print a table so that nothing in it is ever cut: cells wrap at spaces only when the console is
+    narrow, and when even their longest words do not fit side by side (an IPv6 address, a state name),
+    the table is printed wider than the console -- the terminal wraps the line, the text stays whole."""
+    from rich.measure import Measurement
+    from rich.table import Table
+    if not isinstance(renderable, Table):
+        console.print(renderable)
+        return
+    # Rich, given too little room, squeezes columns below their longest word and then elides ('…'). We
+    # lay the columns out ourselves: natural widths when they fit; else the widest columns give up room
+    # first, none below its longest word; the console is widened when even that does not fit.
+    wide = console.options.update_width(1 << 16)      # rich clamps a measurement to the width it is given
+    cols = renderable.columns
+    sizes = [[Measurement.get(console, wide, c) for c in (col.header, *col.cells)] for col in cols]
+    lo = [max(m.minimum for m in ms) for ms in sizes]
+    hi = [max(m.maximum for m in ms) for ms in sizes]
+    overhead = Measurement.get(console, wide, renderable).maximum - sum(hi)   # padding and borders
+    budget = console.width - overhead
+    if sum(hi) <= budget:
+        console.print(renderable)
+        return
+    widths = list(hi)
+    excess = sum(widths) - max(budget, sum(lo))
+    while excess > 0:
+        k = max((k for k in range(len(cols)) if widths[k] > lo[k]), key=lambda k: widths[k])
+        widest = widths[k]
+        second = max([w for j, w in enumerate(widths) if j != k and w < widest and w > lo[j]] + [lo[k]])
+        cut = min(excess, widest - max(second, lo[k]) or 1)
+        widths[k] -= cut
+        excess -= cut
+    for col, w in zip(cols, widths):
+        col.width = w
+    need = sum(widths) + overhead
+    if need <= console.width:
+        console.print(renderable)
+        return
+    width = console.width
+    console.width = need                # console.print(width=) can only narrow
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
 # -- analyze --------------------------------------------------------------------------------------
 def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None = None) -> None:
     """`flows`: the candidates for "flows that matter" when the analysis was streamed."""
@@ -73,17 +118,17 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
                  f"fin_timeout {an.profile.fin_timeout:g} s)")
     for w in s["warnings"]:
         head.add_row("[yellow]warning[/]", w)
-    console.print(head)
+    show(console, head)
     console.print()
 
     ft = Table(title="Findings (most severe first)", box=box.SIMPLE_HEAVY, title_justify="left")
     for col in ("severity", "kind", "count", "when", "what"):
-        ft.add_column(col, overflow="fold")
+        ft.add_column(col)
     for a in an.findings:
         ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind, str(a.count), clock(a.ts), a.message)
     if not an.findings:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
-    console.print(ft)
+    show(console, ft)
 
     if an.streamed:
         console.print(f"[dim]streamed: {an.streamed:,} finished connections were reported and forgotten while "
@@ -108,7 +153,7 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
             e = at_end.get((h, st), 0)
             cells.append("" if not p else f"{p}/{e}")
         piles.add_row(h, *cells)
-    console.print(piles)
+    show(console, piles)
 
     _flows_table(an, console, max_flows, rank_flows(an.flows))
 
@@ -120,11 +165,11 @@ def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) 
                f"{f', first {max_flows}' if len(interesting) > max_flows else ''})",
                box=box.SIMPLE, title_justify="left")
     for col in ("id", "client", "server", "client state", "server state", "zeek", "findings"):
-        fl.add_column(col, overflow="fold")
+        fl.add_column(col)
     for f in interesting[:max_flows]:
         fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
                    f"{conn_state(f)} {f.conn.history}", ", ".join(sorted({a.kind for a in f.anomalies})))
-    console.print(fl)
+    show(console, fl)
 
 
 # -- timeline -------------------------------------------------------------------------------------
@@ -209,27 +254,50 @@ def netstat_text(snaps, include_queues: bool = True, header: str | None = None) 
 
 
 # -- states ---------------------------------------------------------------------------------------
-def states_table(rows, console: Console) -> None:
-    from rich import box
-    from rich.table import Table
-    t = Table(box=box.SIMPLE, title="State counts per host (netstat -nat | awk '{print $6}' | sort | uniq -c)",
-              title_justify="left")
-    t.add_column("time")
-    t.add_column("host")
-    shown = [st for st in STATE_ORDER if st in LISTED]
-    for st in shown:
-        t.add_column(NETSTAT_NAME[st], justify="right")
+def states_text(rows, host: str | None = None, by_host: bool = False, states=None, interval: float = 1.0) -> str:
+    """Like `sar -n SOCK`: one line per sample, one column per state (netstat's spellings), a header, and
+    an Average line. Counts are summed over the hosts (those of `host` alone when given); `by_host` prints
+    one line per host per sample instead, with a host column, like `sar -n DEV` has IFACE."""
+    shown = [st for st in STATE_ORDER if st in LISTED and (not states or st in states)]
+    sub = interval < 1 or any(ts % NS for ts, _ in rows)
+    lines: list[list[str]] = []
+    total: Counter = Counter()
     for ts, per_host in rows:
-        for h in sorted(per_host):
-            cnt = per_host[h]
-            t.add_row(clock(ts), h, *[str(cnt.get(st, "")) if cnt.get(st) else "" for st in shown])
-    console.print(t)
+        when = clock(ts) if sub else datetime.fromtimestamp(ts / NS).strftime("%H:%M:%S")
+        if by_host:
+            for h in sorted(per_host):
+                lines.append([when, h, *[str(per_host[h].get(st, 0)) for st in shown]])
+                total.update({(h, st): per_host[h].get(st, 0) for st in shown})
+        else:
+            cnt: Counter = Counter()
+            for c in per_host.values():
+                cnt.update(c)
+            lines.append([when, *[str(cnt.get(st, 0)) for st in shown]])
+            total.update({st: cnt.get(st, 0) for st in shown})
+    n = max(len(rows), 1)
+    if by_host:
+        hosts = sorted({h for h, _ in total})
+        avg = [["Average:", h, *[f"{total[(h, st)] / n:.2f}" for st in shown]] for h in hosts]
+        head = ["time", "host", *[NETSTAT_NAME[st] for st in shown]]
+    else:
+        avg = [["Average:", *[f"{total[st] / n:.2f}" for st in shown]]]
+        head = ["time", *[NETSTAT_NAME[st] for st in shown]]
+    table = [head, *lines, *avg]
+    widths = [max(len(r[k]) for r in table) for k in range(len(head))]
+    left = 2 if by_host else 1                      # time (and host) left-aligned, counts right-aligned
+    out = io.StringIO()
+    title = f"# state counts{f' on {host}' if host else ' summed over all hosts' if not by_host else ' per host'}"
+    out.write(title + (f", every {interval:g} s" if interval else "") + "\n")
+    for r in table:
+        cells = [c.ljust(widths[k]) if k < left else c.rjust(widths[k]) for k, c in enumerate(r)]
+        out.write("  ".join(cells).rstrip() + "\n")
+    return out.getvalue()
 
 
-def states_csv(rows) -> str:
+def states_csv(rows, states=None) -> str:
     out = io.StringIO()
     w = csv.writer(out)
-    shown = [st for st in STATE_ORDER if st in LISTED]
+    shown = [st for st in STATE_ORDER if st in LISTED and (not states or st in states)]
     w.writerow(["ts", "host", *[st.value for st in shown]])
     for ts, per_host in rows:
         for h in sorted(per_host):
