@@ -402,8 +402,11 @@ def test_timeline_unknown_flow_is_a_user_error():
     assert_user_error(run("timeline", NORMAL, "--flow", "999"), "no flow 999")
 
 
-def test_timeline_port_without_host_is_a_user_error():
-    assert_user_error(run("timeline", NORMAL, "--port", "80"), "--port needs --host")
+def test_timeline_port_without_host_matches_either_side():
+    flows = ok_json("timeline", NORMAL, "--format", "json")["flows"]
+    srv = str(flows[0]["server"]["port"])
+    assert ok_json("timeline", NORMAL, "--port", srv, "--format", "json")["flows"] == flows
+    assert ok_json("timeline", NORMAL, "--port", "1", "--format", "json")["flows"] == []
 
 
 # -- inputs and errors ---------------------------------------------------------------------------------------
