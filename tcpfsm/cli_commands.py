@@ -398,18 +398,34 @@ def report(capture, output, fmt, max_flows, profile, timers, end, capture_point=
 
 
 @click.command("graph")
+@click.argument("capture", required=False)
+@click.option("--what", default="transitions", show_default=True, type=click.Choice(["transitions", "hosts"]),
+              help="With a CAPTURE: the state transitions observed (edges with counts, non-RFC ones marked), "
+                   "or the hosts (nodes) and their connections (edges with final states and findings).")
 @click.option("--format", "fmt", default="json", show_default=True, type=click.Choice(["json", "graphml", "dot"]))
-def graph(fmt):
-    """Export the RFC 9293 state graph (plus this tool's extra edges, marked rfc=false)."""
+@click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
+@_view_opts
+def graph(capture, what, fmt, output, profile, timers, end, verify_checksums=False, capture_point="auto"):
+    """Export a graph: without CAPTURE, the RFC 9293 state graph (plus this tool's extra edges, marked
+    rfc=false); with one, what was observed in it (--what transitions|hosts)."""
+    if capture is None:
+        return _rfc_graph(fmt, output)
+    from .render import graphs
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
+    g = graphs.transition_graph(an) if what == "transitions" else graphs.host_graph(an)
+    _write(output, {"json": graphs.to_json, "graphml": graphs.to_graphml, "dot": graphs.to_dot}[fmt](g))
+
+
+def _rfc_graph(fmt: str, output: str | None) -> None:
     import networkx as nx
     g = rfc_graph()
     if fmt == "json":
-        _write(None, json.dumps(nx.node_link_data(g, edges="edges"), indent=2) + "\n")
+        _write(output, json.dumps(nx.node_link_data(g, edges="edges"), indent=2) + "\n")
     elif fmt == "graphml":
-        _write(None, "\n".join(nx.generate_graphml(g)) + "\n")
+        _write(output, "\n".join(nx.generate_graphml(g)) + "\n")
     else:
         lines = ["digraph tcp {"]
         for a, b, d in g.edges(data=True):
             style = "" if d.get("rfc") else " [style=dashed]"
             lines.append(f'  "{a}" -> "{b}"{style};')
-        _write(None, "\n".join(lines + ["}"]) + "\n")
+        _write(output, "\n".join(lines + ["}"]) + "\n")

@@ -106,7 +106,8 @@ def _cell(s: str) -> str:
 
 HOSTS_DRAWN = 12            # host charts drawn; the other hosts are listed with their peaks
 HOSTS_LISTED = 500
-FLOWS_LISTED = 2000         # flows listed (not drawn) after the diagrams; the rest counted
+FLOWS_LISTED = 2000
+FINDINGS_LISTED = 1000         # flows listed (not drawn) after the diagrams; the rest counted
 SEG_HEAD, SEG_TAIL = 60, 20  # segments drawn per sequence diagram: the first and the last ones
 
 
@@ -138,7 +139,8 @@ def html_report(an, max_flows: int = 10) -> str:
     others = ranked[len(drawn):] + [an.flow(fid) for fid in named if fid in an._by_id]
     listed = others[:FLOWS_LISTED]
     add(_summary(an, hosts, ranked))
-    add(_findings_section(an, set(drawn_hosts), {f.id for f in drawn}, {f.id for f in listed}))
+    linked_hosts = {h for h, _ in hosts[:HOSTS_DRAWN + HOSTS_LISTED]}     # drawn, or a row of the hosts table
+    add(_findings_section(an, linked_hosts, {f.id for f in drawn}, {f.id for f in listed}))
 
     add(f"<section id='hosts'><h2>State counts per host over time</h2><p class='note'>Sockets each host held "
         f"per state, as its <code>netstat -nat</code> would have listed them; busiest hosts first "
@@ -262,7 +264,7 @@ def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set)
         return "".join(out)
     out.append("<table><thead><tr><th>severity</th><th>kind</th><th>count</th><th>when</th><th>what</th>"
                "<th>evidence</th></tr></thead><tbody>")
-    for k, a in enumerate(an.findings):
+    for k, a in enumerate(an.findings[:FINDINGS_LISTED]):
         ev = []
         for h in _finding_hosts(an, a):
             ev.append(f"<a href='#host-{_anchor(h)}'>host {_e(h)}</a>" if h in drawn_hosts else f"host {_e(h)}")
@@ -273,7 +275,11 @@ def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set)
         out.append(f"<tr id='finding-{k}'><td><span class='sev {a.severity}'>{a.severity}</span></td>"
                    f"<td>{_e(a.kind)}</td><td class='num'>{a.count}</td><td>{_e(clock(a.ts))}</td>"
                    f"<td>{_e(a.message)}</td><td class='ev'>{'<br>'.join(ev)}{'<br>' if ev and fl else ''}{', '.join(fl)}</td></tr>")
-    out.append("</tbody></table></section>")
+    out.append("</tbody></table>")
+    if len(an.findings) > FINDINGS_LISTED:
+        out.append(f"<p class='note'>… and {len(an.findings) - FINDINGS_LISTED} more findings (<code>tcpfsm "
+                   f"analyze --format json</code> lists every one).</p>")
+    out.append("</section>")
     return "".join(out)
 
 
