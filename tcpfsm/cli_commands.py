@@ -135,8 +135,10 @@ _end_opt = click.option("--end", default=None, metavar="T",
 @click.command()
 @click.argument("capture")
 @click.option("--format", "fmt", default="table", show_default=True,
-              type=click.Choice(["table", "json", "jsonl", "csv", "zeek", "zeek-json"]),
-              help="zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own connection rules.")
+              type=click.Choice(["table", "brief", "json", "jsonl", "csv", "zeek", "zeek-json"]),
+              help="brief: the story on one screen (findings, piles, the connections behind them grouped, "
+                   "one ladder). zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own "
+                   "connection rules.")
 @click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
 @_profile_opt
 @_point_opt
@@ -209,6 +211,10 @@ def _render_analysis(an, fmt, output, max_flows, width=None):
         _stream(output, lambda o: records.write_event_stream(an, o))
     elif fmt == "csv":
         _stream(output, lambda o: text.write_flows_csv(an.flows, o))
+    elif fmt == "brief":
+        from .render.report import flow_segments
+        with _console(output, width) as con:
+            text.brief(an, con, segments=flow_segments)
     else:
         with _console(output, width) as con:
             text.report(an, con, max_flows)

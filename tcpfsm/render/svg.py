@@ -12,14 +12,13 @@ from datetime import datetime
 from html import escape
 
 from ..fsm import NETSTAT_NAME, State
+from .text import flag_names
 
 NS = 1_000_000_000
 COLORS = {State.SYN_SENT: "#8e44ad", State.SYN_RECEIVED: "#c0392b", State.ESTABLISHED: "#27ae60",
           State.FIN_WAIT_1: "#d35400", State.FIN_WAIT_2: "#e67e22", State.CLOSE_WAIT: "#e74c3c",
           State.CLOSING: "#7f8c8d", State.LAST_ACK: "#b7950b", State.TIME_WAIT: "#2980b9",
           State.LISTEN: "#34495e", State.CLOSED: "#95a5a6"}
-FLAG_NAMES = ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x20, "URG"), (0x40, "ECE"),
-              (0x80, "CWR"), (0x10, "ACK"))
 
 
 def _e(s) -> str:
@@ -106,10 +105,6 @@ def host_chart(host: str, rows: list[tuple[int, dict]], t0: int, t1: int, width:
                    f'height="{h}"><title>{_e(host)} at {when}: {_e(vals)}</title></rect>')
     out.append(f'<text x="{pl}" y="{height - 3}" class="readout"></text></svg>')
     return "".join(out)
-
-
-def flag_names(flags: int) -> str:
-    return ", ".join(name for bit, name in FLAG_NAMES if flags & bit) or "none"
 
 
 def sequence_diagram(flow, segments: list[tuple], more: int = 0) -> str:

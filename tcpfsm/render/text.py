@@ -42,6 +42,15 @@ def flag_text(flags: int) -> str:
     return out + ("." if flags & 0x10 else "") or "none"
 
 
+FLAG_NAMES = ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x20, "URG"), (0x40, "ECE"),
+              (0x80, "CWR"), (0x10, "ACK"))
+
+
+def flag_names(flags: int) -> str:
+    """Wireshark's flow-graph spelling: SYN, ACK / FIN, ACK / PSH, ACK ..."""
+    return ", ".join(name for bit, name in FLAG_NAMES if flags & bit) or "none"
+
+
 def seg_text(seg: tuple | None) -> str:
     if not seg:
         return ""
@@ -73,13 +82,15 @@ def show(console: Console, renderable) -> None:
         return
     widths = list(hi)
     excess = sum(widths) - max(budget, sum(lo))
-    while excess > 0:
-        k = max((k for k in range(len(cols)) if widths[k] > lo[k]), key=lambda k: widths[k])
-        widest = widths[k]
-        second = max([w for j, w in enumerate(widths) if j != k and w < widest and w > lo[j]] + [lo[k]])
-        cut = min(excess, widest - max(second, lo[k]) or 1)
-        widths[k] -= cut
-        excess -= cut
+    while excess > 0:               # each column gives up room in proportion to how far it can wrap
+        slack = [w - m for w, m in zip(widths, lo)]
+        total = sum(slack)
+        cut = [min(s_, max(1, excess * s_ // total)) if s_ else 0 for s_ in slack]
+        while sum(cut) > excess:
+            k = max(range(len(cut)), key=lambda j: cut[j])
+            cut[k] -= 1
+        widths = [w - c for w, c in zip(widths, cut)]
+        excess -= sum(cut)
     for col, w in zip(cols, widths):
         col.width = w
     need = sum(widths) + overhead
@@ -170,6 +181,154 @@ def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) 
         fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
                    f"{conn_state(f)} {f.conn.history}", ", ".join(sorted({a.kind for a in f.anomalies})))
     show(console, fl)
+
+
+# -- brief: the story on one screen (make demo) ----------------------------------------------------
+def brief(an, console: Console, segments=None) -> None:
+    """What a person wants first: the capture in four lines, the findings, the per-host piles, the flows
+    that explain the findings grouped by what happened to them (one line per group, not one per flow),
+    and one ladder -- the first connection named by the most severe finding. `segments(an, flows)`: the
+    segments of those flows (render.report.flow_segments) for the ladder's arrows."""
+    from rich import box
+    from rich.table import Table
+    i = an.info
+    s = an.summary()
+    head = Table.grid(padding=(0, 2))
+    head.add_row("capture", f"{i.path} — {clock(an.start, True)} → {clock(an.end)} ({s['duration']:.3f} s)")
+    head.add_row("read", capture_line(an))
+    show(console, head)
+    console.print()
+    # one row per kind of finding (the same pile on two hosts is one problem): where, since when, and the
+    # first one's message in full
+    ft = Table(title="What went wrong (most severe first)", box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("severity", "kind", "where (count)", "first", "what (the first one)"):
+        ft.add_column(col)
+    by_kind: dict[str, list] = {}
+    for a in an.findings:
+        by_kind.setdefault(a.kind, []).append(a)
+    for kind, items in by_kind.items():
+        a = items[0]
+        where = "\n".join(f"{x.host or '?'} ({x.count})" for x in items[:4]) + \
+            (f"\n+{len(items) - 4} more" if len(items) > 4 else "")
+        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", kind, where, clock(min(x.ts for x in items)),
+                   a.message)
+    if not an.findings:
+        ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
+    show(console, ft)
+    if an.streamed:
+        return
+    show(console, _piles_table(an, "Per-host piles (most held at once / at the end)"))
+    groups = explain_groups(an)
+    if groups:
+        gt = Table(title="The connections behind them (grouped by what happened)", box=box.SIMPLE,
+                   title_justify="left")
+        for col in ("flows", "client → server", "ends (client / server)", "findings", "e.g."):
+            gt.add_column(col)
+        for (cli, srv, cs, ss, kinds), ids in groups[:8]:
+            gt.add_row(str(len(ids)), f"{cli} → {srv}", f"{cs} / {ss}", ", ".join(kinds),
+                       "flow " + ", ".join(map(str, ids[:3])) + (" …" if len(ids) > 3 else ""))
+        show(console, gt)
+        if len(groups) > 8:
+            console.print(f"… and {len(groups) - 8} more groups (tcpfsm analyze lists every flow)")
+    flow = _story_flow(an)
+    if flow is not None:
+        segs, more = (segments(an, [flow]).get(flow.id, ([], 0)) if segments else ([], 0))
+        why = ", ".join(sorted({a.kind for a in flow.anomalies} | {a.kind for a in an.findings
+                                                                   if flow.id in a.flows}))
+        console.print(f"[bold]Ladder of flow {flow.id}[/] ({why}): client {flow.client} ↔ server {flow.server}",
+                      highlight=False)
+        console.print(ladder_text(flow, segs, more), highlight=False, markup=False, soft_wrap=True)
+
+
+def _piles_table(an, title: str):
+    from rich import box
+    from rich.table import Table
+    piles = Table(title=title, box=box.SIMPLE, title_justify="left")
+    piles.add_column("host")
+    peaks = an.occupancy.peaks()
+    shown = [st for st in STATE_ORDER if st in LISTED and any(k[1] is st for k in peaks)]
+    for st in shown:
+        piles.add_column(NETSTAT_NAME[st], justify="right")
+    at_end = Counter((iv.host, iv.state) for iv in an.occupancy.at(an.end))
+    for h in sorted({h for h, _ in peaks}):
+        piles.add_row(h, *[f"{peaks[(h, st)][0]}/{at_end.get((h, st), 0)}" if (h, st) in peaks else ""
+                           for st in shown])
+    return piles
+
+
+def explain_groups(an) -> list[tuple[tuple, list[int]]]:
+    """The flows that findings name (their own, or an aggregate's members), grouped by client host, server
+    address, end states and finding kinds; biggest groups first."""
+    kinds: dict[int, set] = {}
+    for f in an.flows:
+        if f.anomalies:
+            kinds.setdefault(f.id, set()).update(a.kind for a in f.anomalies)
+    for a in an.findings:
+        for fid in a.flows:
+            kinds.setdefault(fid, set()).add(a.kind)
+    groups: dict[tuple, list[int]] = {}
+    for fid in sorted(kinds):
+        f = an._by_id.get(fid)
+        if f is None:
+            continue
+        key = (f.client_ip, f.server, f.conn.client.state.value, f.conn.server.state.value,
+               tuple(sorted(kinds[fid])))
+        groups.setdefault(key, []).append(fid)
+    return sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+
+
+def _story_flow(an):
+    for a in an.findings:
+        for fid in a.flows:
+            if fid in an._by_id:
+                return an._by_id[fid]
+    ranked = rank_flows(an.flows)
+    return ranked[0] if ranked else None
+
+
+def ladder_text(flow: Flow, segments: list[tuple], more: int = 0, lane: int = 46) -> str:
+    """A text sequence diagram: time, the client's state, an arrow per segment (flags, relative seq/ack,
+    length), the server's state; a state is written on the row of the segment (or timer) that changed it.
+    `segments`: (index, ts, role, flags, seq, ack, plen), as render.report.flow_segments gives them;
+    without them, the segments that caused transitions."""
+    if not segments:
+        segments = [(t.packet, t.ts, *t.seg) for t in flow.transitions if t.seg and t.packet]
+        segments = sorted({s[0]: s for s in segments}.values())
+    base: dict[str, int] = {}
+    for _, _, role, _, seq, _, _ in segments:
+        base.setdefault(role, seq)
+    changes: dict[int | None, list] = {}
+    for t in flow.transitions:
+        if not t.retracted:
+            changes.setdefault(t.packet, []).append(t)
+    rows: list[tuple] = [(seg[1], 0, seg) for seg in segments]
+    drawn = {seg[0] for seg in segments}
+    rows += [(t.ts, 1, t) for t in flow.transitions if not t.retracted and (t.packet is None or t.packet not in drawn)]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    c0, s0 = flow.conn.client.initial.value, flow.conn.server.initial.value
+    w = max(13, *(len(t.new.value) + 1 for t in flow.transitions))
+    out = [f"{'':>10}  {c0:>{w}}  {'client':<{lane // 2}}{'server':>{lane - lane // 2}}  {s0}"]
+    for k, (ts, kind, item) in enumerate(rows):
+        if more and kind == 0 and k == 60:
+            out.append(f"{'':>10}  {'':>{w}}  {f'… {more} segments …':^{lane}}")
+        rel = f"+{(ts - flow.first_ts) / NS:.6f}"
+        if kind == 0:
+            idx, _, role, flags, seq, ack, plen = item
+            other = "server" if role == "client" else "client"
+            label = f" {flag_names(flags)} seq={(seq - base[role]) % (1 << 32)}"
+            if flags & 0x10:
+                label += f" ack={(ack - base.get(other, ack)) % (1 << 32)}"
+            label += f" len={plen} "
+            body = label.center(lane - 2, "─")
+            arrow = ("─" + body + "▶") if role == "client" else ("◀" + body + "─")
+            trs = changes.get(idx, [])
+        else:
+            arrow = f" ({item.cause}) ".center(lane, " ")
+            trs = [item]
+        cs = " ".join(t.new.value + ("?" if t.alt is not None else "") for t in trs if t.endpoint == "client")
+        ss = " ".join(t.new.value + ("?" if t.alt is not None else "") for t in trs if t.endpoint == "server")
+        out.append(f"{rel:>10}  {cs:>{w}}  {arrow}  {ss}".rstrip())
+    return "\n".join(out)
 
 
 # -- timeline -------------------------------------------------------------------------------------
