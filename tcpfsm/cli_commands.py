@@ -103,6 +103,14 @@ def _filter_opts(f):
                         help="Only sockets with this port at either end (lsof -i:PORT).")(f)
 
 
+def _binary_ok(output: str | None) -> None:
+    """Parquet is binary: to a file or a pipe, never onto a terminal; and it needs the arrow extra."""
+    if (output is None or output == "-") and sys.stdout.isatty():
+        raise UserError("parquet is binary: write it with -o FILE (or into a pipe)")
+    from .render.tabular import _need
+    _need("pyarrow.parquet")
+
+
 def _states_arg(specs) -> frozenset | None:
     if not specs:
         return None
@@ -135,8 +143,9 @@ _end_opt = click.option("--end", default=None, metavar="T",
 @click.command()
 @click.argument("capture")
 @click.option("--format", "fmt", default="table", show_default=True,
-              type=click.Choice(["table", "brief", "json", "jsonl", "csv", "zeek", "zeek-json"]),
-              help="brief: the story on one screen (findings, piles, the connections behind them grouped, "
+              type=click.Choice(["table", "brief", "json", "jsonl", "csv", "parquet", "zeek", "zeek-json"]),
+              help="parquet: the flows as a Parquet file (needs tcpfsm[arrow]). "
+                   "brief: the story on one screen (findings, piles, the connections behind them grouped, "
                    "one ladder). zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own "
                    "connection rules.")
 @click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
@@ -174,6 +183,8 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
         from .live.cli import follow_capture
         return follow_capture(capture, fmt, output, profile, timers, thresholds, capture_point=capture_point)
     zeek = zeek or fmt in ("zeek", "zeek-json")
+    if fmt == "parquet":
+        _binary_ok(output)
     if stream is None:
         stream = not zeek and capture != "-" and os.path.isfile(capture) and \
             os.path.getsize(capture) > STREAM_ABOVE
@@ -211,6 +222,9 @@ def _render_analysis(an, fmt, output, max_flows, width=None):
         _stream(output, lambda o: records.write_event_stream(an, o))
     elif fmt == "csv":
         _stream(output, lambda o: text.write_flows_csv(an.flows, o))
+    elif fmt == "parquet":
+        from .render import tabular
+        _stream(output, lambda o: tabular.write_parquet("flows", an.flows, o))
     elif fmt == "brief":
         from .render.report import flow_segments
         with _console(output, width) as con:
@@ -228,10 +242,14 @@ class FlowSink:
         self.top: list = []                   # table: the most severe flows seen, bounded
         self.spool = None
         self.out = None
-        if fmt in ("jsonl", "csv"):
+        self.parquet = None
+        if fmt in ("jsonl", "csv", "parquet"):
             self.out = Output(output)
             if fmt == "csv":
                 self.out.text(text.flows_csv_header())
+            elif fmt == "parquet":                # row groups written while reading: memory stays bounded
+                from .render import tabular
+                self.parquet = tabular.ParquetSink("flows", self.out)
         elif fmt == "json":
             self.spool = tempfile.TemporaryFile("w+b")   # flows, until the header is known
 
@@ -242,6 +260,8 @@ class FlowSink:
             records.write_events(records.flow_events(flow), self.out)
         elif self.fmt == "csv":
             text.write_flows_csv((flow,), self.out, header=False)
+        elif self.fmt == "parquet":
+            self.parquet.add(flow)
         elif flow.anomalies:
             self.top.append(flow)
             if len(self.top) > 4 * self.max_flows:
@@ -259,6 +279,9 @@ class FlowSink:
                 records.write_events(records.closing_events(an), self.out)
         elif self.fmt == "csv":
             self.out.close()
+        elif self.fmt == "parquet":
+            with self.out:
+                self.parquet.close()
         else:
             with _console(self.output, self.width) as con:
                 text.report(an, con, self.max_flows, flows=self.top)
@@ -306,19 +329,26 @@ class Progress:
               help="Flows with this port at either end (with --host: that host's own port).")
 @click.option("--state", "state_specs", multiple=True, metavar="S",
               help="Flows in which an endpoint held this state (repeatable; RFC, netstat or ss spelling).")
-@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json", "md"]))
+@click.option("--format", "fmt", default="text", show_default=True,
+              type=click.Choice(["text", "json", "md", "parquet"]),
+              help="parquet: one row per transition, naming its connection (needs tcpfsm[arrow]).")
 @click.option("-o", "--output", default=None)
 @_view_opts
 def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False,
              capture_point="auto", state_specs=()):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
     wanted = _states_arg(state_specs)
+    if fmt == "parquet":
+        _binary_ok(output)
     an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
     try:
         flows = an.select(host, port, wanted, flow_ids)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if fmt == "json":
+    if fmt == "parquet":
+        from .render import tabular
+        _stream(output, lambda o: tabular.write_parquet("transitions", flows, o))
+    elif fmt == "json":
         _write(output, records.dumps({"flows": [{
             "id": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
             "server": {"ip": f.server_ip, "port": f.server_port},
