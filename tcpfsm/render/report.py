@@ -429,7 +429,7 @@ svg g.syn line{stroke:#2b6cb0}svg g.syn path,svg g.syn text{fill:#2b6cb0}
 svg g.rst line{stroke:#c0392b}svg g.rst path,svg g.rst text{fill:#c0392b}
 svg g.data line{stroke:#1e7d32}svg g.data path{fill:#1e7d32}
 svg .st{font-weight:600;fill:#6b3fa0}svg .st.timer{fill:#b7791f}svg .st.nonrfc{fill:#c0392b}
-svg .st.retracted{text-decoration:line-through;fill:#999}svg .tmark{fill:#b7791f}
+svg .st.retracted{text-decoration:line-through;fill:#999}svg .tmark{fill:#b7791f}svg .tmark.pend{fill:#fff;stroke:#b7791f}
 svg .tgraph .n rect,svg .n rect{fill:#f6f8fa;stroke:#445}svg .n text{font-weight:600}
 svg g.e path{stroke:#555}svg g.e.nonrfc path{stroke:#c0392b;stroke-dasharray:6 4}
 svg .cnt{fill:#1f6feb;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}

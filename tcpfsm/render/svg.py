@@ -112,6 +112,9 @@ def sequence_diagram(flow, segments: list[tuple], more: int = 0) -> str:
     segment (flags, relative seq/ack, length), each endpoint's new state written beside its own line at
     every transition, timers marked where they fire. `segments`: (index, ts, role, flags, seq, ack, plen)
     in capture order; `more`: segments left out in the middle (drawn as a gap)."""
+    if not segments:                    # the capture could not be read again (stdin): the causing segments
+        segments = sorted({t.packet: (t.packet, t.ts, *t.seg) for t in flow.transitions
+                           if t.seg and t.packet}.values())
     base = {}
     for _, _, role, flags, seq, _, _ in segments:          # relative numbers, as Wireshark shows them
         base.setdefault(role, seq)
@@ -129,6 +132,10 @@ def sequence_diagram(flow, segments: list[tuple], more: int = 0) -> str:
     for t in flow.transitions:       # transitions whose packet is not drawn (left out, or not re-read)
         if t.packet is None or t.packet not in seen:
             rows.append((t.ts, 1, 0, "tr", t))
+    for ep in (flow.conn.client, flow.conn.server):    # timers still running when the capture ended
+        pend = flow.conn.pending(ep)
+        if pend:
+            rows.append((pend[0], 2, 0, "pending", (ep.role, pend[1], ep.deadline_cause)))
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     if more:
         mid = next((i for i, r in enumerate(rows) if r[3] == "seg" and r[2] == 60), None)
@@ -136,7 +143,7 @@ def sequence_diagram(flow, segments: list[tuple], more: int = 0) -> str:
             rows.insert(mid, (rows[mid][0], 0, -1, "gap", more))
     t0 = flow.first_ts
     row_h, top = 22, 58
-    xc, xs, width = 300, 700, 1000
+    xc, xs, width = 330, 730, 1060
     height = top + row_h * (len(rows) + 1) + 10
     cl = f"{flow.client}"
     sv = f"{flow.server}"
@@ -154,6 +161,15 @@ def sequence_diagram(flow, segments: list[tuple], more: int = 0) -> str:
         if kind == "gap":
             out.append(f'<text x="{(xc + xs) // 2}" y="{y + 4}" text-anchor="middle" class="muted">'
                        f'… {item} segments not drawn …</text>')
+            continue
+        if kind == "pending":
+            role, state, cause = item
+            x, anchor = (xc - 14, "end") if role == "client" else (xs + 14, "start")
+            out.append(f'<text x="6" y="{y + 4}" class="muted">{(ts - t0) / NS:.6f}</text>'
+                       f'<circle cx="{xc if role == "client" else xs}" cy="{y}" r="4" class="tmark pend"/>'
+                       f'<text x="{x}" y="{y + 4}" text-anchor="{anchor}" class="st timer"><title>{role}: '
+                       f'{_e(state.value)} when {_e(cause)} fires, after the capture ended</title>'
+                       f'→ {_e(state.value)} ({_e(cause)})</text>')
             continue
         out.append(f'<text x="6" y="{y + 4}" class="muted">{(ts - t0) / NS:.6f}</text>')
         if kind == "seg":
