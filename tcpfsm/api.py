@@ -85,6 +85,10 @@ class Analysis:
     def flow(self, flow_id: int) -> Flow:
         return self._by_id[flow_id]
 
+    def find_flow(self, flow_id: int) -> Flow | None:
+        """The flow with this id, or None (a streamed analysis forgot it; an aggregate may still name it)."""
+        return self._by_id.get(flow_id)
+
     def time(self, spec: str | float | int) -> int:
         """A user time (epoch seconds, ISO 8601, HH:MM:SS on the capture's day, or +12.5s) -> ns."""
         return parse_time(spec, self.start)

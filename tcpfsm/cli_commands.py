@@ -420,13 +420,15 @@ def states(capture, interval, host, fmt, output, profile, timers, end, verify_ch
 @click.option("-o", "--output", default=None, help="report.md or report.html (the suffix picks the format); "
                                                   "stdout (Markdown) when omitted.")
 @click.option("--format", "fmt", default=None, type=click.Choice(["md", "html"]), help="Overrides the suffix.")
-@click.option("--max-flows", default=10, show_default=True, help="Connections whose ladders are included.")
+@click.option("--max-flows", default=10, show_default=True,
+              help="Connections drawn as sequence diagrams (Markdown: ladders); the others are listed.")
 @_profile_opt
 @_point_opt
 @_timer_opt
 @_end_opt
 def report(capture, output, fmt, max_flows, profile, timers, end, capture_point="auto"):
-    """A self-contained Markdown or HTML incident report: findings, piles, a state chart, ladders."""
+    """A self-contained Markdown or HTML incident report. HTML: summary, findings linked to their evidence,
+    per-host state charts, sequence diagrams of the connections that matter, the observed transitions."""
     from .render.report import html_report, markdown
     fmt = fmt or ("html" if output and output.endswith((".html", ".htm")) else "md")
     an = _load(capture, profile, timers, (), end, capture_point=capture_point)

@@ -136,7 +136,7 @@ def html_report(an, max_flows: int = 10) -> str:
     # (a pile's members), so that every finding's evidence links to something on the page
     ranked_ids = {f.id for f in ranked}
     named = list(dict.fromkeys(fid for a in an.findings for fid in a.flows[:8] if fid not in ranked_ids))
-    others = ranked[len(drawn):] + [an.flow(fid) for fid in named if fid in an._by_id]
+    others = ranked[len(drawn):] + [f for f in map(an.find_flow, named) if f is not None]
     listed = others[:FLOWS_LISTED]
     add(_summary(an, hosts, ranked))
     linked_hosts = {h for h, _ in hosts[:HOSTS_DRAWN + HOSTS_LISTED]}     # drawn, or a row of the hosts table
@@ -216,7 +216,7 @@ def _finding_hosts(an, a) -> list[str]:
         return [a.host]
     out: Counter = Counter()
     for fid in a.flows[:200]:
-        f = an._by_id.get(fid) if hasattr(an, "_by_id") else None
+        f = an.find_flow(fid)
         if f is not None:
             out[f.server_ip] += 1
             out[f.client_ip] += 1

@@ -268,7 +268,7 @@ def explain_groups(an) -> list[tuple[tuple, list[int]]]:
             kinds.setdefault(fid, set()).add(a.kind)
     groups: dict[tuple, list[int]] = {}
     for fid in sorted(kinds):
-        f = an._by_id.get(fid)
+        f = an.find_flow(fid)
         if f is None:
             continue
         key = (f.client_ip, f.server, f.conn.client.state.value, f.conn.server.state.value,
@@ -280,8 +280,8 @@ def explain_groups(an) -> list[tuple[tuple, list[int]]]:
 def _story_flow(an):
     for a in an.findings:
         for fid in a.flows:
-            if fid in an._by_id:
-                return an._by_id[fid]
+            if an.find_flow(fid) is not None:
+                return an.find_flow(fid)
     ranked = rank_flows(an.flows)
     return ranked[0] if ranked else None
 
