@@ -51,9 +51,13 @@ var p=document.createElement('pre');p.id='__probe';p.textContent=JSON.stringify(
 
 
 def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--no-first-run", "--disable-extensions", "--user-data-dir=/tmp/tcpfsm-chromium-test",
-                           *args], capture_output=True, text=True, timeout=timeout)
+    """Headless Chromium with a profile of its own (removed after), offline: any fetch would fail."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="tcpfsm-chromium-") as profile:
+        return subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+                               "--proxy-server=127.0.0.1:9", *args], capture_output=True, text=True,
+                              timeout=timeout)
 
 
 def probe(page: Path, tmp_path: Path) -> dict:

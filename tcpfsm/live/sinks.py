@@ -178,11 +178,11 @@ class DashboardSink:
         matter.sort(key=lambda f: (min(SEVERITY_RANK[a.severity] for a in f.anomalies), -f.last_ts))
         fl = Table(title=f"flows that matter ({len(matter)})", box=box.SIMPLE, title_justify="left",
                    padding=(0, 1), show_edge=False, expand=True)
-        for col in ("id", "client", "server", "client state", "server state"):
+        for col in ("id", "client", "server", "states"):        # client / server
             fl.add_column(col, no_wrap=True)
         fl.add_column("findings", no_wrap=True, overflow="ellipsis", ratio=1)
         for f in matter[:room]:
-            fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
+            fl.add_row(str(f.id), f.client, f.server, f"{f.conn.client.state.value} / {f.conn.server.state.value}",
                        ", ".join(sorted({a.kind for a in f.anomalies})))
         top = Table.grid(padding=(0, 3))
         top.add_column(no_wrap=True)            # the counts keep their width; the piles wrap between words

@@ -68,8 +68,9 @@ def show(console: Console, renderable) -> None:
         console.print(renderable)
         return
     # Rich, given too little room, squeezes columns below their longest word and then elides ('…'). We
-    # lay the columns out ourselves: natural widths when they fit; else the widest columns give up room
-    # first, none below its longest word; the console is widened when even that does not fit.
+    # lay the columns out ourselves: natural widths when they fit; else each column gives up room in
+    # proportion to how far it can wrap, none below its longest word; the console is widened when even
+    # that does not fit.
     wide = console.options.update_width(1 << 16)      # rich clamps a measurement to the width it is given
     cols = renderable.columns
     sizes = [[Measurement.get(console, wide, c) for c in (col.header, *col.cells)] for col in cols]
@@ -146,25 +147,8 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
                       f"reading (bounded memory); per-host piles are in the *_pile findings above.[/]")
         _flows_table(an, console, max_flows, rank_flows((flows or []) + an.flows))
         return
-    piles = Table(title="Per-host state piles (peak held at once, and at capture end)", box=box.SIMPLE,
-                  title_justify="left")
-    piles.add_column("host")
-    shown = [st for st in STATE_ORDER if st in LISTED]
-    for st in shown:
-        piles.add_column(NETSTAT_NAME[st], justify="right")
-    peaks = an.occupancy.peaks()
-    at_end = Counter()
-    for iv in an.occupancy.at(an.end):
-        at_end[(iv.host, iv.state)] += 1
-    hosts = sorted({h for h, _ in peaks})
-    for h in hosts:
-        cells = []
-        for st in shown:
-            p = peaks.get((h, st), (0,))[0]
-            e = at_end.get((h, st), 0)
-            cells.append("" if not p else f"{p}/{e}")
-        piles.add_row(h, *cells)
-    show(console, piles)
+    show(console, piles_table(an, "Per-host state piles (peak held at once, and at capture end)",
+                              every_state=True))
 
     _flows_table(an, console, max_flows, rank_flows(an.flows))
 
@@ -217,7 +201,7 @@ def brief(an, console: Console, segments=None) -> None:
     show(console, ft)
     if an.streamed:
         return
-    show(console, _piles_table(an, "Per-host piles (most held at once / at the end)"))
+    show(console, piles_table(an, "Per-host piles (most held at once / at the end)"))
     groups = explain_groups(an)
     if groups:
         gt = Table(title="The connections behind them (grouped by what happened)", box=box.SIMPLE,
@@ -240,13 +224,15 @@ def brief(an, console: Console, segments=None) -> None:
         console.print(ladder_text(flow, segs, more), highlight=False, markup=False, soft_wrap=True)
 
 
-def _piles_table(an, title: str):
+def piles_table(an, title: str, every_state: bool = False):
+    """Per host, per state: the most sockets held at once / how many at the capture's end. Columns: every
+    state netstat lists, or (`every_state=False`) those some host held."""
     from rich import box
     from rich.table import Table
     piles = Table(title=title, box=box.SIMPLE, title_justify="left")
     piles.add_column("host")
     peaks = an.occupancy.peaks()
-    shown = [st for st in STATE_ORDER if st in LISTED and any(k[1] is st for k in peaks)]
+    shown = [st for st in STATE_ORDER if st in LISTED and (every_state or any(k[1] is st for k in peaks))]
     for st in shown:
         piles.add_column(NETSTAT_NAME[st], justify="right")
     at_end = Counter((iv.host, iv.state) for iv in an.occupancy.at(an.end))
