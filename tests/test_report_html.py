@@ -138,8 +138,12 @@ def test_report_is_self_contained_and_names_every_host_and_flow(mixed_report):
     hosts = [a["data-host"] for tag, a in t.tags if tag == "svg" and "data-host" in a]
     assert sorted(hosts) == sorted({f.client_ip for f in an.flows} | {f.server_ip for f in an.flows})
     flows = [int(a["data-flow"]) for tag, a in t.tags if tag == "svg" and "data-flow" in a]
-    from tcpfsm.render.text import rank_flows
-    assert flows == [f.id for f in rank_flows(an.flows)[:10]]
+    from tcpfsm.render.text import flows_that_explain
+    order = flows_that_explain(an)
+    assert flows == [f.id for f in order[:10]]
+    # one of each story first: the four groups of the mixed capture (three piles, the aborts), then again
+    ends = [(f.conn.client.state, f.conn.server.state) for f in order[:4]]
+    assert len(set(ends)) == 4 and ends == [(f.conn.client.state, f.conn.server.state) for f in order[4:8]]
     for tag, a in t.tags:                                  # every in-page link lands on an element
         if tag == "a" and a.get("href", "").startswith("#"):
             assert f"id='{a['href'][1:]}'" in page, a["href"]
@@ -229,4 +233,15 @@ def test_page_stays_small_for_thousands_of_connections(tmp_path):
     size = len(page.encode())
     assert size < 3 << 20, size
     assert page.count("data-host=") == 12 and page.count("data-flow=") == 10
-    assert "Other hosts (12)" in page and "Other connections with findings or named by one (" in page
+    assert "Other hosts (12)" in page and "Other connections named by findings (" in page
+
+
+@needs_chromium
+def test_it_prints(mixed_report, tmp_path):
+    """Printable: Chromium's print to PDF gives several pages, the charts and diagrams kept as vectors."""
+    pdf = tmp_path / "report.pdf"
+    chromium(f"--print-to-pdf={pdf}", "--no-pdf-header-footer", mixed_report.as_uri())
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-")
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert 3 <= pages <= 40, pages

@@ -13,7 +13,7 @@ from collections import Counter
 from ..detect.occupancy import LISTED
 from ..fsm import NETSTAT_NAME, State
 from ..detect.zeek import conn_state
-from .text import capture_line, clock, rank_flows, timeline_text
+from .text import capture_line, clock, flows_that_explain, rank_flows, timeline_text
 
 NS = 1_000_000_000
 SHOWN = [s for s in State if s in LISTED]
@@ -119,8 +119,8 @@ def html_report(an, max_flows: int = 10) -> str:
     HOSTS_DRAWN charts, `max_flows` diagrams of SEG_HEAD + SEG_TAIL arrows, and bounded lists."""
     from . import graphs, svg
 
-    ranked = rank_flows(an.flows)
-    drawn = ranked[:max_flows]
+    order = flows_that_explain(an)               # every flow a finding names, one story of each first
+    drawn = order[:max_flows]
     segs = flow_segments(an, drawn)
     hosts = _host_activity(an)
     drawn_hosts = [h for h, _ in hosts[:HOSTS_DRAWN]]
@@ -132,13 +132,9 @@ def html_report(an, max_flows: int = 10) -> str:
     add("<nav class='toc'><a href='#summary'>Summary</a><a href='#findings'>Findings</a>"
         "<a href='#hosts'>Hosts</a><a href='#flows'>Connections</a><a href='#transitions'>Transitions</a>"
         "<a href='#capture'>Capture</a></nav>")
-    # listed after the diagrams: the other flows with findings, then those only an aggregate finding names
-    # (a pile's members), so that every finding's evidence links to something on the page
-    ranked_ids = {f.id for f in ranked}
-    named = list(dict.fromkeys(fid for a in an.findings for fid in a.flows[:8] if fid not in ranked_ids))
-    others = ranked[len(drawn):] + [f for f in map(an.find_flow, named) if f is not None]
+    others = order[len(drawn):]                  # listed after the diagrams, so every evidence link lands
     listed = others[:FLOWS_LISTED]
-    add(_summary(an, hosts, ranked))
+    add(_summary(an, hosts, order))
     linked_hosts = {h for h, _ in hosts[:HOSTS_DRAWN + HOSTS_LISTED]}     # drawn, or a row of the hosts table
     add(_findings_section(an, linked_hosts, {f.id for f in drawn}, {f.id for f in listed}))
 
@@ -154,14 +150,15 @@ def html_report(an, max_flows: int = 10) -> str:
         add(_hosts_table(an, rest[:HOSTS_LISTED], len(rest)))
     add("</section>")
 
-    add(f"<section id='flows'><h2>Connections that matter</h2><p class='note'>{len(ranked)} connections have "
-        f"findings; the {len(drawn)} most severe are drawn as sequence diagrams (client left, server right; "
-        f"each endpoint's new state beside its own line, timers as dots), the others listed below.</p>")
+    add(f"<section id='flows'><h2>Connections that matter</h2><p class='note'>{len(order)} connections are "
+        f"named by findings; {len(drawn)} are drawn as sequence diagrams, one of each kind of story first, most "
+        f"severe first (client left, server right; each endpoint's new state beside its own line, timers as "
+        f"dots), the others listed below.</p>")
     for f in drawn:
         add(_flow_figure(an, f, segs.get(f.id), svg))
     if others:
         add(_flows_table(listed, len(others)))
-    if not ranked:
+    if not order:
         add("<p>No connection has a finding.</p>")
     add("</section>")
 
@@ -223,7 +220,7 @@ def _finding_hosts(an, a) -> list[str]:
     return [h for h, _ in out.most_common(2)]
 
 
-def _summary(an, hosts, ranked) -> str:
+def _summary(an, hosts, named) -> str:
     sev = Counter(a.severity for a in an.findings)
     order = ["critical", "high", "medium", "low", "info"]
     out = ["<section id='summary'><h2>Summary</h2>"]
@@ -235,7 +232,7 @@ def _summary(an, hosts, ranked) -> str:
         last = max(a.ts_end or a.ts for a in an.findings)
         out.append("<div class='cards'>" + "".join(
             f"<div class='card {s}'><b>{sev[s]}</b><span>{s}</span></div>" for s in order if sev.get(s)) +
-            f"<div class='card'><b>{len(ranked)}</b><span>connections with findings</span></div>"
+            f"<div class='card'><b>{len(named)}</b><span>connections named by findings</span></div>"
             f"<div class='card'><b>{len(an.flows) + an.streamed}</b><span>connections</span></div></div>")
         out.append("<dl class='facts'>")
         out.append(f"<dt>What broke</dt><dd><span class='sev {worst.severity}'>{worst.severity}</span> "
@@ -312,7 +309,7 @@ def _flow_figure(an, f, seg, svg) -> str:
 
 
 def _flows_table(flows, total: int) -> str:
-    out = [f"<h3>Other connections with findings or named by one ({total})</h3><table><thead><tr><th>id</th><th>client</th>"
+    out = [f"<h3>Other connections named by findings ({total})</h3><table><thead><tr><th>id</th><th>client</th>"
            "<th>server</th><th>client state</th><th>server state</th><th>zeek</th><th>findings</th></tr></thead>"
            "<tbody>"]
     for f in flows:

@@ -74,8 +74,8 @@ def show(console: Console, renderable) -> None:
     wide = console.options.update_width(1 << 16)      # rich clamps a measurement to the width it is given
     cols = renderable.columns
     sizes = [[Measurement.get(console, wide, c) for c in (col.header, *col.cells)] for col in cols]
-    lo = [max(m.minimum for m in ms) for ms in sizes]
     hi = [max(m.maximum for m in ms) for ms in sizes]
+    lo = [h if col.no_wrap else max(m.minimum for m in ms) for col, h, ms in zip(cols, hi, sizes)]
     overhead = Measurement.get(console, wide, renderable).maximum - sum(hi)   # padding and borders
     budget = console.width - overhead
     if sum(hi) <= budget:
@@ -185,8 +185,9 @@ def brief(an, console: Console, segments=None) -> None:
     # one row per kind of finding (the same pile on two hosts is one problem): where, since when, and the
     # first one's message in full
     ft = Table(title="What went wrong (most severe first)", box=box.SIMPLE_HEAVY, title_justify="left")
-    for col in ("severity", "kind", "where (count)", "first", "what (the first one)"):
-        ft.add_column(col)
+    for col in ("severity", "kind", "where (count)", "first"):
+        ft.add_column(col, no_wrap=True)
+    ft.add_column("what (the first one)")
     by_kind: dict[str, list] = {}
     for a in an.findings:
         by_kind.setdefault(a.kind, []).append(a)
@@ -244,12 +245,16 @@ def piles_table(an, title: str, every_state: bool = False):
 
 def explain_groups(an) -> list[tuple[tuple, list[int]]]:
     """The flows that findings name (their own, or an aggregate's members), grouped by client host, server
-    address, end states and finding kinds; biggest groups first."""
+    address, end states and finding kinds; the groups of the most severe findings first, then the biggest."""
     kinds: dict[int, set] = {}
+    worst: dict[str, int] = {}
     for f in an.flows:
         if f.anomalies:
             kinds.setdefault(f.id, set()).update(a.kind for a in f.anomalies)
+            for a in f.anomalies:
+                worst[a.kind] = min(worst.get(a.kind, 9), SEVERITY_ORDER.index(a.severity))
     for a in an.findings:
+        worst[a.kind] = min(worst.get(a.kind, 9), SEVERITY_ORDER.index(a.severity))
         for fid in a.flows:
             kinds.setdefault(fid, set()).add(a.kind)
     groups: dict[tuple, list[int]] = {}
@@ -260,16 +265,22 @@ def explain_groups(an) -> list[tuple[tuple, list[int]]]:
         key = (f.client_ip, f.server, f.conn.client.state.value, f.conn.server.state.value,
                tuple(sorted(kinds[fid])))
         groups.setdefault(key, []).append(fid)
-    return sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    return sorted(groups.items(), key=lambda kv: (min(worst[k] for k in kv[0][4]), -len(kv[1]), kv[1][0]))
+
+
+def flows_that_explain(an) -> list[Flow]:
+    """Every flow a finding names, in the order to show them: one of each group of `explain_groups`
+    (most severe first), then a second of each, and so on -- the first few drawn tell different stories."""
+    groups = [ids for _, ids in explain_groups(an)]
+    out = []
+    for k in range(max(map(len, groups), default=0)):
+        out += [an.find_flow(ids[k]) for ids in groups if k < len(ids)]
+    return out
 
 
 def _story_flow(an):
-    for a in an.findings:
-        for fid in a.flows:
-            if an.find_flow(fid) is not None:
-                return an.find_flow(fid)
-    ranked = rank_flows(an.flows)
-    return ranked[0] if ranked else None
+    order = flows_that_explain(an)
+    return order[0] if order else None
 
 
 def ladder_text(flow: Flow, segments: list[tuple], more: int = 0, lane: int = 46) -> str:
@@ -500,8 +511,11 @@ def write_flows_csv(flows, out, header: bool = True, rows_per_chunk: int = 4096)
     out.text(buf.getvalue())
 
 
+SEVERITY_ORDER = ["critical", "high", "medium", "low", "info"]
+
+
 def rank_flows(flows: list[Flow]) -> list[Flow]:
     """Flows with findings, most severe first, then oldest."""
-    order = ["critical", "high", "medium", "low", "info"]
+    order = SEVERITY_ORDER
     return sorted((f for f in flows if f.anomalies),
                   key=lambda f: (min(order.index(a.severity) for a in f.anomalies), f.first_ts))
