@@ -154,8 +154,13 @@ def html_report(an, max_flows: int = 10) -> str:
         f"named by findings; {len(drawn)} are drawn as sequence diagrams, one of each kind of story first, most "
         f"severe first (client left, server right; each endpoint's new state beside its own line, timers as "
         f"dots), the others listed below.</p>")
+    named_by: dict[int, list] = {f.id: [] for f in drawn}      # aggregate findings that name a drawn flow
+    for k, a in enumerate(an.findings):
+        for fid in a.flows:
+            if fid in named_by:
+                named_by[fid].append((k, a))
     for f in drawn:
-        add(_flow_figure(an, f, segs.get(f.id), svg))
+        add(_flow_figure(an, f, segs.get(f.id), svg, named_by[f.id]))
     if others:
         add(_flows_table(listed, len(others)))
     if not order:
@@ -295,15 +300,19 @@ def _hosts_table(an, rest, total: int) -> str:
     return "".join(out)
 
 
-def _flow_figure(an, f, seg, svg) -> str:
+def _flow_figure(an, f, seg, svg, named_by=()) -> str:
     c, s = f.conn.client, f.conn.server
-    kinds = ", ".join(sorted({a.kind for a in f.anomalies}))
+    kinds = ", ".join(sorted({a.kind for a in f.anomalies} | {a.kind for _, a in named_by}))
     head = (f"<h3>Flow {f.id}: {_e(f.client)} → {_e(f.server)}</h3><p class='sub'>{_e(conn_state(f))} "
             f"{_e(f.conn.history)} · packets {c.packets}/{s.packets} · bytes {c.payload}/{s.payload} · ends "
             f"client {c.state.value}, server {s.state.value} · {_e(kinds)}</p>")
     segments, more = seg if seg else ([], 0)
     finds = "".join(f"<li><span class='sev {a.severity}'>{a.severity}</span> {_e(a.kind)}: {_e(a.message)}</li>"
                     for a in f.anomalies)
+    finds += "".join(f"<li><span class='sev {a.severity}'>{a.severity}</span> one of the connections of "
+                     + (f"<a href='#finding-{k}'>{_e(a.kind)}</a>" if k < FINDINGS_LISTED else _e(a.kind))
+                     + f"{f' on {_e(a.host)}' if a.host else ''}</li>"
+                     for k, a in named_by)
     return (f"<figure class='flow' id='flow-{f.id}'>{head}<div class='scroll'>"
             f"{svg.sequence_diagram(f, segments, more)}</div><ul class='fl'>{finds}</ul></figure>")
 
