@@ -93,9 +93,11 @@ class Analysis:
         """A user time (epoch seconds, ISO 8601, HH:MM:SS on the capture's day, or +12.5s) -> ns."""
         return parse_time(spec, self.start)
 
-    def netstat(self, at: str | float | int, host: str | None = None, listening: bool = True) -> Snapshot:
-        """What `netstat -nat` would have listed at `at` (on `host`, or on every host seen)."""
-        return self.netstat_many([at], host, listening)[0]
+    def netstat(self, at: str | float | int, host: str | None = None, listening: bool = True,
+                port: int | None = None, states=None) -> Snapshot:
+        """What `netstat -nat` would have listed at `at` (on `host`, or on every host seen); `port` and
+        `states` filter as in netstat_many."""
+        return self.netstat_many([at], host, listening, port=port, states=states)[0]
 
     def netstat_many(self, ats: list, host: str | None = None, listening: bool = True,
                      port: int | None = None, states=None) -> list[Snapshot]:

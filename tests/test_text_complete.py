@@ -1,6 +1,6 @@
 """Text output that is complete wherever it goes (issue 9, parts 1 and 4).
 
-Piped to a file, every command's text must carry what its JSON carries: no address, port or state name
+Piped to a file, every command's text must carry what its JSON carries, on every capture under captures/: no address, port or state name
 cut ('…'), IPv6 included. Each check runs the command's text and JSON forms on the same capture and looks
 for every JSON value in the text. A narrow `--width` wraps cells at spaces, never inside a word. The
 `--port` / `--state` filters are checked against the unfiltered JSON, filtered here by hand.
@@ -27,11 +27,8 @@ BY_NAME = {s.value: s for s in State}
 
 
 def _captures() -> list[Path]:
-    every = sorted(p for p in (ROOT / "captures").rglob("*")
-                   if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
-    # the kernel matrix's 168 cells are alike: every 8th keeps the suite's time in bounds
-    matrix = [p for p in every if "matrix" in p.parts]
-    return [p for p in every if "matrix" not in p.parts] + matrix[::8]
+    return sorted(p for p in (ROOT / "captures").rglob("*")
+                  if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
 
 
 CAPTURES = _captures()

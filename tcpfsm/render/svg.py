@@ -151,7 +151,7 @@ def sequence_diagram(flow, segments: list[tuple], more: int = 0) -> str:
            f'width="{width}" height="{height}" role="img" aria-label="sequence diagram of flow {flow.id}">',
            f'<text x="{xc}" y="16" text-anchor="middle" class="ep">client {_e(cl)}</text>',
            f'<text x="{xs}" y="16" text-anchor="middle" class="ep">server {_e(sv)}</text>',
-           f'<text x="6" y="16" class="muted">time (s)</text>',
+           '<text x="6" y="16" class="muted">time (s)</text>',
            f'<text x="{xc - 14}" y="34" text-anchor="end" class="st">{flow.conn.client.initial.value}</text>',
            f'<text x="{xs + 14}" y="34" class="st">{flow.conn.server.initial.value}</text>',
            f'<line x1="{xc}" x2="{xc}" y1="40" y2="{height - 8}" class="life"/>',
