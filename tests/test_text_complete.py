@@ -1,8 +1,8 @@
 """Text output that is complete wherever it goes (issue 9, parts 1 and 4).
 
-Piped to a file, every command's text must carry what its JSON carries, on every capture under captures/: no address, port or state name
-cut ('…'), IPv6 included. Each check runs the command's text and JSON forms on the same capture and looks
-for every JSON value in the text. A narrow `--width` wraps cells at spaces, never inside a word. The
+Piped to a file, every command's text must carry what its JSON carries, on every capture under captures/:
+no address, port or state name cut ('…'), IPv6 included. Each check runs the command's text and JSON forms
+on the same capture and looks for every JSON value in the text. A narrow `--width` wraps cells at spaces, never inside a word. The
 `--port` / `--state` filters are checked against the unfiltered JSON, filtered here by hand.
 """
 from __future__ import annotations
