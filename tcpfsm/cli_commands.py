@@ -284,7 +284,10 @@ class FlowSink:
                 self.parquet.close()
         else:
             with _console(self.output, self.width) as con:
-                text.report(an, con, self.max_flows, flows=self.top)
+                if self.fmt == "brief":
+                    text.brief(an, con)
+                else:
+                    text.report(an, con, self.max_flows, flows=self.top)
 
 
 class Progress:

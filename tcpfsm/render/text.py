@@ -201,6 +201,8 @@ def brief(an, console: Console, segments=None) -> None:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
     show(console, ft)
     if an.streamed:
+        console.print(f"[dim]streamed: {an.streamed:,} finished connections were reported and forgotten while "
+                      f"reading (bounded memory); piles and ladders need --no-stream.[/]")
         return
     show(console, piles_table(an, "Per-host piles (most held at once / at the end)"))
     groups = explain_groups(an)
