@@ -245,3 +245,34 @@ def test_it_prints(mixed_report, tmp_path):
     assert data.startswith(b"%PDF-")
     pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
     assert 3 <= pages <= 40, pages
+
+
+def test_host_charts_have_a_real_clock_axis_and_counts_that_match_states():
+    """The x axis is labelled with wall-clock times inside the capture, evenly spaced; the hover values are
+    `tcpfsm states` counts at those instants."""
+    from datetime import datetime
+    an = tcpfsm.analyze(str(MIXED))
+    page = html_report(an)
+    chart = re.search(r'<svg[^>]*data-host="10\.77\.15\.2".*?</svg>', page, re.S).group(0)
+    labels = re.findall(r'text-anchor="middle">(\d\d:\d\d:\d\d(?:\.\d+)?)</text>', chart)
+    day = datetime.fromtimestamp(an.start / 1e9).date()
+    secs = [datetime.combine(day, datetime.strptime(x, "%H:%M:%S").time()).timestamp() for x in labels]
+    assert len(secs) >= 3 and an.start / 1e9 <= secs[0] and secs[-1] <= an.end / 1e9
+    assert len({round(b - a, 6) for a, b in zip(secs, secs[1:])}) == 1
+    tips = re.findall(r"<title>10\.77\.15\.2 at ([\d:.]+): ([^<]*)</title>", chart)
+    peak = max(int(m.group(1)) for _, t in tips for m in re.finditer(r"CLOSE_WAIT (\d+)", t))
+    from tcpfsm.fsm import State
+    assert peak == an.occupancy.peaks()[("10.77.15.2", State.CLOSE_WAIT)][0] == 100
+
+
+def test_many_hosts_busiest_drawn_first(tmp_path):
+    cap = tmp_path / "scaled.pcap"
+    _scaled_capture(cap, 14)
+    an = tcpfsm.analyze(str(cap))
+    page = html_report(an)
+    drawn = re.findall(r'data-host="([^"]+)"', page)
+    held = {}
+    for (h, _), (n, _, _) in an.occupancy.peaks().items():
+        held[h] = max(held.get(h, 0), n)
+    assert len(drawn) == 12 and len(held) == 28
+    assert [held[h] for h in drawn] == sorted(held.values(), reverse=True)[:12]
