@@ -87,15 +87,25 @@ class Analysis:
     def flow(self, flow_id: int) -> Flow:
         return self._by_id[flow_id]
 
+    def find_flow(self, flow_id: int) -> Flow | None:
+        """The flow with this id, or None (a streamed analysis forgot it; an aggregate may still name it)."""
+        return self._by_id.get(flow_id)
+
     def time(self, spec: str | float | int) -> int:
         """A user time (epoch seconds, ISO 8601, HH:MM:SS on the capture's day, or +12.5s) -> ns."""
         return parse_time(spec, self.start)
 
-    def netstat(self, at: str | float | int, host: str | None = None, listening: bool = True) -> Snapshot:
-        """What `netstat -nat` would have listed at `at` (on `host`, or on every host seen)."""
-        return self.netstat_many([at], host, listening)[0]
+    def netstat(self, at: str | float | int, host: str | None = None, listening: bool = True,
+                port: int | None = None, states=None) -> Snapshot:
+        """What `netstat -nat` would have listed at `at` (on `host`, or on every host seen); `port` and
+        `states` filter as in netstat_many."""
+        return self.netstat_many([at], host, listening, port=port, states=states)[0]
 
-    def netstat_many(self, ats: list, host: str | None = None, listening: bool = True) -> list[Snapshot]:
+    def netstat_many(self, ats: list, host: str | None = None, listening: bool = True,
+                     port: int | None = None, states=None) -> list[Snapshot]:
+        """`port`: only sockets with this port at either end (`lsof -i:PORT`); `states`: only these states
+        (`ss state S`), each a State or any spelling `parse_state` knows."""
+        keep = _socket_filter(port, states)
         out = []
         for spec in ats:
             t = spec if isinstance(spec, int) and not isinstance(spec, bool) and spec > 10**15 else self.time(spec)
@@ -104,13 +114,17 @@ class Analysis:
                 for (h, local), since in self.occupancy.listeners.items():
                     if (host is None or h == host) and since <= t <= self.end:
                         rows.append(Socket(h, *listener_row(h, local), State.LISTEN, None))
+            if keep is not None:
+                rows = [r for r in rows if keep(r.local, r.remote, r.state)]
             rows.sort(key=lambda r: (r.host, r.state is not State.LISTEN, r.local, r.remote))
             out.append(Snapshot(t, rows))
         return out
 
-    def states(self, interval: float = 1.0, host: str | None = None) -> list[tuple[int, dict[str, Counter]]]:
+    def states(self, interval: float = 1.0, host: str | None = None, port: int | None = None,
+               states=None) -> list[tuple[int, dict[str, Counter]]]:
         """State counts per host at every `interval` seconds from the capture's start to its end. An interval
-        that is not a positive finite number, or that would give more than MAX_SAMPLES samples, is refused."""
+        that is not a positive finite number, or that would give more than MAX_SAMPLES samples, is refused.
+        `port` and `states` count only the sockets netstat_many's filters would list."""
         import math
 
         if not (isinstance(interval, (int, float)) and math.isfinite(interval) and interval > 0):
@@ -118,7 +132,38 @@ class Analysis:
         if (self.end - self.start) / interval / NS > MAX_SAMPLES:
             raise ValueError(f"interval {interval:g} s gives more than {MAX_SAMPLES:,} samples; use a larger one")
         step = max(int(interval * NS), 1)
-        return self.occupancy.counts(self.start, self.end, step, host)
+        return self.occupancy.counts(self.start, self.end, step, host, keep=_socket_filter(port, states))
+
+    def select(self, host: str | None = None, port: int | None = None, states=None,
+               flow_ids=None) -> list[Flow]:
+        """The flows a filter names: `host` at either end; `port` at either end (with `host`: that host's own
+        port); `states`: either endpoint held one of them at some point (RFC, netstat or ss spelling);
+        `flow_ids`: these flows, in this order (an unknown id is a ValueError)."""
+        flows = self.flows
+        if flow_ids:
+            missing = [i for i in flow_ids if i not in self._by_id]
+            if missing:
+                raise ValueError(f"no flow {missing[0]} (the capture has flows 1..{len(self.flows)})")
+            flows = [self._by_id[i] for i in flow_ids]
+        if host is not None:
+            flows = [f for f in flows if host in (f.client_ip, f.server_ip)]
+        if port is not None:
+            port = check_port(port)
+            if host is None:
+                flows = [f for f in flows if port in (f.client_port, f.server_port)]
+            else:
+                flows = [f for f in flows if (f.client_ip == host and f.client_port == port)
+                         or (f.server_ip == host and f.server_port == port)]
+        if states:
+            want = parse_states(states)
+            flows = [f for f in flows if want & held_states(f)]
+        return flows
+
+    def to_pandas(self, what: str = "flows"):
+        """The flows (one row per connection, the CSV's columns) or the transitions (one row per state
+        change, with its flow's endpoints) as a pandas DataFrame, for notebooks. Needs pandas."""
+        from .render import tabular
+        return tabular.to_pandas(self, what)
 
     def summary(self) -> dict:
         i = self.info
@@ -328,6 +373,64 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     timings["total"] = clock() - t0
     an.timings = timings
     return an
+
+
+def parse_state(spec) -> State:
+    """A state in any spelling people type: RFC 9293 (SYN_RECEIVED, FIN_WAIT_1), netstat (SYN_RECV,
+    FIN_WAIT1, CLOSE), ss (syn-recv, estab, fin-wait-1), any case."""
+    if isinstance(spec, State):
+        return spec
+    key = str(spec).strip().upper().replace("-", "_")
+    if key in _STATE_SPELLINGS:
+        return _STATE_SPELLINGS[key]
+    raise ValueError(f"unknown state {spec!r}: expected one of "
+                     f"{', '.join(s.value for s in State)} (or netstat's / ss's spelling)")
+
+
+def parse_states(specs) -> frozenset[State]:
+    return frozenset(parse_state(s) for s in specs)
+
+
+def check_port(port) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"bad port {port!r}: expected 0..65535")
+    return port
+
+
+def held_states(f: Flow) -> set[State]:
+    """Every state either endpoint of `f` was in (its initial ones and each transition's target)."""
+    out = {f.conn.client.initial, f.conn.server.initial}
+    out.update(t.new for t in f.transitions if not t.retracted)
+    return out
+
+
+def _port_of(addr: str) -> int | None:
+    tail = addr.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+def _socket_filter(port, states):
+    """A predicate (local, remote, state) -> bool for netstat rows and state counts, or None for all."""
+    if port is None and not states:
+        return None
+    if port is not None:
+        port = check_port(port)
+    want = parse_states(states) if states else None
+    return lambda local, remote, state: ((port is None or port in (_port_of(local), _port_of(remote)))
+                                         and (want is None or state in want))
+
+
+def _spellings() -> dict[str, State]:
+    from .fsm import NETSTAT_NAME, SS_NAME
+    out = {}
+    for s in State:
+        for name in (s.value, NETSTAT_NAME[s], SS_NAME[s]):
+            out[name.upper().replace("-", "_")] = s
+    out["CLOSED"] = State.CLOSED
+    return out
+
+
+_STATE_SPELLINGS = _spellings()
 
 
 ENGINES = ("fast", "dpkt", "tshark")
