@@ -35,8 +35,10 @@ SKIP_REASONS = (
     "other_ip_proto",         # any other IP protocol (incl. ESP, IPv6 "no next header")
     "truncated_tcp_header",   # fewer than 20 TCP header bytes captured
     "malformed_tcp",          # data offset < 5 or larger than the IP payload
-    "tunnel_error",           # a recognised encapsulation that is truncated, malformed, an unsupported
-                              # variant (GRE version 1 / routing) or nested more than 4 deep
+    "tunnel_error",           # a recognised encapsulation that is truncated, malformed or an unsupported
+                              # variant (GRE version 1 / routing, more than 16 MPLS labels)
+    "tunnel_too_deep",        # encapsulations nested more than 4 deep (reader._MAX_TUNNEL_DEPTH)
+    "encrypted",              # payload not readable: 802.11 protected frame, MACsec with encryption
 )
 # The same codes as C constants (kept in SKIP_REASONS order; tests check it).
 ST_OK = cython.declare(cython.schar, 0)
@@ -68,8 +70,28 @@ CSUM_UNVERIFIABLE = cython.declare(cython.uchar, 2)
 @cython.inline
 @cython.exceptval(check=False)
 def _tunnel_port(p: cython.uint) -> cython.bint:
-    """UDP ports of the tunnels reader._parse_net unwraps (VXLAN, Geneve, GTP-U, Teredo)."""
-    return p == 4789 or p == 6081 or p == 2152 or p == 3544
+    """UDP ports of the tunnels reader._parse_net unwraps (VXLAN, VXLAN-GPE, Geneve, GTP-U, Teredo)."""
+    return p == 4789 or p == 4790 or p == 6081 or p == 2152 or p == 3544
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _teredo_like(buf: cython.const[cython.uchar][::1], u: cython.Py_ssize_t, n: cython.Py_ssize_t) -> cython.bint:
+    """A UDP payload at u (record bytes up to n) that reader._parse_net may take for Teredo on any port:
+    an origin/authentication indicator (0x0000 / 0x0001), or an IPv6 header whose payload length fills
+    the UDP length exactly. A superset of what _parse_net accepts (it checks the rest)."""
+    ul: cython.Py_ssize_t
+    if n < u + 2:
+        return False
+    if buf[u] == 0:
+        return buf[u + 1] <= 1
+    if buf[u] >> 4 != 6 or n < u + 6:
+        return False
+    ul = (buf[u - 4] << 8) | buf[u - 3]
+    return ul == 8 + 40 + ((buf[u + 4] << 8) | buf[u + 5])
 
 
 @cython.ccall
@@ -240,6 +262,10 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
         elif lt == NO_IFACE:
             st[i] = ST_UNKIF
             continue
+        elif (lt == 10 or lt == 9 or lt == 50 or lt == 51 or lt == 104 or lt == 105 or lt == 127 or lt == 192
+              or lt == 239):                        # other link types (links.SLOW_LINKTYPES): the scalar path
+            st[i] = ST_SLOW
+            continue
         else:
             st[i] = ST_UNSUP
             continue
@@ -272,7 +298,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             if proto != 6:
                 if proto == 17:
                     if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])):
+                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
+                                       or _teredo_like(buf, s + t + 8, s + n)):
                         st[i] = ST_SLOW
                     else:
                         st[i] = ST_UDP
@@ -306,7 +333,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             if proto != 6:
                 if proto == 17:
                     if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])):
+                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
+                                       or _teredo_like(buf, s + t + 8, s + n)):
                         st[i] = ST_SLOW
                     else:
                         st[i] = ST_UDP
@@ -323,8 +351,15 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
         elif et == 0x0806 or et == 0x8035:
             st[i] = ST_ARP
             continue
-        elif et == 0x8847 or et == 0x8848 or et == 0x8864:     # MPLS, PPPoE session: the scalar path unwraps
-            st[i] = ST_SLOW
+        elif (et == 0x8847 or et == 0x8848 or et == 0x8864 or et == 0x8926 or et == 0x8903 or et == 0x893F
+              or et == 0x88E7 or et == 0x88E5 or et == 0x894F or et == 0x6558):
+            st[i] = ST_SLOW                         # MPLS, PPPoE, VN-Tag, FabricPath, E-Tag, PBB, MACsec,
+            continue                                # NSH, bridged Ethernet: the scalar path unwraps
+        elif et <= 1500:                            # 802.3 length: LLC/SNAP goes to the scalar path
+            if n >= l3 + 3 and buf[s + l3] == 0xAA and buf[s + l3 + 1] == 0xAA and buf[s + l3 + 2] == 3:
+                st[i] = ST_SLOW
+            else:
+                st[i] = ST_NONIP
             continue
         else:
             st[i] = ST_NONIP

@@ -90,6 +90,8 @@ import dpkt
 import dpkt.ethernet as d_eth
 import dpkt.ip as d_ip
 import dpkt.ip6 as d_ip6
+import dpkt.llc as d_llc
+import dpkt.radiotap as d_radiotap
 import dpkt.pcap as d_pcap
 import dpkt.pcapng as d_ng
 import dpkt.sll as d_sll
@@ -104,6 +106,7 @@ except ImportError:  # pragma: no cover - dpkt < 1.9.8
 from . import batch as _batch
 from .batch import (COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
+from .links import unsupported_warning
 from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, open_input
 
 __all__ = ["open_capture_dpkt", "DpktCapture", "decode_record"]
@@ -112,7 +115,8 @@ _MAX_RECORD = 1 << 26
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _ETH_NOT_IP = (0x9200, 0x8847, 0x8848)          # types dpkt decodes itself but reader calls non_ip
-_SUPPORTED_LT = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276}
+_SUPPORTED_LT = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 9, 10, 50, 51, 104, 105, 127, 192, 239}
+_PPP_TYPES = {0x21: 0x0800, 0x57: 0x86DD, 0x281: 0x8847, 0x283: 0x8848}
 _IP6_WALK = (0, 43, 60, 44, 51, 135, 139, 140)
 _AF6 = (24, 28, 30)
 _PCAP_MAGICS = {   # big-endian magic value -> (byte order, ns per fraction unit, resolution name)
@@ -184,6 +188,122 @@ def _peel_vlans(et: int, payload: bytes):
     return et, payload
 
 
+def _snap(data: bytes, off: int):
+    """802.2 LLC (dpkt's LLC header: dsap, ssap, ctl) with a SNAP header (OUI, type) at `off` ->
+    (ethertype, payload, offset) or a skip reason. dpkt's LLC calls any dsap = ssap = 0xAA SNAP and
+    decodes the payload eagerly; here the control field must be 3 (UI) and the payload stays bytes."""
+    try:
+        c = d_llc.LLC.__new__(d_llc.LLC)
+        dpkt.Packet.unpack(c, data[off:])
+    except dpkt.NeedData:
+        return "non_ip"
+    if not (c.is_snap and c.ctl == 3):
+        return "non_ip"
+    if len(c.data) < 5:
+        return "truncated_link_header"
+    et = struct.unpack(">H", c.data[3:5])[0]
+    return et, data[off + 8:], off + 8
+
+
+def _ppp(data: bytes, off: int):
+    """PPP: optional 0xff 0x03, then a 1-byte (odd, compressed) or 2-byte protocol."""
+    p = data[off:]
+    if p[:2] == b"\xff\x03":
+        p, off = p[2:], off + 2
+    if not p:
+        return "truncated_link_header"
+    if p[0] & 1:
+        proto, hl = p[0], 1
+    elif len(p) < 2:
+        return "truncated_link_header"
+    else:
+        proto, hl = struct.unpack(">H", p[:2])[0], 2
+    et = _PPP_TYPES.get(proto)
+    return "non_ip" if et is None else (et, data[off + hl:], off + hl)
+
+
+def _wlan(data: bytes, off: int):
+    """802.11 data frame at `off` (frame control: version, type, subtype; flags: to/from DS, protected,
+    order) -> its LLC/SNAP payload; management, control and null-data frames are non_ip."""
+    if len(data) < off + 24:
+        return "truncated_link_header"
+    fc, flags = data[off], data[off + 1]
+    ver, ftype, sub = fc & 3, (fc >> 2) & 3, fc >> 4
+    if ver != 0 or ftype != 2 or sub in (4, 5, 6, 7, 12, 13, 14, 15):
+        return "non_ip"
+    qos = sub >= 8
+    hl = 24 + (6 if flags & 0x03 == 0x03 else 0) + (2 if qos else 0) + (4 if qos and flags & 0x80 else 0)
+    if len(data) < off + hl:
+        return "truncated_link_header"
+    if flags & 0x40:
+        return "encrypted"
+    return _snap(data, off + hl)
+
+
+def _other_link(data: bytes, lt: int, off: int):
+    n = len(data)
+    if lt == 10:                                    # FDDI: fc, da, sa
+        return "truncated_link_header" if n < off + 13 else _snap(data, off + 13)
+    if lt == 105:
+        return _wlan(data, off)
+    if lt == 127:
+        rt = d_radiotap.Radiotap.__new__(d_radiotap.Radiotap)     # the fixed header only: version, pad,
+        try:                                                       # length (little-endian); dpkt's full
+            dpkt.Packet.unpack(rt, data[off:])                     # unpack decodes every present field
+        except dpkt.NeedData:
+            return "truncated_link_header"
+        if rt.version != 0:
+            return "non_ip"
+        rl = rt.length
+        if rl < 8 or n < off + rl:
+            return "truncated_link_header"
+        return _wlan(data, off + rl)
+    if lt == 192:                                   # PPI: version, flags, length (LE), dlt (LE)
+        if n < off + 8:
+            return "truncated_link_header"
+        ver, _fl, pl, dlt = struct.unpack_from("<BBHI", data, off)
+        if ver != 0:
+            return "non_ip"
+        if pl < 8 or n < off + pl:
+            return "truncated_link_header"
+        if dlt == 1:
+            if n < off + pl + 14:
+                return "truncated_link_header"
+            r = _peel_vlans(struct.unpack_from(">H", data, off + pl + 12)[0], data[off + pl + 14:])
+            return r if type(r) is str else (r[0], r[1], n - len(r[1]))
+        return "non_ip" if dlt == 192 else _other_link(data, dlt, off + pl)
+    if lt == 239:                                   # NFLOG: family, version, res id; TLVs (host order)
+        if n < off + 4:
+            return "truncated_link_header"
+        et = {2: 0x0800, 10: 0x86DD}.get(data[off])
+        if et is None:
+            return "non_ip"
+        o = off + 4
+        while o + 4 <= n:
+            tl, tt = struct.unpack_from("<HH", data, o)
+            if tl < 4 or o + tl > n:
+                tl, tt = struct.unpack_from(">HH", data, o)
+                if tl < 4 or o + tl > n:
+                    break
+            if tt & 0x7FFF == 9:                    # NFULA_PAYLOAD
+                return et, data[o + 4:], o + 4
+            o += (tl + 3) // 4 * 4
+        return "truncated_link_header"
+    if lt == 9 or lt == 50 and not (n > off and data[off] in (0x0F, 0x8F)):
+        return _ppp(data, off)
+    if lt == 51:                                    # PPPoE session header without Ethernet
+        if n < off + 6:
+            return "truncated_link_header"
+        if data[off] != 0x11 or data[off + 1] != 0:
+            return "non_ip"
+        return _ppp(data, off + 6)
+    if lt == 104 or lt == 50:                       # Cisco HDLC: address, control, ethertype
+        if n < off + 4:
+            return "truncated_link_header"
+        return struct.unpack_from(">H", data, off + 2)[0], data[off + 4:], off + 4
+    return "unsupported_linktype"
+
+
 def _link(data: bytes, lt: int):
     """-> (ethertype, l3 bytes, l3 offset) or a skip reason."""
     n = len(data)
@@ -191,7 +311,9 @@ def _link(data: bytes, lt: int):
         if n < 14:
             return "truncated_link_header"
         et0 = (data[12] << 8) | data[13]
-        if et0 <= 1500 or et0 in _ETH_NOT_IP:
+        if et0 <= 1500:                             # 802.3 length: LLC/SNAP
+            return _snap(data, 14)
+        if et0 in _ETH_NOT_IP:
             return "non_ip"
         try:
             e = _Eth(data)
@@ -234,6 +356,8 @@ def _link(data: bytes, lt: int):
         if any(f in _AF6 for f in fams):
             return 0x86DD, data[4:], 4
         return "non_ip"
+    elif lt in _SUPPORTED_LT:
+        return _other_link(data, lt, 0)
     else:
         return "unsupported_linktype"
     r = _peel_vlans(et, payload)
@@ -374,6 +498,11 @@ def decode_record(data: bytes, lt: int, orig: int):
     if type(r) is str:
         return r
     et, payload, l3 = r
+    while et <= 1500:                               # an 802.3 length (after VLAN tags, in SNAP): LLC/SNAP
+        r = _snap(data, l3)
+        if type(r) is str:
+            return r
+        et, payload, l3 = r
     if et == 0x0800:
         return _ipv4(payload, l3, orig)
     if et == 0x86DD:
@@ -502,7 +631,7 @@ class DpktCapture:
         self._pkthdr = d_pcap.MAGIC_TO_PKT_HDR[magic]
         self._order, self._mult, self._lt = order, mult, lt
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"unsupported link type {lt}; all records skipped")
+            self.info.warnings.append(unsupported_warning(lt))
         self._records = self._pcap_records()
 
     def _open_pcapng(self, name: str) -> None:
@@ -575,8 +704,7 @@ class DpktCapture:
         self.info.linktypes.append(lt)
         self.info.ts_resolution.append(_tsres_name(pow2, k))
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"interface {len(self._ifaces) - 1}: unsupported link type {lt}; "
-                                      "its records are skipped")
+            self.info.warnings.append(unsupported_warning(lt, len(self._ifaces) - 1))
 
     def _pcapng_records(self):
         rd = self._in.read

@@ -61,6 +61,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._kernels import load as load_kernel
+from . import links as _links
 from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
 
@@ -82,12 +83,15 @@ _ETH_LT = {1: (14, 12), 113: (16, 14), 276: (20, 0)}   # linktype -> (header len
 _RAW_LT = (101, 12, 14)
 _NULL_LT, _LOOP_LT = 0, 108
 _IPV4_LT, _IPV6_LT = 228, 229
-_SUPPORTED_LT = set(_ETH_LT) | set(_RAW_LT) | {_NULL_LT, _LOOP_LT, _IPV4_LT, _IPV6_LT}
+_SUPPORTED_LT = set(_ETH_LT) | set(_RAW_LT) | {_NULL_LT, _LOOP_LT, _IPV4_LT, _IPV6_LT} | _links.SLOW_LINKTYPES
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _AF6 = (24, 28, 30)
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _V6_EXT = frozenset((0, 43, 60, 44, 51, 135, 139, 140))
-_TUNNEL_UDP = {4789: "vxlan", 6081: "geneve", 2152: "gtpu", 3544: "teredo"}
+_TUNNEL_UDP = {4789: "vxlan", 4790: "vxlan-gpe", 6081: "geneve", 2152: "gtpu", 3544: "teredo"}
+# Ethertypes of the 802.1/Cisco tags and headers unwrapped by _parse_net (besides VLAN tags, MPLS, PPPoE)
+_ET_VNTAG, _ET_FABRICPATH, _ET_ETAG, _ET_PBB, _ET_MACSEC, _ET_NSH = 0x8926, 0x8903, 0x893F, 0x88E7, 0x88E5, 0x894F
+_NSH_NEXT = {1: 0x0800, 2: 0x86DD, 3: 0x6558, 4: _ET_NSH, 5: 0x8847}   # NSH / VXLAN-GPE next protocol
 _MAX_TUNNEL_DEPTH = 4
 _MAX_TUNNELS = 65535      # the tunnel column is uint16; later new descriptions share the last entry
 _NO_IFACE = -1           # pseudo link type for pcapng blocks with an unknown interface id
@@ -148,6 +152,8 @@ def _link(data, lt: int):
         return "non_ip"
     if lt == _NO_IFACE:
         return "unknown_interface"
+    if lt in _links.SLOW_LINKTYPES:
+        return _links.link_other(data, lt)
     return "unsupported_linktype"
 
 
@@ -253,13 +259,33 @@ def _udp_tunnel(data, t: int, port: int, src: str, dst: str, sport: int, dport: 
         if type(e) is str:
             return e
         return f"gtpu {ep} teid {teid}", i, e, False
-    # teredo: optional authentication and origin indication headers, then IPv6
-    i = o
+    if kind == "vxlan-gpe":                 # flags (version 0), reserved, next protocol, VNI, reserved
+        if n < o + 8 or data[o] & 0x30:
+            return None
+        vni = int.from_bytes(data[o + 4:o + 7], "big")
+        e = _NSH_NEXT.get(data[o + 3])
+        if e is None:
+            return "non_ip"
+        d = f"vxlan-gpe {ep} vni {vni}"
+        return (d, o + 8, 0, True) if e == 0x6558 else (d, o + 8, e, False)
+    return _teredo(data, t, ep, False)
+
+
+def _teredo(data, t: int, ep: str, any_port: bool):
+    """The UDP payload at t + 8 as Teredo (RFC 4380, 5.1.1): an optional authentication indicator
+    (0x0001, id length, auth length, id, auth value, 8-byte nonce, confirmation byte), an optional
+    origin indication (0x0000, port, address: 8 bytes), then IPv6 -> (desc, inner offset, 0x86DD,
+    False) or None. On a port other than 3544 (`any_port`) the IPv6 header must also be complete and
+    its payload length fill the UDP length exactly (the rule of Zeek's and Suricata's detection)."""
+    n = len(data)
+    i = t + 8
     if n >= i + 4 and data[i] == 0 and data[i + 1] == 1:
         i += 4 + data[i + 2] + data[i + 3] + 9
     if n >= i + 8 and data[i] == 0 and data[i + 1] == 0:
         i += 8
     if n <= i or data[i] >> 4 != 6:
+        return None
+    if any_port and (n < i + 40 or _u16(data, t + 4)[0] != i - t + 40 + _u16(data, i + 4)[0]):
         return None
     return f"teredo {ep}", i, 0x86DD, False
 
@@ -278,7 +304,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
     tun: list[str] = []
     while True:
         if len(tun) > _MAX_TUNNEL_DEPTH:
-            return "tunnel_error"
+            return "tunnel_too_deep"
         first_frag = False
         if et == 0x0800:
             if n < l3 + 20:
@@ -364,6 +390,74 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                 return e
             l3, et, eth = o, e, None
             continue
+        elif et <= 1500:                      # 802.3 length field: LLC/SNAP (RFC 1042) carries the type
+            r = _links.llc_snap(data, l3)
+            if type(r) is str:
+                return r
+            l3, et = r
+            continue
+        elif et == _ET_VNTAG or et == _ET_ETAG:   # VN-Tag (4 bytes), 802.1BR E-Tag (6): tags, like VLAN's
+            o = l3 + (4 if et == _ET_VNTAG else 6)
+            if n < o + 2:
+                return "truncated_link_header"
+            l3, et = o + 2, _u16(data, o)[0]
+            continue
+        elif et == _ET_MACSEC:                # 802.1AE SecTAG: TCI/AN, SL, PN (+ SCI when TCI.SC)
+            if n < l3 + 6:
+                return "truncated_link_header"
+            tci = data[l3]
+            if tci & 0x0C:                    # E (encrypted) or C (changed text): no ethertype to read
+                return "encrypted"
+            o = l3 + (14 if tci & 0x20 else 6)
+            if n < o + 2:
+                return "truncated_link_header"
+            l3, et = o + 2, _u16(data, o)[0]
+            continue
+        elif et == _ET_PBB or et == _ET_FABRICPATH:   # MAC-in-MAC: 802.1ah I-TAG / Cisco FabricPath tag
+            if et == _ET_PBB:                 # I-TAG: PCP, DEI, UCA, reserved, 24-bit I-SID
+                if n < l3 + 4:
+                    return "tunnel_error"
+                tun.append(f"pbb{_macs(data, eth)} isid {int.from_bytes(data[l3 + 1:l3 + 4], 'big')}")
+                o = l3 + 4
+            else:                             # FTag (10 bits), TTL (6); the outer addresses are switch ids
+                if n < l3 + 2:
+                    return "tunnel_error"
+                tun.append(f"fabricpath{_macs(data, eth)} ftag {_u16(data, l3)[0] >> 6}")
+                o = l3 + 2
+            r = _eth(data, o)
+            if type(r) is str:
+                return r
+            eth = o
+            l3, et = r
+            continue
+        elif et == _ET_NSH:                   # Network Service Header (RFC 8300)
+            if n < l3 + 8 or data[l3] >> 6:
+                return "tunnel_error"
+            hl = (data[l3 + 1] & 0x3F) * 4
+            nxt = _NSH_NEXT.get(data[l3 + 3])
+            if hl < 8 or n < l3 + hl:
+                return "tunnel_error"
+            spi = int.from_bytes(data[l3 + 4:l3 + 7], "big")
+            tun.append(f"nsh{_macs(data, eth)} spi {spi} si {data[l3 + 7]}")
+            if nxt is None:
+                return "non_ip"
+            o = l3 + hl
+            if nxt == 0x6558:
+                r = _eth(data, o)
+                if type(r) is str:
+                    return r
+                eth = o
+                l3, et = r
+            else:
+                l3, et, eth = o, nxt, None
+            continue
+        elif et == 0x6558:                    # transparent Ethernet bridging (GRE / NSH payloads)
+            r = _eth(data, l3)
+            if type(r) is str:
+                return r
+            eth = l3
+            l3, et = r
+            continue
         elif et == 0x8864:                    # PPPoE session stage
             if n < l3 + 8 or data[l3] != 0x11 or data[l3 + 1] != 0:
                 return "tunnel_error"
@@ -387,8 +481,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
         if proto == 6:
             break
         # ---- an encapsulation inside IP?
-        if proto in (4, 41, 47) or proto == 17 and n >= t + 8 and (
-                _u16(data, t)[0] in _TUNNEL_UDP or _u16(data, t + 2)[0] in _TUNNEL_UDP):
+        if proto in (4, 41, 47) or proto == 17 and n >= t + 8:
             s_txt = _ip4s(src[12:]) if fam == 4 else _ip6s(src)
             d_txt = _ip4s(dst[12:]) if fam == 4 else _ip6s(dst)
             ep = f"{s_txt}->{d_txt}"
@@ -400,6 +493,8 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                         r = _udp_tunnel(data, t, port, s_txt, d_txt, sp, dp)
                         if r is not None:
                             break
+                if r is None:                 # Teredo on any port (the kernel's _teredo_like, checked)
+                    r = _teredo(data, t, f"{_hp(s_txt, sp)}->{_hp(d_txt, dp)}", True)
                 if r is None:
                     return "udp"
                 if first_frag:
@@ -801,7 +896,7 @@ class Capture:
         self._order, self._mult, self._lt = order, mult, lt
         self._pos = 24
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"unsupported link type {lt}; all records skipped")
+            self.info.warnings.append(_links.unsupported_warning(lt))
 
     def _open_pcapng(self, name: str) -> None:
         self.info.format = "pcapng"
@@ -856,7 +951,7 @@ class Capture:
         self.info.linktypes.append(lt)
         self.info.ts_resolution.append(_tsres_name(pow2, k))
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"interface {len(self._ifaces) - 1}: unsupported link type {lt}; its records are skipped")
+            self.info.warnings.append(_links.unsupported_warning(lt, len(self._ifaces) - 1))
 
     def _walk_pcapng(self, pos: int, limit: int):
         """Walk blocks from pos and collect up to `limit` packet blocks.

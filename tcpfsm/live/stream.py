@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..capture import reader as _rd
 from ..capture import batch as _bt
+from ..capture import links as _links
 from ..capture.batch import Batch, CaptureError, CaptureInfo
 
 try:                                   # the reader's tunnel table (newer reader): pass it when supported
@@ -179,7 +180,7 @@ class StreamDecoder(FrameDecoder):
                 self.info.linktypes.append(self._lt)
                 self.info.ts_resolution.append(res)
             if self._lt not in _rd._SUPPORTED_LT:
-                self.info.warnings.append(f"unsupported link type {self._lt}; all records skipped")
+                self.info.warnings.append(_links.unsupported_warning(self._lt))
             self._take(24)
             self._fmt = "pcap"
             return True
