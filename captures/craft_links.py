@@ -336,9 +336,107 @@ def write_links() -> None:
         bytes.fromhex("0180c2000000") + MAC[True][0] + struct.pack(">H", 38) + b"\x42\x42\x03" + bytes(35)]))
 
 
+def ether_b(c2s, et: int, payload: bytes) -> bytes:
+    src, dst = MAC[c2s]
+    return dst + src + struct.pack(">H", et) + payload
+
+
+def ip_et(raw: bytes) -> bytes:
+    return b"\x86\xdd" if raw[0] >> 4 == 6 else b"\x08\x00"
+
+
+def vntag(c2s, raw):            # VN-Tag: d/p bit, dst vif, loop, src vif (4 bytes), then the ethertype
+    return ether_b(c2s, 0x8926, struct.pack(">HH", 0x8000 | 12, 7 if c2s else 9) + ip_et(raw) + raw)
+
+
+def etag(c2s, raw):             # 802.1BR E-Tag: 6 bytes (E-PCP/DEI, ingress E-CID, GRP/E-CID, ...)
+    return ether_b(c2s, 0x893F, struct.pack(">HHH", 0, 0x0123 if c2s else 0x0456, 0) + ip_et(raw) + raw)
+
+
+def pbb(c2s, raw):              # 802.1ah: B-TAG (88a8) + I-TAG (88e7, I-SID) + the customer frame
+    csrc, cdst = MAC[c2s]
+    inner = cdst + csrc + ip_et(raw) + raw
+    btag = struct.pack(">HH", 100, 0x88E7)
+    itag = struct.pack(">I", 0x00ABCDEF if c2s else 0x00ABCDEF)
+    return ether_b(c2s, 0x88A8, btag + itag + inner)
+
+
+def fabricpath(c2s, raw):       # outer switch-id addresses, 0x8903, FTag/TTL, the classical frame
+    csrc, cdst = MAC[c2s]
+    outer_dst, outer_src = bytes.fromhex("020a00010000"), bytes.fromhex("020b00020000")
+    if not c2s:
+        outer_dst, outer_src = outer_src, outer_dst
+    return outer_dst + outer_src + b"\x89\x03" + struct.pack(">H", (1 << 6) | 32) + cdst + csrc + ip_et(raw) + raw
+
+
+def macsec(c2s, raw, encrypted=False):   # SecTAG: TCI/AN, SL, PN, SCI (when TCI.SC); ICV after the data
+    tci = 0x20 | (0x0C if encrypted else 0)
+    sci = MAC[c2s][0] + b"\x00\x01"
+    body = ip_et(raw) + raw if not encrypted else bytes(len(raw) + 2)
+    return ether_b(c2s, 0x88E5, bytes([tci, 0]) + struct.pack(">I", 1) + sci + body + bytes(16))
+
+
+def nsh_hdr(nxt: int, spi: int = 42, si: int = 255) -> bytes:   # MD type 2, no metadata: length 2 words
+    return bytes([0x00, 0x02, 0x02, nxt]) + struct.pack(">I", (spi << 8) | si)
+
+
+def nsh(c2s, raw):
+    """Client->server: NSH on Ethernet (0x894f) carrying IPv4; server->client: NSH carrying Ethernet
+    inside VXLAN-GPE (UDP 4790) between two VTEPs."""
+    if c2s:
+        return ether_b(c2s, 0x894F, nsh_hdr(1) + raw)
+    csrc, cdst = MAC[c2s]
+    gpe = bytes([0x0C, 0, 0, 4]) + struct.pack(">I", 5000 << 8)
+    outer = IP(src="192.0.2.1", dst="192.0.2.2", id=1) / UDP(sport=54321, dport=4790) / Raw(
+        gpe + nsh_hdr(3, spi=43) + cdst + csrc + ip_et(raw) + raw)
+    return ether_b(c2s, 0x0800, bytes(outer))
+
+
+def teredo(c2s, raw):
+    """IPv6 in UDP between a Teredo client (port 50123) and a relay (port 3545: not 3544), with an
+    authentication indicator on the first client packet and an origin indication on every relay one."""
+    ind = b""
+    if c2s and raw[40 + 13] & 0x02:                          # the client's SYN
+        ind = b"\x00\x01\x00\x00" + bytes(8) + b"\x00"      # auth: no id, no value, nonce, confirmation
+    elif not c2s:
+        ind = b"\x00\x00" + struct.pack(">H", 50123 ^ 0xFFFF) + bytes(a ^ 0xFF for a in (198, 51, 100, 7))
+    a, b = ("198.51.100.7", "203.0.113.9") if c2s else ("203.0.113.9", "198.51.100.7")
+    sp, dp = (50123, 3545) if c2s else (3545, 50123)
+    return ether_b(c2s, 0x0800, bytes(IP(src=a, dst=b, id=2) / UDP(sport=sp, dport=dp) / Raw(ind + raw)))
+
+
+def write_encaps() -> None:
+    """The encapsulations of issue 10, one capture each in captures/encaps/ (not decoded by the dpkt engine)."""
+    os.makedirs(ENCAPS, exist_ok=True)
+
+    def w(name, frames):
+        global OUT
+        keep, OUT = OUT, ENCAPS
+        try:
+            write_pcap(name, 1, frames)
+        finally:
+            OUT = keep
+    w("vntag.pcap", framed(vntag))
+    w("etag.pcap", framed(etag, v6=True))
+    w("pbb.pcap", framed(pbb))
+    w("fabricpath.pcap", framed(fabricpath))
+    w("macsec.pcap", framed(macsec, noise=[macsec(True, bytes(exchange()[3][1]), encrypted=True)]))
+    w("nsh.pcap", framed(nsh, noise=[ether_b(True, 0x894F, nsh_hdr(0x99) + bytes(20))]))   # unknown next: non_ip
+    dns = IP(src="198.51.100.7", dst="203.0.113.9") / UDP(sport=50123, dport=53) / Raw(b"\x60\x01" + bytes(30))
+    w("teredo_anyport.pcap", framed(teredo, v6=True, noise=[ether_b(True, 0x0800, bytes(dns))]))
+    # depth limit: the exchange in GRE nested 5 deep once (tunnel_too_deep), 4 deep otherwise
+    def gre_nest(c2s, raw, depth=4):
+        p = raw
+        for _ in range(depth):
+            p = bytes(IP(src="192.0.2.1", dst="192.0.2.2", proto=47, id=3) / Raw(b"\x00\x00" + ip_et(p) + p))
+        return ether_b(c2s, 0x0800, p)
+    w("depth_limit.pcap", framed(gre_nest, noise=[gre_nest(True, bytes(exchange()[0][1]), 5)]))
+
+
 def main() -> None:
     os.makedirs(OUT, exist_ok=True)
     write_links()
+    write_encaps()
     E = Ether(src=MAC_C, dst=MAC_S)
 
     def vlan(c2s, p):

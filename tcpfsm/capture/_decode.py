@@ -291,8 +291,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             if tot < ihl:
                 st[i] = ST_BADIP
                 continue
-            if fo & 0x1FFF:
-                st[i] = ST_FRAG
+            if fo & 0x1FFF:                         # a later fragment: reassembled if TCP (scalar path)
+                st[i] = ST_SLOW if proto == 6 else ST_FRAG
                 continue
             t = l3 + ihl
             if proto != 6:
@@ -310,7 +310,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
                 else:
                     st[i] = ST_OTHER
                 continue
-            if fo & 0x2000:                         # first fragment (MF): used without reassembly, counted
+            if fo & 0x2000:                         # first fragment (MF): reassembled (scalar path)
                 st[i] = ST_SLOW
                 continue
             fam = 4

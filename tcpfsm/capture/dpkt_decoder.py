@@ -106,8 +106,9 @@ except ImportError:  # pragma: no cover - dpkt < 1.9.8
 from . import batch as _batch
 from .batch import (COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
+from .ipfrag import Reassembler
 from .links import unsupported_warning
-from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, open_input
+from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, fragment_notes, open_input
 
 __all__ = ["open_capture_dpkt", "DpktCapture", "decode_record"]
 
@@ -406,7 +407,7 @@ def _tcp_row(tcp, captured_after_t: int, tcplen: int):
             mss, ws, sok, hts, tsv, tse)
 
 
-def _ipv4(p: bytes, l3: int, orig: int):
+def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     try:
         ip = _IP(p)
     except dpkt.NeedData:
@@ -421,6 +422,17 @@ def _ipv4(p: bytes, l3: int, orig: int):
     tot = ip.len or orig - l3           # 0: TSO, length left to the NIC
     if tot < ihl:
         return "malformed_ip"
+    if (ip.mf or ip.offset) and ip.p == 6:         # a fragment of a TCP datagram: to the store
+        if len(p) < tot or frags is None:
+            return "ip_fragment"
+        whole = frags.add((ip.src + ip.dst, ip.id), ip.offset * 8, bool(ip.mf), p[ihl:tot], p[:ihl])
+        if whole is None:
+            return "ip_fragment"
+        h, pay = whole
+        tot = len(h) + len(pay)
+        if tot > 0xFFFF:
+            return "malformed_ip"
+        return _ipv4(h[:2] + struct.pack(">H", tot) + h[4:6] + b"\0\0" + h[8:] + pay, 0, tot)
     if ip.offset:
         return "ip_fragment"
     if ip.p != 6:
@@ -446,7 +458,7 @@ def _csum(pseudo: bytes, p: bytes, t: int, tcplen: int, first_frag) -> int:
     return CSUM_GOOD if s % 0xFFFF == 0 else CSUM_BAD
 
 
-def _ipv6(p: bytes, l3: int, orig: int):
+def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     n = len(p)
     try:
         ip6 = (_IP6 if n > 6 and p[6] == 6 else _IP6Hdr)(p)
@@ -460,7 +472,7 @@ def _ipv6(p: bytes, l3: int, orig: int):
     if ip6.nxt == 6:
         t, tcp = 40, ip6.data
     else:
-        nxt, t = ip6.nxt, 40
+        nxt, t, nh_at = ip6.nxt, 40, 6
         while nxt != 6:
             if nxt not in _IP6_WALK:
                 return "udp" if nxt == 17 else "icmpv6" if nxt == 58 else "other_ip_proto"
@@ -468,6 +480,22 @@ def _ipv6(p: bytes, l3: int, orig: int):
                 return "truncated_ip_header"
             if nxt == 44:
                 fh = d_ip6.IP6FragmentHeader(p[t:t + 8])
+                if fh.nxt == 6 and (fh.frag_off or fh.m_flag):     # a fragment of a TCP datagram
+                    if n < 40 + pl or 40 + pl < t + 8 or frags is None:
+                        return "ip_fragment"
+                    hdr = bytearray(p[:t])
+                    hdr[nh_at] = 6
+                    whole = frags.add((ip6.src + ip6.dst, fh.id), fh.frag_off * 8, bool(fh.m_flag),
+                                      p[t + 8:40 + pl], bytes(hdr))
+                    if whole is None:
+                        return "ip_fragment"
+                    h, pay = whole
+                    if len(h) - 40 + len(pay) > 0xFFFF:
+                        return "malformed_ip"
+                    pkt = h[:4] + struct.pack(">H", len(h) - 40 + len(pay)) + h[6:] + pay
+                    return _ipv6(pkt, 0, len(pkt))
+            nh_at = t
+            if nxt == 44:
                 if fh.frag_off:
                     return "ip_fragment"
                 first_frag = bool(fh.m_flag)
@@ -491,7 +519,7 @@ def _ipv6(p: bytes, l3: int, orig: int):
     return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, cs)
 
 
-def decode_record(data: bytes, lt: int, orig: int):
+def decode_record(data: bytes, lt: int, orig: int, frags: Reassembler | None = None):
     """One record -> skip reason (str) or (family, src16, dst16, sport, dport, flags, seq, ack,
     win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, csum)."""
     r = _link(data, lt)
@@ -504,9 +532,9 @@ def decode_record(data: bytes, lt: int, orig: int):
             return r
         et, payload, l3 = r
     if et == 0x0800:
-        return _ipv4(payload, l3, orig)
+        return _ipv4(payload, l3, orig, frags)
     if et == 0x86DD:
-        return _ipv6(payload, l3, orig)
+        return _ipv6(payload, l3, orig, frags)
     if et == 0x0806 or et == 0x8035:
         return "arp"
     return "non_ip"
@@ -811,6 +839,7 @@ class DpktCapture:
         pending = self._pending
         self._pending = None
         records = self._records
+        frags = Reassembler()                         # fragments of TCP datagrams (reader.py's store rules)
         while True:
             rec = pending if pending is not None else next(records)
             pending = None
@@ -822,7 +851,7 @@ class DpktCapture:
             if info.first_ts is None:
                 info.first_ts = ts
             info.last_ts = ts
-            r = "unknown_interface" if lt is None else decode_record(data, lt, orig)
+            r = "unknown_interface" if lt is None else decode_record(data, lt, orig, frags)
             if type(r) is str:
                 skipped[r] += 1
                 continue
@@ -849,6 +878,7 @@ class DpktCapture:
         if self.notes["ip_fragment_first_used"]:
             info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
                                  "reassembly (their plen covers the first fragment only)")
+        fragment_notes(frags, self.notes, info.warnings)
 
     def _flush(self, rows: list[tuple]) -> Batch:
         cols = list(zip(*rows))

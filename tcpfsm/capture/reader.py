@@ -55,13 +55,15 @@ import struct
 import sys
 import zlib
 from collections import Counter
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._kernels import load as load_kernel
 from . import links as _links
+from . import ipfrag
+from .ipfrag import Reassembler
 from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
 
@@ -322,6 +324,12 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                 tot = orig - l3
             if tot < ihl:
                 return "malformed_ip"
+            if fo & 0x3FFF and proto == 6:    # a fragment of a TCP datagram: reassembled by _decode
+                if n < l3 + tot:
+                    return "ip_fragment"      # (cut by the snaplen: cannot be reassembled)
+                return _Frag((4, bytes(data[l3 + 12:l3 + 20]), _u16(data, l3 + 4)[0], tuple(tun)),
+                             (fo & 0x1FFF) * 8, bool(fo & 0x2000), bytes(data[l3 + ihl:l3 + tot]),
+                             bytes(data[l3:l3 + ihl]), tun)
             if fo & 0x1FFF:
                 return "ip_fragment"
             first_frag = bool(fo & 0x2000)
@@ -345,9 +353,20 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             dst = bytes(data[l3 + 24:l3 + 40])
             t = l3 + 40
             tcplen = pl
+            nh_at = l3 + 6                    # the byte that holds `proto`
             while proto in _V6_EXT:           # extension headers we can walk
                 if n < t + 8:
                     return "truncated_ip_header"
+                if proto == 44 and data[t] == 6 and _u16(data, t + 2)[0] & 0xFFF9:   # TCP fragment
+                    end = l3 + 40 + pl
+                    if n < end or end < t + 8:
+                        return "ip_fragment"
+                    fo = _u16(data, t + 2)[0]
+                    hdr = bytearray(data[l3:t])
+                    hdr[nh_at - l3] = 6
+                    return _Frag((6, src + dst, struct.unpack_from("!I", data, t + 4)[0], tuple(tun)),
+                                 fo & 0xFFF8, bool(fo & 1), bytes(data[t + 8:end]), bytes(hdr), tun)
+                nh_at = t
                 if proto == 44:
                     fo = _u16(data, t + 2)[0]
                     if fo & 0xFFF8:
@@ -606,6 +625,52 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs)
 
 
+def fragment_notes(frags: Reassembler, notes: Counter, warnings: list) -> None:
+    """At the end of a capture, as notes: datagrams reassembled, and fragments of TCP datagrams never used
+    (a piece missing, or dropped by the store's memory bound). Each fragment record is already counted as
+    an "ip_fragment" skip (the row is the completing record's), so no warning line is added; one is
+    only when the memory bound dropped fragments."""
+    if frags.reassembled:
+        notes["ip_datagrams_reassembled"] = frags.reassembled
+    held = frags.held()
+    if held:
+        notes["ip_fragments_unreassembled"] = held
+    if frags.evicted:
+        warnings.append(f"{frags.evicted} IP fragment(s) dropped: more than {ipfrag.MAX_DATAGRAMS} datagrams "
+                        f"or {ipfrag.MAX_BYTES >> 20} MiB waiting for their other fragments")
+
+
+class _Frag(NamedTuple):
+    """_parse_net's answer for a fragment of a TCP datagram (IPv4, or IPv6 with TCP right after the
+    fragment header): what ipfrag.Reassembler.add takes, and the encapsulations around it."""
+    key: tuple
+    offset: int
+    more: bool
+    payload: bytes
+    header: bytes                     # IPv4 header / IPv6 header + extension headers before the fragment one
+    tun: list
+
+
+def _reassembled(f: _Frag, header: bytes, payload: bytes):
+    """The datagram rebuilt from its fragments (header of the first, lengths set, IPv4 offset/MF cleared)
+    and decoded as a whole packet: a row tuple (its tunnel text after the fragments' own) or a skip reason."""
+    if f.key[0] == 4:
+        tot = len(header) + len(payload)
+        if tot > 0xFFFF:
+            return "malformed_ip"
+        pkt = header[:2] + struct.pack("!H", tot) + header[4:6] + b"\0\0" + header[8:] + payload
+        r = _parse_net(pkt, 0, 0x0800, tot, None)
+    else:
+        pl = len(header) - 40 + len(payload)
+        if pl > 0xFFFF:
+            return "malformed_ip"
+        pkt = header[:4] + struct.pack("!H", pl) + header[6:] + payload
+        r = _parse_net(pkt, 0, 0x86DD, len(pkt), None)
+    if type(r) is not tuple or not f.tun:
+        return r
+    return r[:18] + (" / ".join(f.tun + ([r[18]] if r[18] else [])),) + r[19:]
+
+
 def _csum_ok(data, t: int, tcplen: int, src: bytes, dst: bytes) -> bool:
     """The TCP checksum of the segment data[t:t + tcplen] (fully captured) with the pseudo-header of
     `src`/`dst` (16 bytes; IPv4 as ::ffff:a.b.c.d, whose 0xffff word is 0 modulo 0xffff) verifies.
@@ -635,7 +700,7 @@ _KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack",
                 "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum")
 
 
-def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
+def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=None):
     """Decode one group. Returns (rows, cols, st, slow_reasons, first_frags):
     rows = record positions (within the group) that produced TCP segments, cols = their
     column arrays (without index/ts/iface, in their batch dtypes), st = per-record status codes
@@ -645,6 +710,8 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
     (a uint8 view of it) is not needed any more and kept for callers."""
     if tunnels is None:
         tunnels = {"": 0}
+    if frags is None:                 # (a caller without a capture-wide store: fragments within this group)
+        frags = Reassembler()
     n = len(doffs)
     doffs = np.ascontiguousarray(doffs, np.int64)
     caps = np.ascontiguousarray(caps, np.int64)
@@ -674,6 +741,9 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
         for i in slow.tolist():
             s = int(doffs[i])
             r = _parse_one(mv[s:s + int(caps[i])], int(lt_arr[i]), int(origs[i]))
+            if type(r) is _Frag:          # held until its datagram is complete, then decoded whole here
+                whole = frags.add(r.key, r.offset, r.more, r.payload, r.header)
+                r = "ip_fragment" if whole is None else _reassembled(r, *whole)
             if type(r) is str:
                 slow_reasons[r] += 1
             else:
@@ -806,6 +876,7 @@ class Capture:
         self._consumed = False
         self._tunnels = {"": 0}              # tunnel description -> number (the `tunnel` column)
         self._tunnels_full = False
+        self._frags = Reassembler()           # fragments of TCP datagrams, across groups
         try:
             self._open(path)
         except CaptureError:
@@ -1132,7 +1203,7 @@ class Capture:
                 info.last_ts = int(ts[-1])
                 info.records += n
                 rows, cols, st, slow_reasons, ff = _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts,
-                                                           self._tunnels)
+                                                           self._tunnels, self._frags)
                 if len(self._tunnels) > len(info.tunnels):
                     info.tunnels[:] = sorted(self._tunnels, key=self._tunnels.__getitem__)[:_MAX_TUNNELS + 1]
                     if len(self._tunnels) > _MAX_TUNNELS + 1 and not self._tunnels_full:
@@ -1190,6 +1261,7 @@ class Capture:
         if self.notes["ip_fragment_first_used"]:
             info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
                                  "reassembly (their plen covers the first fragment only)")
+        fragment_notes(self._frags, self.notes, info.warnings)
 
     _consumed_before = 0
 

@@ -35,6 +35,7 @@ class FrameDecoder:
         self.info = info or CaptureInfo(path=name)
         self.notes: Counter = Counter()
         self._tunnels = {"": 0}
+        self._frags = _rd.Reassembler()        # IP fragments of TCP datagrams, across batches
 
     def _emit(self, region: bytes, doffs, caps, origs, ts, ifaces, lt_rows, lts) -> Batch | None:
         info = self.info
@@ -49,7 +50,7 @@ class FrameDecoder:
         bufnp = np.frombuffer(region, np.uint8)
         if _DECODE_TUNNELS:
             rows, cols, st, slow_reasons, ff = _rd._decode(bufnp, region, doffs, caps, origs, lt_rows, lts,
-                                                           self._tunnels)
+                                                           self._tunnels, self._frags)
             tl = getattr(info, "tunnels", None)
             if tl is not None and len(self._tunnels) > len(tl):
                 tl[:] = sorted(self._tunnels, key=self._tunnels.__getitem__)[:65536]
@@ -155,6 +156,7 @@ class StreamDecoder(FrameDecoder):
         if self.notes["ip_fragment_first_used"]:
             self.info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
                                       "reassembly (their plen covers the first fragment only)")
+        _rd.fragment_notes(self._frags, self.notes, self.info.warnings)
 
     # ---- internals -------------------------------------------------------------------------------
     def _take(self, n: int) -> bytes:
