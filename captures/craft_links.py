@@ -332,6 +332,26 @@ def write_links() -> None:
     write_pcap("chdlc.pcap", 104, framed(chdlc, noise=[chdlc(True, r) for r in v4n]
                                          + [b"\x8f\x00\x80\x35" + bytes(20)]))             # SLARP
     write_pcap("chdlc_serial.pcap", 50, framed(chdlc, v6=True))
+    # an IPv6 jumbogram (RFC 2675: payload length 0, hop-by-hop Jumbo Payload option) of 70000 data bytes,
+    # captured with a 200-byte snaplen; counted in notes["ipv6_jumbograms"]
+    from scapy.layers.inet6 import Jumbo
+    jdata = 70000
+    jumbo = (IPv6(src=V6[1], dst=V6[0], plen=0) / IPv6ExtHdrHopByHop(options=[Jumbo(jumboplen=8 + 32 + jdata)])
+             / TCP(sport=SPORT, dport=CPORT, flags="A", seq=9000, ack=1019, window=510, options=ts_opt(300, 102))
+             / Raw(b"j" * jdata))
+    write_pcap("jumbo6.pcap", 1, interleave([bytes(eth(c) / p) for c, p in exchange(True)],
+                                            [bytes(eth(False) / jumbo)]), snaplen=200)
+    # IPv6 extension-header chains of any length: 11 headers before TCP on every segment
+    from scapy.layers.inet6 import IPv6ExtHdrRouting
+
+    def chain(c2s, p):
+        ip6, tcp = p, p[TCP]
+        hdrs = IPv6ExtHdrHopByHop()
+        for k in range(9):
+            hdrs = hdrs / (IPv6ExtHdrRouting(addresses=[], segleft=0) if k == 4 else IPv6ExtHdrDestOpt())
+        hdrs = hdrs / IPv6ExtHdrFragment(m=0, offset=0, id=k)           # an atomic fragment (RFC 6946)
+        return eth(c2s) / IPv6(src=ip6.src, dst=ip6.dst, hlim=64) / hdrs / tcp
+    write_pcap("ipv6_ext_chain.pcap", 1, [bytes(chain(c, p)) for c, p in exchange(True)])
     write_pcap("dot3_snap.pcap", 1, framed(dot3, noise=[dot3(True, r) for r in v4n] + [
         bytes.fromhex("0180c2000000") + MAC[True][0] + struct.pack(">H", 38) + b"\x42\x42\x03" + bytes(35)]))
 

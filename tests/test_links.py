@@ -31,7 +31,8 @@ DOCUMENTED = {
 }
 # captures/links/ files of issue 10 (craft_links.write_links; test_capture.py covers the others)
 LINK_CAPTURES = ("fddi.pcap", "wlan.pcap", "wlan_radiotap.pcap", "wlan_ppi.pcap", "nflog.pcap", "nflog6.pcap",
-                 "ppp.pcap", "ppp_hdlc.pcap", "chdlc.pcap", "chdlc_serial.pcap", "dot3_snap.pcap")
+                 "ppp.pcap", "ppp_hdlc.pcap", "chdlc.pcap", "chdlc_serial.pcap", "dot3_snap.pcap", "jumbo6.pcap",
+                 "ipv6_ext_chain.pcap")
 FIELDS = ("frame.number", "frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport",
           "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw")
 ALL = [p.values[0] for p in capture_files()]
@@ -108,8 +109,9 @@ def test_new_link_types_and_encapsulations_have_captures():
                                       "nsh.pcap", "teredo_anyport.pcap")]
     for n in names:
         rows, info = engine_rows(reader.open_capture, os.path.join(CAPTURES, n))
-        assert len(rows) == 9 and info.tcp_segments == 9, n
-        assert info.records == 9 + sum(info.skipped.values()), n
+        k = 10 if n.endswith("jumbo6.pcap") else 9
+        assert len(rows) == k and info.tcp_segments == k, n
+        assert info.records == k + sum(info.skipped.values()), n
 
 
 @pytest.mark.parametrize("name,reasons", [
@@ -163,3 +165,30 @@ def test_unsupported_link_type_is_named_once(tmp_path):
         assert c.info.warnings == ["unsupported link type 197 (ERF); all records skipped"]
         assert dict(c.info.skipped) == {"unsupported_linktype": 3}
     assert links.unsupported_warning(4242, 1) == "interface 1: unsupported link type 4242 (unknown); its records are skipped"
+
+
+def test_ipv6_jumbogram_and_long_extension_chain():
+    """A jumbogram's length comes from the record (70000 data bytes, 200 captured) and is counted; a chain of
+    11 extension headers (hop-by-hop, destination options, routing, an atomic fragment) is walked."""
+    for opener in (reader.open_capture, open_capture_dpkt):
+        c = opener(os.path.join(CAPTURES, "links", "jumbo6.pcap"))
+        b = list(c.batches())[0]
+        assert int(b.cols["plen"][0]) == 70000 and int(b.cols["ip_len"][0]) == 40 + 8 + 32 + 70000
+        assert c.notes == {"ipv6_jumbograms": 1}
+        c = opener(os.path.join(CAPTURES, "links", "ipv6_ext_chain.pcap"))
+        rows = [r for bb in c.batches() for r in bb.cols["plen"].tolist()]
+        assert rows == [0, 0, 0, 18, 0, 24, 0, 0, 0] and not c.info.skipped
+
+
+def test_fragment_store_is_bounded(monkeypatch):
+    """More datagrams waiting than the store holds: the oldest are dropped whole and counted, with one warning."""
+    from tcpfsm.capture import ipfrag
+    monkeypatch.setattr(ipfrag, "MAX_DATAGRAMS", 2)
+    r = ipfrag.Reassembler()
+    for ident in range(5):
+        assert r.add(ident, 0, True, b"x" * 8, b"h") is None
+    assert r.evicted == 3 and r.held() == 5
+    assert r.add(4, 8, False, b"y" * 8, None) == (b"h", b"x" * 8 + b"y" * 8)
+    assert r.add(3, 0, True, b"z" * 8, b"h") is None          # a repeat of held data: dropped
+    assert r.add(3, 4, False, b"w" * 8, None) is None         # an overlap: dropped
+    assert r.held() == 4 and r.reassembled == 1

@@ -108,7 +108,8 @@ from .batch import (COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, Capt
                     count_checksums)
 from .ipfrag import Reassembler
 from .links import unsupported_warning
-from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, fragment_notes, open_input
+from .reader import (JUMBO_IP_LEN, SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, fragment_notes,
+                     open_input)
 
 __all__ = ["open_capture_dpkt", "DpktCapture", "decode_record"]
 
@@ -857,6 +858,8 @@ class DpktCapture:
                 continue
             if r[17]:
                 self.notes["ip_fragment_first_used"] += 1
+            if r[0] == 6 and r[16] > JUMBO_IP_LEN:
+                self.notes["ipv6_jumbograms"] += 1
             rows.append((info.records, ts, iface) + r[:17] + (r[18],))
             if len(rows) >= size:
                 yield self._flush(rows)

@@ -625,6 +625,20 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs)
 
 
+JUMBO_IP_LEN = 40 + 0xFFFF          # an IPv6 packet longer than this is a jumbogram (RFC 2675)
+
+
+def count_jumbograms(notes: Counter, cols: dict) -> None:
+    """notes["ipv6_jumbograms"]: TCP segments in IPv6 jumbograms (payload length 0 in the header, the
+    length taken from the record's original length, more than 65535 bytes): decoded, and counted because
+    no ordinary path produces them (tshark and Zeek report them too)."""
+    il = cols["ip_len"]
+    if len(il) and int(il.max()) > JUMBO_IP_LEN:
+        k = int(np.count_nonzero((il > JUMBO_IP_LEN) & (cols["family"] == 6)))
+        if k:
+            notes["ipv6_jumbograms"] += k
+
+
 def fragment_notes(frags: Reassembler, notes: Counter, warnings: list) -> None:
     """At the end of a capture, as notes: datagrams reassembled, and fragments of TCP datagrams never used
     (a piece missing, or dropped by the store's memory bound). Each fragment record is already counted as
@@ -1218,6 +1232,7 @@ class Capture:
                 info.skipped.update(slow_reasons)
                 if ff:
                     self.notes["ip_fragment_first_used"] += ff
+                count_jumbograms(self.notes, cols)
                 if len(rows):
                     out = {"index": index[rows], "ts": ts[rows], "iface": ifaces[rows]}
                     out.update(cols)

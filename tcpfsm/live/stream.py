@@ -63,6 +63,7 @@ class FrameDecoder:
         info.skipped.update(slow_reasons)
         if ff:
             self.notes["ip_fragment_first_used"] += ff
+        _rd.count_jumbograms(self.notes, cols)
         if not len(rows):
             return None
         out = {"index": index[rows], "ts": ts[rows], "iface": ifaces[rows]}
