@@ -194,11 +194,10 @@ def _snap(data: bytes, off: int):
     """802.2 LLC (dpkt's LLC header: dsap, ssap, ctl) with a SNAP header (OUI, type) at `off` ->
     (ethertype, payload, offset) or a skip reason. dpkt's LLC calls any dsap = ssap = 0xAA SNAP and
     decodes the payload eagerly; here the control field must be 3 (UI) and the payload stays bytes."""
-    try:
-        c = d_llc.LLC.__new__(d_llc.LLC)
-        dpkt.Packet.unpack(c, data[off:])
-    except dpkt.NeedData:
+    if len(data) < off + d_llc.LLC.__hdr_len__:
         return "non_ip"
+    c = d_llc.LLC.__new__(d_llc.LLC)
+    dpkt.Packet.unpack(c, data[off:])
     if not (c.is_snap and c.ctl == 3):
         return "non_ip"
     if len(c.data) < 5:
@@ -249,11 +248,11 @@ def _other_link(data: bytes, lt: int, off: int):
     if lt == 105:
         return _wlan(data, off)
     if lt == 127:
-        rt = d_radiotap.Radiotap.__new__(d_radiotap.Radiotap)     # the fixed header only: version, pad,
-        try:                                                       # length (little-endian); dpkt's full
-            dpkt.Packet.unpack(rt, data[off:])                     # unpack decodes every present field
-        except dpkt.NeedData:
+        if n < off + d_radiotap.Radiotap.__hdr_len__:
             return "truncated_link_header"
+        rt = d_radiotap.Radiotap.__new__(d_radiotap.Radiotap)     # the fixed header only: version, pad,
+        dpkt.Packet.unpack(rt, data[off:])                         # length (LE); dpkt's full unpack
+                                                                   # decodes every present field
         if rt.version != 0:
             return "non_ip"
         rl = rt.length
