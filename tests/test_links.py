@@ -291,3 +291,14 @@ def test_kernel_decisions_equal_scalar_on_new_paths(et, v6, udp, ports, head, bo
         return
     r = reader._parse_one(frame, 1, len(frame))
     assert r == reader.SKIP_REASONS[code - 2], (frame.hex(), r, code)
+
+
+@pytest.mark.parametrize("name,linktypes", [("any_sll.pcap", [113]), ("any_sll2.pcap", [276]),
+                                            ("dumpcap_any.pcapng", [113]), ("dumpcap_two.pcapng", [1, 1])])
+def test_recorded_any_and_multi_interface_captures(name, linktypes):
+    """Written by tcpdump -i any (both cooked forms) and dumpcap (one 'any' interface; a veth and lo) from
+    the Linux stack (captures/record_links.py): both connections (over the veth and over loopback), whole."""
+    rows, info = engine_rows(reader.open_capture, os.path.join(CAPTURES, "recorded_links", name))
+    assert info.linktypes == linktypes
+    conns = {tuple(sorted([(r[1], r[3]), (r[2], r[4])])) for r in rows}
+    assert len(rows) == 20 and len(conns) == 2 and {c[0][0] for c in conns} == {"10.76.0.1", "127.0.0.1"}
