@@ -20,6 +20,7 @@ import io
 import os
 import struct
 import sys
+import zlib
 
 from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, IPv6,  # noqa: E402
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw)
@@ -386,7 +387,8 @@ def fabricpath(c2s, raw):       # outer switch-id addresses, 0x8903, FTag/TTL, t
     outer_dst, outer_src = bytes.fromhex("020a00010000"), bytes.fromhex("020b00020000")
     if not c2s:
         outer_dst, outer_src = outer_src, outer_dst
-    return outer_dst + outer_src + b"\x89\x03" + struct.pack(">H", (1 << 6) | 32) + cdst + csrc + ip_et(raw) + raw
+    f = outer_dst + outer_src + b"\x89\x03" + struct.pack(">H", (1 << 6) | 32) + cdst + csrc + ip_et(raw) + raw
+    return f + struct.pack("<I", zlib.crc32(f))            # FabricPath frames keep their FCS (Wireshark expects it)
 
 
 def macsec(c2s, raw, encrypted=False):   # SecTAG: TCI/AN, SL, PN, SCI (when TCI.SC); ICV after the data

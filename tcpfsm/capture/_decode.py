@@ -5,7 +5,8 @@ records into preallocated column arrays, the TCP checksum word sum, locating pca
 rows' flow keys (`flow_keys`, wrapped by capture/keys.py for the tracker). Must not: allocate, read
 files, decide what a flow is beyond its key, or decode anything unusual. Whatever it does not fully
 understand gets status ST_SLOW and is decoded by reader._parse_one, the scalar reference parser
-(tunnels, IP fragments with MF, IPv6 extension headers, MPLS/PPPoE, UDP on a tunnel port). For every
+(the link types of capture/links.py, 802.3 LLC/SNAP, tunnels and tags, fragments of TCP datagrams,
+IPv6 extension headers, UDP on a tunnel port or that may be Teredo). For every
 record it does decode (or skip), the result must equal _parse_one's on the same bytes; tests check
 that on every capture and on random records.
 

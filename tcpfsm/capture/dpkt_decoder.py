@@ -42,9 +42,11 @@ follows reader.py:
    (an option running past the block ends the option list, as in reader.py). Simple Packet
    Blocks (no dpkt class) are read with struct; SPBs and EPBs on an unknown interface get the
    previous record's timestamp.
-6. Ethernet: dpkt also decodes 802.3/LLC/SNAP, Novell raw, Cisco ISL, MPLS and QinQ with
-   ethertype 0x9200; reader.py counts all of those as `non_ip`, so frames whose ethertype is
-   <= 1500, 0x9200 or MPLS are classified before dpkt is asked. dpkt stops after two VLAN tags
+6. Ethernet: dpkt also decodes Novell raw, Cisco ISL, MPLS and QinQ with ethertype 0x9200;
+   reader.py counts those as `non_ip`, so frames whose ethertype is 0x9200 or MPLS are classified
+   before dpkt is asked. 802.3 frames (ethertype <= 1500) are LLC/SNAP read with dpkt's LLC header
+   here (dpkt's LLC calls any DSAP = SSAP = 0xAA SNAP and decodes eagerly; the control field must
+   be 3 and the payload stays bytes), after VLAN tags too. dpkt stops after two VLAN tags
    and only stacks tags whose inner type is 0x8100; further 0x8100 / 0x88a8 / 0x9100 tags are
    peeled here with `VLANtag8021Q` (also after SLL / SLL2, as reader.py does).
    The link classes are subclassed with a type table that keeps the payload as bytes, so that
@@ -59,7 +61,9 @@ follows reader.py:
    header that does not fit the IP payload (or with data offset < 5) is `malformed_tcp`, and
    fewer than 20 captured TCP bytes is `truncated_tcp_header`. Only protocol 6 is decoded
    (dpkt's IP is subclassed with `_protosw = {6: TCP}`); a first fragment (MF, offset 0) is
-   used as is and counted in `notes["ip_fragment_first_used"]`.
+   a fragment of a TCP datagram goes to an ipfrag.Reassembler (the store's rules are reader.py's;
+   the headers are read by dpkt's IP / IP6FragmentHeader here, and the whole datagram decoded again
+   by dpkt when complete).
 9. IPv6: when the next header is TCP, dpkt's `IP6.unpack` is used. Extension headers are walked
    here (dpkt's fixed header only): dpkt treats ESP as an extension header that swallows the
    packet (reader: `other_ip_proto`), does not walk mobility / HIP / shim6 headers (135, 139,
@@ -73,6 +77,12 @@ follows reader.py:
 11. TCP options: `dpkt.tcp.parse_opts` keeps going after EOL and turns option lengths 0 / 1 into
     2; reader.py stops at EOL, at a length < 2 and at an option running past the captured header.
     The raw length byte is checked next to each parsed option to apply those stops.
+
+12. Link types of capture/links.py (FDDI, 802.11 bare / radiotap / PPI, NFLOG, PPP, PPP in HDLC
+    framing, PPPoE without Ethernet, Cisco HDLC): dpkt's Radiotap (fixed header only: its full
+    unpack decodes every present field) and LLC classes where dpkt has them, struct elsewhere (dpkt
+    has no FDDI, PPI, NFLOG or Cisco HDLC classes); written independently of links.py, so that the
+    two are checked against each other (tests/test_links.py, on damaged frames too).
 
 Out of scope: tunnels. reader.py decapsulates GRE, IP-in-IP, 6in4/4in6, VXLAN, Geneve, GTP-U,
 Teredo, MPLS and PPPoE (the `tunnel` column, `info.tunnels`, the `tunnel_error` reason); this
@@ -298,10 +308,11 @@ def _other_link(data: bytes, lt: int, off: int):
         if data[off] != 0x11 or data[off + 1] != 0:
             return "non_ip"
         return _ppp(data, off + 6)
-    if lt == 104 or lt == 50:                       # Cisco HDLC: address, control, ethertype
+    if lt == 104 or lt == 50:                       # Cisco HDLC: address, control, ethertype (0x8035: SLARP)
         if n < off + 4:
             return "truncated_link_header"
-        return struct.unpack_from(">H", data, off + 2)[0], data[off + 4:], off + 4
+        et = struct.unpack_from(">H", data, off + 2)[0]
+        return "non_ip" if et == 0x8035 else (et, data[off + 4:], off + 4)
     return "unsupported_linktype"
 
 

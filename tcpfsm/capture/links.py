@@ -101,10 +101,12 @@ def _ppp(data, off: int):
 
 
 def _cisco_hdlc(data, off: int):
-    """Cisco HDLC: address 0x0F (unicast) / 0x8F (broadcast), control 0, then an ethertype."""
+    """Cisco HDLC: address 0x0F (unicast) / 0x8F (broadcast), control 0, then an ethertype; 0x8035 is
+    Cisco's SLARP here (address resolution for serial lines), not RARP: "non_ip" (as Wireshark says)."""
     if len(data) < off + 4:
         return "truncated_link_header"
-    return off + 4, (data[off + 2] << 8) | data[off + 3]
+    et = (data[off + 2] << 8) | data[off + 3]
+    return "non_ip" if et == 0x8035 else (off + 4, et)
 
 
 def _ieee80211(data, off: int):

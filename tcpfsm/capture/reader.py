@@ -11,28 +11,36 @@ Design (speed first, correctness always):
   picks the compiled or the plain module): one pass per record, straight from the buffer into
   the column arrays, through the link layer (Ethernet + VLAN tags, SLL, SLL2, raw, NULL, LOOP),
   IPv4, IPv6 without extension headers, the TCP header, its options and its checksum.
-* Everything unusual (IPv6 extension headers, IP fragments with MF, every encapsulation:
-  MPLS/PPPoE ethertypes, IP protocols 4/41/47, UDP to or from ports 4789/6081/2152/3544) is
-  routed to `_parse_one`, a plain scalar parser which is the reference semantics. The kernel
+* Everything unusual (the other link types of capture/links.py: FDDI, 802.11/radiotap/PPI, NFLOG,
+  PPP, Cisco HDLC; 802.3 LLC/SNAP; IPv6 extension headers; fragments of TCP datagrams; every
+  encapsulation: MPLS/PPPoE/VN-Tag/E-Tag/PBB/FabricPath/MACsec/NSH ethertypes, IP protocols
+  4/41/47, UDP to or from ports 4789/4790/6081/2152/3544 or that may be Teredo on another port)
+  is routed to `_parse_one`, a plain scalar parser which is the reference semantics. The kernel
   only ever decides cases where both agree (tests check this by forcing the scalar path
   everywhere, and on random records).
 
 Decisions worth knowing:
 
-* A first IP fragment (MF set, offset 0) whose TCP header is present *is used*
-  without reassembly: `plen` then only covers the bytes in that fragment.
-  Each such record adds to `Capture.notes["ip_fragment_first_used"]` and one
-  warning line summarises them. Non-first fragments are skipped (`ip_fragment`).
+* Fragments of TCP datagrams (IPv4; IPv6 with TCP after the fragment header) are reassembled
+  (ipfrag.Reassembler, bounded): the segment's row is at the record that completes the datagram
+  (tshark shows it there too); every other fragment record is an `ip_fragment` skip.
+  `Capture.notes` counts `ip_datagrams_reassembled` and `ip_fragments_unreassembled`. Fragments of
+  anything else are not reassembled (a non-first one is `ip_fragment`). A first fragment not
+  followed by TCP right after an IPv6 fragment header is still used as before, counted in
+  `notes["ip_fragment_first_used"]` with one warning line.
 * IPv4 total length 0 (TSO captures on the sending host) and IPv6 payload
-  length 0 (jumbograms) take the length from the record's original length.
+  length 0 (jumbograms) take the length from the record's original length; jumbograms
+  (more than 65535 bytes of payload) are counted in `notes["ipv6_jumbograms"]`.
 * pcapng: the `iface` column is a global interface number, counting the
   interfaces of all sections in order (so it equals the IDB id in the usual
   single-section file). `info.linktypes` / `info.ts_resolution` are per
   interface, in that order. Simple Packet Blocks carry no timestamp: they get
   the previous record's timestamp (0 if none).
 * Tunnels (see `_parse_net`): MPLS, PPPoE session, GRE (IP, Ethernet, MPLS, ERSPAN I/II/III),
-  VXLAN, Geneve, GTP-U, IP-in-IP (4in4, 6in4, 4in6, 6in6) and Teredo are unwrapped, at most
-  `_MAX_TUNNEL_DEPTH` (4) deep; the row describes the innermost TCP/IP packet and its `tunnel`
+  VXLAN, VXLAN-GPE, Geneve, GTP-U, IP-in-IP (4in4, 6in4, 4in6, 6in6), Teredo (any port), PBB,
+  FabricPath and NSH are unwrapped, at most `_MAX_TUNNEL_DEPTH` (4) deep (deeper:
+  "tunnel_too_deep"); VN-Tag, E-Tag and unencrypted MACsec tags are stepped over like VLAN tags
+  (encrypted MACsec: "encrypted"); the row describes the innermost TCP/IP packet and its `tunnel`
   column numbers the encapsulation description in `info.tunnels` (0 = none). A record's skip
   reason is the innermost one (an inner ICMP is "icmp"); broken encapsulations are
   "tunnel_error"; a datagram on a tunnel port that is not that tunnel stays "udp".
@@ -205,6 +213,11 @@ def _eth(data, off: int):
     return o, et
 
 
+def _fp_addr(data, o: int) -> str:
+    """A FabricPath outer address (switch id, sub-switch id, LID) as Wireshark writes it: 'b00.02.0000'."""
+    return f"{((data[o + 1] & 0xF) << 8) | data[o + 2]:03x}.{data[o + 3]:02x}.{(data[o + 4] << 8) | data[o + 5]:04x}"
+
+
 def _by_nibble(data, o: int):
     """Inner packet identified by its IP version nibble (MPLS, GTP-U) -> ethertype or a skip reason."""
     if len(data) <= o:
@@ -295,13 +308,16 @@ def _teredo(data, t: int, ep: str, any_port: bool):
 def _parse_net(data, l3: int, et: int, orig: int, eth):
     """Decode from the network layer (`et` at offset `l3`; `eth` = offset of the Ethernet header
     in front of it, or None) down to TCP, unwrapping encapsulations up to `_MAX_TUNNEL_DEPTH` deep:
-    MPLS, PPPoE session, GRE (IP, Ethernet, MPLS; ERSPAN I/II/III), IP-in-IP (4in4, 6in4, 4in6,
-    6in6), and on UDP: VXLAN 4789, Geneve 6081, GTP-U 2152, Teredo 3544 (the lower of the two
+    802.3 LLC/SNAP, VN-Tag, E-Tag, MACsec (tags), MPLS, PPPoE session, PBB, FabricPath, NSH, GRE
+    (IP, Ethernet, MPLS, NSH; ERSPAN I/II/III), IP-in-IP (4in4, 6in4, 4in6, 6in6), and on UDP:
+    VXLAN 4789, VXLAN-GPE 4790, Geneve 6081, GTP-U 2152, Teredo 3544 (the lower of the two
     ports is tried first, as Wireshark does; a payload that does not parse as the tunnel leaves
-    the datagram a plain "udp" skip). The skip reason of an encapsulated record is the innermost
-    one; an encapsulation that is recognised but truncated, malformed, an unsupported variant
-    (GRE version != 0 or with routing) or nested too deep is "tunnel_error". An outer IP fragment
-    carrying a tunnel is an "ip_fragment" (no reassembly)."""
+    the datagram a plain "udp" skip) and Teredo on any other port when the IPv6 header fills the
+    datagram exactly. The skip reason of an encapsulated record is the innermost one; an
+    encapsulation that is recognised but truncated, malformed or an unsupported variant (GRE
+    version != 0 or with routing) is "tunnel_error", one nested too deep "tunnel_too_deep". A
+    fragment of a TCP datagram comes back as a `_Frag` (for `_decode`'s reassembly); an outer IP
+    fragment carrying a tunnel is an "ip_fragment" (not reassembled)."""
     n = len(data)
     tun: list[str] = []
     while True:
@@ -441,7 +457,8 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             else:                             # FTag (10 bits), TTL (6); the outer addresses are switch ids
                 if n < l3 + 2:
                     return "tunnel_error"
-                tun.append(f"fabricpath{_macs(data, eth)} ftag {_u16(data, l3)[0] >> 6}")
+                ends = "" if eth is None else f" {_fp_addr(data, eth + 6)}->{_fp_addr(data, eth)}"
+                tun.append(f"fabricpath{ends} ftag {_u16(data, l3)[0] >> 6}")
                 o = l3 + 2
             r = _eth(data, o)
             if type(r) is str:
