@@ -80,10 +80,18 @@ def engines(path):
     return out
 
 
+@pytest.fixture(scope="module")
+def tshark_all():
+    """tshark's rows for every capture, computed in parallel (tshark's start-up dominates)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        return dict(zip(ALL, ex.map(tshark_rows, ALL)))
+
+
 @pytest.mark.parametrize("path", [pytest.param(p, id=os.path.relpath(p, CAPTURES)) for p in ALL])
-def test_every_engine_matches_tshark(path, monkeypatch):
+def test_every_engine_matches_tshark(path, monkeypatch, tshark_all):
     rel = os.path.relpath(path, CAPTURES)
-    want = tshark_rows(path)
+    want = tshark_all[path]
     documented = DOCUMENTED.get(rel, {})
     assert {r[0] for r in want} >= set(documented), "a documented difference no longer occurs"
     want = [r for r in want if r[0] not in documented]
