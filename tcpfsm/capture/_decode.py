@@ -76,7 +76,6 @@ def _tunnel_port(p: cython.uint) -> cython.bint:
 
 
 @cython.cfunc
-@cython.inline
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -93,6 +92,36 @@ def _teredo_like(buf: cython.const[cython.uchar][::1], u: cython.Py_ssize_t, n: 
         return False
     ul = (buf[u - 4] << 8) | buf[u - 3]
     return ul == 8 + 40 + ((buf[u + 4] << 8) | buf[u + 5])
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _other_linktype(lt: cython.longlong) -> cython.schar:
+    """A link type beyond the kernel's own: ST_SLOW for those of links.SLOW_LINKTYPES (FDDI, PPP, PPP in
+    HDLC framing, PPPoE, Cisco HDLC, 802.11, radiotap, PPI, NFLOG), else unknown interface / unsupported."""
+    if lt == NO_IFACE:
+        return ST_UNKIF
+    if (lt == 10 or lt == 9 or lt == 50 or lt == 51 or lt == 104 or lt == 105 or lt == 127 or lt == 192
+            or lt == 239):
+        return ST_SLOW
+    return ST_UNSUP
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _other_ethertype(buf: cython.const[cython.uchar][::1], s: cython.Py_ssize_t, n: cython.Py_ssize_t,
+                     l3: cython.Py_ssize_t, et: cython.uint) -> cython.schar:
+    """An ethertype other than IPv4/IPv6/ARP: ST_SLOW for the ones reader._parse_net unwraps (MPLS,
+    PPPoE, VN-Tag, FabricPath, E-Tag, PBB, MACsec, NSH, bridged Ethernet) and for an 802.3 length
+    followed by LLC/SNAP; anything else is non_ip."""
+    if (et == 0x8847 or et == 0x8848 or et == 0x8864 or et == 0x8926 or et == 0x8903 or et == 0x893F
+            or et == 0x88E7 or et == 0x88E5 or et == 0x894F or et == 0x6558):
+        return ST_SLOW
+    if et <= 1500 and n >= l3 + 3 and buf[s + l3] == 0xAA and buf[s + l3 + 1] == 0xAA and buf[s + l3 + 2] == 3:
+        return ST_SLOW
+    return ST_NONIP
 
 
 @cython.ccall
@@ -260,15 +289,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             else:
                 st[i] = ST_NONIP
                 continue
-        elif lt == NO_IFACE:
-            st[i] = ST_UNKIF
-            continue
-        elif (lt == 10 or lt == 9 or lt == 50 or lt == 51 or lt == 104 or lt == 105 or lt == 127 or lt == 192
-              or lt == 239):                        # other link types (links.SLOW_LINKTYPES): the scalar path
-            st[i] = ST_SLOW
-            continue
-        else:
-            st[i] = ST_UNSUP
+        else:                                       # unknown interface, other link types, unsupported
+            st[i] = _other_linktype(lt)
             continue
 
         # ---- network layer (reader._parse_net, unencapsulated packets only)
@@ -352,18 +374,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
         elif et == 0x0806 or et == 0x8035:
             st[i] = ST_ARP
             continue
-        elif (et == 0x8847 or et == 0x8848 or et == 0x8864 or et == 0x8926 or et == 0x8903 or et == 0x893F
-              or et == 0x88E7 or et == 0x88E5 or et == 0x894F or et == 0x6558):
-            st[i] = ST_SLOW                         # MPLS, PPPoE, VN-Tag, FabricPath, E-Tag, PBB, MACsec,
-            continue                                # NSH, bridged Ethernet: the scalar path unwraps
-        elif et <= 1500:                            # 802.3 length: LLC/SNAP goes to the scalar path
-            if n >= l3 + 3 and buf[s + l3] == 0xAA and buf[s + l3 + 1] == 0xAA and buf[s + l3 + 2] == 3:
-                st[i] = ST_SLOW
-            else:
-                st[i] = ST_NONIP
-            continue
-        else:
-            st[i] = ST_NONIP
+        else:                                       # (out of line: the common path's code stays as it was)
+            st[i] = _other_ethertype(buf, s, n, l3, et)
             continue
 
         # ---- TCP header and options (the tail of reader._parse_net)
