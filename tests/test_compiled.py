@@ -125,7 +125,7 @@ def _run(mod, buf, doffs, caps, origs, lts):
     return m, st_, rows, cols
 
 
-LINK_TYPES = st.sampled_from([1, 113, 276, 101, 12, 14, 228, 229, 0, 108, -1, 147])
+LINK_TYPES = st.sampled_from([1, 113, 276, 101, 12, 14, 228, 229, 0, 108, -1, 147, 9, 10, 50, 51, 104, 105, 127, 192, 239])
 MUTATION = st.tuples(st.integers(0, 120), st.integers(0, 255))
 
 
