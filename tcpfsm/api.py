@@ -63,6 +63,7 @@ class Analysis:
         self.streamed = streamed
         self.max_tracked: int | None = table.max_flows  # the cap on connections tracked at once
         self.not_kept = 0       # half-open attempts evicted over the cap: in the findings, not in `flows`
+        self.after_eviction = table.after_eviction  # segments of connections evicted before they finished
         self.start = info.first_ts or 0
         self.end = max(table.clock, info.last_ts or 0, end or 0)
         if aggregator is None:
@@ -183,6 +184,7 @@ class Analysis:
             "max_tracked": self.max_tracked,
             "evicted": dict(self.evicted),
             "not_kept": self.not_kept,
+            "segments_after_eviction": self.after_eviction,
             "duration": (self.end - self.start) / NS if self.flows or i.records else 0.0,
             "first_ts": self.start / NS if i.first_ts is not None else None,
             "last_ts": self.end / NS if i.last_ts is not None else None,

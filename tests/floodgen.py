@@ -1,4 +1,4 @@
-"""Spoofed SYN floods written straight to pcap with numpy: the load tests' captures, made in a second.
+"""Spoofed SYN floods (and connections that never close) written straight to pcap with numpy, in a second.
 
 Not a test module: `write_flood(path, n, ...)` writes `n` SYNs from random IPv4 sources and ports to one
 service, evenly spread over `seconds`; with `answered` the server's SYN+ACK follows each of that share of
@@ -53,7 +53,36 @@ def write_flood(path: str, n: int, seconds: float = 10.0, answered: float = 0.0,
     ts = np.concatenate([r[0] for r in rows])
     frames = np.concatenate([r[1] for r in rows])
     order = np.argsort(ts, kind="stable")
-    ts, frames = ts[order], frames[order]
+    _write(path, ts[order], frames[order])
+
+
+def write_established(path: str, n: int, seconds: float = 10.0, late_at: float = 30.0, seed: int = 2,
+                      server: int = 0x0A000001, port: int = 443, start: float = 1_700_000_000.0) -> None:
+    """`n` connections from distinct clients that complete their handshake over `seconds`, then fall silent,
+    and each send one more data segment at `late_at` s (in handshake order): connections that never close."""
+    rng = np.random.default_rng(seed)
+    src = 0x0B000000 + np.arange(n, dtype=np.int64) * 7
+    sport = rng.integers(1024, 65536, n, dtype=np.int64)
+    cisn = rng.integers(0, 2**32, n, dtype=np.int64)
+    sisn = rng.integers(0, 2**32, n, dtype=np.int64)
+    us = (start * 1e6 + np.arange(n, dtype=np.int64) * int(seconds * 1e6) // max(n, 1)).astype(np.int64)
+    dst = np.full(n, server, np.int64)
+    dport = np.full(n, port, np.int64)
+    one = np.ones(n, np.int64)
+    parts = [
+        (us, _frames(src, dst, sport, dport, 0x02, cisn, np.zeros(n, np.int64))),
+        (us + 100, _frames(dst, src, dport, sport, 0x12, sisn, (cisn + one) & 0xFFFFFFFF)),
+        (us + 200, _frames(src, dst, sport, dport, 0x10, (cisn + one) & 0xFFFFFFFF, (sisn + one) & 0xFFFFFFFF)),
+        (us + int(late_at * 1e6), _frames(src, dst, sport, dport, 0x10, (cisn + one) & 0xFFFFFFFF,
+                                           (sisn + one) & 0xFFFFFFFF)),
+    ]
+    ts = np.concatenate([p[0] for p in parts])
+    frames = np.concatenate([p[1] for p in parts])
+    order = np.argsort(ts, kind="stable")
+    _write(path, ts[order], frames[order])
+
+
+def _write(path: str, ts: np.ndarray, frames: np.ndarray) -> None:
     m = len(ts)
     rec = np.zeros((m, 16 + 54), np.uint8)
     hdr = np.stack([ts // 1_000_000, ts % 1_000_000, np.full(m, 54), np.full(m, 54)], 1).astype("<u4")

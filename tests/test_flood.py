@@ -92,3 +92,21 @@ def test_flood_memory_is_bounded_by_the_cap(tmp_path):
     assert doc["summary"]["flows"] == 200_000 and len(doc["flows"]) <= 20_000
     assert [f["kind"] for f in doc["anomalies"]].count("syn_flood") == 1
     assert peak_kb < 400_000, f"peak {peak_kb} KB"      # ~2.6 KB x 200,000 would be 520 MB more
+
+
+def test_evicted_connections_keep_their_later_segments(tmp_path):
+    """Streaming with a cap below the connections alive: the ones pushed out while ESTABLISHED send again
+    later; those segments are counted as theirs, never a new midstream connection (issue 12 part 2)."""
+    from floodgen import write_established
+    path = str(tmp_path / "est.pcap")
+    write_established(path, 3000, seconds=3.0, late_at=20.0)
+    full = tcpfsm.analyze(path)
+    assert len(full.flows) == 3000
+    an = tcpfsm.analyze(path, stream=True, max_flows=1000, batch_size=500)
+    s = an.summary()
+    assert s["flows"] == 3000 and s["evicted"].get("idle", 0) > 0
+    # each one evicted ESTABLISHED sends exactly one more; one evicted mid-handshake also has its last
+    # handshake segments counted there
+    assert s["segments_after_eviction"] >= s["evicted"]["idle"]
+    assert s["segments_after_eviction"] <= sum(s["evicted"].values()) * 3
+    assert s["non_rfc_transitions"] == 0 and not any(f.role_inferred for f in an.flows)

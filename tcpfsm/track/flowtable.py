@@ -126,6 +126,10 @@ class FlowTable:
         self.max_flows = max_flows
         self.forget_finished = forget_finished
         self.evicted: Counter = Counter()
+        # 4-tuples of connections evicted over the cap before they finished -> flow id (bounded, oldest out):
+        # their later segments belong to them, not to a new midstream connection; they are counted here
+        self._gone: dict[bytes, int] = {}
+        self.after_eviction = 0
         self.created = 0                    # connections created so far: the next flow id
         self._pending: list | None = None   # flows created in a vectorized batch, numbered at its end
         self._reuse_fix: list = []
@@ -191,6 +195,8 @@ class FlowTable:
                 if (flags & SYN) or flow.finished():
                     flow = self._maybe_split(flow, key, clock, idx, lo_src, flags, seq)
             if flow is None:
+                if self._gone and self._late(key, flags):
+                    continue
                 flow = self._new_flow(key, clock, idx, src_l[row], sport_l[row], dst_l[row], dport_l[row], flags,
                                       lo_src)
             conn = flow.conn
@@ -326,6 +332,9 @@ class FlowTable:
                     flow.conn.expire(clock)
                     if (fl & SYN) or flow.finished():
                         nf = self._maybe_split(flow, key, clock, idx_l[p], lo_src, fl, seq_l[p])
+                if nf is None and self._gone and self._late(key, fl):
+                    p += 1
+                    continue
                 if nf is None:
                     r = self._row
                     nf = self._new_flow(key, clock, idx_l[p], bytes(src_c[r]), int(sport_c[r]), bytes(dst_c[r]),
@@ -354,6 +363,17 @@ class FlowTable:
             new.reuse_of = old.id
         self._pending = None
         self._reuse_fix = []
+
+    def _late(self, key: bytes, flags: int) -> bool:
+        """A segment on the 4-tuple of a connection evicted before it finished: counted as that connection's,
+        never a new midstream one. Only a SYN without ACK starts a new connection there."""
+        if key not in self._gone:
+            return False
+        if flags & SYN and not flags & ACK:
+            del self._gone[key]
+            return False
+        self.after_eviction += 1
+        return True
 
     def _causal_order(self, ts: np.ndarray) -> np.ndarray | None:
         """Capture order, except that records stamped slightly earlier than one before them are put back in
@@ -547,6 +567,13 @@ class FlowTable:
             self.evicted[reason] += 1
             del self.current[k]
             out.append(f)
+        gone, limit = self._gone, max(2 * self.max_flows, 100_000)
+        for (k, f) in victims:
+            if not f.finished():
+                gone.pop(k, None)
+                gone[k] = f.id
+                if len(gone) > limit:
+                    del gone[next(iter(gone))]
         for f in out:
             self._flows.pop(f.id, None)
             self._detached.discard(f)
