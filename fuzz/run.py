@@ -22,7 +22,9 @@ sometimes with TCPFSM_PURE=1 or the capture on stdin). What counts as a failure:
 Each distinct failure (exception type + innermost tcpfsm frame, or the kind of failure + command) is
 shrunk by hypothesis and its smallest case kept under fuzz/out/failures/<signature>/ (case.pcap, and
 case.json: what failed, the traceback, the mutations and the command line that reproduces it).
-fuzz/out/summary.json has the counts. Exit status 1 when a failure was found, else 0.
+fuzz/out/summary.json has the counts. Exit status 1 when a failure was found that fuzz/known.json does
+not list (known ones -- filed, with their reproducer under fuzz/known/ -- are reported but do not fail
+the run), else 0.
 
 A supervisor process runs the fuzzing in a worker; a worker that dies or stops answering (a segfault, a
 hang in compiled code) has its last case kept as a reproducer and is replaced for the remaining time.
@@ -57,6 +59,7 @@ sys.path.insert(0, str(HERE))
 import mutate  # noqa: E402
 
 OUT = HERE / "out"
+KNOWN = HERE / "known.json"     # signature -> what it is and who owns it: reported, but not a new failure
 NS = 1_000_000_000
 
 # (name, argv after the capture path, output kind, takes --engine)
@@ -533,20 +536,22 @@ def supervise(args) -> int:
                "by_way_in": {k[4:]: v for k, v in sorted(total.items()) if k.startswith("via:")},
                "outcomes": {k[8:]: v for k, v in sorted(total.items()) if k.startswith("outcome:")},
                "failing_runs": total.get("failing_runs", 0) + deaths,
-               "distinct_failures": dict(found), "worker_restarts": deaths, "seeds": len(seeds)}
+               "distinct_failures": dict(found),
+               "known": sorted(s for s in found if s in (json.loads(KNOWN.read_text()) if KNOWN.exists() else {})), "worker_restarts": deaths, "seeds": len(seeds)}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"fuzz: {summary['cases']:,} cases in {elapsed:.0f} s over {len(seeds)} seed captures")
     print("  engines:  " + ", ".join(f"{k} {v:,}" for k, v in summary["by_engine"].items()))
     print("  ways in:  " + ", ".join(f"{k} {v:,}" for k, v in summary["by_way_in"].items()))
     print("  outcomes: " + ", ".join(f"{k} {v:,}" for k, v in summary["outcomes"].items()))
     print("  commands: " + ", ".join(f"{k} {v:,}" for k, v in summary["by_command"].items()))
+    known = json.loads(KNOWN.read_text()) if KNOWN.exists() else {}
+    new = {s: k for s, k in found.items() if s not in known}
     if found:
         print(f"fuzz: {len(found)} distinct failure(s), reproducers in {OUT / 'failures'}:")
         for sig, k in found.most_common():
-            print(f"  {k:6,}  {sig}")
-        return 1
-    print("fuzz: no failure")
-    return 0
+            print(f"  {k:6,}  {sig}" + (f"  (known: {known[sig]})" if sig in known else ""))
+    print(f"fuzz: {len(new)} new failure(s)" if new else "fuzz: no new failure")
+    return 1 if new else 0
 
 
 def _case_tuple(c) -> tuple:
@@ -571,7 +576,7 @@ def replay(args) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("FUZZ_SECONDS", 600)))
-    ap.add_argument("--case-seconds", type=float, default=30.0, help="a case running longer is a hang")
+    ap.add_argument("--case-seconds", type=float, default=10.0, help="a case running longer is a hang")
     ap.add_argument("--batch", type=int, default=200, help="hypothesis examples per batch (then a new seed)")
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
     ap.add_argument("--memory-mb", type=int, default=4096, help="address-space limit of the worker")
