@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -92,6 +93,8 @@ def guarded(shell: str, max_rss: int, max_seconds: float, stdout=subprocess.DEVN
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     peak_kib = int(parts[-2]) if len(parts) >= 2 and parts[-2].isdigit() else None
+    if guard:       # a killed run: GNU time's figure can miss the killed process; the samples did not
+        peak_kib = max(peak_kib or 0, peak_sum >> 10)
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kib / 1024, 1) if peak_kib else None,
             "peak_rss_sum_mb": round(peak_sum / 2**20, 1), "exit": p.returncode, "guard": guard,
             "stderr": stderr[-2000:]}
@@ -128,6 +131,27 @@ def timings_line(stderr: str) -> dict | None:
             except ValueError:
                 return None
     return None
+
+
+_KIND = re.compile(rb'"kind":\s*"([a-z_]+)"')
+
+
+def finding_kinds(path: Path) -> dict[str, int]:
+    """Finding records by kind in a tcpfsm JSON output (aggregate and per-flow), read in chunks: the
+    output of a flood can be gigabytes."""
+    counts: dict[str, int] = {}
+    with open(path, "rb") as f:
+        carry = b""
+        while True:
+            chunk = f.read(16 << 20)
+            data = carry + chunk
+            cut = len(data) if not chunk else max(data.rfind(b"\n"), data.rfind(b","), len(data) - 64)
+            for m in _KIND.finditer(data, 0, cut):
+                k = m.group(1).decode()
+                counts[k] = counts.get(k, 0) + 1
+            carry = data[cut:]
+            if not chunk:
+                return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def main() -> int:
@@ -173,6 +197,8 @@ def main() -> int:
                     r["stages"] = t.get("timings")
                 if out.exists():
                     r["output_mb"] = round(out.stat().st_size / 1e6, 1)
+                    if r["exit"] == 0:
+                        r["findings"] = finding_kinds(out)
                     out.unlink()
             if r["guard"]:
                 res = (f"guard: {r['guard']} (over {args.max_rss:g} GiB)" if r["guard"] == "memory"
@@ -186,6 +212,8 @@ def main() -> int:
             rss = f"{r['peak_rss_mb']:,.0f} MB" if r["peak_rss_mb"] else "?"
             print(f"{label:<22} {tool:<14} {r['seconds']:>8.1f} {rss:>10} {r['peak_rss_sum_mb']:>7,.0f} MB  {res}",
                   flush=True)
+            if r.get("findings"):
+                print(f"{'':<38}findings: " + ", ".join(f"{k} {v:,}" for k, v in r["findings"].items()))
             r.pop("stderr") if r["exit"] == 0 else None
             results.append(r)
     args.json.parent.mkdir(parents=True, exist_ok=True)
