@@ -5,6 +5,8 @@ keep the harness honest: a harness whose oracle cannot fail finds nothing.
 """
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import sys
 import time
@@ -16,7 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "fuzz"))
 import mutate  # noqa: E402
-import run as fuzz  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("tcpfsm_fuzz_run", ROOT / "fuzz" / "run.py")   # not bench/run.py
+fuzz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz)
 
 CAPTURE = ROOT / "captures" / "kernel" / "normal_close_client.pcap"
 ANALYZE_JSON = next(i for i, c in enumerate(fuzz.COMMANDS) if c[0] == "analyze:json")
@@ -54,7 +59,7 @@ def test_a_packet_field_mutation_sets_that_field():
     i, r, lay = _first_tcp(m)
     b = [f[2] for f in lay.fields].index("flags")
     out = mutate.apply(mutate.parse(raw), raw, [(mutate.OPS.index("packet_field"), i, b, 2 * 0x29)])
-    pkts = list(dpkt.pcap.Reader(__import__("io").BytesIO(out)))
+    pkts = list(dpkt.pcap.Reader(io.BytesIO(out)))
     tcp = dpkt.ethernet.Ethernet(pkts[i][1]).data.data
     assert tcp.flags == 0x29                                    # FIN | PSH | URG, as asked
     assert [p[1] for j, p in enumerate(pkts) if j != i] == [p.data for j, p in enumerate(m.records()) if j != i]
@@ -65,7 +70,7 @@ def test_new_tcp_options_keep_the_record_consistent():
     raw = CAPTURE.read_bytes()
     i, r, lay = _first_tcp(mutate.parse(raw))
     out = mutate.apply(mutate.parse(raw), raw, [(mutate.OPS.index("tcp_options"), i, 0, 2 + 5 * 3)])
-    pkt = list(dpkt.pcap.Reader(__import__("io").BytesIO(out)))[i][1]
+    pkt = list(dpkt.pcap.Reader(io.BytesIO(out)))[i][1]
     ip = dpkt.ethernet.Ethernet(pkt).data
     assert ip.len == len(pkt) - 14
     assert ip.data.off * 4 == 20 + len(mutate.tcp_options(2 + 5 * 3))
