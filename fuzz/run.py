@@ -26,8 +26,11 @@ fuzz/out/summary.json has the counts. Exit status 1 when a failure was found tha
 not list (known ones -- filed, with their reproducer under fuzz/known/ -- are reported but do not fail
 the run), else 0.
 
-A supervisor process runs the fuzzing in a worker; a worker that dies or stops answering (a segfault, a
-hang in compiled code) has its last case kept as a reproducer and is replaced for the remaining time.
+A supervisor process runs the fuzzing in a worker (address space limited to --memory-mb); a worker that
+dies or stops answering (a segfault, a hang in compiled code) has its last case kept as a reproducer and
+is replaced for the remaining time. A worker whose heap grew past a third of its limit after a heavy case
+hands over to a fresh one (not a failure): a long-lived process near its limit fails in ways (CPython's
+"Cannot recover from MemoryErrors", SIGSEGV in an extension) that say nothing about tcpfsm.
 """
 from __future__ import annotations
 
@@ -106,6 +109,14 @@ class Failure(Exception):
     def __init__(self, sig: str, detail: str, tb: str = ""):
         super().__init__(sig)
         self.sig, self.detail, self.tb = sig, detail, tb
+
+
+RECYCLE = 3         # a worker's exit status for "replace me" (its heap grew): not a death
+
+
+def _rss_mb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
 
 
 class CaseTimeout(BaseException):
@@ -481,6 +492,9 @@ def worker(args) -> int:
                 if time.time() - last_save > 2:
                     last_save = time.time()
                     save_stats()
+                if _rss_mb() > args.memory_mb // 3:    # a heavy case left the heap large: a fresh worker
+                    save_stats()
+                    os._exit(RECYCLE)
 
         try:
             prop()
@@ -524,7 +538,7 @@ def supervise(args) -> int:
             stats = json.loads((work / "stats.json").read_text()) if (work / "stats.json").exists() else {}
             total.update(stats.get("stats", {}))
             found.update(stats.get("found", {}))
-            if rc != 0:
+            if rc not in (0, RECYCLE):
                 deaths += 1
                 cur = work / "current.json"
                 what = json.loads(cur.read_text()) if cur.exists() else {}
@@ -542,7 +556,7 @@ def supervise(args) -> int:
                "outcomes": {k[8:]: v for k, v in sorted(total.items()) if k.startswith("outcome:")},
                "failing_runs": total.get("failing_runs", 0) + deaths,
                "distinct_failures": dict(found),
-               "known": sorted(s for s in found if s in (json.loads(KNOWN.read_text()) if KNOWN.exists() else {})), "worker_restarts": deaths, "seeds": len(seeds)}
+               "known": sorted(s for s in found if s in (json.loads(KNOWN.read_text()) if KNOWN.exists() else {})), "worker_restarts": deaths, "workers": n, "seeds": len(seeds)}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"fuzz: {summary['cases']:,} cases in {elapsed:.0f} s over {len(seeds)} seed captures")
     print("  engines:  " + ", ".join(f"{k} {v:,}" for k, v in summary["by_engine"].items()))
