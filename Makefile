@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_CAPTURE ?= captures/kernel/concurrent_mixed.pcap
+FUZZ_SECONDS ?= 600
+FUZZ_TEST_SECONDS ?= 60
 
-.PHONY: demo test venv sysdeps captures crafted bench bench-big bench-live clean
+.PHONY: demo test venv sysdeps captures crafted bench bench-big bench-live fuzz clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py tcpfsm/capture/_decode.py
@@ -44,6 +46,12 @@ $(EXTRAS): $(STAMP) pyproject.toml
 test: venv sysdeps $(EXTRAS)
 	$(PY) -m pytest -q
 	TCPFSM_PURE=1 $(PY) -m pytest -q tests/test_compiled.py tests/test_compiled_machine.py
+	$(PY) fuzz/run.py --seconds $(FUZZ_TEST_SECONDS)
+
+# Structure-aware fuzzing (fuzz/run.py) for FUZZ_SECONDS: mutated captures through every engine and
+# command, in process and through the CLI; a shrunk reproducer per distinct failure in fuzz/out/failures/.
+fuzz: venv sysdeps
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 # Re-record the kernel scenarios (root: network namespaces, tcpdump, iptables).
 captures: venv sysdeps
@@ -60,6 +68,9 @@ crafted: venv
 	$(PY) captures/craft.py
 	$(PY) captures/craft_links.py
 
+# The bench capture against tshark, tcptrace and argus (bench/run.py), then the load figures
+# (bench/load.py: a spoofed SYN flood and never-closing connections, generated; 200,000 SYNs and 20,000
+# connections by default, the full size with BENCH_LOAD_ARGS="--syns 2000000 --conns 200000").
 bench: venv sysdeps
 	@missing=""; \
 	command -v tshark >/dev/null || missing="$$missing tshark"; \
@@ -74,6 +85,7 @@ bench: venv sysdeps
 	fi
 	$(PY) bench/make_capture.py
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/load.py $(BENCH_LOAD_ARGS)
 
 # The >= 4 GB capture (35 shifted copies of the bench capture) and tcpfsm's peak RSS on it.
 bench-big: venv sysdeps
