@@ -1,93 +1,73 @@
-"""Spoofed SYN floods (and connections that never close) written straight to pcap with numpy, in a second.
+"""Spoofed SYN floods (and connections that never close) for the load tests, made in a second.
 
-Not a test module: `write_flood(path, n, ...)` writes `n` SYNs from random IPv4 sources and ports to one
-service, evenly spread over `seconds`; with `answered` the server's SYN+ACK follows each of that share of
-them 100 us later (a server that answers from its backlog or with cookies). Checksums are left zero
-(capture offload looks the same); the analysis does not need them."""
+Not a test module. The packets come from bench/make_load.py's `packets` (one implementation of the numpy
+pcap writer); what is added here is what the tests need and the bench captures do not have: a share of
+the SYNs answered by a SYN+ACK that is never retransmitted (a SYN-cookie server), and connections that
+speak once more after a long silence (so that a capped stream must recognise them).
+"""
 from __future__ import annotations
+
+import os
+import sys
 
 import numpy as np
 
-_PCAP_HEADER = np.array([0xA1B2C3D4, 0x00040002, 0, 0, 65535, 1], "<u4").tobytes()[:24]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from make_load import SERVER_IP, packets, pcap_header  # noqa: E402
+
+SYN, ACK = 0x02, 0x10
 
 
-def _frames(src, dst, sport, dport, flags, seq, ack) -> np.ndarray:
-    n = len(src)
-    f = np.zeros((n, 54), np.uint8)
-    f[:, 0:6] = [2, 0, 0, 0, 0, 1]
-    f[:, 6:12] = [2, 0, 0, 0, 0, 2]
-    f[:, 12:14] = [8, 0]
-    f[:, 14] = 0x45
-    f[:, 16:18] = [0, 40]
-    f[:, 22] = 64
-    f[:, 23] = 6
-    f[:, 26:30] = src.astype(">u4").view(np.uint8).reshape(n, 4)
-    f[:, 30:34] = dst.astype(">u4").view(np.uint8).reshape(n, 4)
-    f[:, 34:36] = sport.astype(">u2").view(np.uint8).reshape(n, 2)
-    f[:, 36:38] = dport.astype(">u2").view(np.uint8).reshape(n, 2)
-    f[:, 38:42] = seq.astype(">u4").view(np.uint8).reshape(n, 4)
-    f[:, 42:46] = ack.astype(">u4").view(np.uint8).reshape(n, 4)
-    f[:, 46] = 0x50
-    f[:, 47] = flags
-    f[:, 48:50] = [0xFA, 0xF0]
-    return f
+def _write(path: str, parts: list[np.ndarray], ts: list[np.ndarray]) -> None:
+    """Records of every part, in time order (stable: a part listed first wins a tie)."""
+    order = np.argsort(np.concatenate(ts), kind="stable")
+    width = max(p.shape[1] for p in parts)
+    with open(path, "wb") as f:
+        f.write(pcap_header())
+        if all(p.shape[1] == width for p in parts):
+            f.write(np.concatenate(parts)[order].tobytes())
+        else:
+            rows = [r for p in parts for r in p]
+            f.write(b"".join(rows[i].tobytes() for i in order))
 
 
 def write_flood(path: str, n: int, seconds: float = 10.0, answered: float = 0.0, seed: int = 1,
-                server: int = 0x0A000001, port: int = 80, start: float = 1_700_000_000.0) -> None:
+                port: int = 80, start_s: int = 1_700_000_000) -> None:
+    """`n` SYNs from random IPv4 sources and ports to 10.0.0.1:`port`, evenly over `seconds`; a share
+    `answered` of them gets the server's SYN+ACK 100 us later."""
     rng = np.random.default_rng(seed)
-    src = rng.integers(0x0B000000, 0xDF000000, n, dtype=np.int64)
-    sport = rng.integers(1024, 65536, n, dtype=np.int64)
-    isn = rng.integers(0, 2**32, n, dtype=np.int64)
-    us = (start * 1e6 + np.arange(n, dtype=np.int64) * int(seconds * 1e6) // max(n, 1)).astype(np.int64)
-    dst = np.full(n, server, np.int64)
-    dport = np.full(n, port, np.int64)
-    syn = _frames(src, dst, sport, dport, 0x02, isn, np.zeros(n, np.int64))
-    rows = [(us, syn)]
+    src = rng.integers(0x0B000000, 0xDF000000, n, dtype=np.uint32)
+    sport = rng.integers(1024, 65536, n, dtype=np.uint32)
+    isn = rng.integers(0, 1 << 32, n, dtype=np.uint64)
+    t = start_s * 1_000_000 + (np.arange(n, dtype=np.int64) * int(seconds * 1e6)) // max(n, 1)
+    parts = [packets(t, src, SERVER_IP, sport, port, isn.astype(np.uint32), 0, SYN, True)]
+    ts = [t]
     k = int(n * answered)
     if k:
         pick = np.sort(rng.choice(n, k, replace=False))
-        sa = _frames(dst[pick], src[pick], dport[pick], sport[pick], 0x12,
-                     rng.integers(0, 2**32, k, dtype=np.int64), (isn[pick] + 1) & 0xFFFFFFFF)
-        rows.append((us[pick] + 100, sa))
-    ts = np.concatenate([r[0] for r in rows])
-    frames = np.concatenate([r[1] for r in rows])
-    order = np.argsort(ts, kind="stable")
-    _write(path, ts[order], frames[order])
+        sisn = rng.integers(0, 1 << 32, k, dtype=np.uint64).astype(np.uint32)
+        parts.append(packets(t[pick] + 100, SERVER_IP, src[pick], port, sport[pick], sisn,
+                             ((isn[pick] + 1) & 0xFFFFFFFF).astype(np.uint32), SYN | ACK, False))
+        ts.append(t[pick] + 100)
+    _write(path, parts, ts)
 
 
 def write_established(path: str, n: int, seconds: float = 10.0, late_at: float = 30.0, seed: int = 2,
-                      server: int = 0x0A000001, port: int = 443, start: float = 1_700_000_000.0) -> None:
-    """`n` connections from distinct clients that complete their handshake over `seconds`, then fall silent,
-    and each send one more data segment at `late_at` s (in handshake order): connections that never close."""
+                      port: int = 443, start_s: int = 1_700_000_000) -> None:
+    """`n` connections from distinct clients that complete their handshake over `seconds`, fall silent, and
+    each send one more ACK at `late_at` s (in handshake order): connections that never close."""
     rng = np.random.default_rng(seed)
-    src = 0x0B000000 + np.arange(n, dtype=np.int64) * 7
-    sport = rng.integers(1024, 65536, n, dtype=np.int64)
-    cisn = rng.integers(0, 2**32, n, dtype=np.int64)
-    sisn = rng.integers(0, 2**32, n, dtype=np.int64)
-    us = (start * 1e6 + np.arange(n, dtype=np.int64) * int(seconds * 1e6) // max(n, 1)).astype(np.int64)
-    dst = np.full(n, server, np.int64)
-    dport = np.full(n, port, np.int64)
-    one = np.ones(n, np.int64)
-    parts = [
-        (us, _frames(src, dst, sport, dport, 0x02, cisn, np.zeros(n, np.int64))),
-        (us + 100, _frames(dst, src, dport, sport, 0x12, sisn, (cisn + one) & 0xFFFFFFFF)),
-        (us + 200, _frames(src, dst, sport, dport, 0x10, (cisn + one) & 0xFFFFFFFF, (sisn + one) & 0xFFFFFFFF)),
-        (us + int(late_at * 1e6), _frames(src, dst, sport, dport, 0x10, (cisn + one) & 0xFFFFFFFF,
-                                           (sisn + one) & 0xFFFFFFFF)),
-    ]
-    ts = np.concatenate([p[0] for p in parts])
-    frames = np.concatenate([p[1] for p in parts])
-    order = np.argsort(ts, kind="stable")
-    _write(path, ts[order], frames[order])
-
-
-def _write(path: str, ts: np.ndarray, frames: np.ndarray) -> None:
-    m = len(ts)
-    rec = np.zeros((m, 16 + 54), np.uint8)
-    hdr = np.stack([ts // 1_000_000, ts % 1_000_000, np.full(m, 54), np.full(m, 54)], 1).astype("<u4")
-    rec[:, :16] = hdr.view(np.uint8).reshape(m, 16)
-    rec[:, 16:] = frames
-    with open(path, "wb") as f:
-        f.write(_PCAP_HEADER)
-        f.write(rec.tobytes())
+    i = np.arange(n, dtype=np.int64)
+    cip = (0x0B000000 + i * 7).astype(np.uint32)
+    cport = rng.integers(1024, 65536, n, dtype=np.uint32)
+    cisn = rng.integers(0, 1 << 32, n, dtype=np.uint64)
+    sisn = rng.integers(0, 1 << 32, n, dtype=np.uint64)
+    c1 = ((cisn + 1) & 0xFFFFFFFF).astype(np.uint32)
+    s1 = ((sisn + 1) & 0xFFFFFFFF).astype(np.uint32)
+    t = start_s * 1_000_000 + (i * int(seconds * 1e6)) // max(n, 1)
+    late = t + int(late_at * 1e6)
+    parts = [packets(t, cip, SERVER_IP, cport, port, cisn.astype(np.uint32), 0, SYN, True),
+             packets(t + 100, SERVER_IP, cip, port, cport, sisn.astype(np.uint32), c1, SYN | ACK, False),
+             packets(t + 200, cip, SERVER_IP, cport, port, c1, s1, ACK, True),
+             packets(late, cip, SERVER_IP, cport, port, c1, s1, ACK, True)]
+    _write(path, parts, [t, t + 100, t + 200, late])
