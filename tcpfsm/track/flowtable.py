@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
 from collections import Counter
@@ -36,7 +37,7 @@ _TICK = itertools.count()          # tie-break for the timer heap
 def ip_text(raw: bytes) -> str:
     """16-byte column value -> printable address (IPv4-mapped shown as IPv4)."""
     if raw[:12] == _MAPPED:
-        return ".".join(str(b) for b in raw[12:])
+        return _ntop(_AF_INET, raw[12:])
     return str(ipaddress.IPv6Address(raw))
 
 
