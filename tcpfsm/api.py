@@ -207,13 +207,14 @@ class Analysis:
 
 
 TRACKED_BYTES = 2600            # one tracked connection (flow, two endpoint machines, a few transitions)
-TABLE_BUDGET = 256 << 20        # the connection table's share of memory by default (less on small machines)
+TABLE_BUDGET = 128 << 20        # the connection table's share of memory by default (less on small machines)
 
 
 def default_max_tracked() -> int:
-    """The default cap on connections tracked at once: the table may use a quarter GiB, or an eighth of the
-    memory available now if that is less, at ~2.6 KB a connection (~100,000 on a machine with 2 GiB free);
-    never below 10,000. Over it, half-open attempts are evicted and counted (see FlowTable.enforce_cap)."""
+    """The default cap on connections tracked at once: the table may use an eighth of a GiB, or an eighth of
+    the memory available now if that is less, at ~2.6 KB a connection (about 50,000 on a machine with 1 GiB
+    free or more); never below 10,000. A spoofed flood of 20,000 SYNs a second needs 40,000 (two seconds of
+    attempts, see FlowTable.enforce_cap) to keep the uncapped run's findings. Over it, half-open attempts are evicted and counted (see FlowTable.enforce_cap)."""
     avail = None
     try:
         with open("/proc/meminfo") as f:

@@ -163,7 +163,7 @@ _end_opt = click.option("--end", default=None, metavar="T",
               help="Bounded memory: emit and forget finished connections while reading (default: on for "
                    f"files over {STREAM_ABOVE >> 30} GiB).")
 @click.option("--max-tracked", default=None, type=click.IntRange(min=100),
-              help="Cap on connections tracked at once (default: a quarter GiB's worth, less on small machines; "
+              help="Cap on connections tracked at once (default: an eighth of a GiB's worth, less on small machines; "
                    "the summary shows it). Over it, half-open attempts are summarised in the findings and not "
                    "listed; with --stream finished, then half-open, then longest idle connections are evicted. "
                    "Evictions are counted by reason.")

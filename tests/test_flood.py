@@ -66,9 +66,9 @@ def test_a_cap_too_small_forces_evictions_and_says_so(flood):
 
 
 def test_default_cap_is_derived_from_memory():
-    from tcpfsm.api import default_max_tracked
+    from tcpfsm.api import TABLE_BUDGET, TRACKED_BYTES, default_max_tracked
     n = default_max_tracked()
-    assert 10_000 <= n <= (256 << 20) // 2600
+    assert 10_000 <= n <= TABLE_BUDGET // TRACKED_BYTES
 
 
 def test_flood_memory_is_bounded_by_the_cap(tmp_path):
