@@ -205,14 +205,17 @@ def sc_slow_handshake(lab: Lab, out: str) -> None:
 
 
 def sc_listen_overflow(lab: Lab, out: str) -> None:
-    """A listener with backlog 1 that never accepts; 6 clients connect and send a little: once the accept
-    queue is full the server ignores the clients' handshake ACKs and retransmits its SYN+ACKs (Linux,
-    tcp_abort_on_overflow=0), and their data is not acknowledged."""
+    """A listener with backlog 1 that never accepts; 6 clients connect at once. An NFQUEUE holder in the
+    client's namespace keeps the SYN+ACKs until all 6 have come (so all 6 handshakes are pending at once);
+    once the accept queue is full the server ignores the clients' handshake ACKs and retransmits its
+    SYN+ACKs (Linux, tcp_abort_on_overflow=0), and their data is not acknowledged."""
+    if not _has_nfqueue("listen_overflow"):
+        return
     srv = """
     import socket, sys, time
     l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind((sys.argv[1], 5005)); l.listen(1)
-    time.sleep(7); l.close()
+    time.sleep(8); l.close()
     """
     cli = """
     import socket, sys, time
@@ -221,28 +224,58 @@ def sc_listen_overflow(lab: Lab, out: str) -> None:
     for i in range(6):
         s = socket.socket(); s.setblocking(False)
         s.connect_ex((sys.argv[1], 5005)); ss.append(s)
-        time.sleep(0.05)
-    time.sleep(0.5)
+    time.sleep(1.0)
     for s in ss:
         try: s.send(b"hello")
         except OSError: pass
     time.sleep(5)
     for s in ss: s.close()
     """
+    batcher = """
+    import signal, sys, time
+    from netfilterqueue import NetfilterQueue
+    held = []
+    def cb(pkt):
+        pkt.retain(); held.append(pkt)
+        if len(held) >= 6:
+            for p in held: p.accept()
+            held.clear()
+    q = NetfilterQueue(); q.bind(2, cb)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *a: sys.exit(0))
+    try:
+        q.run()
+    finally:
+        q.unbind()
+    """
+    # only the first SYN+ACK of each handshake is batched: the server's retransmissions pass at once
+    lab.ex(lab.c, "iptables", "-A", "INPUT", "-p", "tcp", "--sport", "5005", "--tcp-flags", "SYN,ACK", "SYN,ACK",
+           "-m", "connbytes", "--connbytes", "0:1", "--connbytes-dir", "reply", "--connbytes-mode", "packets",
+           "-j", "NFQUEUE", "--queue-num", "2")
+    h = lab.spawn(lab.c, batcher)
+    time.sleep(0.5)
     cap = lab.capture(out)
     a = lab.spawn(lab.s, srv, lab.sip)
     b = lab.spawn(lab.c, cli, lab.sip)
     wait_all(b, a)
     lab.stop(cap)
+    h.send_signal(signal.SIGTERM)
+    h.wait(timeout=5)
+
+
+def _has_nfqueue(name: str) -> bool:
+    try:
+        import netfilterqueue  # noqa: F401
+        return True
+    except ImportError:
+        print(f"{name}: skipped (pip install netfilterqueue; apt-get install libnetfilter-queue-dev)")
+        return False
 
 
 def sc_reorder(lab: Lab, out: str) -> None:
     """500 kB client -> server; an NFQUEUE holder in the server's namespace keeps every 25th data segment
     back until the next one has passed (reordering, no loss)."""
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        print("reorder: skipped (pip install netfilterqueue; apt-get install libnetfilter-queue-dev)")
+    if not _has_nfqueue("reorder"):
         return
     holder = """
     import sys, time

@@ -83,12 +83,14 @@ D_TSOPT = cython.declare(cython.int, 22)      # from its SYN: 1 timestamps
 D_SYNS = cython.declare(cython.int, 23)       # SYN (or SYN+ACK) segments it sent
 D_SEGMENTS = cython.declare(cython.int, 24)
 D_FIRST_ZW_PACKET = cython.declare(cython.int, 25)   # first zero-window segment (packet index, 0 none)
-D_COLS = cython.declare(cython.int, 26)
+D_DATA_SEGMENTS = cython.declare(cython.int, 26)     # segments carrying data ...
+D_RETX_DATA = cython.declare(cython.int, 27)         # ... and those of them retransmitted
+D_COLS = cython.declare(cython.int, 28)
 # The same columns for Python (the compiled module exports no C constants); tests check the order.
 DS_COLUMNS = ("baseset", "base", "window", "wscale", "nextseq", "nextseqtime", "lastack", "lastacktime",
               "dupacks", "maxseqtobeacked", "lastflags", "timed_end", "timed_ts", "zw_since", "zw_segments",
               "zw_ns", "retx_segments", "retx_bytes", "keepalives", "mss", "syn_wscale", "sack", "tsopt",
-              "syns", "segments", "first_zw_packet")
+              "syns", "segments", "first_zw_packet", "data_segments", "retx_data")
 
 # Columns of the conversation state `cs` (int64).
 C_KEY = cython.declare(cython.int, 0)          # dense 4-tuple id
@@ -105,9 +107,12 @@ C_ACK_LEG = cython.declare(cython.int, 10)     # SYN+ACK -> ACK at the tap (-1 u
 C_SYNACK_AFTER = cython.declare(cython.int, 11)   # SYN+ACKs seen after the handshake completed
 C_SYNACK_AFTER_PACKET = cython.declare(cython.int, 12)
 C_FIRST_SYN_TS = cython.declare(cython.int, 13)   # first SYN (connect latency with retries)
-C_COLS = cython.declare(cython.int, 14)
+C_MAX_GAP = cython.declare(cython.int, 14)        # longest silence between two of its segments (ns) ...
+C_MAX_GAP_PACKET = cython.declare(cython.int, 15) # ... ended by this packet
+C_COLS = cython.declare(cython.int, 16)
 CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir", "first_rtt", "rtt_packet",
-              "mru_synack", "synack_leg", "ack_leg", "synack_after", "synack_after_packet", "first_syn_ts")
+              "mru_synack", "synack_leg", "ack_leg", "synack_after", "synack_after_packet", "first_syn_ts",
+              "max_gap", "max_gap_packet")
 
 
 @cython.cfunc
@@ -204,6 +209,9 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             cs[c, C_KEY] = key[i]
             cs[c, C_FIRST_PACKET] = index[i]
             cs[c, C_FIRST_TS] = now
+        elif now - cs[c, C_LAST_TS] > cs[c, C_MAX_GAP]:
+            cs[c, C_MAX_GAP] = now - cs[c, C_LAST_TS]
+            cs[c, C_MAX_GAP_PACKET] = index[i]
         cs[c, C_LAST_TS] = now
         fwd = 2 * c + d
         rev = 2 * c + 1 - d
@@ -230,8 +238,9 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
                 cs[c, C_SYN_DIR] = d
             elif cs[c, C_FIRST_RTT] == 0:
                 cs[c, C_MRU_SYNACK] = now
-            else:
-                cs[c, C_SYNACK_AFTER] += 1          # the server answers again a handshake already completed
+            elif cs[c, C_MRU_SYNACK] != 0 and s == ds[fwd, D_BASE] and now > cs[c, C_MRU_SYN] + cs[c, C_FIRST_RTT]:
+                # the same SYN+ACK again, after the handshake ACK: the server ignored that ACK
+                cs[c, C_SYNACK_AFTER] += 1
                 if cs[c, C_SYNACK_AFTER_PACKET] == 0:
                     cs[c, C_SYNACK_AFTER_PACKET] = index[i]
         elif fl & F_ACK and cs[c, C_FIRST_RTT] == 0 and cs[c, C_MRU_SYN] != 0:
@@ -348,6 +357,10 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
             ds[fwd, D_RETX_SEGMENTS] += 1
             ds[fwd, D_RETX_BYTES] += ln
+            if ln > 0:
+                ds[fwd, D_RETX_DATA] += 1
+        if ln > 0:
+            ds[fwd, D_DATA_SEGMENTS] += 1
         if ta & A_KEEP_ALIVE:
             ds[fwd, D_KEEPALIVES] += 1
         if ta & A_ZERO_WINDOW:

@@ -1,0 +1,198 @@
+"""Path facts per connection: the sequence analysis' conversations tied to the tracker's flows.
+
+Owns the `path` record of a flow (handshake RTT and its legs, RTT samples by Karn's rule, retransmissions,
+zero-window time, negotiated options, keep-alives) and the lookup `path_record(flow)` the renderers use.
+A conversation belongs to the flow of the same 4-tuple that started last at or before the conversation's
+first packet (the tracker and Wireshark split a 4-tuple at the same new-ISN SYN; where the tracker also
+splits a stale connection picked up again without SYN, the conversation's facts stay with the first
+flow). Arrays are per flow, computed with numpy once; each record is built when it is rendered.
+Must not: change a flow or decide states.
+"""
+from __future__ import annotations
+
+import bisect
+import weakref
+
+import numpy as np
+
+from ..track.flowtable import Flow
+from .segments import CS, DS, SequenceAnalysis
+
+NS = 1_000_000_000
+_RECORDS: "weakref.WeakKeyDictionary[Flow, tuple[PathFacts, int]]" = weakref.WeakKeyDictionary()
+
+
+def flow_key(f: Flow) -> bytes:
+    """The 36-byte key tcpfsm.capture.keys gives the flow's segments: lower side (address, port) first."""
+    c = f.client_raw + f.client_port.to_bytes(2, "big")
+    s = f.server_raw + f.server_port.to_bytes(2, "big")
+    return c + s if f.client_is_lo else s + c
+
+
+def _sec(ns) -> float | None:
+    return None if ns is None else round(int(ns) / NS, 6)
+
+
+class PathFacts:
+    """Per-flow path arrays (row i = flows[i]) and the conversation -> flow map."""
+
+    def __init__(self, sa: SequenceAnalysis, flows: list[Flow]):
+        self.flows = flows
+        cs, ds = sa.conv_state()
+        nconv, nf = len(cs), len(flows)
+        by_key: dict[bytes, list[tuple[int, int]]] = {}
+        for row, f in enumerate(flows):
+            by_key.setdefault(flow_key(f), []).append((f.first_packet, row))
+        for lst in by_key.values():
+            lst.sort()
+        conv_flow = np.full(nconv, -1, np.int64)
+        keys = sa.keys
+        for c, (kid, first) in enumerate(zip(cs[:, CS["key"]].tolist(), cs[:, CS["first_packet"]].tolist())):
+            lst = by_key.get(keys[kid])
+            if lst:
+                j = bisect.bisect_right(lst, (first, 1 << 62)) - 1
+                conv_flow[c] = lst[max(j, 0)][1]
+        self.conv_flow = conv_flow
+        # client direction of each conversation: its flow's client side is the key's lower side (dir 1)
+        cdir = np.array([1 if f.client_is_lo else 0 for f in flows], np.int64)
+        ok = conv_flow >= 0
+        conv_ok = np.flatnonzero(ok)
+        fl = conv_flow[ok]
+        cd = cdir[fl]
+        rows_c = 2 * conv_ok + cd            # ds row of the client's direction
+        rows_s = 2 * conv_ok + 1 - cd
+
+        def per_flow(col: str, rows: np.ndarray) -> np.ndarray:
+            out = np.zeros(nf, np.int64)
+            np.add.at(out, fl, ds[rows, DS[col]])
+            return out
+
+        last_ts = cs[conv_ok, CS["last_ts"]]
+
+        def zw_ns(rows):
+            since = ds[rows, DS["zw_since"]]
+            open_ = np.where(since >= 0, last_ts - since, 0)     # a window still shut at the end counts to then
+            out = np.zeros(nf, np.int64)
+            np.add.at(out, fl, ds[rows, DS["zw_ns"]] + open_)
+            return out
+
+        self.retx = {r: (per_flow("retx_segments", rows), per_flow("retx_bytes", rows))
+                     for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.zw = {r: (per_flow("zw_segments", rows), zw_ns(rows)) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.keepalives = {r: per_flow("keepalives", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.segments = {r: per_flow("segments", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.syns = {r: per_flow("syns", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.data = {r: (per_flow("data_segments", rows), per_flow("retx_data", rows))
+                     for r, rows in (("client", rows_c), ("server", rows_s))}
+        # first zero-window packet per side (evidence)
+        self.first_zw = {}
+        for r, rows in (("client", rows_c), ("server", rows_s)):
+            v = ds[rows, DS["first_zw_packet"]]
+            out = np.full(nf, np.iinfo(np.int64).max, np.int64)
+            np.minimum.at(out, fl, np.where(v > 0, v, np.iinfo(np.int64).max))
+            self.first_zw[r] = out
+        # the handshake and options: from the flow's first conversation (lowest slot) that has them
+        self.conv_of_flow = np.full(nf, -1, np.int64)
+        first = np.full(nf, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first, fl, conv_ok)
+        has = first < np.iinfo(np.int64).max
+        self.conv_of_flow[has] = first[has]
+        self.cs, self.ds, self.cdir = cs, ds, cdir
+        self._rtt(sa, nf)
+        for row, f in enumerate(flows):
+            _RECORDS[f] = (self, row)
+
+    def _rtt(self, sa: SequenceAnalysis, nf: int) -> None:
+        conv, _acker_lo, rtt, packet = sa.rtt_samples()
+        flow = self.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
+        keep = flow >= 0
+        flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
+        self.rtt_n = np.bincount(flow, minlength=nf).astype(np.int64)
+        self.rtt_min = np.zeros(nf, np.int64)
+        self.rtt_max = np.zeros(nf, np.int64)
+        self.rtt_med = np.zeros(nf, np.float64)
+        self.rtt_p95 = np.zeros(nf, np.float64)
+        self.rtt_mean = np.zeros(nf, np.float64)
+        self.rtt_jitter = np.zeros(nf, np.float64)
+        if not len(flow):
+            return
+        # order statistics: samples sorted by (flow, rtt); each flow's run holds its sorted samples
+        o = np.lexsort((rtt, flow))
+        fs, rs = flow[o], rtt[o].astype(np.float64)
+        starts = np.flatnonzero(np.r_[True, fs[1:] != fs[:-1]])
+        ids = fs[starts]
+        n = self.rtt_n[ids]
+        self.rtt_min[ids] = rtt[o][starts]
+        self.rtt_max[ids] = rtt[o][starts + n - 1]
+
+        def pct(q: float) -> np.ndarray:     # linear interpolation between closest ranks (numpy's default)
+            pos = starts + (n - 1) * q
+            lo = np.floor(pos).astype(np.int64)
+            hi = np.minimum(lo + 1, starts + n - 1)
+            return rs[lo] + (rs[hi] - rs[lo]) * (pos - lo)
+
+        self.rtt_med[ids] = pct(0.5)
+        self.rtt_p95[ids] = pct(0.95)
+        self.rtt_mean[ids] = np.add.reduceat(rs, starts) / n
+        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's)
+        o2 = np.lexsort((packet, flow))
+        f2, r2 = flow[o2], rtt[o2].astype(np.float64)
+        d = np.abs(np.diff(r2))
+        same = f2[1:] == f2[:-1]
+        tot = np.zeros(nf)
+        np.add.at(tot, f2[1:][same], d[same])
+        cnt = np.maximum(self.rtt_n - 1, 1)
+        self.rtt_jitter = tot / cnt
+
+    # -- per flow --------------------------------------------------------------------------------------
+    def handshake(self, row: int) -> tuple[int | None, int | None, int | None, int | None]:
+        """(handshake RTT ns, SYN->SYN+ACK ns, SYN+ACK->ACK ns, completing packet), None where unknown."""
+        c = self.conv_of_flow[row]
+        if c < 0 or self.cs[c, CS["first_rtt"]] == 0:
+            return None, None, None, None
+        r = self.cs[c]
+        leg1, leg2 = int(r[CS["synack_leg"]]), int(r[CS["ack_leg"]])
+        return (int(r[CS["first_rtt"]]), leg1 if leg1 >= 0 else None, leg2 if leg2 >= 0 else None,
+                int(r[CS["rtt_packet"]]))
+
+    def options(self, row: int) -> dict:
+        c = self.conv_of_flow[row]
+        if c < 0:
+            return {"mss": {"client": None, "server": None}, "window_scale": None, "sack": False, "timestamps": False}
+        cd = int(self.cdir[row])
+        rc, rs = self.ds[2 * c + cd], self.ds[2 * c + 1 - cd]
+        mss = {"client": int(rc[DS["mss"]]) or None, "server": int(rs[DS["mss"]]) or None}
+        wc, ws = int(rc[DS["syn_wscale"]]), int(rs[DS["syn_wscale"]])
+        both = rc[DS["syns"]] > 0 and rs[DS["syns"]] > 0      # both SYNs seen: the options were negotiated
+        return {"mss": mss,
+                "window_scale": {"client": wc, "server": ws} if both and wc >= 0 and ws >= 0 else None,
+                "sack": bool(both and rc[DS["sack"]] and rs[DS["sack"]]),
+                "timestamps": bool(both and rc[DS["tsopt"]] and rs[DS["tsopt"]])}
+
+    def record(self, row: int) -> dict:
+        hs, leg1, leg2, _ = self.handshake(row)
+        n = int(self.rtt_n[row])
+        rtt = {"min": _sec(self.rtt_min[row]), "median": _sec(self.rtt_med[row]), "p95": _sec(self.rtt_p95[row]),
+               "max": _sec(self.rtt_max[row]), "jitter": _sec(self.rtt_jitter[row]), "samples": n} if n else \
+            {"min": None, "median": None, "p95": None, "max": None, "jitter": None, "samples": 0}
+        return {
+            "handshake_rtt": _sec(hs),
+            "handshake_legs": {"syn_to_synack": _sec(leg1), "synack_to_ack": _sec(leg2)},
+            "rtt": rtt,
+            "retransmissions": {r: {"segments": int(self.retx[r][0][row]), "bytes": int(self.retx[r][1][row])}
+                                for r in ("client", "server")},
+            "zero_window": {r: {"count": int(self.zw[r][0][row]), "seconds": _sec(self.zw[r][1][row])}
+                            for r in ("client", "server")},
+            "options": self.options(row),
+            "keepalives": {r: int(self.keepalives[r][row]) for r in ("client", "server")},
+        }
+
+
+def path_record(flow: Flow) -> dict | None:
+    """The flow's `path` record, or None when no path analysis ran for it."""
+    got = _RECORDS.get(flow)
+    return None if got is None else got[0].record(got[1])
+
+
+def facts_of(flow: Flow) -> tuple[PathFacts, int] | None:
+    return _RECORDS.get(flow)
