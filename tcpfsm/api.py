@@ -227,6 +227,9 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         raise ValueError("Zeek connection summaries need the whole capture: use them without --stream")
     zt = ZeekTracker(ignore_checksums=zeek_ignore_checksums) if zeek else None
     seqan = None
+    if path_health and stream:
+        cap.info.warnings.append("path health (per-segment analysis, flows' `path`, path findings) is not "
+                                 "analysed when streaming: it needs the whole capture")
     if path_health and not stream:
         from .path.segments import SequenceAnalysis
         seqan = SequenceAnalysis(keep_rows=keep_segments)

@@ -45,7 +45,7 @@ class Thresholds:
     syn_received_pile_count: float = 50
     pile_min_age: float = 1.0                # an endpoint counts in a pile once it held the state this long
     # path health (tcpfsm.detect.path_rules)
-    lossy_path_rate: float = 0.02            # retransmitted / all segments between two hosts above this ...
+    lossy_path_rate: float = 0.01            # retransmitted / data segments between two hosts above this ...
     lossy_path_min_count: float = 5          # ... with at least this many retransmissions
     slow_handshake: float = 0.5              # connect latency (first SYN to the handshake ACK) above this
     zero_window_stall: float = 1.0           # a receiver advertised a zero window this long in total

@@ -13,4 +13,5 @@ def attach(an, seqan) -> None:
     from .flows import PathFacts
     an.path = PathFacts(seqan, an.flows)
     an.path_segments = seqan if seqan.keep_rows else None
+    an.path_rtt = seqan.rtt_samples()          # (conversation, acker is lower side, RTT ns, packet)
     path_findings(an)
