@@ -195,7 +195,7 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         w = win[i]
         ln = plen[i]
         now = ts[i]
-        d = lo[i]
+        d = 1 if lo[i] else 0                 # (a C int; plain Python must not do uint8 arithmetic)
         ta = 0
         c = conv_of_key[key[i]]
         if c >= 0 and (fl & (F_SYN | F_ACK)) == F_SYN and ds[2 * c + d, D_BASESET] and s != ds[2 * c + d, D_BASE]:
