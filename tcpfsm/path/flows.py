@@ -98,6 +98,7 @@ class PathFacts:
         has = first < np.iinfo(np.int64).max
         self.conv_of_flow[has] = first[has]
         self.cs, self.ds, self.cdir = cs, ds, cdir
+        self._cols: dict | None = None
         self._rtt(sa, nf)
         for row, f in enumerate(flows):
             _RECORDS[f] = (self, row)
@@ -169,23 +170,78 @@ class PathFacts:
                 "sack": bool(both and rc[DS["sack"]] and rs[DS["sack"]]),
                 "timestamps": bool(both and rc[DS["tsopt"]] and rs[DS["tsopt"]])}
 
+    def _columns(self) -> dict:
+        """Every number of the records as Python lists per flow, computed once (vectorized): rendering 26000
+        flows must not index numpy scalars field by field."""
+        if self._cols is not None:
+            return self._cols
+        nf = len(self.flows)
+        conv = self.conv_of_flow
+        has = conv >= 0
+        cv = np.where(has, conv, 0)
+        cs, ds = self.cs, self.ds
+        first_rtt = np.where(has, cs[cv, CS["first_rtt"]] if len(cs) else 0, 0)
+        known = first_rtt != 0
+        leg1 = np.where(known, cs[cv, CS["synack_leg"]] if len(cs) else -1, -1)
+        leg2 = np.where(known, cs[cv, CS["ack_leg"]] if len(cs) else -1, -1)
+        rc = 2 * cv + self.cdir
+        rs = 2 * cv + 1 - self.cdir
+
+        def col(rows, name):
+            return np.where(has, ds[rows, DS[name]] if len(ds) else 0, 0)
+
+        both = (col(rc, "syns") > 0) & (col(rs, "syns") > 0)
+        wc, ws = col(rc, "syn_wscale"), col(rs, "syn_wscale")
+        c = {
+            "hs": _secs(np.where(known, first_rtt, -1)), "leg1": _secs(leg1), "leg2": _secs(leg2),
+            "mss_c": col(rc, "mss").tolist(), "mss_s": col(rs, "mss").tolist(),
+            "ws": (both & has & (wc >= 0) & (ws >= 0)).tolist(), "wc": wc.tolist(), "wsv": ws.tolist(),
+            "sack": (both & has & (col(rc, "sack") > 0) & (col(rs, "sack") > 0)).tolist(),
+            "tsopt": (both & has & (col(rc, "tsopt") > 0) & (col(rs, "tsopt") > 0)).tolist(),
+            "n": self.rtt_n.tolist(), "min": _secs(self.rtt_min), "max": _secs(self.rtt_max),
+            "med": self.rtt_med.tolist(), "p95": self.rtt_p95.tolist(), "jit": self.rtt_jitter.tolist(),
+        }
+        for r in ("client", "server"):
+            c[f"retx_{r}"] = self.retx[r][0].tolist()
+            c[f"retxb_{r}"] = self.retx[r][1].tolist()
+            c[f"zw_{r}"] = self.zw[r][0].tolist()
+            c[f"zws_{r}"] = _secs(self.zw[r][1])
+            c[f"ka_{r}"] = self.keepalives[r].tolist()
+        assert len(c["hs"]) == nf
+        self._cols = c
+        return c
+
     def record(self, row: int) -> dict:
-        hs, leg1, leg2, _ = self.handshake(row)
-        n = int(self.rtt_n[row])
-        rtt = {"min": _sec(self.rtt_min[row]), "median": _sec(self.rtt_med[row]), "p95": _sec(self.rtt_p95[row]),
-               "max": _sec(self.rtt_max[row]), "jitter": _sec(self.rtt_jitter[row]), "samples": n} if n else \
+        c = self._cols or self._columns()
+        n = c["n"][row]
+        rtt = {"min": c["min"][row], "median": round(c["med"][row] / NS, 6), "p95": round(c["p95"][row] / NS, 6),
+               "max": c["max"][row], "jitter": round(c["jit"][row] / NS, 6), "samples": n} if n else \
             {"min": None, "median": None, "p95": None, "max": None, "jitter": None, "samples": 0}
         return {
-            "handshake_rtt": _sec(hs),
-            "handshake_legs": {"syn_to_synack": _sec(leg1), "synack_to_ack": _sec(leg2)},
+            "handshake_rtt": c["hs"][row],
+            "handshake_legs": {"syn_to_synack": c["leg1"][row], "synack_to_ack": c["leg2"][row]},
             "rtt": rtt,
-            "retransmissions": {r: {"segments": int(self.retx[r][0][row]), "bytes": int(self.retx[r][1][row])}
-                                for r in ("client", "server")},
-            "zero_window": {r: {"count": int(self.zw[r][0][row]), "seconds": _sec(self.zw[r][1][row])}
-                            for r in ("client", "server")},
-            "options": self.options(row),
-            "keepalives": {r: int(self.keepalives[r][row]) for r in ("client", "server")},
+            "retransmissions": {"client": {"segments": c["retx_client"][row], "bytes": c["retxb_client"][row]},
+                                "server": {"segments": c["retx_server"][row], "bytes": c["retxb_server"][row]}},
+            "zero_window": {"client": {"count": c["zw_client"][row], "seconds": c["zws_client"][row]},
+                            "server": {"count": c["zw_server"][row], "seconds": c["zws_server"][row]}},
+            "options": {"mss": {"client": c["mss_c"][row] or None, "server": c["mss_s"][row] or None},
+                        "window_scale": {"client": c["wc"][row], "server": c["wsv"][row]} if c["ws"][row] else None,
+                        "sack": c["sack"][row], "timestamps": c["tsopt"][row]},
+            "keepalives": {"client": c["ka_client"][row], "server": c["ka_server"][row]},
         }
+
+
+def _secs(ns: np.ndarray) -> list:
+    """ns -> seconds rounded to the µs (None where negative: unknown), as tcpfsm.render.records.sec rounds."""
+    out = []
+    for v in ns.tolist():
+        if v < 0:
+            out.append(None)
+        else:
+            us, sub = divmod(v, 1000)
+            out.append(us / 1e6 if not sub else round(v / NS, 6))
+    return out
 
 
 def path_record(flow: Flow) -> dict | None:
