@@ -146,29 +146,9 @@ class PathFacts:
         self.rtt_jitter = tot / cnt
 
     # -- per flow --------------------------------------------------------------------------------------
-    def handshake(self, row: int) -> tuple[int | None, int | None, int | None, int | None]:
-        """(handshake RTT ns, SYN->SYN+ACK ns, SYN+ACK->ACK ns, completing packet), None where unknown."""
-        c = self.conv_of_flow[row]
-        if c < 0 or self.cs[c, CS["first_rtt"]] == 0:
-            return None, None, None, None
-        r = self.cs[c]
-        leg1, leg2 = int(r[CS["synack_leg"]]), int(r[CS["ack_leg"]])
-        return (int(r[CS["first_rtt"]]), leg1 if leg1 >= 0 else None, leg2 if leg2 >= 0 else None,
-                int(r[CS["rtt_packet"]]))
-
-    def options(self, row: int) -> dict:
-        c = self.conv_of_flow[row]
-        if c < 0:
-            return {"mss": {"client": None, "server": None}, "window_scale": None, "sack": False, "timestamps": False}
-        cd = int(self.cdir[row])
-        rc, rs = self.ds[2 * c + cd], self.ds[2 * c + 1 - cd]
-        mss = {"client": int(rc[DS["mss"]]) or None, "server": int(rs[DS["mss"]]) or None}
-        wc, ws = int(rc[DS["syn_wscale"]]), int(rs[DS["syn_wscale"]])
-        both = rc[DS["syns"]] > 0 and rs[DS["syns"]] > 0      # both SYNs seen: the options were negotiated
-        return {"mss": mss,
-                "window_scale": {"client": wc, "server": ws} if both and wc >= 0 and ws >= 0 else None,
-                "sack": bool(both and rc[DS["sack"]] and rs[DS["sack"]]),
-                "timestamps": bool(both and rc[DS["tsopt"]] and rs[DS["tsopt"]])}
+    def handshake_rtt(self, row: int) -> float | None:
+        """The flow's handshake RTT in seconds (µs), None without a full handshake."""
+        return (self._cols or self._columns())["hs"][row]
 
     def _columns(self) -> dict:
         """Every number of the records as Python lists per flow, computed once (vectorized): rendering 26000

@@ -125,8 +125,8 @@ def path_pairs(an) -> list[dict]:
         samples = rtt[m]
         order = np.argsort(packet[m], kind="stable")
         samples = samples[order] / 1e6          # ms
-        hs = [facts.handshake(r)[0] for r in rows]
-        hs = [h / 1e6 for h in hs if h is not None]
+        hs = [facts.handshake_rtt(r) for r in rows]
+        hs = [h * 1e3 for h in hs if h is not None]
         rec = {"client": cip, "server": sip, "connections": len(rows),
                "loss_pct": round(100.0 * retx / sent, 2) if sent else 0.0, "sent": sent, "retransmitted": retx,
                "rtt_ms": None, "handshake_rtt_ms": None}
