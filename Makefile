@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py tcpfsm/capture/_decode.py t
 	touch $(STAMP)
 
 # Debian packages the tests and recorder use: tcpdump (real captures, live backend), iproute2 and
-# iptables (namespaces, drops), tshark (the tshark engine). Installed only when missing.
+# iptables (namespaces, drops), tshark (the tshark engine), chromium (opens the HTML report headless).
+# Installed only when missing.
 sysdeps:
 	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
@@ -28,12 +30,20 @@ sysdeps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The story of one capture on one screen: facts, findings, piles, the connections behind them, one ladder.
+# README.md's first example is exactly this output (tests/test_demo.py).
 demo: venv
-	$(VENV)/bin/tcpfsm analyze $(DEMO_CAPTURE)
+	$(VENV)/bin/tcpfsm analyze $(DEMO_CAPTURE) --format brief --width 120
 
-test: venv sysdeps
+# The optional extras the tests exercise: tcpfsm[arrow] (pyarrow, pandas: --format parquet, to_pandas) and
+# duckdb, which reads the Parquet back. Installed once (stamp); their tests skip if this failed.
+EXTRAS := $(VENV)/.extras
+$(EXTRAS): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[test,arrow]' duckdb && touch $(EXTRAS) || echo "optional extras not installed"
+
+test: venv sysdeps $(EXTRAS)
 	$(PY) -m pytest -q
-	TCPFSM_PURE=1 $(PY) -m pytest -q tests/test_compiled.py
+	TCPFSM_PURE=1 $(PY) -m pytest -q tests/test_compiled.py tests/test_compiled_machine.py
 
 # Re-record the kernel scenarios (root: network namespaces, tcpdump, iptables).
 captures: venv sysdeps

@@ -20,6 +20,7 @@ import io
 import os
 import struct
 import sys
+import zlib
 
 from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, IPv6,  # noqa: E402
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw)
@@ -228,8 +229,236 @@ def be_pcapng():
     return b"".join(out)
 
 
+# ---------------------------------------------------------------------------- link types and encapsulations
+# (issue 10) Each capture: the 9-segment exchange in its framing, interleaved with noise of that framing
+# that must be skipped with a named reason; tests/test_links.py checks them against tshark -T fields.
+ENCAPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "encaps")
+MAC = {True: (bytes.fromhex("020000000001"), bytes.fromhex("020000000002")),
+       False: (bytes.fromhex("020000000002"), bytes.fromhex("020000000001"))}   # c2s -> (src, dst)
+SNAP_IP4 = bytes.fromhex("aaaa03000000") + b"\x08\x00"
+SNAP_IP6 = bytes.fromhex("aaaa03000000") + b"\x86\xdd"
+
+
+def snap(raw: bytes) -> bytes:
+    return (SNAP_IP6 if raw[0] >> 4 == 6 else SNAP_IP4) + raw
+
+
+def framed(prefix, v6=False, noise=()):
+    """The exchange as raw IP wrapped by prefix(c2s, ip_bytes) -> frame, noise frames interleaved."""
+    return interleave([prefix(c2s, bytes(p)) for c2s, p in exchange(v6)], list(noise))
+
+
+def wlan_hdr(c2s: bool, qos: bool, prot: bool = False, subtype: int | None = None, ftype: int = 2) -> bytes:
+    """802.11 header: client->AP frames ToDS, AP->client FromDS; QoS data adds QoS control."""
+    sub = subtype if subtype is not None else (8 if qos else 0)
+    fc0 = (sub << 4) | (ftype << 2)
+    fc1 = (0x01 if c2s else 0x02) | (0x40 if prot else 0)
+    src, dst = MAC[c2s]
+    bssid = bytes.fromhex("02000000aaaa")
+    a1, a2, a3 = (bssid, src, dst) if c2s else (dst, bssid, src)
+    h = bytes([fc0, fc1]) + b"\x00\x00" + a1 + a2 + a3 + b"\x10\x00"
+    if sub & 8:
+        h += b"\x00\x00"
+    return h
+
+
+def wlan(c2s, raw, prot=False):
+    return wlan_hdr(c2s, qos=c2s, prot=prot) + snap(raw)
+
+
+def wlan_noise():
+    return [wlan_hdr(True, True, prot=True) + bytes(16),                    # protected: "encrypted"
+            wlan_hdr(True, False, subtype=4),                               # null data: non_ip
+            bytes([0x80, 0]) + b"\0\0" + b"\xff" * 6 + MAC[True][0] * 2 + b"\0\0" + bytes(12),  # beacon
+            wlan_hdr(False, False) + bytes.fromhex("aaaa03000000") + b"\x08\x06" + bytes(ARP())]
+
+
+def radiotap_hdr() -> bytes:
+    # version 0, pad, length 12, present = flags | rate | (no ext); flags 0, rate 2 (1 Mb/s), 2 pad bytes
+    return struct.pack("<BBHI", 0, 0, 12, 0x06) + bytes([0x00, 0x02]) + b"\0\0"
+
+
+def ppi_hdr(dlt: int) -> bytes:
+    return struct.pack("<BBHI", 0, 0, 8, dlt)
+
+
+def nflog(raw: bytes, prefix: bytes = b"tcpfsm") -> bytes:
+    """NFLOG: family, version 0, resource id (BE), TLVs (little-endian length/type, padded to 4)."""
+    fam = 10 if raw[0] >> 4 == 6 else 2
+
+    def tlv(t, v):
+        return struct.pack("<HH", 4 + len(v), t) + v + b"\0" * (-len(v) % 4)
+    hw = 0x86DD if fam == 10 else 0x0800
+    return (bytes([fam, 0]) + struct.pack(">H", 7) + tlv(1, struct.pack(">HBB", hw, 3, 0))
+            + tlv(10, prefix + b"\0") + tlv(11, struct.pack(">I", 1)) + tlv(9, raw))
+
+
+def fddi(c2s, raw):
+    src, dst = MAC[c2s]
+    return b"\x50" + dst + src + snap(raw)
+
+
+def ppp(c2s, raw):
+    proto = b"\x00\x57" if raw[0] >> 4 == 6 else b"\x00\x21"
+    return (b"\xff\x03" + proto if c2s else proto) + raw   # address/control present one way only
+
+
+def chdlc(c2s, raw):
+    return (b"\x0f\x00" if c2s else b"\x8f\x00") + (b"\x86\xdd" if raw[0] >> 4 == 6 else b"\x08\x00") + raw
+
+
+def dot3(c2s, raw):
+    src, dst = MAC[c2s]
+    body = snap(raw)
+    return dst + src + struct.pack(">H", len(body)) + body
+
+
+def write_links() -> None:
+    """The link types of issue 10, one capture each in captures/links/."""
+    v4n = [bytes(p) for _, p in noise_v4()]
+    write_pcap("fddi.pcap", 10, framed(fddi, noise=[fddi(True, r) for r in v4n]
+                                        + [b"\x50" + MAC[True][1] + MAC[True][0] + b"\x42\x42\x03" + bytes(35)]))
+    write_pcap("wlan.pcap", 105, framed(wlan, noise=wlan_noise()))
+    write_pcap("wlan_radiotap.pcap", 127, framed(lambda c, r: radiotap_hdr() + wlan(c, r),
+                                                 noise=[radiotap_hdr() + f for f in wlan_noise()]))
+    write_pcap("wlan_ppi.pcap", 192, framed(lambda c, r: ppi_hdr(105) + wlan(c, r), v6=True,
+                                            noise=[ppi_hdr(105) + f for f in wlan_noise()]))
+    write_pcap("nflog.pcap", 239, framed(lambda c, r: nflog(r), noise=[nflog(r) for r in v4n]))
+    write_pcap("nflog6.pcap", 239, framed(lambda c, r: nflog(r), v6=True,
+                                          noise=[nflog(bytes(p)) for _, p in noise_v6()]))
+    write_pcap("ppp.pcap", 9, framed(ppp, noise=[ppp(True, r) for r in v4n]
+                                     + [b"\xff\x03\xc0\x21\x01\x01\x00\x04"]))          # LCP: non_ip
+    write_pcap("ppp_hdlc.pcap", 50, framed(lambda c, r: b"\xff\x03" + ppp(False, r), v6=True,
+                                           noise=[b"\xff\x03\x80\x21\x01\x01\x00\x04"]))  # IPCP
+    write_pcap("chdlc.pcap", 104, framed(chdlc, noise=[chdlc(True, r) for r in v4n]
+                                         + [b"\x8f\x00\x80\x35" + bytes(20)]))             # SLARP
+    write_pcap("chdlc_serial.pcap", 50, framed(chdlc, v6=True))
+    # an IPv6 jumbogram (RFC 2675: payload length 0, hop-by-hop Jumbo Payload option) of 70000 data bytes,
+    # captured with a 200-byte snaplen; counted in notes["ipv6_jumbograms"]
+    from scapy.layers.inet6 import Jumbo
+    jdata = 70000
+    jumbo = (IPv6(src=V6[1], dst=V6[0], plen=0) / IPv6ExtHdrHopByHop(options=[Jumbo(jumboplen=8 + 32 + jdata)])
+             / TCP(sport=SPORT, dport=CPORT, flags="A", seq=9000, ack=1019, window=510, options=ts_opt(300, 102))
+             / Raw(b"j" * jdata))
+    write_pcap("jumbo6.pcap", 1, interleave([bytes(eth(c) / p) for c, p in exchange(True)],
+                                            [bytes(eth(False) / jumbo)]), snaplen=200)
+    # IPv6 extension-header chains of any length: 11 headers before TCP on every segment
+    from scapy.layers.inet6 import IPv6ExtHdrRouting
+
+    def chain(c2s, p):
+        ip6, tcp = p, p[TCP]
+        hdrs = IPv6ExtHdrHopByHop()
+        for k in range(9):
+            hdrs = hdrs / (IPv6ExtHdrRouting(addresses=[], segleft=0) if k == 4 else IPv6ExtHdrDestOpt())
+        hdrs = hdrs / IPv6ExtHdrFragment(m=0, offset=0, id=k)           # an atomic fragment (RFC 6946)
+        return eth(c2s) / IPv6(src=ip6.src, dst=ip6.dst, hlim=64) / hdrs / tcp
+    write_pcap("ipv6_ext_chain.pcap", 1, [bytes(chain(c, p)) for c, p in exchange(True)])
+    write_pcap("dot3_snap.pcap", 1, framed(dot3, noise=[dot3(True, r) for r in v4n] + [
+        bytes.fromhex("0180c2000000") + MAC[True][0] + struct.pack(">H", 38) + b"\x42\x42\x03" + bytes(35)]))
+
+
+def ether_b(c2s, et: int, payload: bytes) -> bytes:
+    src, dst = MAC[c2s]
+    return dst + src + struct.pack(">H", et) + payload
+
+
+def ip_et(raw: bytes) -> bytes:
+    return b"\x86\xdd" if raw[0] >> 4 == 6 else b"\x08\x00"
+
+
+def vntag(c2s, raw):            # VN-Tag: d/p bit, dst vif, loop, src vif (4 bytes), then the ethertype
+    return ether_b(c2s, 0x8926, struct.pack(">HH", 0x8000 | 12, 7 if c2s else 9) + ip_et(raw) + raw)
+
+
+def etag(c2s, raw):             # 802.1BR E-Tag: 6 bytes (E-PCP/DEI, ingress E-CID, GRP/E-CID, ...)
+    return ether_b(c2s, 0x893F, struct.pack(">HHH", 0, 0x0123 if c2s else 0x0456, 0) + ip_et(raw) + raw)
+
+
+def pbb(c2s, raw):              # 802.1ah: B-TAG (88a8) + I-TAG (88e7, I-SID) + the customer frame
+    csrc, cdst = MAC[c2s]
+    inner = cdst + csrc + ip_et(raw) + raw
+    btag = struct.pack(">HH", 100, 0x88E7)
+    itag = struct.pack(">I", 0x00ABCDEF if c2s else 0x00ABCDEF)
+    return ether_b(c2s, 0x88A8, btag + itag + inner)
+
+
+def fabricpath(c2s, raw):       # outer switch-id addresses, 0x8903, FTag/TTL, the classical frame
+    csrc, cdst = MAC[c2s]
+    outer_dst, outer_src = bytes.fromhex("020a00010000"), bytes.fromhex("020b00020000")
+    if not c2s:
+        outer_dst, outer_src = outer_src, outer_dst
+    f = outer_dst + outer_src + b"\x89\x03" + struct.pack(">H", (1 << 6) | 32) + cdst + csrc + ip_et(raw) + raw
+    return f + struct.pack("<I", zlib.crc32(f))            # FabricPath frames keep their FCS (Wireshark expects it)
+
+
+def macsec(c2s, raw, encrypted=False):   # SecTAG: TCI/AN, SL, PN, SCI (when TCI.SC); ICV after the data
+    tci = 0x20 | (0x0C if encrypted else 0)
+    sci = MAC[c2s][0] + b"\x00\x01"
+    body = ip_et(raw) + raw if not encrypted else bytes(len(raw) + 2)
+    return ether_b(c2s, 0x88E5, bytes([tci, 0]) + struct.pack(">I", 1) + sci + body + bytes(16))
+
+
+def nsh_hdr(nxt: int, spi: int = 42, si: int = 255) -> bytes:   # MD type 2, no metadata: length 2 words
+    return bytes([0x00, 0x02, 0x02, nxt]) + struct.pack(">I", (spi << 8) | si)
+
+
+def nsh(c2s, raw):
+    """Client->server: NSH on Ethernet (0x894f) carrying IPv4; server->client: NSH carrying Ethernet
+    inside VXLAN-GPE (UDP 4790) between two VTEPs."""
+    if c2s:
+        return ether_b(c2s, 0x894F, nsh_hdr(1) + raw)
+    csrc, cdst = MAC[c2s]
+    gpe = bytes([0x0C, 0, 0, 4]) + struct.pack(">I", 5000 << 8)
+    outer = IP(src="192.0.2.1", dst="192.0.2.2", id=1) / UDP(sport=54321, dport=4790) / Raw(
+        gpe + nsh_hdr(3, spi=43) + cdst + csrc + ip_et(raw) + raw)
+    return ether_b(c2s, 0x0800, bytes(outer))
+
+
+def teredo(c2s, raw):
+    """IPv6 in UDP between a Teredo client (port 50123) and a relay (port 3545: not 3544), with an
+    authentication indicator on the first client packet and an origin indication on every relay one."""
+    ind = b""
+    if c2s and raw[40 + 13] & 0x02:                          # the client's SYN
+        ind = b"\x00\x01\x00\x00" + bytes(8) + b"\x00"      # auth: no id, no value, nonce, confirmation
+    elif not c2s:
+        ind = b"\x00\x00" + struct.pack(">H", 50123 ^ 0xFFFF) + bytes(a ^ 0xFF for a in (198, 51, 100, 7))
+    a, b = ("198.51.100.7", "203.0.113.9") if c2s else ("203.0.113.9", "198.51.100.7")
+    sp, dp = (50123, 3545) if c2s else (3545, 50123)
+    return ether_b(c2s, 0x0800, bytes(IP(src=a, dst=b, id=2) / UDP(sport=sp, dport=dp) / Raw(ind + raw)))
+
+
+def write_encaps() -> None:
+    """The encapsulations of issue 10, one capture each in captures/encaps/ (not decoded by the dpkt engine)."""
+    os.makedirs(ENCAPS, exist_ok=True)
+
+    def w(name, frames):
+        global OUT
+        keep, OUT = OUT, ENCAPS
+        try:
+            write_pcap(name, 1, frames)
+        finally:
+            OUT = keep
+    w("vntag.pcap", framed(vntag))
+    w("etag.pcap", framed(etag, v6=True))
+    w("pbb.pcap", framed(pbb))
+    w("fabricpath.pcap", framed(fabricpath))
+    w("macsec.pcap", framed(macsec, noise=[macsec(True, bytes(exchange()[3][1]), encrypted=True)]))
+    w("nsh.pcap", framed(nsh, noise=[ether_b(True, 0x894F, nsh_hdr(0x99) + bytes(20))]))   # unknown next: non_ip
+    dns = IP(src="198.51.100.7", dst="203.0.113.9") / UDP(sport=50123, dport=53) / Raw(b"\x60\x01" + bytes(30))
+    w("teredo_anyport.pcap", framed(teredo, v6=True, noise=[ether_b(True, 0x0800, bytes(dns))]))
+    # depth limit: the exchange in GRE nested 5 deep once (tunnel_too_deep), 4 deep otherwise
+    def gre_nest(c2s, raw, depth=4):
+        p = raw
+        for _ in range(depth):
+            p = bytes(IP(src="192.0.2.1", dst="192.0.2.2", proto=47, id=3) / Raw(b"\x00\x00" + ip_et(p) + p))
+        return ether_b(c2s, 0x0800, p)
+    w("depth_limit.pcap", framed(gre_nest, noise=[gre_nest(True, bytes(exchange()[0][1]), 5)]))
+
+
 def main() -> None:
     os.makedirs(OUT, exist_ok=True)
+    write_links()
+    write_encaps()
     E = Ether(src=MAC_C, dst=MAC_S)
 
     def vlan(c2s, p):

@@ -61,6 +61,8 @@ class Analysis:
         self.clock: ClockStats = table.clock_stats
         self.evicted = dict(table.evicted)
         self.streamed = streamed
+        self.max_tracked: int | None = table.max_flows  # the cap on connections tracked at once
+        self.not_kept = 0       # half-open attempts evicted over the cap: in the findings, not in `flows`
         self.start = info.first_ts or 0
         self.end = max(table.clock, info.last_ts or 0, end or 0)
         if aggregator is None:
@@ -85,15 +87,25 @@ class Analysis:
     def flow(self, flow_id: int) -> Flow:
         return self._by_id[flow_id]
 
+    def find_flow(self, flow_id: int) -> Flow | None:
+        """The flow with this id, or None (a streamed analysis forgot it; an aggregate may still name it)."""
+        return self._by_id.get(flow_id)
+
     def time(self, spec: str | float | int) -> int:
         """A user time (epoch seconds, ISO 8601, HH:MM:SS on the capture's day, or +12.5s) -> ns."""
         return parse_time(spec, self.start)
 
-    def netstat(self, at: str | float | int, host: str | None = None, listening: bool = True) -> Snapshot:
-        """What `netstat -nat` would have listed at `at` (on `host`, or on every host seen)."""
-        return self.netstat_many([at], host, listening)[0]
+    def netstat(self, at: str | float | int, host: str | None = None, listening: bool = True,
+                port: int | None = None, states=None) -> Snapshot:
+        """What `netstat -nat` would have listed at `at` (on `host`, or on every host seen); `port` and
+        `states` filter as in netstat_many."""
+        return self.netstat_many([at], host, listening, port=port, states=states)[0]
 
-    def netstat_many(self, ats: list, host: str | None = None, listening: bool = True) -> list[Snapshot]:
+    def netstat_many(self, ats: list, host: str | None = None, listening: bool = True,
+                     port: int | None = None, states=None) -> list[Snapshot]:
+        """`port`: only sockets with this port at either end (`lsof -i:PORT`); `states`: only these states
+        (`ss state S`), each a State or any spelling `parse_state` knows."""
+        keep = _socket_filter(port, states)
         out = []
         for spec in ats:
             t = spec if isinstance(spec, int) and not isinstance(spec, bool) and spec > 10**15 else self.time(spec)
@@ -102,13 +114,17 @@ class Analysis:
                 for (h, local), since in self.occupancy.listeners.items():
                     if (host is None or h == host) and since <= t <= self.end:
                         rows.append(Socket(h, *listener_row(h, local), State.LISTEN, None))
+            if keep is not None:
+                rows = [r for r in rows if keep(r.local, r.remote, r.state)]
             rows.sort(key=lambda r: (r.host, r.state is not State.LISTEN, r.local, r.remote))
             out.append(Snapshot(t, rows))
         return out
 
-    def states(self, interval: float = 1.0, host: str | None = None) -> list[tuple[int, dict[str, Counter]]]:
+    def states(self, interval: float = 1.0, host: str | None = None, port: int | None = None,
+               states=None) -> list[tuple[int, dict[str, Counter]]]:
         """State counts per host at every `interval` seconds from the capture's start to its end. An interval
-        that is not a positive finite number, or that would give more than MAX_SAMPLES samples, is refused."""
+        that is not a positive finite number, or that would give more than MAX_SAMPLES samples, is refused.
+        `port` and `states` count only the sockets netstat_many's filters would list."""
         import math
 
         if not (isinstance(interval, (int, float)) and math.isfinite(interval) and interval > 0):
@@ -116,7 +132,38 @@ class Analysis:
         if (self.end - self.start) / interval / NS > MAX_SAMPLES:
             raise ValueError(f"interval {interval:g} s gives more than {MAX_SAMPLES:,} samples; use a larger one")
         step = max(int(interval * NS), 1)
-        return self.occupancy.counts(self.start, self.end, step, host)
+        return self.occupancy.counts(self.start, self.end, step, host, keep=_socket_filter(port, states))
+
+    def select(self, host: str | None = None, port: int | None = None, states=None,
+               flow_ids=None) -> list[Flow]:
+        """The flows a filter names: `host` at either end; `port` at either end (with `host`: that host's own
+        port); `states`: either endpoint held one of them at some point (RFC, netstat or ss spelling);
+        `flow_ids`: these flows, in this order (an unknown id is a ValueError)."""
+        flows = self.flows
+        if flow_ids:
+            missing = [i for i in flow_ids if i not in self._by_id]
+            if missing:
+                raise ValueError(f"no flow {missing[0]} (the capture has flows 1..{len(self.flows)})")
+            flows = [self._by_id[i] for i in flow_ids]
+        if host is not None:
+            flows = [f for f in flows if host in (f.client_ip, f.server_ip)]
+        if port is not None:
+            port = check_port(port)
+            if host is None:
+                flows = [f for f in flows if port in (f.client_port, f.server_port)]
+            else:
+                flows = [f for f in flows if (f.client_ip == host and f.client_port == port)
+                         or (f.server_ip == host and f.server_port == port)]
+        if states:
+            want = parse_states(states)
+            flows = [f for f in flows if want & held_states(f)]
+        return flows
+
+    def to_pandas(self, what: str = "flows"):
+        """The flows (one row per connection, the CSV's columns) or the transitions (one row per state
+        change, with its flow's endpoints) as a pandas DataFrame, for notebooks. Needs pandas."""
+        from .render import tabular
+        return tabular.to_pandas(self, what)
 
     def summary(self) -> dict:
         i = self.info
@@ -131,9 +178,11 @@ class Analysis:
             "skipped": dict(sorted(i.skipped.items())),
             "skipped_total": sum(i.skipped.values()),
             "checksums": dict(sorted(i.checksums.items())), "dropped_bad_checksum": getattr(self, "dropped_bad_checksum", 0),
-            "flows": len(self.flows) + self.streamed,
+            "flows": len(self.flows) + self.streamed + self.not_kept,
             "streamed": bool(self.streamed),
+            "max_tracked": self.max_tracked,
             "evicted": dict(self.evicted),
+            "not_kept": self.not_kept,
             "duration": (self.end - self.start) / NS if self.flows or i.records else 0.0,
             "first_ts": self.start / NS if i.first_ts is not None else None,
             "last_ts": self.end / NS if i.last_ts is not None else None,
@@ -152,6 +201,27 @@ class Analysis:
             return []
         return [f"timestamps stepped backwards {c.backwards_steps} time(s) (largest {c.largest_step_ns / NS:.6f} s);"
                 f" states use a monotonic clock"]
+
+
+TRACKED_BYTES = 2600            # one tracked connection (flow, two endpoint machines, a few transitions)
+TABLE_BUDGET = 256 << 20        # the connection table's share of memory by default (less on small machines)
+
+
+def default_max_tracked() -> int:
+    """The default cap on connections tracked at once: the table may use a quarter GiB, or an eighth of the
+    memory available now if that is less, at ~2.6 KB a connection (~100,000 on a machine with 2 GiB free);
+    never below 10,000. Over it, half-open attempts are evicted and counted (see FlowTable.enforce_cap)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    budget = TABLE_BUDGET if avail is None else min(TABLE_BUDGET, avail // 8)
+    return max(10_000, budget // TRACKED_BYTES)
 
 
 @contextmanager
@@ -220,9 +290,13 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     timings = {"read+decode": 0.0, "track": 0.0, "detect": 0.0}
     t0 = clock()
     cap = open_engine(engine, path)
-    table = FlowTable(prof, forget_finished=stream, max_flows=max_flows if stream else None,
-                      capture_point=capture_point)
-    agg = Aggregator(th) if stream else None
+    max_tracked = max_flows if max_flows is not None else default_max_tracked()
+    table = FlowTable(prof, forget_finished=stream, max_flows=max_tracked, capture_point=capture_point)
+    # Findings are built as connections leave the table (evicted, or streamed out) and at the end, in both
+    # modes: the same rules see the same connections, so both give the same findings.
+    agg = Aggregator(th)
+    # a half-open attempt silent this long has met the unanswered-SYN threshold and its SYN-cookie check
+    settled_after = int((max(th.unanswered_syn_after, 1.5) + 0.5) * NS)
     if zeek and stream:
         raise ValueError("Zeek connection summaries need the whole capture: use them without --stream")
     zt = ZeekTracker(ignore_checksums=zeek_ignore_checksums) if zeek else None
@@ -236,15 +310,24 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         timings["path"] = 0.0
     dropped_bad = 0
     handed = 0
+    not_kept = 0
     last_sweep = 0
 
     def hand_out(flows: list[Flow]) -> None:
-        nonlocal handed
+        """Connections leaving the table for good: their findings are final, the aggregates keep a summary.
+        Streaming hands each to `on_flow`; a whole-capture analysis only lets go of evicted half-open attempts
+        (`FlowTable.enforce_cap`), which are counted, not kept."""
+        nonlocal handed, not_kept
         for f in flows:
-            agg.add_flow(f, table.clock)
-            if on_flow is not None:
+            agg.add_flow(f, table.clock, kept=stream)
+            if stream and on_flow is not None:
                 on_flow(f)
-        handed += len(flows)
+            elif not stream:
+                agg.piles.release(f)            # an evicted attempt: no transition will take it out of a pile
+        if stream:
+            handed += len(flows)
+        else:
+            not_kept += len(flows)
 
     # 16384 rows a batch: as fast as 65536 on the bench capture (9.7 s both), 80 MB less peak memory -- the
     # tracker's per-batch lists and prefix arrays, not the connections, were the difference
@@ -270,18 +353,18 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
                 timings["path"] += clock() - tp
         if zt is not None:
             zt.feed_batch(full)                         # Zeek applies its own checksum rule
-        if stream:
-            table.advance(table.clock)
-            agg.piles.feed(ordered(table.drain()))
-            t3 = clock()
-            timings["track"] += t3 - t2
-            if table.clock - last_sweep >= NS:          # look for finished connections once a capture second
-                last_sweep = table.clock
-                hand_out(table.evict_finished(table.clock))
-            hand_out(table.enforce_cap())
-            timings["detect"] += clock() - t3
-        else:
-            timings["track"] += clock() - t2
+        table.advance(table.clock)
+        agg.piles.feed(ordered(table.drain()))
+        t3 = clock()
+        timings["track"] += t3 - t2
+        if stream and table.clock - last_sweep >= NS:   # look for finished connections once a capture second
+            last_sweep = table.clock
+            hand_out(table.evict_finished(table.clock))
+        evicted = table.enforce_cap(settled_after)
+        if evicted:
+            agg.piles.feed(ordered(table.drain()))      # what settling them decided, before they go
+        hand_out(evicted)
+        timings["detect"] += clock() - t3
         if progress is not None:
             progress(cap.info, len(table.current))
     t3 = clock()
@@ -289,12 +372,12 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     if end is not None:
         stop = max(stop or 0, parse_time(end, cap.info.first_ts or 0))
     table.finish(stop)
-    if stream:
-        agg.piles.feed(ordered(table.drain()))
+    agg.piles.feed(ordered(table.drain()))
     t4 = clock()
     timings["track"] += t4 - t3
     an = Analysis(cap.info, prof, th, table, stop, aggregator=agg, streamed=handed)
     an.dropped_bad_checksum = dropped_bad
+    an.not_kept = not_kept
     if zt is not None:
         an.zeek_conns = zt.finish()
         names = cap.info.tunnels if hasattr(cap.info, "tunnels") else []
@@ -312,6 +395,64 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     timings["total"] = clock() - t0
     an.timings = timings
     return an
+
+
+def parse_state(spec) -> State:
+    """A state in any spelling people type: RFC 9293 (SYN_RECEIVED, FIN_WAIT_1), netstat (SYN_RECV,
+    FIN_WAIT1, CLOSE), ss (syn-recv, estab, fin-wait-1), any case."""
+    if isinstance(spec, State):
+        return spec
+    key = str(spec).strip().upper().replace("-", "_")
+    if key in _STATE_SPELLINGS:
+        return _STATE_SPELLINGS[key]
+    raise ValueError(f"unknown state {spec!r}: expected one of "
+                     f"{', '.join(s.value for s in State)} (or netstat's / ss's spelling)")
+
+
+def parse_states(specs) -> frozenset[State]:
+    return frozenset(parse_state(s) for s in specs)
+
+
+def check_port(port) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"bad port {port!r}: expected 0..65535")
+    return port
+
+
+def held_states(f: Flow) -> set[State]:
+    """Every state either endpoint of `f` was in (its initial ones and each transition's target)."""
+    out = {f.conn.client.initial, f.conn.server.initial}
+    out.update(t.new for t in f.transitions if not t.retracted)
+    return out
+
+
+def _port_of(addr: str) -> int | None:
+    tail = addr.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+def _socket_filter(port, states):
+    """A predicate (local, remote, state) -> bool for netstat rows and state counts, or None for all."""
+    if port is None and not states:
+        return None
+    if port is not None:
+        port = check_port(port)
+    want = parse_states(states) if states else None
+    return lambda local, remote, state: ((port is None or port in (_port_of(local), _port_of(remote)))
+                                         and (want is None or state in want))
+
+
+def _spellings() -> dict[str, State]:
+    from .fsm import NETSTAT_NAME, SS_NAME
+    out = {}
+    for s in State:
+        for name in (s.value, NETSTAT_NAME[s], SS_NAME[s]):
+            out[name.upper().replace("-", "_")] = s
+    out["CLOSED"] = State.CLOSED
+    return out
+
+
+_STATE_SPELLINGS = _spellings()
 
 
 ENGINES = ("fast", "dpkt", "tshark")

@@ -69,8 +69,9 @@ def _view_opts(f):
 
 
 @contextmanager
-def _console(out: str | None):
-    """A rich Console writing through an Output (checked writes, quiet on a closed pipe)."""
+def _console(out: str | None, width: int | None = None):
+    """A rich Console writing through an Output (checked writes, quiet on a closed pipe). `width`: --width;
+    tables then wrap their cells at spaces to fit it (never inside a word: see text.show)."""
     from rich.console import Console
 
     class _Console(Console):
@@ -81,11 +82,42 @@ def _console(out: str | None):
         # Not a terminal (a file, a pipe): tables at their natural width, nothing elided -- rich would
         # squeeze them to 80 columns and cut addresses and state names.
         if o.owned:
-            yield _Console(file=o.text_file(), width=_NATURAL, color_system=None)
+            yield _Console(file=o.text_file(), width=width or _NATURAL, color_system=None)
         elif not sys.stdout.isatty():
-            yield _Console(file=o.text_file(), width=_NATURAL)
+            yield _Console(file=o.text_file(), width=width or _NATURAL)
         else:
-            yield _Console(file=o.text_file())
+            yield _Console(file=o.text_file(), width=width)
+
+
+_width_opt = click.option("--width", default=None, type=click.IntRange(min=20), metavar="N",
+                          help="Lay tables out for N columns (default: the terminal's width; natural width "
+                               "in a pipe or file). Cells wrap at spaces; nothing is ever cut.")
+
+
+def _filter_opts(f):
+    """--port and --state, the `lsof -i:PORT` and `ss state S` questions."""
+    f = click.option("--state", "state_specs", multiple=True, metavar="S",
+                     help="Only this state (repeatable): RFC (SYN_RECEIVED, FIN_WAIT_1), netstat (SYN_RECV, "
+                          "FIN_WAIT1) or ss (syn-recv, fin-wait-1) spelling, any case.")(f)
+    return click.option("--port", default=None, type=click.IntRange(0, 65535),
+                        help="Only sockets with this port at either end (lsof -i:PORT).")(f)
+
+
+def _binary_ok(output: str | None) -> None:
+    """Parquet is binary: to a file or a pipe, never onto a terminal; and it needs the arrow extra."""
+    if (output is None or output == "-") and sys.stdout.isatty():
+        raise UserError("parquet is binary: write it with -o FILE (or into a pipe)")
+    from .render.tabular import _need
+    _need("pyarrow.parquet")
+
+
+def _states_arg(specs) -> frozenset | None:
+    if not specs:
+        return None
+    try:
+        return api.parse_states(specs)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 _profile_opt = click.option("--profile", default="linux", show_default=True, type=click.Choice(sorted(PROFILES)),
@@ -111,8 +143,11 @@ _end_opt = click.option("--end", default=None, metavar="T",
 @click.command()
 @click.argument("capture")
 @click.option("--format", "fmt", default="table", show_default=True,
-              type=click.Choice(["table", "json", "jsonl", "csv", "zeek", "zeek-json"]),
-              help="zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own connection rules.")
+              type=click.Choice(["table", "brief", "json", "jsonl", "csv", "parquet", "zeek", "zeek-json"]),
+              help="parquet: the flows as a Parquet file (needs tcpfsm[arrow]). "
+                   "brief: the story on one screen (findings, piles, the connections behind them grouped, "
+                   "one ladder). zeek / zeek-json: a Zeek conn.log (TSV or JSON lines) from Zeek's own "
+                   "connection rules.")
 @click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
 @_profile_opt
 @_point_opt
@@ -120,6 +155,7 @@ _end_opt = click.option("--end", default=None, metavar="T",
 @click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
               help=f"Override a finding threshold ({', '.join(Thresholds.names())}).")
 @click.option("--max-flows", default=25, show_default=True, help="Flows listed in the table report.")
+@_width_opt
 @_end_opt
 @click.option("--timings", is_flag=True, help="Print seconds per stage (read+decode, track, detect, render) on "
                                                 "stderr as one JSON line.")
@@ -127,8 +163,10 @@ _end_opt = click.option("--end", default=None, metavar="T",
               help="Bounded memory: emit and forget finished connections while reading (default: on for "
                    f"files over {STREAM_ABOVE >> 30} GiB).")
 @click.option("--max-tracked", default=None, type=click.IntRange(min=100),
-              help="With --stream: cap on connections tracked at once (default 500000); over it the finished, "
-                   "then half-open, then longest idle are evicted and counted.")
+              help="Cap on connections tracked at once (default: a quarter GiB's worth, less on small machines; "
+                   "the summary shows it). Over it, half-open attempts are summarised in the findings and not "
+                   "listed; with --stream finished, then half-open, then longest idle connections are evicted. "
+                   "Evictions are counted by reason.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--follow", is_flag=True, help="Follow a capture still being written (tcpdump -w FILE, or - for a "
                                              "pcap stream on stdin): live events, timers on the clock.")
@@ -141,21 +179,23 @@ _end_opt = click.option("--end", default=None, metavar="T",
                    "history letter C/c).")
 def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
             quiet, engine, zeek, follow=False, verify_checksums=False, zeek_ignore_checksums=False,
-            capture_point="auto"):
+            capture_point="auto", width=None):
     """Findings ranked by severity, per-host state piles and the flows that matter."""
     if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
         from .live.cli import follow_capture
         return follow_capture(capture, fmt, output, profile, timers, thresholds, capture_point=capture_point)
     zeek = zeek or fmt in ("zeek", "zeek-json")
+    if fmt == "parquet":
+        _binary_ok(output)
     if stream is None:
         stream = not zeek and capture != "-" and os.path.isfile(capture) and \
             os.path.getsize(capture) > STREAM_ABOVE
-    sink = FlowSink(fmt, output, max_flows) if stream else None
+    sink = FlowSink(fmt, output, max_flows, width) if stream else None
     with Progress(capture, enabled=not quiet) as prog:
         an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
                          thresholds=pairs(thresholds, "threshold"), end=end, stream=stream,
                          on_flow=sink.add if sink else None, progress=prog.update,
-                         max_flows=(max_tracked or 500_000) if stream else None, engine=engine, zeek=zeek,
+                         max_flows=max_tracked, engine=engine, zeek=zeek,
                          verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums,
                          capture_point=capture_point)
     for w in an.info.warnings:
@@ -164,7 +204,7 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
     if sink:
         sink.finish(an)
     else:
-        _render_analysis(an, fmt, output, max_flows)
+        _render_analysis(an, fmt, output, max_flows, width)
     if timings:
         stages = dict(an.timings, render=round(time.perf_counter() - t0, 4))
         stages["total"] = round(stages.get("total", 0) + stages["render"], 4)
@@ -173,7 +213,7 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
                                "flows": len(an.flows) + an.streamed, "streamed": bool(stream)}), err=True)
 
 
-def _render_analysis(an, fmt, output, max_flows):
+def _render_analysis(an, fmt, output, max_flows, width=None):
     if fmt in ("zeek", "zeek-json"):
         from .render.zeek import write_conn_log
         _stream(output, lambda o: write_conn_log(an.zeek_conns, o.text_file(),
@@ -184,23 +224,34 @@ def _render_analysis(an, fmt, output, max_flows):
         _stream(output, lambda o: records.write_event_stream(an, o))
     elif fmt == "csv":
         _stream(output, lambda o: text.write_flows_csv(an.flows, o))
+    elif fmt == "parquet":
+        from .render import tabular
+        _stream(output, lambda o: tabular.write_parquet("flows", an.flows, o))
+    elif fmt == "brief":
+        from .render.report import flow_segments
+        with _console(output, width) as con:
+            text.brief(an, con, segments=flow_segments)
     else:
-        with _console(output) as con:
+        with _console(output, width) as con:
             text.report(an, con, max_flows)
 
 
 class FlowSink:
     """Where a streamed analysis puts each finished connection the moment it is handed out."""
 
-    def __init__(self, fmt: str, output: str | None, max_flows: int):
-        self.fmt, self.output, self.max_flows = fmt, output, max_flows
+    def __init__(self, fmt: str, output: str | None, max_flows: int, width: int | None = None):
+        self.fmt, self.output, self.max_flows, self.width = fmt, output, max_flows, width
         self.top: list = []                   # table: the most severe flows seen, bounded
         self.spool = None
         self.out = None
-        if fmt in ("jsonl", "csv"):
+        self.parquet = None
+        if fmt in ("jsonl", "csv", "parquet"):
             self.out = Output(output)
             if fmt == "csv":
                 self.out.text(text.flows_csv_header())
+            elif fmt == "parquet":                # row groups written while reading: memory stays bounded
+                from .render import tabular
+                self.parquet = tabular.ParquetSink("flows", self.out)
         elif fmt == "json":
             self.spool = tempfile.TemporaryFile("w+b")   # flows, until the header is known
 
@@ -211,6 +262,8 @@ class FlowSink:
             records.write_events(records.flow_events(flow), self.out)
         elif self.fmt == "csv":
             text.write_flows_csv((flow,), self.out, header=False)
+        elif self.fmt == "parquet":
+            self.parquet.add(flow)
         elif flow.anomalies:
             self.top.append(flow)
             if len(self.top) > 4 * self.max_flows:
@@ -228,9 +281,15 @@ class FlowSink:
                 records.write_events(records.closing_events(an), self.out)
         elif self.fmt == "csv":
             self.out.close()
+        elif self.fmt == "parquet":
+            with self.out:
+                self.parquet.close()
         else:
-            with _console(self.output) as con:
-                text.report(an, con, self.max_flows, flows=self.top)
+            with _console(self.output, self.width) as con:
+                if self.fmt == "brief":
+                    text.brief(an, con)
+                else:
+                    text.report(an, con, self.max_flows, flows=self.top)
 
 
 class Progress:
@@ -271,27 +330,30 @@ class Progress:
 @click.argument("capture")
 @click.option("--flow", "flow_ids", multiple=True, type=int, help="Flow id (repeatable).")
 @click.option("--host", default=None, help="Flows with this IP at either end.")
-@click.option("--port", default=None, type=int, help="With --host: flows using this port.")
-@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json", "md"]))
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help="Flows with this port at either end (with --host: that host's own port).")
+@click.option("--state", "state_specs", multiple=True, metavar="S",
+              help="Flows in which an endpoint held this state (repeatable; RFC, netstat or ss spelling).")
+@click.option("--format", "fmt", default="text", show_default=True,
+              type=click.Choice(["text", "json", "md", "parquet"]),
+              help="parquet: one row per transition, naming its connection (needs tcpfsm[arrow]).")
 @click.option("-o", "--output", default=None)
 @_view_opts
 def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False,
-             capture_point="auto"):
+             capture_point="auto", state_specs=()):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
-    if port is not None and host is None:
-        raise UserError("--port needs --host")
+    wanted = _states_arg(state_specs)
+    if fmt == "parquet":
+        _binary_ok(output)
     an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
-    flows = an.flows
-    if flow_ids:
-        missing = [i for i in flow_ids if i < 1 or i > len(an.flows)]
-        if missing:
-            raise UserError(f"no flow {missing[0]} (the capture has flows 1..{len(an.flows)})")
-        flows = [an.flow(i) for i in flow_ids]
-    if host:
-        flows = [f for f in flows if host in (f.client_ip, f.server_ip)
-                 and (port is None or (f.client_ip == host and f.client_port == port)
-                      or (f.server_ip == host and f.server_port == port))]
-    if fmt == "json":
+    try:
+        flows = an.select(host, port, wanted, flow_ids)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if fmt == "parquet":
+        from .render import tabular
+        _stream(output, lambda o: tabular.write_parquet("transitions", flows, o))
+    elif fmt == "json":
         _write(output, records.dumps({"flows": [{
             "id": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
             "server": {"ip": f.server_ip, "port": f.server_port},
@@ -309,17 +371,19 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
 @click.option("--host", default=None, help="Only this host's sockets, as its own netstat would list them.")
 @click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
 @click.option("--no-listen", is_flag=True, help="Leave out listeners inferred from answered SYNs.")
+@_filter_opts
 @click.option("-o", "--output", default=None)
 @_profile_opt
 @_point_opt
 @_timer_opt
 @_verify_opt
 def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_checksums=False,
-            capture_point="auto"):
+            capture_point="auto", port=None, state_specs=()):
     """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
+    wanted = _states_arg(state_specs)
     an = _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point)
     try:
-        snaps = an.netstat_many(list(ats), host, listening=not no_listen)
+        snaps = an.netstat_many(list(ats), host, listening=not no_listen, port=port, states=wanted)
     except ValueError as e:
         raise UserError(str(e)) from None
     if fmt == "json":
@@ -331,26 +395,29 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_
 @click.command()
 @click.argument("capture")
 @click.option("--interval", default="1s", show_default=True, help="Sampling interval: 1s, 500ms, 5m.")
-@click.option("--host", default=None)
+@click.option("--host", default=None, help="Only this host's sockets.")
+@click.option("--by-host", is_flag=True, help="Table: one line per host per sample (default: summed over hosts).")
+@_filter_opts
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "csv", "json"]))
 @click.option("-o", "--output", default=None)
 @_view_opts
 def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False,
-           capture_point="auto"):
-    """Counts per state per host over time (netstat -nat | uniq -c, every interval)."""
+           capture_point="auto", by_host=False, port=None, state_specs=()):
+    """State counts over time, like `sar -n SOCK`: one line per interval, netstat's state names as columns
+    (csv/json: per host)."""
     step = _interval(interval)
+    wanted = _states_arg(state_specs)
     an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
     try:
-        rows = an.states(step, host)
+        rows = an.states(step, host, port=port, states=wanted)
     except ValueError as e:
         raise UserError(f"{e}") from None
     if fmt == "json":
         _write(output, records.dumps({"interval": step, "samples": records.states_records(rows)}) + "\n")
     elif fmt == "csv":
-        _write(output, text.states_csv(rows))
+        _write(output, text.states_csv(rows, wanted))
     else:
-        with _console(output) as con:
-            text.states_table(rows, con)
+        _write(output, text.states_text(rows, host=host, by_host=by_host, states=wanted, interval=step))
 
 
 @click.command()
@@ -358,13 +425,15 @@ def states(capture, interval, host, fmt, output, profile, timers, end, verify_ch
 @click.option("-o", "--output", default=None, help="report.md or report.html (the suffix picks the format); "
                                                   "stdout (Markdown) when omitted.")
 @click.option("--format", "fmt", default=None, type=click.Choice(["md", "html"]), help="Overrides the suffix.")
-@click.option("--max-flows", default=10, show_default=True, help="Connections whose ladders are included.")
+@click.option("--max-flows", default=10, show_default=True,
+              help="Connections drawn as sequence diagrams (Markdown: ladders); the others are listed.")
 @_profile_opt
 @_point_opt
 @_timer_opt
 @_end_opt
 def report(capture, output, fmt, max_flows, profile, timers, end, capture_point="auto"):
-    """A self-contained Markdown or HTML incident report: findings, piles, a state chart, ladders."""
+    """A self-contained Markdown or HTML incident report. HTML: summary, findings linked to their evidence,
+    per-host state charts, sequence diagrams of the connections that matter, the observed transitions."""
     from .render.report import html_report, markdown
     fmt = fmt or ("html" if output and output.endswith((".html", ".htm")) else "md")
     an = _load(capture, profile, timers, (), end, capture_point=capture_point)
@@ -372,18 +441,34 @@ def report(capture, output, fmt, max_flows, profile, timers, end, capture_point=
 
 
 @click.command("graph")
+@click.argument("capture", required=False)
+@click.option("--what", default="transitions", show_default=True, type=click.Choice(["transitions", "hosts"]),
+              help="With a CAPTURE: the state transitions observed (edges with counts, non-RFC ones marked), "
+                   "or the hosts (nodes) and their connections (edges with final states and findings).")
 @click.option("--format", "fmt", default="json", show_default=True, type=click.Choice(["json", "graphml", "dot"]))
-def graph(fmt):
-    """Export the RFC 9293 state graph (plus this tool's extra edges, marked rfc=false)."""
+@click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
+@_view_opts
+def graph(capture, what, fmt, output, profile, timers, end, verify_checksums=False, capture_point="auto"):
+    """Export a graph: without CAPTURE, the RFC 9293 state graph (plus this tool's extra edges, marked
+    rfc=false); with one, what was observed in it (--what transitions|hosts)."""
+    if capture is None:
+        return _rfc_graph(fmt, output)
+    from .render import graphs
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
+    g = graphs.transition_graph(an) if what == "transitions" else graphs.host_graph(an)
+    _write(output, {"json": graphs.to_json, "graphml": graphs.to_graphml, "dot": graphs.to_dot}[fmt](g))
+
+
+def _rfc_graph(fmt: str, output: str | None) -> None:
     import networkx as nx
     g = rfc_graph()
     if fmt == "json":
-        _write(None, json.dumps(nx.node_link_data(g, edges="edges"), indent=2) + "\n")
+        _write(output, json.dumps(nx.node_link_data(g, edges="edges"), indent=2) + "\n")
     elif fmt == "graphml":
-        _write(None, "\n".join(nx.generate_graphml(g)) + "\n")
+        _write(output, "\n".join(nx.generate_graphml(g)) + "\n")
     else:
         lines = ["digraph tcp {"]
         for a, b, d in g.edges(data=True):
             style = "" if d.get("rfc") else " [style=dashed]"
             lines.append(f'  "{a}" -> "{b}"{style};')
-        _write(None, "\n".join(lines + ["}"]) + "\n")
+        _write(output, "\n".join(lines + ["}"]) + "\n")

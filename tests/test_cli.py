@@ -346,9 +346,16 @@ def test_states_json_samples_are_spaced_by_the_interval():
     assert all(set(s) == {"ts", "host", "counts"} and set(s["counts"]) <= STATE_NAMES for s in doc["samples"])
 
 
-def test_states_table_renders():
+def test_states_table_reads_like_sar_with_one_line_per_sample():
     p = run("states", NORMAL, "--interval", "1s", "--format", "table")
-    assert p.returncode == 0 and b"10.77.1.1" in p.stdout
+    lines = p.stdout.decode().splitlines()
+    samples = ok_json("states", NORMAL, "--interval", "1s", "--format", "json")["samples"]
+    assert p.returncode == 0
+    assert lines[1].split()[:4] == ["time", "SYN_SENT", "SYN_RECV", "ESTABLISHED"]     # netstat's spellings
+    assert lines[-1].startswith("Average:")
+    times = [x.split()[0] for x in lines[2:-1]]                 # every sample, also those where nothing is held
+    secs = [int(t[:2]) * 3600 + int(t[3:5]) * 60 + float(t[6:]) for t in times]
+    assert len(times) >= len({s["ts"] for s in samples}) and all(b - a == pytest.approx(1) for a, b in zip(secs, secs[1:]))
 
 
 @pytest.mark.parametrize("interval", ["0", "x", "-1s", "0ms"])
@@ -395,8 +402,11 @@ def test_timeline_unknown_flow_is_a_user_error():
     assert_user_error(run("timeline", NORMAL, "--flow", "999"), "no flow 999")
 
 
-def test_timeline_port_without_host_is_a_user_error():
-    assert_user_error(run("timeline", NORMAL, "--port", "80"), "--port needs --host")
+def test_timeline_port_without_host_matches_either_side():
+    flows = ok_json("timeline", NORMAL, "--format", "json")["flows"]
+    srv = str(flows[0]["server"]["port"])
+    assert ok_json("timeline", NORMAL, "--port", srv, "--format", "json")["flows"] == flows
+    assert ok_json("timeline", NORMAL, "--port", "1", "--format", "json")["flows"] == []
 
 
 # -- inputs and errors ---------------------------------------------------------------------------------------

@@ -54,19 +54,17 @@ def test_extension_is_built_from_this_source():
 def test_loader_follows_TCPFSM_PURE():
     """The reader runs the extension unless TCPFSM_PURE=1; tcpfsm.compiled() and --version say which."""
     assert reader._kernel is (PURE if kernels.pure_forced() else COMPILED)
-    assert tcpfsm.compiled() == {"tcpfsm.capture._decode": not kernels.pure_forced(),
-                                 "tcpfsm.path._seqan": not kernels.pure_forced()}      # (path health, issue 8)
+    assert tcpfsm.compiled() == {k: not kernels.pure_forced() for k in kernels.KERNELS}
     code = "import tcpfsm, tcpfsm.capture.reader as r; print(tcpfsm.compiled(), r._kernel.__name__)"
-    for pure, expect in (("1", "{'tcpfsm.capture._decode': False, 'tcpfsm.path._seqan': False} "
-                               "tcpfsm.capture._decode"),
-                         ("0", "{'tcpfsm.capture._decode': True, 'tcpfsm.path._seqan': True} "
-                               "tcpfsm.capture._decode_c")):
+    for pure, expect in (("1", f"{dict.fromkeys(kernels.KERNELS, False)} tcpfsm.capture._decode"),
+                         ("0", f"{dict.fromkeys(kernels.KERNELS, True)} tcpfsm.capture._decode_c")):
         env = dict(os.environ, TCPFSM_PURE=pure)
         assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                               check=True).stdout.strip() == expect
         out = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "--version"], env=env, capture_output=True,
                              text=True, check=True).stdout
-        assert ("compiled kernels: decode, seqan\n" in out) == (pure == "0"), out
+        names = ", ".join(k.rsplit(".", 1)[-1].lstrip("_") for k in kernels.KERNELS)
+        assert (f"compiled kernels: {names}\n" in out) == (pure == "0"), out
 
 
 def test_stale_extension_is_not_used(monkeypatch):
@@ -127,7 +125,7 @@ def _run(mod, buf, doffs, caps, origs, lts):
     return m, st_, rows, cols
 
 
-LINK_TYPES = st.sampled_from([1, 113, 276, 101, 12, 14, 228, 229, 0, 108, -1, 147])
+LINK_TYPES = st.sampled_from([1, 113, 276, 101, 12, 14, 228, 229, 0, 108, -1, 147, 9, 10, 50, 51, 104, 105, 127, 192, 239])
 MUTATION = st.tuples(st.integers(0, 120), st.integers(0, 255))
 
 

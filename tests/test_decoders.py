@@ -34,6 +34,8 @@ ALL_COLUMNS = getattr(batch_mod, "ALL_COLUMNS", batch_mod.COLUMNS)
 UNSUPPORTED_DIRS = {
     "tunnels": "encapsulations (GRE, IP-in-IP, 6in4/4in6, VXLAN, Geneve, GTP-U, Teredo, MPLS, PPPoE, ERSPAN) "
                "are decapsulated by reader.py only; the dpkt reference decoder reports the outer packet",
+    "encaps": "encapsulations of issue 10 (VN-Tag, E-Tag, PBB, FabricPath, MACsec, NSH, VXLAN-GPE, Teredo on any "
+              "port, the depth limit): reader.py only, as tunnels/",
 }
 _CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap)(\.(gz|bz2|xz))?$")
 

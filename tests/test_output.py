@@ -90,13 +90,16 @@ def ref_analysis_json(an) -> str:
 def ref_event_lines(an) -> list[str]:
     events = []
     for f in an.flows:
+        # every per-flow event names its connection (issue 9 part 3): flow id, client and server
+        names = {"flow": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
+                 "server": {"ip": f.server_ip, "port": f.server_port}}
         for t in f.transitions:
-            events.append((t.ts, 0, {"event": "transition", "ts": ref_sec(t.ts), "flow": f.id,
+            events.append((t.ts, 0, {"event": "transition", "ts": ref_sec(t.ts), **names,
                                      **{k: v for k, v in ref_transition(t).items() if k != "ts"}}))
         for a in f.anomalies:
-            events.append((a.ts, 1, {"event": "anomaly", "ts": ref_sec(a.ts), "flow": f.id,
+            events.append((a.ts, 1, {"event": "anomaly", "ts": ref_sec(a.ts), **names,
                                      **{k: v for k, v in ref_flow_anomaly(a).items() if k != "ts"}}))
-        events.append((f.last_ts, 2, {"event": "flow_end", "ts": ref_sec(f.last_ts), **ref_flow(f)}))
+        events.append((f.last_ts, 2, {"event": "flow_end", "ts": ref_sec(f.last_ts), "flow": f.id, **ref_flow(f)}))
     for a in an.findings:
         events.append((a.ts_end or a.ts, 1, {"event": "anomaly", "ts": ref_sec(a.ts_end or a.ts), "flow": None,
                                              **ref_aggregate(a)}))

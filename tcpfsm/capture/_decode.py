@@ -5,7 +5,8 @@ records into preallocated column arrays, the TCP checksum word sum, locating pca
 rows' flow keys (`flow_keys`, wrapped by capture/keys.py for the tracker). Must not: allocate, read
 files, decide what a flow is beyond its key, or decode anything unusual. Whatever it does not fully
 understand gets status ST_SLOW and is decoded by reader._parse_one, the scalar reference parser
-(tunnels, IP fragments with MF, IPv6 extension headers, MPLS/PPPoE, UDP on a tunnel port). For every
+(the link types of capture/links.py, 802.3 LLC/SNAP, tunnels and tags, fragments of TCP datagrams,
+IPv6 extension headers, UDP on a tunnel port or that may be Teredo). For every
 record it does decode (or skip), the result must equal _parse_one's on the same bytes; tests check
 that on every capture and on random records.
 
@@ -35,8 +36,10 @@ SKIP_REASONS = (
     "other_ip_proto",         # any other IP protocol (incl. ESP, IPv6 "no next header")
     "truncated_tcp_header",   # fewer than 20 TCP header bytes captured
     "malformed_tcp",          # data offset < 5 or larger than the IP payload
-    "tunnel_error",           # a recognised encapsulation that is truncated, malformed, an unsupported
-                              # variant (GRE version 1 / routing) or nested more than 4 deep
+    "tunnel_error",           # a recognised encapsulation that is truncated, malformed or an unsupported
+                              # variant (GRE version 1 / routing, more than 16 MPLS labels)
+    "tunnel_too_deep",        # encapsulations nested more than 4 deep (reader._MAX_TUNNEL_DEPTH)
+    "encrypted",              # payload not readable: 802.11 protected frame, MACsec with encryption
 )
 # The same codes as C constants (kept in SKIP_REASONS order; tests check it).
 ST_OK = cython.declare(cython.schar, 0)
@@ -68,8 +71,57 @@ CSUM_UNVERIFIABLE = cython.declare(cython.uchar, 2)
 @cython.inline
 @cython.exceptval(check=False)
 def _tunnel_port(p: cython.uint) -> cython.bint:
-    """UDP ports of the tunnels reader._parse_net unwraps (VXLAN, Geneve, GTP-U, Teredo)."""
-    return p == 4789 or p == 6081 or p == 2152 or p == 3544
+    """UDP ports of the tunnels reader._parse_net unwraps (VXLAN, VXLAN-GPE, Geneve, GTP-U, Teredo)."""
+    return p == 4789 or p == 4790 or p == 6081 or p == 2152 or p == 3544
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _teredo_like(buf: cython.const[cython.uchar][::1], u: cython.Py_ssize_t, n: cython.Py_ssize_t) -> cython.bint:
+    """A UDP payload at u (record bytes up to n) that reader._parse_net may take for Teredo on any port:
+    an origin/authentication indicator (0x0000 / 0x0001), or an IPv6 header whose payload length fills
+    the UDP length exactly. A superset of what _parse_net accepts (it checks the rest)."""
+    ul: cython.Py_ssize_t
+    if n < u + 2:
+        return False
+    if buf[u] == 0:
+        return buf[u + 1] <= 1
+    if buf[u] >> 4 != 6 or n < u + 6:
+        return False
+    ul = (buf[u - 4] << 8) | buf[u - 3]
+    return ul == 8 + 40 + ((buf[u + 4] << 8) | buf[u + 5])
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _other_linktype(lt: cython.longlong) -> cython.schar:
+    """A link type beyond the kernel's own: ST_SLOW for those of links.SLOW_LINKTYPES (FDDI, PPP, PPP in
+    HDLC framing, PPPoE, Cisco HDLC, 802.11, radiotap, PPI, NFLOG), else unknown interface / unsupported."""
+    if lt == NO_IFACE:
+        return ST_UNKIF
+    if (lt == 10 or lt == 9 or lt == 50 or lt == 51 or lt == 104 or lt == 105 or lt == 127 or lt == 192
+            or lt == 239):
+        return ST_SLOW
+    return ST_UNSUP
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _other_ethertype(buf: cython.const[cython.uchar][::1], s: cython.Py_ssize_t, n: cython.Py_ssize_t,
+                     l3: cython.Py_ssize_t, et: cython.uint) -> cython.schar:
+    """An ethertype other than IPv4/IPv6/ARP: ST_SLOW for the ones reader._parse_net unwraps (MPLS,
+    PPPoE, VN-Tag, FabricPath, E-Tag, PBB, MACsec, NSH, bridged Ethernet) and for an 802.3 length
+    followed by LLC/SNAP; anything else is non_ip."""
+    if (et == 0x8847 or et == 0x8848 or et == 0x8864 or et == 0x8926 or et == 0x8903 or et == 0x893F
+            or et == 0x88E7 or et == 0x88E5 or et == 0x894F or et == 0x6558):
+        return ST_SLOW
+    if et <= 1500 and n >= l3 + 3 and buf[s + l3] == 0xAA and buf[s + l3 + 1] == 0xAA and buf[s + l3 + 2] == 3:
+        return ST_SLOW
+    return ST_NONIP
 
 
 @cython.ccall
@@ -237,11 +289,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             else:
                 st[i] = ST_NONIP
                 continue
-        elif lt == NO_IFACE:
-            st[i] = ST_UNKIF
-            continue
-        else:
-            st[i] = ST_UNSUP
+        else:                                       # unknown interface, other link types, unsupported
+            st[i] = _other_linktype(lt)
             continue
 
         # ---- network layer (reader._parse_net, unencapsulated packets only)
@@ -265,14 +314,15 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             if tot < ihl:
                 st[i] = ST_BADIP
                 continue
-            if fo & 0x1FFF:
-                st[i] = ST_FRAG
+            if fo & 0x1FFF:                         # a later fragment: reassembled if TCP (scalar path)
+                st[i] = ST_SLOW if proto == 6 else ST_FRAG
                 continue
             t = l3 + ihl
             if proto != 6:
                 if proto == 17:
                     if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])):
+                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
+                                       or _teredo_like(buf, s + t + 8, s + n)):
                         st[i] = ST_SLOW
                     else:
                         st[i] = ST_UDP
@@ -283,7 +333,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
                 else:
                     st[i] = ST_OTHER
                 continue
-            if fo & 0x2000:                         # first fragment (MF): used without reassembly, counted
+            if fo & 0x2000:                         # first fragment (MF): reassembled (scalar path)
                 st[i] = ST_SLOW
                 continue
             fam = 4
@@ -306,7 +356,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             if proto != 6:
                 if proto == 17:
                     if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])):
+                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
+                                       or _teredo_like(buf, s + t + 8, s + n)):
                         st[i] = ST_SLOW
                     else:
                         st[i] = ST_UDP
@@ -323,11 +374,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
         elif et == 0x0806 or et == 0x8035:
             st[i] = ST_ARP
             continue
-        elif et == 0x8847 or et == 0x8848 or et == 0x8864:     # MPLS, PPPoE session: the scalar path unwraps
-            st[i] = ST_SLOW
-            continue
-        else:
-            st[i] = ST_NONIP
+        else:                                       # (out of line: the common path's code stays as it was)
+            st[i] = _other_ethertype(buf, s, n, l3, et)
             continue
 
         # ---- TCP header and options (the tail of reader._parse_net)

@@ -42,9 +42,11 @@ follows reader.py:
    (an option running past the block ends the option list, as in reader.py). Simple Packet
    Blocks (no dpkt class) are read with struct; SPBs and EPBs on an unknown interface get the
    previous record's timestamp.
-6. Ethernet: dpkt also decodes 802.3/LLC/SNAP, Novell raw, Cisco ISL, MPLS and QinQ with
-   ethertype 0x9200; reader.py counts all of those as `non_ip`, so frames whose ethertype is
-   <= 1500, 0x9200 or MPLS are classified before dpkt is asked. dpkt stops after two VLAN tags
+6. Ethernet: dpkt also decodes Novell raw, Cisco ISL, MPLS and QinQ with ethertype 0x9200;
+   reader.py counts those as `non_ip`, so frames whose ethertype is 0x9200 or MPLS are classified
+   before dpkt is asked. 802.3 frames (ethertype <= 1500) are LLC/SNAP read with dpkt's LLC header
+   here (dpkt's LLC calls any DSAP = SSAP = 0xAA SNAP and decodes eagerly; the control field must
+   be 3 and the payload stays bytes), after VLAN tags too. dpkt stops after two VLAN tags
    and only stacks tags whose inner type is 0x8100; further 0x8100 / 0x88a8 / 0x9100 tags are
    peeled here with `VLANtag8021Q` (also after SLL / SLL2, as reader.py does).
    The link classes are subclassed with a type table that keeps the payload as bytes, so that
@@ -59,7 +61,9 @@ follows reader.py:
    header that does not fit the IP payload (or with data offset < 5) is `malformed_tcp`, and
    fewer than 20 captured TCP bytes is `truncated_tcp_header`. Only protocol 6 is decoded
    (dpkt's IP is subclassed with `_protosw = {6: TCP}`); a first fragment (MF, offset 0) is
-   used as is and counted in `notes["ip_fragment_first_used"]`.
+   a fragment of a TCP datagram goes to an ipfrag.Reassembler (the store's rules are reader.py's;
+   the headers are read by dpkt's IP / IP6FragmentHeader here, and the whole datagram decoded again
+   by dpkt when complete).
 9. IPv6: when the next header is TCP, dpkt's `IP6.unpack` is used. Extension headers are walked
    here (dpkt's fixed header only): dpkt treats ESP as an extension header that swallows the
    packet (reader: `other_ip_proto`), does not walk mobility / HIP / shim6 headers (135, 139,
@@ -73,6 +77,12 @@ follows reader.py:
 11. TCP options: `dpkt.tcp.parse_opts` keeps going after EOL and turns option lengths 0 / 1 into
     2; reader.py stops at EOL, at a length < 2 and at an option running past the captured header.
     The raw length byte is checked next to each parsed option to apply those stops.
+
+12. Link types of capture/links.py (FDDI, 802.11 bare / radiotap / PPI, NFLOG, PPP, PPP in HDLC
+    framing, PPPoE without Ethernet, Cisco HDLC): dpkt's Radiotap (fixed header only: its full
+    unpack decodes every present field) and LLC classes where dpkt has them, struct elsewhere (dpkt
+    has no FDDI, PPI, NFLOG or Cisco HDLC classes); written independently of links.py, so that the
+    two are checked against each other (tests/test_links.py, on damaged frames too).
 
 Out of scope: tunnels. reader.py decapsulates GRE, IP-in-IP, 6in4/4in6, VXLAN, Geneve, GTP-U,
 Teredo, MPLS and PPPoE (the `tunnel` column, `info.tunnels`, the `tunnel_error` reason); this
@@ -90,6 +100,8 @@ import dpkt
 import dpkt.ethernet as d_eth
 import dpkt.ip as d_ip
 import dpkt.ip6 as d_ip6
+import dpkt.llc as d_llc
+import dpkt.radiotap as d_radiotap
 import dpkt.pcap as d_pcap
 import dpkt.pcapng as d_ng
 import dpkt.sll as d_sll
@@ -104,7 +116,10 @@ except ImportError:  # pragma: no cover - dpkt < 1.9.8
 from . import batch as _batch
 from .batch import (COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
-from .reader import SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, open_input
+from .ipfrag import Reassembler
+from .links import unsupported_warning
+from .reader import (JUMBO_IP_LEN, SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, fragment_notes,
+                     open_input)
 
 __all__ = ["open_capture_dpkt", "DpktCapture", "decode_record"]
 
@@ -112,7 +127,8 @@ _MAX_RECORD = 1 << 26
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _ETH_NOT_IP = (0x9200, 0x8847, 0x8848)          # types dpkt decodes itself but reader calls non_ip
-_SUPPORTED_LT = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276}
+_SUPPORTED_LT = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 9, 10, 50, 51, 104, 105, 127, 192, 239}
+_PPP_TYPES = {0x21: 0x0800, 0x57: 0x86DD, 0x281: 0x8847, 0x283: 0x8848}
 _IP6_WALK = (0, 43, 60, 44, 51, 135, 139, 140)
 _AF6 = (24, 28, 30)
 _PCAP_MAGICS = {   # big-endian magic value -> (byte order, ns per fraction unit, resolution name)
@@ -184,6 +200,122 @@ def _peel_vlans(et: int, payload: bytes):
     return et, payload
 
 
+def _snap(data: bytes, off: int):
+    """802.2 LLC (dpkt's LLC header: dsap, ssap, ctl) with a SNAP header (OUI, type) at `off` ->
+    (ethertype, payload, offset) or a skip reason. dpkt's LLC calls any dsap = ssap = 0xAA SNAP and
+    decodes the payload eagerly; here the control field must be 3 (UI) and the payload stays bytes."""
+    if len(data) < off + d_llc.LLC.__hdr_len__:
+        return "non_ip"
+    c = d_llc.LLC.__new__(d_llc.LLC)
+    dpkt.Packet.unpack(c, data[off:])
+    if not (c.is_snap and c.ctl == 3):
+        return "non_ip"
+    if len(c.data) < 5:
+        return "truncated_link_header"
+    et = struct.unpack(">H", c.data[3:5])[0]
+    return et, data[off + 8:], off + 8
+
+
+def _ppp(data: bytes, off: int):
+    """PPP: optional 0xff 0x03, then a 1-byte (odd, compressed) or 2-byte protocol."""
+    p = data[off:]
+    if p[:2] == b"\xff\x03":
+        p, off = p[2:], off + 2
+    if not p:
+        return "truncated_link_header"
+    if p[0] & 1:
+        proto, hl = p[0], 1
+    elif len(p) < 2:
+        return "truncated_link_header"
+    else:
+        proto, hl = struct.unpack(">H", p[:2])[0], 2
+    et = _PPP_TYPES.get(proto)
+    return "non_ip" if et is None else (et, data[off + hl:], off + hl)
+
+
+def _wlan(data: bytes, off: int):
+    """802.11 data frame at `off` (frame control: version, type, subtype; flags: to/from DS, protected,
+    order) -> its LLC/SNAP payload; management, control and null-data frames are non_ip."""
+    if len(data) < off + 24:
+        return "truncated_link_header"
+    fc, flags = data[off], data[off + 1]
+    ver, ftype, sub = fc & 3, (fc >> 2) & 3, fc >> 4
+    if ver != 0 or ftype != 2 or sub in (4, 5, 6, 7, 12, 13, 14, 15):
+        return "non_ip"
+    qos = sub >= 8
+    hl = 24 + (6 if flags & 0x03 == 0x03 else 0) + (2 if qos else 0) + (4 if qos and flags & 0x80 else 0)
+    if len(data) < off + hl:
+        return "truncated_link_header"
+    if flags & 0x40:
+        return "encrypted"
+    return _snap(data, off + hl)
+
+
+def _other_link(data: bytes, lt: int, off: int):
+    n = len(data)
+    if lt == 10:                                    # FDDI: fc, da, sa
+        return "truncated_link_header" if n < off + 13 else _snap(data, off + 13)
+    if lt == 105:
+        return _wlan(data, off)
+    if lt == 127:
+        if n < off + d_radiotap.Radiotap.__hdr_len__:
+            return "truncated_link_header"
+        rt = d_radiotap.Radiotap.__new__(d_radiotap.Radiotap)     # the fixed header only: version, pad,
+        dpkt.Packet.unpack(rt, data[off:])                         # length (LE); dpkt's full unpack
+                                                                   # decodes every present field
+        if rt.version != 0:
+            return "non_ip"
+        rl = rt.length
+        if rl < 8 or n < off + rl:
+            return "truncated_link_header"
+        return _wlan(data, off + rl)
+    if lt == 192:                                   # PPI: version, flags, length (LE), dlt (LE)
+        if n < off + 8:
+            return "truncated_link_header"
+        ver, _fl, pl, dlt = struct.unpack_from("<BBHI", data, off)
+        if ver != 0:
+            return "non_ip"
+        if pl < 8 or n < off + pl:
+            return "truncated_link_header"
+        if dlt == 1:
+            if n < off + pl + 14:
+                return "truncated_link_header"
+            r = _peel_vlans(struct.unpack_from(">H", data, off + pl + 12)[0], data[off + pl + 14:])
+            return r if type(r) is str else (r[0], r[1], n - len(r[1]))
+        return "non_ip" if dlt == 192 else _other_link(data, dlt, off + pl)
+    if lt == 239:                                   # NFLOG: family, version, res id; TLVs (host order)
+        if n < off + 4:
+            return "truncated_link_header"
+        et = {2: 0x0800, 10: 0x86DD}.get(data[off])
+        if et is None:
+            return "non_ip"
+        o = off + 4
+        while o + 4 <= n:
+            tl, tt = struct.unpack_from("<HH", data, o)
+            if tl < 4 or o + tl > n:
+                tl, tt = struct.unpack_from(">HH", data, o)
+                if tl < 4 or o + tl > n:
+                    break
+            if tt & 0x7FFF == 9:                    # NFULA_PAYLOAD
+                return et, data[o + 4:], o + 4
+            o += (tl + 3) // 4 * 4
+        return "truncated_link_header"
+    if lt == 9 or lt == 50 and not (n > off and data[off] in (0x0F, 0x8F)):
+        return _ppp(data, off)
+    if lt == 51:                                    # PPPoE session header without Ethernet
+        if n < off + 6:
+            return "truncated_link_header"
+        if data[off] != 0x11 or data[off + 1] != 0:
+            return "non_ip"
+        return _ppp(data, off + 6)
+    if lt == 104 or lt == 50:                       # Cisco HDLC: address, control, ethertype (0x8035: SLARP)
+        if n < off + 4:
+            return "truncated_link_header"
+        et = struct.unpack_from(">H", data, off + 2)[0]
+        return "non_ip" if et == 0x8035 else (et, data[off + 4:], off + 4)
+    return "unsupported_linktype"
+
+
 def _link(data: bytes, lt: int):
     """-> (ethertype, l3 bytes, l3 offset) or a skip reason."""
     n = len(data)
@@ -191,7 +323,9 @@ def _link(data: bytes, lt: int):
         if n < 14:
             return "truncated_link_header"
         et0 = (data[12] << 8) | data[13]
-        if et0 <= 1500 or et0 in _ETH_NOT_IP:
+        if et0 <= 1500:                             # 802.3 length: LLC/SNAP
+            return _snap(data, 14)
+        if et0 in _ETH_NOT_IP:
             return "non_ip"
         try:
             e = _Eth(data)
@@ -234,6 +368,8 @@ def _link(data: bytes, lt: int):
         if any(f in _AF6 for f in fams):
             return 0x86DD, data[4:], 4
         return "non_ip"
+    elif lt in _SUPPORTED_LT:
+        return _other_link(data, lt, 0)
     else:
         return "unsupported_linktype"
     r = _peel_vlans(et, payload)
@@ -282,7 +418,7 @@ def _tcp_row(tcp, captured_after_t: int, tcplen: int):
             mss, ws, sok, hts, tsv, tse)
 
 
-def _ipv4(p: bytes, l3: int, orig: int):
+def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     try:
         ip = _IP(p)
     except dpkt.NeedData:
@@ -297,6 +433,17 @@ def _ipv4(p: bytes, l3: int, orig: int):
     tot = ip.len or orig - l3           # 0: TSO, length left to the NIC
     if tot < ihl:
         return "malformed_ip"
+    if (ip.mf or ip.offset) and ip.p == 6:         # a fragment of a TCP datagram: to the store
+        if len(p) < tot or frags is None:
+            return "ip_fragment"
+        whole = frags.add((ip.src + ip.dst, ip.id), ip.offset * 8, bool(ip.mf), p[ihl:tot], p[:ihl])
+        if whole is None:
+            return "ip_fragment"
+        h, pay = whole
+        tot = len(h) + len(pay)
+        if tot > 0xFFFF:
+            return "malformed_ip"
+        return _ipv4(h[:2] + struct.pack(">H", tot) + h[4:6] + b"\0\0" + h[8:] + pay, 0, tot)
     if ip.offset:
         return "ip_fragment"
     if ip.p != 6:
@@ -322,7 +469,7 @@ def _csum(pseudo: bytes, p: bytes, t: int, tcplen: int, first_frag) -> int:
     return CSUM_GOOD if s % 0xFFFF == 0 else CSUM_BAD
 
 
-def _ipv6(p: bytes, l3: int, orig: int):
+def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     n = len(p)
     try:
         ip6 = (_IP6 if n > 6 and p[6] == 6 else _IP6Hdr)(p)
@@ -336,7 +483,7 @@ def _ipv6(p: bytes, l3: int, orig: int):
     if ip6.nxt == 6:
         t, tcp = 40, ip6.data
     else:
-        nxt, t = ip6.nxt, 40
+        nxt, t, nh_at = ip6.nxt, 40, 6
         while nxt != 6:
             if nxt not in _IP6_WALK:
                 return "udp" if nxt == 17 else "icmpv6" if nxt == 58 else "other_ip_proto"
@@ -344,6 +491,22 @@ def _ipv6(p: bytes, l3: int, orig: int):
                 return "truncated_ip_header"
             if nxt == 44:
                 fh = d_ip6.IP6FragmentHeader(p[t:t + 8])
+                if fh.nxt == 6 and (fh.frag_off or fh.m_flag):     # a fragment of a TCP datagram
+                    if n < 40 + pl or 40 + pl < t + 8 or frags is None:
+                        return "ip_fragment"
+                    hdr = bytearray(p[:t])
+                    hdr[nh_at] = 6
+                    whole = frags.add((ip6.src + ip6.dst, fh.id), fh.frag_off * 8, bool(fh.m_flag),
+                                      p[t + 8:40 + pl], bytes(hdr))
+                    if whole is None:
+                        return "ip_fragment"
+                    h, pay = whole
+                    if len(h) - 40 + len(pay) > 0xFFFF:
+                        return "malformed_ip"
+                    pkt = h[:4] + struct.pack(">H", len(h) - 40 + len(pay)) + h[6:] + pay
+                    return _ipv6(pkt, 0, len(pkt))
+            nh_at = t
+            if nxt == 44:
                 if fh.frag_off:
                     return "ip_fragment"
                 first_frag = bool(fh.m_flag)
@@ -367,17 +530,22 @@ def _ipv6(p: bytes, l3: int, orig: int):
     return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, cs)
 
 
-def decode_record(data: bytes, lt: int, orig: int):
+def decode_record(data: bytes, lt: int, orig: int, frags: Reassembler | None = None):
     """One record -> skip reason (str) or (family, src16, dst16, sport, dport, flags, seq, ack,
     win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, csum)."""
     r = _link(data, lt)
     if type(r) is str:
         return r
     et, payload, l3 = r
+    while et <= 1500:                               # an 802.3 length (after VLAN tags, in SNAP): LLC/SNAP
+        r = _snap(data, l3)
+        if type(r) is str:
+            return r
+        et, payload, l3 = r
     if et == 0x0800:
-        return _ipv4(payload, l3, orig)
+        return _ipv4(payload, l3, orig, frags)
     if et == 0x86DD:
-        return _ipv6(payload, l3, orig)
+        return _ipv6(payload, l3, orig, frags)
     if et == 0x0806 or et == 0x8035:
         return "arp"
     return "non_ip"
@@ -502,7 +670,7 @@ class DpktCapture:
         self._pkthdr = d_pcap.MAGIC_TO_PKT_HDR[magic]
         self._order, self._mult, self._lt = order, mult, lt
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"unsupported link type {lt}; all records skipped")
+            self.info.warnings.append(unsupported_warning(lt))
         self._records = self._pcap_records()
 
     def _open_pcapng(self, name: str) -> None:
@@ -575,8 +743,7 @@ class DpktCapture:
         self.info.linktypes.append(lt)
         self.info.ts_resolution.append(_tsres_name(pow2, k))
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"interface {len(self._ifaces) - 1}: unsupported link type {lt}; "
-                                      "its records are skipped")
+            self.info.warnings.append(unsupported_warning(lt, len(self._ifaces) - 1))
 
     def _pcapng_records(self):
         rd = self._in.read
@@ -683,6 +850,7 @@ class DpktCapture:
         pending = self._pending
         self._pending = None
         records = self._records
+        frags = Reassembler()                         # fragments of TCP datagrams (reader.py's store rules)
         while True:
             rec = pending if pending is not None else next(records)
             pending = None
@@ -694,12 +862,14 @@ class DpktCapture:
             if info.first_ts is None:
                 info.first_ts = ts
             info.last_ts = ts
-            r = "unknown_interface" if lt is None else decode_record(data, lt, orig)
+            r = "unknown_interface" if lt is None else decode_record(data, lt, orig, frags)
             if type(r) is str:
                 skipped[r] += 1
                 continue
             if r[17]:
                 self.notes["ip_fragment_first_used"] += 1
+            if r[0] == 6 and r[16] > JUMBO_IP_LEN:
+                self.notes["ipv6_jumbograms"] += 1
             rows.append((info.records, ts, iface) + r[:17] + (r[18],))
             if len(rows) >= size:
                 yield self._flush(rows)
@@ -721,6 +891,7 @@ class DpktCapture:
         if self.notes["ip_fragment_first_used"]:
             info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
                                  "reassembly (their plen covers the first fragment only)")
+        fragment_notes(frags, self.notes, info.warnings)
 
     def _flush(self, rows: list[tuple]) -> Batch:
         cols = list(zip(*rows))

@@ -11,28 +11,36 @@ Design (speed first, correctness always):
   picks the compiled or the plain module): one pass per record, straight from the buffer into
   the column arrays, through the link layer (Ethernet + VLAN tags, SLL, SLL2, raw, NULL, LOOP),
   IPv4, IPv6 without extension headers, the TCP header, its options and its checksum.
-* Everything unusual (IPv6 extension headers, IP fragments with MF, every encapsulation:
-  MPLS/PPPoE ethertypes, IP protocols 4/41/47, UDP to or from ports 4789/6081/2152/3544) is
-  routed to `_parse_one`, a plain scalar parser which is the reference semantics. The kernel
+* Everything unusual (the other link types of capture/links.py: FDDI, 802.11/radiotap/PPI, NFLOG,
+  PPP, Cisco HDLC; 802.3 LLC/SNAP; IPv6 extension headers; fragments of TCP datagrams; every
+  encapsulation: MPLS/PPPoE/VN-Tag/E-Tag/PBB/FabricPath/MACsec/NSH ethertypes, IP protocols
+  4/41/47, UDP to or from ports 4789/4790/6081/2152/3544 or that may be Teredo on another port)
+  is routed to `_parse_one`, a plain scalar parser which is the reference semantics. The kernel
   only ever decides cases where both agree (tests check this by forcing the scalar path
   everywhere, and on random records).
 
 Decisions worth knowing:
 
-* A first IP fragment (MF set, offset 0) whose TCP header is present *is used*
-  without reassembly: `plen` then only covers the bytes in that fragment.
-  Each such record adds to `Capture.notes["ip_fragment_first_used"]` and one
-  warning line summarises them. Non-first fragments are skipped (`ip_fragment`).
+* Fragments of TCP datagrams (IPv4; IPv6 with TCP after the fragment header) are reassembled
+  (ipfrag.Reassembler, bounded): the segment's row is at the record that completes the datagram
+  (tshark shows it there too); every other fragment record is an `ip_fragment` skip.
+  `Capture.notes` counts `ip_datagrams_reassembled` and `ip_fragments_unreassembled`. Fragments of
+  anything else are not reassembled (a non-first one is `ip_fragment`). A first fragment not
+  followed by TCP right after an IPv6 fragment header is still used as before, counted in
+  `notes["ip_fragment_first_used"]` with one warning line.
 * IPv4 total length 0 (TSO captures on the sending host) and IPv6 payload
-  length 0 (jumbograms) take the length from the record's original length.
+  length 0 (jumbograms) take the length from the record's original length; jumbograms
+  (more than 65535 bytes of payload) are counted in `notes["ipv6_jumbograms"]`.
 * pcapng: the `iface` column is a global interface number, counting the
   interfaces of all sections in order (so it equals the IDB id in the usual
   single-section file). `info.linktypes` / `info.ts_resolution` are per
   interface, in that order. Simple Packet Blocks carry no timestamp: they get
   the previous record's timestamp (0 if none).
 * Tunnels (see `_parse_net`): MPLS, PPPoE session, GRE (IP, Ethernet, MPLS, ERSPAN I/II/III),
-  VXLAN, Geneve, GTP-U, IP-in-IP (4in4, 6in4, 4in6, 6in6) and Teredo are unwrapped, at most
-  `_MAX_TUNNEL_DEPTH` (4) deep; the row describes the innermost TCP/IP packet and its `tunnel`
+  VXLAN, VXLAN-GPE, Geneve, GTP-U, IP-in-IP (4in4, 6in4, 4in6, 6in6), Teredo (any port), PBB,
+  FabricPath and NSH are unwrapped, at most `_MAX_TUNNEL_DEPTH` (4) deep (deeper:
+  "tunnel_too_deep"); VN-Tag, E-Tag and unencrypted MACsec tags are stepped over like VLAN tags
+  (encrypted MACsec: "encrypted"); the row describes the innermost TCP/IP packet and its `tunnel`
   column numbers the encapsulation description in `info.tunnels` (0 = none). A record's skip
   reason is the innermost one (an inner ICMP is "icmp"); broken encapsulations are
   "tunnel_error"; a datagram on a tunnel port that is not that tunnel stays "udp".
@@ -55,12 +63,15 @@ import struct
 import sys
 import zlib
 from collections import Counter
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._kernels import load as load_kernel
+from . import links as _links
+from . import ipfrag
+from .ipfrag import Reassembler
 from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
 
@@ -82,12 +93,15 @@ _ETH_LT = {1: (14, 12), 113: (16, 14), 276: (20, 0)}   # linktype -> (header len
 _RAW_LT = (101, 12, 14)
 _NULL_LT, _LOOP_LT = 0, 108
 _IPV4_LT, _IPV6_LT = 228, 229
-_SUPPORTED_LT = set(_ETH_LT) | set(_RAW_LT) | {_NULL_LT, _LOOP_LT, _IPV4_LT, _IPV6_LT}
+_SUPPORTED_LT = set(_ETH_LT) | set(_RAW_LT) | {_NULL_LT, _LOOP_LT, _IPV4_LT, _IPV6_LT} | _links.SLOW_LINKTYPES
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _AF6 = (24, 28, 30)
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _V6_EXT = frozenset((0, 43, 60, 44, 51, 135, 139, 140))
-_TUNNEL_UDP = {4789: "vxlan", 6081: "geneve", 2152: "gtpu", 3544: "teredo"}
+_TUNNEL_UDP = {4789: "vxlan", 4790: "vxlan-gpe", 6081: "geneve", 2152: "gtpu", 3544: "teredo"}
+# Ethertypes of the 802.1/Cisco tags and headers unwrapped by _parse_net (besides VLAN tags, MPLS, PPPoE)
+_ET_VNTAG, _ET_FABRICPATH, _ET_ETAG, _ET_PBB, _ET_MACSEC, _ET_NSH = 0x8926, 0x8903, 0x893F, 0x88E7, 0x88E5, 0x894F
+_NSH_NEXT = {1: 0x0800, 2: 0x86DD, 3: 0x6558, 4: _ET_NSH, 5: 0x8847}   # NSH / VXLAN-GPE next protocol
 _MAX_TUNNEL_DEPTH = 4
 _MAX_TUNNELS = 65535      # the tunnel column is uint16; later new descriptions share the last entry
 _NO_IFACE = -1           # pseudo link type for pcapng blocks with an unknown interface id
@@ -148,6 +162,8 @@ def _link(data, lt: int):
         return "non_ip"
     if lt == _NO_IFACE:
         return "unknown_interface"
+    if lt in _links.SLOW_LINKTYPES:
+        return _links.link_other(data, lt)
     return "unsupported_linktype"
 
 
@@ -195,6 +211,11 @@ def _eth(data, off: int):
         et = (data[o + 2] << 8) | data[o + 3]
         o += 4
     return o, et
+
+
+def _fp_addr(data, o: int) -> str:
+    """A FabricPath outer address (switch id, sub-switch id, LID) as Wireshark writes it: 'b00.02.0000'."""
+    return f"{((data[o + 1] & 0xF) << 8) | data[o + 2]:03x}.{data[o + 3]:02x}.{(data[o + 4] << 8) | data[o + 5]:04x}"
 
 
 def _by_nibble(data, o: int):
@@ -253,13 +274,33 @@ def _udp_tunnel(data, t: int, port: int, src: str, dst: str, sport: int, dport: 
         if type(e) is str:
             return e
         return f"gtpu {ep} teid {teid}", i, e, False
-    # teredo: optional authentication and origin indication headers, then IPv6
-    i = o
+    if kind == "vxlan-gpe":                 # flags (version 0), reserved, next protocol, VNI, reserved
+        if n < o + 8 or data[o] & 0x30:
+            return None
+        vni = int.from_bytes(data[o + 4:o + 7], "big")
+        e = _NSH_NEXT.get(data[o + 3])
+        if e is None:
+            return "non_ip"
+        d = f"vxlan-gpe {ep} vni {vni}"
+        return (d, o + 8, 0, True) if e == 0x6558 else (d, o + 8, e, False)
+    return _teredo(data, t, ep, False)
+
+
+def _teredo(data, t: int, ep: str, any_port: bool):
+    """The UDP payload at t + 8 as Teredo (RFC 4380, 5.1.1): an optional authentication indicator
+    (0x0001, id length, auth length, id, auth value, 8-byte nonce, confirmation byte), an optional
+    origin indication (0x0000, port, address: 8 bytes), then IPv6 -> (desc, inner offset, 0x86DD,
+    False) or None. On a port other than 3544 (`any_port`) the IPv6 header must also be complete and
+    its payload length fill the UDP length exactly (the rule of Zeek's and Suricata's detection)."""
+    n = len(data)
+    i = t + 8
     if n >= i + 4 and data[i] == 0 and data[i + 1] == 1:
         i += 4 + data[i + 2] + data[i + 3] + 9
     if n >= i + 8 and data[i] == 0 and data[i + 1] == 0:
         i += 8
     if n <= i or data[i] >> 4 != 6:
+        return None
+    if any_port and (n < i + 40 or _u16(data, t + 4)[0] != i - t + 40 + _u16(data, i + 4)[0]):
         return None
     return f"teredo {ep}", i, 0x86DD, False
 
@@ -267,18 +308,21 @@ def _udp_tunnel(data, t: int, port: int, src: str, dst: str, sport: int, dport: 
 def _parse_net(data, l3: int, et: int, orig: int, eth):
     """Decode from the network layer (`et` at offset `l3`; `eth` = offset of the Ethernet header
     in front of it, or None) down to TCP, unwrapping encapsulations up to `_MAX_TUNNEL_DEPTH` deep:
-    MPLS, PPPoE session, GRE (IP, Ethernet, MPLS; ERSPAN I/II/III), IP-in-IP (4in4, 6in4, 4in6,
-    6in6), and on UDP: VXLAN 4789, Geneve 6081, GTP-U 2152, Teredo 3544 (the lower of the two
+    802.3 LLC/SNAP, VN-Tag, E-Tag, MACsec (tags), MPLS, PPPoE session, PBB, FabricPath, NSH, GRE
+    (IP, Ethernet, MPLS, NSH; ERSPAN I/II/III), IP-in-IP (4in4, 6in4, 4in6, 6in6), and on UDP:
+    VXLAN 4789, VXLAN-GPE 4790, Geneve 6081, GTP-U 2152, Teredo 3544 (the lower of the two
     ports is tried first, as Wireshark does; a payload that does not parse as the tunnel leaves
-    the datagram a plain "udp" skip). The skip reason of an encapsulated record is the innermost
-    one; an encapsulation that is recognised but truncated, malformed, an unsupported variant
-    (GRE version != 0 or with routing) or nested too deep is "tunnel_error". An outer IP fragment
-    carrying a tunnel is an "ip_fragment" (no reassembly)."""
+    the datagram a plain "udp" skip) and Teredo on any other port when the IPv6 header fills the
+    datagram exactly. The skip reason of an encapsulated record is the innermost one; an
+    encapsulation that is recognised but truncated, malformed or an unsupported variant (GRE
+    version != 0 or with routing) is "tunnel_error", one nested too deep "tunnel_too_deep". A
+    fragment of a TCP datagram comes back as a `_Frag` (for `_decode`'s reassembly); an outer IP
+    fragment carrying a tunnel is an "ip_fragment" (not reassembled)."""
     n = len(data)
     tun: list[str] = []
     while True:
         if len(tun) > _MAX_TUNNEL_DEPTH:
-            return "tunnel_error"
+            return "tunnel_too_deep"
         first_frag = False
         if et == 0x0800:
             if n < l3 + 20:
@@ -296,6 +340,12 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                 tot = orig - l3
             if tot < ihl:
                 return "malformed_ip"
+            if fo & 0x3FFF and proto == 6:    # a fragment of a TCP datagram: reassembled by _decode
+                if n < l3 + tot:
+                    return "ip_fragment"      # (cut by the snaplen: cannot be reassembled)
+                return _Frag((4, bytes(data[l3 + 12:l3 + 20]), _u16(data, l3 + 4)[0], tuple(tun)),
+                             (fo & 0x1FFF) * 8, bool(fo & 0x2000), bytes(data[l3 + ihl:l3 + tot]),
+                             bytes(data[l3:l3 + ihl]), tun)
             if fo & 0x1FFF:
                 return "ip_fragment"
             first_frag = bool(fo & 0x2000)
@@ -319,9 +369,20 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             dst = bytes(data[l3 + 24:l3 + 40])
             t = l3 + 40
             tcplen = pl
+            nh_at = l3 + 6                    # the byte that holds `proto`
             while proto in _V6_EXT:           # extension headers we can walk
                 if n < t + 8:
                     return "truncated_ip_header"
+                if proto == 44 and data[t] == 6 and _u16(data, t + 2)[0] & 0xFFF9:   # TCP fragment
+                    end = l3 + 40 + pl
+                    if n < end or end < t + 8:
+                        return "ip_fragment"
+                    fo = _u16(data, t + 2)[0]
+                    hdr = bytearray(data[l3:t])
+                    hdr[nh_at - l3] = 6
+                    return _Frag((6, src + dst, struct.unpack_from("!I", data, t + 4)[0], tuple(tun)),
+                                 fo & 0xFFF8, bool(fo & 1), bytes(data[t + 8:end]), bytes(hdr), tun)
+                nh_at = t
                 if proto == 44:
                     fo = _u16(data, t + 2)[0]
                     if fo & 0xFFF8:
@@ -364,6 +425,75 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                 return e
             l3, et, eth = o, e, None
             continue
+        elif et <= 1500:                      # 802.3 length field: LLC/SNAP (RFC 1042) carries the type
+            r = _links.llc_snap(data, l3)
+            if type(r) is str:
+                return r
+            l3, et = r
+            continue
+        elif et == _ET_VNTAG or et == _ET_ETAG:   # VN-Tag (4 bytes), 802.1BR E-Tag (6): tags, like VLAN's
+            o = l3 + (4 if et == _ET_VNTAG else 6)
+            if n < o + 2:
+                return "truncated_link_header"
+            l3, et = o + 2, _u16(data, o)[0]
+            continue
+        elif et == _ET_MACSEC:                # 802.1AE SecTAG: TCI/AN, SL, PN (+ SCI when TCI.SC)
+            if n < l3 + 6:
+                return "truncated_link_header"
+            tci = data[l3]
+            if tci & 0x0C:                    # E (encrypted) or C (changed text): no ethertype to read
+                return "encrypted"
+            o = l3 + (14 if tci & 0x20 else 6)
+            if n < o + 2:
+                return "truncated_link_header"
+            l3, et = o + 2, _u16(data, o)[0]
+            continue
+        elif et == _ET_PBB or et == _ET_FABRICPATH:   # MAC-in-MAC: 802.1ah I-TAG / Cisco FabricPath tag
+            if et == _ET_PBB:                 # I-TAG: PCP, DEI, UCA, reserved, 24-bit I-SID
+                if n < l3 + 4:
+                    return "tunnel_error"
+                tun.append(f"pbb{_macs(data, eth)} isid {int.from_bytes(data[l3 + 1:l3 + 4], 'big')}")
+                o = l3 + 4
+            else:                             # FTag (10 bits), TTL (6); the outer addresses are switch ids
+                if n < l3 + 2:
+                    return "tunnel_error"
+                ends = "" if eth is None else f" {_fp_addr(data, eth + 6)}->{_fp_addr(data, eth)}"
+                tun.append(f"fabricpath{ends} ftag {_u16(data, l3)[0] >> 6}")
+                o = l3 + 2
+            r = _eth(data, o)
+            if type(r) is str:
+                return r
+            eth = o
+            l3, et = r
+            continue
+        elif et == _ET_NSH:                   # Network Service Header (RFC 8300)
+            if n < l3 + 8 or data[l3] >> 6:
+                return "tunnel_error"
+            hl = (data[l3 + 1] & 0x3F) * 4
+            nxt = _NSH_NEXT.get(data[l3 + 3])
+            if hl < 8 or n < l3 + hl:
+                return "tunnel_error"
+            spi = int.from_bytes(data[l3 + 4:l3 + 7], "big")
+            tun.append(f"nsh{_macs(data, eth)} spi {spi} si {data[l3 + 7]}")
+            if nxt is None:
+                return "non_ip"
+            o = l3 + hl
+            if nxt == 0x6558:
+                r = _eth(data, o)
+                if type(r) is str:
+                    return r
+                eth = o
+                l3, et = r
+            else:
+                l3, et, eth = o, nxt, None
+            continue
+        elif et == 0x6558:                    # transparent Ethernet bridging (GRE / NSH payloads)
+            r = _eth(data, l3)
+            if type(r) is str:
+                return r
+            eth = l3
+            l3, et = r
+            continue
         elif et == 0x8864:                    # PPPoE session stage
             if n < l3 + 8 or data[l3] != 0x11 or data[l3 + 1] != 0:
                 return "tunnel_error"
@@ -387,8 +517,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
         if proto == 6:
             break
         # ---- an encapsulation inside IP?
-        if proto in (4, 41, 47) or proto == 17 and n >= t + 8 and (
-                _u16(data, t)[0] in _TUNNEL_UDP or _u16(data, t + 2)[0] in _TUNNEL_UDP):
+        if proto in (4, 41, 47) or proto == 17 and n >= t + 8:
             s_txt = _ip4s(src[12:]) if fam == 4 else _ip6s(src)
             d_txt = _ip4s(dst[12:]) if fam == 4 else _ip6s(dst)
             ep = f"{s_txt}->{d_txt}"
@@ -400,6 +529,8 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                         r = _udp_tunnel(data, t, port, s_txt, d_txt, sp, dp)
                         if r is not None:
                             break
+                if r is None:                 # Teredo on any port (the kernel's _teredo_like, checked)
+                    r = _teredo(data, t, f"{_hp(s_txt, sp)}->{_hp(d_txt, dp)}", True)
                 if r is None:
                     return "udp"
                 if first_frag:
@@ -511,6 +642,66 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs)
 
 
+JUMBO_IP_LEN = 40 + 0xFFFF          # an IPv6 packet longer than this is a jumbogram (RFC 2675)
+
+
+def count_jumbograms(notes: Counter, cols: dict) -> None:
+    """notes["ipv6_jumbograms"]: TCP segments in IPv6 jumbograms (payload length 0 in the header, the
+    length taken from the record's original length, more than 65535 bytes): decoded, and counted because
+    no ordinary path produces them (tshark and Zeek report them too)."""
+    il = cols["ip_len"]
+    if len(il) and int(il.max()) > JUMBO_IP_LEN:
+        k = int(np.count_nonzero((il > JUMBO_IP_LEN) & (cols["family"] == 6)))
+        if k:
+            notes["ipv6_jumbograms"] += k
+
+
+def fragment_notes(frags: Reassembler, notes: Counter, warnings: list) -> None:
+    """At the end of a capture, as notes: datagrams reassembled, and fragments of TCP datagrams never used
+    (a piece missing, or dropped by the store's memory bound). Each fragment record is already counted as
+    an "ip_fragment" skip (the row is the completing record's), so no warning line is added; one is
+    only when the memory bound dropped fragments."""
+    if frags.reassembled:
+        notes["ip_datagrams_reassembled"] = frags.reassembled
+    held = frags.held()
+    if held:
+        notes["ip_fragments_unreassembled"] = held
+    if frags.evicted:
+        warnings.append(f"{frags.evicted} IP fragment(s) dropped: more than {ipfrag.MAX_DATAGRAMS} datagrams "
+                        f"or {ipfrag.MAX_BYTES >> 20} MiB waiting for their other fragments")
+
+
+class _Frag(NamedTuple):
+    """_parse_net's answer for a fragment of a TCP datagram (IPv4, or IPv6 with TCP right after the
+    fragment header): what ipfrag.Reassembler.add takes, and the encapsulations around it."""
+    key: tuple
+    offset: int
+    more: bool
+    payload: bytes
+    header: bytes                     # IPv4 header / IPv6 header + extension headers before the fragment one
+    tun: list
+
+
+def _reassembled(f: _Frag, header: bytes, payload: bytes):
+    """The datagram rebuilt from its fragments (header of the first, lengths set, IPv4 offset/MF cleared)
+    and decoded as a whole packet: a row tuple (its tunnel text after the fragments' own) or a skip reason."""
+    if f.key[0] == 4:
+        tot = len(header) + len(payload)
+        if tot > 0xFFFF:
+            return "malformed_ip"
+        pkt = header[:2] + struct.pack("!H", tot) + header[4:6] + b"\0\0" + header[8:] + payload
+        r = _parse_net(pkt, 0, 0x0800, tot, None)
+    else:
+        pl = len(header) - 40 + len(payload)
+        if pl > 0xFFFF:
+            return "malformed_ip"
+        pkt = header[:4] + struct.pack("!H", pl) + header[6:] + payload
+        r = _parse_net(pkt, 0, 0x86DD, len(pkt), None)
+    if type(r) is not tuple or not f.tun:
+        return r
+    return r[:18] + (" / ".join(f.tun + ([r[18]] if r[18] else [])),) + r[19:]
+
+
 def _csum_ok(data, t: int, tcplen: int, src: bytes, dst: bytes) -> bool:
     """The TCP checksum of the segment data[t:t + tcplen] (fully captured) with the pseudo-header of
     `src`/`dst` (16 bytes; IPv4 as ::ffff:a.b.c.d, whose 0xffff word is 0 modulo 0xffff) verifies.
@@ -540,7 +731,7 @@ _KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack",
                 "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum")
 
 
-def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
+def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=None):
     """Decode one group. Returns (rows, cols, st, slow_reasons, first_frags):
     rows = record positions (within the group) that produced TCP segments, cols = their
     column arrays (without index/ts/iface, in their batch dtypes), st = per-record status codes
@@ -550,6 +741,8 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
     (a uint8 view of it) is not needed any more and kept for callers."""
     if tunnels is None:
         tunnels = {"": 0}
+    if frags is None:                 # (a caller without a capture-wide store: fragments within this group)
+        frags = Reassembler()
     n = len(doffs)
     doffs = np.ascontiguousarray(doffs, np.int64)
     caps = np.ascontiguousarray(caps, np.int64)
@@ -579,6 +772,9 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None):
         for i in slow.tolist():
             s = int(doffs[i])
             r = _parse_one(mv[s:s + int(caps[i])], int(lt_arr[i]), int(origs[i]))
+            if type(r) is _Frag:          # held until its datagram is complete, then decoded whole here
+                whole = frags.add(r.key, r.offset, r.more, r.payload, r.header)
+                r = "ip_fragment" if whole is None else _reassembled(r, *whole)
             if type(r) is str:
                 slow_reasons[r] += 1
             else:
@@ -711,6 +907,7 @@ class Capture:
         self._consumed = False
         self._tunnels = {"": 0}              # tunnel description -> number (the `tunnel` column)
         self._tunnels_full = False
+        self._frags = Reassembler()           # fragments of TCP datagrams, across groups
         try:
             self._open(path)
         except CaptureError:
@@ -801,7 +998,7 @@ class Capture:
         self._order, self._mult, self._lt = order, mult, lt
         self._pos = 24
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"unsupported link type {lt}; all records skipped")
+            self.info.warnings.append(_links.unsupported_warning(lt))
 
     def _open_pcapng(self, name: str) -> None:
         self.info.format = "pcapng"
@@ -856,7 +1053,7 @@ class Capture:
         self.info.linktypes.append(lt)
         self.info.ts_resolution.append(_tsres_name(pow2, k))
         if lt not in _SUPPORTED_LT:
-            self.info.warnings.append(f"interface {len(self._ifaces) - 1}: unsupported link type {lt}; its records are skipped")
+            self.info.warnings.append(_links.unsupported_warning(lt, len(self._ifaces) - 1))
 
     def _walk_pcapng(self, pos: int, limit: int):
         """Walk blocks from pos and collect up to `limit` packet blocks.
@@ -1037,7 +1234,7 @@ class Capture:
                 info.last_ts = int(ts[-1])
                 info.records += n
                 rows, cols, st, slow_reasons, ff = _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts,
-                                                           self._tunnels)
+                                                           self._tunnels, self._frags)
                 if len(self._tunnels) > len(info.tunnels):
                     info.tunnels[:] = sorted(self._tunnels, key=self._tunnels.__getitem__)[:_MAX_TUNNELS + 1]
                     if len(self._tunnels) > _MAX_TUNNELS + 1 and not self._tunnels_full:
@@ -1052,6 +1249,7 @@ class Capture:
                 info.skipped.update(slow_reasons)
                 if ff:
                     self.notes["ip_fragment_first_used"] += ff
+                count_jumbograms(self.notes, cols)
                 if len(rows):
                     out = {"index": index[rows], "ts": ts[rows], "iface": ifaces[rows]}
                     out.update(cols)
@@ -1095,6 +1293,7 @@ class Capture:
         if self.notes["ip_fragment_first_used"]:
             info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
                                  "reassembly (their plen covers the first fragment only)")
+        fragment_notes(self._frags, self.notes, info.warnings)
 
     _consumed_before = 0
 

@@ -25,9 +25,13 @@ win; tcp.len -> plen; tcp.options.mss_val -> mss (0 absent); tcp.options.wscale.
 has_ts, tsval, tsecr (the last occurrence of a repeated option, like the fast reader); ip.len or
 ipv6.plen + 40 -> ip_len; tcp.checksum.status (with tcp.check_checksum on) -> csum (same
 numbering: 0 bad, 1 good, 2 unverified); tunnel: rebuilt from frame.protocols and the outer layers' fields into
-the fast reader's description strings (mpls, pppoe, gre, erspan2/3, vxlan, geneve, gtpu, ipip,
-6in4, 4in6, 6in6, teredo). IP reassembly, TCP reassembly and TCP analysis are switched off so
-every frame is decoded on its own, as the fast reader does.
+the fast reader's description strings (mpls, pppoe, gre, erspan2/3, vxlan, vxlan-gpe, geneve, gtpu, ipip,
+6in4, 4in6, 6in6, teredo (the heuristic on, for any port), pbb, fabricpath, nsh; more than 4 nested:
+"tunnel_too_deep"). Link types: those of capture/links.py too (fddi, wlan under radiotap/PPI, nflog,
+ppp, chdlc; 802.11 protected frames and MACsec payloads tshark shows as data: "encrypted"). IP
+reassembly is on, as in the fast reader (a TCP datagram's row is at the frame completing it; ip_len =
+header + reassembled length, assuming no IPv6 extension header before the fragment header; IPv6
+jumbograms take ipv6.opt.jumbo); TCP reassembly and TCP analysis are off.
 
 What tshark cannot tell us exactly:
 
@@ -72,18 +76,23 @@ FIELDS = (
     "ip.src", "ip.dst", "ip.len", "ip.hdr_len", "ip.frag_offset", "ip.flags.mf",
     "ipv6.src", "ipv6.dst", "ipv6.plen", "ipv6.fraghdr.offset",
     "udp.srcport", "udp.dstport", "gre.key", "erspan.version", "erspan.spanid", "vxlan.vni", "geneve.vni",
-    "gtp.teid",
+    "gtp.teid", "ip.proto", "ip.reassembled.length", "ipv6.reassembled.length", "ipv6.fraghdr.nxt", "ipv6.opt.jumbo",
+    "wlan.fc.protected", "ieee8021ah.isid", "cfp.ftag", "cfp.swid", "cfp.sswid", "cfp.lid", "nsh.spi", "nsh.si",
     "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.window_size_value", "tcp.len",
     "tcp.hdr_len", "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm",
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "tcp.checksum.status",
     "tcp.checksum", "tcp.checksum_calculated", "tcp.urgent_pointer",
 )
-PREFS = ("ip.defragment:FALSE", "ipv6.defragment:FALSE", "tcp.desegment_tcp_streams:FALSE",
+PREFS = ("ip.defragment:TRUE", "ipv6.defragment:TRUE", "tcp.desegment_tcp_streams:FALSE",
          "tcp.analyze_sequence_numbers:FALSE", "tcp.relative_sequence_numbers:FALSE",
          "tcp.calculate_timestamps:FALSE", "tcp.try_heuristic_first:FALSE", "tcp.check_checksum:TRUE")
 
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
-_LINKS = {"eth", "sll", "sll2", "null", "loop", "raw", "ip", "ipv6"}   # first layers of link types we decode
+_LINKS = {"eth", "sll", "sll2", "null", "loop", "raw", "ip", "ipv6",   # first layers of link types we decode
+          "fddi", "wlan", "radiotap", "ppi", "nflog", "ppp", "chdlc"}
+_PASS = {"ethertype", "vlan", "ieee8021ad", "sll", "sll2", "null", "loop", "raw", "ppp", "fddi", "llc", "radiotap",
+         "ppi", "wlan_radio", "nflog", "chdlc", "vntag", "etag", "macsec"}       # layers that only lead on
+_MAX_DEPTH = 4                                                                # reader._MAX_TUNNEL_DEPTH
 _EXT6 = {"ipv6.hopopts", "ipv6.routing", "ipv6.dstopts", "ipv6.fraghdr", "ah", "ipv6.shim6", "ipv6.nxt"}
 _UDP_TUN = {"vxlan", "geneve", "gtp", "teredo"}
 
@@ -159,12 +168,31 @@ def _classify(r: _Rec):
     eth_macs = None
     n = len(P)
     while i < n:
+        if len(tun) > _MAX_DEPTH:
+            return "skip", "tunnel_too_deep"
         p = P[i]
         if p == "eth":
             s, d = r.take("eth.src"), r.take("eth.dst")
             eth_macs = f" {s}->{d}" if s and d else ""
-        elif p in ("ethertype", "vlan", "ieee8021ad", "sll", "sll2", "null", "loop", "raw", "ppp"):
+        elif p == "wlan" and r.last("wlan.fc.protected") in ("1", "True"):
+            return "skip", "encrypted"
+        elif p == "macsec" and i + 1 < n and P[i + 1] == "data":
+            return "skip", "encrypted"             # (tshark shows the SecTAG's payload as data only when E or C)
+        elif p == "ieee8021ad" and r.all("ieee8021ah.isid") and r.used["ieee8021ah.isid"] < len(r.all("ieee8021ah.isid")):
+            tun.append(f"pbb{eth_macs or ''} isid {_int(r.take('ieee8021ah.isid'))}")
+            eth_macs = None
+        elif p in _PASS or p == "wlan":
             pass
+        elif p == "cfp":                           # cfp.swid/sswid/lid: destination, then source
+            sw, ss, li = (r.take(k) for k in ("cfp.swid", "cfp.sswid", "cfp.lid"))
+            sw2, ss2, li2 = (r.take(k) for k in ("cfp.swid", "cfp.sswid", "cfp.lid"))
+            ends = (f" {_int(sw2):03x}.{_int(ss2):02x}.{_int(li2):04x}->{_int(sw):03x}.{_int(ss):02x}.{_int(li):04x}"
+                    if None not in (sw, ss, li, sw2, ss2, li2) else "")
+            tun.append(f"fabricpath{ends} ftag {_int(r.take('cfp.ftag') or '0')}")
+            eth_macs = None
+        elif p == "nsh":
+            tun.append(f"nsh{eth_macs or ''} spi {_int(r.take('nsh.spi') or '0')} si {_int(r.take('nsh.si') or '0')}")
+            eth_macs = None
         elif p == "arp":
             return "skip", "arp"
         elif p == "mpls":
@@ -176,15 +204,22 @@ def _classify(r: _Rec):
             tun.append(f"pppoe{eth_macs or ''} session 0x{_int(sid or '0'):04x}")
             eth_macs = None
         elif p in ("ip", "ipv6"):
+            eth_macs = None                        # (what an IP layer carries has no Ethernet header of its own)
             fam = 4 if p == "ip" else 6
             src, dst = (r.take("ip.src"), r.take("ip.dst")) if fam == 4 else (r.take("ipv6.src"), r.take("ipv6.dst"))
+            # IP reassembly is on (the fast reader reassembles TCP datagrams): a fragment frame shows the
+            # fragment as "data" (held), the frame completing a datagram the whole packet; the fast reader
+            # reassembles TCP only, so a non-first fragment of anything else stays "ip_fragment"
             if fam == 4:
                 fo = r.take("ip.frag_offset")
                 mf = r.take("ip.flags.mf")
                 r.take("ip.len")
-                if fo and int(fo):
+                proto = r.take("ip.proto")
+                later = bool(fo and int(fo))
+                frag = mf in ("1", "True") or later
+                if frag and (proto == "6" or later) and (i + 1 >= n or P[i + 1] != "tcp" or proto != "6"):
                     return "skip", "ip_fragment"
-                frag = mf in ("1", "True")
+                frag = frag and proto != "6"       # (a reassembled TCP datagram is a whole packet)
             else:
                 r.take("ipv6.plen")
                 frag = False
@@ -192,9 +227,14 @@ def _classify(r: _Rec):
             while j < n and P[j] in _EXT6:
                 if P[j] == "ipv6.fraghdr":
                     fo = r.take("ipv6.fraghdr.offset")
-                    if fo and int(fo):
+                    nxt = r.take("ipv6.fraghdr.nxt")
+                    later = bool(fo and int(fo))
+                    if nxt == "6" and j + 1 < n and P[j + 1] == "tcp":
+                        pass                       # a whole (reassembled, or atomic) TCP datagram
+                    elif later or nxt == "6":
                         return "skip", "ip_fragment"
-                    frag = True
+                    else:
+                        frag = True
                 j += 1
             if j >= n:
                 if src is None:
@@ -230,6 +270,13 @@ def _classify(r: _Rec):
                 sp, dp = r.take("udp.srcport"), r.take("udp.dstport")
                 k = j + 1
                 t = P[k] if k < n else None
+                if t == "nsh" and 4790 in (_int(sp or "0"), _int(dp or "0")) and r.all("vxlan.vni"):
+                    if frag:
+                        return "skip", "ip_fragment"
+                    tun.append(f"vxlan-gpe {_hp(_ip_text(src), sp)}->{_hp(_ip_text(dst), dp)} vni "
+                               f"{_int(r.take('vxlan.vni'))}")
+                    i = k
+                    continue
                 if t not in _UDP_TUN or k + 1 >= n:      # not a tunnel, or no inner packet (e.g. GTP echo)
                     return "skip", "udp"
                 field = {"vxlan": "vxlan.vni", "geneve": "geneve.vni", "gtp": "gtp.teid"}.get(t)
@@ -288,8 +335,14 @@ def _row(r: _Rec, fam: int, frag: bool = False):
         return "truncated_tcp_header"      # tshark decodes a cut fixed header as far as it goes; we need all 20 bytes
     if fam == 4:
         src, dst, iplen = r.last("ip.src"), r.last("ip.dst"), int(r.last("ip.len"))
+        if r.last("ip.reassembled.length") is not None and r.last("ip.proto") == "6":
+            iplen = int(r.last("ip.hdr_len")) + int(r.last("ip.reassembled.length"))
     else:
         src, dst, iplen = r.last("ipv6.src"), r.last("ipv6.dst"), int(r.last("ipv6.plen")) + 40
+        if r.last("ipv6.reassembled.length") is not None:      # (no extension header before the fragment one)
+            iplen = 40 + int(r.last("ipv6.reassembled.length"))
+        elif iplen == 40 and r.last("ipv6.opt.jumbo") is not None:
+            iplen = 40 + int(r.last("ipv6.opt.jumbo"))
     mss, ws, tsv, tse = (r.last(k) for k in ("tcp.options.mss_val", "tcp.options.wscale.shift",
                                              "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr"))
     return (fam, _addr16(src), _addr16(dst), int(r.last("tcp.srcport")), int(r.last("tcp.dstport")),
@@ -376,7 +429,7 @@ class TsharkCapture:
     # ---- frame sources: each yields {field: [values]} per frame
     def _fields_frames(self) -> Iterator[dict]:
         cmd = [self._tshark, "-r", self.info.path, "-n", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
-               "-E", "separator=/t", "-E", "quote=n"]
+               "-E", "separator=/t", "-E", "quote=n", "--enable-heuristic", "teredo_udp"]   # Teredo on any port
         for p in PREFS:
             cmd += ["-o", p]
         for f in FIELDS:

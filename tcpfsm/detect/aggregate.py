@@ -23,6 +23,9 @@ NS = 1_000_000_000
 SAMPLE = 1000            # flow ids kept per aggregate finding
 MAX_TARGETS = 200_000    # distinct targets remembered per scanning source
 MAX_SOURCES = 100_000    # distinct sources remembered per flooded service
+MAX_SINGLES = 100_000    # sources seen probing one target so far, remembered (oldest forgotten first)
+MAX_NEWEST = 500_000     # (client, service) pairs remembered for the reconnect rule (oldest forgotten first)
+_PER_TARGET = frozenset({"unanswered_syn"})   # per-flow kinds rolled up per target service, not per client
 
 
 @dataclass(slots=True)
@@ -48,27 +51,39 @@ class _Bucket:
 class Aggregator:
     def __init__(self, th: Thresholds):
         self.th = th
-        self.piles = PileCounter(th.pile_min_age)
+        self.piles = PileCounter(th.pile_min_age, keep_min=max(1, int(min(
+            th.time_wait_pile_count, th.close_wait_pile_count, th.fin_wait_1_pile_count, th.fin_wait_2_pile_count,
+            th.last_ack_pile_count, th.syn_sent_pile_count, th.syn_received_pile_count))))
         self.rollups: dict[tuple[str, str, str], _Rollup] = {}
         self.flood: dict[str, dict[int, _Bucket]] = defaultdict(dict)
         self.flood_sources: dict[str, set[str]] = defaultdict(set)
         self.flood_host: dict[str, str] = {}
-        self.scan: dict[str, dict[tuple[str, int], tuple[int, int, bool]]] = defaultdict(dict)
+        self.scan: dict[str, dict[tuple[str, int], tuple[int, int, bool]]] = {}   # sources with 2+ targets
+        # sources with one target so far, (target, first ts, flow, refused): a spoofed flood's million sources
+        # each probe once; a scanner's second probe comes soon and moves it to `scan`. Bounded, oldest out.
+        self.scan1: dict[str, tuple[tuple[str, int], int, int, bool]] = {}
         self.newest: dict[tuple[str, str], tuple[int, int, int, int]] = {}   # (client ip, service) -> newest flow
+        self.forgotten = {"scan_sources": 0, "reconnect_pairs": 0}   # what the bounds above let go of
 
     # -- per connection ---------------------------------------------------------------------------------
-    def add_flow(self, flow: Flow, end: int) -> None:
-        """A finished connection: its findings are final; keep only summaries."""
+    def add_flow(self, flow: Flow, end: int, kept: bool = True) -> None:
+        """A finished connection: its findings are final; keep only summaries. `kept=False`: a half-open
+        attempt evicted over the cap and not listed (a spoofed flood's): it counts in floods, scans and
+        roll-ups, but is not remembered as a client's newest connection (the reconnect rule)."""
         flow.anomalies = flow_findings(flow, end, self.th)
-        self._index(flow)
+        self._index(flow, kept)
         self._rollup(flow)
 
-    def _index(self, f: Flow) -> None:
+    def _index(self, f: Flow, kept: bool = True) -> None:
         c, s = f.conn.client, f.conn.server
         key = (f.client_ip, f.server)
-        prev = self.newest.get(key)
-        if prev is None or f.first_ts > prev[0]:
-            self.newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
+        newest = self.newest
+        prev = newest.get(key) if kept else None
+        if kept and (prev is None or f.first_ts > prev[0]):
+            if prev is None and len(newest) >= MAX_NEWEST:
+                del newest[next(iter(newest))]
+                self.forgotten["reconnect_pairs"] += 1
+            newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
         if not c.syns or _was(f, "client", State.ESTABLISHED):
             return
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
@@ -83,14 +98,29 @@ class Aggregator:
                 srcs.add(f.client_ip)
             self.flood_host[f.server] = f.server_ip
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
-            targets = self.scan[f.client_ip]
             t = (f.server_ip, f.server_port)
+            src = f.client_ip
+            targets = self.scan.get(src)
+            if targets is None:
+                single = self.scan1.get(src)
+                if single is None or single[0] == t:
+                    if single is None:
+                        if len(self.scan1) >= MAX_SINGLES:
+                            del self.scan1[next(iter(self.scan1))]
+                            self.forgotten["scan_sources"] += 1
+                        self.scan1[src] = (t, f.first_ts, f.id, bool(s.rsts))
+                    return
+                del self.scan1[src]                  # a second target: a source worth watching
+                targets = self.scan[src] = {single[0]: single[1:]}
             if t not in targets and len(targets) < MAX_TARGETS:
                 targets[t] = (f.first_ts, f.id, bool(s.rsts))
 
     def _rollup(self, f: Flow) -> None:
         for a in f.anomalies:
-            host = f.client_ip if a.endpoint == "client" else f.server_ip
+            # an unanswered SYN is about the service that did not answer: rolled up per target, so a flood
+            # from a million spoofed sources is one finding, not one per source
+            per_target = a.kind in _PER_TARGET
+            host = f.client_ip if a.endpoint == "client" and not per_target else f.server_ip
             key = (a.kind, host, f.server)
             r = self.rollups.get(key)
             if r is None:

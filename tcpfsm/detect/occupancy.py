@@ -88,11 +88,15 @@ class Occupancy:
     def listening(self, host: str | None = None) -> list[tuple[str, str]]:
         return sorted(k for k in self.listeners if host is None or k[0] == host)
 
-    def counts(self, t0: int, t1: int, step: int, host: str | None = None) -> list[tuple[int, dict[str, Counter]]]:
-        """State counts per host at t0, t0+step, ... <= t1 (what `netstat -nat | uniq -c` shows each tick)."""
+    def counts(self, t0: int, t1: int, step: int, host: str | None = None,
+               keep=None) -> list[tuple[int, dict[str, Counter]]]:
+        """State counts per host at t0, t0+step, ... <= t1 (what `netstat -nat | uniq -c` shows each tick).
+        `keep(local, remote, state)`: count only the intervals it accepts (port and state filters)."""
         deltas: list[tuple[int, int, str, State]] = []
         for iv in self.items:
             if host is not None and iv.host != host:
+                continue
+            if keep is not None and not keep(iv.local, iv.remote, iv.state):
                 continue
             deltas.append((iv.start, 1, iv.host, iv.state))
             if iv.end is not None:

@@ -17,8 +17,7 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 
-from ..fsm import State
-from ..fsm.machine import Transition
+from ..fsm import State, Transition
 from ..track.flowtable import Flow
 
 LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))
@@ -33,8 +32,13 @@ class Peak:
 
 
 class PileCounter:
-    def __init__(self, min_age: float = 1.0):
+    def __init__(self, min_age: float = 1.0, keep_min: int = 1):
+        """`keep_min`: the smallest pile that can matter (the lowest pile threshold). A (host, state) pile
+        that empties without ever reaching it is forgotten entirely, so memory follows the piles that
+        matter, not every host ever seen (a spoofed flood has a million one-SYN "hosts")."""
         self.age = int(min_age * 1e9)
+        self.keep_min = keep_min
+        self.released = 0       # endpoints let go of on eviction (see release)
         self.live: dict[tuple[str, State], set[int]] = {}      # counted stays: (host, state) -> flow ids
         self.stay: dict[tuple[int, str], tuple[State, int]] = {}  # (flow, role) -> (state, stay token)
         # stays waiting for min_age, (due, token, flow, role, host, state), popped in (due, token) order. Fed
@@ -105,13 +109,7 @@ class PileCounter:
             key = (fid, role)
             cur = stay.pop(key, None)
             if cur is not None:
-                members = live.get((host, cur[0]))
-                if members is not None and key in members:
-                    members.discard(key)
-                    sample = samples[(host, cur[0])]
-                    if fid in sample:
-                        sample.remove(fid)
-                        evidence.pop((host, cur[0]), None)
+                self._leave(host, cur[0], key, fid)
             new = t.new
             if new in listed:
                 self.token += 1
@@ -123,6 +121,43 @@ class PileCounter:
                     push(item)
             if (pend and pend[0][0] <= ts) or (late and late[0][0] <= ts):
                 self._promote(ts)
+
+    def _leave(self, host: str, state: State, key: tuple[int, str], fid: int) -> None:
+        pile = (host, state)
+        members = self.live.get(pile)
+        if members is None or key not in members:
+            return
+        members.discard(key)
+        sample = self.sample[pile]
+        if fid in sample:
+            sample.remove(fid)
+            self._evidence.pop(pile, None)
+        if not members:
+            peak = self.peaks.get(pile)
+            if peak is None or peak.count < self.keep_min:
+                del self.live[pile]
+                self.sample.pop(pile, None)
+                self._evidence.pop(pile, None)
+                self.peaks.pop(pile, None)
+
+    def release(self, flow: Flow) -> None:
+        """`flow` leaves the table for good while holding a state (a half-open attempt evicted over the cap):
+        no transition will ever take it out. An endpoint in a pile that is still below `keep_min` and never
+        reached it is let go of (counted in `released`), so a million spoofed one-SYN sources cost nothing;
+        one in a pile that matters stays in it, as in an uncapped run. Only a host whose pile reaches
+        keep_min later, from members let go of, can count fewer than it held."""
+        for role, host in (("client", flow.client_ip), ("server", flow.server_ip)):
+            key = (flow.id, role)
+            cur = self.stay.get(key)
+            if cur is None:
+                continue
+            pile = (host, cur[0])
+            members = self.live.get(pile)
+            peak = self.peaks.get(pile)
+            if (members is None or len(members) < self.keep_min) and (peak is None or peak.count < self.keep_min):
+                del self.stay[key]
+                self._leave(host, cur[0], key, flow.id)
+                self.released += 1
 
     def finish(self, end: int) -> dict[tuple[str, State], Peak]:
         """Stays still open at `end` count if they reached the minimum age by then."""

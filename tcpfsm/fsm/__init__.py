@@ -12,8 +12,15 @@ files, sockets or clocks: callers feed segments and times, and get back
 from .states import State, Event, NETSTAT_NAME, SS_NAME
 from .table import TABLE, TIMEOUTS, is_rfc_edge, rfc_graph
 from .profiles import TimerProfile, PROFILES, get_profile
-from .machine import Connection, Endpoint, Transition, Violation
-from .observer import CAPTURE_POINTS, Observer
+from .observer import CAPTURE_POINTS
+from .. import _kernels
+
+# machine and observer are compiled kernels (tcpfsm/_kernels.py decides which form runs): everything outside
+# this package takes their classes from here, so one process never mixes the two forms.
+_machine = _kernels.load("tcpfsm.fsm.machine")
+Connection, Endpoint, Transition, Violation = (_machine.Connection, _machine.Endpoint, _machine.Transition,
+                                               _machine.Violation)
+Observer = _machine.Observer
 
 __all__ = [
     "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """One connection seen by a passive observer: two endpoint machines, the evidence rules, the counters.
 
 Everything that moves an endpoint lives here and in `table`; `track` only feeds segments and time.
@@ -49,52 +50,148 @@ always in this order:
 Timers come from a `TimerProfile` through `table.TIMEOUTS`; the caller advances time with
 `expire(now)` and ends with `settle(end)`. Nothing here does I/O or reads a clock. Times are integer
 nanoseconds: `ts` is always the observer's time, `at` the endpoint's (observer.py).
+
+Compiled form
+-------------
+This module and observer.py are Cython pure-Python-mode kernels (tcpfsm/_kernels.py): setup.py compiles
+them into tcpfsm.fsm.machine_c / observer_c, and the plain `.py` runs as the readable reference
+(TCPFSM_PURE=1; tests/test_compiled_machine.py holds the two equal). `Endpoint`, `Connection` and
+`Observer` are extension types whose never-None integers are C `long long` fields (`i64`); values that
+may be None stay objects. Annotations are documentation only (`annotation_typing=False`): C types come
+from `cython.declare` and `@cython.locals`, so a numpy integer or a subclass is never refused. Helpers
+called only from here are C functions (`@cython.cfunc`), which is why they use no closures or
+generators. Import the classes from `tcpfsm.fsm`, which picks the form, never from this module.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .observer import Observer
+import cython
+
+i64 = cython.typedef(cython.longlong)     # every integer that is never None: a C long long
+
+from .. import _kernels
 from .profiles import TimerProfile
 from .states import Event, State
 from .table import TABLE, TIMEOUTS, UNDOES, is_rfc_edge
 
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+Observer = _kernels.load("tcpfsm.fsm.observer").Observer
+
+FIN = cython.declare(i64, 0x01)
+SYN = cython.declare(i64, 0x02)
+RST = cython.declare(i64, 0x04)
+ACK = cython.declare(i64, 0x10)
+_M32 = cython.declare(i64, 0xFFFFFFFF)
+_HALF = cython.declare(i64, 0x80000000)
+NS = cython.declare(i64, 1_000_000_000)
+# an ACK of a FIN comes back within a round trip and this (delayed ACK <= 500 ms)
+_ACK_WAIT = cython.declare(i64, 500_000_000)
+# a sender with no ACK retransmits within 3 round trips and this (RTO >= 200 ms)
+_RTO_WAIT = cython.declare(i64, 600_000_000)
+# a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
+_SYNACK_WAIT = cython.declare(i64, 1_500_000_000)
+# States and events as module constants: an attribute of an Enum class costs a lookup through its
+# metaclass on every use (about 0.2 us), a module constant is one dictionary read (compiled: cached).
+_CLOSED = State.CLOSED
+_CLOSE_WAIT = State.CLOSE_WAIT
+_CLOSING = State.CLOSING
+_FIN_WAIT_1 = State.FIN_WAIT_1
+_FIN_WAIT_2 = State.FIN_WAIT_2
+_LAST_ACK = State.LAST_ACK
+_LISTEN = State.LISTEN
+_SYN_RECEIVED = State.SYN_RECEIVED
+_SYN_SENT = State.SYN_SENT
+_TIME_WAIT = State.TIME_WAIT
 _EST = State.ESTABLISHED
-_M32 = 0xFFFFFFFF
-NS = 1_000_000_000
-_ACK_WAIT = 500_000_000          # an ACK of a FIN comes back within a round trip and this (delayed ACK <= 500 ms)
-_RTO_WAIT = 600_000_000          # a sender with no ACK retransmits within 3 round trips and this (RTO >= 200 ms)
-_SYNACK_WAIT = 1_500_000_000     # a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
-_WAITING_FOR_FIN_ACK = frozenset({State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+_COOKIE = Event.COOKIE
+_INFER_SYN = Event.INFER_SYN
+_INFER_SYNACK = Event.INFER_SYNACK
+_INFER_SYNCED = Event.INFER_SYNCED
+_MIDSTREAM = Event.MIDSTREAM
+_RCV_ACK_OF_FIN = Event.RCV_ACK_OF_FIN
+_RCV_ACK_OF_SYN = Event.RCV_ACK_OF_SYN
+_RCV_FIN = Event.RCV_FIN
+_RCV_RST = Event.RCV_RST
+_RCV_SYNACK = Event.RCV_SYNACK
+_REUSED = Event.REUSED
+_SND_FIN = Event.SND_FIN
+_SND_RST = Event.SND_RST
+_SND_SYN = Event.SND_SYN
+_SND_SYNACK = Event.SND_SYNACK
+_TIMEOUT = Event.TIMEOUT
+_WAITING_FOR_FIN_ACK = frozenset({_FIN_WAIT_1, _CLOSING, _LAST_ACK})
 
 
-def seq_gt(a: int, b: int) -> bool:
+
+@cython.ccall
+@cython.returns(cython.bint)
+@cython.locals(a=i64, b=i64, d=i64)
+def seq_gt(a, b):
     """a > b in 32-bit sequence space."""
-    return 0 < ((a - b) & _M32) < 0x80000000
+    d = (a - b) & _M32
+    return 0 < d < _HALF
 
 
-def seq_ge(a: int, b: int) -> bool:
-    return ((a - b) & _M32) < 0x80000000
+@cython.ccall
+@cython.returns(cython.bint)
+@cython.locals(a=i64, b=i64)
+def seq_ge(a, b):
+    return ((a - b) & _M32) < _HALF
 
 
-@dataclass(slots=True)
+@cython.final
+@cython.cclass
 class Transition:
-    ts: int                 # ns, observer time of the packet or timer that caused it
-    endpoint: str           # "client" | "server"
-    old: State
-    new: State
-    packet: int | None      # 1-based capture index, None for timers
-    cause: str              # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream", ...
-    reason: str             # the table's reason
-    rfc: bool               # an edge of the RFC 9293 graph (or a self-loop)
-    seg: tuple | None = None  # (sender role, flags, seq, ack, payload length) of the causing packet
-    at: int = 0             # ns, when the endpoint changed state by the observer model
-    alt: State | None = None  # the state it may be in instead, where the packets cannot decide
-    retracted: bool = False   # undone by later evidence (the segment never reached the endpoint)
-    # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been
-    # in `state` -- the packets cannot place the change within that span
-    alt_before: tuple[int, State] | None = None
+    """One endpoint's state change: what caused it, when the tap saw the cause (`ts`) and when the endpoint
+    changed state by the observer model (`at`), and what the packets cannot decide (`alt`, `alt_before`).
+    Compiled, an extension type (creating one is the machine's most frequent allocation)."""
+
+    ts = cython.declare(i64, visibility="public")         # ns, observer time of the packet or timer that caused it
+    endpoint = cython.declare(str, visibility="public")   # "client" | "server"
+    old = cython.declare(object, visibility="public")
+    new = cython.declare(object, visibility="public")
+    packet = cython.declare(object, visibility="public")  # 1-based capture index, None for timers
+    cause = cython.declare(str, visibility="public")      # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream"...
+    reason = cython.declare(str, visibility="public")     # the table's reason
+    rfc = cython.declare(cython.bint, visibility="public")  # an edge of the RFC 9293 graph (or a self-loop)
+    seg = cython.declare(object, visibility="public")     # (sender role, flags, seq, ack, payload length) of the cause
+    at = cython.declare(i64, visibility="public")         # ns, when the endpoint changed state by the observer model
+    alt = cython.declare(object, visibility="public")     # the state it may be in instead, where packets cannot decide
+    # undone by later evidence (the segment never reached the endpoint)
+    retracted = cython.declare(cython.bint, visibility="public")
+    # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been in
+    # `state` -- the packets cannot place the change within that span
+    alt_before = cython.declare(object, visibility="public")
+
+    def __init__(self, ts, endpoint, old, new, packet, cause, reason, rfc, seg=None, at=0, alt=None,
+                 retracted=False, alt_before=None):
+        self.ts = ts
+        self.endpoint = endpoint
+        self.old = old
+        self.new = new
+        self.packet = packet
+        self.cause = cause
+        self.reason = reason
+        self.rfc = rfc
+        self.seg = seg
+        self.at = at
+        self.alt = alt
+        self.retracted = retracted
+        self.alt_before = alt_before
+
+    def _fields(self) -> tuple:
+        return (self.ts, self.endpoint, self.old, self.new, self.packet, self.cause, self.reason, self.rfc,
+                self.seg, self.at, self.alt, self.retracted, self.alt_before)
+
+    def __eq__(self, other):
+        if not isinstance(other, Transition):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (f"Transition(ts={self.ts}, endpoint={self.endpoint!r}, old={self.old}, new={self.new}, "
+                f"packet={self.packet}, cause={self.cause!r}, at={self.at}, alt={self.alt}, "
+                f"retracted={self.retracted})")
 
 
 @dataclass(slots=True)
@@ -106,102 +203,190 @@ class Violation:
     message: str
 
 
-@dataclass(slots=True)
+
+
+@cython.final
+@cython.cclass
 class Endpoint:
-    role: str
-    state: State = State.CLOSED
-    initial: State = State.CLOSED
-    since: int = 0                  # ns (endpoint time), when the current state began
-    isn: int | None = None
-    syn_acked: bool = False         # the peer acknowledged our SYN
-    fin_seq: int | None = None      # sequence number our FIN occupies
-    fin_acked: bool = False
-    fin_ack_losses: int = 0         # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
-    acked_peer_syn: bool = False
-    synack_unconfirmed: bool = False  # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
-    acked_peer_fin: bool = False
-    ack_in_at: int | None = None    # when the last ACK that moved us (of our SYN or FIN) reached us
-    snd_nxt: int | None = None      # highest sequence number sent + 1
-    ack_sent: int | None = None     # highest acknowledgement sent (what we received)
-    wscale: int = -1
-    win: int = 65535                # last advertised window, scaled when scaling was agreed
-    not_orphan: bool = False        # acknowledged new data in FIN_WAIT_2: still owned by an application
-    alt: State | None = None        # where the packets cannot decide: the other state, from `alt_at` on
-    alt_at: int = 0
+    """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints that are
+    never None are C integers); uncompiled, a plain object with the same attributes."""
+
+    role = cython.declare(str, visibility="public")
+    state = cython.declare(object, visibility="public")
+    initial = cython.declare(object, visibility="public")
+    # ns (endpoint time), when the current state began
+    since = cython.declare(i64, visibility="public")
+    isn = cython.declare(object, visibility="public")
+    syn_acked = cython.declare(cython.bint, visibility="public")  # the peer acknowledged our SYN
+    fin_seq = cython.declare(object, visibility="public")         # sequence number our FIN occupies
+    fin_acked = cython.declare(cython.bint, visibility="public")
+    # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
+    fin_ack_losses = cython.declare(i64, visibility="public")
+    acked_peer_syn = cython.declare(cython.bint, visibility="public")
+    # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
+    synack_unconfirmed = cython.declare(cython.bint, visibility="public")
+    acked_peer_fin = cython.declare(cython.bint, visibility="public")
+    # when the last ACK that moved us (of our SYN or FIN) reached us
+    ack_in_at = cython.declare(object, visibility="public")
+    snd_nxt = cython.declare(object, visibility="public")         # highest sequence number sent + 1
+    # highest acknowledgement sent (what we received)
+    ack_sent = cython.declare(object, visibility="public")
+    wscale = cython.declare(i64, visibility="public")
+    # last advertised window, scaled when scaling was agreed
+    win = cython.declare(i64, visibility="public")
+    # acknowledged new data in FIN_WAIT_2: still owned by an application
+    not_orphan = cython.declare(cython.bint, visibility="public")
+    # where the packets cannot decide: the other state, from `alt_at` on
+    alt = cython.declare(object, visibility="public")
+    alt_at = cython.declare(i64, visibility="public")
     # the peer's FIN seen on its way to us, its ACK not (yet) seen: settled by the peer's next moves
-    rx_fin_first: int | None = None   # ts of the first copy
-    rx_fin_last: int | None = None    # ts of the latest copy
-    rx_fin_copies: int = 0
-    rx_fin_packet: int | None = None
-    rx_fin_contra: bool = False     # we sent a segment after it arrived that does not acknowledge it
+    rx_fin_first = cython.declare(object, visibility="public")    # ts of the first copy
+    rx_fin_last = cython.declare(object, visibility="public")     # ts of the latest copy
+    rx_fin_copies = cython.declare(i64, visibility="public")
+    rx_fin_packet = cython.declare(object, visibility="public")
+    # we sent a segment after it arrived that does not ack it
+    rx_fin_contra = cython.declare(cython.bint, visibility="public")
     # for a peer whose packets never reach the tap: our acknowledgement field is all we know of it
-    ack_prev: int | None = None     # our acknowledgement before its last advance
-    ack_adv_ts: int | None = None   # when our acknowledgement last advanced
-    fin_check: int | None = None    # our FIN to an unseen peer: if not retransmitted by then, it was acknowledged
-    cookie_check: int | None = None  # our unanswered SYN+ACK: if not retransmitted by then, it was a SYN cookie
+    # our acknowledgement before its last advance
+    ack_prev = cython.declare(object, visibility="public")
+    ack_adv_ts = cython.declare(object, visibility="public")      # when our acknowledgement last advanced
+    # our FIN to an unseen peer: not retransmitted by then => acked
+    fin_check = cython.declare(object, visibility="public")
+    # our unanswered SYN+ACK: not retransmitted by then => cookie
+    cookie_check = cython.declare(object, visibility="public")
     # counters
-    packets: int = 0
-    payload: int = 0
-    ip_bytes: int = 0
-    syns: int = 0
-    synacks: int = 0
-    fins: int = 0
-    rsts: int = 0
-    retrans: int = 0
-    retrans_unanswered: int = 0     # retransmissions since the peer last sent anything
-    first_unanswered_ts: int | None = None
-    zero_windows: int = 0
-    first_ts: int | None = None
-    last_ts: int | None = None
-    last_data_ts: int | None = None
-    syn_ts: list[int] = field(default_factory=list)    # times of our SYN / SYN+ACK (first + retransmissions)
-    fin_ts: list[int] = field(default_factory=list)    # times of our FIN (first + retransmissions)
-    deadline: int | None = None
-    deadline_cause: str = ""
-    retry_deadline: int | None = None  # when the next retransmission is overdue: the endpoint gave up
+    packets = cython.declare(i64, visibility="public")
+    payload = cython.declare(i64, visibility="public")
+    ip_bytes = cython.declare(i64, visibility="public")
+    syns = cython.declare(i64, visibility="public")
+    synacks = cython.declare(i64, visibility="public")
+    fins = cython.declare(i64, visibility="public")
+    rsts = cython.declare(i64, visibility="public")
+    retrans = cython.declare(i64, visibility="public")
+    # retransmissions since the peer last sent anything
+    retrans_unanswered = cython.declare(i64, visibility="public")
+    first_unanswered_ts = cython.declare(object, visibility="public")
+    zero_windows = cython.declare(i64, visibility="public")
+    first_ts = cython.declare(object, visibility="public")
+    last_ts = cython.declare(object, visibility="public")
+    last_data_ts = cython.declare(object, visibility="public")
+    # times of our SYN / SYN+ACK (first + retransmissions)
+    syn_ts = cython.declare(list, visibility="public")
+    fin_ts = cython.declare(list, visibility="public")   # times of our FIN (first + retransmissions)
+    deadline = cython.declare(object, visibility="public")
+    deadline_cause = cython.declare(str, visibility="public")
+    # when the next retransmission is overdue: it gave up
+    retry_deadline = cython.declare(object, visibility="public")
+
+    def __init__(self, role: str):
+        self.role = role
+        self.state = self.initial = _CLOSED
+        self.since = 0
+        self.isn = self.fin_seq = self.ack_in_at = self.snd_nxt = self.ack_sent = None
+        self.syn_acked = self.fin_acked = self.acked_peer_syn = self.synack_unconfirmed = False
+        self.acked_peer_fin = self.not_orphan = self.rx_fin_contra = False
+        self.fin_ack_losses = 0
+        self.wscale = -1
+        self.win = 65535
+        self.alt = None
+        self.alt_at = 0
+        self.rx_fin_first = self.rx_fin_last = self.rx_fin_packet = None
+        self.rx_fin_copies = 0
+        self.ack_prev = self.ack_adv_ts = self.fin_check = self.cookie_check = None
+        self.packets = self.payload = self.ip_bytes = self.syns = self.synacks = self.fins = self.rsts = 0
+        self.retrans = self.retrans_unanswered = self.zero_windows = 0
+        self.first_unanswered_ts = self.first_ts = self.last_ts = self.last_data_ts = None
+        self.syn_ts = []
+        self.fin_ts = []
+        self.deadline = self.retry_deadline = None
+        self.deadline_cause = ""
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.role}, {self.state.value}, since={self.since})"
+
+
+@cython.cfunc
+@cython.locals(ep=Endpoint, now=i64)
+def _due(ep: Endpoint, now: int) -> int | None:
+    """When `ep`'s timer fired, if it did by `now`. A retransmitting endpoint whose next retransmission
+    is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK retries when its
+    queue is half full, for instance); the profile's deadline is the fallback."""
+    due = ep.deadline
+    r = ep.retry_deadline
+    if r is not None and r <= now and (due is None or r < due):
+        due = r
+    return due if due is not None and due <= now else None
+
+
+@cython.cfunc
+@cython.locals(x=Endpoint, flags=i64, ack=i64, ts=i64)
+def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
+    if flags & ACK and (x.ack_sent is None or seq_gt(ack, x.ack_sent)):
+        x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
 
 
 # history letters and their bit in Connection._hist_seen (the responder's shifted by 6)
 _LETTERS = "SHADFR"
 
 
+@cython.final
+@cython.cclass
 class Connection:
     """The pair of endpoint machines of one connection (one 4-tuple + client ISN)."""
 
-    __slots__ = ("client", "server", "profile", "obs", "transitions", "violations", "scaling", "rst_by",
-                 "rst_state", "rst_ts", "rst_packet", "history", "_hist_seen", "_seg", "steady")
+    client = cython.declare(Endpoint, visibility="public")
+    server = cython.declare(Endpoint, visibility="public")
+    profile = cython.declare(object, visibility="public")
+    obs = cython.declare(object, visibility="public")
+    transitions = cython.declare(list, visibility="public")
+    violations = cython.declare(list, visibility="public")
+    scaling = cython.declare(cython.bint, visibility="public")   # both SYNs carried the window-scale option
+    rst_by = cython.declare(object, visibility="public")
+    rst_state = cython.declare(object, visibility="public")
+    rst_ts = cython.declare(object, visibility="public")
+    rst_packet = cython.declare(object, visibility="public")
+    # Zeek-style letters, upper case for the originator
+    history = cython.declare(str, visibility="public")
+    _hist_seen = cython.declare(i64)
+    _seg = cython.declare(object)
+    # both ESTABLISHED: plain segments cannot change a state (fast path)
+    steady = cython.declare(cython.bint, visibility="public")
 
-    def __init__(self, profile: TimerProfile, observer: Observer | None = None):
+    def __init__(self, profile: TimerProfile, observer=None):
         self.client = Endpoint("client")
         self.server = Endpoint("server")
         self.profile = profile
         self.obs = observer if observer is not None else Observer()
-        self.transitions: list[Transition] = []
-        self.violations: list[Violation] = []
-        self.scaling = False      # both SYNs carried the window-scale option
-        self.rst_by: str | None = None
-        self.rst_state: State | None = None
-        self.rst_ts: int | None = None
-        self.rst_packet: int | None = None
-        self.history = ""          # Zeek-style letters, upper case for the client (originator)
+        self.transitions = []
+        self.violations = []
+        self.scaling = False
+        self.rst_by = None
+        self.rst_state = None
+        self.rst_ts = None
+        self.rst_packet = None
+        self.history = ""
         self._hist_seen = 0
-        self._seg: tuple | None = None
-        self.steady = False        # both ESTABLISHED: plain segments cannot change a state (fast path)
+        self._seg = None
+        self.steady = False
 
     # -- starting points --------------------------------------------------------------
+    @cython.locals(ts=i64, flags=i64, c=Endpoint, s=Endpoint)
     def start(self, ts: int, first_from_client: bool, flags: int) -> None:
         """Set initial states from the first segment seen (before it is fed)."""
         c, s = self.client, self.server
         c.since = s.since = ts
         if flags & SYN:
-            s.state = s.initial = State.LISTEN        # a SYN is addressed to a (would-be) listener
+            s.state = s.initial = _LISTEN        # a SYN is addressed to a (would-be) listener
             if flags & ACK:                           # SYN+ACK first: the SYN was missed
-                self._move(c, Event.INFER_SYN, ts, None, "inferred:SYN not captured")
+                self._move(c, _INFER_SYN, ts, None, "inferred:SYN not captured")
         elif not flags & RST:
-            self._move(c, Event.MIDSTREAM, ts, None, "inferred:midstream")
-            self._move(s, Event.MIDSTREAM, ts, None, "inferred:midstream")
+            self._move(c, _MIDSTREAM, ts, None, "inferred:midstream")
+            self._move(s, _MIDSTREAM, ts, None, "inferred:midstream")
 
     # -- the table lookup: the only place a state changes ------------------------------
+    @cython.ccall
+    @cython.returns(cython.bint)
+    @cython.locals(ep=Endpoint, ts=i64)
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
               at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
@@ -218,16 +403,18 @@ class Connection:
         if at < ep.since:
             at = ep.since
         if new is old:
-            if event is Event.RCV_FIN and old is State.TIME_WAIT:
-                self._arm(ep, at, State.TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
+            if event is _RCV_FIN and old is _TIME_WAIT:
+                self._arm(ep, at, _TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
         tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
                         self._seg if packet is not None else None, at, alt,
                         alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
         if (old, event) in UNDOES:
-            prev = next((t for t in reversed(self.transitions) if t.endpoint == ep.role), None)
-            if prev is not None and prev.new is old and prev.old is new:
-                prev.retracted = tr.retracted = True
+            for prev in reversed(self.transitions):
+                if prev.endpoint == ep.role:
+                    if prev.new is old and prev.old is new:
+                        prev.retracted = tr.retracted = True
+                    break
         ep.state = new
         ep.since = at
         ep.retry_deadline = None
@@ -236,14 +423,16 @@ class Connection:
             and not self.client.synack_unconfirmed and not self.server.synack_unconfirmed
         self.transitions.append(tr)
         ep.deadline = None
-        if new is State.SYN_SENT:
+        if new is _SYN_SENT:
             self._arm(ep, ep.syn_ts[0] if ep.syn_ts else at, new)
-        elif new is not State.FIN_WAIT_2 or not ep.not_orphan:
+        elif new is not _FIN_WAIT_2 or not ep.not_orphan:
             self._arm(ep, at, new)
-        if new is State.CLOSED:
+        if new is _CLOSED:
             ep.rx_fin_first = None
         return True
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint)
     def _arm(self, ep: Endpoint, start: int, state: State) -> None:
         entry = TIMEOUTS.get(state)
         if entry is not None:
@@ -251,6 +440,8 @@ class Connection:
             ep.deadline_cause = entry[1]
 
     # -- time -------------------------------------------------------------------------
+    @cython.ccall
+    @cython.locals(ep=Endpoint)
     def next_deadline(self) -> int | None:
         """The earliest time something may change without a packet: a state timer, an overdue
         retransmission, or the check that a FIN sent to a peer never seen was not retransmitted."""
@@ -261,17 +452,8 @@ class Connection:
                     due = d
         return due
 
-    @staticmethod
-    def _due(ep: Endpoint, now: int) -> int | None:
-        """When `ep`'s timer fired, if it did by `now`. A retransmitting endpoint whose next retransmission
-        is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK retries when its
-        queue is half full, for instance); the profile's deadline is the fallback."""
-        due = ep.deadline
-        r = ep.retry_deadline
-        if r is not None and r <= now and (due is None or r < due):
-            due = r
-        return due if due is not None and due <= now else None
-
+    @cython.ccall
+    @cython.locals(now=i64, c=Endpoint, s=Endpoint, ep=Endpoint, e=Endpoint, kind=cython.int)
     def expire(self, now: int) -> None:
         """Fire every timer due at or before `now`, in time order."""
         c, s = self.client, self.server
@@ -279,19 +461,28 @@ class Connection:
                 and c.fin_check is None and s.fin_check is None and c.cookie_check is None and s.cookie_check is None:
             return
         for _ in range(16):          # at most a few timers per endpoint can be due at once
-            dues = [(d, 0, e) for e in (c, s) if (d := self._due(e, now)) is not None]
-            dues += [(e.fin_check, 1, e) for e in (c, s) if e.fin_check is not None and e.fin_check <= now]
-            dues += [(e.cookie_check, 2, e) for e in (c, s) if e.cookie_check is not None and e.cookie_check <= now]
-            if not dues:
+            # the earliest due timer of either endpoint; at equal times a state timer first, then the
+            # unseen-peer FIN check, then the SYN-cookie check
+            best = None
+            for e in (c, s):
+                d = _due(e, now)
+                if d is not None and (best is None or (d, 0) < best[:2]):
+                    best = (d, 0, e)
+                if e.fin_check is not None and e.fin_check <= now and (best is None or (e.fin_check, 1) < best[:2]):
+                    best = (e.fin_check, 1, e)
+                if e.cookie_check is not None and e.cookie_check <= now \
+                        and (best is None or (e.cookie_check, 2) < best[:2]):
+                    best = (e.cookie_check, 2, e)
+            if best is None:
                 return
-            when, kind, ep = min(dues, key=lambda d: (d[0], d[1]))
+            when, kind, ep = best
             if kind == 1:
                 self._fin_acked_unseen(ep, when, final=False)
                 continue
             if kind == 2:
                 ep.cookie_check = None
-                if ep.state is State.SYN_RECEIVED and ep.synacks == 1 and not ep.syn_acked:
-                    self._move(ep, Event.COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
+                if ep.state is _SYN_RECEIVED and ep.synacks == 1 and not ep.syn_acked:
+                    self._move(ep, _COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
                                at=self.obs.departure(ep.syn_ts[0], ep is c))
                 continue
             cause = ep.deadline_cause
@@ -300,12 +491,13 @@ class Connection:
                 cause += " (retransmissions stopped)"
                 # It gave up (or its application closed) some time after its last retransmission, by the
                 # overdue deadline at the latest: the packets cannot say when, so say so.
-                times = ep.syn_ts if ep.state in (State.SYN_SENT, State.SYN_RECEIVED) else ep.fin_ts
+                times = ep.syn_ts if ep.state in (_SYN_SENT, _SYN_RECEIVED) else ep.fin_ts
                 if times:
                     since = self.obs.departure(times[-1], ep is self.client) + 1
             ep.deadline = ep.retry_deadline = None
-            self._move(ep, Event.TIMEOUT, when, None, cause, at=when, alt_since=since)
+            self._move(ep, _TIMEOUT, when, None, cause, at=when, alt_since=since)
 
+    @cython.locals(end=i64, c=Endpoint, s=Endpoint, ep=Endpoint, peer=Endpoint)
     def settle(self, end: int) -> None:
         """The capture ended at `end`: decide what is still open, marking with `alt` what cannot be known."""
         self.expire(end)
@@ -322,23 +514,31 @@ class Connection:
         # a retransmitting endpoint whose next retransmission was due before the end and did not come: it may
         # have given up (or its application closed) any time since its last one
         for ep in (c, s):
-            times = ep.syn_ts if ep.state in (State.SYN_SENT, State.SYN_RECEIVED) else ep.fin_ts
-            entry = TABLE[ep.state].get(Event.TIMEOUT)
+            times = ep.syn_ts if ep.state in (_SYN_SENT, _SYN_RECEIVED) else ep.fin_ts
+            entry = TABLE[ep.state].get(_TIMEOUT)
             if ep.retry_deadline is not None and ep.alt is None and entry is not None and len(times) >= 2 \
                     and end > times[-1] + (times[-1] - times[-2]) + self.obs.margin():
                 ep.alt, ep.alt_at = entry[0], self.obs.departure(times[-1], ep is c) + 1
         # a SYN+ACK seen on its way to a client that never answered it: did it arrive? (only when the
         # capture ended before its SYN retransmission would have shown it did not)
-        if c.state is State.SYN_SENT and s.synacks and c.alt is None:
+        if c.state is _SYN_SENT and s.synacks and c.alt is None:
             arrived = self.obs.arrival(s.syn_ts[-1], True)
             if end < arrived + self.obs.rtt() + _SYNACK_WAIT and not self._sent_after(c, arrived, SYN):
                 c.alt, c.alt_at = _EST, arrived
 
+    @cython.cfunc
+    @cython.returns(cython.bint)
+    @cython.locals(ep=Endpoint, flag=i64)
     def _sent_after(self, ep: Endpoint, t: int, flag: int) -> bool:
         """Did `ep` send a segment with `flag` after instant `t` (endpoint time)?"""
         times = ep.syn_ts if flag == SYN else ep.fin_ts
-        return any(self.obs.sent_after(x, ep is self.client, t) for x in times)
+        for x in times:
+            if self.obs.sent_after(x, ep is self.client, t):
+                return True
+        return False
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, end=i64, to_client=cython.bint, cut_short=cython.bint)
     def _settle_fin(self, ep: Endpoint, end: int) -> None:
         """The capture ended with the peer's FIN seen going to `ep` and `ep`'s ACK of it never seen.
 
@@ -353,9 +553,9 @@ class Connection:
         first, last, copies, contra, packet = (ep.rx_fin_first, ep.rx_fin_last, ep.rx_fin_copies,
                                                ep.rx_fin_contra, ep.rx_fin_packet)
         ep.rx_fin_first = None
-        if contra or ep.state is State.CLOSED or ep.acked_peer_fin:
+        if contra or ep.state is _CLOSED or ep.acked_peer_fin:
             return
-        entry = TABLE[ep.state].get(Event.RCV_FIN)
+        entry = TABLE[ep.state].get(_RCV_FIN)
         if entry is None or entry[0] is ep.state:
             return
         to_client = ep is self.client
@@ -366,10 +566,12 @@ class Connection:
             why = "the capture ended first" if cut_short else "no packet from the receiver was captured"
             # decided at the capture's end (`ts`, so that stream consumers see it in time order); the
             # endpoint's own time is the FIN's arrival
-            self._move(ep, Event.RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at=at, alt=ep.state)
+            self._move(ep, _RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at=at, alt=ep.state)
         else:
             ep.alt, ep.alt_at = entry[0], at        # no ACK though one would have been seen: likely lost
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, times=list)
     def _retry(self, ep: Endpoint, times: list[int]) -> None:
         """After a retransmission, expect the next one by twice the last gap (exponential back-off), and never
         sooner than a second and a round trip: copies a few microseconds apart (a tail-loss probe, a
@@ -378,6 +580,7 @@ class Connection:
             gap = times[-1] - times[-2]
             ep.retry_deadline = times[-1] + max(2 * gap + gap // 4, NS) + 200_000_000 + 2 * self.obs.rtt()
 
+    @cython.locals(ep=Endpoint)
     def alt_of(self, ep: Endpoint) -> State | None:
         """The state `ep` may be in instead of its current one, where the packets could not decide."""
         if ep.alt is not None:
@@ -387,20 +590,26 @@ class Connection:
                 return t.alt
         return None
 
+    @cython.locals(ep=Endpoint)
     def pending(self, ep: Endpoint) -> tuple[int, State] | None:
         """The timer that would next change `ep` if no packet came: (when, new state)."""
         if ep.deadline is None:
             return None
-        entry = TABLE[ep.state].get(Event.TIMEOUT)
+        entry = TABLE[ep.state].get(_TIMEOUT)
         return (ep.deadline, entry[0]) if entry else None
 
     # -- counting: the one place counters and history letters change -------------------
+    @cython.cfunc
+    @cython.locals(from_client=cython.bint, bit=i64)
     def _letter(self, from_client: bool, letter: str) -> None:
         bit = 1 << (_LETTERS.index(letter) + (0 if from_client else 6))
         if not self._hist_seen & bit:
             self._hist_seen |= bit
             self.history += letter if from_client else letter.lower()
 
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,
+                   ip_len=i64, win=i64, syn=i64, end=i64)
     def _count(self, x: Endpoint, from_client: bool, ts: int, flags: int, seq: int, plen: int, ip_len: int,
                win: int) -> None:
         """Counters, sequence bookkeeping and history letters of one segment sent by `x`."""
@@ -441,11 +650,9 @@ class Connection:
             if not win:
                 x.zero_windows += 1
 
-    @staticmethod
-    def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
-        if flags & ACK and (x.ack_sent is None or seq_gt(ack, x.ack_sent)):
-            x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
-
+    @cython.ccall
+    @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64, ip_len=i64,
+                   x=Endpoint)
     def feed_plain(self, ts: int, from_client: bool, flags: int, seq: int, ack: int, win: int, plen: int,
                    ip_len: int) -> None:
         """A segment without SYN, FIN or RST while both endpoints are ESTABLISHED (`steady`): it can change
@@ -453,8 +660,10 @@ class Connection:
         `feed` is the reference it must agree with."""
         x = self.client if from_client else self.server
         self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
-        self._note_ack(x, flags, ack, ts)
+        _note_ack(x, flags, ack, ts)
 
+    @cython.locals(from_client=cython.bint, packets=i64, payload=i64, ip_bytes=i64, zero_windows=i64, retrans=i64,
+                   win=i64, x=Endpoint)
     def absorb_run(self, from_client: bool, packets: int, payload: int, ip_bytes: int, zero_windows: int,
                    retrans: int, unanswered: int | None, first_unanswered_ts: int | None, first_ts: int,
                    last_ts: int, last_data_ts: int | None, win: int, snd_nxt: int | None, ack_sent: int | None,
@@ -501,6 +710,9 @@ class Connection:
         return bool(self._hist_seen & (1 << (_LETTERS.index(letter) + (0 if from_client else 6))))
 
     # -- segments ---------------------------------------------------------------------
+    @cython.ccall
+    @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64,
+                   wscale=i64, ip_len=i64, x=Endpoint, y=Endpoint, syn=i64, hasack=i64)
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
              plen: int, wscale: int, ip_len: int) -> None:
         x, y = (self.client, self.server) if from_client else (self.server, self.client)
@@ -521,12 +733,12 @@ class Connection:
         if syn:
             (obs.saw_synack if hasack else obs.saw_syn)(ts)
         elif hasack and from_client and not obs.measured and self.server.isn is not None \
-                and seq_gt(ack, self.server.isn) and self.client.state is State.SYN_SENT:
+                and seq_gt(ack, self.server.isn) and self.client.state is _SYN_SENT:
             obs.saw_handshake_ack(ts)       # (the ACK that completes it, not a later one: TFO, inference)
 
         # A handshake we did not see: only the client's own ACK proves that a SYN+ACK reached it. A
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
-        if not syn and hasack and self.client.state is State.SYN_SENT and self.server.isn is None:
+        if not syn and hasack and self.client.state is _SYN_SENT and self.server.isn is None:
             if x is self.server:
                 self.violations.append(Violation(
                     ts, x.role, "invalid_transition", packet,
@@ -535,8 +747,8 @@ class Connection:
                 return
             self.server.isn = (ack - 1) & _M32
             self.server.acked_peer_syn = True
-            if self.server.state in (State.LISTEN, State.CLOSED):
-                self._move(self.server, Event.INFER_SYNACK, ts, packet, "inferred:SYN+ACK not captured")
+            if self.server.state in (_LISTEN, _CLOSED):
+                self._move(self.server, _INFER_SYNACK, ts, packet, "inferred:SYN+ACK not captured")
 
         # A segment from Y that does not acknowledge X's FIN, sent after that FIN reached Y: Y did not get it.
         if hasack and x.rx_fin_first is not None and y.fin_seq is not None and not seq_gt(ack, y.fin_seq) \
@@ -549,18 +761,20 @@ class Connection:
                 break
             self._apply(ep, ep is x, event, cause, ts, packet, at, flags, seq, ack, wscale, from_client)
         else:
-            if hasack and x.state is State.FIN_WAIT_2 and not x.not_orphan and x.ack_sent is not None \
+            if hasack and x.state is _FIN_WAIT_2 and not x.not_orphan and x.ack_sent is not None \
                     and seq_gt(ack, x.ack_sent):
                 # An orphaned Linux socket answers data in FIN_WAIT_2 with RST; acknowledging it means an
                 # application still owns the socket (shutdown(SHUT_WR)), so fin_timeout does not apply.
                 x.not_orphan = True
                 x.deadline = None
-        self._note_ack(x, flags, ack, ts)
+        _note_ack(x, flags, ack, ts)
         # a retransmitted SYN+ACK after the handshake ACK was seen: that ACK was lost (table undoes it)
-        if syn and hasack and x.state is State.SYN_RECEIVED and x.syn_acked:
+        if syn and hasack and x.state is _SYN_RECEIVED and x.syn_acked:
             x.syn_acked = False
 
     # -- a peer whose packets never reach the tap (one-sided capture) ------------------------------
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, ts=i64, final=cython.bint, from_client=cython.bint)
     def _infer_unseen_fin(self, x: Endpoint, y: Endpoint, ts: int, final: bool) -> None:
         """`y` is never seen. If `x`'s acknowledgement last advanced by exactly one and never again, that
         one was `y`'s FIN (a last single byte of data is rare; `alt` says so when the capture ended):
@@ -568,7 +782,7 @@ class Connection:
         turn, and at the end of the capture. Decided at `ts`; stamped when it happened."""
         if y.packets or y.fin_seq is not None or x.ack_prev is None or x.ack_sent is None \
                 or (x.ack_sent - x.ack_prev) & _M32 != 1 or x.acked_peer_fin or y.state is not _EST \
-                and y.state is not State.CLOSE_WAIT:
+                and y.state is not _CLOSE_WAIT:
             return
         obs = self.obs
         t = x.ack_adv_ts
@@ -576,16 +790,18 @@ class Connection:
         y.fin_seq = x.ack_prev
         y.fin_ts.append(t)
         alt_y = y.state if final else None
-        self._move(y, Event.SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
+        self._move(y, _SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
                    at=obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client),
                    alt=alt_y)
         x.acked_peer_fin = True
         x.rx_fin_first = None
-        self._move(x, Event.RCV_FIN, ts, None, "inferred:ACK of a FIN not captured",
+        self._move(x, _RCV_FIN, ts, None, "inferred:ACK of a FIN not captured",
                    at=obs.departure(t, from_client), alt=x.state if final else None)
         y.fin_acked = True
-        self._move(y, Event.RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", at=obs.arrival(t, not from_client))
+        self._move(y, _RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", at=obs.arrival(t, not from_client))
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, peer=Endpoint, when=i64, final=cython.bint)
     def _fin_acked_unseen(self, ep: Endpoint, when: int, final: bool) -> None:
         """`ep` sent a FIN to a peer never seen and did not retransmit it: it was acknowledged."""
         ep.fin_check = None
@@ -596,16 +812,18 @@ class Connection:
             # acknowledged, so it arrived: the unseen peer received the FIN
             first, packet = peer.rx_fin_first, peer.rx_fin_packet
             peer.rx_fin_first = None
-            if TABLE[peer.state].get(Event.RCV_FIN) is not None and not peer.acked_peer_fin:
+            if TABLE[peer.state].get(_RCV_FIN) is not None and not peer.acked_peer_fin:
                 peer.acked_peer_fin = True
-                self._move(peer, Event.RCV_FIN, when, packet, "inferred:FIN received (not retransmitted)",
+                self._move(peer, _RCV_FIN, when, packet, "inferred:FIN received (not retransmitted)",
                            at=self.obs.arrival(first, peer is self.client))
         ep.fin_acked = True
         at = self.obs.departure(ep.fin_ts[-1], ep is self.client) + self.obs.rtt()
-        self._move(ep, Event.RCV_ACK_OF_FIN, when, None,
+        self._move(ep, _RCV_ACK_OF_FIN, when, None,
                    "inferred:FIN acknowledged (" + ("capture ended" if final else "not retransmitted") + ")",
                    at=at, alt=ep.state if final else None)
 
+    @cython.cfunc
+    @cython.locals(times=list, to_client=cython.bint, answered_at=i64, slack=i64)
     def _copy_received(self, times: list[int], to_client: bool, answered_at: int) -> int:
         """Of a segment sent several times (SYN+ACK, FIN) whose receiver answered at `answered_at`
         (endpoint time), when did the copy it answered arrive? The latest that arrived before it answered."""
@@ -619,6 +837,9 @@ class Connection:
         # back, or delays estimated from a handshake unlike the rest, must not reorder cause and effect)
         return max(obs.departure(best, not to_client), min(obs.arrival(best, to_client), answered_at))
 
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, ack=i64, plen=i64,
+                   out=list, syn=i64, hasack=i64, sent=i64, fin_at=i64, arrive=i64)
     def _classify(self, x: Endpoint, y: Endpoint, from_client: bool, ts: int, packet: int, flags: int, seq: int,
                   ack: int, plen: int) -> list[tuple[Endpoint | None, Event | None, str, int]]:
         """The endpoint events of one segment (no RST), in the order of the theory of operation, read
@@ -630,13 +851,13 @@ class Connection:
         # a. what X's acknowledgement says X received
         if hasack and not syn:
             if x.synack_unconfirmed:
-                out.append((x, Event.RCV_ACK_OF_SYN, "ACK of SYN+ACK", sent))
+                out.append((x, _RCV_ACK_OF_SYN, "ACK of SYN+ACK", sent))
             if y.isn is not None and not x.acked_peer_syn and seq_gt(ack, y.isn):
                 at = self._copy_received(y.syn_ts, from_client, sent) if y.syn_ts else sent
-                out.append((x, Event.RCV_SYNACK, "ACK of SYN+ACK", at))
+                out.append((x, _RCV_SYNACK, "ACK of SYN+ACK", at))
             if y.fin_seq is not None and not x.acked_peer_fin and seq_gt(ack, y.fin_seq):
                 at = self._copy_received(y.fin_ts, from_client, sent) if y.fin_ts else sent
-                out.append((x, Event.RCV_FIN, "ACK of FIN", at))
+                out.append((x, _RCV_FIN, "ACK of FIN", at))
         # b. what X sent
         if syn:
             if x.isn is not None and seq != x.isn:
@@ -645,54 +866,57 @@ class Connection:
                 # no endpoint: the segment is reported (by the caller) and the rest of it ignored
                 out.append((None, None, f"{x.role} sent a {kind} with ISN {seq}, {where} {x.isn}", 0))
                 return out
-            out.append((x, Event.SND_SYNACK if hasack else Event.SND_SYN, "SYN+ACK" if hasack else "SYN", sent))
+            out.append((x, _SND_SYNACK if hasack else _SND_SYN, "SYN+ACK" if hasack else "SYN", sent))
         if flags & FIN:
             fin_at = (seq + plen + (1 if syn else 0)) & _M32
             if x.fin_seq is None:
-                out.append((x, Event.SND_FIN, "FIN", sent))
+                out.append((x, _SND_FIN, "FIN", sent))
             elif fin_at == x.fin_seq:
-                out.append((x, Event.SND_FIN, "FIN retransmitted", sent))
+                out.append((x, _SND_FIN, "FIN retransmitted", sent))
             elif seq_gt(fin_at, x.fin_seq):
                 out.append((x, None, "second FIN", sent))
         # c. what Y learns from X's acknowledgement
         if hasack:
             arrive = obs.arrival(ts, not from_client)
             if y.isn is not None and not y.syn_acked and seq_gt(ack, y.isn):
-                out.append((y, Event.RCV_ACK_OF_SYN, "ACK of SYN", arrive))
+                out.append((y, _RCV_ACK_OF_SYN, "ACK of SYN", arrive))
             if y.fin_seq is not None and not y.fin_acked and seq_gt(ack, y.fin_seq):
-                out.append((y, Event.RCV_ACK_OF_FIN, "ACK of FIN", arrive))
+                out.append((y, _RCV_ACK_OF_FIN, "ACK of FIN", arrive))
             # d. X acknowledges Y's data beyond its SYN: Y had completed its handshake, and X had received
             # a segment from Y that acknowledged X's SYN.
             if not syn and y.isn is not None and seq_gt(ack, (y.isn + 1) & _M32):
-                if y.state in (State.SYN_SENT, State.SYN_RECEIVED) and not y.synack_unconfirmed:
-                    out.append((y, Event.INFER_SYNCED, "inferred:peer acknowledged its data",
+                if y.state in (_SYN_SENT, _SYN_RECEIVED) and not y.synack_unconfirmed:
+                    out.append((y, _INFER_SYNCED, "inferred:peer acknowledged its data",
                                 obs.arrival(x.syn_ts[0], not from_client) if x.syn_ts else sent))
-                if x.state is State.SYN_RECEIVED and not x.synack_unconfirmed:
-                    out.append((x, Event.INFER_SYNCED, "inferred:it acknowledged the peer's data", sent))
+                if x.state is _SYN_RECEIVED and not x.synack_unconfirmed:
+                    out.append((x, _INFER_SYNCED, "inferred:it acknowledged the peer's data", sent))
                     return out
             # An endpoint in SYN_RECEIVED sends nothing but its SYN+ACK until the handshake ACK arrives:
             # any other segment means it had arrived, and so the peer had received the SYN+ACK.
-            if not syn and x.state is State.SYN_RECEIVED and not x.synack_unconfirmed \
+            if not syn and x.state is _SYN_RECEIVED and not x.synack_unconfirmed \
                     and (x.isn is None or seq_gt(seq, x.isn) or plen or flags & FIN):
-                out.append((x, Event.INFER_SYNCED, "inferred:it sent beyond its SYN+ACK", sent))
-                if y.state is State.SYN_SENT:
-                    out.append((y, Event.INFER_SYNCED, "inferred:the peer completed its handshake",
+                out.append((x, _INFER_SYNCED, "inferred:it sent beyond its SYN+ACK", sent))
+                if y.state is _SYN_SENT:
+                    out.append((y, _INFER_SYNCED, "inferred:the peer completed its handshake",
                                 obs.arrival(x.syn_ts[-1], not from_client) if x.syn_ts else sent))
         return out
 
+    @cython.cfunc
+    @cython.locals(ep=Endpoint, x=Endpoint, y=Endpoint, is_x=cython.bint, ts=i64, flags=i64, seq=i64, ack=i64,
+                   wscale=i64, from_client=cython.bint, fin_at=i64, first=object)
     def _apply(self, ep: Endpoint, is_x: bool, event: Event | None, cause: str, ts: int, packet: int, at: int,
                flags: int, seq: int, ack: int, wscale: int, from_client: bool) -> None:
         """The bookkeeping an event carries, then its table lookup."""
         x, y = (ep, self.server if ep is self.client else self.client) if is_x else \
             (self.server if ep is self.client else self.client, ep)
         obs = self.obs
-        if event is Event.RCV_ACK_OF_SYN and is_x:         # simultaneous open: our ACK of the SYN+ACK seen
+        if event is _RCV_ACK_OF_SYN and is_x:         # simultaneous open: our ACK of the SYN+ACK seen
             x.synack_unconfirmed = False
             self._move(x, event, ts, packet, cause, at)
-        elif event is Event.RCV_SYNACK:
+        elif event is _RCV_SYNACK:
             x.acked_peer_syn = True
             self._move(x, event, ts, packet, cause, at)
-        elif event is Event.RCV_FIN:
+        elif event is _RCV_FIN:
             x.acked_peer_fin = True
             x.rx_fin_first = None
             # Copies of the FIN seen before the one it answered: did an earlier one arrive, its ACK lost
@@ -700,7 +924,7 @@ class Connection:
             first = obs.arrival(y.fin_ts[0], from_client) if y.fin_ts else None
             self._move(x, event, ts, packet, cause, at,
                        alt_since=first if len(y.fin_ts) > 1 and cause == "ACK of FIN" else None)
-        elif event is Event.SND_SYNACK:
+        elif event is _SND_SYNACK:
             if x.isn is None:
                 x.isn = seq
             if y.isn is None:
@@ -715,26 +939,26 @@ class Connection:
             if x.state is _EST and x.ack_in_at is not None and not obs.sent_after(ts, from_client, x.ack_in_at):
                 return                   # sent before the handshake ACK reached it: already in flight
             self._move(x, event, ts, packet, cause, at)
-            if x.state is State.SYN_RECEIVED:
+            if x.state is _SYN_RECEIVED:
                 self._retry(x, x.syn_ts)
                 x.cookie_check = ts + _SYNACK_WAIT + 3 * obs.rtt() if x.synacks == 1 else None
-        elif event is Event.SND_SYN:
+        elif event is _SND_SYN:
             if x.isn is None:
                 x.isn = seq
                 x.wscale = wscale
             x.syns += 1
             x.syn_ts.append(ts)
-            if x.state is State.LISTEN and x.syns == 1 and not x.synacks:
-                x.state = x.initial = State.CLOSED     # it opens actively: simultaneous open, no listener
+            if x.state is _LISTEN and x.syns == 1 and not x.synacks:
+                x.state = x.initial = _CLOSED     # it opens actively: simultaneous open, no listener
             self._move(x, event, ts, packet, cause, at)
-            if x.state is State.SYN_SENT:
+            if x.state is _SYN_SENT:
                 self._retry(x, x.syn_ts)
         elif cause == "second FIN":
             fin_at = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
             self.violations.append(Violation(
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
-        elif event is Event.SND_FIN:
+        elif event is _SND_FIN:
             if x.fin_seq is None and not y.packets:
                 self._infer_unseen_fin(x, y, ts, final=False)
             x.fins += 1
@@ -759,34 +983,36 @@ class Connection:
             if not y.packets and x.state in _WAITING_FOR_FIN_ACK:
                 x.fin_check = ts + _RTO_WAIT + 3 * obs.rtt()     # re-armed by each copy
             # the peer's receipt of this FIN is pending until its ACK is seen (or settled without it)
-            if not y.acked_peer_fin and y.state is not State.CLOSED:
+            if not y.acked_peer_fin and y.state is not _CLOSED:
                 if y.rx_fin_first is None:
                     y.rx_fin_first, y.rx_fin_copies, y.rx_fin_packet = ts, 0, packet
                 y.rx_fin_last = ts
                 y.rx_fin_copies += 1
                 y.rx_fin_contra = False              # a new copy: a new chance to arrive
-        elif event is Event.RCV_ACK_OF_SYN:
+        elif event is _RCV_ACK_OF_SYN:
             y.syn_acked = True
-            if flags & SYN and y.state is State.SYN_RECEIVED:
+            if flags & SYN and y.state is _SYN_RECEIVED:
                 y.synack_unconfirmed = True     # simultaneous open: wait for y's own ACK as evidence
             else:
                 y.ack_in_at = at
                 self._move(y, event, ts, packet, cause, at)
-        elif event is Event.RCV_ACK_OF_FIN:
+        elif event is _RCV_ACK_OF_FIN:
             y.fin_acked = True
             y.ack_in_at = at
             # On a path that already lost an ACK of this FIN, an ACK not followed by another retransmission
             # either arrived or the sender gave up retrying: the packets cannot tell which.
             self._move(y, event, ts, packet, cause, at, alt=y.state if y.fin_ack_losses else None)
-        elif event is Event.INFER_SYNCED:
+        elif event is _INFER_SYNCED:
             if ep is x:
                 x.syn_acked = True
             else:
                 y.acked_peer_syn = True
             self._move(ep, event, ts, packet, cause, at)
 
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, ts=i64, flags=i64, seq=i64, ack=i64, from_client=cython.bint)
     def _rst(self, x: Endpoint, y: Endpoint, ts: int, packet: int, flags: int, seq: int, ack: int) -> None:
-        if y.state is State.SYN_SENT:
+        if y.state is _SYN_SENT:
             plausible = bool(flags & ACK) and y.isn is not None and ack == (y.isn + 1) & _M32
             why = "it does not acknowledge the SYN"
         else:
@@ -806,19 +1032,20 @@ class Connection:
             self.violations.append(Violation(ts, x.role, "out_of_window_rst", packet,
                                              f"RST from {x.role} ignored: {why}"))
             return
-        if self.rst_by is None and x.state is not State.CLOSED:
+        if self.rst_by is None and x.state is not _CLOSED:
             self.rst_by, self.rst_state, self.rst_ts, self.rst_packet = x.role, x.state, ts, packet
         from_client = x is self.client
-        self._move(x, Event.SND_RST, ts, packet, "RST sent", self.obs.departure(ts, from_client))
-        self._move(y, Event.RCV_RST, ts, packet, "RST", self.obs.arrival(ts, not from_client))
+        self._move(x, _SND_RST, ts, packet, "RST sent", self.obs.departure(ts, from_client))
+        self._move(y, _RCV_RST, ts, packet, "RST", self.obs.arrival(ts, not from_client))
 
+    @cython.locals(ts=i64, to_client=cython.bint)
     def reuse(self, ts: int, packet: int, to_client: bool) -> Endpoint | None:
         """A new SYN with another ISN on this 4-tuple is starting a new connection: an endpoint still in
         TIME_WAIT accepts it and its TIME_WAIT ends (returned, for the time_wait_reuse finding)."""
-        tw = next((e for e in (self.client, self.server) if e.state is State.TIME_WAIT), None)
+        tw = next((e for e in (self.client, self.server) if e.state is _TIME_WAIT), None)
         if tw is not None:
             self._seg = None
-            self._move(tw, Event.REUSED, ts, packet, "reused:new SYN on the 4-tuple",
+            self._move(tw, _REUSED, ts, packet, "reused:new SYN on the 4-tuple",
                        at=self.obs.arrival(ts, tw is self.client))
             tw.deadline = None
         return tw

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The observer model: where the capture point stands on a connection's path, and what that implies.
 
 Owns the per-connection estimate of the one-way delay between the capture point (the tap) and each
@@ -36,31 +37,48 @@ Times are integer nanoseconds.
 """
 from __future__ import annotations
 
+import cython
+
+i64 = cython.typedef(cython.longlong)     # every integer that is never None: a C long long
+
 CAPTURE_POINTS = ("auto", "client", "middle", "server")
-_MS = 1_000_000
+_MS = cython.declare(i64, 1_000_000)
 
 
+@cython.final
+@cython.cclass
 class Observer:
-    """One connection's view from the tap: the one-way delays to its client and its server."""
+    """One connection's view from the tap: the one-way delays to its client and its server. A Cython
+    pure-Python-mode kernel (tcpfsm/_kernels.py): compiled, a C struct; the same code runs uncompiled."""
 
-    __slots__ = ("point", "d_client", "d_server", "measured", "syn_ts", "synack_ts", "g_server", "answered")
+    point = cython.declare(str, visibility="public")
+    d_client = cython.declare(i64, visibility="public")     # ns, tap -> client
+    d_server = cython.declare(i64, visibility="public")     # ns, tap -> server
+    measured = cython.declare(cython.bint, visibility="public")   # the delays come from a handshake seen whole
+    syn_ts = cython.declare(object, visibility="public")    # the latest SYN
+    synack_ts = cython.declare(object, visibility="public")  # the latest SYN+ACK (the one the handshake ACK answers)
+    g_server = cython.declare(object, visibility="public")  # SYN -> the SYN+ACK that answered it
+    answered = cython.declare(cython.bint, visibility="public")   # the latest SYN already has its SYN+ACK
 
     def __init__(self, point: str = "auto"):
         if point not in CAPTURE_POINTS:
             raise ValueError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")
         self.point = point
-        self.d_client = 0          # ns, tap -> client
-        self.d_server = 0          # ns, tap -> server
-        self.measured = False      # the delays come from a handshake seen whole
-        self.syn_ts: int | None = None     # the latest SYN
-        self.synack_ts: int | None = None  # the latest SYN+ACK (the one the handshake ACK answers)
-        self.g_server: int | None = None   # SYN -> the SYN+ACK that answered it
-        self.answered = True               # the latest SYN already has its SYN+ACK
+        self.d_client = 0
+        self.d_server = 0
+        self.measured = False
+        self.syn_ts = None
+        self.synack_ts = None
+        self.g_server = None
+        self.answered = True
 
     # -- learning from the handshake --------------------------------------------------------------
+    @cython.ccall
     def saw_syn(self, ts: int) -> None:
         self.syn_ts, self.answered = ts, False
 
+    @cython.ccall
+    @cython.locals(ts=i64)
     def saw_synack(self, ts: int) -> None:
         """A SYN+ACK pairs with the latest SYN not yet answered (a retransmitted SYN+ACK, sent on the
         server's timer, does not); the handshake ACK pairs with the latest SYN+ACK."""
@@ -68,6 +86,8 @@ class Observer:
             self.g_server, self.answered = max(0, ts - self.syn_ts), True
         self.synack_ts = ts
 
+    @cython.ccall
+    @cython.locals(ts=i64, g_server=i64, g_client=i64)
     def saw_handshake_ack(self, ts: int) -> None:
         """The client's first acknowledgement of the SYN+ACK: both gaps are known (only the client's when
         the SYN was not captured)."""
@@ -86,25 +106,41 @@ class Observer:
             self.d_client, self.d_server = g_client // 2, g_server // 2
 
     # -- the three questions ----------------------------------------------------------------------
+    @cython.ccall
+    @cython.returns(i64)
+    @cython.locals(to_client=cython.bint)
     def delay(self, to_client: bool) -> int:
         return self.d_client if to_client else self.d_server
 
+    @cython.ccall
+    @cython.returns(i64)
+    @cython.locals(ts=i64, to_client=cython.bint)
     def arrival(self, ts: int, to_client: bool) -> int:
         """When a segment seen at `ts` reached its receiver (if it did)."""
         return ts + (self.d_client if to_client else self.d_server)
 
+    @cython.ccall
+    @cython.returns(i64)
+    @cython.locals(ts=i64, from_client=cython.bint)
     def departure(self, ts: int, from_client: bool) -> int:
         """When a segment seen at `ts` left its sender."""
         return ts - (self.d_client if from_client else self.d_server)
 
+    @cython.ccall
+    @cython.returns(cython.bint)
+    @cython.locals(ts=i64, from_client=cython.bint, t=i64)
     def sent_after(self, ts: int, from_client: bool, t: int) -> bool:
         """Did the segment seen at `ts` leave its sender after instant `t` (beyond timing noise)?"""
         return self.departure(ts, from_client) > t + self.margin()
 
+    @cython.ccall
+    @cython.returns(i64)
     def margin(self) -> int:
         """Timing noise: scheduling and serialisation (1 ms), plus a tenth of the round trip for jitter."""
         return _MS + (self.d_client + self.d_server) // 5
 
+    @cython.ccall
+    @cython.returns(i64)
     def rtt(self) -> int:
         return 2 * (self.d_client + self.d_server)
 

@@ -41,6 +41,20 @@ PACKET_OUTGOING = 4
 ETH_P_ALL = 0x0003
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 LINKTYPE_ETHERNET = 1
+# What an AF_PACKET SOCK_RAW socket delivers per ARPHRD_* device type, as a pcap link type (libpcap's
+# mapping): Ethernet (loopback has a zero Ethernet header), bare IP on tun/WireGuard (NONE), IP-in-IP,
+# ip6tnl, SIT and PPP devices, and 802.11 (with radiotap in monitor mode). capture/links.py decodes them.
+ARPHRD_LINKTYPE = {1: 1, 772: 1, 0xFFFE: 101, 768: 101, 769: 101, 776: 101, 512: 101, 801: 105, 803: 127}
+
+
+def iface_linktype(iface: str) -> int:
+    """The link type of an interface's frames from its ARPHRD type (/sys/class/net/IFACE/type), Ethernet if
+    unreadable (the socket's own type is checked once bound)."""
+    try:
+        with open(f"/sys/class/net/{iface}/type") as fh:
+            return ARPHRD_LINKTYPE.get(int(fh.read().strip()), LINKTYPE_ETHERNET)
+    except (OSError, ValueError):
+        return LINKTYPE_ETHERNET
 
 
 class LiveError(Exception):
@@ -358,13 +372,15 @@ class AfPacketBackend(_PacketSocketBase):
         self.writer: PcapWriter | None = None
         self._buf = bytearray(max(self.snaplen, 65536 + 64))
         self._lo = False
+        self._lt = LINKTYPE_ETHERNET
 
     def start(self) -> None:
         if self.iface == "any":
             raise LiveError("the afpacket backend needs one interface (use --backend tcpdump for 'any')")
         s = self._make_socket()
+        self._lt = iface_linktype(self.iface)
         if self.bpf:
-            code = compile_bpf(self.bpf, LINKTYPE_ETHERNET, self.snaplen)
+            code = compile_bpf(self.bpf, 12 if self._lt == 101 else self._lt, self.snaplen)  # (libpcap: DLT_RAW 12)
             if code is None:
                 raise LiveError("libpcap not found: cannot compile the filter for the afpacket backend")
             insns = ctypes.create_string_buffer(code, len(code))
@@ -384,9 +400,9 @@ class AfPacketBackend(_PacketSocketBase):
                 raise LiveError(f"no such interface {self.iface!r}") from None
             raise LiveError(f"cannot capture on {self.iface}: {e.strerror}") from None
         hatype = s.getsockname()[3]
-        if hatype not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+        if ARPHRD_LINKTYPE.get(hatype) != self._lt:
             s.close()
-            raise LiveError(f"{self.iface}: link type {hatype} not supported by the afpacket backend "
+            raise LiveError(f"{self.iface}: device type {hatype} not supported by the afpacket backend "
                             "(use --backend tcpdump)")
         self._lo = hatype == ARPHRD_LOOPBACK
         s.setblocking(False)
@@ -394,7 +410,7 @@ class AfPacketBackend(_PacketSocketBase):
         self.sock = s
         if self.write_path:
             try:
-                self.writer = PcapWriter(self.write_path, LINKTYPE_ETHERNET, self.snaplen)
+                self.writer = PcapWriter(self.write_path, self._lt, self.snaplen)
             except OSError as e:
                 raise LiveError(f"cannot write {self.write_path}: {e.strerror}") from None
 
@@ -434,7 +450,7 @@ class AfPacketBackend(_PacketSocketBase):
         if self.writer is not None and frames:
             self.writer.write(frames)
             self.writer.flush()
-        b = self.decoder.frames(frames, LINKTYPE_ETHERNET)
+        b = self.decoder.frames(frames, self._lt)
         return [b] if b is not None else []
 
     def refresh_stats(self) -> None:
@@ -449,7 +465,7 @@ class AfPacketBackend(_PacketSocketBase):
             frames = self._read(budget=1_000_000, seconds=1.0)
             if self.writer is not None and frames:
                 self.writer.write(frames)
-            b = self.decoder.frames(frames, LINKTYPE_ETHERNET)
+            b = self.decoder.frames(frames, self._lt)
             if b is not None:
                 out.append(b)
             self.refresh_stats()
@@ -471,6 +487,7 @@ class ScapyBackend(_PacketSocketBase):
         self.sniffer = None
         self.sock = None
         self.writer: PcapWriter | None = None
+        self._lt = LINKTYPE_ETHERNET
 
     def start(self) -> None:
         if not has_capture_privilege():
@@ -507,15 +524,16 @@ class ScapyBackend(_PacketSocketBase):
         finally:
             conf.bufsize = old
         hatype = self.sock.ins.getsockname()[3]
-        if hatype not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+        if hatype not in ARPHRD_LINKTYPE:
             self.sock.close()
-            raise LiveError(f"{self.iface}: link type {hatype} not supported by the scapy backend")
+            raise LiveError(f"{self.iface}: device type {hatype} not supported by the scapy backend")
+        self._lt = ARPHRD_LINKTYPE[hatype]
         self.sock.lo = hatype == ARPHRD_LOOPBACK
         self.sock.LL = conf.raw_layer
         _packet_stats(self.sock.ins)
         if self.write_path:
             try:
-                self.writer = PcapWriter(self.write_path, LINKTYPE_ETHERNET, self.snaplen)
+                self.writer = PcapWriter(self.write_path, self._lt, self.snaplen)
             except OSError as e:
                 raise LiveError(f"cannot write {self.write_path}: {e.strerror}") from None
         q, ev = self._q, self._ev
@@ -546,7 +564,7 @@ class ScapyBackend(_PacketSocketBase):
         if self.writer is not None:
             self.writer.write(frames)
             self.writer.flush()
-        b = self.decoder.frames(frames, LINKTYPE_ETHERNET)
+        b = self.decoder.frames(frames, self._lt)
         return [b] if b is not None else []
 
     def refresh_stats(self) -> None:
@@ -568,7 +586,7 @@ class ScapyBackend(_PacketSocketBase):
             if frames:
                 self.writer.write(frames)
             self.writer.close()
-        b = self.decoder.frames(frames, LINKTYPE_ETHERNET)
+        b = self.decoder.frames(frames, self._lt)
         if b is not None:
             out.append(b)
         if self.sock is not None:

@@ -39,20 +39,20 @@ class JsonlSink:
         self.engine = engine
         self.stats(engine.stats_record(), engine.now)
 
+    # per-flow events are the offline stream's (records.*_event): each names its connection (flow, client,
+    # server); live adds when it was detected
     def transition(self, flow, t) -> None:
-        self._put({"event": "transition", "ts": sec(t.ts), "flow": flow.id,
-                   **{k: v for k, v in records.transition_record(t).items() if k != "ts"}})
+        self._put(records.transition_event(flow, t))
 
     def anomaly(self, flow, a, now: int) -> None:
-        self._put({"event": "anomaly", "ts": sec(a.ts), "flow": flow.id,
-                   **{k: v for k, v in records.flow_anomaly_record(a).items() if k != "ts"}, "detected": sec(now)})
+        self._put(dict(records.anomaly_event(flow, a), detected=sec(now)))
 
     def aggregate(self, a, now: int) -> None:
         self._put({"event": "anomaly", "ts": sec(a.ts_end or a.ts), "flow": None, **records.aggregate_record(a),
                    "detected": sec(now)})
 
     def flow_end(self, flow, now: int) -> None:
-        self._put({"event": "flow_end", "ts": sec(flow.last_ts), **records.flow_record(flow)})
+        self._put(records.flow_end_event(flow))
 
     def stats(self, rec: dict, now: int) -> None:
         self._put({"event": "stats", "ts": sec(now), **rec})
@@ -125,16 +125,19 @@ class DashboardSink:
             self.live.update(self.render(engine))
 
     def render(self, engine):
+        """One screen, sized to the console (80x24 at least): a two-line header, state counts beside the
+        per-host piles, then as many newest findings and flows that matter as the height leaves room for.
+        Addresses and state names are never cut; a finding's message keeps its first line here (the
+        report printed at the end has it whole)."""
         st = engine.stats_record()
         d = st["drops"]
-        head = Table.grid(padding=(0, 2))
         drops = "n/a" if d.get("dropped") is None else f"{d['dropped']} of {d['received']} ({d['source']})"
-        head.add_row("[bold]" + (self.title or "tcpfsm live") + "[/]",
-                     f"up {st['uptime']:.0f} s", f"{st['packets']} packets", f"{st['pps']:.0f} pkt/s",
-                     f"drops {drops}")
-        head.add_row("", f"flows {st['flows_tracked']} tracked / {st['flows_total']} seen",
-                     f"evicted {sum(st['evicted'].values())}", f"latency p50 {st['latency_ms'].get('p50', '-')} ms",
-                     "")
+        head = Text.assemble((self.title or "tcpfsm live", "bold"),
+                             f"  up {st['uptime']:.0f} s  {st['packets']} packets  {st['pps']:.0f} pkt/s  "
+                             f"drops {drops}\n"
+                             f"flows {st['flows_tracked']} tracked / {st['flows_total']} seen  "
+                             f"evicted {sum(st['evicted'].values())}  "
+                             f"latency p50 {st['latency_ms'].get('p50', '-')} ms")
         per_host: dict[str, Counter] = defaultdict(Counter)
         totals: Counter = Counter()
         for f in engine.table.current.values():
@@ -142,35 +145,48 @@ class DashboardSink:
                 if ep.state in LISTED:
                     per_host[ip][ep.state] += 1
                     totals[ep.state] += 1
-        counts = Table(title="netstat -nat | uniq -c (all hosts)", box=box.SIMPLE, title_justify="left")
+        counts = Table(title="all hosts", box=box.SIMPLE, title_justify="left", padding=(0, 1),
+                       show_edge=False)
         counts.add_column("count", justify="right")
-        counts.add_column("state")
+        counts.add_column("state", no_wrap=True)
         for s in State:
             if totals.get(s):
                 counts.add_row(str(totals[s]), NETSTAT_NAME[s])
-        shown = [s for s in State if s in LISTED and any(c.get(s) for c in per_host.values())]
-        piles = Table(title="per-host piles", box=box.SIMPLE, title_justify="left")
-        piles.add_column("host")
-        for s in shown:
-            piles.add_column(NETSTAT_NAME[s], justify="right")
-        for h, c in sorted(per_host.items(), key=lambda kv: -sum(kv[1].values()))[:12]:
-            piles.add_row(h, *[str(c.get(s, "")) for s in shown])
-        newest = Table(title="newest findings", box=box.SIMPLE, title_justify="left")
-        for col in ("when", "severity", "kind", "flow", "what"):
-            newest.add_column(col, overflow="fold")
-        items = [(f, a) for f, a in engine.recent if a.severity != "info"][-10:]
+        # per host, its states as NAME:COUNT words: a row wraps between them, never inside one
+        piles = Table(title="per-host piles", box=box.SIMPLE, title_justify="left", padding=(0, 1),
+                      show_edge=False)
+        piles.add_column("host", no_wrap=True)
+        piles.add_column("held")
+        busiest = sorted(per_host.items(), key=lambda kv: -sum(kv[1].values()))
+        for h, c in busiest[:6]:
+            piles.add_row(h, " ".join(f"{NETSTAT_NAME[s]}:{c[s]}" for s in State if c.get(s)))
+        if len(busiest) > 6:
+            piles.add_row(f"+{len(busiest) - 6} hosts", "")
+        height = self.console.size.height
+        room = max(2, (height - 4 - max(len(counts.rows), len(piles.rows) + 1) - 8) // 2)
+        # the message column takes what the others leave (expand + ratio): they keep their natural width
+        newest = Table(title="newest findings", box=box.SIMPLE, title_justify="left", padding=(0, 1),
+                       show_edge=False, expand=True)
+        for col in ("when", "severity", "kind", "flow"):
+            newest.add_column(col, no_wrap=True)
+        newest.add_column("what", no_wrap=True, overflow="ellipsis", ratio=1)
+        items = [(f, a) for f, a in engine.recent if a.severity != "info"][-room:]
         for f, a in reversed(items):
             newest.add_row(text.clock(a.ts), f"[{text.SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind,
                            str(f.id) if f is not None else "-", a.message)
         matter = [f for f in engine.table.current.values() if any(a.severity != "info" for a in f.anomalies)]
         matter.sort(key=lambda f: (min(SEVERITY_RANK[a.severity] for a in f.anomalies), -f.last_ts))
-        fl = Table(title=f"flows that matter ({len(matter)})", box=box.SIMPLE, title_justify="left")
-        for col in ("id", "client", "server", "client state", "server state", "findings"):
-            fl.add_column(col, overflow="fold")
-        for f in matter[:10]:
-            fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
+        fl = Table(title=f"flows that matter ({len(matter)})", box=box.SIMPLE, title_justify="left",
+                   padding=(0, 1), show_edge=False, expand=True)
+        for col in ("id", "client", "server", "states"):        # client / server
+            fl.add_column(col, no_wrap=True)
+        fl.add_column("findings", no_wrap=True, overflow="ellipsis", ratio=1)
+        for f in matter[:room]:
+            fl.add_row(str(f.id), f.client, f.server, f"{f.conn.client.state.value} / {f.conn.server.state.value}",
                        ", ".join(sorted({a.kind for a in f.anomalies})))
-        top = Table.grid(padding=(0, 4))
+        top = Table.grid(padding=(0, 3))
+        top.add_column(no_wrap=True)            # the counts keep their width; the piles wrap between words
+        top.add_column()
         top.add_row(counts, piles)
         return Group(head, top, newest, fl)
 

@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..capture import reader as _rd
 from ..capture import batch as _bt
+from ..capture import links as _links
 from ..capture.batch import Batch, CaptureError, CaptureInfo
 
 try:                                   # the reader's tunnel table (newer reader): pass it when supported
@@ -34,6 +35,7 @@ class FrameDecoder:
         self.info = info or CaptureInfo(path=name)
         self.notes: Counter = Counter()
         self._tunnels = {"": 0}
+        self._frags = _rd.Reassembler()        # IP fragments of TCP datagrams, across batches
 
     def _emit(self, region: bytes, doffs, caps, origs, ts, ifaces, lt_rows, lts) -> Batch | None:
         info = self.info
@@ -48,7 +50,7 @@ class FrameDecoder:
         bufnp = np.frombuffer(region, np.uint8)
         if _DECODE_TUNNELS:
             rows, cols, st, slow_reasons, ff = _rd._decode(bufnp, region, doffs, caps, origs, lt_rows, lts,
-                                                           self._tunnels)
+                                                           self._tunnels, self._frags)
             tl = getattr(info, "tunnels", None)
             if tl is not None and len(self._tunnels) > len(tl):
                 tl[:] = sorted(self._tunnels, key=self._tunnels.__getitem__)[:65536]
@@ -61,6 +63,7 @@ class FrameDecoder:
         info.skipped.update(slow_reasons)
         if ff:
             self.notes["ip_fragment_first_used"] += ff
+        _rd.count_jumbograms(self.notes, cols)
         if not len(rows):
             return None
         out = {"index": index[rows], "ts": ts[rows], "iface": ifaces[rows]}
@@ -154,6 +157,7 @@ class StreamDecoder(FrameDecoder):
         if self.notes["ip_fragment_first_used"]:
             self.info.warnings.append(f"{self.notes['ip_fragment_first_used']} first IP fragment(s) used without "
                                       "reassembly (their plen covers the first fragment only)")
+        _rd.fragment_notes(self._frags, self.notes, self.info.warnings)
 
     # ---- internals -------------------------------------------------------------------------------
     def _take(self, n: int) -> bytes:
@@ -179,7 +183,7 @@ class StreamDecoder(FrameDecoder):
                 self.info.linktypes.append(self._lt)
                 self.info.ts_resolution.append(res)
             if self._lt not in _rd._SUPPORTED_LT:
-                self.info.warnings.append(f"unsupported link type {self._lt}; all records skipped")
+                self.info.warnings.append(_links.unsupported_warning(self._lt))
             self._take(24)
             self._fmt = "pcap"
             return True

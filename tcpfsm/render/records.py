@@ -14,8 +14,7 @@ import orjson
 
 from ..detect.rules import Finding
 from ..detect.zeek import conn_state
-from ..fsm import State
-from ..fsm.machine import Transition
+from ..fsm import State, Transition
 from ..track.flowtable import Flow
 
 NS = 1_000_000_000
@@ -184,8 +183,15 @@ def write_analysis_json(an, out, spooled=None) -> None:
 TRANSITION, ANOMALY, FLOW_END = 0, 1, 2      # order of events at the same instant
 
 
-def _transition_event(f: Flow, t: Transition) -> dict:
-    ev = {"event": "transition", "ts": sec(t.ts), "flow": f.id, "endpoint": t.endpoint,
+def connection(f: Flow) -> dict:
+    """What names a connection in every per-flow event: `flow` (its id) and both ends as {ip, port}, so a
+    reader of one line (jq, a log shipper) knows which connection moved without waiting for its end."""
+    return {"flow": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
+            "server": {"ip": f.server_ip, "port": f.server_port}}
+
+
+def transition_event(f: Flow, t: Transition) -> dict:
+    ev = {"event": "transition", "ts": sec(t.ts), **connection(f), "endpoint": t.endpoint,
           "from": _VALUE[t.old], "to": _VALUE[t.new], "packet": t.packet, "cause": t.cause}
     if t.alt is not None:
         ev["alt"] = _VALUE[t.alt]
@@ -194,13 +200,16 @@ def _transition_event(f: Flow, t: Transition) -> dict:
     return ev
 
 
-def _anomaly_event(f: Flow, a: Finding) -> dict:
-    return {"event": "anomaly", "ts": sec(a.ts), "flow": f.id, "kind": a.kind, "severity": a.severity,
+def anomaly_event(f: Flow, a: Finding) -> dict:
+    return {"event": "anomaly", "ts": sec(a.ts), **connection(f), "kind": a.kind, "severity": a.severity,
             "endpoint": a.endpoint, "message": a.message}
 
 
-def _flow_end_event(f: Flow) -> dict:
-    return {"event": "flow_end", "ts": sec(f.last_ts), **flow_record(f)}
+def flow_end_event(f: Flow) -> dict:
+    return {"event": "flow_end", "ts": sec(f.last_ts), "flow": f.id, **flow_record(f)}
+
+
+_transition_event, _anomaly_event, _flow_end_event = transition_event, anomaly_event, flow_end_event
 
 
 def _aggregate_event(a: Finding) -> dict:

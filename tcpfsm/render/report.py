@@ -12,7 +12,8 @@ from collections import Counter
 
 from ..detect.occupancy import LISTED
 from ..fsm import NETSTAT_NAME, State
-from .text import capture_line, clock, rank_flows, timeline_text
+from ..detect.zeek import conn_state
+from .text import capture_line, clock, flows_that_explain, rank_flows, timeline_text
 
 NS = 1_000_000_000
 SHOWN = [s for s in State if s in LISTED]
@@ -103,42 +104,352 @@ def _cell(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
+HOSTS_DRAWN = 12            # host charts drawn; the other hosts are listed with their peaks
+HOSTS_LISTED = 500
+FLOWS_LISTED = 2000
+FINDINGS_LISTED = 1000         # flows listed (not drawn) after the diagrams; the rest counted
+SEG_HEAD, SEG_TAIL = 60, 20  # segments drawn per sequence diagram: the first and the last ones
+
+
 def html_report(an, max_flows: int = 10) -> str:
-    """The Markdown report's content as a standalone HTML page, with the state chart inline."""
-    md = markdown(an, max_flows)
-    body = []
-    table: list[str] = []
+    """The incident report as one self-contained HTML page (inline CSS, SVG and a few lines of script;
+    nothing fetched): summary up front, findings linking to their evidence, per-host state-count charts
+    (busiest first), a sequence diagram for each connection that matters (the rest listed), the graph of
+    observed transitions, and the capture's facts. Its size is bounded whatever the capture: at most
+    HOSTS_DRAWN charts, `max_flows` diagrams of SEG_HEAD + SEG_TAIL arrows, and bounded lists."""
+    from . import graphs, svg
 
-    def flush():
-        if table:
-            rows = [r.strip().strip("|").split(" | ") for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
-            head, rest = rows[0], rows[1:]
-            body.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>" +
-                        "".join("<tr>" + "".join(f"<td>{html.escape(c.replace(chr(92) + '|', '|'))}</td>"
-                                                 for c in r) + "</tr>" for r in rest) + "</table>")
-            table.clear()
+    order = flows_that_explain(an)               # every flow a finding names, one story of each first
+    drawn = order[:max_flows]
+    segs = flow_segments(an, drawn)
+    hosts = _host_activity(an)
+    drawn_hosts = [h for h, _ in hosts[:HOSTS_DRAWN]]
+    body: list[str] = []
+    add = body.append
+    i = an.info
+    add(f"<header><h1>TCP incident report</h1><p class='sub'>{_e(i.path)} · {_e(clock(an.start, True))} → "
+        f"{_e(clock(an.end, True))} ({(an.end - an.start) / NS:.3f} s) · tcpfsm</p></header>")
+    add("<nav class='toc'><a href='#summary'>Summary</a><a href='#findings'>Findings</a>"
+        "<a href='#hosts'>Hosts</a><a href='#flows'>Connections</a><a href='#transitions'>Transitions</a>"
+        "<a href='#capture'>Capture</a></nav>")
+    others = order[len(drawn):]                  # listed after the diagrams, so every evidence link lands
+    listed = others[:FLOWS_LISTED]
+    add(_summary(an, hosts, order))
+    linked_hosts = {h for h, _ in hosts[:HOSTS_DRAWN + HOSTS_LISTED]}     # drawn, or a row of the hosts table
+    add(_findings_section(an, linked_hosts, {f.id for f in drawn}, {f.id for f in listed}))
 
-    for line in md.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("### "):
-            body.append(f"<h3>{html.escape(line[4:])}</h3>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-            if line.startswith("## Per-host"):
-                body.append("<h3>State counts over time (all hosts)</h3>" + svg_chart(an))
-        elif line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    flush()
-    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}"
-             "th{background:#f3f3f3}h1{font-size:22px}h2{font-size:18px;margin-top:1.5em}h3{font-size:15px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(an.info.path)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    add(f"<section id='hosts'><h2>State counts per host over time</h2><p class='note'>Sockets each host held "
+        f"per state, as its <code>netstat -nat</code> would have listed them; busiest hosts first "
+        f"({len(drawn_hosts)} of {len(hosts)} drawn). Hover a chart for the counts at that instant.</p>")
+    rows = _count_rows(an)
+    for h in drawn_hosts:
+        per = [(t, c.get(h, {})) for t, c in rows]
+        add(f"<figure id='host-{_anchor(h)}'>{svg.host_chart(h, per, an.start, an.end)}</figure>")
+    rest = hosts[len(drawn_hosts):]
+    if rest:
+        add(_hosts_table(an, rest[:HOSTS_LISTED], len(rest)))
+    add("</section>")
+
+    add(f"<section id='flows'><h2>Connections that matter</h2><p class='note'>{len(order)} connections are "
+        f"named by findings; {len(drawn)} are drawn as sequence diagrams, one of each kind of story first, most "
+        f"severe first (client left, server right; each endpoint's new state beside its own line, timers as "
+        f"dots), the others listed below.</p>")
+    named_by: dict[int, list] = {f.id: [] for f in drawn}      # aggregate findings that name a drawn flow
+    for k, a in enumerate(an.findings):
+        for fid in a.flows:
+            if fid in named_by:
+                named_by[fid].append((k, a))
+    for f in drawn:
+        add(_flow_figure(an, f, segs.get(f.id), svg, named_by[f.id]))
+    if others:
+        add(_flows_table(listed, len(others)))
+    if not order:
+        add("<p>No connection has a finding.</p>")
+    add("</section>")
+
+    g = graphs.transition_graph(an)
+    nonrfc = [(a, b, d) for a, b, d in g.edges(data=True) if not d["rfc"]]
+    add("<section id='transitions'><h2>Observed state transitions</h2><p class='note'>Every state change seen "
+        "in this capture, both endpoints, with how often; "
+        + (f"<b>{len(nonrfc)} not in the RFC 9293 graph</b> (dashed red)." if nonrfc else
+           "all are edges of the RFC 9293 graph.") + "</p>")
+    add(f"<figure>{svg.transition_graph_svg(g)}</figure>" if g.number_of_edges() else "<p>No transitions.</p>")
+    add("</section>")
+    add(_capture_section(an))
+    title = f"TCP incident report: {i.path}"
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{_e(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(body)}<script>{SCRIPT}</script></body></html>\n")
+
+
+def _e(s) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def _anchor(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in s)
+
+
+def _count_rows(an, points: int = 300) -> list[tuple[int, dict]]:
+    span = max(an.end - an.start, 1)
+    return an.occupancy.counts(an.start, an.end, max(span // points, 1))
+
+
+def _host_activity(an) -> list[tuple[str, tuple]]:
+    """Hosts, busiest first: most sockets held at once (any state), then findings, then name."""
+    peaks = an.occupancy.peaks()
+    held: Counter = Counter()
+    for (h, _), (n, _, _) in peaks.items():
+        held[h] = max(held[h], n)
+    found: Counter = Counter()
+    for f in an.flows:
+        if f.anomalies:
+            found[f.client_ip] += 1
+            found[f.server_ip] += 1
+    for a in an.findings:
+        if a.host:
+            found[a.host] += a.count
+    hosts = set(held) | set(found)
+    return sorted(((h, (held[h], found[h])) for h in hosts), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+
+
+def _finding_hosts(an, a) -> list[str]:
+    if a.host:
+        return [a.host]
+    out: Counter = Counter()
+    for fid in a.flows[:200]:
+        f = an.find_flow(fid)
+        if f is not None:
+            out[f.server_ip] += 1
+            out[f.client_ip] += 1
+    return [h for h, _ in out.most_common(2)]
+
+
+def _summary(an, hosts, named) -> str:
+    sev = Counter(a.severity for a in an.findings)
+    order = ["critical", "high", "medium", "low", "info"]
+    out = ["<section id='summary'><h2>Summary</h2>"]
+    if not an.findings:
+        out.append("<p class='ok'>Nothing abnormal found: every connection behaved as TCP expects.</p>")
+    else:
+        worst = an.findings[0]
+        first = min(a.ts for a in an.findings)
+        last = max(a.ts_end or a.ts for a in an.findings)
+        out.append("<div class='cards'>" + "".join(
+            f"<div class='card {s}'><b>{sev[s]}</b><span>{s}</span></div>" for s in order if sev.get(s)) +
+            f"<div class='card'><b>{len(named)}</b><span>connections named by findings</span></div>"
+            f"<div class='card'><b>{len(an.flows) + an.streamed}</b><span>connections</span></div></div>")
+        out.append("<dl class='facts'>")
+        out.append(f"<dt>What broke</dt><dd><span class='sev {worst.severity}'>{worst.severity}</span> "
+                   f"<a href='#finding-0'>{_e(worst.kind)}</a>: {_e(worst.message)}</dd>")
+        others = Counter(a.kind for a in an.findings[1:])
+        if others:
+            out.append("<dt>Also</dt><dd>" + ", ".join(f"{_e(k)} ×{n}" for k, n in others.most_common(8)) + "</dd>")
+        out.append(f"<dt>When</dt><dd>{_e(clock(first, True))} → {_e(clock(last, True))} "
+                   f"(+{(first - an.start) / NS:.3f} s to +{(last - an.start) / NS:.3f} s into the capture)</dd>")
+        involved = Counter()
+        for a in an.findings:
+            for h in _finding_hosts(an, a):
+                involved[h] += 1
+        out.append("<dt>Which hosts</dt><dd>" + ", ".join(
+            f"<a href='#host-{_anchor(h)}'>{_e(h)}</a> ({n} finding{'s' if n > 1 else ''})"
+            for h, n in involved.most_common(6)) + "</dd>")
+        out.append("</dl>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set) -> str:
+    out = ["<section id='findings'><h2>Findings (most severe first)</h2>"]
+    if not an.findings:
+        out.append("<p>None.</p></section>")
+        return "".join(out)
+    out.append("<table><thead><tr><th>severity</th><th>kind</th><th>count</th><th>when</th><th>what</th>"
+               "<th>evidence</th></tr></thead><tbody>")
+    for k, a in enumerate(an.findings[:FINDINGS_LISTED]):
+        ev = []
+        for h in _finding_hosts(an, a):
+            ev.append(f"<a href='#host-{_anchor(h)}'>host {_e(h)}</a>" if h in drawn_hosts else f"host {_e(h)}")
+        fl = [f"<a href='#flow-{fid}'>flow {fid}</a>" if fid in drawn_flows else f"<a href='#list-flow-{fid}'>"
+              f"flow {fid}</a>" if fid in listed_flows else f"flow {fid}" for fid in a.flows[:8]]
+        if len(a.flows) > 8:
+            fl.append(f"+{len(a.flows) - 8} more")
+        out.append(f"<tr id='finding-{k}'><td><span class='sev {a.severity}'>{a.severity}</span></td>"
+                   f"<td>{_e(a.kind)}</td><td class='num'>{a.count}</td><td>{_e(clock(a.ts))}</td>"
+                   f"<td>{_e(a.message)}</td><td class='ev'>{'<br>'.join(ev)}{'<br>' if ev and fl else ''}{', '.join(fl)}</td></tr>")
+    out.append("</tbody></table>")
+    if len(an.findings) > FINDINGS_LISTED:
+        out.append(f"<p class='note'>… and {len(an.findings) - FINDINGS_LISTED} more findings (<code>tcpfsm "
+                   f"analyze --format json</code> lists every one).</p>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _hosts_table(an, rest, total: int) -> str:
+    peaks = an.occupancy.peaks()
+    out = [f"<h3>Other hosts ({total})</h3><table><thead><tr><th>host</th>"
+           + "".join(f"<th>{NETSTAT_NAME[s]}</th>" for s in SHOWN) + "</tr></thead><tbody>"]
+    for h, _ in rest:
+        out.append(f"<tr id='host-{_anchor(h)}'><td>{_e(h)}</td>" + "".join(
+            f"<td class='num'>{peaks[(h, s)][0] if (h, s) in peaks else ''}</td>" for s in SHOWN) + "</tr>")
+    out.append("</tbody></table>")
+    if total > len(rest):
+        out.append(f"<p class='note'>… and {total - len(rest)} more hosts (see <code>tcpfsm states --by-host"
+                   f"</code>).</p>")
+    out.append("<p class='note'>Most sockets held at once per state.</p>")
+    return "".join(out)
+
+
+def _flow_figure(an, f, seg, svg, named_by=()) -> str:
+    c, s = f.conn.client, f.conn.server
+    kinds = ", ".join(sorted({a.kind for a in f.anomalies} | {a.kind for _, a in named_by}))
+    head = (f"<h3>Flow {f.id}: {_e(f.client)} → {_e(f.server)}</h3><p class='sub'>{_e(conn_state(f))} "
+            f"{_e(f.conn.history)} · packets {c.packets}/{s.packets} · bytes {c.payload}/{s.payload} · ends "
+            f"client {c.state.value}, server {s.state.value} · {_e(kinds)}</p>")
+    segments, more = seg if seg else ([], 0)
+    finds = "".join(f"<li><span class='sev {a.severity}'>{a.severity}</span> {_e(a.kind)}: {_e(a.message)}</li>"
+                    for a in f.anomalies)
+    finds += "".join(f"<li><span class='sev {a.severity}'>{a.severity}</span> one of the connections of "
+                     + (f"<a href='#finding-{k}'>{_e(a.kind)}</a>" if k < FINDINGS_LISTED else _e(a.kind))
+                     + f"{f' on {_e(a.host)}' if a.host else ''}</li>"
+                     for k, a in named_by)
+    return (f"<figure class='flow' id='flow-{f.id}'>{head}<div class='scroll'>"
+            f"{svg.sequence_diagram(f, segments, more)}</div><ul class='fl'>{finds}</ul></figure>")
+
+
+def _flows_table(flows, total: int) -> str:
+    out = [f"<h3>Other connections named by findings ({total})</h3><table><thead><tr><th>id</th><th>client</th>"
+           "<th>server</th><th>client state</th><th>server state</th><th>zeek</th><th>findings</th></tr></thead>"
+           "<tbody>"]
+    for f in flows:
+        out.append(f"<tr id='list-flow-{f.id}'><td>{f.id}</td><td>{_e(f.client)}</td><td>{_e(f.server)}</td>"
+                   f"<td>{f.conn.client.state.value}</td><td>{f.conn.server.state.value}</td>"
+                   f"<td>{_e(conn_state(f))} {_e(f.conn.history)}</td>"
+                   f"<td>{_e(', '.join(sorted({a.kind for a in f.anomalies})))}</td></tr>")
+    out.append("</tbody></table>")
+    if total > len(flows):
+        out.append(f"<p class='note'>… and {total - len(flows)} more (<code>tcpfsm analyze --format json</code> "
+                   f"lists every one).</p>")
+    return "".join(out)
+
+
+def _capture_section(an) -> str:
+    i = an.info
+    s = an.summary()
+    rows = [("file", i.path), ("format", f"{i.format}{', gzip' if i.compressed else ''}, link types "
+                                        f"{', '.join(map(str, i.linktypes)) or '-'}"),
+            ("read", capture_line(an)),
+            ("skipped", ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "nothing"),
+            ("profile", f"{an.profile.name} (TIME_WAIT {an.profile.time_wait:g} s, fin_timeout "
+                        f"{an.profile.fin_timeout:g} s)")]
+    rows += [("warning", w) for w in s["warnings"]]
+    return ("<section id='capture'><h2>Capture</h2><table class='kv'>" +
+            "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table></section>")
+
+
+def flow_segments(an, flows, head: int = SEG_HEAD, tail: int = SEG_TAIL) -> dict[int, tuple[list, int]]:
+    """The segments of `flows`, read again from the capture: flow id -> (first `head` and last `tail`
+    segments as (index, ts, role, flags, seq, ack, plen), how many were left out between them). Empty
+    when the capture cannot be read again (stdin)."""
+    import ipaddress
+    from collections import deque
+
+    import numpy as np
+
+    path = an.info.path
+    if not flows or not path or path == "-" or path == "<stdin>":
+        return {}
+    try:
+        from ..capture.reader import open_capture
+        cap = open_capture(path)
+    except Exception:                               # unreadable now: the diagrams fall back to transitions
+        return {}
+
+    def raw(ip: str) -> bytes:
+        a = ipaddress.ip_address(ip)
+        return (b"\x00" * 10 + b"\xff\xff" + a.packed) if a.version == 4 else a.packed
+
+    keys: dict[tuple, list] = {}
+    for f in flows:
+        c, s = raw(f.client_ip), raw(f.server_ip)
+        keys.setdefault((c, s, f.client_port, f.server_port), []).append((f, "client"))
+        keys.setdefault((s, c, f.server_port, f.client_port), []).append((f, "server"))
+    ports = np.array(sorted({k[2] for k in keys}), dtype=np.uint16)
+    got = {f.id: ([], deque(maxlen=tail), [0]) for f in flows}
+    try:
+        for b in cap.batches():
+            cols = b.cols
+            cand = np.nonzero(np.isin(cols["sport"], ports) & np.isin(cols["dport"], ports))[0]
+            for k in cand.tolist():
+                key = (bytes(cols["src"][k]), bytes(cols["dst"][k]), int(cols["sport"][k]), int(cols["dport"][k]))
+                for f, role in keys.get(key, ()):
+                    ts = int(cols["ts"][k])
+                    if f.first_ts <= ts <= f.last_ts:
+                        first, last, n = got[f.id]
+                        row = (int(cols["index"][k]), ts, role, int(cols["flags"][k]), int(cols["seq"][k]),
+                               int(cols["ack"][k]), int(cols["plen"][k]))
+                        if len(first) < head:
+                            first.append(row)
+                        else:
+                            last.append(row)
+                        n[0] += 1
+                        break
+    except Exception:
+        return {}
+    return {fid: (first + list(last), n[0] - len(first) - len(last)) for fid, (first, last, n) in got.items()}
+
+
+STYLE = """
+:root{--fg:#1d2329;--muted:#68717a;--line:#d8dde2;--bg:#fff;--accent:#1f6feb}
+*{box-sizing:border-box}body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
+background:var(--bg);max-width:1180px;margin:0 auto;padding:24px}
+header h1{font-size:24px;margin:0}.sub{color:var(--muted);margin:4px 0 12px}
+nav.toc{display:flex;gap:14px;border-bottom:1px solid var(--line);padding-bottom:8px;margin-bottom:8px}
+nav.toc a{color:var(--accent);text-decoration:none}
+h2{font-size:19px;margin:28px 0 8px;border-bottom:2px solid var(--line);padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 4px}.note{color:var(--muted);margin:4px 0 10px}
+a{color:var(--accent)}code{background:#f3f5f7;padding:0 3px;border-radius:3px}
+table{border-collapse:collapse;margin:8px 0 14px;font-size:13px;width:100%}
+th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.kv th{width:120px}td.ev{min-width:170px;max-width:240px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0 12px}
+.card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:110px}
+.card b{display:block;font-size:22px}.card span{color:var(--muted)}
+.card.critical{border-color:#8b0000}.card.high{border-color:#c0392b}.card.medium{border-color:#d4a017}
+dl.facts{display:grid;grid-template-columns:130px 1fr;gap:4px 12px;margin:0}dl.facts dt{font-weight:600}
+dl.facts dd{margin:0}
+.sev{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;font-weight:600;color:#fff;background:#888}
+.sev.critical{background:#8b0000}.sev.high{background:#c0392b}.sev.medium{background:#b7791f}
+.sev.low{background:#2b6cb0}.sev.info{background:#718096}
+.ok{color:#1e7d32;font-weight:600}
+figure{margin:10px 0 18px;page-break-inside:avoid;break-inside:avoid}
+.scroll{overflow-x:auto}ul.fl{margin:4px 0 0 18px;padding:0}
+svg{font:11px system-ui,sans-serif;max-width:100%;height:auto}
+svg .grid{stroke:#eceff2}svg .axis{stroke:#68717a}svg .ct{font-weight:600;font-size:12px}
+svg .hov{fill:transparent}svg .hov:hover{fill:rgba(31,111,235,.12)}svg .readout{fill:#1f6feb}
+svg .ep{font-weight:600;font-size:12px}svg .muted{fill:#68717a}
+svg .life{stroke:#444;stroke-width:1.5}
+svg.seq g line{stroke:#333}svg.seq g path{fill:#333}
+svg g.syn line{stroke:#2b6cb0}svg g.syn path,svg g.syn text{fill:#2b6cb0}
+svg g.rst line{stroke:#c0392b}svg g.rst path,svg g.rst text{fill:#c0392b}
+svg g.data line{stroke:#1e7d32}svg g.data path{fill:#1e7d32}
+svg .st{font-weight:600;fill:#6b3fa0}svg .st.timer{fill:#b7791f}svg .st.nonrfc{fill:#c0392b}
+svg .st.retracted{text-decoration:line-through;fill:#999}svg .tmark{fill:#b7791f}svg .tmark.pend{fill:#fff;stroke:#b7791f}
+svg .tgraph .n rect,svg .n rect{fill:#f6f8fa;stroke:#445}svg .n text{font-weight:600}
+svg g.e path{stroke:#555}svg g.e.nonrfc path{stroke:#c0392b;stroke-dasharray:6 4}
+svg .cnt{fill:#1f6feb;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}
+@media print{body{max-width:none;padding:0;font-size:11px}nav.toc{display:none}
+a{color:inherit;text-decoration:none}.scroll{overflow:visible}h2{break-after:avoid}
+svg .hov:hover{fill:transparent}}
+"""
+
+# Hovering a band of a host chart copies its <title> into the chart's visible read-out line.
+SCRIPT = """
+document.querySelectorAll('svg.chart').forEach(function(c){
+  var out=c.querySelector('.readout');
+  c.querySelectorAll('.hov').forEach(function(r){
+    r.addEventListener('mouseenter',function(){out.textContent=r.querySelector('title').textContent;});
+  });
+});
+"""

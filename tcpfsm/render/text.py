@@ -42,11 +42,68 @@ def flag_text(flags: int) -> str:
     return out + ("." if flags & 0x10 else "") or "none"
 
 
+FLAG_NAMES = ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x20, "URG"), (0x40, "ECE"),
+              (0x80, "CWR"), (0x10, "ACK"))
+
+
+def flag_names(flags: int) -> str:
+    """Wireshark's flow-graph spelling: SYN, ACK / FIN, ACK / PSH, ACK ..."""
+    return ", ".join(name for bit, name in FLAG_NAMES if flags & bit) or "none"
+
+
 def seg_text(seg: tuple | None) -> str:
     if not seg:
         return ""
     role, flags, seq, ack, plen = seg
     return f"{role}→ [{flag_text(flags)}] seq {seq} ack {ack} len {plen}"
+
+
+def show(console: Console, renderable) -> None:
+    """Print a table so that nothing in it is ever cut: cells wrap at spaces only when the console is
+    narrow, and when even their longest words do not fit side by side (an IPv6 address, a state name),
+    the table is printed wider than the console -- the terminal wraps the line, the text stays whole."""
+    from rich.measure import Measurement
+    from rich.table import Table
+    if not isinstance(renderable, Table):
+        console.print(renderable)
+        return
+    # Rich, given too little room, squeezes columns below their longest word and then elides ('…'). We
+    # lay the columns out ourselves: natural widths when they fit; else each column gives up room in
+    # proportion to how far it can wrap, none below its longest word; the console is widened when even
+    # that does not fit.
+    wide = console.options.update_width(1 << 16)      # rich clamps a measurement to the width it is given
+    cols = renderable.columns
+    sizes = [[Measurement.get(console, wide, c) for c in (col.header, *col.cells)] for col in cols]
+    hi = [max(m.maximum for m in ms) for ms in sizes]
+    lo = [h if col.no_wrap else max(m.minimum for m in ms) for col, h, ms in zip(cols, hi, sizes)]
+    overhead = Measurement.get(console, wide, renderable).maximum - sum(hi)   # padding and borders
+    budget = console.width - overhead
+    if sum(hi) <= budget:
+        console.print(renderable)
+        return
+    widths = list(hi)
+    excess = sum(widths) - max(budget, sum(lo))
+    while excess > 0:               # each column gives up room in proportion to how far it can wrap
+        slack = [w - m for w, m in zip(widths, lo)]
+        total = sum(slack)
+        cut = [min(s_, max(1, excess * s_ // total)) if s_ else 0 for s_ in slack]
+        while sum(cut) > excess:
+            k = max(range(len(cut)), key=lambda j: cut[j])
+            cut[k] -= 1
+        widths = [w - c for w, c in zip(widths, cut)]
+        excess -= sum(cut)
+    for col, w in zip(cols, widths):
+        col.width = w
+    need = sum(widths) + overhead
+    if need <= console.width:
+        console.print(renderable)
+        return
+    width = console.width
+    console.width = need                # console.print(width=) can only narrow
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
 
 
 # -- analyze --------------------------------------------------------------------------------------
@@ -61,7 +118,14 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
                  f"linktypes {','.join(map(str, i.linktypes)) or '-'})")
     if s["first_ts"] is not None:
         head.add_row("time", f"{clock(an.start, True)} → {clock(an.end, True)} ({s['duration']:.3f} s)")
-    head.add_row("packets", f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows)} connections")
+    head.add_row("packets", f"{i.records} records, {i.tcp_segments} TCP segments, "
+                 f"{len(an.flows) + an.streamed + an.not_kept} connections")
+    if an.not_kept:
+        forced = an.evicted.get("forced", 0)
+        head.add_row("cap", f"{an.not_kept} half-open attempts over the tracking cap ({an.max_tracked}) are counted "
+                     "in the findings, not listed"
+                     + (f"; {forced} were forced out before their timers settled: findings about them may "
+                        "differ from an uncapped run" if forced else ""))
     skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
     head.add_row("skipped", f"{s['skipped_total']} ({skipped})")
     if s.get("checksums"):
@@ -73,42 +137,25 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
                  f"fin_timeout {an.profile.fin_timeout:g} s)")
     for w in s["warnings"]:
         head.add_row("[yellow]warning[/]", w)
-    console.print(head)
+    show(console, head)
     console.print()
 
     ft = Table(title="Findings (most severe first)", box=box.SIMPLE_HEAVY, title_justify="left")
     for col in ("severity", "kind", "count", "when", "what"):
-        ft.add_column(col, overflow="fold")
+        ft.add_column(col)
     for a in an.findings:
         ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind, str(a.count), clock(a.ts), a.message)
     if not an.findings:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
-    console.print(ft)
+    show(console, ft)
 
     if an.streamed:
         console.print(f"[dim]streamed: {an.streamed:,} finished connections were reported and forgotten while "
                       f"reading (bounded memory); per-host piles are in the *_pile findings above.[/]")
         _flows_table(an, console, max_flows, rank_flows((flows or []) + an.flows))
         return
-    piles = Table(title="Per-host state piles (peak held at once, and at capture end)", box=box.SIMPLE,
-                  title_justify="left")
-    piles.add_column("host")
-    shown = [st for st in STATE_ORDER if st in LISTED]
-    for st in shown:
-        piles.add_column(NETSTAT_NAME[st], justify="right")
-    peaks = an.occupancy.peaks()
-    at_end = Counter()
-    for iv in an.occupancy.at(an.end):
-        at_end[(iv.host, iv.state)] += 1
-    hosts = sorted({h for h, _ in peaks})
-    for h in hosts:
-        cells = []
-        for st in shown:
-            p = peaks.get((h, st), (0,))[0]
-            e = at_end.get((h, st), 0)
-            cells.append("" if not p else f"{p}/{e}")
-        piles.add_row(h, *cells)
-    console.print(piles)
+    show(console, piles_table(an, "Per-host state piles (peak held at once, and at capture end)",
+                              every_state=True))
 
     _flows_table(an, console, max_flows, rank_flows(an.flows))
 
@@ -120,11 +167,174 @@ def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) 
                f"{f', first {max_flows}' if len(interesting) > max_flows else ''})",
                box=box.SIMPLE, title_justify="left")
     for col in ("id", "client", "server", "client state", "server state", "zeek", "findings"):
-        fl.add_column(col, overflow="fold")
+        fl.add_column(col)
     for f in interesting[:max_flows]:
         fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
                    f"{conn_state(f)} {f.conn.history}", ", ".join(sorted({a.kind for a in f.anomalies})))
-    console.print(fl)
+    show(console, fl)
+
+
+# -- brief: the story on one screen (make demo) ----------------------------------------------------
+def brief(an, console: Console, segments=None) -> None:
+    """What a person wants first: the capture in four lines, the findings, the per-host piles, the flows
+    that explain the findings grouped by what happened to them (one line per group, not one per flow),
+    and one ladder -- the first connection named by the most severe finding. `segments(an, flows)`: the
+    segments of those flows (render.report.flow_segments) for the ladder's arrows."""
+    from rich import box
+    from rich.table import Table
+    i = an.info
+    s = an.summary()
+    head = Table.grid(padding=(0, 2))
+    head.add_row("capture", f"{i.path} — {clock(an.start, True)} → {clock(an.end)} ({s['duration']:.3f} s)")
+    head.add_row("read", capture_line(an))
+    show(console, head)
+    console.print()
+    # one row per kind of finding (the same pile on two hosts is one problem): where, since when, and the
+    # first one's message in full
+    ft = Table(title="What went wrong (most severe first)", box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("severity", "kind", "where (count)", "first"):
+        ft.add_column(col, no_wrap=True)
+    ft.add_column("what (the first one)")
+    by_kind: dict[str, list] = {}
+    for a in an.findings:
+        by_kind.setdefault(a.kind, []).append(a)
+    for kind, items in by_kind.items():
+        a = items[0]
+        where = "\n".join(f"{x.host or '?'} ({x.count})" for x in items[:4]) + \
+            (f"\n+{len(items) - 4} more" if len(items) > 4 else "")
+        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", kind, where, clock(min(x.ts for x in items)),
+                   a.message)
+    if not an.findings:
+        ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
+    show(console, ft)
+    if an.streamed:
+        console.print(f"[dim]streamed: {an.streamed:,} finished connections were reported and forgotten while "
+                      f"reading (bounded memory); piles and ladders need --no-stream.[/]")
+        return
+    show(console, piles_table(an, "Per-host piles (most held at once / at the end)"))
+    groups = explain_groups(an)
+    if groups:
+        gt = Table(title="The connections behind them (grouped by what happened)", box=box.SIMPLE,
+                   title_justify="left")
+        for col in ("flows", "client → server", "ends (client / server)", "findings", "e.g."):
+            gt.add_column(col)
+        for (cli, srv, cs, ss, kinds), ids in groups[:8]:
+            gt.add_row(str(len(ids)), f"{cli} → {srv}", f"{cs} / {ss}", ", ".join(kinds),
+                       "flow " + ", ".join(map(str, ids[:3])) + (" …" if len(ids) > 3 else ""))
+        show(console, gt)
+        if len(groups) > 8:
+            console.print(f"… and {len(groups) - 8} more groups (tcpfsm analyze lists every flow)")
+    flow = _story_flow(an)
+    if flow is not None:
+        segs, more = (segments(an, [flow]).get(flow.id, ([], 0)) if segments else ([], 0))
+        why = ", ".join(sorted({a.kind for a in flow.anomalies} | {a.kind for a in an.findings
+                                                                   if flow.id in a.flows}))
+        console.print(f"[bold]Ladder of flow {flow.id}[/] ({why}): client {flow.client} ↔ server {flow.server}",
+                      highlight=False)
+        console.print(ladder_text(flow, segs, more), highlight=False, markup=False, soft_wrap=True)
+
+
+def piles_table(an, title: str, every_state: bool = False):
+    """Per host, per state: the most sockets held at once / how many at the capture's end. Columns: every
+    state netstat lists, or (`every_state=False`) those some host held."""
+    from rich import box
+    from rich.table import Table
+    piles = Table(title=title, box=box.SIMPLE, title_justify="left")
+    piles.add_column("host")
+    peaks = an.occupancy.peaks()
+    shown = [st for st in STATE_ORDER if st in LISTED and (every_state or any(k[1] is st for k in peaks))]
+    for st in shown:
+        piles.add_column(NETSTAT_NAME[st], justify="right")
+    at_end = Counter((iv.host, iv.state) for iv in an.occupancy.at(an.end))
+    for h in sorted({h for h, _ in peaks}):
+        piles.add_row(h, *[f"{peaks[(h, st)][0]}/{at_end.get((h, st), 0)}" if (h, st) in peaks else ""
+                           for st in shown])
+    return piles
+
+
+def explain_groups(an) -> list[tuple[tuple, list[int]]]:
+    """The flows that findings name (their own, or an aggregate's members), grouped by client host, server
+    address, end states and finding kinds; the groups of the most severe findings first, then the biggest."""
+    kinds: dict[int, set] = {}
+    worst: dict[str, int] = {}
+    for f in an.flows:
+        if f.anomalies:
+            kinds.setdefault(f.id, set()).update(a.kind for a in f.anomalies)
+            for a in f.anomalies:
+                worst[a.kind] = min(worst.get(a.kind, 9), SEVERITY_ORDER.index(a.severity))
+    for a in an.findings:
+        worst[a.kind] = min(worst.get(a.kind, 9), SEVERITY_ORDER.index(a.severity))
+        for fid in a.flows:
+            kinds.setdefault(fid, set()).add(a.kind)
+    groups: dict[tuple, list[int]] = {}
+    for fid in sorted(kinds):
+        f = an.find_flow(fid)
+        if f is None:
+            continue
+        key = (f.client_ip, f.server, f.conn.client.state.value, f.conn.server.state.value,
+               tuple(sorted(kinds[fid])))
+        groups.setdefault(key, []).append(fid)
+    return sorted(groups.items(), key=lambda kv: (min(worst[k] for k in kv[0][4]), -len(kv[1]), kv[1][0]))
+
+
+def flows_that_explain(an) -> list[Flow]:
+    """Every flow a finding names, in the order to show them: one of each group of `explain_groups`
+    (most severe first), then a second of each, and so on -- the first few drawn tell different stories."""
+    groups = [ids for _, ids in explain_groups(an)]
+    out = []
+    for k in range(max(map(len, groups), default=0)):
+        out += [an.find_flow(ids[k]) for ids in groups if k < len(ids)]
+    return out
+
+
+def _story_flow(an):
+    order = flows_that_explain(an)
+    return order[0] if order else None
+
+
+def ladder_text(flow: Flow, segments: list[tuple], more: int = 0, lane: int = 46) -> str:
+    """A text sequence diagram: time, the client's state, an arrow per segment (flags, relative seq/ack,
+    length), the server's state; a state is written on the row of the segment (or timer) that changed it.
+    `segments`: (index, ts, role, flags, seq, ack, plen), as render.report.flow_segments gives them;
+    without them, the segments that caused transitions."""
+    if not segments:
+        segments = [(t.packet, t.ts, *t.seg) for t in flow.transitions if t.seg and t.packet]
+        segments = sorted({s[0]: s for s in segments}.values())
+    base: dict[str, int] = {}
+    for _, _, role, _, seq, _, _ in segments:
+        base.setdefault(role, seq)
+    changes: dict[int | None, list] = {}
+    for t in flow.transitions:
+        if not t.retracted:
+            changes.setdefault(t.packet, []).append(t)
+    rows: list[tuple] = [(seg[1], 0, seg) for seg in segments]
+    drawn = {seg[0] for seg in segments}
+    rows += [(t.ts, 1, t) for t in flow.transitions if not t.retracted and (t.packet is None or t.packet not in drawn)]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    c0, s0 = flow.conn.client.initial.value, flow.conn.server.initial.value
+    w = max(13, *(len(t.new.value) + 1 for t in flow.transitions))
+    out = [f"{'':>10}  {c0:>{w}}  {'client':<{lane // 2}}{'server':>{lane - lane // 2}}  {s0}"]
+    for k, (ts, kind, item) in enumerate(rows):
+        if more and kind == 0 and k == 60:
+            out.append(f"{'':>10}  {'':>{w}}  {f'… {more} segments …':^{lane}}")
+        rel = f"+{(ts - flow.first_ts) / NS:.6f}"
+        if kind == 0:
+            idx, _, role, flags, seq, ack, plen = item
+            other = "server" if role == "client" else "client"
+            label = f" {flag_names(flags)} seq={(seq - base[role]) % (1 << 32)}"
+            if flags & 0x10:
+                label += f" ack={(ack - base.get(other, ack)) % (1 << 32)}"
+            label += f" len={plen} "
+            body = label.center(lane - 2, "─")
+            arrow = ("─" + body + "▶") if role == "client" else ("◀" + body + "─")
+            trs = changes.get(idx, [])
+        else:
+            arrow = f" ({item.cause}) ".center(lane, " ")
+            trs = [item]
+        cs = " ".join(t.new.value + ("?" if t.alt is not None else "") for t in trs if t.endpoint == "client")
+        ss = " ".join(t.new.value + ("?" if t.alt is not None else "") for t in trs if t.endpoint == "server")
+        out.append(f"{rel:>10}  {cs:>{w}}  {arrow}  {ss}".rstrip())
+    return "\n".join(out)
 
 
 # -- timeline -------------------------------------------------------------------------------------
@@ -183,7 +393,13 @@ def capture_line(an) -> str:
     sums = getattr(i, "checksums", None) or {}
     csum = ", ".join(f"{k} {v}" for k, v in sorted(sums.items()))
     dropped = an.summary().get("dropped_bad_checksum", 0)
-    return (f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows) + an.streamed} connections; "
+    gone = getattr(an, "not_kept", 0)
+    forced = an.evicted.get("forced", 0)
+    cap = (f"{gone} half-open attempts over the tracking cap ({an.max_tracked}) counted in the findings, not listed"
+           f"{f' ({forced} forced out before their timers settled: findings about them may differ)' if forced else ''}; "
+           if gone else "")
+    return (f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows) + an.streamed + gone} connections; "
+            f"{cap}"
             f"skipped {skipped}{f' ({why})' if why else ''}{'; truncated file' if i.truncated else ''}"
             f"{f'; TCP checksums: {csum}' if csum else ''}"
             f"{f'; {dropped} segments with a bad checksum dropped (--verify-checksums)' if dropped else ''}")
@@ -209,27 +425,50 @@ def netstat_text(snaps, include_queues: bool = True, header: str | None = None) 
 
 
 # -- states ---------------------------------------------------------------------------------------
-def states_table(rows, console: Console) -> None:
-    from rich import box
-    from rich.table import Table
-    t = Table(box=box.SIMPLE, title="State counts per host (netstat -nat | awk '{print $6}' | sort | uniq -c)",
-              title_justify="left")
-    t.add_column("time")
-    t.add_column("host")
-    shown = [st for st in STATE_ORDER if st in LISTED]
-    for st in shown:
-        t.add_column(NETSTAT_NAME[st], justify="right")
+def states_text(rows, host: str | None = None, by_host: bool = False, states=None, interval: float = 1.0) -> str:
+    """Like `sar -n SOCK`: one line per sample, one column per state (netstat's spellings), a header, and
+    an Average line. Counts are summed over the hosts (those of `host` alone when given); `by_host` prints
+    one line per host per sample instead, with a host column, like `sar -n DEV` has IFACE."""
+    shown = [st for st in STATE_ORDER if st in LISTED and (not states or st in states)]
+    sub = interval < 1 or any(ts % NS for ts, _ in rows)
+    lines: list[list[str]] = []
+    total: Counter = Counter()
     for ts, per_host in rows:
-        for h in sorted(per_host):
-            cnt = per_host[h]
-            t.add_row(clock(ts), h, *[str(cnt.get(st, "")) if cnt.get(st) else "" for st in shown])
-    console.print(t)
+        when = clock(ts) if sub else datetime.fromtimestamp(ts / NS).strftime("%H:%M:%S")
+        if by_host:
+            for h in sorted(per_host):
+                lines.append([when, h, *[str(per_host[h].get(st, 0)) for st in shown]])
+                total.update({(h, st): per_host[h].get(st, 0) for st in shown})
+        else:
+            cnt: Counter = Counter()
+            for c in per_host.values():
+                cnt.update(c)
+            lines.append([when, *[str(cnt.get(st, 0)) for st in shown]])
+            total.update({st: cnt.get(st, 0) for st in shown})
+    n = max(len(rows), 1)
+    if by_host:
+        hosts = sorted({h for h, _ in total})
+        avg = [["Average:", h, *[f"{total[(h, st)] / n:.2f}" for st in shown]] for h in hosts]
+        head = ["time", "host", *[NETSTAT_NAME[st] for st in shown]]
+    else:
+        avg = [["Average:", *[f"{total[st] / n:.2f}" for st in shown]]]
+        head = ["time", *[NETSTAT_NAME[st] for st in shown]]
+    table = [head, *lines, *avg]
+    widths = [max(len(r[k]) for r in table) for k in range(len(head))]
+    left = 2 if by_host else 1                      # time (and host) left-aligned, counts right-aligned
+    out = io.StringIO()
+    title = f"# state counts{f' on {host}' if host else ' summed over all hosts' if not by_host else ' per host'}"
+    out.write(title + (f", every {interval:g} s" if interval else "") + "\n")
+    for r in table:
+        cells = [c.ljust(widths[k]) if k < left else c.rjust(widths[k]) for k, c in enumerate(r)]
+        out.write("  ".join(cells).rstrip() + "\n")
+    return out.getvalue()
 
 
-def states_csv(rows) -> str:
+def states_csv(rows, states=None) -> str:
     out = io.StringIO()
     w = csv.writer(out)
-    shown = [st for st in STATE_ORDER if st in LISTED]
+    shown = [st for st in STATE_ORDER if st in LISTED and (not states or st in states)]
     w.writerow(["ts", "host", *[st.value for st in shown]])
     for ts, per_host in rows:
         for h in sorted(per_host):
@@ -287,8 +526,11 @@ def write_flows_csv(flows, out, header: bool = True, rows_per_chunk: int = 4096)
     out.text(buf.getvalue())
 
 
+SEVERITY_ORDER = ["critical", "high", "medium", "low", "info"]
+
+
 def rank_flows(flows: list[Flow]) -> list[Flow]:
     """Flows with findings, most severe first, then oldest."""
-    order = ["critical", "high", "medium", "low", "info"]
+    order = SEVERITY_ORDER
     return sorted((f for f in flows if f.anomalies),
                   key=lambda f: (min(order.index(a.severity) for a in f.anomalies), f.first_ts))

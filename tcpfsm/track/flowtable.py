@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..capture.batch import ACK, SYN, RST, Batch
+from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
-from ..fsm import Connection, Observer, State, TimerProfile
-from ..fsm.machine import Transition
+from ..fsm import Connection, Observer, State, TimerProfile, Transition
+
+_runs = _kernels.load("tcpfsm.track._runs")
 
 # Ports that are services even when above 1024 (for midstream role inference).
 SERVICE_PORTS = frozenset({
@@ -295,10 +297,11 @@ class FlowTable:
                 data=_prefix(data), pack=_prefix(pack), last=last, lastdata=lastdata,
                 first=_next_true(mine, n), nretr=_next_true(retr, n), ndata=_next_true(data, n),
                 npack=_next_true(pack, n),
-                ack=np.where(mine & hasack, ack, -1).tolist())
+                ack=np.ascontiguousarray(np.where(mine & hasack, ack, -1), np.int64))
 
         cols = [x.tolist() for x in (clock_s, c["index"][perm], flags, seq, ack, win, plen, c["wscale"][perm], ipl)]
         clock_l, idx_l, flags_l, seq_l, ack_l, win_l, plen_l, wscale_l, ipl_l = cols
+        clock_a = np.ascontiguousarray(clock_s, np.int64)
         los_l = los.tolist()
         ctrl_l = ctrl.tolist()
         next_l = next_ctrl.tolist()
@@ -313,7 +316,7 @@ class FlowTable:
             while p < e:
                 if valid and flow is not None and flow.conn.steady and not ctrl_l[p]:
                     q = next_l[p]
-                    _apply_run(flow, gi, p, q, per_dir, clock_l, win_l)
+                    _apply_run(flow, gi, p, q, per_dir, clock_l, win_l, clock_a)
                     p = q
                     continue
                 clock, lo_src, fl = clock_l[p], los_l[p], flags_l[p]
@@ -503,35 +506,63 @@ class FlowTable:
                 self._flows.pop(f.id, None)
         return sorted(flows, key=lambda f: f.last_ts)
 
-    def enforce_cap(self) -> list[Flow]:
+    def enforce_cap(self, settled_after: int = 0) -> list[Flow]:
         """Keep at most `max_flows` connections tracked. Over the cap, a tenth of them is dropped: finished
         ones first, then handshakes that never completed (what a SYN flood with spoofed sources creates),
-        then the longest idle. Every eviction is counted by reason in `evicted`."""
+        then the longest idle. Every eviction is counted by reason in `evicted`. Returns the flows that left
+        `flows` too, to be summarised before they go: all of them when `forget_finished` (streaming).
+
+        Without `forget_finished` (the whole capture kept for netstat and timelines) only half-open
+        attempts are evicted, and they leave `flows` as well: counted (`evicted["half_open"]`) and summarised
+        by the caller, not kept -- that is what bounds a spoofed flood's memory. Other connections stay
+        tracked over the cap: evicting them would change the answers of a whole-capture analysis.
+        `settled_after` (ns): an attempt silent this long has had its short timers fire (SYN-cookie check,
+        the unanswered-SYN threshold), so summarising it now gives the findings the whole capture would;
+        those go first, and younger ones only when that is not enough (`evicted["forced"]`: their findings
+        may differ from an uncapped run, and the summary says how many)."""
         if self.max_flows is None or len(self.current) <= self.max_flows:
             return []
         excess = len(self.current) - int(self.max_flows * 0.9)
 
         def rank(item):
             f = item[1]
-            c, s = f.conn.client.state, f.conn.server.state
-            half = c in (State.SYN_SENT, State.CLOSED) and s in (State.SYN_RECEIVED, State.LISTEN, State.CLOSED)
-            return (0 if f.finished() else 1 if half else 2, f.last_ts)
+            return (0 if f.finished() else 1 if _half_open(f) else 2, f.last_ts)
 
-        victims = sorted(self.current.items(), key=rank)[:excess]
+        if self.forget_finished:
+            victims = sorted(self.current.items(), key=rank)[:excess]
+        else:
+            victims = sorted(((k, f) for k, f in self.current.items() if _half_open(f)),
+                             key=lambda kf: kf[1].last_ts)[:excess]
+        settled = self.clock - settled_after
         out = []
         for k, f in victims:
             n = len(f.conn.transitions)
             f.conn.settle(self.clock)           # no more packets will be seen for it: decide what is open
             if len(f.conn.transitions) != n:
                 self._touched.add(f)
-            reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
+            if self.forget_finished:
+                reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
+            else:
+                reason = "half_open" if f.last_ts <= settled else "forced"
             self.evicted[reason] += 1
             del self.current[k]
             out.append(f)
-        if self.forget_finished:
-            for f in out:
-                self._flows.pop(f.id, None)
+        for f in out:
+            self._flows.pop(f.id, None)
+            self._detached.discard(f)
+        heap = self._timers
+        if len(heap) > 2 * len(self.current) + 1024:   # entries of evicted flows wait for their due time:
+            self._timers = [e for e in heap if e[2]() is not None]   # drop them, or they outnumber the live
+            heapq.heapify(self._timers)
         return out
+
+
+def _half_open(f: Flow) -> bool:
+    """A handshake that never completed: the client never got past SYN_SENT, the server never past
+    SYN_RECEIVED (a spoofed SYN flood is made of these)."""
+    c, s = f.conn.client.state, f.conn.server.state
+    return c in (State.SYN_SENT, State.CLOSED) and s in (State.SYN_RECEIVED, State.LISTEN, State.CLOSED) \
+        and not f.conn.client.payload and not f.conn.server.payload
 
 
 def _due(conn: Connection) -> int | None:
@@ -579,10 +610,11 @@ class _DirArrays:
     nretr: list
     ndata: list
     npack: list
-    ack: list              # per row: the acknowledgement number of this direction's ACKs, -1 elsewhere
+    ack: np.ndarray        # per row: the acknowledgement number of this direction's ACKs, -1 elsewhere
 
 
-def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list, win_l: list) -> None:
+def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list, win_l: list,
+               clock_a: np.ndarray) -> None:
     """Hand rows [p, q) of group `gi` -- plain segments of a steady connection -- to its machine as per-direction
     sums (`Connection.absorb_run`), the same counters `Connection.feed_plain` would reach one by one."""
     conn = flow.conn
@@ -605,11 +637,7 @@ def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list
             continue
         last = int(a.last[q - 1])
         rel = int(a.incl[q - 1])
-        best = prev = best_ts = None              # highest acknowledgement, the one before it, when it came
-        for i in range(p, q):
-            v = a.ack[i]
-            if v >= 0 and (best is None or 0 < ((v - best) & _M32) < 0x80000000):
-                prev, best, best_ts = best, v, clock_l[i]
+        best, prev, best_ts = _runs.best_ack(a.ack, clock_a, p, q)   # highest ack, the one before, when
         conn.absorb_run(
             lo_is_client == d, cnt, a.plen[q] - a.plen[p], a.ipl[q] - a.ipl[p], a.zero[q] - a.zero[p], k_all,
             unanswered, first_un, clock_l[a.first[p]], clock_l[last],

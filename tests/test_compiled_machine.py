@@ -1,0 +1,156 @@
+"""The compiled endpoint machines (and the tracker's run kernel) equal their plain-Python sources, on every
+capture and on generated streams.
+
+`tcpfsm/fsm/machine.py` and `observer.py` are Cython pure-Python-mode kernels (tcpfsm/_kernels.py): the
+extension (tcpfsm.fsm.machine_c) and the source (tcpfsm.fsm.machine) are loaded side by side in this process
+and the tracker is pointed at one or the other. Everything an output can show is compared: every transition
+with all its fields, violations, history letters, every endpoint attribute and the observer's estimate.
+`make test` runs this file a second time with TCPFSM_PURE=1.
+"""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tcpfsm._kernels as kernels
+import tcpfsm.track.flowtable as flowtable
+from tcpfsm import api
+from tcpfsm.fsm import get_profile
+from test_decoders import capture_files
+
+PURE_RUNS = importlib.import_module("tcpfsm.track._runs")
+try:
+    COMPILED_RUNS = importlib.import_module("tcpfsm.track._runs_c")
+except ImportError:
+    COMPILED_RUNS = None
+PURE = importlib.import_module("tcpfsm.fsm.machine")
+PURE_OBS = importlib.import_module("tcpfsm.fsm.observer")
+try:
+    COMPILED = importlib.import_module("tcpfsm.fsm.machine_c")
+    COMPILED_OBS = importlib.import_module("tcpfsm.fsm.observer_c")
+except ImportError:
+    COMPILED = COMPILED_OBS = None
+FORMS = (("compiled", COMPILED, COMPILED_OBS), ("pure", PURE, PURE_OBS))
+ENDPOINT_FIELDS = sorted(vars(PURE.Endpoint("client")))
+TRANSITION_FIELDS = ("ts", "endpoint", "old", "new", "packet", "cause", "reason", "rfc", "seg", "at", "alt",
+                     "retracted", "alt_before")
+
+
+def _need_compiled():
+    if COMPILED is None:
+        pytest.fail("tcpfsm.fsm.machine_c is not built (make venv / pip install -e . compiles it)")
+
+
+def test_extensions_are_built_from_this_source():
+    _need_compiled()
+    for name, mod in (("tcpfsm.fsm.machine", COMPILED), ("tcpfsm.fsm.observer", COMPILED_OBS)):
+        assert mod.__file__.endswith(".so")
+        assert mod.__source_sha256__ == kernels._source_sha256(name), "stale: rebuild"
+    assert type(COMPILED.Connection).__name__ == "type" and not hasattr(COMPILED.Endpoint("client"), "__dict__")
+
+
+def _conn_dump(conn) -> dict:
+    return {
+        "transitions": [tuple(getattr(t, k) for k in TRANSITION_FIELDS) for t in conn.transitions],
+        "violations": [(v.ts, v.endpoint, v.kind, v.packet, v.message) for v in conn.violations],
+        "endpoints": [{k: getattr(ep, k) for k in ENDPOINT_FIELDS} for ep in (conn.client, conn.server)],
+        "history": conn.history, "scaling": conn.scaling, "steady": conn.steady,
+        "rst": (conn.rst_by, conn.rst_state, conn.rst_ts, conn.rst_packet),
+        "observer": conn.obs.as_dict(),
+        "alt": [conn.alt_of(conn.client), conn.alt_of(conn.server)],
+        "pending": [conn.pending(conn.client), conn.pending(conn.server)],
+        "next": conn.next_deadline(),
+    }
+
+
+def _analysis_dump(path: str, mod, obs, monkeypatch, **kw) -> list:
+    with monkeypatch.context() as m:
+        m.setattr(flowtable, "Connection", mod.Connection)
+        m.setattr(flowtable, "Observer", obs.Observer)
+        an = api.analyze(path, **kw)
+    return [(f.id, f.client, f.server, f.role_inferred, _conn_dump(f.conn)) for f in an.flows] + \
+        [sorted(repr(x) for x in an.findings)]
+
+
+@pytest.mark.parametrize("path", [pytest.param(p.values[0], id=p.id) for p in capture_files()])
+def test_capture_compiled_machine_equals_pure(path, monkeypatch):
+    """Both forms of the machine give the same connections, transitions (every field), violations,
+    counters and findings on every capture, with the observer placed automatically and at the server."""
+    _need_compiled()
+    for point in ("auto", "server"):
+        dumps = [_analysis_dump(path, mod, obs, monkeypatch, capture_point=point) for _, mod, obs in FORMS]
+        assert dumps[0] == dumps[1]
+
+
+# ------------------------------------------------------------------ generated segment streams
+FLAGS = st.sampled_from([0x02, 0x12, 0x10, 0x18, 0x11, 0x19, 0x04, 0x14, 0x01, 0x03, 0x06, 0x00, 0x13])
+SEGMENTS = st.lists(st.tuples(
+    st.booleans(),                                   # from the client
+    FLAGS,
+    st.sampled_from([0, 1, 2, 1000, 1001, 1002, 1500, 0xFFFFFFFF, 0x7FFFFFFF]) | st.integers(0, 2**32 - 1),
+    st.sampled_from([0, 1, 1001, 1002, 5001, 5002, 5003, 0xFFFFFFFF]) | st.integers(0, 2**32 - 1),
+    st.sampled_from([0, 0, 10, 1448]),              # payload length
+    st.sampled_from([0, 512, 65535]),               # window
+    st.sampled_from([-1, -1, 0, 7, 14]),            # window scale option
+    st.integers(0, 3_000_000_000),                  # gap to the previous segment, ns
+), min_size=1, max_size=40)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SEGMENTS, st.sampled_from(["auto", "client", "middle", "server"]), st.sampled_from(["linux", "bsd"]),
+       st.integers(0, 400_000_000_000))
+def test_random_streams_compiled_machine_equals_pure(segs, point, profile, tail):
+    """Random segments (any flags, sequence numbers near the interesting edges, gaps up to seconds) through
+    start/feed/expire/settle: both forms end with equal dumps, and raise (or not) alike."""
+    _need_compiled()
+    prof = get_profile(profile)
+    out = []
+    for _, mod, obs in FORMS:
+        conn = mod.Connection(prof, obs.Observer(point))
+        ts = 1_700_000_000 * 10**9
+        try:
+            for i, (fc, flags, seq, ack, plen, win, ws, gap) in enumerate(segs):
+                ts += gap
+                if i == 0:
+                    conn.start(ts, fc, flags)
+                conn.expire(ts)
+                if conn.steady and not flags & 7:
+                    conn.feed_plain(ts, fc, flags, seq, ack, win, plen, 40 + plen)
+                else:
+                    conn.feed(ts, i + 1, fc, flags, seq, ack, win, plen, ws, 40 + plen)
+            conn.settle(ts + tail)
+            out.append(_conn_dump(conn))
+        except Exception as e:                      # noqa: BLE001 -- the two forms must fail alike
+            out.append(("raised", type(e).__name__, str(e)))
+    assert out[0] == out[1]
+
+
+# ------------------------------------------------------------------ the tracker's run kernel
+def _best_ack_reference(acks, clock, p, q):
+    """The definition: walk the rows, keep an acknowledgement that is ahead of the best (mod 2**32)."""
+    best = prev = ts = None
+    for i in range(p, q):
+        v = acks[i]
+        if v >= 0 and (best is None or 0 < ((v - best) & 0xFFFFFFFF) < 0x80000000):
+            prev, best, ts = best, v, clock[i]
+    return best, prev, ts
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([-1, 0, 1, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 1]) | st.integers(-1, 2**32 - 1),
+                max_size=30), st.data())
+def test_best_ack_compiled_equals_pure_equals_definition(acks, data):
+    import numpy as np
+    if COMPILED_RUNS is None:
+        pytest.fail("tcpfsm.track._runs_c is not built")
+    n = len(acks)
+    p = data.draw(st.integers(0, n))
+    q = data.draw(st.integers(p, n))
+    a = np.array(acks, np.int64)
+    clock = np.arange(n, dtype=np.int64) * 1000 + 10**18
+    want = _best_ack_reference(acks, clock.tolist(), p, q)
+    assert COMPILED_RUNS.best_ack(a, clock, p, q) == want
+    assert PURE_RUNS.best_ack(a, clock, p, q) == want

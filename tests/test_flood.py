@@ -1,0 +1,94 @@
+"""A spoofed SYN flood is summarised as what it is, in memory bounded by the tracking cap (issue 12 part 1).
+
+The floods are generated (tests/floodgen.py: numpy, no scapy) -- the kernel will not send SYNs from a
+million addresses. Half the SYNs get a SYN+ACK that is never retransmitted (a SYN-cookie server).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tcpfsm
+from floodgen import write_flood
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def flood(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("flood") / "flood40k.pcap")
+    write_flood(path, 40_000, seconds=8.0, answered=0.5)      # 5,000 attempts a second, 60,000 packets
+    return path
+
+
+def _kinds(an) -> dict:
+    return {f.kind: (f.count, f.host, f.service) for f in an.findings}
+
+
+def test_flood_is_one_finding_per_target(flood):
+    """Without the cap in play: one syn_flood and one unanswered_syn for the target service, not one row
+    per spoofed source."""
+    an = tcpfsm.analyze(flood)
+    k = _kinds(an)
+    assert k["syn_flood"] == (40_000, "10.0.0.1", "10.0.0.1:80")
+    assert [f.kind for f in an.findings].count("unanswered_syn") == 1
+    assert k["unanswered_syn"][1:] == ("10.0.0.1", "10.0.0.1:80")
+    assert an.summary()["not_kept"] == 0 and len(an.flows) == 40_000
+
+
+def test_evicted_attempts_are_counted_not_kept_and_findings_hold(flood):
+    """Over the cap, half-open attempts that have settled (silent past the unanswered-SYN threshold and the
+    SYN-cookie check) are summarised and dropped: the flows kept stay under the cap, every attempt is
+    counted, and the findings are those of the uncapped run, kind and count."""
+    full = tcpfsm.analyze(flood)
+    an = tcpfsm.analyze(flood, max_flows=20_000)
+    s = an.summary()
+    assert len(an.flows) <= 20_000 and s["not_kept"] == 40_000 - len(an.flows)
+    assert s["flows"] == 40_000 and s["max_tracked"] == 20_000
+    assert s["evicted"] == {"half_open": s["not_kept"]}          # none forced: 2 s of attempts fit the cap
+    assert _kinds(an) == _kinds(full)
+    streamed = tcpfsm.analyze(flood, stream=True, max_flows=20_000)
+    assert _kinds(streamed) == _kinds(full)
+
+
+def test_a_cap_too_small_forces_evictions_and_says_so(flood):
+    an = tcpfsm.analyze(flood, max_flows=2_000)
+    s = an.summary()
+    assert s["evicted"].get("forced", 0) > 0 and s["not_kept"] == 40_000 - len(an.flows)
+    assert {f.kind for f in an.findings} >= {"syn_flood", "unanswered_syn"}
+    out = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", flood, "--max-tracked", "2000",
+                          "--no-stream", "--max-flows", "1"], capture_output=True, text=True, check=True).stdout
+    assert "half-open attempts over the tracking cap (2000)" in out and "forced" in out
+
+
+def test_default_cap_is_derived_from_memory():
+    from tcpfsm.api import default_max_tracked
+    n = default_max_tracked()
+    assert 10_000 <= n <= (256 << 20) // 2600
+
+
+def test_flood_memory_is_bounded_by_the_cap(tmp_path):
+    """200,000 spoofed SYNs through the CLI (whole-capture JSON) with a 20,000 cap: peak memory stays far
+    below what keeping every attempt costs (~2.6 KB each, 520 MB here)."""
+    path = str(tmp_path / "flood200k.pcap")
+    write_flood(path, 200_000, seconds=40.0, answered=0.5)
+    out = str(tmp_path / "out.json")
+    # VmHWM, not getrusage: ru_maxrss survives fork+exec, so a child of a big pytest process would report
+    # the parent's size
+    code = ("import sys; from tcpfsm.cli import main; sys.argv = ['tcpfsm'] + sys.argv[1:]\n"
+            "try:\n    main()\nfinally:\n"
+            "    print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], "
+            "file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code, "analyze", path, "--format", "json", "-o", out,
+                        "--no-stream", "--max-tracked", "20000", "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    peak_kb = int(r.stderr.strip().splitlines()[-1])
+    with open(out) as f:
+        doc = json.load(f)
+    assert doc["summary"]["flows"] == 200_000 and len(doc["flows"]) <= 20_000
+    assert [f["kind"] for f in doc["anomalies"]].count("syn_flood") == 1
+    assert peak_kb < 400_000, f"peak {peak_kb} KB"      # ~2.6 KB x 200,000 would be 520 MB more
