@@ -306,7 +306,7 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
                                  "analysed when streaming: it needs the whole capture")
     if path_health and not stream:
         from .path.segments import SequenceAnalysis
-        seqan = SequenceAnalysis(keep_rows=keep_segments)
+        seqan = SequenceAnalysis(keep_rows=keep_segments, max_convs=max_tracked)   # memory bounded like the table
         timings["path"] = 0.0
     dropped_bad = 0
     handed = 0

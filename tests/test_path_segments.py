@@ -324,3 +324,16 @@ def test_segments_filters_and_formats():
 def test_segments_text_marks_duplicate_acks_with_their_number():
     out = run("segments", str(PATH_CAPS / "loss_bulk.pcap"), "-n").stdout
     assert "[duplicate_ack #1]" in out and "[duplicate_ack #2]" in out
+
+
+def test_conversations_are_capped_like_the_tracked_connections():
+    """Memory follows the cap: beyond `max_convs` conversations, segments are counted, not analysed."""
+    path = ROOT / "captures" / "kernel" / "concurrent_mixed.pcap"
+    sa = SequenceAnalysis(keep_rows=True, max_convs=5)
+    for b in open_capture(str(path)).batches(512):
+        sa.feed_batch(b)
+    r = sa.rows()
+    assert sa.nconv == 5 and len(sa.cs) <= 5
+    assert sa.skipped == int((r.conv < 0).sum()) > 0 and not r.bits[r.conv < 0].any()
+    an = tcpfsm.analyze(str(path), max_flows=100)
+    assert any("were not analysed" in w for w in an.summary()["warnings"])

@@ -13,5 +13,8 @@ def attach(an, seqan) -> None:
     from .flows import PathFacts
     an.path = PathFacts(seqan, an.flows)
     an.path_segments = seqan if seqan.keep_rows else None
+    if seqan.skipped:
+        an.info.warnings.append(f"path health: {seqan.skipped} segment(s) of connections beyond the first "
+                                f"{seqan.max_convs:,} were not analysed (the cap on tracked connections)")
     an.path_rtt = seqan.rtt_samples()          # (conversation, acker is lower side, RTT ns, packet)
     path_findings(an)

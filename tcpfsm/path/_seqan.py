@@ -157,14 +157,15 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             wscale: cython.const[cython.schar][::1], sack_ok: cython.const[cython.uchar][::1],
             has_ts: cython.const[cython.uchar][::1],
             conv_of_key: cython.longlong[::1], ds: cython.longlong[:, ::1], cs: cython.longlong[:, ::1],
-            nconv: cython.longlong,
+            nconv: cython.longlong, max_conv: cython.longlong,
             out_conv: cython.longlong[::1], out_bits: cython.uint[::1], out_dupnum: cython.uint[::1],
             out_rtt: cython.longlong[::1]) -> cython.longlong:
     """Analyse rows in capture order; returns the number of conversation slots in use afterwards.
 
     In: per row its dense key id, whether its source is the key's lower side, packet index, time (ns) and
     header fields. State: conv_of_key (current slot per key id, -1 none), ds / cs (capacity for at least
-    `nconv` + rows slots). Out per row: conversation slot, analysis bits, duplicate-ACK number, and the RTT
+    `nconv` + rows slots, or `max_conv`). A row that would open a conversation beyond `max_conv` is not
+    analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number, and the RTT
     sample (ns) this row's acknowledgement closes (-1 none; Karn: never a retransmitted segment's)."""
     n: cython.Py_ssize_t = len(key)
     i: cython.Py_ssize_t
@@ -202,6 +203,12 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             c = -1                                  # reused ports: a new conversation on this 4-tuple
             ta |= A_REUSED_PORTS
         if c < 0:
+            if nconv >= max_conv:               # the cap on conversations kept: this one is not analysed
+                out_conv[i] = -1
+                out_bits[i] = 0
+                out_dupnum[i] = 0
+                out_rtt[i] = -1
+                continue
             c = nconv
             nconv += 1
             _reset(ds, cs, c)

@@ -48,13 +48,18 @@ class Rows:
 class SequenceAnalysis:
     """Feeds batches to the kernel, keeping its state between them."""
 
-    def __init__(self, keep_rows: bool = False):
+    def __init__(self, keep_rows: bool = False, max_convs: int | None = None):
+        """`max_convs`: conversations analysed at most (memory bound, like the tracker's cap on connections);
+        segments of further ones are counted in `skipped` and carry no analysis."""
         self.keep_rows = keep_rows
+        self.max_convs = max_convs if max_convs is not None else 1 << 62
+        self.skipped = 0
         self._ids: dict[bytes, int] = {}
         self.keys: list[bytes] = []                    # key id -> 36-byte flow key
         self.conv_of_key = np.full(1024, -1, np.int64)
-        self.ds = np.zeros((2048, len(DS)), np.int64)
-        self.cs = np.zeros((1024, len(CS)), np.int64)
+        first = min(1024, self.max_convs)
+        self.ds = np.zeros((2 * first, len(DS)), np.int64)
+        self.cs = np.zeros((first, len(CS)), np.int64)
         self.nconv = 0
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
@@ -65,8 +70,9 @@ class SequenceAnalysis:
             grown = np.full(max(keys, 2 * len(self.conv_of_key)), -1, np.int64)
             grown[:len(self.conv_of_key)] = self.conv_of_key
             self.conv_of_key = grown
+        convs = min(convs, self.max_convs)
         if convs > len(self.cs):
-            cap = max(convs, 2 * len(self.cs))
+            cap = min(max(convs, len(self.cs) * 3 // 2), self.max_convs)
             cs = np.zeros((cap, len(CS)), np.int64)
             cs[:self.nconv] = self.cs[:self.nconv]
             ds = np.zeros((2 * cap, len(DS)), np.int64)
@@ -102,8 +108,10 @@ class SequenceAnalysis:
             np.ascontiguousarray(c["plen"], np.uint32), np.ascontiguousarray(c["mss"], np.uint16),
             np.ascontiguousarray(c["wscale"], np.int8), np.ascontiguousarray(c["sack_ok"]).view(u8),
             np.ascontiguousarray(c["has_ts"]).view(u8),
-            self.conv_of_key, self.ds, self.cs, self.nconv, conv, bits, dupnum, rtt)
+            self.conv_of_key, self.ds, self.cs, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
         self.segments += n
+        if self.nconv >= self.max_convs:
+            self.skipped += int((conv < 0).sum())
         got = np.flatnonzero(rtt >= 0)
         if len(got):
             self._rtt.append((conv[got], lo[got], rtt[got], c["index"][got]))

@@ -32,7 +32,9 @@ def segment_rows(an, flow_ids: set[int] | None = None, absolute: bool = False):
     r = sa.rows()
     if not len(r.index):
         return
-    flow_row = facts.conv_flow[r.conv]                       # -1: no flow (never, unless the tracker dropped it)
+    seen = r.conv >= 0                                       # (-1: beyond the cap on conversations analysed)
+    conv = np.maximum(r.conv, 0)
+    flow_row = np.where(seen, facts.conv_flow[conv] if len(facts.conv_flow) else -1, -1)
     ids = np.array([f.id for f in an.flows] + [0], np.int64)[np.where(flow_row >= 0, flow_row, len(an.flows))]
     cdir = np.append(facts.cdir, 0)[np.where(flow_row >= 0, flow_row, len(facts.cdir))]
     client = r.lo.astype(np.int64) == cdir
@@ -40,10 +42,12 @@ def segment_rows(an, flow_ids: set[int] | None = None, absolute: bool = False):
     if absolute:
         seq, ack = r.seq.astype(np.int64), r.ack.astype(np.int64)
     else:
-        fwd = 2 * r.conv + r.lo.astype(np.int64)
-        rev = 2 * r.conv + 1 - r.lo.astype(np.int64)
-        seq = (r.seq.astype(np.int64) - ds[fwd, DS["base"]]) & 0xFFFFFFFF
-        ack = np.where(r.flags & 0x10, (r.ack.astype(np.int64) - ds[rev, DS["base"]]) & 0xFFFFFFFF, 0)
+        fwd = 2 * conv + r.lo.astype(np.int64)
+        rev = 2 * conv + 1 - r.lo.astype(np.int64)
+        base_f = np.where(seen, ds[fwd, DS["base"]] if len(ds) else 0, 0)
+        base_r = np.where(seen, ds[rev, DS["base"]] if len(ds) else 0, 0)
+        seq = (r.seq.astype(np.int64) - base_f) & 0xFFFFFFFF
+        ack = np.where(r.flags & 0x10, (r.ack.astype(np.int64) - base_r) & 0xFFFFFFFF, 0)
     keep = np.ones(len(ids), bool) if flow_ids is None else np.isin(ids, list(flow_ids))
     names = {}
     by_id = {f.id: f for f in an.flows}
