@@ -11,7 +11,7 @@ FUZZ_TEST_SECONDS ?= 60
 .PHONY: demo test venv sysdeps captures crafted bench bench-big bench-live fuzz clean
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py tcpfsm/capture/_decode.py
+$(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py tcpfsm/capture/_decode.py tcpfsm/path/_seqan.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -255,7 +255,8 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
             timers: dict | None = None, batch_size: int = 16384, end: str | float | None = None,
             stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None,
             engine: str = "fast", zeek: bool = False, verify_checksums: bool = False,
-            zeek_ignore_checksums: bool = False, capture_point: str = "auto") -> Analysis:
+            zeek_ignore_checksums: bool = False, capture_point: str = "auto", path_health: bool = True,
+            keep_segments: bool = False) -> Analysis:
     """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings.
 
     `end`: when the capture stopped, if later than its last packet (a quiet link: tcpdump ran on after
@@ -279,7 +280,11 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     with checksum offload a capture taken on the sending host shows every outgoing segment as bad.
     Checksums are counted either way (`info.checksums`, summary "checksums"). Zeek's view (`zeek=True`)
     sees every segment and follows Zeek's default, discarding bad ones with a C/c history letter;
-    `zeek_ignore_checksums=True` is `zeek -C` (processed, no C)."""
+    `zeek_ignore_checksums=True` is `zeek -C` (processed, no C).
+    `path_health=True`: path health beside the states (tcpfsm.path): Wireshark's per-segment analysis, each
+    flow's `path` facts and the findings that need them (not with `stream`: its conversations are kept to
+    the end). `keep_segments=True` also keeps every segment's analysis for the `segments` view
+    (`an.path_segments`)."""
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     if isinstance(thresholds, dict) or thresholds is None:
         th = Thresholds().override(**(thresholds or {}))
@@ -299,6 +304,14 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     if zeek and stream:
         raise ValueError("Zeek connection summaries need the whole capture: use them without --stream")
     zt = ZeekTracker(ignore_checksums=zeek_ignore_checksums) if zeek else None
+    seqan = None
+    if path_health and stream:
+        cap.info.warnings.append("path health (per-segment analysis, flows' `path`, path findings) is not "
+                                 "analysed when streaming: it needs the whole capture")
+    if path_health and not stream:
+        from .path.segments import SequenceAnalysis
+        seqan = SequenceAnalysis(keep_rows=keep_segments, max_convs=max_tracked)   # memory bounded like the table
+        timings["path"] = 0.0
     dropped_bad = 0
     handed = 0
     not_kept = 0
@@ -338,6 +351,10 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
                 batch = Batch({k: v[good] for k, v in batch.cols.items()})
         if len(batch):
             table.feed_batch(batch)
+            if seqan is not None:
+                tp = clock()
+                seqan.feed_batch(batch)
+                timings["path"] += clock() - tp
         if zt is not None:
             zt.feed_batch(full)                         # Zeek applies its own checksum rule
         table.advance(table.clock)
@@ -374,6 +391,11 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         for fid, summary in zeek_summary_for_flows(an.flows, an.zeek_conns).items():
             an.flow(fid).zeek = summary
     timings["detect"] += clock() - t4
+    if seqan is not None:
+        from .path import attach
+        t5 = clock()
+        attach(an, seqan)
+        timings["path"] += clock() - t5
     timings["total"] = clock() - t0
     an.timings = timings
     return an

@@ -48,6 +48,7 @@ COMMANDS = {
     "report": "tcpfsm.cli_commands",
     "graph": "tcpfsm.cli_commands",
     "live": "tcpfsm.live.cli",
+    "segments": "tcpfsm.cli_path", "paths": "tcpfsm.cli_path",      # path health (issue 8)
 }
 
 

@@ -31,7 +31,7 @@ TW_ENTERED = 1795468755.682872                      # normal_close_client: clien
 STATE_NAMES = {"LISTEN", "SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT",
                "CLOSING", "LAST_ACK", "TIME_WAIT", "CLOSED"}
 FLOW_KEYS = {"id", "client", "server", "role_inferred", "first_ts", "last_ts", "packets", "bytes", "states",
-             "conn_state", "history", "transitions", "anomalies"}
+             "conn_state", "history", "transitions", "anomalies", "path"}     # path: issue 8 (path health)
 
 
 def run_module(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:

@@ -20,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 import tcpfsm
 from tcpfsm.capture.batch import CaptureError
 from tcpfsm.detect.zeek import conn_state
+from tcpfsm.path.flows import path_record
 from tcpfsm.render import output, records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +76,7 @@ def ref_flow(f):
         "conn_state": f.zeek[0] if f.zeek else conn_state(f), "history": f.zeek[1] if f.zeek else f.conn.history,
         "transitions": [ref_transition(t) for t in f.transitions],
         "anomalies": [ref_flow_anomaly(a) for a in f.anomalies],
+        **({} if path_record(f) is None else {"path": path_record(f)}),    # path health (tcpfsm.path), as built
     }
 
 
@@ -293,7 +295,7 @@ def test_json_file_output_is_the_reference_document(tmp_path):
 
 def test_streamed_jsonl_and_json_match_the_unstreamed_reference(tmp_path):
     """--stream hands flows out while reading (spool for json): the documents parse the same as before."""
-    an = tcpfsm.analyze(MIXED)
+    an = tcpfsm.analyze(MIXED, path_health=False)      # (path health needs the whole capture: not streamed)
     for fmt in ("json", "jsonl"):
         out = tmp_path / f"s.{fmt}"
         p = tcpfsm_cmd("analyze", MIXED, "--stream", "--format", fmt, "-o", str(out), "-q", capture_output=True)

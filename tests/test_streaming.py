@@ -17,7 +17,7 @@ CAPTURES = sorted((Path(__file__).resolve().parent.parent / "captures").glob("*/
 
 
 def _both(path: str, **kw):
-    whole = tcpfsm.analyze(path, **kw)
+    whole = tcpfsm.analyze(path, path_health=False, **kw)     # (path health needs the whole capture: not streamed)
     handed = []
     streamed = tcpfsm.analyze(path, stream=True, on_flow=handed.append, batch_size=64, **kw)
     return whole, streamed, handed

@@ -44,6 +44,13 @@ class Thresholds:
     syn_sent_pile_count: float = 20
     syn_received_pile_count: float = 50
     pile_min_age: float = 1.0                # an endpoint counts in a pile once it held the state this long
+    # path health (tcpfsm.detect.path_rules)
+    lossy_path_rate: float = 0.01            # retransmitted / data segments between two hosts above this ...
+    lossy_path_min_count: float = 5          # ... with at least this many retransmissions
+    slow_handshake: float = 0.5              # connect latency (first SYN to the handshake ACK) above this
+    zero_window_stall: float = 1.0           # a receiver advertised a zero window this long in total
+    keepalive_idle: float = 60.0             # an established connection silent this long without keep-alives
+    listen_queue_overflow_count: float = 1   # connections whose completed handshake the server ignored
 
     @classmethod
     def names(cls) -> list[str]:

@@ -92,7 +92,15 @@ def flow_record(f: Flow) -> dict:
         "history": z[1] if z else conn.history,
         "transitions": [transition_record(t) for t in f.transitions],
         "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
+        **_path_key(f),
     }
+
+
+def _path_key(f: Flow) -> dict:
+    """{"path": ...} when path health was analysed for this flow (tcpfsm.path), else nothing."""
+    from ..path.flows import path_record
+    p = path_record(f)
+    return {} if p is None else {"path": p}
 
 
 def capture_record(an) -> dict:

@@ -1,0 +1,397 @@
+"""Sequence-analysis kernel: Wireshark's `tcp.analysis.*` flags for every segment, in capture order.
+
+Owns the per-segment walk that needs the history of both directions of a conversation (what
+Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does), plus what the same walk
+yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
+retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN.
+Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
+owns the dense key ids, the state arrays' capacity and the meaning of the outputs.
+
+The flags are tested in Wireshark's order, each rule stated above the code that tests it, because the
+order decides which flag wins (a keep-alive is never a retransmission; a fast retransmission is never
+out-of-order). Sequence comparisons are modulo 2**32 as there (GT_SEQ, LT_SEQ, LE_SEQ), and Wireshark's
+quirks are kept on purpose: 0 stands for "no next sequence number yet", a direction that has not sent
+yet has a window of 2**32-1.
+
+Conversations: one per 4-tuple, and a new one when a SYN without ACK carries another sequence number
+than the first one of its direction (Wireshark's "reused ports"). Every state row is indexed by
+conversation slot (`cs`) or conversation-direction slot (`ds`, 2 * slot + direction, direction 1 = the
+segment's source is the key's lower side).
+
+Cython pure-Python mode (see tcpfsm/capture/_decode.py for the rules): compiled by setup.py into
+`tcpfsm.path._seqan_c`; tcpfsm/_kernels.py picks which one runs. Every integer is a declared C type;
+sequence numbers are held in 64-bit signed integers and masked to 32 bits.
+"""
+import cython
+
+# Analysis bits, in the order of the names (tcp.analysis.<name>). As in tshark's fields, a fast or spurious
+# retransmission is also a retransmission (both bits set).
+A_RETRANSMISSION = cython.declare(cython.uint, 1 << 0)
+A_FAST_RETRANSMISSION = cython.declare(cython.uint, 1 << 1)
+A_SPURIOUS_RETRANSMISSION = cython.declare(cython.uint, 1 << 2)
+A_OUT_OF_ORDER = cython.declare(cython.uint, 1 << 3)
+A_LOST_SEGMENT = cython.declare(cython.uint, 1 << 4)
+A_ACK_LOST_SEGMENT = cython.declare(cython.uint, 1 << 5)
+A_DUPLICATE_ACK = cython.declare(cython.uint, 1 << 6)
+A_ZERO_WINDOW = cython.declare(cython.uint, 1 << 7)
+A_ZERO_WINDOW_PROBE = cython.declare(cython.uint, 1 << 8)
+A_ZERO_WINDOW_PROBE_ACK = cython.declare(cython.uint, 1 << 9)
+A_WINDOW_FULL = cython.declare(cython.uint, 1 << 10)
+A_WINDOW_UPDATE = cython.declare(cython.uint, 1 << 11)
+A_KEEP_ALIVE = cython.declare(cython.uint, 1 << 12)
+A_KEEP_ALIVE_ACK = cython.declare(cython.uint, 1 << 13)
+A_REUSED_PORTS = cython.declare(cython.uint, 1 << 14)
+ANALYSIS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission", "out_of_order",
+                  "lost_segment", "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
+                  "zero_window_probe_ack", "window_full", "window_update", "keep_alive", "keep_alive_ack",
+                  "reused_ports")
+
+# TCP flag bits (as in tcpfsm.capture.batch)
+F_FIN = cython.declare(cython.int, 0x01)
+F_SYN = cython.declare(cython.int, 0x02)
+F_RST = cython.declare(cython.int, 0x04)
+F_ACK = cython.declare(cython.int, 0x10)
+
+M32 = cython.declare(cython.longlong, 0xFFFFFFFF)
+FAST_RETRANS_NS = cython.declare(cython.longlong, 20000000)   # a fast retransmission follows the dup ACKs within 20 ms
+OOO_DEFAULT_NS = cython.declare(cython.longlong, 3000000)     # out-of-order window before the handshake RTT is known
+
+# Columns of the conversation-direction state `ds` (int64).
+D_BASESET = cython.declare(cython.int, 0)    # base sequence number known
+D_BASE = cython.declare(cython.int, 1)       # base (ISN, or first seq - 1): relative numbers
+D_WINDOW = cython.declare(cython.int, 2)     # last raw window (2**32-1 before the first segment)
+D_WSCALE = cython.declare(cython.int, 3)     # -1 unknown, -2 not in use, else the shift
+D_NEXTSEQ = cython.declare(cython.int, 4)    # highest next sequence number seen (0 = none)
+D_NEXTSEQTIME = cython.declare(cython.int, 5)
+D_LASTACK = cython.declare(cython.int, 6)
+D_LASTACKTIME = cython.declare(cython.int, 7)
+D_DUPACKS = cython.declare(cython.int, 8)
+D_MAXSEQTOBEACKED = cython.declare(cython.int, 9)
+D_LASTFLAGS = cython.declare(cython.int, 10)  # analysis bits of its last segment
+D_TIMED_END = cython.declare(cython.int, 11)  # Karn: the segment being timed ends here ...
+D_TIMED_TS = cython.declare(cython.int, 12)   # ... and was sent then (-1: nothing timed)
+D_ZW_SINCE = cython.declare(cython.int, 13)   # zero window advertised since (-1: window open)
+D_ZW_SEGMENTS = cython.declare(cython.int, 14)
+D_ZW_NS = cython.declare(cython.int, 15)
+D_RETX_SEGMENTS = cython.declare(cython.int, 16)
+D_RETX_BYTES = cython.declare(cython.int, 17)
+D_KEEPALIVES = cython.declare(cython.int, 18)
+D_MSS = cython.declare(cython.int, 19)        # from its SYN: 0 absent / no SYN
+D_SYN_WSCALE = cython.declare(cython.int, 20) # from its SYN: -1 absent
+D_SACK = cython.declare(cython.int, 21)       # from its SYN: 1 SACK permitted
+D_TSOPT = cython.declare(cython.int, 22)      # from its SYN: 1 timestamps
+D_SYNS = cython.declare(cython.int, 23)       # SYN (or SYN+ACK) segments it sent
+D_SEGMENTS = cython.declare(cython.int, 24)
+D_FIRST_ZW_PACKET = cython.declare(cython.int, 25)   # first zero-window segment (packet index, 0 none)
+D_DATA_SEGMENTS = cython.declare(cython.int, 26)     # segments carrying data ...
+D_RETX_DATA = cython.declare(cython.int, 27)         # ... and those of them retransmitted
+D_COLS = cython.declare(cython.int, 28)
+# The same columns for Python (the compiled module exports no C constants); tests check the order.
+DS_COLUMNS = ("baseset", "base", "window", "wscale", "nextseq", "nextseqtime", "lastack", "lastacktime",
+              "dupacks", "maxseqtobeacked", "lastflags", "timed_end", "timed_ts", "zw_since", "zw_segments",
+              "zw_ns", "retx_segments", "retx_bytes", "keepalives", "mss", "syn_wscale", "sack", "tsopt",
+              "syns", "segments", "first_zw_packet", "data_segments", "retx_data")
+
+# Columns of the conversation state `cs` (int64).
+C_KEY = cython.declare(cython.int, 0)          # dense 4-tuple id
+C_FIRST_PACKET = cython.declare(cython.int, 1)
+C_FIRST_TS = cython.declare(cython.int, 2)
+C_LAST_TS = cython.declare(cython.int, 3)
+C_MRU_SYN = cython.declare(cython.int, 4)      # time of the most recent SYN (0 none)
+C_SYN_DIR = cython.declare(cython.int, 5)      # direction of that SYN (-1 none)
+C_FIRST_RTT = cython.declare(cython.int, 6)    # handshake RTT, ns (0 not yet)
+C_RTT_PACKET = cython.declare(cython.int, 7)   # the ACK that completed it
+C_MRU_SYNACK = cython.declare(cython.int, 8)   # the most recent SYN+ACK before the handshake ACK (0 none)
+C_SYNACK_LEG = cython.declare(cython.int, 9)   # SYN -> SYN+ACK at the tap (-1 unknown)
+C_ACK_LEG = cython.declare(cython.int, 10)     # SYN+ACK -> ACK at the tap (-1 unknown)
+C_SYNACK_AFTER = cython.declare(cython.int, 11)   # SYN+ACKs seen after the handshake completed
+C_SYNACK_AFTER_PACKET = cython.declare(cython.int, 12)
+C_FIRST_SYN_TS = cython.declare(cython.int, 13)   # first SYN (connect latency with retries)
+C_MAX_GAP = cython.declare(cython.int, 14)        # longest silence between two of its segments (ns) ...
+C_MAX_GAP_PACKET = cython.declare(cython.int, 15) # ... ended by this packet
+C_COLS = cython.declare(cython.int, 16)
+CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir", "first_rtt", "rtt_packet",
+              "mru_synack", "synack_leg", "ack_leg", "synack_after", "synack_after_packet", "first_syn_ts",
+              "max_gap", "max_gap_packet")
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _sd(a: cython.longlong, b: cython.longlong) -> cython.longlong:
+    """a - b as a signed 32-bit sequence distance (GT_SEQ(a, b) is _sd(a, b) > 0)."""
+    d: cython.longlong = (a - b) & M32
+    if d >= 0x80000000:
+        d -= 0x100000000
+    return d
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _reset(ds: cython.longlong[:, ::1], cs: cython.longlong[:, ::1], c: cython.longlong) -> cython.void:
+    j: cython.int
+    r: cython.longlong
+    for r in range(2 * c, 2 * c + 2):
+        for j in range(D_COLS):
+            ds[r, j] = 0
+        ds[r, D_WINDOW] = M32
+        ds[r, D_WSCALE] = -1
+        ds[r, D_TIMED_TS] = -1
+        ds[r, D_ZW_SINCE] = -1
+        ds[r, D_SYN_WSCALE] = -1
+    for j in range(C_COLS):
+        cs[c, j] = 0
+    cs[c, C_SYN_DIR] = -1
+    cs[c, C_SYNACK_LEG] = -1
+    cs[c, C_ACK_LEG] = -1
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uchar][::1],
+            index: cython.const[cython.longlong][::1], ts: cython.const[cython.longlong][::1],
+            flags: cython.const[cython.ushort][::1], seq: cython.const[cython.uint][::1],
+            ack: cython.const[cython.uint][::1], win: cython.const[cython.ushort][::1],
+            plen: cython.const[cython.uint][::1], mss: cython.const[cython.ushort][::1],
+            wscale: cython.const[cython.schar][::1], sack_ok: cython.const[cython.uchar][::1],
+            has_ts: cython.const[cython.uchar][::1],
+            conv_of_key: cython.longlong[::1], ds: cython.longlong[:, ::1], cs: cython.longlong[:, ::1],
+            nconv: cython.longlong, max_conv: cython.longlong,
+            out_conv: cython.longlong[::1], out_bits: cython.uint[::1], out_dupnum: cython.uint[::1],
+            out_rtt: cython.longlong[::1]) -> cython.longlong:
+    """Analyse rows in capture order; returns the number of conversation slots in use afterwards.
+
+    In: per row its dense key id, whether its source is the key's lower side, packet index, time (ns) and
+    header fields. State: conv_of_key (current slot per key id, -1 none), ds / cs (capacity for at least
+    `nconv` + rows slots, or `max_conv`). A row that would open a conversation beyond `max_conv` is not
+    analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number, and the RTT
+    sample (ns) this row's acknowledgement closes (-1 none; Karn: never a retransmitted segment's)."""
+    n: cython.Py_ssize_t = len(key)
+    i: cython.Py_ssize_t
+    c: cython.longlong
+    fwd: cython.longlong
+    rev: cython.longlong
+    d: cython.int
+    fl: cython.int
+    s: cython.longlong
+    a: cython.longlong
+    w: cython.longlong
+    ln: cython.longlong
+    now: cython.longlong
+    ta: cython.uint
+    nxt: cython.longlong
+    sna: cython.bint
+    ctl: cython.bint
+    t: cython.longlong
+    thres: cython.longlong
+    shift: cython.longlong
+    dup: cython.longlong
+    new_next: cython.longlong
+    same: cython.bint
+    for i in range(n):
+        fl = flags[i]
+        s = seq[i]
+        a = ack[i]
+        w = win[i]
+        ln = plen[i]
+        now = ts[i]
+        d = 1 if lo[i] else 0                 # (a C int; plain Python must not do uint8 arithmetic)
+        ta = 0
+        c = conv_of_key[key[i]]
+        if c >= 0 and (fl & (F_SYN | F_ACK)) == F_SYN and ds[2 * c + d, D_BASESET] and s != ds[2 * c + d, D_BASE]:
+            c = -1                                  # reused ports: a new conversation on this 4-tuple
+            ta |= A_REUSED_PORTS
+        if c < 0:
+            if nconv >= max_conv:               # the cap on conversations kept: this one is not analysed
+                out_conv[i] = -1
+                out_bits[i] = 0
+                out_dupnum[i] = 0
+                out_rtt[i] = -1
+                continue
+            c = nconv
+            nconv += 1
+            _reset(ds, cs, c)
+            conv_of_key[key[i]] = c
+            cs[c, C_KEY] = key[i]
+            cs[c, C_FIRST_PACKET] = index[i]
+            cs[c, C_FIRST_TS] = now
+        elif now - cs[c, C_LAST_TS] > cs[c, C_MAX_GAP]:
+            cs[c, C_MAX_GAP] = now - cs[c, C_LAST_TS]
+            cs[c, C_MAX_GAP_PACKET] = index[i]
+        cs[c, C_LAST_TS] = now
+        fwd = 2 * c + d
+        rev = 2 * c + 1 - d
+        ds[fwd, D_SEGMENTS] += 1
+        out_rtt[i] = -1
+        ctl = (fl & (F_SYN | F_FIN | F_RST)) != 0
+
+        # the base sequence numbers: a SYN's own, else one before the first seen; the peer's from the
+        # first ACK (ack - 1)
+        if not ds[fwd, D_BASESET]:
+            ds[fwd, D_BASE] = s if fl & F_SYN else (s - 1) & M32
+            ds[fwd, D_BASESET] = 1
+        if not ds[rev, D_BASESET] and fl & F_ACK:
+            ds[rev, D_BASE] = (a - 1) & M32
+            ds[rev, D_BASESET] = 1
+
+        # the handshake: the most recent SYN, and the first ACK without SYN after it closes the initial RTT
+        if fl & F_SYN:
+            ds[fwd, D_SYNS] += 1
+            if not fl & F_ACK:
+                if cs[c, C_FIRST_SYN_TS] == 0:
+                    cs[c, C_FIRST_SYN_TS] = now
+                cs[c, C_MRU_SYN] = now
+                cs[c, C_SYN_DIR] = d
+            elif cs[c, C_FIRST_RTT] == 0:
+                cs[c, C_MRU_SYNACK] = now
+            elif cs[c, C_MRU_SYNACK] != 0 and s == ds[fwd, D_BASE] and now > cs[c, C_MRU_SYN] + cs[c, C_FIRST_RTT]:
+                # the same SYN+ACK again, after the handshake ACK: the server ignored that ACK
+                cs[c, C_SYNACK_AFTER] += 1
+                if cs[c, C_SYNACK_AFTER_PACKET] == 0:
+                    cs[c, C_SYNACK_AFTER_PACKET] = index[i]
+        elif fl & F_ACK and cs[c, C_FIRST_RTT] == 0 and cs[c, C_MRU_SYN] != 0:
+            cs[c, C_FIRST_RTT] = now - cs[c, C_MRU_SYN]
+            cs[c, C_RTT_PACKET] = index[i]
+            if cs[c, C_MRU_SYNACK] != 0:
+                cs[c, C_SYNACK_LEG] = cs[c, C_MRU_SYNACK] - cs[c, C_MRU_SYN]
+                cs[c, C_ACK_LEG] = now - cs[c, C_MRU_SYNACK]
+
+        nxt = ds[fwd, D_NEXTSEQ]
+        # ZERO WINDOW PROBE: exactly one byte at the next expected sequence number while the peer's
+        # window is zero
+        if ln == 1 and s == nxt and ds[rev, D_WINDOW] == 0:
+            ta |= A_ZERO_WINDOW_PROBE
+        else:
+            # ZERO WINDOW: window 0 on a segment without SYN, FIN or RST
+            if w == 0 and not ctl:
+                ta |= A_ZERO_WINDOW
+            # LOST SEGMENT: beyond the highest next sequence number seen (a gap), RST excepted
+            if nxt != 0 and _sd(s, nxt) > 0 and not fl & F_RST:
+                ta |= A_LOST_SEGMENT
+            # KEEP ALIVE: 0 or 1 byte one before the next expected sequence number
+            if (ln == 0 or ln == 1) and s == ((nxt - 1) & M32) and not ctl:
+                ta |= A_KEEP_ALIVE
+            # WINDOW UPDATE: no data, same seq/ack as before, another (non-zero) window
+            if ln == 0 and w != 0 and w != ds[fwd, D_WINDOW] and s == nxt and a == ds[fwd, D_LASTACK] and not ctl:
+                ta |= A_WINDOW_UPDATE
+            # WINDOW FULL: data reaching exactly the right edge of the peer's advertised window (its scale
+            # known)
+            if ln > 0 and ds[rev, D_WSCALE] != -1 and not ctl:
+                shift = 0 if ds[rev, D_WSCALE] == -2 else ds[rev, D_WSCALE]
+                if ((s + ln) & M32) == ((ds[rev, D_LASTACK] + ((ds[rev, D_WINDOW] << shift) & M32)) & M32):
+                    ta |= A_WINDOW_FULL
+            same = ln == 0 and s == nxt and a == ds[fwd, D_LASTACK] and not ctl and w == ds[fwd, D_WINDOW]
+            # KEEP ALIVE ACK: repeats the previous ACK right after the peer's keep-alive
+            if same and w != 0 and ds[rev, D_LASTFLAGS] & A_KEEP_ALIVE:
+                ta |= A_KEEP_ALIVE_ACK
+            # ZERO WINDOW PROBE ACK: repeats the previous (zero-window) ACK right after the peer's probe
+            elif same and w == 0 and ds[rev, D_LASTFLAGS] & A_ZERO_WINDOW_PROBE:
+                ta |= A_ZERO_WINDOW_PROBE_ACK
+            # DUPLICATE ACK: no data, same window, seq and ack as the previous segment
+            elif same and w != 0:
+                # (-1 is the mark an "ACKed unseen segment" left: it counts as the first duplicate)
+                ds[fwd, D_DUPACKS] = 1 if ds[fwd, D_DUPACKS] == -1 else ds[fwd, D_DUPACKS] + 1
+                ta |= A_DUPLICATE_ACK
+                out_dupnum[i] = ds[fwd, D_DUPACKS]
+        if not ta & A_DUPLICATE_ACK:
+            out_dupnum[i] = 0
+        # a new acknowledgement number restarts the duplicate count
+        if a != ds[fwd, D_LASTACK]:
+            ds[fwd, D_DUPACKS] = 0
+
+        # ACKED LOST SEGMENT: acknowledges beyond what the peer was seen to send
+        # once per unseen segment: the mark moves up to the peer's next sequence number (compared as plain
+        # unsigned numbers, as there); when it cannot, a -1 duplicate count in the peer's direction keeps
+        # the pure ACKs that follow from repeating it
+        if ds[rev, D_MAXSEQTOBEACKED] != 0 and _sd(a, ds[rev, D_MAXSEQTOBEACKED]) > 0 and fl & F_ACK:
+            if ds[rev, D_MAXSEQTOBEACKED] > ds[rev, D_NEXTSEQ]:
+                ds[rev, D_MAXSEQTOBEACKED] = ds[rev, D_NEXTSEQ]
+                ta |= A_ACK_LOST_SEGMENT
+            else:
+                if ds[rev, D_DUPACKS] == 0:
+                    ta |= A_ACK_LOST_SEGMENT
+                ds[rev, D_DUPACKS] = -1
+
+        # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS: data (or SYN/FIN) that does not
+        # advance the sequence space; a keep-alive is none of them
+        if (ln > 0 or fl & (F_SYN | F_FIN)) and not ta & A_KEEP_ALIVE:
+            sna = nxt != 0 and _sd(s, nxt) < 0
+            # more than one byte starting one before nextseq: new data after a probe, not a retransmission
+            if ln > 1 and ((nxt - 1) & M32) == s:
+                sna = False
+            t = now - ds[rev, D_LASTACKTIME]
+            thres = cs[c, C_FIRST_RTT] if cs[c, C_FIRST_RTT] != 0 else OOO_DEFAULT_NS
+            # spurious: every byte of it was already acknowledged (tested first, even past the rule above)
+            if ln > 0 and ds[rev, D_LASTACK] != 0 and _sd((s + ln) & M32, ds[rev, D_LASTACK]) <= 0:
+                ta |= A_SPURIOUS_RETRANSMISSION | A_RETRANSMISSION
+            # fast: the peer sent >= 2 duplicate ACKs for exactly this sequence number, within 20 ms
+            elif sna and ds[rev, D_DUPACKS] >= 2 and ds[rev, D_LASTACK] == s and t < FAST_RETRANS_NS:
+                ta |= A_FAST_RETRANSMISSION | A_RETRANSMISSION
+            # out-of-order: soon (under the handshake RTT) after the highest segment, and not ending there
+            elif sna and now - ds[fwd, D_NEXTSEQTIME] < thres and nxt != ((s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32):
+                ta |= A_OUT_OF_ORDER
+            elif sna:
+                ta |= A_RETRANSMISSION
+
+        # the highest next sequence number (a zero-window probe does not advance it)
+        new_next = (s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32
+        if (_sd(new_next, nxt) > 0 or nxt == 0) and not ta & A_ZERO_WINDOW_PROBE:
+            ds[fwd, D_NEXTSEQ] = new_next
+            ds[fwd, D_NEXTSEQTIME] = now
+        if (s == ds[fwd, D_MAXSEQTOBEACKED] or ds[fwd, D_MAXSEQTOBEACKED] == 0) and not ta & A_ZERO_WINDOW_PROBE:
+            ds[fwd, D_MAXSEQTOBEACKED] = ds[fwd, D_NEXTSEQ]
+        ds[fwd, D_WINDOW] = w
+        ds[fwd, D_LASTACK] = a
+        ds[fwd, D_LASTACKTIME] = now
+        ds[fwd, D_LASTFLAGS] = ta
+
+        # the SYN's options: window scaling in use only when both SYNs offer it (Wireshark's rule)
+        if fl & F_SYN:
+            ds[fwd, D_MSS] = mss[i]
+            ds[fwd, D_SYN_WSCALE] = wscale[i]
+            ds[fwd, D_SACK] = sack_ok[i]
+            ds[fwd, D_TSOPT] = has_ts[i]
+            if wscale[i] >= 0:
+                ds[fwd, D_WSCALE] = wscale[i]
+            if ds[fwd, D_WSCALE] == -1:
+                ds[fwd, D_WSCALE] = -2
+                ds[rev, D_WSCALE] = -2
+            elif fl & F_ACK and ds[rev, D_WSCALE] == -2:
+                ds[fwd, D_WSCALE] = -2
+
+        # per-direction counts: retransmitted segments and bytes, keep-alives, zero-window episodes
+        if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
+            ds[fwd, D_RETX_SEGMENTS] += 1
+            ds[fwd, D_RETX_BYTES] += ln
+            if ln > 0:
+                ds[fwd, D_RETX_DATA] += 1
+        if ln > 0:
+            ds[fwd, D_DATA_SEGMENTS] += 1
+        if ta & A_KEEP_ALIVE:
+            ds[fwd, D_KEEPALIVES] += 1
+        if ta & A_ZERO_WINDOW:
+            ds[fwd, D_ZW_SEGMENTS] += 1
+            if ds[fwd, D_FIRST_ZW_PACKET] == 0:
+                ds[fwd, D_FIRST_ZW_PACKET] = index[i]
+            if ds[fwd, D_ZW_SINCE] < 0:
+                ds[fwd, D_ZW_SINCE] = now
+        elif w != 0 and ds[fwd, D_ZW_SINCE] >= 0 and not fl & F_RST:
+            ds[fwd, D_ZW_NS] += now - ds[fwd, D_ZW_SINCE]
+            ds[fwd, D_ZW_SINCE] = -1
+
+        # RTT by Karn's rule: time one segment at a time; a retransmission cancels the timing (its ACK
+        # would be ambiguous); the first ACK from the peer covering the timed segment closes the sample
+        if fl & F_ACK and ds[rev, D_TIMED_TS] >= 0 and _sd(a, ds[rev, D_TIMED_END]) >= 0:
+            out_rtt[i] = now - ds[rev, D_TIMED_TS]
+            ds[rev, D_TIMED_TS] = -1
+        if ln > 0 or fl & (F_SYN | F_FIN):
+            if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION | A_OUT_OF_ORDER
+                     | A_KEEP_ALIVE | A_ZERO_WINDOW_PROBE) or (fl & F_SYN and ds[fwd, D_SYNS] > 1):
+                ds[fwd, D_TIMED_TS] = -1
+            elif ds[fwd, D_TIMED_TS] < 0 and not fl & F_RST:
+                ds[fwd, D_TIMED_END] = new_next
+                ds[fwd, D_TIMED_TS] = now
+        out_conv[i] = c
+        out_bits[i] = ta
+    return nconv

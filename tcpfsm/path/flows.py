@@ -1,0 +1,234 @@
+"""Path facts per connection: the sequence analysis' conversations tied to the tracker's flows.
+
+Owns the `path` record of a flow (handshake RTT and its legs, RTT samples by Karn's rule, retransmissions,
+zero-window time, negotiated options, keep-alives) and the lookup `path_record(flow)` the renderers use.
+A conversation belongs to the flow of the same 4-tuple that started last at or before the conversation's
+first packet (the tracker and Wireshark split a 4-tuple at the same new-ISN SYN; where the tracker also
+splits a stale connection picked up again without SYN, the conversation's facts stay with the first
+flow). Arrays are per flow, computed with numpy once; each record is built when it is rendered.
+Must not: change a flow or decide states.
+"""
+from __future__ import annotations
+
+import bisect
+import weakref
+
+import numpy as np
+
+from ..track.flowtable import Flow
+from .segments import CS, DS, SequenceAnalysis
+
+NS = 1_000_000_000
+_RECORDS: "weakref.WeakKeyDictionary[Flow, tuple[PathFacts, int]]" = weakref.WeakKeyDictionary()
+
+
+def flow_key(f: Flow) -> bytes:
+    """The 36-byte key tcpfsm.capture.keys gives the flow's segments: lower side (address, port) first."""
+    c = f.client_raw + f.client_port.to_bytes(2, "big")
+    s = f.server_raw + f.server_port.to_bytes(2, "big")
+    return c + s if f.client_is_lo else s + c
+
+
+def _sec(ns) -> float | None:
+    return None if ns is None else round(int(ns) / NS, 6)
+
+
+class PathFacts:
+    """Per-flow path arrays (row i = flows[i]) and the conversation -> flow map."""
+
+    def __init__(self, sa: SequenceAnalysis, flows: list[Flow]):
+        self.flows = flows
+        cs, ds = sa.conv_state()
+        nconv, nf = len(cs), len(flows)
+        by_key: dict[bytes, list[tuple[int, int]]] = {}
+        for row, f in enumerate(flows):
+            by_key.setdefault(flow_key(f), []).append((f.first_packet, row))
+        for lst in by_key.values():
+            lst.sort()
+        conv_flow = np.full(nconv, -1, np.int64)
+        keys = sa.keys
+        for c, (kid, first) in enumerate(zip(cs[:, CS["key"]].tolist(), cs[:, CS["first_packet"]].tolist())):
+            lst = by_key.get(keys[kid])
+            if lst:
+                j = bisect.bisect_right(lst, (first, 1 << 62)) - 1
+                conv_flow[c] = lst[max(j, 0)][1]
+        self.conv_flow = conv_flow
+        # client direction of each conversation: its flow's client side is the key's lower side (dir 1)
+        cdir = np.array([1 if f.client_is_lo else 0 for f in flows], np.int64)
+        ok = conv_flow >= 0
+        conv_ok = np.flatnonzero(ok)
+        fl = conv_flow[ok]
+        cd = cdir[fl]
+        rows_c = 2 * conv_ok + cd            # ds row of the client's direction
+        rows_s = 2 * conv_ok + 1 - cd
+
+        def per_flow(col: str, rows: np.ndarray) -> np.ndarray:
+            out = np.zeros(nf, np.int64)
+            np.add.at(out, fl, ds[rows, DS[col]])
+            return out
+
+        last_ts = cs[conv_ok, CS["last_ts"]]
+
+        def zw_ns(rows):
+            since = ds[rows, DS["zw_since"]]
+            open_ = np.where(since >= 0, last_ts - since, 0)     # a window still shut at the end counts to then
+            out = np.zeros(nf, np.int64)
+            np.add.at(out, fl, ds[rows, DS["zw_ns"]] + open_)
+            return out
+
+        self.retx = {r: (per_flow("retx_segments", rows), per_flow("retx_bytes", rows))
+                     for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.zw = {r: (per_flow("zw_segments", rows), zw_ns(rows)) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.keepalives = {r: per_flow("keepalives", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.segments = {r: per_flow("segments", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.syns = {r: per_flow("syns", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
+        self.data = {r: (per_flow("data_segments", rows), per_flow("retx_data", rows))
+                     for r, rows in (("client", rows_c), ("server", rows_s))}
+        # first zero-window packet per side (evidence)
+        self.first_zw = {}
+        for r, rows in (("client", rows_c), ("server", rows_s)):
+            v = ds[rows, DS["first_zw_packet"]]
+            out = np.full(nf, np.iinfo(np.int64).max, np.int64)
+            np.minimum.at(out, fl, np.where(v > 0, v, np.iinfo(np.int64).max))
+            self.first_zw[r] = out
+        # the handshake and options: from the flow's first conversation (lowest slot) that has them
+        self.conv_of_flow = np.full(nf, -1, np.int64)
+        first = np.full(nf, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first, fl, conv_ok)
+        has = first < np.iinfo(np.int64).max
+        self.conv_of_flow[has] = first[has]
+        self.cs, self.ds, self.cdir = cs, ds, cdir
+        self._cols: dict | None = None
+        self._rtt(sa, nf)
+        for row, f in enumerate(flows):
+            _RECORDS[f] = (self, row)
+
+    def _rtt(self, sa: SequenceAnalysis, nf: int) -> None:
+        conv, _acker_lo, rtt, packet = sa.rtt_samples()
+        flow = self.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
+        keep = flow >= 0
+        flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
+        self.rtt_n = np.bincount(flow, minlength=nf).astype(np.int64)
+        self.rtt_min = np.zeros(nf, np.int64)
+        self.rtt_max = np.zeros(nf, np.int64)
+        self.rtt_med = np.zeros(nf, np.float64)
+        self.rtt_p95 = np.zeros(nf, np.float64)
+        self.rtt_mean = np.zeros(nf, np.float64)
+        self.rtt_jitter = np.zeros(nf, np.float64)
+        if not len(flow):
+            return
+        # order statistics: samples sorted by (flow, rtt); each flow's run holds its sorted samples
+        o = np.lexsort((rtt, flow))
+        fs, rs = flow[o], rtt[o].astype(np.float64)
+        starts = np.flatnonzero(np.r_[True, fs[1:] != fs[:-1]])
+        ids = fs[starts]
+        n = self.rtt_n[ids]
+        self.rtt_min[ids] = rtt[o][starts]
+        self.rtt_max[ids] = rtt[o][starts + n - 1]
+
+        def pct(q: float) -> np.ndarray:     # linear interpolation between closest ranks (numpy's default)
+            pos = starts + (n - 1) * q
+            lo = np.floor(pos).astype(np.int64)
+            hi = np.minimum(lo + 1, starts + n - 1)
+            return rs[lo] + (rs[hi] - rs[lo]) * (pos - lo)
+
+        self.rtt_med[ids] = pct(0.5)
+        self.rtt_p95[ids] = pct(0.95)
+        self.rtt_mean[ids] = np.add.reduceat(rs, starts) / n
+        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's)
+        o2 = np.lexsort((packet, flow))
+        f2, r2 = flow[o2], rtt[o2].astype(np.float64)
+        d = np.abs(np.diff(r2))
+        same = f2[1:] == f2[:-1]
+        tot = np.zeros(nf)
+        np.add.at(tot, f2[1:][same], d[same])
+        cnt = np.maximum(self.rtt_n - 1, 1)
+        self.rtt_jitter = tot / cnt
+
+    # -- per flow --------------------------------------------------------------------------------------
+    def handshake_rtt(self, row: int) -> float | None:
+        """The flow's handshake RTT in seconds (µs), None without a full handshake."""
+        return (self._cols or self._columns())["hs"][row]
+
+    def _columns(self) -> dict:
+        """Every number of the records as Python lists per flow, computed once (vectorized): rendering 26000
+        flows must not index numpy scalars field by field."""
+        if self._cols is not None:
+            return self._cols
+        nf = len(self.flows)
+        conv = self.conv_of_flow
+        has = conv >= 0
+        cv = np.where(has, conv, 0)
+        cs, ds = self.cs, self.ds
+        first_rtt = np.where(has, cs[cv, CS["first_rtt"]] if len(cs) else 0, 0)
+        known = first_rtt != 0
+        leg1 = np.where(known, cs[cv, CS["synack_leg"]] if len(cs) else -1, -1)
+        leg2 = np.where(known, cs[cv, CS["ack_leg"]] if len(cs) else -1, -1)
+        rc = 2 * cv + self.cdir
+        rs = 2 * cv + 1 - self.cdir
+
+        def col(rows, name):
+            return np.where(has, ds[rows, DS[name]] if len(ds) else 0, 0)
+
+        both = (col(rc, "syns") > 0) & (col(rs, "syns") > 0)
+        wc, ws = col(rc, "syn_wscale"), col(rs, "syn_wscale")
+        c = {
+            "hs": _secs(np.where(known, first_rtt, -1)), "leg1": _secs(leg1), "leg2": _secs(leg2),
+            "mss_c": col(rc, "mss").tolist(), "mss_s": col(rs, "mss").tolist(),
+            "ws": (both & has & (wc >= 0) & (ws >= 0)).tolist(), "wc": wc.tolist(), "wsv": ws.tolist(),
+            "sack": (both & has & (col(rc, "sack") > 0) & (col(rs, "sack") > 0)).tolist(),
+            "tsopt": (both & has & (col(rc, "tsopt") > 0) & (col(rs, "tsopt") > 0)).tolist(),
+            "n": self.rtt_n.tolist(), "min": _secs(self.rtt_min), "max": _secs(self.rtt_max),
+            "med": self.rtt_med.tolist(), "p95": self.rtt_p95.tolist(), "jit": self.rtt_jitter.tolist(),
+        }
+        for r in ("client", "server"):
+            c[f"retx_{r}"] = self.retx[r][0].tolist()
+            c[f"retxb_{r}"] = self.retx[r][1].tolist()
+            c[f"zw_{r}"] = self.zw[r][0].tolist()
+            c[f"zws_{r}"] = _secs(self.zw[r][1])
+            c[f"ka_{r}"] = self.keepalives[r].tolist()
+        assert len(c["hs"]) == nf
+        self._cols = c
+        return c
+
+    def record(self, row: int) -> dict:
+        c = self._cols or self._columns()
+        n = c["n"][row]
+        rtt = {"min": c["min"][row], "median": round(c["med"][row] / NS, 6), "p95": round(c["p95"][row] / NS, 6),
+               "max": c["max"][row], "jitter": round(c["jit"][row] / NS, 6), "samples": n} if n else \
+            {"min": None, "median": None, "p95": None, "max": None, "jitter": None, "samples": 0}
+        return {
+            "handshake_rtt": c["hs"][row],
+            "handshake_legs": {"syn_to_synack": c["leg1"][row], "synack_to_ack": c["leg2"][row]},
+            "rtt": rtt,
+            "retransmissions": {"client": {"segments": c["retx_client"][row], "bytes": c["retxb_client"][row]},
+                                "server": {"segments": c["retx_server"][row], "bytes": c["retxb_server"][row]}},
+            "zero_window": {"client": {"count": c["zw_client"][row], "seconds": c["zws_client"][row]},
+                            "server": {"count": c["zw_server"][row], "seconds": c["zws_server"][row]}},
+            "options": {"mss": {"client": c["mss_c"][row] or None, "server": c["mss_s"][row] or None},
+                        "window_scale": {"client": c["wc"][row], "server": c["wsv"][row]} if c["ws"][row] else None,
+                        "sack": c["sack"][row], "timestamps": c["tsopt"][row]},
+            "keepalives": {"client": c["ka_client"][row], "server": c["ka_server"][row]},
+        }
+
+
+def _secs(ns: np.ndarray) -> list:
+    """ns -> seconds rounded to the µs (None where negative: unknown), as tcpfsm.render.records.sec rounds."""
+    out = []
+    for v in ns.tolist():
+        if v < 0:
+            out.append(None)
+        else:
+            us, sub = divmod(v, 1000)
+            out.append(us / 1e6 if not sub else round(v / NS, 6))
+    return out
+
+
+def path_record(flow: Flow) -> dict | None:
+    """The flow's `path` record, or None when no path analysis ran for it."""
+    got = _RECORDS.get(flow)
+    return None if got is None else got[0].record(got[1])
+
+
+def facts_of(flow: Flow) -> tuple[PathFacts, int] | None:
+    return _RECORDS.get(flow)

@@ -1,0 +1,139 @@
+"""Per-segment path analysis over the decoded batches: the wrapper around the sequence-analysis kernel.
+
+Owns the dense ids of 4-tuples, the capacity of the kernel's state arrays, the rows kept for the
+`segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes every batch in capture order
+(the order Wireshark numbers frames in: its flags are defined on that order, not on the tracker's
+causal one); `conversations()` hands out one record per conversation (a 4-tuple, split where a SYN
+brings a new ISN). Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties
+conversations to the tracker's flows through their public identity (4-tuple, first packet).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._kernels import load as _load
+from ..capture.batch import Batch
+from ..capture.keys import flow_key_array
+
+_k = _load("tcpfsm.path._seqan")
+ANALYSIS_NAMES: tuple[str, ...] = _k.ANALYSIS_NAMES[:14]     # the public ones (reused_ports is internal)
+DS = {name: j for j, name in enumerate(_k.DS_COLUMNS)}          # column of the per-direction state
+CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the per-conversation state
+
+
+def analysis_names(bits: int) -> list[str]:
+    """Analysis bits -> tcp.analysis names, in Wireshark's field order."""
+    return [name for j, name in enumerate(ANALYSIS_NAMES) if bits >> j & 1]
+
+
+@dataclass(slots=True)
+class Rows:
+    """The segments kept for the `segments` view, in capture order (parallel arrays)."""
+
+    index: np.ndarray
+    ts: np.ndarray
+    conv: np.ndarray
+    lo: np.ndarray
+    flags: np.ndarray
+    seq: np.ndarray
+    ack: np.ndarray
+    win: np.ndarray
+    plen: np.ndarray
+    bits: np.ndarray
+    dupnum: np.ndarray
+
+
+class SequenceAnalysis:
+    """Feeds batches to the kernel, keeping its state between them."""
+
+    def __init__(self, keep_rows: bool = False, max_convs: int | None = None):
+        """`max_convs`: conversations analysed at most (memory bound, like the tracker's cap on connections);
+        segments of further ones are counted in `skipped` and carry no analysis."""
+        self.keep_rows = keep_rows
+        self.max_convs = max_convs if max_convs is not None else 1 << 62
+        self.skipped = 0
+        self._ids: dict[bytes, int] = {}
+        self.keys: list[bytes] = []                    # key id -> 36-byte flow key
+        self.conv_of_key = np.full(1024, -1, np.int64)
+        first = min(1024, self.max_convs)
+        self.ds = np.zeros((2 * first, len(DS)), np.int64)
+        self.cs = np.zeros((first, len(CS)), np.int64)
+        self.nconv = 0
+        self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
+        self._rows: list[tuple] = []
+        self.segments = 0
+
+    def _reserve(self, keys: int, convs: int) -> None:
+        if keys > len(self.conv_of_key):
+            grown = np.full(max(keys, 2 * len(self.conv_of_key)), -1, np.int64)
+            grown[:len(self.conv_of_key)] = self.conv_of_key
+            self.conv_of_key = grown
+        convs = min(convs, self.max_convs)
+        if convs > len(self.cs):
+            cap = min(max(convs, len(self.cs) * 3 // 2), self.max_convs)
+            cs = np.zeros((cap, len(CS)), np.int64)
+            cs[:self.nconv] = self.cs[:self.nconv]
+            ds = np.zeros((2 * cap, len(DS)), np.int64)
+            ds[:2 * self.nconv] = self.ds[:2 * self.nconv]
+            self.cs, self.ds = cs, ds
+
+    def feed_batch(self, batch: Batch) -> None:
+        c = batch.cols
+        n = len(c["index"])
+        if not n:
+            return
+        karr, lo = flow_key_array(c)
+        uniq, inv = np.unique(karr, return_inverse=True)
+        ids, keys = self._ids, self.keys
+        kid = np.empty(len(uniq), np.int64)
+        for j, k in enumerate(uniq.tolist()):
+            v = ids.get(k)
+            if v is None:
+                v = ids[k] = len(keys)
+                keys.append(k)
+            kid[j] = v
+        key = kid[inv.ravel()]
+        self._reserve(len(keys), self.nconv + n)
+        conv = np.empty(n, np.int64)
+        bits = np.empty(n, np.uint32)
+        dupnum = np.empty(n, np.uint32)
+        rtt = np.empty(n, np.int64)
+        u8 = np.uint8
+        self.nconv = _k.analyze(
+            key, lo.view(u8), np.ascontiguousarray(c["index"], np.int64), np.ascontiguousarray(c["ts"], np.int64),
+            np.ascontiguousarray(c["flags"], np.uint16), np.ascontiguousarray(c["seq"], np.uint32),
+            np.ascontiguousarray(c["ack"], np.uint32), np.ascontiguousarray(c["win"], np.uint16),
+            np.ascontiguousarray(c["plen"], np.uint32), np.ascontiguousarray(c["mss"], np.uint16),
+            np.ascontiguousarray(c["wscale"], np.int8), np.ascontiguousarray(c["sack_ok"]).view(u8),
+            np.ascontiguousarray(c["has_ts"]).view(u8),
+            self.conv_of_key, self.ds, self.cs, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
+        self.segments += n
+        if self.nconv >= self.max_convs:
+            self.skipped += int((conv < 0).sum())
+        got = np.flatnonzero(rtt >= 0)
+        if len(got):
+            self._rtt.append((conv[got], lo[got], rtt[got], c["index"][got]))
+        if self.keep_rows:
+            self._rows.append((c["index"], c["ts"], conv, lo, c["flags"], c["seq"], c["ack"], c["win"], c["plen"],
+                               bits, dupnum))
+
+    def rows(self) -> Rows:
+        """Every segment fed (needs keep_rows=True), in capture order."""
+        if not self._rows:
+            z = np.zeros(0, np.int64)
+            return Rows(*(z,) * 11)
+        cols = list(zip(*self._rows))
+        return Rows(*(np.concatenate(x) for x in cols))
+
+    def rtt_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(conversation, acker is the lower side, RTT ns, acknowledging packet) of every Karn sample."""
+        if not self._rtt:
+            z = np.zeros(0, np.int64)
+            return z, np.zeros(0, bool), z, z
+        return tuple(np.concatenate(x) for x in zip(*self._rtt))
+
+    def conv_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kernel's per-conversation (cs) and per-conversation-direction (ds) rows in use."""
+        return self.cs[:self.nconv], self.ds[:2 * self.nconv]

@@ -1,0 +1,168 @@
+"""The path views: `segments` (one row per TCP segment with Wireshark's analysis flags, tcpdump-like) and
+`paths` (per host pair, laid out like `mtr --report`).
+
+Owns the rows and records of these two views, in text, CSV and JSON. Reads an `Analysis` that ran with
+path health (`an.path`, and `an.path_segments` for the segments view). Must not analyse anything.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import orjson
+
+from ..render.records import sec
+from ..render.text import clock, flag_text
+from .segments import DS, analysis_names
+
+NS = 1_000_000_000
+SEGMENT_KEYS = ("packet", "ts", "flow", "endpoint", "flags", "seq", "ack", "len", "win", "analysis")
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 32) if x >= 1 << 31 else x
+
+
+def segment_rows(an, flow_ids: set[int] | None = None, absolute: bool = False):
+    """Yield (record dict, dupnum, src, dst) per segment in capture order; only `flow_ids` when given.
+    seq/ack are relative to each direction's base (the ISN, as tcpdump and Wireshark print them) unless
+    `absolute`."""
+    sa, facts = an.path_segments, an.path
+    r = sa.rows()
+    if not len(r.index):
+        return
+    seen = r.conv >= 0                                       # (-1: beyond the cap on conversations analysed)
+    conv = np.maximum(r.conv, 0)
+    flow_row = np.where(seen, facts.conv_flow[conv] if len(facts.conv_flow) else -1, -1)
+    ids = np.array([f.id for f in an.flows] + [0], np.int64)[np.where(flow_row >= 0, flow_row, len(an.flows))]
+    cdir = np.append(facts.cdir, 0)[np.where(flow_row >= 0, flow_row, len(facts.cdir))]
+    client = r.lo.astype(np.int64) == cdir
+    ds = facts.ds
+    if absolute:
+        seq, ack = r.seq.astype(np.int64), r.ack.astype(np.int64)
+    else:
+        fwd = 2 * conv + r.lo.astype(np.int64)
+        rev = 2 * conv + 1 - r.lo.astype(np.int64)
+        base_f = np.where(seen, ds[fwd, DS["base"]] if len(ds) else 0, 0)
+        base_r = np.where(seen, ds[rev, DS["base"]] if len(ds) else 0, 0)
+        seq = (r.seq.astype(np.int64) - base_f) & 0xFFFFFFFF
+        ack = np.where(r.flags & 0x10, (r.ack.astype(np.int64) - base_r) & 0xFFFFFFFF, 0)
+    keep = np.ones(len(ids), bool) if flow_ids is None else np.isin(ids, list(flow_ids))
+    names = {}
+    by_id = {f.id: f for f in an.flows}
+    for i in np.flatnonzero(keep).tolist():
+        bits = int(r.bits[i])
+        fl = int(r.flags[i])
+        if bits not in names:
+            names[bits] = analysis_names(bits)
+        fid = int(ids[i])
+        role = "client" if client[i] else "server"
+        rec = {"packet": int(r.index[i]), "ts": sec(int(r.ts[i])), "flow": fid, "endpoint": role,
+               "flags": flag_text(fl), "seq": int(seq[i]), "ack": int(ack[i]), "len": int(r.plen[i]),
+               "win": int(r.win[i]), "analysis": names[bits]}
+        f = by_id.get(fid)
+        if f is not None:
+            src, dst = (f.client, f.server) if role == "client" else (f.server, f.client)
+        else:
+            src = dst = "?"
+        yield rec, int(r.dupnum[i]), src, dst
+
+
+def write_segments(an, out, fmt: str, flow_ids=None, absolute: bool = False, names=None) -> int:
+    """Write the segments view to `out` (an Output); returns the number of rows."""
+    n = 0
+    rows = segment_rows(an, flow_ids, absolute)
+    if fmt == "json":
+        out.write(b'{"segments": [')
+        for rec, _, _, _ in rows:
+            out.write((b",\n" if n else b"\n") + orjson.dumps(rec))
+            n += 1
+        out.write(b"\n]}\n")
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(SEGMENT_KEYS + ("duplicate_ack_num",))
+        for rec, dup, _, _ in rows:
+            w.writerow([rec[k] if k != "analysis" else " ".join(rec[k]) for k in SEGMENT_KEYS] + [dup or ""])
+            n += 1
+            if n % 4096 == 0:
+                out.text(buf.getvalue())
+                buf.seek(0)
+                buf.truncate()
+        out.text(buf.getvalue())
+    else:
+        lines = []
+        for rec, dup, src, dst in rows:
+            tags = [a if a != "duplicate_ack" else f"duplicate_ack #{dup}" for a in rec["analysis"]]
+            if names is not None:
+                src, dst = names.label_hostport(src), names.label_hostport(dst)
+            lines.append(f"{clock(int(round(rec['ts'] * NS)))} #{rec['packet']} flow {rec['flow']} {src} > {dst}: "
+                         f"Flags [{rec['flags']}], seq {rec['seq']}, ack {rec['ack']}, win {rec['win']}, "
+                         f"length {rec['len']}" + (f" [{', '.join(tags)}]" if tags else "") + "\n")
+            n += 1
+            if len(lines) >= 4096:
+                out.text("".join(lines))
+                lines = []
+        out.text("".join(lines))
+    return n
+
+
+# -- paths: mtr --report per host pair -------------------------------------------------------------
+def path_pairs(an) -> list[dict]:
+    """One record per host pair (client address, server address), busiest first: like `mtr --report`,
+    loss from retransmitted data segments over data segments sent (both ways), RTT statistics (ms) from
+    the Karn samples of every connection between them, and the handshake RTTs."""
+    facts = an.path
+    flows = an.flows
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for row, f in enumerate(flows):
+        pairs.setdefault((f.client_ip, f.server_ip), []).append(row)
+    conv, _lo, rtt, packet = an.path_rtt
+    frow = facts.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
+    out = []
+    for (cip, sip), rows in pairs.items():
+        idx = np.asarray(rows)
+        sent = int(facts.data["client"][0][idx].sum() + facts.data["server"][0][idx].sum())
+        retx = int(facts.data["client"][1][idx].sum() + facts.data["server"][1][idx].sum())
+        m = np.isin(frow, idx)
+        samples = rtt[m]
+        order = np.argsort(packet[m], kind="stable")
+        samples = samples[order] / 1e6          # ms
+        hs = [facts.handshake_rtt(r) for r in rows]
+        hs = [h * 1e3 for h in hs if h is not None]
+        rec = {"client": cip, "server": sip, "connections": len(rows),
+               "loss_pct": round(100.0 * retx / sent, 2) if sent else 0.0, "sent": sent, "retransmitted": retx,
+               "rtt_ms": None, "handshake_rtt_ms": None}
+        if len(samples):
+            rec["rtt_ms"] = {"last": round(float(samples[-1]), 3), "avg": round(float(samples.mean()), 3),
+                             "best": round(float(samples.min()), 3), "worst": round(float(samples.max()), 3),
+                             "stdev": round(float(samples.std()), 3), "samples": int(len(samples))}
+        if hs:
+            a = np.asarray(hs)
+            rec["handshake_rtt_ms"] = {"avg": round(float(a.mean()), 3), "best": round(float(a.min()), 3),
+                                       "worst": round(float(a.max()), 3), "samples": len(hs)}
+        out.append(rec)
+    out.sort(key=lambda r: (-r["sent"], r["client"], r["server"]))
+    return out
+
+
+def paths_text(pairs: list[dict], names=None) -> str:
+    """`mtr --report`'s columns, one line per host pair."""
+    head = ["Client", "Server", "Conns", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "HsAvg"]
+    rows = []
+    for p in pairs:
+        r = p["rtt_ms"] or {}
+        h = p["handshake_rtt_ms"] or {}
+        c, s = p["client"], p["server"]
+        if names is not None:
+            c, s = names.label(c), names.label(s)
+        rows.append([c, s, str(p["connections"]), f"{p['loss_pct']:.1f}%", str(p["sent"])] +
+                    [f"{r[k]:.3f}" if k in r else "-" for k in ("last", "avg", "best", "worst", "stdev")] +
+                    [f"{h['avg']:.3f}" if h else "-"])
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(x.rjust(w) if j >= 2 else x.ljust(w) for j, (x, w) in enumerate(zip(row, widths))).rstrip()
+             for row in [head] + rows]
+    return "\n".join(lines) + "\n" + "(RTT columns in ms, from ACKs by Karn's rule; Loss% = retransmitted data " \
+        "segments / data segments)\n"
+
