@@ -269,6 +269,56 @@ def test_compiled_kernel_equals_its_python_source():
             assert np.array_equal(x, y)
 
 
+def test_kernel_at_the_sequence_wrap_and_an_oversized_window_scale(tmp_path):
+    """Sequence numbers that cross 2**32 inside a segment and a window-scale option of 200 (RFC 7323: used
+    as 14): the plain-Python kernel gives the compiled one's answers without a numpy overflow warning
+    (the uncompiled CLI once printed `RuntimeWarning: overflow encountered in scalar add` there)."""
+    import warnings
+    from scapy.all import IP, TCP, Ether, wrpcap
+    c, s = dict(src="10.9.0.1", dst="10.9.0.2"), dict(src="10.9.0.2", dst="10.9.0.1")
+    cp, sp = dict(sport=40001, dport=80), dict(sport=80, dport=40001)
+    top = 0xFFFFFFF0
+
+    def pkt(t, ip, tcp, payload=b""):
+        p = Ether() / IP(**ip) / TCP(**tcp) / payload
+        p.time = 1_700_000_000 + t
+        return p
+
+    pk = [pkt(0.000, c, dict(cp, flags="S", seq=top - 1, options=[("WScale", 200)])),
+          pkt(0.010, s, dict(sp, flags="SA", seq=0xFFFFFF00, ack=top, options=[("WScale", 200)])),
+          pkt(0.020, c, dict(cp, flags="A", seq=top, ack=0xFFFFFF01, window=1)),
+          pkt(0.030, c, dict(cp, flags="PA", seq=top, ack=0xFFFFFF01), b"x" * 100),
+          pkt(0.040, s, dict(sp, flags="A", seq=0xFFFFFF01, ack=(top + 100) & 0xFFFFFFFF, window=1)),
+          pkt(0.050, c, dict(cp, flags="PA", seq=top, ack=0xFFFFFF01), b"x" * 100),
+          pkt(0.060, s, dict(sp, flags="PA", seq=0xFFFFFF01, ack=(top + 100) & 0xFFFFFFFF), b"y" * 300)]
+    f = tmp_path / "wrap.pcap"
+    wrpcap(str(f), pk)
+    kernels = [importlib.import_module("tcpfsm.path._seqan")]
+    try:
+        kernels.append(importlib.import_module("tcpfsm.path._seqan_c"))
+    except ImportError:
+        pass
+    outs = []
+    for kernel in kernels:
+        orig = seg_mod._k
+        seg_mod._k = kernel
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                sa = SequenceAnalysis(keep_rows=True)
+                for b in open_capture(str(f)).batches(1000):
+                    sa.feed_batch(b)
+            r = sa.rows()
+            outs.append((r.bits.copy(), r.dupnum.copy(), sa.conv_state()[1].copy()))
+        finally:
+            seg_mod._k = orig
+    bits = outs[0][0]
+    assert set(analysis_names(int(bits[5]))) == {"spurious_retransmission", "retransmission"}
+    for other in outs[1:]:
+        for x, y in zip(outs[0], other):
+            assert np.array_equal(x, y)
+
+
 def test_kernel_columns_match_their_names():
     k = importlib.import_module("tcpfsm.path._seqan")
     assert len(k.DS_COLUMNS) == k.D_COLS and len(k.CS_COLUMNS) == k.C_COLS

@@ -190,12 +190,14 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
     new_next: cython.longlong
     same: cython.bint
     for i in range(n):
-        fl = flags[i]
-        s = seq[i]
-        a = ack[i]
-        w = win[i]
-        ln = plen[i]
-        now = ts[i]
+        # (casts: C integers when compiled; plain Python ints uncompiled, where numpy's unsigned scalars
+        # would wrap and warn)
+        fl = cython.cast(cython.int, flags[i])
+        s = cython.cast(cython.longlong, seq[i])
+        a = cython.cast(cython.longlong, ack[i])
+        w = cython.cast(cython.longlong, win[i])
+        ln = cython.cast(cython.longlong, plen[i])
+        now = cython.cast(cython.longlong, ts[i])
         d = 1 if lo[i] else 0                 # (a C int; plain Python must not do uint8 arithmetic)
         ta = 0
         c = conv_of_key[key[i]]
@@ -352,8 +354,8 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             ds[fwd, D_SYN_WSCALE] = wscale[i]
             ds[fwd, D_SACK] = sack_ok[i]
             ds[fwd, D_TSOPT] = has_ts[i]
-            if wscale[i] >= 0:
-                ds[fwd, D_WSCALE] = wscale[i]
+            if wscale[i] >= 0:                  # RFC 7323 2.3: a shift above 14 is used as 14
+                ds[fwd, D_WSCALE] = wscale[i] if wscale[i] <= 14 else 14
             if ds[fwd, D_WSCALE] == -1:
                 ds[fwd, D_WSCALE] = -2
                 ds[rev, D_WSCALE] = -2
