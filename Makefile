@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 DEMO_CAPTURE ?= captures/kernel/concurrent_mixed.pcap
 FUZZ_SECONDS ?= 600
 FUZZ_TEST_SECONDS ?= 60
+# make test fuzzes from a fixed seed, so a gate that fails fails again on replay (make fuzz draws a new one)
+FUZZ_TEST_SEED ?= 1
 
 .PHONY: demo test venv sysdeps captures crafted bench bench-big bench-live fuzz clean
 
@@ -46,7 +48,7 @@ $(EXTRAS): $(STAMP) pyproject.toml
 test: venv sysdeps $(EXTRAS)
 	$(PY) -m pytest -q
 	TCPFSM_PURE=1 $(PY) -m pytest -q tests/test_compiled.py tests/test_compiled_machine.py
-	$(PY) fuzz/run.py --seconds $(FUZZ_TEST_SECONDS)
+	$(PY) fuzz/run.py --seconds $(FUZZ_TEST_SECONDS) --seed $(FUZZ_TEST_SEED)
 
 # Structure-aware fuzzing (fuzz/run.py) for FUZZ_SECONDS: mutated captures through every engine and
 # command, in process and through the CLI; a shrunk reproducer per distinct failure in fuzz/out/failures/.
