@@ -15,6 +15,8 @@ completed when the capture ends): the readers report them as notes["ip_fragments
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 __all__ = ["Reassembler"]
 
 MAX_DATAGRAMS = 4096
@@ -25,7 +27,7 @@ class Reassembler:
     __slots__ = ("_dgrams", "_bytes", "evicted", "reassembled")
 
     def __init__(self) -> None:
-        self._dgrams: dict = {}        # key -> [pieces {offset: bytes}, end or None, first header or None]
+        self._dgrams: OrderedDict = OrderedDict()        # key -> [pieces {offset: bytes}, end or None, first header or None]
         self._bytes = 0
         self.evicted = 0               # fragments dropped by the memory bound
         self.reassembled = 0           # datagrams completed
@@ -67,8 +69,7 @@ class Reassembler:
         return d[2], b"".join(pieces[o] for o in sorted(pieces))
 
     def _evict(self) -> None:
-        key = next(iter(self._dgrams))
-        pieces = self._dgrams.pop(key)[0]
+        pieces = self._dgrams.popitem(last=False)[1][0]
         self.evicted += len(pieces)
         self._bytes -= sum(len(p) for p in pieces.values())
 

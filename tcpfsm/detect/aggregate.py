@@ -11,7 +11,7 @@ analysis and the streaming one both go through it, so they agree.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from ..fsm import State
@@ -61,8 +61,10 @@ class Aggregator:
         self.scan: dict[str, dict[tuple[str, int], tuple[int, int, bool]]] = {}   # sources with 2+ targets
         # sources with one target so far, (target, first ts, flow, refused): a spoofed flood's million sources
         # each probe once; a scanner's second probe comes soon and moves it to `scan`. Bounded, oldest out.
-        self.scan1: dict[str, tuple[tuple[str, int], int, int, bool]] = {}
-        self.newest: dict[tuple[str, str], tuple[int, int, int, int]] = {}   # (client ip, service) -> newest flow
+        # (OrderedDicts: dropping the oldest of a plain dict, `del d[next(iter(d))]`, scans the deleted slots
+        # left at its front, 12 us a time at 100,000 entries: quadratic under a spoofed flood)
+        self.scan1: OrderedDict[str, tuple[tuple[str, int], int, int, bool]] = OrderedDict()
+        self.newest: OrderedDict[tuple[str, str], tuple[int, int, int, int]] = OrderedDict()   # (client ip, service) -> newest flow
         self.forgotten = {"scan_sources": 0, "reconnect_pairs": 0}   # what the bounds above let go of
 
     # -- per connection ---------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ class Aggregator:
         prev = newest.get(key) if kept else None
         if kept and (prev is None or f.first_ts > prev[0]):
             if prev is None and len(newest) >= MAX_NEWEST:
-                del newest[next(iter(newest))]
+                newest.popitem(last=False)
                 self.forgotten["reconnect_pairs"] += 1
             newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
         if not c.syns or _was(f, "client", State.ESTABLISHED):
@@ -106,7 +108,7 @@ class Aggregator:
                 if single is None or single[0] == t:
                     if single is None:
                         if len(self.scan1) >= MAX_SINGLES:
-                            del self.scan1[next(iter(self.scan1))]
+                            self.scan1.popitem(last=False)
                             self.forgotten["scan_sources"] += 1
                         self.scan1[src] = (t, f.first_ts, f.id, bool(s.rsts))
                     return

@@ -13,7 +13,7 @@ import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,7 +129,7 @@ class FlowTable:
         self.evicted: Counter = Counter()
         # 4-tuples of connections evicted over the cap before they finished -> flow id (bounded, oldest out):
         # their later segments belong to them, not to a new midstream connection; they are counted here
-        self._gone: dict[bytes, int] = {}
+        self._gone: OrderedDict[bytes, int] = OrderedDict()   # (oldest out in O(1): see detect/aggregate.py)
         self.after_eviction = 0
         self.created = 0                    # connections created so far: the next flow id
         self._pending: list | None = None   # flows created in a vectorized batch, numbered at its end
@@ -574,7 +574,7 @@ class FlowTable:
                 gone.pop(k, None)
                 gone[k] = f.id
                 if len(gone) > limit:
-                    del gone[next(iter(gone))]
+                    gone.popitem(last=False)
         for f in out:
             self._flows.pop(f.id, None)
             self._detached.discard(f)
