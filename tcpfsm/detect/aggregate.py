@@ -78,7 +78,8 @@ class Aggregator:
 
     def _index(self, f: Flow, kept: bool = True) -> None:
         c, s = f.conn.client, f.conn.server
-        key = (f.client_ip, f.server)
+        server = f.server
+        key = (f.client_ip, server)
         newest = self.newest
         prev = newest.get(key) if kept else None
         if kept and (prev is None or f.first_ts > prev[0]):
@@ -89,16 +90,19 @@ class Aggregator:
         if not c.syns or _was(f, "client", State.ESTABLISHED):
             return
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
-            bucket = self.flood[f.server].setdefault(f.first_ts // NS, _Bucket(lo=f.first_ts, hi=f.first_ts))
+            per_second = self.flood[server]
+            bucket = per_second.get(f.first_ts // NS)
+            if bucket is None:
+                bucket = per_second[f.first_ts // NS] = _Bucket(lo=f.first_ts, hi=f.first_ts)
             bucket.count += 1
             bucket.answered += 1 if s.synacks else 0
             bucket.lo, bucket.hi = min(bucket.lo, f.first_ts), max(bucket.hi, f.first_ts)
             if len(bucket.flows) < SAMPLE:
                 bucket.flows.append(f.id)
-            srcs = self.flood_sources[f.server]
+            srcs = self.flood_sources[server]
             if len(srcs) < MAX_SOURCES:
                 srcs.add(f.client_ip)
-            self.flood_host[f.server] = f.server_ip
+            self.flood_host[server] = f.server_ip
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
             t = (f.server_ip, f.server_port)
             src = f.client_ip
@@ -118,12 +122,15 @@ class Aggregator:
                 targets[t] = (f.first_ts, f.id, bool(s.rsts))
 
     def _rollup(self, f: Flow) -> None:
+        server = None
         for a in f.anomalies:
+            if server is None:
+                server = f.server
             # an unanswered SYN is about the service that did not answer: rolled up per target, so a flood
             # from a million spoofed sources is one finding, not one per source
             per_target = a.kind in _PER_TARGET
             host = f.client_ip if a.endpoint == "client" and not per_target else f.server_ip
-            key = (a.kind, host, f.server)
+            key = (a.kind, host, server)
             r = self.rollups.get(key)
             if r is None:
                 r = self.rollups[key] = _Rollup(a.kind, a.severity, a, f.id, a.ts_end or a.ts)

@@ -127,6 +127,10 @@ def _all_spans(flow: Flow, end: int) -> dict[tuple[str, State], list[tuple[int, 
     return spans
 
 
+# (role, state) pairs whose spans a rule reads
+_SPAN_KEYS = frozenset((role, st) for role in ("client", "server") for st in (
+    State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING))
+
 _WATCHED = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
                       State.LAST_ACK, State.CLOSING})
 
@@ -169,7 +173,12 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
-    spans = _all_spans(flow, end)
+    # the states each endpoint ever held: the span rules below run only where one of theirs was held (a
+    # spoofed flood's attempts hold none of them, and skipping them is what keeps a flood cheap)
+    held = {(t.endpoint, t.new) for t in flow.transitions}
+    held.add(("client", c.initial))
+    held.add(("server", s.initial))
+    spans = _all_spans(flow, end) if not held.isdisjoint(_SPAN_KEYS) else {}
     answered = s.synacks > 0 or (s.packets > 0 and not s.rsts)
 
     # -- the handshake -------------------------------------------------------------------
@@ -215,7 +224,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                         ts_end=est.ts, endpoint="server", packets=[est.packet or 0]))
 
     # -- stuck or lingering close states ----------------------------------------------------
-    for role in ("client", "server"):
+    for role in ("client", "server") if spans else ():
         ep = c if role == "client" else s
         for state, kind, limit, sev, what in (
                 (State.CLOSE_WAIT, "stuck_close_wait", th.stuck_close_wait, "high",
@@ -289,7 +298,8 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                         f"still believed it ESTABLISHED (fake ESTABLISHED)",
                         ts_end=ep.last_ts, endpoint=peer_role))
     # -- what the packets could not decide, said where it matters ----------------------------------
-    alts = {role: a for role, ep in (("client", c), ("server", s)) if (a := flow.conn.alt_of(ep)) is not None}
+    alts = {role: a for role, ep in (("client", c), ("server", s)) if (a := flow.conn.alt_of(ep)) is not None} \
+        if out else None
     if alts:
         for f in out:
             a = alts.get(f.endpoint or "")
