@@ -55,6 +55,7 @@ class SequenceAnalysis:
         self.max_convs = max_convs if max_convs is not None else 1 << 62
         self.skipped = 0
         self._ids: dict[bytes, int] = {}
+        self._overflow = -1                            # the shared id of keys seen after the cap (see feed_batch)
         self.keys: list[bytes] = []                    # key id -> 36-byte flow key
         self.conv_of_key = np.full(1024, -1, np.int64)
         first = min(1024, self.max_convs)
@@ -64,6 +65,12 @@ class SequenceAnalysis:
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
         self.segments = 0
+
+    def _overflow_id(self) -> int:
+        if self._overflow < 0:
+            self._overflow = len(self.keys)
+            self.keys.append(b"")
+        return self._overflow
 
     def _reserve(self, keys: int, convs: int) -> None:
         if keys > len(self.conv_of_key):
@@ -88,11 +95,18 @@ class SequenceAnalysis:
         uniq, inv = np.unique(karr, return_inverse=True)
         ids, keys = self._ids, self.keys
         kid = np.empty(len(uniq), np.int64)
+        # Once the cap on conversations is reached no new key can get one, so an unseen key is not given an
+        # id of its own (a spoofed flood's millions of 4-tuples would make this map grow without bound): it
+        # shares the one overflow id, which never holds a conversation, and its rows count as skipped.
+        full = self.nconv >= self.max_convs
         for j, k in enumerate(uniq.tolist()):
             v = ids.get(k)
             if v is None:
-                v = ids[k] = len(keys)
-                keys.append(k)
+                if full:
+                    v = self._overflow_id()
+                else:
+                    v = ids[k] = len(keys)
+                    keys.append(k)
             kid[j] = v
         key = kid[inv.ravel()]
         self._reserve(len(keys), self.nconv + n)
