@@ -147,22 +147,27 @@ def path_pairs(an) -> list[dict]:
     return out
 
 
+PATHS_HEAD = ("Client", "Server", "Conns", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "HsAvg")
+PATHS_NOTE = "RTT columns in ms, from ACKs by Karn's rule; Loss% = retransmitted data segments / data segments"
+
+
+def path_cells(p: dict, names=None) -> list[str]:
+    """One host pair's `mtr --report` cells under PATHS_HEAD (the text view's and the HTML report's)."""
+    r = p["rtt_ms"] or {}
+    h = p["handshake_rtt_ms"] or {}
+    c, s = p["client"], p["server"]
+    if names is not None:
+        c, s = names.label(c), names.label(s)
+    return ([c, s, str(p["connections"]), f"{p['loss_pct']:.1f}%", str(p["sent"])] +
+            [f"{r[k]:.3f}" if k in r else "-" for k in ("last", "avg", "best", "worst", "stdev")] +
+            [f"{h['avg']:.3f}" if h else "-"])
+
+
 def paths_text(pairs: list[dict], names=None) -> str:
     """`mtr --report`'s columns, one line per host pair."""
-    head = ["Client", "Server", "Conns", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "HsAvg"]
-    rows = []
-    for p in pairs:
-        r = p["rtt_ms"] or {}
-        h = p["handshake_rtt_ms"] or {}
-        c, s = p["client"], p["server"]
-        if names is not None:
-            c, s = names.label(c), names.label(s)
-        rows.append([c, s, str(p["connections"]), f"{p['loss_pct']:.1f}%", str(p["sent"])] +
-                    [f"{r[k]:.3f}" if k in r else "-" for k in ("last", "avg", "best", "worst", "stdev")] +
-                    [f"{h['avg']:.3f}" if h else "-"])
+    head = list(PATHS_HEAD)
+    rows = [path_cells(p, names) for p in pairs]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(x.rjust(w) if j >= 2 else x.ljust(w) for j, (x, w) in enumerate(zip(row, widths))).rstrip()
              for row in [head] + rows]
-    return "\n".join(lines) + "\n" + "(RTT columns in ms, from ACKs by Karn's rule; Loss% = retransmitted data " \
-        "segments / data segments)\n"
-
+    return "\n".join(lines) + "\n" + f"({PATHS_NOTE})\n"
