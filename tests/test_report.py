@@ -23,8 +23,9 @@ def test_html_report_is_one_page_with_inline_charts():
     an = tcpfsm.analyze(str(KERNEL / "concurrent_mixed.pcap"))
     page = html_report(an)
     assert page.startswith("<!doctype html>") and "http" not in page.split("<svg")[0]
-    # a chart per host (2), a sequence diagram per flow that matters (10), the observed-transition graph
-    assert page.count("<svg") == 2 + 10 + 1 and page.count("<polyline") >= 8    # 4+ states on each host
+    # a chart per host (2), one per host pair (1), a sequence diagram per flow that matters (10), the
+    # observed-transition graph
+    assert page.count("<svg") == 2 + 1 + 10 + 1 and page.count("<polyline") >= 8    # 4+ states on each host
     assert "close_wait_pile" in page
     HTMLParser().feed(page)
 
