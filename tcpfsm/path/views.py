@@ -1,7 +1,8 @@
 """The path views: `segments` (one row per TCP segment with Wireshark's analysis flags, tcpdump-like) and
 `paths` (per host pair, laid out like `mtr --report`).
 
-Owns the rows and records of these two views, in text, CSV and JSON. Reads an `Analysis` that ran with
+Owns the rows and records of these two views, in text, CSV and JSON (segments also as Parquet, laid out by
+tcpfsm.render.tabular); the mtr-like cells the HTML report reuses. Reads an `Analysis` that ran with
 path health (`an.path`, and `an.path_segments` for the segments view). Must not analyse anything.
 """
 from __future__ import annotations
@@ -73,6 +74,9 @@ def write_segments(an, out, fmt: str, flow_ids=None, absolute: bool = False, nam
     """Write the segments view to `out` (an Output); returns the number of rows."""
     n = 0
     rows = segment_rows(an, flow_ids, absolute)
+    if fmt == "parquet":
+        from ..render.tabular import write_segments_parquet
+        return write_segments_parquet(((rec, dup) for rec, dup, _, _ in rows), out)
     if fmt == "json":
         out.write(b'{"segments": [')
         for rec, _, _, _ in rows:
