@@ -1,9 +1,13 @@
 """The incident report: one self-contained Markdown or HTML file to attach to a post-mortem.
 
 Owns the report's layout only: capture facts (skipped counts included), the
-ranked findings, per-host state piles, a chart of state counts over time
-(inline SVG in HTML), and the ladders of the connections that matter. Every
-number comes from an `Analysis`; nothing here decides anything.
+ranked findings, per-host state piles and state counts over time, path health
+per host pair (the `paths` view's rows; in HTML, RTT and retransmissions over
+time), and the ladders (HTML: sequence diagrams) of the connections that
+matter. Every number comes from an `Analysis`, or from reading the capture again
+for what it did not keep (the drawn flows' segments; the drawn host pairs' RTT
+samples and retransmissions, the path kernel run on their segments alone);
+nothing here decides anything.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from collections import Counter
 from ..detect.occupancy import LISTED
 from ..fsm import NETSTAT_NAME, State
 from ..detect.zeek import conn_state
-from .text import capture_line, clock, flows_that_explain, rank_flows, timeline_text
+from .text import capture_line, clock, flows_that_explain, timeline_text
 
 NS = 1_000_000_000
 SHOWN = [s for s in State if s in LISTED]
@@ -93,8 +97,17 @@ def markdown(an, max_flows: int = 10) -> str:
     for h in sorted({h for h, _ in peaks}):
         cells = [f"{peaks[(h, s)][0]}/{at_end.get((h, s), 0)}" if (h, s) in peaks else "" for s in SHOWN]
         out.append(f"| {h} | " + " | ".join(cells) + " |")
-    flows = rank_flows(an.flows)[:max_flows]
-    out += ["", f"## Connections that matter ({len(flows)} shown)", ""]
+    if getattr(an, "path", None) is not None:
+        from ..path.views import PATHS_HEAD, PATHS_NOTE, path_cells, path_pairs
+        pairs = path_pairs(an)
+        out += ["", f"## Path health per host pair (busiest first; {PATHS_NOTE})", "",
+                "| " + " | ".join(PATHS_HEAD) + " |", "|---|---|" + "---:|" * (len(PATHS_HEAD) - 2)]
+        out += ["| " + " | ".join(path_cells(p)) + " |" for p in pairs[:PAIRS_LISTED]]
+        if len(pairs) > PAIRS_LISTED:
+            out.append(f"\n… and {len(pairs) - PAIRS_LISTED} more pairs (`tcpfsm paths`).")
+    named = flows_that_explain(an)              # every flow a finding names (as the HTML report), one story each first
+    flows = named[:max_flows]
+    out += ["", f"## Connections that matter ({len(flows)} of {len(named)} shown)", ""]
     out.append(timeline_text(flows, markdown=True, tunnels=getattr(i, "tunnels", None)) if flows
                else "None.")
     return "\n".join(out) + "\n"
