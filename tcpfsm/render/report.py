@@ -506,7 +506,9 @@ def pair_series(an, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict]
     for lst in by_key.values():
         lst.sort()
     sa = SequenceAnalysis(keep_rows=True)
-    fed_pair, fed_client = [], []
+    bit = np.uint32(1 << ANALYSIS_NAMES.index("retransmission"))
+    fed: list[tuple] = []            # per segment fed: (index, ts, pair slot, sender is the client)
+    retx: list[tuple] = []           # per retransmission: (ts, pair slot, sender is the client)
     try:
         for b in cap.batches():
             c = b.cols
@@ -536,24 +538,26 @@ def pair_series(an, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict]
             if not len(sel):
                 continue
             sa.feed_batch(Batch({name: v[sel] for name, v in c.items()}))
-            fed_pair.append(pair[sel])
-            fed_client.append(lo[sel] == client_lo[sel])
+            r = sa.take_rows()                       # the rows of this batch only: memory bounded by a batch
+            p, cl = pair[sel].astype(np.int16), lo[sel] == client_lo[sel]
+            fed.append((r.index, r.ts, p, cl))
+            m = (r.bits & bit) != 0
+            if m.any():
+                retx.append((r.ts[m], p[m], cl[m]))
     except Exception:                   # unreadable now: the section keeps its tables, without the charts
         return None
-    r = sa.rows()
-    out = {p: {"rtt": (np.zeros(0, np.int64),) * 2 + (np.zeros(0, bool),), "retx": (np.zeros(0, np.int64),
-                                                                                        np.zeros(0, bool))}
-           for p in pairs}
-    if not len(r.index):
+    z, zb = np.zeros(0, np.int64), np.zeros(0, bool)
+    out = {q: {"rtt": (z, z, zb), "retx": (z, zb)} for q in pairs}
+    if not fed:
         return out
-    fp, fc = np.concatenate(fed_pair), np.concatenate(fed_client)
-    retx = (r.bits >> ANALYSIS_NAMES.index("retransmission")) & 1 == 1
+    index, ts, fp, fc = (np.concatenate(x) for x in zip(*fed))
+    rts, rp, rc = (np.concatenate(x) for x in zip(*retx)) if retx else (z, z, zb)
     _conv, _acker_lo, rtt, packet = sa.rtt_samples()
-    at = np.searchsorted(r.index, packet)            # the acknowledging segment's row (rows are in capture order)
-    for p, k in slot.items():
-        m = retx & (fp == k)
-        q = fp[at] == k
-        out[p] = {"rtt": (r.ts[at[q]], rtt[q], ~fc[at[q]]), "retx": (r.ts[m], fc[m])}
+    at = np.searchsorted(index, packet)              # the acknowledging segment (fed in capture order)
+    for q, k in slot.items():
+        m = rp == k
+        s_ = fp[at] == k
+        out[q] = {"rtt": (ts[at[s_]], rtt[s_], ~fc[at[s_]]), "retx": (rts[m], rc[m])}
     return out
 
 
