@@ -360,6 +360,9 @@ def test_pair_chart_rtt_is_the_paths_view_samples_on_a_clock_axis():
     assert sum(int(m) for t in tips for m in re.findall(r"(\d+) samples?", t)) == p["rtt_ms"]["samples"]
     row = re.search(r"<table class='mtr'>.*?</table>", page[page.index("id='paths'"):], re.S).group(0)
     assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == path_cells(p)
+    # the lossy_path finding links to this chart, and the link lands
+    assert "<a href='#pair-10-79-1-1-10-79-1-2'>path 10.79.1.1 → 10.79.1.2</a>" in page
+    assert "<figure class='pair' id='pair-10-79-1-1-10-79-1-2'>" in page
 
 
 def test_busiest_pairs_drawn_first_the_rest_listed(tmp_path):

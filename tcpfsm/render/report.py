@@ -150,8 +150,13 @@ def html_report(an, max_flows: int = 10) -> str:
     others = order[len(drawn):]                  # listed after the diagrams, so every evidence link lands
     listed = others[:FLOWS_LISTED]
     add(_summary(an, hosts, order))
+    pairs = None
+    if getattr(an, "path", None) is not None:
+        from ..path.views import path_pairs
+        pairs = path_pairs(an)
+    drawn_pairs = {(p["client"], p["server"]) for p in (pairs or [])[:PAIRS_DRAWN]}
     linked_hosts = {h for h, _ in hosts[:HOSTS_DRAWN + HOSTS_LISTED]}     # drawn, or a row of the hosts table
-    add(_findings_section(an, linked_hosts, {f.id for f in drawn}, {f.id for f in listed}))
+    add(_findings_section(an, linked_hosts, {f.id for f in drawn}, {f.id for f in listed}, drawn_pairs))
 
     add(f"<section id='hosts'><h2>State counts per host over time</h2><p class='note'>Sockets each host held "
         f"per state, as its <code>netstat -nat</code> would have listed them; busiest hosts first "
@@ -165,7 +170,7 @@ def html_report(an, max_flows: int = 10) -> str:
         add(_hosts_table(an, rest[:HOSTS_LISTED], len(rest)))
     add("</section>")
 
-    add(_paths_section(an, svg))
+    add(_paths_section(an, svg, pairs))
 
     add(f"<section id='flows'><h2>Connections that matter</h2><p class='note'>{len(order)} connections are "
         f"named by findings; {len(drawn)} are drawn as sequence diagrams, one of each kind of story first, most "
@@ -276,7 +281,8 @@ def _summary(an, hosts, named) -> str:
     return "".join(out)
 
 
-def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set) -> str:
+def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set, drawn_pairs: set = frozenset()
+                      ) -> str:
     out = ["<section id='findings'><h2>Findings (most severe first)</h2>"]
     if not an.findings:
         out.append("<p>None.</p></section>")
@@ -287,6 +293,8 @@ def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set)
         ev = []
         for h in _finding_hosts(an, a):
             ev.append(f"<a href='#host-{_anchor(h)}'>host {_e(h)}</a>" if h in drawn_hosts else f"host {_e(h)}")
+        if (a.host, getattr(a, "service", None)) in drawn_pairs:     # a host pair's finding (lossy_path): its chart
+            ev.append(f"<a href='#{_pair_anchor(a.host, a.service)}'>path {_e(a.host)} → {_e(a.service)}</a>")
         fl = [f"<a href='#flow-{fid}'>flow {fid}</a>" if fid in drawn_flows else f"<a href='#list-flow-{fid}'>"
               f"flow {fid}</a>" if fid in listed_flows else f"flow {fid}" for fid in a.flows[:8]]
         if len(a.flows) > 8:
@@ -302,16 +310,19 @@ def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set)
     return "".join(out)
 
 
-def _paths_section(an, svg) -> str:
+def _pair_anchor(client: str, server: str) -> str:
+    return "pair-" + _anchor(f"{client}-{server}")
+
+
+def _paths_section(an, svg, pairs: list[dict] | None) -> str:
     """Path health per host pair, busiest first: for the first PAIRS_DRAWN, `tcpfsm paths`' mtr-like row and
     a chart of RTT and retransmissions over time (`<svg data-pair="CLIENT-SERVER">`); the others listed."""
-    from ..path.views import PATHS_HEAD, PATHS_NOTE, path_cells, path_pairs
+    from ..path.views import PATHS_HEAD, PATHS_NOTE, path_cells
     out = ["<section id='paths'><h2>Path health per host pair</h2>"]
-    if getattr(an, "path", None) is None:
+    if pairs is None:
         out.append("<p class='note'>Not analysed: path health needs the whole capture (not with "
                    "<code>--stream</code>).</p></section>")
         return "".join(out)
-    pairs = path_pairs(an)
     drawn = pairs[:PAIRS_DRAWN]
     series = pair_series(an, [(p["client"], p["server"]) for p in drawn])
     out.append(f"<p class='note'>What <code>mtr --report</code> would have said about the network between "
@@ -333,7 +344,7 @@ def _paths_section(an, svg) -> str:
     for p in drawn:
         key = (p["client"], p["server"])
         cells = path_cells(p)
-        out.append(f"<figure class='pair' id='pair-{_anchor(p['client'] + '-' + p['server'])}'><h3>"
+        out.append(f"<figure class='pair' id='{_pair_anchor(*key)}'><h3>"
                    f"{_e(p['client'])} → {_e(p['server'])}</h3><table class='mtr'><thead>{head}</thead><tbody><tr>"
                    + "".join(f"<td{'' if j < 2 else ' class=num'}>{_e(c)}</td>" for j, c in enumerate(cells))
                    + "</tr></tbody></table>")

@@ -168,7 +168,7 @@ def pair_chart(client: str, server: str, step: int, bins: list[dict], t0: int, t
         pts = []
         marks = []
         for d in bins:
-            cx = x(d["start"] + step / 2)
+            cx = x(d["start"] + step / 2) + (-1.5 if side == "client" else 1.5)    # both sides visible
             st = d.get("rtt_" + side)
             if st:
                 n, lo, med, hi = st
