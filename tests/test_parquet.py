@@ -194,3 +194,13 @@ def test_segments_parquet_without_pyarrow_is_one_line_naming_the_extra(monkeypat
         main(["segments", LOSS, "--format", "parquet", "-o", "/dev/null"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "tcpfsm[arrow]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_to_pandas_segments_is_the_parquet_file(tmp_path):
+    """A notebook gets the same segment rows as `segments --format parquet`, given keep_segments=True."""
+    out = tmp_path / "seg.parquet"
+    cmd("segments", LOSS, "--format", "parquet", "-o", str(out))
+    df = tcpfsm.analyze(LOSS, keep_segments=True).to_pandas("segments")
+    assert df.equals(pd.read_parquet(out)) and len(df) == 2188
+    with pytest.raises(ValueError, match="keep_segments=True"):
+        tcpfsm.analyze(LOSS).to_pandas("segments")

@@ -164,40 +164,50 @@ def _segment_schema():
     return pa.schema(list(zip(SEGMENT_COLUMNS, types)) + [("time", pa.timestamp("us", tz="UTC"))])
 
 
-def write_segments_parquet(rows, out, chunk: int = 65536) -> int:
-    """The `segments` view as Parquet into `out` (an Output), `chunk` segments a row group: `rows` yields
-    (record of the JSON contract, duplicate ACK number or 0), as tcpfsm.path.views.segment_rows does.
-    Returns the number of rows."""
-    pa, pq = _need("pyarrow"), _need("pyarrow.parquet")
+def segments_table(rows):
+    """(record of the `segments` JSON contract, duplicate ACK number or 0) pairs as a pyarrow Table."""
+    pa = _need("pyarrow")
     schema = _segment_schema()
-    writer = pq.ParquetWriter(_OutputFile(out), schema, compression="zstd")
-    n = 0
     cols: dict[str, list] = {k: [] for k in SEGMENT_COLUMNS}
-
-    def flush():
-        cols["time"] = [round(x * 1e6) for x in cols["ts"]]
-        writer.write_table(pa.Table.from_arrays([pa.array(cols[f.name], type=f.type) for f in schema],
-                                                schema=schema))
-        for v in cols.values():
-            v.clear()
-
     for rec, dup in rows:
         for k in SEGMENT_COLUMNS[:-1]:
             cols[k].append(rec[k])
         cols["duplicate_ack_num"].append(dup)
-        n += 1
-        if n % chunk == 0:
-            flush()
-    if cols["packet"] or n == 0:
-        flush()
+    cols["time"] = [round(x * 1e6) for x in cols["ts"]]
+    return pa.Table.from_arrays([pa.array(cols[f.name], type=f.type) for f in schema], schema=schema)
+
+
+def write_segments_parquet(rows, out, chunk: int = 65536) -> int:
+    """The `segments` view as Parquet into `out` (an Output), `chunk` segments a row group: `rows` yields
+    (record of the JSON contract, duplicate ACK number or 0), as tcpfsm.path.views.segment_rows does.
+    Returns the number of rows."""
+    import itertools
+    pq = _need("pyarrow.parquet")
+    writer = pq.ParquetWriter(_OutputFile(out), _segment_schema(), compression="zstd")
+    n = 0
+    rows = iter(rows)
+    while True:
+        part = list(itertools.islice(rows, chunk))
+        if part or n == 0:
+            writer.write_table(segments_table(part))
+        n += len(part)
+        if len(part) < chunk:
+            break
     writer.close()
     return n
 
 
 def to_pandas(an, what: str = "flows"):
-    if what not in ("flows", "transitions"):
-        raise ValueError(f"to_pandas({what!r}): expected 'flows' or 'transitions'")
+    """flows, transitions, or (of an analysis run with keep_segments=True) segments as a DataFrame."""
+    if what not in ("flows", "transitions", "segments"):
+        raise ValueError(f"to_pandas({what!r}): expected 'flows', 'transitions' or 'segments'")
     _need("pandas")
+    if what == "segments":
+        if getattr(an, "path_segments", None) is None:
+            raise ValueError("to_pandas('segments') needs the per-segment rows: "
+                             "tcpfsm.analyze(path, keep_segments=True)")
+        from ..path.views import segment_rows
+        return segments_table((rec, dup) for rec, dup, _, _ in segment_rows(an)).to_pandas()
     try:
         return arrow_table(what, an.flows).to_pandas()
     except MissingExtra:                       # pandas without pyarrow: plain columns
