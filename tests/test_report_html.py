@@ -414,3 +414,34 @@ def test_chromium_draws_the_pair_chart_of_the_recorded_loss(loss_report, tmp_pat
             px = row[x:x + 3]
             blue += abs(px[0] - 0x1f) < 24 and abs(px[1] - 0x6f) < 24 and abs(px[2] - 0xeb) < 24
     assert blue > 200, blue
+
+
+CAPTURES = sorted(p for p in (ROOT / "captures").rglob("*")
+                  if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: str(p.relative_to(ROOT / "captures")))
+def test_pair_series_rerun_is_the_whole_analysis(cap):
+    """The pair charts re-run the path kernel on each pair's segments alone; on every capture here that gives
+    the whole analysis' numbers: per pair and direction the retransmissions of the `segments` view, and the
+    RTT sample count of the `paths` view (4-tuples reused, midstream pickups, tunnels, IPv6 included)."""
+    from tcpfsm.path.views import path_pairs, segment_rows
+    from tcpfsm.render.report import pair_series
+    try:
+        an = tcpfsm.analyze(str(cap), keep_segments=True)
+    except (tcpfsm.CaptureError, ValueError):
+        return                                           # an error-path fixture
+    pairs = path_pairs(an)
+    series = pair_series(an, [(p["client"], p["server"]) for p in pairs])
+    by_id = {f.id: (f.client_ip, f.server_ip) for f in an.flows}
+    want: dict = {}
+    for rec, _, _, _ in segment_rows(an):
+        if "retransmission" in rec["analysis"] and rec["flow"] in by_id:
+            k = (by_id[rec["flow"]], rec["endpoint"])
+            want[k] = want.get(k, 0) + 1
+    for p in pairs:
+        key = (p["client"], p["server"])
+        ts, client = series[key]["retx"]
+        assert (int(client.sum()), int((~client).sum())) == (want.get((key, "client"), 0),
+                                                             want.get((key, "server"), 0)), key
+        assert len(series[key]["rtt"][1]) == (p["rtt_ms"] or {}).get("samples", 0), key
