@@ -3,6 +3,8 @@ health on and pick a view (tcpfsm.path.views). Nothing else. Registered in tcpfs
 """
 from __future__ import annotations
 
+import sys
+
 import click
 
 from . import api
@@ -39,7 +41,9 @@ def _names(an, numeric: bool):
 @click.option("--flow", "flow_ids", multiple=True, type=int, help="Only this flow id (repeatable).")
 @click.option("--host", default=None, help="Only flows with this IP at either end.")
 @click.option("--port", default=None, type=int, help="With --host: only flows using this port.")
-@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "csv", "json"]))
+@click.option("--format", "fmt", default="text", show_default=True,
+              type=click.Choice(["text", "csv", "json", "parquet"]),
+              help="parquet: the JSON's columns, `analysis` a list of strings (needs tcpfsm[arrow]; -o FILE).")
 @click.option("--absolute-seq", is_flag=True, help="Raw sequence/acknowledgement numbers (default: relative to "
                                                    "each direction's ISN, as tcpdump and Wireshark print them).")
 @click.option("-o", "--output", default=None, help="Write to FILE instead of stdout.")
@@ -52,6 +56,11 @@ def segments(capture, flow_ids, host, port, fmt, absolute_seq, output, numeric, 
     from .path.views import write_segments
     if port is not None and host is None:
         raise UserError("--port needs --host")
+    if fmt == "parquet":                    # binary: to a file or a pipe, and only with the arrow extra
+        if (output is None or output == "-") and sys.stdout.isatty():
+            raise UserError("parquet is binary: write it with -o FILE (or into a pipe)")
+        from .render.tabular import need
+        need("pyarrow.parquet")
     an = _analyze(capture, profile, timers, keep_segments=True)
     wanted = None
     if flow_ids or host:

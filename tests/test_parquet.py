@@ -1,4 +1,4 @@
-"""Data hand-off (issue 9 part 6): `--format parquet` for flows (analyze) and transitions (timeline) through
+"""Data hand-off (issue 9 part 6): `--format parquet` for flows (analyze), transitions (timeline) and segments through
 pyarrow, the optional extra `tcpfsm[arrow]`, read back with pandas and DuckDB and compared value by value
 with the JSON of the same capture; `tcpfsm.analyze(...).to_pandas()` for notebooks."""
 from __future__ import annotations
@@ -120,3 +120,87 @@ def test_without_pyarrow_it_is_one_line_naming_the_extra(monkeypatch, tmp_path, 
         main(["analyze", MIXED, "--format", "parquet", "-o", str(tmp_path / "x.parquet")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "tcpfsm[arrow]" in err and len(err.strip().splitlines()) == 1
+
+
+# -- segments (issue 8 part 1's view, issue 9 part 6's hand-off) -----------------------------------------------
+LOSS = str(ROOT / "captures" / "path" / "loss_bulk.pcap")
+ZERO_WINDOW = str(ROOT / "captures" / "path" / "zero_window.pcap")
+
+
+@pytest.mark.parametrize("cap", [LOSS, ZERO_WINDOW, IPV6], ids=["loss", "zero_window", "ipv6"])
+def test_segments_parquet_holds_what_the_json_holds(cap, tmp_path):
+    """The JSON contract's columns, row by row, `analysis` as a list of strings; the duplicate ACK numbers
+    are the CSV's."""
+    out = tmp_path / "seg.parquet"
+    cmd("segments", cap, "--format", "parquet", "-o", str(out))
+    df = pd.read_parquet(out)
+    want = json.loads(cmd("segments", cap, "--format", "json"))["segments"]
+    keys = ["packet", "ts", "flow", "endpoint", "flags", "seq", "ack", "len", "win"]
+    assert list(df.columns[:10]) == keys + ["analysis"]
+    got = df.to_dict("records")
+    assert len(got) == len(want) > 10
+    for row, rec in zip(got, want):
+        assert {k: row[k] for k in keys} == {k: rec[k] for k in keys}
+        assert list(row["analysis"]) == rec["analysis"]
+        assert row["time"].timestamp() == pytest.approx(rec["ts"], abs=1e-6)
+    import csv
+    import io
+    dup = [int(r["duplicate_ack_num"] or 0) for r in csv.DictReader(io.StringIO(cmd("segments", cap, "--format", "csv")))]
+    assert list(df["duplicate_ack_num"]) == dup
+    assert str(df["duplicate_ack_num"].dtype) == "int64"
+    # the flags made it through (not a file of empty lists): the two path recordings carry some
+    assert any(len(a) for a in df["analysis"]) == (cap != IPV6)
+
+
+def test_segments_parquet_filters_and_row_groups(tmp_path):
+    """--flow/--host select the same rows as in JSON; a file written in many row groups reads back the same."""
+    import pyarrow.parquet as pq
+    from tcpfsm.path.views import segment_rows
+    from tcpfsm.render.output import Output
+    from tcpfsm.render.tabular import write_segments_parquet
+    out = tmp_path / "f.parquet"
+    cmd("segments", MIXED, "--host", "10.77.15.1", "--port", "37614", "--format", "parquet", "-o", str(out))
+    want = json.loads(cmd("segments", MIXED, "--host", "10.77.15.1", "--port", "37614", "--format", "json"))
+    df = pd.read_parquet(out)
+    assert list(df["packet"]) == [s["packet"] for s in want["segments"]] and set(df["flow"]) == {3}
+    an = tcpfsm.analyze(MIXED, keep_segments=True)
+    small = tmp_path / "small.parquet"
+    with Output(str(small)) as o:
+        n = write_segments_parquet(((r, d) for r, d, _, _ in segment_rows(an)), o, chunk=500)
+    whole = tmp_path / "whole.parquet"
+    cmd("segments", MIXED, "--format", "parquet", "-o", str(whole))
+    assert n == 2700 and pq.ParquetFile(small).num_row_groups == 6
+    assert pd.read_parquet(small).equals(pd.read_parquet(whole))
+
+
+def test_duckdb_counts_retransmissions_per_side_like_the_json(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    out = tmp_path / "seg.parquet"
+    cmd("segments", LOSS, "--format", "parquet", "-o", str(out))
+    got = dict(duckdb.sql(f"select endpoint, count(*) from '{out}' where list_contains(analysis, 'retransmission') "
+                          f"group by 1").fetchall())
+    want: dict = {}
+    for s in json.loads(cmd("segments", LOSS, "--format", "json"))["segments"]:
+        if "retransmission" in s["analysis"]:
+            want[s["endpoint"]] = want.get(s["endpoint"], 0) + 1
+    assert got == want and sum(got.values()) == 17
+
+
+def test_segments_parquet_without_pyarrow_is_one_line_naming_the_extra(monkeypatch, capsys):
+    from tcpfsm.cli import main
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(SystemExit) as e:
+        main(["segments", LOSS, "--format", "parquet", "-o", "/dev/null"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "tcpfsm[arrow]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_to_pandas_segments_is_the_parquet_file(tmp_path):
+    """A notebook gets the same segment rows as `segments --format parquet`, given keep_segments=True."""
+    out = tmp_path / "seg.parquet"
+    cmd("segments", LOSS, "--format", "parquet", "-o", str(out))
+    df = tcpfsm.analyze(LOSS, keep_segments=True).to_pandas("segments")
+    assert df.equals(pd.read_parquet(out)) and len(df) == 2188
+    with pytest.raises(ValueError, match="keep_segments=True"):
+        tcpfsm.analyze(LOSS).to_pandas("segments")

@@ -23,8 +23,9 @@ def test_html_report_is_one_page_with_inline_charts():
     an = tcpfsm.analyze(str(KERNEL / "concurrent_mixed.pcap"))
     page = html_report(an)
     assert page.startswith("<!doctype html>") and "http" not in page.split("<svg")[0]
-    # a chart per host (2), a sequence diagram per flow that matters (10), the observed-transition graph
-    assert page.count("<svg") == 2 + 10 + 1 and page.count("<polyline") >= 8    # 4+ states on each host
+    # a chart per host (2), one per host pair (1), a sequence diagram per flow that matters (10), the
+    # observed-transition graph
+    assert page.count("<svg") == 2 + 1 + 10 + 1 and page.count("<polyline") >= 8    # 4+ states on each host
     assert "close_wait_pile" in page
     HTMLParser().feed(page)
 
@@ -37,3 +38,15 @@ def test_report_command_writes_html_by_suffix(tmp_path, capsys):
     except SystemExit as e:
         assert e.code in (0, None)
     assert out.read_text().startswith("<!doctype html>") and "rejected" in out.read_text()
+
+
+def test_markdown_report_has_the_paths_rows_and_the_flows_path_findings_name():
+    """The recorded loss: the pair's mtr-like row is `tcpfsm paths`' own, and the connection lossy_path names
+    is among the ladders (an aggregate finding names it, not a per-flow one)."""
+    from tcpfsm.path.views import path_cells, path_pairs
+    an = tcpfsm.analyze(str(KERNEL.parent / "path" / "loss_bulk.pcap"))
+    md = markdown(an)
+    (p,) = path_pairs(an)
+    assert "| " + " | ".join(path_cells(p)) + " |" in md
+    assert any(a.kind == "lossy_path" for a in an.findings) and not an.flows[0].anomalies
+    assert "## Connections that matter (1 of 1 shown)" in md and "### flow 1:" in md

@@ -28,20 +28,27 @@ KERNEL = ROOT / "captures" / "kernel"
 MIXED = KERNEL / "concurrent_mixed.pcap"
 SHOTS = ROOT / "tests" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SECTIONS = ["summary", "findings", "hosts", "flows", "transitions", "capture"]
+SECTIONS = ["summary", "findings", "hosts", "paths", "flows", "transitions", "capture"]
+PATH = ROOT / "captures" / "path"
+LOSS = PATH / "loss_bulk.pcap"
 
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
 
 # Run inside the page: errors are collected from the first line of <head>; after load, the page's facts are
 # written into <pre id="__probe"> for --dump-dom to carry out.
 CATCH = "<script>window.__errs=[];addEventListener('error',function(e){__errs.push(String(e.message))});</script>"
 PROBE = """<script>addEventListener('load',function(){try{
-var r={errors:__errs,sections:[],hosts:[],flows:[],hover:null,seqStates:0,width:document.body.scrollWidth};
+var r={errors:__errs,sections:[],hosts:[],flows:[],pairs:[],hover:null,seqStates:0,width:document.body.scrollWidth};
 document.querySelectorAll('section[id]').forEach(function(s){r.sections.push(s.id)});
 document.querySelectorAll('svg[data-host]').forEach(function(s){var b=s.getBoundingClientRect();
   r.hosts.push([s.getAttribute('data-host'),b.width,b.height])});
 document.querySelectorAll('svg[data-flow]').forEach(function(s){var b=s.getBoundingClientRect();
   r.flows.push([s.getAttribute('data-flow'),b.width,b.height,s.querySelectorAll('text.st').length])});
+document.querySelectorAll('svg[data-pair]').forEach(function(s){var b=s.getBoundingClientRect(),n={client:0,server:0};
+  s.querySelectorAll('rect.bar').forEach(function(x){n[x.getAttribute('data-dir')]+=+x.getAttribute('data-count')});
+  r.pairs.push([s.getAttribute('data-pair'),b.width,b.height,n.client,n.server,b.top+scrollY,b.bottom+scrollY,
+                s.querySelectorAll('circle').length])});
 var band=document.querySelector('svg[data-host] .hov:nth-of-type(200)')||document.querySelector('svg[data-host] .hov');
 if(band){band.dispatchEvent(new MouseEvent('mouseenter'));
   r.hover=[band.querySelector('title').textContent,band.ownerSVGElement.querySelector('.readout').textContent]}
@@ -177,6 +184,8 @@ def test_chromium_opens_it_without_errors_with_every_section(mixed_report, tmp_p
     assert r["sections"] == SECTIONS
     assert len(r["hosts"]) == 2 and all(w > 300 and h > 100 for _, w, h in r["hosts"])
     assert len(r["flows"]) == 10 and all(w > 300 and h > 100 and n >= 4 for _, w, h, n in r["flows"])
+    assert [p[0] for p in r["pairs"]] == ["10.77.15.1-10.77.15.2"] and r["pairs"][0][1] > 300
+    assert r["pairs"][0][7] > 0                    # RTT dots drawn
     title, shown = r["hover"]
     assert shown == title and re.search(r"at \d\d:\d\d:\d\d\.\d{3}: ", title)
 
@@ -276,3 +285,163 @@ def test_many_hosts_busiest_drawn_first(tmp_path):
         held[h] = max(held.get(h, 0), n)
     assert len(drawn) == 12 and len(held) == 28
     assert [held[h] for h in drawn] == sorted(held.values(), reverse=True)[:12]
+
+
+# -- path health per host pair (issue 8 part 3) ---------------------------------------------------------------
+def _pair_bars(page: str) -> dict[str, dict[str, int]]:
+    """Per <svg data-pair>, the retransmissions its bars carry, per direction."""
+    out = {}
+    for m in re.finditer(r'<svg[^>]*data-pair="([^"]+)".*?</svg>', page, re.S):
+        n = {"client": 0, "server": 0}
+        for side, count in re.findall(r'<rect class="bar" data-dir="(\w+)" data-count="(\d+)"', m.group(0)):
+            n[side] += int(count)
+        out[m.group(1)] = n
+    return out
+
+
+def _tshark_retransmissions(cap: Path) -> dict[tuple[str, str], int]:
+    """tshark's tcp.analysis.retransmission segments per (source, destination) address."""
+    p = subprocess.run(["tshark", "-n", "-r", str(cap), "-Y", "tcp.analysis.retransmission", "-T", "fields",
+                        "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst"],
+                       capture_output=True, text=True, timeout=120)
+    out: dict = {}
+    for line in p.stdout.splitlines():
+        a, b, a6, b6 = (line.split("\t") + [""] * 4)[:4]
+        key = (a or a6, b or b6)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+@needs_tshark
+@pytest.mark.parametrize("cap", [LOSS, KERNEL / "lossy_bulk.pcap", KERNEL / "simultaneous_close.pcap"],
+                         ids=["loss_bulk", "lossy_bulk", "simultaneous_close"])
+def test_pair_chart_retransmissions_are_tsharks_per_direction(cap):
+    """Each pair chart's bars add up, per direction, to the segments tshark flags tcp.analysis.retransmission
+    (fast and spurious ones included, as tshark's field is): the recorded loss, a lossy bulk transfer, and a
+    simultaneous close where both sides retransmit their FIN."""
+    from tcpfsm.path.views import path_pairs
+    an = tcpfsm.analyze(str(cap))
+    bars = _pair_bars(html_report(an))
+    ref = _tshark_retransmissions(cap)
+    assert sum(ref.values()) > 0
+    pairs = path_pairs(an)
+    assert list(bars) == [f"{p['client']}-{p['server']}" for p in pairs]
+    for p in pairs:
+        got = bars[f"{p['client']}-{p['server']}"]
+        assert got == {"client": ref.get((p["client"], p["server"]), 0),
+                       "server": ref.get((p["server"], p["client"]), 0)}, p
+    assert sum(n for b in bars.values() for n in b.values()) == sum(ref.values())
+
+
+def test_pair_chart_rtt_is_the_paths_view_samples_on_a_clock_axis():
+    """The RTT dots summarise exactly the Karn samples `tcpfsm paths` reports for the pair (count, least,
+    most), placed on a wall-clock axis within the pair's connections; the mtr-like row is the paths view's."""
+    from datetime import datetime
+    from tcpfsm.path.views import path_cells, path_pairs
+    from tcpfsm.render.report import pair_bins, pair_series
+    an = tcpfsm.analyze(str(LOSS))
+    (p,) = path_pairs(an)
+    key = (p["client"], p["server"])
+    series = pair_series(an, [key])[key]
+    t0, t1 = an.flows[0].first_ts, an.flows[0].last_ts
+    step, bins = pair_bins(series, t0, t1)
+    stats = [d[k] for d in bins for k in ("rtt_client", "rtt_server") if k in d]
+    assert sum(n for n, _, _, _ in stats) == p["rtt_ms"]["samples"] > 5
+    assert round(min(lo for _, lo, _, _ in stats), 3) == p["rtt_ms"]["best"]
+    assert round(max(hi for _, _, _, hi in stats), 3) == p["rtt_ms"]["worst"]
+    assert all(t0 - step <= d["start"] <= t1 for d in bins) and len(bins) <= 101
+    page = html_report(an)
+    chart = re.search(r'<svg[^>]*data-pair="10\.79\.1\.1-10\.79\.1\.2".*?</svg>', page, re.S).group(0)
+    labels = re.findall(r'text-anchor="middle">(\d\d:\d\d:\d\d\.\d+)</text>', chart)
+    day = datetime.fromtimestamp(t0 / 1e9).date()
+    secs = [datetime.combine(day, datetime.strptime(x, "%H:%M:%S.%f").time()).timestamp() for x in labels]
+    assert len(secs) >= 3 and t0 / 1e9 - 1e-3 <= secs[0] and secs[-1] <= t1 / 1e9 + 1e-3
+    tips = re.findall(r"<title>[\d:.]+ \(\+[^)]+\): ([^<]*)</title>", chart)
+    assert sum(int(m) for t in tips for m in re.findall(r"(\d+) samples?", t)) == p["rtt_ms"]["samples"]
+    row = re.search(r"<table class='mtr'>.*?</table>", page[page.index("id='paths'"):], re.S).group(0)
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == path_cells(p)
+    # the lossy_path finding links to this chart, and the link lands
+    assert "<a href='#pair-10-79-1-1-10-79-1-2'>path 10.79.1.1 → 10.79.1.2</a>" in page
+    assert "<figure class='pair' id='pair-10-79-1-1-10-79-1-2'>" in page
+
+
+def test_busiest_pairs_drawn_first_the_rest_listed(tmp_path):
+    cap = tmp_path / "scaled.pcap"
+    _scaled_capture(cap, 12)
+    from tcpfsm.path.views import path_pairs
+    from tcpfsm.render.report import PAIRS_DRAWN
+    an = tcpfsm.analyze(str(cap))
+    page = html_report(an)
+    order = [f"{p['client']}-{p['server']}" for p in path_pairs(an)]
+    assert len(order) == 12
+    assert re.findall(r'data-pair="([^"]+)"', page) == order[:PAIRS_DRAWN]
+    assert f"Other host pairs ({12 - PAIRS_DRAWN})" in page
+    listed = page[page.index("Other host pairs"):]
+    listed = listed[:listed.index("</table>")]
+    assert [f"{a}-{b}" for a, b in re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td>", listed)] == \
+        order[PAIRS_DRAWN:]
+
+
+@pytest.fixture(scope="module")
+def loss_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "loss.html"
+    from tcpfsm.cli import main
+    main(["report", str(LOSS), "-o", str(out)])
+    return out
+
+
+@needs_chromium
+@needs_tshark
+def test_chromium_draws_the_pair_chart_of_the_recorded_loss(loss_report, tmp_path):
+    """In the browser: no script errors, the paths section, one pair chart whose bars add up to tshark's
+    retransmissions per direction, hover works on it, and a screenshot of it shows the bars."""
+    r = probe(loss_report, tmp_path)
+    assert r["errors"] == [] and r["sections"] == SECTIONS
+    ref = _tshark_retransmissions(LOSS)
+    (name, w, h, client, server, top, bottom, dots), = r["pairs"]
+    assert name == "10.79.1.1-10.79.1.2" and w > 300 and h > 150 and dots > 5
+    assert (client, server) == (ref.get(("10.79.1.1", "10.79.1.2"), 0), ref.get(("10.79.1.2", "10.79.1.1"), 0))
+    SHOTS.mkdir(exist_ok=True)
+    shot = SHOTS / "report_loss_paths.png"
+    shot.unlink(missing_ok=True)
+    height = int(bottom) + 40
+    chromium(f"--screenshot={shot}", f"--window-size=1280,{height}", loss_report.as_uri())
+    width, hh, rows, bpp = png_pixels(shot)
+    assert hh == height
+    blue = 0                                         # the client's colour (#1f6feb): its bars and dots
+    for row in rows[int(top):int(bottom)]:
+        for x in range(0, width * bpp, bpp):
+            px = row[x:x + 3]
+            blue += abs(px[0] - 0x1f) < 24 and abs(px[1] - 0x6f) < 24 and abs(px[2] - 0xeb) < 24
+    assert blue > 200, blue
+
+
+CAPTURES = sorted(p for p in (ROOT / "captures").rglob("*")
+                  if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: str(p.relative_to(ROOT / "captures")))
+def test_pair_series_rerun_is_the_whole_analysis(cap):
+    """The pair charts re-run the path kernel on each pair's segments alone; on every capture here that gives
+    the whole analysis' numbers: per pair and direction the retransmissions of the `segments` view, and the
+    RTT sample count of the `paths` view (4-tuples reused, midstream pickups, tunnels, IPv6 included)."""
+    from tcpfsm.path.views import path_pairs, segment_rows
+    from tcpfsm.render.report import pair_series
+    try:
+        an = tcpfsm.analyze(str(cap), keep_segments=True)
+    except (tcpfsm.CaptureError, ValueError):
+        return                                           # an error-path fixture
+    pairs = path_pairs(an)
+    series = pair_series(an, [(p["client"], p["server"]) for p in pairs])
+    by_id = {f.id: (f.client_ip, f.server_ip) for f in an.flows}
+    want: dict = {}
+    for rec, _, _, _ in segment_rows(an):
+        if "retransmission" in rec["analysis"] and rec["flow"] in by_id:
+            k = (by_id[rec["flow"]], rec["endpoint"])
+            want[k] = want.get(k, 0) + 1
+    for p in pairs:
+        key = (p["client"], p["server"])
+        ts, client = series[key]["retx"]
+        assert (int(client.sum()), int((~client).sum())) == (want.get((key, "client"), 0),
+                                                             want.get((key, "server"), 0)), key
+        assert len(series[key]["rtt"][1]) == (p["rtt_ms"] or {}).get("samples", 0), key

@@ -141,6 +141,13 @@ class SequenceAnalysis:
         cols = list(zip(*self._rows))
         return Rows(*(np.concatenate(x) for x in cols))
 
+    def take_rows(self) -> Rows:
+        """The segments fed since the last call (needs keep_rows=True), then forgets them: a caller that
+        reduces them batch by batch keeps memory bounded by a batch."""
+        out = self.rows()
+        self._rows = []
+        return out
+
     def rtt_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(conversation, acker is the lower side, RTT ns, acknowledging packet) of every Karn sample."""
         if not self._rtt:

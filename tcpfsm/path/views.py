@@ -1,7 +1,8 @@
 """The path views: `segments` (one row per TCP segment with Wireshark's analysis flags, tcpdump-like) and
 `paths` (per host pair, laid out like `mtr --report`).
 
-Owns the rows and records of these two views, in text, CSV and JSON. Reads an `Analysis` that ran with
+Owns the rows and records of these two views, in text, CSV and JSON (segments also as Parquet, laid out by
+tcpfsm.render.tabular); the mtr-like cells the HTML report reuses. Reads an `Analysis` that ran with
 path health (`an.path`, and `an.path_segments` for the segments view). Must not analyse anything.
 """
 from __future__ import annotations
@@ -73,6 +74,9 @@ def write_segments(an, out, fmt: str, flow_ids=None, absolute: bool = False, nam
     """Write the segments view to `out` (an Output); returns the number of rows."""
     n = 0
     rows = segment_rows(an, flow_ids, absolute)
+    if fmt == "parquet":
+        from ..render.tabular import write_segments_parquet
+        return write_segments_parquet(((rec, dup) for rec, dup, _, _ in rows), out)
     if fmt == "json":
         out.write(b'{"segments": [')
         for rec, _, _, _ in rows:
@@ -147,22 +151,27 @@ def path_pairs(an) -> list[dict]:
     return out
 
 
+PATHS_HEAD = ("Client", "Server", "Conns", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "HsAvg")
+PATHS_NOTE = "RTT columns in ms, from ACKs by Karn's rule; Loss% = retransmitted data segments / data segments"
+
+
+def path_cells(p: dict, names=None) -> list[str]:
+    """One host pair's `mtr --report` cells under PATHS_HEAD (the text view's and the HTML report's)."""
+    r = p["rtt_ms"] or {}
+    h = p["handshake_rtt_ms"] or {}
+    c, s = p["client"], p["server"]
+    if names is not None:
+        c, s = names.label(c), names.label(s)
+    return ([c, s, str(p["connections"]), f"{p['loss_pct']:.1f}%", str(p["sent"])] +
+            [f"{r[k]:.3f}" if k in r else "-" for k in ("last", "avg", "best", "worst", "stdev")] +
+            [f"{h['avg']:.3f}" if h else "-"])
+
+
 def paths_text(pairs: list[dict], names=None) -> str:
     """`mtr --report`'s columns, one line per host pair."""
-    head = ["Client", "Server", "Conns", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "HsAvg"]
-    rows = []
-    for p in pairs:
-        r = p["rtt_ms"] or {}
-        h = p["handshake_rtt_ms"] or {}
-        c, s = p["client"], p["server"]
-        if names is not None:
-            c, s = names.label(c), names.label(s)
-        rows.append([c, s, str(p["connections"]), f"{p['loss_pct']:.1f}%", str(p["sent"])] +
-                    [f"{r[k]:.3f}" if k in r else "-" for k in ("last", "avg", "best", "worst", "stdev")] +
-                    [f"{h['avg']:.3f}" if h else "-"])
+    head = list(PATHS_HEAD)
+    rows = [path_cells(p, names) for p in pairs]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(x.rjust(w) if j >= 2 else x.ljust(w) for j, (x, w) in enumerate(zip(row, widths))).rstrip()
              for row in [head] + rows]
-    return "\n".join(lines) + "\n" + "(RTT columns in ms, from ACKs by Karn's rule; Loss% = retransmitted data " \
-        "segments / data segments)\n"
-
+    return "\n".join(lines) + "\n" + f"({PATHS_NOTE})\n"

@@ -1,9 +1,13 @@
 """The incident report: one self-contained Markdown or HTML file to attach to a post-mortem.
 
 Owns the report's layout only: capture facts (skipped counts included), the
-ranked findings, per-host state piles, a chart of state counts over time
-(inline SVG in HTML), and the ladders of the connections that matter. Every
-number comes from an `Analysis`; nothing here decides anything.
+ranked findings, per-host state piles and state counts over time, path health
+per host pair (the `paths` view's rows; in HTML, RTT and retransmissions over
+time), and the ladders (HTML: sequence diagrams) of the connections that
+matter. Every number comes from an `Analysis`, or from reading the capture again
+for what it did not keep (the drawn flows' segments; the drawn host pairs' RTT
+samples and retransmissions, the path kernel run on their segments alone);
+nothing here decides anything.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from collections import Counter
 from ..detect.occupancy import LISTED
 from ..fsm import NETSTAT_NAME, State
 from ..detect.zeek import conn_state
-from .text import capture_line, clock, flows_that_explain, rank_flows, timeline_text
+from .text import capture_line, clock, flows_that_explain, timeline_text
 
 NS = 1_000_000_000
 SHOWN = [s for s in State if s in LISTED]
@@ -93,8 +97,17 @@ def markdown(an, max_flows: int = 10) -> str:
     for h in sorted({h for h, _ in peaks}):
         cells = [f"{peaks[(h, s)][0]}/{at_end.get((h, s), 0)}" if (h, s) in peaks else "" for s in SHOWN]
         out.append(f"| {h} | " + " | ".join(cells) + " |")
-    flows = rank_flows(an.flows)[:max_flows]
-    out += ["", f"## Connections that matter ({len(flows)} shown)", ""]
+    if getattr(an, "path", None) is not None:
+        from ..path.views import PATHS_HEAD, PATHS_NOTE, path_cells, path_pairs
+        pairs = path_pairs(an)
+        out += ["", f"## Path health per host pair (busiest first; {PATHS_NOTE})", "",
+                "| " + " | ".join(PATHS_HEAD) + " |", "|---|---|" + "---:|" * (len(PATHS_HEAD) - 2)]
+        out += ["| " + " | ".join(path_cells(p)) + " |" for p in pairs[:PAIRS_LISTED]]
+        if len(pairs) > PAIRS_LISTED:
+            out.append(f"\n… and {len(pairs) - PAIRS_LISTED} more pairs (`tcpfsm paths`).")
+    named = flows_that_explain(an)              # every flow a finding names (as the HTML report), one story each first
+    flows = named[:max_flows]
+    out += ["", f"## Connections that matter ({len(flows)} of {len(named)} shown)", ""]
     out.append(timeline_text(flows, markdown=True, tunnels=getattr(i, "tunnels", None)) if flows
                else "None.")
     return "\n".join(out) + "\n"
@@ -107,6 +120,8 @@ def _cell(s: str) -> str:
 HOSTS_DRAWN = 12            # host charts drawn; the other hosts are listed with their peaks
 HOSTS_LISTED = 500
 FLOWS_LISTED = 2000
+PAIRS_DRAWN = 8             # host pairs drawn with RTT and retransmission charts; the others are listed
+PAIRS_LISTED = 500
 FINDINGS_LISTED = 1000         # flows listed (not drawn) after the diagrams; the rest counted
 SEG_HEAD, SEG_TAIL = 60, 20  # segments drawn per sequence diagram: the first and the last ones
 
@@ -130,13 +145,18 @@ def html_report(an, max_flows: int = 10) -> str:
     add(f"<header><h1>TCP incident report</h1><p class='sub'>{_e(i.path)} · {_e(clock(an.start, True))} → "
         f"{_e(clock(an.end, True))} ({(an.end - an.start) / NS:.3f} s) · tcpfsm</p></header>")
     add("<nav class='toc'><a href='#summary'>Summary</a><a href='#findings'>Findings</a>"
-        "<a href='#hosts'>Hosts</a><a href='#flows'>Connections</a><a href='#transitions'>Transitions</a>"
+        "<a href='#hosts'>Hosts</a><a href='#paths'>Paths</a><a href='#flows'>Connections</a><a href='#transitions'>Transitions</a>"
         "<a href='#capture'>Capture</a></nav>")
     others = order[len(drawn):]                  # listed after the diagrams, so every evidence link lands
     listed = others[:FLOWS_LISTED]
     add(_summary(an, hosts, order))
+    pairs = None
+    if getattr(an, "path", None) is not None:
+        from ..path.views import path_pairs
+        pairs = path_pairs(an)
+    drawn_pairs = {(p["client"], p["server"]) for p in (pairs or [])[:PAIRS_DRAWN]}
     linked_hosts = {h for h, _ in hosts[:HOSTS_DRAWN + HOSTS_LISTED]}     # drawn, or a row of the hosts table
-    add(_findings_section(an, linked_hosts, {f.id for f in drawn}, {f.id for f in listed}))
+    add(_findings_section(an, linked_hosts, {f.id for f in drawn}, {f.id for f in listed}, drawn_pairs))
 
     add(f"<section id='hosts'><h2>State counts per host over time</h2><p class='note'>Sockets each host held "
         f"per state, as its <code>netstat -nat</code> would have listed them; busiest hosts first "
@@ -149,6 +169,8 @@ def html_report(an, max_flows: int = 10) -> str:
     if rest:
         add(_hosts_table(an, rest[:HOSTS_LISTED], len(rest)))
     add("</section>")
+
+    add(_paths_section(an, svg, pairs))
 
     add(f"<section id='flows'><h2>Connections that matter</h2><p class='note'>{len(order)} connections are "
         f"named by findings; {len(drawn)} are drawn as sequence diagrams, one of each kind of story first, most "
@@ -259,7 +281,8 @@ def _summary(an, hosts, named) -> str:
     return "".join(out)
 
 
-def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set) -> str:
+def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set, drawn_pairs: set = frozenset()
+                      ) -> str:
     out = ["<section id='findings'><h2>Findings (most severe first)</h2>"]
     if not an.findings:
         out.append("<p>None.</p></section>")
@@ -270,6 +293,8 @@ def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set)
         ev = []
         for h in _finding_hosts(an, a):
             ev.append(f"<a href='#host-{_anchor(h)}'>host {_e(h)}</a>" if h in drawn_hosts else f"host {_e(h)}")
+        if (a.host, getattr(a, "service", None)) in drawn_pairs:     # a host pair's finding (lossy_path): its chart
+            ev.append(f"<a href='#{_pair_anchor(a.host, a.service)}'>path {_e(a.host)} → {_e(a.service)}</a>")
         fl = [f"<a href='#flow-{fid}'>flow {fid}</a>" if fid in drawn_flows else f"<a href='#list-flow-{fid}'>"
               f"flow {fid}</a>" if fid in listed_flows else f"flow {fid}" for fid in a.flows[:8]]
         if len(a.flows) > 8:
@@ -281,6 +306,65 @@ def _findings_section(an, drawn_hosts: set, drawn_flows: set, listed_flows: set)
     if len(an.findings) > FINDINGS_LISTED:
         out.append(f"<p class='note'>… and {len(an.findings) - FINDINGS_LISTED} more findings (<code>tcpfsm "
                    f"analyze --format json</code> lists every one).</p>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _pair_anchor(client: str, server: str) -> str:
+    return "pair-" + _anchor(f"{client}-{server}")
+
+
+def _paths_section(an, svg, pairs: list[dict] | None) -> str:
+    """Path health per host pair, busiest first: for the first PAIRS_DRAWN, `tcpfsm paths`' mtr-like row and
+    a chart of RTT and retransmissions over time (`<svg data-pair="CLIENT-SERVER">`); the others listed."""
+    from ..path.views import PATHS_HEAD, PATHS_NOTE, path_cells
+    out = ["<section id='paths'><h2>Path health per host pair</h2>"]
+    if pairs is None:
+        out.append("<p class='note'>Not analysed: path health needs the whole capture (not with "
+                   "<code>--stream</code>).</p></section>")
+        return "".join(out)
+    drawn = pairs[:PAIRS_DRAWN]
+    series = pair_series(an, [(p["client"], p["server"]) for p in drawn])
+    out.append(f"<p class='note'>What <code>mtr --report</code> would have said about the network between "
+               f"each client and server, from the connections themselves (<code>tcpfsm paths</code>; "
+               f"{_e(PATHS_NOTE)}); busiest pairs first ({len(drawn)} of {len(pairs)} drawn). Charts: the "
+               f"RTT samples per interval (a dot at their median, a whisker to the least and the most) for each "
+               f"side's data, and the segments each side retransmitted (Wireshark's "
+               f"<code>tcp.analysis.retransmission</code>), the client's upward, the server's downward. Hover "
+               f"for the values.</p>")
+    if not pairs:
+        out.append("<p>No connections.</p></section>")
+        return "".join(out)
+    if series is None:
+        out.append("<p class='note'>The capture could not be read again (stdin): the tables only.</p>")
+    head = "<tr>" + "".join(f"<th>{h}</th>" for h in PATHS_HEAD) + "</tr>"
+    by_pair: dict[tuple, list] = {}
+    for f in an.flows:
+        by_pair.setdefault((f.client_ip, f.server_ip), []).append(f)
+    for p in drawn:
+        key = (p["client"], p["server"])
+        cells = path_cells(p)
+        out.append(f"<figure class='pair' id='{_pair_anchor(*key)}'><h3>"
+                   f"{_e(p['client'])} → {_e(p['server'])}</h3><table class='mtr'><thead>{head}</thead><tbody><tr>"
+                   + "".join(f"<td{'' if j < 2 else ' class=num'}>{_e(c)}</td>" for j, c in enumerate(cells))
+                   + "</tr></tbody></table>")
+        if series is not None:
+            fl = by_pair.get(key, [])
+            t0 = min(f.first_ts for f in fl)
+            t1 = max(f.last_ts for f in fl)
+            step, bins = pair_bins(series[key], t0, t1)
+            out.append(f"<div class='scroll'>{svg.pair_chart(p['client'], p['server'], step, bins, t0, t1)}</div>")
+        out.append("</figure>")
+    rest = pairs[len(drawn):]
+    if rest:
+        out.append(f"<h3>Other host pairs ({len(rest)})</h3><table class='mtr'><thead>{head}</thead><tbody>")
+        for p in rest[:PAIRS_LISTED]:
+            out.append("<tr>" + "".join(f"<td{'' if j < 2 else ' class=num'}>{_e(c)}</td>"
+                                        for j, c in enumerate(path_cells(p))) + "</tr>")
+        out.append("</tbody></table>")
+        if len(rest) > PAIRS_LISTED:
+            out.append(f"<p class='note'>… and {len(rest) - PAIRS_LISTED} more pairs (<code>tcpfsm paths</code> "
+                       f"lists every one).</p>")
     out.append("</section>")
     return "".join(out)
 
@@ -356,13 +440,8 @@ def flow_segments(an, flows, head: int = SEG_HEAD, tail: int = SEG_TAIL) -> dict
 
     import numpy as np
 
-    path = an.info.path
-    if not flows or not path or path == "-" or path == "<stdin>":
-        return {}
-    try:
-        from ..capture.reader import open_capture
-        cap = open_capture(path)
-    except Exception:                               # unreadable now: the diagrams fall back to transitions
+    cap = _read_again(an) if flows else None
+    if cap is None:                                 # unreadable now: the diagrams fall back to transitions
         return {}
 
     def raw(ip: str) -> bytes:
@@ -397,6 +476,133 @@ def flow_segments(an, flows, head: int = SEG_HEAD, tail: int = SEG_TAIL) -> dict
     except Exception:
         return {}
     return {fid: (first + list(last), n[0] - len(first) - len(last)) for fid, (first, last, n) in got.items()}
+
+
+def _read_again(an):
+    """The capture's batches once more (the report's diagrams and path charts need what the analysis did not
+    keep), or None when it cannot be read again (stdin, a file gone)."""
+    path = an.info.path
+    if not path or path == "-" or path == "<stdin>":
+        return None
+    try:
+        from ..capture.reader import open_capture
+        return open_capture(path)
+    except Exception:
+        return None
+
+
+def pair_series(an, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict] | None:
+    """RTT samples and retransmissions over time of the host pairs `pairs` ((client address, server address),
+    as tcpfsm.path.views.path_pairs names them): the capture is read again and the sequence-analysis kernel
+    (tcpfsm.path.segments) runs on these pairs' segments alone. A connection's flags and Karn samples depend
+    on its own segments only, so they are those of the whole analysis (the tests compare them with tshark).
+    pair -> {"rtt": (ts ns, RTT ns, the data's sender is the client), "retx": (ts ns, sender is the client)},
+    numpy arrays in capture order. None when the capture cannot be read again."""
+    import numpy as np
+
+    from ..capture.batch import Batch
+    from ..capture.keys import flow_key_array
+    from ..path.flows import flow_key
+    from ..path.segments import ANALYSIS_NAMES, SequenceAnalysis
+
+    cap = _read_again(an)
+    if cap is None or not pairs:
+        return None if cap is None else {}
+    slot = {p: k for k, p in enumerate(pairs)}
+    by_key: dict[bytes, list[tuple[int, int, bool]]] = {}       # key -> (first ts, pair slot, client is lower)
+    for f in an.flows:
+        k = slot.get((f.client_ip, f.server_ip))
+        if k is not None:
+            by_key.setdefault(flow_key(f), []).append((f.first_ts, k, f.client_is_lo))
+    for lst in by_key.values():
+        lst.sort()
+    sa = SequenceAnalysis(keep_rows=True)
+    bit = np.uint32(1 << ANALYSIS_NAMES.index("retransmission"))
+    fed: list[tuple] = []            # per segment fed: (index, ts, pair slot, sender is the client)
+    retx: list[tuple] = []           # per retransmission: (ts, pair slot, sender is the client)
+    try:
+        for b in cap.batches():
+            c = b.cols
+            if not len(c["index"]):
+                continue
+            karr, lo = flow_key_array(c)
+            uniq, inv = np.unique(karr, return_inverse=True)
+            inv = inv.ravel()
+            upair = np.full(len(uniq), -1, np.int64)
+            ulo = np.zeros(len(uniq), bool)
+            multi = []
+            for j, key in enumerate(uniq.tolist()):
+                lst = by_key.get(key)
+                if lst:
+                    upair[j], ulo[j] = lst[0][1], lst[0][2]
+                    if len(lst) > 1:
+                        multi.append((j, lst))
+            pair = upair[inv]
+            client_lo = ulo[inv]
+            for j, lst in multi:            # a 4-tuple reused: each segment goes to the flow started last before it
+                rows = np.flatnonzero(inv == j)
+                starts = np.array([x[0] for x in lst], np.int64)
+                pick = np.maximum(np.searchsorted(starts, c["ts"][rows], side="right") - 1, 0)
+                pair[rows] = np.array([x[1] for x in lst])[pick]
+                client_lo[rows] = np.array([x[2] for x in lst])[pick]
+            sel = np.flatnonzero(pair >= 0)
+            if not len(sel):
+                continue
+            sa.feed_batch(Batch({name: v[sel] for name, v in c.items()}))
+            r = sa.take_rows()                       # the rows of this batch only: memory bounded by a batch
+            p, cl = pair[sel].astype(np.int16), lo[sel] == client_lo[sel]
+            fed.append((r.index, r.ts, p, cl))
+            m = (r.bits & bit) != 0
+            if m.any():
+                retx.append((r.ts[m], p[m], cl[m]))
+    except Exception:                   # unreadable now: the section keeps its tables, without the charts
+        return None
+    z, zb = np.zeros(0, np.int64), np.zeros(0, bool)
+    out = {q: {"rtt": (z, z, zb), "retx": (z, zb)} for q in pairs}
+    if not fed:
+        return out
+    index, ts, fp, fc = (np.concatenate(x) for x in zip(*fed))
+    rts, rp, rc = (np.concatenate(x) for x in zip(*retx)) if retx else (z, z, zb)
+    _conv, _acker_lo, rtt, packet = sa.rtt_samples()
+    at = np.searchsorted(index, packet)              # the acknowledging segment (fed in capture order)
+    for q, k in slot.items():
+        m = rp == k
+        s_ = fp[at] == k
+        out[q] = {"rtt": (ts[at[s_]], rtt[s_], ~fc[at[s_]]), "retx": (rts[m], rc[m])}
+    return out
+
+
+def pair_bins(series: dict, t0: int, t1: int, bins: int = 100) -> tuple[int, list[dict]]:
+    """One host pair's series in intervals of a round length (about `bins` of them from t0 to t1): per
+    interval with anything in it, its start, per direction the RTT samples' count/min/median/max (ms) and the
+    retransmissions. Returns (interval ns, intervals)."""
+    import numpy as np
+
+    from .svg import nice_step
+    step = max(int(nice_step((t1 - t0) / NS, bins) * NS), 1000)
+    base = t0 // step * step
+    nb = int((t1 - base) // step) + 1
+    out: dict[int, dict] = {}
+
+    def slot(ts):
+        return np.clip((ts - base) // step, 0, nb - 1)
+
+    ts, rtt, cdata = series["rtt"]
+    for side, mask in (("client", cdata), ("server", ~cdata)):
+        b, v = slot(ts[mask]), rtt[mask] / 1e6
+        order = np.lexsort((v, b))
+        b, v = b[order], v[order]
+        cuts = np.flatnonzero(np.diff(b)) + 1
+        for lo_, hi in zip(np.r_[0, cuts], np.r_[cuts, len(b)]):
+            if hi > lo_:
+                vals = v[lo_:hi]
+                d = out.setdefault(int(b[lo_]), {})
+                d["rtt_" + side] = (int(hi - lo_), float(vals[0]), float(np.median(vals)), float(vals[-1]))
+    ts, cl = series["retx"]
+    for side, mask in (("client", cl), ("server", ~cl)):
+        for b, n in zip(*np.unique(slot(ts[mask]), return_counts=True)):
+            out.setdefault(int(b), {})["retx_" + side] = int(n)
+    return step, [dict(d, start=base + b * step) for b, d in sorted(out.items())]
 
 
 STYLE = """
@@ -436,6 +642,7 @@ svg g.rst line{stroke:#c0392b}svg g.rst path,svg g.rst text{fill:#c0392b}
 svg g.data line{stroke:#1e7d32}svg g.data path{fill:#1e7d32}
 svg .st{font-weight:600;fill:#6b3fa0}svg .st.timer{fill:#b7791f}svg .st.nonrfc{fill:#c0392b}
 svg .st.retracted{text-decoration:line-through;fill:#999}svg .tmark{fill:#b7791f}svg .tmark.pend{fill:#fff;stroke:#b7791f}
+svg.pair .bar{stroke:none}svg.pair g line{stroke-width:1}
 svg .tgraph .n rect,svg .n rect{fill:#f6f8fa;stroke:#445}svg .n text{font-weight:600}
 svg g.e path{stroke:#555}svg g.e.nonrfc path{stroke:#c0392b;stroke-dasharray:6 4}
 svg .cnt{fill:#1f6feb;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}

@@ -1,5 +1,5 @@
-"""Inline SVG pictures for the HTML report: a host's state counts over time, a connection's sequence
-diagram (Wireshark's flow graph, with each endpoint's states beside its line), and the graph of observed
+"""Inline SVG pictures for the HTML report: a host's state counts over time, a host pair's RTT and
+retransmissions over time, a connection's sequence diagram (Wireshark's flow graph, with each endpoint's states beside its line), and the graph of observed
 transitions. Plain strings, no library, no script needed to read them (hover values are SVG <title>s;
 the report's small script only echoes them into a visible read-out).
 
@@ -105,6 +105,114 @@ def host_chart(host: str, rows: list[tuple[int, dict]], t0: int, t1: int, width:
                    f'height="{h}"><title>{_e(host)} at {when}: {_e(vals)}</title></rect>')
     out.append(f'<text x="{pl}" y="{height - 3}" class="readout"></text></svg>')
     return "".join(out)
+
+
+SIDE_COLORS = {"client": "#1f6feb", "server": "#d35400"}
+
+
+def pair_chart(client: str, server: str, step: int, bins: list[dict], t0: int, t1: int, width: int = 880) -> str:
+    """One host pair's path over time, two panels on one real time axis: above, the RTT samples (ms) per
+    interval and direction -- a dot at their median, a whisker from the least to the most, a line through
+    the medians; below, the retransmitted segments per interval, the client's upward, the server's downward,
+    each bar carrying its count (`data-dir`, `data-count`). An invisible band per interval with anything in
+    it holds a <title> with its values (hover). `bins`: tcpfsm.render.report.pair_bins."""
+    pl, pr, pt = 52, 150, 18
+    h1, gap, h2, pb = 120, 30, 90, 34
+    height = pt + h1 + gap + h2 + pb
+    w = width - pl - pr
+    t1 = max(t1, t0 + 1)
+    ms = "rtt_client", "rtt_server"
+    top = max([d[k][3] for d in bins for k in ms if k in d] + [0.001])
+    ystep = nice_step(top, 4)
+    ymax = math.ceil(top / ystep - 1e-9) * ystep
+    rtop = max([d.get(k, 0) for d in bins for k in ("retx_client", "retx_server")] + [1])
+    rstep = max(1, int(nice_step(rtop, 2)))
+    rmax = -(-rtop // rstep) * rstep
+    y2 = pt + h1 + gap + h2 / 2                 # the retransmission panel's zero line
+
+    def x(t: int) -> float:
+        return pl + (t - t0) / (t1 - t0) * w
+
+    def y(v: float) -> float:
+        return pt + h1 - v / ymax * h1
+
+    label = f"{client}-{server}"
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart pair" data-pair="{_e(label)}" '
+           f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+           f'aria-label="RTT and retransmissions between {_e(client)} and {_e(server)}">',
+           f'<text x="{pl}" y="12" class="ct">RTT (ms, ACKs by Karn\'s rule)</text>',
+           f'<text x="{pl}" y="{pt + h1 + gap - 6}" class="ct">retransmitted segments per '
+           f'{_e(_dur(step))}</text>']
+    k = 0
+    while k * ystep <= ymax + 1e-9:
+        v = k * ystep
+        out.append(f'<line x1="{pl}" x2="{pl + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
+                   f'<text x="{pl - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+        k += 1
+    for v in range(-rmax, rmax + 1, rstep):
+        yy = y2 - v / rmax * (h2 / 2)
+        out.append(f'<line x1="{pl}" x2="{pl + w}" y1="{yy:.1f}" y2="{yy:.1f}" class="grid"/>'
+                   f'<text x="{pl - 6}" y="{yy + 4:.1f}" text-anchor="end">{abs(v)}</text>')
+    bottom = pt + h1 + gap + h2
+    for t, lab in time_ticks(t0, t1):
+        out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{pt}" y2="{pt + h1}" class="grid"/>'
+                   f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{pt + h1 + gap}" y2="{bottom}" class="grid"/>'
+                   f'<text x="{x(t):.1f}" y="{bottom + 16}" text-anchor="middle">{_e(lab)}</text>')
+    out.append(f'<line x1="{pl}" x2="{pl + w}" y1="{pt + h1}" y2="{pt + h1}" class="axis"/>'
+               f'<line x1="{pl}" x2="{pl + w}" y1="{y2}" y2="{y2}" class="axis"/>'
+               f'<line x1="{pl}" x2="{pl}" y1="{pt}" y2="{pt + h1}" class="axis"/>'
+               f'<line x1="{pl}" x2="{pl}" y1="{pt + h1 + gap}" y2="{bottom}" class="axis"/>')
+    bw = max(step / (t1 - t0) * w - 1, 1.0)
+    for side in ("client", "server"):
+        col = SIDE_COLORS[side]
+        pts = []
+        marks = []
+        for d in bins:
+            cx = x(d["start"] + step / 2) + (-1.5 if side == "client" else 1.5)    # both sides visible
+            st = d.get("rtt_" + side)
+            if st:
+                n, lo, med, hi = st
+                pts.append(f"{cx:.1f},{y(med):.1f}")
+                if hi > lo:
+                    marks.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(lo):.1f}" y2="{y(hi):.1f}"/>')
+                marks.append(f'<circle cx="{cx:.1f}" cy="{y(med):.1f}" r="2.2"/>')
+            n = d.get("retx_" + side)
+            if n:
+                hgt = n / rmax * (h2 / 2)
+                top_y = y2 - hgt if side == "client" else y2
+                marks.append(f'<rect class="bar" data-dir="{side}" data-count="{n}" x="{x(d["start"]):.1f}" '
+                             f'y="{top_y:.1f}" width="{bw:.1f}" height="{hgt:.1f}"/>')
+        if len(pts) > 1:
+            out.append(f'<polyline fill="none" stroke="{col}" stroke-width="1.2" stroke-opacity=".6" '
+                       f'points="{" ".join(pts)}"/>')
+        out.append(f'<g class="{side}" fill="{col}" stroke="{col}">{"".join(marks)}</g>')
+    for j, (side, what) in enumerate((("client", f"{client}'s data, ACKed by {server}"),
+                                      ("server", f"{server}'s data, ACKed by {client}"))):
+        ly = pt + 4 + 30 * j
+        out.append(f'<rect x="{pl + w + 12}" y="{ly}" width="10" height="10" fill="{SIDE_COLORS[side]}"/>'
+                   f'<text x="{pl + w + 27}" y="{ly + 9}">{side}</text>'
+                   f'<text x="{pl + w + 27}" y="{ly + 22}" class="muted">{"sent ↑" if side == "client" else "sent ↓"}'
+                   f'</text>')
+    for d in bins:                                  # hover bands: one per interval with anything in it
+        when = datetime.fromtimestamp(d["start"] / NS).strftime("%H:%M:%S.%f")[:-3]
+        parts = []
+        for side, who in (("client", client), ("server", server)):
+            st = d.get("rtt_" + side)
+            if st:
+                n, lo, med, hi = st
+                parts.append(f"RTT of {who}'s data: {n} sample{'s' if n > 1 else ''}, median {med:.3f} ms "
+                             f"({lo:.3f}–{hi:.3f})")
+        parts.append(f"retransmissions {client} → {server}: {d.get('retx_client', 0)}, "
+                     f"{server} → {client}: {d.get('retx_server', 0)}")
+        out.append(f'<rect class="hov" x="{x(d["start"]):.1f}" y="{pt}" width="{max(bw, 0.5):.1f}" '
+                   f'height="{bottom - pt}"><title>{when} (+{_e(_dur(step))}): {_e("; ".join(parts))}</title></rect>')
+    out.append(f'<text x="{pl}" y="{height - 3}" class="readout"></text></svg>')
+    return "".join(out)
+
+
+def _dur(step_ns: int) -> str:
+    s = step_ns / NS
+    return f"{s:g} s" if s >= 1 else f"{s * 1e3:g} ms" if s >= 1e-3 else f"{s * 1e6:g} µs"
 
 
 def sequence_diagram(flow, segments: list[tuple], more: int = 0) -> str:

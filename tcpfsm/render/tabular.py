@@ -1,9 +1,10 @@
-"""Columnar hand-off: flows and transitions as typed columns, written as Parquet (pyarrow, the optional
-extra `tcpfsm[arrow]`) or handed to pandas (`Analysis.to_pandas()`).
+"""Columnar hand-off: flows, transitions and segments as typed columns, written as Parquet (pyarrow, the
+optional extra `tcpfsm[arrow]`) or handed to pandas (`Analysis.to_pandas()`).
 
-The column names are the CSV's for flows (plus typed lists and the undecided `alt` states) and the
-timeline JSON's for transitions, with each row naming its connection; times are epoch seconds (float64,
-as in the JSON) and also `*_time` UTC timestamps for tools that want a time type. Owns layout only.
+The column names are the CSV's for flows (plus typed lists and the undecided `alt` states), the
+timeline JSON's for transitions, with each row naming its connection, and the `segments` JSON's for
+segments (`analysis` a list of strings, plus the CSV's `duplicate_ack_num`, 0 when not a duplicate ACK); times are epoch seconds
+(float64, as in the JSON) and also `*_time` UTC timestamps for tools that want a time type. Owns layout only.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ TRANSITION_COLUMNS = ["flow", "client_ip", "client_port", "server_ip", "server_p
                       "from", "to", "packet", "cause", "reason", "rfc_edge", "alt", "retracted"]
 
 
+SEGMENT_COLUMNS = ["packet", "ts", "flow", "endpoint", "flags", "seq", "ack", "len", "win", "analysis",
+                   "duplicate_ack_num"]
+
+
 class MissingExtra(ValueError):
     """pyarrow / pandas not installed: a user error with the install line."""
 
@@ -27,6 +32,11 @@ def _need(module: str):
         return importlib.import_module(module)
     except ImportError:
         raise MissingExtra(f"{module} is not installed: pip install 'tcpfsm[arrow]'") from None
+
+
+def need(module: str):
+    """Import `module` of the arrow extra, or raise MissingExtra naming the install line."""
+    return _need(module)
 
 
 def flow_rows(flows) -> dict[str, list]:
@@ -147,10 +157,57 @@ def write_parquet(what: str, flows, out) -> None:
     sink.close()
 
 
+def _segment_schema():
+    pa = _need("pyarrow")
+    i64 = pa.int64()
+    types = [i64, pa.float64(), i64, pa.string(), pa.string(), i64, i64, i64, i64, pa.list_(pa.string()), i64]
+    return pa.schema(list(zip(SEGMENT_COLUMNS, types)) + [("time", pa.timestamp("us", tz="UTC"))])
+
+
+def segments_table(rows):
+    """(record of the `segments` JSON contract, duplicate ACK number or 0) pairs as a pyarrow Table."""
+    pa = _need("pyarrow")
+    schema = _segment_schema()
+    cols: dict[str, list] = {k: [] for k in SEGMENT_COLUMNS}
+    for rec, dup in rows:
+        for k in SEGMENT_COLUMNS[:-1]:
+            cols[k].append(rec[k])
+        cols["duplicate_ack_num"].append(dup)
+    cols["time"] = [round(x * 1e6) for x in cols["ts"]]
+    return pa.Table.from_arrays([pa.array(cols[f.name], type=f.type) for f in schema], schema=schema)
+
+
+def write_segments_parquet(rows, out, chunk: int = 65536) -> int:
+    """The `segments` view as Parquet into `out` (an Output), `chunk` segments a row group: `rows` yields
+    (record of the JSON contract, duplicate ACK number or 0), as tcpfsm.path.views.segment_rows does.
+    Returns the number of rows."""
+    import itertools
+    pq = _need("pyarrow.parquet")
+    writer = pq.ParquetWriter(_OutputFile(out), _segment_schema(), compression="zstd")
+    n = 0
+    rows = iter(rows)
+    while True:
+        part = list(itertools.islice(rows, chunk))
+        if part or n == 0:
+            writer.write_table(segments_table(part))
+        n += len(part)
+        if len(part) < chunk:
+            break
+    writer.close()
+    return n
+
+
 def to_pandas(an, what: str = "flows"):
-    if what not in ("flows", "transitions"):
-        raise ValueError(f"to_pandas({what!r}): expected 'flows' or 'transitions'")
+    """flows, transitions, or (of an analysis run with keep_segments=True) segments as a DataFrame."""
+    if what not in ("flows", "transitions", "segments"):
+        raise ValueError(f"to_pandas({what!r}): expected 'flows', 'transitions' or 'segments'")
     _need("pandas")
+    if what == "segments":
+        if getattr(an, "path_segments", None) is None:
+            raise ValueError("to_pandas('segments') needs the per-segment rows: "
+                             "tcpfsm.analyze(path, keep_segments=True)")
+        from ..path.views import segment_rows
+        return segments_table((rec, dup) for rec, dup, _, _ in segment_rows(an)).to_pandas()
     try:
         return arrow_table(what, an.flows).to_pandas()
     except MissingExtra:                       # pandas without pyarrow: plain columns
