@@ -607,37 +607,39 @@ def _signed(x: np.ndarray) -> np.ndarray:
     return ((x + (1 << 31)) & _M32) - (1 << 31)
 
 
-def _prefix(mask_or_values: np.ndarray) -> list[int]:
+def _prefix(mask_or_values: np.ndarray) -> np.ndarray:
     """Prefix sums with a leading 0: the total over rows [p, q) is P[q] - P[p]."""
     out = np.zeros(len(mask_or_values) + 1, np.int64)
     np.cumsum(mask_or_values, out=out[1:])
-    return out.tolist()
+    return out
 
 
-def _next_true(mask: np.ndarray, n: int) -> list[int]:
+def _next_true(mask: np.ndarray, n: int) -> np.ndarray:
     """For each row, the first row at or after it where `mask` holds (n if none)."""
     pos = np.where(mask, np.arange(n), n)
-    return np.minimum.accumulate(pos[::-1])[::-1].tolist()
+    return np.minimum.accumulate(pos[::-1])[::-1]
 
 
 @dataclass(slots=True)
 class _DirArrays:
-    """One direction's (the lower or higher address+port's) prefix arrays over a batch, in group order."""
+    """One direction's (the lower or higher address+port's) prefix arrays over a batch, in group order.
+    Read a few elements per run (`.item`): converting every array to a list cost more than all the reads
+    (0.7 s of the bench capture's 5 s)."""
     ref: np.ndarray        # per group: the reference sequence number of the relative values
     incl: np.ndarray       # per row: highest relative sequence end sent so far in the group (carry included)
-    cnt: list
-    plen: list
-    ipl: list
-    zero: list
-    retr: list
-    data: list
-    pack: list
+    cnt: np.ndarray
+    plen: np.ndarray
+    ipl: np.ndarray
+    zero: np.ndarray
+    retr: np.ndarray
+    data: np.ndarray
+    pack: np.ndarray
     last: np.ndarray
     lastdata: np.ndarray
-    first: list
-    nretr: list
-    ndata: list
-    npack: list
+    first: np.ndarray
+    nretr: np.ndarray
+    ndata: np.ndarray
+    npack: np.ndarray
     ack: np.ndarray        # per row: the acknowledgement number of this direction's ACKs, -1 elsewhere
 
 
@@ -649,38 +651,42 @@ def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list
     lo_is_client = flow.client_is_lo
     for d in (True, False):
         a = per_dir[d]
-        cnt = a.cnt[q] - a.cnt[p]
+        cnt_ = a.cnt.item
+        cnt = cnt_(q) - cnt_(p)
         o = per_dir[not d]
-        last_y = int(o.last[q - 1])
+        last_y = o.last.item(q - 1)
+        retr = a.retr.item
         unanswered = first_un = None
         if last_y >= p:                      # the peer spoke in the run: count retransmissions since then
-            unanswered = a.retr[q] - a.retr[last_y + 1]
+            unanswered = retr(q) - retr(last_y + 1)
             if unanswered:
-                first_un = clock_l[a.nretr[last_y + 1]]
-        k_all = a.retr[q] - a.retr[p]
+                first_un = clock_l[a.nretr.item(last_y + 1)]
+        k_all = retr(q) - retr(p)
         if unanswered is None and k_all:
-            first_un = clock_l[a.nretr[p]]
+            first_un = clock_l[a.nretr.item(p)]
         if not cnt:
             conn.absorb_run(lo_is_client == d, 0, 0, 0, 0, 0, unanswered, first_un, 0, 0, None, 0, None, None)
             continue
-        last = int(a.last[q - 1])
-        rel = int(a.incl[q - 1])
+        last = a.last.item(q - 1)
+        rel = a.incl.item(q - 1)
+        plen_, ipl_, zero_, data_ = a.plen.item, a.ipl.item, a.zero.item, a.data.item
         best, prev, best_ts = _runs.best_ack(a.ack, clock_a, p, q)   # highest ack, the one before, when
         conn.absorb_run(
-            lo_is_client == d, cnt, a.plen[q] - a.plen[p], a.ipl[q] - a.ipl[p], a.zero[q] - a.zero[p], k_all,
-            unanswered, first_un, clock_l[a.first[p]], clock_l[last],
-            clock_l[int(a.lastdata[q - 1])] if a.data[q] - a.data[p] else None, win_l[last],
-            (int(a.ref[gi]) + rel) & _M32 if rel > -_INF // 2 else None, best, prev, best_ts)
+            lo_is_client == d, cnt, plen_(q) - plen_(p), ipl_(q) - ipl_(p), zero_(q) - zero_(p), k_all,
+            unanswered, first_un, clock_l[a.first.item(p)], clock_l[last],
+            clock_l[a.lastdata.item(q - 1)] if data_(q) - data_(p) else None, win_l[last],
+            (a.ref.item(gi) + rel) & _M32 if rel > -_INF // 2 else None, best, prev, best_ts)
     # history letters, in the order their first segments came
     new = []
     for d in (True, False):
         a = per_dir[d]
         client = lo_is_client == d
-        if not conn.letter_seen(client, "D") and a.data[q] - a.data[p]:
-            new.append((a.ndata[p], client, "D"))
-        if not conn.letter_seen(client, "A") and a.pack[q] - a.pack[p]:
-            new.append((a.npack[p], client, "A"))
-    conn.add_letters([(c, letter) for _, c, letter in sorted(new)])
+        if not conn.letter_seen(client, "D") and a.data.item(q) - a.data.item(p):
+            new.append((a.ndata.item(p), client, "D"))
+        if not conn.letter_seen(client, "A") and a.pack.item(q) - a.pack.item(p):
+            new.append((a.npack.item(p), client, "A"))
+    if new:
+        conn.add_letters([(c, letter) for _, c, letter in sorted(new)])
     flow.last_ts = clock_l[q - 1]
 
 
