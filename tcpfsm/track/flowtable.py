@@ -539,8 +539,8 @@ class FlowTable:
         tracked over the cap: evicting them would change the answers of a whole-capture analysis.
         `settled_after` (ns): an attempt silent this long has had its short timers fire (SYN-cookie check,
         the unanswered-SYN threshold), so summarising it now gives the findings the whole capture would;
-        those go first, and younger ones only when that is not enough (`evicted["forced"]`: their findings
-        may differ from an uncapped run, and the summary says how many)."""
+        those go first, and younger ones only when that is not enough and attempts fill over half the cap
+        (`evicted["forced"]`: their findings may differ from an uncapped run, and the summary says how many)."""
         if self.max_flows is None or len(self.current) <= self.max_flows:
             return []
         excess = len(self.current) - int(self.max_flows * 0.9)
@@ -552,8 +552,15 @@ class FlowTable:
         if self.forget_finished:
             victims = sorted(self.current.items(), key=rank)[:excess]
         else:
-            victims = sorted(((k, f) for k, f in self.current.items() if _half_open(f)),
-                             key=lambda kf: kf[1].last_ts)[:excess]
+            attempts = sorted(((k, f) for k, f in self.current.items() if _half_open(f)),
+                              key=lambda kf: kf[1].last_ts)
+            victims = attempts[:excess]
+            # A handshake still in progress (younger than `settled_after`) is forced out only when attempts
+            # are what fills the table (over half of the cap: a flood); when established connections fill
+            # it, evicting the few handshakes under way frees nothing that matters and loses connections
+            # (their next segments would find them gone).
+            if len(attempts) <= self.max_flows // 2:
+                victims = [kf for kf in victims if kf[1].last_ts <= self.clock - settled_after]
         settled = self.clock - settled_after
         out = []
         for k, f in victims:
