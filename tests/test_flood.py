@@ -110,3 +110,28 @@ def test_evicted_connections_keep_their_later_segments(tmp_path):
     assert s["segments_after_eviction"] >= s["evicted"]["idle"]
     assert s["segments_after_eviction"] <= sum(s["evicted"].values()) * 3
     assert s["non_rfc_transitions"] == 0 and not any(f.role_inferred for f in an.flows)
+
+
+def test_streaming_with_a_cap_keeps_the_reconnect_findings(tmp_path):
+    """Connections that never close, one client reconnecting to one service (bench/make_load.py's
+    never-closing capture, smaller): streamed with a cap far below the connections alive, the idle ones are
+    evicted long before the end, yet the reconnect form of vanished_peer (it needs the capture's end and every
+    later connection) is judged from their compact records at the end: the same flows and the same findings,
+    kind and count, as the whole-capture run; no handshake under way is evicted (its next segments would be
+    lost)."""
+    sys.path.insert(0, os.path.join(HERE, "..", "bench"))
+    from make_load import open_conns
+    from pathlib import Path
+    path = tmp_path / "open.pcap"
+    open_conns(Path(path), 6000, rate=100.0)
+    full = tcpfsm.analyze(str(path))
+    an = tcpfsm.analyze(str(path), stream=True, max_flows=1000, batch_size=500)
+
+    def counts(a):
+        return sorted((f.kind, f.host, f.count) for f in a.findings)
+    assert counts(full) and counts(an) == counts(full)
+    assert [f.kind for f in full.findings].count("vanished_peer") >= 1
+    s = an.summary()
+    assert s["flows"] == len(full.flows) == 6000
+    assert s["evicted"].get("idle", 0) > 4000
+    assert s["evicted"].get("half_open", 0) == s["evicted"].get("forced", 0) == s["segments_after_eviction"] == 0

@@ -51,7 +51,9 @@ def test_table_cap_evicts_half_open_first_and_counts_it():
     handed = []
     an = tcpfsm.analyze(path, stream=True, on_flow=handed.append, max_flows=100, batch_size=64)
     ev = an.summary()["evicted"]
-    assert ev.get("half_open", 0) > 300 and len(an.flows) <= 100 + 64     # cap checked after each batch
+    # attempts younger than the settling time are "forced" (their findings may differ from an uncapped run)
+    assert ev.get("half_open", 0) + ev.get("forced", 0) > 300 and len(an.flows) <= 100 + 64  # cap checked per batch
+    assert not ev.get("idle")
     assert any(a.kind == "syn_flood" for a in an.findings)
 
 

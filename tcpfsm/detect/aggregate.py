@@ -25,6 +25,7 @@ MAX_TARGETS = 200_000    # distinct targets remembered per scanning source
 MAX_SOURCES = 100_000    # distinct sources remembered per flooded service
 MAX_SINGLES = 100_000    # sources seen probing one target so far, remembered (oldest forgotten first)
 MAX_NEWEST = 500_000     # (client, service) pairs remembered for the reconnect rule (oldest forgotten first)
+MAX_QUIET = 500_000      # connections that left ESTABLISHED on both sides, kept for the reconnect rule
 _PER_TARGET = frozenset({"unanswered_syn"})   # per-flow kinds rolled up per target service, not per client
 
 
@@ -65,7 +66,12 @@ class Aggregator:
         # left at its front, 12 us a time at 100,000 entries: quadratic under a spoofed flood)
         self.scan1: OrderedDict[str, tuple[tuple[str, int], int, int, bool]] = OrderedDict()
         self.newest: OrderedDict[tuple[str, str], tuple[int, int, int, int]] = OrderedDict()   # (client ip, service) -> newest flow
-        self.forgotten = {"scan_sources": 0, "reconnect_pairs": 0}   # what the bounds above let go of
+        # Connections handed out before the end (a stream's evictions) still ESTABLISHED on both sides: the
+        # reconnect rule needs the capture's end and every later connection, so it is judged in `finish` from
+        # this compact record, as it is for the connections still tracked there. flow id -> (client ip,
+        # client, server ip, service, silent since, server retransmissions unanswered)
+        self.quiet: OrderedDict[int, tuple[str, str, str, str, int, int]] = OrderedDict()
+        self.forgotten = {"scan_sources": 0, "reconnect_pairs": 0, "quiet_connections": 0}   # what the bounds let go of
 
     # -- per connection ---------------------------------------------------------------------------------
     def add_flow(self, flow: Flow, end: int, kept: bool = True) -> None:
@@ -75,6 +81,14 @@ class Aggregator:
         flow.anomalies = flow_findings(flow, end, self.th)
         self._index(flow, kept)
         self._rollup(flow)
+        c, s = flow.conn.client, flow.conn.server
+        if c.state is State.ESTABLISHED and s.state is State.ESTABLISHED \
+                and not any(a.kind == "vanished_peer" for a in flow.anomalies):
+            if len(self.quiet) >= MAX_QUIET:
+                self.quiet.popitem(last=False)
+                self.forgotten["quiet_connections"] += 1
+            self.quiet[flow.id] = (flow.client_ip, flow.client, flow.server_ip, flow.server,
+                                   c.last_ts or flow.first_ts, s.retrans_unanswered)
 
     def _index(self, f: Flow, kept: bool = True) -> None:
         c, s = f.conn.client, f.conn.server
@@ -126,22 +140,25 @@ class Aggregator:
         for a in f.anomalies:
             if server is None:
                 server = f.server
-            # an unanswered SYN is about the service that did not answer: rolled up per target, so a flood
-            # from a million spoofed sources is one finding, not one per source
-            per_target = a.kind in _PER_TARGET
-            host = f.client_ip if a.endpoint == "client" and not per_target else f.server_ip
-            key = (a.kind, host, server)
-            r = self.rollups.get(key)
-            if r is None:
-                r = self.rollups[key] = _Rollup(a.kind, a.severity, a, f.id, a.ts_end or a.ts)
-            elif a.ts < r.first.ts:
-                r.first, r.first_flow = a, f.id
-            if SEVERITY_RANK[a.severity] < SEVERITY_RANK[r.severity]:
-                r.severity = a.severity
-            r.ts_end = max(r.ts_end, a.ts_end or a.ts)
-            r.count += 1
-            if len(r.flows) < SAMPLE:
-                r.flows.append(f.id)
+            self._roll(a, f.id, f.client_ip, f.server_ip, server)
+
+    def _roll(self, a: Finding, fid: int, client_ip: str, server_ip: str, server: str) -> None:
+        # an unanswered SYN is about the service that did not answer: rolled up per target, so a flood
+        # from a million spoofed sources is one finding, not one per source
+        per_target = a.kind in _PER_TARGET
+        host = client_ip if a.endpoint == "client" and not per_target else server_ip
+        key = (a.kind, host, server)
+        r = self.rollups.get(key)
+        if r is None:
+            r = self.rollups[key] = _Rollup(a.kind, a.severity, a, fid, a.ts_end or a.ts)
+        elif a.ts < r.first.ts:
+            r.first, r.first_flow = a, fid
+        if SEVERITY_RANK[a.severity] < SEVERITY_RANK[r.severity]:
+            r.severity = a.severity
+        r.ts_end = max(r.ts_end, a.ts_end or a.ts)
+        r.count += 1
+        if len(r.flows) < SAMPLE:
+            r.flows.append(fid)
 
     # -- the end ----------------------------------------------------------------------------------------
     def finish(self, remaining: list[Flow], end: int) -> list[Finding]:
@@ -154,6 +171,7 @@ class Aggregator:
             self._reconnect(f, end)
         for f in remaining:
             self._rollup(f)
+        self._quiet_reconnects(end)
         out = self._floods() + self._scans() + self._piles(end) + self._rollups()
         return rank(out)
 
@@ -164,19 +182,33 @@ class Aggregator:
             return
         if any(a.kind == "vanished_peer" for a in f.anomalies):
             return
-        silent_since = f.conn.client.last_ts or f.first_ts
+        a = self._reconnected(f.id, f.client_ip, f.client, f.server, f.conn.client.last_ts or f.first_ts,
+                              f.conn.server.retrans_unanswered, end)
+        if a is not None:
+            f.anomalies.append(a)
+
+    def _reconnected(self, fid: int, client_ip: str, client: str, server: str, silent_since: int,
+                     server_retrans: int, end: int) -> Finding | None:
         if end - silent_since < self.th.vanished_idle * NS:
-            return
-        newest = self.newest.get((f.client_ip, f.server))
-        if newest is None or newest[1] == f.id or newest[0] <= silent_since:
-            return
+            return None
+        newest = self.newest.get((client_ip, server))
+        if newest is None or newest[1] == fid or newest[0] <= silent_since:
+            return None
         first_ts, gid, gport, gpacket = newest
-        f.anomalies.append(Finding(
-            "vanished_peer", "high" if f.conn.server.retrans_unanswered else "medium", silent_since,
-            f"client {f.client} silent for {_secs(end - silent_since)} without FIN or RST while the server "
-            f"{f.server} still holds it ESTABLISHED; the same client reconnected (flow {gid} from port "
+        return Finding(
+            "vanished_peer", "high" if server_retrans else "medium", silent_since,
+            f"client {client} silent for {_secs(end - silent_since)} without FIN or RST while the server "
+            f"{server} still holds it ESTABLISHED; the same client reconnected (flow {gid} from port "
             f"{gport}, {_secs(first_ts - silent_since)} later): fake ESTABLISHED",
-            ts_end=end, endpoint="client", flows=[f.id, gid], packets=[gpacket]))
+            ts_end=end, endpoint="client", flows=[fid, gid], packets=[gpacket])
+
+    def _quiet_reconnects(self, end: int) -> None:
+        """The reconnect rule for connections handed out before the end (see `quiet`), rolled up like the rest.
+        Their records were written already: the finding is in the roll-up, not in their per-flow list."""
+        for fid, (client_ip, client, server_ip, server, since, retrans) in self.quiet.items():
+            a = self._reconnected(fid, client_ip, client, server, since, retrans, end)
+            if a is not None:
+                self._roll(a, fid, client_ip, server_ip, server)
 
     def _floods(self) -> list[Finding]:
         out = []

@@ -545,11 +545,19 @@ class FlowTable:
             return []
         excess = len(self.current) - int(self.max_flows * 0.9)
 
+        young = self.clock - settled_after       # a handshake silent less long may still be under way
+
         def rank(item):
             f = item[1]
-            return (0 if f.finished() else 1 if _half_open(f) else 2, f.last_ts)
+            if f.finished():
+                return (0, f.last_ts)
+            if _half_open(f) and (f.last_ts <= young or flood):
+                return (1, f.last_ts)
+            return (2, f.last_ts)
 
         if self.forget_finished:
+            # as below: handshakes under way go early only when attempts fill over half the cap (a flood)
+            flood = sum(1 for f in self.current.values() if _half_open(f)) > self.max_flows // 2
             victims = sorted(self.current.items(), key=rank)[:excess]
         else:
             attempts = sorted(((k, f) for k, f in self.current.items() if _half_open(f)),
@@ -570,6 +578,8 @@ class FlowTable:
                 self._touched.add(f)
             if self.forget_finished:
                 reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
+                if reason != "finished" and f.last_ts > settled and _half_open(f):
+                    reason = "forced"                # a handshake maybe still under way
             else:
                 reason = "half_open" if f.last_ts <= settled else "forced"
             self.evicted[reason] += 1
