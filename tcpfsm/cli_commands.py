@@ -80,13 +80,46 @@ def _console(out: str | None, width: int | None = None):
 
     with Output(out) as o:
         # Not a terminal (a file, a pipe): tables at their natural width, nothing elided -- rich would
-        # squeeze them to 80 columns and cut addresses and state names.
+        # squeeze them to 80 columns and cut addresses and state names -- and no padding at line ends.
         if o.owned:
-            yield _Console(file=o.text_file(), width=width or _NATURAL, color_system=None)
+            f = _TrimLines(o.text_file())
+            yield _Console(file=f, width=width or _NATURAL, color_system=None)
+            f.flush()
         elif not sys.stdout.isatty():
-            yield _Console(file=o.text_file(), width=width or _NATURAL)
+            f = _TrimLines(o.text_file())
+            yield _Console(file=f, width=width or _NATURAL)
+            f.flush()
         else:
             yield _Console(file=o.text_file(), width=width)
+
+
+class _TrimLines:
+    """A text file that drops the spaces rich pads lines with (tables fill their last column), so text in a
+    file or pipe has no trailing blanks; what is not yet a whole line waits for its end."""
+
+    def __init__(self, f):
+        self._f = f
+        self._tail = ""
+
+    def write(self, s: str) -> int:
+        text = self._tail + s
+        cut = text.rfind("\n") + 1
+        self._tail = text[cut:]
+        if cut:
+            self._f.write("\n".join(line.rstrip(" ") for line in text[:cut].split("\n")))
+        return len(s)
+
+    def flush(self) -> None:
+        if self._tail:
+            self._f.write(self._tail)
+            self._tail = ""
+        self._f.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._f.fileno()
 
 
 _width_opt = click.option("--width", default=None, type=click.IntRange(min=20), metavar="N",

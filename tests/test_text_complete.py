@@ -214,3 +214,20 @@ def test_bad_filters_are_one_line_errors(args, msg, capsys):
         main(args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and msg in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_piped_text_has_no_trailing_blanks():
+    """Rich pads a table's lines to its width; in a pipe or a file that padding is dropped (issue 9 part 1:
+    text people attach), and nothing else changes."""
+    import subprocess
+    import sys
+    cap = str(ROOT / "captures" / "kernel" / "concurrent_mixed.pcap")
+    exe = [sys.executable, "-c", "from tcpfsm.cli import main; main()"]
+    for argv in (["analyze", cap], ["netstat", cap, "--at", "+1s"], ["states", cap], ["brief", cap]):
+        p = subprocess.run(exe + argv, capture_output=True, text=True, timeout=120)
+        if p.returncode == 2 and "No such command" in p.stderr:
+            continue
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.splitlines()
+        assert len(lines) > 3
+        assert [ln for ln in lines if ln != ln.rstrip(" ")] == []
