@@ -234,7 +234,7 @@ def _same(lt, data, orig):
     if type(a) is tuple:
         if a[18]:
             return None
-        a = a[:18] + (a[19],)
+        a = a[:18] + a[19:]
     elif a in ("tunnel_error", "tunnel_too_deep"):
         return None
     b = dpkt_decoder.decode_record(bytes(data), lt, orig)

@@ -454,7 +454,7 @@ def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     # IPv4's pseudo-header has a 16-bit length; written as IPv6's 32-bit one the sum is the same, and a
     # TSO super-packet's length (> 65535, from the record's original length) is not truncated (reader.py)
     cs = _csum(ip.src + ip.dst + struct.pack("!IxxxB", tot - ihl, 6), p, ihl, tot - ihl, ip.mf)
-    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), cs)
+    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), cs, ip.ttl)
 
 
 def _csum(pseudo: bytes, p: bytes, t: int, tcplen: int, first_frag) -> int:
@@ -527,12 +527,12 @@ def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     if type(r) is str:
         return r
     cs = _csum(ip6.src + ip6.dst + struct.pack("!IxxxB", tcplen & 0xFFFFFFFF, 6), p, t, tcplen, first_frag)
-    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, cs)
+    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, cs, ip6.hlim)
 
 
 def decode_record(data: bytes, lt: int, orig: int, frags: Reassembler | None = None):
     """One record -> skip reason (str) or (family, src16, dst16, sport, dport, flags, seq, ack,
-    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, csum)."""
+    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, csum, ttl)."""
     r = _link(data, lt)
     if type(r) is str:
         return r
@@ -870,7 +870,7 @@ class DpktCapture:
                 self.notes["ip_fragment_first_used"] += 1
             if r[0] == 6 and r[16] > JUMBO_IP_LEN:
                 self.notes["ipv6_jumbograms"] += 1
-            rows.append((info.records, ts, iface) + r[:17] + (r[18],))
+            rows.append((info.records, ts, iface) + r[:17] + r[18:20])
             if len(rows) >= size:
                 yield self._flush(rows)
                 rows = []
@@ -906,6 +906,7 @@ class DpktCapture:
         for name, dt in getattr(_batch, "EXTRA_COLUMNS", {}).items():
             out[name] = np.zeros(len(rows), dt)      # e.g. tunnel = 0: this decoder does not decapsulate
         out["csum"] = np.array(cols[len(COLUMNS)], dtype=np.uint8)
+        out["ttl"] = np.array(cols[len(COLUMNS) + 1], dtype=np.uint8)
         count_checksums(self.info, out["csum"])
         self.info.tcp_segments += len(rows)
         return Batch(out)
