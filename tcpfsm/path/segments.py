@@ -64,6 +64,7 @@ class SequenceAnalysis:
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
         self.segments = 0
+        self.ttl_first = np.full(2 * first, -1, np.int16)   # per conversation direction (ds row): first TTL seen
 
     def _reserve(self, keys: int, convs: int) -> None:
         if keys > len(self.conv_of_key):
@@ -110,6 +111,17 @@ class SequenceAnalysis:
             np.ascontiguousarray(c["has_ts"]).view(u8),
             self.conv_of_key, self.ds, self.cs, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
         self.segments += n
+        ttl = c.get("ttl")
+        if ttl is not None:                      # the first TTL / hop limit of each direction (hops: path/flows.py)
+            if len(self.ttl_first) < len(self.ds):
+                grown = np.full(len(self.ds), -1, np.int16)
+                grown[:len(self.ttl_first)] = self.ttl_first
+                self.ttl_first = grown
+            d = 2 * conv + lo
+            unset = (conv >= 0) & (self.ttl_first[np.maximum(d, 0)] < 0)
+            if unset.any():                      # (only the first rows of new directions: few)
+                dd, first_row = np.unique(d[unset], return_index=True)
+                self.ttl_first[dd] = ttl[unset][first_row]
         if self.nconv >= self.max_convs:
             self.skipped += int((conv < 0).sum())
         got = np.flatnonzero(rtt >= 0)
