@@ -172,6 +172,15 @@ class PathFacts:
         cnt = np.maximum(self.rtt_n - 1, 1)
         self.rtt_jitter = tot / cnt
 
+    def pair_hops(self, rows: np.ndarray) -> dict:
+        """Hops of each side over the flows `rows` (a host pair's): the most common value (ties: the
+        smaller), None when no TTL was seen."""
+        out = {}
+        for r in ("client", "server"):
+            vals = [h for h in (hops(int(t)) for t in self.ttl[r][rows].tolist()) if h is not None]
+            out[r] = min(set(vals), key=lambda h: (-vals.count(h), h)) if vals else None
+        return out
+
     # -- per flow --------------------------------------------------------------------------------------
     def handshake_rtt(self, row: int) -> float | None:
         """The flow's handshake RTT in seconds (µs), None without a full handshake."""
