@@ -113,8 +113,9 @@ class PathFacts:
         has = first < np.iinfo(np.int64).max
         self.conv_of_flow[has] = first[has]
         self.cs, self.ds, self.cdir = cs, ds, cdir
-        # first TTL seen per side, from the flow's first conversation (-1: unknown)
-        tf = getattr(sa, "ttl_first", None)
+        # highest TTL seen per side (fewest hops: a path that changed shows its shortest), from the flow's first
+        # conversation (-1: unknown)
+        tf = getattr(sa, "ttl_max", None)
         self.ttl = {"client": np.full(nf, -1, np.int64), "server": np.full(nf, -1, np.int64)}
         if tf is not None and len(tf) and has.any():
             cv = self.conv_of_flow[has]

@@ -87,14 +87,14 @@ class IcmpFacts:
         self.cols = cols
         self.dropped = errors.dropped
         n = len(cols["index"])
-        by_key: dict[bytes, list[tuple[int, int]]] = {}
-        for row, f in enumerate(flows):
-            by_key.setdefault(flow_key(f), []).append((f.first_packet, row))
-        for lst in by_key.values():
-            lst.sort()
         self.flow_row = np.full(n, -1, np.int64)
         self.per_flow: dict[int, list[int]] = {}
-        if n:
+        if n:                                   # (no error: nothing to tie, and no key per flow to build)
+            by_key: dict[bytes, list[tuple[int, int]]] = {}
+            for row, f in enumerate(flows):
+                by_key.setdefault(flow_key(f), []).append((f.first_packet, row))
+            for lst in by_key.values():
+                lst.sort()
             keys, _ = _keys(cols)
             for i, (k, index) in enumerate(zip(keys, cols["index"].tolist())):
                 lst = by_key.get(k)

@@ -64,7 +64,7 @@ class SequenceAnalysis:
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
         self.segments = 0
-        self.ttl_first = np.full(2 * first, -1, np.int16)   # per conversation direction (ds row): first TTL seen
+        self.ttl_max = np.full(2 * first, -1, np.int16)   # per conversation direction (ds row): highest TTL seen
 
     def _reserve(self, keys: int, convs: int) -> None:
         if keys > len(self.conv_of_key):
@@ -112,16 +112,16 @@ class SequenceAnalysis:
             self.conv_of_key, self.ds, self.cs, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
         self.segments += n
         ttl = c.get("ttl")
-        if ttl is not None:                      # the first TTL / hop limit of each direction (hops: path/flows.py)
-            if len(self.ttl_first) < len(self.ds):
+        if ttl is not None:                      # the highest TTL / hop limit of each direction (hops: path/flows.py)
+            if len(self.ttl_max) < len(self.ds):
                 grown = np.full(len(self.ds), -1, np.int16)
-                grown[:len(self.ttl_first)] = self.ttl_first
-                self.ttl_first = grown
+                grown[:len(self.ttl_max)] = self.ttl_max
+                self.ttl_max = grown
             d = 2 * conv + lo
-            unset = (conv >= 0) & (self.ttl_first[np.maximum(d, 0)] < 0)
-            if unset.any():                      # (only the first rows of new directions: few)
-                dd, first_row = np.unique(d[unset], return_index=True)
-                self.ttl_first[dd] = ttl[unset][first_row]
+            if self.nconv >= self.max_convs:     # (rows beyond the cap have conv -1)
+                keep = conv >= 0
+                d, ttl = d[keep], ttl[keep]
+            np.maximum.at(self.ttl_max, d, ttl.astype(np.int16))   # (same dtypes: ufunc.at's fast path)
         if self.nconv >= self.max_convs:
             self.skipped += int((conv < 0).sum())
         got = np.flatnonzero(rtt >= 0)
