@@ -16,6 +16,12 @@ from ..detect.zeek import conn_state
 from ..fsm import NETSTAT_NAME, State
 
 
+def esc(text: str) -> str:
+    """Data shown in a rich table: "[fd81::2]:443" is an address, not markup."""
+    from rich.markup import escape
+    return escape(text)
+
+
 def alt_mark(alt: State | None) -> str:
     """A state the packets could not decide is printed with a question mark and its alternative."""
     return "" if alt is None else f"? (or {NETSTAT_NAME[alt]})"
@@ -144,7 +150,7 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
     for col in ("severity", "kind", "count", "when", "what"):
         ft.add_column(col)
     for a in an.findings:
-        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind, str(a.count), clock(a.ts), a.message)
+        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind, str(a.count), clock(a.ts), esc(a.message))
     if not an.findings:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
     show(console, ft)
@@ -169,7 +175,7 @@ def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) 
     for col in ("id", "client", "server", "client state", "server state", "zeek", "findings"):
         fl.add_column(col)
     for f in interesting[:max_flows]:
-        fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
+        fl.add_row(str(f.id), esc(f.client), esc(f.server), f.conn.client.state.value, f.conn.server.state.value,
                    f"{conn_state(f)} {f.conn.history}", ", ".join(sorted({a.kind for a in f.anomalies})))
     show(console, fl)
 
@@ -202,8 +208,8 @@ def brief(an, console: Console, segments=None) -> None:
         a = items[0]
         where = "\n".join(f"{x.host or '?'} ({x.count})" for x in items[:4]) + \
             (f"\n+{len(items) - 4} more" if len(items) > 4 else "")
-        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", kind, where, clock(min(x.ts for x in items)),
-                   a.message)
+        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", kind, esc(where), clock(min(x.ts for x in items)),
+                   esc(a.message))
     if not an.findings:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
     show(console, ft)
@@ -219,7 +225,7 @@ def brief(an, console: Console, segments=None) -> None:
         for col in ("flows", "client → server", "ends (client / server)", "findings", "e.g."):
             gt.add_column(col)
         for (cli, srv, cs, ss, kinds), ids in groups[:8]:
-            gt.add_row(str(len(ids)), f"{cli} → {srv}", f"{cs} / {ss}", ", ".join(kinds),
+            gt.add_row(str(len(ids)), esc(f"{cli} → {srv}"), f"{cs} / {ss}", ", ".join(kinds),
                        "flow " + ", ".join(map(str, ids[:3])) + (" …" if len(ids) > 3 else ""))
         show(console, gt)
         if len(groups) > 8:
