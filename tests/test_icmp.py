@@ -238,3 +238,25 @@ def test_error_names():
     assert error_name(4, 11, 0) == "ttl_exceeded" and error_name(6, 3, 0) == "hop_limit_exceeded"
     assert linux_errno(4, 3, 3) == "ECONNREFUSED" and linux_errno(6, 1, 4) == "ECONNREFUSED"
     assert linux_errno(4, 3, 4) is None and linux_errno(6, 2, 0) is None
+
+
+# ---------------------------------------------------------------------------------------------- timeline
+def test_timeline_shows_the_errors_in_time_order():
+    """`tcpfsm timeline`: each error the flow got is a line of its own, before the transition it caused,
+    and in the JSON as the flow's `icmp` list."""
+    from click.testing import CliRunner
+    from tcpfsm.cli import cli
+    path = os.path.join(ICMP, "reject.pcap")
+    an = analysis("reject")
+    f = next(f for f in an.flows if f.client_port == next(c["local_port"] for c in kernel("reject")["connects"]
+                                                            if c["port"] == 6002 and ":" in c["host"]))
+    r = CliRunner().invoke(cli, ["timeline", path, "--flow", str(f.id)], catch_exceptions=False)
+    lines = r.stdout.splitlines()
+    icmp = [i for i, ln in enumerate(lines) if ln.split()[1:2] == ["icmp"]]
+    closes = [i for i, ln in enumerate(lines) if "SYN_SENT → CLOSED" in ln]
+    assert len(icmp) == len(closes) == 2 and all(i + 1 == c for i, c in zip(icmp, closes))
+    assert "address_unreachable" in lines[icmp[0]] and "EHOSTUNREACH" in lines[icmp[0]]
+    r = CliRunner().invoke(cli, ["timeline", path, "--flow", str(f.id), "--format", "json"], catch_exceptions=False)
+    (doc,) = json.loads(r.stdout)["flows"]
+    assert [e["name"] for e in doc["icmp"]] == ["address_unreachable"] * 2
+    assert [e["packet"] for e in doc["icmp"]] == [t["packet"] for t in doc["transitions"] if t["to"] == "CLOSED"]

@@ -353,6 +353,13 @@ def timeline_rows(flow: Flow) -> list[tuple]:
             for t in flow.transitions]
 
 
+def icmp_errors(flow: Flow) -> list[dict]:
+    """The ICMP errors tied to the flow (its path record's `icmp`; none without path health)."""
+    from ..path.flows import path_record
+    rec = path_record(flow)
+    return rec["icmp"] if rec else []
+
+
 def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] | None = None) -> str:
     out = io.StringIO()
     for f in flows:
@@ -367,16 +374,26 @@ def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] 
                       "|---|---|---|---|---|---|---|\n")
         else:
             out.write(title + "\n")
+        lines = []
         for ts, ep, old, new, pkt, seg, cause, reason, rfc in timeline_rows(f):
             pk = f"#{pkt}" if pkt else "timer" if cause.startswith("timer") else "-"
             mark = "" if rfc else " [not an RFC edge]"
             if markdown:
-                out.write(f"| {clock(ts)} | {ep} | {old} → {new} | {pk} | {seg} | {cause} | {reason}{mark} |\n")
+                lines.append((ts // 1000, 1, f"| {clock(ts)} | {ep} | {old} → {new} | {pk} | {seg} | {cause} | {reason}{mark} |\n"))
             else:
                 arrow = "→"
                 side = f"{ep:>6}"
-                out.write(f"  {clock(ts)}  {side}  {old:>12} {arrow} {new:<12}  {pk:>8}  {seg:<52}  {cause}: "
-                          f"{reason}{mark}\n")
+                lines.append((ts // 1000, 1, f"  {clock(ts)}  {side}  {old:>12} {arrow} {new:<12}  {pk:>8}  {seg:<52}  {cause}: "
+                                     f"{reason}{mark}\n"))
+        for e in icmp_errors(f):        # ICMP errors quoting the flow's segments (tcpfsm/path/icmp.py), in time
+            what = (f"icmp {e['name']} (type {e['type']} code {e['code']}) from {e['router']}"
+                    + (f", next-hop MTU {e['mtu']}" if e["mtu"] else "")
+                    + (f": a Linux socket gets {e['errno']}" if e["errno"] else ": path MTU lowered"))
+            ts = int(round(e["ts"] * 1e6)) * 1000      # (the record's seconds hold µs; sorted by µs)
+            lines.append((ts // 1000, 0, f"| {clock(ts)} | icmp | | #{e['packet']} | | {what} | |\n" if markdown else
+                          f"  {clock(ts)}    icmp  {'':>12}   {'':<12}  {'#' + str(e['packet']):>8}  {what}\n"))
+        lines.sort(key=lambda tl: tl[:2])             # (an error before the transition it causes)
+        out.write("".join(text for _, _, text in lines))
         ends = (f"  end: client {c.state.value}{alt_mark(f.conn.alt_of(c))}, "
                 f"server {s.state.value}{alt_mark(f.conn.alt_of(s))}")
         for ep in (c, s):
