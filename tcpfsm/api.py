@@ -315,6 +315,10 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         from .path.segments import SequenceAnalysis
         seqan = SequenceAnalysis(keep_rows=keep_segments, max_convs=max_tracked)   # memory bounded like the table
         timings["path"] = 0.0
+    icmp_feed = None
+    if getattr(cap, "icmp", None) is not None:          # ICMP errors quoting TCP (tcpfsm/path/icmp.py)
+        from .path.icmp import IcmpFeed
+        icmp_feed = IcmpFeed(cap.icmp, table)
     dropped_bad = 0
     handed = 0
     not_kept = 0
@@ -353,7 +357,11 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
                 dropped_bad += len(good) - int(good.sum())
                 batch = Batch({k: v[good] for k, v in batch.cols.items()})
         if len(batch):
-            table.feed_batch(batch)
+            if icmp_feed is None:
+                table.feed_batch(batch)
+            else:                                       # ICMP errors go in between, in capture order
+                for part in icmp_feed.feed(batch):
+                    table.feed_batch(part)
             if seqan is not None:
                 tp = clock()
                 seqan.feed_batch(batch)
@@ -375,6 +383,8 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
         if progress is not None:
             progress(cap.info, len(table.current))
     t3 = clock()
+    if icmp_feed is not None:
+        icmp_feed.flush()
     stop = cap.info.last_ts
     if end is not None:
         stop = max(stop or 0, parse_time(end, cap.info.first_ts or 0))
@@ -397,6 +407,7 @@ def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresh
     if seqan is not None:
         from .path import attach
         t5 = clock()
+        an.icmp_errors = getattr(cap, "icmp", None)
         attach(an, seqan)
         timings["path"] += clock() - t5
     timings["total"] = clock() - t0

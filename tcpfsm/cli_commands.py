@@ -392,7 +392,8 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
             "server": {"ip": f.server_ip, "port": f.server_port},
             "observer": f.conn.obs.as_dict(),
             "transitions": [records.transition_detail(t) for t in f.transitions],
-            "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies]} for f in flows]}) + "\n")
+            "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies],
+            "icmp": text.icmp_errors(f)} for f in flows]}) + "\n")
     else:
         _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None)))
 

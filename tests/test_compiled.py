@@ -173,6 +173,7 @@ def test_random_records_compiled_equals_pure_equals_parse_one(recs):
         got = [int(cols1[k][j]) if k not in ("src", "dst") else bytes(cols1[k][j]) for k in reader._SCALAR_COLS]
         assert got == [int(v) if not isinstance(v, bytes) else v for v in ref[:17]]
         assert int(cols1["csum"][j]) == ref[19]
+        assert int(cols1["ttl"][j]) == ref[20]
 
 
 @settings(max_examples=200, deadline=None)

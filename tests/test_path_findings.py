@@ -99,7 +99,7 @@ def test_paths_loss_is_tsharks_retransmitted_data_segments():
     assert p["loss_pct"] == round(100 * p["retransmitted"] / p["sent"], 2)
     assert p["rtt_ms"]["best"] <= p["rtt_ms"]["avg"] <= p["rtt_ms"]["worst"] and p["rtt_ms"]["samples"] > 10
     text = run("paths", str(path), "-n").stdout.splitlines()
-    assert text[0].split() == ["Client", "Server", "Conns", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev",
+    assert text[0].split() == ["Client", "Server", "Conns", "Hops", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev",
                                "HsAvg"]
     assert f"{p['loss_pct']:.1f}%" in text[1]
 

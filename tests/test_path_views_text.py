@@ -63,6 +63,9 @@ def test_segments_and_paths_text_lose_nothing_the_json_has(path):
     assert len(rows) == len(pairs)
     for r, p in zip(rows, pairs):
         rtt, hs = p["rtt_ms"] or {}, p["handshake_rtt_ms"] or {}
-        assert r[:5] == [p["client"], p["server"], str(p["connections"]), f"{p['loss_pct']:.1f}%", str(p["sent"])]
-        assert r[5:] == [f"{rtt[k]:.3f}" if rtt else "-" for k in ("last", "avg", "best", "worst", "stdev")] + \
+        hp = p.get("hops") or {}
+        hops = "/".join("-" if hp.get(k) is None else str(hp[k]) for k in ("client", "server"))
+        assert r[:6] == [p["client"], p["server"], str(p["connections"]), hops, f"{p['loss_pct']:.1f}%",
+                         str(p["sent"])]
+        assert r[6:] == [f"{rtt[k]:.3f}" if rtt else "-" for k in ("last", "avg", "best", "worst", "stdev")] + \
             [f"{hs['avg']:.3f}" if hs else "-"]

@@ -63,7 +63,11 @@ COLUMNS: dict[str, np.dtype] = {
 EXTRA_COLUMNS: dict[str, np.dtype] = {
     "tunnel": np.dtype(np.uint16),
     "csum": np.dtype(np.uint8),
+    "ttl": np.dtype(np.uint8),
 }
+#
+# ttl: the IPv4 TTL / IPv6 hop limit of the innermost IP header (the tracked packet's), as seen at the
+#   capture point (what `ip.ttl` / `ipv6.hlim` show); path/flows.py turns it into hops.
 CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE = 0, 1, 2
 CSUM_NAMES = ("bad", "good", "unverifiable")
 ALL_COLUMNS: dict[str, np.dtype] = {**COLUMNS, **EXTRA_COLUMNS}

@@ -98,6 +98,8 @@ from typing import Iterator
 
 import dpkt
 import dpkt.ethernet as d_eth
+import dpkt.icmp as d_icmp
+import dpkt.icmp6 as d_icmp6
 import dpkt.ip as d_ip
 import dpkt.ip6 as d_ip6
 import dpkt.llc as d_llc
@@ -116,6 +118,7 @@ except ImportError:  # pragma: no cover - dpkt < 1.9.8
 from . import batch as _batch
 from .batch import (COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
+from .icmp import IcmpErrors
 from .ipfrag import Reassembler
 from .links import unsupported_warning
 from .reader import (JUMBO_IP_LEN, SKIP_REASONS, _Decompressor, _Prefixed, _tsres_name, fragment_notes,
@@ -183,6 +186,76 @@ class _IP6Hdr(d_ip6.IP6):
 
     def unpack(self, buf):
         dpkt.Packet.unpack(self, buf)
+
+
+class _IPHdr(d_ip.IP):
+    """dpkt's IPv4 header only (a quoted header: its payload is usually cut short)."""
+
+    def unpack(self, buf):
+        dpkt.Packet.unpack(self, buf)
+
+
+class _Bare(dict):
+    """A type table that keeps every payload as bytes."""
+
+    def __missing__(self, key):
+        raise KeyError(key)
+
+
+class _ICMP(d_icmp.ICMP):
+    _typesw = _Bare()
+
+
+class _ICMP6(d_icmp6.ICMP6):
+    _typesw = _Bare()
+
+
+def icmp_error(data: bytes, lt: int):
+    """An ICMP/ICMPv6 error quoting TCP, decoded with dpkt's headers, as capture/icmp.py's row tuple (the
+    same facts as its `parse_error`, which tests hold this to), or None."""
+    r = _link(data, lt)
+    if type(r) is str:
+        return None
+    et, p, _ = r
+    while et <= 1500:
+        r = _snap(data, r[2])
+        if type(r) is str:
+            return None
+        et, p, _ = r
+    try:
+        if et == 0x0800:
+            ip = _IPHdr(p)
+            if ip.v != 4 or ip.hl < 5 or ip.p != 1 or ip.mf or ip.offset or len(ip.opts) < ip.hl * 4 - 20:
+                return None
+            icmp = _ICMP(p[ip.hl * 4:])
+            if icmp.type not in (3, 11, 12) or len(icmp.data) < 4 + 20:
+                return None
+            mtu = struct.unpack("!H", icmp.data[2:4])[0] if icmp.type == 3 and icmp.code == 4 else 0
+            quoted = icmp.data[4:]
+            q = _IPHdr(quoted)
+            qhl = q.hl * 4
+            if q.v != 4 or q.hl < 5 or q.p != 6 or q.offset or len(quoted) < qhl + 8:
+                return None
+            fam, sender, ttl, qs, qd, t = 4, _MAPPED + ip.src, ip.ttl, _MAPPED + q.src, _MAPPED + q.dst, quoted[qhl:]
+        elif et == 0x86DD:
+            ip6 = _IP6Hdr(p)
+            if ip6.v != 6 or ip6.nxt != 58:
+                return None
+            icmp = _ICMP6(p[40:])
+            if icmp.type not in (1, 2, 3, 4) or len(icmp.data) < 4 + 40:
+                return None
+            mtu = struct.unpack("!I", icmp.data[:4])[0] if icmp.type == 2 else 0
+            quoted = icmp.data[4:]
+            q = _IP6Hdr(quoted)
+            if q.v != 6 or q.nxt != 6 or len(quoted) < 48:
+                return None
+            fam, sender, ttl, qs, qd, t = 6, ip6.src, ip6.hlim, q.src, q.dst, quoted[40:]
+        else:
+            return None
+    except (dpkt.NeedData, dpkt.UnpackError):
+        return None
+    sport, dport, seq = struct.unpack("!HHI", t[:8])
+    return (fam, sender, ttl, icmp.type, icmp.code, mtu, qs, qd, sport, dport, seq)
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +527,7 @@ def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     # IPv4's pseudo-header has a 16-bit length; written as IPv6's 32-bit one the sum is the same, and a
     # TSO super-packet's length (> 65535, from the record's original length) is not truncated (reader.py)
     cs = _csum(ip.src + ip.dst + struct.pack("!IxxxB", tot - ihl, 6), p, ihl, tot - ihl, ip.mf)
-    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), cs)
+    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), cs, ip.ttl)
 
 
 def _csum(pseudo: bytes, p: bytes, t: int, tcplen: int, first_frag) -> int:
@@ -527,12 +600,12 @@ def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     if type(r) is str:
         return r
     cs = _csum(ip6.src + ip6.dst + struct.pack("!IxxxB", tcplen & 0xFFFFFFFF, 6), p, t, tcplen, first_frag)
-    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, cs)
+    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, cs, ip6.hlim)
 
 
 def decode_record(data: bytes, lt: int, orig: int, frags: Reassembler | None = None):
     """One record -> skip reason (str) or (family, src16, dst16, sport, dport, flags, seq, ack,
-    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, csum)."""
+    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, csum, ttl)."""
     r = _link(data, lt)
     if type(r) is str:
         return r
@@ -613,6 +686,7 @@ class DpktCapture:
     def __init__(self, path: str):
         self.info = CaptureInfo(path=path)
         self.notes: Counter = Counter()
+        self.icmp = IcmpErrors()           # ICMP errors quoting TCP (capture/icmp.py)
         self._files: list = []
         self._decomp = None
         self._consumed = False
@@ -865,12 +939,16 @@ class DpktCapture:
             r = "unknown_interface" if lt is None else decode_record(data, lt, orig, frags)
             if type(r) is str:
                 skipped[r] += 1
+                if r == "icmp" or r == "icmpv6":
+                    e = icmp_error(data, lt)
+                    if e is not None:
+                        self.icmp.add(info.records, ts, e)
                 continue
             if r[17]:
                 self.notes["ip_fragment_first_used"] += 1
             if r[0] == 6 and r[16] > JUMBO_IP_LEN:
                 self.notes["ipv6_jumbograms"] += 1
-            rows.append((info.records, ts, iface) + r[:17] + (r[18],))
+            rows.append((info.records, ts, iface) + r[:17] + r[18:20])
             if len(rows) >= size:
                 yield self._flush(rows)
                 rows = []
@@ -906,6 +984,7 @@ class DpktCapture:
         for name, dt in getattr(_batch, "EXTRA_COLUMNS", {}).items():
             out[name] = np.zeros(len(rows), dt)      # e.g. tunnel = 0: this decoder does not decapsulate
         out["csum"] = np.array(cols[len(COLUMNS)], dtype=np.uint8)
+        out["ttl"] = np.array(cols[len(COLUMNS) + 1], dtype=np.uint8)
         count_checksums(self.info, out["csum"])
         self.info.tcp_segments += len(rows)
         return Batch(out)

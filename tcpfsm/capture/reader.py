@@ -72,6 +72,7 @@ from .._kernels import load as load_kernel
 from . import links as _links
 from . import ipfrag
 from .ipfrag import Reassembler
+from .icmp import IcmpErrors, parse_error as _icmp_error
 from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
 
@@ -170,9 +171,9 @@ def _link(data, lt: int):
 def _parse_one(data, lt: int, orig: int):
     """Decode one record. Returns a skip reason (str) or a tuple
     (family, src16, dst16, sport, dport, flags, seq, ack, win, plen, mss, wscale,
-     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum) where tunnel is "" or the
-    description of the encapsulation(s) the TCP segment was found in (see `_parse_net`) and csum the
-    `csum` column value (batch.CSUM_*)."""
+     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum, ttl) where tunnel is "" or the
+    description of the encapsulation(s) the TCP segment was found in (see `_parse_net`), csum the
+    `csum` column value (batch.CSUM_*) and ttl the innermost IP header's TTL / hop limit."""
     r = _link(data, lt)
     if type(r) is str:
         return r
@@ -350,6 +351,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                 return "ip_fragment"
             first_frag = bool(fo & 0x2000)
             fam = 4
+            ttl = data[l3 + 8]
             src = _MAPPED + bytes(data[l3 + 12:l3 + 16])
             dst = _MAPPED + bytes(data[l3 + 16:l3 + 20])
             t = l3 + ihl
@@ -365,6 +367,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
                 pl = max(orig - l3 - 40, 0)
             proto = data[l3 + 6]
             fam = 6
+            ttl = data[l3 + 7]                # the hop limit
             src = bytes(data[l3 + 8:l3 + 24])
             dst = bytes(data[l3 + 24:l3 + 40])
             t = l3 + 40
@@ -639,7 +642,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
     else:
         cs = CSUM_GOOD if _csum_ok(data, t, tcplen, src, dst) else CSUM_BAD
     return (fam, src, dst, sport, dport, offfl & 0x1FF, seq, ack, win, tcplen - doff,
-            mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs)
+            mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs, ttl)
 
 
 JUMBO_IP_LEN = 40 + 0xFFFF          # an IPv6 packet longer than this is a jumbogram (RFC 2675)
@@ -728,7 +731,7 @@ _SCALAR_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack",
                 "mss", "wscale", "sack_ok", "has_ts", "tsval", "tsecr", "ip_len")
 # The columns the kernel fills, in its decode_group argument order after the source arrays.
 _KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
-                "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum")
+                "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl")
 
 
 def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=None):
@@ -793,11 +796,35 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=No
                     extra[name] = np.array(cols2[j], dtype=np.int64 if name not in ("sack_ok", "has_ts") else bool)
             extra["tunnel"] = np.array([tunnels[d] for d in cols2[18]], np.int64)
             extra["csum"] = np.array(cols2[19], np.int64)
+            extra["ttl"] = np.array(cols2[20], np.int64)
             rows = np.concatenate([idx, np.array(srows, np.int64)])
             order = np.argsort(rows, kind="stable")
             idx = rows[order]
             cols = {k: np.concatenate([cols[k], extra[k].astype(cols[k].dtype)])[order] for k in cols}
     return idx, cols, st, slow_reasons, first_frags
+
+
+_ICMP_CODES = (_CODE["icmp"], _CODE["icmpv6"])
+
+
+def icmp_rows(table: IcmpErrors, buf, doffs, caps, lt_rows, index, ts, st) -> None:
+    """Add the group's ICMP errors quoting TCP to `table`: only records the kernel classified as ICMP /
+    ICMPv6 (still counted as those skips: they are not TCP segments) are looked at, so the TCP path pays
+    one vectorized comparison per group."""
+    pick = np.flatnonzero((st == _ICMP_CODES[0]) | (st == _ICMP_CODES[1]))
+    if not pick.size:
+        return
+    mv = memoryview(buf)
+    lt_arr = np.broadcast_to(np.asarray(lt_rows, np.int64), (len(st),))
+    for i in pick.tolist():
+        s = int(doffs[i])
+        data = mv[s:s + int(caps[i])]
+        r = _link(data, int(lt_arr[i]))
+        if type(r) is str:
+            continue
+        row = _icmp_error(data, r[0], r[1])
+        if row is not None:
+            table.add(int(index[i]), int(ts[i]), row)
 
 
 # --------------------------------------------------------------------------------------------
@@ -908,6 +935,7 @@ class Capture:
         self._tunnels = {"": 0}              # tunnel description -> number (the `tunnel` column)
         self._tunnels_full = False
         self._frags = Reassembler()           # fragments of TCP datagrams, across groups
+        self.icmp = IcmpErrors()              # ICMP errors quoting TCP (capture/icmp.py), beside the batches
         try:
             self._open(path)
         except CaptureError:
@@ -1242,6 +1270,7 @@ class Capture:
                         info.warnings.append(f"more than {_MAX_TUNNELS} distinct tunnels; later ones share "
                                              "the last tunnel number")
                 del bufnp
+                icmp_rows(self.icmp, buf, doffs, caps, lt_rows, index, ts, st)
                 codes = np.bincount(st, minlength=len(SKIP_REASONS) + 2)
                 for reason, code in _CODE.items():
                     if codes[code]:

@@ -24,7 +24,7 @@ win; tcp.len -> plen; tcp.options.mss_val -> mss (0 absent); tcp.options.wscale.
 (-1 absent); tcp.options.sack_perm present -> sack_ok; tcp.options.timestamp.tsval/tsecr ->
 has_ts, tsval, tsecr (the last occurrence of a repeated option, like the fast reader); ip.len or
 ipv6.plen + 40 -> ip_len; tcp.checksum.status (with tcp.check_checksum on) -> csum (same
-numbering: 0 bad, 1 good, 2 unverified); tunnel: rebuilt from frame.protocols and the outer layers' fields into
+numbering: 0 bad, 1 good, 2 unverified); the innermost ip.ttl / ipv6.hlim -> ttl; tunnel: rebuilt from frame.protocols and the outer layers' fields into
 the fast reader's description strings (mpls, pppoe, gre, erspan2/3, vxlan, vxlan-gpe, geneve, gtpu, ipip,
 6in4, 4in6, 6in6, teredo (the heuristic on, for any port), pbb, fabricpath, nsh; more than 4 nested:
 "tunnel_too_deep"). Link types: those of capture/links.py too (fddi, wlan under radiotap/PPI, nflog,
@@ -63,6 +63,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .icmp import IcmpErrors
 from .batch import (ALL_COLUMNS, CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE, Batch, CaptureError, CaptureInfo,
                     count_checksums)
 
@@ -81,7 +82,8 @@ FIELDS = (
     "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.window_size_value", "tcp.len",
     "tcp.hdr_len", "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm",
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "tcp.checksum.status",
-    "tcp.checksum", "tcp.checksum_calculated", "tcp.urgent_pointer",
+    "tcp.checksum", "tcp.checksum_calculated", "tcp.urgent_pointer", "ip.ttl", "ipv6.hlim",
+    "icmp.type", "icmp.code", "icmp.mtu", "icmpv6.type", "icmpv6.code", "icmpv6.mtu", "ipv6.nxt", "tcp.seq",
 )
 PREFS = ("ip.defragment:TRUE", "ipv6.defragment:TRUE", "tcp.desegment_tcp_streams:FALSE",
          "tcp.analyze_sequence_numbers:FALSE", "tcp.relative_sequence_numbers:FALSE",
@@ -349,7 +351,43 @@ def _row(r: _Rec, fam: int, frag: bool = False):
             _int(fl) & 0x1FF, int(r.last("tcp.seq_raw")), int(r.last("tcp.ack_raw") or 0),
             int(r.last("tcp.window_size_value")), int(tl), int(mss) if mss else 0, min(int(ws), 127) if ws else -1,
             r.last("tcp.options.sack_perm") is not None, tsv is not None, int(tsv) if tsv else 0,
-            int(tse) if tse else 0, iplen, _csum_status(r))
+            int(tse) if tse else 0, iplen, _csum_status(r), int(r.last("ip.ttl" if fam == 4 else "ipv6.hlim") or 0))
+
+
+_ICMP_ERR = {4: ("3", "11", "12"), 6: ("1", "2", "3", "4")}
+
+
+def _icmp_row(r: _Rec):
+    """An ICMP/ICMPv6 error quoting TCP, from tshark's fields (ip/icmp/ip/tcp or ipv6/icmpv6/ipv6/tcp right
+    after the link layers: no tunnel, no extension header), as capture/icmp.py's row tuple, or None."""
+    P = r.last("frame.protocols").split(":") if r.last("frame.protocols") else []
+    i = next((j for j, p in enumerate(P) if p in ("ip", "ipv6")), None)
+    if i is None or not all(p in _LINKS or p in _PASS for p in P[:i]):
+        return None
+    fam = 4 if P[i] == "ip" else 6
+    if P[i:i + 4] != (["ip", "icmp", "ip", "tcp"] if fam == 4 else ["ipv6", "icmpv6", "ipv6", "tcp"]):
+        return None
+    try:
+        if fam == 4:
+            fo, mf = r.all("ip.frag_offset"), r.all("ip.flags.mf")
+            if int(fo[0]) or mf[0] in ("1", "True") or int(fo[1]):
+                return None
+            typ, code = r.all("icmp.type")[0], r.all("icmp.code")[0]
+            src, ttl = r.all("ip.src"), int(r.all("ip.ttl")[0])
+            mtu = int(r.last("icmp.mtu") or 0) if typ == "3" and code == "4" else 0
+        else:
+            typ, code = r.all("icmpv6.type")[0], r.all("icmpv6.code")[0]
+            src, ttl = r.all("ipv6.src"), int(r.all("ipv6.hlim")[0])
+            mtu = int(r.last("icmpv6.mtu") or 0) if typ == "2" else 0
+        # (tshark gives a TCP header quoted in ICMPv4 tcp.seq only; relative numbers are off: it is raw)
+        seq = r.last("tcp.seq_raw") or r.last("tcp.seq")
+        if typ not in _ICMP_ERR[fam] or len(src) < 2 or seq is None:
+            return None
+        dst = r.all("ip.dst" if fam == 4 else "ipv6.dst")
+        return (fam, _addr16(src[0]), ttl, int(typ), int(code), mtu, _addr16(src[1]), _addr16(dst[1]),
+                int(r.last("tcp.srcport")), int(r.last("tcp.dstport")), int(seq))
+    except (IndexError, TypeError, ValueError):
+        return None
 
 
 def _csum_status(r: _Rec) -> int:
@@ -368,7 +406,7 @@ def _csum_status(r: _Rec) -> int:
 
 
 _ROWCOLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
-            "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum")
+            "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl")
 
 
 def _header_info(path: str, info: CaptureInfo) -> None:
@@ -410,6 +448,7 @@ class TsharkCapture:
         if backend not in ("fields", "pyshark"):
             raise ValueError(f"unknown backend {backend!r}")
         self.info = CaptureInfo(path=path)
+        self.icmp = IcmpErrors()           # ICMP errors quoting TCP (capture/icmp.py), from tshark's fields
         self.backend = backend
         self._tshark = tshark_path()
         if self._tshark is None:
@@ -513,6 +552,10 @@ class TsharkCapture:
             c = _classify(r)
             if c[0] == "skip":
                 info.skipped[c[1]] += 1
+                if c[1] == "icmp" or c[1] == "icmpv6":
+                    e = _icmp_row(r)
+                    if e is not None:
+                        self.icmp.add(int(num) if num else info.records, ts, e)
                 continue
             row = _row(r, c[1], c[3])
             if type(row) is str:

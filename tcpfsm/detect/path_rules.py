@@ -1,5 +1,5 @@
 """Findings that need path facts (issue 8): lossy_path, slow_handshake, zero_window_stall, keepalive_absent,
-listen_queue_overflow.
+listen_queue_overflow, icmp_unreachable.
 
 Owns these kinds' rules, severities and messages; thresholds live with the others in `Thresholds` (each
 overridable by name). Reads the analysis' flows and their path facts (tcpfsm.path.flows.PathFacts); per-flow
@@ -68,8 +68,12 @@ def path_findings(an) -> None:
         by_row[row].append(a)
     for row, found in by_row.items():
         flows[row].anomalies = list(flows[row].anomalies) + found
-    over = overflowed(an)
-    an.findings = rank(list(an.findings) + _rollups(flows, per_flow) + _lossy(an, set(over)) + _overflow(an, over))
+    # a router's "fragmentation needed" / "packet too big" explains the flow's retransmissions (path MTU
+    # discovery): neither loss nor an ignoring server
+    pmtu = _pmtu_rows(an)
+    over = {r: p for r, p in overflowed(an).items() if r not in pmtu}
+    an.findings = rank(list(an.findings) + _rollups(flows, per_flow) + _lossy(an, set(over) | pmtu)
+                       + _overflow(an, over) + _icmp_unreachable(an))
 
 
 def _was_established(f) -> bool:
@@ -174,4 +178,68 @@ def _overflow(an, rows: dict[int, int]) -> list[Finding]:
             f"accept() fast enough",
             ts_end=max(f.last_ts for f, _ in items), count=len(items), flows=[f.id for f, _ in items][:SAMPLE],
             packets=[p for _, p in items][:SAMPLE], host=items[0][0].server_ip, service=service))
+    return out
+
+
+def _pmtu_rows(an) -> set[int]:
+    """Rows of the flows that got an ICMP "fragmentation needed" (IPv4 3/4) or "packet too big" (ICMPv6 2)."""
+    icmp = getattr(an, "icmp", None)
+    if icmp is None or not len(icmp):
+        return set()
+    c = icmp.cols
+    big = ((c["family"] == 4) & (c["type"] == 3) & (c["code"] == 4)) | ((c["family"] == 6) & (c["type"] == 2))
+    return {int(r) for r in icmp.flow_row[big & (icmp.flow_row >= 0)].tolist()}
+
+
+def _icmp_unreachable(an) -> list[Finding]:
+    """icmp_unreachable: per target service (the quoted destination), the ICMP errors that Linux turns into a
+    connect()/socket error (destination unreachable but fragmentation needed, packet too big's IPv6 kin
+    excluded; time exceeded; parameter problem), with counts by type/code and by sending router. High when
+    they ended connects. Each flow an error ended also gets the finding (its anomalies)."""
+    from ..capture.icmp import aborts_connect, error_name, linux_errno
+    from ..track.flowtable import hostport, ip_text
+    icmp = getattr(an, "icmp", None)
+    if icmp is None or not len(icmp):
+        return []
+    th = an.thresholds
+    c = icmp.cols
+    by_svc: dict[str, list[int]] = {}
+    for i in range(len(icmp)):
+        fam, typ, code = int(c["family"][i]), int(c["type"][i]), int(c["code"][i])
+        if aborts_connect(fam, typ, code):
+            svc = hostport(ip_text(bytes(c["q_dst"][i])), int(c["q_dport"][i]))
+            by_svc.setdefault(svc, []).append(i)
+    flows = an.flows
+    out = []
+    for svc, idx in by_svc.items():
+        if len(idx) < th.icmp_unreachable_count:
+            continue
+        kinds, routers, failed = {}, {}, []
+        for i in idx:
+            name = error_name(int(c["family"][i]), int(c["type"][i]), int(c["code"][i]))
+            kinds[name] = kinds.get(name, 0) + 1
+            r = ip_text(bytes(c["sender"][i]))
+            routers[r] = routers.get(r, 0) + 1
+            row = int(icmp.flow_row[i])
+            if row >= 0:
+                f = flows[row]
+                end = next((t for t in f.transitions if t.packet == int(c["index"][i]) and not t.retracted
+                            and t.cause.startswith("icmp:")), None)
+                if end is not None:
+                    errno = linux_errno(int(c["family"][i]), int(c["type"][i]), int(c["code"][i]))
+                    failed.append(f)
+                    f.anomalies = list(f.anomalies) + [Finding(
+                        "icmp_unreachable", "high", end.ts,
+                        f"connect to {f.server} failed: {name} from {r} answered its SYN ({errno})",
+                        endpoint="client", packets=[f.first_packet, int(c["index"][i])], host=f.client_ip,
+                        service=f.server)]
+        ts = [int(c["ts"][i]) for i in idx]
+        tied = sorted({flows[int(icmp.flow_row[i])].id for i in idx if icmp.flow_row[i] >= 0})
+        what = ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        who = ", ".join(f"{k} x{v}" for k, v in sorted(routers.items(), key=lambda kv: (-kv[1], kv[0])))
+        msg = (f"{svc}: {len(idx)} ICMP error(s) ({what}) from {who}"
+               + (f"; {len(failed)} connect(s) failed" if failed else ""))
+        out.append(Finding("icmp_unreachable", "high" if failed else "medium", min(ts), msg, ts_end=max(ts),
+                           count=len(idx), flows=tied[:SAMPLE], packets=[int(c["index"][i]) for i in idx][:SAMPLE],
+                           host=svc.rsplit(":", 1)[0].strip("[]"), service=svc))
     return out

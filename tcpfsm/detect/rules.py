@@ -51,6 +51,7 @@ class Thresholds:
     zero_window_stall: float = 1.0           # a receiver advertised a zero window this long in total
     keepalive_idle: float = 60.0             # an established connection silent this long without keep-alives
     listen_queue_overflow_count: float = 1   # connections whose completed handshake the server ignored
+    icmp_unreachable_count: float = 1        # ICMP errors (unreachable, prohibited, time exceeded) toward a service
 
     @classmethod
     def names(cls) -> list[str]:
@@ -166,6 +167,12 @@ def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
     return True
 
 
+def _icmp_ended(flow: Flow) -> bool:
+    """An ICMP error answered the SYN and ended the connect (tcpfsm/path/icmp.py; its finding is
+    icmp_unreachable, path_rules.py): not an unanswered SYN."""
+    return any(t.cause.startswith("icmp:") and not t.retracted for t in flow.transitions)
+
+
 def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     """Per-flow rules; `end` is the capture's last timestamp (ns)."""
     if _plainly_clean(flow, end, th):
@@ -186,7 +193,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
         first = c.syn_ts[0]
         # (a client that went on to acknowledge the server, as in a capture of one direction only, was answered)
         if not s.packets and not _was(flow, "client", State.ESTABLISHED) \
-                and (c.syns > 1 or end - first >= th.unanswered_syn_after * NS):
+                and (c.syns > 1 or end - first >= th.unanswered_syn_after * NS) and not _icmp_ended(flow):
             gave_up = any(t.cause == "timer:syn_retries" for t in flow.transitions)
             add(Finding("unanswered_syn", "medium" if c.syns > 2 else "low", first,
                         f"SYN from {flow.client} to {flow.server} never answered: {c.syns} SYN(s) over "

@@ -119,6 +119,8 @@ _SND_RST = Event.SND_RST
 _SND_SYN = Event.SND_SYN
 _SND_SYNACK = Event.SND_SYNACK
 _TIMEOUT = Event.TIMEOUT
+_RCV_ICMP_ERROR = Event.RCV_ICMP_ERROR
+_SND_SYN_AFTER_ICMP = Event.SND_SYN_AFTER_ICMP
 _WAITING_FOR_FIN_ACK = frozenset({_FIN_WAIT_1, _CLOSING, _LAST_ACK})
 
 
@@ -277,6 +279,8 @@ class Endpoint:
     deadline_cause = cython.declare(str, visibility="public")
     # when the next retransmission is overdue: it gave up
     retry_deadline = cython.declare(object, visibility="public")
+    # its SYN_SENT was ended by an ICMP error (a retransmission of that SYN undoes it)
+    icmp_closed = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, role: str):
         self.role = role
@@ -300,6 +304,7 @@ class Endpoint:
         self.fin_ts = []
         self.deadline = self.retry_deadline = None
         self.deadline_cause = ""
+        self.icmp_closed = False
 
     def __repr__(self) -> str:
         return f"Endpoint({self.role}, {self.state.value}, since={self.since})"
@@ -950,6 +955,9 @@ class Connection:
             x.syn_ts.append(ts)
             if x.state is _LISTEN and x.syns == 1 and not x.synacks:
                 x.state = x.initial = _CLOSED     # it opens actively: simultaneous open, no listener
+            if x.icmp_closed and x.state is _CLOSED and seq == x.isn:
+                x.icmp_closed = False
+                event = _SND_SYN_AFTER_ICMP        # the same SYN again: the ICMP error had not ended connect()
             self._move(x, event, ts, packet, cause, at)
             if x.state is _SYN_SENT:
                 self._retry(x, x.syn_ts)
@@ -1037,6 +1045,24 @@ class Connection:
         from_client = x is self.client
         self._move(x, _SND_RST, ts, packet, "RST sent", self.obs.departure(ts, from_client))
         self._move(y, _RCV_RST, ts, packet, "RST", self.obs.arrival(ts, not from_client))
+
+    @cython.locals(ts=i64, to_client=cython.bint, seq=i64, ep=Endpoint)
+    def icmp_error(self, ts: int, packet: int, to_client: bool, seq: int, cause: str) -> bool:
+        """An ICMP error seen at `ts` (record `packet`) quoting a segment the client (`to_client`) or the
+        server sent, with sequence number `seq`, on its way back to that endpoint. It ends a SYN_SENT whose
+        SYN it quotes (Linux checks snd_una <= seq < snd_nxt, i.e. the ISN) when it arrives; `cause` names
+        the error. Only errors Linux turns into an errno may be given (not fragmentation needed / packet
+        too big). True when it ended the connect."""
+        ep = self.client if to_client else self.server
+        self.expire(ts)
+        if ep.state is not _SYN_SENT or ep.isn is None or seq != ep.isn:
+            return False
+        self._seg = None
+        if self._move(ep, _RCV_ICMP_ERROR, ts, packet, cause, at=self.obs.arrival(ts, to_client)):
+            ep.icmp_closed = True
+            ep.deadline = ep.retry_deadline = None
+            return True
+        return False
 
     @cython.locals(ts=i64, to_client=cython.bint)
     def reuse(self, ts: int, packet: int, to_client: bool) -> Endpoint | None:

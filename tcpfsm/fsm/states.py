@@ -51,6 +51,9 @@ class Event(str, Enum):
     INFER_SYNCED = "INFER_SYNCED"    # the peer acknowledged this endpoint's data: it had completed its handshake
     REUSED = "REUSED"                # a new SYN with another ISN on this 4-tuple was accepted (TIME_WAIT assassinated)
     COOKIE = "COOKIE"                # its SYN+ACK was never retransmitted: a SYN cookie, no request was kept
+    # ICMP (tcpfsm/path/icmp.py ties an ICMP error to the connection whose segment it quotes)
+    RCV_ICMP_ERROR = "RCV_ICMP_ERROR"  # an ICMP error quoting our SYN reached us (unreachable, prohibited, time exceeded)
+    SND_SYN_AFTER_ICMP = "SND_SYN_AFTER_ICMP"  # our SYN retransmitted after such an error: it had not ended connect()
 
 
 # What `netstat -nat` prints (Linux net-tools spellings).

@@ -32,6 +32,9 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         E.SND_FIN: (S.LAST_ACK, "FIN retransmitted after the final ACK was seen: that ACK never arrived"),
         E.INFER_SYN: (S.SYN_SENT, "inferred: a SYN+ACK came first, so this endpoint had sent a SYN we missed"),
         E.INFER_SYNACK: (S.SYN_RECEIVED, "inferred: the client acknowledged a SYN+ACK we did not capture"),
+        # The ICMP error that closed SYN_SENT never ended connect(), as the same SYN sent again proves (Linux
+        # keeps only a soft error when the ICMP arrives while the socket is busy: TcpExtLockDroppedIcmps).
+        E.SND_SYN_AFTER_ICMP: (S.SYN_SENT, "SYN retransmitted after an ICMP error: the error did not end connect()"),
     },
     S.LISTEN: {
         E.SND_SYNACK: (S.SYN_RECEIVED, "passive open: SYN received, SYN+ACK sent"),
@@ -50,6 +53,12 @@ TABLE: dict[S, dict[E, tuple[S, str]]] = {
         E.SND_RST: (S.CLOSED, _RST_OUT),
         E.TIMEOUT: (S.CLOSED, "SYN retries exhausted: connect() timed out"),
         E.INFER_SYNCED: (S.ESTABLISHED, "inferred: the peer acknowledged our data, so our SYN+ACK had arrived"),
+        # Linux tcp_v4_err / tcp_v6_err: in SYN_SENT every ICMP error that maps to an errno ends the socket
+        # (tcp_done), soft ones (net/host unreachable, time exceeded) too; only an established connection
+        # keeps retrying on soft errors (RFC 1122 4.2.3.9). Fragmentation needed / packet too big only lower
+        # the path MTU and are not this event.
+        E.RCV_ICMP_ERROR: (S.CLOSED, "connect() failed: an ICMP error (unreachable, prohibited or time exceeded) "
+                                     "answered our SYN"),
     },
     S.SYN_RECEIVED: {
         E.SND_SYNACK: (S.SYN_RECEIVED, "SYN+ACK retransmitted: handshake ACK not received"),
@@ -144,6 +153,7 @@ TIMEOUTS: dict[S, tuple[str, str]] = {
 # state the endpoint really held is what netstat shows for that span.
 UNDOES: frozenset[tuple[S, E]] = frozenset({
     (S.CLOSED, E.SND_FIN), (S.FIN_WAIT_2, E.SND_FIN), (S.ESTABLISHED, E.SND_SYNACK), (S.SYN_RECEIVED, E.COOKIE),
+    (S.CLOSED, E.SND_SYN_AFTER_ICMP),
 })
 
 # RFC 9293 state graph: Figure 5, plus section 3.10.7 (RST in synchronized

@@ -12,6 +12,13 @@ def attach(an, seqan) -> None:
     from ..detect.path_rules import path_findings
     from .flows import PathFacts
     an.path = PathFacts(seqan, an.flows)
+    errors = getattr(an, "icmp_errors", None)
+    if errors is not None:
+        from .icmp import IcmpFacts
+        an.path.icmp = an.icmp = IcmpFacts(errors, an.flows)
+        if errors.dropped:
+            an.info.warnings.append(f"ICMP: {errors.dropped} error(s) quoting TCP beyond the first "
+                                    f"{errors.MAX_ROWS:,} were not kept")
     an.path_segments = seqan if seqan.keep_rows else None
     if seqan.skipped:
         an.info.warnings.append(f"path health: {seqan.skipped} segment(s) of connections beyond the first "

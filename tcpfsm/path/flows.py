@@ -1,7 +1,8 @@
 """Path facts per connection: the sequence analysis' conversations tied to the tracker's flows.
 
 Owns the `path` record of a flow (handshake RTT and its legs, RTT samples by Karn's rule, retransmissions,
-zero-window time, negotiated options, keep-alives) and the lookup `path_record(flow)` the renderers use.
+zero-window time, negotiated options, keep-alives, the TTL / hop limit each side's packets arrived with
+and the hops it implies, the ICMP errors tied to it (path/icmp.py)) and the lookup `path_record(flow)` the renderers use.
 A conversation belongs to the flow of the same 4-tuple that started last at or before the conversation's
 first packet (the tracker and Wireshark split a 4-tuple at the same new-ISN SYN; where the tracker also
 splits a stale connection picked up again without SYN, the conversation's facts stay with the first
@@ -27,6 +28,20 @@ def flow_key(f: Flow) -> bytes:
     c = f.client_raw + f.client_port.to_bytes(2, "big")
     s = f.server_raw + f.server_port.to_bytes(2, "big")
     return c + s if f.client_is_lo else s + c
+
+
+INITIAL_TTLS = (32, 64, 128, 255)       # what operating systems start with (Linux/macOS 64, Windows 128, ...)
+
+
+def hops(ttl: int | None) -> int | None:
+    """Routers crossed, from a TTL / hop limit seen: the nearest initial TTL at or above it, minus it (TTL
+    arithmetic as with ping: 56 from a sender of 64 crossed 8 routers). None when unknown."""
+    if ttl is None or ttl < 0:
+        return None
+    for start in INITIAL_TTLS:
+        if ttl <= start:
+            return start - ttl
+    return None
 
 
 def _sec(ns) -> float | None:
@@ -98,6 +113,19 @@ class PathFacts:
         has = first < np.iinfo(np.int64).max
         self.conv_of_flow[has] = first[has]
         self.cs, self.ds, self.cdir = cs, ds, cdir
+        # highest TTL seen per side (fewest hops: a path that changed shows its shortest), from the flow's first
+        # conversation (-1: unknown)
+        tf = getattr(sa, "ttl_max", None)
+        self.ttl = {"client": np.full(nf, -1, np.int64), "server": np.full(nf, -1, np.int64)}
+        if tf is not None and len(tf) and has.any():
+            cv = self.conv_of_flow[has]
+            for r, d in (("client", cdir[has]), ("server", 1 - cdir[has])):
+                rows = 2 * cv + d
+                ok = rows < len(tf)
+                vals = np.full(len(rows), -1, np.int64)
+                vals[ok] = tf[rows[ok]]
+                self.ttl[r][has] = vals
+        self.icmp = None                        # path/icmp.IcmpFacts, set by tcpfsm.path.attach
         self._cols: dict | None = None
         self._rtt(sa, nf)
         for row, f in enumerate(flows):
@@ -145,6 +173,15 @@ class PathFacts:
         cnt = np.maximum(self.rtt_n - 1, 1)
         self.rtt_jitter = tot / cnt
 
+    def pair_hops(self, rows: np.ndarray) -> dict:
+        """Hops of each side over the flows `rows` (a host pair's): the most common value (ties: the
+        smaller), None when no TTL was seen."""
+        out = {}
+        for r in ("client", "server"):
+            vals = [h for h in (hops(int(t)) for t in self.ttl[r][rows].tolist()) if h is not None]
+            out[r] = min(set(vals), key=lambda h: (-vals.count(h), h)) if vals else None
+        return out
+
     # -- per flow --------------------------------------------------------------------------------------
     def handshake_rtt(self, row: int) -> float | None:
         """The flow's handshake RTT in seconds (µs), None without a full handshake."""
@@ -187,6 +224,7 @@ class PathFacts:
             c[f"zw_{r}"] = self.zw[r][0].tolist()
             c[f"zws_{r}"] = _secs(self.zw[r][1])
             c[f"ka_{r}"] = self.keepalives[r].tolist()
+            c[f"ttl_{r}"] = [None if v < 0 else v for v in self.ttl[r].tolist()]
         assert len(c["hs"]) == nf
         self._cols = c
         return c
@@ -209,6 +247,9 @@ class PathFacts:
                         "window_scale": {"client": c["wc"][row], "server": c["wsv"][row]} if c["ws"][row] else None,
                         "sack": c["sack"][row], "timestamps": c["tsopt"][row]},
             "keepalives": {"client": c["ka_client"][row], "server": c["ka_server"][row]},
+            "ttl": {"client": c["ttl_client"][row], "server": c["ttl_server"][row]},
+            "hops": {"client": hops(c["ttl_client"][row]), "server": hops(c["ttl_server"][row])},
+            "icmp": self.icmp.of_flow(row) if self.icmp is not None else [],
         }
 
 

@@ -65,6 +65,7 @@ class SequenceAnalysis:
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
         self.segments = 0
+        self.ttl_max = np.full(2 * first, -1, np.int16)   # per conversation direction (ds row): highest TTL seen
 
     def _overflow_id(self) -> int:
         if self._overflow < 0:
@@ -124,6 +125,17 @@ class SequenceAnalysis:
             np.ascontiguousarray(c["has_ts"]).view(u8),
             self.conv_of_key, self.ds, self.cs, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
         self.segments += n
+        ttl = c.get("ttl")
+        if ttl is not None:                      # the highest TTL / hop limit of each direction (hops: path/flows.py)
+            if len(self.ttl_max) < len(self.ds):
+                grown = np.full(len(self.ds), -1, np.int16)
+                grown[:len(self.ttl_max)] = self.ttl_max
+                self.ttl_max = grown
+            d = 2 * conv + lo
+            if self.nconv >= self.max_convs:     # (rows beyond the cap have conv -1)
+                keep = conv >= 0
+                d, ttl = d[keep], ttl[keep]
+            np.maximum.at(self.ttl_max, d, ttl.astype(np.int16))   # (same dtypes: ufunc.at's fast path)
         if self.nconv >= self.max_convs:
             self.skipped += int((conv < 0).sum())
         got = np.flatnonzero(rtt >= 0)

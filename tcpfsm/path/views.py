@@ -135,7 +135,7 @@ def path_pairs(an) -> list[dict]:
         samples = samples[order] / 1e6          # ms
         hs = [facts.handshake_rtt(r) for r in rows]
         hs = [h * 1e3 for h in hs if h is not None]
-        rec = {"client": cip, "server": sip, "connections": len(rows),
+        rec = {"client": cip, "server": sip, "connections": len(rows), "hops": facts.pair_hops(idx),
                "loss_pct": round(100.0 * retx / sent, 2) if sent else 0.0, "sent": sent, "retransmitted": retx,
                "rtt_ms": None, "handshake_rtt_ms": None}
         if len(samples):
@@ -151,8 +151,9 @@ def path_pairs(an) -> list[dict]:
     return out
 
 
-PATHS_HEAD = ("Client", "Server", "Conns", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "HsAvg")
-PATHS_NOTE = "RTT columns in ms, from ACKs by Karn's rule; Loss% = retransmitted data segments / data segments"
+PATHS_HEAD = ("Client", "Server", "Conns", "Hops", "Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "HsAvg")
+PATHS_NOTE = ("RTT columns in ms, from ACKs by Karn's rule; Loss% = retransmitted data segments / data segments; "
+              "Hops = routers between each side and the capture point, client/server, from the TTL")
 
 
 def path_cells(p: dict, names=None) -> list[str]:
@@ -162,7 +163,10 @@ def path_cells(p: dict, names=None) -> list[str]:
     c, s = p["client"], p["server"]
     if names is not None:
         c, s = names.label(c), names.label(s)
-    return ([c, s, str(p["connections"]), f"{p['loss_pct']:.1f}%", str(p["sent"])] +
+    hp = p.get("hops") or {}
+    return ([c, s, str(p["connections"]),
+             "/".join("-" if hp.get(k) is None else str(hp[k]) for k in ("client", "server")),
+             f"{p['loss_pct']:.1f}%", str(p["sent"])] +
             [f"{r[k]:.3f}" if k in r else "-" for k in ("last", "avg", "best", "worst", "stdev")] +
             [f"{h['avg']:.3f}" if h else "-"])
 

@@ -16,6 +16,12 @@ from ..detect.zeek import conn_state
 from ..fsm import NETSTAT_NAME, State
 
 
+def esc(text: str) -> str:
+    """Data shown in a rich table: "[fd81::2]:443" is an address, not markup."""
+    from rich.markup import escape
+    return escape(text)
+
+
 def alt_mark(alt: State | None) -> str:
     """A state the packets could not decide is printed with a question mark and its alternative."""
     return "" if alt is None else f"? (or {NETSTAT_NAME[alt]})"
@@ -144,7 +150,7 @@ def report(an, console: Console, max_flows: int = 25, flows: list[Flow] | None =
     for col in ("severity", "kind", "count", "when", "what"):
         ft.add_column(col)
     for a in an.findings:
-        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind, str(a.count), clock(a.ts), a.message)
+        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", a.kind, str(a.count), clock(a.ts), esc(a.message))
     if not an.findings:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
     show(console, ft)
@@ -169,7 +175,7 @@ def _flows_table(an, console: Console, max_flows: int, interesting: list[Flow]) 
     for col in ("id", "client", "server", "client state", "server state", "zeek", "findings"):
         fl.add_column(col)
     for f in interesting[:max_flows]:
-        fl.add_row(str(f.id), f.client, f.server, f.conn.client.state.value, f.conn.server.state.value,
+        fl.add_row(str(f.id), esc(f.client), esc(f.server), f.conn.client.state.value, f.conn.server.state.value,
                    f"{conn_state(f)} {f.conn.history}", ", ".join(sorted({a.kind for a in f.anomalies})))
     show(console, fl)
 
@@ -202,8 +208,8 @@ def brief(an, console: Console, segments=None) -> None:
         a = items[0]
         where = "\n".join(f"{x.host or '?'} ({x.count})" for x in items[:4]) + \
             (f"\n+{len(items) - 4} more" if len(items) > 4 else "")
-        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", kind, where, clock(min(x.ts for x in items)),
-                   a.message)
+        ft.add_row(f"[{SEV_STYLE[a.severity]}]{a.severity}[/]", kind, esc(where), clock(min(x.ts for x in items)),
+                   esc(a.message))
     if not an.findings:
         ft.add_row("", "[green]none[/]", "", "", "nothing abnormal found")
     show(console, ft)
@@ -219,7 +225,7 @@ def brief(an, console: Console, segments=None) -> None:
         for col in ("flows", "client → server", "ends (client / server)", "findings", "e.g."):
             gt.add_column(col)
         for (cli, srv, cs, ss, kinds), ids in groups[:8]:
-            gt.add_row(str(len(ids)), f"{cli} → {srv}", f"{cs} / {ss}", ", ".join(kinds),
+            gt.add_row(str(len(ids)), esc(f"{cli} → {srv}"), f"{cs} / {ss}", ", ".join(kinds),
                        "flow " + ", ".join(map(str, ids[:3])) + (" …" if len(ids) > 3 else ""))
         show(console, gt)
         if len(groups) > 8:
@@ -347,6 +353,13 @@ def timeline_rows(flow: Flow) -> list[tuple]:
             for t in flow.transitions]
 
 
+def icmp_errors(flow: Flow) -> list[dict]:
+    """The ICMP errors tied to the flow (its path record's `icmp`; none without path health)."""
+    from ..path.flows import path_record
+    rec = path_record(flow)
+    return rec["icmp"] if rec else []
+
+
 def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] | None = None) -> str:
     out = io.StringIO()
     for f in flows:
@@ -361,16 +374,26 @@ def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] 
                       "|---|---|---|---|---|---|---|\n")
         else:
             out.write(title + "\n")
+        lines = []
         for ts, ep, old, new, pkt, seg, cause, reason, rfc in timeline_rows(f):
             pk = f"#{pkt}" if pkt else "timer" if cause.startswith("timer") else "-"
             mark = "" if rfc else " [not an RFC edge]"
             if markdown:
-                out.write(f"| {clock(ts)} | {ep} | {old} → {new} | {pk} | {seg} | {cause} | {reason}{mark} |\n")
+                lines.append((ts // 1000, 1, f"| {clock(ts)} | {ep} | {old} → {new} | {pk} | {seg} | {cause} | {reason}{mark} |\n"))
             else:
                 arrow = "→"
                 side = f"{ep:>6}"
-                out.write(f"  {clock(ts)}  {side}  {old:>12} {arrow} {new:<12}  {pk:>8}  {seg:<52}  {cause}: "
-                          f"{reason}{mark}\n")
+                lines.append((ts // 1000, 1, f"  {clock(ts)}  {side}  {old:>12} {arrow} {new:<12}  {pk:>8}  {seg:<52}  {cause}: "
+                                     f"{reason}{mark}\n"))
+        for e in icmp_errors(f):        # ICMP errors quoting the flow's segments (tcpfsm/path/icmp.py), in time
+            what = (f"icmp {e['name']} (type {e['type']} code {e['code']}) from {e['router']}"
+                    + (f", next-hop MTU {e['mtu']}" if e["mtu"] else "")
+                    + (f": a Linux socket gets {e['errno']}" if e["errno"] else ": path MTU lowered"))
+            ts = int(round(e["ts"] * 1e6)) * 1000      # (the record's seconds hold µs; sorted by µs)
+            lines.append((ts // 1000, 0, f"| {clock(ts)} | icmp | | #{e['packet']} | | {what} | |\n" if markdown else
+                          f"  {clock(ts)}    icmp  {'':>12}   {'':<12}  {'#' + str(e['packet']):>8}  {what}\n"))
+        lines.sort(key=lambda tl: tl[:2])             # (an error before the transition it causes)
+        out.write("".join(text for _, _, text in lines))
         ends = (f"  end: client {c.state.value}{alt_mark(f.conn.alt_of(c))}, "
                 f"server {s.state.value}{alt_mark(f.conn.alt_of(s))}")
         for ep in (c, s):

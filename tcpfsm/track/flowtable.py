@@ -456,6 +456,17 @@ class FlowTable:
     def flows(self) -> list[Flow]:
         return list(self._flows.values())
 
+    def icmp_error(self, key: bytes, lo_src: bool, ts: int, packet: int, seq: int, cause: str) -> Flow | None:
+        """An ICMP error quoting a segment of the connection `key` that its lower side (`lo_src`) or upper
+        side sent: handed to that connection's machine (Connection.icmp_error decides). Which errors are
+        given is tcpfsm/path/icmp.py's choice. Returns the flow, or None when the 4-tuple is not tracked."""
+        flow = self.current.get(key)
+        if flow is None:
+            return None
+        if flow.conn.icmp_error(max(ts, self.clock), packet, lo_src == flow.client_is_lo, seq, cause):
+            self._touched.add(flow)
+        return flow
+
     def finish(self, end_ts: int | None = None) -> None:
         """Fire every timer due by the end of the capture."""
         end = max(self.clock, end_ts or 0)
