@@ -144,9 +144,12 @@ class Engine:
         wall = time.time_ns()
         items = ordered(self.table.drain())
         self.agg.piles.feed(items)
+        # a packet stamped before this run began (`--follow` on a file that already held it) has no
+        # processing latency to measure: wall - ts would be the capture's age
+        since = int(self.started_wall * 1e9) - NS
         for flow, t in items:
             dirty.add(flow)
-            if t.packet is not None:
+            if t.packet is not None and t.ts >= since:
                 self.latency.add((wall - t.ts) / 1e6)
             self.sink.transition(flow, t)
 
