@@ -424,8 +424,12 @@ class Connection:
         ep.since = at
         ep.retry_deadline = None
         ep.alt = None
+        # steady: no segment without SYN, FIN or RST can move either endpoint (feed_plain relies on it), so
+        # not while an ACK could still confirm a peer's FIN (one left from before a reset and a new handshake)
         self.steady = self.client.state is _EST and self.server.state is _EST \
-            and not self.client.synack_unconfirmed and not self.server.synack_unconfirmed
+            and not self.client.synack_unconfirmed and not self.server.synack_unconfirmed \
+            and (self.server.fin_seq is None or self.client.acked_peer_fin) \
+            and (self.client.fin_seq is None or self.server.acked_peer_fin)
         self.transitions.append(tr)
         ep.deadline = None
         if new is _SYN_SENT:
