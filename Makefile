@@ -39,11 +39,12 @@ sysdeps:
 demo: venv
 	$(VENV)/bin/tcpfsm analyze $(DEMO_CAPTURE) --format brief --width 120
 
-# The optional extras the tests exercise: tcpfsm[arrow] (pyarrow, pandas: --format parquet, to_pandas) and
-# duckdb, which reads the Parquet back. Installed once (stamp); their tests skip if this failed.
+# The optional extras the tests exercise: tcpfsm[arrow] (pyarrow, pandas: --format parquet, to_pandas),
+# duckdb, which reads the Parquet back, and tcpfsm[dask] (--workers / --scheduler; the tests start a real
+# local Dask cluster). Installed once (stamp); their tests skip if this failed.
 EXTRAS := $(VENV)/.extras
 $(EXTRAS): $(STAMP) pyproject.toml
-	$(PY) -m pip install -q -e '.[test,arrow]' duckdb && touch $(EXTRAS) || echo "optional extras not installed"
+	$(PY) -m pip install -q -e '.[test,arrow,dask]' duckdb && touch $(EXTRAS) || echo "optional extras not installed"
 
 test: venv sysdeps $(EXTRAS)
 	$(PY) -m pytest -q

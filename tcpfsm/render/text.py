@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections import Counter
 from datetime import datetime
 
@@ -347,7 +348,10 @@ def timeline_rows(flow: Flow) -> list[tuple]:
             for t in flow.transitions]
 
 
-def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] | None = None) -> str:
+def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] | None = None,
+                  files: list[dict] | None = None) -> str:
+    """`files`: the per-file table of several captures read as one (tcpfsm.capture.multi): packets are then
+    named FILE:INDEX (the index in that file) beside the global #INDEX."""
     out = io.StringIO()
     for f in flows:
         c, s = f.conn.client, f.conn.server
@@ -363,6 +367,11 @@ def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] 
             out.write(title + "\n")
         for ts, ep, old, new, pkt, seg, cause, reason, rfc in timeline_rows(f):
             pk = f"#{pkt}" if pkt else "timer" if cause.startswith("timer") else "-"
+            if pkt and files:
+                from ..capture.multi import locate
+                where = locate(files, pkt)
+                if where is not None:
+                    pk += f" ({os.path.basename(where[0])}:{where[1]})"
             mark = "" if rfc else " [not an RFC edge]"
             if markdown:
                 out.write(f"| {clock(ts)} | {ep} | {old} → {new} | {pk} | {seg} | {cause} | {reason}{mark} |\n")
