@@ -81,11 +81,14 @@ class FileFacts:
 
 
 def decode_file(path: str, nparts: int, engine: str = "fast", verify_checksums: bool = False,
-                workdir: str | None = None, batch_size: int = 65536):
+                workdir: str | None = None, batch_size: int = 16384):
     """Task: decode one file -> (FileFacts, pieces), pieces[p] = partition p's segments of this file, as a
     list of column dicts (in memory) or of .npz paths (work directory), in file order."""
     from .api import open_engine
     from .capture.batch import ALL_COLUMNS
+    from .fsm import get_profile
+    from .track.flowtable import FlowTable
+    causal = FlowTable(get_profile("linux")).causal_order     # how the tracker orders a batch (clock steps)
     cap = open_engine(engine, path)
     facts = FileFacts(path=path, info=cap.info, notes={})
     pieces: list[list] = [[] for _ in range(nparts)]
@@ -119,6 +122,9 @@ def decode_file(path: str, nparts: int, engine: str = "fast", verify_checksums: 
         if not n:
             continue
         ts = c["ts"]
+        order = causal(ts)
+        if order is not None:
+            ts = ts[order]
         allts = ts if prev is None else np.concatenate([[prev], ts])
         back = allts[:-1] - allts[1:]
         nb = int((back > 0).sum())
@@ -322,7 +328,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         if workdir is not None:
             workdir = os.path.abspath(workdir)
             os.makedirs(workdir, exist_ok=True)
-        decoded = [client.submit(decode_file, p, nparts, engine, verify_checksums, workdir, 65536,
+        decoded = [client.submit(decode_file, p, nparts, engine, verify_checksums, workdir, batch_size,
                                  key=f"tcpfsm-decode-{i}-{uuid.uuid4().hex[:8]}", retries=2)
                    for i, p in enumerate(files)]
         facts_f = [client.submit(facts_of, d, pure=False) for d in decoded]
