@@ -7,7 +7,8 @@ occupancy, aggregate findings), as in `tcpfsm.api.analyze`. Dask is imported onl
 (the optional extra `tcpfsm[dask]`).
 
 1. Decode, one task per file (in parallel): the file's TCP segments, each sent to partition
-   `hash(connection 4-tuple, both directions alike) % P`, kept in the worker's memory or, with a work
+   `hash(connection 4-tuple, both directions alike) % P` (a URL, proto://..., is first copied to the worker
+   through fsspec), kept in the worker's memory or, with a work
    directory, written there as .npz column files (bounded memory on the worker: flushed every
    FLUSH_ROWS rows). The task returns the file's facts (records, skips, first/last timestamps, tunnels,
    interfaces) to the driver.
@@ -89,6 +90,14 @@ def decode_file(path: str, nparts: int, engine: str = "fast", verify_checksums: 
     from .fsm import get_profile
     from .track.flowtable import FlowTable
     causal = FlowTable(get_profile("linux")).causal_order     # how the tracker orders a batch (clock steps)
+    if "://" in path:
+        local = _fetch(path, workdir)
+        try:
+            facts, pieces = decode_file(local, nparts, engine, verify_checksums, workdir, batch_size)
+        finally:
+            os.remove(local)
+        facts.path = facts.info.path = path
+        return facts, pieces
     cap = open_engine(engine, path)
     facts = FileFacts(path=path, info=cap.info, notes={})
     pieces: list[list] = [[] for _ in range(nparts)]
@@ -150,6 +159,26 @@ def decode_file(path: str, nparts: int, engine: str = "fast", verify_checksums: 
     flush()
     facts.notes = dict(getattr(cap, "notes", {}) or {})
     return facts, pieces
+
+
+def _fetch(url: str, workdir: str | None) -> str:
+    """An object-store (or any fsspec) URL copied to a local temporary file on this worker: the decoder maps
+    files. Decompression, if any, is the decoder's (by content), not fsspec's."""
+    import shutil
+    import tempfile
+    try:
+        import fsspec
+    except ImportError:
+        raise ValueError(f"{url}: reading URLs needs fsspec (pip install 'tcpfsm[dask]')") from None
+    fd, local = tempfile.mkstemp(suffix=".cap", dir=workdir)
+    try:
+        with os.fdopen(fd, "wb") as out, fsspec.open(url, "rb") as src:
+            shutil.copyfileobj(src, out, 4 << 20)
+    except Exception as e:
+        os.remove(local)
+        from .capture.batch import CaptureError
+        raise CaptureError(f"{url}: cannot fetch ({e})") from None
+    return local
 
 
 def facts_of(result):
@@ -315,7 +344,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
     files = expand(paths)
     if files == ["-"]:
         raise ValueError("a Dask run reads files, not stdin")
-    files = [os.path.abspath(p) for p in files]
+    files = [p if "://" in p else os.path.abspath(p) for p in files]
     distributed = need_dask()
     clock = time.perf_counter
     t0 = clock()

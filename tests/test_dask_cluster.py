@@ -222,3 +222,28 @@ def test_cli_workers_option(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", *parts, "--scheduler",
                           f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("tcpfsm: error:"), bad.stderr
+
+
+def test_urls_are_fetched_by_the_workers(tmp_path, cluster):
+    """A URL (here file://, any fsspec protocol the workers have) is copied to the worker, then decoded."""
+    src = KERNEL / "time_wait_reuse.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 2)
+    an = tdist.analyze(["file://" + p for p in parts], client=cluster.client, partitions=3)
+    assert signature(an) == signature(whole)
+    assert [f["path"] for f in an.info.files] == ["file://" + p for p in parts]
+    with pytest.raises(Exception, match="cannot fetch"):
+        tdist.analyze(["file://" + str(tmp_path / "missing.pcap")], client=cluster.client)
+
+
+def test_overlapping_files_merge_as_in_one_process(tmp_path, cluster):
+    from test_multi_files import read_records, write
+    lt, recs = read_records(KERNEL / "concurrent_mixed.pcap")
+    a = write(tmp_path / "a.pcap", lt, recs[0::2])
+    b = write(tmp_path / "b.pcap", lt, recs[1::2])
+    one = api.analyze([b, a], path_health=False)
+    an = tdist.analyze([b, a], client=cluster.client, partitions=4)
+    assert an.info.overlaps == one.info.overlaps and an.info.overlaps
+    assert an.info.files == one.info.files
+    assert signature(an) == signature(one)
+    assert [a.message for a in an.findings] == [a.message for a in one.findings]

@@ -39,7 +39,8 @@ _GLOB = set("*?[")
 
 def expand(specs) -> list[str]:
     """FILE arguments -> capture files: a directory stands for the regular files in it (not hidden, sorted
-    by name), a pattern with * ? [ for its matches (sorted); a file for itself. Duplicates are dropped.
+    by name), a pattern with * ? [ for its matches (sorted); a file or a URL (proto://..., read through fsspec
+    by tcpfsm.distributed) for itself. Duplicates are dropped.
     "-" (stdin) only alone. A pattern that matches nothing or an empty directory is a CaptureError."""
     if isinstance(specs, (str, os.PathLike)):
         specs = [specs]
@@ -52,7 +53,9 @@ def expand(specs) -> list[str]:
         return ["-"]
     out: list[str] = []
     for s in specs:
-        if os.path.isdir(s):
+        if "://" in s:                          # an fsspec URL (the Dask run fetches it on the worker)
+            found = [s]
+        elif os.path.isdir(s):
             found = sorted(os.path.join(s, n) for n in os.listdir(s)
                            if not n.startswith(".") and os.path.isfile(os.path.join(s, n)))
             if not found:
@@ -67,7 +70,7 @@ def expand(specs) -> list[str]:
     seen: set[str] = set()
     uniq = []
     for p in out:
-        key = os.path.realpath(p)
+        key = p if "://" in p else os.path.realpath(p)
         if key not in seen:
             seen.add(key)
             uniq.append(p)
