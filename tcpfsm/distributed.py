@@ -38,9 +38,12 @@ reordering window applies within each partition's batches.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import time
 import uuid
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -232,9 +235,37 @@ def _rows(pieces_by_file: list, plan: Plan):
             yield c
 
 
+@contextmanager
+def gc_paused():
+    """The cyclic collector paused (as tcpfsm.api does for an analysis): tracking allocates millions of
+    long-lived acyclic objects it would rescan over and over -- 45 % of a partition task's time on the bench
+    capture -- and can reclaim none of them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def track_partition(pieces_by_file: list, plan: Plan, profile, capture_point: str = "auto",
                     batch_size: int = 16384) -> Partial:
-    """Task: every segment of one partition's connections through one FlowTable -> its Partial."""
+    """Task: every segment of one partition's connections through one FlowTable -> its Partial, pickled here
+    (bytes: Dask moves them as they are), while the collector is still paused: the flows' machines are
+    hundreds of thousands of objects, and a collection in the middle of pickling them doubled its time."""
+    import pickle
+    with gc_paused():
+        return pickle.dumps(_track(pieces_by_file, plan, profile, capture_point, batch_size), protocol=5)
+
+
+def unpickle(blob: bytes) -> Partial:
+    import pickle
+    with gc_paused():
+        return pickle.loads(blob)
+
+
+def _track(pieces_by_file: list, plan: Plan, profile, capture_point: str, batch_size: int) -> Partial:
     from .capture.batch import Batch
     from .track.flowtable import FlowTable
     table = FlowTable(profile, forget_finished=False, max_flows=None, capture_point=capture_point)
@@ -333,12 +364,10 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
     `partitions`: how many connection partitions (default: 2 per worker). `workdir`: where decode tasks
     write their partitions (a path every worker can reach); in worker memory when None.
     `progress(stage, done, total)` is called as tasks finish."""
-    from .api import Analysis, parse_time
-    from .capture.batch import CaptureInfo
+    from .api import parse_time
     from .capture.multi import MultiCaptureInfo, expand, file_plan, merge_infos
     from .detect.rules import Thresholds
     from .fsm import TimerProfile, get_profile
-    from .track.flowtable import ClockStats
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds().override(**(thresholds or {}))
     files = expand(paths)
@@ -384,10 +413,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         info.files = [{"path": x.path, "first_index": b, "records": x.records, "first_ts": x.first_ts,
                        "last_ts": x.last_ts} for x, b in zip(infos, bases)]
         info.files = [dict(f, path=files[i]) for f, i in zip(info.files, order)]
-        notes: dict = {}
-        from collections import Counter
-        notes_c = Counter()
-        merge_infos(info, infos, [facts[i].notes for i in order], notes_c)
+        merge_infos(info, infos, [facts[i].notes for i in order], Counter())
         info.records = sum(x.records for x in infos)
         info.tcp_segments = sum(x.tcp_segments for x in infos)
         for x in infos:
@@ -405,32 +431,14 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             pieces = [client.submit(piece_of, decoded[i], p, pure=False) for i in order]
             tracked.append(client.submit(track_partition, pieces, plan, prof, capture_point, batch_size,
                                          key=f"tcpfsm-track-{p}-{uuid.uuid4().hex[:8]}", retries=2))
-        parts = _wait(distributed, client, tracked, "track", progress)
+        with gc_paused():
+            parts = [unpickle(b) for b in _wait(distributed, client, tracked, "track", progress)]
         del decoded, facts_f, tracked
         t2 = clock()
-        whole = functools.reduce(merge, parts, Partial())
-        flows = number(whole)
-        cs = ClockStats()
-        ordered_facts = [facts[i] for i in order]
-        prev = None
-        for f in ordered_facts:
-            cs.backwards_steps += f.backwards_steps
-            cs.largest_step_ns = max(cs.largest_step_ns, f.largest_step)
-            if f.first_row_ts is None:
-                continue
-            if prev is not None and not overlap and f.first_row_ts < prev:
-                cs.backwards_steps += 1
-                cs.largest_step_ns = max(cs.largest_step_ns, prev - f.first_row_ts)
-            prev = f.last_row_ts
-        last_clock = max((f.last_row_ts for f in ordered_facts if f.last_row_ts is not None), default=0)
-        table = _Table(flows, cs, max(last_clock, stop or 0))
-        an = Analysis(info, prof, th, table, stop)
-        an.dropped_bad_checksum = sum(f.dropped_bad for f in facts)
-        an.info.warnings.append(f"analysed on Dask: {len(files)} file(s), {nparts} connection partitions, "
-                                f"{nworkers} worker(s); path health and Zeek's view are not computed there")
+        with gc_paused():
+            an = _finish(parts, facts, order, overlap, info, prof, th, stop, files, nparts, nworkers)
         t3 = clock()
         an.timings = {"decode": t1 - t0, "track": t2 - t1, "merge+detect": t3 - t2, "total": t3 - t0}
-        an.partitions = nparts
         return an
     finally:
         if cluster is not None:
@@ -443,6 +451,34 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
                         os.remove(os.path.join(workdir, name))
                     except OSError:
                         pass
+
+
+def _finish(parts, facts, order, overlap, info, prof, th, stop, files, nparts, nworkers):
+    """The driver's last step: merge the partials, number the flows, build the Analysis from them."""
+    from .api import Analysis
+    from .track.flowtable import ClockStats
+    whole = functools.reduce(merge, parts, Partial())
+    flows = number(whole)
+    cs = ClockStats()
+    ordered_facts = [facts[i] for i in order]
+    prev = None
+    for f in ordered_facts:
+        cs.backwards_steps += f.backwards_steps
+        cs.largest_step_ns = max(cs.largest_step_ns, f.largest_step)
+        if f.first_row_ts is None:
+            continue
+        if prev is not None and not overlap and f.first_row_ts < prev:
+            cs.backwards_steps += 1
+            cs.largest_step_ns = max(cs.largest_step_ns, prev - f.first_row_ts)
+        prev = f.last_row_ts
+    last_clock = max((f.last_row_ts for f in ordered_facts if f.last_row_ts is not None), default=0)
+    table = _Table(flows, cs, max(last_clock, stop or 0))
+    an = Analysis(info, prof, th, table, stop)
+    an.dropped_bad_checksum = sum(f.dropped_bad for f in facts)
+    an.info.warnings.append(f"analysed on Dask: {len(files)} file(s), {nparts} connection partitions, "
+                            f"{nworkers} worker(s); path health and Zeek's view are not computed there")
+    an.partitions = nparts
+    return an
 
 
 def _wait(distributed, client, futures: list, stage: str, progress) -> list:

@@ -179,7 +179,8 @@ def _partials(parts, nparts):
         base += facts[i].info.records
     plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, max(f.info.last_ts for f in facts))
     prof = api.get_profile("linux")
-    return [tdist.track_partition([decoded[i][1][p] for i in order], plan, prof) for p in range(nparts)]
+    return [tdist.unpickle(tdist.track_partition([decoded[i][1][p] for i in order], plan, prof))
+            for p in range(nparts)]
 
 
 def test_merge_is_associative_and_commutative(tmp_path):
