@@ -55,10 +55,11 @@ def _size(capture) -> int | None:
 
 def _load(capture, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
           end: str | None = None, engine: str = "fast", verify_checksums: bool = False,
-          capture_point: str = "auto", workers: int | None = None, scheduler: str | None = None) -> api.Analysis:
+          capture_point: str = "auto", workers: int | None = None, scheduler: str | None = None,
+          workdir: str | None = None) -> api.Analysis:
     capture = _captures(capture)
     if workers is not None or scheduler:
-        an = _dask_analyze(capture, workers, scheduler, profile=profile, timers=pairs(timers, "timer"),
+        an = _dask_analyze(capture, workers, scheduler, workdir=workdir, profile=profile, timers=pairs(timers, "timer"),
                            thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
                            verify_checksums=verify_checksums, capture_point=capture_point)
     else:
@@ -71,16 +72,20 @@ def _load(capture, profile: str, timers: tuple[str, ...], thresholds: tuple[str,
     return an
 
 
-def _dask_analyze(capture, workers, scheduler, quiet: bool = False, **kw) -> api.Analysis:
+def _dask_analyze(capture, workers, scheduler, quiet: bool = False, workdir: str | None = None,
+                  **kw) -> api.Analysis:
     """The distributed run (tcpfsm.distributed), with a progress bar over its tasks on a terminal."""
     from . import distributed
     with TaskProgress(enabled=not quiet) as prog:
         return distributed.analyze(capture, workers=workers or None, scheduler=scheduler, progress=prog.update,
-                                   **kw)
+                                   workdir=workdir, **kw)
 
 
 def _dist_opts(f):
     """--workers and --scheduler: the run on a Dask cluster (needs tcpfsm[dask])."""
+    f = click.option("--workdir", default=None, metavar="DIR",
+                     help="With --workers/--scheduler: the decoded segments go to .npz files in DIR (a path every "
+                          "worker can reach), not worker memory; removed at the end.")(f)
     f = click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
                      help="Run on this existing Dask cluster (its workers must be able to read the files: a "
                           "shared path). Needs tcpfsm[dask].")(f)
@@ -223,7 +228,7 @@ _end_opt = click.option("--end", default=None, metavar="T",
                    "history letter C/c).")
 def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
             quiet, engine, zeek, follow=False, verify_checksums=False, zeek_ignore_checksums=False,
-            capture_point="auto", width=None, workers=None, scheduler=None):
+            capture_point="auto", width=None, workers=None, scheduler=None, workdir=None):
     """Findings ranked by severity, per-host state piles and the flows that matter. CAPTURE: one file, or
     several (a directory, a glob) read as one capture."""
     capture = _captures(capture)
@@ -243,7 +248,8 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
         stream = not dask and not zeek and size is not None and size > STREAM_ABOVE
     sink = FlowSink(fmt, output, max_flows, width) if stream else None
     if dask:
-        an = _dask_analyze(capture, workers, scheduler, quiet=quiet, profile=profile, timers=pairs(timers, "timer"),
+        an = _dask_analyze(capture, workers, scheduler, quiet=quiet, workdir=workdir, profile=profile,
+                           timers=pairs(timers, "timer"),
                            thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
                            verify_checksums=verify_checksums, capture_point=capture_point)
     else:
@@ -428,13 +434,13 @@ class TaskProgress:
 @click.option("-o", "--output", default=None)
 @_view_opts
 def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False,
-             capture_point="auto", state_specs=(), workers=None, scheduler=None):
+             capture_point="auto", state_specs=(), workers=None, scheduler=None, workdir=None):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
     wanted = _states_arg(state_specs)
     if fmt == "parquet":
         _binary_ok(output)
     an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
-               workers=workers, scheduler=scheduler)
+               workers=workers, scheduler=scheduler, workdir=workdir)
     try:
         flows = an.select(host, port, wanted, flow_ids)
     except ValueError as e:
@@ -469,11 +475,11 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
 @_timer_opt
 @_verify_opt
 def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_checksums=False,
-            capture_point="auto", port=None, state_specs=(), workers=None, scheduler=None):
+            capture_point="auto", port=None, state_specs=(), workers=None, scheduler=None, workdir=None):
     """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
     wanted = _states_arg(state_specs)
     an = _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point,
-               workers=workers, scheduler=scheduler)
+               workers=workers, scheduler=scheduler, workdir=workdir)
     try:
         snaps = an.netstat_many(list(ats), host, listening=not no_listen, port=port, states=wanted)
     except ValueError as e:
@@ -495,13 +501,13 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_
 @click.option("-o", "--output", default=None)
 @_view_opts
 def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False,
-           capture_point="auto", by_host=False, port=None, state_specs=(), workers=None, scheduler=None):
+           capture_point="auto", by_host=False, port=None, state_specs=(), workers=None, scheduler=None, workdir=None):
     """State counts over time, like `sar -n SOCK`: one line per interval, netstat's state names as columns
     (csv/json: per host)."""
     step = _interval(interval)
     wanted = _states_arg(state_specs)
     an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
-               workers=workers, scheduler=scheduler)
+               workers=workers, scheduler=scheduler, workdir=workdir)
     try:
         rows = an.states(step, host, port=port, states=wanted)
     except ValueError as e:
@@ -527,13 +533,13 @@ def states(capture, interval, host, fmt, output, profile, timers, end, verify_ch
 @_timer_opt
 @_end_opt
 def report(capture, output, fmt, max_flows, profile, timers, end, capture_point="auto", workers=None,
-           scheduler=None):
+           scheduler=None, workdir=None):
     """A self-contained Markdown or HTML incident report. HTML: summary, findings linked to their evidence,
     per-host state charts, sequence diagrams of the connections that matter, the observed transitions."""
     from .render.report import html_report, markdown
     fmt = fmt or ("html" if output and output.endswith((".html", ".htm")) else "md")
     an = _load(capture, profile, timers, (), end, capture_point=capture_point, workers=workers,
-               scheduler=scheduler)
+               scheduler=scheduler, workdir=workdir)
     _write(output, html_report(an, max_flows) if fmt == "html" else markdown(an, max_flows))
 
 
