@@ -10,7 +10,8 @@ Each run is its own process (peak memory is per process): the single-process run
 1 GiB), timed with its peak RSS from os.wait4. A Dask run starts a LocalCluster of N workers, analyses the
 parts (tcpfsm.distributed.analyze), writes the JSON document to /dev/null and reports its wall time (cluster
 start-up apart), the driver's peak RSS and each worker's (ru_maxrss, asked of the workers before they
-stop). The parts are cut with `editcap -c` (packets per part) into bench/out/scale/, reused when present.
+stop). The parts are cut with `editcap -c` (packets per part) into bench/out/scale/, reused when present; over
+1 GiB the decoded segments go to bench/out/scale/work (.npz), not worker memory.
 Results: a table on stdout, JSON in bench/out/scale.json.
 """
 from __future__ import annotations
@@ -66,16 +67,16 @@ def single(capture: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
 
 
-def dask_run(parts: list[Path], workers: int) -> dict:
+def dask_run(parts: list[Path], workers: int, workdir: Path | None) -> dict:
     """In a child process (this script with --child): its own driver peak."""
-    out = subprocess.run([sys.executable, __file__, "--child", str(workers), *map(str, parts)],
+    out = subprocess.run([sys.executable, __file__, "--child", str(workers), str(workdir or ""), *map(str, parts)],
                          capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"dask run failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def child(workers: int, parts: list[str]) -> None:
+def child(workers: int, workdir: str, parts: list[str]) -> None:
     import logging
 
     import distributed
@@ -89,7 +90,7 @@ def child(workers: int, parts: list[str]) -> None:
                                        dashboard_address=None, silence_logs=logging.ERROR)
     client = distributed.Client(cluster)
     t1 = time.perf_counter()
-    an = tdist.analyze(parts, client=client)
+    an = tdist.analyze(parts, client=client, workdir=workdir or None)
     with Output("/dev/null") as o:
         records.write_analysis_json(an, o)
     t2 = time.perf_counter()
@@ -105,23 +106,27 @@ def child(workers: int, parts: list[str]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        return child(int(sys.argv[2]), sys.argv[3:])
+        return child(int(sys.argv[2]), sys.argv[3], sys.argv[4:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     big = OUT / "big.pcap"
     ap.add_argument("--capture", type=Path, default=big if big.exists() else OUT / "bench.pcap")
     ap.add_argument("--parts", type=int, default=4, help="rotated parts to cut the capture into (default 4)")
     ap.add_argument("--workers", default="1,2", help="Dask cluster sizes to run (default 1,2)")
     ap.add_argument("--json", type=Path, default=OUT / "scale.json")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="decoded segments to .npz files there, not worker memory (default: bench/out/scale/work "
+                         "for captures over 1 GiB)")
     args = ap.parse_args()
     if not args.capture.exists():
         raise SystemExit(f"{args.capture}: no capture (make bench / make bench-big first)")
     parts = cut(args.capture, args.parts, OUT / "scale")
+    workdir = args.workdir or (OUT / "scale" / "work" if args.capture.stat().st_size > 1 << 30 else None)
     res = {"capture": str(args.capture), "bytes": args.capture.stat().st_size, "parts": len(parts),
            "part_bytes": [p.stat().st_size for p in parts], "cpus": os.cpu_count(), "machine": platform.machine(),
-           "load_before": os.getloadavg()[0]}
+           "load_before": os.getloadavg()[0], "workdir": str(workdir) if workdir else None}
     res["single"] = single(args.capture)
     for n in [int(x) for x in args.workers.split(",")]:
-        res[f"dask_{n}"] = dask_run(parts, n)
+        res[f"dask_{n}"] = dask_run(parts, n, workdir)
     args.json.write_text(json.dumps(res, indent=1))
     print(f"{args.capture} ({res['bytes'] / 2**20:.0f} MiB) in {len(parts)} parts, {res['cpus']} CPUs "
           f"(load {res['load_before']:.1f} before)")

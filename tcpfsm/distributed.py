@@ -383,9 +383,9 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
     try:
         nworkers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})) or (workers or 1))
         nparts = partitions or max(1, 2 * nworkers)
-        if workdir is not None:
-            workdir = os.path.abspath(workdir)
-            os.makedirs(workdir, exist_ok=True)
+        if workdir is not None:                   # this run's own directory inside it, removed at the end
+            workdir = os.path.join(os.path.abspath(workdir), f"tcpfsm-{uuid.uuid4().hex[:12]}")
+            os.makedirs(workdir)
         decoded = [client.submit(decode_file, p, nparts, engine, verify_checksums, workdir, batch_size,
                                  key=f"tcpfsm-decode-{i}-{uuid.uuid4().hex[:8]}", retries=2)
                    for i, p in enumerate(files)]
@@ -445,12 +445,8 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             client.close()
             cluster.close()
         if workdir is not None:
-            for name in os.listdir(workdir):
-                if name.endswith(".npz") and name.startswith("p"):
-                    try:
-                        os.remove(os.path.join(workdir, name))
-                    except OSError:
-                        pass
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _finish(parts, facts, order, overlap, info, prof, th, stop, files, nparts, nworkers):

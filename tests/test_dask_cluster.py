@@ -139,7 +139,9 @@ def test_work_directory_and_one_partition_give_the_same(tmp_path, cluster):
     a = tdist.analyze(parts, client=cluster.client, partitions=7, workdir=str(work))
     b = tdist.analyze(parts, client=cluster.client, partitions=1)
     assert signature(a) == signature(b) == signature(whole)
-    assert not [n for n in os.listdir(work) if n.endswith(".npz")]       # cleaned up
+    (work / "mine.npz").write_bytes(b"x")
+    tdist.analyze(parts, client=cluster.client, partitions=2, workdir=str(work))
+    assert os.listdir(work) == ["mine.npz"]                  # its own files removed, nothing else
 
 
 def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path):
