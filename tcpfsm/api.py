@@ -258,7 +258,7 @@ def _without_gc(fn):
 
 
 @_without_gc
-def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
+def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
             timers: dict | None = None, batch_size: int = 16384, end: str | float | None = None,
             stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None,
             engine: str = "fast", zeek: bool = False, verify_checksums: bool = False,

@@ -365,12 +365,13 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
     write their partitions (a path every worker can reach); in worker memory when None.
     `progress(stage, done, total)` is called as tasks finish."""
     from .api import parse_time
-    from .capture.multi import MultiCaptureInfo, expand, file_plan, merge_infos
+    from .capture.multi import MultiCaptureInfo, expand, file_plan, left_out_warning, merge_infos
     from .detect.rules import Thresholds
     from .fsm import TimerProfile, get_profile
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds().override(**(thresholds or {}))
-    files = expand(paths)
+    left_out: list[str] = []
+    files = expand(paths, left_out)
     if files == ["-"]:
         raise ValueError("a Dask run reads files, not stdin")
     files = [p if "://" in p else os.path.abspath(p) for p in files]
@@ -420,6 +421,8 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             info.skipped.update(x.skipped)
             info.checksums.update(getattr(x, "checksums", {}))
         info.bytes_read = sum(getattr(x, "bytes_read", 0) for x in infos)
+        if left_out:
+            info.warnings.append(left_out_warning(left_out))
         overlap = bool(info.overlaps)
         stop = info.last_ts
         if end is not None:

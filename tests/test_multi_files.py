@@ -131,7 +131,12 @@ def test_single_file_reads_as_before(tmp_path):
 def test_expand_directories_globs_and_errors(tmp_path):
     parts = split(KERNEL / "refused.pcap", tmp_path, 2, names=["b.pcap", "a.pcap"])
     (tmp_path / ".hidden").write_text("x")
-    assert expand([str(tmp_path)]) == sorted(parts)
+    (tmp_path / "notes.txt").write_text("not a capture")
+    left: list = []
+    assert expand([str(tmp_path)], left) == sorted(parts)
+    assert left == [str(tmp_path / "notes.txt")]
+    an = api.analyze([str(tmp_path)])
+    assert any("notes.txt" in w and "left out" in w for w in an.info.warnings)
     assert expand([str(tmp_path / "*.pcap")]) == sorted(parts)
     assert expand([parts[0], parts[0]]) == [parts[0]]
     with pytest.raises(CaptureError, match="no file matches"):

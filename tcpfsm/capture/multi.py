@@ -37,9 +37,24 @@ __all__ = ["expand", "open_many", "MultiCapture", "MultiCaptureInfo", "locate", 
 _GLOB = set("*?[")
 
 
-def expand(specs) -> list[str]:
-    """FILE arguments -> capture files: a directory stands for the regular files in it (not hidden, sorted
-    by name), a pattern with * ? [ for its matches (sorted); a file or a URL (proto://..., read through fsspec
+_CAPTURE_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+                  b"\x0a\x0d\x0d\x0a", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+def _looks_like_capture(path: str) -> bool:
+    """pcap, pcapng, or gzip/bz2/xz-compressed (the reader decides about the content)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return True                               # let the reader say what is wrong with it
+    return head.startswith(_CAPTURE_MAGIC)
+
+
+def expand(specs, left_out: list | None = None) -> list[str]:
+    """FILE arguments -> capture files: a directory stands for the captures in it (regular files, not
+    hidden, that start like a pcap, a pcapng or a compressed file, sorted by name; the others are appended to
+    `left_out` for a warning), a pattern with * ? [ for its matches (sorted); a file or a URL (proto://..., read through fsspec
     by tcpfsm.distributed) for itself. Duplicates are dropped.
     "-" (stdin) only alone. A pattern that matches nothing or an empty directory is a CaptureError."""
     if isinstance(specs, (str, os.PathLike)):
@@ -56,10 +71,13 @@ def expand(specs) -> list[str]:
         if "://" in s:                          # an fsspec URL (the Dask run fetches it on the worker)
             found = [s]
         elif os.path.isdir(s):
-            found = sorted(os.path.join(s, n) for n in os.listdir(s)
+            names = sorted(os.path.join(s, n) for n in os.listdir(s)
                            if not n.startswith(".") and os.path.isfile(os.path.join(s, n)))
+            found = [n for n in names if _looks_like_capture(n)]
+            if left_out is not None:
+                left_out.extend(n for n in names if n not in found)
             if not found:
-                raise CaptureError(f"{s}: directory holds no files")
+                raise CaptureError(f"{s}: is a directory without capture files")
         elif not os.path.exists(s) and _GLOB & set(s):
             found = sorted(p for p in glob.glob(s) if os.path.isfile(p))
             if not found:
@@ -107,10 +125,17 @@ def locate(files: list[dict], index: int) -> tuple[str, int] | None:
 
 def open_many(paths, opener: Callable[[str], object]):
     """One file: `opener(path)` itself (unchanged behaviour). Several: a MultiCapture over them."""
-    paths = expand(paths)
-    if len(paths) == 1:
-        return opener(paths[0])
-    return MultiCapture(paths, opener)
+    left_out: list[str] = []
+    paths = expand(paths, left_out)
+    cap = opener(paths[0]) if len(paths) == 1 else MultiCapture(paths, opener)
+    if left_out:
+        cap.info.warnings.append(left_out_warning(left_out))
+    return cap
+
+
+def left_out_warning(left_out: list[str]) -> str:
+    names = ", ".join(os.path.basename(n) for n in left_out[:5]) + (", ..." if len(left_out) > 5 else "")
+    return f"{len(left_out)} file(s) in the directory are not captures and were left out: {names}"
 
 
 def first_timestamp(path: str, opener: Callable[[str], object]) -> int | None:
@@ -319,7 +344,8 @@ def merge_infos(into: MultiCaptureInfo, infos: list[CaptureInfo], notes: list, n
     into.first_ts = min(firsts) if firsts else None
     into.last_ts = max(lasts) if lasts else None
     into.truncated = any(x.truncated for x in infos)
-    into.warnings = [f"{os.path.basename(f['path'])}: {w}" for f, x in zip(into.files, infos) for w in x.warnings]
+    into.warnings = list(into.warnings) + [f"{os.path.basename(f['path'])}: {w}"
+                                           for f, x in zip(into.files, infos) for w in x.warnings]
     for n in notes:
         notes_into.update(n)
     into.overlaps = overlaps_of(into.files)
