@@ -10,7 +10,7 @@ FUZZ_TEST_SECONDS ?= 60
 # make test fuzzes from a fixed seed, so a gate that fails fails again on replay (make fuzz draws a new one)
 FUZZ_TEST_SEED ?= 1
 
-.PHONY: demo test venv sysdeps captures crafted bench bench-big bench-live fuzz clean
+.PHONY: demo test venv sysdeps captures crafted bench bench-big bench-scale bench-live fuzz clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py tcpfsm/capture/_decode.py tcpfsm/path/_seqan.py
@@ -39,11 +39,12 @@ sysdeps:
 demo: venv
 	$(VENV)/bin/tcpfsm analyze $(DEMO_CAPTURE) --format brief --width 120
 
-# The optional extras the tests exercise: tcpfsm[arrow] (pyarrow, pandas: --format parquet, to_pandas) and
-# duckdb, which reads the Parquet back. Installed once (stamp); their tests skip if this failed.
+# The optional extras the tests exercise: tcpfsm[arrow] (pyarrow, pandas: --format parquet, to_pandas),
+# duckdb, which reads the Parquet back, and tcpfsm[dask] (--workers / --scheduler; the tests start a real
+# local Dask cluster). Installed once (stamp); their tests skip if this failed.
 EXTRAS := $(VENV)/.extras
 $(EXTRAS): $(STAMP) pyproject.toml
-	$(PY) -m pip install -q -e '.[test,arrow]' duckdb && touch $(EXTRAS) || echo "optional extras not installed"
+	$(PY) -m pip install -q -e '.[test,arrow,dask]' duckdb && touch $(EXTRAS) || echo "optional extras not installed"
 
 test: venv sysdeps $(EXTRAS)
 	$(PY) -m pytest -q
@@ -94,6 +95,14 @@ bench-big: venv sysdeps
 	$(PY) bench/make_capture.py
 	$(PY) bench/make_big.py
 	$(PY) bench/big_rss.py $(BENCH_BIG_ARGS)
+
+# Scale figures of the Dask run (issue 11, tcpfsm.distributed): the bench-big capture cut into 1 GB parts
+# (editcap), analysed by one process and on local Dask clusters of 1 and 2 workers: wall time, peak memory
+# per worker (bench/scale.py). BENCH_SCALE_ARGS="--capture bench/out/bench.pcap" for the small capture.
+bench-scale: venv sysdeps $(EXTRAS)
+	$(PY) bench/make_capture.py
+	$(PY) bench/make_big.py
+	$(PY) bench/scale.py $(BENCH_SCALE_ARGS)
 
 # Live capture: a bounded burst per fast backend, and a 10-minute memory soak (root).
 bench-live: venv sysdeps

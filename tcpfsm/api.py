@@ -174,7 +174,7 @@ class Analysis:
             states_end["client"][f.conn.client.state.value] += 1
             states_end["server"][f.conn.server.state.value] += 1
         sev = Counter(a.severity for a in self.findings)
-        return {
+        out = {
             "records": i.records,
             "tcp_segments": i.tcp_segments,
             "skipped": dict(sorted(i.skipped.items())),
@@ -197,6 +197,13 @@ class Analysis:
             "states_at_end": {k: dict(sorted(v.items())) for k, v in states_end.items()},
             "findings_by_severity": dict(sev),
         }
+        files = getattr(i, "files", None)
+        if files:                      # several files read as one (tcpfsm.capture.multi): index -> file
+            out["files"] = [{"path": f["path"], "first_index": f["first_index"], "records": f["records"],
+                             "first_ts": None if f["first_ts"] is None else f["first_ts"] / NS,
+                             "last_ts": None if f["last_ts"] is None else f["last_ts"] / NS} for f in files]
+            out["overlaps"] = list(i.overlaps)
+        return out
 
     def clock_warnings(self) -> list[str]:
         c = self.clock
@@ -254,13 +261,14 @@ def _without_gc(fn):
 
 
 @_without_gc
-def analyze(path: str, profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
+def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresholds: Thresholds | dict | None = None,
             timers: dict | None = None, batch_size: int = 16384, end: str | float | None = None,
             stream: bool = False, on_flow=None, max_flows: int | None = None, progress=None,
             engine: str = "fast", zeek: bool = False, verify_checksums: bool = False,
             zeek_ignore_checksums: bool = False, capture_point: str = "auto", path_health: bool = True,
             keep_segments: bool = False) -> Analysis:
-    """Read a capture (path or "-" for stdin) and reconstruct every connection's states and findings.
+    """Read a capture (path or "-" for stdin; or a list of files, directories and globs read as one capture,
+    see tcpfsm.capture.multi) and reconstruct every connection's states and findings.
 
     `end`: when the capture stopped, if later than its last packet (a quiet link: tcpdump ran on after
     the last segment). Timers fire and ages are measured up to it. Epoch seconds, ISO 8601 or +offset.
@@ -476,8 +484,12 @@ _STATE_SPELLINGS = _spellings()
 ENGINES = ("fast", "dpkt", "tshark")
 
 
-def open_engine(engine: str, path: str):
-    """Open `path` with the named decoder; each returns the same Batches."""
+def open_engine(engine: str, path):
+    """Open `path` with the named decoder; each returns the same Batches. `path` may also be a list of files,
+    directories or globs: several files are read as one capture (tcpfsm.capture.multi)."""
+    if not isinstance(path, str):
+        from .capture.multi import open_many
+        return open_many(path, functools.partial(open_engine, engine))
     if engine == "fast":
         return open_capture(path)
     if engine == "dpkt":

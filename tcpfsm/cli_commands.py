@@ -35,16 +35,64 @@ def _interval(s: str) -> float:
     return float(m.group(1)) * {"ms": 1e-3, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def _load(capture: str, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
+def _captures(capture):
+    """The CAPTURE... arguments: one path as itself (a single file reads as before), several (or a directory,
+    a glob) as a list, read as one capture (tcpfsm.capture.multi)."""
+    if isinstance(capture, str):
+        return capture
+    if len(capture) == 1 and (capture[0] == "-" or os.path.isfile(capture[0])):
+        return capture[0]
+    return list(capture)
+
+
+def _size(capture) -> int | None:
+    """Bytes of the capture file(s), for progress and the streaming default (None for stdin, a pattern)."""
+    paths = [capture] if isinstance(capture, str) else capture
+    if any(p == "-" or not os.path.isfile(p) for p in paths):
+        return None
+    return sum(os.path.getsize(p) for p in paths)
+
+
+def _load(capture, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
           end: str | None = None, engine: str = "fast", verify_checksums: bool = False,
-          capture_point: str = "auto") -> api.Analysis:
-    an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
-                     thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
-                     verify_checksums=verify_checksums, capture_point=capture_point)
+          capture_point: str = "auto", workers: int | None = None, scheduler: str | None = None,
+          workdir: str | None = None) -> api.Analysis:
+    capture = _captures(capture)
+    if workers is not None or scheduler:
+        an = _dask_analyze(capture, workers, scheduler, workdir=workdir, profile=profile, timers=pairs(timers, "timer"),
+                           thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
+                           verify_checksums=verify_checksums, capture_point=capture_point)
+    else:
+        an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
+                         thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
+                         verify_checksums=verify_checksums, capture_point=capture_point)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     _NOTES.append(f"tcpfsm: {text.capture_line(an)}")     # nothing skipped silently (printed on success)
     return an
+
+
+def _dask_analyze(capture, workers, scheduler, quiet: bool = False, workdir: str | None = None,
+                  **kw) -> api.Analysis:
+    """The distributed run (tcpfsm.distributed), with a progress bar over its tasks on a terminal."""
+    from . import distributed
+    with TaskProgress(enabled=not quiet) as prog:
+        return distributed.analyze(capture, workers=workers or None, scheduler=scheduler, progress=prog.update,
+                                   workdir=workdir, **kw)
+
+
+def _dist_opts(f):
+    """--workers and --scheduler: the run on a Dask cluster (needs tcpfsm[dask])."""
+    f = click.option("--workdir", default=None, metavar="DIR",
+                     help="With --workers/--scheduler: the decoded segments go to .npz files in DIR (a path every "
+                          "worker can reach), not worker memory; removed at the end.")(f)
+    f = click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                     help="Run on this existing Dask cluster (its workers must be able to read the files: a "
+                          "shared path). Needs tcpfsm[dask].")(f)
+    return click.option("--workers", default=None, type=click.IntRange(min=0), metavar="N",
+                        help="Run on a local Dask cluster of N worker processes (0: one per core), the "
+                             "connections partitioned among them; same answers as one process (path health "
+                             "and Zeek's view excepted). Needs tcpfsm[dask].")(f)
 
 
 def _write(out: str | None, data: str) -> None:
@@ -174,7 +222,7 @@ _end_opt = click.option("--end", default=None, metavar="T",
 
 
 @click.command()
-@click.argument("capture")
+@click.argument("capture", nargs=-1, required=True)
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "brief", "json", "jsonl", "csv", "parquet", "zeek", "zeek-json"]),
               help="parquet: the flows as a Parquet file (needs tcpfsm[arrow]). "
@@ -207,30 +255,44 @@ _end_opt = click.option("--end", default=None, metavar="T",
 @click.option("--zeek", "zeek", is_flag=True, help="Take each flow's conn_state/history from Zeek's own "
                                                     "connection logic (slower; implied by --format zeek).")
 @_verify_opt
+@_dist_opts
 @click.option("--zeek-ignore-checksums", is_flag=True,
               help="Zeek view like `zeek -C`: bad-checksum segments are processed (default: discarded, "
                    "history letter C/c).")
 def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, timings, stream, max_tracked,
             quiet, engine, zeek, follow=False, verify_checksums=False, zeek_ignore_checksums=False,
-            capture_point="auto", width=None):
-    """Findings ranked by severity, per-host state piles and the flows that matter."""
+            capture_point="auto", width=None, workers=None, scheduler=None, workdir=None):
+    """Findings ranked by severity, per-host state piles and the flows that matter. CAPTURE: one file, or
+    several (a directory, a glob) read as one capture."""
+    capture = _captures(capture)
     if follow:  # live mode (tcpfsm/live): JSON-line events, or the dashboard on a terminal
+        if not isinstance(capture, str):
+            raise UserError("--follow reads one capture")
         from .live.cli import follow_capture
         return follow_capture(capture, fmt, output, profile, timers, thresholds, capture_point=capture_point)
     zeek = zeek or fmt in ("zeek", "zeek-json")
     if fmt == "parquet":
         _binary_ok(output)
+    dask = workers is not None or bool(scheduler)
+    if dask and (zeek or stream):
+        raise UserError("--workers/--scheduler: Zeek's view and --stream are not available on Dask")
     if stream is None:
-        stream = not zeek and capture != "-" and os.path.isfile(capture) and \
-            os.path.getsize(capture) > STREAM_ABOVE
+        size = _size(capture)
+        stream = not dask and not zeek and size is not None and size > STREAM_ABOVE
     sink = FlowSink(fmt, output, max_flows, width) if stream else None
-    with Progress(capture, enabled=not quiet) as prog:
-        an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
-                         thresholds=pairs(thresholds, "threshold"), end=end, stream=stream,
-                         on_flow=sink.add if sink else None, progress=prog.update,
-                         max_flows=max_tracked, engine=engine, zeek=zeek,
-                         verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums,
-                         capture_point=capture_point)
+    if dask:
+        an = _dask_analyze(capture, workers, scheduler, quiet=quiet, workdir=workdir, profile=profile,
+                           timers=pairs(timers, "timer"),
+                           thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
+                           verify_checksums=verify_checksums, capture_point=capture_point)
+    else:
+        with Progress(capture, enabled=not quiet) as prog:
+            an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
+                             thresholds=pairs(thresholds, "threshold"), end=end, stream=stream,
+                             on_flow=sink.add if sink else None, progress=prog.update,
+                             max_flows=max_tracked, engine=engine, zeek=zeek,
+                             verify_checksums=verify_checksums, zeek_ignore_checksums=zeek_ignore_checksums,
+                             capture_point=capture_point)
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     t0 = time.perf_counter()
@@ -329,9 +391,9 @@ class Progress:
     """A progress line on stderr (rich) when stderr is a terminal: packets, packets/s, connections tracked,
     and how far into the file. Nothing on non-terminals or with --quiet."""
 
-    def __init__(self, capture: str, enabled: bool = True):
+    def __init__(self, capture, enabled: bool = True):
         self.enabled = enabled and sys.stderr.isatty()
-        self.size = os.path.getsize(capture) if capture != "-" and os.path.isfile(capture) else None
+        self.size = _size(capture)
         self.bar = None
         self.t0 = time.perf_counter()
 
@@ -359,8 +421,40 @@ class Progress:
         return False
 
 
+class TaskProgress:
+    """A progress bar over a Dask run's tasks (decode per file, track per partition) on a terminal's stderr."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+        self.tasks: dict[str, object] = {}
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console as _C
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as _P, TextColumn, TimeElapsedColumn
+            self.bar = _P(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=_C(stderr=True), transient=True)
+            self.bar.start()
+        return self
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if not self.bar:
+            return
+        if stage not in self.tasks:
+            what = {"decode": "decoding files", "track": "tracking partitions"}.get(stage, stage)
+            self.tasks[stage] = self.bar.add_task(what, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+        return False
+
+
 @click.command()
-@click.argument("capture")
+@click.argument("capture", nargs=-1, required=True)
+@_dist_opts
 @click.option("--flow", "flow_ids", multiple=True, type=int, help="Flow id (repeatable).")
 @click.option("--host", default=None, help="Flows with this IP at either end.")
 @click.option("--port", default=None, type=click.IntRange(0, 65535),
@@ -373,12 +467,13 @@ class Progress:
 @click.option("-o", "--output", default=None)
 @_view_opts
 def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, verify_checksums=False,
-             capture_point="auto", state_specs=()):
+             capture_point="auto", state_specs=(), workers=None, scheduler=None, workdir=None):
     """A ladder per flow: time, endpoint, old -> new state, the packet and the cause."""
     wanted = _states_arg(state_specs)
     if fmt == "parquet":
         _binary_ok(output)
-    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
+               workers=workers, scheduler=scheduler, workdir=workdir)
     try:
         flows = an.select(host, port, wanted, flow_ids)
     except ValueError as e:
@@ -395,11 +490,13 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
             "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies],
             "icmp": text.icmp_errors(f)} for f in flows]}) + "\n")
     else:
-        _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None)))
+        _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None),
+                                          files=getattr(an.info, "files", None)))
 
 
 @click.command()
-@click.argument("capture")
+@click.argument("capture", nargs=-1, required=True)
+@_dist_opts
 @click.option("--at", "ats", multiple=True, required=True,
               help="Epoch seconds, ISO 8601, HH:MM:SS (capture's day, local time) or +12.5s (repeatable).")
 @click.option("--host", default=None, help="Only this host's sockets, as its own netstat would list them.")
@@ -412,10 +509,11 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
 @_timer_opt
 @_verify_opt
 def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_checksums=False,
-            capture_point="auto", port=None, state_specs=()):
+            capture_point="auto", port=None, state_specs=(), workers=None, scheduler=None, workdir=None):
     """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
     wanted = _states_arg(state_specs)
-    an = _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point)
+    an = _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point,
+               workers=workers, scheduler=scheduler, workdir=workdir)
     try:
         snaps = an.netstat_many(list(ats), host, listening=not no_listen, port=port, states=wanted)
     except ValueError as e:
@@ -427,7 +525,8 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_
 
 
 @click.command()
-@click.argument("capture")
+@click.argument("capture", nargs=-1, required=True)
+@_dist_opts
 @click.option("--interval", default="1s", show_default=True, help="Sampling interval: 1s, 500ms, 5m.")
 @click.option("--host", default=None, help="Only this host's sockets.")
 @click.option("--by-host", is_flag=True, help="Table: one line per host per sample (default: summed over hosts).")
@@ -436,12 +535,13 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_
 @click.option("-o", "--output", default=None)
 @_view_opts
 def states(capture, interval, host, fmt, output, profile, timers, end, verify_checksums=False,
-           capture_point="auto", by_host=False, port=None, state_specs=()):
+           capture_point="auto", by_host=False, port=None, state_specs=(), workers=None, scheduler=None, workdir=None):
     """State counts over time, like `sar -n SOCK`: one line per interval, netstat's state names as columns
     (csv/json: per host)."""
     step = _interval(interval)
     wanted = _states_arg(state_specs)
-    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point)
+    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
+               workers=workers, scheduler=scheduler, workdir=workdir)
     try:
         rows = an.states(step, host, port=port, states=wanted)
     except ValueError as e:
@@ -455,7 +555,8 @@ def states(capture, interval, host, fmt, output, profile, timers, end, verify_ch
 
 
 @click.command()
-@click.argument("capture")
+@click.argument("capture", nargs=-1, required=True)
+@_dist_opts
 @click.option("-o", "--output", default=None, help="report.md or report.html (the suffix picks the format); "
                                                   "stdout (Markdown) when omitted.")
 @click.option("--format", "fmt", default=None, type=click.Choice(["md", "html"]), help="Overrides the suffix.")
@@ -465,12 +566,14 @@ def states(capture, interval, host, fmt, output, profile, timers, end, verify_ch
 @_point_opt
 @_timer_opt
 @_end_opt
-def report(capture, output, fmt, max_flows, profile, timers, end, capture_point="auto"):
+def report(capture, output, fmt, max_flows, profile, timers, end, capture_point="auto", workers=None,
+           scheduler=None, workdir=None):
     """A self-contained Markdown or HTML incident report. HTML: summary, findings linked to their evidence,
     per-host state charts, sequence diagrams of the connections that matter, the observed transitions."""
     from .render.report import html_report, markdown
     fmt = fmt or ("html" if output and output.endswith((".html", ".htm")) else "md")
-    an = _load(capture, profile, timers, (), end, capture_point=capture_point)
+    an = _load(capture, profile, timers, (), end, capture_point=capture_point, workers=workers,
+               scheduler=scheduler, workdir=workdir)
     _write(output, html_report(an, max_flows) if fmt == "html" else markdown(an, max_flows))
 
 

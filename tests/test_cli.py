@@ -425,8 +425,10 @@ def test_missing_file_is_one_line_exit_2():
     assert_user_error(run("analyze", str(ROOT / "no_such.pcap")), "no such file")
 
 
-def test_directory_is_one_line_exit_2():
-    assert_user_error(run("analyze", str(KERNEL)), "directory")
+def test_directory_is_one_line_exit_2(tmp_path):
+    # a directory is read as the captures in it (issue 11: tests/test_multi_files.py); one without any is refused
+    (tmp_path / "notes.txt").write_text("not a capture\n")
+    assert_user_error(run("analyze", str(tmp_path)), "directory")
 
 
 def test_non_capture_file_is_one_line_exit_2():

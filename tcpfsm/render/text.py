@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections import Counter
 from datetime import datetime
 
@@ -360,7 +361,10 @@ def icmp_errors(flow: Flow) -> list[dict]:
     return rec["icmp"] if rec else []
 
 
-def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] | None = None) -> str:
+def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] | None = None,
+                  files: list[dict] | None = None) -> str:
+    """`files`: the per-file table of several captures read as one (tcpfsm.capture.multi): packets are then
+    named FILE:INDEX (the index in that file) beside the global #INDEX."""
     out = io.StringIO()
     for f in flows:
         c, s = f.conn.client, f.conn.server
@@ -377,6 +381,11 @@ def timeline_text(flows: list[Flow], markdown: bool = False, tunnels: list[str] 
         lines = []
         for ts, ep, old, new, pkt, seg, cause, reason, rfc in timeline_rows(f):
             pk = f"#{pkt}" if pkt else "timer" if cause.startswith("timer") else "-"
+            if pkt and files:
+                from ..capture.multi import locate
+                where = locate(files, pkt)
+                if where is not None:
+                    pk += f" ({os.path.basename(where[0])}:{where[1]})"
             mark = "" if rfc else " [not an RFC edge]"
             if markdown:
                 lines.append((ts // 1000, 1, f"| {clock(ts)} | {ep} | {old} → {new} | {pk} | {seg} | {cause} | {reason}{mark} |\n"))

@@ -1,0 +1,252 @@
+"""The Dask run (tcpfsm.distributed) on a real local cluster -- `dask scheduler` and two `dask worker`
+processes on 127.0.0.1, started here -- gives, on kernel recordings cut into rotated parts, the same flows,
+states, transitions and findings as one process on the whole file; a worker killed mid-run is retried by
+Dask with the same final answer; the merge of partial results is associative."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from tcpfsm import api, distributed as tdist                      # noqa: E402
+from tcpfsm.capture.multi import file_plan                         # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_multi_files import KERNEL, signature, split             # noqa: E402
+
+SCENARIOS = ["concurrent_mixed", "time_wait_reuse", "syn_flood", "vanished_peer", "close_wait_leak",
+             "lossy_bulk", "half_close", "simultaneous_close"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """A scheduler and `n` workers as subprocesses (each its own PID, killed by PID)."""
+
+    def __init__(self, n: int = 2, tmp: Path | None = None):
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.logdir = tmp
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"])
+        for i in range(n):
+            self.add_worker(f"w{i}")
+        self.client = None
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client = distributed.Client(self.address, timeout="5s")
+                break
+            except (OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise
+                time.sleep(0.5)
+        self.wait_workers(n)
+
+    def _start(self, name: str, args: list[str]) -> None:
+        log = open(self.logdir / f"{name}.log", "w") if self.logdir else subprocess.DEVNULL
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def add_worker(self, name: str) -> None:
+        self._start(name, ["worker", self.address, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
+                           "--no-dashboard", "--name", name, "--no-nanny"])
+
+    def wait_workers(self, n: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.client.scheduler_info(n_workers=-1)["workers"]) != n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cluster has {len(self.client.scheduler_info()['workers'])} workers, not {n}")
+            time.sleep(0.2)
+
+    def worker_address(self, name: str) -> str:
+        for addr, w in self.client.scheduler_info(n_workers=-1)["workers"].items():
+            if w.get("name") == name:
+                return addr
+        raise KeyError(name)
+
+    def kill(self, name: str) -> None:
+        p = self.procs[name]
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=20)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        for name in reversed(list(self.procs)):
+            p = self.procs[name]
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(2, tmp_path_factory.mktemp("dask-logs"))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_cluster_run_equals_one_process_on_the_whole_file(tmp_path, cluster, name):
+    src = KERNEL / f"{name}.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 3)
+    an = tdist.analyze(parts, client=cluster.client, partitions=5)
+    assert signature(an) == signature(whole)
+    assert [a.message for a in an.findings] == [a.message for a in whole.findings]
+    assert [[a.message for a in f.anomalies] for f in an.flows] == [[a.message for a in f.anomalies]
+                                                                     for f in whole.flows]
+    assert an.pile_peaks == whole.pile_peaks
+    s1, s2 = whole.summary(), an.summary()
+    for key in ("records", "tcp_segments", "skipped", "flows", "states_at_end", "findings_by_severity", "first_ts",
+                "last_ts", "checksums", "non_rfc_transitions", "timestamps_backwards", "duration"):
+        assert s1[key] == s2[key], key
+    assert [f["path"] for f in s2["files"]] == parts
+    # what netstat and the state counts say, from the merged flows
+    mid = (whole.start + whole.end) // 2
+    assert [(r.host, r.local, r.remote, r.state, r.flow) for r in whole.netstat(mid).sockets] == \
+        [(r.host, r.local, r.remote, r.state, r.flow) for r in an.netstat(mid).sockets]
+    assert whole.states(0.5) == an.states(0.5)
+
+
+def test_work_directory_and_one_partition_give_the_same(tmp_path, cluster):
+    src = KERNEL / "concurrent_mixed.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 4)
+    work = tmp_path / "work"
+    a = tdist.analyze(parts, client=cluster.client, partitions=7, workdir=str(work))
+    b = tdist.analyze(parts, client=cluster.client, partitions=1)
+    assert signature(a) == signature(b) == signature(whole)
+    (work / "mine.npz").write_bytes(b"x")
+    tdist.analyze(parts, client=cluster.client, partitions=2, workdir=str(work))
+    assert os.listdir(work) == ["mine.npz"]                  # its own files removed, nothing else
+
+
+def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path):
+    """Worker w0 is killed (SIGKILL, by PID) once every file is decoded -- its decoded partitions are lost
+    with it -- and before they are tracked: Dask recomputes them on the other worker."""
+    src = KERNEL / "concurrent_mixed.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 6)
+    c = Cluster(2, tmp_path)
+    killed = []
+    try:
+        w0 = c.worker_address("w0")
+
+        def progress(stage, done, total):
+            if stage == "decode" and done == total and not killed:
+                held = c.client.has_what().get(w0, ())
+                killed.append(len(held))
+                c.kill("w0")
+                c.wait_workers(1)
+
+        an = tdist.analyze(parts, client=c.client, partitions=4, progress=progress)
+    finally:
+        c.close()
+    assert killed and killed[0] > 0           # w0 held decoded data when it died
+    assert signature(an) == signature(whole)
+    assert [a.message for a in an.findings] == [a.message for a in whole.findings]
+
+
+def _partials(parts, nparts):
+    """Track each partition in this process (the tasks are plain functions) -> the partials."""
+    decoded = [tdist.decode_file(p, nparts) for p in parts]
+    facts = [d[0] for d in decoded]
+    order = file_plan(parts, [f.info.first_ts for f in facts])
+    bases, base = [], 1
+    for i in order:
+        bases.append(base)
+        base += facts[i].info.records
+    plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, max(f.info.last_ts for f in facts))
+    prof = api.get_profile("linux")
+    return [tdist.unpickle(tdist.track_partition([decoded[i][1][p] for i in order], plan, prof))
+            for p in range(nparts)]
+
+
+def test_merge_is_associative_and_commutative(tmp_path):
+    parts = split(KERNEL / "concurrent_mixed.pcap", tmp_path, 3)
+    a, b, c = _partials(parts, 3)
+    assert a.flows and b.flows and c.flows              # every partition holds connections
+
+    def keys(p):
+        return p.keys, [id(f) for f in p.flows], sorted(p.reuse.items())
+
+    left = tdist.merge(tdist.merge(a, b), c)
+    right = tdist.merge(a, tdist.merge(b, c))
+    swapped = tdist.merge(c, tdist.merge(b, a))
+    assert keys(left) == keys(right) == keys(swapped)
+    assert keys(tdist.merge(a, tdist.Partial())) == keys(a)          # the empty partial is the identity
+    assert left.keys == sorted(left.keys) and len(set(left.keys)) == len(left.keys)
+
+
+def test_reuse_across_partitions_keeps_its_link(tmp_path):
+    """TIME_WAIT reuse names the older flow by id: the ids survive the global renumbering."""
+    src = KERNEL / "time_wait_reuse.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 2)
+    partials = _partials(parts, 4)
+    flows = tdist.number(functools.reduce(tdist.merge, partials, tdist.Partial()))
+    want = [(f.id, f.reuse_of) for f in whole.flows]
+    assert [(f.id, f.reuse_of) for f in flows] == want
+    assert any(r is not None for _, r in want)
+
+
+def test_cli_workers_option(tmp_path):
+    parts = split(KERNEL / "close_wait_leak.pcap", tmp_path, 2)
+    r = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", *parts, "--workers", "2", "--format", "json",
+                        "-q"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    whole = api.analyze(str(KERNEL / "close_wait_leak.pcap"), path_health=False)
+    doc = json.loads(r.stdout)
+    assert [f["id"] for f in doc["flows"]] == [f.id for f in whole.flows]
+    assert [a["kind"] for a in doc["anomalies"]] == [a.kind for a in whole.findings]
+    bad = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", *parts, "--scheduler",
+                          f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("tcpfsm: error:"), bad.stderr
+
+
+def test_urls_are_fetched_by_the_workers(tmp_path, cluster):
+    """A URL (here file://, any fsspec protocol the workers have) is copied to the worker, then decoded."""
+    src = KERNEL / "time_wait_reuse.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 2)
+    an = tdist.analyze(["file://" + p for p in parts], client=cluster.client, partitions=3)
+    assert signature(an) == signature(whole)
+    assert [f["path"] for f in an.info.files] == ["file://" + p for p in parts]
+    with pytest.raises(Exception, match="cannot fetch"):
+        tdist.analyze(["file://" + str(tmp_path / "missing.pcap")], client=cluster.client)
+
+
+def test_overlapping_files_merge_as_in_one_process(tmp_path, cluster):
+    from test_multi_files import read_records, write
+    lt, recs = read_records(KERNEL / "concurrent_mixed.pcap")
+    a = write(tmp_path / "a.pcap", lt, recs[0::2])
+    b = write(tmp_path / "b.pcap", lt, recs[1::2])
+    one = api.analyze([b, a], path_health=False)
+    an = tdist.analyze([b, a], client=cluster.client, partitions=4)
+    assert an.info.overlaps == one.info.overlaps and an.info.overlaps
+    assert an.info.files == one.info.files
+    assert signature(an) == signature(one)
+    assert [a.message for a in an.findings] == [a.message for a in one.findings]
