@@ -239,7 +239,7 @@ def default_max_tracked() -> int:
 
 
 @contextmanager
-def _gc_paused():
+def gc_paused():
     """The analysis allocates millions of long-lived, acyclic objects (flows, endpoints, transitions): the
     cyclic collector would rescan them over and over (~30 % of the run) and can reclaim nothing; reference
     counting frees evicted flows. Paused for the analysis, restored after."""
@@ -255,7 +255,7 @@ def _gc_paused():
 def _without_gc(fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        with _gc_paused():
+        with gc_paused():
             return fn(*args, **kwargs)
     return call
 

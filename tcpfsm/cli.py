@@ -108,7 +108,7 @@ def _reader_gone() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    gc.disable()        # a short-lived process full of long-lived acyclic objects: see api._gc_paused
+    gc.disable()        # a short-lived process full of long-lived acyclic objects: see api.gc_paused
     from .render.output import OutputError
     try:
         NOTES.clear()

@@ -38,15 +38,15 @@ reordering window applies within each partition's batches.
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import time
 import uuid
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .api import gc_paused      # the cyclic collector paused, as for one process's analysis
 
 NS = 1_000_000_000
 FLUSH_ROWS = 1 << 21          # rows a decode task buffers before writing its partitions to the work directory
@@ -233,20 +233,6 @@ def _rows(pieces_by_file: list, plan: Plan):
             if tun.any():
                 c["tunnel"] = np.asarray(plan.tunnel_maps[k], np.int64)[tun].astype(tun.dtype)
             yield c
-
-
-@contextmanager
-def gc_paused():
-    """The cyclic collector paused (as tcpfsm.api does for an analysis): tracking allocates millions of
-    long-lived acyclic objects it would rescan over and over -- 45 % of a partition task's time on the bench
-    capture -- and can reclaim none of them."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def track_partition(pieces_by_file: list, plan: Plan, profile, capture_point: str = "auto",
