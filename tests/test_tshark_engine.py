@@ -132,3 +132,12 @@ def test_errors(tmp_path):
 @needs_tshark
 def test_tshark_found_by_path_lookup():
     assert os.path.samefile(te.tshark_path(), shutil.which("tshark"))
+
+
+def test_record_times_beyond_int64_are_held_to_its_range():
+    """A damaged pcapng record time near 2**64 µs (found by make fuzz: tshark prints 18446744069819.344425 s)
+    is held to the int64 ns range as the fast and dpkt engines hold it, not an OverflowError."""
+    from tcpfsm.capture.tshark_engine import _ts_ns
+    assert _ts_ns("18446744069819.344425000") == (1 << 63) - 1
+    assert _ts_ns("-18446744069819.5") == -(1 << 63)
+    assert _ts_ns("1700000000.125456791") == 1_700_000_000_125_456_791

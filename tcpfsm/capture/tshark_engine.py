@@ -129,10 +129,12 @@ def _int(v: str) -> int:
 
 
 def _ts_ns(t: str) -> int:
+    """tshark's epoch seconds -> ns, held to the int64 range as the other engines hold it (a record time
+    near 2**64 µs, which a damaged pcapng can carry, would not fit the ts column)."""
     neg = t.startswith("-")
     sec, _, frac = t.lstrip("-").partition(".")
     v = int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
-    return -v if neg else v
+    return max(-(1 << 63), min(-v if neg else v, (1 << 63) - 1))
 
 
 class _Rec:
