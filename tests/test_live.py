@@ -292,6 +292,9 @@ def test_follow_stdin_matches_offline():
     an = lambda evs: sorted((e["flow"], e["kind"]) for e in evs if e["event"] == "anomaly" and e["flow"])  # noqa
     assert tr(a) == tr(b) and an(a) == an(b)
     assert b[-1]["event"] == "stats" and b[-1]["summary"]["flows"] == a[-1]["summary"]["flows"]
+    # the same encoder both ways: a transition is the same line, byte for byte
+    lines = lambda out: sorted(x for x in out.splitlines() if x.startswith('{"event":"transition"'))  # noqa: E731
+    assert lines(on.stdout) and lines(on.stdout) == lines(off.stdout)
     # packets recorded long before this run have no processing latency (it was their age: ~1e9 ms)
     assert b[-1]["latency_ms"]["count"] == 0
 

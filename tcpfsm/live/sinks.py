@@ -1,7 +1,6 @@
 """Where live events go: JSON lines (the contract of `analyze --format jsonl`) or a rich dashboard."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter, defaultdict
@@ -18,7 +17,11 @@ from ..fsm import NETSTAT_NAME, State
 from ..render import records, text
 from ..render.records import sec
 
-_ENC = json.JSONEncoder(ensure_ascii=False).encode
+
+def _ENC(ev: dict) -> str:
+    """One event line, compact, with the encoder `analyze --format jsonl` uses (the same bytes for the same
+    event, whether it comes from a finished capture or a live one)."""
+    return records.encode(ev).decode("utf-8")
 
 
 class JsonlSink:
