@@ -250,6 +250,13 @@ def test_live_backend_matches_kernel(backend, tmp_path):
         offline = [key(e) for e in map(json.loads, off.stdout.splitlines()) if e["event"] == "transition"]
         live = [key(e) for e in r["events"] if e["event"] == "transition" and e["packet"] is not None]
         assert sorted(live) == sorted(k for k in offline if k[4] is not None)
+        # issue 9 part 3 on a real interface: every per-connection event names its connection
+        per_flow = [e for e in r["events"] if e["event"] in ("transition", "flow_end")
+                    or (e["event"] == "anomaly" and e.get("flow"))]
+        assert per_flow and all(isinstance(e["flow"], int) and set(e["client"]) == set(e["server"]) == {"ip", "port"}
+                                for e in per_flow)
+        ends = {(e["client"]["ip"], e["server"]["port"]) for e in per_flow}
+        assert all(port == 8080 for _, port in ends)
     finally:
         net.close()
 
