@@ -33,46 +33,29 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # captures/: netlab
+import netlab  # noqa: E402
+from netlab import cleanup, sh, wait_all  # noqa: E402,F401
+
 PID = os.getpid()
-_NS: list[str] = []
-_PROCS: list[subprocess.Popen] = []
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check and r.returncode:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r
+class Lab(netlab.Lab):
+    CAPTURE_FILTER = "tcp or icmp or icmp6"
+    SETTLE = 0.3
+    LINGER = 1.0
+    CHECK_DROPS = True
 
-
-def cleanup() -> None:
-    for p in _PROCS:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    _PROCS.clear()
-    for ns in _NS:
-        sh("ip", "netns", "del", ns, check=False)
-    _NS.clear()
-
-
-class Lab:
     def __init__(self, n: int):
         self.c, self.r, self.s = f"tic{n}-{PID}", f"tir{n}-{PID}", f"tis{n}-{PID}"
         self.cip, self.sip = f"10.80.{n}.1", f"10.81.{n}.2"
         self.cip6, self.sip6 = f"fd80:{n}::1", f"fd81:{n}::2"
         for ns in (self.c, self.r, self.s):
-            sh("ip", "netns", "add", ns)
-            _NS.append(ns)
+            self.add_ns(ns)
             self.ex(ns, "ip", "link", "set", "lo", "up")
         sh("ip", "link", "add", "veth0", "netns", self.c, "type", "veth", "peer", "name", "vcli", "netns", self.r)
         sh("ip", "link", "add", "vsrv", "netns", self.r, "type", "veth", "peer", "name", "veth0", "netns", self.s)
@@ -92,45 +75,6 @@ class Lab:
         for ns in (self.r, self.s):
             self.ex(ns, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
             self.ex(ns, "sysctl", "-qw", "net.ipv6.icmp.ratelimit=0")
-
-    def ex(self, ns: str, *cmd: str, check: bool = True):
-        return sh("ip", "netns", "exec", ns, *cmd, check=check)
-
-    def spawn(self, ns: str, code: str, *args: str) -> subprocess.Popen:
-        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", textwrap.dedent(code), *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _PROCS.append(p)
-        return p
-
-    def capture(self, path: str) -> subprocess.Popen:
-        p = subprocess.Popen(["ip", "netns", "exec", self.c, "tcpdump", "-Z", "root", "-i", "veth0", "-s", "200", "-U",
-                              "-w", path, "tcp or icmp or icmp6"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _PROCS.append(p)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = p.stderr.readline()
-            if "listening on" in line or not line:
-                break
-        time.sleep(0.3)
-        return p
-
-    def stop(self, p: subprocess.Popen) -> None:
-        time.sleep(1.0)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=10)
-        if "\n0 packets dropped by kernel" not in "\n" + err:
-            raise RuntimeError(f"tcpdump: {err.strip()[-300:]}")
-
-
-def wait_all(*procs: subprocess.Popen, timeout: float = 90) -> list[str]:
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=timeout)
-        if p.returncode:
-            raise RuntimeError(f"worker failed: {err.strip()[-400:]}")
-        outs.append(out)
-    return outs
 
 
 SERVER = """

@@ -17,47 +17,25 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # captures/: netlab
+import netlab  # noqa: E402
+from netlab import cleanup, sh, wait_all  # noqa: E402,F401
+
 PID = os.getpid()
-_NS: list[str] = []
-_PROCS: list[subprocess.Popen] = []
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check and r.returncode:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r
-
-
-def cleanup() -> None:
-    for p in _PROCS:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    _PROCS.clear()
-    for ns in _NS:
-        sh("ip", "netns", "del", ns, check=False)
-    _NS.clear()
-
-
-class Lab:
+class Lab(netlab.Lab):
     """Client namespace <-veth-> server namespace; 10.79.N.1 (client), 10.79.N.2 (server)."""
 
     def __init__(self, n: int):
         self.c, self.s = f"tpc{n}-{PID}", f"tps{n}-{PID}"
         self.cip, self.sip = f"10.79.{n}.1", f"10.79.{n}.2"
         for ns in (self.c, self.s):
-            sh("ip", "netns", "add", ns)
-            _NS.append(ns)
+            self.add_ns(ns)
         sh("ip", "link", "add", "veth0", "netns", self.c, "type", "veth", "peer", "name", "veth0", "netns", self.s)
         for ns, ip in ((self.c, self.cip), (self.s, self.sip)):
             self.ex(ns, "ip", "addr", "add", f"{ip}/24", "dev", "veth0")
@@ -65,39 +43,6 @@ class Lab:
             self.ex(ns, "ip", "link", "set", "lo", "up")
             # one segment per packet on the wire, as between two real hosts
             self.ex(ns, "ethtool", "-K", "veth0", "tso", "off", "gso", "off", "gro", "off", check=False)
-
-    def ex(self, ns: str, *cmd: str, check: bool = True):
-        return sh("ip", "netns", "exec", ns, *cmd, check=check)
-
-    def spawn(self, ns: str, code: str, *args: str) -> subprocess.Popen:
-        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", textwrap.dedent(code), *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _PROCS.append(p)
-        return p
-
-    def capture(self, path: str) -> subprocess.Popen:
-        p = subprocess.Popen(["ip", "netns", "exec", self.c, "tcpdump", "-Z", "root", "-i", "veth0", "-s", "200", "-U",
-                              "-w", path, "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _PROCS.append(p)
-        deadline = time.time() + 20
-        while time.time() < deadline:            # tcpdump says so once it is capturing
-            line = p.stderr.readline()
-            if "listening on" in line or not line:
-                break
-        time.sleep(0.2)
-        return p
-
-    def stop(self, p: subprocess.Popen) -> None:
-        time.sleep(0.5)
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=10)
-
-
-def wait_all(*procs: subprocess.Popen, timeout: float = 60) -> None:
-    for p in procs:
-        out, err = p.communicate(timeout=timeout)
-        if p.returncode:
-            raise RuntimeError(f"worker failed: {err.strip()[-400:]}")
 
 
 SERVER_SINK = """
