@@ -135,3 +135,32 @@ def test_streaming_with_a_cap_keeps_the_reconnect_findings(tmp_path):
     assert s["flows"] == len(full.flows) == 6000
     assert s["evicted"].get("idle", 0) > 4000
     assert s["evicted"].get("half_open", 0) == s["evicted"].get("forced", 0) == s["segments_after_eviction"] == 0
+
+
+def _findings(an) -> list:
+    return [(f.kind, f.severity, f.ts, f.ts_end, f.count, f.flows, f.message, f.host, f.service) for f in an.findings]
+
+
+@pytest.mark.parametrize("cap", [20_000, 2_000])
+def test_the_short_way_for_evicted_attempts_gives_the_long_ways_findings(flood, cap, monkeypatch):
+    """Aggregator._attempt (evicted attempts that got no answer, rolled up without their per-flow findings)
+    against the per-flow rules it stands for: every finding identical, message and sample included."""
+    from tcpfsm.detect.aggregate import Aggregator
+    short = tcpfsm.analyze(flood, max_flows=cap)
+    monkeypatch.setattr(Aggregator, "_attempt", lambda self, f, end: False)
+    long = tcpfsm.analyze(flood, max_flows=cap)
+    assert _findings(short) == _findings(long) and short.summary() == long.summary()
+
+
+def test_the_short_way_on_kernel_recordings(monkeypatch):
+    """The same on every kernel recording with a cap of one connection (SYNs retransmitted into silence,
+    refused connects, ICMP-ended connects: what must leave the short way, does)."""
+    from tcpfsm.detect.aggregate import Aggregator
+    import glob
+    files = sorted(glob.glob(os.path.join(HERE, "..", "captures", "kernel", "*.pcap")) +
+                   glob.glob(os.path.join(HERE, "..", "captures", "icmp", "*.pcap")))
+    assert files
+    short = [_findings(tcpfsm.analyze(p, max_flows=1)) for p in files]
+    monkeypatch.setattr(Aggregator, "_attempt", lambda self, f, end: False)
+    long = [_findings(tcpfsm.analyze(p, max_flows=1)) for p in files]
+    assert short == long

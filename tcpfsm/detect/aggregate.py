@@ -26,7 +26,9 @@ MAX_SOURCES = 100_000    # distinct sources remembered per flooded service
 MAX_SINGLES = 100_000    # sources seen probing one target so far, remembered (oldest forgotten first)
 MAX_NEWEST = 500_000     # (client, service) pairs remembered for the reconnect rule (oldest forgotten first)
 MAX_QUIET = 500_000      # connections that left ESTABLISHED on both sides, kept for the reconnect rule
-_PER_TARGET = frozenset({"unanswered_syn"})   # per-flow kinds rolled up per target service, not per client
+_PER_TARGET = frozenset({"unanswered_syn"})
+# the states an attempt that got no answer can have held (Aggregator._attempt)
+_ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})   # per-flow kinds rolled up per target service, not per client
 
 
 @dataclass(slots=True)
@@ -78,6 +80,8 @@ class Aggregator:
         """A finished connection: its findings are final; keep only summaries. `kept=False`: a half-open
         attempt evicted over the cap and not listed (a spoofed flood's): it counts in floods, scans and
         roll-ups, but is not remembered as a client's newest connection (the reconnect rule)."""
+        if not kept and self._attempt(flow, end):
+            return
         flow.anomalies = flow_findings(flow, end, self.th)
         self._index(flow, kept)
         self._rollup(flow)
@@ -90,9 +94,44 @@ class Aggregator:
             self.quiet[flow.id] = (flow.client_ip, flow.client, flow.server_ip, flow.server,
                                    c.last_ts or flow.first_ts, s.retrans_unanswered)
 
-    def _index(self, f: Flow, kept: bool = True) -> None:
-        c, s = f.conn.client, f.conn.server
+    def _attempt(self, f: Flow, end: int) -> bool:
+        """The short way for a half-open attempt evicted and not kept (`add_flow(kept=False)`; a spoofed flood's
+        millions): when the client only sent SYNs, nothing came back and no state beyond the handshake's was
+        held, the per-flow rules (rules.flow_findings) can give at most `unanswered_syn`, and only its count,
+        severity and end reach the roll-up -- its message too only when it becomes the roll-up's first.
+        Returns False, having changed nothing, when the flow is not such an attempt or its finding would be
+        the roll-up's first: the caller then takes the full path, which gives the same answer."""
+        conn = f.conn
+        c, s = conn.client, conn.server
+        if s.packets or not c.syns or c.rsts or c.state not in _ATTEMPT_STATES or f.role_inferred or f.reuse_of is not None or conn.violations \
+                or conn.rst_by is not None:
+            return False
+        for t in conn.transitions:
+            if t.new not in _ATTEMPT_STATES or t.cause.startswith("icmp:"):
+                return False
         server = f.server
+        first = c.syn_ts[0]
+        if c.syns > 1 or end - first >= self.th.unanswered_syn_after * NS:
+            r = self.rollups.get(("unanswered_syn", f.server_ip, server))
+            if r is None or first < r.first.ts:
+                return False
+            sev = "medium" if c.syns > 2 else "low"
+            if SEVERITY_RANK[sev] < SEVERITY_RANK[r.severity]:
+                r.severity = sev
+            last = c.syn_ts[-1]
+            if last > r.ts_end:
+                r.ts_end = last
+            r.count += 1
+            if len(r.flows) < SAMPLE:
+                r.flows.append(f.id)
+        f.anomalies = []                # (rolled up only: the flow is not kept)
+        self._index(f, False, server)
+        return True
+
+    def _index(self, f: Flow, kept: bool = True, server: str | None = None) -> None:
+        c, s = f.conn.client, f.conn.server
+        if server is None:
+            server = f.server
         key = (f.client_ip, server)
         newest = self.newest
         prev = newest.get(key) if kept else None

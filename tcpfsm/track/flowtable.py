@@ -312,7 +312,14 @@ class FlowTable:
         los_l = los.tolist()
         ctrl_l = ctrl.tolist()
         next_l = next_ctrl.tolist()
-        src_c, dst_c, sport_c, dport_c = c["src"], c["dst"], c["sport"], c["dport"]
+        perm_l = perm.tolist()
+        # endpoints of the rows a connection may start on (each group's first row, and any control row), as
+        # Python values in one step each: a spoofed flood starts a connection on nearly every row
+        cand = perm[np.flatnonzero(ctrl | (pos == np.repeat(starts, ends - starts)))]
+        src_b = c["src"][cand].tobytes()
+        dst_b = c["dst"][cand].tobytes()
+        at = dict(zip(cand.tolist(), range(len(cand))))
+        sport_l, dport_l = c["sport"][cand].tolist(), c["dport"][cand].tolist()
         touched, timers = self._touched, self._timers
         self._pending, self._reuse_fix = [], []
         for gi in range(G):
@@ -327,7 +334,7 @@ class FlowTable:
                     p = q
                     continue
                 clock, lo_src, fl = clock_l[p], los_l[p], flags_l[p]
-                self._row = int(perm[p])          # capture order of a connection this segment may create
+                self._row = perm_l[p]             # capture order of a connection this segment may create
                 nf = flow
                 if flow is not None:
                     flow.conn.expire(clock)
@@ -337,9 +344,15 @@ class FlowTable:
                     p += 1
                     continue
                 if nf is None:
-                    r = self._row
-                    nf = self._new_flow(key, clock, idx_l[p], bytes(src_c[r]), int(sport_c[r]), bytes(dst_c[r]),
-                                        int(dport_c[r]), fl, lo_src)
+                    j = at.get(self._row)
+                    if j is not None:
+                        r = j * 16
+                        nf = self._new_flow(key, clock, idx_l[p], src_b[r:r + 16], sport_l[j], dst_b[r:r + 16],
+                                            dport_l[j], fl, lo_src)
+                    else:                 # (a plain segment long after its connection finished: rare)
+                        r = self._row
+                        nf = self._new_flow(key, clock, idx_l[p], bytes(c["src"][r]), int(c["sport"][r]),
+                                            bytes(c["dst"][r]), int(c["dport"][r]), fl, lo_src)
                 if nf is not flow:
                     if flow is not None:
                         valid = False     # a new connection on this 4-tuple: its segments go one by one
