@@ -341,8 +341,8 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
             agg.add_flow(f, table.clock, kept=stream)
             if stream and on_flow is not None:
                 on_flow(f)
-            elif not stream:
-                agg.piles.release(f)            # an evicted attempt: no transition will take it out of a pile
+            # evicted unfinished, no transition will take it out of a pile (a finished one holds none)
+            agg.piles.release(f)
         if stream:
             handed += len(flows)
         else:

@@ -164,11 +164,6 @@ class PileCounter:
         self._promote(end)
         return self.peaks
 
-    def forget(self, flow: Flow) -> None:
-        """A finished flow leaves the table: it holds no listed state any more, drop its bookkeeping."""
-        self.stay.pop((flow.id, "client"), None)
-        self.stay.pop((flow.id, "server"), None)
-
 
 def ordered(items: list[tuple[Flow, Transition]]) -> list[tuple[Flow, Transition]]:
     """Time order; at the same instant, leaving a listed state before entering one, then by flow and

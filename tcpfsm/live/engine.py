@@ -231,7 +231,7 @@ class Engine:
             self.sink.flow_end(f, now)
             self._emitted.pop(f.id, None)
             self.agg.add_flow(f, now)
-            self.agg.piles.forget(f)
+            self.agg.piles.release(f)
             self.handed += 1
             self.states_evicted["client"][f.conn.client.state.value] += 1
             self.states_evicted["server"][f.conn.server.state.value] += 1
