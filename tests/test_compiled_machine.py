@@ -154,3 +154,38 @@ def test_best_ack_compiled_equals_pure_equals_definition(acks, data):
     want = _best_ack_reference(acks, clock.tolist(), p, q)
     assert COMPILED_RUNS.best_ack(a, clock, p, q) == want
     assert PURE_RUNS.best_ack(a, clock, p, q) == want
+
+
+def _group_reference(keys):
+    """The definition: groups numbered by first appearance, rows listed group by group in capture order."""
+    ids = {}
+    grow = [ids.setdefault(k, len(ids)) for k in keys]
+    perm = sorted(range(len(keys)), key=lambda i: (grow[i], i))
+    starts = [0]
+    for g in range(len(ids)):
+        starts.append(starts[-1] + grow.count(g))
+    return grow, perm, starts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=60), st.integers(1, 40), st.booleans())
+def test_group_rows_compiled_equals_pure_equals_definition(picks, width, tiny_table):
+    """Keys drawn from a few distinct ones (repeats, keys that differ in one byte only), any width; a table
+    only just longer than the rows as well as the tracker's (2n): collisions and wrap-around probing."""
+    import numpy as np
+    if COMPILED_RUNS is None:
+        pytest.fail("tcpfsm.track._runs_c is not built")
+    rng = np.random.default_rng(len(picks) * 41 + width)
+    base = rng.integers(0, 256, (7, width), dtype=np.uint8)
+    base[1] = base[0]
+    base[1, -1] ^= 1                                 # differs from key 0 in its last byte only
+    key = np.ascontiguousarray(base[picks]) if picks else np.empty((0, width), np.uint8)
+    n = len(picks)
+    want = _group_reference([bytes(k) for k in key])
+    size = 1 << (n.bit_length() if tiny_table else (2 * n).bit_length())
+    for mod in (COMPILED_RUNS, PURE_RUNS):
+        grow, first, perm, starts = (np.empty(n, np.int64) for _ in range(4))
+        starts = np.empty(n + 1, np.int64)
+        G = mod.group_rows(key, grow, first, perm, starts, np.full(size, -1, np.int64))
+        assert (grow.tolist(), perm.tolist(), starts[:G + 1].tolist()) == want, mod.__name__
+        assert first[:G].tolist() == [want[0].index(g) for g in range(G)]

@@ -237,15 +237,10 @@ class FlowTable:
         self.clock = int(clk[-1])
 
         # group the rows by connection, groups in order of their first row, time order inside
-        _, first, inv = np.unique(karr, return_index=True, return_inverse=True)
-        rank = np.empty(len(first), np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-        grow = rank[inv.ravel()]
-        perm = np.argsort(grow, kind="stable")
+        grow, perm, bounds = _group_rows(karr, n)
+        G = len(bounds) - 1
         g = grow[perm]
-        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-        ends = np.r_[starts[1:], n]
-        G = len(starts)
+        starts, ends = bounds[:-1], bounds[1:]
 
         flags = c["flags"][perm].astype(np.int64)
         seq = c["seq"][perm].astype(np.int64)
@@ -646,6 +641,18 @@ def _due(conn: Connection) -> int | None:
 _M32 = 0xFFFFFFFF
 _INF = 1 << 40                     # "minus infinity" for sequence maxima, far below any relative value
 _SEG = 1 << 42                     # per-group offset that keeps a running maximum inside its group
+
+
+def _group_rows(karr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by flow key, groups in order of their first row (the compiled `_runs.group_rows`): each
+    row's group, the rows group by group (capture order inside), and the groups' bounds in that order."""
+    grow = np.empty(n, np.int64)
+    first = np.empty(n, np.int64)
+    perm = np.empty(n, np.int64)
+    bounds = np.empty(n + 1, np.int64)
+    slots = np.full(1 << (2 * n).bit_length(), -1, np.int64)
+    G = _runs.group_rows(karr.view(np.uint8).reshape(n, -1), grow, first, perm, bounds, slots)
+    return grow, perm, bounds[:G + 1]
 
 
 def _signed(x: np.ndarray) -> np.ndarray:
