@@ -24,6 +24,8 @@ from ..capture.keys import flow_key_array as _flow_key_array   # the compiled ke
 from ..fsm import Connection, Observer, State, TimerProfile, Transition
 
 _runs = _kernels.load("tcpfsm.track._runs")
+_RUN_ROWS = _runs.RUN_ROWS
+_RUN_ROW = {name: i for i, name in enumerate(_RUN_ROWS)}
 
 # Ports that are services even when above 1024 (for midstream role inference).
 SERVICE_PORTS = frozenset({
@@ -264,7 +266,9 @@ class FlowTable:
 
         gkeys = karr[perm[starts]].tolist()
         flows0 = [self.current.get(k) for k in gkeys]
-        per_dir = {}
+        # the run table (_runs.run_sums reads it): each direction's prefix and position rows, then clock, window
+        F = len(_RUN_ROWS)
+        m = np.empty((2 * F + 2, n + 1), np.int64)
         for d in (True, False):
             mine = los == d
             # carried highest sequence number (None: take the group's first row as reference)
@@ -293,17 +297,23 @@ class FlowTable:
             pack = mine & (plen == 0) & hasack
             last = np.maximum.accumulate(np.where(mine, pos, -1))
             lastdata = np.maximum.accumulate(np.where(data, pos, -1))
-            per_dir[d] = _DirArrays(
-                ref=ref, incl=incl, cnt=_prefix(mine), plen=_prefix(np.where(mine, plen, 0)),
-                ipl=_prefix(np.where(mine, ipl, 0)), zero=_prefix(mine & (win == 0)), retr=_prefix(retr),
-                data=_prefix(data), pack=_prefix(pack), last=last, lastdata=lastdata,
-                first=_next_true(mine, n), nretr=_next_true(retr, n), ndata=_next_true(data, n),
-                npack=_next_true(pack, n),
-                ack=np.ascontiguousarray(np.where(mine & hasack, ack, -1), np.int64))
+            b = 0 if d else F
+            for name, row in (("cnt", _prefix(mine)), ("plen", _prefix(np.where(mine, plen, 0))),
+                              ("ipl", _prefix(np.where(mine, ipl, 0))), ("zero", _prefix(mine & (win == 0))),
+                              ("retr", _prefix(retr)), ("data", _prefix(data)), ("pack", _prefix(pack))):
+                m[b + _RUN_ROW[name]] = row
+            for name, row in (("last", last), ("lastdata", lastdata), ("incl", incl), ("first", _next_true(mine, n)),
+                              ("nretr", _next_true(retr, n)), ("ndata", _next_true(data, n)),
+                              ("npack", _next_true(pack, n)), ("ack", np.where(mine & hasack, ack, -1))):
+                m[b + _RUN_ROW[name], :n] = row
+                m[b + _RUN_ROW[name], n] = n
+            m[b + _RUN_ROW["ref"], :G] = ref
+        m[2 * F, :n] = clock_s
+        m[2 * F + 1, :n] = win
+        m[2 * F:, n] = 0
 
         cols = [x.tolist() for x in (clock_s, c["index"][perm], flags, seq, ack, win, plen, c["wscale"][perm], ipl)]
         clock_l, idx_l, flags_l, seq_l, ack_l, win_l, plen_l, wscale_l, ipl_l = cols
-        clock_a = np.ascontiguousarray(clock_s, np.int64)
         los_l = los.tolist()
         ctrl_l = ctrl.tolist()
         next_l = next_ctrl.tolist()
@@ -325,7 +335,7 @@ class FlowTable:
             while p < e:
                 if valid and flow is not None and flow.conn.steady and not ctrl_l[p]:
                     q = next_l[p]
-                    _apply_run(flow, gi, p, q, per_dir, clock_l, win_l, clock_a)
+                    _apply_run(flow, gi, p, q, m, F)
                     p = q
                     continue
                 clock, lo_src, fl = clock_l[p], los_l[p], flags_l[p]
@@ -673,74 +683,25 @@ def _next_true(mask: np.ndarray, n: int) -> np.ndarray:
     return np.minimum.accumulate(pos[::-1])[::-1]
 
 
-@dataclass(slots=True)
-class _DirArrays:
-    """One direction's (the lower or higher address+port's) prefix arrays over a batch, in group order.
-    Read a few elements per run (`.item`): converting every array to a list cost more than all the reads
-    (0.7 s of the bench capture's 5 s)."""
-    ref: np.ndarray        # per group: the reference sequence number of the relative values
-    incl: np.ndarray       # per row: highest relative sequence end sent so far in the group (carry included)
-    cnt: np.ndarray
-    plen: np.ndarray
-    ipl: np.ndarray
-    zero: np.ndarray
-    retr: np.ndarray
-    data: np.ndarray
-    pack: np.ndarray
-    last: np.ndarray
-    lastdata: np.ndarray
-    first: np.ndarray
-    nretr: np.ndarray
-    ndata: np.ndarray
-    npack: np.ndarray
-    ack: np.ndarray        # per row: the acknowledgement number of this direction's ACKs, -1 elsewhere
-
-
-def _apply_run(flow: Flow, gi: int, p: int, q: int, per_dir: dict, clock_l: list, win_l: list,
-               clock_a: np.ndarray) -> None:
+def _apply_run(flow: Flow, gi: int, p: int, q: int, m: np.ndarray, F: int) -> None:
     """Hand rows [p, q) of group `gi` -- plain segments of a steady connection -- to its machine as per-direction
-    sums (`Connection.absorb_run`), the same counters `Connection.feed_plain` would reach one by one."""
+    sums (`Connection.absorb_run`), the same counters `Connection.feed_plain` would reach one by one; the sums
+    come from the batch's run table `m` (F rows a direction, then clock and window: `_runs.run_sums`)."""
     conn = flow.conn
     lo_is_client = flow.client_is_lo
-    for d in (True, False):
-        a = per_dir[d]
-        cnt_ = a.cnt.item
-        cnt = cnt_(q) - cnt_(p)
-        o = per_dir[not d]
-        last_y = o.last.item(q - 1)
-        retr = a.retr.item
-        unanswered = first_un = None
-        if last_y >= p:                      # the peer spoke in the run: count retransmissions since then
-            unanswered = retr(q) - retr(last_y + 1)
-            if unanswered:
-                first_un = clock_l[a.nretr.item(last_y + 1)]
-        k_all = retr(q) - retr(p)
-        if unanswered is None and k_all:
-            first_un = clock_l[a.nretr.item(p)]
-        if not cnt:
-            conn.absorb_run(lo_is_client == d, 0, 0, 0, 0, 0, unanswered, first_un, 0, 0, None, 0, None, None)
-            continue
-        last = a.last.item(q - 1)
-        rel = a.incl.item(q - 1)
-        plen_, ipl_, zero_, data_ = a.plen.item, a.ipl.item, a.zero.item, a.data.item
-        best, prev, best_ts = _runs.best_ack(a.ack, clock_a, p, q)   # highest ack, the one before, when
-        conn.absorb_run(
-            lo_is_client == d, cnt, plen_(q) - plen_(p), ipl_(q) - ipl_(p), zero_(q) - zero_(p), k_all,
-            unanswered, first_un, clock_l[a.first.item(p)], clock_l[last],
-            clock_l[a.lastdata.item(q - 1)] if data_(q) - data_(p) else None, win_l[last],
-            (a.ref.item(gi) + rel) & _M32 if rel > -_INF // 2 else None, best, prev, best_ts)
-    # history letters, in the order their first segments came
-    new = []
-    for d in (True, False):
-        a = per_dir[d]
-        client = lo_is_client == d
-        if not conn.letter_seen(client, "D") and a.data.item(q) - a.data.item(p):
-            new.append((a.ndata.item(p), client, "D"))
-        if not conn.letter_seen(client, "A") and a.pack.item(q) - a.pack.item(p):
-            new.append((a.npack.item(p), client, "A"))
+    sums = [(lo_is_client == d, _runs.run_sums(m, 0 if d else F, F if d else 0, 2 * F, 2 * F + 1, gi, p, q))
+            for d in (True, False)]
+    for client, r in sums:
+        conn.absorb_run(client, *r[:15])
+    new = []                        # history letters, in the order their first segments came
+    for client, r in sums:
+        if r[15] >= 0 and not conn.letter_seen(client, "D"):
+            new.append((r[15], client, "D"))
+        if r[16] >= 0 and not conn.letter_seen(client, "A"):
+            new.append((r[16], client, "A"))
     if new:
         conn.add_letters([(c, letter) for _, c, letter in sorted(new)])
-    flow.last_ts = clock_l[q - 1]
+    flow.last_ts = m.item(2 * F, q - 1)
 
 
 def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
