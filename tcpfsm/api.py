@@ -22,7 +22,7 @@ from .detect.aggregate import Aggregator
 from .detect.piles import ordered
 from .detect.rules import Finding, Thresholds
 from .fsm import State, TimerProfile, get_profile
-from .track.flowtable import ClockStats, Flow, FlowTable
+from .track.flowtable import ClockStats, Flow, FlowTable, half_open
 from .zeek import ZeekTracker, zeek_summary_for_flows
 
 NS = 1_000_000_000
@@ -332,13 +332,15 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
     not_kept = 0
     last_sweep = 0
 
-    def hand_out(flows: list[Flow]) -> None:
+    def hand_out(flows: list[Flow], evicted: bool) -> None:
         """Connections leaving the table for good: their findings are final, the aggregates keep a summary.
         Streaming hands each to `on_flow`; a whole-capture analysis only lets go of evicted half-open attempts
-        (`FlowTable.enforce_cap`), which are counted, not kept."""
+        (`FlowTable.enforce_cap`), which are counted, not kept. An attempt evicted over the cap (`evicted`)
+        is not remembered as its client's newest connection in either mode (Aggregator.add_flow `kept`): a
+        flood's millions of spoofed sources would fill the reconnect index."""
         nonlocal handed, not_kept
         for f in flows:
-            agg.add_flow(f, table.clock, kept=stream)
+            agg.add_flow(f, table.clock, kept=stream and not (evicted and half_open(f)), listed=stream)
             if stream and on_flow is not None:
                 on_flow(f)
             # evicted unfinished, no transition will take it out of a pile (a finished one holds none)
@@ -382,11 +384,11 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
         timings["track"] += t3 - t2
         if stream and table.clock - last_sweep >= NS:   # look for finished connections once a capture second
             last_sweep = table.clock
-            hand_out(table.evict_finished(table.clock))
+            hand_out(table.evict_finished(table.clock), False)
         evicted = table.enforce_cap(settled_after)
         if evicted:
             agg.piles.feed(ordered(table.drain()))      # what settling them decided, before they go
-        hand_out(evicted)
+        hand_out(evicted, True)
         timings["detect"] += clock() - t3
         if progress is not None:
             progress(cap.info, len(table.current))

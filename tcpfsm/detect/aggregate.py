@@ -76,11 +76,13 @@ class Aggregator:
         self.forgotten = {"scan_sources": 0, "reconnect_pairs": 0, "quiet_connections": 0}   # what the bounds let go of
 
     # -- per connection ---------------------------------------------------------------------------------
-    def add_flow(self, flow: Flow, end: int, kept: bool = True) -> None:
+    def add_flow(self, flow: Flow, end: int, kept: bool = True, listed: bool | None = None) -> None:
         """A finished connection: its findings are final; keep only summaries. `kept=False`: a half-open
-        attempt evicted over the cap and not listed (a spoofed flood's): it counts in floods, scans and
-        roll-ups, but is not remembered as a client's newest connection (the reconnect rule)."""
-        if not kept and self._attempt(flow, end):
+        attempt evicted over the cap (a spoofed flood's): it counts in floods, scans and roll-ups, but is not
+        remembered as a client's newest connection (the reconnect rule). `listed` (default: `kept`): its
+        record is written (a stream's) and needs its per-flow findings; an attempt not listed may take the
+        short way (`_attempt`)."""
+        if not (kept if listed is None else listed) and self._attempt(flow, end):
             return
         flow.anomalies = flow_findings(flow, end, self.th)
         self._index(flow, kept)

@@ -24,7 +24,7 @@ from ..detect.aggregate import Aggregator
 from ..detect.piles import ordered
 from ..detect.rules import Thresholds, flow_findings
 from ..fsm import State, TimerProfile
-from ..track.flowtable import Flow, FlowTable
+from ..track.flowtable import Flow, FlowTable, half_open
 
 NS = 1_000_000_000
 
@@ -224,13 +224,14 @@ class Engine:
 
     def _evict(self, now: int) -> None:
         table = self.table
-        gone = table.evict_finished(now)
-        gone += table.enforce_cap()
-        for f in gone:
+        finished = table.evict_finished(now)
+        gone = finished + table.enforce_cap()
+        for i, f in enumerate(gone):
             self._evaluate(f, now)
             self.sink.flow_end(f, now)
             self._emitted.pop(f.id, None)
-            self.agg.add_flow(f, now)
+            # an attempt evicted over the cap is not its client's newest connection (as in analyze)
+            self.agg.add_flow(f, now, kept=i < len(finished) or not half_open(f), listed=True)
             self.agg.piles.release(f)
             self.handed += 1
             self.states_evicted["client"][f.conn.client.state.value] += 1

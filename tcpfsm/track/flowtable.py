@@ -585,16 +585,16 @@ class FlowTable:
             f = item[1]
             if f.finished():
                 return (0, f.last_ts)
-            if _half_open(f) and (f.last_ts <= young or flood):
+            if half_open(f) and (f.last_ts <= young or flood):
                 return (1, f.last_ts)
             return (2, f.last_ts)
 
         if self.forget_finished:
             # as below: handshakes under way go early only when attempts fill over half the cap (a flood)
-            flood = sum(1 for f in self.current.values() if _half_open(f)) > self.max_flows // 2
+            flood = sum(1 for f in self.current.values() if half_open(f)) > self.max_flows // 2
             victims = sorted(self.current.items(), key=rank)[:excess]
         else:
-            attempts = sorted(((k, f) for k, f in self.current.items() if _half_open(f)),
+            attempts = sorted(((k, f) for k, f in self.current.items() if half_open(f)),
                               key=lambda kf: kf[1].last_ts)
             victims = attempts[:excess]
             # A handshake still in progress (younger than `settled_after`) is forced out only when attempts
@@ -612,7 +612,7 @@ class FlowTable:
                 self._touched.add(f)
             if self.forget_finished:
                 reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
-                if reason != "finished" and f.last_ts > settled and _half_open(f):
+                if reason != "finished" and f.last_ts > settled and half_open(f):
                     reason = "forced"                # a handshake maybe still under way
             else:
                 reason = "half_open" if f.last_ts <= settled else "forced"
@@ -636,7 +636,7 @@ class FlowTable:
         return out
 
 
-def _half_open(f: Flow) -> bool:
+def half_open(f: Flow) -> bool:
     """A handshake that never completed: the client never got past SYN_SENT, the server never past
     SYN_RECEIVED (a spoofed SYN flood is made of these)."""
     c, s = f.conn.client.state, f.conn.server.state
