@@ -700,6 +700,8 @@ def _reassembled(f: _Frag, header: bytes, payload: bytes):
             return "malformed_ip"
         pkt = header[:4] + struct.pack("!H", pl) + header[6:] + payload
         r = _parse_net(pkt, 0, 0x86DD, len(pkt), None)
+    if type(r) is _Frag:              # the rebuilt datagram is itself a fragment of another: not reassembled
+        return "ip_fragment"
     if type(r) is not tuple or not f.tun:
         return r
     return r[:18] + (" / ".join(f.tun + ([r[18]] if r[18] else [])),) + r[19:]
@@ -779,7 +781,10 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=No
                 whole = frags.add(r.key, r.offset, r.more, r.payload, r.header)
                 r = "ip_fragment" if whole is None else _reassembled(r, *whole)
             if type(r) is str:
-                slow_reasons[r] += 1
+                if r == "icmp" or r == "icmpv6":
+                    st[i] = _CODE[r]      # counted with the kernel's, and looked at by icmp_rows like them
+                else:
+                    slow_reasons[r] += 1
             else:
                 srows.append(i)
                 svals.append(r)
@@ -808,9 +813,10 @@ _ICMP_CODES = (_CODE["icmp"], _CODE["icmpv6"])
 
 
 def icmp_rows(table: IcmpErrors, buf, doffs, caps, lt_rows, index, ts, st) -> None:
-    """Add the group's ICMP errors quoting TCP to `table`: only records the kernel classified as ICMP /
-    ICMPv6 (still counted as those skips: they are not TCP segments) are looked at, so the TCP path pays
-    one vectorized comparison per group."""
+    """Add the group's ICMP errors quoting TCP to `table`: only records classified as ICMP / ICMPv6 (by the
+    kernel, or by the scalar path for the link types and frames it leaves there; still counted as those
+    skips: they are not TCP segments) are looked at, so the TCP path pays one vectorized comparison per
+    group."""
     pick = np.flatnonzero((st == _ICMP_CODES[0]) | (st == _ICMP_CODES[1]))
     if not pick.size:
         return
