@@ -30,13 +30,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAPTURES = os.path.join(ROOT, "captures")
 ALL_COLUMNS = getattr(batch_mod, "ALL_COLUMNS", batch_mod.COLUMNS)
 
-# Directories under captures/ the dpkt reference decoder does not cover, and why.
-UNSUPPORTED_DIRS = {
-    "tunnels": "encapsulations (GRE, IP-in-IP, 6in4/4in6, VXLAN, Geneve, GTP-U, Teredo, MPLS, PPPoE, ERSPAN) "
-               "are decapsulated by reader.py only; the dpkt reference decoder reports the outer packet",
-    "encaps": "encapsulations of issue 10 (VN-Tag, E-Tag, PBB, FabricPath, MACsec, NSH, VXLAN-GPE, Teredo on any "
-              "port, the depth limit): reader.py only, as tunnels/",
-}
 _CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap)(\.(gz|bz2|xz))?$")
 
 
@@ -48,8 +41,7 @@ def capture_files():
             continue
         for f in sorted(glob.glob(os.path.join(d, "*"))):
             if os.path.isfile(f) and _CAPTURE_NAME.search(f):
-                marks = [pytest.mark.skip(reason=UNSUPPORTED_DIRS[name])] if name in UNSUPPORTED_DIRS else []
-                out.append(pytest.param(f, id=os.path.relpath(f, CAPTURES), marks=marks))
+                out.append(pytest.param(f, id=os.path.relpath(f, CAPTURES)))
     return out
 
 
