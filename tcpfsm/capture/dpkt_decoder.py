@@ -84,10 +84,28 @@ follows reader.py:
     has no FDDI, PPI, NFLOG or Cisco HDLC classes); written independently of links.py, so that the
     two are checked against each other (tests/test_links.py, on damaged frames too).
 
-Out of scope: tunnels. reader.py decapsulates GRE, IP-in-IP, 6in4/4in6, VXLAN, Geneve, GTP-U,
-Teredo, MPLS and PPPoE (the `tunnel` column, `info.tunnels`, the `tunnel_error` reason); this
-decoder reports the outer packet (`udp`, `other_ip_proto`, `non_ip`) and fills any column outside
-`COLUMNS` (today `tunnel`) with zeros, so the two only agree on captures without encapsulations.
+13. Encapsulations, decapsulated here independently of reader.py (which is checked against this):
+    dpkt's classes where dpkt has them - `MPLSlabel` (the label stack; dpkt's Ethernet guesses the
+    payload of MPLS itself, so MPLS ethertypes reach it as bytes), `GRE` (fixed header; the optional
+    fields are read here because dpkt also reads the PPTP acknowledgment field in version-0 GRE,
+    where that bit is reserved), `PPPoE` and PPPoE's `PPP` (protocol field, compressed or not),
+    `UDP`, `IP` / `IP6` and Ethernet's header; `dpkt.Packet` header classes written from the specs
+    where dpkt has none: VXLAN (RFC 7348), VXLAN-GPE, Geneve (RFC 8926), GTP-U (TS 29.281, with its
+    extension header chain), Teredo's authentication and origin indicators (RFC 4380 5.1.1), NSH
+    (RFC 8300), ERSPAN II / III, PBB's I-TAG (802.1ah), FabricPath, VN-Tag, E-Tag (802.1BR) and the
+    MACsec SecTAG (802.1AE). The decisions are reader.py's documented ones: VN-Tag, E-Tag, MACsec and
+    LLC/SNAP are tags (not counted, no description); every other encapsulation is described in the
+    row's tunnel text (outermost first, " / "-joined; `info.tunnels` numbers the texts in order of
+    first appearance, the `tunnel` column), at most 4 deep (a fifth: "tunnel_too_deep"); encrypted
+    or changed MACsec data is "encrypted"; an encapsulation that is cut short, malformed or an
+    unsupported variant (GRE with routing or version != 0) is "tunnel_error"; a UDP tunnel port whose
+    payload is not that tunnel stays "udp" (the lower port tried first); Teredo on any other port
+    when the IPv6 header fills the UDP length exactly; an encapsulation inside an IP first fragment
+    is "ip_fragment"; TCP fragments inside a tunnel are reassembled per tunnel and the row carries the
+    fragments' tunnel; the row's addresses, TTL and checksum are the innermost IP header's, and the
+    skip reason of an encapsulated record is the innermost one. Inner headers are read up to the end
+    of the captured bytes (not the outer IP length), as reader.py does. ICMP errors are collected
+    from the outermost IP only (reader.py's side table sees the records its kernel decodes).
 """
 from __future__ import annotations
 
