@@ -671,3 +671,16 @@ def test_icmp_error_on_scalar_path_link_is_in_the_side_table(tmp_path, link):
         got[e] = c.icmp.columns()["index"].tolist()
     assert got["dpkt"] == [1]
     assert got["fast"] == got["dpkt"]
+
+
+def test_tunnel_numbers_past_the_column_range_agree(tmp_path, monkeypatch):
+    """More distinct tunnels than the `tunnel` column holds (the bound lowered to 2 in both decoders): later ones
+    share the last number, with one warning, the same in both."""
+    import tcpfsm.capture.dpkt_decoder as dd
+    monkeypatch.setattr(reader, "_MAX_TUNNELS", 2)
+    monkeypatch.setattr(dd, "_MAX_TUNNEL_ID", 2)
+    frames = [tt.ether(tt.ip4(tt.udp(tt.vxlan(tt.ether(tt.ip4(tt.tcp_seg())), vni), 1234, 4789), proto=17))
+              for vni in (1, 2, 3, 4, 1, 3)]
+    a, cols = assert_same(_write(tmp_path, frames))
+    assert cols["tunnel"].tolist() == [1, 2, 2, 2, 1, 2] and len(a.info.tunnels) == 3
+    assert sum("distinct tunnels" in w for w in a.info.warnings) == 1

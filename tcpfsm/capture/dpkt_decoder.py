@@ -104,8 +104,8 @@ follows reader.py:
     is "ip_fragment"; TCP fragments inside a tunnel are reassembled per tunnel and the row carries the
     fragments' tunnel; the row's addresses, TTL and checksum are the innermost IP header's, and the
     skip reason of an encapsulated record is the innermost one. Inner headers are read up to the end
-    of the captured bytes (not the outer IP length), as reader.py does. ICMP errors are collected
-    from the outermost IP only (reader.py's side table sees the records its kernel decodes).
+    of the captured bytes (not the outer IP length), as reader.py does. ICMP errors (the side
+    table) are read from an unencapsulated outer IP only, as capture/icmp.py defines them.
 """
 from __future__ import annotations
 
