@@ -1,7 +1,7 @@
 """Every capture under captures/ decodes as tshark decodes it (issue 10): per TCP segment, the frame number,
 the innermost addresses and ports, the flags, the raw sequence and acknowledgment numbers - through every
-engine that claims the capture: the compiled kernel, its plain-Python source, the scalar reference path
-and (outside the encapsulation directories) the dpkt reference decoder. tshark is run with the Teredo
+engine: the compiled kernel, its plain-Python source, the scalar reference path and the dpkt reference
+decoder (which decapsulates independently of reader.py). tshark is run with the Teredo
 heuristic on (tcpfsm finds Teredo on any port; Wireshark only does when asked).
 
 Where the two differ by a documented decision, the frames are listed below with the skip reason that must
@@ -20,7 +20,7 @@ import tcpfsm.capture.reader as reader
 from tcpfsm.capture import links
 from tcpfsm.capture.dpkt_decoder import open_capture_dpkt
 from test_compiled import COMPILED, PURE
-from test_decoders import CAPTURES, UNSUPPORTED_DIRS, capture_files
+from test_decoders import CAPTURES, capture_files
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 
@@ -74,11 +74,7 @@ def engine_rows(opener, path):
 
 
 def engines(path):
-    rel = os.path.relpath(path, CAPTURES)
-    out = [("compiled", COMPILED, False), ("pure", PURE, False), ("scalar", PURE, True)]
-    if rel.split(os.sep)[0] not in UNSUPPORTED_DIRS:
-        out.append(("dpkt", None, False))
-    return out
+    return [("compiled", COMPILED, False), ("pure", PURE, False), ("scalar", PURE, True), ("dpkt", None, False)]
 
 
 @pytest.fixture(scope="module")
@@ -218,26 +214,15 @@ def _records(path):
 
 _FRAMES = [r for n in LINK_CAPTURES if n not in ("jumbo6.pcap", "ipv6_ext_chain.pcap", "dot3_snap.pcap")
            for r in _records(os.path.join(CAPTURES, "links", n))]
-_IP_OR_ARP = (0x0800, 0x86DD, 0x0806, 0x8035)
 
 
 def _same(lt, data, orig):
-    """reader's scalar parser and the dpkt reference agree on one record (fragments: both 'ip_fragment'
-    without a store). Records whose link layer leads to an encapsulation are left out (dpkt does not
-    decapsulate)."""
+    """reader's scalar parser and the dpkt reference agree on one record, encapsulations included (fragments:
+    both 'ip_fragment' without a store)."""
     from tcpfsm.capture import dpkt_decoder
-    link = reader._link(data, lt)
-    if type(link) is tuple and not (link[1] in _IP_OR_ARP or link[1] <= 1500):
-        return None
     a = reader._parse_one(data, lt, orig)
     if type(a) is reader._Frag:
         a = "ip_fragment"
-    if type(a) is tuple:
-        if a[18]:
-            return None
-        a = a[:18] + a[19:]
-    elif a in ("tunnel_error", "tunnel_too_deep"):
-        return None
     b = dpkt_decoder.decode_record(bytes(data), lt, orig)
     assert a == b, (lt, bytes(data).hex(), a, b)
     return a

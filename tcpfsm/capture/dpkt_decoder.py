@@ -84,17 +84,36 @@ follows reader.py:
     has no FDDI, PPI, NFLOG or Cisco HDLC classes); written independently of links.py, so that the
     two are checked against each other (tests/test_links.py, on damaged frames too).
 
-Out of scope: tunnels. reader.py decapsulates GRE, IP-in-IP, 6in4/4in6, VXLAN, Geneve, GTP-U,
-Teredo, MPLS and PPPoE (the `tunnel` column, `info.tunnels`, the `tunnel_error` reason); this
-decoder reports the outer packet (`udp`, `other_ip_proto`, `non_ip`) and fills any column outside
-`COLUMNS` (today `tunnel`) with zeros, so the two only agree on captures without encapsulations.
+13. Encapsulations, decapsulated here independently of reader.py (which is checked against this):
+    dpkt's classes where dpkt has them - `MPLSlabel` (the label stack; dpkt's Ethernet guesses the
+    payload of MPLS itself, so MPLS ethertypes reach it as bytes), `GRE` (fixed header; the optional
+    fields are read here because dpkt also reads the PPTP acknowledgment field in version-0 GRE,
+    where that bit is reserved), `PPPoE` and PPPoE's `PPP` (protocol field, compressed or not),
+    `UDP`, `IP` / `IP6` and Ethernet's header; `dpkt.Packet` header classes written from the specs
+    where dpkt has none: VXLAN (RFC 7348), VXLAN-GPE, Geneve (RFC 8926), GTP-U (TS 29.281, with its
+    extension header chain), Teredo's authentication and origin indicators (RFC 4380 5.1.1), NSH
+    (RFC 8300), ERSPAN II / III, PBB's I-TAG (802.1ah), FabricPath, VN-Tag, E-Tag (802.1BR) and the
+    MACsec SecTAG (802.1AE). The decisions are reader.py's documented ones: VN-Tag, E-Tag, MACsec and
+    LLC/SNAP are tags (not counted, no description); every other encapsulation is described in the
+    row's tunnel text (outermost first, " / "-joined; `info.tunnels` numbers the texts in order of
+    first appearance, the `tunnel` column), at most 4 deep (a fifth: "tunnel_too_deep"); encrypted
+    or changed MACsec data is "encrypted"; an encapsulation that is cut short, malformed or an
+    unsupported variant (GRE with routing or version != 0) is "tunnel_error"; a UDP tunnel port whose
+    payload is not that tunnel stays "udp" (the lower port tried first); Teredo on any other port
+    when the IPv6 header fills the UDP length exactly; an encapsulation inside an IP first fragment
+    is "ip_fragment"; TCP fragments inside a tunnel are reassembled per tunnel and the row carries the
+    fragments' tunnel; the row's addresses, TTL and checksum are the innermost IP header's, and the
+    skip reason of an encapsulated record is the innermost one. Inner headers are read up to the end
+    of the captured bytes (not the outer IP length), as reader.py does. ICMP errors (the side
+    table) are read from an unencapsulated outer IP only, as capture/icmp.py defines them.
 """
 from __future__ import annotations
 
 import io
+import ipaddress
 import struct
 from collections import Counter
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import dpkt
 import dpkt.ethernet as d_eth
@@ -106,8 +125,11 @@ import dpkt.llc as d_llc
 import dpkt.radiotap as d_radiotap
 import dpkt.pcap as d_pcap
 import dpkt.pcapng as d_ng
+import dpkt.gre as d_gre
+import dpkt.pppoe as d_pppoe
 import dpkt.sll as d_sll
 import dpkt.tcp as d_tcp
+import dpkt.udp as d_udp
 import numpy as np
 
 try:
@@ -129,7 +151,8 @@ __all__ = ["open_capture_dpkt", "DpktCapture", "decode_record"]
 _MAX_RECORD = 1 << 26
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _VLAN = (0x8100, 0x88A8, 0x9100)
-_ETH_NOT_IP = (0x9200, 0x8847, 0x8848)          # types dpkt decodes itself but reader calls non_ip
+_ETH_NOT_IP = (0x9200,)                         # a type dpkt decodes itself (QinQ) but reader calls non_ip
+_MPLS = (0x8847, 0x8848)                        # decoded here label by label (dpkt's Ethernet guesses the payload)
 _SUPPORTED_LT = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 9, 10, 50, 51, 104, 105, 127, 192, 239}
 _PPP_TYPES = {0x21: 0x0800, 0x57: 0x86DD, 0x281: 0x8847, 0x283: 0x8848}
 _IP6_WALK = (0, 43, 60, 44, 51, 135, 139, 140)
@@ -141,6 +164,7 @@ _PCAP_MAGICS = {   # big-endian magic value -> (byte order, ns per fraction unit
     d_pcap.PMUDPCT_MAGIC_NANO: ("<", 1, "ns"),
 }
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_MAX_TUNNEL_ID = np.iinfo(_batch.EXTRA_COLUMNS["tunnel"]).max
 assert set(SKIP_REASONS) >= {"arp", "non_ip", "udp", "icmp", "icmpv6"}
 
 
@@ -400,6 +424,8 @@ def _link(data: bytes, lt: int):
             return _snap(data, 14)
         if et0 in _ETH_NOT_IP:
             return "non_ip"
+        if et0 in _MPLS:
+            return et0, data[14:], 14
         try:
             e = _Eth(data)
         except dpkt.NeedData:       # a VLAN tag cut short
@@ -452,6 +478,444 @@ def _link(data: bytes, lt: int):
     return et, payload, n - len(payload)
 
 
+# --------------------------------------------------------------------------------------------
+# encapsulations (adaptation 13): dpkt's classes where dpkt has them (MPLSlabel, GRE, PPPoE, PPP,
+# UDP, IP, IP6, Ethernet's header), dpkt.Packet header classes written from the specs elsewhere
+# --------------------------------------------------------------------------------------------
+
+MAX_TUNNEL_DEPTH = 4            # reader.py's documented limit; one more nested encapsulation: "tunnel_too_deep"
+_UDP_TUNNEL_PORTS = {4789: "vxlan", 4790: "vxlan-gpe", 6081: "geneve", 2152: "gtpu", 3544: "teredo"}
+# next protocol numbers of NSH (RFC 8300 section 2.2) and VXLAN-GPE: IPv4, IPv6, Ethernet, NSH, MPLS
+_NEXT_PROTOCOL = {1: 0x0800, 2: 0x86DD, 3: 0x6558, 4: 0x894F, 5: 0x8847}
+_TEB = 0x6558                   # transparent Ethernet bridging: an Ethernet frame follows
+
+
+class _Hop(NamedTuple):
+    """An encapsulation found inside an IP packet: its description, where the inner packet starts
+    (relative to the IP header), its ethertype, and whether it starts with an Ethernet header."""
+    desc: str
+    off: int
+    et: int
+    eth: bool
+
+
+class _EthHdr(dpkt.Packet):
+    """Ethernet's fixed header only (dst, src, type), as dpkt's Ethernet declares it."""
+    __hdr__ = d_eth.Ethernet.__hdr__
+
+
+class _VNTag(dpkt.Packet):
+    """Cisco VN-Tag after ethertype 0x8926: direction, pointer, destination vif, looped, reserved,
+    version, source vif (4 bytes), then the ethertype of what follows."""
+    __hdr__ = (("_d_p_dvif", "H", 0), ("_l_r_ver_svif", "H", 0), ("type", "H", 0))
+
+
+class _ETag(dpkt.Packet):
+    """IEEE 802.1BR E-Tag after ethertype 0x893F: E-PCP, E-DEI, ingress E-CID base; reserved, GRP,
+    E-CID base; ingress E-CID ext; E-CID ext (6 bytes), then the ethertype."""
+    __hdr__ = (("_pcp_dei_iecid", "H", 0), ("_grp_ecid", "H", 0), ("iecid_ext", "B", 0), ("ecid_ext", "B", 0),
+               ("type", "H", 0))
+
+
+class _SecTAG(dpkt.Packet):
+    """IEEE 802.1AE MACsec SecTAG after ethertype 0x88E5: TCI (V, ES, SC, SCB, E, C) and AN, short
+    length, packet number; an 8-byte SCI follows when TCI.SC is set."""
+    __hdr__ = (("tci_an", "B", 0), ("sl", "B", 0), ("pn", "I", 0))
+    SC, E, C = 0x20, 0x08, 0x04
+
+
+class _ITag(dpkt.Packet):
+    """IEEE 802.1ah (PBB) I-TAG after ethertype 0x88E7: I-PCP, I-DEI, UCA, reserved, I-SID (24 bits)."""
+    __hdr__ = (("_pcp_dei_uca", "B", 0), ("_isid", "3s", b"\0\0\0"))
+
+    @property
+    def isid(self):
+        return int.from_bytes(self._isid, "big")
+
+
+class _FPTag(dpkt.Packet):
+    """Cisco FabricPath tag after ethertype 0x8903: forwarding tag (10 bits), TTL (6)."""
+    __hdr__ = (("_ftag_ttl", "H", 0),)
+    __bit_fields__ = {"_ftag_ttl": (("ftag", 10), ("ttl", 6))}
+
+
+class _NSH(dpkt.Packet):
+    """RFC 8300 Network Service Header: base header (version, O, U, TTL, length in 4-byte words,
+    MD type, next protocol) and service path header (SPI, SI); context headers fill the length."""
+    __hdr__ = (("_ver_o_u_ttl_len", "H", 0), ("md_type", "B", 0), ("next", "B", 0), ("_spi_si", "I", 0))
+    __bit_fields__ = {"_ver_o_u_ttl_len": (("ver", 2), ("o", 1), ("u", 1), ("ttl", 6), ("len", 6)),
+                      "_spi_si": (("spi", 24), ("si", 8))}
+
+
+class _VXLAN(dpkt.Packet):
+    """RFC 7348 VXLAN header: flags (I), reserved, VNI (24 bits), reserved."""
+    __hdr__ = (("flags", "B", 0x08), ("_r0", "3s", b"\0\0\0"), ("_vni_r", "I", 0))
+    __bit_fields__ = {"_vni_r": (("vni", 24), ("_r1", 8))}
+
+
+class _VXLANGPE(dpkt.Packet):
+    """VXLAN-GPE header (draft-ietf-nvo3-vxlan-gpe): flags (R, R, Ver (2), I, P, B, O), reserved,
+    next protocol, VNI (24 bits), reserved."""
+    __hdr__ = (("flags", "B", 0x0C), ("_r0", "H", 0), ("next", "B", 0), ("_vni_r", "I", 0))
+    __bit_fields__ = {"_vni_r": (("vni", 24), ("_r1", 8))}
+    VER = 0x30
+
+
+class _Geneve(dpkt.Packet):
+    """RFC 8926 Geneve header: version (2 bits), option length (6, in 4-byte words), O, C, reserved,
+    protocol type, VNI (24 bits), reserved; the options follow."""
+    __hdr__ = (("_ver_optlen", "B", 0), ("_o_c", "B", 0), ("proto", "H", _TEB), ("_vni_r", "I", 0))
+    __bit_fields__ = {"_ver_optlen": (("ver", 2), ("optlen", 6)), "_vni_r": (("vni", 24), ("_r1", 8))}
+
+
+class _GTPv1(dpkt.Packet):
+    """3GPP TS 29.281 GTP-U header: flags (version (3), PT, reserved, E, S, PN), message type,
+    length, TEID; E, S or PN add 4 bytes (sequence number, N-PDU number, next extension header type)."""
+    __hdr__ = (("flags", "B", 0x30), ("type", "B", 0xFF), ("len", "H", 0), ("teid", "I", 0))
+    G_PDU = 0xFF
+
+
+class _TeredoIndicator(dpkt.Packet):
+    """RFC 4380 5.1.1: the first 4 bytes of a Teredo authentication indicator (0x0001, client id
+    length, authentication value length) or origin indication (0x0000, obfuscated port)."""
+    __hdr__ = (("kind", "H", 0), ("a", "B", 0), ("b", "B", 0))
+
+
+class _PPPoEHdr(d_pppoe.PPPoE):
+    """dpkt's PPPoE header only (version, type, code, session, length)."""
+
+    def unpack(self, buf):
+        dpkt.Packet.unpack(self, buf)
+
+
+class _PPPProto(d_pppoe.PPP):
+    """dpkt's PPP protocol field as PPPoE carries it (1 byte when compressed, else 2); payload as bytes."""
+    _protosw: dict = {}
+
+
+class _GREHdr(d_gre.GRE):
+    """dpkt's GRE fixed header only (flags, protocol type); the optional fields are read here because
+    dpkt also reads the PPTP acknowledgment field (flag 0x0080) in version-0 GRE, a reserved bit there."""
+
+    def unpack(self, buf):
+        dpkt.Packet.unpack(self, buf)
+
+
+def _ip_text(b: bytes) -> str:
+    return str(ipaddress.ip_address(b))
+
+
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _mac_pair(data: bytes, eth) -> str:
+    """' src->dst' of the Ethernet header at `eth` (dpkt's mac_to_str), '' when there is none."""
+    if eth is None:
+        return ""
+    e = _EthHdr(data[eth:])
+    return f" {dpkt.utils.mac_to_str(e.src)}->{dpkt.utils.mac_to_str(e.dst)}"
+
+
+def _fabricpath_switch(addr: bytes) -> str:
+    """A FabricPath outer address: switch id (12 bits after U/L, I/G, end node id, OOO/DL, reserved),
+    sub-switch id (8), LID (16); written switch.subswitch.lid in hex, as Wireshark does."""
+    return f"{int.from_bytes(addr[1:3], 'big') & 0xFFF:03x}.{addr[3]:02x}.{int.from_bytes(addr[4:6], 'big'):04x}"
+
+
+def _eth_at(data: bytes, off: int):
+    """An Ethernet header (+ VLAN tags) at `off` -> (l3 offset, ethertype) or a skip reason."""
+    try:
+        e = _EthHdr(data[off:])
+    except dpkt.NeedData:
+        return "truncated_link_header"
+    r = _peel_vlans(e.type, e.data)
+    if type(r) is str:
+        return r
+    return len(data) - len(r[1]), r[0]
+
+
+def _by_version(p: bytes, off: int):
+    """A packet known only to be IP (MPLS, GTP-U): its ethertype from the version nibble."""
+    if len(p) <= off:
+        return "truncated_ip_header"
+    return {4: 0x0800, 6: 0x86DD}.get(p[off] >> 4, "non_ip")
+
+
+def _teredo(p: bytes, t: int, ulen: int, ep: str, any_port: bool):
+    """The UDP payload at t + 8 as Teredo (RFC 4380 5.1.1: an authentication indicator, then an origin
+    indication, each optional, then IPv6) -> _Hop or None. On a port other than 3544 the IPv6 header
+    must be complete and its payload length fill the UDP length exactly (reader.py's documented rule)."""
+    i = t + 8
+    try:
+        ind = _TeredoIndicator(p[i:])
+        if ind.kind == 1:                           # id length, auth length, id, auth, 8-byte nonce, confirmation
+            i += 4 + ind.a + ind.b + 8 + 1
+    except dpkt.NeedData:
+        pass
+    if len(p) >= i + 8 and p[i:i + 2] == b"\0\0":   # origin indication: 0x0000, port, address
+        i += 8
+    if len(p) <= i or p[i] >> 4 != 6:
+        return None
+    if any_port:
+        try:
+            ip6 = _IP6Hdr(p[i:])
+        except dpkt.NeedData:
+            return None
+        if ulen != i - t + 40 + ip6.plen:
+            return None
+    return _Hop(f"teredo {ep}", i, 0x86DD, False)
+
+
+def _udp_tunnel(kind: str, p: bytes, t: int, u, ep: str):
+    """The UDP payload at t + 8 as the tunnel registered on its port -> _Hop, a skip reason, or None
+    when the payload is not that tunnel (the datagram stays "udp")."""
+    o = t + 8
+    try:
+        if kind == "vxlan":
+            h = _VXLAN(p[o:])
+            return _Hop(f"vxlan {ep} vni {h.vni}", o + 8, _TEB, True)
+        if kind == "vxlan-gpe":
+            h = _VXLANGPE(p[o:])
+            if h.flags & _VXLANGPE.VER:
+                return None
+            et = _NEXT_PROTOCOL.get(h.next)
+            if et is None:
+                return "non_ip"
+            return _Hop(f"vxlan-gpe {ep} vni {h.vni}", o + 8, et, et == _TEB)
+        if kind == "geneve":
+            h = _Geneve(p[o:])
+            if h.ver:
+                return None
+            i = o + 8 + h.optlen * 4
+            if len(p) < i:
+                return "tunnel_error"
+            return _Hop(f"geneve {ep} vni {h.vni}", i, h.proto, h.proto == _TEB)
+        if kind == "gtpu":
+            h = _GTPv1(p[o:])
+        else:
+            return _teredo(p, t, u.ulen, ep, False)
+    except dpkt.NeedData:
+        return None
+    if h.flags >> 5 != 1 or not h.flags & 0x10 or h.type != _GTPv1.G_PDU:      # GTPv1, G-PDU only
+        return None
+    i = o + 8
+    if h.flags & 0x07:                              # E, S or PN: sequence number, N-PDU number, next type
+        if len(p) < i + 4:
+            return "tunnel_error"
+        nxt = p[i + 3] if h.flags & 0x04 else 0
+        i += 4
+        while nxt:                                  # extension headers: length (4-byte words) ... next type
+            ln = p[i] * 4 if len(p) > i else 0
+            if ln == 0 or len(p) < i + ln:
+                return "tunnel_error"
+            nxt = p[i + ln - 1]
+            i += ln
+    et = _by_version(p, i)
+    if type(et) is str:
+        return et
+    return _Hop(f"gtpu {ep} teid {h.teid}", i, et, False)
+
+
+def _gre(p: bytes, t: int, ep: str):
+    """RFC 2784/2890 GRE at `t` (version 0, no routing) and what it carries (ERSPAN I/II/III by protocol
+    type and the S bit) -> _Hop or a skip reason."""
+    try:
+        g = _GREHdr(p[t:])
+    except dpkt.NeedData:
+        return "tunnel_error"
+    if g.flags & d_gre.GRE_RP or g.v:               # routing present, or not version 0 (PPTP's enhanced GRE)
+        return "tunnel_error"
+    o = t + 4
+    if g.flags & d_gre.GRE_CP:                      # checksum and reserved1
+        o += 4
+    key = None
+    if g.flags & d_gre.GRE_KP:
+        if len(p) < o + 4:
+            return "tunnel_error"
+        key = struct.unpack_from("!I", p, o)[0]
+        o += 4
+    if g.flags & d_gre.GRE_SP:
+        o += 4
+    if len(p) < o:
+        return "tunnel_error"
+    if g.p == 0x88BE and g.flags & d_gre.GRE_SP:    # ERSPAN type II: ver 1, vlan, cos, en, t, session id, index
+        if len(p) < o + 8 or p[o] >> 4 != 1:
+            return "tunnel_error"
+        return _Hop(f"erspan2 {ep} session {struct.unpack_from('!H', p, o + 2)[0] & 0x3FF}", o + 8, _TEB, True)
+    if g.p == 0x88BE:                               # ERSPAN type I: no header
+        return _Hop(f"erspan1 {ep}", o, _TEB, True)
+    if g.p == 0x22EB:                               # ERSPAN type III: ver 2 ... P, FT (5), hw id, D, Gra, O
+        if len(p) < o + 12 or p[o] >> 4 != 2:
+            return "tunnel_error"
+        session = struct.unpack_from("!H", p, o + 2)[0] & 0x3FF
+        w = struct.unpack_from("!H", p, o + 10)[0]
+        if (w >> 10) & 0x1F:                        # frame type other than Ethernet
+            return "non_ip"
+        return _Hop(f"erspan3 {ep} session {session}", o + (20 if w & 1 else 12), _TEB, True)   # O: 8 more
+    return _Hop(f"gre {ep}" + ("" if key is None else f" key {key}"), o, g.p, g.p == _TEB)
+
+
+def _ip_payload(p: bytes, t: int, proto: int, fam: int, src: bytes, dst: bytes, first_frag: bool):
+    """A non-TCP IP payload at `t`: an encapsulation (GRE and ERSPAN, IP-in-IP, the UDP tunnels, Teredo
+    on any port) -> _Hop, or the skip reason. Only first fragments get here: an encapsulation in one is
+    an "ip_fragment" (not reassembled)."""
+    if proto == 17 and len(p) >= t + 8:
+        u = d_udp.UDP(p[t:])
+        s, d = _ip_text(src), _ip_text(dst)
+        ep = f"{_endpoint(s, u.sport)}->{_endpoint(d, u.dport)}"
+        hop = None
+        for port in sorted({u.sport, u.dport}):     # the lower port first, as Wireshark does
+            if port in _UDP_TUNNEL_PORTS:
+                hop = _udp_tunnel(_UDP_TUNNEL_PORTS[port], p, t, u, ep)
+                if hop is not None:
+                    break
+        if hop is None:
+            hop = _teredo(p, t, u.ulen, ep, True)
+        if hop is None:
+            return "udp"
+        return "ip_fragment" if first_frag else hop
+    if proto in (4, 41, 47):
+        if first_frag:
+            return "ip_fragment"
+        ep = f"{_ip_text(src)}->{_ip_text(dst)}"
+        if proto == 47:
+            return _gre(p, t, ep)
+        kind = {(4, 4): "ipip", (4, 41): "6in4", (6, 4): "4in6", (6, 41): "6in6"}[fam, proto]
+        return _Hop(f"{kind} {ep}", t, 0x0800 if proto == 4 else 0x86DD, False)
+    if proto == 17:
+        return "udp"
+    if proto == 1 and fam == 4:
+        return "icmp"
+    if proto == 58 and fam == 6:
+        return "icmpv6"
+    return "other_ip_proto"
+
+
+def _net(data: bytes, l3: int, et: int, orig: int, eth, frags):
+    """From the network layer (`et` at `l3`; `eth` = offset of the Ethernet header in front, or None)
+    to the TCP row, through every encapsulation, at most MAX_TUNNEL_DEPTH deep. Tags (802.3 LLC/SNAP,
+    VN-Tag, E-Tag, MACsec) are stepped over like VLAN tags and are not counted; the others are recorded
+    in the row's tunnel description, outermost first."""
+    n = len(data)
+    tun: list[str] = []
+    while True:
+        if len(tun) > MAX_TUNNEL_DEPTH:
+            return "tunnel_too_deep"
+        hop = None
+        if et == 0x0800 or et == 0x86DD:
+            r = (_ipv4 if et == 0x0800 else _ipv6)(data[l3:], l3, orig, frags, tun)
+            if type(r) is not _Hop:
+                return r
+            hop = r._replace(off=l3 + r.off)
+        elif et == 0x0806 or et == 0x8035:
+            return "arp"
+        elif et <= 1500:                            # an 802.3 length: LLC/SNAP carries the type
+            r = _snap(data, l3)
+            if type(r) is str:
+                return r
+            et, _, l3 = r
+            continue
+        elif et in _MPLS:                           # RFC 3032 label stack, at most 16 labels
+            labels, o = [], l3
+            while True:
+                if len(labels) >= 16:
+                    return "tunnel_error"
+                try:
+                    lab = d_eth.MPLSlabel(data[o:o + 4])
+                except dpkt.NeedData:
+                    return "tunnel_error"
+                labels.append(str(lab.val))
+                o += 4
+                if lab.s:
+                    break
+            desc = f"mpls{_mac_pair(data, eth)} labels {','.join(labels)}"
+            if n > o and data[o] >> 4 == 0:         # RFC 4385 pseudowire control word, then Ethernet
+                hop = _Hop(desc, o + 4, _TEB, True)
+            else:
+                e = _by_version(data, o)
+                if type(e) is str:
+                    return e
+                hop = _Hop(desc, o, e, False)
+        elif et == 0x8926 or et == 0x893F:          # VN-Tag, E-Tag: tags
+            try:
+                tag = (_VNTag if et == 0x8926 else _ETag)(data[l3:])
+            except dpkt.NeedData:
+                return "truncated_link_header"
+            et, l3 = tag.type, l3 + tag.__hdr_len__
+            continue
+        elif et == 0x88E5:                          # MACsec: a tag when the data is neither encrypted nor changed
+            try:
+                st = _SecTAG(data[l3:])
+            except dpkt.NeedData:
+                return "truncated_link_header"
+            if st.tci_an & (_SecTAG.E | _SecTAG.C):
+                return "encrypted"
+            o = l3 + 6 + (8 if st.tci_an & _SecTAG.SC else 0)
+            if n < o + 2:
+                return "truncated_link_header"
+            et, l3 = struct.unpack_from("!H", data, o)[0], o + 2
+            continue
+        elif et == 0x88E7:                          # PBB (MAC-in-MAC): I-TAG, then the customer's frame
+            try:
+                it = _ITag(data[l3:])
+            except dpkt.NeedData:
+                return "tunnel_error"
+            hop = _Hop(f"pbb{_mac_pair(data, eth)} isid {it.isid}", l3 + 4, _TEB, True)
+        elif et == 0x8903:                          # FabricPath: FP tag, then the classical Ethernet frame
+            try:
+                fp = _FPTag(data[l3:])
+            except dpkt.NeedData:
+                return "tunnel_error"
+            ends = ""
+            if eth is not None:
+                outer = _EthHdr(data[eth:])
+                ends = f" {_fabricpath_switch(outer.src)}->{_fabricpath_switch(outer.dst)}"
+            hop = _Hop(f"fabricpath{ends} ftag {fp.ftag}", l3 + 2, _TEB, True)
+        elif et == 0x894F:                          # NSH
+            try:
+                h = _NSH(data[l3:])
+            except dpkt.NeedData:
+                return "tunnel_error"
+            hl = h.len * 4
+            if h.ver or hl < 8 or n < l3 + hl:
+                return "tunnel_error"
+            nxt = _NEXT_PROTOCOL.get(h.next)
+            if nxt is None:
+                return "non_ip"
+            hop = _Hop(f"nsh{_mac_pair(data, eth)} spi {h.spi} si {h.si}", l3 + hl, nxt, nxt == _TEB)
+        elif et == _TEB:
+            r = _eth_at(data, l3)
+            if type(r) is str:
+                return r
+            eth = l3
+            l3, et = r
+            continue
+        elif et == 0x8864:                          # RFC 2516 PPPoE session stage, then PPP
+            try:
+                pe = _PPPoEHdr(data[l3:])
+            except dpkt.NeedData:
+                return "tunnel_error"
+            if n < l3 + 8 or pe.v != 1 or pe.type != 1 or pe.code != d_pppoe.PPPoE_SESSION:
+                return "tunnel_error"
+            pp = _PPPProto(pe.data)
+            e = {0x21: 0x0800, 0x57: 0x86DD}.get(pp.p)
+            if e is None:
+                return "non_ip"
+            hop = _Hop(f"pppoe{_mac_pair(data, eth)} session 0x{pe.session:04x}", n - len(pp.data), e, False)
+        else:
+            return "non_ip"
+        tun.append(hop.desc)
+        if hop.eth:
+            r = _eth_at(data, hop.off)
+            if type(r) is str:
+                return r
+            eth = hop.off
+            l3, et = r
+        else:
+            l3, et, eth = hop.off, hop.et, None
+
+
 def _tcp_row(tcp, captured_after_t: int, tcplen: int):
     """Common TCP checks. Returns a skip reason or (sport..tsecr) tuple without addresses."""
     if captured_after_t < 20:
@@ -491,7 +955,10 @@ def _tcp_row(tcp, captured_after_t: int, tcplen: int):
             mss, ws, sok, hts, tsv, tse)
 
 
-def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
+def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None, tun: list | None = None):
+    """IPv4 at data offset `l3` (`p` = the record from there on) -> row, skip reason or the _Hop of an
+    encapsulation it carries. `tun` = the encapsulations around it (their text goes into the row)."""
+    tun = tun or []
     try:
         ip = _IP(p)
     except dpkt.NeedData:
@@ -509,25 +976,26 @@ def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     if (ip.mf or ip.offset) and ip.p == 6:         # a fragment of a TCP datagram: to the store
         if len(p) < tot or frags is None:
             return "ip_fragment"
-        whole = frags.add((ip.src + ip.dst, ip.id), ip.offset * 8, bool(ip.mf), p[ihl:tot], p[:ihl])
+        # (fragments inside different encapsulations are different datagrams)
+        whole = frags.add((ip.src + ip.dst, ip.id, tuple(tun)), ip.offset * 8, bool(ip.mf), p[ihl:tot], p[:ihl])
         if whole is None:
             return "ip_fragment"
         h, pay = whole
         tot = len(h) + len(pay)
         if tot > 0xFFFF:
             return "malformed_ip"
-        return _ipv4(h[:2] + struct.pack(">H", tot) + h[4:6] + b"\0\0" + h[8:] + pay, 0, tot)
+        return _ipv4(h[:2] + struct.pack(">H", tot) + h[4:6] + b"\0\0" + h[8:] + pay, 0, tot, None, tun)
     if ip.offset:
         return "ip_fragment"
     if ip.p != 6:
-        return "udp" if ip.p == 17 else "icmp" if ip.p == 1 else "other_ip_proto"
+        return _ip_payload(p, ihl, ip.p, 4, ip.src, ip.dst, bool(ip.mf))
     r = _tcp_row(ip.data, len(p) - ihl, tot - ihl)
     if type(r) is str:
         return r
     # IPv4's pseudo-header has a 16-bit length; written as IPv6's 32-bit one the sum is the same, and a
     # TSO super-packet's length (> 65535, from the record's original length) is not truncated (reader.py)
     cs = _csum(ip.src + ip.dst + struct.pack("!IxxxB", tot - ihl, 6), p, ihl, tot - ihl, ip.mf)
-    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), cs, ip.ttl)
+    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), " / ".join(tun), cs, ip.ttl)
 
 
 def _csum(pseudo: bytes, p: bytes, t: int, tcplen: int, first_frag) -> int:
@@ -542,7 +1010,9 @@ def _csum(pseudo: bytes, p: bytes, t: int, tcplen: int, first_frag) -> int:
     return CSUM_GOOD if s % 0xFFFF == 0 else CSUM_BAD
 
 
-def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
+def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None, tun: list | None = None):
+    """IPv6 at data offset `l3`, as `_ipv4`."""
+    tun = tun or []
     n = len(p)
     try:
         ip6 = (_IP6 if n > 6 and p[6] == 6 else _IP6Hdr)(p)
@@ -559,7 +1029,7 @@ def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
         nxt, t, nh_at = ip6.nxt, 40, 6
         while nxt != 6:
             if nxt not in _IP6_WALK:
-                return "udp" if nxt == 17 else "icmpv6" if nxt == 58 else "other_ip_proto"
+                return _ip_payload(p, t, nxt, 6, ip6.src, ip6.dst, first_frag)
             if n < t + 8:
                 return "truncated_ip_header"
             if nxt == 44:
@@ -569,7 +1039,7 @@ def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
                         return "ip_fragment"
                     hdr = bytearray(p[:t])
                     hdr[nh_at] = 6
-                    whole = frags.add((ip6.src + ip6.dst, fh.id), fh.frag_off * 8, bool(fh.m_flag),
+                    whole = frags.add((ip6.src + ip6.dst, fh.id, tuple(tun)), fh.frag_off * 8, bool(fh.m_flag),
                                       p[t + 8:40 + pl], bytes(hdr))
                     if whole is None:
                         return "ip_fragment"
@@ -577,7 +1047,7 @@ def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
                     if len(h) - 40 + len(pay) > 0xFFFF:
                         return "malformed_ip"
                     pkt = h[:4] + struct.pack(">H", len(h) - 40 + len(pay)) + h[6:] + pay
-                    return _ipv6(pkt, 0, len(pkt))
+                    return _ipv6(pkt, 0, len(pkt), None, tun)
             nh_at = t
             if nxt == 44:
                 if fh.frag_off:
@@ -600,28 +1070,19 @@ def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None):
     if type(r) is str:
         return r
     cs = _csum(ip6.src + ip6.dst + struct.pack("!IxxxB", tcplen & 0xFFFFFFFF, 6), p, t, tcplen, first_frag)
-    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, cs, ip6.hlim)
+    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, " / ".join(tun), cs, ip6.hlim)
 
 
 def decode_record(data: bytes, lt: int, orig: int, frags: Reassembler | None = None):
     """One record -> skip reason (str) or (family, src16, dst16, sport, dport, flags, seq, ack,
-    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, csum, ttl)."""
+    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum, ttl)
+    where tunnel is "" or the description of the encapsulations around the segment, outermost first,
+    joined by " / " (the layout of reader.py's scalar parser, so the two compare directly)."""
     r = _link(data, lt)
     if type(r) is str:
         return r
-    et, payload, l3 = r
-    while et <= 1500:                               # an 802.3 length (after VLAN tags, in SNAP): LLC/SNAP
-        r = _snap(data, l3)
-        if type(r) is str:
-            return r
-        et, payload, l3 = r
-    if et == 0x0800:
-        return _ipv4(payload, l3, orig, frags)
-    if et == 0x86DD:
-        return _ipv6(payload, l3, orig, frags)
-    if et == 0x0806 or et == 0x8035:
-        return "arp"
-    return "non_ip"
+    et, _, l3 = r
+    return _net(data, l3, et, orig, 0 if lt == 1 else None, frags)
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,6 +1148,7 @@ class DpktCapture:
         self.info = CaptureInfo(path=path)
         self.notes: Counter = Counter()
         self.icmp = IcmpErrors()           # ICMP errors quoting TCP (capture/icmp.py)
+        self._tunnel_ids = {"": 0}         # tunnel description -> the `tunnel` column (info.tunnels)
         self._files: list = []
         self._decomp = None
         self._consumed = False
@@ -948,7 +1410,7 @@ class DpktCapture:
                 self.notes["ip_fragment_first_used"] += 1
             if r[0] == 6 and r[16] > JUMBO_IP_LEN:
                 self.notes["ipv6_jumbograms"] += 1
-            rows.append((info.records, ts, iface) + r[:17] + r[18:20])
+            rows.append((info.records, ts, iface) + r[:17] + (self._tunnel_number(r[18]),) + r[19:21])
             if len(rows) >= size:
                 yield self._flush(rows)
                 rows = []
@@ -971,6 +1433,23 @@ class DpktCapture:
                                  "reassembly (their plen covers the first fragment only)")
         fragment_notes(frags, self.notes, info.warnings)
 
+    def _tunnel_number(self, desc: str) -> int:
+        """The `tunnel` column for a description: its position in info.tunnels, added at its first
+        appearance; past the column's range (uint16) the last number is shared, with one warning."""
+        k = self._tunnel_ids.get(desc)
+        if k is None:
+            tunnels = self.info.tunnels
+            if len(tunnels) <= _MAX_TUNNEL_ID:
+                k = len(tunnels)
+                tunnels.append(desc)
+            else:
+                k = _MAX_TUNNEL_ID
+                if len(self._tunnel_ids) == _MAX_TUNNEL_ID + 1:
+                    self.info.warnings.append(f"more than {_MAX_TUNNEL_ID} distinct tunnels; later ones share "
+                                              "the last tunnel number")
+            self._tunnel_ids[desc] = k
+        return k
+
     def _flush(self, rows: list[tuple]) -> Batch:
         cols = list(zip(*rows))
         out = {}
@@ -981,10 +1460,8 @@ class DpktCapture:
                 out[name] = np.array(cols[j], dtype=bool)
             else:
                 out[name] = np.array(cols[j], dtype=np.int64).astype(dt)
-        for name, dt in getattr(_batch, "EXTRA_COLUMNS", {}).items():
-            out[name] = np.zeros(len(rows), dt)      # e.g. tunnel = 0: this decoder does not decapsulate
-        out["csum"] = np.array(cols[len(COLUMNS)], dtype=np.uint8)
-        out["ttl"] = np.array(cols[len(COLUMNS) + 1], dtype=np.uint8)
+        for j, (name, dt) in enumerate(_batch.EXTRA_COLUMNS.items(), len(COLUMNS)):     # tunnel, csum, ttl
+            out[name] = np.array(cols[j], dtype=np.int64).astype(dt)
         count_checksums(self.info, out["csum"])
         self.info.tcp_segments += len(rows)
         return Batch(out)
