@@ -629,16 +629,14 @@ def test_more_encapsulation_edge_cases_agree(tmp_path, name):
         assert a.info.tcp_segments == 0 and dict(a.info.skipped) == {reason: 1}
 
 
-# ------------------------------------------------------------------ fast-path bugs found by the reference (xfail)
+# ------------------------------------------------------------------ fast-path bugs the reference found (fixed)
 def _fh6(nxt, off, more, ident):
     return struct.pack("!BBHI", nxt, 0, (off << 3) | more, ident)
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="reader.py: a reassembled IPv6 datagram whose header chain still holds an earlier fragment "
-                          "header (M set) is parsed again into a _Frag, which _reassembled returns and _decode "
-                          "appends as a row: IndexError escapes batches()")
 def test_reassembled_datagram_that_is_itself_a_first_fragment(tmp_path):
+    """Two fragment headers, the outer one a first fragment: the rebuilt datagram is a fragment again and
+    counts as one (the fast path appended it as a row and raised IndexError out of batches())."""
     seg = tt.tcp_seg(payload=b"z" * 40)
     frames = [tt.ether(tt.ip6(_fh6(44, 0, 1, 1) + _fh6(6, 0, 1, 2) + seg[:24], nh=44), 0x86DD),
               tt.ether(tt.ip6(_fh6(44, 0, 1, 1) + _fh6(6, 3, 0, 2) + seg[24:], nh=44), 0x86DD)]
@@ -646,13 +644,10 @@ def test_reassembled_datagram_that_is_itself_a_first_fragment(tmp_path):
     assert a.info.tcp_segments == 0 and a.info.skipped == {"ip_fragment": 2}
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="reader.py's ICMP side table only reads records its kernel classified as ICMP, so an ICMP "
-                          "error behind 802.3 LLC/SNAP or on a scalar-path link type (PPP here; FDDI, 802.11, NFLOG, "
-                          "Cisco HDLC alike) is missing, though not encapsulated (capture/icmp.py: only errors "
-                          "inside a tunnel are left out); the dpkt reference keeps it")
 @pytest.mark.parametrize("link", ["snap", "ppp"])
 def test_icmp_error_on_scalar_path_link_is_in_the_side_table(tmp_path, link):
+    """An ICMP error behind 802.3 LLC/SNAP or on a PPP link (the scalar path's link types) is in the fast
+    engine's ICMP side table, as in the dpkt reference's (it only read what the kernel classified)."""
     from tcpfsm.api import open_engine
     quoted = tt.ip4(tt.tcp_seg())[:28]
     err = tt.ip4(bytes([3, 3, 0, 0, 0, 0, 0, 0]) + quoted, proto=1, src="192.0.2.9", dst="10.0.0.1")

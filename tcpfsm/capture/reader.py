@@ -826,6 +826,8 @@ def icmp_rows(table: IcmpErrors, buf, doffs, caps, lt_rows, index, ts, st) -> No
         s = int(doffs[i])
         data = mv[s:s + int(caps[i])]
         r = _link(data, int(lt_arr[i]))
+        if type(r) is not str and r[1] <= 1500:      # an 802.3 length field: the type is in LLC/SNAP
+            r = _links.llc_snap(data, r[0])
         if type(r) is str:
             continue
         row = _icmp_error(data, r[0], r[1])
