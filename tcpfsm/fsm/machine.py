@@ -141,22 +141,34 @@ def seq_ge(a, b):
     return ((a - b) & _M32) < _HALF
 
 
+_NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
+
+
 @cython.final
+@cython.no_gc
 @cython.cclass
 class Transition:
     """One endpoint's state change: what caused it, when the tap saw the cause (`ts`) and when the endpoint
     changed state by the observer model (`at`), and what the packets cannot decide (`alt`, `alt_before`).
-    Compiled, an extension type (creating one is the machine's most frequent allocation)."""
+    Compiled, an extension type (creating one is the machine's most frequent allocation). Compact: the
+    packet index and the cause segment's numbers are C integers (no boxed ints, no tuple per segment);
+    `packet` and `seg` read them back as Python values. Not tracked by the cyclic collector: it refers
+    only to states, strings and a tuple of them, never to anything that could lead back to it."""
 
     ts = cython.declare(i64, visibility="public")         # ns, observer time of the packet or timer that caused it
     endpoint = cython.declare(str, visibility="public")   # "client" | "server"
     old = cython.declare(object, visibility="public")
     new = cython.declare(object, visibility="public")
-    packet = cython.declare(object, visibility="public")  # 1-based capture index, None for timers
+    _packet = cython.declare(i64)                         # 1-based capture index, _NO_PACKET for timers
     cause = cython.declare(str, visibility="public")      # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream"...
     reason = cython.declare(str, visibility="public")     # the table's reason
     rfc = cython.declare(cython.bint, visibility="public")  # an edge of the RFC 9293 graph (or a self-loop)
-    seg = cython.declare(object, visibility="public")     # (sender role, flags, seq, ack, payload length) of the cause
+    # the cause segment: (sender role, flags, seq, ack, payload length), `seg`; no sender role: no segment
+    _seg_role = cython.declare(object)
+    _seg_flags = cython.declare(cython.int)
+    _seg_plen = cython.declare(cython.int)
+    _seg_seq = cython.declare(i64)
+    _seg_ack = cython.declare(i64)
     at = cython.declare(i64, visibility="public")         # ns, when the endpoint changed state by the observer model
     alt = cython.declare(object, visibility="public")     # the state it may be in instead, where packets cannot decide
     # undone by later evidence (the segment never reached the endpoint)
@@ -180,6 +192,31 @@ class Transition:
         self.alt = alt
         self.retracted = retracted
         self.alt_before = alt_before
+
+    @property
+    def packet(self):
+        """1-based capture index of the cause, None for timers."""
+        return None if self._packet == _NO_PACKET else self._packet
+
+    @packet.setter
+    def packet(self, value):
+        self._packet = _NO_PACKET if value is None else value
+
+    @property
+    def seg(self):
+        """(sender role, flags, seq, ack, payload length) of the cause segment, None for timers and inferences."""
+        if self._seg_role is None:
+            return None
+        return (self._seg_role, self._seg_flags, self._seg_seq, self._seg_ack, self._seg_plen)
+
+    @seg.setter
+    def seg(self, value):
+        if value is None:
+            self._seg_role = None
+            self._seg_flags = self._seg_plen = 0
+            self._seg_seq = self._seg_ack = 0
+        else:
+            self._seg_role, self._seg_flags, self._seg_seq, self._seg_ack, self._seg_plen = value
 
     def _fields(self) -> tuple:
         return (self.ts, self.endpoint, self.old, self.new, self.packet, self.cause, self.reason, self.rfc,
@@ -273,8 +310,9 @@ class Endpoint:
     last_ts = cython.declare(object, visibility="public")
     last_data_ts = cython.declare(object, visibility="public")
     # times of our SYN / SYN+ACK (first + retransmissions)
-    syn_ts = cython.declare(list, visibility="public")
-    fin_ts = cython.declare(list, visibility="public")   # times of our FIN (first + retransmissions)
+    # (both the shared empty tuple until the first one: most connections never send a FIN)
+    syn_ts = cython.declare(object, visibility="public")
+    fin_ts = cython.declare(object, visibility="public")   # times of our FIN (first + retransmissions)
     deadline = cython.declare(object, visibility="public")
     deadline_cause = cython.declare(str, visibility="public")
     # when the next retransmission is overdue: it gave up
@@ -300,8 +338,8 @@ class Endpoint:
         self.packets = self.payload = self.ip_bytes = self.syns = self.synacks = self.fins = self.rsts = 0
         self.retrans = self.retrans_unanswered = self.zero_windows = 0
         self.first_unanswered_ts = self.first_ts = self.last_ts = self.last_data_ts = None
-        self.syn_ts = []
-        self.fin_ts = []
+        self.syn_ts = ()
+        self.fin_ts = ()
         self.deadline = self.retry_deadline = None
         self.deadline_cause = ""
         self.icmp_closed = False
@@ -330,6 +368,15 @@ def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
         x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
 
 
+@cython.cfunc
+def _push(times, t) -> list:
+    """`times` (a list, or the shared empty tuple) with `t` appended: lists only for what happens."""
+    if times:
+        times.append(t)
+        return times
+    return [t]
+
+
 # history letters and their bit in Connection._hist_seen (the responder's shifted by 6)
 _LETTERS = "SHADFR"
 
@@ -344,7 +391,7 @@ class Connection:
     profile = cython.declare(object, visibility="public")
     obs = cython.declare(object, visibility="public")
     transitions = cython.declare(list, visibility="public")
-    violations = cython.declare(list, visibility="public")
+    violations = cython.declare(object, visibility="public")   # () until the first one (`_violation`)
     scaling = cython.declare(cython.bint, visibility="public")   # both SYNs carried the window-scale option
     rst_by = cython.declare(object, visibility="public")
     rst_state = cython.declare(object, visibility="public")
@@ -353,7 +400,13 @@ class Connection:
     # Zeek-style letters, upper case for the originator
     history = cython.declare(str, visibility="public")
     _hist_seen = cython.declare(i64)
-    _seg = cython.declare(object)
+    # the segment being fed (sender role, flags, seq, ack, payload length), which transitions record as their
+    # cause; no sender role: none (timers, ICMP, reuse)
+    _seg_role = cython.declare(object)
+    _seg_flags = cython.declare(cython.int)
+    _seg_plen = cython.declare(cython.int)
+    _seg_seq = cython.declare(i64)
+    _seg_ack = cython.declare(i64)
     # both ESTABLISHED: plain segments cannot change a state (fast path)
     steady = cython.declare(cython.bint, visibility="public")
 
@@ -363,7 +416,7 @@ class Connection:
         self.profile = profile
         self.obs = observer if observer is not None else Observer()
         self.transitions = []
-        self.violations = []
+        self.violations = ()
         self.scaling = False
         self.rst_by = None
         self.rst_state = None
@@ -371,7 +424,9 @@ class Connection:
         self.rst_packet = None
         self.history = ""
         self._hist_seen = 0
-        self._seg = None
+        self._seg_role = None
+        self._seg_flags = self._seg_plen = 0
+        self._seg_seq = self._seg_ack = 0
         self.steady = False
 
     # -- starting points --------------------------------------------------------------
@@ -388,10 +443,17 @@ class Connection:
             self._move(c, _MIDSTREAM, ts, None, "inferred:midstream")
             self._move(s, _MIDSTREAM, ts, None, "inferred:midstream")
 
+    @cython.cfunc
+    def _violation(self, v: Violation) -> None:
+        if self.violations:
+            self.violations.append(v)
+        else:
+            self.violations = [v]
+
     # -- the table lookup: the only place a state changes ------------------------------
     @cython.ccall
     @cython.returns(cython.bint)
-    @cython.locals(ep=Endpoint, ts=i64)
+    @cython.locals(ep=Endpoint, ts=i64, tr=Transition)
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
               at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
@@ -399,7 +461,7 @@ class Connection:
         old = ep.state
         entry = TABLE[old].get(event)
         if entry is None:
-            self.violations.append(Violation(
+            self._violation(Violation(
                 ts, ep.role, "invalid_transition", packet,
                 f"{ep.role} in {old.value} got {event.value} ({cause}): not a valid TCP transition"))
             return False
@@ -411,9 +473,14 @@ class Connection:
             if event is _RCV_FIN and old is _TIME_WAIT:
                 self._arm(ep, at, _TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
-        tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
-                        self._seg if packet is not None else None, at, alt,
+        tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new), None, at, alt,
                         alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
+        if packet is not None and self._seg_role is not None:
+            tr._seg_role = self._seg_role
+            tr._seg_flags = self._seg_flags
+            tr._seg_seq = self._seg_seq
+            tr._seg_ack = self._seg_ack
+            tr._seg_plen = self._seg_plen
         if (old, event) in UNDOES:
             for prev in reversed(self.transitions):
                 if prev.endpoint == ep.role:
@@ -725,7 +792,11 @@ class Connection:
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
              plen: int, wscale: int, ip_len: int) -> None:
         x, y = (self.client, self.server) if from_client else (self.server, self.client)
-        self._seg = (x.role, flags, seq, ack, plen)
+        self._seg_role = x.role
+        self._seg_flags = flags
+        self._seg_seq = seq
+        self._seg_ack = ack
+        self._seg_plen = plen
         obs = self.obs
         self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
         if flags & RST:
@@ -734,7 +805,7 @@ class Connection:
             return
         syn, hasack = flags & SYN, flags & ACK
         if plen and x.fin_seq is not None and seq_gt((seq + plen) & _M32, x.fin_seq):
-            self.violations.append(Violation(
+            self._violation(Violation(
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent {plen} bytes at seq {seq} after its FIN (seq {x.fin_seq})"))
 
@@ -749,7 +820,7 @@ class Connection:
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
         if not syn and hasack and self.client.state is _SYN_SENT and self.server.isn is None:
             if x is self.server:
-                self.violations.append(Violation(
+                self._violation(Violation(
                     ts, x.role, "invalid_transition", packet,
                     f"server sent a segment without SYN (flags {flags:#x}) before any SYN+ACK, to a client in "
                     "SYN_SENT; ignored"))
@@ -766,7 +837,7 @@ class Connection:
 
         for ep, event, cause, at in self._classify(x, y, from_client, ts, packet, flags, seq, ack, plen):
             if ep is None:                               # it fits no connection: report, ignore the rest
-                self.violations.append(Violation(ts, x.role, "invalid_transition", packet, cause))
+                self._violation(Violation(ts, x.role, "invalid_transition", packet, cause))
                 break
             self._apply(ep, ep is x, event, cause, ts, packet, at, flags, seq, ack, wscale, from_client)
         else:
@@ -797,7 +868,7 @@ class Connection:
         t = x.ack_adv_ts
         from_client = x is self.client
         y.fin_seq = x.ack_prev
-        y.fin_ts.append(t)
+        y.fin_ts = _push(y.fin_ts, t)
         alt_y = y.state if final else None
         self._move(y, _SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
                    at=obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client),
@@ -939,7 +1010,7 @@ class Connection:
             if y.isn is None:
                 y.isn = (ack - 1) & _M32             # the SYN it answers was not captured
             x.synacks += 1
-            x.syn_ts.append(ts)
+            x.syn_ts = _push(x.syn_ts, ts)
             if y.isn is not None and ack == (y.isn + 1) & _M32:
                 x.acked_peer_syn = True
             if wscale >= 0:
@@ -956,7 +1027,7 @@ class Connection:
                 x.isn = seq
                 x.wscale = wscale
             x.syns += 1
-            x.syn_ts.append(ts)
+            x.syn_ts = _push(x.syn_ts, ts)
             if x.state is _LISTEN and x.syns == 1 and not x.synacks:
                 x.state = x.initial = _CLOSED     # it opens actively: simultaneous open, no listener
             if x.icmp_closed and x.state is _CLOSED and seq == x.isn:
@@ -966,18 +1037,18 @@ class Connection:
             if x.state is _SYN_SENT:
                 self._retry(x, x.syn_ts)
         elif cause == "second FIN":
-            fin_at = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
-            self.violations.append(Violation(
+            fin_at = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
+            self._violation(Violation(
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
         elif event is _SND_FIN:
             if x.fin_seq is None and not y.packets:
                 self._infer_unseen_fin(x, y, ts, final=False)
             x.fins += 1
-            x.fin_ts.append(ts)
+            x.fin_ts = _push(x.fin_ts, ts)
             first = x.fin_seq is None
             if first:
-                x.fin_seq = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
+                x.fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
                 if not self._move(x, event, ts, packet, cause, at):
                     x.fin_seq = None                # a FIN that fits no state is reported and ignored
                     return
@@ -1041,7 +1112,7 @@ class Connection:
                 plausible = seq_ge(seq, lo) and seq_gt((hi + window) & _M32, seq)
                 why = f"seq {seq} is outside {y.role}'s window [{lo}, {(hi + window) & _M32})"
         if not plausible:
-            self.violations.append(Violation(ts, x.role, "out_of_window_rst", packet,
+            self._violation(Violation(ts, x.role, "out_of_window_rst", packet,
                                              f"RST from {x.role} ignored: {why}"))
             return
         if self.rst_by is None and x.state is not _CLOSED:
@@ -1061,7 +1132,7 @@ class Connection:
         self.expire(ts)
         if ep.state is not _SYN_SENT or ep.isn is None or seq != ep.isn:
             return False
-        self._seg = None
+        self._seg_role = None
         if self._move(ep, _RCV_ICMP_ERROR, ts, packet, cause, at=self.obs.arrival(ts, to_client)):
             ep.icmp_closed = True
             ep.deadline = ep.retry_deadline = None
@@ -1074,7 +1145,7 @@ class Connection:
         TIME_WAIT accepts it and its TIME_WAIT ends (returned, for the time_wait_reuse finding)."""
         tw = next((e for e in (self.client, self.server) if e.state is _TIME_WAIT), None)
         if tw is not None:
-            self._seg = None
+            self._seg_role = None
             self._move(tw, _REUSED, ts, packet, "reused:new SYN on the 4-tuple",
                        at=self.obs.arrival(ts, tw is self.client))
             tw.deadline = None
