@@ -34,7 +34,7 @@ try:
 except ImportError:
     COMPILED = COMPILED_OBS = None
 FORMS = (("compiled", COMPILED, COMPILED_OBS), ("pure", PURE, PURE_OBS))
-ENDPOINT_FIELDS = sorted(vars(PURE.Endpoint("client")))
+ENDPOINT_FIELDS = sorted(k.lstrip("_") for k in vars(PURE.Endpoint("client")))   # public names
 TRANSITION_FIELDS = ("ts", "endpoint", "old", "new", "packet", "cause", "reason", "rfc", "seg", "at", "alt",
                      "retracted", "alt_before")
 

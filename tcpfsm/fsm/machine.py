@@ -142,6 +142,8 @@ def seq_ge(a, b):
 
 
 _NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
+# an Endpoint integer field that holds None (no time, sequence number or capture index is this)
+_NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)
 
 
 @cython.final
@@ -255,9 +257,9 @@ class Endpoint:
     initial = cython.declare(object, visibility="public")
     # ns (endpoint time), when the current state began
     since = cython.declare(i64, visibility="public")
-    isn = cython.declare(object, visibility="public")
+    _isn = cython.declare(i64)
     syn_acked = cython.declare(cython.bint, visibility="public")  # the peer acknowledged our SYN
-    fin_seq = cython.declare(object, visibility="public")         # sequence number our FIN occupies
+    _fin_seq = cython.declare(i64)         # sequence number our FIN occupies
     fin_acked = cython.declare(cython.bint, visibility="public")
     # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
     fin_ack_losses = cython.declare(i64, visibility="public")
@@ -266,10 +268,10 @@ class Endpoint:
     synack_unconfirmed = cython.declare(cython.bint, visibility="public")
     acked_peer_fin = cython.declare(cython.bint, visibility="public")
     # when the last ACK that moved us (of our SYN or FIN) reached us
-    ack_in_at = cython.declare(object, visibility="public")
-    snd_nxt = cython.declare(object, visibility="public")         # highest sequence number sent + 1
+    _ack_in_at = cython.declare(i64)
+    _snd_nxt = cython.declare(i64)         # highest sequence number sent + 1
     # highest acknowledgement sent (what we received)
-    ack_sent = cython.declare(object, visibility="public")
+    _ack_sent = cython.declare(i64)
     wscale = cython.declare(i64, visibility="public")
     # last advertised window, scaled when scaling was agreed
     win = cython.declare(i64, visibility="public")
@@ -279,20 +281,20 @@ class Endpoint:
     alt = cython.declare(object, visibility="public")
     alt_at = cython.declare(i64, visibility="public")
     # the peer's FIN seen on its way to us, its ACK not (yet) seen: settled by the peer's next moves
-    rx_fin_first = cython.declare(object, visibility="public")    # ts of the first copy
-    rx_fin_last = cython.declare(object, visibility="public")     # ts of the latest copy
+    _rx_fin_first = cython.declare(i64)    # ts of the first copy
+    _rx_fin_last = cython.declare(i64)     # ts of the latest copy
     rx_fin_copies = cython.declare(i64, visibility="public")
-    rx_fin_packet = cython.declare(object, visibility="public")
+    _rx_fin_packet = cython.declare(i64)
     # we sent a segment after it arrived that does not ack it
     rx_fin_contra = cython.declare(cython.bint, visibility="public")
     # for a peer whose packets never reach the tap: our acknowledgement field is all we know of it
     # our acknowledgement before its last advance
-    ack_prev = cython.declare(object, visibility="public")
-    ack_adv_ts = cython.declare(object, visibility="public")      # when our acknowledgement last advanced
+    _ack_prev = cython.declare(i64)
+    _ack_adv_ts = cython.declare(i64)      # when our acknowledgement last advanced
     # our FIN to an unseen peer: not retransmitted by then => acked
-    fin_check = cython.declare(object, visibility="public")
+    _fin_check = cython.declare(i64)
     # our unanswered SYN+ACK: not retransmitted by then => cookie
-    cookie_check = cython.declare(object, visibility="public")
+    _cookie_check = cython.declare(i64)
     # counters
     packets = cython.declare(i64, visibility="public")
     payload = cython.declare(i64, visibility="public")
@@ -304,19 +306,19 @@ class Endpoint:
     retrans = cython.declare(i64, visibility="public")
     # retransmissions since the peer last sent anything
     retrans_unanswered = cython.declare(i64, visibility="public")
-    first_unanswered_ts = cython.declare(object, visibility="public")
+    _first_unanswered_ts = cython.declare(i64)
     zero_windows = cython.declare(i64, visibility="public")
-    first_ts = cython.declare(object, visibility="public")
-    last_ts = cython.declare(object, visibility="public")
-    last_data_ts = cython.declare(object, visibility="public")
+    _first_ts = cython.declare(i64)
+    _last_ts = cython.declare(i64)
+    _last_data_ts = cython.declare(i64)
     # times of our SYN / SYN+ACK (first + retransmissions)
     # (both the shared empty tuple until the first one: most connections never send a FIN)
     syn_ts = cython.declare(object, visibility="public")
     fin_ts = cython.declare(object, visibility="public")   # times of our FIN (first + retransmissions)
-    deadline = cython.declare(object, visibility="public")
+    _deadline = cython.declare(i64)
     deadline_cause = cython.declare(str, visibility="public")
     # when the next retransmission is overdue: it gave up
-    retry_deadline = cython.declare(object, visibility="public")
+    _retry_deadline = cython.declare(i64)
     # its SYN_SENT was ended by an ICMP error (a retransmission of that SYN undoes it)
     icmp_closed = cython.declare(cython.bint, visibility="public")
 
@@ -343,6 +345,151 @@ class Endpoint:
         self.deadline = self.retry_deadline = None
         self.deadline_cause = ""
         self.icmp_closed = False
+
+    # the integers that may be None, as C fields (_NONE: None) read and written as Python values
+    @property
+    def isn(self):
+        return None if self._isn == _NONE else self._isn
+
+    @isn.setter
+    def isn(self, v):
+        self._isn = _NONE if v is None else v
+
+    @property
+    def fin_seq(self):
+        return None if self._fin_seq == _NONE else self._fin_seq
+
+    @fin_seq.setter
+    def fin_seq(self, v):
+        self._fin_seq = _NONE if v is None else v
+
+    @property
+    def ack_in_at(self):
+        return None if self._ack_in_at == _NONE else self._ack_in_at
+
+    @ack_in_at.setter
+    def ack_in_at(self, v):
+        self._ack_in_at = _NONE if v is None else v
+
+    @property
+    def snd_nxt(self):
+        return None if self._snd_nxt == _NONE else self._snd_nxt
+
+    @snd_nxt.setter
+    def snd_nxt(self, v):
+        self._snd_nxt = _NONE if v is None else v
+
+    @property
+    def ack_sent(self):
+        return None if self._ack_sent == _NONE else self._ack_sent
+
+    @ack_sent.setter
+    def ack_sent(self, v):
+        self._ack_sent = _NONE if v is None else v
+
+    @property
+    def rx_fin_first(self):
+        return None if self._rx_fin_first == _NONE else self._rx_fin_first
+
+    @rx_fin_first.setter
+    def rx_fin_first(self, v):
+        self._rx_fin_first = _NONE if v is None else v
+
+    @property
+    def rx_fin_last(self):
+        return None if self._rx_fin_last == _NONE else self._rx_fin_last
+
+    @rx_fin_last.setter
+    def rx_fin_last(self, v):
+        self._rx_fin_last = _NONE if v is None else v
+
+    @property
+    def rx_fin_packet(self):
+        return None if self._rx_fin_packet == _NONE else self._rx_fin_packet
+
+    @rx_fin_packet.setter
+    def rx_fin_packet(self, v):
+        self._rx_fin_packet = _NONE if v is None else v
+
+    @property
+    def ack_prev(self):
+        return None if self._ack_prev == _NONE else self._ack_prev
+
+    @ack_prev.setter
+    def ack_prev(self, v):
+        self._ack_prev = _NONE if v is None else v
+
+    @property
+    def ack_adv_ts(self):
+        return None if self._ack_adv_ts == _NONE else self._ack_adv_ts
+
+    @ack_adv_ts.setter
+    def ack_adv_ts(self, v):
+        self._ack_adv_ts = _NONE if v is None else v
+
+    @property
+    def fin_check(self):
+        return None if self._fin_check == _NONE else self._fin_check
+
+    @fin_check.setter
+    def fin_check(self, v):
+        self._fin_check = _NONE if v is None else v
+
+    @property
+    def cookie_check(self):
+        return None if self._cookie_check == _NONE else self._cookie_check
+
+    @cookie_check.setter
+    def cookie_check(self, v):
+        self._cookie_check = _NONE if v is None else v
+
+    @property
+    def first_unanswered_ts(self):
+        return None if self._first_unanswered_ts == _NONE else self._first_unanswered_ts
+
+    @first_unanswered_ts.setter
+    def first_unanswered_ts(self, v):
+        self._first_unanswered_ts = _NONE if v is None else v
+
+    @property
+    def first_ts(self):
+        return None if self._first_ts == _NONE else self._first_ts
+
+    @first_ts.setter
+    def first_ts(self, v):
+        self._first_ts = _NONE if v is None else v
+
+    @property
+    def last_ts(self):
+        return None if self._last_ts == _NONE else self._last_ts
+
+    @last_ts.setter
+    def last_ts(self, v):
+        self._last_ts = _NONE if v is None else v
+
+    @property
+    def last_data_ts(self):
+        return None if self._last_data_ts == _NONE else self._last_data_ts
+
+    @last_data_ts.setter
+    def last_data_ts(self, v):
+        self._last_data_ts = _NONE if v is None else v
+
+    @property
+    def deadline(self):
+        return None if self._deadline == _NONE else self._deadline
+
+    @deadline.setter
+    def deadline(self, v):
+        self._deadline = _NONE if v is None else v
+
+    @property
+    def retry_deadline(self):
+        return None if self._retry_deadline == _NONE else self._retry_deadline
+
+    @retry_deadline.setter
+    def retry_deadline(self, v):
+        self._retry_deadline = _NONE if v is None else v
 
     def __repr__(self) -> str:
         return f"Endpoint({self.role}, {self.state.value}, since={self.since})"
