@@ -247,10 +247,13 @@ class Violation:
 
 
 @cython.final
+@cython.no_gc
 @cython.cclass
 class Endpoint:
-    """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints that are
-    never None are C integers); uncompiled, a plain object with the same attributes."""
+    """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints are C integers,
+    those that may be None behind properties); uncompiled, a plain object with the same attributes.
+    Endpoint and Connection are not tracked by the cyclic collector (no_gc, 16 bytes each): they refer to
+    states, strings, numbers, lists of those and each other top-down, never back up."""
 
     role = cython.declare(str, visibility="public")
     state = cython.declare(object, visibility="public")
@@ -529,6 +532,7 @@ _LETTERS = "SHADFR"
 
 
 @cython.final
+@cython.no_gc
 @cython.cclass
 class Connection:
     """The pair of endpoint machines of one connection (one 4-tuple + client ISN)."""
