@@ -152,29 +152,30 @@ _NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)
 class Transition:
     """One endpoint's state change: what caused it, when the tap saw the cause (`ts`) and when the endpoint
     changed state by the observer model (`at`), and what the packets cannot decide (`alt`, `alt_before`).
-    Compiled, an extension type (creating one is the machine's most frequent allocation). Compact: the
-    packet index and the cause segment's numbers are C integers (no boxed ints, no tuple per segment);
-    `packet` and `seg` read them back as Python values. Not tracked by the cyclic collector: it refers
-    only to states, strings and a tuple of them, never to anything that could lead back to it."""
+    Compiled, an extension type (creating one is the machine's most frequent allocation), 112 bytes: the
+    packet index, the cause segment's numbers, the endpoint and the flags are C integers (no boxed ints, no
+    tuple per segment); `endpoint`, `packet`, `seg`, `rfc` and `retracted` read them back as Python values.
+    Not tracked by the cyclic collector: it refers only to states, strings and a tuple of them, never to
+    anything that could lead back to it."""
 
     ts = cython.declare(i64, visibility="public")         # ns, observer time of the packet or timer that caused it
-    endpoint = cython.declare(str, visibility="public")   # "client" | "server"
+    at = cython.declare(i64, visibility="public")         # ns, when the endpoint changed state by the observer model
+    _packet = cython.declare(i64)                         # 1-based capture index, _NO_PACKET for timers
+    # the cause segment: (sender role, flags, seq, ack, payload length), `seg`; sender 0: no segment
+    _seg_seq = cython.declare(cython.uint)
+    _seg_ack = cython.declare(cython.uint)
+    _seg_plen = cython.declare(cython.uint)
+    _seg_flags = cython.declare(cython.ushort)
+    _seg_from = cython.declare(cython.char)               # 0 none, 1 client, 2 server
+    _server = cython.declare(cython.char)                 # `endpoint`: 0 "client", 1 "server"
+    _rfc = cython.declare(cython.char)                    # `rfc`: an edge of the RFC 9293 graph (or a self-loop)
+    # `retracted`: undone by later evidence (the segment never reached the endpoint)
+    _retracted = cython.declare(cython.char)
     old = cython.declare(object, visibility="public")
     new = cython.declare(object, visibility="public")
-    _packet = cython.declare(i64)                         # 1-based capture index, _NO_PACKET for timers
     cause = cython.declare(str, visibility="public")      # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream"...
     reason = cython.declare(str, visibility="public")     # the table's reason
-    rfc = cython.declare(cython.bint, visibility="public")  # an edge of the RFC 9293 graph (or a self-loop)
-    # the cause segment: (sender role, flags, seq, ack, payload length), `seg`; no sender role: no segment
-    _seg_role = cython.declare(object)
-    _seg_flags = cython.declare(cython.int)
-    _seg_plen = cython.declare(cython.int)
-    _seg_seq = cython.declare(i64)
-    _seg_ack = cython.declare(i64)
-    at = cython.declare(i64, visibility="public")         # ns, when the endpoint changed state by the observer model
     alt = cython.declare(object, visibility="public")     # the state it may be in instead, where packets cannot decide
-    # undone by later evidence (the segment never reached the endpoint)
-    retracted = cython.declare(cython.bint, visibility="public")
     # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been in
     # `state` -- the packets cannot place the change within that span
     alt_before = cython.declare(object, visibility="public")
@@ -196,6 +197,33 @@ class Transition:
         self.alt_before = alt_before
 
     @property
+    def endpoint(self):
+        """Which endpoint changed: "client" or "server"."""
+        return "server" if self._server else "client"
+
+    @endpoint.setter
+    def endpoint(self, value):
+        if value != "client" and value != "server":
+            raise ValueError(f"endpoint must be 'client' or 'server', not {value!r}")
+        self._server = value == "server"
+
+    @property
+    def rfc(self):
+        return bool(self._rfc)
+
+    @rfc.setter
+    def rfc(self, value):
+        self._rfc = bool(value)
+
+    @property
+    def retracted(self):
+        return bool(self._retracted)
+
+    @retracted.setter
+    def retracted(self, value):
+        self._retracted = bool(value)
+
+    @property
     def packet(self):
         """1-based capture index of the cause, None for timers."""
         return None if self._packet == _NO_PACKET else self._packet
@@ -207,18 +235,22 @@ class Transition:
     @property
     def seg(self):
         """(sender role, flags, seq, ack, payload length) of the cause segment, None for timers and inferences."""
-        if self._seg_role is None:
+        if not self._seg_from:
             return None
-        return (self._seg_role, self._seg_flags, self._seg_seq, self._seg_ack, self._seg_plen)
+        return ("client" if self._seg_from == 1 else "server", self._seg_flags, self._seg_seq, self._seg_ack,
+                self._seg_plen)
 
     @seg.setter
     def seg(self, value):
         if value is None:
-            self._seg_role = None
+            self._seg_from = 0
             self._seg_flags = self._seg_plen = 0
             self._seg_seq = self._seg_ack = 0
         else:
-            self._seg_role, self._seg_flags, self._seg_seq, self._seg_ack, self._seg_plen = value
+            role, self._seg_flags, self._seg_seq, self._seg_ack, self._seg_plen = value
+            if role != "client" and role != "server":
+                raise ValueError(f"a segment's sender must be 'client' or 'server', not {role!r}")
+            self._seg_from = 1 if role == "client" else 2
 
     def _fields(self) -> tuple:
         return (self.ts, self.endpoint, self.old, self.new, self.packet, self.cause, self.reason, self.rfc,
@@ -627,7 +659,7 @@ class Connection:
         tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new), None, at, alt,
                         alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
         if packet is not None and self._seg_role is not None:
-            tr._seg_role = self._seg_role
+            tr._seg_from = 1 if self._seg_role == "client" else 2
             tr._seg_flags = self._seg_flags
             tr._seg_seq = self._seg_seq
             tr._seg_ack = self._seg_ack
