@@ -347,9 +347,12 @@ class Endpoint:
     _last_ts = cython.declare(i64)
     _last_data_ts = cython.declare(i64)
     # times of our SYN / SYN+ACK (first + retransmissions)
-    # (both the shared empty tuple until the first one: most connections never send a FIN)
-    syn_ts = cython.declare(object, visibility="public")
-    fin_ts = cython.declare(object, visibility="public")   # times of our FIN (first + retransmissions)
+    # `syn_ts`, `fin_ts`: the first time as a C integer (_NONE: none yet), a list only for retransmissions
+    # (most connections send one SYN and at most one FIN)
+    _syn_first = cython.declare(i64)
+    _syn_more = cython.declare(object)
+    _fin_first = cython.declare(i64)
+    _fin_more = cython.declare(object)
     _deadline = cython.declare(i64)
     deadline_cause = cython.declare(str, visibility="public")
     # when the next retransmission is overdue: it gave up
@@ -375,11 +378,21 @@ class Endpoint:
         self.packets = self.payload = self.ip_bytes = self.syns = self.synacks = self.fins = self.rsts = 0
         self.retrans = self.retrans_unanswered = self.zero_windows = 0
         self.first_unanswered_ts = self.first_ts = self.last_ts = self.last_data_ts = None
-        self.syn_ts = ()
-        self.fin_ts = ()
+        self._syn_first = self._fin_first = _NONE
+        self._syn_more = self._fin_more = None
         self.deadline = self.retry_deadline = None
         self.deadline_cause = ""
         self.icmp_closed = False
+
+    @property
+    def syn_ts(self):
+        """Times of our SYN / SYN+ACK (first + retransmissions): a new list, () when none was sent."""
+        return _times(self._syn_first, self._syn_more)
+
+    @property
+    def fin_ts(self):
+        """Times of our FIN (first + retransmissions): a new list, () when none was sent."""
+        return _times(self._fin_first, self._fin_more)
 
     # the integers that may be None, as C fields (_NONE: None) read and written as Python values
     @property
@@ -551,12 +564,30 @@ def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
 
 
 @cython.cfunc
-def _push(times, t) -> list:
-    """`times` (a list, or the shared empty tuple) with `t` appended: lists only for what happens."""
-    if times:
-        times.append(t)
-        return times
-    return [t]
+@cython.locals(first=i64)
+def _times(first: int, more):
+    if first == _NONE:
+        return ()
+    return [first] + more if more is not None else [first]
+
+
+@cython.cfunc
+@cython.locals(ep=Endpoint, syn=cython.bint, t=i64)
+def _sent(ep: Endpoint, syn: bool, t: int) -> None:
+    """Record that `ep` sent a SYN (or SYN+ACK; `syn`) or a FIN at `t`."""
+    if syn:
+        if ep._syn_first == _NONE:
+            ep._syn_first = t
+        elif ep._syn_more is None:
+            ep._syn_more = [t]
+        else:
+            ep._syn_more.append(t)
+    elif ep._fin_first == _NONE:
+        ep._fin_first = t
+    elif ep._fin_more is None:
+        ep._fin_more = [t]
+    else:
+        ep._fin_more.append(t)
 
 
 # history letters and their bit in Connection._hist_seen (the responder's shifted by 6)
@@ -683,7 +714,7 @@ class Connection:
         self.transitions.append(tr)
         ep.deadline = None
         if new is _SYN_SENT:
-            self._arm(ep, ep.syn_ts[0] if ep.syn_ts else at, new)
+            self._arm(ep, ep._syn_first if ep._syn_first != _NONE else at, new)
         elif new is not _FIN_WAIT_2 or not ep.not_orphan:
             self._arm(ep, at, new)
         if new is _CLOSED:
@@ -1051,7 +1082,7 @@ class Connection:
         t = x.ack_adv_ts
         from_client = x is self.client
         y.fin_seq = x.ack_prev
-        y.fin_ts = _push(y.fin_ts, t)
+        _sent(y, False, t)
         alt_y = y.state if final else None
         self._move(y, _SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
                    at=obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client),
@@ -1193,7 +1224,7 @@ class Connection:
             if y.isn is None:
                 y.isn = (ack - 1) & _M32             # the SYN it answers was not captured
             x.synacks += 1
-            x.syn_ts = _push(x.syn_ts, ts)
+            _sent(x, True, ts)
             if y.isn is not None and ack == (y.isn + 1) & _M32:
                 x.acked_peer_syn = True
             if wscale >= 0:
@@ -1210,7 +1241,7 @@ class Connection:
                 x.isn = seq
                 x.wscale = wscale
             x.syns += 1
-            x.syn_ts = _push(x.syn_ts, ts)
+            _sent(x, True, ts)
             if x.state is _LISTEN and x.syns == 1 and not x.synacks:
                 x.state = x.initial = _CLOSED     # it opens actively: simultaneous open, no listener
             if x.icmp_closed and x.state is _CLOSED and seq == x.isn:
@@ -1228,7 +1259,7 @@ class Connection:
             if x.fin_seq is None and not y.packets:
                 self._infer_unseen_fin(x, y, ts, final=False)
             x.fins += 1
-            x.fin_ts = _push(x.fin_ts, ts)
+            _sent(x, False, ts)
             first = x.fin_seq is None
             if first:
                 x.fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
