@@ -213,16 +213,18 @@ class Analysis:
                 f" states use a monotonic clock"]
 
 
-# one tracked connection, measured: peak RSS of `analyze --format json` on a 200,000-SYN flood with
-# --max-tracked 10000 against 51,622 differs by 184 MB, 4.4 KB a connection (flow, two endpoint machines,
-# transitions, path-health state, pile and timer entries, its output record)
-TRACKED_BYTES = 4400
+# one tracked connection, measured: peak RSS (`/usr/bin/time -f %M`) of `tcpfsm analyze
+# bench/out/flood_200000.pcap --format json -o /dev/null` (make bench's 200,000-SYN flood) with --max-tracked
+# 51622 against 10000: 438,160 KB - 283,048 KB = 155,112 KB over 41,622 more connections, 3.73 KB each
+# (flow, two endpoint machines, transitions, path-health state, pile and timer entries, its output record),
+# rounded up. 2026-12-07, compact connection records (it was 4.54 KB before them, same runs, same machine).
+TRACKED_BYTES = 3800
 TABLE_BUDGET = 128 << 20        # the connection table's share of memory by default (less on small machines)
 
 
 def default_max_tracked() -> int:
     """The default cap on connections tracked at once: the table may use an eighth of a GiB, or an eighth of
-    the memory available now if that is less, at ~4.4 KB a connection (about 30,000 on a machine with 1 GiB
+    the memory available now if that is less, at ~3.8 KB a connection (about 35,000 on a machine with 1 GiB
     free or more); never below 10,000. A spoofed flood of 20,000 SYNs a second needs 40,000 (two seconds of
     attempts, see FlowTable.enforce_cap) to keep the uncapped run's findings. Over it, half-open attempts are evicted and counted (see FlowTable.enforce_cap)."""
     avail = None

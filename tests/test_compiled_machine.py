@@ -34,7 +34,9 @@ try:
 except ImportError:
     COMPILED = COMPILED_OBS = None
 FORMS = (("compiled", COMPILED, COMPILED_OBS), ("pure", PURE, PURE_OBS))
-ENDPOINT_FIELDS = sorted(vars(PURE.Endpoint("client")))
+_EP = PURE.Endpoint("client")
+# every public attribute, plain or a property over compact C fields (compared as the values they read as)
+ENDPOINT_FIELDS = sorted(k for k in dir(_EP) if not k.startswith("_") and not callable(getattr(_EP, k)))
 TRANSITION_FIELDS = ("ts", "endpoint", "old", "new", "packet", "cause", "reason", "rfc", "seg", "at", "alt",
                      "retracted", "alt_before")
 

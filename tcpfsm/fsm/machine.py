@@ -141,26 +141,41 @@ def seq_ge(a, b):
     return ((a - b) & _M32) < _HALF
 
 
+_NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
+# an Endpoint integer field that holds None (no time, sequence number or capture index is this)
+_NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)
+
+
 @cython.final
+@cython.no_gc
 @cython.cclass
 class Transition:
     """One endpoint's state change: what caused it, when the tap saw the cause (`ts`) and when the endpoint
     changed state by the observer model (`at`), and what the packets cannot decide (`alt`, `alt_before`).
-    Compiled, an extension type (creating one is the machine's most frequent allocation)."""
+    Compiled, an extension type (creating one is the machine's most frequent allocation), 112 bytes: the
+    packet index, the cause segment's numbers, the endpoint and the flags are C integers (no boxed ints, no
+    tuple per segment); `endpoint`, `packet`, `seg`, `rfc` and `retracted` read them back as Python values.
+    Not tracked by the cyclic collector: it refers only to states, strings and a tuple of them, never to
+    anything that could lead back to it."""
 
     ts = cython.declare(i64, visibility="public")         # ns, observer time of the packet or timer that caused it
-    endpoint = cython.declare(str, visibility="public")   # "client" | "server"
+    at = cython.declare(i64, visibility="public")         # ns, when the endpoint changed state by the observer model
+    _packet = cython.declare(i64)                         # 1-based capture index, _NO_PACKET for timers
+    # the cause segment: (sender role, flags, seq, ack, payload length), `seg`; sender 0: no segment
+    _seg_seq = cython.declare(cython.uint)
+    _seg_ack = cython.declare(cython.uint)
+    _seg_plen = cython.declare(cython.uint)
+    _seg_flags = cython.declare(cython.ushort)
+    _seg_from = cython.declare(cython.char)               # 0 none, 1 client, 2 server
+    _server = cython.declare(cython.char)                 # `endpoint`: 0 "client", 1 "server"
+    _rfc = cython.declare(cython.char)                    # `rfc`: an edge of the RFC 9293 graph (or a self-loop)
+    # `retracted`: undone by later evidence (the segment never reached the endpoint)
+    _retracted = cython.declare(cython.char)
     old = cython.declare(object, visibility="public")
     new = cython.declare(object, visibility="public")
-    packet = cython.declare(object, visibility="public")  # 1-based capture index, None for timers
     cause = cython.declare(str, visibility="public")      # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream"...
     reason = cython.declare(str, visibility="public")     # the table's reason
-    rfc = cython.declare(cython.bint, visibility="public")  # an edge of the RFC 9293 graph (or a self-loop)
-    seg = cython.declare(object, visibility="public")     # (sender role, flags, seq, ack, payload length) of the cause
-    at = cython.declare(i64, visibility="public")         # ns, when the endpoint changed state by the observer model
     alt = cython.declare(object, visibility="public")     # the state it may be in instead, where packets cannot decide
-    # undone by later evidence (the segment never reached the endpoint)
-    retracted = cython.declare(cython.bint, visibility="public")
     # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been in
     # `state` -- the packets cannot place the change within that span
     alt_before = cython.declare(object, visibility="public")
@@ -180,6 +195,62 @@ class Transition:
         self.alt = alt
         self.retracted = retracted
         self.alt_before = alt_before
+
+    @property
+    def endpoint(self):
+        """Which endpoint changed: "client" or "server"."""
+        return "server" if self._server else "client"
+
+    @endpoint.setter
+    def endpoint(self, value):
+        if value != "client" and value != "server":
+            raise ValueError(f"endpoint must be 'client' or 'server', not {value!r}")
+        self._server = value == "server"
+
+    @property
+    def rfc(self):
+        return bool(self._rfc)
+
+    @rfc.setter
+    def rfc(self, value):
+        self._rfc = bool(value)
+
+    @property
+    def retracted(self):
+        return bool(self._retracted)
+
+    @retracted.setter
+    def retracted(self, value):
+        self._retracted = bool(value)
+
+    @property
+    def packet(self):
+        """1-based capture index of the cause, None for timers."""
+        return None if self._packet == _NO_PACKET else self._packet
+
+    @packet.setter
+    def packet(self, value):
+        self._packet = _NO_PACKET if value is None else value
+
+    @property
+    def seg(self):
+        """(sender role, flags, seq, ack, payload length) of the cause segment, None for timers and inferences."""
+        if not self._seg_from:
+            return None
+        return ("client" if self._seg_from == 1 else "server", self._seg_flags, self._seg_seq, self._seg_ack,
+                self._seg_plen)
+
+    @seg.setter
+    def seg(self, value):
+        if value is None:
+            self._seg_from = 0
+            self._seg_flags = self._seg_plen = 0
+            self._seg_seq = self._seg_ack = 0
+        else:
+            role, self._seg_flags, self._seg_seq, self._seg_ack, self._seg_plen = value
+            if role != "client" and role != "server":
+                raise ValueError(f"a segment's sender must be 'client' or 'server', not {role!r}")
+            self._seg_from = 1 if role == "client" else 2
 
     def _fields(self) -> tuple:
         return (self.ts, self.endpoint, self.old, self.new, self.packet, self.cause, self.reason, self.rfc,
@@ -208,19 +279,22 @@ class Violation:
 
 
 @cython.final
+@cython.no_gc
 @cython.cclass
 class Endpoint:
-    """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints that are
-    never None are C integers); uncompiled, a plain object with the same attributes."""
+    """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints are C integers,
+    those that may be None behind properties); uncompiled, a plain object with the same attributes.
+    Endpoint and Connection are not tracked by the cyclic collector (no_gc, 16 bytes each): they refer to
+    states, strings, numbers, lists of those and each other top-down, never back up."""
 
     role = cython.declare(str, visibility="public")
     state = cython.declare(object, visibility="public")
     initial = cython.declare(object, visibility="public")
     # ns (endpoint time), when the current state began
     since = cython.declare(i64, visibility="public")
-    isn = cython.declare(object, visibility="public")
+    _isn = cython.declare(i64)
     syn_acked = cython.declare(cython.bint, visibility="public")  # the peer acknowledged our SYN
-    fin_seq = cython.declare(object, visibility="public")         # sequence number our FIN occupies
+    _fin_seq = cython.declare(i64)         # sequence number our FIN occupies
     fin_acked = cython.declare(cython.bint, visibility="public")
     # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
     fin_ack_losses = cython.declare(i64, visibility="public")
@@ -229,10 +303,10 @@ class Endpoint:
     synack_unconfirmed = cython.declare(cython.bint, visibility="public")
     acked_peer_fin = cython.declare(cython.bint, visibility="public")
     # when the last ACK that moved us (of our SYN or FIN) reached us
-    ack_in_at = cython.declare(object, visibility="public")
-    snd_nxt = cython.declare(object, visibility="public")         # highest sequence number sent + 1
+    _ack_in_at = cython.declare(i64)
+    _snd_nxt = cython.declare(i64)         # highest sequence number sent + 1
     # highest acknowledgement sent (what we received)
-    ack_sent = cython.declare(object, visibility="public")
+    _ack_sent = cython.declare(i64)
     wscale = cython.declare(i64, visibility="public")
     # last advertised window, scaled when scaling was agreed
     win = cython.declare(i64, visibility="public")
@@ -242,20 +316,20 @@ class Endpoint:
     alt = cython.declare(object, visibility="public")
     alt_at = cython.declare(i64, visibility="public")
     # the peer's FIN seen on its way to us, its ACK not (yet) seen: settled by the peer's next moves
-    rx_fin_first = cython.declare(object, visibility="public")    # ts of the first copy
-    rx_fin_last = cython.declare(object, visibility="public")     # ts of the latest copy
+    _rx_fin_first = cython.declare(i64)    # ts of the first copy
+    _rx_fin_last = cython.declare(i64)     # ts of the latest copy
     rx_fin_copies = cython.declare(i64, visibility="public")
-    rx_fin_packet = cython.declare(object, visibility="public")
+    _rx_fin_packet = cython.declare(i64)
     # we sent a segment after it arrived that does not ack it
     rx_fin_contra = cython.declare(cython.bint, visibility="public")
     # for a peer whose packets never reach the tap: our acknowledgement field is all we know of it
     # our acknowledgement before its last advance
-    ack_prev = cython.declare(object, visibility="public")
-    ack_adv_ts = cython.declare(object, visibility="public")      # when our acknowledgement last advanced
+    _ack_prev = cython.declare(i64)
+    _ack_adv_ts = cython.declare(i64)      # when our acknowledgement last advanced
     # our FIN to an unseen peer: not retransmitted by then => acked
-    fin_check = cython.declare(object, visibility="public")
+    _fin_check = cython.declare(i64)
     # our unanswered SYN+ACK: not retransmitted by then => cookie
-    cookie_check = cython.declare(object, visibility="public")
+    _cookie_check = cython.declare(i64)
     # counters
     packets = cython.declare(i64, visibility="public")
     payload = cython.declare(i64, visibility="public")
@@ -267,18 +341,22 @@ class Endpoint:
     retrans = cython.declare(i64, visibility="public")
     # retransmissions since the peer last sent anything
     retrans_unanswered = cython.declare(i64, visibility="public")
-    first_unanswered_ts = cython.declare(object, visibility="public")
+    _first_unanswered_ts = cython.declare(i64)
     zero_windows = cython.declare(i64, visibility="public")
-    first_ts = cython.declare(object, visibility="public")
-    last_ts = cython.declare(object, visibility="public")
-    last_data_ts = cython.declare(object, visibility="public")
+    _first_ts = cython.declare(i64)
+    _last_ts = cython.declare(i64)
+    _last_data_ts = cython.declare(i64)
     # times of our SYN / SYN+ACK (first + retransmissions)
-    syn_ts = cython.declare(list, visibility="public")
-    fin_ts = cython.declare(list, visibility="public")   # times of our FIN (first + retransmissions)
-    deadline = cython.declare(object, visibility="public")
+    # `syn_ts`, `fin_ts`: the first time as a C integer (_NONE: none yet), a list only for retransmissions
+    # (most connections send one SYN and at most one FIN)
+    _syn_first = cython.declare(i64)
+    _syn_more = cython.declare(object)
+    _fin_first = cython.declare(i64)
+    _fin_more = cython.declare(object)
+    _deadline = cython.declare(i64)
     deadline_cause = cython.declare(str, visibility="public")
     # when the next retransmission is overdue: it gave up
-    retry_deadline = cython.declare(object, visibility="public")
+    _retry_deadline = cython.declare(i64)
     # its SYN_SENT was ended by an ICMP error (a retransmission of that SYN undoes it)
     icmp_closed = cython.declare(cython.bint, visibility="public")
 
@@ -300,11 +378,166 @@ class Endpoint:
         self.packets = self.payload = self.ip_bytes = self.syns = self.synacks = self.fins = self.rsts = 0
         self.retrans = self.retrans_unanswered = self.zero_windows = 0
         self.first_unanswered_ts = self.first_ts = self.last_ts = self.last_data_ts = None
-        self.syn_ts = []
-        self.fin_ts = []
+        self._syn_first = self._fin_first = _NONE
+        self._syn_more = self._fin_more = None
         self.deadline = self.retry_deadline = None
         self.deadline_cause = ""
         self.icmp_closed = False
+
+    @property
+    def syn_ts(self):
+        """Times of our SYN / SYN+ACK (first + retransmissions): a new list, () when none was sent."""
+        return _times(self._syn_first, self._syn_more)
+
+    @property
+    def fin_ts(self):
+        """Times of our FIN (first + retransmissions): a new list, () when none was sent."""
+        return _times(self._fin_first, self._fin_more)
+
+    # the integers that may be None, as C fields (_NONE: None) read and written as Python values
+    @property
+    def isn(self):
+        return None if self._isn == _NONE else self._isn
+
+    @isn.setter
+    def isn(self, v):
+        self._isn = _NONE if v is None else v
+
+    @property
+    def fin_seq(self):
+        return None if self._fin_seq == _NONE else self._fin_seq
+
+    @fin_seq.setter
+    def fin_seq(self, v):
+        self._fin_seq = _NONE if v is None else v
+
+    @property
+    def ack_in_at(self):
+        return None if self._ack_in_at == _NONE else self._ack_in_at
+
+    @ack_in_at.setter
+    def ack_in_at(self, v):
+        self._ack_in_at = _NONE if v is None else v
+
+    @property
+    def snd_nxt(self):
+        return None if self._snd_nxt == _NONE else self._snd_nxt
+
+    @snd_nxt.setter
+    def snd_nxt(self, v):
+        self._snd_nxt = _NONE if v is None else v
+
+    @property
+    def ack_sent(self):
+        return None if self._ack_sent == _NONE else self._ack_sent
+
+    @ack_sent.setter
+    def ack_sent(self, v):
+        self._ack_sent = _NONE if v is None else v
+
+    @property
+    def rx_fin_first(self):
+        return None if self._rx_fin_first == _NONE else self._rx_fin_first
+
+    @rx_fin_first.setter
+    def rx_fin_first(self, v):
+        self._rx_fin_first = _NONE if v is None else v
+
+    @property
+    def rx_fin_last(self):
+        return None if self._rx_fin_last == _NONE else self._rx_fin_last
+
+    @rx_fin_last.setter
+    def rx_fin_last(self, v):
+        self._rx_fin_last = _NONE if v is None else v
+
+    @property
+    def rx_fin_packet(self):
+        return None if self._rx_fin_packet == _NONE else self._rx_fin_packet
+
+    @rx_fin_packet.setter
+    def rx_fin_packet(self, v):
+        self._rx_fin_packet = _NONE if v is None else v
+
+    @property
+    def ack_prev(self):
+        return None if self._ack_prev == _NONE else self._ack_prev
+
+    @ack_prev.setter
+    def ack_prev(self, v):
+        self._ack_prev = _NONE if v is None else v
+
+    @property
+    def ack_adv_ts(self):
+        return None if self._ack_adv_ts == _NONE else self._ack_adv_ts
+
+    @ack_adv_ts.setter
+    def ack_adv_ts(self, v):
+        self._ack_adv_ts = _NONE if v is None else v
+
+    @property
+    def fin_check(self):
+        return None if self._fin_check == _NONE else self._fin_check
+
+    @fin_check.setter
+    def fin_check(self, v):
+        self._fin_check = _NONE if v is None else v
+
+    @property
+    def cookie_check(self):
+        return None if self._cookie_check == _NONE else self._cookie_check
+
+    @cookie_check.setter
+    def cookie_check(self, v):
+        self._cookie_check = _NONE if v is None else v
+
+    @property
+    def first_unanswered_ts(self):
+        return None if self._first_unanswered_ts == _NONE else self._first_unanswered_ts
+
+    @first_unanswered_ts.setter
+    def first_unanswered_ts(self, v):
+        self._first_unanswered_ts = _NONE if v is None else v
+
+    @property
+    def first_ts(self):
+        return None if self._first_ts == _NONE else self._first_ts
+
+    @first_ts.setter
+    def first_ts(self, v):
+        self._first_ts = _NONE if v is None else v
+
+    @property
+    def last_ts(self):
+        return None if self._last_ts == _NONE else self._last_ts
+
+    @last_ts.setter
+    def last_ts(self, v):
+        self._last_ts = _NONE if v is None else v
+
+    @property
+    def last_data_ts(self):
+        return None if self._last_data_ts == _NONE else self._last_data_ts
+
+    @last_data_ts.setter
+    def last_data_ts(self, v):
+        self._last_data_ts = _NONE if v is None else v
+
+    @property
+    def deadline(self):
+        return None if self._deadline == _NONE else self._deadline
+
+    @deadline.setter
+    def deadline(self, v):
+        self._deadline = _NONE if v is None else v
+
+    @property
+    def retry_deadline(self):
+        return None if self._retry_deadline == _NONE else self._retry_deadline
+
+    @retry_deadline.setter
+    def retry_deadline(self, v):
+        self._retry_deadline = _NONE if v is None else v
 
     def __repr__(self) -> str:
         return f"Endpoint({self.role}, {self.state.value}, since={self.since})"
@@ -330,11 +563,39 @@ def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
         x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
 
 
+@cython.cfunc
+@cython.locals(first=i64)
+def _times(first: int, more):
+    if first == _NONE:
+        return ()
+    return [first] + more if more is not None else [first]
+
+
+@cython.cfunc
+@cython.locals(ep=Endpoint, syn=cython.bint, t=i64)
+def _sent(ep: Endpoint, syn: bool, t: int) -> None:
+    """Record that `ep` sent a SYN (or SYN+ACK; `syn`) or a FIN at `t`."""
+    if syn:
+        if ep._syn_first == _NONE:
+            ep._syn_first = t
+        elif ep._syn_more is None:
+            ep._syn_more = [t]
+        else:
+            ep._syn_more.append(t)
+    elif ep._fin_first == _NONE:
+        ep._fin_first = t
+    elif ep._fin_more is None:
+        ep._fin_more = [t]
+    else:
+        ep._fin_more.append(t)
+
+
 # history letters and their bit in Connection._hist_seen (the responder's shifted by 6)
 _LETTERS = "SHADFR"
 
 
 @cython.final
+@cython.no_gc
 @cython.cclass
 class Connection:
     """The pair of endpoint machines of one connection (one 4-tuple + client ISN)."""
@@ -344,7 +605,7 @@ class Connection:
     profile = cython.declare(object, visibility="public")
     obs = cython.declare(object, visibility="public")
     transitions = cython.declare(list, visibility="public")
-    violations = cython.declare(list, visibility="public")
+    violations = cython.declare(object, visibility="public")   # () until the first one (`_violation`)
     scaling = cython.declare(cython.bint, visibility="public")   # both SYNs carried the window-scale option
     rst_by = cython.declare(object, visibility="public")
     rst_state = cython.declare(object, visibility="public")
@@ -353,7 +614,13 @@ class Connection:
     # Zeek-style letters, upper case for the originator
     history = cython.declare(str, visibility="public")
     _hist_seen = cython.declare(i64)
-    _seg = cython.declare(object)
+    # the segment being fed (sender role, flags, seq, ack, payload length), which transitions record as their
+    # cause; no sender role: none (timers, ICMP, reuse)
+    _seg_role = cython.declare(object)
+    _seg_flags = cython.declare(cython.int)
+    _seg_plen = cython.declare(cython.int)
+    _seg_seq = cython.declare(i64)
+    _seg_ack = cython.declare(i64)
     # both ESTABLISHED: plain segments cannot change a state (fast path)
     steady = cython.declare(cython.bint, visibility="public")
 
@@ -363,7 +630,7 @@ class Connection:
         self.profile = profile
         self.obs = observer if observer is not None else Observer()
         self.transitions = []
-        self.violations = []
+        self.violations = ()
         self.scaling = False
         self.rst_by = None
         self.rst_state = None
@@ -371,7 +638,9 @@ class Connection:
         self.rst_packet = None
         self.history = ""
         self._hist_seen = 0
-        self._seg = None
+        self._seg_role = None
+        self._seg_flags = self._seg_plen = 0
+        self._seg_seq = self._seg_ack = 0
         self.steady = False
 
     # -- starting points --------------------------------------------------------------
@@ -388,10 +657,17 @@ class Connection:
             self._move(c, _MIDSTREAM, ts, None, "inferred:midstream")
             self._move(s, _MIDSTREAM, ts, None, "inferred:midstream")
 
+    @cython.cfunc
+    def _violation(self, v: Violation) -> None:
+        if self.violations:
+            self.violations.append(v)
+        else:
+            self.violations = [v]
+
     # -- the table lookup: the only place a state changes ------------------------------
     @cython.ccall
     @cython.returns(cython.bint)
-    @cython.locals(ep=Endpoint, ts=i64)
+    @cython.locals(ep=Endpoint, ts=i64, tr=Transition)
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
               at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
@@ -399,7 +675,7 @@ class Connection:
         old = ep.state
         entry = TABLE[old].get(event)
         if entry is None:
-            self.violations.append(Violation(
+            self._violation(Violation(
                 ts, ep.role, "invalid_transition", packet,
                 f"{ep.role} in {old.value} got {event.value} ({cause}): not a valid TCP transition"))
             return False
@@ -411,9 +687,14 @@ class Connection:
             if event is _RCV_FIN and old is _TIME_WAIT:
                 self._arm(ep, at, _TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
-        tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new),
-                        self._seg if packet is not None else None, at, alt,
+        tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new), None, at, alt,
                         alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
+        if packet is not None and self._seg_role is not None:
+            tr._seg_from = 1 if self._seg_role == "client" else 2
+            tr._seg_flags = self._seg_flags
+            tr._seg_seq = self._seg_seq
+            tr._seg_ack = self._seg_ack
+            tr._seg_plen = self._seg_plen
         if (old, event) in UNDOES:
             for prev in reversed(self.transitions):
                 if prev.endpoint == ep.role:
@@ -433,7 +714,7 @@ class Connection:
         self.transitions.append(tr)
         ep.deadline = None
         if new is _SYN_SENT:
-            self._arm(ep, ep.syn_ts[0] if ep.syn_ts else at, new)
+            self._arm(ep, ep._syn_first if ep._syn_first != _NONE else at, new)
         elif new is not _FIN_WAIT_2 or not ep.not_orphan:
             self._arm(ep, at, new)
         if new is _CLOSED:
@@ -725,7 +1006,11 @@ class Connection:
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
              plen: int, wscale: int, ip_len: int) -> None:
         x, y = (self.client, self.server) if from_client else (self.server, self.client)
-        self._seg = (x.role, flags, seq, ack, plen)
+        self._seg_role = x.role
+        self._seg_flags = flags
+        self._seg_seq = seq
+        self._seg_ack = ack
+        self._seg_plen = plen
         obs = self.obs
         self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
         if flags & RST:
@@ -734,7 +1019,7 @@ class Connection:
             return
         syn, hasack = flags & SYN, flags & ACK
         if plen and x.fin_seq is not None and seq_gt((seq + plen) & _M32, x.fin_seq):
-            self.violations.append(Violation(
+            self._violation(Violation(
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent {plen} bytes at seq {seq} after its FIN (seq {x.fin_seq})"))
 
@@ -749,7 +1034,7 @@ class Connection:
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
         if not syn and hasack and self.client.state is _SYN_SENT and self.server.isn is None:
             if x is self.server:
-                self.violations.append(Violation(
+                self._violation(Violation(
                     ts, x.role, "invalid_transition", packet,
                     f"server sent a segment without SYN (flags {flags:#x}) before any SYN+ACK, to a client in "
                     "SYN_SENT; ignored"))
@@ -766,7 +1051,7 @@ class Connection:
 
         for ep, event, cause, at in self._classify(x, y, from_client, ts, packet, flags, seq, ack, plen):
             if ep is None:                               # it fits no connection: report, ignore the rest
-                self.violations.append(Violation(ts, x.role, "invalid_transition", packet, cause))
+                self._violation(Violation(ts, x.role, "invalid_transition", packet, cause))
                 break
             self._apply(ep, ep is x, event, cause, ts, packet, at, flags, seq, ack, wscale, from_client)
         else:
@@ -797,7 +1082,7 @@ class Connection:
         t = x.ack_adv_ts
         from_client = x is self.client
         y.fin_seq = x.ack_prev
-        y.fin_ts.append(t)
+        _sent(y, False, t)
         alt_y = y.state if final else None
         self._move(y, _SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
                    at=obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client),
@@ -939,7 +1224,7 @@ class Connection:
             if y.isn is None:
                 y.isn = (ack - 1) & _M32             # the SYN it answers was not captured
             x.synacks += 1
-            x.syn_ts.append(ts)
+            _sent(x, True, ts)
             if y.isn is not None and ack == (y.isn + 1) & _M32:
                 x.acked_peer_syn = True
             if wscale >= 0:
@@ -956,7 +1241,7 @@ class Connection:
                 x.isn = seq
                 x.wscale = wscale
             x.syns += 1
-            x.syn_ts.append(ts)
+            _sent(x, True, ts)
             if x.state is _LISTEN and x.syns == 1 and not x.synacks:
                 x.state = x.initial = _CLOSED     # it opens actively: simultaneous open, no listener
             if x.icmp_closed and x.state is _CLOSED and seq == x.isn:
@@ -966,18 +1251,18 @@ class Connection:
             if x.state is _SYN_SENT:
                 self._retry(x, x.syn_ts)
         elif cause == "second FIN":
-            fin_at = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
-            self.violations.append(Violation(
+            fin_at = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
+            self._violation(Violation(
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
         elif event is _SND_FIN:
             if x.fin_seq is None and not y.packets:
                 self._infer_unseen_fin(x, y, ts, final=False)
             x.fins += 1
-            x.fin_ts.append(ts)
+            _sent(x, False, ts)
             first = x.fin_seq is None
             if first:
-                x.fin_seq = (seq + self._seg[4] + (1 if flags & SYN else 0)) & _M32
+                x.fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
                 if not self._move(x, event, ts, packet, cause, at):
                     x.fin_seq = None                # a FIN that fits no state is reported and ignored
                     return
@@ -1041,7 +1326,7 @@ class Connection:
                 plausible = seq_ge(seq, lo) and seq_gt((hi + window) & _M32, seq)
                 why = f"seq {seq} is outside {y.role}'s window [{lo}, {(hi + window) & _M32})"
         if not plausible:
-            self.violations.append(Violation(ts, x.role, "out_of_window_rst", packet,
+            self._violation(Violation(ts, x.role, "out_of_window_rst", packet,
                                              f"RST from {x.role} ignored: {why}"))
             return
         if self.rst_by is None and x.state is not _CLOSED:
@@ -1061,7 +1346,7 @@ class Connection:
         self.expire(ts)
         if ep.state is not _SYN_SENT or ep.isn is None or seq != ep.isn:
             return False
-        self._seg = None
+        self._seg_role = None
         if self._move(ep, _RCV_ICMP_ERROR, ts, packet, cause, at=self.obs.arrival(ts, to_client)):
             ep.icmp_closed = True
             ep.deadline = ep.retry_deadline = None
@@ -1074,7 +1359,7 @@ class Connection:
         TIME_WAIT accepts it and its TIME_WAIT ends (returned, for the time_wait_reuse finding)."""
         tw = next((e for e in (self.client, self.server) if e.state is _TIME_WAIT), None)
         if tw is not None:
-            self._seg = None
+            self._seg_role = None
             self._move(tw, _REUSED, ts, packet, "reused:new SYN on the 4-tuple",
                        at=self.obs.arrival(ts, tw is self.client))
             tw.deadline = None

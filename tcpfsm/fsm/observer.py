@@ -46,6 +46,7 @@ _MS = cython.declare(i64, 1_000_000)
 
 
 @cython.final
+@cython.no_gc
 @cython.cclass
 class Observer:
     """One connection's view from the tap: the one-way delays to its client and its server. A Cython

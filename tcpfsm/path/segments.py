@@ -165,7 +165,9 @@ class SequenceAnalysis:
         if not self._rtt:
             z = np.zeros(0, np.int64)
             return z, np.zeros(0, bool), z, z
-        return tuple(np.concatenate(x) for x in zip(*self._rtt))
+        if len(self._rtt) > 1:       # joined once and kept joined: the per-batch parts are freed, a second call
+            self._rtt = [tuple(np.concatenate(x) for x in zip(*self._rtt))]   # copies nothing (callers only read)
+        return self._rtt[0]
 
     def conv_state(self) -> tuple[np.ndarray, np.ndarray]:
         """The kernel's per-conversation (cs) and per-conversation-direction (ds) rows in use."""

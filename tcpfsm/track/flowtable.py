@@ -8,6 +8,7 @@ firing of timers before each segment. It must not decide states: that is the
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
@@ -36,8 +37,11 @@ _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TICK = itertools.count()          # tie-break for the timer heap
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_text(raw: bytes) -> str:
-    """16-byte column value -> printable address (IPv4-mapped shown as IPv4)."""
+    """16-byte column value -> printable address (IPv4-mapped shown as IPv4). The recent ones are cached:
+    flows keep their addresses as bytes and make this text when asked, and the piles and aggregates that
+    keep it then share one string per host instead of one per connection."""
     if raw[:12] == _MAPPED:
         return _ntop(_AF_INET, raw[12:])
     return str(ipaddress.IPv6Address(raw))
@@ -49,12 +53,11 @@ def hostport(ip: str, port: int) -> str:
 
 @dataclass(slots=True, eq=False, weakref_slot=True)
 class Flow:
-    """One TCP connection: identity, roles, and its pair of endpoint machines."""
+    """One TCP connection: identity, roles, and its pair of endpoint machines. Compact: the addresses are
+    kept as the capture's 16-byte values, their text (`client_ip`, `client`...) is made when asked for."""
 
     id: int
-    client_ip: str
     client_port: int
-    server_ip: str
     server_port: int
     role_inferred: bool
     conn: Connection
@@ -77,6 +80,14 @@ class Flow:
     @property
     def transitions(self) -> list[Transition]:
         return self.conn.transitions
+
+    @property
+    def client_ip(self) -> str:
+        return ip_text(self.client_raw)
+
+    @property
+    def server_ip(self) -> str:
+        return ip_text(self.server_raw)
 
     @property
     def client(self) -> str:
@@ -126,6 +137,7 @@ class FlowTable:
         # heap of (due, tie-break, weak reference to the flow): stale entries are allowed (skipped when popped),
         # and must not keep a forgotten flow alive until their due time
         self._timers: list[tuple[int, int, weakref.ref]] = []
+        self._timers_kept = 0               # entries left by the last compaction (`_compact_timers`)
         self.max_flows = max_flows
         self.forget_finished = forget_finished
         self.evicted: Counter = Counter()
@@ -460,8 +472,7 @@ class FlowTable:
             fid = self.created
         else:
             fid = -1                         # numbered at the end of the batch, in capture order
-        flow = Flow(id=fid, client_ip=ip_text(client), client_port=cport,
-                    server_ip=ip_text(server), server_port=sport_, role_inferred=inferred, conn=conn,
+        flow = Flow(id=fid, client_port=cport, server_port=sport_, role_inferred=inferred, conn=conn,
                     first_ts=ts, last_ts=ts, first_packet=idx, client_raw=client, server_raw=server,
                     client_is_lo=lo_src == (client == src and cport == sport))
         conn.start(ts, client == src and cport == sport, flags)
@@ -506,6 +517,8 @@ class FlowTable:
         TIME_WAIT expires and retries run out while no packet arrives."""
         if now > self.clock:
             self.clock = now
+        if len(self._timers) > 2 * self._timers_kept + 4096:
+            self._compact_timers()
         heap = self._timers
         while heap and heap[0][0] <= now:
             _, _, ref = heapq.heappop(heap)
@@ -530,6 +543,26 @@ class FlowTable:
             flow.timer_due = due
             if due is not None:
                 heapq.heappush(heap, (due, next(_TICK), ref))
+
+    def _compact_timers(self) -> None:
+        """Drop the heap entries that can change nothing: those of forgotten flows, and those of connections
+        both ends hold ESTABLISHED (`steady`), which the handshake left behind (a SYN's retry timer) -- a
+        steady connection has no state timer, and the tracker pushes a new entry when it leaves that state.
+        Without this, 200,000 connections that stay open keep one or two stale entries each until their old
+        due times (minutes of capture time). Run when the heap doubled since the last compaction: amortised
+        O(1) a push."""
+        keep = []
+        for e in self._timers:
+            flow = e[2]()
+            if flow is None:
+                continue
+            if flow.conn.steady:
+                flow.timer_due = None
+                continue
+            keep.append(e)
+        heapq.heapify(keep)
+        self._timers = keep
+        self._timers_kept = len(keep)
 
     def drain(self) -> list[tuple[Flow, Transition]]:
         """Transitions made since the last call, in time order, with their flows."""
