@@ -40,6 +40,9 @@ class PileCounter:
         self.keep_min = keep_min
         self.released = 0       # endpoints let go of on eviction (see release)
         self.live: dict[tuple[str, State], set[int]] = {}      # counted stays: (host, state) -> flow ids
+        # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
+        # count as members, without their identities (a stream's evicted connections would grow `live`)
+        self.ghosts: dict[tuple[str, State], int] = {}
         self.stay: dict[tuple[int, str], tuple[State, int]] = {}  # (flow, role) -> (state, stay token)
         # stays waiting for min_age, (due, token, flow, role, host, state), popped in (due, token) order. Fed
         # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
@@ -88,11 +91,12 @@ class PileCounter:
                 sample.append(fid)
                 evidence.pop(key, None)
             peak = peaks.get(key)
-            if peak is None or len(members) > peak.count:
+            count = len(members) + self.ghosts.get(key, 0)
+            if peak is None or count > peak.count:
                 flows = evidence.get(key)
                 if flows is None:
                     flows = evidence[key] = sorted(set(sample))
-                peaks[key] = Peak(len(members), due, flows)
+                peaks[key] = Peak(count, due, flows)
 
     def feed(self, items: list[tuple[Flow, Transition]]) -> None:
         """Transitions in time order (leaving a state sorts before entering one at the same instant)."""
@@ -132,7 +136,7 @@ class PileCounter:
         if fid in sample:
             sample.remove(fid)
             self._evidence.pop(pile, None)
-        if not members:
+        if not members and not self.ghosts.get(pile):
             peak = self.peaks.get(pile)
             if peak is None or peak.count < self.keep_min:
                 del self.live[pile]
@@ -144,7 +148,8 @@ class PileCounter:
         """`flow` leaves the table for good while holding a state (a half-open attempt evicted over the cap):
         no transition will ever take it out. An endpoint in a pile that is still below `keep_min` and never
         reached it is let go of (counted in `released`), so a million spoofed one-SYN sources cost nothing;
-        one in a pile that matters stays in it, as in an uncapped run. Only a host whose pile reaches
+        one in a pile that matters stays in it, as in an uncapped run -- as a count (`ghosts`), its stay and
+        identity dropped (its id may remain in the pile's evidence sample). Only a host whose pile reaches
         keep_min later, from members let go of, can count fewer than it held."""
         for role, host in (("client", flow.client_ip), ("server", flow.server_ip)):
             key = (flow.id, role)
@@ -154,10 +159,17 @@ class PileCounter:
             pile = (host, cur[0])
             members = self.live.get(pile)
             peak = self.peaks.get(pile)
-            if (members is None or len(members) < self.keep_min) and (peak is None or peak.count < self.keep_min):
+            ghosts = self.ghosts.get(pile, 0)
+            if (members is None or len(members) + ghosts < self.keep_min) \
+                    and (peak is None or peak.count < self.keep_min):
                 del self.stay[key]
                 self._leave(host, cur[0], key, flow.id)
                 self.released += 1
+            elif members is not None and key in members:     # counted: it stays counted, as a number
+                del self.stay[key]
+                members.discard(key)
+                self.ghosts[pile] = ghosts + 1
+            # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
 
     def finish(self, end: int) -> dict[tuple[str, State], Peak]:
         """Stays still open at `end` count if they reached the minimum age by then."""
