@@ -311,7 +311,8 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
         stages["total"] = round(stages.get("total", 0) + stages["render"], 4)
         click.echo(json.dumps({"timings": {k: round(v, 4) for k, v in stages.items()},
                                "records": an.info.records, "tcp_segments": an.info.tcp_segments,
-                               "flows": len(an.flows) + an.streamed, "streamed": bool(stream)}), err=True)
+                               "flows": an.summary()["flows"] if on_workers else len(an.flows) + an.streamed,
+                               "streamed": bool(stream)}), err=True)
 
 
 def _render_analysis(an, fmt, output, max_flows, width=None):

@@ -1,9 +1,9 @@
 """Many captures analysed on a Dask cluster, partitioned by connection, with the answers of one process.
 
-Owns the distributed run: `analyze(paths, workers=N | scheduler="tcp://HOST:PORT")` and its three steps,
-the tasks they submit and the merge of their results. It must not decide states, findings or piles: every
-connection goes through the same FlowTable, and the merged flows through the same Analysis (piles,
-occupancy, aggregate findings), as in `tcpfsm.api.analyze`. Dask is imported only here, only when used
+Owns the distributed run: `analyze(paths, workers=N | scheduler="tcp://HOST:PORT")` and its steps, the
+tasks they submit and the merge of their results. It must not decide states, findings or piles: every
+connection goes through the same FlowTable, its findings through the same Aggregator (in its partition), the
+merged summaries and transitions through the same PileCounter and Analysis, as in `tcpfsm.api.analyze`. Dask is imported only here, only when used
 (the optional extra `tcpfsm[dask]`).
 
 1. Decode, one task per file (in parallel): the file's TCP segments, each sent to partition
@@ -16,28 +16,49 @@ occupancy, aggregate findings), as in `tcpfsm.api.analyze`. Dask is imported onl
    rule) and numbers packets, interfaces and tunnels globally; each partition task reads its pieces of every
    file in that order (merged by timestamp where files overlap), so it holds *every* segment of each of its
    connections, in the order one process would see them. It runs a FlowTable over them, timers advanced
-   after every batch and settled at the capture's end (the end of the last file, or --end).
+   after every batch and settled at the capture's end (the end of the last file, or --end), and keeps its
+   flows on the worker, sorted by key (first timestamp, first packet): the order in which one process
+   creates, and so numbers, connections.
    Why timers across file boundaries behave as in one file: a connection's timers only ever fire on that
    connection's own clock -- before its next segment, or when the table advances to a time -- and the
    partition sees its segments in global time order, with the global end; nothing in the table resets at a
    file boundary, because the table never sees one.
-3. Merge: each partition returns its flows keyed by (first timestamp, first packet) -- the order in which
-   one process creates, and so numbers, connections. `merge` of two partials is the sorted union of their
-   flows (keys are unique), an associative and commutative operation (tests check it), so partials can be
-   combined in any grouping. The driver numbers the merged flows 1..N, fixes the ids that point at other
-   flows (TIME_WAIT reuse), and builds the Analysis from them: per-host occupancy, piles (fed every
-   transition in the stream order of `tcpfsm.detect.piles.ordered`) and the aggregate findings are computed
-   there, by the one implementation, from the exact union -- which is why they equal the single run's.
+3. Number, one task per partition: a flow's global id is its rank among every partition's keys (its rank in
+   its own partition plus, for each other partition, how many keys there are smaller: `global_ids`; every
+   partition's key array, 16 bytes a connection, goes to every numbering task). TIME_WAIT reuse links stay in
+   the partition (same 4-tuple). The task indexes its flows for the aggregate findings
+   (`Aggregator.index_flows`: SYN floods per service and second, scan targets per source, the newest
+   connection per (client, service)) and hands the driver that summary, no connection.
+4. Judge, one task per partition: the driver merges the summaries (`Aggregator.merge`: associative and
+   commutative, tested; exact sums, unions, minima and first samples in id order) and sends back the merged
+   newest-connection table, so the reconnect rule ("the same client opened a newer connection to the same
+   service": those connections differ in their client port, so in their partition) is judged against the
+   whole capture. The task computes every flow's findings (`Aggregator.judge_flows`, as `finish` does), its
+   roll-ups, the counts of the summary (flows, states at the end, non-RFC transitions), every transition as
+   the piles take it, sorted in `tcpfsm.detect.piles.ordered`'s order, and, when the output is json or jsonl,
+   the flows' records / events rendered there, sorted in the document's order. The driver gathers the
+   counts and roll-ups.
+5. The driver merges the roll-ups, feeds one PileCounter the partitions' transitions merged in `ordered`'s
+   order (fetched a chunk per partition at a time: `_items`), and builds the Analysis from the merged
+   aggregator (floods, scans, piles, roll-ups: the one implementation, hence one process's findings). With
+   `render` (`analyze --format json|jsonl`), `write` streams the document: the partitions' rendered items
+   merged by (flow id) or by (time, kind, flow id, position), a chunk per partition at a time. Otherwise
+   (netstat, state counts, timeline, other formats, the Python API) the flows are gathered to the driver.
+
+What the driver holds: the files' facts, the merged summaries (bounded like one process's Aggregator: per
+service and second, per scanning source, MAX_NEWEST (client, service) pairs, roll-ups per (kind, host,
+service)), the piles' live endpoints (those in a listed state at once, as a streamed run holds), and two
+chunks per partition -- not the connections, unless they are gathered.
 
 Exact where one process is exact, with these known differences: the cap on tracked connections is not
 applied per partition (every connection is kept: --max-tracked does not apply); path health (per-segment
 analysis) and Zeek's view are not computed (a warning says so); a capture whose timestamps step backwards
 gets the backwards steps counted per file and across file boundaries (not through an overlap merge), and its
-reordering window applies within each partition's batches.
+reordering window applies within each partition's batches; past the Aggregator's bounds (MAX_SINGLES sources
+with one target, MAX_NEWEST pairs) one process forgets the oldest in its order and a partition in its own.
 """
 from __future__ import annotations
 
-import functools
 import heapq
 import os
 import time
@@ -323,7 +344,8 @@ def index_of(n: Numbered):
     return n.index
 
 
-CHUNK = 20_000                     # items the driver asks a partition for at a time
+CHUNK = 20_000                     # items the driver asks a partition for at a time (at most)
+CHUNKS_HELD = 1_000_000            # items the driver holds at once over all partitions (two chunks each)
 
 
 @dataclass
@@ -333,7 +355,8 @@ class PartSummary:
     states_end: dict               # role -> Counter of states at the end
     non_rfc: int                   # transitions off the RFC diagram
     rollups: object                # an Aggregator summary holding the partition's roll-ups
-    chunks: dict                   # "lines" / "piles" -> how many chunks of CHUNK items
+    chunks: dict                   # "lines" / "piles" -> how many chunks of `chunk` items
+    chunk: int = CHUNK
 
 
 @dataclass
@@ -345,7 +368,7 @@ class Judged:
 
 
 def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None = None,
-                    keep_flows: bool = True) -> Judged:
+                    keep_flows: bool = True, chunk: int = CHUNK) -> Judged:
     """Task: per-flow findings (the reconnect rule against the whole capture's `newest`), roll-ups, the
     partition's part of the output (`fmt` json or jsonl, rendered here) and of the piles' input."""
     from .detect.aggregate import Aggregator
@@ -369,7 +392,7 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             states_end["server"][f.conn.server.state.value] += 1
             non_rfc += sum(1 for t in f.transitions if not t.rfc)
         summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(),
-                              {"lines": -(-len(lines) // CHUNK), "piles": -(-len(piles) // CHUNK)})
+                              {"lines": -(-len(lines) // chunk), "piles": -(-len(piles) // chunk)}, chunk)
         return Judged(summary, lines, piles, flows if keep_flows else None)
 
 
@@ -403,9 +426,13 @@ def summary_of(j: Judged) -> PartSummary:
     return j.summary
 
 
-def chunk_of(j: Judged, kind: str, i: int) -> list:
-    """Task: chunk i of a judged partition's `lines` or `piles`."""
-    return getattr(j, kind)[i * CHUNK:(i + 1) * CHUNK]
+def chunk_of(j: Judged, kind: str, i: int) -> bytes:
+    """Task: chunk i of a judged partition's `lines` or `piles`, pickled here: Dask serialises a list of
+    tuples holding bytes item by item, 100 times slower."""
+    import pickle
+    n = j.summary.chunk
+    with gc_paused():
+        return pickle.dumps(getattr(j, kind)[i * n:(i + 1) * n], protocol=5)
 
 
 def flows_of(j: Judged) -> bytes:
@@ -417,7 +444,7 @@ def flows_of(j: Judged) -> bytes:
         return pickle.dumps(j.flows, protocol=5)
 
 
-def _unpickle(blob: bytes) -> list:
+def _unpickle(blob: bytes):
     import pickle
     with gc_paused():
         return pickle.loads(blob)
@@ -603,15 +630,15 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         keys = [client.submit(keys_of, t, key=f"tcpfsm-keys-{p}-{run}") for p, t in enumerate(tracked)]
         numbered = [client.submit(number_partition, t, keys, p, th, key=f"tcpfsm-number-{p}-{run}", retries=2)
                     for p, t in enumerate(tracked)]
-        indexes = _wait(distributed, client, [client.submit(index_of, n, pure=False) for n in numbered],
-                        "track", progress)
+        with gc_paused():                         # each partition's summary merged as it comes (any order)
+            whole = _reduce(distributed, client, [client.submit(index_of, n, pure=False) for n in numbered],
+                            "track", progress, lambda a, b: a.merge(b))
         t2 = clock()
         with gc_paused():
-            whole = functools.reduce(lambda a, b: a.merge(b), indexes)
-            del indexes
             [newest] = client.scatter([whole.newest], broadcast=True)
             keep = render is None
-            judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, keep,
+            chunk = max(1000, min(CHUNK, CHUNKS_HELD // (2 * nparts)))
+            judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, keep, chunk,
                                     key=f"tcpfsm-judge-{p}-{run}", retries=2) for p, n in enumerate(numbered)]
             del decoded, facts_f, tracked, keys, numbered
             parts = _wait(distributed, client, [client.submit(summary_of, j, pure=False) for j in judged],
@@ -619,6 +646,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             t3 = clock()
             for s in parts:
                 whole = whole.merge(s.rollups)
+                s.rollups = None
             whole.piles = Aggregator(th).piles
             _feed_piles(whole.piles, [_items(client, j, "piles", s.chunks["piles"]) for j, s in zip(judged, parts)])
             flows = []
@@ -675,7 +703,7 @@ def _items(client, judged, kind: str, nchunks: int):
     for i in range(nchunks):
         cur = nxt
         nxt = client.submit(chunk_of, judged, kind, i + 1, pure=False) if i + 1 < nchunks else None
-        items = cur.result()
+        items = _unpickle(cur.result())
         del cur
         yield from items
 
@@ -712,6 +740,22 @@ def write(an, out) -> None:
     for item in heapq.merge(*streams, aggs):
         w(item[4])
     w(R.encode(closing[-1]) + b"\n")
+
+
+def _reduce(distributed, client, futures: list, stage: str, progress, combine):
+    """`combine` over the results of `futures` as they finish, in any order (for an associative and
+    commutative `combine`): the driver holds one result at a time beside the total."""
+    total = len(futures)
+    if progress is not None:
+        progress(stage, 0, total)
+    out = None
+    for done, fut in enumerate(distributed.as_completed(futures), 1):
+        r = fut.result()
+        out = r if out is None else combine(out, r)
+        del r
+        if progress is not None:
+            progress(stage, done, total)
+    return out
 
 
 def _wait(distributed, client, futures: list, stage: str, progress) -> list:

@@ -11,7 +11,7 @@ analysis and the streaming one both go through it, so they agree.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from ..fsm import State
@@ -354,6 +354,10 @@ class Aggregator:
                 scan.append((items[1][1][1], src, dict(items)))
         out.scan = {src: tm for _, src, tm in sorted(scan, key=lambda x: x[0])}
         out.scan1 = OrderedDict((src, v) for _, src, v in sorted(scan1, key=lambda x: x[0]))
+        forgotten = Counter(self.forgotten) + Counter(other.forgotten)
+        while len(out.scan1) > MAX_SINGLES:           # the oldest out, as `_index` lets them go
+            out.scan1.popitem(last=False)
+            forgotten["scan_sources"] += 1
         newest = dict(self.newest)
         for k, v in other.newest.items():
             cur = newest.get(k)
@@ -362,9 +366,9 @@ class Aggregator:
         out.newest = OrderedDict(sorted(newest.items(), key=lambda kv: kv[1][1]))
         while len(out.newest) > MAX_NEWEST:
             out.newest.popitem(last=False)
+            forgotten["reconnect_pairs"] += 1
         out.quiet = OrderedDict(sorted({**self.quiet, **other.quiet}.items()))
-        out.forgotten = {k: self.forgotten.get(k, 0) + other.forgotten.get(k, 0)
-                         for k in self.forgotten.keys() | other.forgotten.keys()}
+        out.forgotten = {k: forgotten.get(k, 0) for k in self.forgotten}
         return out
 
 
