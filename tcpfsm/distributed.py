@@ -73,6 +73,9 @@ from .api import Analysis, gc_paused      # gc_paused: the cyclic collector paus
 NS = 1_000_000_000
 FLUSH_ROWS = 1 << 21          # rows a decode task buffers before writing its partitions to the work directory
 _FNV = np.uint64(0x100000001B3)
+# a tracked connection in a worker's memory, as Dask should weigh it: without it Dask sees a partition as a few
+# bytes and moves it between workers on a whim (pickling 100,000 connections to run a 1-second task elsewhere)
+FLOW_BYTES = 4400
 
 
 # -- partitioning -------------------------------------------------------------------------------------------
@@ -236,6 +239,9 @@ class Tracked:
     packet: np.ndarray             # first_packet of each
     reuse: list                    # per flow: the index here of the flow whose TIME_WAIT it reused, or -1
 
+    def __sizeof__(self) -> int:   # what Dask weighs before moving it (sys.getsizeof sees a few pointers)
+        return FLOW_BYTES * len(self.flows)
+
 
 def _load_piece(piece):
     if isinstance(piece, str):
@@ -321,6 +327,9 @@ class Numbered:
     flows: list                    # the partition's flows with their global ids, in id order
     index: object                  # its Aggregator summary: floods, scans, newest connection per client
 
+    def __sizeof__(self) -> int:
+        return FLOW_BYTES * len(self.flows)
+
 
 def number_partition(t: Tracked, keys: list, p: int, thresholds) -> Numbered:
     """Task: give partition p's flows their global ids (`global_ids`), fix the ids that name other flows
@@ -344,8 +353,8 @@ def index_of(n: Numbered):
     return n.index
 
 
-CHUNK = 20_000                     # items the driver asks a partition for at a time (at most)
-CHUNKS_HELD = 1_000_000            # items the driver holds at once over all partitions (two chunks each)
+CHUNK = 50_000                     # items the driver asks a partition for at a time (at most)
+CHUNKS_HELD = 200_000              # items the driver holds at once over all partitions (two chunks each)
 
 
 @dataclass
@@ -362,9 +371,12 @@ class PartSummary:
 @dataclass
 class Judged:
     summary: PartSummary
-    lines: list                    # the output's items, sorted (see `_lines`)
-    piles: list                    # every transition as the piles take it, in `ordered`'s order (see below)
+    lines: list                    # the output's items, sorted (see `_lines`), in pickled chunks
+    piles: list                    # every transition as the piles take it, in `ordered`'s order, in chunks
     flows: list | None             # the flows themselves, when the driver gathers them
+
+    def __sizeof__(self) -> int:
+        return sum(map(len, self.lines)) + sum(map(len, self.piles)) + FLOW_BYTES * len(self.flows or ())
 
 
 def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None = None,
@@ -391,9 +403,22 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             states_end["client"][f.conn.client.state.value] += 1
             states_end["server"][f.conn.server.state.value] += 1
             non_rfc += sum(1 for t in f.transitions if not t.rfc)
+        lines, piles = _chunks(lines, chunk), _chunks(piles, chunk)
         summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(),
-                              {"lines": -(-len(lines) // chunk), "piles": -(-len(piles) // chunk)}, chunk)
+                              {"lines": len(lines), "piles": len(piles)}, chunk)
         return Judged(summary, lines, piles, flows if keep_flows else None)
+
+
+def _chunks(items: list, n: int) -> list[bytes]:
+    """`items` in pickled chunks of `n`, the list emptied as it goes: a chunk is a third of its tuples' size,
+    and Dask would serialise a list of tuples holding bytes item by item, 100 times slower."""
+    import pickle
+    out = []
+    while items:
+        out.append(pickle.dumps(items[-n:], protocol=5))
+        del items[-n:]
+    out.reverse()
+    return out
 
 
 def _lines(flows: list, fmt: str | None) -> list:
@@ -423,16 +448,41 @@ def _lines(flows: list, fmt: str | None) -> list:
 
 
 def summary_of(j: Judged) -> PartSummary:
-    return j.summary
+    """Task: a judged partition's counts (its roll-ups go to the merge tree: `rollups_of`)."""
+    from dataclasses import replace
+    return replace(j.summary, rollups=None)
+
+
+def rollups_of(j: Judged):
+    return j.summary.rollups
+
+
+def newest_of(agg):
+    """Task: the merged newest connection per (client, service), for the judges."""
+    return agg.newest
+
+
+def merge_two(a, b):
+    """Task: two Aggregator summaries merged (tcpfsm.detect.aggregate.Aggregator.merge)."""
+    with gc_paused():
+        return a.merge(b)
+
+
+def _tree(client, futures: list):
+    """The merge of every summary in `futures`, pairwise in a tree on the workers -> one future."""
+    level, depth = list(futures), 0
+    while len(level) > 1:
+        depth += 1
+        nxt = [client.submit(merge_two, level[i], level[i + 1], key=f"tcpfsm-merge-{depth}-{i}-{uuid.uuid4().hex[:8]}", retries=2) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
 
 
 def chunk_of(j: Judged, kind: str, i: int) -> bytes:
-    """Task: chunk i of a judged partition's `lines` or `piles`, pickled here: Dask serialises a list of
-    tuples holding bytes item by item, 100 times slower."""
-    import pickle
-    n = j.summary.chunk
-    with gc_paused():
-        return pickle.dumps(getattr(j, kind)[i * n:(i + 1) * n], protocol=5)
+    """Task: chunk i of a judged partition's `lines` or `piles` (pickled)."""
+    return getattr(j, kind)[i]
 
 
 def flows_of(j: Judged) -> bytes:
@@ -630,23 +680,26 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         keys = [client.submit(keys_of, t, key=f"tcpfsm-keys-{p}-{run}") for p, t in enumerate(tracked)]
         numbered = [client.submit(number_partition, t, keys, p, th, key=f"tcpfsm-number-{p}-{run}", retries=2)
                     for p, t in enumerate(tracked)]
-        with gc_paused():                         # each partition's summary merged as it comes (any order)
-            whole = _reduce(distributed, client, [client.submit(index_of, n, pure=False) for n in numbered],
-                            "track", progress, lambda a, b: a.merge(b))
+        del decoded, facts_f, pieces, tracked, keys     # each freed on the workers once its dependents ran
+        # the partitions' summaries merged in a tree on the workers (associative and commutative): the driver
+        # receives one, never P of them, and the merged newest-connection table goes to the judges directly
+        indexes = [client.submit(index_of, n, pure=False) for n in numbered]
+        _wait(distributed, client, indexes, "track", progress, gather=False)
+        index = _tree(client, indexes)
+        del indexes
         t2 = clock()
         with gc_paused():
-            [newest] = client.scatter([whole.newest], broadcast=True)
+            newest = client.submit(newest_of, index, pure=False)
             keep = render is None
             chunk = max(1000, min(CHUNK, CHUNKS_HELD // (2 * nparts)))
             judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, keep, chunk,
                                     key=f"tcpfsm-judge-{p}-{run}", retries=2) for p, n in enumerate(numbered)]
-            del decoded, facts_f, tracked, keys, numbered
+            del numbered, newest
             parts = _wait(distributed, client, [client.submit(summary_of, j, pure=False) for j in judged],
                           "judge", progress)
             t3 = clock()
-            for s in parts:
-                whole = whole.merge(s.rollups)
-                s.rollups = None
+            whole = _tree(client, [index] + [client.submit(rollups_of, j, pure=False) for j in judged]).result()
+            del index
             whole.piles = Aggregator(th).piles
             _feed_piles(whole.piles, [_items(client, j, "piles", s.chunks["piles"]) for j, s in zip(judged, parts)])
             flows = []
@@ -742,23 +795,7 @@ def write(an, out) -> None:
     w(R.encode(closing[-1]) + b"\n")
 
 
-def _reduce(distributed, client, futures: list, stage: str, progress, combine):
-    """`combine` over the results of `futures` as they finish, in any order (for an associative and
-    commutative `combine`): the driver holds one result at a time beside the total."""
-    total = len(futures)
-    if progress is not None:
-        progress(stage, 0, total)
-    out = None
-    for done, fut in enumerate(distributed.as_completed(futures), 1):
-        r = fut.result()
-        out = r if out is None else combine(out, r)
-        del r
-        if progress is not None:
-            progress(stage, done, total)
-    return out
-
-
-def _wait(distributed, client, futures: list, stage: str, progress) -> list:
+def _wait(distributed, client, futures: list, stage: str, progress, gather: bool = True) -> list | None:
     """Results of `futures` in their order; `progress(stage, done, total)` as each finishes. A task that
     failed raises its error here (a CaptureError stays one; a lost worker was retried by Dask first)."""
     total = len(futures)
@@ -768,4 +805,10 @@ def _wait(distributed, client, futures: list, stage: str, progress) -> list:
         for _ in distributed.as_completed(futures):
             done += 1
             progress(stage, done, total)
+    if not gather:
+        distributed.wait(futures)
+        for f in futures:
+            if f.status == "error":
+                f.result()                         # raises the task's error
+        return None
     return client.gather(futures)
