@@ -4,13 +4,16 @@ by one process (the whole file) and on a local Dask cluster of 1 and 2 worker pr
 
     python3 bench/scale.py                                  # bench/out/big.pcap if built, else bench.pcap
     python3 bench/scale.py --capture bench/out/bench.pcap --parts 4
+    python3 bench/scale.py --sweep bench/out/flood_200000.pcap,bench/out/open_200000.pcap --workers 2 \
+        --before /work/main          # peak memory against connections, this code and another checkout's
 
 Each run is its own process (peak memory is per process): the single-process run is
 `tcpfsm analyze WHOLE --format json -o /dev/null -q` (the CLI's defaults: path health on, streaming over
 1 GiB), timed with its peak RSS from os.wait4. A Dask run starts a LocalCluster of N workers, analyses the
-parts (tcpfsm.distributed.analyze), writes the JSON document to /dev/null and reports its wall time (cluster
-start-up apart), the driver's peak RSS and each worker's (ru_maxrss, asked of the workers before they
-stop). The parts are cut with `editcap -c` (packets per part) into bench/out/scale/, reused when present; over
+parts (tcpfsm.distributed.analyze) as `analyze --format json` does -- the flows rendered on the workers and
+streamed through the driver to /dev/null (`--gather` in the child: every flow gathered first, as the other
+commands do) -- and reports its wall time (cluster start-up apart), the driver's peak RSS and each worker's
+(ru_maxrss, asked of the workers before they stop). The parts are cut with `editcap -c` (packets per part) into bench/out/scale/, reused when present; over
 1 GiB the decoded segments go to bench/out/scale/work (.npz), not worker memory.
 Results: a table on stdout, JSON in bench/out/scale.json.
 """

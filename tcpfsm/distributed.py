@@ -582,7 +582,9 @@ def client_for(workers: int | None = None, scheduler: str | None = None):
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     n = workers or os.cpu_count() or 1
     cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       # the scheduler's HTTP routes on a free port: with None it takes 8787
+                                       # and warns on stderr when another cluster holds it
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
     return distributed.Client(cluster), cluster
 
 
