@@ -700,7 +700,10 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             parts = _wait(distributed, client, [client.submit(summary_of, j, pure=False) for j in judged],
                           "judge", progress)
             t3 = clock()
-            whole = _tree(client, [index] + [client.submit(rollups_of, j, pure=False) for j in judged]).result()
+            # the roll-ups (small) merged first, then into the index (large) once
+            rollups = _tree(client, [client.submit(rollups_of, j, pure=False) for j in judged])
+            whole = client.submit(merge_two, index, rollups, pure=False).result()
+            del rollups
             del index
             whole.piles = Aggregator(th).piles
             _feed_piles(whole.piles, [_items(client, j, "piles", s.chunks["piles"]) for j, s in zip(judged, parts)])

@@ -324,20 +324,23 @@ class Aggregator:
         """A new aggregator holding both parts' summaries (not the piles: see `summary`), as if one had seen
         both parts' connections in id order. Dict orders, which order findings of equal rank, are those of
         one process: by the flow that created the entry."""
-        out = self.summary()
+        out = self.summary()           # (an index one side lacks is the other's as it is: a roll-up-only part
+        #                                 merged into a capture's index costs nothing; neither side is changed)
         out.rollups = _merge_ordered(self.rollups, other.rollups, lambda r: r.flows[0], _merge_rollup)
         flood = _merge_ordered(self.flood, other.flood, lambda b: min(x.flows[0] for x in b.values()),
                                lambda a, b: _merge_dicts(a, b, _merge_bucket))
         out.flood = defaultdict(dict, flood)
         out.flood_sources = defaultdict(set)
-        for d in (self.flood_sources, other.flood_sources):
+        for d in (self.flood_sources, other.flood_sources) if self.flood_sources and other.flood_sources else ():
             for k, v in d.items():
                 s = out.flood_sources[k] | v
                 out.flood_sources[k] = s if len(s) <= MAX_SOURCES else set(sorted(s)[:MAX_SOURCES])
+        if not (self.flood_sources and other.flood_sources):
+            out.flood_sources = defaultdict(set, self.flood_sources or other.flood_sources)
         out.flood_host = {**self.flood_host, **other.flood_host}
         # scans: every source's targets, each with its first probe (the smallest flow id)
         targets: dict[str, dict] = {}
-        for agg in (self, other):
+        for agg in (self, other) if (self.scan or self.scan1) and (other.scan or other.scan1) else ():
             for src, (t, ts, fid, refused) in agg.scan1.items():
                 _first_probe(targets.setdefault(src, {}), t, (ts, fid, refused))
             for src, ts_map in agg.scan.items():
@@ -354,16 +357,21 @@ class Aggregator:
                 scan.append((items[1][1][1], src, dict(items)))
         out.scan = {src: tm for _, src, tm in sorted(scan, key=lambda x: x[0])}
         out.scan1 = OrderedDict((src, v) for _, src, v in sorted(scan1, key=lambda x: x[0]))
+        if not targets:
+            one = self if self.scan or self.scan1 else other
+            out.scan, out.scan1 = one.scan, one.scan1
         forgotten = Counter(self.forgotten) + Counter(other.forgotten)
         while len(out.scan1) > MAX_SINGLES:           # the oldest out, as `_index` lets them go
             out.scan1.popitem(last=False)
             forgotten["scan_sources"] += 1
-        newest = dict(self.newest)
-        for k, v in other.newest.items():
-            cur = newest.get(k)
-            if cur is None or v[0] > cur[0] or (v[0] == cur[0] and v[1] < cur[1]):
-                newest[k] = v
-        out.newest = OrderedDict(sorted(newest.items(), key=lambda kv: kv[1][1]))
+        out.newest = self.newest or other.newest
+        if self.newest and other.newest:
+            newest = dict(self.newest)
+            for k, v in other.newest.items():
+                cur = newest.get(k)
+                if cur is None or v[0] > cur[0] or (v[0] == cur[0] and v[1] < cur[1]):
+                    newest[k] = v
+            out.newest = OrderedDict(sorted(newest.items(), key=lambda kv: kv[1][1]))
         while len(out.newest) > MAX_NEWEST:
             out.newest.popitem(last=False)
             forgotten["reconnect_pairs"] += 1
