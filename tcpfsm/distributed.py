@@ -3,8 +3,8 @@
 Owns the distributed run: `analyze(paths, workers=N | scheduler="tcp://HOST:PORT")` and its steps, the
 tasks they submit and the merge of their results. It must not decide states, findings or piles: every
 connection goes through the same FlowTable, its findings through the same Aggregator (in its partition), the
-merged summaries and transitions through the same PileCounter and Analysis, as in `tcpfsm.api.analyze`. Dask is imported only here, only when used
-(the optional extra `tcpfsm[dask]`).
+merged summaries and transitions through the same PileCounter and Analysis, as in `tcpfsm.api.analyze`.
+Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
 
 1. Decode, one task per file (in parallel): the file's TCP segments, each sent to partition
    `hash(connection 4-tuple, both directions alike) % P` (a URL, proto://..., is first copied to the worker
@@ -473,7 +473,9 @@ def _tree(client, futures: list):
     level, depth = list(futures), 0
     while len(level) > 1:
         depth += 1
-        nxt = [client.submit(merge_two, level[i], level[i + 1], key=f"tcpfsm-merge-{depth}-{i}-{uuid.uuid4().hex[:8]}", retries=2) for i in range(0, len(level) - 1, 2)]
+        nxt = [client.submit(merge_two, level[i], level[i + 1], retries=2,
+                             key=f"tcpfsm-merge-{depth}-{i}-{uuid.uuid4().hex[:8]}")
+               for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
