@@ -355,6 +355,8 @@ def index_of(n: Numbered):
 
 CHUNK = 50_000                     # items the driver asks a partition for at a time (at most)
 CHUNKS_HELD = 200_000              # items the driver holds at once over all partitions (two chunks each)
+LINES_HELD = 64 << 20              # bytes of rendered output the driver holds at once, likewise (a flow's JSON
+#                                    record is ~1.5 KB on bench traffic: 25,000 of them were 37 MB a chunk)
 
 
 @dataclass
@@ -380,7 +382,7 @@ class Judged:
 
 
 def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None = None,
-                    keep_flows: bool = True, chunk: int = CHUNK) -> Judged:
+                    keep_flows: bool = True, chunk: int = CHUNK, parts: int = 1) -> Judged:
     """Task: per-flow findings (the reconnect rule against the whole capture's `newest`), roll-ups, the
     partition's part of the output (`fmt` json or jsonl, rendered here) and of the piles' input."""
     from .detect.aggregate import Aggregator
@@ -403,20 +405,27 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             states_end["client"][f.conn.client.state.value] += 1
             states_end["server"][f.conn.server.state.value] += 1
             non_rfc += sum(1 for t in f.transitions if not t.rfc)
-        lines, piles = _chunks(lines, chunk), _chunks(piles, chunk)
+        lines, piles = _chunks(lines, chunk, max(1 << 18, LINES_HELD // (2 * parts))), _chunks(piles, chunk)
         summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(),
                               {"lines": len(lines), "piles": len(piles)}, chunk)
         return Judged(summary, lines, piles, flows if keep_flows else None)
 
 
-def _chunks(items: list, n: int) -> list[bytes]:
-    """`items` in pickled chunks of `n`, the list emptied as it goes: a chunk is a third of its tuples' size,
-    and Dask would serialise a list of tuples holding bytes item by item, 100 times slower."""
+def _chunks(items: list, n: int, nbytes: int | None = None) -> list[bytes]:
+    """`items` in pickled chunks of `n` (and, with `nbytes`, of at most that many bytes of their last field,
+    a rendered line), the list emptied as it goes: a chunk is a third of its tuples' size, and Dask would
+    serialise a list of tuples holding bytes item by item, 100 times slower."""
     import pickle
     out = []
     while items:
-        out.append(pickle.dumps(items[-n:], protocol=5))
-        del items[-n:]
+        k, size = 0, 0
+        for item in reversed(items):
+            if k >= n or (nbytes is not None and k and size + len(item[-1]) > nbytes):
+                break
+            k += 1
+            size += len(item[-1]) if nbytes is not None else 0
+        out.append(pickle.dumps(items[-k:], protocol=5))
+        del items[-k:]
     out.reverse()
     return out
 
@@ -697,7 +706,8 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             keep = render is None
             chunk = max(1000, min(CHUNK, CHUNKS_HELD // (2 * nparts)))
             judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, keep, chunk,
-                                    key=f"tcpfsm-judge-{p}-{run}", retries=2) for p, n in enumerate(numbered)]
+                                    nparts, key=f"tcpfsm-judge-{p}-{run}", retries=2)
+                      for p, n in enumerate(numbered)]
             del numbered, newest
             parts = _wait(distributed, client, [client.submit(summary_of, j, pure=False) for j in judged],
                           "judge", progress)
