@@ -179,6 +179,9 @@ def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path, stage):
     assert [a.message for a in an.findings] == [a.message for a in whole.findings]
     if stage == "judge":
         assert written["doc"].splitlines()[:-1] == _document(whole, "jsonl").splitlines()[:-1]
+        assert an.flows == [] and an.summary()["flows"] == len(whole.flows)   # the driver never held them
+        with pytest.raises(ValueError, match="stayed on the Dask workers"):
+            an.netstat(whole.start)
     else:
         assert signature(an) == signature(whole)
 
