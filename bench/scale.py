@@ -4,13 +4,16 @@ by one process (the whole file) and on a local Dask cluster of 1 and 2 worker pr
 
     python3 bench/scale.py                                  # bench/out/big.pcap if built, else bench.pcap
     python3 bench/scale.py --capture bench/out/bench.pcap --parts 4
+    python3 bench/scale.py --sweep bench/out/flood_200000.pcap,bench/out/open_200000.pcap --workers 2 \
+        --before /work/main          # peak memory against connections, this code and another checkout's
 
 Each run is its own process (peak memory is per process): the single-process run is
 `tcpfsm analyze WHOLE --format json -o /dev/null -q` (the CLI's defaults: path health on, streaming over
 1 GiB), timed with its peak RSS from os.wait4. A Dask run starts a LocalCluster of N workers, analyses the
-parts (tcpfsm.distributed.analyze), writes the JSON document to /dev/null and reports its wall time (cluster
-start-up apart), the driver's peak RSS and each worker's (ru_maxrss, asked of the workers before they
-stop). The parts are cut with `editcap -c` (packets per part) into bench/out/scale/, reused when present; over
+parts (tcpfsm.distributed.analyze) as `analyze --format json` does -- the flows rendered on the workers and
+streamed through the driver to /dev/null (`--gather` in the child: every flow gathered first, as the other
+commands do) -- and reports its wall time (cluster start-up apart), the driver's peak RSS and each worker's
+(ru_maxrss, asked of the workers before they stop). The parts are cut with `editcap -c` (packets per part) into bench/out/scale/, reused when present; over
 1 GiB the decoded segments go to bench/out/scale/work (.npz), not worker memory.
 Results: a table on stdout, JSON in bench/out/scale.json.
 """
@@ -67,16 +70,21 @@ def single(capture: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
 
 
-def dask_run(parts: list[Path], workers: int, workdir: Path | None) -> dict:
-    """In a child process (this script with --child): its own driver peak."""
-    out = subprocess.run([sys.executable, __file__, "--child", str(workers), str(workdir or ""), *map(str, parts)],
-                         capture_output=True, text=True)
+def dask_run(parts: list[Path], workers: int, workdir: Path | None, gather: bool = False,
+             python: str = sys.executable, script: str = __file__) -> dict:
+    """In a child process (this script with --child): its own driver peak. `python`/`script`: another
+    checkout's, to measure its code the same way (the "before" figures)."""
+    out = subprocess.run([python, script, "--child", str(workers), str(workdir or ""),
+                          *(["--gather"] if gather else []), *map(str, parts)], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"dask run failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def child(workers: int, workdir: str, parts: list[str]) -> None:
+def child(workers: int, workdir: str, parts: list[str], gather: bool = False) -> None:
+    """`analyze PARTS --workers N --format json -o /dev/null`: by default as the CLI runs it, the flows
+    rendered on the workers and streamed through the driver; `gather`: every flow gathered to the driver
+    (what timeline, netstat and the other formats do)."""
     import logging
 
     import distributed
@@ -90,9 +98,18 @@ def child(workers: int, workdir: str, parts: list[str]) -> None:
                                        dashboard_address=None, silence_logs=logging.ERROR)
     client = distributed.Client(cluster)
     t1 = time.perf_counter()
-    an = tdist.analyze(parts, client=client, workdir=workdir or None)
-    with Output("/dev/null") as o:
-        records.write_analysis_json(an, o)
+    streamed = not gather and hasattr(tdist, "write")
+
+    def render(an):
+        with Output("/dev/null") as o:
+            tdist.write(an, o)
+
+    if streamed:
+        an = tdist.analyze(parts, client=client, workdir=workdir or None, render=render, fmt="json")
+    else:
+        an = tdist.analyze(parts, client=client, workdir=workdir or None)
+        with Output("/dev/null") as o:
+            records.write_analysis_json(an, o)
     t2 = time.perf_counter()
     peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     client.close()
@@ -101,12 +118,37 @@ def child(workers: int, workdir: str, parts: list[str]) -> None:
                       "stages_s": {k: round(v, 2) for k, v in an.timings.items()},
                       "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "worker_peak_rss_mb": sorted(round(v / 1024, 1) for v in peaks.values()),
-                      "flows": len(an.flows), "findings": len(an.findings), "partitions": an.partitions}))
+                      "flows": an.summary()["flows"], "findings": len(an.findings), "partitions": an.partitions,
+                      "mode": "streamed" if streamed else "gathered"}))
+
+
+def sweep(captures: list[Path], parts: int, workers: int, before: str | None, out: Path) -> None:
+    """Driver and worker peak RSS against the number of connections: each capture cut into `parts`, run on
+    `workers` workers, streamed (this checkout) and, with `before` (another checkout's root), by that code."""
+    rows = []
+    for cap in captures:
+        cut_parts = cut(cap, parts, OUT / "scale" / cap.stem)
+        row = {"capture": str(cap), "bytes": cap.stat().st_size, "load_before": os.getloadavg()[0],
+               "after": dask_run(cut_parts, workers, None)}
+        if before:
+            root = Path(before)
+            row["before"] = dask_run(cut_parts, workers, None, python=str(root / ".venv" / "bin" / "python"),
+                                     script=str(root / "bench" / "scale.py"))
+        rows.append(row)
+        out.write_text(json.dumps(rows, indent=1))
+        for k in ("before", "after"):
+            if k in row:
+                d = row[k]
+                print(f"{cap.name:<22}{k:<7}{d['flows']:>10,} flows  wall {d['wall_s']:>7} s  driver "
+                      f"{d['driver_peak_rss_mb']:>7} MB  workers {'/'.join(map(str, d['worker_peak_rss_mb']))} MB",
+                      flush=True)
+    print(f"results: {out}")
 
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        return child(int(sys.argv[2]), sys.argv[3], sys.argv[4:])
+        gather = len(sys.argv) > 4 and sys.argv[4] == "--gather"
+        return child(int(sys.argv[2]), sys.argv[3], sys.argv[4 + gather:], gather)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     big = OUT / "big.pcap"
     ap.add_argument("--capture", type=Path, default=big if big.exists() else OUT / "bench.pcap")
@@ -116,7 +158,15 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="decoded segments to .npz files there, not worker memory (default: bench/out/scale/work "
                          "for captures over 1 GiB)")
+    ap.add_argument("--sweep", default=None, metavar="CAP,CAP,...",
+                    help="peak memory against connections instead: each capture in --parts parts on the largest "
+                         "--workers cluster (results in bench/out/scale_sweep.json)")
+    ap.add_argument("--before", default=None, metavar="CHECKOUT",
+                    help="with --sweep: also run another checkout's code (its .venv), e.g. /work/main")
     args = ap.parse_args()
+    if args.sweep:
+        return sweep([Path(c) for c in args.sweep.split(",")], args.parts,
+                     max(int(x) for x in args.workers.split(",")), args.before, OUT / "scale_sweep.json")
     if not args.capture.exists():
         raise SystemExit(f"{args.capture}: no capture (make bench / make bench-big first)")
     parts = cut(args.capture, args.parts, OUT / "scale")

@@ -280,11 +280,17 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
         size = _size(capture)
         stream = not dask and not zeek and size is not None and size > STREAM_ABOVE
     sink = FlowSink(fmt, output, max_flows, width) if stream else None
+    # on Dask, json and jsonl are rendered by the partitions and streamed through the driver in flow order:
+    # the driver never holds the connections (tcpfsm.distributed); other formats gather them
+    on_workers = dask and fmt in ("json", "jsonl")
     if dask:
+        from . import distributed
         an = _dask_analyze(capture, workers, scheduler, quiet=quiet, workdir=workdir, profile=profile,
                            timers=pairs(timers, "timer"),
                            thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
-                           verify_checksums=verify_checksums, capture_point=capture_point)
+                           verify_checksums=verify_checksums, capture_point=capture_point,
+                           render=(lambda a: _stream(output, lambda o: distributed.write(a, o)))
+                           if on_workers else None, fmt=fmt if on_workers else None)
     else:
         with Progress(capture, enabled=not quiet) as prog:
             an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
@@ -298,14 +304,15 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
     t0 = time.perf_counter()
     if sink:
         sink.finish(an)
-    else:
+    elif not on_workers:
         _render_analysis(an, fmt, output, max_flows, width)
     if timings:
         stages = dict(an.timings, render=round(time.perf_counter() - t0, 4))
         stages["total"] = round(stages.get("total", 0) + stages["render"], 4)
         click.echo(json.dumps({"timings": {k: round(v, 4) for k, v in stages.items()},
                                "records": an.info.records, "tcp_segments": an.info.tcp_segments,
-                               "flows": len(an.flows) + an.streamed, "streamed": bool(stream)}), err=True)
+                               "flows": an.summary()["flows"] if on_workers else len(an.flows) + an.streamed,
+                               "streamed": bool(stream)}), err=True)
 
 
 def _render_analysis(an, fmt, output, max_flows, width=None):

@@ -1,10 +1,10 @@
 """Many captures analysed on a Dask cluster, partitioned by connection, with the answers of one process.
 
-Owns the distributed run: `analyze(paths, workers=N | scheduler="tcp://HOST:PORT")` and its three steps,
-the tasks they submit and the merge of their results. It must not decide states, findings or piles: every
-connection goes through the same FlowTable, and the merged flows through the same Analysis (piles,
-occupancy, aggregate findings), as in `tcpfsm.api.analyze`. Dask is imported only here, only when used
-(the optional extra `tcpfsm[dask]`).
+Owns the distributed run: `analyze(paths, workers=N | scheduler="tcp://HOST:PORT")` and its steps, the
+tasks they submit and the merge of their results. It must not decide states, findings or piles: every
+connection goes through the same FlowTable, its findings through the same Aggregator (in its partition), the
+merged summaries and transitions through the same PileCounter and Analysis, as in `tcpfsm.api.analyze`.
+Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
 
 1. Decode, one task per file (in parallel): the file's TCP segments, each sent to partition
    `hash(connection 4-tuple, both directions alike) % P` (a URL, proto://..., is first copied to the worker
@@ -16,28 +16,50 @@ occupancy, aggregate findings), as in `tcpfsm.api.analyze`. Dask is imported onl
    rule) and numbers packets, interfaces and tunnels globally; each partition task reads its pieces of every
    file in that order (merged by timestamp where files overlap), so it holds *every* segment of each of its
    connections, in the order one process would see them. It runs a FlowTable over them, timers advanced
-   after every batch and settled at the capture's end (the end of the last file, or --end).
+   after every batch and settled at the capture's end (the end of the last file, or --end), and keeps its
+   flows on the worker, sorted by key (first timestamp, first packet): the order in which one process
+   creates, and so numbers, connections.
    Why timers across file boundaries behave as in one file: a connection's timers only ever fire on that
    connection's own clock -- before its next segment, or when the table advances to a time -- and the
    partition sees its segments in global time order, with the global end; nothing in the table resets at a
    file boundary, because the table never sees one.
-3. Merge: each partition returns its flows keyed by (first timestamp, first packet) -- the order in which
-   one process creates, and so numbers, connections. `merge` of two partials is the sorted union of their
-   flows (keys are unique), an associative and commutative operation (tests check it), so partials can be
-   combined in any grouping. The driver numbers the merged flows 1..N, fixes the ids that point at other
-   flows (TIME_WAIT reuse), and builds the Analysis from them: per-host occupancy, piles (fed every
-   transition in the stream order of `tcpfsm.detect.piles.ordered`) and the aggregate findings are computed
-   there, by the one implementation, from the exact union -- which is why they equal the single run's.
+3. Number, one task per partition: a flow's global id is its rank among every partition's keys (its rank in
+   its own partition plus, for each other partition, how many keys there are smaller: `global_ids`; every
+   partition's key array, 16 bytes a connection, goes to every numbering task). TIME_WAIT reuse links stay in
+   the partition (same 4-tuple). The task indexes its flows for the aggregate findings
+   (`Aggregator.index_flows`: SYN floods per service and second, scan targets per source, the newest
+   connection per (client, service)) and hands the driver that summary, no connection.
+4. Judge, one task per partition: the driver merges the summaries (`Aggregator.merge`: associative and
+   commutative, tested; exact sums, unions, minima and first samples in id order) and sends back the merged
+   newest-connection table, so the reconnect rule ("the same client opened a newer connection to the same
+   service": those connections differ in their client port, so in their partition) is judged against the
+   whole capture. The task computes every flow's findings (`Aggregator.judge_flows`, as `finish` does), its
+   roll-ups, the counts of the summary (flows, states at the end, non-RFC transitions), every transition as
+   the piles take it, sorted in `tcpfsm.detect.piles.ordered`'s order, and, when the output is json or jsonl,
+   the flows' records / events rendered there, sorted in the document's order. The driver gathers the
+   counts and roll-ups.
+5. The driver merges the roll-ups, feeds one PileCounter the partitions' transitions merged in `ordered`'s
+   order (fetched a chunk per partition at a time: `_items`), and builds the Analysis from the merged
+   aggregator (floods, scans, piles, roll-ups: the one implementation, hence one process's findings). With
+   `render` (`analyze --format json|jsonl`), `write` streams the document: the partitions' rendered items
+   merged by (flow id) or by (time, kind, flow id, position), a chunk per partition at a time. Otherwise
+   (netstat, state counts, timeline, other formats, the Python API) the flows are gathered to the driver.
+
+What the driver holds: the files' facts, the merged summaries (bounded like one process's Aggregator: per
+service and second, per scanning source, MAX_NEWEST (client, service) pairs, roll-ups per (kind, host,
+service)), the piles' live endpoints (those in a listed state at once, as a streamed run holds), and two
+chunks per partition -- not the connections, unless they are gathered.
 
 Exact where one process is exact, with these known differences: the cap on tracked connections is not
 applied per partition (every connection is kept: --max-tracked does not apply); path health (per-segment
 analysis) and Zeek's view are not computed (a warning says so); a capture whose timestamps step backwards
 gets the backwards steps counted per file and across file boundaries (not through an overlap merge), and its
-reordering window applies within each partition's batches.
+reordering window applies within each partition's batches; past the Aggregator's bounds (MAX_SINGLES sources
+with one target, MAX_NEWEST pairs) one process forgets the oldest in its order and a partition in its own.
 """
 from __future__ import annotations
 
-import functools
+import heapq
 import os
 import time
 import uuid
@@ -46,11 +68,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .api import gc_paused      # the cyclic collector paused, as for one process's analysis
+from .api import Analysis, gc_paused      # gc_paused: the cyclic collector paused, as for one process's analysis
 
 NS = 1_000_000_000
 FLUSH_ROWS = 1 << 21          # rows a decode task buffers before writing its partitions to the work directory
 _FNV = np.uint64(0x100000001B3)
+# a tracked connection in a worker's memory, as Dask should weigh it: without it Dask sees a partition as a few
+# bytes and moves it between workers on a whim (pickling 100,000 connections to run a 1-second task elsewhere)
+FLOW_BYTES = 4400
 
 
 # -- partitioning -------------------------------------------------------------------------------------------
@@ -206,12 +231,16 @@ class Plan:
 
 
 @dataclass
-class Partial:
-    """Flows of some partitions, sorted by key (first timestamp, first packet), with the keys of the flows
-    whose TIME_WAIT they reused. `merge` is associative and commutative."""
-    flows: list = field(default_factory=list)
-    keys: list = field(default_factory=list)
-    reuse: dict = field(default_factory=dict)     # key of a flow -> key of the flow it reused
+class Tracked:
+    """One partition's connections, sorted by key (first timestamp, first packet): the order in which one
+    process creates, and so numbers, them. Stays on the worker."""
+    flows: list
+    ts: np.ndarray                 # first_ts of each flow, in that order
+    packet: np.ndarray             # first_packet of each
+    reuse: list                    # per flow: the index here of the flow whose TIME_WAIT it reused, or -1
+
+    def __sizeof__(self) -> int:   # what Dask weighs before moving it (sys.getsizeof sees a few pointers)
+        return FLOW_BYTES * len(self.flows)
 
 
 def _load_piece(piece):
@@ -236,22 +265,13 @@ def _rows(pieces_by_file: list, plan: Plan):
 
 
 def track_partition(pieces_by_file: list, plan: Plan, profile, capture_point: str = "auto",
-                    batch_size: int = 16384) -> Partial:
-    """Task: every segment of one partition's connections through one FlowTable -> its Partial, pickled here
-    (bytes: Dask moves them as they are), while the collector is still paused: the flows' machines are
-    hundreds of thousands of objects, and a collection in the middle of pickling them doubled its time."""
-    import pickle
+                    batch_size: int = 16384) -> Tracked:
+    """Task: every segment of one partition's connections through one FlowTable -> its Tracked."""
     with gc_paused():
-        return pickle.dumps(_track(pieces_by_file, plan, profile, capture_point, batch_size), protocol=5)
+        return _track(pieces_by_file, plan, profile, capture_point, batch_size)
 
 
-def unpickle(blob: bytes) -> Partial:
-    import pickle
-    with gc_paused():
-        return pickle.loads(blob)
-
-
-def _track(pieces_by_file: list, plan: Plan, profile, capture_point: str, batch_size: int) -> Partial:
+def _track(pieces_by_file: list, plan: Plan, profile, capture_point: str, batch_size: int) -> Tracked:
     from .capture.batch import Batch
     from .track.flowtable import FlowTable
     table = FlowTable(profile, forget_finished=False, max_flows=None, capture_point=capture_point)
@@ -268,15 +288,11 @@ def _track(pieces_by_file: list, plan: Plan, profile, capture_point: str, batch_
             table.feed_batch(Batch({k: v[lo:lo + batch_size] for k, v in c.items()}))
             table.advance(table.clock)
     table.finish(plan.stop)
-    flows = table.flows
-    by_id = {f.id: f for f in flows}
-    part = Partial()
-    for f in sorted(flows, key=flow_key):
-        part.flows.append(f)
-        part.keys.append(flow_key(f))
-        if f.reuse_of is not None and f.reuse_of in by_id:
-            part.reuse[flow_key(f)] = flow_key(by_id[f.reuse_of])
-    return part
+    flows = sorted(table.flows, key=flow_key)
+    at = {f.id: i for i, f in enumerate(flows)}
+    reuse = [at.get(f.reuse_of, -1) if f.reuse_of is not None else -1 for f in flows]
+    return Tracked(flows, np.array([f.first_ts for f in flows], np.int64),
+                   np.array([f.first_packet for f in flows], np.int64), reuse)
 
 
 def flow_key(f) -> tuple[int, int]:
@@ -285,24 +301,214 @@ def flow_key(f) -> tuple[int, int]:
     return (f.first_ts, f.first_packet)
 
 
-def merge(a: Partial, b: Partial) -> Partial:
-    """The union of two partials, sorted by key: associative and commutative (keys are unique)."""
-    import heapq
-    pairs = list(heapq.merge(zip(a.keys, a.flows), zip(b.keys, b.flows), key=lambda kf: kf[0]))
-    return Partial([f for _, f in pairs], [k for k, _ in pairs], {**a.reuse, **b.reuse})
+def keys_of(t: Tracked) -> np.ndarray:
+    """Task: a partition's keys, (n, 2) int64 in key order: all another partition needs to number its flows."""
+    return np.stack([t.ts, t.packet], axis=1) if len(t.flows) else np.zeros((0, 2), np.int64)
 
 
-def number(part: Partial) -> list:
-    """Give the merged flows their global ids (1..N in key order) and fix the ids that name other flows."""
-    ids = {}
-    for i, (k, f) in enumerate(zip(part.keys, part.flows), 1):
-        f.id = i
-        ids[k] = i
-    for k, f in zip(part.keys, part.flows):
-        old = part.reuse.get(k)
-        f.reuse_of = ids.get(old) if old is not None else None
-        f.emitted = 0
-    return part.flows
+def global_ids(keys: np.ndarray, others: list) -> np.ndarray:
+    """Ids 1..N in key order over all partitions, for one partition's sorted `keys`: its own rank of each key
+    plus, for every other partition, how many of that one's keys are smaller (keys are unique)."""
+    n = len(keys)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    for o in others:
+        if not n or not len(o):
+            continue
+        order = np.lexsort((np.concatenate([keys[:, 1], o[:, 1]]), np.concatenate([keys[:, 0], o[:, 0]])))
+        theirs = order >= n
+        before = np.cumsum(theirs)                  # theirs at or before each position
+        mine = ~theirs
+        ids[order[mine]] += before[mine]
+    return ids
+
+
+@dataclass
+class Numbered:
+    flows: list                    # the partition's flows with their global ids, in id order
+    index: object                  # its Aggregator summary: floods, scans, newest connection per client
+
+    def __sizeof__(self) -> int:
+        return FLOW_BYTES * len(self.flows)
+
+
+def number_partition(t: Tracked, keys: list, p: int, thresholds) -> Numbered:
+    """Task: give partition p's flows their global ids (`global_ids`), fix the ids that name other flows
+    (TIME_WAIT reuse: the same 4-tuple, so the same partition), and index them for the aggregate findings."""
+    from .detect.aggregate import Aggregator
+    with gc_paused():
+        ids = global_ids(keys[p], [k for q, k in enumerate(keys) if q != p]).tolist()
+        flows = t.flows
+        for f, i in zip(flows, ids):
+            f.id = i
+            f.emitted = 0
+        for f, r in zip(flows, t.reuse):
+            f.reuse_of = flows[r].id if r >= 0 else None
+        agg = Aggregator(thresholds)
+        agg.index_flows(flows)
+        return Numbered(flows, agg.summary())
+
+
+def index_of(n: Numbered):
+    """Task: the small half of a Numbered (what the driver gathers)."""
+    return n.index
+
+
+CHUNK = 50_000                     # items the driver asks a partition for at a time (at most)
+CHUNKS_HELD = 200_000              # items the driver holds at once over all partitions (two chunks each)
+LINES_HELD = 64 << 20              # bytes of rendered output the driver holds at once, likewise (a flow's JSON
+#                                    record is ~1.5 KB on bench traffic: 25,000 of them were 37 MB a chunk)
+
+
+@dataclass
+class PartSummary:
+    """What the driver gathers of a judged partition: counts and its roll-ups, no connection."""
+    flows: int
+    states_end: dict               # role -> Counter of states at the end
+    non_rfc: int                   # transitions off the RFC diagram
+    rollups: object                # an Aggregator summary holding the partition's roll-ups
+    chunks: dict                   # "lines" / "piles" -> how many chunks of `chunk` items
+    chunk: int = CHUNK
+
+
+@dataclass
+class Judged:
+    summary: PartSummary
+    lines: list                    # the output's items, sorted (see `_lines`), in pickled chunks
+    piles: list                    # every transition as the piles take it, in `ordered`'s order, in chunks
+    flows: list | None             # the flows themselves, when the driver gathers them
+
+    def __sizeof__(self) -> int:
+        return sum(map(len, self.lines)) + sum(map(len, self.piles)) + FLOW_BYTES * len(self.flows or ())
+
+
+def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None = None,
+                    keep_flows: bool = True, chunk: int = CHUNK, parts: int = 1) -> Judged:
+    """Task: per-flow findings (the reconnect rule against the whole capture's `newest`), roll-ups, the
+    partition's part of the output (`fmt` json or jsonl, rendered here) and of the piles' input."""
+    from .detect.aggregate import Aggregator
+    from .detect.piles import LISTED
+    with gc_paused():
+        flows = n.flows
+        agg = Aggregator(thresholds)
+        agg.newest = newest
+        agg.judge_flows(flows, end)
+        agg.newest = type(newest)()
+        # (ts, entering a listed state, flow, endpoint, position): the key of tcpfsm.detect.piles.ordered over
+        # the whole capture's transitions (stable in flow order, then transition order), unique per transition
+        piles = [(t.ts, t.new in LISTED, f.id, t.endpoint, i, f.client_ip, f.server_ip, t.new)
+                 for f in flows for i, t in enumerate(f.transitions)]
+        piles.sort()
+        lines = _lines(flows, fmt)
+        states_end = {"client": Counter(), "server": Counter()}
+        non_rfc = 0
+        for f in flows:
+            states_end["client"][f.conn.client.state.value] += 1
+            states_end["server"][f.conn.server.state.value] += 1
+            non_rfc += sum(1 for t in f.transitions if not t.rfc)
+        lines, piles = _chunks(lines, chunk, max(1 << 18, LINES_HELD // (2 * parts))), _chunks(piles, chunk)
+        summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(),
+                              {"lines": len(lines), "piles": len(piles)}, chunk)
+        return Judged(summary, lines, piles, flows if keep_flows else None)
+
+
+def _chunks(items: list, n: int, nbytes: int | None = None) -> list[bytes]:
+    """`items` in pickled chunks of `n` (and, with `nbytes`, of at most that many bytes of their last field,
+    a rendered line), the list emptied as it goes: a chunk is a third of its tuples' size, and Dask would
+    serialise a list of tuples holding bytes item by item, 100 times slower."""
+    import pickle
+    out = []
+    while items:
+        k, size = 0, 0
+        for item in reversed(items):
+            if k >= n or (nbytes is not None and k and size + len(item[-1]) > nbytes):
+                break
+            k += 1
+            size += len(item[-1]) if nbytes is not None else 0
+        out.append(pickle.dumps(items[-k:], protocol=5))
+        del items[-k:]
+    out.reverse()
+    return out
+
+
+def _lines(flows: list, fmt: str | None) -> list:
+    """The partition's part of the output, each item ending in its encoded line, sorted so that a merge of
+    every partition's items gives the one-process document: json, (flow id, record); jsonl, (time, kind
+    order, flow id, position, event) -- tcpfsm.render.records' event order, where events at the same time and
+    kind come in flow order, each flow's in its own order (transitions, anomalies, its end)."""
+    from .render import records as R
+    enc = R.encode
+    if fmt == "json":
+        return [(f.id, enc(R.flow_record(f))) for f in flows]
+    if fmt != "jsonl":
+        return []
+    out = []
+    add = out.append
+    for f in flows:
+        i = 0
+        for t in f.transitions:
+            add((t.ts, R.TRANSITION, f.id, i, enc(R.transition_event(f, t)) + b"\n"))
+            i += 1
+        for a in f.anomalies:
+            add((a.ts, R.ANOMALY, f.id, i, enc(R.anomaly_event(f, a)) + b"\n"))
+            i += 1
+        add((f.last_ts, R.FLOW_END, f.id, i, enc(R.flow_end_event(f)) + b"\n"))
+    out.sort()
+    return out
+
+
+def summary_of(j: Judged) -> PartSummary:
+    """Task: a judged partition's counts (its roll-ups go to the merge tree: `rollups_of`)."""
+    from dataclasses import replace
+    return replace(j.summary, rollups=None)
+
+
+def rollups_of(j: Judged):
+    return j.summary.rollups
+
+
+def newest_of(agg):
+    """Task: the merged newest connection per (client, service), for the judges."""
+    return agg.newest
+
+
+def merge_two(a, b):
+    """Task: two Aggregator summaries merged (tcpfsm.detect.aggregate.Aggregator.merge)."""
+    with gc_paused():
+        return a.merge(b)
+
+
+def _tree(client, futures: list):
+    """The merge of every summary in `futures`, pairwise in a tree on the workers -> one future."""
+    level, depth = list(futures), 0
+    while len(level) > 1:
+        depth += 1
+        nxt = [client.submit(merge_two, level[i], level[i + 1], retries=2,
+                             key=f"tcpfsm-merge-{depth}-{i}-{uuid.uuid4().hex[:8]}")
+               for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def chunk_of(j: Judged, kind: str, i: int) -> bytes:
+    """Task: chunk i of a judged partition's `lines` or `piles` (pickled)."""
+    return getattr(j, kind)[i]
+
+
+def flows_of(j: Judged) -> bytes:
+    """Task: a judged partition's flows, pickled here (bytes: Dask moves them as they are) while the collector
+    is still paused: the flows' machines are hundreds of thousands of objects, and a collection in the middle
+    of pickling them doubled its time."""
+    import pickle
+    with gc_paused():
+        return pickle.dumps(j.flows, protocol=5)
+
+
+def _unpickle(blob: bytes):
+    import pickle
+    with gc_paused():
+        return pickle.loads(blob)
 
 
 # -- the driver -----------------------------------------------------------------------------------------------
@@ -315,6 +521,56 @@ class _Table:
     evicted: dict = field(default_factory=dict)
     max_flows: int | None = None
     after_eviction: int = 0
+
+
+class _Merged:
+    """The merged Aggregator, as Analysis takes it: every connection was judged in its partition already, so
+    `finish` only adds what the merged summaries give (floods, scans, piles, roll-ups)."""
+
+    def __init__(self, agg):
+        self.agg = agg
+        self.piles = agg.piles
+
+    def finish(self, _flows, end):
+        return self.agg.finish([], end)
+
+
+class _PileFlow:
+    __slots__ = ("id", "client_ip", "server_ip")
+
+    def __init__(self, fid, client_ip, server_ip):
+        self.id, self.client_ip, self.server_ip = fid, client_ip, server_ip
+
+
+class _PileStep:
+    __slots__ = ("ts", "endpoint", "new")
+
+    def __init__(self, ts, endpoint, new):
+        self.ts, self.endpoint, self.new = ts, endpoint, new
+
+
+class DaskAnalysis(Analysis):
+    """The Analysis of a run whose flows stayed in the partitions (`analyze(..., render=...)`): `flows` is
+    empty, the summary counts them from the partitions' summaries, and `write` streams the document from the
+    workers while the cluster is up."""
+    parts: list
+    source: object
+
+    def summary(self) -> dict:
+        out = super().summary()
+        states_end = {"client": Counter(), "server": Counter()}
+        for p in self.parts:
+            for role in states_end:
+                states_end[role].update(p.states_end[role])
+        out["flows"] = sum(p.flows for p in self.parts)
+        out["states_at_end"] = {k: dict(sorted(v.items())) for k, v in states_end.items()}
+        out["non_rfc_transitions"] = sum(p.non_rfc for p in self.parts)
+        return out
+
+    @property
+    def occupancy(self):
+        raise ValueError("the connections stayed on the Dask workers (streamed output): netstat and state "
+                         "counts gather them (tcpfsm.distributed.analyze without render)")
 
 
 def need_dask():
@@ -337,25 +593,35 @@ def client_for(workers: int | None = None, scheduler: str | None = None):
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     n = workers or os.cpu_count() or 1
     cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       # the scheduler's HTTP routes on a free port: with None it takes 8787
+                                       # and warns on stderr when another cluster holds it
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
     return distributed.Client(cluster), cluster
 
 
 def analyze(paths, workers: int | None = None, scheduler: str | None = None, client=None,
             partitions: int | None = None, workdir: str | None = None, profile="linux", thresholds=None,
             timers: dict | None = None, end=None, engine: str = "fast", verify_checksums: bool = False,
-            capture_point: str = "auto", progress=None, batch_size: int = 16384):
+            capture_point: str = "auto", progress=None, batch_size: int = 16384, render=None,
+            fmt: str | None = None):
     """`tcpfsm.api.analyze` for many files on a Dask cluster (see the module docstring). `client`: an
     existing distributed.Client (else one is made from `workers` / `scheduler` and closed at the end).
     `partitions`: how many connection partitions (default: 2 per worker). `workdir`: where decode tasks
     write their partitions (a path every worker can reach); in worker memory when None.
-    `progress(stage, done, total)` is called as tasks finish."""
+    `progress(stage, done, total)` is called as tasks finish.
+    `render`: None, the Analysis holds every flow, gathered from the partitions (netstat, state counts,
+    timeline, the Python API). A callable: the flows stay on the workers, rendered there in `fmt` ("json"
+    or "jsonl"); `render(an)` is called while the cluster is up with an Analysis whose `flows` is empty,
+    and `write(an, out)` there streams the document through the driver in flow order."""
     from .api import parse_time
     from .capture.multi import MultiCaptureInfo, expand, file_plan, left_out_warning, merge_infos
+    from .detect.aggregate import Aggregator
     from .detect.rules import Thresholds
     from .fsm import TimerProfile, get_profile
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds().override(**(thresholds or {}))
+    if render is not None and fmt not in ("json", "jsonl"):
+        raise ValueError(f"render: the flows are rendered on the workers as json or jsonl, not {fmt!r}")
     left_out: list[str] = []
     files = expand(paths, left_out)
     if files == ["-"]:
@@ -373,8 +639,9 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         if workdir is not None:                   # this run's own directory inside it, removed at the end
             workdir = os.path.join(os.path.abspath(workdir), f"tcpfsm-{uuid.uuid4().hex[:12]}")
             os.makedirs(workdir)
+        run = uuid.uuid4().hex[:8]
         decoded = [client.submit(decode_file, p, nparts, engine, verify_checksums, workdir, batch_size,
-                                 key=f"tcpfsm-decode-{i}-{uuid.uuid4().hex[:8]}", retries=2)
+                                 key=f"tcpfsm-decode-{i}-{run}", retries=2)
                    for i, p in enumerate(files)]
         facts_f = [client.submit(facts_of, d, pure=False) for d in decoded]
         facts = _wait(distributed, client, facts_f, "decode", progress)
@@ -414,20 +681,63 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         if end is not None:
             stop = max(stop or 0, parse_time(end, info.first_ts or 0))
         plan = Plan(bases, ibases, tmaps, overlap, stop)
-        # tracking, one task per partition, over its pieces of every file in reading order
+        cs, last_clock = _clock(facts, order, overlap)
+        table_clock = max(last_clock, stop or 0)
+        end_ns = max(table_clock, info.last_ts or 0)      # Analysis.end: where findings are judged
+        # track, one task per partition over its pieces of every file in reading order; number; index
         tracked = []
         for p in range(nparts):
             pieces = [client.submit(piece_of, decoded[i], p, pure=False) for i in order]
             tracked.append(client.submit(track_partition, pieces, plan, prof, capture_point, batch_size,
-                                         key=f"tcpfsm-track-{p}-{uuid.uuid4().hex[:8]}", retries=2))
-        with gc_paused():
-            parts = [unpickle(b) for b in _wait(distributed, client, tracked, "track", progress)]
-        del decoded, facts_f, tracked
+                                         key=f"tcpfsm-track-{p}-{run}", retries=2))
+        keys = [client.submit(keys_of, t, key=f"tcpfsm-keys-{p}-{run}") for p, t in enumerate(tracked)]
+        numbered = [client.submit(number_partition, t, keys, p, th, key=f"tcpfsm-number-{p}-{run}", retries=2)
+                    for p, t in enumerate(tracked)]
+        del decoded, facts_f, pieces, tracked, keys     # each freed on the workers once its dependents ran
+        # the partitions' summaries merged in a tree on the workers (associative and commutative): the driver
+        # receives one, never P of them, and the merged newest-connection table goes to the judges directly
+        indexes = [client.submit(index_of, n, pure=False) for n in numbered]
+        _wait(distributed, client, indexes, "track", progress, gather=False)
+        index = _tree(client, indexes)
+        del indexes
         t2 = clock()
         with gc_paused():
-            an = _finish(parts, facts, order, overlap, info, prof, th, stop, files, nparts, nworkers)
-        t3 = clock()
-        an.timings = {"decode": t1 - t0, "track": t2 - t1, "merge+detect": t3 - t2, "total": t3 - t0}
+            newest = client.submit(newest_of, index, pure=False)
+            keep = render is None
+            chunk = max(1000, min(CHUNK, CHUNKS_HELD // (2 * nparts)))
+            judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, keep, chunk,
+                                    nparts, key=f"tcpfsm-judge-{p}-{run}", retries=2)
+                      for p, n in enumerate(numbered)]
+            del numbered, newest
+            parts = _wait(distributed, client, [client.submit(summary_of, j, pure=False) for j in judged],
+                          "judge", progress)
+            t3 = clock()
+            # the roll-ups (small) merged first, then into the index (large) once
+            rollups = _tree(client, [client.submit(rollups_of, j, pure=False) for j in judged])
+            whole = client.submit(merge_two, index, rollups, pure=False).result()
+            del rollups
+            del index
+            whole.piles = Aggregator(th).piles
+            _feed_piles(whole.piles, [_items(client, j, "piles", s.chunks["piles"]) for j, s in zip(judged, parts)])
+            flows = []
+            if keep:
+                blobs = client.gather([client.submit(flows_of, j, pure=False) for j in judged])
+                flows = list(heapq.merge(*(_unpickle(b) for b in blobs), key=lambda f: f.id))
+                del blobs
+            cls = Analysis if keep else DaskAnalysis
+            an = cls(info, prof, th, _Table(flows, cs, table_clock), stop, aggregator=_Merged(whole))
+        an.dropped_bad_checksum = sum(f.dropped_bad for f in facts)
+        an.info.warnings.append(f"analysed on Dask: {len(files)} file(s), {nparts} connection partitions, "
+                                f"{nworkers} worker(s); path health and Zeek's view are not computed there")
+        an.partitions = nparts
+        t4 = clock()
+        an.timings = {"decode": t1 - t0, "track": t2 - t1, "judge": t3 - t2, "merge+detect": t4 - t3}
+        if render is not None:
+            an.parts = parts
+            an.source = (client, judged, fmt)
+            render(an)
+            an.timings["write"] = clock() - t4
+        an.timings["total"] = clock() - t0
         return an
     finally:
         if cluster is not None:
@@ -438,12 +748,9 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _finish(parts, facts, order, overlap, info, prof, th, stop, files, nparts, nworkers):
-    """The driver's last step: merge the partials, number the flows, build the Analysis from them."""
-    from .api import Analysis
+def _clock(facts, order, overlap):
+    """The capture's clock steps (per file, and across file boundaries) and its last monotonic time."""
     from .track.flowtable import ClockStats
-    whole = functools.reduce(merge, parts, Partial())
-    flows = number(whole)
     cs = ClockStats()
     ordered_facts = [facts[i] for i in order]
     prev = None
@@ -456,17 +763,56 @@ def _finish(parts, facts, order, overlap, info, prof, th, stop, files, nparts, n
             cs.backwards_steps += 1
             cs.largest_step_ns = max(cs.largest_step_ns, prev - f.first_row_ts)
         prev = f.last_row_ts
-    last_clock = max((f.last_row_ts for f in ordered_facts if f.last_row_ts is not None), default=0)
-    table = _Table(flows, cs, max(last_clock, stop or 0))
-    an = Analysis(info, prof, th, table, stop)
-    an.dropped_bad_checksum = sum(f.dropped_bad for f in facts)
-    an.info.warnings.append(f"analysed on Dask: {len(files)} file(s), {nparts} connection partitions, "
-                            f"{nworkers} worker(s); path health and Zeek's view are not computed there")
-    an.partitions = nparts
-    return an
+    return cs, max((f.last_row_ts for f in ordered_facts if f.last_row_ts is not None), default=0)
 
 
-def _wait(distributed, client, futures: list, stage: str, progress) -> list:
+def _items(client, judged, kind: str, nchunks: int):
+    """One judged partition's `kind` items, a chunk at a time (the next asked for while this one is read):
+    the driver holds a chunk per partition, never a partition."""
+    nxt = client.submit(chunk_of, judged, kind, 0, pure=False) if nchunks else None
+    for i in range(nchunks):
+        cur = nxt
+        nxt = client.submit(chunk_of, judged, kind, i + 1, pure=False) if i + 1 < nchunks else None
+        items = _unpickle(cur.result())
+        del cur
+        yield from items
+
+
+def _feed_piles(piles, streams) -> None:
+    """Every partition's transitions, merged in `ordered`'s order, into the one PileCounter: the piles of one
+    process, exactly (its memory: the endpoints in a listed state at once, as a streamed run's)."""
+    batch = []
+    for ts, _entering, fid, endpoint, _i, client_ip, server_ip, new in heapq.merge(*streams):
+        batch.append((_PileFlow(fid, client_ip, server_ip), _PileStep(ts, endpoint, new)))
+        if len(batch) >= 8192:
+            piles.feed(batch)
+            batch = []
+    piles.feed(batch)
+
+
+def write(an, out) -> None:
+    """The document of an analysis whose flows stayed on the workers (`analyze(..., render=...)`), into the
+    byte sink `out`: json, tcpfsm.render.records.write_analysis_json's with the flows merged by id from the
+    partitions; jsonl, records.write_event_stream's, the partitions' events merged by (time, kind, flow,
+    position) with the aggregate findings (after every flow event at their time and kind), then stats."""
+    from .render import records as R
+    client, judged, fmt = an.source
+    streams = [_items(client, j, "lines", p.chunks["lines"]) for j, p in zip(judged, an.parts)]
+    if fmt == "json":
+        R.write_analysis_json(an, out, spooled=(line for _id, line in heapq.merge(*streams)))
+        return
+    closing = R.closing_events(an)                 # aggregate findings by time (stable), then stats
+    found = sorted(an.findings, key=lambda a: a.ts_end or a.ts)
+    last = 1 << 62                                 # after every flow's events at the same (time, kind)
+    aggs = ((a.ts_end or a.ts, R.ANOMALY, last, i, R.encode(ev) + b"\n")
+            for i, (a, ev) in enumerate(zip(found, closing)))
+    w = out.write
+    for item in heapq.merge(*streams, aggs):
+        w(item[4])
+    w(R.encode(closing[-1]) + b"\n")
+
+
+def _wait(distributed, client, futures: list, stage: str, progress, gather: bool = True) -> list | None:
     """Results of `futures` in their order; `progress(stage, done, total)` as each finishes. A task that
     failed raises its error here (a CaptureError stays one; a lost worker was retried by Dask first)."""
     total = len(futures)
@@ -476,4 +822,10 @@ def _wait(distributed, client, futures: list, stage: str, progress) -> list:
         for _ in distributed.as_completed(futures):
             done += 1
             progress(stage, done, total)
+    if not gather:
+        distributed.wait(futures)
+        for f in futures:
+            if f.status == "error":
+                f.result()                         # raises the task's error
+        return None
     return client.gather(futures)

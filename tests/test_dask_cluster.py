@@ -144,34 +144,53 @@ def test_work_directory_and_one_partition_give_the_same(tmp_path, cluster):
     assert os.listdir(work) == ["mine.npz"]                  # its own files removed, nothing else
 
 
-def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path):
+@pytest.mark.parametrize("stage", ["decode", "judge"])
+def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path, stage):
     """Worker w0 is killed (SIGKILL, by PID) once every file is decoded -- its decoded partitions are lost
-    with it -- and before they are tracked: Dask recomputes them on the other worker."""
+    with it -- and before they are tracked; or once every partition is judged, its rendered flows lost
+    before the driver streams them out: Dask recomputes them on the other worker."""
     src = KERNEL / "concurrent_mixed.pcap"
     whole = api.analyze(str(src), path_health=False)
     parts = split(src, tmp_path, 6)
     c = Cluster(2, tmp_path)
     killed = []
+    written = {}
     try:
         w0 = c.worker_address("w0")
 
-        def progress(stage, done, total):
-            if stage == "decode" and done == total and not killed:
+        def progress(stage_, done, total):
+            if stage_ == stage and done == total and not killed:
                 held = c.client.has_what().get(w0, ())
                 killed.append(len(held))
                 c.kill("w0")
                 c.wait_workers(1)
 
-        an = tdist.analyze(parts, client=c.client, partitions=4, progress=progress)
+        def render(an):
+            import io
+            out = io.BytesIO()
+            tdist.write(an, out)
+            written["doc"] = out.getvalue()
+
+        an = tdist.analyze(parts, client=c.client, partitions=4, progress=progress,
+                           render=render if stage == "judge" else None, fmt="jsonl" if stage == "judge" else None)
     finally:
         c.close()
-    assert killed and killed[0] > 0           # w0 held decoded data when it died
-    assert signature(an) == signature(whole)
+    assert killed and killed[0] > 0           # w0 held data when it died
     assert [a.message for a in an.findings] == [a.message for a in whole.findings]
+    if stage == "judge":
+        assert written["doc"].splitlines()[:-1] == _document(whole, "jsonl").splitlines()[:-1]
+        assert an.flows == [] and an.summary()["flows"] == len(whole.flows)   # the driver never held them
+        with pytest.raises(ValueError, match="stayed on the Dask workers"):
+            an.netstat(whole.start)
+    else:
+        assert signature(an) == signature(whole)
 
 
-def _partials(parts, nparts):
-    """Track each partition in this process (the tasks are plain functions) -> the partials."""
+def _parts_in_process(parts, nparts, th=None):
+    """Decode, track, number and judge each partition in this process (the tasks are plain functions) ->
+    (numbered partitions, their index summaries, judged partitions, the capture's end)."""
+    from tcpfsm.detect.rules import Thresholds
+    th = th or Thresholds()
     decoded = [tdist.decode_file(p, nparts) for p in parts]
     facts = [d[0] for d in decoded]
     order = file_plan(parts, [f.info.first_ts for f in facts])
@@ -179,26 +198,59 @@ def _partials(parts, nparts):
     for i in order:
         bases.append(base)
         base += facts[i].info.records
-    plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, max(f.info.last_ts for f in facts))
+    end = max(f.info.last_ts for f in facts)
+    plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, end)
     prof = api.get_profile("linux")
-    return [tdist.unpickle(tdist.track_partition([decoded[i][1][p] for i in order], plan, prof))
-            for p in range(nparts)]
+    tracked = [tdist.track_partition([decoded[i][1][p] for i in order], plan, prof) for p in range(nparts)]
+    keys = [tdist.keys_of(t) for t in tracked]
+    numbered = [tdist.number_partition(t, keys, p, th) for p, t in enumerate(tracked)]
+    indexes = [n.index for n in numbered]
+    newest = functools.reduce(lambda a, b: a.merge(b), indexes).newest
+    judged = [tdist.judge_partition(n, newest, end, th) for n in numbered]
+    return numbered, indexes, judged, end
 
 
-def test_merge_is_associative_and_commutative(tmp_path):
-    parts = split(KERNEL / "concurrent_mixed.pcap", tmp_path, 3)
-    a, b, c = _partials(parts, 3)
-    assert a.flows and b.flows and c.flows              # every partition holds connections
+def _findings(agg, end):
+    """The aggregate findings of a merged summary (piles apart: they are fed, not merged)."""
+    from tcpfsm.detect.aggregate import Aggregator
+    agg = agg.summary()
+    agg.piles = Aggregator(agg.th).piles
+    return [(a.kind, a.severity, a.ts, a.ts_end, a.count, list(a.flows), a.message) for a in agg.finish([], end)]
 
-    def keys(p):
-        return p.keys, [id(f) for f in p.flows], sorted(p.reuse.items())
 
-    left = tdist.merge(tdist.merge(a, b), c)
-    right = tdist.merge(a, tdist.merge(b, c))
-    swapped = tdist.merge(c, tdist.merge(b, a))
-    assert keys(left) == keys(right) == keys(swapped)
-    assert keys(tdist.merge(a, tdist.Partial())) == keys(a)          # the empty partial is the identity
-    assert left.keys == sorted(left.keys) and len(set(left.keys)) == len(left.keys)
+@pytest.mark.parametrize("src", [KERNEL / "syn_flood.pcap", KERNEL / "concurrent_mixed.pcap",
+                                 KERNEL.parent / "crafted" / "port_scan.pcap",
+                                 KERNEL.parent / "crafted" / "syn_flood_spoofed.pcap"])
+def test_merge_is_associative_and_commutative(tmp_path, src):
+    """Merging the partitions' summaries (floods, scans, the newest connection per client, roll-ups) in any
+    grouping gives the same findings, and those of one process (piles apart, which are fed, not merged)."""
+    from tcpfsm.detect.aggregate import Aggregator
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 3)
+    _n, indexes, judged, end = _parts_in_process(parts, 3)
+    a, b, c = (i.merge(j.summary.rollups) for i, j in zip(indexes, judged))
+    assert all(j.summary.flows for j in judged)           # every partition holds connections
+    left, right, swapped = a.merge(b).merge(c), a.merge(b.merge(c)), c.merge(b.merge(a))
+    empty = Aggregator(a.th).summary()
+    assert _findings(left, end) == _findings(right, end) == _findings(swapped, end)
+    assert _findings(a.merge(empty), end) == _findings(empty.merge(a), end) == _findings(a, end)  # identity
+    want = [(a.kind, a.severity, a.ts, a.ts_end, a.count, list(a.flows), a.message) for a in whole.findings
+            if not a.kind.endswith("pile")]
+    assert [f for f in _findings(left, end) if not f[0].endswith("pile")] == want
+    assert want                                            # the capture has aggregate findings to compare
+
+
+def test_global_ids_are_the_rank_over_every_partition():
+    import numpy as np
+    rng = np.random.default_rng(7)
+    ts = rng.integers(0, 50, 3000)                         # many equal times: ties broken by packet
+    keys = np.unique(np.stack([ts, rng.permutation(3000)], axis=1), axis=0)
+    part = rng.integers(0, 4, len(keys))
+    mine = [keys[part == p] for p in range(4)]             # each sorted (np.unique sorts rows)
+    got = np.empty(len(keys), np.int64)
+    for p in range(4):
+        got[part == p] = tdist.global_ids(mine[p], [m for q, m in enumerate(mine) if q != p])
+    assert got.tolist() == list(range(1, len(keys) + 1))
 
 
 def test_reuse_across_partitions_keeps_its_link(tmp_path):
@@ -206,11 +258,49 @@ def test_reuse_across_partitions_keeps_its_link(tmp_path):
     src = KERNEL / "time_wait_reuse.pcap"
     whole = api.analyze(str(src), path_health=False)
     parts = split(src, tmp_path, 2)
-    partials = _partials(parts, 4)
-    flows = tdist.number(functools.reduce(tdist.merge, partials, tdist.Partial()))
+    numbered, *_ = _parts_in_process(parts, 4)
+    flows = sorted((f for n in numbered for f in n.flows), key=lambda f: f.id)
     want = [(f.id, f.reuse_of) for f in whole.flows]
     assert [(f.id, f.reuse_of) for f in flows] == want
     assert any(r is not None for _, r in want)
+
+
+def _document(an, fmt: str) -> bytes:
+    import io
+    from tcpfsm.render import records
+    out = io.BytesIO()
+    (records.write_analysis_json if fmt == "json" else records.write_event_stream)(an, out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["concurrent_mixed", "syn_flood", "vanished_peer", "time_wait_reuse"])
+def test_cli_json_and_jsonl_stream_from_the_workers(tmp_path, cluster, name):
+    """`analyze --scheduler ... --format json|jsonl -o F`: the partitions render the flows and the driver
+    merges them in flow order (it never holds the connections); the document is one process's, byte for
+    byte in the flows, findings and events (the capture line, warnings and max_tracked aside)."""
+    src = KERNEL / f"{name}.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 3)
+    for fmt in ("json", "jsonl"):
+        out = tmp_path / f"out.{fmt}"
+        r = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", *parts, "--scheduler", cluster.address,
+                            "--format", fmt, "-o", str(out), "-q"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        want, got = _document(whole, fmt), out.read_bytes()
+        if fmt == "json":
+            w, g = json.loads(want), json.loads(got)
+            assert got.split(b'"flows": [')[1].split(b'],\n "anomalies"')[0] == \
+                want.split(b'"flows": [')[1].split(b'],\n "anomalies"')[0]
+            assert g["anomalies"] == w["anomalies"]
+            for key, v in w["summary"].items():
+                if key not in ("warnings", "max_tracked"):
+                    assert g["summary"][key] == v, key
+        else:
+            w, g = want.splitlines(), got.splitlines()
+            assert g[:-1] == w[:-1]                        # every event but the last (stats), byte for byte
+            ws, gs = json.loads(w[-1]), json.loads(g[-1])
+            assert gs["event"] == "stats" and gs["summary"]["flows"] == ws["summary"]["flows"]
+            assert gs["summary"]["states_at_end"] == ws["summary"]["states_at_end"]
 
 
 def test_cli_workers_option(tmp_path):

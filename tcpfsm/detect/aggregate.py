@@ -11,7 +11,7 @@ analysis and the streaming one both go through it, so they agree.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from ..fsm import State
@@ -330,3 +330,139 @@ class Aggregator:
             out.append(Finding(kind, r.severity, r.first.ts, msg, ts_end=r.ts_end, count=r.count,
                                flows=sorted(r.flows), host=host, service=svc))
         return out
+
+    # -- parts of one capture (tcpfsm.distributed) ----------------------------------------------------------
+    # A capture split by connection (each connection wholly in one part, flows numbered globally, each part's
+    # flows handed over in id order) gives the whole capture's findings: `index_flows` in every part, the
+    # parts' indexes merged, the merged `newest` installed in every part for `judge_flows`, their roll-ups
+    # merged, the piles fed the merged transitions, then `finish([], end)`. `merge` is associative and
+    # commutative. Exact while the bounds (MAX_SINGLES, MAX_NEWEST) forget nothing; past them, one process
+    # forgets the oldest in its order and a part in its own, so the two may differ (both count it).
+    def index_flows(self, flows: list[Flow]) -> None:
+        """What `finish` learns of every connection before judging any (floods, scans, newest per client)."""
+        for f in flows:
+            self._index(f)
+
+    def judge_flows(self, flows: list[Flow], end: int) -> None:
+        """`finish`'s per-connection half with the whole capture's `newest` installed: per-flow findings,
+        the reconnect rule, roll-ups."""
+        for f in flows:
+            f.anomalies = flow_findings(f, end, self.th)
+        for f in flows:
+            self._reconnect(f, end)
+        for f in flows:
+            self._rollup(f)
+
+    def summary(self) -> "Aggregator":
+        """This aggregator without its piles (the part's transitions go to one PileCounter instead): what a
+        part hands over to be merged."""
+        out = Aggregator.__new__(Aggregator)
+        out.__dict__.update(self.__dict__)
+        out.piles = None
+        return out
+
+    def merge(self, other: "Aggregator") -> "Aggregator":
+        """A new aggregator holding both parts' summaries (not the piles: see `summary`), as if one had seen
+        both parts' connections in id order. Dict orders, which order findings of equal rank, are those of
+        one process: by the flow that created the entry."""
+        out = self.summary()           # (an index one side lacks is the other's as it is: a roll-up-only part
+        #                                 merged into a capture's index costs nothing; neither side is changed)
+        out.rollups = _merge_ordered(self.rollups, other.rollups, lambda r: r.flows[0], _merge_rollup)
+        flood = _merge_ordered(self.flood, other.flood, lambda b: min(x.flows[0] for x in b.values()),
+                               lambda a, b: _merge_dicts(a, b, _merge_bucket))
+        out.flood = defaultdict(dict, flood)
+        out.flood_sources = defaultdict(set)
+        for d in (self.flood_sources, other.flood_sources) if self.flood_sources and other.flood_sources else ():
+            for k, v in d.items():
+                s = out.flood_sources[k] | v
+                out.flood_sources[k] = s if len(s) <= MAX_SOURCES else set(sorted(s)[:MAX_SOURCES])
+        if not (self.flood_sources and other.flood_sources):
+            out.flood_sources = defaultdict(set, self.flood_sources or other.flood_sources)
+        out.flood_host = {**self.flood_host, **other.flood_host}
+        # scans: every source's targets, each with its first probe (the smallest flow id)
+        targets: dict[str, dict] = {}
+        for agg in (self, other) if (self.scan or self.scan1) and (other.scan or other.scan1) else ():
+            for src, (t, ts, fid, refused) in agg.scan1.items():
+                _first_probe(targets.setdefault(src, {}), t, (ts, fid, refused))
+            for src, ts_map in agg.scan.items():
+                tm = targets.setdefault(src, {})
+                for t, v in ts_map.items():
+                    _first_probe(tm, t, v)
+        scan, scan1 = [], []
+        for src, tm in targets.items():
+            items = sorted(tm.items(), key=lambda kv: kv[1][1])[:MAX_TARGETS]
+            if len(items) == 1:
+                t, (ts, fid, refused) = items[0]
+                scan1.append((fid, src, (t, ts, fid, refused)))
+            else:                        # a source joins `scan` with the first probe of its second target
+                scan.append((items[1][1][1], src, dict(items)))
+        out.scan = {src: tm for _, src, tm in sorted(scan, key=lambda x: x[0])}
+        out.scan1 = OrderedDict((src, v) for _, src, v in sorted(scan1, key=lambda x: x[0]))
+        if not targets:
+            one = self if self.scan or self.scan1 else other
+            out.scan, out.scan1 = one.scan, one.scan1
+        forgotten = Counter(self.forgotten) + Counter(other.forgotten)
+        while len(out.scan1) > MAX_SINGLES:           # the oldest out, as `_index` lets them go
+            out.scan1.popitem(last=False)
+            forgotten["scan_sources"] += 1
+        out.newest = self.newest or other.newest
+        if self.newest and other.newest:
+            newest = dict(self.newest)
+            for k, v in other.newest.items():
+                cur = newest.get(k)
+                if cur is None or v[0] > cur[0] or (v[0] == cur[0] and v[1] < cur[1]):
+                    newest[k] = v
+            out.newest = OrderedDict(sorted(newest.items(), key=lambda kv: kv[1][1]))
+        while len(out.newest) > MAX_NEWEST:
+            out.newest.popitem(last=False)
+            forgotten["reconnect_pairs"] += 1
+        out.quiet = OrderedDict(sorted({**self.quiet, **other.quiet}.items()))
+        out.forgotten = {k: forgotten.get(k, 0) for k in self.forgotten}
+        return out
+
+
+def _first_probe(targets: dict, t, v: tuple) -> None:
+    cur = targets.get(t)
+    if cur is None or v[1] < cur[1]:
+        targets[t] = v
+
+
+def _sample(a: list[int], b: list[int], n: int) -> list[int]:
+    """The first `n` of two lists of flow ids each in add (id) order, as one list in that order."""
+    import heapq
+    return list(heapq.merge(a, b))[:n]
+
+
+def _merge_dicts(a: dict, b: dict, combine) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = v if k not in out else combine(out[k], v)
+    return out
+
+
+def _merge_ordered(a: dict, b: dict, first, combine) -> dict:
+    """Both dicts' entries, combined where both have one, in the order of `first(value)` (the flow id that
+    created the entry; entries created by one flow come from one part and keep that part's order)."""
+    keys = {}
+    for src, d in enumerate((a, b)):
+        for i, (k, v) in enumerate(d.items()):
+            rank = (first(v), src, i)
+            if k not in keys or rank < keys[k]:
+                keys[k] = rank
+    out = {}
+    for k in sorted(keys, key=keys.__getitem__):
+        out[k] = combine(a[k], b[k]) if k in a and k in b else (a[k] if k in a else b[k])
+    return out
+
+
+def _merge_bucket(a: _Bucket, b: _Bucket) -> _Bucket:
+    return _Bucket(a.count + b.count, a.answered + b.answered, min(a.lo, b.lo), max(a.hi, b.hi),
+                   _sample(a.flows, b.flows, SAMPLE))
+
+
+def _merge_rollup(a: _Rollup, b: _Rollup) -> _Rollup:
+    first, first_flow = (a.first, a.first_flow) if (a.first.ts, a.first_flow) <= (b.first.ts, b.first_flow) \
+        else (b.first, b.first_flow)
+    sev = a.severity if SEVERITY_RANK[a.severity] <= SEVERITY_RANK[b.severity] else b.severity
+    return _Rollup(a.kind, sev, first, first_flow, max(a.ts_end, b.ts_end), a.count + b.count,
+                   _sample(a.flows, b.flows, SAMPLE))
