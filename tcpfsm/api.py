@@ -391,6 +391,7 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
         if evicted:
             agg.piles.feed(ordered(table.drain()))      # what settling them decided, before they go
         hand_out(evicted, True)
+        del evicted                                     # (not held through the next batch)
         timings["detect"] += clock() - t3
         if progress is not None:
             progress(cap.info, len(table.current))
