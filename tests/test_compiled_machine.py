@@ -191,3 +191,22 @@ def test_group_rows_compiled_equals_pure_equals_definition(picks, width, tiny_ta
         G = mod.group_rows(key, grow, first, perm, starts, np.full(size, -1, np.int64))
         assert (grow.tolist(), perm.tolist(), starts[:G + 1].tolist()) == want, mod.__name__
         assert first[:G].tolist() == [want[0].index(g) for g in range(G)]
+
+
+def test_optional_integer_fields_saturate_alike():
+    """An endpoint's optional integers are int64 C fields: values beyond the range (a damaged capture's times
+    near int64's end plus a timeout; found by make fuzz) saturate, in both forms, and never read as None."""
+    if COMPILED is None:
+        pytest.fail("tcpfsm.fsm.machine_c is not built")
+    values = (2**70, 2**63, 2**63 - 1, -2**63 + 1, -2**63, -2**70, 5, -5, None)
+    got = []
+    for mod in (COMPILED, PURE):
+        ep = mod.Endpoint("client")
+        row = []
+        for name in ("deadline", "retry_deadline", "isn", "last_ts", "ack_sent"):
+            for v in values:
+                setattr(ep, name, v)
+                row.append(getattr(ep, name))
+        got.append(row)
+    assert got[0] == got[1]
+    assert got[0][:9] == [2**63 - 1] * 3 + [-2**63 + 2] * 3 + [5, -5, None]

@@ -144,6 +144,24 @@ def seq_ge(a, b):
 _NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
 # an Endpoint integer field that holds None (no time, sequence number or capture index is this)
 _NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)
+_I64_MAX = cython.declare(i64, 0x7FFFFFFFFFFFFFFF)
+
+
+@cython.cfunc
+@cython.returns(i64)
+@cython.locals(x=i64)
+def _held(v):
+    """An integer as the int64 field that stores it: saturated at the range's ends, never the None sentinel.
+    Times near int64's end (a damaged capture's, clamped there by the decoders) plus a timeout would not
+    fit; the uncompiled module saturates the same way."""
+    if cython.compiled:
+        try:
+            x = v
+        except OverflowError:
+            x = _I64_MAX if v > 0 else _NONE + 1
+    else:
+        x = min(max(v, _NONE + 1), _I64_MAX)
+    return x if x > _NONE else _NONE + 1
 
 
 @cython.final
@@ -401,7 +419,7 @@ class Endpoint:
 
     @isn.setter
     def isn(self, v):
-        self._isn = _NONE if v is None else v
+        self._isn = _NONE if v is None else _held(v)
 
     @property
     def fin_seq(self):
@@ -409,7 +427,7 @@ class Endpoint:
 
     @fin_seq.setter
     def fin_seq(self, v):
-        self._fin_seq = _NONE if v is None else v
+        self._fin_seq = _NONE if v is None else _held(v)
 
     @property
     def ack_in_at(self):
@@ -417,7 +435,7 @@ class Endpoint:
 
     @ack_in_at.setter
     def ack_in_at(self, v):
-        self._ack_in_at = _NONE if v is None else v
+        self._ack_in_at = _NONE if v is None else _held(v)
 
     @property
     def snd_nxt(self):
@@ -425,7 +443,7 @@ class Endpoint:
 
     @snd_nxt.setter
     def snd_nxt(self, v):
-        self._snd_nxt = _NONE if v is None else v
+        self._snd_nxt = _NONE if v is None else _held(v)
 
     @property
     def ack_sent(self):
@@ -433,7 +451,7 @@ class Endpoint:
 
     @ack_sent.setter
     def ack_sent(self, v):
-        self._ack_sent = _NONE if v is None else v
+        self._ack_sent = _NONE if v is None else _held(v)
 
     @property
     def rx_fin_first(self):
@@ -441,7 +459,7 @@ class Endpoint:
 
     @rx_fin_first.setter
     def rx_fin_first(self, v):
-        self._rx_fin_first = _NONE if v is None else v
+        self._rx_fin_first = _NONE if v is None else _held(v)
 
     @property
     def rx_fin_last(self):
@@ -449,7 +467,7 @@ class Endpoint:
 
     @rx_fin_last.setter
     def rx_fin_last(self, v):
-        self._rx_fin_last = _NONE if v is None else v
+        self._rx_fin_last = _NONE if v is None else _held(v)
 
     @property
     def rx_fin_packet(self):
@@ -457,7 +475,7 @@ class Endpoint:
 
     @rx_fin_packet.setter
     def rx_fin_packet(self, v):
-        self._rx_fin_packet = _NONE if v is None else v
+        self._rx_fin_packet = _NONE if v is None else _held(v)
 
     @property
     def ack_prev(self):
@@ -465,7 +483,7 @@ class Endpoint:
 
     @ack_prev.setter
     def ack_prev(self, v):
-        self._ack_prev = _NONE if v is None else v
+        self._ack_prev = _NONE if v is None else _held(v)
 
     @property
     def ack_adv_ts(self):
@@ -473,7 +491,7 @@ class Endpoint:
 
     @ack_adv_ts.setter
     def ack_adv_ts(self, v):
-        self._ack_adv_ts = _NONE if v is None else v
+        self._ack_adv_ts = _NONE if v is None else _held(v)
 
     @property
     def fin_check(self):
@@ -481,7 +499,7 @@ class Endpoint:
 
     @fin_check.setter
     def fin_check(self, v):
-        self._fin_check = _NONE if v is None else v
+        self._fin_check = _NONE if v is None else _held(v)
 
     @property
     def cookie_check(self):
@@ -489,7 +507,7 @@ class Endpoint:
 
     @cookie_check.setter
     def cookie_check(self, v):
-        self._cookie_check = _NONE if v is None else v
+        self._cookie_check = _NONE if v is None else _held(v)
 
     @property
     def first_unanswered_ts(self):
@@ -497,7 +515,7 @@ class Endpoint:
 
     @first_unanswered_ts.setter
     def first_unanswered_ts(self, v):
-        self._first_unanswered_ts = _NONE if v is None else v
+        self._first_unanswered_ts = _NONE if v is None else _held(v)
 
     @property
     def first_ts(self):
@@ -505,7 +523,7 @@ class Endpoint:
 
     @first_ts.setter
     def first_ts(self, v):
-        self._first_ts = _NONE if v is None else v
+        self._first_ts = _NONE if v is None else _held(v)
 
     @property
     def last_ts(self):
@@ -513,7 +531,7 @@ class Endpoint:
 
     @last_ts.setter
     def last_ts(self, v):
-        self._last_ts = _NONE if v is None else v
+        self._last_ts = _NONE if v is None else _held(v)
 
     @property
     def last_data_ts(self):
@@ -521,7 +539,7 @@ class Endpoint:
 
     @last_data_ts.setter
     def last_data_ts(self, v):
-        self._last_data_ts = _NONE if v is None else v
+        self._last_data_ts = _NONE if v is None else _held(v)
 
     @property
     def deadline(self):
@@ -529,7 +547,7 @@ class Endpoint:
 
     @deadline.setter
     def deadline(self, v):
-        self._deadline = _NONE if v is None else v
+        self._deadline = _NONE if v is None else _held(v)
 
     @property
     def retry_deadline(self):
@@ -537,7 +555,7 @@ class Endpoint:
 
     @retry_deadline.setter
     def retry_deadline(self, v):
-        self._retry_deadline = _NONE if v is None else v
+        self._retry_deadline = _NONE if v is None else _held(v)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.role}, {self.state.value}, since={self.since})"
