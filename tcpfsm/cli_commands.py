@@ -84,8 +84,10 @@ def _dask_analyze(capture, workers, scheduler, quiet: bool = False, workdir: str
 def _dist_opts(f):
     """--workers and --scheduler: the run on a Dask cluster (needs tcpfsm[dask])."""
     f = click.option("--workdir", default=None, metavar="DIR",
-                     help="With --workers/--scheduler: the decoded segments go to .npz files in DIR (a path every "
-                          "worker can reach), not worker memory; removed at the end.")(f)
+                     help="With --workers/--scheduler: the decoded segments, each partition's connections and "
+                          "its rendered output wait in DIR between stages (a path every worker can reach), not "
+                          "in worker memory; removed at the end. --workers over 256 MB of input uses the "
+                          "temporary directory unless given.")(f)
     f = click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
                      help="Run on this existing Dask cluster (its workers must be able to read the files: a "
                           "shared path). Needs tcpfsm[dask].")(f)

@@ -17,8 +17,11 @@ Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
    file in that order (merged by timestamp where files overlap), so it holds *every* segment of each of its
    connections, in the order one process would see them. It runs a FlowTable over them, timers advanced
    after every batch and settled at the capture's end (the end of the last file, or --end), and keeps its
-   flows on the worker, sorted by key (first timestamp, first packet): the order in which one process
-   creates, and so numbers, connections.
+   flows on the worker (with a work directory: pickled there, read back by the numbering and judging
+   tasks, so that a worker holds one partition's connections at a time, not all of its partitions' across
+   the two barriers below), sorted by key (first timestamp, first packet): the order in which one process
+   creates, and so numbers, connections. P: 2 per worker, more for big inputs (a partition per
+   PARTITION_BYTES of capture, up to 8 per worker), or `partitions`.
    Why timers across file boundaries behave as in one file: a connection's timers only ever fire on that
    connection's own clock -- before its next segment, or when the table advances to a time -- and the
    partition sees its segments in global time order, with the global end; nothing in the table resets at a
@@ -36,8 +39,8 @@ Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
    whole capture. The task computes every flow's findings (`Aggregator.judge_flows`, as `finish` does), its
    roll-ups, the counts of the summary (flows, states at the end, non-RFC transitions), every transition as
    the piles take it, sorted in `tcpfsm.detect.piles.ordered`'s order, and, when the output is json or jsonl,
-   the flows' records / events rendered there, sorted in the document's order. The driver gathers the
-   counts and roll-ups.
+   the flows' records / events rendered there, sorted in the document's order (in chunk files in the work
+   directory, when there is one, until the driver streams them). The driver gathers the counts and roll-ups.
 5. The driver merges the roll-ups, feeds one PileCounter the partitions' transitions merged in `ordered`'s
    order (fetched a chunk per partition at a time: `_items`), and builds the Analysis from the merged
    aggregator (floods, scans, piles, roll-ups: the one implementation, hence one process's findings). With
@@ -71,6 +74,8 @@ import numpy as np
 from .api import Analysis, gc_paused      # gc_paused: the cyclic collector paused, as for one process's analysis
 
 NS = 1_000_000_000
+PARTITION_BYTES = 256 << 20   # capture bytes per connection partition, by default (see `analyze`)
+SPILL_ABOVE = 256 << 20       # a local cluster given more than this uses a work directory of its own (tempdir)
 FLUSH_ROWS = 1 << 21          # rows a decode task buffers before writing its partitions to the work directory
 _FNV = np.uint64(0x100000001B3)
 # a tracked connection in a worker's memory, as Dask should weigh it: without it Dask sees a partition as a few
@@ -238,9 +243,28 @@ class Tracked:
     ts: np.ndarray                 # first_ts of each flow, in that order
     packet: np.ndarray             # first_packet of each
     reuse: list                    # per flow: the index here of the flow whose TIME_WAIT it reused, or -1
+    spilled: str | None = None     # with a work directory: the flows are in this file, `flows` is empty
 
     def __sizeof__(self) -> int:   # what Dask weighs before moving it (sys.getsizeof sees a few pointers)
-        return FLOW_BYTES * len(self.flows)
+        return FLOW_BYTES * len(self.flows) + self.ts.nbytes * 3
+
+
+def _spill(flows: list, workdir: str, name: str) -> str:
+    """A partition's flows pickled to the work directory, between the stages that need every partition done
+    (numbering waits for every partition's keys, judging for the merged index): the worker then holds one
+    partition's connections at a time, not all of its partitions' (the file outlives a lost worker, so a
+    retried task reads it again)."""
+    import pickle
+    path = os.path.join(workdir, f"{name}-{uuid.uuid4().hex[:8]}.flows")
+    with gc_paused(), open(path, "wb") as f:
+        pickle.dump(flows, f, protocol=5)
+    return path
+
+
+def _unspill(path: str) -> list:
+    import pickle
+    with gc_paused(), open(path, "rb") as f:
+        return pickle.load(f)
 
 
 def _load_piece(piece):
@@ -265,10 +289,15 @@ def _rows(pieces_by_file: list, plan: Plan):
 
 
 def track_partition(pieces_by_file: list, plan: Plan, profile, capture_point: str = "auto",
-                    batch_size: int = 16384) -> Tracked:
-    """Task: every segment of one partition's connections through one FlowTable -> its Tracked."""
+                    batch_size: int = 16384, workdir: str | None = None, name: str = "track") -> Tracked:
+    """Task: every segment of one partition's connections through one FlowTable -> its Tracked (its flows
+    spilled to `workdir` when given)."""
     with gc_paused():
-        return _track(pieces_by_file, plan, profile, capture_point, batch_size)
+        t = _track(pieces_by_file, plan, profile, capture_point, batch_size)
+        if workdir is not None:
+            t.spilled = _spill(t.flows, workdir, name)
+            t.flows = []
+        return t
 
 
 def _track(pieces_by_file: list, plan: Plan, profile, capture_point: str, batch_size: int) -> Tracked:
@@ -303,7 +332,7 @@ def flow_key(f) -> tuple[int, int]:
 
 def keys_of(t: Tracked) -> np.ndarray:
     """Task: a partition's keys, (n, 2) int64 in key order: all another partition needs to number its flows."""
-    return np.stack([t.ts, t.packet], axis=1) if len(t.flows) else np.zeros((0, 2), np.int64)
+    return np.stack([t.ts, t.packet], axis=1) if len(t.ts) else np.zeros((0, 2), np.int64)
 
 
 def global_ids(keys: np.ndarray, others: list) -> np.ndarray:
@@ -326,25 +355,36 @@ def global_ids(keys: np.ndarray, others: list) -> np.ndarray:
 class Numbered:
     flows: list                    # the partition's flows with their global ids, in id order
     index: object                  # its Aggregator summary: floods, scans, newest connection per client
+    spilled: str | None = None     # or, with a work directory: the Tracked file, and what renumbers it
+    ids: list | None = None
+    reuse: list | None = None
 
     def __sizeof__(self) -> int:
-        return FLOW_BYTES * len(self.flows)
+        return FLOW_BYTES * len(self.flows) + 16 * len(self.ids or ())
+
+
+def _renumber(flows: list, ids: list, reuse: list) -> None:
+    """Global ids onto a partition's flows (in key order), and the ids that name other flows (TIME_WAIT
+    reuse: the same 4-tuple, so the same partition)."""
+    for f, i in zip(flows, ids):
+        f.id = i
+        f.emitted = 0
+    for f, r in zip(flows, reuse):
+        f.reuse_of = flows[r].id if r >= 0 else None
 
 
 def number_partition(t: Tracked, keys: list, p: int, thresholds) -> Numbered:
-    """Task: give partition p's flows their global ids (`global_ids`), fix the ids that name other flows
-    (TIME_WAIT reuse: the same 4-tuple, so the same partition), and index them for the aggregate findings."""
+    """Task: give partition p's flows their global ids (`global_ids`, `_renumber`) and index them for the
+    aggregate findings. Spilled flows are read, indexed and let go (the judge reads them again)."""
     from .detect.aggregate import Aggregator
     with gc_paused():
         ids = global_ids(keys[p], [k for q, k in enumerate(keys) if q != p]).tolist()
-        flows = t.flows
-        for f, i in zip(flows, ids):
-            f.id = i
-            f.emitted = 0
-        for f, r in zip(flows, t.reuse):
-            f.reuse_of = flows[r].id if r >= 0 else None
+        flows = t.flows if t.spilled is None else _unspill(t.spilled)
+        _renumber(flows, ids, t.reuse)
         agg = Aggregator(thresholds)
         agg.index_flows(flows)
+        if t.spilled is not None:
+            return Numbered([], agg.summary(), t.spilled, ids, t.reuse)
         return Numbered(flows, agg.summary())
 
 
@@ -382,13 +422,17 @@ class Judged:
 
 
 def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None = None,
-                    keep_flows: bool = True, chunk: int = CHUNK, parts: int = 1) -> Judged:
+                    keep_flows: bool = True, chunk: int = CHUNK, parts: int = 1, workdir: str | None = None,
+                    name: str = "judge") -> Judged:
     """Task: per-flow findings (the reconnect rule against the whole capture's `newest`), roll-ups, the
     partition's part of the output (`fmt` json or jsonl, rendered here) and of the piles' input."""
     from .detect.aggregate import Aggregator
     from .detect.piles import LISTED
     with gc_paused():
         flows = n.flows
+        if n.spilled is not None:
+            flows = _unspill(n.spilled)
+            _renumber(flows, n.ids, n.reuse)
         agg = Aggregator(thresholds)
         agg.newest = newest
         agg.judge_flows(flows, end)
@@ -406,6 +450,8 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             states_end["server"][f.conn.server.state.value] += 1
             non_rfc += sum(1 for t in f.transitions if not t.rfc)
         lines, piles = _chunks(lines, chunk, max(1 << 18, LINES_HELD // (2 * parts))), _chunks(piles, chunk)
+        if workdir is not None:                   # the driver streams them later: on disk until then
+            lines, piles = _to_files(lines, workdir, f"{name}-lines"), _to_files(piles, workdir, f"{name}-piles")
         summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(),
                               {"lines": len(lines), "piles": len(piles)}, chunk)
         return Judged(summary, lines, piles, flows if keep_flows else None)
@@ -491,9 +537,27 @@ def _tree(client, futures: list):
     return level[0]
 
 
+def _to_files(chunks: list[bytes], workdir: str, name: str) -> list[str]:
+    """Each chunk to its own file in the work directory -> their paths (`chunk_of` reads them back)."""
+    tag = uuid.uuid4().hex[:8]
+    paths = []
+    for i, c in enumerate(chunks):
+        path = os.path.join(workdir, f"{name}-{tag}-{i:05d}.chunk")
+        with open(path, "wb") as f:
+            f.write(c)
+        paths.append(path)
+    chunks.clear()
+    return paths
+
+
 def chunk_of(j: Judged, kind: str, i: int) -> bytes:
-    """Task: chunk i of a judged partition's `lines` or `piles` (pickled)."""
-    return getattr(j, kind)[i]
+    """Task: chunk i of a judged partition's `lines` or `piles` (pickled; from its file with a work
+    directory)."""
+    c = getattr(j, kind)[i]
+    if isinstance(c, str):
+        with open(c, "rb") as f:
+            return f.read()
+    return c
 
 
 def flows_of(j: Judged) -> bytes:
@@ -606,8 +670,10 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             fmt: str | None = None):
     """`tcpfsm.api.analyze` for many files on a Dask cluster (see the module docstring). `client`: an
     existing distributed.Client (else one is made from `workers` / `scheduler` and closed at the end).
-    `partitions`: how many connection partitions (default: 2 per worker). `workdir`: where decode tasks
-    write their partitions (a path every worker can reach); in worker memory when None.
+    `partitions`: how many connection partitions (default: 2 per worker, up to 8 per worker at one per
+    PARTITION_BYTES of input). `workdir`: where decode tasks write their partitions and partitions their flows
+    and rendered chunks between stages (a path every worker can reach); in worker memory when None, except
+    that a local cluster given more than SPILL_ABOVE bytes uses the temporary directory.
     `progress(stage, done, total)` is called as tasks finish.
     `render`: None, the Analysis holds every flow, gathered from the partitions (netstat, state counts,
     timeline, the Python API). A callable: the flows stay on the workers, rendered there in `fmt` ("json"
@@ -635,7 +701,13 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         client, cluster = client_for(workers, scheduler)
     try:
         nworkers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})) or (workers or 1))
-        nparts = partitions or max(1, 2 * nworkers)
+        size = _input_bytes(files)
+        # a partition's connections are what one task holds at once: about PARTITION_BYTES of capture each,
+        # at most 8 per worker (every numbering task receives every partition's keys)
+        nparts = partitions or max(1, 2 * nworkers, min(8 * nworkers, -(-size // PARTITION_BYTES)))
+        if workdir is None and cluster is not None and size > SPILL_ABOVE:
+            import tempfile                       # a local cluster's workers share this machine's disk
+            workdir = tempfile.gettempdir()
         if workdir is not None:                   # this run's own directory inside it, removed at the end
             workdir = os.path.join(os.path.abspath(workdir), f"tcpfsm-{uuid.uuid4().hex[:12]}")
             os.makedirs(workdir)
@@ -689,7 +761,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         for p in range(nparts):
             pieces = [client.submit(piece_of, decoded[i], p, pure=False) for i in order]
             tracked.append(client.submit(track_partition, pieces, plan, prof, capture_point, batch_size,
-                                         key=f"tcpfsm-track-{p}-{run}", retries=2))
+                                         workdir, f"track-{p:05d}", key=f"tcpfsm-track-{p}-{run}", retries=2))
         keys = [client.submit(keys_of, t, key=f"tcpfsm-keys-{p}-{run}") for p, t in enumerate(tracked)]
         numbered = [client.submit(number_partition, t, keys, p, th, key=f"tcpfsm-number-{p}-{run}", retries=2)
                     for p, t in enumerate(tracked)]
@@ -706,7 +778,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             keep = render is None
             chunk = max(1000, min(CHUNK, CHUNKS_HELD // (2 * nparts)))
             judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, keep, chunk,
-                                    nparts, key=f"tcpfsm-judge-{p}-{run}", retries=2)
+                                    nparts, workdir, f"judge-{p:05d}", key=f"tcpfsm-judge-{p}-{run}", retries=2)
                       for p, n in enumerate(numbered)]
             del numbered, newest
             parts = _wait(distributed, client, [client.submit(summary_of, j, pure=False) for j in judged],
@@ -746,6 +818,22 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         if workdir is not None:
             import shutil
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _input_bytes(files: list[str]) -> int:
+    """The captures' total size (what is known of it: a URL's size when fsspec can tell)."""
+    total = 0
+    for p in files:
+        try:
+            if "://" in p:
+                import fsspec
+                fs, path = fsspec.core.url_to_fs(p)
+                total += int(fs.size(path) or 0)
+            else:
+                total += os.path.getsize(p)
+        except Exception:                         # unknown size: the default partitions
+            pass
+    return total
 
 
 def _clock(facts, order, overlap):

@@ -144,11 +144,12 @@ def test_work_directory_and_one_partition_give_the_same(tmp_path, cluster):
     assert os.listdir(work) == ["mine.npz"]                  # its own files removed, nothing else
 
 
-@pytest.mark.parametrize("stage", ["decode", "judge"])
-def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path, stage):
+@pytest.mark.parametrize("stage,spill", [("decode", False), ("judge", False), ("judge", True)])
+def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path, stage, spill):
     """Worker w0 is killed (SIGKILL, by PID) once every file is decoded -- its decoded partitions are lost
     with it -- and before they are tracked; or once every partition is judged, its rendered flows lost
-    before the driver streams them out: Dask recomputes them on the other worker."""
+    before the driver streams them out: Dask recomputes them on the other worker. With a work directory
+    (`spill`) the lost results are file names: the recomputed tasks read the spilled flows again."""
     src = KERNEL / "concurrent_mixed.pcap"
     whole = api.analyze(str(src), path_health=False)
     parts = split(src, tmp_path, 6)
@@ -172,7 +173,8 @@ def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path, stage):
             written["doc"] = out.getvalue()
 
         an = tdist.analyze(parts, client=c.client, partitions=4, progress=progress,
-                           render=render if stage == "judge" else None, fmt="jsonl" if stage == "judge" else None)
+                           render=render if stage == "judge" else None, fmt="jsonl" if stage == "judge" else None,
+                           workdir=str(tmp_path / "work") if spill else None)
     finally:
         c.close()
     assert killed and killed[0] > 0           # w0 held data when it died
@@ -208,6 +210,45 @@ def _parts_in_process(parts, nparts, th=None):
     newest = functools.reduce(lambda a, b: a.merge(b), indexes).newest
     judged = [tdist.judge_partition(n, newest, end, th) for n in numbered]
     return numbered, indexes, judged, end
+
+
+def test_spilled_partitions_judge_the_same(tmp_path):
+    """With a work directory, track pickles a partition's flows there and number and judge read them back
+    (a worker then holds one partition's connections at a time): the same ids, findings, piles and rendered
+    records as partitions held in memory."""
+    from tcpfsm.detect.rules import Thresholds
+    src = KERNEL / "concurrent_mixed.pcap"
+    parts = split(src, tmp_path, 3)
+    th = Thresholds()
+    decoded = [tdist.decode_file(p, 3) for p in parts]
+    facts = [d[0] for d in decoded]
+    order = file_plan(parts, [f.info.first_ts for f in facts])
+    bases, base = [], 1
+    for i in order:
+        bases.append(base)
+        base += facts[i].info.records
+    end = max(f.info.last_ts for f in facts)
+    plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, end)
+    prof = api.get_profile("linux")
+    work = tmp_path / "work"
+    work.mkdir()
+    runs = []
+    for wd in (None, str(work)):
+        tracked = [tdist.track_partition([decoded[i][1][p] for i in order], plan, prof, workdir=wd)
+                   for p in range(3)]
+        assert all(bool(t.spilled) == bool(wd) and (not wd or t.flows == []) for t in tracked)
+        keys = [tdist.keys_of(t) for t in tracked]
+        numbered = [tdist.number_partition(t, keys, p, th) for p, t in enumerate(tracked)]
+        newest = functools.reduce(lambda a, b: a.merge(b), [n.index for n in numbered]).newest
+        judged = [tdist.judge_partition(n, newest, end, th, "json", keep_flows=False, workdir=wd)
+                  for n in numbered]
+        runs.append([(j.summary.flows, j.summary.states_end, j.summary.chunks,
+                      [tdist.chunk_of(j, "lines", i) for i in range(j.summary.chunks["lines"])],
+                      [tdist.chunk_of(j, "piles", i) for i in range(j.summary.chunks["piles"])],
+                      _findings(j.summary.rollups, end)) for j in judged])
+    assert runs[0] == runs[1]
+    assert sum(r[0] for r in runs[0]) == len(api.analyze(str(src), path_health=False).flows)
+    assert any(n.endswith(".flows") for n in os.listdir(work)) and any(n.endswith(".chunk") for n in os.listdir(work))
 
 
 def _findings(agg, end):
@@ -281,10 +322,15 @@ def test_cli_json_and_jsonl_stream_from_the_workers(tmp_path, cluster, name):
     src = KERNEL / f"{name}.pcap"
     whole = api.analyze(str(src), path_health=False)
     parts = split(src, tmp_path, 3)
-    for fmt in ("json", "jsonl"):
+    # one capture also through a work directory (flows and rendered chunks spilled there between stages)
+    runs = [(f, []) for f in ("json", "jsonl")]
+    if name == "concurrent_mixed":
+        runs += [(f, ["--workdir", str(tmp_path / "work")]) for f in ("json", "jsonl")]
+    for fmt, extra in runs:
         out = tmp_path / f"out.{fmt}"
         r = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", *parts, "--scheduler", cluster.address,
-                            "--format", fmt, "-o", str(out), "-q"], capture_output=True, text=True, timeout=300)
+                            "--format", fmt, "-o", str(out), "-q", *extra], capture_output=True, text=True,
+                           timeout=300)
         assert r.returncode == 0, r.stderr
         want, got = _document(whole, fmt), out.read_bytes()
         if fmt == "json":
