@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -133,25 +132,34 @@ def timings_line(stderr: str) -> dict | None:
     return None
 
 
-_KIND = re.compile(rb'"kind":\s*"([a-z_]+)"')
+_AGGREGATE = b'\n "anomalies": ['        # the document's findings (flow records are one line each)
 
 
-def finding_kinds(path: Path) -> dict[str, int]:
-    """Finding records by kind in a tcpfsm JSON output (aggregate and per-flow), read in chunks: the
-    output of a flood can be gigabytes."""
-    counts: dict[str, int] = {}
+def finding_kinds(path: Path) -> dict[str, list[int]]:
+    """The document's findings by kind -> [records, sum of their counts], read from its `anomalies` list
+    (after the flows: the output of a flood can be gigabytes, scanned in chunks for where the list starts).
+    Per-flow findings inside flow records are not counted: a streamed run writes a flow when it leaves the
+    table, with the findings known then; the aggregate findings are the ones to compare."""
     with open(path, "rb") as f:
-        carry = b""
+        pos, carry = 0, b""
         while True:
             chunk = f.read(16 << 20)
-            data = carry + chunk
-            cut = len(data) if not chunk else max(data.rfind(b"\n"), data.rfind(b","), len(data) - 64)
-            for m in _KIND.finditer(data, 0, cut):
-                k = m.group(1).decode()
-                counts[k] = counts.get(k, 0) + 1
-            carry = data[cut:]
             if not chunk:
-                return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+                return {}
+            data = carry + chunk
+            k = data.find(_AGGREGATE)
+            if k >= 0:
+                f.seek(pos - len(carry) + k + len(_AGGREGATE) - 1)
+                break
+            pos += len(chunk)
+            carry = data[-len(_AGGREGATE):]
+        found, _ = json.JSONDecoder().raw_decode(f.read().decode())
+    counts: dict[str, list[int]] = {}
+    for a in found:
+        c = counts.setdefault(a["kind"], [0, 0])
+        c[0] += 1
+        c[1] += int(a.get("count") or 1)
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1][1]))
 
 
 def main() -> int:
@@ -213,7 +221,8 @@ def main() -> int:
             print(f"{label:<22} {tool:<14} {r['seconds']:>8.1f} {rss:>10} {r['peak_rss_sum_mb']:>7,.0f} MB  {res}",
                   flush=True)
             if r.get("findings"):
-                print(f"{'':<38}findings: " + ", ".join(f"{k} {v:,}" for k, v in r["findings"].items()))
+                print(f"{'':<38}findings (records, count): " +
+                      ", ".join(f"{k} {n:,} ({c:,})" for k, (n, c) in r["findings"].items()))
             r.pop("stderr") if r["exit"] == 0 else None
             results.append(r)
     args.json.parent.mkdir(parents=True, exist_ok=True)

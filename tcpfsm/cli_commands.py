@@ -451,7 +451,8 @@ class TaskProgress:
         if not self.bar:
             return
         if stage not in self.tasks:
-            what = {"decode": "decoding files", "track": "tracking partitions"}.get(stage, stage)
+            what = {"decode": "decoding files", "track": "tracking partitions",
+                    "number": "numbering partitions", "judge": "judging partitions"}.get(stage, stage)
             self.tasks[stage] = self.bar.add_task(what, total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)
 

@@ -26,9 +26,12 @@ Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
    connection's own clock -- before its next segment, or when the table advances to a time -- and the
    partition sees its segments in global time order, with the global end; nothing in the table resets at a
    file boundary, because the table never sees one.
-3. Number, one task per partition: a flow's global id is its rank among every partition's keys (its rank in
-   its own partition plus, for each other partition, how many keys there are smaller: `global_ids`; every
-   partition's key array, 16 bytes a connection, goes to every numbering task). TIME_WAIT reuse links stay in
+3. Number: a flow's global id is its rank among every partition's keys (first timestamp, first packet),
+   found by a sample sort: the partitions offer evenly spaced samples of their keys, the driver cuts the key
+   space into P ranges of about equal size, every partition sends each range task its keys in that range
+   (16 bytes a connection, once), the range task ranks them and sends each partition its ranks back, and a
+   partition's ids are its ranks plus the sizes of the ranges before (`ids_from`). One task per partition
+   then applies them. TIME_WAIT reuse links stay in
    the partition (same 4-tuple). The task indexes its flows for the aggregate findings
    (`Aggregator.index_flows`: SYN floods per service and second, scan targets per source, the newest
    connection per (client, service)) and hands the driver that summary, no connection.
@@ -335,20 +338,73 @@ def keys_of(t: Tracked) -> np.ndarray:
     return np.stack([t.ts, t.packet], axis=1) if len(t.ts) else np.zeros((0, 2), np.int64)
 
 
-def global_ids(keys: np.ndarray, others: list) -> np.ndarray:
-    """Ids 1..N in key order over all partitions, for one partition's sorted `keys`: its own rank of each key
-    plus, for every other partition, how many of that one's keys are smaller (keys are unique)."""
-    n = len(keys)
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    for o in others:
-        if not n or not len(o):
-            continue
-        order = np.lexsort((np.concatenate([keys[:, 1], o[:, 1]]), np.concatenate([keys[:, 0], o[:, 0]])))
-        theirs = order >= n
-        before = np.cumsum(theirs)                  # theirs at or before each position
-        mine = ~theirs
-        ids[order[mine]] += before[mine]
-    return ids
+# Numbering by key range (a sample sort): every key goes once to the task of its range and its rank comes back
+# once, so no task holds more than a range's keys (sending every partition's keys to every numbering task
+# would move P x N keys and hold all N in each task).
+SAMPLE_KEYS = 256                  # keys a partition offers for choosing the ranges' splitters
+
+
+def sample_of(t: Tracked) -> np.ndarray:
+    """Task: up to SAMPLE_KEYS of a partition's keys, evenly spaced in key order."""
+    keys = keys_of(t)
+    if len(keys) <= SAMPLE_KEYS:
+        return keys
+    return keys[np.linspace(0, len(keys) - 1, SAMPLE_KEYS).astype(np.int64)]
+
+
+def splitters_of(samples: list, ranges: int) -> np.ndarray:
+    """`ranges - 1` keys cutting the merged samples into `ranges` parts of about equal size (in key order)."""
+    keys = np.concatenate([np.zeros((0, 2), np.int64), *samples])
+    if not len(keys) or ranges <= 1:
+        return np.zeros((0, 2), np.int64)
+    keys = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+    at = (np.arange(1, ranges) * len(keys)) // ranges
+    return keys[at]
+
+
+def _cuts(keys: np.ndarray, splitters: np.ndarray) -> list[int]:
+    """Where each splitter falls in sorted `keys` (the first key not smaller), with 0 and len(keys) around."""
+    ts, pk = keys[:, 0], keys[:, 1]
+    out = [0]
+    for s_ts, s_pk in splitters.tolist():
+        lo = int(np.searchsorted(ts, s_ts, "left"))
+        hi = int(np.searchsorted(ts, s_ts, "right"))
+        out.append(max(out[-1], lo + int(np.searchsorted(pk[lo:hi], s_pk, "left"))))
+    out.append(len(keys))
+    return out
+
+
+def split_keys(t: Tracked, splitters: np.ndarray) -> list[np.ndarray]:
+    """Task: a partition's sorted keys cut at the splitters -> one slice per range."""
+    keys = keys_of(t)
+    c = _cuts(keys, splitters)
+    return [keys[c[r]:c[r + 1]] for r in range(len(c) - 1)]
+
+
+def item_of(xs, i: int):
+    """Task: xs[i] (one partition's slice of a range, one range's ranks of a partition, ...)."""
+    return xs[i]
+
+
+def rank_range(slices: list) -> tuple[list, int]:
+    """Task: every partition's keys of one range -> (per partition, the rank of each of its keys within the
+    range, 0-based; the range's number of keys). Keys are unique."""
+    n = [len(x) for x in slices]
+    total = sum(n)
+    if not total:
+        return [np.zeros(0, np.int64) for _ in slices], 0
+    keys = np.concatenate(slices)
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    rank = np.empty(total, np.int64)
+    rank[order] = np.arange(total)
+    bounds = np.cumsum([0, *n])
+    return [rank[bounds[p]:bounds[p + 1]] for p in range(len(slices))], total
+
+
+def ids_from(ranks: list, offsets: list) -> np.ndarray:
+    """A partition's global ids (1-based, in its key order) from its ranks in each range and the number of
+    keys in the ranges before each."""
+    return np.concatenate([np.zeros(0, np.int64), *(r + (o + 1) for r, o in zip(ranks, offsets))])
 
 
 @dataclass
@@ -373,12 +429,13 @@ def _renumber(flows: list, ids: list, reuse: list) -> None:
         f.reuse_of = flows[r].id if r >= 0 else None
 
 
-def number_partition(t: Tracked, keys: list, p: int, thresholds) -> Numbered:
-    """Task: give partition p's flows their global ids (`global_ids`, `_renumber`) and index them for the
-    aggregate findings. Spilled flows are read, indexed and let go (the judge reads them again)."""
+def number_partition(t: Tracked, ranks: list, offsets: list, thresholds) -> Numbered:
+    """Task: give a partition's flows their global ids (`ids_from` its `ranks` in each key range, `_renumber`)
+    and index them for the aggregate findings. Spilled flows are read, indexed and let go (the judge reads
+    them again)."""
     from .detect.aggregate import Aggregator
     with gc_paused():
-        ids = global_ids(keys[p], [k for q, k in enumerate(keys) if q != p]).tolist()
+        ids = ids_from(ranks, offsets).tolist()
         flows = t.flows if t.spilled is None else _unspill(t.spilled)
         _renumber(flows, ids, t.reuse)
         agg = Aggregator(thresholds)
@@ -703,7 +760,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         nworkers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})) or (workers or 1))
         size = _input_bytes(files)
         # a partition's connections are what one task holds at once: about PARTITION_BYTES of capture each,
-        # at most 8 per worker (every numbering task receives every partition's keys)
+        # at most 8 per worker (numbering cuts the keys into P ranges: P x P slice tasks)
         nparts = partitions or max(1, 2 * nworkers, min(8 * nworkers, -(-size // PARTITION_BYTES)))
         if workdir is None and cluster is not None and size > SPILL_ABOVE:
             import tempfile                       # a local cluster's workers share this machine's disk
@@ -762,14 +819,27 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             pieces = [client.submit(piece_of, decoded[i], p, pure=False) for i in order]
             tracked.append(client.submit(track_partition, pieces, plan, prof, capture_point, batch_size,
                                          workdir, f"track-{p:05d}", key=f"tcpfsm-track-{p}-{run}", retries=2))
-        keys = [client.submit(keys_of, t, key=f"tcpfsm-keys-{p}-{run}") for p, t in enumerate(tracked)]
-        numbered = [client.submit(number_partition, t, keys, p, th, key=f"tcpfsm-number-{p}-{run}", retries=2)
-                    for p, t in enumerate(tracked)]
-        del decoded, facts_f, pieces, tracked, keys     # each freed on the workers once its dependents ran
+        # number: ranges of keys from the partitions' samples; each range ranks its keys from every partition
+        samples = _wait(distributed, client, [client.submit(sample_of, t, pure=False) for t in tracked], "track",
+                        progress)
+        spl = splitters_of(samples, nparts)
+        nranges = len(spl) + 1
+        splits = [client.submit(split_keys, t, spl, key=f"tcpfsm-split-{p}-{run}") for p, t in enumerate(tracked)]
+        ranked = [client.submit(rank_range, [client.submit(item_of, splits[p], r, key=f"tcpfsm-slice-{p}-{r}-{run}")
+                                             for p in range(nparts)], key=f"tcpfsm-rank-{r}-{run}")
+                  for r in range(nranges)]
+        sizes = client.gather([client.submit(item_of, x, 1, pure=False) for x in ranked])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+        ranks_p = [[client.submit(item_of, client.submit(item_of, x, 0, key=f"tcpfsm-ranks-{r}-{run}"), p,
+                                  key=f"tcpfsm-ranks-{r}-{p}-{run}") for r, x in enumerate(ranked)]
+                   for p in range(nparts)]
+        numbered = [client.submit(number_partition, t, ranks_p[p], offsets, th, key=f"tcpfsm-number-{p}-{run}",
+                                  retries=2) for p, t in enumerate(tracked)]
+        del decoded, facts_f, pieces, tracked, splits, ranked, ranks_p  # freed on the workers once used
         # the partitions' summaries merged in a tree on the workers (associative and commutative): the driver
         # receives one, never P of them, and the merged newest-connection table goes to the judges directly
         indexes = [client.submit(index_of, n, pure=False) for n in numbered]
-        _wait(distributed, client, indexes, "track", progress, gather=False)
+        _wait(distributed, client, indexes, "number", progress, gather=False)
         index = _tree(client, indexes)
         del indexes
         t2 = clock()

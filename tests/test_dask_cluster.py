@@ -204,8 +204,7 @@ def _parts_in_process(parts, nparts, th=None):
     plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, end)
     prof = api.get_profile("linux")
     tracked = [tdist.track_partition([decoded[i][1][p] for i in order], plan, prof) for p in range(nparts)]
-    keys = [tdist.keys_of(t) for t in tracked]
-    numbered = [tdist.number_partition(t, keys, p, th) for p, t in enumerate(tracked)]
+    numbered = _number(tracked, th)
     indexes = [n.index for n in numbered]
     newest = functools.reduce(lambda a, b: a.merge(b), indexes).newest
     judged = [tdist.judge_partition(n, newest, end, th) for n in numbered]
@@ -237,8 +236,7 @@ def test_spilled_partitions_judge_the_same(tmp_path):
         tracked = [tdist.track_partition([decoded[i][1][p] for i in order], plan, prof, workdir=wd)
                    for p in range(3)]
         assert all(bool(t.spilled) == bool(wd) and (not wd or t.flows == []) for t in tracked)
-        keys = [tdist.keys_of(t) for t in tracked]
-        numbered = [tdist.number_partition(t, keys, p, th) for p, t in enumerate(tracked)]
+        numbered = _number(tracked, th)
         newest = functools.reduce(lambda a, b: a.merge(b), [n.index for n in numbered]).newest
         judged = [tdist.judge_partition(n, newest, end, th, "json", keep_flows=False, workdir=wd)
                   for n in numbered]
@@ -281,17 +279,43 @@ def test_merge_is_associative_and_commutative(tmp_path, src):
     assert want                                            # the capture has aggregate findings to compare
 
 
-def test_global_ids_are_the_rank_over_every_partition():
+def _range_ids(mine: list, ranges: int) -> list:
+    """The numbering tasks run in this process, in the driver's order: samples, splitters, slices per range,
+    ranks per range, offsets -> each partition's ids."""
+    import numpy as np
+    tracked = [tdist.Tracked([], m[:, 0].copy(), m[:, 1].copy(), []) for m in mine]
+    spl = tdist.splitters_of([tdist.sample_of(t) for t in tracked], ranges)
+    splits = [tdist.split_keys(t, spl) for t in tracked]
+    ranked = [tdist.rank_range([tdist.item_of(s, r) for s in splits]) for r in range(len(spl) + 1)]
+    sizes = [x[1] for x in ranked]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    return [tdist.ids_from([x[0][p] for x in ranked], offsets) for p in range(len(mine))]
+
+
+def _number(tracked, th):
+    """number_partition over in-process partitions, numbered by key range as the driver does."""
+    ids = _range_ids([tdist.keys_of(t) for t in tracked], len(tracked))
+    return [tdist.number_partition(t, [i - 1], [0], th) for t, i in zip(tracked, ids)]   # as ranks in one range
+
+
+@pytest.mark.parametrize("parts,ranges", [(4, 4), (4, 1), (4, 9), (1, 3), (6, 64)])
+def test_global_ids_are_the_rank_over_every_partition(parts, ranges):
+    """Ids by key range (a sample sort) equal each key's rank among every partition's keys, with many equal
+    times (ties broken by packet), empty partitions and more ranges than samples can fill."""
     import numpy as np
     rng = np.random.default_rng(7)
     ts = rng.integers(0, 50, 3000)                         # many equal times: ties broken by packet
     keys = np.unique(np.stack([ts, rng.permutation(3000)], axis=1), axis=0)
-    part = rng.integers(0, 4, len(keys))
-    mine = [keys[part == p] for p in range(4)]             # each sorted (np.unique sorts rows)
+    part = rng.integers(0, parts, len(keys))
+    if parts > 4:
+        part[part == 2] = 3                               # an empty partition
+    mine = [keys[part == p] for p in range(parts)]         # each sorted (np.unique sorts rows)
     got = np.empty(len(keys), np.int64)
-    for p in range(4):
-        got[part == p] = tdist.global_ids(mine[p], [m for q, m in enumerate(mine) if q != p])
+    for p, ids in enumerate(_range_ids(mine, ranges)):
+        got[part == p] = ids
     assert got.tolist() == list(range(1, len(keys) + 1))
+    few = [keys[:3], keys[3:3]]                            # fewer keys than ranges
+    assert np.concatenate(_range_ids(few, 8)).tolist() == [1, 2, 3]
 
 
 def test_reuse_across_partitions_keeps_its_link(tmp_path):
