@@ -41,12 +41,14 @@ Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
    service": those connections differ in their client port, so in their partition) is judged against the
    whole capture. The task computes every flow's findings (`Aggregator.judge_flows`, as `finish` does), its
    roll-ups, the counts of the summary (flows, states at the end, non-RFC transitions), every transition as
-   the piles take it, sorted in `tcpfsm.detect.piles.ordered`'s order, and, when the output is json or jsonl,
+   the piles take it, per bucket of the host whose pile it moves (crc32 of the address, P buckets), sorted in
+   `tcpfsm.detect.piles.ordered`'s order, and, when the output is json or jsonl,
    the flows' records / events rendered there, sorted in the document's order (in chunk files in the work
    directory, when there is one, until the driver streams them). The driver gathers the counts and roll-ups.
-5. The driver merges the roll-ups, feeds one PileCounter the partitions' transitions merged in `ordered`'s
-   order (fetched a chunk per partition at a time: `_items`), and builds the Analysis from the merged
-   aggregator (floods, scans, piles, roll-ups: the one implementation, hence one process's findings). With
+5. One task per host bucket feeds a PileCounter that bucket's transitions from every partition, merged in
+   `ordered`'s order (`replay_piles`): a pile is one host's, so the buckets' counters hold disjoint hosts,
+   each fed its transitions in one process's order, and the driver joins them (`PileCounter.absorb`). The
+   driver merges the roll-ups and builds the Analysis from the merged aggregator (floods, scans, piles, roll-ups: the one implementation, hence one process's findings). With
    `render` (`analyze --format json|jsonl`), `write` streams the document: the partitions' rendered items
    merged by (flow id) or by (time, kind, flow id, position), a chunk per partition at a time. Otherwise
    (netstat, state counts, timeline, other formats, the Python API) the flows are gathered to the driver.
@@ -69,6 +71,7 @@ import heapq
 import os
 import time
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -471,11 +474,13 @@ class PartSummary:
 class Judged:
     summary: PartSummary
     lines: list                    # the output's items, sorted (see `_lines`), in pickled chunks
-    piles: list                    # every transition as the piles take it, in `ordered`'s order, in chunks
+    piles: list                    # per host bucket: its transitions as the piles take them, in `ordered`'s
+    #                                order, in chunks
     flows: list | None             # the flows themselves, when the driver gathers them
 
     def __sizeof__(self) -> int:
-        return sum(map(len, self.lines)) + sum(map(len, self.piles)) + FLOW_BYTES * len(self.flows or ())
+        return sum(map(len, self.lines)) + sum(len(c) for b in self.piles for c in b) \
+            + FLOW_BYTES * len(self.flows or ())
 
 
 def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None = None,
@@ -496,9 +501,13 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
         agg.newest = type(newest)()
         # (ts, entering a listed state, flow, endpoint, position): the key of tcpfsm.detect.piles.ordered over
         # the whole capture's transitions (stable in flow order, then transition order), unique per transition
-        piles = [(t.ts, t.new in LISTED, f.id, t.endpoint, i, f.client_ip, f.server_ip, t.new)
-                 for f in flows for i, t in enumerate(f.transitions)]
-        piles.sort()
+        # per host bucket (the host whose pile the transition moves: see `replay_piles`)
+        buckets = [[] for _ in range(parts)]
+        for f in flows:
+            cb, sb = buckets[host_bucket(f.client_ip, parts)], buckets[host_bucket(f.server_ip, parts)]
+            for i, t in enumerate(f.transitions):
+                (cb if t.endpoint == "client" else sb).append(
+                    (t.ts, t.new in LISTED, f.id, t.endpoint, i, f.client_ip, f.server_ip, t.new))
         lines = _lines(flows, fmt)
         states_end = {"client": Counter(), "server": Counter()}
         non_rfc = 0
@@ -506,11 +515,15 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             states_end["client"][f.conn.client.state.value] += 1
             states_end["server"][f.conn.server.state.value] += 1
             non_rfc += sum(1 for t in f.transitions if not t.rfc)
-        lines, piles = _chunks(lines, chunk, max(1 << 18, LINES_HELD // (2 * parts))), _chunks(piles, chunk)
+        lines = _chunks(lines, chunk, max(1 << 18, LINES_HELD // (2 * parts)))
+        piles = []
+        for b in buckets:
+            b.sort()
+            piles.append(_chunks(b, chunk))
         if workdir is not None:                   # the driver streams them later: on disk until then
-            lines, piles = _to_files(lines, workdir, f"{name}-lines"), _to_files(piles, workdir, f"{name}-piles")
-        summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(),
-                              {"lines": len(lines), "piles": len(piles)}, chunk)
+            lines = _to_files(lines, workdir, f"{name}-lines")
+            piles = [_to_files(b, workdir, f"{name}-piles{h}") for h, b in enumerate(piles)]
+        summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(), {"lines": len(lines)}, chunk)
         return Judged(summary, lines, piles, flows if keep_flows else None)
 
 
@@ -607,14 +620,51 @@ def _to_files(chunks: list[bytes], workdir: str, name: str) -> list[str]:
     return paths
 
 
-def chunk_of(j: Judged, kind: str, i: int) -> bytes:
-    """Task: chunk i of a judged partition's `lines` or `piles` (pickled; from its file with a work
-    directory)."""
-    c = getattr(j, kind)[i]
+def _read(c) -> bytes:
     if isinstance(c, str):
         with open(c, "rb") as f:
             return f.read()
     return c
+
+
+def chunk_of(j: Judged, kind: str, i: int) -> bytes:
+    """Task: chunk i of a judged partition's `lines` (pickled; from its file with a work directory)."""
+    return _read(getattr(j, kind)[i])
+
+
+def piles_of(j: Judged, h: int) -> list[bytes]:
+    """Task: a judged partition's transitions of host bucket h, in pickled chunks."""
+    return [_read(c) for c in j.piles[h]]
+
+
+def host_bucket(host: str, buckets: int) -> int:
+    """The pile replay task of a host (crc32: the same in every process)."""
+    return zlib.crc32(host.encode()) % buckets
+
+
+def replay_piles(parts: list, thresholds, end: int):
+    """Task: one host bucket's transitions from every partition (`piles_of`), merged in `ordered`'s order,
+    through a PileCounter, finished at `end`. A pile is one host's: the buckets' counters hold disjoint hosts,
+    and each host's transitions reach its counter in the order one process feeds them, so their union
+    (`PileCounter.absorb`) is one process's piles."""
+    import pickle
+
+    from .detect.aggregate import Aggregator
+    with gc_paused():
+        piles = Aggregator(thresholds).piles
+
+        def stream(chunks):
+            for c in chunks:
+                yield from pickle.loads(c)
+        batch = []
+        for ts, _entering, fid, endpoint, _i, client_ip, server_ip, new in heapq.merge(*map(stream, parts)):
+            batch.append((_PileFlow(fid, client_ip, server_ip), _PileStep(ts, endpoint, new)))
+            if len(batch) >= 8192:
+                piles.feed(batch)
+                batch = []
+        piles.feed(batch)
+        piles.finish(end)
+        return piles
 
 
 def flows_of(j: Judged) -> bytes:
@@ -859,8 +909,14 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
             whole = client.submit(merge_two, index, rollups, pure=False).result()
             del rollups
             del index
+            # the piles, replayed per host bucket on the workers, their counters joined here
+            replays = [client.submit(replay_piles, [client.submit(piles_of, j, h, pure=False) for j in judged], th,
+                                     end_ns, pure=False, retries=2) for h in range(nparts)]
             whole.piles = Aggregator(th).piles
-            _feed_piles(whole.piles, [_items(client, j, "piles", s.chunks["piles"]) for j, s in zip(judged, parts)])
+            for fut in distributed.as_completed(replays):
+                whole.piles.absorb(fut.result())
+                del fut
+            del replays
             flows = []
             if keep:
                 blobs = client.gather([client.submit(flows_of, j, pure=False) for j in judged])
@@ -934,18 +990,6 @@ def _items(client, judged, kind: str, nchunks: int):
         items = _unpickle(cur.result())
         del cur
         yield from items
-
-
-def _feed_piles(piles, streams) -> None:
-    """Every partition's transitions, merged in `ordered`'s order, into the one PileCounter: the piles of one
-    process, exactly (its memory: the endpoints in a listed state at once, as a streamed run's)."""
-    batch = []
-    for ts, _entering, fid, endpoint, _i, client_ip, server_ip, new in heapq.merge(*streams):
-        batch.append((_PileFlow(fid, client_ip, server_ip), _PileStep(ts, endpoint, new)))
-        if len(batch) >= 8192:
-            piles.feed(batch)
-            batch = []
-    piles.feed(batch)
 
 
 def write(an, out) -> None:

@@ -238,11 +238,11 @@ def test_spilled_partitions_judge_the_same(tmp_path):
         assert all(bool(t.spilled) == bool(wd) and (not wd or t.flows == []) for t in tracked)
         numbered = _number(tracked, th)
         newest = functools.reduce(lambda a, b: a.merge(b), [n.index for n in numbered]).newest
-        judged = [tdist.judge_partition(n, newest, end, th, "json", keep_flows=False, workdir=wd)
+        judged = [tdist.judge_partition(n, newest, end, th, "json", keep_flows=False, parts=3, workdir=wd)
                   for n in numbered]
         runs.append([(j.summary.flows, j.summary.states_end, j.summary.chunks,
                       [tdist.chunk_of(j, "lines", i) for i in range(j.summary.chunks["lines"])],
-                      [tdist.chunk_of(j, "piles", i) for i in range(j.summary.chunks["piles"])],
+                      [tdist.piles_of(j, h) for h in range(3)],
                       _findings(j.summary.rollups, end)) for j in judged])
     assert runs[0] == runs[1]
     assert sum(r[0] for r in runs[0]) == len(api.analyze(str(src), path_health=False).flows)
@@ -277,6 +277,28 @@ def test_merge_is_associative_and_commutative(tmp_path, src):
             if not a.kind.endswith("pile")]
     assert [f for f in _findings(left, end) if not f[0].endswith("pile")] == want
     assert want                                            # the capture has aggregate findings to compare
+
+
+@pytest.mark.parametrize("name", ["syn_flood", "concurrent_mixed", "close_wait_leak", "time_wait_reuse"])
+def test_piles_replayed_per_host_bucket_equal_one_process(tmp_path, name):
+    """Each host bucket's transitions from every partition through its own PileCounter, the counters joined
+    (`PileCounter.absorb`): one process's pile peaks -- count, time and evidence -- for 1, 3 and 5 buckets."""
+    from tcpfsm.detect.aggregate import Aggregator
+    from tcpfsm.detect.rules import Thresholds
+    src = KERNEL / f"{name}.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    assert whole.pile_peaks or name != "syn_flood"
+    parts = split(src, tmp_path, 3)
+    numbered, indexes, _judged, end = _parts_in_process(parts, 3)
+    newest = functools.reduce(lambda a, b: a.merge(b), indexes).newest
+    th = Thresholds()
+    for buckets in (1, 3, 5):
+        judged = [tdist.judge_partition(tdist.Numbered(n.flows, n.index), newest, end, th, parts=buckets)
+                  for n in numbered]
+        piles = Aggregator(th).piles
+        for h in range(buckets):
+            piles.absorb(tdist.replay_piles([tdist.piles_of(j, h) for j in judged], th, end))
+        assert piles.finish(end) == whole.pile_peaks, buckets
 
 
 def _range_ids(mine: list, ranges: int) -> list:

@@ -171,6 +171,19 @@ class PileCounter:
                 self.ghosts[pile] = ghosts + 1
             # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
 
+    def absorb(self, other: "PileCounter") -> None:
+        """Take in a counter fed the transitions of other hosts (tcpfsm.distributed replays the piles per
+        host bucket): a pile is one host's, so counters of disjoint hosts join by union -- each host's counts,
+        peaks and samples as one counter fed everything in the same order would have them."""
+        for mine, theirs in ((self.live, other.live), (self.ghosts, other.ghosts), (self.stay, other.stay),
+                             (self.peaks, other.peaks), (self.sample, other.sample),
+                             (self._evidence, other._evidence)):
+            mine.update(theirs)
+        self.released += other.released
+        for item in list(other.pending) + other.late:       # still waiting for their minimum age
+            heapq.heappush(self.late, item)
+        self.token = max(self.token, other.token)
+
     def finish(self, end: int) -> dict[tuple[str, State], Peak]:
         """Stays still open at `end` count if they reached the minimum age by then."""
         self._promote(end)
