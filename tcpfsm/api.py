@@ -107,34 +107,33 @@ class Analysis:
                      port: int | None = None, states=None) -> list[Snapshot]:
         """`port`: only sockets with this port at either end (`lsof -i:PORT`); `states`: only these states
         (`ss state S`), each a State or any spelling `parse_state` knows."""
-        keep = _socket_filter(port, states)
-        out = []
-        for spec in ats:
-            t = spec if isinstance(spec, int) and not isinstance(spec, bool) and spec > 10**15 else self.time(spec)
-            rows = [Socket(iv.host, iv.local, iv.remote, iv.state, iv.flow, iv.alt) for iv in self.occupancy.at(t, host)]
-            if listening:
-                for (h, local), since in self.occupancy.listeners.items():
-                    if (host is None or h == host) and since <= t <= self.end:
-                        rows.append(Socket(h, *listener_row(h, local), State.LISTEN, None))
-            if keep is not None:
-                rows = [r for r in rows if keep(r.local, r.remote, r.state)]
-            rows.sort(key=lambda r: (r.host, r.state is not State.LISTEN, r.local, r.remote))
-            out.append(Snapshot(t, rows))
-        return out
+        keep = socket_filter(port, states)
+        times = [self.instant(spec) for spec in ats]
+        occ = self.occupancy
+        return snapshots(times, socket_rows(occ, times, host, keep), occ.listeners if listening else {}, host,
+                         keep, self.end)
 
-    def states(self, interval: float = 1.0, host: str | None = None, port: int | None = None,
-               states=None) -> list[tuple[int, dict[str, Counter]]]:
-        """State counts per host at every `interval` seconds from the capture's start to its end. An interval
-        that is not a positive finite number, or that would give more than MAX_SAMPLES samples, is refused.
-        `port` and `states` count only the sockets netstat_many's filters would list."""
+    def instant(self, spec) -> int:
+        """`time(spec)`, or spec itself when it already is a capture time in ns."""
+        return spec if isinstance(spec, int) and not isinstance(spec, bool) and spec > 10**15 else self.time(spec)
+
+    def sample_step(self, interval: float) -> int:
+        """The step (ns) of `states(interval)`, refused as it says."""
         import math
 
         if not (isinstance(interval, (int, float)) and math.isfinite(interval) and interval > 0):
             raise ValueError(f"interval {interval!r}: must be a positive number of seconds")
         if (self.end - self.start) / interval / NS > MAX_SAMPLES:
             raise ValueError(f"interval {interval:g} s gives more than {MAX_SAMPLES:,} samples; use a larger one")
-        step = max(int(interval * NS), 1)
-        return self.occupancy.counts(self.start, self.end, step, host, keep=_socket_filter(port, states))
+        return max(int(interval * NS), 1)
+
+    def states(self, interval: float = 1.0, host: str | None = None, port: int | None = None,
+               states=None) -> list[tuple[int, dict[str, Counter]]]:
+        """State counts per host at every `interval` seconds from the capture's start to its end. An interval
+        that is not a positive finite number, or that would give more than MAX_SAMPLES samples, is refused.
+        `port` and `states` count only the sockets netstat_many's filters would list."""
+        step = self.sample_step(interval)
+        return self.occupancy.counts(self.start, self.end, step, host, keep=socket_filter(port, states))
 
     def select(self, host: str | None = None, port: int | None = None, states=None,
                flow_ids=None) -> list[Flow]:
@@ -462,7 +461,33 @@ def _port_of(addr: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def _socket_filter(port, states):
+def socket_rows(occ: Occupancy, times: list[int], host: str | None, keep) -> list[list[Socket]]:
+    """Per time, the sockets of `occ`'s connections open then (on `host`), those `keep` accepts."""
+    out = []
+    for t in times:
+        rows = [Socket(iv.host, iv.local, iv.remote, iv.state, iv.flow, iv.alt) for iv in occ.at(t, host)]
+        out.append(rows if keep is None else [r for r in rows if keep(r.local, r.remote, r.state)])
+    return out
+
+
+def snapshots(times: list[int], rows: list[list[Socket]], listeners: dict, host: str | None, keep,
+              end: int) -> list[Snapshot]:
+    """netstat's snapshots: per time its connection rows (gathered from any number of parts), the listeners
+    seen by then ((host, local) -> first time) and netstat's order."""
+    out = []
+    for t, sockets in zip(times, rows):
+        sockets = list(sockets)
+        for (h, local), since in listeners.items():
+            if (host is None or h == host) and since <= t <= end:
+                r = Socket(h, *listener_row(h, local), State.LISTEN, None)
+                if keep is None or keep(r.local, r.remote, r.state):
+                    sockets.append(r)
+        sockets.sort(key=lambda r: (r.host, r.state is not State.LISTEN, r.local, r.remote))
+        out.append(Snapshot(t, sockets))
+    return out
+
+
+def socket_filter(port, states):
     """A predicate (local, remote, state) -> bool for netstat rows and state counts, or None for all."""
     if port is None and not states:
         return None

@@ -56,12 +56,15 @@ def _size(capture) -> int | None:
 def _load(capture, profile: str, timers: tuple[str, ...], thresholds: tuple[str, ...] = (),
           end: str | None = None, engine: str = "fast", verify_checksums: bool = False,
           capture_point: str = "auto", workers: int | None = None, scheduler: str | None = None,
-          workdir: str | None = None) -> api.Analysis:
+          workdir: str | None = None, use=None) -> api.Analysis:
+    """The analysis of CAPTURE; `use(an)`: what the command does with it -- on Dask, called while the
+    cluster is up, the connections staying on the workers (netstat and state counts ask them there)."""
     capture = _captures(capture)
-    if workers is not None or scheduler:
+    dask = workers is not None or bool(scheduler)
+    if dask:
         an = _dask_analyze(capture, workers, scheduler, workdir=workdir, profile=profile, timers=pairs(timers, "timer"),
                            thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
-                           verify_checksums=verify_checksums, capture_point=capture_point)
+                           verify_checksums=verify_checksums, capture_point=capture_point, render=use)
     else:
         an = api.analyze(capture, profile=profile, timers=pairs(timers, "timer"),
                          thresholds=pairs(thresholds, "threshold"), end=end, engine=engine,
@@ -69,6 +72,8 @@ def _load(capture, profile: str, timers: tuple[str, ...], thresholds: tuple[str,
     for w in an.info.warnings:
         click.echo(f"tcpfsm: warning: {w}", err=True)
     _NOTES.append(f"tcpfsm: {text.capture_line(an)}")     # nothing skipped silently (printed on success)
+    if use is not None and not dask:
+        use(an)
     return an
 
 
@@ -522,16 +527,18 @@ def netstat(capture, ats, host, fmt, no_listen, output, profile, timers, verify_
             capture_point="auto", port=None, state_specs=(), workers=None, scheduler=None, workdir=None):
     """What `netstat -nat` would have shown at each --at (one pass over the capture)."""
     wanted = _states_arg(state_specs)
-    an = _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point,
-               workers=workers, scheduler=scheduler, workdir=workdir)
-    try:
-        snaps = an.netstat_many(list(ats), host, listening=not no_listen, port=port, states=wanted)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if fmt == "json":
-        _write(output, records.dumps(records.snapshot_records(snaps)) + "\n")
-    else:
-        _write(output, text.netstat_text(snaps, header=text.capture_line(an)))
+
+    def show(an):
+        try:
+            snaps = an.netstat_many(list(ats), host, listening=not no_listen, port=port, states=wanted)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if fmt == "json":
+            _write(output, records.dumps(records.snapshot_records(snaps)) + "\n")
+        else:
+            _write(output, text.netstat_text(snaps, header=text.capture_line(an)))
+    _load(capture, profile, timers, verify_checksums=verify_checksums, capture_point=capture_point,
+          workers=workers, scheduler=scheduler, workdir=workdir, use=show)
 
 
 @click.command()
@@ -550,18 +557,20 @@ def states(capture, interval, host, fmt, output, profile, timers, end, verify_ch
     (csv/json: per host)."""
     step = _interval(interval)
     wanted = _states_arg(state_specs)
-    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
-               workers=workers, scheduler=scheduler, workdir=workdir)
-    try:
-        rows = an.states(step, host, port=port, states=wanted)
-    except ValueError as e:
-        raise UserError(f"{e}") from None
-    if fmt == "json":
-        _write(output, records.dumps({"interval": step, "samples": records.states_records(rows)}) + "\n")
-    elif fmt == "csv":
-        _write(output, text.states_csv(rows, wanted))
-    else:
-        _write(output, text.states_text(rows, host=host, by_host=by_host, states=wanted, interval=step))
+
+    def show(an):
+        try:
+            rows = an.states(step, host, port=port, states=wanted)
+        except ValueError as e:
+            raise UserError(f"{e}") from None
+        if fmt == "json":
+            _write(output, records.dumps({"interval": step, "samples": records.states_records(rows)}) + "\n")
+        elif fmt == "csv":
+            _write(output, text.states_csv(rows, wanted))
+        else:
+            _write(output, text.states_text(rows, host=host, by_host=by_host, states=wanted, interval=step))
+    _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
+          workers=workers, scheduler=scheduler, workdir=workdir, use=show)
 
 
 @click.command()

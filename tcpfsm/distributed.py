@@ -48,10 +48,14 @@ Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
 5. One task per host bucket feeds a PileCounter that bucket's transitions from every partition, merged in
    `ordered`'s order (`replay_piles`): a pile is one host's, so the buckets' counters hold disjoint hosts,
    each fed its transitions in one process's order, and the driver joins them (`PileCounter.absorb`). The
-   driver merges the roll-ups and builds the Analysis from the merged aggregator (floods, scans, piles, roll-ups: the one implementation, hence one process's findings). With
-   `render` (`analyze --format json|jsonl`), `write` streams the document: the partitions' rendered items
-   merged by (flow id) or by (time, kind, flow id, position), a chunk per partition at a time. Otherwise
-   (netstat, state counts, timeline, other formats, the Python API) the flows are gathered to the driver.
+   driver merges the roll-ups and builds the Analysis from the merged aggregator (floods, scans, piles,
+   roll-ups: the one implementation, hence one process's findings). With `render` and `fmt` json or jsonl
+   (`analyze --format json|jsonl`), `write` streams the document: the partitions' rendered items merged by
+   (flow id) or by (time, kind, flow id, position), a chunk per partition at a time. With `render` and no
+   `fmt` (`netstat`, `states`), the flows stay on the workers and `DaskAnalysis.netstat_many` / `states` ask
+   each partition for its sockets at the asked times (`sockets_of`) or its state counts (`counts_of`): a
+   4-tuple lives in one partition, so the rows join by concatenation and the counts by sums. Otherwise
+   (timeline, report, other formats, the Python API's default) the flows are gathered to the driver.
 
 What the driver holds: the files' facts, the merged summaries (bounded like one process's Aggregator: per
 service and second, per scanning source, MAX_NEWEST (client, service) pairs, roll-ups per (kind, host,
@@ -476,7 +480,8 @@ class Judged:
     lines: list                    # the output's items, sorted (see `_lines`), in pickled chunks
     piles: list                    # per host bucket: its transitions as the piles take them, in `ordered`'s
     #                                order, in chunks
-    flows: list | None             # the flows themselves, when the driver gathers them
+    flows: list | None             # the flows themselves, when the driver gathers or queries them
+    spilled: tuple | None = None   # or, queried with a work directory: (file, ids, reuse) of the Numbered
 
     def __sizeof__(self) -> int:
         return sum(map(len, self.lines)) + sum(len(c) for b in self.piles for c in b) \
@@ -484,10 +489,13 @@ class Judged:
 
 
 def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None = None,
-                    keep_flows: bool = True, chunk: int = CHUNK, parts: int = 1, workdir: str | None = None,
+                    keep_flows: bool | str = True, chunk: int = CHUNK, parts: int = 1, workdir: str | None = None,
                     name: str = "judge") -> Judged:
     """Task: per-flow findings (the reconnect rule against the whole capture's `newest`), roll-ups, the
-    partition's part of the output (`fmt` json or jsonl, rendered here) and of the piles' input."""
+    partition's part of the output (`fmt` json or jsonl, rendered here) and of the piles' input.
+    `keep_flows`: True, the flows stay in the result (the driver gathers them); "query", they stay for
+    netstat and state counts (`sockets_of`, `counts_of`) -- in their spill file when there is one; False,
+    dropped."""
     from .detect.aggregate import Aggregator
     from .detect.piles import LISTED
     with gc_paused():
@@ -524,6 +532,8 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             lines = _to_files(lines, workdir, f"{name}-lines")
             piles = [_to_files(b, workdir, f"{name}-piles{h}") for h, b in enumerate(piles)]
         summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(), {"lines": len(lines)}, chunk)
+        if keep_flows == "query" and n.spilled is not None:      # read again from the work directory
+            return Judged(summary, lines, piles, None, (n.spilled, n.ids, n.reuse))
         return Judged(summary, lines, piles, flows if keep_flows else None)
 
 
@@ -618,6 +628,35 @@ def _to_files(chunks: list[bytes], workdir: str, name: str) -> list[str]:
         paths.append(path)
     chunks.clear()
     return paths
+
+
+def _judged_flows(j: Judged) -> list:
+    """A judged partition's flows, read back from their spill file when they wait there (global ids set)."""
+    if j.flows is not None:
+        return j.flows
+    if j.spilled is None:
+        raise ValueError("this partition's flows were not kept")
+    path, ids, reuse = j.spilled
+    flows = _unspill(path)
+    _renumber(flows, ids, reuse)
+    return flows
+
+
+def sockets_of(j: Judged, times: list, host, port, states, listening: bool):
+    """Task: a partition's netstat rows at each time (tcpfsm.api.socket_rows) and the listeners it saw."""
+    from .api import socket_filter, socket_rows
+    from .detect.occupancy import Occupancy
+    with gc_paused():
+        occ = Occupancy(_judged_flows(j))
+        return socket_rows(occ, times, host, socket_filter(port, states)), (occ.listeners if listening else {})
+
+
+def counts_of(j: Judged, start: int, end: int, step: int, host, port, states) -> list:
+    """Task: a partition's state counts per host at every step (tcpfsm.detect.occupancy.Occupancy.counts)."""
+    from .api import socket_filter
+    from .detect.occupancy import Occupancy
+    with gc_paused():
+        return Occupancy(_judged_flows(j)).counts(start, end, step, host, keep=socket_filter(port, states))
 
 
 def _read(c) -> bytes:
@@ -740,8 +779,49 @@ class DaskAnalysis(Analysis):
 
     @property
     def occupancy(self):
-        raise ValueError("the connections stayed on the Dask workers (streamed output): netstat and state "
-                         "counts gather them (tcpfsm.distributed.analyze without render)")
+        raise ValueError("the connections stayed on the Dask workers: netstat and state counts ask them "
+                         "while the cluster is up (tcpfsm.distributed.analyze with render and no fmt)")
+
+    def _queryable(self):
+        client, judged, fmt = self.source
+        if fmt is not None:
+            raise ValueError("the connections stayed on the Dask workers (streamed output): netstat and state "
+                             "counts need analyze(render=..., fmt=None)")
+        return client, judged
+
+    def netstat_many(self, ats: list, host: str | None = None, listening: bool = True, port: int | None = None,
+                     states=None):
+        """Analysis.netstat_many, each partition listing its own sockets on its worker (`sockets_of`); the
+        rows joined here (a 4-tuple is in one partition), listeners first seen at the earliest."""
+        from .api import snapshots, socket_filter
+        keep = socket_filter(port, states)         # refused here, as one process refuses
+        times = [self.instant(spec) for spec in ats]
+        client, judged = self._queryable()
+        parts = client.gather([client.submit(sockets_of, j, times, host, port, states, listening, pure=False)
+                               for j in judged])
+        listeners: dict = {}
+        for _rows, seen in parts:
+            for k, since in seen.items():
+                listeners[k] = min(listeners.get(k, since), since)
+        rows = [[r for per_time, _ in parts for r in per_time[i]] for i in range(len(times))]
+        return snapshots(times, rows, listeners, host, keep, self.end)
+
+    def states(self, interval: float = 1.0, host: str | None = None, port: int | None = None, states=None):
+        """Analysis.states, each partition counting its own sockets (`counts_of`); the counts summed here."""
+        from .api import socket_filter
+        step = self.sample_step(interval)
+        socket_filter(port, states)
+        client, judged = self._queryable()
+        parts = client.gather([client.submit(counts_of, j, self.start, self.end, step, host, port, states,
+                                             pure=False) for j in judged])
+        out = []
+        for samples in zip(*parts):
+            per_host: dict = {}
+            for _t, counts in samples:
+                for h, c in counts.items():
+                    per_host.setdefault(h, Counter()).update(c)
+            out.append((samples[0][0], per_host))
+        return out
 
 
 def need_dask():
@@ -793,7 +873,7 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
     from .fsm import TimerProfile, get_profile
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds().override(**(thresholds or {}))
-    if render is not None and fmt not in ("json", "jsonl"):
+    if render is not None and fmt not in ("json", "jsonl", None):
         raise ValueError(f"render: the flows are rendered on the workers as json or jsonl, not {fmt!r}")
     left_out: list[str] = []
     files = expand(paths, left_out)
@@ -895,9 +975,10 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
         t2 = clock()
         with gc_paused():
             newest = client.submit(newest_of, index, pure=False)
-            keep = render is None
+            keep = render is None                 # gather the flows; else they stay on the workers, where
+            hold = True if keep else "query" if fmt is None else False   # netstat and state counts query them
             chunk = max(1000, min(CHUNK, CHUNKS_HELD // (2 * nparts)))
-            judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, keep, chunk,
+            judged = [client.submit(judge_partition, n, newest, end_ns, th, fmt if render else None, hold, chunk,
                                     nparts, workdir, f"judge-{p:05d}", key=f"tcpfsm-judge-{p}-{run}", retries=2)
                       for p, n in enumerate(numbered)]
             del numbered, newest

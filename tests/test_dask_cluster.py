@@ -395,6 +395,47 @@ def test_cli_json_and_jsonl_stream_from_the_workers(tmp_path, cluster, name):
             assert gs["summary"]["states_at_end"] == ws["summary"]["states_at_end"]
 
 
+@pytest.mark.parametrize("spill", [False, True])
+def test_netstat_and_states_ask_the_workers(tmp_path, cluster, spill):
+    """netstat and state counts on Dask: the connections stay on the workers (in memory, or in the work
+    directory's spill files) and each partition answers for its own; the joined answer is one process's --
+    through the API (the driver's Analysis holds no flow) and through the CLI, byte for byte."""
+    src = KERNEL / "concurrent_mixed.pcap"
+    whole = api.analyze(str(src), path_health=False)
+    parts = split(src, tmp_path, 3)
+    mid = (whole.start + whole.end) // 2
+    ats = [whole.start, mid, whole.end, whole.start + 10**9]
+    got = {}
+
+    def ask(an):
+        got["flows"] = len(an.flows)
+        got["snaps"] = an.netstat_many(ats)
+        got["host"] = an.netstat_many(ats, host=whole.flows[0].server_ip, listening=False, port=whole.flows[0].server_port)
+        got["states"] = an.states(0.25)
+        got["filtered"] = an.states(0.5, port=whole.flows[0].server_port, states=["ESTABLISHED", "TIME_WAIT"])
+        with pytest.raises(ValueError):
+            an.states(0)
+    work = str(tmp_path / "work") if spill else None
+    tdist.analyze(parts, client=cluster.client, partitions=3, render=ask, fmt=None, workdir=work)
+    assert got["flows"] == 0
+    key = lambda snaps: [(s.at, [(r.host, r.local, r.remote, r.state, r.flow, r.alt) for r in s.sockets]) for s in snaps]
+    assert key(got["snaps"]) == key(whole.netstat_many(ats))
+    assert any(s.sockets for s in got["snaps"])
+    h = whole.flows[0]
+    assert key(got["host"]) == key(whole.netstat_many(ats, host=h.server_ip, listening=False, port=h.server_port))
+    assert got["states"] == whole.states(0.25)
+    assert got["filtered"] == whole.states(0.5, port=h.server_port, states=["ESTABLISHED", "TIME_WAIT"])
+    when = f"+{(mid - whole.start) / 1e9:.3f}s"
+    for cmd in (["netstat", "--at", when, "--format", "json"], ["states", "--interval", "500ms", "--format", "csv"]):
+        one = subprocess.run([sys.executable, "-m", "tcpfsm.cli", cmd[0], *parts, *cmd[1:]], capture_output=True,
+                             text=True, timeout=300)
+        extra = ["--workdir", str(tmp_path / "w2")] if spill else []
+        many = subprocess.run([sys.executable, "-m", "tcpfsm.cli", cmd[0], *parts, *cmd[1:], "--scheduler",
+                               cluster.address, *extra], capture_output=True, text=True, timeout=300)
+        assert one.returncode == 0 and many.returncode == 0, many.stderr
+        assert many.stdout == one.stdout and one.stdout.strip()
+
+
 def test_cli_workers_option(tmp_path):
     parts = split(KERNEL / "close_wait_leak.pcap", tmp_path, 2)
     r = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", *parts, "--workers", "2", "--format", "json",
