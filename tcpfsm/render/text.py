@@ -424,13 +424,14 @@ def capture_line(an) -> str:
     why = ", ".join(f"{k} {v}" for k, v in sorted(i.skipped.items()))
     sums = getattr(i, "checksums", None) or {}
     csum = ", ".join(f"{k} {v}" for k, v in sorted(sums.items()))
-    dropped = an.summary().get("dropped_bad_checksum", 0)
+    summary = an.summary()      # counts the connections wherever they are (a Dask run's stay on the workers)
+    dropped = summary.get("dropped_bad_checksum", 0)
     gone = getattr(an, "not_kept", 0)
     forced = an.evicted.get("forced", 0)
     cap = (f"{gone} half-open attempts over the tracking cap ({an.max_tracked}) counted in the findings, not listed"
            f"{f' ({forced} forced out before their timers settled: findings about them may differ)' if forced else ''}; "
            if gone else "")
-    return (f"{i.records} records, {i.tcp_segments} TCP segments, {len(an.flows) + an.streamed + gone} connections; "
+    return (f"{i.records} records, {i.tcp_segments} TCP segments, {summary['flows']} connections; "
             f"{cap}"
             f"skipped {skipped}{f' ({why})' if why else ''}{'; truncated file' if i.truncated else ''}"
             f"{f'; TCP checksums: {csum}' if csum else ''}"
