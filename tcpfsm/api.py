@@ -146,19 +146,7 @@ class Analysis:
             if missing:
                 raise ValueError(f"no flow {missing[0]} (the capture has flows 1..{len(self.flows)})")
             flows = [self._by_id[i] for i in flow_ids]
-        if host is not None:
-            flows = [f for f in flows if host in (f.client_ip, f.server_ip)]
-        if port is not None:
-            port = check_port(port)
-            if host is None:
-                flows = [f for f in flows if port in (f.client_port, f.server_port)]
-            else:
-                flows = [f for f in flows if (f.client_ip == host and f.client_port == port)
-                         or (f.server_ip == host and f.server_port == port)]
-        if states:
-            want = parse_states(states)
-            flows = [f for f in flows if want & held_states(f)]
-        return flows
+        return select_flows(flows, host, port, states)
 
     def to_pandas(self, what: str = "flows"):
         """The flows (one row per connection, the CSV's columns) or the transitions (one row per state
@@ -459,6 +447,23 @@ def held_states(f: Flow) -> set[State]:
 def _port_of(addr: str) -> int | None:
     tail = addr.rpartition(":")[2]
     return int(tail) if tail.isdigit() else None
+
+
+def select_flows(flows: list[Flow], host: str | None = None, port: int | None = None, states=None) -> list[Flow]:
+    """The flows among `flows` that Analysis.select's filters (host, port, states) choose, in their order."""
+    if host is not None:
+        flows = [f for f in flows if host in (f.client_ip, f.server_ip)]
+    if port is not None:
+        port = check_port(port)
+        if host is None:
+            flows = [f for f in flows if port in (f.client_port, f.server_port)]
+        else:
+            flows = [f for f in flows if (f.client_ip == host and f.client_port == port)
+                     or (f.server_ip == host and f.server_port == port)]
+    if states:
+        want = parse_states(states)
+        flows = [f for f in flows if want & held_states(f)]
+    return flows
 
 
 def socket_rows(occ: Occupancy, times: list[int], host: str | None, keep) -> list[list[Socket]]:

@@ -487,26 +487,28 @@ def timeline(capture, flow_ids, host, port, fmt, output, profile, timers, end, v
     wanted = _states_arg(state_specs)
     if fmt == "parquet":
         _binary_ok(output)
-    an = _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
-               workers=workers, scheduler=scheduler, workdir=workdir)
-    try:
-        flows = an.select(host, port, wanted, flow_ids)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if fmt == "parquet":
-        from .render import tabular
-        _stream(output, lambda o: tabular.write_parquet("transitions", flows, o))
-    elif fmt == "json":
-        _write(output, records.dumps({"flows": [{
-            "id": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
-            "server": {"ip": f.server_ip, "port": f.server_port},
-            "observer": f.conn.obs.as_dict(),
-            "transitions": [records.transition_detail(t) for t in f.transitions],
-            "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies],
-            "icmp": text.icmp_errors(f)} for f in flows]}) + "\n")
-    else:
-        _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None),
-                                          files=getattr(an.info, "files", None)))
+
+    def show(an):                    # (on Dask, the partitions choose the flows: only those come to the driver)
+        try:
+            flows = an.select(host, port, wanted, flow_ids)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if fmt == "parquet":
+            from .render import tabular
+            _stream(output, lambda o: tabular.write_parquet("transitions", flows, o))
+        elif fmt == "json":
+            _write(output, records.dumps({"flows": [{
+                "id": f.id, "client": {"ip": f.client_ip, "port": f.client_port},
+                "server": {"ip": f.server_ip, "port": f.server_port},
+                "observer": f.conn.obs.as_dict(),
+                "transitions": [records.transition_detail(t) for t in f.transitions],
+                "anomalies": [records.flow_anomaly_record(a) for a in f.anomalies],
+                "icmp": text.icmp_errors(f)} for f in flows]}) + "\n")
+        else:
+            _write(output, text.timeline_text(flows, markdown=fmt == "md", tunnels=getattr(an.info, "tunnels", None),
+                                              files=getattr(an.info, "files", None)))
+    _load(capture, profile, timers, (), end, verify_checksums=verify_checksums, capture_point=capture_point,
+          workers=workers, scheduler=scheduler, workdir=workdir, use=show)
 
 
 @click.command()

@@ -52,10 +52,11 @@ Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
    roll-ups: the one implementation, hence one process's findings). With `render` and `fmt` json or jsonl
    (`analyze --format json|jsonl`), `write` streams the document: the partitions' rendered items merged by
    (flow id) or by (time, kind, flow id, position), a chunk per partition at a time. With `render` and no
-   `fmt` (`netstat`, `states`), the flows stay on the workers and `DaskAnalysis.netstat_many` / `states` ask
-   each partition for its sockets at the asked times (`sockets_of`) or its state counts (`counts_of`): a
-   4-tuple lives in one partition, so the rows join by concatenation and the counts by sums. Otherwise
-   (timeline, report, other formats, the Python API's default) the flows are gathered to the driver.
+   `fmt` (`netstat`, `states`, `timeline`), the flows stay on the workers and `DaskAnalysis.netstat_many`,
+   `states` and `select` ask each partition for its sockets at the asked times (`sockets_of`), its state
+   counts (`counts_of`) or the flows a filter chooses (`select_of`): a 4-tuple lives in one partition, so
+   the rows join by concatenation, the counts by sums and the chosen flows by id. Otherwise (report, other
+   formats, the Python API's default) the flows are gathered to the driver.
 
 What the driver holds: the files' facts, the merged summaries (bounded like one process's Aggregator: per
 service and second, per scanning source, MAX_NEWEST (client, service) pairs, roll-ups per (kind, host,
@@ -481,7 +482,7 @@ class Judged:
     piles: list                    # per host bucket: its transitions as the piles take them, in `ordered`'s
     #                                order, in chunks
     flows: list | None             # the flows themselves, when the driver gathers or queries them
-    spilled: tuple | None = None   # or, queried with a work directory: (file, ids, reuse) of the Numbered
+    spilled: str | None = None     # or, queried with a work directory: the file holding them
 
     def __sizeof__(self) -> int:
         return sum(map(len, self.lines)) + sum(len(c) for b in self.piles for c in b) \
@@ -532,8 +533,8 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             lines = _to_files(lines, workdir, f"{name}-lines")
             piles = [_to_files(b, workdir, f"{name}-piles{h}") for h, b in enumerate(piles)]
         summary = PartSummary(len(flows), states_end, non_rfc, agg.summary(), {"lines": len(lines)}, chunk)
-        if keep_flows == "query" and n.spilled is not None:      # read again from the work directory
-            return Judged(summary, lines, piles, None, (n.spilled, n.ids, n.reuse))
+        if keep_flows == "query" and workdir is not None:      # read again from the work directory
+            return Judged(summary, lines, piles, None, _spill(flows, workdir, f"{name}-judged"))
         return Judged(summary, lines, piles, flows if keep_flows else None)
 
 
@@ -631,15 +632,12 @@ def _to_files(chunks: list[bytes], workdir: str, name: str) -> list[str]:
 
 
 def _judged_flows(j: Judged) -> list:
-    """A judged partition's flows, read back from their spill file when they wait there (global ids set)."""
+    """A judged partition's flows, read back from their spill file when they wait there."""
     if j.flows is not None:
         return j.flows
     if j.spilled is None:
         raise ValueError("this partition's flows were not kept")
-    path, ids, reuse = j.spilled
-    flows = _unspill(path)
-    _renumber(flows, ids, reuse)
-    return flows
+    return _unspill(j.spilled)
 
 
 def sockets_of(j: Judged, times: list, host, port, states, listening: bool):
@@ -649,6 +647,20 @@ def sockets_of(j: Judged, times: list, host, port, states, listening: bool):
     with gc_paused():
         occ = Occupancy(_judged_flows(j))
         return socket_rows(occ, times, host, socket_filter(port, states)), (occ.listeners if listening else {})
+
+
+def select_of(j: Judged, host, port, states, flow_ids) -> bytes:
+    """Task: a partition's flows that tcpfsm.api.select_flows chooses (and, with `flow_ids`, only those),
+    pickled."""
+    import pickle
+
+    from .api import select_flows
+    with gc_paused():
+        flows = _judged_flows(j)
+        if flow_ids:
+            ids = set(flow_ids)
+            flows = [f for f in flows if f.id in ids]
+        return pickle.dumps(select_flows(flows, host, port, states), protocol=5)
 
 
 def counts_of(j: Judged, start: int, end: int, step: int, host, port, states) -> list:
@@ -805,6 +817,25 @@ class DaskAnalysis(Analysis):
                 listeners[k] = min(listeners.get(k, since), since)
         rows = [[r for per_time, _ in parts for r in per_time[i]] for i in range(len(times))]
         return snapshots(times, rows, listeners, host, keep, self.end)
+
+    def select(self, host: str | None = None, port: int | None = None, states=None, flow_ids=None) -> list:
+        """Analysis.select, each partition choosing among its own flows (`select_of`): only those chosen come
+        to the driver, in id order, or in `flow_ids`' order."""
+        from .api import select_flows
+        select_flows([], host, port, states)       # refused here, as one process refuses
+        client, judged = self._queryable()
+        want = set(flow_ids or ())
+        blobs = client.gather([client.submit(select_of, j, host, port, states, sorted(want) or None, pure=False)
+                               for j in judged])
+        flows = list(heapq.merge(*(_unpickle(b) for b in blobs), key=lambda f: f.id))
+        if not flow_ids:
+            return flows
+        total = sum(p.flows for p in self.parts)
+        unknown = [i for i in flow_ids if not 1 <= i <= total]   # ids are 1..N, every one a flow
+        if unknown:
+            raise ValueError(f"no flow {unknown[0]} (the capture has flows 1..{total})")
+        by_id = {f.id: f for f in flows}
+        return [by_id[i] for i in flow_ids if i in by_id]
 
     def states(self, interval: float = 1.0, host: str | None = None, port: int | None = None, states=None):
         """Analysis.states, each partition counting its own sockets (`counts_of`); the counts summed here."""

@@ -396,10 +396,11 @@ def test_cli_json_and_jsonl_stream_from_the_workers(tmp_path, cluster, name):
 
 
 @pytest.mark.parametrize("spill", [False, True])
-def test_netstat_and_states_ask_the_workers(tmp_path, cluster, spill):
-    """netstat and state counts on Dask: the connections stay on the workers (in memory, or in the work
-    directory's spill files) and each partition answers for its own; the joined answer is one process's --
-    through the API (the driver's Analysis holds no flow) and through the CLI, byte for byte."""
+def test_netstat_states_and_timeline_ask_the_workers(tmp_path, cluster, spill):
+    """netstat, state counts and timelines on Dask: the connections stay on the workers (in memory, or in
+    the work directory's spill files) and each partition answers for its own (only the flows a timeline
+    chooses travel); the joined answer is one process's -- through the API (the driver's Analysis holds no
+    flow) and through the CLI, byte for byte."""
     src = KERNEL / "concurrent_mixed.pcap"
     whole = api.analyze(str(src), path_health=False)
     parts = split(src, tmp_path, 3)
@@ -412,6 +413,10 @@ def test_netstat_and_states_ask_the_workers(tmp_path, cluster, spill):
         got["snaps"] = an.netstat_many(ats)
         got["host"] = an.netstat_many(ats, host=whole.flows[0].server_ip, listening=False, port=whole.flows[0].server_port)
         got["states"] = an.states(0.25)
+        got["select"] = an.select(port=whole.flows[0].server_port, states=["FIN_WAIT_2"])
+        got["ids"] = an.select(flow_ids=[7, 3, 7])
+        with pytest.raises(ValueError, match="no flow"):
+            an.select(flow_ids=[len(whole.flows) + 1])
         got["filtered"] = an.states(0.5, port=whole.flows[0].server_port, states=["ESTABLISHED", "TIME_WAIT"])
         with pytest.raises(ValueError):
             an.states(0)
@@ -424,10 +429,17 @@ def test_netstat_and_states_ask_the_workers(tmp_path, cluster, spill):
     h = whole.flows[0]
     assert key(got["host"]) == key(whole.netstat_many(ats, host=h.server_ip, listening=False, port=h.server_port))
     assert got["states"] == whole.states(0.25)
+    fl = lambda flows: [(f.id, f.client, f.server, [(t.ts, t.endpoint, t.new) for t in f.transitions],
+                         [a.kind for a in f.anomalies]) for f in flows]
+    assert fl(got["select"]) == fl(whole.select(port=whole.flows[0].server_port, states=["FIN_WAIT_2"]))
+    assert got["select"] and fl(got["ids"]) == fl(whole.select(flow_ids=[7, 3, 7]))
     assert got["filtered"] == whole.states(0.5, port=h.server_port, states=["ESTABLISHED", "TIME_WAIT"])
     when = f"+{(mid - whole.start) / 1e9:.3f}s"
+    h = whole.flows[3]
     for cmd in (["netstat", "--at", when, "--format", "json"], ["netstat", "--at", when],   # text: its header counts
-                ["states", "--interval", "500ms", "--format", "csv"]):
+                ["states", "--interval", "500ms", "--format", "csv"],
+                ["timeline", "--host", h.client_ip, "--format", "json"], ["timeline", "--flow", "5", "--flow", "2"],
+                ["timeline", "--port", str(h.server_port), "--state", "TIME_WAIT", "--format", "md"]):
         one = subprocess.run([sys.executable, "-m", "tcpfsm.cli", cmd[0], *parts, *cmd[1:]], capture_output=True,
                              text=True, timeout=300)
         extra = ["--workdir", str(tmp_path / "w2")] if spill else []
