@@ -893,10 +893,11 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
     and rendered chunks between stages (a path every worker can reach); in worker memory when None, except
     that a local cluster given more than SPILL_ABOVE bytes uses the temporary directory.
     `progress(stage, done, total)` is called as tasks finish.
-    `render`: None, the Analysis holds every flow, gathered from the partitions (netstat, state counts,
-    timeline, the Python API). A callable: the flows stay on the workers, rendered there in `fmt` ("json"
-    or "jsonl"); `render(an)` is called while the cluster is up with an Analysis whose `flows` is empty,
-    and `write(an, out)` there streams the document through the driver in flow order."""
+    `render`: None, the Analysis holds every flow, gathered from the partitions (report, the Python API's
+    default). A callable: the flows stay on the workers and `render(an)` is called while the cluster is up
+    with an Analysis whose `flows` is empty -- with `fmt` "json" or "jsonl" they are rendered there and
+    `write(an, out)` streams the document through the driver in flow order; with `fmt` None, `an.netstat`,
+    `an.netstat_many`, `an.states` and `an.select` ask the partitions."""
     from .api import parse_time
     from .capture.multi import MultiCaptureInfo, expand, file_plan, left_out_warning, merge_infos
     from .detect.aggregate import Aggregator
