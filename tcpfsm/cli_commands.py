@@ -287,9 +287,9 @@ def analyze(capture, fmt, output, profile, timers, thresholds, max_flows, end, t
         size = _size(capture)
         stream = not dask and not zeek and size is not None and size > STREAM_ABOVE
     sink = FlowSink(fmt, output, max_flows, width) if stream else None
-    # on Dask, json and jsonl are rendered by the partitions and streamed through the driver in flow order:
+    # on Dask, json, jsonl and csv are rendered by the partitions and streamed through the driver in flow order:
     # the driver never holds the connections (tcpfsm.distributed); other formats gather them
-    on_workers = dask and fmt in ("json", "jsonl")
+    on_workers = dask and fmt in ("json", "jsonl", "csv")
     if dask:
         from . import distributed
         an = _dask_analyze(capture, workers, scheduler, quiet=quiet, workdir=workdir, profile=profile,

@@ -49,14 +49,14 @@ Dask is imported only here, only when used (the optional extra `tcpfsm[dask]`).
    `ordered`'s order (`replay_piles`): a pile is one host's, so the buckets' counters hold disjoint hosts,
    each fed its transitions in one process's order, and the driver joins them (`PileCounter.absorb`). The
    driver merges the roll-ups and builds the Analysis from the merged aggregator (floods, scans, piles,
-   roll-ups: the one implementation, hence one process's findings). With `render` and `fmt` json or jsonl
-   (`analyze --format json|jsonl`), `write` streams the document: the partitions' rendered items merged by
+   roll-ups: the one implementation, hence one process's findings). With `render` and `fmt` json, jsonl or csv
+   (`analyze --format json|jsonl|csv`), `write` streams the document: the partitions' rendered items merged by
    (flow id) or by (time, kind, flow id, position), a chunk per partition at a time. With `render` and no
    `fmt` (`netstat`, `states`, `timeline`), the flows stay on the workers and `DaskAnalysis.netstat_many`,
    `states` and `select` ask each partition for its sockets at the asked times (`sockets_of`), its state
    counts (`counts_of`) or the flows a filter chooses (`select_of`): a 4-tuple lives in one partition, so
-   the rows join by concatenation, the counts by sums and the chosen flows by id. Otherwise (report, other
-   formats, the Python API's default) the flows are gathered to the driver.
+   the rows join by concatenation, the counts by sums and the chosen flows by id. Otherwise (report, analyze
+   as a table, brief or parquet, the Python API's default) the flows are gathered to the driver.
 
 What the driver holds: the files' facts, the merged summaries (bounded like one process's Aggregator: per
 service and second, per scanning source, MAX_NEWEST (client, service) pairs, roll-ups per (kind, host,
@@ -559,13 +559,17 @@ def _chunks(items: list, n: int, nbytes: int | None = None) -> list[bytes]:
 
 def _lines(flows: list, fmt: str | None) -> list:
     """The partition's part of the output, each item ending in its encoded line, sorted so that a merge of
-    every partition's items gives the one-process document: json, (flow id, record); jsonl, (time, kind
+    every partition's items gives the one-process document: json, (flow id, record); csv, (flow id, row);
+    jsonl, (time, kind
     order, flow id, position, event) -- tcpfsm.render.records' event order, where events at the same time and
     kind come in flow order, each flow's in its own order (transitions, anomalies, its end)."""
     from .render import records as R
     enc = R.encode
     if fmt == "json":
         return [(f.id, enc(R.flow_record(f))) for f in flows]
+    if fmt == "csv":
+        from .render.text import flow_csv_row
+        return [(f.id, flow_csv_row(f).encode()) for f in flows]
     if fmt != "jsonl":
         return []
     out = []
@@ -905,8 +909,8 @@ def analyze(paths, workers: int | None = None, scheduler: str | None = None, cli
     from .fsm import TimerProfile, get_profile
     prof = profile if isinstance(profile, TimerProfile) else get_profile(profile, **(timers or {}))
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds().override(**(thresholds or {}))
-    if render is not None and fmt not in ("json", "jsonl", None):
-        raise ValueError(f"render: the flows are rendered on the workers as json or jsonl, not {fmt!r}")
+    if render is not None and fmt not in ("json", "jsonl", "csv", None):
+        raise ValueError(f"render: the flows are rendered on the workers as json, jsonl or csv, not {fmt!r}")
     left_out: list[str] = []
     files = expand(paths, left_out)
     if files == ["-"]:
@@ -1109,12 +1113,19 @@ def write(an, out) -> None:
     """The document of an analysis whose flows stayed on the workers (`analyze(..., render=...)`), into the
     byte sink `out`: json, tcpfsm.render.records.write_analysis_json's with the flows merged by id from the
     partitions; jsonl, records.write_event_stream's, the partitions' events merged by (time, kind, flow,
-    position) with the aggregate findings (after every flow event at their time and kind), then stats."""
+    position) with the aggregate findings (after every flow event at their time and kind), then stats; csv,
+    tcpfsm.render.text.write_flows_csv's, the rows merged by id."""
     from .render import records as R
     client, judged, fmt = an.source
     streams = [_items(client, j, "lines", p.chunks["lines"]) for j, p in zip(judged, an.parts)]
     if fmt == "json":
         R.write_analysis_json(an, out, spooled=(line for _id, line in heapq.merge(*streams)))
+        return
+    if fmt == "csv":                               # tcpfsm.render.text.write_flows_csv's document
+        from .render.text import flows_csv_header
+        out.write(flows_csv_header().encode())
+        for _id, line in heapq.merge(*streams):
+            out.write(line)
         return
     closing = R.closing_events(an)                 # aggregate findings by time (stable), then stats
     found = sorted(an.findings, key=lambda a: a.ts_end or a.ts)

@@ -356,6 +356,13 @@ def _document(an, fmt: str) -> bytes:
     import io
     from tcpfsm.render import records
     out = io.BytesIO()
+    if fmt == "csv":
+        from tcpfsm.render import text
+        class Sink:                                    # the byte sink's text side, into `out`
+            def text(self, s):
+                out.write(s.encode())
+        text.write_flows_csv(an.flows, Sink())
+        return out.getvalue()
     (records.write_analysis_json if fmt == "json" else records.write_event_stream)(an, out)
     return out.getvalue()
 
@@ -369,9 +376,9 @@ def test_cli_json_and_jsonl_stream_from_the_workers(tmp_path, cluster, name):
     whole = api.analyze(str(src), path_health=False)
     parts = split(src, tmp_path, 3)
     # one capture also through a work directory (flows and rendered chunks spilled there between stages)
-    runs = [(f, []) for f in ("json", "jsonl")]
+    runs = [(f, []) for f in ("json", "jsonl", "csv")]
     if name == "concurrent_mixed":
-        runs += [(f, ["--workdir", str(tmp_path / "work")]) for f in ("json", "jsonl")]
+        runs += [(f, ["--workdir", str(tmp_path / "work")]) for f in ("json", "jsonl", "csv")]
     for fmt, extra in runs:
         out = tmp_path / f"out.{fmt}"
         r = subprocess.run([sys.executable, "-m", "tcpfsm.cli", "analyze", *parts, "--scheduler", cluster.address,
@@ -379,7 +386,9 @@ def test_cli_json_and_jsonl_stream_from_the_workers(tmp_path, cluster, name):
                            timeout=300)
         assert r.returncode == 0, r.stderr
         want, got = _document(whole, fmt), out.read_bytes()
-        if fmt == "json":
+        if fmt == "csv":
+            assert got == want and got.count(b"\n") == len(whole.flows) + 1
+        elif fmt == "json":
             w, g = json.loads(want), json.loads(got)
             assert got.split(b'"flows": [')[1].split(b'],\n "anomalies"')[0] == \
                 want.split(b'"flows": [')[1].split(b'],\n "anomalies"')[0]
