@@ -188,11 +188,9 @@ def test_worker_killed_mid_run_is_retried_with_the_same_answer(tmp_path, stage, 
         assert signature(an) == signature(whole)
 
 
-def _parts_in_process(parts, nparts, th=None):
-    """Decode, track, number and judge each partition in this process (the tasks are plain functions) ->
-    (numbered partitions, their index summaries, judged partitions, the capture's end)."""
-    from tcpfsm.detect.rules import Thresholds
-    th = th or Thresholds()
+def _decoded_in_process(parts, nparts):
+    """Decode each file in this process and plan as the driver does -> (pieces per partition in reading
+    order, the plan, the capture's end)."""
     decoded = [tdist.decode_file(p, nparts) for p in parts]
     facts = [d[0] for d in decoded]
     order = file_plan(parts, [f.info.first_ts for f in facts])
@@ -202,8 +200,17 @@ def _parts_in_process(parts, nparts, th=None):
         base += facts[i].info.records
     end = max(f.info.last_ts for f in facts)
     plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, end)
+    return [[decoded[i][1][p] for i in order] for p in range(nparts)], plan, end
+
+
+def _parts_in_process(parts, nparts, th=None):
+    """Decode, track, number and judge each partition in this process (the tasks are plain functions) ->
+    (numbered partitions, their index summaries, judged partitions, the capture's end)."""
+    from tcpfsm.detect.rules import Thresholds
+    th = th or Thresholds()
+    pieces, plan, end = _decoded_in_process(parts, nparts)
     prof = api.get_profile("linux")
-    tracked = [tdist.track_partition([decoded[i][1][p] for i in order], plan, prof) for p in range(nparts)]
+    tracked = [tdist.track_partition(pieces[p], plan, prof) for p in range(nparts)]
     numbered = _number(tracked, th)
     indexes = [n.index for n in numbered]
     newest = functools.reduce(lambda a, b: a.merge(b), indexes).newest
@@ -219,22 +226,13 @@ def test_spilled_partitions_judge_the_same(tmp_path):
     src = KERNEL / "concurrent_mixed.pcap"
     parts = split(src, tmp_path, 3)
     th = Thresholds()
-    decoded = [tdist.decode_file(p, 3) for p in parts]
-    facts = [d[0] for d in decoded]
-    order = file_plan(parts, [f.info.first_ts for f in facts])
-    bases, base = [], 1
-    for i in order:
-        bases.append(base)
-        base += facts[i].info.records
-    end = max(f.info.last_ts for f in facts)
-    plan = tdist.Plan(bases, [0] * len(order), [[0]] * len(order), False, end)
+    pieces, plan, end = _decoded_in_process(parts, 3)
     prof = api.get_profile("linux")
     work = tmp_path / "work"
     work.mkdir()
     runs = []
     for wd in (None, str(work)):
-        tracked = [tdist.track_partition([decoded[i][1][p] for i in order], plan, prof, workdir=wd)
-                   for p in range(3)]
+        tracked = [tdist.track_partition(pieces[p], plan, prof, workdir=wd) for p in range(3)]
         assert all(bool(t.spilled) == bool(wd) and (not wd or t.flows == []) for t in tracked)
         numbered = _number(tracked, th)
         newest = functools.reduce(lambda a, b: a.merge(b), [n.index for n in numbered]).newest
