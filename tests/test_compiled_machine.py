@@ -130,32 +130,49 @@ def test_random_streams_compiled_machine_equals_pure(segs, point, profile, tail)
     assert out[0] == out[1]
 
 
-# ------------------------------------------------------------------ the tracker's run kernel
-def _best_ack_reference(acks, clock, p, q):
-    """The definition: walk the rows, keep an acknowledgement that is ahead of the best (mod 2**32)."""
-    best = prev = ts = None
-    for i in range(p, q):
-        v = acks[i]
-        if v >= 0 and (best is None or 0 < ((v - best) & 0xFFFFFFFF) < 0x80000000):
-            prev, best, ts = best, v, clock[i]
-    return best, prev, ts
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from([-1, 0, 1, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 1]) | st.integers(-1, 2**32 - 1),
-                max_size=30), st.data())
-def test_best_ack_compiled_equals_pure_equals_definition(acks, data):
+# ------------------------------------------------------------------ plain segments a run at a time
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SEGMENTS, st.sampled_from(["auto", "middle"]))
+def test_feed_plain_rows_equals_feed_plain_in_both_forms(segs, point):
+    """The tracker's way (`feed_plain_rows`: the plain segments of a steady connection from a segment table,
+    up to the next SYN, FIN or RST) and the per-segment way (`feed_plain`, `feed`) end alike, compiled and
+    uncompiled; the table is read at any row offset and stops at its end bound."""
     import numpy as np
-    if COMPILED_RUNS is None:
-        pytest.fail("tcpfsm.track._runs_c is not built")
-    n = len(acks)
-    p = data.draw(st.integers(0, n))
-    q = data.draw(st.integers(p, n))
-    a = np.array(acks, np.int64)
-    clock = np.arange(n, dtype=np.int64) * 1000 + 10**18
-    want = _best_ack_reference(acks, clock.tolist(), p, q)
-    assert COMPILED_RUNS.best_ack(a, clock, p, q) == want
-    assert PURE_RUNS.best_ack(a, clock, p, q) == want
+    _need_compiled()
+    assert PURE.ROW_COLUMNS == COMPILED.ROW_COLUMNS == PURE_RUNS.ROW_COLUMNS
+    prof = get_profile()
+    ts0 = 1_700_000_000 * 10**9
+    times = np.cumsum([ts0] + [g for *_, g in segs])[1:]
+    col = {name: i for i, name in enumerate(PURE.ROW_COLUMNS)}
+    rows = np.zeros((len(segs) + 2, len(col)), np.int64)     # (a row before and after: offsets and bounds)
+    for i, (fc, flags, seq, ack, plen, win, ws, _) in enumerate(segs):
+        r = rows[i + 1]
+        r[col["clock"]], r[col["packet"]], r[col["lo"]], r[col["flags"]] = times[i], i + 1, fc, flags
+        r[col["seq"]], r[col["ack"]], r[col["win"]], r[col["plen"]] = seq, ack, win, plen
+        r[col["wscale"]], r[col["ip_len"]] = ws, 40 + plen
+    rows[-1, col["flags"]] = 0x10
+    out = []
+    for _, mod, obs in FORMS:
+        for by_rows in (False, True):
+            conn = mod.Connection(prof, obs.Observer(point))
+            p, e = 1, len(segs) + 1
+            conn.start(int(times[0]), segs[0][0], segs[0][1])
+            while p < e:
+                fc, flags, seq, ack, plen, win, ws, _ = segs[p - 1]
+                ts = int(times[p - 1])
+                if conn.steady and not flags & 7:
+                    if by_rows:
+                        q = conn.feed_plain_rows(rows, p, e, True)
+                        assert q > p and (q == e or segs[q - 1][1] & 7)
+                        p = q
+                        continue
+                    conn.feed_plain(ts, fc, flags, seq, ack, win, plen, 40 + plen)
+                else:
+                    conn.expire(ts)
+                    conn.feed(ts, p, fc, flags, seq, ack, win, plen, ws, 40 + plen)
+                p += 1
+            out.append(_conn_dump(conn))
+    assert out[0] == out[1] == out[2] == out[3]
 
 
 def _group_reference(keys):

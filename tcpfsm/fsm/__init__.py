@@ -21,11 +21,12 @@ _machine = _kernels.load("tcpfsm.fsm.machine")
 Connection, Endpoint, Transition, Violation = (_machine.Connection, _machine.Endpoint, _machine.Transition,
                                                _machine.Violation)
 Observer = _machine.Observer
+ROW_COLUMNS = _machine.ROW_COLUMNS     # the segment table of Connection.feed_plain_rows
 
 __all__ = [
     "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",
     "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
-    "CAPTURE_POINTS", "Observer",
+    "CAPTURE_POINTS", "Observer", "ROW_COLUMNS",
 ]
 
 

@@ -12,7 +12,7 @@ always in this order:
 
 1. **Count** (`_count`): packets, bytes, retransmissions, the highest sequence and acknowledgement
    numbers, windows and Zeek's history letters. The one place counters change (`feed_plain` and
-   `absorb_run` use it too, for the segments that cannot change a state).
+   `feed_plain_rows` use it too, for the segments that cannot change a state).
 2. **Classify** (`_classify`): a pure step that turns the segment, read against the bookkeeping as it
    stood before it, into endpoint events, in this fixed order:
    a. X's acknowledgement field says what X has received: an ACK covering Y's SYN is `RCV_SYNACK` for
@@ -575,10 +575,18 @@ def _due(ep: Endpoint, now: int) -> int | None:
 
 
 @cython.cfunc
+@cython.returns(i64)
+@cython.locals(v=i64)
+def _put(v):
+    """A C integer as the Endpoint field that stores it (what the property setters do through `_held`)."""
+    return v if v > _NONE else _NONE + 1
+
+
+@cython.cfunc
 @cython.locals(x=Endpoint, flags=i64, ack=i64, ts=i64)
 def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
-    if flags & ACK and (x.ack_sent is None or seq_gt(ack, x.ack_sent)):
-        x.ack_prev, x.ack_sent, x.ack_adv_ts = x.ack_sent, ack, ts
+    if flags & ACK and (x._ack_sent == _NONE or seq_gt(ack, x._ack_sent)):
+        x._ack_prev, x._ack_sent, x._ack_adv_ts = x._ack_sent, _put(ack), _put(ts)
 
 
 @cython.cfunc
@@ -610,6 +618,25 @@ def _sent(ep: Endpoint, syn: bool, t: int) -> None:
 
 # history letters and their bit in Connection._hist_seen (the responder's shifted by 6)
 _LETTERS = "SHADFR"
+_S = cython.declare(i64, 0)
+_H = cython.declare(i64, 1)
+_A = cython.declare(i64, 2)
+_D = cython.declare(i64, 3)
+_F = cython.declare(i64, 4)
+_R = cython.declare(i64, 5)
+
+# The segment table `Connection.feed_plain_rows` reads (int64, one row a segment, C-contiguous): the
+# observer's clock, the capture index, whether the lower (address, port) of the 4-tuple sent it (1/0), then
+# the header fields as `feed` takes them. track builds it in this layout (tcpfsm/track/_runs.py walks it).
+ROW_COLUMNS = ("clock", "packet", "lo", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len")
+_RC_CLOCK = cython.declare(i64, 0)
+_RC_LO = cython.declare(i64, 2)
+_RC_FLAGS = cython.declare(i64, 3)
+_RC_SEQ = cython.declare(i64, 4)
+_RC_ACK = cython.declare(i64, 5)
+_RC_WIN = cython.declare(i64, 6)
+_RC_PLEN = cython.declare(i64, 7)
+_RC_IPLEN = cython.declare(i64, 9)
 
 
 @cython.final
@@ -908,51 +935,52 @@ class Connection:
 
     # -- counting: the one place counters and history letters change -------------------
     @cython.cfunc
-    @cython.locals(from_client=cython.bint, bit=i64)
-    def _letter(self, from_client: bool, letter: str) -> None:
-        bit = 1 << (_LETTERS.index(letter) + (0 if from_client else 6))
+    @cython.locals(from_client=cython.bint, i=i64, bit=i64)
+    def _letter(self, from_client: bool, i: int) -> None:
+        """History letter `_LETTERS[i]` (`_S`, `_H`, ...), the first time this side shows it."""
+        bit = 1 << (i + (0 if from_client else 6))
         if not self._hist_seen & bit:
             self._hist_seen |= bit
-            self.history += letter if from_client else letter.lower()
+            self.history += _LETTERS[i] if from_client else _LETTERS[i].lower()
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,
                    ip_len=i64, win=i64, syn=i64, end=i64)
     def _count(self, x: Endpoint, from_client: bool, ts: int, flags: int, seq: int, plen: int, ip_len: int,
                win: int) -> None:
-        """Counters, sequence bookkeeping and history letters of one segment sent by `x`."""
+        """Counters, sequence bookkeeping and history letters of one segment sent by `x`. (The fields that may
+        be None are read and written as their C fields, `_NONE` for None: this runs for every packet.)"""
         x.packets += 1
         x.payload += plen
         x.ip_bytes += ip_len
-        if x.first_ts is None:
-            x.first_ts = ts
-        x.last_ts = ts
+        if x._first_ts == _NONE:
+            x._first_ts = _put(ts)
+        x._last_ts = _put(ts)
         y = self.server if from_client else self.client
         y.retrans_unanswered = 0
         syn = flags & SYN
         if flags & RST:
-            self._letter(from_client, "R")
+            self._letter(from_client, _R)
         elif syn:
-            self._letter(from_client, "H" if flags & ACK else "S")
+            self._letter(from_client, _H if flags & ACK else _S)
         elif flags & FIN:
-            self._letter(from_client, "F")
+            self._letter(from_client, _F)
         elif not plen and flags & ACK:
-            self._letter(from_client, "A")
+            self._letter(from_client, _A)
         if plen:
-            self._letter(from_client, "D")
+            self._letter(from_client, _D)
         if flags & RST:
             return                                   # a RST's sequence number moves nothing
         if plen:
-            x.last_data_ts = ts
-            nxt = x.snd_nxt
-            if nxt is not None and seq_gt(nxt, seq):   # seq < snd_nxt: a retransmission
+            x._last_data_ts = _put(ts)
+            if x._snd_nxt != _NONE and seq_gt(x._snd_nxt, seq):   # seq < snd_nxt: a retransmission
                 x.retrans += 1
                 if not x.retrans_unanswered:
-                    x.first_unanswered_ts = ts
+                    x._first_unanswered_ts = _put(ts)
                 x.retrans_unanswered += 1
         end = (seq + plen + (1 if syn else 0) + (flags & FIN)) & _M32
-        if x.snd_nxt is None or seq_gt(end, x.snd_nxt):
-            x.snd_nxt = end
+        if x._snd_nxt == _NONE or seq_gt(end, x._snd_nxt):
+            x._snd_nxt = end
         if not syn:
             x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
             if not win:
@@ -970,52 +998,31 @@ class Connection:
         self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
         _note_ack(x, flags, ack, ts)
 
-    @cython.locals(from_client=cython.bint, packets=i64, payload=i64, ip_bytes=i64, zero_windows=i64, retrans=i64,
-                   win=i64, x=Endpoint)
-    def absorb_run(self, from_client: bool, packets: int, payload: int, ip_bytes: int, zero_windows: int,
-                   retrans: int, unanswered: int | None, first_unanswered_ts: int | None, first_ts: int,
-                   last_ts: int, last_data_ts: int | None, win: int, snd_nxt: int | None, ack_sent: int | None,
-                   ack_prev: int | None = None, ack_adv_ts: int | None = None) -> None:
-        """Many plain segments of one direction of a steady connection at once, summed by the caller
-        (track's vectorized path): the same counters `feed_plain` would have reached one by one.
-        `unanswered`: retransmissions since the peer's last segment in the run (None: the peer was silent,
-        add to the running count)."""
-        x = self.client if from_client else self.server
-        if unanswered is not None:
-            x.retrans_unanswered = unanswered
-            if unanswered:
-                x.first_unanswered_ts = first_unanswered_ts
-        if not packets:
-            return
-        if unanswered is None and retrans:
-            if not x.retrans_unanswered:
-                x.first_unanswered_ts = first_unanswered_ts
-            x.retrans_unanswered += retrans
-        x.retrans += retrans
-        x.packets += packets
-        x.payload += payload
-        x.ip_bytes += ip_bytes
-        x.zero_windows += zero_windows
-        if x.first_ts is None:
-            x.first_ts = first_ts
-        x.last_ts = last_ts
-        if last_data_ts is not None:
-            x.last_data_ts = last_data_ts
-        x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
-        if snd_nxt is not None:
-            x.snd_nxt = snd_nxt
-        if ack_sent is not None and (x.ack_sent is None or seq_gt(ack_sent, x.ack_sent)):
-            if ack_prev is None or (x.ack_sent is not None and seq_gt(x.ack_sent, ack_prev)):
-                ack_prev = x.ack_sent            # the run's own earlier acknowledgements were lower
-            x.ack_prev, x.ack_sent, x.ack_adv_ts = ack_prev, ack_sent, ack_adv_ts
-
-    def add_letters(self, letters: list[tuple[bool, str]]) -> None:
-        """History letters first seen in a run of plain segments, in the order they came."""
-        for from_client, letter in letters:
-            self._letter(from_client, letter)
-
-    def letter_seen(self, from_client: bool, letter: str) -> bool:
-        return bool(self._hist_seen & (1 << (_LETTERS.index(letter) + (0 if from_client else 6))))
+    @cython.ccall
+    @cython.annotation_typing(True)          # (the one way to type a memoryview argument here)
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    @cython.locals(from_client=cython.bint, ts=i64, flags=i64, x=Endpoint)
+    def feed_plain_rows(self, rows: cython.const[cython.longlong][:, ::1], p: i64, e: i64,
+                        lo_is_client: cython.bint) -> i64:
+        """Segments of this steady connection, rows p, p + 1, ... (before `e`) of a table laid out as
+        ROW_COLUMNS: each fed as `feed_plain` would, up to the first that carries SYN, FIN or RST (which may
+        change a state: it goes through `feed`). Returns that row, or `e`. `lo_is_client`: the rows' `lo`
+        side is the client. (track's vectorized path: most packets of a capture pass here, in one call a run.)"""
+        if not cython.compiled:
+            rows = memoryview(rows)          # (Python ints, as the compiled form reads C integers)
+        while p < e:
+            flags = rows[p, _RC_FLAGS]
+            if flags & 7:
+                break
+            ts = rows[p, _RC_CLOCK]
+            from_client = (rows[p, _RC_LO] != 0) == lo_is_client
+            x = self.client if from_client else self.server
+            self._count(x, from_client, ts, flags, rows[p, _RC_SEQ], rows[p, _RC_PLEN], rows[p, _RC_IPLEN],
+                        rows[p, _RC_WIN])
+            _note_ack(x, flags, rows[p, _RC_ACK], ts)
+            p += 1
+        return p
 
     # -- segments ---------------------------------------------------------------------
     @cython.ccall

@@ -22,11 +22,11 @@ import numpy as np
 from ..capture.batch import ACK, SYN, RST, Batch
 from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
-from ..fsm import Connection, Observer, State, TimerProfile, Transition
+from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition
 
 _runs = _kernels.load("tcpfsm.track._runs")
-_RUN_ROWS = _runs.RUN_ROWS
-_RUN_ROW = {name: i for i, name in enumerate(_RUN_ROWS)}
+if _runs.ROW_COLUMNS != ROW_COLUMNS:       # (the walk reads the table the machine reads: one layout)
+    raise ImportError("tcpfsm.track._runs and tcpfsm.fsm.machine disagree on ROW_COLUMNS")
 
 # Ports that are services even when above 1024 (for midstream role inference).
 SERVICE_PORTS = frozenset({
@@ -227,12 +227,11 @@ class FlowTable:
         self.last_raw = last_raw
 
     def _feed_runs(self, c: dict) -> None:
-        """The vectorized path. Rows are grouped by connection and each group is walked in time order, but
-        a run of segments without SYN, FIN or RST on a connection both ends hold ESTABLISHED (`steady`) is
-        applied in one step, from numpy prefix arrays computed once per batch: packet and byte counts,
-        zero windows, retransmissions (against the running maximum of the sequence space, carried from the
-        batch start), the highest sequence and acknowledgement numbers, the last window, times and history
-        letters. Only the segments that can change a state reach the state machine, one by one."""
+        """The vectorized path. Rows are grouped by connection (`_runs.group_rows`) and each group is walked
+        in time order by the compiled `_runs.walk_groups`: a run of segments without SYN, FIN or RST on a
+        connection both ends hold ESTABLISHED (`steady`) is counted in one call (`Connection.feed_plain_rows`),
+        the others are fed one by one, and only the segments that may start or end a connection come back
+        here (`decide`: `_maybe_split`, `_late`, `_new_flow`, as in `_feed_rows`)."""
         n = len(c["ts"])
         karr, lo = _flow_key_array(c)
         ts = c["ts"].astype(np.int64)
@@ -251,140 +250,48 @@ class FlowTable:
         self.clock = int(clk[-1])
 
         # group the rows by connection, groups in order of their first row, time order inside
-        grow, perm, bounds = _group_rows(karr, n)
-        G = len(bounds) - 1
-        g = grow[perm]
-        starts, ends = bounds[:-1], bounds[1:]
-
-        flags = c["flags"][perm].astype(np.int64)
-        seq = c["seq"][perm].astype(np.int64)
-        ack = c["ack"][perm].astype(np.int64)
-        plen = c["plen"][perm].astype(np.int64)
-        win = c["win"][perm].astype(np.int64)
-        ipl = c["ip_len"][perm].astype(np.int64)
-        los = lo[perm]
-        clock_s = clk[perm]
-        ctrl = (flags & 7) != 0
-        rst = (flags & RST) != 0
-        hasack = (flags & ACK) != 0
-        end = (seq + plen + ((flags & SYN) != 0) + (flags & 1)) & _M32
-        pos = np.arange(n)
-
-        # the next control row (SYN/FIN/RST) at or after each row, within its group
-        nxt = np.where(ctrl, pos, n)
-        nxt = np.minimum.accumulate(nxt[::-1])[::-1]
-        gend = np.repeat(ends, ends - starts)
-        next_ctrl = np.minimum(nxt, gend)
-
-        gkeys = karr[perm[starts]].tolist()
+        _, perm, bounds = _group_rows(karr, n)
+        firsts = perm[bounds[:-1]]
+        cols = {"clock": clk, "packet": c["index"], "lo": lo}
+        rows = np.empty((n, len(ROW_COLUMNS)), np.int64)
+        for k, name in enumerate(ROW_COLUMNS):
+            rows[:, k] = cols[name][perm] if name in cols else c[name][perm]
+        gkeys = karr[firsts].tolist()
         flows0 = [self.current.get(k) for k in gkeys]
-        # the run table (_runs.run_sums reads it): each direction's prefix and position rows, then clock, window
-        F = len(_RUN_ROWS)
-        m = np.empty((2 * F + 2, n + 1), np.int64)
-        for d in (True, False):
-            mine = los == d
-            # carried highest sequence number (None: take the group's first row as reference)
-            carry = np.zeros(G, np.int64)
-            has = np.zeros(G, bool)
-            for gi, f in enumerate(flows0):
-                if f is not None:
-                    ep = f.conn.client if f.client_is_lo == d else f.conn.server
-                    if ep.snd_nxt is not None:
-                        carry[gi], has[gi] = ep.snd_nxt, True
-            firstrow = np.minimum.reduceat(np.where(mine, pos, n), starts)
-            ref = np.where(has, carry, end[np.minimum(firstrow, n - 1)])
-            refrow = ref[g]
-            rel_end = _signed(end - refrow)
-            rel_seq = _signed(seq - refrow)
-            v = np.where(mine & ~rst, rel_end, -_INF)
-            off = g * _SEG
-            incl = np.maximum.accumulate(v + off) - off
-            cstart = np.where(has, 0, -_INF)
-            incl = np.maximum(incl, cstart[g])
-            excl = np.empty(n, np.int64)
-            excl[1:] = incl[:-1]
-            excl[starts] = cstart
-            retr = mine & (plen > 0) & ~rst & (rel_seq < excl)
-            data = mine & (plen > 0)
-            pack = mine & (plen == 0) & hasack
-            last = np.maximum.accumulate(np.where(mine, pos, -1))
-            lastdata = np.maximum.accumulate(np.where(data, pos, -1))
-            b = 0 if d else F
-            for name, row in (("cnt", _prefix(mine)), ("plen", _prefix(np.where(mine, plen, 0))),
-                              ("ipl", _prefix(np.where(mine, ipl, 0))), ("zero", _prefix(mine & (win == 0))),
-                              ("retr", _prefix(retr)), ("data", _prefix(data)), ("pack", _prefix(pack))):
-                m[b + _RUN_ROW[name]] = row
-            for name, row in (("last", last), ("lastdata", lastdata), ("incl", incl), ("first", _next_true(mine, n)),
-                              ("nretr", _next_true(retr, n)), ("ndata", _next_true(data, n)),
-                              ("npack", _next_true(pack, n)), ("ack", np.where(mine & hasack, ack, -1))):
-                m[b + _RUN_ROW[name], :n] = row
-                m[b + _RUN_ROW[name], n] = n
-            m[b + _RUN_ROW["ref"], :G] = ref
-        m[2 * F, :n] = clock_s
-        m[2 * F + 1, :n] = win
-        m[2 * F:, n] = 0
-
-        cols = [x.tolist() for x in (clock_s, c["index"][perm], flags, seq, ack, win, plen, c["wscale"][perm], ipl)]
-        clock_l, idx_l, flags_l, seq_l, ack_l, win_l, plen_l, wscale_l, ipl_l = cols
-        los_l = los.tolist()
-        ctrl_l = ctrl.tolist()
-        next_l = next_ctrl.tolist()
-        perm_l = perm.tolist()
         # endpoints of the rows a connection may start on (each group's first row, and any control row), as
         # Python values in one step each: a spoofed flood starts a connection on nearly every row
-        cand = perm[np.flatnonzero(ctrl | (pos == np.repeat(starts, ends - starts)))]
+        start = (c["flags"] & 7) != 0
+        start[firsts] = True
+        cand = np.flatnonzero(start)
         src_b = c["src"][cand].tobytes()
         dst_b = c["dst"][cand].tobytes()
         at = dict(zip(cand.tolist(), range(len(cand))))
         sport_l, dport_l = c["sport"][cand].tolist(), c["dport"][cand].tolist()
-        touched, timers = self._touched, self._timers
-        self._pending, self._reuse_fix = [], []
-        for gi in range(G):
-            p, e = int(starts[gi]), int(ends[gi])
+        gone = self._gone
+
+        def decide(gi: int, row: int, clock: int, idx: int, lo_src: bool, fl: int, seq: int,
+                   flow: Flow | None) -> Flow | None:
+            """The connection a segment that may start one belongs to (its timers fired already), or None
+            when it is dropped (`_late`)."""
             key = gkeys[gi]
-            flow = flows0[gi]
-            valid = True                  # the prefix arrays describe `flow` (the batch-start connection)
-            while p < e:
-                if valid and flow is not None and flow.conn.steady and not ctrl_l[p]:
-                    q = next_l[p]
-                    _apply_run(flow, gi, p, q, m, F)
-                    p = q
-                    continue
-                clock, lo_src, fl = clock_l[p], los_l[p], flags_l[p]
-                self._row = perm_l[p]             # capture order of a connection this segment may create
-                nf = flow
+            self._row = row                   # capture order of a connection this segment may create
+            if flow is not None:
+                flow = self._maybe_split(flow, key, clock, idx, lo_src, fl, seq)
                 if flow is not None:
-                    flow.conn.expire(clock)
-                    if (fl & SYN) or flow.finished():
-                        nf = self._maybe_split(flow, key, clock, idx_l[p], lo_src, fl, seq_l[p])
-                if nf is None and self._gone and self._late(key, fl):
-                    p += 1
-                    continue
-                if nf is None:
-                    j = at.get(self._row)
-                    if j is not None:
-                        r = j * 16
-                        nf = self._new_flow(key, clock, idx_l[p], src_b[r:r + 16], sport_l[j], dst_b[r:r + 16],
-                                            dport_l[j], fl, lo_src)
-                    else:                 # (a plain segment long after its connection finished: rare)
-                        r = self._row
-                        nf = self._new_flow(key, clock, idx_l[p], bytes(c["src"][r]), int(c["sport"][r]),
-                                            bytes(c["dst"][r]), int(c["dport"][r]), fl, lo_src)
-                if nf is not flow:
-                    if flow is not None:
-                        valid = False     # a new connection on this 4-tuple: its segments go one by one
-                    flow = nf
-                conn = flow.conn
-                conn.feed(clock, idx_l[p], lo_src == flow.client_is_lo, fl, seq_l[p], ack_l[p], win_l[p],
-                          plen_l[p], wscale_l[p], ipl_l[p])
-                flow.last_ts = clock
-                touched.add(flow)
-                if not conn.steady:
-                    due = _due(conn)
-                    if due is not None and due != flow.timer_due:
-                        flow.timer_due = due
-                        heapq.heappush(timers, (due, next(_TICK), weakref.ref(flow)))
-                p += 1
+                    return flow
+            if gone and self._late(key, fl):
+                return None
+            j = at.get(row)
+            if j is not None:
+                r = j * 16
+                return self._new_flow(key, clock, idx, src_b[r:r + 16], sport_l[j], dst_b[r:r + 16], dport_l[j],
+                                      fl, lo_src)
+            # (a plain segment long after its connection finished: rare)
+            return self._new_flow(key, clock, idx, bytes(c["src"][row]), int(c["sport"][row]), bytes(c["dst"][row]),
+                                  int(c["dport"][row]), fl, lo_src)
+
+        self._pending, self._reuse_fix = [], []
+        _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK)
         # number the new connections in capture order, as the per-segment path does
         for _, f in sorted(self._pending, key=lambda rf: rf[0]):
             self.created += 1
@@ -681,11 +588,6 @@ def _due(conn: Connection) -> int | None:
     return conn.next_deadline()
 
 
-_M32 = 0xFFFFFFFF
-_INF = 1 << 40                     # "minus infinity" for sequence maxima, far below any relative value
-_SEG = 1 << 42                     # per-group offset that keeps a running maximum inside its group
-
-
 def _group_rows(karr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows grouped by flow key, groups in order of their first row (the compiled `_runs.group_rows`): each
     row's group, the rows group by group (capture order inside), and the groups' bounds in that order."""
@@ -696,45 +598,6 @@ def _group_rows(karr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     slots = np.full(1 << (2 * n).bit_length(), -1, np.int64)
     G = _runs.group_rows(karr.view(np.uint8).reshape(n, -1), grow, first, perm, bounds, slots)
     return grow, perm, bounds[:G + 1]
-
-
-def _signed(x: np.ndarray) -> np.ndarray:
-    """32-bit sequence differences as signed integers (-2**31 .. 2**31-1)."""
-    return ((x + (1 << 31)) & _M32) - (1 << 31)
-
-
-def _prefix(mask_or_values: np.ndarray) -> np.ndarray:
-    """Prefix sums with a leading 0: the total over rows [p, q) is P[q] - P[p]."""
-    out = np.zeros(len(mask_or_values) + 1, np.int64)
-    np.cumsum(mask_or_values, out=out[1:])
-    return out
-
-
-def _next_true(mask: np.ndarray, n: int) -> np.ndarray:
-    """For each row, the first row at or after it where `mask` holds (n if none)."""
-    pos = np.where(mask, np.arange(n), n)
-    return np.minimum.accumulate(pos[::-1])[::-1]
-
-
-def _apply_run(flow: Flow, gi: int, p: int, q: int, m: np.ndarray, F: int) -> None:
-    """Hand rows [p, q) of group `gi` -- plain segments of a steady connection -- to its machine as per-direction
-    sums (`Connection.absorb_run`), the same counters `Connection.feed_plain` would reach one by one; the sums
-    come from the batch's run table `m` (F rows a direction, then clock and window: `_runs.run_sums`)."""
-    conn = flow.conn
-    lo_is_client = flow.client_is_lo
-    sums = [(lo_is_client == d, _runs.run_sums(m, 0 if d else F, F if d else 0, 2 * F, 2 * F + 1, gi, p, q))
-            for d in (True, False)]
-    for client, r in sums:
-        conn.absorb_run(client, *r[:15])
-    new = []                        # history letters, in the order their first segments came
-    for client, r in sums:
-        if r[15] >= 0 and not conn.letter_seen(client, "D"):
-            new.append((r[15], client, "D"))
-        if r[16] >= 0 and not conn.letter_seen(client, "A"):
-            new.append((r[16], client, "A"))
-    if new:
-        conn.add_letters([(c, letter) for _, c, letter in sorted(new)])
-    flow.last_ts = m.item(2 * F, q - 1)
 
 
 def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
