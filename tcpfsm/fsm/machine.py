@@ -583,6 +583,17 @@ def _put(v):
 
 
 @cython.cfunc
+@cython.inline
+@cython.returns(i64)
+@cython.locals(a=i64, b=i64)
+def _sooner(a, b):
+    """The earlier of two optional times held as C fields (`_NONE`: none)."""
+    if a == _NONE:
+        return b
+    return a if b == _NONE or a <= b else b
+
+
+@cython.cfunc
 @cython.locals(x=Endpoint, flags=i64, ack=i64, ts=i64)
 def _note_ack(x: Endpoint, flags: int, ack: int, ts: int) -> None:
     if flags & ACK and (x._ack_sent == _NONE or seq_gt(ack, x._ack_sent)):
@@ -776,25 +787,24 @@ class Connection:
 
     # -- time -------------------------------------------------------------------------
     @cython.ccall
-    @cython.locals(ep=Endpoint)
+    @cython.locals(c=Endpoint, s=Endpoint, due=i64)
     def next_deadline(self) -> int | None:
         """The earliest time something may change without a packet: a state timer, an overdue
         retransmission, or the check that a FIN sent to a peer never seen was not retransmitted."""
-        due = None
-        for ep in (self.client, self.server):
-            for d in (ep.deadline, ep.retry_deadline, ep.fin_check, ep.cookie_check):
-                if d is not None and (due is None or d < due):
-                    due = d
-        return due
+        c, s = self.client, self.server               # (their C fields, _NONE for None: once a segment)
+        due = _sooner(_sooner(_sooner(c._deadline, c._retry_deadline), _sooner(c._fin_check, c._cookie_check)),
+                      _sooner(_sooner(s._deadline, s._retry_deadline), _sooner(s._fin_check, s._cookie_check)))
+        return None if due == _NONE else due
 
     @cython.ccall
     @cython.locals(now=i64, c=Endpoint, s=Endpoint, ep=Endpoint, e=Endpoint, kind=cython.int)
     def expire(self, now: int) -> None:
         """Fire every timer due at or before `now`, in time order."""
         c, s = self.client, self.server
-        if c.deadline is None and s.deadline is None and c.retry_deadline is None and s.retry_deadline is None \
-                and c.fin_check is None and s.fin_check is None and c.cookie_check is None and s.cookie_check is None:
-            return
+        if c._deadline == _NONE and s._deadline == _NONE and c._retry_deadline == _NONE \
+                and s._retry_deadline == _NONE and c._fin_check == _NONE and s._fin_check == _NONE \
+                and c._cookie_check == _NONE and s._cookie_check == _NONE:
+            return                   # (no timer: the C fields, read before each segment)
         for _ in range(16):          # at most a few timers per endpoint can be due at once
             # the earliest due timer of either endpoint; at equal times a state timer first, then the
             # unseen-peer FIN check, then the SYN-cookie check
