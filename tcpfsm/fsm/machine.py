@@ -122,6 +122,8 @@ _TIMEOUT = Event.TIMEOUT
 _RCV_ICMP_ERROR = Event.RCV_ICMP_ERROR
 _SND_SYN_AFTER_ICMP = Event.SND_SYN_AFTER_ICMP
 _WAITING_FOR_FIN_ACK = frozenset({_FIN_WAIT_1, _CLOSING, _LAST_ACK})
+# table.is_rfc_edge as a set of (old, new) pairs: a set lookup per transition instead of a Python call
+_RFC_EDGE = frozenset((a, b) for a in State for b in State if is_rfc_edge(a, b))
 
 
 
@@ -743,7 +745,7 @@ class Connection:
             if event is _RCV_FIN and old is _TIME_WAIT:
                 self._arm(ep, at, _TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
-        tr = Transition(ts, ep.role, old, new, packet, cause, reason, is_rfc_edge(old, new), None, at, alt,
+        tr = Transition(ts, ep.role, old, new, packet, cause, reason, (old, new) in _RFC_EDGE, None, at, alt,
                         alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
         if packet is not None and self._seg_role is not None:
             tr._seg_from = 1 if self._seg_role == "client" else 2
@@ -759,22 +761,22 @@ class Connection:
                     break
         ep.state = new
         ep.since = at
-        ep.retry_deadline = None
+        ep._retry_deadline = _NONE
         ep.alt = None
         # steady: no segment without SYN, FIN or RST can move either endpoint (feed_plain relies on it), so
         # not while an ACK could still confirm a peer's FIN (one left from before a reset and a new handshake)
         self.steady = self.client.state is _EST and self.server.state is _EST \
             and not self.client.synack_unconfirmed and not self.server.synack_unconfirmed \
-            and (self.server.fin_seq is None or self.client.acked_peer_fin) \
-            and (self.client.fin_seq is None or self.server.acked_peer_fin)
+            and (self.server._fin_seq == _NONE or self.client.acked_peer_fin) \
+            and (self.client._fin_seq == _NONE or self.server.acked_peer_fin)
         self.transitions.append(tr)
-        ep.deadline = None
+        ep._deadline = _NONE
         if new is _SYN_SENT:
             self._arm(ep, ep._syn_first if ep._syn_first != _NONE else at, new)
         elif new is not _FIN_WAIT_2 or not ep.not_orphan:
             self._arm(ep, at, new)
         if new is _CLOSED:
-            ep.rx_fin_first = None
+            ep._rx_fin_first = _NONE
         return True
 
     @cython.cfunc
@@ -1053,7 +1055,7 @@ class Connection:
             self._rst(x, y, ts, packet, flags, seq, ack)
             return
         syn, hasack = flags & SYN, flags & ACK
-        if plen and x.fin_seq is not None and seq_gt((seq + plen) & _M32, x.fin_seq):
+        if plen and x._fin_seq != _NONE and seq_gt((seq + plen) & _M32, x._fin_seq):
             self._violation(Violation(
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent {plen} bytes at seq {seq} after its FIN (seq {x.fin_seq})"))
@@ -1061,13 +1063,13 @@ class Connection:
         # The handshake as the observer saw it: the delays to both sides.
         if syn:
             (obs.saw_synack if hasack else obs.saw_syn)(ts)
-        elif hasack and from_client and not obs.measured and self.server.isn is not None \
-                and seq_gt(ack, self.server.isn) and self.client.state is _SYN_SENT:
+        elif hasack and from_client and not obs.measured and self.server._isn != _NONE \
+                and seq_gt(ack, self.server._isn) and self.client.state is _SYN_SENT:
             obs.saw_handshake_ack(ts)       # (the ACK that completes it, not a later one: TFO, inference)
 
         # A handshake we did not see: only the client's own ACK proves that a SYN+ACK reached it. A
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
-        if not syn and hasack and self.client.state is _SYN_SENT and self.server.isn is None:
+        if not syn and hasack and self.client.state is _SYN_SENT and self.server._isn == _NONE:
             if x is self.server:
                 self._violation(Violation(
                     ts, x.role, "invalid_transition", packet,
@@ -1080,7 +1082,7 @@ class Connection:
                 self._move(self.server, _INFER_SYNACK, ts, packet, "inferred:SYN+ACK not captured")
 
         # A segment from Y that does not acknowledge X's FIN, sent after that FIN reached Y: Y did not get it.
-        if hasack and x.rx_fin_first is not None and y.fin_seq is not None and not seq_gt(ack, y.fin_seq) \
+        if hasack and x._rx_fin_first != _NONE and y._fin_seq != _NONE and not seq_gt(ack, y._fin_seq) \
                 and obs.sent_after(ts, from_client, obs.arrival(x.rx_fin_last, from_client)):
             x.rx_fin_contra = True
 
@@ -1109,7 +1111,7 @@ class Connection:
         one was `y`'s FIN (a last single byte of data is rare; `alt` says so when the capture ended):
         infer `y`'s FIN, `x`'s receipt of it and `y`'s receipt of that ACK. Called when `x` closes in
         turn, and at the end of the capture. Decided at `ts`; stamped when it happened."""
-        if y.packets or y.fin_seq is not None or x.ack_prev is None or x.ack_sent is None \
+        if y.packets or y._fin_seq != _NONE or x.ack_prev is None or x.ack_sent is None \
                 or (x.ack_sent - x.ack_prev) & _M32 != 1 or x.acked_peer_fin or y.state is not _EST \
                 and y.state is not _CLOSE_WAIT:
             return
@@ -1137,7 +1139,7 @@ class Connection:
         peer = self.server if ep is self.client else self.client
         if peer.packets or ep.fin_acked or ep.state not in _WAITING_FOR_FIN_ACK or not ep.fin_ts:
             return
-        if peer.rx_fin_first is not None and not final and peer.rx_fin_copies == 1:
+        if peer._rx_fin_first != _NONE and not final and peer.rx_fin_copies == 1:
             # acknowledged, so it arrived: the unseen peer received the FIN
             first, packet = peer.rx_fin_first, peer.rx_fin_packet
             peer.rx_fin_first = None
@@ -1181,15 +1183,15 @@ class Connection:
         if hasack and not syn:
             if x.synack_unconfirmed:
                 out.append((x, _RCV_ACK_OF_SYN, "ACK of SYN+ACK", sent))
-            if y.isn is not None and not x.acked_peer_syn and seq_gt(ack, y.isn):
-                at = self._copy_received(y.syn_ts, from_client, sent) if y.syn_ts else sent
+            if y._isn != _NONE and not x.acked_peer_syn and seq_gt(ack, y._isn):
+                at = self._copy_received(y.syn_ts, from_client, sent) if y._syn_first != _NONE else sent
                 out.append((x, _RCV_SYNACK, "ACK of SYN+ACK", at))
-            if y.fin_seq is not None and not x.acked_peer_fin and seq_gt(ack, y.fin_seq):
-                at = self._copy_received(y.fin_ts, from_client, sent) if y.fin_ts else sent
+            if y._fin_seq != _NONE and not x.acked_peer_fin and seq_gt(ack, y._fin_seq):
+                at = self._copy_received(y.fin_ts, from_client, sent) if y._fin_first != _NONE else sent
                 out.append((x, _RCV_FIN, "ACK of FIN", at))
         # b. what X sent
         if syn:
-            if x.isn is not None and seq != x.isn:
+            if x._isn != _NONE and seq != x._isn:
                 kind = "SYN+ACK" if hasack else "SYN"
                 where = "its earlier SYN had" if hasack else "inside a connection whose ISN is"
                 # no endpoint: the segment is reported (by the caller) and the rest of it ignored
@@ -1198,36 +1200,36 @@ class Connection:
             out.append((x, _SND_SYNACK if hasack else _SND_SYN, "SYN+ACK" if hasack else "SYN", sent))
         if flags & FIN:
             fin_at = (seq + plen + (1 if syn else 0)) & _M32
-            if x.fin_seq is None:
+            if x._fin_seq == _NONE:
                 out.append((x, _SND_FIN, "FIN", sent))
-            elif fin_at == x.fin_seq:
+            elif fin_at == x._fin_seq:
                 out.append((x, _SND_FIN, "FIN retransmitted", sent))
-            elif seq_gt(fin_at, x.fin_seq):
+            elif seq_gt(fin_at, x._fin_seq):
                 out.append((x, None, "second FIN", sent))
         # c. what Y learns from X's acknowledgement
         if hasack:
             arrive = obs.arrival(ts, not from_client)
-            if y.isn is not None and not y.syn_acked and seq_gt(ack, y.isn):
+            if y._isn != _NONE and not y.syn_acked and seq_gt(ack, y._isn):
                 out.append((y, _RCV_ACK_OF_SYN, "ACK of SYN", arrive))
-            if y.fin_seq is not None and not y.fin_acked and seq_gt(ack, y.fin_seq):
+            if y._fin_seq != _NONE and not y.fin_acked and seq_gt(ack, y._fin_seq):
                 out.append((y, _RCV_ACK_OF_FIN, "ACK of FIN", arrive))
             # d. X acknowledges Y's data beyond its SYN: Y had completed its handshake, and X had received
             # a segment from Y that acknowledged X's SYN.
-            if not syn and y.isn is not None and seq_gt(ack, (y.isn + 1) & _M32):
+            if not syn and y._isn != _NONE and seq_gt(ack, (y._isn + 1) & _M32):
                 if y.state in (_SYN_SENT, _SYN_RECEIVED) and not y.synack_unconfirmed:
                     out.append((y, _INFER_SYNCED, "inferred:peer acknowledged its data",
-                                obs.arrival(x.syn_ts[0], not from_client) if x.syn_ts else sent))
+                                obs.arrival(x._syn_first, not from_client) if x._syn_first != _NONE else sent))
                 if x.state is _SYN_RECEIVED and not x.synack_unconfirmed:
                     out.append((x, _INFER_SYNCED, "inferred:it acknowledged the peer's data", sent))
                     return out
             # An endpoint in SYN_RECEIVED sends nothing but its SYN+ACK until the handshake ACK arrives:
             # any other segment means it had arrived, and so the peer had received the SYN+ACK.
             if not syn and x.state is _SYN_RECEIVED and not x.synack_unconfirmed \
-                    and (x.isn is None or seq_gt(seq, x.isn) or plen or flags & FIN):
+                    and (x._isn == _NONE or seq_gt(seq, x._isn) or plen or flags & FIN):
                 out.append((x, _INFER_SYNCED, "inferred:it sent beyond its SYN+ACK", sent))
                 if y.state is _SYN_SENT:
                     out.append((y, _INFER_SYNCED, "inferred:the peer completed its handshake",
-                                obs.arrival(x.syn_ts[-1], not from_client) if x.syn_ts else sent))
+                                obs.arrival(x.syn_ts[-1], not from_client) if x._syn_first != _NONE else sent))
         return out
 
     @cython.cfunc
@@ -1250,29 +1252,29 @@ class Connection:
             x.rx_fin_first = None
             # Copies of the FIN seen before the one it answered: did an earlier one arrive, its ACK lost
             # before the tap, or were they lost after it? The wire looks the same either way.
-            first = obs.arrival(y.fin_ts[0], from_client) if y.fin_ts else None
+            first = obs.arrival(y._fin_first, from_client) if y._fin_first != _NONE else None
             self._move(x, event, ts, packet, cause, at,
-                       alt_since=first if len(y.fin_ts) > 1 and cause == "ACK of FIN" else None)
+                       alt_since=first if y._fin_more is not None and cause == "ACK of FIN" else None)
         elif event is _SND_SYNACK:
-            if x.isn is None:
+            if x._isn == _NONE:
                 x.isn = seq
-            if y.isn is None:
+            if y._isn == _NONE:
                 y.isn = (ack - 1) & _M32             # the SYN it answers was not captured
             x.synacks += 1
             _sent(x, True, ts)
-            if y.isn is not None and ack == (y.isn + 1) & _M32:
+            if y._isn != _NONE and ack == (y._isn + 1) & _M32:
                 x.acked_peer_syn = True
             if wscale >= 0:
                 x.wscale = wscale
             self.scaling = x.wscale >= 0 and y.wscale >= 0
-            if x.state is _EST and x.ack_in_at is not None and not obs.sent_after(ts, from_client, x.ack_in_at):
+            if x.state is _EST and x._ack_in_at != _NONE and not obs.sent_after(ts, from_client, x._ack_in_at):
                 return                   # sent before the handshake ACK reached it: already in flight
             self._move(x, event, ts, packet, cause, at)
             if x.state is _SYN_RECEIVED:
                 self._retry(x, x.syn_ts)
                 x.cookie_check = ts + _SYNACK_WAIT + 3 * obs.rtt() if x.synacks == 1 else None
         elif event is _SND_SYN:
-            if x.isn is None:
+            if x._isn == _NONE:
                 x.isn = seq
                 x.wscale = wscale
             x.syns += 1
@@ -1291,11 +1293,11 @@ class Connection:
                 ts, x.role, "data_after_fin", packet,
                 f"{x.role} sent a second FIN at seq {fin_at}, past its first FIN at {x.fin_seq}"))
         elif event is _SND_FIN:
-            if x.fin_seq is None and not y.packets:
+            if x._fin_seq == _NONE and not y.packets:
                 self._infer_unseen_fin(x, y, ts, final=False)
             x.fins += 1
             _sent(x, False, ts)
-            first = x.fin_seq is None
+            first = x._fin_seq == _NONE
             if first:
                 x.fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
                 if not self._move(x, event, ts, packet, cause, at):
@@ -1305,7 +1307,7 @@ class Connection:
                 if x.fin_acked:
                     # Its ACK was seen, yet it retransmits. Only a copy that left after that ACK arrived
                     # proves the ACK was lost; one already in flight proves nothing.
-                    if x.ack_in_at is not None and not obs.sent_after(ts, from_client, x.ack_in_at):
+                    if x._ack_in_at != _NONE and not obs.sent_after(ts, from_client, x._ack_in_at):
                         return
                     x.fin_acked = False
                     x.fin_ack_losses += 1
@@ -1316,7 +1318,7 @@ class Connection:
                 x.fin_check = ts + _RTO_WAIT + 3 * obs.rtt()     # re-armed by each copy
             # the peer's receipt of this FIN is pending until its ACK is seen (or settled without it)
             if not y.acked_peer_fin and y.state is not _CLOSED:
-                if y.rx_fin_first is None:
+                if y._rx_fin_first == _NONE:
                     y.rx_fin_first, y.rx_fin_copies, y.rx_fin_packet = ts, 0, packet
                 y.rx_fin_last = ts
                 y.rx_fin_copies += 1
@@ -1345,7 +1347,7 @@ class Connection:
     @cython.locals(x=Endpoint, y=Endpoint, ts=i64, flags=i64, seq=i64, ack=i64, from_client=cython.bint)
     def _rst(self, x: Endpoint, y: Endpoint, ts: int, packet: int, flags: int, seq: int, ack: int) -> None:
         if y.state is _SYN_SENT:
-            plausible = bool(flags & ACK) and y.isn is not None and ack == (y.isn + 1) & _M32
+            plausible = bool(flags & ACK) and y._isn != _NONE and ack == (y._isn + 1) & _M32
             why = "it does not acknowledge the SYN"
         else:
             lo = y.ack_sent if y.ack_sent is not None else x.snd_nxt

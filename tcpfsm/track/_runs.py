@@ -19,10 +19,12 @@ import cython
 
 i64 = cython.typedef(cython.longlong)
 u64 = cython.typedef(cython.ulonglong)
-# FNV-1a over 64 bits (its offset basis with the top bit cleared: a literal above 2**63 would not convert);
-# C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the same values
+# FNV-1a over 64 bits fed 32-bit words, then one multiply-xorshift round (FNV's offset basis with the top
+# bit cleared: a literal above 2**63 would not convert); C arithmetic wraps at 2**64, the uncompiled module
+# masks its Python ints to the same values
 _FNV_OFFSET = cython.declare(cython.ulonglong, 0x4BF29CE484222325)
 _FNV_PRIME = cython.declare(cython.ulonglong, 0x100000001B3)
+_MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)   # (xorshift64*'s multiplier: the final mix)
 
 
 @cython.boundscheck(False)
@@ -47,10 +49,24 @@ def group_rows(key: cython.const[cython.uchar][:, ::1], grow: cython.longlong[::
     same: cython.bint
     for i in range(n):
         h = _FNV_OFFSET
-        for j in range(w):
+        j = 0
+        while j + 4 <= w:                   # four bytes a step: a quarter of the multiplications
+            h = (h ^ (cython.cast(u64, key[i, j]) | (cython.cast(u64, key[i, j + 1]) << 8)
+                      | (cython.cast(u64, key[i, j + 2]) << 16) | (cython.cast(u64, key[i, j + 3]) << 24))) * _FNV_PRIME
+            if not cython.compiled:
+                h &= (1 << 64) - 1
+            j += 4
+        while j < w:
             h = (h ^ cython.cast(u64, key[i, j])) * _FNV_PRIME
             if not cython.compiled:
                 h &= (1 << 64) - 1
+            j += 1
+        # a product carries only upward: fold the high bits into the low ones the slot is taken from
+        h ^= h >> 32
+        h *= _MIX
+        if not cython.compiled:
+            h &= (1 << 64) - 1
+        h ^= h >> 29
         s: i64 = cython.cast(i64, h & cython.cast(u64, mask))
         while True:
             g = slots[s]
@@ -147,7 +163,7 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
                     p = q
                     continue
                 conn.expire(clock)
-                if flags & _SYN or flow.finished():
+                if flags & _SYN or (not conn.steady and flow.finished()):    # (steady: both ESTABLISHED)
                     nf = decide(gi, perm[p], clock, rows[p, _PACKET], rows[p, _LO] != 0, flags, rows[p, _SEQ], flow)
                 else:
                     nf = flow
