@@ -384,7 +384,8 @@ class Endpoint:
         self.role = role
         self.state = self.initial = _CLOSED
         self.since = 0
-        self.isn = self.fin_seq = self.ack_in_at = self.snd_nxt = self.ack_sent = None
+        # (the optional integers as their C fields: None is _NONE; a connection is made per SYN of a flood)
+        self._isn = self._fin_seq = self._ack_in_at = self._snd_nxt = self._ack_sent = _NONE
         self.syn_acked = self.fin_acked = self.acked_peer_syn = self.synack_unconfirmed = False
         self.acked_peer_fin = self.not_orphan = self.rx_fin_contra = False
         self.fin_ack_losses = 0
@@ -392,15 +393,15 @@ class Endpoint:
         self.win = 65535
         self.alt = None
         self.alt_at = 0
-        self.rx_fin_first = self.rx_fin_last = self.rx_fin_packet = None
+        self._rx_fin_first = self._rx_fin_last = self._rx_fin_packet = _NONE
         self.rx_fin_copies = 0
-        self.ack_prev = self.ack_adv_ts = self.fin_check = self.cookie_check = None
+        self._ack_prev = self._ack_adv_ts = self._fin_check = self._cookie_check = _NONE
         self.packets = self.payload = self.ip_bytes = self.syns = self.synacks = self.fins = self.rsts = 0
         self.retrans = self.retrans_unanswered = self.zero_windows = 0
-        self.first_unanswered_ts = self.first_ts = self.last_ts = self.last_data_ts = None
+        self._first_unanswered_ts = self._first_ts = self._last_ts = self._last_data_ts = _NONE
         self._syn_first = self._fin_first = _NONE
         self._syn_more = self._fin_more = None
-        self.deadline = self.retry_deadline = None
+        self._deadline = self._retry_deadline = _NONE
         self.deadline_cause = ""
         self.icmp_closed = False
 
@@ -564,16 +565,16 @@ class Endpoint:
 
 
 @cython.cfunc
-@cython.locals(ep=Endpoint, now=i64)
+@cython.locals(ep=Endpoint, now=i64, due=i64, r=i64)
 def _due(ep: Endpoint, now: int) -> int | None:
     """When `ep`'s timer fired, if it did by `now`. A retransmitting endpoint whose next retransmission
     is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK retries when its
     queue is half full, for instance); the profile's deadline is the fallback."""
-    due = ep.deadline
-    r = ep.retry_deadline
-    if r is not None and r <= now and (due is None or r < due):
+    due = ep._deadline
+    r = ep._retry_deadline
+    if r != _NONE and r <= now and (due == _NONE or r < due):
         due = r
-    return due if due is not None and due <= now else None
+    return due if due != _NONE and due <= now else None
 
 
 @cython.cfunc
@@ -815,11 +816,12 @@ class Connection:
                 d = _due(e, now)
                 if d is not None and (best is None or (d, 0) < best[:2]):
                     best = (d, 0, e)
-                if e.fin_check is not None and e.fin_check <= now and (best is None or (e.fin_check, 1) < best[:2]):
-                    best = (e.fin_check, 1, e)
-                if e.cookie_check is not None and e.cookie_check <= now \
-                        and (best is None or (e.cookie_check, 2) < best[:2]):
-                    best = (e.cookie_check, 2, e)
+                if e._fin_check != _NONE and e._fin_check <= now \
+                        and (best is None or (e._fin_check, 1) < best[:2]):
+                    best = (e._fin_check, 1, e)
+                if e._cookie_check != _NONE and e._cookie_check <= now \
+                        and (best is None or (e._cookie_check, 2) < best[:2]):
+                    best = (e._cookie_check, 2, e)
             if best is None:
                 return
             when, kind, ep = best
