@@ -1273,7 +1273,8 @@ class Connection:
                 return                   # sent before the handshake ACK reached it: already in flight
             self._move(x, event, ts, packet, cause, at)
             if x.state is _SYN_RECEIVED:
-                self._retry(x, x.syn_ts)
+                if x._syn_more is not None:            # (a retransmission: two times or more)
+                    self._retry(x, x.syn_ts)
                 x.cookie_check = ts + _SYNACK_WAIT + 3 * obs.rtt() if x.synacks == 1 else None
         elif event is _SND_SYN:
             if x._isn == _NONE:
@@ -1287,7 +1288,7 @@ class Connection:
                 x.icmp_closed = False
                 event = _SND_SYN_AFTER_ICMP        # the same SYN again: the ICMP error had not ended connect()
             self._move(x, event, ts, packet, cause, at)
-            if x.state is _SYN_SENT:
+            if x.state is _SYN_SENT and x._syn_more is not None:
                 self._retry(x, x.syn_ts)
         elif cause == "second FIN":
             fin_at = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
@@ -1314,7 +1315,7 @@ class Connection:
                     x.fin_acked = False
                     x.fin_ack_losses += 1
                 self._move(x, event, ts, packet, cause, at)
-                if x.state in _WAITING_FOR_FIN_ACK:
+                if x.state in _WAITING_FOR_FIN_ACK and x._fin_more is not None:
                     self._retry(x, x.fin_ts)
             if not y.packets and x.state in _WAITING_FOR_FIN_ACK:
                 x.fin_check = ts + _RTO_WAIT + 3 * obs.rtt()     # re-armed by each copy
