@@ -1,4 +1,5 @@
-"""The vectorized tracker (steady runs applied from prefix arrays) equals the per-segment tracker.
+"""The vectorized tracker (rows grouped by connection, walked by the compiled `_runs.walk_groups`, steady runs
+counted by `Connection.feed_plain_rows`) equals the per-segment tracker.
 
 Every capture, several batch sizes, and random segment streams: the same flows, transitions, counters
 and sequence bookkeeping, field by field.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..capture.batch import ACK, SYN, RST, Batch
+from ..capture.batch import ACK, SYN, Batch
 from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
 from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition
