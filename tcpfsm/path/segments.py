@@ -18,9 +18,22 @@ from ..capture.batch import Batch
 from ..capture.keys import flow_key_array
 
 _k = _load("tcpfsm.path._seqan")
+_runs = _load("tcpfsm.track._runs")          # group_rows: a batch's rows grouped by key in one hash pass
 ANALYSIS_NAMES: tuple[str, ...] = _k.ANALYSIS_NAMES[:14]     # the public ones (reused_ports is internal)
 DS = {name: j for j, name in enumerate(_k.DS_COLUMNS)}          # column of the per-direction state
 CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the per-conversation state
+
+
+def _group(karr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each row's key group and each group's first row (groups in order of first appearance), and the
+    number of groups: one pass over a hash table (np.unique sorted the keys: 2/3 of this stage's time)."""
+    grow = np.empty(n, np.int64)
+    first = np.empty(n, np.int64)
+    perm = np.empty(n, np.int64)
+    bounds = np.empty(n + 1, np.int64)
+    slots = np.full(1 << (2 * n).bit_length(), -1, np.int64)
+    G = _runs.group_rows(karr.view(np.uint8).reshape(n, -1), grow, first, perm, bounds, slots)
+    return grow, first, int(G)
 
 
 def analysis_names(bits: int) -> list[str]:
@@ -93,14 +106,14 @@ class SequenceAnalysis:
         if not n:
             return
         karr, lo = flow_key_array(c)
-        uniq, inv = np.unique(karr, return_inverse=True)
+        grow, first, G = _group(karr, n)
         ids, keys = self._ids, self.keys
-        kid = np.empty(len(uniq), np.int64)
+        kid = np.empty(G, np.int64)
         # Once the cap on conversations is reached no new key can get one, so an unseen key is not given an
         # id of its own (a spoofed flood's millions of 4-tuples would make this map grow without bound): it
         # shares the one overflow id, which never holds a conversation, and its rows count as skipped.
         full = self.nconv >= self.max_convs
-        for j, k in enumerate(uniq.tolist()):
+        for j, k in enumerate(karr[first[:G]].tolist()):
             v = ids.get(k)
             if v is None:
                 if full:
@@ -109,7 +122,7 @@ class SequenceAnalysis:
                     v = ids[k] = len(keys)
                     keys.append(k)
             kid[j] = v
-        key = kid[inv.ravel()]
+        key = kid[grow]
         self._reserve(len(keys), self.nconv + n)
         conv = np.empty(n, np.int64)
         bits = np.empty(n, np.uint32)
