@@ -29,7 +29,7 @@ MAX_NEWEST = 500_000     # (client, service) pairs remembered for the reconnect 
 MAX_QUIET = 500_000      # connections that left ESTABLISHED on both sides, kept for the reconnect rule
 _PER_TARGET = frozenset({"unanswered_syn"})
 # the states an attempt that got no answer can have held (Aggregator._attempt)
-_ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})   # per-flow kinds rolled up per target service, not per client
+_ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})
 
 
 @dataclass(slots=True)
@@ -134,54 +134,75 @@ class Aggregator:
             if len(r.flows) < SAMPLE:
                 r.flows.append(f.id)
         f.anomalies = []                # (rolled up only: the flow is not kept)
-        self._index(f, False, server)
+        # what `_index` learns of it, its first tests known to pass: not kept, never ESTABLISHED, no packet back
+        if not s.rsts:
+            self._flood_attempt(f, server, s.synacks > 0)
+        self._probe(f, s.rsts > 0)
         return True
 
     def _index(self, f: Flow, kept: bool = True, server: str | None = None) -> None:
         c, s = f.conn.client, f.conn.server
         if server is None:
             server = f.server
-        key = (f.client_ip, server)
-        newest = self.newest
-        prev = newest.get(key) if kept else None
-        if kept and (prev is None or f.first_ts > prev[0]):
-            if prev is None and len(newest) >= MAX_NEWEST:
-                newest.popitem(last=False)
-                self.forgotten["reconnect_pairs"] += 1
-            newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
+        if kept:                        # (an attempt not kept is nobody's newest connection: no key to make)
+            key = (f.client_ip, server)
+            newest = self.newest
+            prev = newest.get(key)
+            if prev is None or f.first_ts > prev[0]:
+                if prev is None and len(newest) >= MAX_NEWEST:
+                    newest.popitem(last=False)
+                    self.forgotten["reconnect_pairs"] += 1
+                newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
         if not c.syns or _was(f, "client", State.ESTABLISHED):
             return
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
-            per_second = self.flood[server]
-            bucket = per_second.get(f.first_ts // NS)
-            if bucket is None:
-                bucket = per_second[f.first_ts // NS] = _Bucket(lo=f.first_ts, hi=f.first_ts)
-            bucket.count += 1
-            bucket.answered += 1 if s.synacks else 0
-            bucket.lo, bucket.hi = min(bucket.lo, f.first_ts), max(bucket.hi, f.first_ts)
-            if len(bucket.flows) < SAMPLE:
-                bucket.flows.append(f.id)
-            srcs = self.flood_sources[server]
-            if len(srcs) < MAX_SOURCES:
-                srcs.add(f.client_ip)
-            self.flood_host[server] = f.server_ip
+            self._flood_attempt(f, server, s.synacks > 0)
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
-            t = (f.server_ip, f.server_port)
-            src = f.client_ip
-            targets = self.scan.get(src)
-            if targets is None:
-                single = self.scan1.get(src)
-                if single is None or single[0] == t:
-                    if single is None:
-                        if len(self.scan1) >= MAX_SINGLES:
-                            self.scan1.popitem(last=False)
-                            self.forgotten["scan_sources"] += 1
-                        self.scan1[src] = (t, f.first_ts, f.id, bool(s.rsts))
-                    return
-                del self.scan1[src]                  # a second target: a source worth watching
-                targets = self.scan[src] = {single[0]: single[1:]}
-            if t not in targets and len(targets) < MAX_TARGETS:
-                targets[t] = (f.first_ts, f.id, bool(s.rsts))
+            self._probe(f, s.rsts > 0)
+
+    def _flood_attempt(self, f: Flow, server: str, answered: bool) -> None:
+        """A handshake toward `server` that never completed: counted in its second's bucket (SYN flood)."""
+        first = f.first_ts
+        per_second = self.flood.get(server)
+        if per_second is None:
+            per_second = self.flood[server] = {}
+            self.flood_host[server] = f.server_ip
+        sec = first // NS
+        bucket = per_second.get(sec)
+        if bucket is None:
+            bucket = per_second[sec] = _Bucket(lo=first, hi=first)
+        elif first < bucket.lo:
+            bucket.lo = first
+        elif first > bucket.hi:
+            bucket.hi = first
+        bucket.count += 1
+        if answered:
+            bucket.answered += 1
+        if len(bucket.flows) < SAMPLE:
+            bucket.flows.append(f.id)
+        srcs = self.flood_sources[server]
+        if len(srcs) < MAX_SOURCES:         # (only counted: the addresses as captured, no text needed)
+            srcs.add(f.client_raw)
+
+    def _probe(self, f: Flow, refused: bool) -> None:
+        """A connection attempt its target refused or never answered: one probe of the port-scan rule."""
+        t = (f.server_ip, f.server_port)
+        src = f.client_ip
+        targets = self.scan.get(src)
+        if targets is None:
+            scan1 = self.scan1
+            single = scan1.get(src)
+            if single is None or single[0] == t:
+                if single is None:
+                    if len(scan1) >= MAX_SINGLES:
+                        scan1.popitem(last=False)
+                        self.forgotten["scan_sources"] += 1
+                    scan1[src] = (t, f.first_ts, f.id, refused)
+                return
+            del scan1[src]                       # a second target: a source worth watching
+            targets = self.scan[src] = {single[0]: single[1:]}
+        if t not in targets and len(targets) < MAX_TARGETS:
+            targets[t] = (f.first_ts, f.id, refused)
 
     def _rollup(self, f: Flow) -> None:
         server = None

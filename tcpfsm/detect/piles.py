@@ -82,7 +82,13 @@ class PileCounter:
             key = (host, state)
             members = live.get(key)
             if members is None:
-                members = live[key] = set()
+                # a new pile (a spoofed flood's every source): its first member is its peak and its evidence
+                # (no ghosts, sample or peak can exist without the pile: `_leave` drops them together)
+                live[key] = {(fid, role)}
+                samples[key] = [fid]
+                flows = evidence[key] = [fid]
+                peaks[key] = Peak(1, due, flows)
+                continue
             members.add((fid, role))
             sample = samples.get(key)
             if sample is None:
@@ -103,6 +109,7 @@ class PileCounter:
         pend, late, stay, live, samples, evidence, age = \
             self.pending, self.late, self.stay, self.live, self.sample, self._evidence, self.age
         listed, push = LISTED, self._push
+        token = self.token
         for flow, t in items:
             ts = t.ts
             if (pend and pend[0][0] < ts) or (late and late[0][0] < ts):
@@ -116,15 +123,16 @@ class PileCounter:
                 self._leave(host, cur[0], key, fid)
             new = t.new
             if new in listed:
-                self.token += 1
-                stay[key] = (new, self.token)
-                item = (ts + age, self.token, fid, role, host, new)
+                token += 1
+                stay[key] = (new, token)
+                item = (ts + age, token, fid, role, host, new)
                 if not pend or item >= pend[-1]:
                     pend.append(item)
                 else:
                     push(item)
             if (pend and pend[0][0] <= ts) or (late and late[0][0] <= ts):
                 self._promote(ts)
+        self.token = token
 
     def _leave(self, host: str, state: State, key: tuple[int, str], fid: int) -> None:
         pile = (host, state)
@@ -151,24 +159,31 @@ class PileCounter:
         one in a pile that matters stays in it, as in an uncapped run -- as a count (`ghosts`), its stay and
         identity dropped (its id may remain in the pile's evidence sample). Only a host whose pile reaches
         keep_min later, from members let go of, can count fewer than it held."""
-        for role, host in (("client", flow.client_ip), ("server", flow.server_ip)):
-            key = (flow.id, role)
-            cur = self.stay.get(key)
+        stay, live, peaks, ghosts, keep_min, fid = self.stay, self.live, self.peaks, self.ghosts, self.keep_min, flow.id
+        for role in ("client", "server"):
+            key = (fid, role)
+            cur = stay.get(key)
             if cur is None:
                 continue
-            pile = (host, cur[0])
-            members = self.live.get(pile)
-            peak = self.peaks.get(pile)
-            ghosts = self.ghosts.get(pile, 0)
-            if (members is None or len(members) + ghosts < self.keep_min) \
-                    and (peak is None or peak.count < self.keep_min):
-                del self.stay[key]
-                self._leave(host, cur[0], key, flow.id)
+            pile = (flow.client_ip if role == "client" else flow.server_ip, cur[0])
+            members = live.get(pile)
+            peak = peaks.get(pile)
+            n = ghosts.get(pile, 0)
+            if (members is None or len(members) + n < keep_min) and (peak is None or peak.count < keep_min):
+                del stay[key]
+                if not n and members is not None and len(members) == 1 and key in members:
+                    # its own one-member pile (a spoofed source's), below keep_min: `_leave`'s outcome at once
+                    del live[pile]
+                    del self.sample[pile]
+                    self._evidence.pop(pile, None)
+                    peaks.pop(pile, None)
+                else:
+                    self._leave(pile[0], cur[0], key, fid)
                 self.released += 1
             elif members is not None and key in members:     # counted: it stays counted, as a number
-                del self.stay[key]
+                del stay[key]
                 members.discard(key)
-                self.ghosts[pile] = ghosts + 1
+                ghosts[pile] = n + 1
             # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
 
     def absorb(self, other: "PileCounter") -> None:
