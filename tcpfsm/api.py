@@ -19,7 +19,7 @@ from .capture.batch import Batch, CaptureInfo
 from .capture.reader import open_capture
 from .detect.occupancy import Occupancy, listener_row
 from .detect.aggregate import Aggregator
-from .detect.piles import ordered
+from .detect.piles import host_text, ordered
 from .detect.rules import Finding, Thresholds
 from .fsm import State, TimerProfile, get_profile
 from .track.flowtable import ClockStats, Flow, FlowTable, half_open
@@ -71,7 +71,8 @@ class Analysis:
             aggregator = Aggregator(thresholds)
             aggregator.piles.feed(ordered([(f, t) for f in self.flows for t in f.transitions]))
         self.findings: list[Finding] = aggregator.finish(self.flows, self.end)
-        self.pile_peaks = aggregator.piles.peaks      # (host, state) -> Peak: most held at once (>= min age)
+        # (host, state) -> Peak: most held at once (>= min age); the host as text
+        self.pile_peaks = host_text(aggregator.piles.peaks)
         self._occupancy: Occupancy | None = None
         self._by_id = {f.id: f for f in self.flows}
         self.timings: dict[str, float] = {}     # seconds per stage, filled by analyze()

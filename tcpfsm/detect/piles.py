@@ -10,6 +10,11 @@ endpoints alive, not the packets.
 An endpoint counts in a pile only once it has held the state for `min_age`
 seconds, so a hundred FINs sent in one millisecond and acknowledged the next
 do not make a FIN_WAIT_1 "pile".
+
+A host is its address as captured (the flow's 16-byte `client_raw` /
+`server_raw`), not its text: a spoofed flood's million sources each pass
+through here once, and their text is never needed. Whoever renders a pile
+makes the text (`host_text`).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..fsm import State, Transition
-from ..track.flowtable import Flow
+from ..track.flowtable import Flow, ip_text
 
 LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))
 SAMPLE = 100        # flow ids kept as evidence of a peak
@@ -39,22 +44,22 @@ class PileCounter:
         self.age = int(min_age * 1e9)
         self.keep_min = keep_min
         self.released = 0       # endpoints let go of on eviction (see release)
-        self.live: dict[tuple[str, State], set[int]] = {}      # counted stays: (host, state) -> flow ids
+        self.live: dict[tuple[bytes, State], set[int]] = {}    # counted stays: (host, state) -> flow ids
         # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
         # count as members, without their identities (a stream's evicted connections would grow `live`)
-        self.ghosts: dict[tuple[str, State], int] = {}
+        self.ghosts: dict[tuple[bytes, State], int] = {}
         self.stay: dict[tuple[int, str], tuple[State, int]] = {}  # (flow, role) -> (state, stay token)
         # stays waiting for min_age, (due, token, flow, role, host, state), popped in (due, token) order. Fed
         # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
         # the FIFO's last goes to a heap, and the smaller of the two heads is always the next.
-        self.pending: deque[tuple[int, int, int, str, str, State]] = deque()
-        self.late: list[tuple[int, int, int, str, str, State]] = []
-        self.peaks: dict[tuple[str, State], Peak] = {}
-        self.sample: dict[tuple[str, State], list[int]] = {}    # first members still in, for evidence
+        self.pending: deque[tuple[int, int, int, str, bytes, State]] = deque()
+        self.late: list[tuple[int, int, int, str, bytes, State]] = []
+        self.peaks: dict[tuple[bytes, State], Peak] = {}
+        self.sample: dict[tuple[bytes, State], list[int]] = {}    # first members still in, for evidence
         self.token = 0
         # (host, state) -> the sorted sample of its last peak, while the sample has not changed since:
         # a pile that grows one member at a time would otherwise re-sort the same ids at every new peak
-        self._evidence: dict[tuple[str, State], list[int]] = {}
+        self._evidence: dict[tuple[bytes, State], list[int]] = {}
 
     def _push(self, item: tuple) -> None:
         pend = self.pending
@@ -115,7 +120,7 @@ class PileCounter:
             if (pend and pend[0][0] < ts) or (late and late[0][0] < ts):
                 self._promote(ts - 1)
             role = t.endpoint
-            host = flow.client_ip if role == "client" else flow.server_ip
+            host = flow.client_raw if role == "client" else flow.server_raw
             fid = flow.id
             key = (fid, role)
             cur = stay.pop(key, None)
@@ -134,7 +139,7 @@ class PileCounter:
                 self._promote(ts)
         self.token = token
 
-    def _leave(self, host: str, state: State, key: tuple[int, str], fid: int) -> None:
+    def _leave(self, host: bytes, state: State, key: tuple[int, str], fid: int) -> None:
         pile = (host, state)
         members = self.live.get(pile)
         if members is None or key not in members:
@@ -165,7 +170,7 @@ class PileCounter:
             cur = stay.get(key)
             if cur is None:
                 continue
-            pile = (flow.client_ip if role == "client" else flow.server_ip, cur[0])
+            pile = (flow.client_raw if role == "client" else flow.server_raw, cur[0])
             members = live.get(pile)
             peak = peaks.get(pile)
             n = ghosts.get(pile, 0)
@@ -199,10 +204,15 @@ class PileCounter:
             heapq.heappush(self.late, item)
         self.token = max(self.token, other.token)
 
-    def finish(self, end: int) -> dict[tuple[str, State], Peak]:
+    def finish(self, end: int) -> dict[tuple[bytes, State], Peak]:
         """Stays still open at `end` count if they reached the minimum age by then."""
         self._promote(end)
         return self.peaks
+
+
+def host_text(peaks: dict[tuple[bytes, State], Peak]) -> dict[tuple[str, State], Peak]:
+    """Piles keyed by host address as text (what renderers and the API show), from the counter's keys."""
+    return {(ip_text(h), st): p for (h, st), p in peaks.items()}
 
 
 def ordered(items: list[tuple[Flow, Transition]]) -> list[tuple[Flow, Transition]]:

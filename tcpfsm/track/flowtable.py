@@ -84,9 +84,6 @@ class Flow:
     timer_due: int | None = None         # the due time last put on FlowTable's timer heap
     zeek: tuple[str, str] | None = None  # (conn_state, history) from the Zeek tracker, when it ran
     tunnels: set[int] | None = None      # encapsulations it was seen in (ids into CaptureInfo.tunnels)
-    # the client's address as text, made on first use and kept: the piles and aggregates ask for it several
-    # times per connection, and a spoofed flood's sources are too many for ip_text's cache to hold
-    client_text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def transitions(self) -> list[Transition]:
@@ -94,10 +91,7 @@ class Flow:
 
     @property
     def client_ip(self) -> str:
-        t = self.client_text
-        if t is None:
-            t = self.client_text = ip_text(self.client_raw)
-        return t
+        return ip_text(self.client_raw)
 
     @property
     def server_ip(self) -> str:
