@@ -13,7 +13,6 @@ import heapq
 import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
-import operator
 import weakref
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -640,22 +639,30 @@ class FlowTable:
             flood = sum(1 for f in self.current.values() if half_open(f)) > self.max_flows // 2
             victims = sorted(self.current.items(), key=rank)[:excess]
         else:
-            # (half_open inlined: this runs over the whole table once a batch, a flood's 50,000 connections)
+            # The `excess` attempts silent longest (ties in table order), and whether attempts fill over half
+            # the cap. This runs once a batch over the whole table (a flood's 50,000 connections), so the
+            # table is walked oldest first, testing half_open (inlined) only until both are known: for a
+            # flood, the victims and half the cap, not every connection.
+            keys, flows = list(self.current), list(self.current.values())
+            order = np.argsort(np.array([f.last_ts for f in flows], np.int64), kind="stable").tolist()
             cs, ss = _HALF_CLIENT, _HALF_SERVER
-            attempts = []
-            add = attempts.append
-            for k, f in self.current.items():
+            half = self.max_flows // 2
+            victims, attempts = [], 0
+            for i in order:
+                f = flows[i]
                 conn = f.conn
                 c, s = conn.client, conn.server
                 if c.state in cs and s.state in ss and not c.payload and not s.payload:
-                    add((f.last_ts, k, f))
-            attempts.sort(key=_first)            # (stable: ties stay in table order)
-            victims = [(k, f) for _, k, f in attempts[:excess]]
+                    attempts += 1
+                    if len(victims) < excess:
+                        victims.append((keys[i], f))
+                    elif attempts > half:
+                        break
             # A handshake still in progress (younger than `settled_after`) is forced out only when attempts
             # are what fills the table (over half of the cap: a flood); when established connections fill
             # it, evicting the few handshakes under way frees nothing that matters and loses connections
             # (their next segments would find them gone).
-            if len(attempts) <= self.max_flows // 2:
+            if attempts <= half:
                 victims = [kf for kf in victims if kf[1].last_ts <= self.clock - settled_after]
         settled = self.clock - settled_after
         out = []
@@ -703,8 +710,6 @@ def half_open(f: Flow) -> bool:
     c, s = f.conn.client, f.conn.server
     return c.state in _HALF_CLIENT and s.state in _HALF_SERVER and not c.payload and not s.payload
 
-
-_first = operator.itemgetter(0)
 
 
 def _due(conn: Connection) -> int | None:
