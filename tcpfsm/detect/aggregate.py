@@ -27,7 +27,7 @@ MAX_SOURCES = 100_000    # distinct sources remembered per flooded service
 MAX_SINGLES = 100_000    # sources seen probing one target so far, remembered (oldest forgotten first)
 MAX_NEWEST = 500_000     # (client, service) pairs remembered for the reconnect rule (oldest forgotten first)
 MAX_QUIET = 500_000      # connections that left ESTABLISHED on both sides, kept for the reconnect rule
-_PER_TARGET = frozenset({"unanswered_syn"})
+_PER_TARGET = frozenset({"unanswered_syn"})   # per-flow kinds rolled up per target service, not per client
 # the states an attempt that got no answer can have held (Aggregator._attempt)
 _ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})
 

@@ -641,18 +641,15 @@ class FlowTable:
         else:
             # The `excess` attempts silent longest (ties in table order), and whether attempts fill over half
             # the cap. This runs once a batch over the whole table (a flood's 50,000 connections), so the
-            # table is walked oldest first, testing half_open (inlined) only until both are known: for a
-            # flood, the victims and half the cap, not every connection.
-            keys, flows = list(self.current), list(self.current.values())
-            order = np.argsort(np.array([f.last_ts for f in flows], np.int64), kind="stable").tolist()
-            cs, ss = _HALF_CLIENT, _HALF_SERVER
+            # table is walked oldest first, testing half_open only until both are known: for a flood, the
+            # victims and half the cap, not every connection.
+            keys, tracked = list(self.current), list(self.current.values())
+            order = np.argsort(np.array([f.last_ts for f in tracked], np.int64), kind="stable").tolist()
             half = self.max_flows // 2
             victims, attempts = [], 0
             for i in order:
-                f = flows[i]
-                conn = f.conn
-                c, s = conn.client, conn.server
-                if c.state in cs and s.state in ss and not c.payload and not s.payload:
+                f = tracked[i]
+                if half_open(f):
                     attempts += 1
                     if len(victims) < excess:
                         victims.append((keys[i], f))
@@ -706,10 +703,9 @@ _HALF_SERVER = (State.SYN_RECEIVED, State.LISTEN, State.CLOSED)
 
 def half_open(f: Flow) -> bool:
     """A handshake that never completed: the client never got past SYN_SENT, the server never past
-    SYN_RECEIVED (a spoofed SYN flood is made of these). (Inlined in FlowTable.enforce_cap: keep both alike.)"""
+    SYN_RECEIVED (a spoofed SYN flood is made of these)."""
     c, s = f.conn.client, f.conn.server
     return c.state in _HALF_CLIENT and s.state in _HALF_SERVER and not c.payload and not s.payload
-
 
 
 def _due(conn: Connection) -> int | None:
