@@ -516,7 +516,7 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
             cb, sb = buckets[host_bucket(f.client_ip, parts)], buckets[host_bucket(f.server_ip, parts)]
             for i, t in enumerate(f.transitions):
                 (cb if t.endpoint == "client" else sb).append(
-                    (t.ts, t.new in LISTED, f.id, t.endpoint, i, f.client_ip, f.server_ip, t.new))
+                    (t.ts, t.new in LISTED, f.id, t.endpoint, i, f.client_raw, f.server_raw, t.new))
         lines = _lines(flows, fmt)
         states_end = {"client": Counter(), "server": Counter()}
         non_rfc = 0
@@ -712,8 +712,8 @@ def replay_piles(parts: list, thresholds, end: int):
             for c in chunks:
                 yield from pickle.loads(c)
         batch = []
-        for ts, _entering, fid, endpoint, _i, client_ip, server_ip, new in heapq.merge(*map(stream, parts)):
-            batch.append((_PileFlow(fid, client_ip, server_ip), _PileStep(ts, endpoint, new)))
+        for ts, _entering, fid, endpoint, _i, client_raw, server_raw, new in heapq.merge(*map(stream, parts)):
+            batch.append((_PileFlow(fid, client_raw, server_raw), _PileStep(ts, endpoint, new)))
             if len(batch) >= 8192:
                 piles.feed(batch)
                 batch = []
@@ -762,10 +762,10 @@ class _Merged:
 
 
 class _PileFlow:
-    __slots__ = ("id", "client_ip", "server_ip")
+    __slots__ = ("id", "client_raw", "server_raw")      # (the piles key hosts by address as captured)
 
-    def __init__(self, fid, client_ip, server_ip):
-        self.id, self.client_ip, self.server_ip = fid, client_ip, server_ip
+    def __init__(self, fid, client_raw, server_raw):
+        self.id, self.client_raw, self.server_raw = fid, client_raw, server_raw
 
 
 class _PileStep:

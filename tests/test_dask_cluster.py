@@ -282,6 +282,7 @@ def test_piles_replayed_per_host_bucket_equal_one_process(tmp_path, name):
     """Each host bucket's transitions from every partition through its own PileCounter, the counters joined
     (`PileCounter.absorb`): one process's pile peaks -- count, time and evidence -- for 1, 3 and 5 buckets."""
     from tcpfsm.detect.aggregate import Aggregator
+    from tcpfsm.detect.piles import host_text
     from tcpfsm.detect.rules import Thresholds
     src = KERNEL / f"{name}.pcap"
     whole = api.analyze(str(src), path_health=False)
@@ -296,7 +297,7 @@ def test_piles_replayed_per_host_bucket_equal_one_process(tmp_path, name):
         piles = Aggregator(th).piles
         for h in range(buckets):
             piles.absorb(tdist.replay_piles([tdist.piles_of(j, h) for j in judged], th, end))
-        assert piles.finish(end) == whole.pile_peaks, buckets
+        assert host_text(piles.finish(end)) == whole.pile_peaks, buckets   # (the counter keys hosts by address)
 
 
 def _range_ids(mine: list, ranges: int) -> list:

@@ -39,7 +39,7 @@ class ReferencePileCounter:
         for flow, t in items:
             if pend and pend[0][0] < t.ts:
                 self._promote(t.ts - 1)
-            host = flow.client_ip if t.endpoint == "client" else flow.server_ip
+            host = flow.client_raw if t.endpoint == "client" else flow.server_raw
             key = (flow.id, t.endpoint)
             cur = self.stay.pop(key, None)
             if cur is not None:
@@ -64,8 +64,8 @@ class ReferencePileCounter:
 @dataclass
 class F:
     id: int
-    client_ip: str
-    server_ip: str
+    client_raw: str        # (the counter takes hosts as opaque keys: the flow's addresses as captured)
+    server_raw: str
 
 
 @dataclass

@@ -16,8 +16,8 @@ from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from ..fsm import State
-from ..track.flowtable import Flow
-from .piles import PileCounter
+from ..track.flowtable import Flow, hostport, ip_text, service_text
+from .piles import PileCounter, host_text
 from .rules import (PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was, flow_findings, rank)
 
 NS = 1_000_000_000
@@ -27,9 +27,9 @@ MAX_SOURCES = 100_000    # distinct sources remembered per flooded service
 MAX_SINGLES = 100_000    # sources seen probing one target so far, remembered (oldest forgotten first)
 MAX_NEWEST = 500_000     # (client, service) pairs remembered for the reconnect rule (oldest forgotten first)
 MAX_QUIET = 500_000      # connections that left ESTABLISHED on both sides, kept for the reconnect rule
-_PER_TARGET = frozenset({"unanswered_syn"})
+_PER_TARGET = frozenset({"unanswered_syn"})   # per-flow kinds rolled up per target service, not per client
 # the states an attempt that got no answer can have held (Aggregator._attempt)
-_ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})   # per-flow kinds rolled up per target service, not per client
+_ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})
 
 
 @dataclass(slots=True)
@@ -66,20 +66,23 @@ class Aggregator:
             th.last_ack_pile_count, th.syn_sent_pile_count, th.syn_received_pile_count))))
         self.rollups: dict[tuple[str, str, str], _Rollup] = {}
         self.flood: dict[str, dict[int, _Bucket]] = defaultdict(dict)
-        self.flood_sources: dict[str, set[str]] = defaultdict(set)
+        self.flood_sources: dict[str, set[bytes]] = defaultdict(set)   # service -> source addresses, counted
         self.flood_host: dict[str, str] = {}
-        self.scan: dict[str, dict[tuple[str, int], tuple[int, int, bool]]] = {}   # sources with 2+ targets
+        # sources (their addresses as captured) with 2+ targets
+        self.scan: dict[bytes, dict[tuple[str, int], tuple[int, int, bool]]] = {}
         # sources with one target so far, (target, first ts, flow, refused): a spoofed flood's million sources
         # each probe once; a scanner's second probe comes soon and moves it to `scan`. Bounded, oldest out.
         # (OrderedDicts: dropping the oldest of a plain dict, `del d[next(iter(d))]`, scans the deleted slots
         # left at its front, 12 us a time at 100,000 entries: quadratic under a spoofed flood)
-        self.scan1: OrderedDict[str, tuple[tuple[str, int], int, int, bool]] = OrderedDict()
-        self.newest: OrderedDict[tuple[str, str], tuple[int, int, int, int]] = OrderedDict()   # (client ip, service) -> newest flow
+        self.scan1: OrderedDict[bytes, tuple[tuple[str, int], int, int, bool]] = OrderedDict()
+        # (client address as captured, service) -> newest flow
+        self.newest: OrderedDict[tuple[bytes, str], tuple[int, int, int, int]] = OrderedDict()
         # Connections handed out before the end (a stream's evictions) still ESTABLISHED on both sides: the
         # reconnect rule needs the capture's end and every later connection, so it is judged in `finish` from
-        # this compact record, as it is for the connections still tracked there. flow id -> (client ip,
-        # client, server ip, service, silent since, server retransmissions unanswered)
-        self.quiet: OrderedDict[int, tuple[str, str, str, str, int, int]] = OrderedDict()
+        # this compact record, as it is for the connections still tracked there. flow id -> (client address,
+        # client port, server address, server port, silent since, server retransmissions unanswered); the
+        # addresses as captured (16 bytes), their text made in `finish`
+        self.quiet: OrderedDict[int, tuple[bytes, int, bytes, int, int, int]] = OrderedDict()
         self.forgotten = {"scan_sources": 0, "reconnect_pairs": 0, "quiet_connections": 0}   # what the bounds let go of
 
     # -- per connection ---------------------------------------------------------------------------------
@@ -100,7 +103,7 @@ class Aggregator:
             if len(self.quiet) >= MAX_QUIET:
                 self.quiet.popitem(last=False)
                 self.forgotten["quiet_connections"] += 1
-            self.quiet[flow.id] = (flow.client_ip, flow.client, flow.server_ip, flow.server,
+            self.quiet[flow.id] = (flow.client_raw, flow.client_port, flow.server_raw, flow.server_port,
                                    c.last_ts or flow.first_ts, s.retrans_unanswered)
 
     def _attempt(self, f: Flow, end: int) -> bool:
@@ -134,54 +137,75 @@ class Aggregator:
             if len(r.flows) < SAMPLE:
                 r.flows.append(f.id)
         f.anomalies = []                # (rolled up only: the flow is not kept)
-        self._index(f, False, server)
+        # what `_index` learns of it, its first tests known to pass: not kept, never ESTABLISHED, no packet back
+        if not s.rsts:
+            self._flood_attempt(f, server, s.synacks > 0)
+        self._probe(f, s.rsts > 0)
         return True
 
     def _index(self, f: Flow, kept: bool = True, server: str | None = None) -> None:
         c, s = f.conn.client, f.conn.server
         if server is None:
             server = f.server
-        key = (f.client_ip, server)
-        newest = self.newest
-        prev = newest.get(key) if kept else None
-        if kept and (prev is None or f.first_ts > prev[0]):
-            if prev is None and len(newest) >= MAX_NEWEST:
-                newest.popitem(last=False)
-                self.forgotten["reconnect_pairs"] += 1
-            newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
+        if kept:                        # (an attempt not kept is nobody's newest connection: no key to make)
+            key = (f.client_raw, server)
+            newest = self.newest
+            prev = newest.get(key)
+            if prev is None or f.first_ts > prev[0]:
+                if prev is None and len(newest) >= MAX_NEWEST:
+                    newest.popitem(last=False)
+                    self.forgotten["reconnect_pairs"] += 1
+                newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
         if not c.syns or _was(f, "client", State.ESTABLISHED):
             return
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
-            per_second = self.flood[server]
-            bucket = per_second.get(f.first_ts // NS)
-            if bucket is None:
-                bucket = per_second[f.first_ts // NS] = _Bucket(lo=f.first_ts, hi=f.first_ts)
-            bucket.count += 1
-            bucket.answered += 1 if s.synacks else 0
-            bucket.lo, bucket.hi = min(bucket.lo, f.first_ts), max(bucket.hi, f.first_ts)
-            if len(bucket.flows) < SAMPLE:
-                bucket.flows.append(f.id)
-            srcs = self.flood_sources[server]
-            if len(srcs) < MAX_SOURCES:
-                srcs.add(f.client_ip)
-            self.flood_host[server] = f.server_ip
+            self._flood_attempt(f, server, s.synacks > 0)
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
-            t = (f.server_ip, f.server_port)
-            src = f.client_ip
-            targets = self.scan.get(src)
-            if targets is None:
-                single = self.scan1.get(src)
-                if single is None or single[0] == t:
-                    if single is None:
-                        if len(self.scan1) >= MAX_SINGLES:
-                            self.scan1.popitem(last=False)
-                            self.forgotten["scan_sources"] += 1
-                        self.scan1[src] = (t, f.first_ts, f.id, bool(s.rsts))
-                    return
-                del self.scan1[src]                  # a second target: a source worth watching
-                targets = self.scan[src] = {single[0]: single[1:]}
-            if t not in targets and len(targets) < MAX_TARGETS:
-                targets[t] = (f.first_ts, f.id, bool(s.rsts))
+            self._probe(f, s.rsts > 0)
+
+    def _flood_attempt(self, f: Flow, server: str, answered: bool) -> None:
+        """A handshake toward `server` that never completed: counted in its second's bucket (SYN flood)."""
+        first = f.first_ts
+        per_second = self.flood.get(server)
+        if per_second is None:
+            per_second = self.flood[server] = {}
+            self.flood_host[server] = f.server_ip
+        sec = first // NS
+        bucket = per_second.get(sec)
+        if bucket is None:
+            bucket = per_second[sec] = _Bucket(lo=first, hi=first)
+        elif first < bucket.lo:
+            bucket.lo = first
+        elif first > bucket.hi:
+            bucket.hi = first
+        bucket.count += 1
+        if answered:
+            bucket.answered += 1
+        if len(bucket.flows) < SAMPLE:
+            bucket.flows.append(f.id)
+        srcs = self.flood_sources[server]
+        if len(srcs) < MAX_SOURCES:         # (only counted: the addresses as captured, no text needed)
+            srcs.add(f.client_raw)
+
+    def _probe(self, f: Flow, refused: bool) -> None:
+        """A connection attempt its target refused or never answered: one probe of the port-scan rule."""
+        t = (f.server_ip, f.server_port)
+        src = f.client_raw                  # (as captured: a flood's sources need no text; `_scans` makes it)
+        targets = self.scan.get(src)
+        if targets is None:
+            scan1 = self.scan1
+            single = scan1.get(src)
+            if single is None or single[0] == t:
+                if single is None:
+                    if len(scan1) >= MAX_SINGLES:
+                        scan1.popitem(last=False)
+                        self.forgotten["scan_sources"] += 1
+                    scan1[src] = (t, f.first_ts, f.id, refused)
+                return
+            del scan1[src]                       # a second target: a source worth watching
+            targets = self.scan[src] = {single[0]: single[1:]}
+        if t not in targets and len(targets) < MAX_TARGETS:
+            targets[t] = (f.first_ts, f.id, refused)
 
     def _rollup(self, f: Flow) -> None:
         server = None
@@ -230,16 +254,16 @@ class Aggregator:
             return
         if any(a.kind == "vanished_peer" for a in f.anomalies):
             return
-        a = self._reconnected(f.id, f.client_ip, f.client, f.server, f.conn.client.last_ts or f.first_ts,
+        a = self._reconnected(f.id, f.client_raw, f.client, f.server, f.conn.client.last_ts or f.first_ts,
                               f.conn.server.retrans_unanswered, end)
         if a is not None:
             f.anomalies.append(a)
 
-    def _reconnected(self, fid: int, client_ip: str, client: str, server: str, silent_since: int,
+    def _reconnected(self, fid: int, client_raw: bytes, client: str, server: str, silent_since: int,
                      server_retrans: int, end: int) -> Finding | None:
         if end - silent_since < self.th.vanished_idle * NS:
             return None
-        newest = self.newest.get((client_ip, server))
+        newest = self.newest.get((client_raw, server))
         if newest is None or newest[1] == fid or newest[0] <= silent_since:
             return None
         first_ts, gid, gport, gpacket = newest
@@ -253,10 +277,12 @@ class Aggregator:
     def _quiet_reconnects(self, end: int) -> None:
         """The reconnect rule for connections handed out before the end (see `quiet`), rolled up like the rest.
         Their records were written already: the finding is in the roll-up, not in their per-flow list."""
-        for fid, (client_ip, client, server_ip, server, since, retrans) in self.quiet.items():
-            a = self._reconnected(fid, client_ip, client, server, since, retrans, end)
+        for fid, (client_raw, client_port, server_raw, server_port, since, retrans) in self.quiet.items():
+            client_ip = ip_text(client_raw)
+            server = service_text(server_raw, server_port)
+            a = self._reconnected(fid, client_raw, hostport(client_ip, client_port), server, since, retrans, end)
             if a is not None:
-                self._roll(a, fid, client_ip, server_ip, server)
+                self._roll(a, fid, client_ip, ip_text(server_raw), server)
 
     def _floods(self) -> list[Finding]:
         out = []
@@ -305,6 +331,7 @@ class Aggregator:
             ports = len({tgt[1] for *_x, tgt in inwin})
             refused = sum(1 for _t, _f, r, _g in inwin if r)
             a, b = inwin[0][0], inwin[-1][0]
+            src = ip_text(src)
             out.append(Finding("port_scan", "high", a,
                                f"{src} probed {best} targets ({ports} port(s) on {hosts} host(s)) in {_secs(b - a)}: "
                                f"{refused} refused, {best - refused} unanswered",
@@ -319,7 +346,8 @@ class Aggregator:
                   State.LAST_ACK: th.last_ack_pile_count, State.SYN_SENT: th.syn_sent_pile_count,
                   State.SYN_RECEIVED: th.syn_received_pile_count}
         out = []
-        for (host, state), peak in sorted(self.piles.finish(end).items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+        peaks = host_text(self.piles.finish(end))
+        for (host, state), peak in sorted(peaks.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
             if state in limits and peak.count >= limits[state]:
                 kind, sev, why = PILE_DIAGNOSIS[state]
                 out.append(Finding(kind, sev, peak.ts, f"{host} held {peak.count} connections in {state.value} at "

@@ -51,6 +51,13 @@ def hostport(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+@functools.lru_cache(maxsize=4096)
+def service_text(raw: bytes, port: int) -> str:
+    """A server's 16-byte address and port -> "ip:port", the recent ones cached: servers are few, and every
+    attempt of a flood names the same one (the aggregates key their services by this text)."""
+    return hostport(ip_text(raw), port)
+
+
 @dataclass(slots=True, eq=False, weakref_slot=True)
 class Flow:
     """One TCP connection: identity, roles, and its pair of endpoint machines. Compact: the addresses are
@@ -95,7 +102,7 @@ class Flow:
 
     @property
     def server(self) -> str:
-        return hostport(self.server_ip, self.server_port)
+        return service_text(self.server_raw, self.server_port)
 
     def endpoints(self, from_client: bool) -> tuple[bytes, int, bytes, int]:
         """(src, sport, dst, dport) of a segment sent by the client (True) or the server."""
@@ -474,11 +481,16 @@ class FlowTable:
     def drain(self) -> list[tuple[Flow, Transition]]:
         """Transitions made since the last call, in time order, with their flows."""
         out = []
+        add = out.append
         for flow in self._touched:
             trs = flow.conn.transitions
-            if flow.emitted < len(trs):
-                out.extend((flow, t) for t in trs[flow.emitted:])
-                flow.emitted = len(trs)
+            e, n = flow.emitted, len(trs)
+            if e < n:
+                if e + 1 == n:                  # (the usual case: one new transition, a flood's SYN)
+                    add((flow, trs[e]))
+                else:
+                    out.extend([(flow, t) for t in trs[e:]])
+                flow.emitted = n
         self._touched.clear()
         out.sort(key=lambda ft: ft[1].ts)
         return out
@@ -534,41 +546,57 @@ class FlowTable:
             flood = sum(1 for f in self.current.values() if half_open(f)) > self.max_flows // 2
             victims = sorted(self.current.items(), key=rank)[:excess]
         else:
-            attempts = sorted(((k, f) for k, f in self.current.items() if half_open(f)),
-                              key=lambda kf: kf[1].last_ts)
-            victims = attempts[:excess]
+            # The `excess` attempts silent longest (ties in table order), and whether attempts fill over half
+            # the cap. This runs once a batch over the whole table (a flood's 50,000 connections), so the
+            # table is walked oldest first, testing half_open only until both are known: for a flood, the
+            # victims and half the cap, not every connection.
+            keys, tracked = list(self.current), list(self.current.values())
+            order = np.argsort(np.array([f.last_ts for f in tracked], np.int64), kind="stable").tolist()
+            half = self.max_flows // 2
+            victims, attempts = [], 0
+            for i in order:
+                f = tracked[i]
+                if half_open(f):
+                    attempts += 1
+                    if len(victims) < excess:
+                        victims.append((keys[i], f))
+                    elif attempts > half:
+                        break
             # A handshake still in progress (younger than `settled_after`) is forced out only when attempts
             # are what fills the table (over half of the cap: a flood); when established connections fill
             # it, evicting the few handshakes under way frees nothing that matters and loses connections
             # (their next segments would find them gone).
-            if len(attempts) <= self.max_flows // 2:
+            if attempts <= half:
                 victims = [kf for kf in victims if kf[1].last_ts <= self.clock - settled_after]
         settled = self.clock - settled_after
         out = []
+        clock, current, touched, flows, detached = self.clock, self.current, self._touched, self._flows, self._detached
+        gone, limit = self._gone, max(2 * self.max_flows, 100_000)
+        reasons = Counter()
         for k, f in victims:
-            n = len(f.conn.transitions)
-            f.conn.settle(self.clock)           # no more packets will be seen for it: decide what is open
-            if len(f.conn.transitions) != n:
-                self._touched.add(f)
+            conn = f.conn
+            n = len(conn.transitions)
+            conn.settle(clock)                  # no more packets will be seen for it: decide what is open
+            if len(conn.transitions) != n:
+                touched.add(f)
             if self.forget_finished:
                 reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
                 if reason != "finished" and f.last_ts > settled and half_open(f):
                     reason = "forced"                # a handshake maybe still under way
             else:
                 reason = "half_open" if f.last_ts <= settled else "forced"
-            self.evicted[reason] += 1
-            del self.current[k]
+            reasons[reason] += 1
+            del current[k]
             out.append(f)
-        gone, limit = self._gone, max(2 * self.max_flows, 100_000)
-        for (k, f) in victims:
             if not f.finished():
-                gone.pop(k, None)
+                if k in gone:
+                    del gone[k]
                 gone[k] = f.id
                 if len(gone) > limit:
                     gone.popitem(last=False)
-        for f in out:
-            self._flows.pop(f.id, None)
-            self._detached.discard(f)
+            flows.pop(f.id, None)
+            detached.discard(f)
+        self.evicted.update(reasons)
         heap = self._timers
         if len(heap) > 2 * len(self.current) + 1024:   # entries of evicted flows wait for their due time:
             self._timers = [e for e in heap if e[2]() is not None]   # drop them, or they outnumber the live
@@ -576,12 +604,15 @@ class FlowTable:
         return out
 
 
+_HALF_CLIENT = (State.SYN_SENT, State.CLOSED)
+_HALF_SERVER = (State.SYN_RECEIVED, State.LISTEN, State.CLOSED)
+
+
 def half_open(f: Flow) -> bool:
     """A handshake that never completed: the client never got past SYN_SENT, the server never past
     SYN_RECEIVED (a spoofed SYN flood is made of these)."""
-    c, s = f.conn.client.state, f.conn.server.state
-    return c in (State.SYN_SENT, State.CLOSED) and s in (State.SYN_RECEIVED, State.LISTEN, State.CLOSED) \
-        and not f.conn.client.payload and not f.conn.server.payload
+    c, s = f.conn.client, f.conn.server
+    return c.state in _HALF_CLIENT and s.state in _HALF_SERVER and not c.payload and not s.payload
 
 
 def _due(conn: Connection) -> int | None:
