@@ -2,8 +2,8 @@
 
 Owns the state piles: per (host, state) the live count, its peak and when,
 and a sample of the flows holding it then. It consumes transitions in time
-order (`FlowTable.drain()` hands them out that way when timers are advanced
-with the capture clock), so it works the same on a whole capture and on a
+order (`ordered` over `FlowTable.drain()`, with timers advanced with the
+capture clock), so it works the same on a whole capture and on a
 stream whose finished connections are long gone: memory follows the
 endpoints alive, not the packets.
 
