@@ -566,7 +566,8 @@ def _lines(flows: list, fmt: str | None) -> list:
     from .render import records as R
     enc = R.encode
     if fmt == "json":
-        return [(f.id, enc(R.flow_record(f))) for f in flows]
+        flow_json = R.FlowEncoder()
+        return [(f.id, flow_json(f)) for f in flows]
     if fmt == "csv":
         from .render.text import flow_csv_row
         return [(f.id, flow_csv_row(f).encode()) for f in flows]

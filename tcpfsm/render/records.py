@@ -8,6 +8,7 @@ way Python's json does (shortest round-trip digits), so timestamps read the same
 """
 from __future__ import annotations
 
+from array import array
 from typing import Iterable
 
 import orjson
@@ -74,7 +75,8 @@ def aggregate_record(a: Finding) -> dict:
             "count": a.count, "flows": list(a.flows), "message": a.message}
 
 
-def flow_record(f: Flow) -> dict:
+def _flow_head(f: Flow) -> dict:
+    """A flow record's keys before its transitions: what flow_record and FlowEncoder share."""
     conn = f.conn
     c, s = conn.client, conn.server
     z = f.zeek
@@ -90,10 +92,55 @@ def flow_record(f: Flow) -> dict:
         "states": states_record(f),
         "conn_state": z[0] if z else conn_state(f),
         "history": z[1] if z else conn.history,
-        "transitions": [transition_record(t) for t in f.transitions],
-        "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
-        **_path_key(f),
     }
+
+
+def flow_record(f: Flow) -> dict:
+    rec = _flow_head(f)
+    rec["transitions"] = [transition_record(t) for t in f.transitions]
+    rec["anomalies"] = [flow_anomaly_record(a) for a in f.anomalies]
+    rec.update(_path_key(f))
+    return rec
+
+
+def _sec_json(ns: int) -> bytes:
+    return orjson.dumps(sec(ns))
+
+
+class FlowEncoder:
+    """`encode(flow_record(f))`, without building the record's transitions and path as dicts: the flow's
+    transitions come from the fsm as columns (Connection.transition_rows), its path record from the path
+    analysis' columns (PathFacts.json_columns), and the compiled emitter (tcpfsm/render/_emit.py) writes
+    their JSON. tests/test_emit.py holds the bytes equal to orjson's of flow_record on every capture. One
+    encoder per rendering: it keeps the emitter's buffer and the causes it has encoded. `kernel`: the
+    emitter module to use (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
+
+    def __init__(self, kernel=None):
+        from .. import _kernels
+        from ..fsm import TRANSITION_ROW
+        self._width = TRANSITION_ROW
+        kernel = kernel or _kernels.load("tcpfsm.render._emit")
+        self._em = kernel.Emitter([orjson.dumps(s.value) for s in State], _sec_json)
+        self._rows = array("q", bytes(8 * TRANSITION_ROW * 256))
+
+    def __call__(self, f: Flow) -> bytes:
+        from ..path.flows import facts_of
+        conn, em = f.conn, self._em
+        n = len(conn.transitions)
+        if n * self._width > len(self._rows):
+            self._rows = array("q", bytes(16 * self._width * n))
+        conn.transition_rows(self._rows, em.causes)
+        parts = [orjson.dumps(_flow_head(f), option=_OPTS)[:-1], b',"transitions":', em.transitions(self._rows, n),
+                 b',"anomalies":', orjson.dumps([flow_anomaly_record(a) for a in f.anomalies], option=_OPTS)
+                 if f.anomalies else b"[]"]
+        got = facts_of(f)
+        if got is not None:
+            pf, row = got
+            m, median, p95, jitter = pf.json_columns()
+            icmp = orjson.dumps(pf.icmp.of_flow(row), option=_OPTS) if pf.icmp is not None else b"[]"
+            parts += (b',"path":', em.path(m, row, median[row], p95[row], jitter[row], icmp))
+        parts.append(b"}")
+        return b"".join(parts)
 
 
 def _path_key(f: Flow) -> dict:
@@ -167,9 +214,9 @@ def write_analysis_json(an, out, spooled=None) -> None:
             w(sep + line.rstrip(b"\n"))
             sep = b",\n  "
     else:
-        dumps_, opts = orjson.dumps, _OPTS
+        flow_json = FlowEncoder()
         for f in an.flows:
-            w(sep + dumps_(flow_record(f), option=opts))
+            w(sep + flow_json(f))
             sep = b",\n  "
     w(b'\n ],\n "anomalies": [')
     sep = b"\n  "
