@@ -119,11 +119,14 @@ def sec_text(ns: int) -> bytes | None:
 @cython.final
 @cython.cclass
 class Emitter:
-    """Writes one rendering's records. `states`: the JSON text of each state name, by its position in
-    tcpfsm.fsm.State; `slow(ns)`: the JSON text of a time outside sec_text's range (orjson on records.sec).
-    `causes` is the dict Connection.transition_rows interns the causes into; each is encoded once."""
+    """Writes one rendering's flow records, one at a time into a reused buffer: `head`, `transitions`,
+    `raw` (text orjson made), `path`, then `end` returns the record's bytes. `states`: the JSON text of
+    each state name, by its position in tcpfsm.fsm.State; `slow(ns)`: the JSON text of a time outside
+    sec_text's range (orjson on records.sec). `causes` is the dict Connection.transition_rows interns the
+    causes into; each is encoded once."""
 
     _buf = cython.declare(bytearray)
+    _pos = cython.declare(i64)
     _states = cython.declare(list)
     _cause_text = cython.declare(list)
     causes = cython.declare(dict, visibility="readonly")
@@ -133,6 +136,7 @@ class Emitter:
 
     def __init__(self, states, slow):
         self._buf = bytearray(1 << 16)
+        self._pos = 0
         self._states = list(states)
         self._cause_text = []
         self.causes = {}
@@ -141,11 +145,14 @@ class Emitter:
         self._max_cause = 0
 
     @cython.cfunc
-    @cython.locals(need=i64)
-    def _room(self, need) -> bytearray:
-        """The buffer, at least `need` bytes long."""
+    @cython.locals(more=i64, need=i64)
+    def _room(self, more) -> bytearray:
+        """The buffer, with room for `more` bytes after what is written (kept when it grows)."""
+        need = self._pos + more
         if len(self._buf) < need:
-            self._buf = bytearray(2 * need)
+            grown = bytearray(2 * need)
+            grown[:self._pos] = self._buf[:self._pos]
+            self._buf = grown
         return self._buf
 
     @cython.cfunc
@@ -156,21 +163,100 @@ class Emitter:
             return end
         return _put(buf, pos, self._slow(ns))
 
+    @cython.cfunc
+    @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64)
+    def _opt_time(self, buf, pos, ns) -> i64:
+        """A time, or null where it is unknown (negative)."""
+        return _put(buf, pos, _NULL) if ns < 0 else self._time(buf, pos, ns)
+
+    @cython.locals(buf=cython.uchar[::1], pos=i64, flow_id=i64, client_port=i64, server_port=i64,
+                   first_ns=i64, last_ns=i64, client_packets=i64, server_packets=i64, client_bytes=i64,
+                   server_bytes=i64, client_state=i64, server_state=i64, client_alt=i64, server_alt=i64)
+    def head(self, flow_id, client_ip: bytes, client_port, server_ip: bytes, server_port, role_inferred,
+             first_ns, last_ns, client_packets, server_packets, client_bytes, server_bytes, client_state,
+             server_state, client_alt, server_alt, conn_state: bytes, history: bytes) -> None:
+        """Start a flow record: its keys before "transitions", as records.flow_record has them (the values
+        of records._head_values: addresses, conn_state and history as their JSON text, states by position,
+        -1 for no alternative)."""
+        self._pos = 0
+        buf = self._room(512 + len(client_ip) + len(server_ip) + len(conn_state) + len(history)
+                         + 4 * self._max_state)
+        pos = _put(buf, 0, b'{"id":')
+        pos = _put_int(buf, pos, flow_id)
+        pos = _put(buf, pos, b',"client":{"ip":')
+        pos = _put(buf, pos, client_ip)
+        pos = _put(buf, pos, b',"port":')
+        pos = _put_int(buf, pos, client_port)
+        pos = _put(buf, pos, b'},"server":{"ip":')
+        pos = _put(buf, pos, server_ip)
+        pos = _put(buf, pos, b',"port":')
+        pos = _put_int(buf, pos, server_port)
+        pos = _put(buf, pos, b'},"role_inferred":')
+        pos = _put(buf, pos, _TRUE if role_inferred else _FALSE)
+        pos = _put(buf, pos, b',"first_ts":')
+        pos = self._time(buf, pos, first_ns)
+        pos = _put(buf, pos, b',"last_ts":')
+        pos = self._time(buf, pos, last_ns)
+        pos = _put(buf, pos, b',"packets":{"client":')
+        pos = _put_int(buf, pos, client_packets)
+        pos = _put(buf, pos, b',"server":')
+        pos = _put_int(buf, pos, server_packets)
+        pos = _put(buf, pos, b'},"bytes":{"client":')
+        pos = _put_int(buf, pos, client_bytes)
+        pos = _put(buf, pos, b',"server":')
+        pos = _put_int(buf, pos, server_bytes)
+        pos = _put(buf, pos, b'},"states":{"client":')
+        pos = _put(buf, pos, self._states[client_state])
+        pos = _put(buf, pos, b',"server":')
+        pos = _put(buf, pos, self._states[server_state])
+        if client_alt >= 0 or server_alt >= 0:
+            pos = _put(buf, pos, b',"alt":{')
+            if client_alt >= 0:
+                pos = _put(buf, pos, b'"client":')
+                pos = _put(buf, pos, self._states[client_alt])
+                if server_alt >= 0:
+                    buf[pos] = 44                         # ','
+                    pos += 1
+            if server_alt >= 0:
+                pos = _put(buf, pos, b'"server":')
+                pos = _put(buf, pos, self._states[server_alt])
+            buf[pos] = 125                                # '}'
+            pos += 1
+        pos = _put(buf, pos, b'},"conn_state":')
+        pos = _put(buf, pos, conn_state)
+        pos = _put(buf, pos, b',"history":')
+        pos = _put(buf, pos, history)
+        self._pos = pos
+
+    @cython.locals(buf=cython.uchar[::1], pos=i64)
+    def raw(self, text: bytes) -> None:
+        """Append JSON text as it is (keys and values orjson made)."""
+        buf = self._room(len(text))
+        self._pos = _put(buf, self._pos, text)
+
+    @cython.locals(buf=cython.uchar[::1], pos=i64)
+    def end(self) -> bytes:
+        """Close the record ('}') and return its bytes; the buffer is reused by the next."""
+        buf = self._room(1)
+        pos = self._pos
+        buf[pos] = 125                                    # '}'
+        self._pos = 0
+        return bytes(self._buf[:pos + 1])
+
     @cython.boundscheck(False)
     @cython.wraparound(False)
     @cython.locals(rows=cython.longlong[::1], n=i64, i=i64, r=i64, pos=i64, bits=i64, alt=i64, pk=i64,
                    buf=cython.uchar[::1])
-    def transitions(self, rows, n) -> bytes:
-        """The JSON list of n transitions from Connection.transition_rows' columns (`rows`), as
-        orjson.dumps([records.transition_record(t) ...]) prints it."""
+    def transitions(self, rows, n) -> None:
+        """Append ',"transitions":' and the JSON list of n transitions from Connection.transition_rows'
+        columns (`rows`), as orjson.dumps([records.transition_record(t) ...]) prints it."""
         if len(self._cause_text) < len(self.causes):      # causes first seen by this batch
             for c in list(self.causes)[len(self._cause_text):]:
                 t = orjson.dumps(c)
                 self._cause_text.append(t)
                 self._max_cause = max(self._max_cause, len(t))
-        buf = self._room(2 + n * (_MAX_TR + self._max_cause + 3 * self._max_state))
-        buf[0] = 91                                       # '['
-        pos = 1
+        buf = self._room(32 + n * (_MAX_TR + self._max_cause + 3 * self._max_state))
+        pos = _put(buf, self._pos, b',"transitions":[')
         for i in range(n):
             r = i * 4
             bits = rows[r + 3]
@@ -199,24 +285,17 @@ class Emitter:
             buf[pos] = 125                                # '}'
             pos += 1
         buf[pos] = 93                                     # ']'
-        pos += 1
-        return bytes(self._buf[:pos])
-
-    @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64)
-    def _opt_time(self, buf, pos, ns) -> i64:
-        """A time, or null where it is unknown (negative)."""
-        return _put(buf, pos, _NULL) if ns < 0 else self._time(buf, pos, ns)
+        self._pos = pos + 1
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
     @cython.locals(m=cython.longlong[:, ::1], row=i64, pos=i64, buf=cython.uchar[::1], n=i64, v=i64)
-    def path(self, m, row, median: bytes, p95: bytes, jitter: bytes, icmp: bytes) -> bytes:
-        """The JSON of PathFacts.record(row) from PathFacts.json_columns (`m`: its matrix, columns in
-        path/flows.JSON_COLUMNS order; `median`, `p95`, `jitter`: the row's texts) and `icmp`, the JSON of
-        the record's ICMP list."""
+    def path(self, m, row, median: bytes, p95: bytes, jitter: bytes, icmp: bytes) -> None:
+        """Append ',"path":' and the JSON of PathFacts.record(row) from PathFacts.json_columns (`m`: its
+        matrix, columns in path/flows.JSON_COLUMNS order; `median`, `p95`, `jitter`: the row's texts) and
+        `icmp`, the JSON of the record's ICMP list."""
         buf = self._room(1024 + len(median) + len(p95) + len(jitter) + len(icmp))
-        pos = _put(buf, 0, b'{"handshake_rtt":')
+        pos = _put(buf, self._pos, b',"path":{"handshake_rtt":')
         pos = self._opt_time(buf, pos, m[row, 0])
         pos = _put(buf, pos, b',"handshake_legs":{"syn_to_synack":')
         pos = self._opt_time(buf, pos, m[row, 1])
@@ -289,8 +368,7 @@ class Emitter:
         pos = _put(buf, pos, b'},"icmp":')
         pos = _put(buf, pos, icmp)
         buf[pos] = 125                                    # '}'
-        pos += 1
-        return bytes(self._buf[:pos])
+        self._pos = pos + 1
 
     @cython.cfunc
     @cython.locals(buf=cython.uchar[::1], pos=i64, v=i64)
