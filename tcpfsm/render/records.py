@@ -117,7 +117,9 @@ def flow_record(f: Flow) -> dict:
 
 
 def _sec_json(ns: int) -> bytes:
-    return orjson.dumps(sec(ns))
+    """orjson's text of sec(ns): the emitter's way out of its proven range (int(): the uncompiled emitter
+    reads numpy integers, whose quotient would be a numpy float)."""
+    return orjson.dumps(sec(int(ns)))
 
 
 class FlowEncoder:
