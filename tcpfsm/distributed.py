@@ -573,6 +573,7 @@ def _lines(flows: list, fmt: str | None) -> list:
         return [(f.id, flow_csv_row(f).encode()) for f in flows]
     if fmt != "jsonl":
         return []
+    flow_json = R.FlowEncoder()
     out = []
     add = out.append
     for f in flows:
@@ -583,7 +584,7 @@ def _lines(flows: list, fmt: str | None) -> list:
         for a in f.anomalies:
             add((a.ts, R.ANOMALY, f.id, i, enc(R.anomaly_event(f, a)) + b"\n"))
             i += 1
-        add((f.last_ts, R.FLOW_END, f.id, i, enc(R.flow_end_event(f)) + b"\n"))
+        add((f.last_ts, R.FLOW_END, f.id, i, R.flow_end_json(f, flow_json) + b"\n"))
     out.sort()
     return out
 

@@ -1,5 +1,5 @@
 """The JSON emitter (tcpfsm/render/_emit.py, via records.FlowEncoder) writes exactly the bytes orjson writes
-for the records: every flow of every capture, of generated floods and open connections, and of the bench
+for the records (flow records, and the jsonl flow_end events that carry them): every flow of every capture, of generated floods and open connections, and of the bench
 capture when it is there; both forms of the kernel; and the time text over the whole int64 range, where
 anything outside the proven range must be handed back to orjson.
 """
@@ -37,6 +37,7 @@ def _assert_same(flows, kernel=None) -> None:
     enc = records.FlowEncoder(kernel)
     for f in flows:
         assert enc(f) == orjson.dumps(records.flow_record(f), option=orjson.OPT_SERIALIZE_NUMPY), f.id
+        assert records.flow_end_json(f, enc) == orjson.dumps(records.flow_end_event(f), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")

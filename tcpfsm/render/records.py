@@ -295,8 +295,18 @@ def anomaly_event(f: Flow, a: Finding) -> dict:
             "endpoint": a.endpoint, "message": a.message}
 
 
+def _flow_end_head(f: Flow) -> dict:
+    return {"event": "flow_end", "ts": sec(f.last_ts), "flow": f.id}
+
+
 def flow_end_event(f: Flow) -> dict:
-    return {"event": "flow_end", "ts": sec(f.last_ts), "flow": f.id, **flow_record(f)}
+    return {**_flow_end_head(f), **flow_record(f)}
+
+
+def flow_end_json(f: Flow, flow_json: FlowEncoder) -> bytes:
+    """encode(flow_end_event(f)), the flow record's part written by `flow_json` (no key of the head is one
+    of the flow record's)."""
+    return orjson.dumps(_flow_end_head(f), option=_OPTS)[:-1] + b"," + flow_json(f)[1:]
 
 
 _transition_event, _anomaly_event, _flow_end_event = transition_event, anomaly_event, flow_end_event
@@ -368,8 +378,14 @@ def write_event_stream(an, out) -> None:
     sort keeps only (time, order, seq, object) per event, never the dicts of the whole stream."""
     w, dumps_, opt = out.write, orjson.dumps, _NL
     make = _MAKE
+    flow_json = FlowEncoder()
     for _, order, _, f, item in _event_keys(an):
-        w(dumps_(make[order](f, item) if f is not None else _aggregate_event(item), option=opt))
+        if f is None:
+            w(dumps_(_aggregate_event(item), option=opt))
+        elif order == FLOW_END:
+            w(flow_end_json(f, flow_json) + b"\n")
+        else:
+            w(dumps_(make[order](f, item), option=opt))
     w(dumps_(_stats_event(an), option=opt))
 
 
