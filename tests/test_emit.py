@@ -1,5 +1,5 @@
 """The JSON emitter (tcpfsm/render/_emit.py, via records.FlowEncoder) writes exactly the bytes orjson writes
-for the records (flow records, and the jsonl flow_end events that carry them): every flow of every capture, of generated floods and open connections, and of the bench
+for the records (flow records, and the jsonl transition and flow_end events): every flow of every capture, of generated floods and open connections, and of the bench
 capture when it is there; both forms of the kernel; and the time text over the whole int64 range, where
 anything outside the proven range must be handed back to orjson.
 """
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = sorted((ROOT / "captures").glob("*/*.pcap*"))
 BENCH = ROOT / "bench" / "out" / "bench.pcap"
 NS = 1_000_000_000
+NL = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 PURE = importlib.import_module("tcpfsm.render._emit")
 try:
     COMPILED = importlib.import_module("tcpfsm.render._emit_c")
@@ -38,6 +39,8 @@ def _assert_same(flows, kernel=None) -> None:
     for f in flows:
         assert enc(f) == orjson.dumps(records.flow_record(f), option=orjson.OPT_SERIALIZE_NUMPY), f.id
         assert records.flow_end_json(f, enc) == orjson.dumps(records.flow_end_event(f), option=orjson.OPT_SERIALIZE_NUMPY)
+        for t in f.transitions:
+            assert enc.transition_event(f, t) == orjson.dumps(records.transition_event(f, t), option=NL)
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -243,9 +243,51 @@ class Emitter:
         self._pos = 0
         return bytes(self._buf[:pos + 1])
 
+    @cython.cfunc
+    @cython.locals(buf=cython.uchar[::1], pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=bytes, alt=i64,
+                   retracted=i64)
+    def _transition_fields(self, buf, pos, server, old, new, packet, cause, alt, retracted) -> i64:
+        """A transition record's keys after "ts" and its closing brace (records.transition_record's)."""
+        pos = _put(buf, pos, b',"endpoint":')
+        pos = _put(buf, pos, _SERVER if server else _CLIENT)
+        pos = _put(buf, pos, b',"from":')
+        pos = _put(buf, pos, self._states[old])
+        pos = _put(buf, pos, b',"to":')
+        pos = _put(buf, pos, self._states[new])
+        pos = _put(buf, pos, b',"packet":')
+        pos = _put(buf, pos, _NULL) if packet < 0 else _put_int(buf, pos, packet)
+        pos = _put(buf, pos, b',"cause":')
+        pos = _put(buf, pos, cause)
+        if alt >= 0:
+            pos = _put(buf, pos, b',"alt":')
+            pos = _put(buf, pos, self._states[alt])
+        if retracted:
+            pos = _put(buf, pos, b',"retracted":true')
+        buf[pos] = 125                                    # '}'
+        return pos + 1
+
+    @cython.locals(buf=cython.uchar[::1], pos=i64, ts=i64, server=i64, old=i64, new=i64, packet=i64, alt=i64,
+                   retracted=i64)
+    def transition_event(self, connection: bytes, ts, server, old, new, packet, cause: bytes, alt,
+                         retracted) -> bytes:
+        """One jsonl transition event and its newline, as records.transition_event's dict prints:
+        `connection` is the JSON text of records.connection(f) without its braces, states by position
+        (alt -1: none), packet -1: a timer, `cause` its JSON text. Leaves a record being written alone."""
+        need = self._pos + 256 + len(connection) + len(cause) + 3 * self._max_state
+        if len(self._buf) < need:
+            self._room(need - self._pos)
+        buf = self._buf
+        pos = _put(buf, self._pos, b'{"event":"transition","ts":')
+        pos = self._time(buf, pos, ts)
+        buf[pos] = 44                                     # ','
+        pos = _put(buf, pos + 1, connection)
+        pos = self._transition_fields(buf, pos, server, old, new, packet, cause, alt, retracted)
+        buf[pos] = 10                                     # '\n'
+        return bytes(self._buf[self._pos:pos + 1])
+
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64, r=i64, pos=i64, bits=i64, alt=i64, pk=i64,
+    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64, r=i64, pos=i64, bits=i64,
                    buf=cython.uchar[::1])
     def transitions(self, rows, n) -> None:
         """Append ',"transitions":' and the JSON list of n transitions from Connection.transition_rows'
@@ -265,25 +307,9 @@ class Emitter:
                 pos += 1
             pos = _put(buf, pos, b'{"ts":')
             pos = self._time(buf, pos, rows[r])
-            pos = _put(buf, pos, b',"endpoint":')
-            pos = _put(buf, pos, _SERVER if (bits >> 24) & 1 else _CLIENT)
-            pos = _put(buf, pos, b',"from":')
-            pos = _put(buf, pos, self._states[bits & 0xFF])
-            pos = _put(buf, pos, b',"to":')
-            pos = _put(buf, pos, self._states[(bits >> 8) & 0xFF])
-            pos = _put(buf, pos, b',"packet":')
-            pk = rows[r + 1]
-            pos = _put(buf, pos, _NULL) if pk < 0 else _put_int(buf, pos, pk)
-            pos = _put(buf, pos, b',"cause":')
-            pos = _put(buf, pos, self._cause_text[rows[r + 2]])
-            alt = ((bits >> 16) & 0xFF) - 1
-            if alt >= 0:
-                pos = _put(buf, pos, b',"alt":')
-                pos = _put(buf, pos, self._states[alt])
-            if (bits >> 25) & 1:
-                pos = _put(buf, pos, b',"retracted":true')
-            buf[pos] = 125                                # '}'
-            pos += 1
+            pos = self._transition_fields(buf, pos, (bits >> 24) & 1, bits & 0xFF, (bits >> 8) & 0xFF,
+                                          rows[r + 1], self._cause_text[rows[r + 2]], ((bits >> 16) & 0xFF) - 1,
+                                          (bits >> 25) & 1)
         buf[pos] = 93                                     # ']'
         self._pos = pos + 1
 

@@ -145,6 +145,7 @@ class FlowEncoder:
         self._rows = array("q", bytes(8 * TRANSITION_ROW * 256))
         self._ip: dict[bytes, bytes] = {}
         self._text: dict[str, bytes] = {}
+        self._conn: dict[int, bytes] = {}       # flow id -> its connection keys (jsonl events)
 
     def _ip_json(self, raw: bytes, f: Flow, client: bool) -> bytes:
         got = self._ip.get(raw)
@@ -184,6 +185,18 @@ class FlowEncoder:
             icmp = pf.icmp.of_flow(row) if pf.icmp is not None else None
             em.path(m, row, median[row], p95[row], jitter[row], orjson.dumps(icmp, option=_OPTS) if icmp else b"[]")
         return em.end()
+
+    def transition_event(self, f: Flow, t: Transition) -> bytes:
+        """encode(transition_event(f, t)) and its newline: the connection's keys encoded once per flow."""
+        conn = self._conn.get(f.id)
+        if conn is None:
+            if len(self._conn) >= self._CACHE_MAX:
+                self._conn.clear()
+            conn = self._conn[f.id] = orjson.dumps(connection(f), option=_OPTS)[1:-1]
+        sid, alt, packet = self._state_id, t.alt, t.packet
+        return self._em.transition_event(conn, t.ts, t.endpoint == "server", sid[id(t.old)], sid[id(t.new)],
+                                         -1 if packet is None else packet, self._str_json(t.cause),
+                                         -1 if alt is None else sid[id(alt)], t.retracted)
 
 
 def _path_key(f: Flow) -> dict:
@@ -382,6 +395,8 @@ def write_event_stream(an, out) -> None:
     for _, order, _, f, item in _event_keys(an):
         if f is None:
             w(dumps_(_aggregate_event(item), option=opt))
+        elif order == TRANSITION:
+            w(flow_json.transition_event(f, item))
         elif order == FLOW_END:
             w(flow_end_json(f, flow_json) + b"\n")
         else:
