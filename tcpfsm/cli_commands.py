@@ -363,10 +363,11 @@ class FlowSink:
                 self.parquet = tabular.ParquetSink("flows", self.out)
         elif fmt == "json":
             self.spool = tempfile.TemporaryFile("w+b")   # flows, until the header is known
+            self.flow_json = records.FlowEncoder()
 
     def add(self, flow) -> None:
         if self.fmt == "json":
-            self.spool.write(records.encode(records.flow_record(flow)) + b"\n")
+            self.spool.write(self.flow_json(flow) + b"\n")
         elif self.fmt == "jsonl":
             records.write_events(records.flow_events(flow), self.out)
         elif self.fmt == "csv":

@@ -566,12 +566,14 @@ def _lines(flows: list, fmt: str | None) -> list:
     from .render import records as R
     enc = R.encode
     if fmt == "json":
-        return [(f.id, enc(R.flow_record(f))) for f in flows]
+        flow_json = R.FlowEncoder()
+        return [(f.id, flow_json(f)) for f in flows]
     if fmt == "csv":
         from .render.text import flow_csv_row
         return [(f.id, flow_csv_row(f).encode()) for f in flows]
     if fmt != "jsonl":
         return []
+    flow_json = R.FlowEncoder()
     out = []
     add = out.append
     for f in flows:
@@ -582,7 +584,7 @@ def _lines(flows: list, fmt: str | None) -> list:
         for a in f.anomalies:
             add((a.ts, R.ANOMALY, f.id, i, enc(R.anomaly_event(f, a)) + b"\n"))
             i += 1
-        add((f.last_ts, R.FLOW_END, f.id, i, enc(R.flow_end_event(f)) + b"\n"))
+        add((f.last_ts, R.FLOW_END, f.id, i, R.flow_end_json(f, flow_json) + b"\n"))
     out.sort()
     return out
 

@@ -22,11 +22,12 @@ Connection, Endpoint, Transition, Violation = (_machine.Connection, _machine.End
                                                _machine.Violation)
 Observer = _machine.Observer
 ROW_COLUMNS = _machine.ROW_COLUMNS     # the segment table of Connection.feed_plain_rows
+TRANSITION_ROW = _machine.TRANSITION_ROW   # int64s per transition of Connection.transition_rows
 
 __all__ = [
     "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",
     "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
-    "CAPTURE_POINTS", "Observer", "ROW_COLUMNS",
+    "CAPTURE_POINTS", "Observer", "ROW_COLUMNS", "TRANSITION_ROW",
 ]
 
 

@@ -143,6 +143,11 @@ def seq_ge(a, b):
     return ((a - b) & _M32) < _HALF
 
 
+# Connection.transition_rows: the int64s per transition, and states by their position in `State`
+_ROW = cython.declare(i64, 4)
+TRANSITION_ROW = 4          # the same, for the renderer (a declared C global is not a module attribute)
+_STATES = tuple(State)
+_NSTATES = cython.declare(i64, len(_STATES))
 _NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
 # an Endpoint integer field that holds None (no time, sequence number or capture index is this)
 _NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)
@@ -938,6 +943,44 @@ class Connection:
             if t.endpoint == ep.role and not t.retracted:
                 return t.alt
         return None
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    @cython.locals(t=Transition, out=cython.longlong[::1], i=i64, k=i64, n=i64, old=i64, new=i64, alt=i64,
+                   cid=i64)
+    def transition_rows(self, out, causes: dict) -> int:
+        """The transitions as compact columns for a renderer (tcpfsm/render/_emit.py), without a Python
+        object per field: TRANSITION_ROW int64s per transition in `out` (at least that many times
+        len(self.transitions) long): ts (ns), packet (-1 for a timer), the cause's id in `causes`
+        (str -> id, ids handed out in order of first sight: the caller keeps one dict for a whole
+        rendering), and old | new << 8 | (alt + 1) << 16 | server << 24 | retracted << 25, states by their
+        position in `State` (alt + 1 == 0: none). Returns the number of transitions."""
+        n = len(self.transitions)
+        i = 0
+        for t in self.transitions:
+            old = new = alt = -1
+            for k in range(_NSTATES):           # identity, not Enum.__hash__ (a Python-level call)
+                s = _STATES[k]
+                if t.old is s:
+                    old = k
+                if t.new is s:
+                    new = k
+                if t.alt is s:
+                    alt = k
+            c = t.cause
+            got = causes.get(c)
+            if got is None:
+                cid = len(causes)
+                causes[c] = cid
+            else:
+                cid = got
+            out[i] = t.ts
+            out[i + 1] = t._packet
+            out[i + 2] = cid
+            out[i + 3] = old | (new << 8) | ((alt + 1) << 16) | (cython.cast(i64, t._server) << 24) | \
+                (cython.cast(i64, t._retracted) << 25)
+            i += _ROW
+        return n
 
     @cython.locals(ep=Endpoint)
     def pending(self, ep: Endpoint) -> tuple[int, State] | None:

@@ -15,6 +15,7 @@ import bisect
 import weakref
 
 import numpy as np
+import orjson
 
 from ..track.flowtable import Flow
 from .segments import CS, DS, SequenceAnalysis
@@ -127,6 +128,8 @@ class PathFacts:
                 self.ttl[r][has] = vals
         self.icmp = None                        # path/icmp.IcmpFacts, set by tcpfsm.path.attach
         self._cols: dict | None = None
+        self._arrs: dict | None = None
+        self._json: tuple | None = None
         self._rtt(sa, nf)
         for row, f in enumerate(flows):
             _RECORDS[f] = (self, row)
@@ -203,12 +206,12 @@ class PathFacts:
         """The flow's handshake RTT in seconds (µs), None without a full handshake."""
         return (self._cols or self._columns())["hs"][row]
 
-    def _columns(self) -> dict:
-        """Every number of the records as Python lists per flow, computed once (vectorized): rendering 26000
-        flows must not index numpy scalars field by field."""
-        if self._cols is not None:
-            return self._cols
-        nf = len(self.flows)
+    def _arrays(self) -> dict:
+        """Every number of the records as a numpy array per flow (ns where a record has seconds, negative
+        where it has None), computed once: what `_columns` (records as dicts) and `json_columns` (records
+        written by tcpfsm/render/_emit.py) both read."""
+        if self._arrs is not None:
+            return self._arrs
         conv = self.conv_of_flow
         has = conv >= 0
         cv = np.where(has, conv, 0)
@@ -225,25 +228,62 @@ class PathFacts:
 
         both = (col(rc, "syns") > 0) & (col(rs, "syns") > 0)
         wc, ws = col(rc, "syn_wscale"), col(rs, "syn_wscale")
-        c = {
-            "hs": _secs(np.where(known, first_rtt, -1)), "leg1": _secs(leg1), "leg2": _secs(leg2),
-            "mss_c": col(rc, "mss").tolist(), "mss_s": col(rs, "mss").tolist(),
-            "ws": (both & has & (wc >= 0) & (ws >= 0)).tolist(), "wc": wc.tolist(), "wsv": ws.tolist(),
-            "sack": (both & has & (col(rc, "sack") > 0) & (col(rs, "sack") > 0)).tolist(),
-            "tsopt": (both & has & (col(rc, "tsopt") > 0) & (col(rs, "tsopt") > 0)).tolist(),
-            "n": self.rtt_n.tolist(), "min": _secs(self.rtt_min), "max": _secs(self.rtt_max),
-            "med": self.rtt_med.tolist(), "p95": self.rtt_p95.tolist(), "jit": self.rtt_jitter.tolist(),
+        a = {
+            "hs": np.where(known, first_rtt, -1), "leg1": leg1, "leg2": leg2,
+            "mss_c": col(rc, "mss"), "mss_s": col(rs, "mss"),
+            "ws": both & has & (wc >= 0) & (ws >= 0), "wc": wc, "wsv": ws,
+            "sack": both & has & (col(rc, "sack") > 0) & (col(rs, "sack") > 0),
+            "tsopt": both & has & (col(rc, "tsopt") > 0) & (col(rs, "tsopt") > 0),
+            "n": self.rtt_n, "min": self.rtt_min, "max": self.rtt_max,
+            "med": self.rtt_med, "p95": self.rtt_p95, "jit": self.rtt_jitter,
         }
         for r in ("client", "server"):
-            c[f"retx_{r}"] = self.retx[r][0].tolist()
-            c[f"retxb_{r}"] = self.retx[r][1].tolist()
-            c[f"zw_{r}"] = self.zw[r][0].tolist()
-            c[f"zws_{r}"] = _secs(self.zw[r][1])
-            c[f"ka_{r}"] = self.keepalives[r].tolist()
-            c[f"ttl_{r}"] = [None if v < 0 else v for v in self.ttl[r].tolist()]
+            a[f"retx_{r}"] = self.retx[r][0]
+            a[f"retxb_{r}"] = self.retx[r][1]
+            a[f"zw_{r}"] = self.zw[r][0]
+            a[f"zws_{r}"] = self.zw[r][1]
+            a[f"ka_{r}"] = self.keepalives[r]
+            a[f"ttl_{r}"] = self.ttl[r]
+        self._arrs = a
+        return a
+
+    def _columns(self) -> dict:
+        """Every number of the records as Python lists per flow, computed once (vectorized): rendering 26000
+        flows must not index numpy scalars field by field."""
+        if self._cols is not None:
+            return self._cols
+        nf = len(self.flows)
+        a = self._arrays()
+        c = {k: _secs(a[k]) if k in _SECONDS else a[k].tolist() for k in a}
+        for r in ("client", "server"):
+            c[f"ttl_{r}"] = [None if v < 0 else v for v in c[f"ttl_{r}"]]
         assert len(c["hs"]) == nf
         self._cols = c
         return c
+
+    def json_columns(self) -> tuple:
+        """The records' numbers for tcpfsm/render/_emit.py, computed once: an int64 matrix, row = flow,
+        columns in JSON_COLUMNS order (ns for seconds, negative for None; hops from the TTLs, -1 for None),
+        and the median, p95 and jitter of the RTT as the JSON text of `record`'s rounded seconds per flow
+        (round(x / NS, 6) is not a whole number of µs: orjson prints them)."""
+        if self._json is not None:
+            return self._json
+        a = self._arrays()
+        nf = len(self.flows)
+        m = np.empty((nf, len(JSON_COLUMNS)), np.int64)
+        for j, k in enumerate(JSON_COLUMNS):
+            if k.startswith("hops_"):
+                ttl = a["ttl_" + k[5:]]
+                h = np.full(nf, -1, np.int64)
+                for start in reversed(INITIAL_TTLS):        # the smallest start at or above the TTL wins
+                    h = np.where((ttl >= 0) & (ttl <= start), start - ttl, h)
+                m[:, j] = h
+            else:
+                m[:, j] = a[k]
+        texts = [orjson.dumps([round(x / NS, 6) for x in a[k].tolist()])[1:-1].split(b",") if nf else []
+                 for k in ("med", "p95", "jit")]
+        self._json = (m, *texts)
+        return self._json
 
     def record(self, row: int) -> dict:
         c = self._cols or self._columns()
@@ -267,6 +307,14 @@ class PathFacts:
             "hops": {"client": hops(c["ttl_client"][row]), "server": hops(c["ttl_server"][row])},
             "icmp": self.icmp.of_flow(row) if self.icmp is not None else [],
         }
+
+
+_SECONDS = frozenset({"hs", "leg1", "leg2", "min", "max", "zws_client", "zws_server"})
+# the integer columns of `PathFacts.json_columns`, in the order tcpfsm/render/_emit.py reads them
+JSON_COLUMNS = ("hs", "leg1", "leg2", "n", "min", "max", "retx_client", "retxb_client", "retx_server",
+                "retxb_server", "zw_client", "zws_client", "zw_server", "zws_server", "mss_c", "mss_s", "ws", "wc",
+                "wsv", "sack", "tsopt", "ka_client", "ka_server", "ttl_client", "ttl_server", "hops_client",
+                "hops_server")
 
 
 def _secs(ns: np.ndarray) -> list:

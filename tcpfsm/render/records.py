@@ -8,6 +8,7 @@ way Python's json does (shortest round-trip digits), so timestamps read the same
 """
 from __future__ import annotations
 
+from array import array
 from typing import Iterable
 
 import orjson
@@ -54,12 +55,21 @@ def transition_detail(t: Transition) -> dict:
     return dict(transition_record(t), reason=t.reason, rfc_edge=t.rfc, at=sec(t.at))
 
 
+def end_states(f: Flow) -> tuple:
+    """(client state, server state, client alt, server alt) at the end: the alternatives where the packets
+    could not decide between two, else None."""
+    conn = f.conn
+    return conn.client.state, conn.server.state, conn.alt_of(conn.client), conn.alt_of(conn.server)
+
+
 def states_record(f: Flow) -> dict:
     """Each endpoint's state at the end, with `alt` where the packets could not decide between two."""
-    conn = f.conn
-    rec = {"client": _VALUE[conn.client.state], "server": _VALUE[conn.server.state]}
-    alt = {role: _VALUE[a] for role, ep in (("client", conn.client), ("server", conn.server))
-           if (a := conn.alt_of(ep)) is not None}
+    return _states_dict(*end_states(f))
+
+
+def _states_dict(client: State, server: State, client_alt: State | None, server_alt: State | None) -> dict:
+    rec = {"client": _VALUE[client], "server": _VALUE[server]}
+    alt = {role: _VALUE[a] for role, a in (("client", client_alt), ("server", server_alt)) if a is not None}
     if alt:
         rec["alt"] = alt
     return rec
@@ -74,26 +84,119 @@ def aggregate_record(a: Finding) -> dict:
             "count": a.count, "flows": list(a.flows), "message": a.message}
 
 
-def flow_record(f: Flow) -> dict:
+def _head_values(f: Flow) -> tuple:
+    """A flow record's values before its transitions, in key order (the addresses as the flow's raw bytes,
+    times in ns, states as State): what flow_record's dict and FlowEncoder's emitter both render."""
     conn = f.conn
     c, s = conn.client, conn.server
     z = f.zeek
+    return (f.id, f.client_raw, f.client_port, f.server_raw, f.server_port, f.role_inferred, f.first_ts, f.last_ts,
+            c.packets, s.packets, c.payload, s.payload, *end_states(f), z[0] if z else conn_state(f),
+            z[1] if z else conn.history)
+
+
+def flow_record(f: Flow) -> dict:
+    (fid, _, cport, _, sport, role, first, last, cp, sp, cb, sb, cst, sst, calt, salt, cstate,
+     history) = _head_values(f)
     return {
-        "id": f.id,
-        "client": {"ip": f.client_ip, "port": f.client_port},
-        "server": {"ip": f.server_ip, "port": f.server_port},
-        "role_inferred": f.role_inferred,
-        "first_ts": sec(f.first_ts),
-        "last_ts": sec(f.last_ts),
-        "packets": {"client": c.packets, "server": s.packets},
-        "bytes": {"client": c.payload, "server": s.payload},
-        "states": states_record(f),
-        "conn_state": z[0] if z else conn_state(f),
-        "history": z[1] if z else conn.history,
+        "id": fid,
+        "client": {"ip": f.client_ip, "port": cport},
+        "server": {"ip": f.server_ip, "port": sport},
+        "role_inferred": role,
+        "first_ts": sec(first),
+        "last_ts": sec(last),
+        "packets": {"client": cp, "server": sp},
+        "bytes": {"client": cb, "server": sb},
+        "states": _states_dict(cst, sst, calt, salt),
+        "conn_state": cstate,
+        "history": history,
         "transitions": [transition_record(t) for t in f.transitions],
         "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
         **_path_key(f),
     }
+
+
+def _sec_json(ns: int) -> bytes:
+    """orjson's text of sec(ns): the emitter's way out of its proven range (int(): the uncompiled emitter
+    reads numpy integers, whose quotient would be a numpy float)."""
+    return orjson.dumps(sec(int(ns)))
+
+
+class FlowEncoder:
+    """`encode(flow_record(f))` without building the record's dicts: the values come from `_head_values`
+    (shared with flow_record), the transitions from the fsm as columns (Connection.transition_rows), the
+    path record from the path analysis' columns (PathFacts.json_columns), and the compiled emitter
+    (tcpfsm/render/_emit.py) writes their JSON; strings are encoded by orjson, each distinct one once.
+    tests/test_emit.py holds the bytes equal to orjson's of flow_record on every capture. One encoder per
+    rendering: it keeps the emitter's buffer and what it has encoded. `kernel`: the emitter module to use
+    (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
+
+    _CACHE_MAX = 1 << 16        # distinct addresses / histories kept encoded (a stream's encoder lives long)
+
+    def __init__(self, kernel=None):
+        from .. import _kernels
+        from ..fsm import TRANSITION_ROW
+        from ..path.flows import facts_of
+        self._facts_of = facts_of
+        self._width = TRANSITION_ROW
+        kernel = kernel or _kernels.load("tcpfsm.render._emit")
+        self._em = kernel.Emitter([orjson.dumps(s.value) for s in State], _sec_json)
+        self._state_id = {id(s): i for i, s in enumerate(State)}   # by identity: Enum.__hash__ is Python code
+        self._rows = array("q", bytes(8 * TRANSITION_ROW * 256))
+        self._ip: dict[bytes, bytes] = {}
+        self._text: dict[str, bytes] = {}
+        self._conn: dict[int, bytes] = {}       # flow id -> its connection keys (jsonl events)
+
+    def _ip_json(self, raw: bytes, f: Flow, client: bool) -> bytes:
+        got = self._ip.get(raw)
+        if got is None:
+            if len(self._ip) >= self._CACHE_MAX:
+                self._ip.clear()
+            got = self._ip[raw] = orjson.dumps(f.client_ip if client else f.server_ip)
+        return got
+
+    def _str_json(self, text: str) -> bytes:
+        got = self._text.get(text)
+        if got is None:
+            if len(self._text) >= self._CACHE_MAX:
+                self._text.clear()
+            got = self._text[text] = orjson.dumps(text)
+        return got
+
+    def __call__(self, f: Flow) -> bytes:
+        em, sid = self._em, self._state_id
+        (fid, craw, cport, sraw, sport, role, first, last, cp, sp, cb, sb, cst, sst, calt, salt, cstate,
+         history) = _head_values(f)
+        em.head(fid, self._ip_json(craw, f, True), cport, self._ip_json(sraw, f, False), sport, role, first, last,
+                cp, sp, cb, sb, sid[id(cst)], sid[id(sst)], -1 if calt is None else sid[id(calt)],
+                -1 if salt is None else sid[id(salt)], self._str_json(cstate), self._str_json(history))
+        conn = f.conn
+        n = len(conn.transitions)
+        if n * self._width > len(self._rows):
+            self._rows = array("q", bytes(16 * self._width * n))
+        conn.transition_rows(self._rows, em.causes)
+        em.transitions(self._rows, n)
+        em.raw(b',"anomalies":' + orjson.dumps([flow_anomaly_record(a) for a in f.anomalies], option=_OPTS)
+               if f.anomalies else b',"anomalies":[]')
+        got = self._facts_of(f)
+        if got is not None:
+            pf, row = got
+            m, median, p95, jitter = pf.json_columns()
+            icmp = pf.icmp.of_flow(row) if pf.icmp is not None else None
+            em.path(m, row, median[row], p95[row], jitter[row], orjson.dumps(icmp, option=_OPTS) if icmp else b"[]")
+        return em.end()
+
+    def transition_event(self, f: Flow, t: Transition) -> bytes:
+        """encode(transition_event(f, t)) and its newline: the connection's keys encoded once per flow."""
+        conn = self._conn.get(f.id)
+        if conn is None:
+            if len(self._conn) >= self._CACHE_MAX:
+                self._conn.clear()
+            conn = self._conn[f.id] = orjson.dumps(connection(f), option=_OPTS)[1:-1]
+        sid, alt, packet = self._state_id, t.alt, t.packet
+        return self._em.transition_event(conn, t.ts, t.endpoint == "server", sid[id(t.old)], sid[id(t.new)],
+                                         -1 if packet is None else packet, self._str_json(t.cause),
+                                         -1 if alt is None else sid[id(alt)], t.retracted)
 
 
 def _path_key(f: Flow) -> dict:
@@ -167,9 +270,9 @@ def write_analysis_json(an, out, spooled=None) -> None:
             w(sep + line.rstrip(b"\n"))
             sep = b",\n  "
     else:
-        dumps_, opts = orjson.dumps, _OPTS
+        flow_json = FlowEncoder()
         for f in an.flows:
-            w(sep + dumps_(flow_record(f), option=opts))
+            w(sep + flow_json(f))
             sep = b",\n  "
     w(b'\n ],\n "anomalies": [')
     sep = b"\n  "
@@ -205,8 +308,18 @@ def anomaly_event(f: Flow, a: Finding) -> dict:
             "endpoint": a.endpoint, "message": a.message}
 
 
+def _flow_end_head(f: Flow) -> dict:
+    return {"event": "flow_end", "ts": sec(f.last_ts), "flow": f.id}
+
+
 def flow_end_event(f: Flow) -> dict:
-    return {"event": "flow_end", "ts": sec(f.last_ts), "flow": f.id, **flow_record(f)}
+    return {**_flow_end_head(f), **flow_record(f)}
+
+
+def flow_end_json(f: Flow, flow_json: FlowEncoder) -> bytes:
+    """encode(flow_end_event(f)), the flow record's part written by `flow_json` (no key of the head is one
+    of the flow record's)."""
+    return orjson.dumps(_flow_end_head(f), option=_OPTS)[:-1] + b"," + flow_json(f)[1:]
 
 
 _transition_event, _anomaly_event, _flow_end_event = transition_event, anomaly_event, flow_end_event
@@ -278,8 +391,16 @@ def write_event_stream(an, out) -> None:
     sort keeps only (time, order, seq, object) per event, never the dicts of the whole stream."""
     w, dumps_, opt = out.write, orjson.dumps, _NL
     make = _MAKE
+    flow_json = FlowEncoder()
     for _, order, _, f, item in _event_keys(an):
-        w(dumps_(make[order](f, item) if f is not None else _aggregate_event(item), option=opt))
+        if f is None:
+            w(dumps_(_aggregate_event(item), option=opt))
+        elif order == TRANSITION:
+            w(flow_json.transition_event(f, item))
+        elif order == FLOW_END:
+            w(flow_end_json(f, flow_json) + b"\n")
+        else:
+            w(dumps_(make[order](f, item), option=opt))
     w(dumps_(_stats_event(an), option=opt))
 
 

@@ -1,0 +1,105 @@
+"""The JSON emitter (tcpfsm/render/_emit.py, via records.FlowEncoder) writes exactly the bytes orjson writes
+for the records (flow records, and the jsonl transition and flow_end events): every flow of every capture, of generated floods and open connections, and of the bench
+capture when it is there; both forms of the kernel; and the time text over the whole int64 range, where
+anything outside the proven range must be handed back to orjson.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tcpfsm import api
+from tcpfsm.render import records
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import floodgen  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = sorted((ROOT / "captures").glob("*/*.pcap*"))
+BENCH = ROOT / "bench" / "out" / "bench.pcap"
+NS = 1_000_000_000
+NL = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+PURE = importlib.import_module("tcpfsm.render._emit")
+try:
+    COMPILED = importlib.import_module("tcpfsm.render._emit_c")
+except ImportError:
+    COMPILED = None
+FORMS = [pytest.param(PURE, id="pure"),
+         pytest.param(COMPILED, id="compiled", marks=pytest.mark.skipif(COMPILED is None, reason="not built"))]
+
+
+def _assert_same(flows, kernel=None) -> None:
+    enc = records.FlowEncoder(kernel)
+    for f in flows:
+        assert enc(f) == orjson.dumps(records.flow_record(f), option=orjson.OPT_SERIALIZE_NUMPY), f.id
+        assert records.flow_end_json(f, enc) == orjson.dumps(records.flow_end_event(f), option=orjson.OPT_SERIALIZE_NUMPY)
+        for t in f.transitions:
+            assert enc.transition_event(f, t) == orjson.dumps(records.transition_event(f, t), option=NL)
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_flow_of_every_capture_is_orjsons_bytes(path):
+    _assert_same(api.analyze(str(path)).flows)
+
+
+@pytest.mark.parametrize("kernel", FORMS)
+def test_both_forms_of_the_emitter_write_the_same_bytes(kernel):
+    """The plain module is the reference: it runs, and gives orjson's bytes too."""
+    for name in ("kernel/concurrent_mixed.pcap", "kernel/lossy_bulk.pcap", "zeek/zeek_flips.pcap",
+                 "crafted/ipv6_normal.pcap", "recorded_links/dumpcap_two.pcapng"):   # the last: a non-µs RTT
+        _assert_same(api.analyze(str(ROOT / "captures" / name)).flows, kernel)
+
+
+def test_generated_floods_and_open_connections(tmp_path):
+    """bench-like traffic made in a second: half-answered SYNs (SYN_RECEIVED with alternatives, timers) and
+    connections that never close."""
+    flood, est = tmp_path / "flood.pcap", tmp_path / "open.pcap"
+    floodgen.write_flood(str(flood), 3000, answered=0.5)
+    floodgen.write_established(str(est), 2000)
+    for p in (flood, est):
+        an = api.analyze(str(p))
+        assert an.flows
+        _assert_same(an.flows)
+
+
+@pytest.mark.skipif(not BENCH.exists(), reason="bench/out/bench.pcap not recorded (make bench)")
+def test_bench_capture():
+    _assert_same(api.analyze(str(BENCH)).flows)
+
+
+TIMES = st.one_of(
+    st.integers(-2**63 + 1, 2**63 - 1),                                    # anything an int64 holds
+    st.integers(-4 * 10**15, 4 * 10**15).map(lambda us: us * 1000),         # µs-exact, the whole proven range
+    st.integers(-10**7, 10**7).map(lambda us: us * 1000),                  # near zero: 1e-6 .. 10 s
+    st.integers(1_000_000_000, 4_294_967_295).map(lambda s: s * NS),       # whole epoch seconds
+    st.integers(1_000_000_000 * 10**6, 4_294_967_296 * 10**6).map(lambda us: us * 1000 + 999),  # not µs-exact
+    st.sampled_from([0, 1000, -1000, 9000, 10_000, 99_000, 3_999_999_999_999_999_000, -3_999_999_999_999_999_000,
+                     4 * 10**18, -4 * 10**18, 2**63 - 1, -2**63 + 1]),
+)
+
+
+@settings(max_examples=5000, deadline=None)
+@given(TIMES)
+def test_time_text_is_orjsons_where_proven_and_handed_back_elsewhere(ns):
+    for kernel in (PURE, COMPILED) if COMPILED is not None else (PURE,):
+        got = kernel.sec_text(ns)
+        if -4 * 10**18 < ns < 4 * 10**18 and ns % 1000 == 0:
+            assert got == orjson.dumps(records.sec(ns)), ns
+        else:
+            assert got is None, ns          # the caller's orjson writes it
+
+
+@pytest.mark.parametrize("kernel", FORMS)
+def test_every_microsecond_near_zero_and_at_digit_boundaries(kernel):
+    """Where orjson switches spelling (1e-5: "9e-6" / "0.00001") and every width of the fraction."""
+    us_values = list(range(-2000, 2000)) + [10**k + d for k in range(16) for d in (-1, 0, 1)]
+    for us in us_values:
+        ns = us * 1000
+        if abs(ns) < 4 * 10**18:
+            assert kernel.sec_text(ns) == orjson.dumps(records.sec(ns)), us
