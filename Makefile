@@ -13,7 +13,10 @@ FUZZ_TEST_SEED ?= 1
 .PHONY: demo test venv sysdeps captures crafted bench bench-big bench-scale bench-live fuzz clean
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py tcpfsm/capture/_decode.py tcpfsm/path/_seqan.py
+# every compiled kernel (tcpfsm/_kernels.py KERNELS): an edited one is rebuilt, not refused as stale
+KERNEL_SOURCES := tcpfsm/capture/_decode.py tcpfsm/fsm/observer.py tcpfsm/fsm/machine.py tcpfsm/track/_runs.py \
+	tcpfsm/path/_seqan.py tcpfsm/render/_emit.py
+$(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py $(KERNEL_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from tcpfsm.capture.batch import ALL_COLUMNS
 from test_capture import LINKS_FOR_PROPS, SEGMENT, build_segment
 from test_decoders import assert_same, capture_files, decode
 
+ROOT = Path(__file__).resolve().parent.parent
 PURE = importlib.import_module("tcpfsm.capture._decode")
 try:
     COMPILED = importlib.import_module("tcpfsm.capture._decode_c")
@@ -49,6 +51,16 @@ def test_extension_is_built_from_this_source():
     assert COMPILED is not None, "tcpfsm.capture._decode_c is not built (make venv / pip install -e . compiles it)"
     assert COMPILED.__file__.endswith(".so")
     assert COMPILED.__source_sha256__ == kernels._source_sha256("tcpfsm.capture._decode"), "stale: rebuild"
+
+
+def test_makefile_rebuilds_every_kernel():
+    """make venv's stamp depends on every kernel's source: an edited kernel is rebuilt by the next make target,
+    not left for the loader to refuse as stale (the slow pure module would then run)."""
+    text = (ROOT / "Makefile").read_text()
+    block = text.split("KERNEL_SOURCES :=", 1)[1].split("\n$(STAMP)", 1)[0]
+    listed = set(block.replace("\\", " ").split())
+    assert listed == {k.replace(".", "/") + ".py" for k in kernels.KERNELS}
+    assert "$(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py $(KERNEL_SOURCES)" in text
 
 
 def test_loader_follows_TCPFSM_PURE():
