@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import cython
+import numpy as np
 
 from ..fsm.states import State
 
@@ -43,9 +44,10 @@ class PileCounter:
     """How many endpoints each host holds in each state (see tcpfsm.detect.piles).
 
     Stays are held by every endpoint of every tracked connection (ESTABLISHED is a pile too): they are kept as
-    plain ints, an endpoint as `flow id * 2 + (role is server)` and its stay as `token * 16 + state code`
-    (the state's index in `_STATES`), not as tuples (~80 bytes less per endpoint: 15 MB at 100,000
-    connections that never close)."""
+    plain ints, an endpoint as `flow id * 2 + (role is server)` and its stay as `token * 32 + counted * 16 +
+    state code` (the state's index in `_STATES`), not as tuples (~80 bytes less per endpoint: 15 MB at
+    100,000 connections that never close). Counted: the endpoint is a member of its pile (it reached
+    min_age), so that leaving a stay that never counted (most of them) looks at no pile."""
 
     age = cython.declare(i64, visibility="public")             # ns: min_age
     keep_min = cython.declare(i64, visibility="public")
@@ -76,7 +78,7 @@ class PileCounter:
         # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
         # count as members, without their identities (a stream's evicted connections would grow `live`)
         self.ghosts = {}
-        self.stay = {}      # endpoint -> stay token * 16 + state code
+        self.stay = {}      # endpoint -> stay token * 32 + counted * 16 + state code
         # stays waiting for min_age, (due, token, flow, endpoint, host, state), popped in (due, token) order. Fed
         # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
         # the FIFO's last goes to a heap, and the smaller of the two heads is always the next.
@@ -107,18 +109,29 @@ class PileCounter:
         due: i64
         token: i64
         count: i64
+        cur: i64
         while True:     # (bounded: each turn pops one pending stay)
             if late and (not pend or late[0] < pend[0]):
-                if late[0][0] > upto:
+                due = late[0][0]
+                if due > upto:
                     break
-                due, token, fid, ep, host, state = heapq.heappop(late)
-            elif pend and pend[0][0] <= upto:
-                due, token, fid, ep, host, state = pend.popleft()
+                _, token, fid, ep, host, state = heapq.heappop(late)
+            elif pend:
+                head = pend[0]
+                due = head[0]
+                if due > upto:
+                    break
+                pend.popleft()
+                _, token, fid, ep, host, state = head
             else:
                 break
-            cur = stay.get(ep)
-            if cur is None or (cur >> 4) != token:
+            old = stay.get(ep)
+            if old is None:
                 continue                        # left the state before it counted
+            cur = old
+            if (cur >> 5) != token:
+                continue
+            stay[ep] = cur | 16                 # counted
             key = (host, state)
             members = live.get(key)
             if members is None:
@@ -171,12 +184,13 @@ class PileCounter:
             old = stay.pop(ep, None)
             if old is not None:
                 cur = old
-                self._leave(host, states[cur & 15], ep, fid)
+                if cur & 16:                    # counted: it leaves its pile
+                    self._leave(host, states[cur & 15], ep, fid)
             new = t.new
             c = code.get(new)
             if c is not None:
                 token += 1
-                stay[ep] = token << 4 | c
+                stay[ep] = token << 5 | c
                 item = (ts + age, token, fid, ep, host, new)
                 if not pend or item >= pend[-1]:
                     pend.append(item)
@@ -269,9 +283,28 @@ class PileCounter:
         return self.peaks
 
 
-def order_key(ft: tuple) -> tuple:
-    """The order the counter takes (flow, transition) pairs in (`tcpfsm.detect.piles.ordered`): time; at the
-    same instant, leaving a listed state before entering one; then flow and endpoint. Compiled: the sort
-    calls it once a transition."""
-    t = ft[1]
-    return (t.ts, t.new in LISTED, ft[0].id, t.endpoint)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def order(items: list) -> list:
+    """`items`, (flow, transition) pairs, in the order the counter takes them (`tcpfsm.detect.piles.ordered`):
+    time; at the same instant, leaving a listed state before entering one; then flow and endpoint (client
+    first). One pass reads the keys into columns, numpy sorts them (stable, as `sorted`), one pass reorders."""
+    n: i64 = len(items)
+    ts = np.empty(n, np.int64)
+    entering = np.empty(n, np.int64)
+    endpoint = np.empty(n, np.int64)
+    tv: i64[::1] = ts
+    ev: i64[::1] = entering
+    pv: i64[::1] = endpoint
+    i: i64
+    for i in range(n):      # (bounded: one turn an item)
+        f, t = items[i]
+        tv[i] = t.ts
+        ev[i] = 1 if t.new in LISTED else 0
+        pv[i] = f.id * 2 + (0 if t.endpoint == "client" else 1)
+    perm = np.lexsort((endpoint, entering, ts))
+    pm: i64[::1] = perm.astype(np.int64)
+    out = [None] * n
+    for i in range(n):      # (bounded)
+        out[i] = items[pm[i]]
+    return out

@@ -36,4 +36,4 @@ def host_text(peaks: dict[tuple[bytes, State], Peak]) -> dict[tuple[str, State],
 def ordered(items: list[tuple[Flow, Transition]]) -> list[tuple[Flow, Transition]]:
     """Time order; at the same instant, leaving a listed state before entering one, then by flow and
     endpoint, so that a stream and a whole capture count in the same order."""
-    return sorted(items, key=_piles.order_key)
+    return _piles.order(items)
