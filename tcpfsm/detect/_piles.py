@@ -1,0 +1,310 @@
+"""The pile counter's kernel: `PileCounter` and its `Peak`, compiled (a Cython pure-Python-mode module).
+
+Owns the bookkeeping of the state piles, transition by transition; `tcpfsm.detect.piles` owns what a pile
+is (its module doc: min_age, hosts as captured), the order transitions come in (`ordered`) and the text of
+hosts. Must not: import tcpfsm's other modules but the states (the counter takes flows and transitions by
+their attributes: `id`, `client_raw`, `server_raw`; `ts`, `endpoint`, `new`), render anything, or read a
+clock.
+
+Compiled, the counter is an extension type whose counters and clock are C integers, and whose per-transition
+work (`feed`, `_promote`, `_leave`) runs without Python frames; its containers are the same dicts, sets and
+deque as uncompiled, so both forms count identically (tests/test_piles_fast.py compares them with a
+reference) and a counter pickles (Dask moves the per-bucket counters back to the driver: `absorb`).
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+
+import cython
+import numpy as np
+
+from ..fsm.states import State
+
+i64 = cython.typedef(cython.longlong)
+
+SAMPLE = 100        # flow ids kept as evidence of a peak
+LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))
+_STATES = tuple(State)      # a stay's state code is its index here
+assert len(_STATES) <= 16
+_NONE = cython.declare(i64, 0x7FFFFFFFFFFFFFFF)      # `_next_due` when no stay waits
+
+
+@dataclass(slots=True)
+class Peak:
+    count: int
+    ts: int                 # ns
+    flows: list[int]        # up to SAMPLE flow ids holding the state at the peak
+
+
+@cython.final
+@cython.cclass
+class PileCounter:
+    """How many endpoints each host holds in each state (see tcpfsm.detect.piles).
+
+    Stays are held by every endpoint of every tracked connection (ESTABLISHED is a pile too): they are kept as
+    plain ints, an endpoint as `flow id * 2 + (role is server)` and its stay as `token * 32 + counted * 16 +
+    state code` (the state's index in `_STATES`), not as tuples (~80 bytes less per endpoint: 15 MB at
+    100,000 connections that never close). Counted: the endpoint is a member of its pile (it reached
+    min_age), so that leaving a stay that never counted (most of them) looks at no pile."""
+
+    age = cython.declare(i64, visibility="public")             # ns: min_age
+    keep_min = cython.declare(i64, visibility="public")
+    released = cython.declare(i64, visibility="public")        # endpoints let go of on eviction (see release)
+    token = cython.declare(i64, visibility="public")
+    _states = cython.declare(tuple)     # `_STATES` and `_code`, held for the loops (no global lookups)
+    _code = cython.declare(dict)        # listed State -> its code
+    live = cython.declare(dict, visibility="public")
+    ghosts = cython.declare(dict, visibility="public")
+    stay = cython.declare(dict, visibility="public")
+    pending = cython.declare(object, visibility="public")
+    late = cython.declare(list, visibility="public")
+    peaks = cython.declare(dict, visibility="public")
+    sample = cython.declare(dict, visibility="public")
+    _evidence = cython.declare(dict, visibility="readonly")     # (readable by `absorb` of the other form)
+
+    def __init__(self, min_age: float = 1.0, keep_min: int = 1):
+        """`keep_min`: the smallest pile that can matter (the lowest pile threshold). A (host, state) pile
+        that empties without ever reaching it is forgotten entirely, so memory follows the piles that matter,
+        not every host ever seen (a spoofed flood has a million one-SYN "hosts")."""
+        self._states = _STATES
+        self._code = {st: i for i, st in enumerate(_STATES) if st in LISTED}
+        self.age = int(min_age * 1e9)
+        self.keep_min = keep_min
+        self.released = 0
+        self.token = 0
+        self.live = {}      # counted stays: (host, state) -> endpoints
+        # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
+        # count as members, without their identities (a stream's evicted connections would grow `live`)
+        self.ghosts = {}
+        self.stay = {}      # endpoint -> stay token * 32 + counted * 16 + state code
+        # stays waiting for min_age, (due, token, flow, endpoint, host, state), popped in (due, token) order. Fed
+        # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
+        # the FIFO's last goes to a heap, and the smaller of the two heads is always the next.
+        self.pending = deque()
+        self.late = []
+        self.peaks = {}
+        self.sample = {}    # (host, state) -> first members still in, for evidence
+        # (host, state) -> the sorted sample of its last peak, while the sample has not changed since:
+        # a pile that grows one member at a time would otherwise re-sort the same ids at every new peak
+        self._evidence = {}
+
+    @cython.cfunc
+    def _next_due(self) -> i64:
+        """The due time of the next pending stay; _NONE when none waits."""
+        pend, late = self.pending, self.late
+        if late:
+            if pend and pend[0] < late[0]:
+                return pend[0][0]
+            return late[0][0]
+        if pend:
+            return pend[0][0]
+        return _NONE
+
+    @cython.ccall
+    def _promote(self, upto: i64):
+        pend, late, stay, live, samples, peaks, evidence, ghosts = \
+            self.pending, self.late, self.stay, self.live, self.sample, self.peaks, self._evidence, self.ghosts
+        due: i64
+        token: i64
+        count: i64
+        cur: i64
+        while True:     # (bounded: each turn pops one pending stay)
+            if late and (not pend or late[0] < pend[0]):
+                due = late[0][0]
+                if due > upto:
+                    break
+                _, token, fid, ep, host, state = heapq.heappop(late)
+            elif pend:
+                head = pend[0]
+                due = head[0]
+                if due > upto:
+                    break
+                pend.popleft()
+                _, token, fid, ep, host, state = head
+            else:
+                break
+            old = stay.get(ep)
+            if old is None:
+                continue                        # left the state before it counted
+            cur = old
+            if (cur >> 5) != token:
+                continue
+            stay[ep] = cur | 16                 # counted
+            key = (host, state)
+            members = live.get(key)
+            if members is None:
+                # a new pile (a spoofed flood's every source): its first member is its peak and its evidence
+                # (no ghosts, sample or peak can exist without the pile: `_leave` drops them together)
+                live[key] = {ep}
+                samples[key] = [fid]
+                flows = [fid]
+                evidence[key] = flows
+                peaks[key] = Peak(1, due, flows)
+                continue
+            members.add(ep)
+            sample = samples.get(key)
+            if sample is None:
+                sample = []
+                samples[key] = sample
+            if len(sample) < SAMPLE:
+                sample.append(fid)
+                evidence.pop(key, None)
+            peak = peaks.get(key)
+            count = len(members) + ghosts.get(key, 0)
+            if peak is None or count > peak.count:
+                flows = evidence.get(key)
+                if flows is None:
+                    flows = sorted(set(sample))
+                    evidence[key] = flows
+                peaks[key] = Peak(count, due, flows)
+
+    def feed(self, items: list) -> None:
+        """(flow, transition) pairs in time order (leaving a state sorts before entering one at the same
+        instant)."""
+        pend, late, stay, code, states = self.pending, self.late, self.stay, self._code, self._states
+        age: i64 = self.age
+        token: i64 = self.token
+        ts: i64
+        fid: i64
+        ep: i64
+        cur: i64
+        due: i64 = self._next_due()
+        for flow, t in items:       # (bounded: one turn a transition)
+            ts = t.ts
+            if due < ts:
+                self._promote(ts - 1)
+                due = self._next_due()
+            fid = flow.id
+            if t.endpoint == "client":
+                host, ep = flow.client_raw, fid * 2
+            else:
+                host, ep = flow.server_raw, fid * 2 + 1
+            old = stay.pop(ep, None)
+            if old is not None:
+                cur = old
+                if cur & 16:                    # counted: it leaves its pile
+                    self._leave(host, states[cur & 15], ep, fid)
+            new = t.new
+            c = code.get(new)
+            if c is not None:
+                token += 1
+                stay[ep] = token << 5 | c
+                item = (ts + age, token, fid, ep, host, new)
+                if not pend or item >= pend[-1]:
+                    pend.append(item)
+                else:
+                    heapq.heappush(late, item)
+                if ts + age < due:
+                    due = self._next_due()
+            if due <= ts:
+                self._promote(ts)
+                due = self._next_due()
+        self.token = token
+
+    @cython.cfunc
+    def _leave(self, host, state, key, fid) -> cython.void:
+        pile = (host, state)
+        members = self.live.get(pile)
+        if members is None or key not in members:
+            return
+        members.discard(key)
+        sample = self.sample[pile]
+        if fid in sample:
+            sample.remove(fid)
+            self._evidence.pop(pile, None)
+        if not members and not self.ghosts.get(pile):
+            peak = self.peaks.get(pile)
+            if peak is None or peak.count < self.keep_min:
+                del self.live[pile]
+                self.sample.pop(pile, None)
+                self._evidence.pop(pile, None)
+                self.peaks.pop(pile, None)
+
+    def release(self, flow) -> None:
+        """`flow` leaves the table for good while holding a state (a half-open attempt evicted over the cap):
+        no transition will ever take it out. An endpoint in a pile that is still below `keep_min` and never
+        reached it is let go of (counted in `released`), so a million spoofed one-SYN sources cost nothing;
+        one in a pile that matters stays in it, as in an uncapped run -- as a count (`ghosts`), its stay and
+        identity dropped (its id may remain in the pile's evidence sample). Only a host whose pile reaches
+        keep_min later, from members let go of, can count fewer than it held."""
+        stay, live, peaks, ghosts, states = self.stay, self.live, self.peaks, self.ghosts, self._states
+        keep_min: i64 = self.keep_min
+        fid: i64 = flow.id
+        n: i64
+        cur: i64
+        for key, host in ((fid * 2, flow.client_raw), (fid * 2 + 1, flow.server_raw)):   # (two endpoints)
+            old = stay.get(key)
+            if old is None:
+                continue
+            cur = old
+            state = states[cur & 15]
+            pile = (host, state)
+            members = live.get(pile)
+            peak = peaks.get(pile)
+            n = ghosts.get(pile, 0)
+            if (members is None or len(members) + n < keep_min) and (peak is None or peak.count < keep_min):
+                del stay[key]
+                if not n and members is not None and len(members) == 1 and key in members:
+                    # its own one-member pile (a spoofed source's), below keep_min: `_leave`'s outcome at once
+                    del live[pile]
+                    del self.sample[pile]
+                    self._evidence.pop(pile, None)
+                    peaks.pop(pile, None)
+                else:
+                    self._leave(host, state, key, fid)
+                self.released += 1
+            elif members is not None and key in members:     # counted: it stays counted, as a number
+                del stay[key]
+                members.discard(key)
+                ghosts[pile] = n + 1
+            # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
+
+    def absorb(self, other) -> None:
+        """Take in a counter fed the transitions of other hosts (tcpfsm.distributed replays the piles per
+        host bucket): a pile is one host's, so counters of disjoint hosts join by union -- each host's counts,
+        peaks and samples as one counter fed everything in the same order would have them. `other` may be
+        of the other form (a worker that runs the uncompiled kernel): it is read by its attributes."""
+        self.live.update(other.live)
+        self.ghosts.update(other.ghosts)
+        self.stay.update(other.stay)
+        self.peaks.update(other.peaks)
+        self.sample.update(other.sample)
+        self._evidence.update(other._evidence)
+        self.released += other.released
+        for item in list(other.pending) + other.late:       # still waiting for their minimum age
+            heapq.heappush(self.late, item)
+        self.token = max(self.token, other.token)
+
+    def finish(self, end: int) -> dict:
+        """Stays still open at `end` count if they reached the minimum age by then."""
+        self._promote(end)
+        return self.peaks
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def order(items: list) -> list:
+    """`items`, (flow, transition) pairs, in the order the counter takes them (`tcpfsm.detect.piles.ordered`):
+    time; at the same instant, leaving a listed state before entering one; then flow and endpoint (client
+    first). One pass reads the keys into columns, numpy sorts them (stable, as `sorted`), one pass reorders."""
+    n: i64 = len(items)
+    ts = np.empty(n, np.int64)
+    entering = np.empty(n, np.int64)
+    endpoint = np.empty(n, np.int64)
+    tv: i64[::1] = ts
+    ev: i64[::1] = entering
+    pv: i64[::1] = endpoint
+    i: i64
+    for i in range(n):      # (bounded: one turn an item)
+        f, t = items[i]
+        tv[i] = t.ts
+        ev[i] = 1 if t.new in LISTED else 0
+        pv[i] = f.id * 2 + (0 if t.endpoint == "client" else 1)
+    perm = np.lexsort((endpoint, entering, ts))
+    pm: i64[::1] = perm.astype(np.int64)
+    out = [None] * n
+    for i in range(n):      # (bounded)
+        out[i] = items[pm[i]]
+    return out
