@@ -16,24 +16,12 @@ import numpy as np
 from .._kernels import load as _load
 from ..capture.batch import Batch
 from ..capture.keys import flow_key_array
+from ..track.flowtable import group_rows
 
 _k = _load("tcpfsm.path._seqan")
-_runs = _load("tcpfsm.track._runs")          # group_rows: a batch's rows grouped by key in one hash pass
 ANALYSIS_NAMES: tuple[str, ...] = _k.ANALYSIS_NAMES[:14]     # the public ones (reused_ports is internal)
 DS = {name: j for j, name in enumerate(_k.DS_COLUMNS)}          # column of the per-direction state
 CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the per-conversation state
-
-
-def _group(karr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Each row's key group and each group's first row (groups in order of first appearance), and the
-    number of groups: one pass over a hash table (np.unique sorted the keys: 2/3 of this stage's time)."""
-    grow = np.empty(n, np.int64)
-    first = np.empty(n, np.int64)
-    perm = np.empty(n, np.int64)
-    bounds = np.empty(n + 1, np.int64)
-    slots = np.full(1 << (2 * n).bit_length(), -1, np.int64)
-    G = _runs.group_rows(karr.view(np.uint8).reshape(n, -1), grow, first, perm, bounds, slots)
-    return grow, first, int(G)
 
 
 def analysis_names(bits: int) -> list[str]:
@@ -106,7 +94,8 @@ class SequenceAnalysis:
         if not n:
             return
         karr, lo = flow_key_array(c)
-        grow, first, G = _group(karr, n)
+        grow, first, _, _ = group_rows(karr, n)         # one hash pass (np.unique sorted the keys: 2/3 the time)
+        G = len(first)
         ids, keys = self._ids, self.keys
         kid = np.empty(G, np.int64)
         # Once the cap on conversations is reached no new key can get one, so an unseen key is not given an

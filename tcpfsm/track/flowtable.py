@@ -257,7 +257,7 @@ class FlowTable:
         self.clock = int(clk[-1])
 
         # group the rows by connection, groups in order of their first row, time order inside
-        _, perm, bounds = _group_rows(karr, n)
+        _, _, perm, bounds = group_rows(karr, n)
         firsts = perm[bounds[:-1]]
         cols = {"clock": clk, "packet": c["index"], "lo": lo}
         rows = np.empty((n, len(ROW_COLUMNS)), np.int64)
@@ -619,16 +619,17 @@ def _due(conn: Connection) -> int | None:
     return conn.next_deadline()
 
 
-def _group_rows(karr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def group_rows(karr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows grouped by flow key, groups in order of their first row (the compiled `_runs.group_rows`): each
-    row's group, the rows group by group (capture order inside), and the groups' bounds in that order."""
+    row's group, each group's first row, the rows group by group (capture order inside), and the groups'
+    bounds in that order (G + 1 of them). Public for tcpfsm.path.segments, which numbers 4-tuples alike."""
     grow = np.empty(n, np.int64)
     first = np.empty(n, np.int64)
     perm = np.empty(n, np.int64)
     bounds = np.empty(n + 1, np.int64)
     slots = np.full(1 << (2 * n).bit_length(), -1, np.int64)
     G = _runs.group_rows(karr.view(np.uint8).reshape(n, -1), grow, first, perm, bounds, slots)
-    return grow, perm, bounds[:G + 1]
+    return grow, first[:G], perm, bounds[:G + 1]
 
 
 def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
