@@ -98,6 +98,7 @@ SEGMENTS = st.lists(st.tuples(
     st.sampled_from([0, 512, 65535]),               # window
     st.sampled_from([-1, -1, 0, 7, 14]),            # window scale option
     st.integers(0, 3_000_000_000),                  # gap to the previous segment, ns
+    st.sampled_from([0, 1, 1, 1, 2, 5, 40]),        # IP ID step from the sender's previous packet (0: no ID)
 ), min_size=1, max_size=40)
 
 
@@ -113,16 +114,19 @@ def test_random_streams_compiled_machine_equals_pure(segs, point, profile, tail)
     for _, mod, obs in FORMS:
         conn = mod.Connection(prof, obs.Observer(point))
         ts = 1_700_000_000 * 10**9
+        ids = {True: 0xFFF0, False: 7}                  # (the client's counter wraps)
         try:
-            for i, (fc, flags, seq, ack, plen, win, ws, gap) in enumerate(segs):
+            for i, (fc, flags, seq, ack, plen, win, ws, gap, step) in enumerate(segs):
                 ts += gap
+                ids[fc] = (ids[fc] + step) & 0xFFFF
+                ipid = ids[fc] if step else 0
                 if i == 0:
                     conn.start(ts, fc, flags)
                 conn.expire(ts)
                 if conn.steady and not flags & 7:
-                    conn.feed_plain(ts, fc, flags, seq, ack, win, plen, 40 + plen)
+                    conn.feed_plain(ts, fc, flags, seq, ack, win, plen, 40 + plen, ipid)
                 else:
-                    conn.feed(ts, i + 1, fc, flags, seq, ack, win, plen, ws, 40 + plen)
+                    conn.feed(ts, i + 1, fc, flags, seq, ack, win, plen, ws, 40 + plen, ipid)
             conn.settle(ts + tail)
             out.append(_conn_dump(conn))
         except Exception as e:                      # noqa: BLE001 -- the two forms must fail alike
@@ -142,14 +146,18 @@ def test_feed_plain_rows_equals_feed_plain_in_both_forms(segs, point):
     assert PURE.ROW_COLUMNS == COMPILED.ROW_COLUMNS == PURE_RUNS.ROW_COLUMNS
     prof = get_profile()
     ts0 = 1_700_000_000 * 10**9
-    times = np.cumsum([ts0] + [g for *_, g in segs])[1:]
+    times = np.cumsum([ts0] + [g for *_, g, _ in segs])[1:]
+    ids, ipids = {True: 0xFFF0, False: 7}, []
+    for fc, *_, step in segs:
+        ids[fc] = (ids[fc] + step) & 0xFFFF
+        ipids.append(ids[fc] if step else 0)
     col = {name: i for i, name in enumerate(PURE.ROW_COLUMNS)}
     rows = np.zeros((len(segs) + 2, len(col)), np.int64)     # (a row before and after: offsets and bounds)
-    for i, (fc, flags, seq, ack, plen, win, ws, _) in enumerate(segs):
+    for i, (fc, flags, seq, ack, plen, win, ws, _, _) in enumerate(segs):
         r = rows[i + 1]
         r[col["clock"]], r[col["packet"]], r[col["lo"]], r[col["flags"]] = times[i], i + 1, fc, flags
         r[col["seq"]], r[col["ack"]], r[col["win"]], r[col["plen"]] = seq, ack, win, plen
-        r[col["wscale"]], r[col["ip_len"]] = ws, 40 + plen
+        r[col["wscale"]], r[col["ip_len"]], r[col["ipid"]] = ws, 40 + plen, ipids[i]
     rows[-1, col["flags"]] = 0x10
     out = []
     for _, mod, obs in FORMS:
@@ -158,18 +166,18 @@ def test_feed_plain_rows_equals_feed_plain_in_both_forms(segs, point):
             p, e = 1, len(segs) + 1
             conn.start(int(times[0]), segs[0][0], segs[0][1])
             while p < e:
-                fc, flags, seq, ack, plen, win, ws, _ = segs[p - 1]
-                ts = int(times[p - 1])
+                fc, flags, seq, ack, plen, win, ws, _, _ = segs[p - 1]
+                ts, ipid = int(times[p - 1]), ipids[p - 1]
                 if conn.steady and not flags & 7:
                     if by_rows:
                         q = conn.feed_plain_rows(rows, p, e, True)
                         assert q > p and (q == e or segs[q - 1][1] & 7)
                         p = q
                         continue
-                    conn.feed_plain(ts, fc, flags, seq, ack, win, plen, 40 + plen)
+                    conn.feed_plain(ts, fc, flags, seq, ack, win, plen, 40 + plen, ipid)
                 else:
                     conn.expire(ts)
-                    conn.feed(ts, p, fc, flags, seq, ack, win, plen, ws, 40 + plen)
+                    conn.feed(ts, p, fc, flags, seq, ack, win, plen, ws, 40 + plen, ipid)
                 p += 1
             out.append(_conn_dump(conn))
     assert out[0] == out[1] == out[2] == out[3]

@@ -97,7 +97,8 @@ def expected(name):
                          flags=fl, seq=seq, ack=ack, win=win, plen=plen, mss=mss, wscale=ws, sack_ok=sok,
                          has_ts=True, tsval=tsv, tsecr=tse, ip_len=(40 if v6 else 20) + thl + plen,
                          tunnel=1 if c2s else 2, csum=1,     # scapy wrote correct inner checksums
-                         ttl=64))                            # the inner TTL / hop limit craft_tunnels.py writes
+                         ttl=64,                             # the inner TTL / hop limit craft_tunnels.py writes
+                         ipid=0 if v6 else 1))               # scapy's default IP ID (IPv6: none)
     return rows
 
 

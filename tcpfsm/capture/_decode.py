@@ -182,7 +182,8 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
                  seq: cython.uint[::1], ack: cython.uint[::1], win: cython.ushort[::1], plen: cython.uint[::1],
                  mss: cython.ushort[::1], wscale: cython.schar[::1], sack_ok: cython.uchar[::1],
                  has_ts: cython.uchar[::1], tsval: cython.uint[::1], tsecr: cython.uint[::1],
-                 ip_len: cython.uint[::1], csum: cython.uchar[::1], ttl: cython.uchar[::1]) -> cython.Py_ssize_t:
+                 ip_len: cython.uint[::1], csum: cython.uchar[::1], ttl: cython.uchar[::1],
+                 ipid: cython.ushort[::1]) -> cython.Py_ssize_t:
     """Decode records i = 0..len(doffs)-1 (captured bytes buf[doffs[i]:doffs[i] + caps[i]], original
     length origs[i], link type lts[i]). Sets st[i] to ST_OK (a TCP segment), ST_SLOW (for
     reader._parse_one) or a skip code; the k-th ST_OK record's number goes to rows[k] and its columns
@@ -223,6 +224,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
     o_sok: cython.uchar
     o_ts: cython.uchar
     hl: cython.uchar              # IPv4 TTL / IPv6 hop limit
+    ident: cython.uint            # IPv4 Identification (0 for IPv6)
 
     for i in range(nrec):
         s = doffs[i]
@@ -339,6 +341,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
                 continue
             fam = 4
             hl = buf[s + l3 + 8]
+            ident = (buf[s + l3 + 4] << 8) | buf[s + l3 + 5]
             tcplen = tot - ihl
             iplen = tot
         elif et == 0x86DD:
@@ -373,6 +376,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
                 continue
             fam = 6
             hl = buf[s + l3 + 7]
+            ident = 0
             iplen = 40 + tcplen
         elif et == 0x0806 or et == 0x8035:
             st[i] = ST_ARP
@@ -454,6 +458,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
         tsecr[m] = te
         ip_len[m] = iplen
         ttl[m] = hl
+        ipid[m] = ident
         # TCP checksum (batch.py, reader._csum_ok): verified only when the whole segment was captured.
         # Ones' complement: the pseudo-header's words (addresses as stored, protocol, TCP length) plus
         # the segment's sum to 0 modulo 0xffff.

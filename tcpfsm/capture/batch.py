@@ -64,10 +64,17 @@ EXTRA_COLUMNS: dict[str, np.dtype] = {
     "tunnel": np.dtype(np.uint16),
     "csum": np.dtype(np.uint8),
     "ttl": np.dtype(np.uint8),
+    "ipid": np.dtype(np.uint16),
 }
 #
 # ttl: the IPv4 TTL / IPv6 hop limit of the innermost IP header (the tracked packet's), as seen at the
 #   capture point (what `ip.ttl` / `ipv6.hlim` show); path/flows.py turns it into hops.
+#
+# ipid: the innermost IPv4 header's Identification (`ip.id`); 0 for IPv6 (no such field outside a fragment
+#   header) -- and 0 is also what Linux puts on the replies it sends without a socket, so 0 means "no
+#   evidence". Linux numbers a connected socket's DF packets from a per-connection counter, one step per
+#   packet: a gap between two packets of one endpoint counts the packets it sent that the capture point
+#   never saw (tcpfsm/fsm/machine.py uses it for a FIN lost before the tap).
 CSUM_BAD, CSUM_GOOD, CSUM_UNVERIFIABLE = 0, 1, 2
 CSUM_NAMES = ("bad", "good", "unverifiable")
 ALL_COLUMNS: dict[str, np.dtype] = {**COLUMNS, **EXTRA_COLUMNS}

@@ -995,7 +995,7 @@ def _ipv4(p: bytes, l3: int, orig: int, frags: Reassembler | None = None, tun: l
     # IPv4's pseudo-header has a 16-bit length; written as IPv6's 32-bit one the sum is the same, and a
     # TSO super-packet's length (> 65535, from the record's original length) is not truncated (reader.py)
     cs = _csum(ip.src + ip.dst + struct.pack("!IxxxB", tot - ihl, 6), p, ihl, tot - ihl, ip.mf)
-    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), " / ".join(tun), cs, ip.ttl)
+    return (4, _MAPPED + ip.src, _MAPPED + ip.dst) + r + (tot, bool(ip.mf), " / ".join(tun), cs, ip.ttl, ip.id)
 
 
 def _csum(pseudo: bytes, p: bytes, t: int, tcplen: int, first_frag) -> int:
@@ -1070,12 +1070,12 @@ def _ipv6(p: bytes, l3: int, orig: int, frags: Reassembler | None = None, tun: l
     if type(r) is str:
         return r
     cs = _csum(ip6.src + ip6.dst + struct.pack("!IxxxB", tcplen & 0xFFFFFFFF, 6), p, t, tcplen, first_frag)
-    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, " / ".join(tun), cs, ip6.hlim)
+    return (6, ip6.src, ip6.dst) + r + (40 + pl, first_frag, " / ".join(tun), cs, ip6.hlim, 0)
 
 
 def decode_record(data: bytes, lt: int, orig: int, frags: Reassembler | None = None):
     """One record -> skip reason (str) or (family, src16, dst16, sport, dport, flags, seq, ack,
-    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum, ttl)
+    win, plen, mss, wscale, sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum, ttl, ipid)
     where tunnel is "" or the description of the encapsulations around the segment, outermost first,
     joined by " / " (the layout of reader.py's scalar parser, so the two compare directly)."""
     r = _link(data, lt)
@@ -1410,7 +1410,7 @@ class DpktCapture:
                 self.notes["ip_fragment_first_used"] += 1
             if r[0] == 6 and r[16] > JUMBO_IP_LEN:
                 self.notes["ipv6_jumbograms"] += 1
-            rows.append((info.records, ts, iface) + r[:17] + (self._tunnel_number(r[18]),) + r[19:21])
+            rows.append((info.records, ts, iface) + r[:17] + (self._tunnel_number(r[18]),) + r[19:22])
             if len(rows) >= size:
                 yield self._flush(rows)
                 rows = []
@@ -1460,7 +1460,7 @@ class DpktCapture:
                 out[name] = np.array(cols[j], dtype=bool)
             else:
                 out[name] = np.array(cols[j], dtype=np.int64).astype(dt)
-        for j, (name, dt) in enumerate(_batch.EXTRA_COLUMNS.items(), len(COLUMNS)):     # tunnel, csum, ttl
+        for j, (name, dt) in enumerate(_batch.EXTRA_COLUMNS.items(), len(COLUMNS)):     # tunnel, csum, ttl, ipid
             out[name] = np.array(cols[j], dtype=np.int64).astype(dt)
         count_checksums(self.info, out["csum"])
         self.info.tcp_segments += len(rows)

@@ -171,7 +171,7 @@ def _link(data, lt: int):
 def _parse_one(data, lt: int, orig: int):
     """Decode one record. Returns a skip reason (str) or a tuple
     (family, src16, dst16, sport, dport, flags, seq, ack, win, plen, mss, wscale,
-     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum, ttl) where tunnel is "" or the
+     sack_ok, has_ts, tsval, tsecr, ip_len, first_fragment, tunnel, csum, ttl, ipid) where tunnel is "" or the
     description of the encapsulation(s) the TCP segment was found in (see `_parse_net`), csum the
     `csum` column value (batch.CSUM_*) and ttl the innermost IP header's TTL / hop limit."""
     r = _link(data, lt)
@@ -352,6 +352,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             first_frag = bool(fo & 0x2000)
             fam = 4
             ttl = data[l3 + 8]
+            ipid = _u16(data, l3 + 4)[0]
             src = _MAPPED + bytes(data[l3 + 12:l3 + 16])
             dst = _MAPPED + bytes(data[l3 + 16:l3 + 20])
             t = l3 + ihl
@@ -368,6 +369,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
             proto = data[l3 + 6]
             fam = 6
             ttl = data[l3 + 7]                # the hop limit
+            ipid = 0                          # (IPv6: no Identification outside a fragment header)
             src = bytes(data[l3 + 8:l3 + 24])
             dst = bytes(data[l3 + 24:l3 + 40])
             t = l3 + 40
@@ -642,7 +644,7 @@ def _parse_net(data, l3: int, et: int, orig: int, eth):
     else:
         cs = CSUM_GOOD if _csum_ok(data, t, tcplen, src, dst) else CSUM_BAD
     return (fam, src, dst, sport, dport, offfl & 0x1FF, seq, ack, win, tcplen - doff,
-            mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs, ttl)
+            mss, ws, sok, hts, tsv, tse, iplen, first_frag, " / ".join(tun), cs, ttl, ipid)
 
 
 JUMBO_IP_LEN = 40 + 0xFFFF          # an IPv6 packet longer than this is a jumbogram (RFC 2675)
@@ -733,7 +735,7 @@ _SCALAR_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack",
                 "mss", "wscale", "sack_ok", "has_ts", "tsval", "tsecr", "ip_len")
 # The columns the kernel fills, in its decode_group argument order after the source arrays.
 _KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
-                "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl")
+                "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl", "ipid")
 
 
 def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=None):
@@ -802,6 +804,7 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=No
             extra["tunnel"] = np.array([tunnels[d] for d in cols2[18]], np.int64)
             extra["csum"] = np.array(cols2[19], np.int64)
             extra["ttl"] = np.array(cols2[20], np.int64)
+            extra["ipid"] = np.array(cols2[21], np.int64)
             rows = np.concatenate([idx, np.array(srows, np.int64)])
             order = np.argsort(rows, kind="stable")
             idx = rows[order]

@@ -24,7 +24,7 @@ win; tcp.len -> plen; tcp.options.mss_val -> mss (0 absent); tcp.options.wscale.
 (-1 absent); tcp.options.sack_perm present -> sack_ok; tcp.options.timestamp.tsval/tsecr ->
 has_ts, tsval, tsecr (the last occurrence of a repeated option, like the fast reader); ip.len or
 ipv6.plen + 40 -> ip_len; tcp.checksum.status (with tcp.check_checksum on) -> csum (same
-numbering: 0 bad, 1 good, 2 unverified); the innermost ip.ttl / ipv6.hlim -> ttl; tunnel: rebuilt from frame.protocols and the outer layers' fields into
+numbering: 0 bad, 1 good, 2 unverified); the innermost ip.ttl / ipv6.hlim -> ttl; ip.id -> ipid (0 for IPv6); tunnel: rebuilt from frame.protocols and the outer layers' fields into
 the fast reader's description strings (mpls, pppoe, gre, erspan2/3, vxlan, vxlan-gpe, geneve, gtpu, ipip,
 6in4, 4in6, 6in6, teredo (the heuristic on, for any port), pbb, fabricpath, nsh; more than 4 nested:
 "tunnel_too_deep"). Link types: those of capture/links.py too (fddi, wlan under radiotap/PPI, nflog,
@@ -82,7 +82,7 @@ FIELDS = (
     "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.window_size_value", "tcp.len",
     "tcp.hdr_len", "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm",
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "tcp.checksum.status",
-    "tcp.checksum", "tcp.checksum_calculated", "tcp.urgent_pointer", "ip.ttl", "ipv6.hlim",
+    "tcp.checksum", "tcp.checksum_calculated", "tcp.urgent_pointer", "ip.ttl", "ipv6.hlim", "ip.id",
     "icmp.type", "icmp.code", "icmp.mtu", "icmpv6.type", "icmpv6.code", "icmpv6.mtu", "ipv6.nxt", "tcp.seq",
 )
 PREFS = ("ip.defragment:TRUE", "ipv6.defragment:TRUE", "tcp.desegment_tcp_streams:FALSE",
@@ -353,7 +353,8 @@ def _row(r: _Rec, fam: int, frag: bool = False):
             _int(fl) & 0x1FF, int(r.last("tcp.seq_raw")), int(r.last("tcp.ack_raw") or 0),
             int(r.last("tcp.window_size_value")), int(tl), int(mss) if mss else 0, min(int(ws), 127) if ws else -1,
             r.last("tcp.options.sack_perm") is not None, tsv is not None, int(tsv) if tsv else 0,
-            int(tse) if tse else 0, iplen, _csum_status(r), int(r.last("ip.ttl" if fam == 4 else "ipv6.hlim") or 0))
+            int(tse) if tse else 0, iplen, _csum_status(r), int(r.last("ip.ttl" if fam == 4 else "ipv6.hlim") or 0),
+            _int(r.last("ip.id")) if fam == 4 and r.last("ip.id") else 0)
 
 
 _ICMP_ERR = {4: ("3", "11", "12"), 6: ("1", "2", "3", "4")}
@@ -408,7 +409,7 @@ def _csum_status(r: _Rec) -> int:
 
 
 _ROWCOLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
-            "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl")
+            "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl", "ipid")
 
 
 def _header_info(path: str, info: CaptureInfo) -> None:

@@ -240,8 +240,15 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                  "its FIN was acknowledged, the peer never closed its side")):
             for a, b, pkt, open_ in spans.get((role, state), ()):
                 if b - a >= limit * NS:
+                    # (rule 5 of fsm/machine.py: the close that ended it may have come earlier, unseen)
+                    early = None if open_ else next((t.alt_before[0] for t in flow.transitions
+                                                     if t.alt_before is not None and t.endpoint == role
+                                                     and t.old is state and t.at == b), None)
                     add(Finding(kind, sev, a, f"{role} {_ep(flow, role)} in {state.value} for {_secs(b - a)}"
-                                f" (since packet #{pkt}){' and still at capture end' if open_ else ''}: {what}",
+                                f" (since packet #{pkt}){' and still at capture end' if open_ else ''}: {what}"
+                                + ("" if early is None else
+                                   f" (or for as little as {_secs(max(early - a, 0))}: it may have closed unseen, its FIN's"
+                                   " first copies lost before the capture point or queued behind data)"),
                                 ts_end=b, endpoint=role, packets=[pkt] if pkt else []))
         for state, kind, limit in ((State.FIN_WAIT_1, "fin_wait_1_unacked", th.fin_wait_1_unacked),
                                    (State.LAST_ACK, "last_ack_unacked", th.last_ack_unacked),

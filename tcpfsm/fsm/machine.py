@@ -47,6 +47,19 @@ always in this order:
    otherwise (rule c): a final ACK that is the capture's last packet is not marked, since nothing
    suggests it was lost.
 
+5. **A FIN that may have left earlier than its first copy seen** (`alt_before` on the SND_FIN move:
+   from that time on the endpoint may already have held its closing state). Two ways a close stays off
+   the wire:
+   - *Lost before the tap.* Linux numbers a connected socket's packets from one IP Identification
+     counter, one step a packet. When every step between X's packets seen so far was one (a
+     per-connection counter, nothing missed), and X's first FIN seen is more than one step past X's
+     previous packet and starts where X's data ended (the packets in between carried no new data), those
+     unseen packets may have been earlier copies of that FIN: X may have closed any time after its
+     previous packet left. (A host-wide counter, or an earlier gap, shows other steps: no conclusion.)
+   - *Queued behind data.* A FIN leaves only after all queued data. When it rides on data sent after the
+     peer's zero-window stall ended (X's data not paused again since), close() may have come any time
+     after X learned of the stall: the data, and the FIN behind it, waited for the window.
+
 Timers come from a `TimerProfile` through `table.TIMEOUTS`; the caller advances time with
 `expire(now)` and ends with `settle(end)`. Nothing here does I/O or reads a clock. Times are integer
 nanoseconds: `ts` is always the observer's time, `at` the endpoint's (observer.py).
@@ -90,6 +103,11 @@ _ACK_WAIT = cython.declare(i64, 500_000_000)
 _RTO_WAIT = cython.declare(i64, 600_000_000)
 # a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
 _SYNACK_WAIT = cython.declare(i64, 1_500_000_000)
+# a sender whose data stops this long and resumes has paused (not merely waited for ACKs)
+_PAUSE = cython.declare(i64, 1_000_000_000)
+# unseen packets between two of an endpoint's IP IDs that may be copies of its FIN: retries are bounded
+# (Linux tcp_retries2 = 15)
+_HIDDEN_MAX = cython.declare(i64, 32)
 # States and events as module constants: an attribute of an Enum class costs a lookup through its
 # metaclass on every use (about 0.2 us), a module constant is one dictionary read (compiled: cached).
 _CLOSED = State.CLOSED
@@ -384,6 +402,16 @@ class Endpoint:
     _retry_deadline = cython.declare(i64)
     # its SYN_SENT was ended by an ICMP error (a retransmission of that SYN undoes it)
     icmp_closed = cython.declare(cython.bint, visibility="public")
+    # evidence of packets that never reached the tap (rule 5): our last IP Identification (0: none) and
+    # how many single steps our seen packets made, -1 once any other step was seen (only a per-connection
+    # counter with every packet seen so far makes a gap mean "unseen packets of this connection")
+    _ipid = cython.declare(i64)
+    _ipid_steps = cython.declare(i64)
+    # our latest zero-window stall as we advertised it: first zero window, first open window after it
+    _zw_start = cython.declare(i64)
+    _zw_end = cython.declare(i64)
+    # our data resumed after a pause (_PAUSE) at this time
+    _pause_end = cython.declare(i64)
 
     def __init__(self, role: str):
         self.role = role
@@ -409,6 +437,8 @@ class Endpoint:
         self._deadline = self._retry_deadline = _NONE
         self.deadline_cause = ""
         self.icmp_closed = False
+        self._ipid = self._ipid_steps = 0
+        self._zw_start = self._zw_end = self._pause_end = _NONE
 
     @property
     def syn_ts(self):
@@ -647,7 +677,7 @@ _R = cython.declare(i64, 5)
 # The segment table `Connection.feed_plain_rows` reads (int64, one row a segment, C-contiguous): the
 # observer's clock, the capture index, whether the lower (address, port) of the 4-tuple sent it (1/0), then
 # the header fields as `feed` takes them. track builds it in this layout (tcpfsm/track/_runs.py walks it).
-ROW_COLUMNS = ("clock", "packet", "lo", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len")
+ROW_COLUMNS = ("clock", "packet", "lo", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len", "ipid")
 _RC_CLOCK = cython.declare(i64, 0)
 _RC_LO = cython.declare(i64, 2)
 _RC_FLAGS = cython.declare(i64, 3)
@@ -656,6 +686,7 @@ _RC_ACK = cython.declare(i64, 5)
 _RC_WIN = cython.declare(i64, 6)
 _RC_PLEN = cython.declare(i64, 7)
 _RC_IPLEN = cython.declare(i64, 9)
+_RC_IPID = cython.declare(i64, 10)
 
 
 @cython.final
@@ -685,6 +716,8 @@ class Connection:
     _seg_plen = cython.declare(cython.int)
     _seg_seq = cython.declare(i64)
     _seg_ack = cython.declare(i64)
+    # rule 5: the segment is X's first FIN and X sent unseen packets since this time (_NONE: no)
+    _seg_hidden = cython.declare(i64)
     # both ESTABLISHED: plain segments cannot change a state (fast path)
     steady = cython.declare(cython.bint, visibility="public")
 
@@ -704,6 +737,7 @@ class Connection:
         self._hist_seen = 0
         self._seg_role = None
         self._seg_flags = self._seg_plen = 0
+        self._seg_hidden = _NONE
         self._seg_seq = self._seg_ack = 0
         self.steady = False
 
@@ -1002,9 +1036,9 @@ class Connection:
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,
-                   ip_len=i64, win=i64, syn=i64, end=i64)
+                   ip_len=i64, win=i64, ipid=i64, syn=i64, end=i64)
     def _count(self, x: Endpoint, from_client: bool, ts: int, flags: int, seq: int, plen: int, ip_len: int,
-               win: int) -> None:
+               win: int, ipid: int) -> None:
         """Counters, sequence bookkeeping and history letters of one segment sent by `x`. (The fields that may
         be None are read and written as their C fields, `_NONE` for None: this runs for every packet.)"""
         x.packets += 1
@@ -1013,6 +1047,10 @@ class Connection:
         if x._first_ts == _NONE:
             x._first_ts = _put(ts)
         x._last_ts = _put(ts)
+        if ipid:
+            if x._ipid and x._ipid_steps >= 0:
+                x._ipid_steps = x._ipid_steps + 1 if ((ipid - x._ipid) & 0xFFFF) == 1 else -1
+            x._ipid = ipid
         y = self.server if from_client else self.client
         y.retrans_unanswered = 0
         syn = flags & SYN
@@ -1029,6 +1067,8 @@ class Connection:
         if flags & RST:
             return                                   # a RST's sequence number moves nothing
         if plen:
+            if x._last_data_ts != _NONE and ts - x._last_data_ts >= _PAUSE:
+                x._pause_end = ts
             x._last_data_ts = _put(ts)
             if x._snd_nxt != _NONE and seq_gt(x._snd_nxt, seq):   # seq < snd_nxt: a retransmission
                 x.retrans += 1
@@ -1042,17 +1082,22 @@ class Connection:
             x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
             if not win:
                 x.zero_windows += 1
+                if x._zw_start == _NONE or x._zw_end != _NONE:     # a new stall
+                    x._zw_start = ts
+                    x._zw_end = _NONE
+            elif x._zw_start != _NONE and x._zw_end == _NONE:
+                x._zw_end = ts
 
     @cython.ccall
     @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64, ip_len=i64,
-                   x=Endpoint)
+                   ipid=i64, x=Endpoint)
     def feed_plain(self, ts: int, from_client: bool, flags: int, seq: int, ack: int, win: int, plen: int,
-                   ip_len: int) -> None:
+                   ip_len: int, ipid: int = 0) -> None:
         """A segment without SYN, FIN or RST while both endpoints are ESTABLISHED (`steady`): it can change
         no state, so only the counters are updated. This is the path of nearly every packet of a capture;
         `feed` is the reference it must agree with."""
         x = self.client if from_client else self.server
-        self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
+        self._count(x, from_client, ts, flags, seq, plen, ip_len, win, ipid)
         _note_ack(x, flags, ack, ts)
 
     @cython.ccall
@@ -1076,7 +1121,7 @@ class Connection:
             from_client = (rows[p, _RC_LO] != 0) == lo_is_client
             x = self.client if from_client else self.server
             self._count(x, from_client, ts, flags, rows[p, _RC_SEQ], rows[p, _RC_PLEN], rows[p, _RC_IPLEN],
-                        rows[p, _RC_WIN])
+                        rows[p, _RC_WIN], rows[p, _RC_IPID])
             _note_ack(x, flags, rows[p, _RC_ACK], ts)
             p += 1
         return p
@@ -1084,9 +1129,9 @@ class Connection:
     # -- segments ---------------------------------------------------------------------
     @cython.ccall
     @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64,
-                   wscale=i64, ip_len=i64, x=Endpoint, y=Endpoint, syn=i64, hasack=i64)
+                   wscale=i64, ip_len=i64, ipid=i64, x=Endpoint, y=Endpoint, syn=i64, hasack=i64, gap=i64)
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
-             plen: int, wscale: int, ip_len: int) -> None:
+             plen: int, wscale: int, ip_len: int, ipid: int = 0) -> None:
         x, y = (self.client, self.server) if from_client else (self.server, self.client)
         self._seg_role = x.role
         self._seg_flags = flags
@@ -1094,7 +1139,15 @@ class Connection:
         self._seg_ack = ack
         self._seg_plen = plen
         obs = self.obs
-        self._count(x, from_client, ts, flags, seq, plen, ip_len, win)
+        # rule 5: X's first FIN, more than one IP ID step past X's previous packet, starting where X's data
+        # ended (read before this segment is counted)
+        self._seg_hidden = _NONE
+        if flags & FIN and ipid and x._ipid and x._ipid_steps > 0 and x._fin_seq == _NONE and x._last_ts != _NONE \
+                and x._snd_nxt == seq:
+            gap = (ipid - x._ipid) & 0xFFFF
+            if 2 <= gap <= _HIDDEN_MAX:
+                self._seg_hidden = obs.departure(x._last_ts, from_client) + 1
+        self._count(x, from_client, ts, flags, seq, plen, ip_len, win, ipid)
         if flags & RST:
             x.rsts += 1
             self._rst(x, y, ts, packet, flags, seq, ack)
@@ -1346,7 +1399,7 @@ class Connection:
             first = x._fin_seq == _NONE
             if first:
                 x.fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
-                if not self._move(x, event, ts, packet, cause, at):
+                if not self._move(x, event, ts, packet, cause, at, alt_since=self._fin_alt_since(x, y, from_client)):
                     x.fin_seq = None                # a FIN that fits no state is reported and ignored
                     return
             else:
@@ -1388,6 +1441,16 @@ class Connection:
             else:
                 y.acked_peer_syn = True
             self._move(ep, event, ts, packet, cause, at)
+
+    @cython.cfunc
+    @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint)
+    def _fin_alt_since(self, x: Endpoint, y: Endpoint, from_client: bool):
+        """Rule 5: from when X may already have sent the FIN being fed (its first seen), or None."""
+        if self._seg_hidden != _NONE:             # unseen packets since X's previous one: earlier copies?
+            return self._seg_hidden
+        if self._seg_plen and y._zw_end != _NONE and (x._pause_end == _NONE or x._pause_end <= y._zw_end + _PAUSE):
+            return self.obs.arrival(y._zw_start, from_client)     # queued behind data since the stall
+        return None
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, ts=i64, flags=i64, seq=i64, ack=i64, from_client=cython.bint)

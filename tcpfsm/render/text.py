@@ -350,6 +350,8 @@ def timeline_rows(flow: Flow) -> list[tuple]:
     return [(t.ts, t.endpoint, t.old.value, t.new.value + ("?" if t.alt is not None else ""), t.packet,
              seg_text(t.seg), t.cause,
              t.reason + (f" [or still {t.alt.value}: cannot be decided]" if t.alt is not None else "")
+             + (f" [may have happened up to {(t.at - t.alt_before[0]) / 1e9:.3f} s earlier: its first copies were"
+                " not seen, or it waited behind data]" if t.alt_before is not None else "")
              + (" [retracted: later evidence shows it never happened]" if t.retracted else ""), t.rfc)
             for t in flow.transitions]
 

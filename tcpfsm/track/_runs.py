@@ -104,7 +104,7 @@ def group_rows(key: cython.const[cython.uchar][:, ::1], grow: cython.longlong[::
 
 # The segment table `walk_groups` reads: `Connection.feed_plain_rows`'s layout (tcpfsm/fsm/machine.py
 # ROW_COLUMNS, which owns it; flowtable refuses to run if the two differ).
-ROW_COLUMNS = ("clock", "packet", "lo", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len")
+ROW_COLUMNS = ("clock", "packet", "lo", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len", "ipid")
 _CLOCK = cython.declare(i64, 0)
 _PACKET = cython.declare(i64, 1)
 _LO = cython.declare(i64, 2)
@@ -115,6 +115,7 @@ _WIN = cython.declare(i64, 6)
 _PLEN = cython.declare(i64, 7)
 _WSCALE = cython.declare(i64, 8)
 _IPLEN = cython.declare(i64, 9)
+_IPID = cython.declare(i64, 10)
 _SYN = cython.declare(i64, 0x02)
 _CONTROL = cython.declare(i64, 0x07)     # SYN, FIN or RST: a segment that may change a state
 
@@ -175,7 +176,7 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
             flow = nf
             conn = flow.conn
             conn.feed(clock, rows[p, _PACKET], (rows[p, _LO] != 0) == flow.client_is_lo, flags, rows[p, _SEQ],
-                      rows[p, _ACK], rows[p, _WIN], rows[p, _PLEN], rows[p, _WSCALE], rows[p, _IPLEN])
+                      rows[p, _ACK], rows[p, _WIN], rows[p, _PLEN], rows[p, _WSCALE], rows[p, _IPLEN], rows[p, _IPID])
             flow.last_ts = clock
             touched.add(flow)
             if not conn.steady:

@@ -189,7 +189,7 @@ class FlowTable:
     def _feed_rows(self, c: dict) -> None:
         """The reference path: every segment in capture order, plain ones through `feed_plain`."""
         keys, lo_is_src = _flow_keys(c)
-        names = ("ts", "index", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len")
+        names = ("ts", "index", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len", "ipid")
         cols = [c[k].tolist() for k in names]
         src_l, dst_l, sport_l, dport_l = (c[k].tolist() for k in ("src", "dst", "sport", "dport"))
         current = self.current
@@ -197,7 +197,7 @@ class FlowTable:
         last_raw = self.last_raw
         cs = self.clock_stats
         touched, timers = self._touched, self._timers
-        for row, (key, lo_src, ts, idx, flags, seq, ack, win, plen, wscale, ip_len) in enumerate(
+        for row, (key, lo_src, ts, idx, flags, seq, ack, win, plen, wscale, ip_len, ipid) in enumerate(
                 zip(keys, lo_is_src, *cols)):
             if last_raw is not None and ts < last_raw:
                 cs.backwards_steps += 1
@@ -209,7 +209,7 @@ class FlowTable:
             # Timers and states run on the monotonic clock so a timestamp stepping back cannot reorder them.
             flow = current.get(key)
             if flow is not None and not flags & 7 and flow.conn.steady:
-                flow.conn.feed_plain(clock, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, ip_len)
+                flow.conn.feed_plain(clock, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, ip_len, ipid)
                 flow.last_ts = clock
                 continue
             if flow is not None:
@@ -222,7 +222,7 @@ class FlowTable:
                 flow = self._new_flow(key, clock, idx, src_l[row], sport_l[row], dst_l[row], dport_l[row], flags,
                                       lo_src)
             conn = flow.conn
-            conn.feed(clock, idx, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, wscale, ip_len)
+            conn.feed(clock, idx, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, wscale, ip_len, ipid)
             flow.last_ts = clock
             touched.add(flow)
             if not conn.steady:
