@@ -658,6 +658,27 @@ def m_fin_lost(lab):
     _second_fin_trouble(lab, "fin")
 
 
+@mscenario("fin_lost_client", grid(losses=("before", "after")))
+def m_fin_lost_client(lab):
+    lab.description = ("Recorded after rule 5 of tcpfsm/fsm/machine.py was written from fin_lost and zero_window, "
+                       "to test it on what it was not fitted to: the client closes first and its FIN is lost "
+                       "twice (before or after the tap): client FIN-WAIT-1 retransmitting, server ESTAB; the "
+                       "3rd copy arrives: client FIN-WAIT-2, server CLOSE-WAIT; then the server closes.")
+    c, s = _setup_pair(lab)
+    _established(lab, c, s)
+    lab.drop("fin", "the first 2 transmissions of the client's FIN", dir="c2s", flags_all=FIN, count=2)
+    t0 = time.time()
+    c.cmd("close", id="a")
+    # 2 losses last until the 2nd retransmission (TLP, then RTO): ~1 s at 0.1/20 ms, ~3 s at 150 ms
+    lab.quiet_snaps("after the client's close, while its FIN is lost", t0 + 6.0, None, every=0.7, max_n=4, t0=t0)
+    lab.undrop("fin")
+    lab.quiet_snaps("after recovery", t0 + 9.0, {"client": {"FIN-WAIT-2": 1}, "server": {"CLOSE-WAIT": 1}},
+                    max_n=2, every=1.0, t0=t0)
+    s.cmd("close", id="a")
+    lab.settle()
+    lab.snapshot("both closed", {"client": {"TIME-WAIT": 1}})
+
+
 @mscenario("fin_wait_1", grid())
 def m_fin_wait_1(lab):
     lab.description = ("After an exchange the forwarder drops everything from the server after the tap (peer "
@@ -751,6 +772,31 @@ def m_zero_window(lab):
     c.cmd("close", id="a")
     lab.quiet_snaps("client closed, FIN queued behind data", t0 + 10.0,
                     {"client": {"FIN-WAIT-1": 1}, "server": {"ESTAB": 1}}, every=1.0, max_n=2, t0=t0)
+    r = s.cmd("recv", id="a", timeout=4 + 10 * lab.D)
+    lab.measured["server_read"] = r["got"]["a"]
+    lab.settle()
+    lab.snapshot("server read everything", {"client": {"FIN-WAIT-2": 1}, "server": {"CLOSE-WAIT": 1}})
+    time.sleep(0.4)
+    s.cmd("close", id="a")
+    lab.settle()
+    lab.snapshot("both closed", {"client": {"TIME-WAIT": 1}})
+
+
+@mscenario("zero_window_early_close", grid())
+def m_zero_window_early_close(lab):
+    lab.description = ("Recorded after rule 5 of tcpfsm/fsm/machine.py was written, to test it on what it was not "
+                       "fitted to: as zero_window, but the client close()s right after queueing its 60 kB, before "
+                       "the server's window closes: FIN-WAIT-1 through the whole stall, its FIN queued behind "
+                       "unsent data. The server reads everything and closes. No drops. snaplen 96.")
+    lab.snaplen = 96
+    c, s = _setup_pair(lab, rcvbuf=4096)
+    _established(lab, c, s)
+    t0 = time.time()
+    r = c.cmd("send_nb", id="a", n=60000)
+    lab.measured["queued_bytes"] = r["sent"]["a"]
+    c.cmd("close", id="a")
+    lab.quiet_snaps("client closed at once, FIN queued behind data, zero window", t0 + 7.0,
+                    {"client": {"FIN-WAIT-1": 1}, "server": {"ESTAB": 1}}, every=1.0, max_n=4, t0=t0)
     r = s.cmd("recv", id="a", timeout=4 + 10 * lab.D)
     lab.measured["server_read"] = r["got"]["a"]
     lab.settle()
