@@ -107,6 +107,21 @@ def test_what_an_endpoint_sent_happened_one_tap_delay_before_the_tap_saw_it():
     assert p.ms(fw1.ts) == pytest.approx(1150) and p.ms(fw1.at) == pytest.approx(1000)
 
 
+@pytest.mark.parametrize("d_client, d_server", [(0, 150), (75, 75), (150, 0), (20, 3)])
+def test_the_handshake_moves_are_stamped_again_once_the_handshake_gives_the_delays(d_client, d_server):
+    """The SYN and SYN+ACK are fed before the handshake ACK tells the observer where it stands: their moves
+    are stamped again then. The client is in SYN_SENT from when its SYN left it (0 ms); the server in
+    SYN_RECEIVED from when its SYN+ACK left it (the SYN's arrival, one client->server trip later)."""
+    p = Path_(d_client, d_server)
+    p.handshake()
+    at = {(t.endpoint, t.new): p.ms(t.at) for t in p.conn.transitions}
+    assert at[("client", State.SYN_SENT)] == pytest.approx(0, abs=0.01)
+    assert at[("server", State.SYN_RECEIVED)] == pytest.approx(d_client + d_server, abs=0.01)
+    assert at[("client", State.ESTABLISHED)] == pytest.approx(2 * (d_client + d_server), abs=0.01)
+    assert at[("server", State.ESTABLISHED)] == pytest.approx(3 * (d_client + d_server), abs=0.01)
+    assert p.conn.server.since == p.conn.transitions[-1].at
+
+
 def _last_ack(p: Path_) -> None:
     """Client closes first; the server's FIN and the client's final ACK cross a 150 ms path."""
     p.handshake()
@@ -172,6 +187,28 @@ def test_server_only_capture_reaches_established_when_the_server_acknowledges_cl
     assert (p.conn.client.state, p.conn.server.state) == (State.ESTABLISHED, State.ESTABLISHED)
 
 
+def test_one_sided_connection_open_at_the_end_may_have_been_reset_by_the_unseen_peer():
+    """Rule 6: only the server's packets, the connection still open when the capture ends. A RST from the
+    client would not be seen, and the server would send nothing after it: from the server's last packet on,
+    both endpoints are ESTABLISHED or CLOSED, and the output says so."""
+    p = Path_(0, 1)
+    p.send(S, 0, SYN | ACK, SISN, CISN + 1)
+    last = p.send(S, 10, ACK, SISN + 1, CISN + 101, plen=50)
+    p.conn.settle(last + 60 * S_)
+    for ep in (p.conn.client, p.conn.server):
+        assert ep.state is State.ESTABLISHED
+        assert p.conn.alt_of(ep) is State.CLOSED
+        assert last - 1 * MS <= ep.alt_at <= last + 1            # (the server's packet left it 1 ms before)
+
+
+def test_a_peer_seen_even_once_is_not_suspected_of_an_unseen_reset():
+    p = Path_(0, 1)
+    p.handshake()
+    last = p.send(S, 10, ACK, SISN + 1, CISN + 1, plen=50)
+    p.conn.settle(last + 60 * S_)
+    assert [p.conn.alt_of(ep) for ep in (p.conn.client, p.conn.server)] == [None, None]
+
+
 # -- captures of one direction, cut from the kernel recordings --------------------------------------------
 def _one_host(src: Path, dst: Path, keep: str) -> None:
     with open(src, "rb") as f, open(dst, "wb") as g:
@@ -212,7 +249,7 @@ def _score(truth: Path, pcap: Path) -> tuple[int, int, int, list[str]]:
 
 # Every snapshot of these scenarios is decided right from either host's packets alone.
 ONE_SIDED_EXACT = ["normal_close_client", "normal_close_server", "close_wait_leak", "half_close", "ipv6_close",
-                   "lossy_bulk", "vanished_peer"]
+                   "lossy_bulk", "vanished_peer", "rst_abort", "concurrent_mixed"]
 
 
 @pytest.fixture(scope="module")
@@ -239,16 +276,18 @@ def test_one_sided_capture_gives_the_kernel_states(one_sided, scenario):
 
 
 def test_one_sided_captures_overall(one_sided):
-    """Across every kernel scenario cut to either host's packets: at least 85 % of the rows the packets
-    could show are right (exactly or as the stated alternative). What stays wrong is mostly undecidable:
-    an abort by the unseen side (its RST never reaches the tap) leaves the seen side looking ESTABLISHED."""
+    """Across every kernel scenario cut to either host's packets: at least 99 % of the rows the packets
+    could show are right (exactly or as the stated alternative; 5,117 exact, 618 via alt, 23 missed of 5,758
+    when written). An abort by the unseen side (its RST never reaches the tap) is the alternative of every
+    connection left open (rule 6); what stays wrong is mostly a close by the unseen side whose FIN the seen
+    side never acknowledged in the capture."""
     exact = via_alt = missed = 0
     for (name, _), pcap in one_sided.items():
         e, a, m, _ = _score(KERNEL / f"{name}.truth.json", pcap)
         exact, via_alt, missed = exact + e, via_alt + a, missed + m
     total = exact + via_alt + missed
     assert total > 1000
-    assert (exact + via_alt) / total >= 0.85, (exact, via_alt, missed)
+    assert (exact + via_alt) / total >= 0.99, (exact, via_alt, missed)
 
 
 def test_netstat_json_and_text_carry_the_alternative(tmp_path):

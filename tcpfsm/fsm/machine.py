@@ -56,6 +56,10 @@ always in this order:
      previous packet and starts where X's data ended (the packets in between carried no new data), those
      unseen packets may have been earlier copies of that FIN: X may have closed any time after its
      previous packet left. (A host-wide counter, or an earlier gap, shows other steps: no conclusion.)
+
+6. **A peer never seen** (one-sided capture) may have reset the connection after the seen endpoint's last
+   packet: neither its RST nor anything after it would show. A connection open when the capture ends is
+   given `alt` CLOSED from that packet on, for both endpoints (`settle`).
    - *Queued behind data.* A FIN leaves only after all queued data. When it rides on data sent after the
      peer's zero-window stall ended (X's data not paused again since), close() may have come any time
      after X learned of the stall: the data, and the FIN behind it, waited for the window.
@@ -103,6 +107,9 @@ _ACK_WAIT = cython.declare(i64, 500_000_000)
 _RTO_WAIT = cython.declare(i64, 600_000_000)
 # a kept request's SYN+ACK is retransmitted within this (Linux: 1 s, BSD: 3 s)
 _SYNACK_WAIT = cython.declare(i64, 1_500_000_000)
+# the states a RST from the peer ends (CLOSED); not TIME_WAIT (a peer has nothing left to reset there)
+_RESETTABLE = frozenset({State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                         State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK})
 # a sender whose data stops this long and resumes has paused (not merely waited for ACKs)
 _PAUSE = cython.declare(i64, 1_000_000_000)
 # unseen packets between two of an endpoint's IP IDs that may be copies of its FIN: retries are bounded
@@ -899,6 +906,15 @@ class Connection:
         for ep, peer in ((c, s), (s, c)):
             if not peer.packets and ep.packets:
                 self._infer_unseen_fin(ep, peer, end, final=True)
+        # rule 6: a peer never seen (a one-sided capture) may have reset the connection at any time after the
+        # seen endpoint's last packet: its RST would not reach the tap, and the endpoint sends nothing more
+        # either way. A connection still open at the end is open, or closed by the peer, from then on.
+        for ep, peer in ((c, s), (s, c)):
+            if not peer.packets and ep._last_ts != _NONE:
+                since = self.obs.departure(ep._last_ts, ep is c) + 1
+                for z in (ep, peer):
+                    if z.alt is None and z.state in _RESETTABLE and since > z.since:
+                        z.alt, z.alt_at = _CLOSED, since
         # a retransmitting endpoint whose next retransmission was due before the end and did not come: it may
         # have given up (or its application closed) any time since its last one
         for ep in (c, s):
@@ -1164,6 +1180,8 @@ class Connection:
         elif hasack and from_client and not obs.measured and self.server._isn != _NONE \
                 and seq_gt(ack, self.server._isn) and self.client.state is _SYN_SENT:
             obs.saw_handshake_ack(ts)       # (the ACK that completes it, not a later one: TFO, inference)
+            if obs.measured:
+                self._restamp_handshake()
 
         # A handshake we did not see: only the client's own ACK proves that a SYN+ACK reached it. A
         # "server" talking before any SYN+ACK is a violation (the client's SYN retransmissions would show it).
@@ -1441,6 +1459,31 @@ class Connection:
             else:
                 y.acked_peer_syn = True
             self._move(ep, event, ts, packet, cause, at)
+
+    @cython.cfunc
+    @cython.locals(tr=Transition, ep=Endpoint, at=i64, floor_c=i64, floor_s=i64, client=cython.bint)
+    def _restamp_handshake(self) -> None:
+        """The handshake ACK has just given the observer its delays. The SYN and SYN+ACK moves before it were
+        stamped with the delays then known (none): stamp them again, when the segment left its sender by the
+        model (a SYN_SENT begins one client->tap delay before the tap sees the SYN). Never before the
+        endpoint's previous move; its current state's start follows."""
+        obs = self.obs
+        floor_c = floor_s = _NONE
+        for tr in self.transitions:
+            client = tr._server == 0
+            if tr._packet != _NO_PACKET and (tr.cause == "SYN" or tr.cause == "SYN+ACK"):
+                at = obs.departure(tr.ts, client)
+                if at < (floor_c if client else floor_s):
+                    at = floor_c if client else floor_s
+                if at < tr.at:
+                    ep = self.client if client else self.server
+                    if ep.since == tr.at and ep.state is tr.new:
+                        ep.since = at
+                    tr.at = at
+            if client:
+                floor_c = tr.at
+            else:
+                floor_s = tr.at
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint)
