@@ -201,6 +201,35 @@ def test_one_sided_connection_open_at_the_end_may_have_been_reset_by_the_unseen_
         assert last - 1 * MS <= ep.alt_at <= last + 1            # (the server's packet left it 1 ms before)
 
 
+def test_server_only_synack_never_retransmitted_was_acknowledged_not_a_cookie():
+    """Only the server's packets: its one SYN+ACK is never retransmitted. With the client's packets in the
+    capture that means a SYN cookie nobody answered; without them the client's ACK could not have been seen,
+    and a SYN+ACK not retransmitted was most likely acknowledged: ESTABLISHED, the cookie as `alt`."""
+    p = Path_(0, 1)
+    p.send(S, 0, SYN | ACK, SISN, CISN + 1)
+    p.conn.expire(p.t0 + 5 * S_)
+    assert (p.conn.client.state, p.conn.server.state) == (State.ESTABLISHED, State.ESTABLISHED)
+    assert p.conn.alt_of(p.conn.server) is State.CLOSED
+    both = Path_(0, 1)
+    both.send(C, 0, SYN, CISN)
+    both.send(S, 1, SYN | ACK, SISN, CISN + 1)
+    both.conn.expire(both.t0 + 5 * S_)
+    assert both.conn.server.state is State.LISTEN          # two-sided: the cookie, as before
+
+
+def test_server_only_rst_after_its_synack_proves_the_handshake_ack_arrived():
+    """An accept queue overflowing with tcp_abort_on_overflow=1, seen from the server only: SYN+ACK, then a
+    RST (no ACK flag) whose sequence number follows the SYN+ACK. A RST without ACK takes its sequence number
+    from the segment it answers: the client had acknowledged the SYN+ACK, was ESTABLISHED, and is reset."""
+    p = Path_(0, 1)
+    p.send(S, 0, SYN | ACK, SISN, CISN + 1)
+    p.send(S, 2, 0x04, SISN + 1)
+    moves = [(t.endpoint, t.new) for t in p.conn.transitions]
+    assert ("client", State.ESTABLISHED) in moves
+    assert (p.conn.client.state, p.conn.server.state) == (State.CLOSED, State.CLOSED)
+    assert not [v for v in p.conn.violations if v.kind == "out_of_window_rst"]
+
+
 def test_a_peer_seen_even_once_is_not_suspected_of_an_unseen_reset():
     p = Path_(0, 1)
     p.handshake()

@@ -846,7 +846,7 @@ class Connection:
         return None if due == _NONE else due
 
     @cython.ccall
-    @cython.locals(now=i64, c=Endpoint, s=Endpoint, ep=Endpoint, e=Endpoint, kind=cython.int)
+    @cython.locals(now=i64, c=Endpoint, s=Endpoint, ep=Endpoint, e=Endpoint, peer=Endpoint, kind=cython.int, first=i64)
     def expire(self, now: int) -> None:
         """Fire every timer due at or before `now`, in time order."""
         c, s = self.client, self.server
@@ -877,8 +877,24 @@ class Connection:
             if kind == 2:
                 ep.cookie_check = None
                 if ep.state is _SYN_RECEIVED and ep.synacks == 1 and not ep.syn_acked:
-                    self._move(ep, _COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
-                               at=self.obs.departure(ep.syn_ts[0], ep is c))
+                    peer = s if ep is c else c
+                    if peer.packets:
+                        self._move(ep, _COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
+                                   at=self.obs.departure(ep.syn_ts[0], ep is c))
+                    else:
+                        # A peer never seen (one-sided capture): its handshake ACK could not have been seen
+                        # either. Not retransmitted, the SYN+ACK was most likely acknowledged (as a FIN to an
+                        # unseen peer is); or it was a SYN cookie nobody answered: said as `alt`.
+                        first = ep.syn_ts[0]
+                        ep.syn_acked = True
+                        self._move(ep, _INFER_SYNCED, when, None,
+                                   "inferred:SYN+ACK acknowledged (never retransmitted, peer unseen)",
+                                   at=self.obs.departure(first, ep is c) + self.obs.rtt(), alt=_CLOSED)
+                        if peer.state is _SYN_SENT:
+                            peer.acked_peer_syn = True
+                            self._move(peer, _INFER_SYNCED, when, None,
+                                       "inferred:SYN+ACK received (never retransmitted, peer unseen)",
+                                       at=self.obs.arrival(first, peer is c))
                 continue
             cause = ep.deadline_cause
             since = None
@@ -1498,6 +1514,14 @@ class Connection:
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, ts=i64, flags=i64, seq=i64, ack=i64, from_client=cython.bint)
     def _rst(self, x: Endpoint, y: Endpoint, ts: int, packet: int, flags: int, seq: int, ack: int) -> None:
+        if y.state is _SYN_SENT and not y.packets and x.state is _SYN_RECEIVED and x._isn != _NONE \
+                and seq == (x._isn + 1) & _M32 and not flags & ACK:
+            # A peer never seen, answered with a RST that follows X's SYN+ACK: a RST without ACK takes its
+            # sequence number from the segment it answers, so Y had acknowledged the SYN+ACK (the handshake
+            # ACK, refused: an accept queue overflowing with tcp_abort_on_overflow=1).
+            y.acked_peer_syn = True
+            self._move(y, _INFER_SYNCED, ts, packet, "inferred:the RST answers its handshake ACK",
+                       self.obs.arrival(x.syn_ts[-1], y is self.client))
         if y.state is _SYN_SENT:
             plausible = bool(flags & ACK) and y._isn != _NONE and ack == (y._isn + 1) & _M32
             why = "it does not acknowledge the SYN"
