@@ -155,7 +155,8 @@ def score(directory: Path = MATRIX, in_flight: bool = False):
 
 
 def cut_to_host(pcap: Path, dst: Path, keep: str) -> None:
-    """The IPv4 frames of `pcap` sent by `keep`: what a capture of one direction would hold."""
+    """The frames of an Ethernet `pcap` sent by address `keep` (IPv4 or IPv6): what a capture of one direction
+    would hold. (tests/test_observer.py cuts the kernel recordings with it too.)"""
     import socket
     import dpkt
     with open(pcap, "rb") as f, open(dst, "wb") as g:
@@ -163,7 +164,10 @@ def cut_to_host(pcap: Path, dst: Path, keep: str) -> None:
         w = dpkt.pcap.Writer(g, linktype=r.datalink(), snaplen=r.snaplen)
         for ts, buf in r:
             ip = dpkt.ethernet.Ethernet(buf).data
-            if isinstance(ip, dpkt.ip.IP) and socket.inet_ntoa(ip.src) == keep:
+            if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
+                continue
+            fam = socket.AF_INET6 if isinstance(ip, dpkt.ip6.IP6) else socket.AF_INET
+            if socket.inet_ntop(fam, ip.src) == keep:
                 w.writepkt(buf, ts)
 
 

@@ -8,7 +8,6 @@ packets of one host, as a capture of one direction would be, and hold the result
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -240,16 +239,9 @@ def test_a_peer_seen_even_once_is_not_suspected_of_an_unseen_reset():
 
 # -- captures of one direction, cut from the kernel recordings --------------------------------------------
 def _one_host(src: Path, dst: Path, keep: str) -> None:
-    with open(src, "rb") as f, open(dst, "wb") as g:
-        r = dpkt.pcap.Reader(f)
-        w = dpkt.pcap.Writer(g, linktype=r.datalink(), snaplen=r.snaplen)
-        for ts, buf in r:
-            ip = dpkt.ethernet.Ethernet(buf).data
-            if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
-                continue
-            fam = socket.AF_INET6 if isinstance(ip, dpkt.ip6.IP6) else socket.AF_INET
-            if socket.inet_ntop(fam, ip.src) == keep:
-                w.writepkt(buf, ts)
+    sys.path.insert(0, str(ROOT / "captures"))
+    import matrix_score                       # (the one cut: the matrix's one-sided scoring uses it too)
+    matrix_score.cut_to_host(src, dst, keep)
 
 
 def _score(truth: Path, pcap: Path) -> tuple[int, int, int, list[str]]:
