@@ -18,7 +18,7 @@ KERNEL_SOURCES := tcpfsm/capture/_decode.py tcpfsm/fsm/observer.py tcpfsm/fsm/ma
 	tcpfsm/path/_seqan.py tcpfsm/render/_emit.py tcpfsm/detect/_piles.py
 $(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py $(KERNEL_SOURCES)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77"
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
