@@ -47,7 +47,9 @@ class PileCounter:
     plain ints, an endpoint as `flow id * 2 + (role is server)` and its stay as `token * 32 + counted * 16 +
     state code` (the state's index in `_STATES`), not as tuples (~80 bytes less per endpoint: 15 MB at
     100,000 connections that never close). Counted: the endpoint is a member of its pile (it reached
-    min_age), so that leaving a stay that never counted (most of them) looks at no pile."""
+    min_age), so that leaving a stay that never counted (most of them) looks at no pile. The counted bit is
+    the membership: a pile keeps only how many members it has (`live`), not a set of them (~85 bytes less per
+    endpoint)."""
 
     age = cython.declare(i64, visibility="public")             # ns: min_age
     keep_min = cython.declare(i64, visibility="public")
@@ -74,7 +76,7 @@ class PileCounter:
         self.keep_min = keep_min
         self.released = 0
         self.token = 0
-        self.live = {}      # counted stays: (host, state) -> endpoints
+        self.live = {}      # (host, state) -> how many endpoints are counted there (their stays' counted bit)
         # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
         # count as members, without their identities (a stream's evicted connections would grow `live`)
         self.ghosts = {}
@@ -137,13 +139,15 @@ class PileCounter:
             if members is None:
                 # a new pile (a spoofed flood's every source): its first member is its peak and its evidence
                 # (no ghosts, sample or peak can exist without the pile: `_leave` drops them together)
-                live[key] = {ep}
+                live[key] = 1
                 samples[key] = [fid]
                 flows = [fid]
                 evidence[key] = flows
                 peaks[key] = Peak(1, due, flows)
                 continue
-            members.add(ep)
+            count = members
+            count += 1
+            live[key] = count
             sample = samples.get(key)
             if sample is None:
                 sample = []
@@ -152,7 +156,7 @@ class PileCounter:
                 sample.append(fid)
                 evidence.pop(key, None)
             peak = peaks.get(key)
-            count = len(members) + ghosts.get(key, 0)
+            count += ghosts.get(key, 0)
             if peak is None or count > peak.count:
                 flows = evidence.get(key)
                 if flows is None:
@@ -205,11 +209,14 @@ class PileCounter:
 
     @cython.cfunc
     def _leave(self, host, state, key, fid) -> cython.void:
+        """A counted endpoint (`key`) leaves its pile."""
         pile = (host, state)
-        members = self.live.get(pile)
-        if members is None or key not in members:
+        got = self.live.get(pile)
+        if got is None:
             return
-        members.discard(key)
+        members: i64 = got
+        members -= 1
+        self.live[pile] = members
         sample = self.sample[pile]
         if fid in sample:
             sample.remove(fid)
@@ -234,30 +241,34 @@ class PileCounter:
         fid: i64 = flow.id
         n: i64
         cur: i64
+        m: i64
+        counted: cython.bint
         for key, host in ((fid * 2, flow.client_raw), (fid * 2 + 1, flow.server_raw)):   # (two endpoints)
             old = stay.get(key)
             if old is None:
                 continue
             cur = old
+            counted = (cur & 16) != 0           # (a member of its pile)
             state = states[cur & 15]
             pile = (host, state)
             members = live.get(pile)
+            m = 0 if members is None else members
             peak = peaks.get(pile)
             n = ghosts.get(pile, 0)
-            if (members is None or len(members) + n < keep_min) and (peak is None or peak.count < keep_min):
+            if (members is None or m + n < keep_min) and (peak is None or peak.count < keep_min):
                 del stay[key]
-                if not n and members is not None and len(members) == 1 and key in members:
+                if not n and members is not None and m == 1 and counted:
                     # its own one-member pile (a spoofed source's), below keep_min: `_leave`'s outcome at once
                     del live[pile]
                     del self.sample[pile]
                     self._evidence.pop(pile, None)
                     peaks.pop(pile, None)
-                else:
+                elif counted:
                     self._leave(host, state, key, fid)
                 self.released += 1
-            elif members is not None and key in members:     # counted: it stays counted, as a number
+            elif members is not None and counted:     # counted: it stays counted, as a number
                 del stay[key]
-                members.discard(key)
+                live[pile] = m - 1
                 ghosts[pile] = n + 1
             # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
 

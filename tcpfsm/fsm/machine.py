@@ -643,6 +643,8 @@ _A = cython.declare(i64, 2)
 _D = cython.declare(i64, 3)
 _F = cython.declare(i64, 4)
 _R = cython.declare(i64, 5)
+_HISTORIES: dict = {}        # history -> itself: the strings connections share (`Connection._letter`)
+_MAX_HISTORIES = cython.declare(i64, 4096)
 
 # The segment table `Connection.feed_plain_rows` reads (int64, one row a segment, C-contiguous): the
 # observer's clock, the capture index, whether the lower (address, port) of the 4-tuple sent it (1/0), then
@@ -998,7 +1000,9 @@ class Connection:
         bit = 1 << (i + (0 if from_client else 6))
         if not self._hist_seen & bit:
             self._hist_seen |= bit
-            self.history += _LETTERS[i] if from_client else _LETTERS[i].lower()
+            h = self.history + (_LETTERS[i] if from_client else _LETTERS[i].lower())
+            # one string per history seen (few: "ShADad" and its kin), not one per connection
+            self.history = _HISTORIES.setdefault(h, h) if len(_HISTORIES) < _MAX_HISTORIES else h
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,

@@ -15,7 +15,7 @@ from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,7 +78,8 @@ class Flow:
     reuse_ts: int | None = None
     reuse_packet: int | None = None
     reuse_endpoint: str | None = None    # which endpoint of the old flow was in TIME_WAIT
-    anomalies: list = field(default_factory=list)
+    # its findings (detect sets a list): none yet is the shared empty tuple, not a list per connection
+    anomalies: list | tuple = ()
     emitted: int = 0                     # transitions already handed out by FlowTable.drain()
     timer_due: int | None = None         # the due time last put on FlowTable's timer heap
     zeek: tuple[str, str] | None = None  # (conn_state, history) from the Zeek tracker, when it ran
@@ -136,6 +137,9 @@ class FlowTable:
         Observer(capture_point)             # validates the name once, before any segment
         self.capture_point = capture_point
         self.current: dict[bytes, Flow] = {}
+        # one bytes object per address (`_host`): a flow's 16-byte addresses are slices of a batch, and the
+        # connections of a host (a server's thousands) would each keep their own copy (49 bytes each)
+        self._hosts: dict[bytes, bytes] = {}
         self._flows: dict[int, Flow] = {}   # every flow not forgotten, by id, in creation order
         # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
@@ -381,6 +385,11 @@ class FlowTable:
                 client, cport, server, sport_ = src, sport, dst, dport
             inferred = True
         conn = Connection(self.profile, Observer(self.capture_point))
+        hosts = self._hosts
+        if len(hosts) >= 65536:            # (bounded: a spoofed flood's sources are each seen once)
+            hosts.clear()
+        client = hosts.setdefault(client, client)
+        server = hosts.setdefault(server, server)
         if self._pending is None:
             self.created += 1
             fid = self.created
