@@ -7,8 +7,8 @@ their attributes: `id`, `client_raw`, `server_raw`; `ts`, `endpoint`, `new`), re
 clock.
 
 Compiled, the counter is an extension type whose counters and clock are C integers, and whose per-transition
-work (`feed`, `_promote`, `_leave`) runs without Python frames; its containers are the same dicts, sets and
-deque as uncompiled, so both forms count identically (tests/test_piles_fast.py compares them with a
+work (`feed`, `_promote`, `_leave`) runs without Python frames; its containers are the same dicts, `Stays`
+table and deque as uncompiled, so both forms count identically (tests/test_piles_fast.py compares them with a
 reference) and a counter pickles (Dask moves the per-bucket counters back to the driver: `absorb`).
 """
 from __future__ import annotations
@@ -29,6 +29,153 @@ LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))
 _STATES = tuple(State)      # a stay's state code is its index here
 assert len(_STATES) <= 16
 _NONE = cython.declare(i64, 0x7FFFFFFFFFFFFFFF)      # `_next_due` when no stay waits
+
+
+_EMPTY = cython.declare(i64, -0x7FFFFFFFFFFFFFFF - 1)    # `Stays`: a free slot's key
+_DEAD = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)         # `Stays`: a deleted entry's key (probes go on past it)
+_FIB = cython.declare(cython.ulonglong, 0x9E3779B97F4A7C15)     # 2**64 / golden ratio: Fibonacci hashing
+_MIN_SLOTS = cython.declare(i64, 1024)
+
+
+@cython.final
+@cython.cclass
+class Stays:
+    """The counter's stays, endpoint -> stay (both int64; a stay is >= 0): one entry per endpoint of every
+    tracked connection, so kept as an open-addressing table (linear probing, Fibonacci hashing) over two int64
+    arrays, 21 to 64 bytes an endpoint, not as a dict of int objects (a dict entry and two ints: ~120 to 170
+    bytes; ~20 MB per 100,000 connections that never close). The dict calls the counter makes, with -1 for
+    "none": `get`, `pop`, `put` (d[k] = v), `discard` (del d[k]); `len`, `items` and `update` as a dict's.
+    The table is rebuilt when live and deleted entries fill three quarters of it, to twice the live ones."""
+
+    _keys = cython.declare(cython.longlong[::1])
+    _vals = cython.declare(cython.longlong[::1])
+    _used = cython.declare(i64)            # live entries
+    _filled = cython.declare(i64)          # live and deleted entries
+    _shift = cython.declare(i64)           # 64 - log2(slots): a hash's top bits are its slot
+    _mask = cython.declare(i64)            # slots - 1
+
+    def __init__(self, items=()):
+        self._alloc(_MIN_SLOTS)
+        for k, v in items:
+            self.put(k, v)
+
+    @cython.cfunc
+    def _alloc(self, slots: i64) -> cython.void:
+        """An empty table of `slots` (a power of two) slots."""
+        if cython.compiled:
+            self._keys = np.full(slots, _EMPTY, np.int64)
+            self._vals = np.zeros(slots, np.int64)
+        else:                   # (uncompiled: lists of Python ints, which read back as ints)
+            self._keys = [_EMPTY] * slots
+            self._vals = [0] * slots
+        self._used = self._filled = 0
+        self._mask = slots - 1
+        n: i64 = 1
+        self._shift = 64
+        while n < slots:        # (bounded: 64 turns at most)
+            n *= 2
+            self._shift -= 1
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _find(self, key: i64) -> i64:
+        """The slot holding `key`; else -1 - the slot it would go to (the first deleted one on its probe, or
+        the free one that ends it)."""
+        u: cython.ulonglong
+        if cython.compiled:
+            u = cython.cast(cython.ulonglong, key) * _FIB         # (wraps: unsigned)
+        else:
+            u = (key * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        i: i64 = u >> self._shift
+        free: i64 = -1
+        k: i64
+        while True:     # (bounded: the table is never full)
+            k = self._keys[i]
+            if k == key:
+                return i
+            if k == _EMPTY:
+                return -1 - (free if free >= 0 else i)
+            if k == _DEAD and free < 0:
+                free = i
+            i = (i + 1) & self._mask
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def get(self, key: i64) -> i64:
+        """The stay of `key`, -1 when it has none."""
+        i: i64 = self._find(key)
+        return self._vals[i] if i >= 0 else -1
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def pop(self, key: i64) -> i64:
+        """The stay of `key`, removed; -1 when it had none."""
+        i: i64 = self._find(key)
+        if i < 0:
+            return -1
+        self._keys[i] = _DEAD
+        self._used -= 1
+        return self._vals[i]
+
+    @cython.ccall
+    def discard(self, key: i64) -> cython.void:
+        self.pop(key)
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def put(self, key: i64, value: i64) -> cython.void:
+        i: i64 = self._find(key)
+        if i >= 0:
+            self._vals[i] = value
+            return
+        i = -1 - i
+        if self._keys[i] == _EMPTY:
+            self._filled += 1
+        self._keys[i] = key
+        self._vals[i] = value
+        self._used += 1
+        if self._filled * 4 >= (self._mask + 1) * 3:
+            self._rebuild()
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _rebuild(self) -> cython.void:
+        keys: cython.longlong[::1] = self._keys
+        vals: cython.longlong[::1] = self._vals
+        n: i64 = self._mask + 1
+        slots: i64 = _MIN_SLOTS
+        while slots < 2 * self._used:
+            slots *= 2
+        self._alloc(slots)
+        i: i64
+        for i in range(n):      # (bounded: the old table's slots)
+            if keys[i] != _EMPTY and keys[i] != _DEAD:
+                self.put(keys[i], vals[i])
+
+    def __len__(self) -> int:
+        return self._used
+
+    def items(self) -> list:
+        """(endpoint, stay) pairs, in no particular order."""
+        out = []
+        i: i64
+        for i in range(self._mask + 1):     # (bounded: the slots)
+            if self._keys[i] != _EMPTY and self._keys[i] != _DEAD:
+                out.append((int(self._keys[i]), int(self._vals[i])))
+        return out
+
+    def update(self, other) -> None:
+        """Add the pairs of `other` (a Stays of either form, or a dict)."""
+        for k, v in other.items():
+            self.put(k, v)
+
+    def __reduce__(self):
+        return (Stays, (self.items(),))
 
 
 @dataclass(slots=True)
@@ -59,7 +206,7 @@ class PileCounter:
     _code = cython.declare(dict)        # listed State -> its code
     live = cython.declare(dict, visibility="public")
     ghosts = cython.declare(dict, visibility="public")
-    stay = cython.declare(dict, visibility="public")
+    stay = cython.declare(Stays, visibility="public")
     pending = cython.declare(object, visibility="public")
     late = cython.declare(list, visibility="public")
     peaks = cython.declare(dict, visibility="public")
@@ -80,7 +227,7 @@ class PileCounter:
         # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
         # count as members, without their identities (a stream's evicted connections would grow `live`)
         self.ghosts = {}
-        self.stay = {}      # endpoint -> stay token * 32 + counted * 16 + state code
+        self.stay = Stays()     # endpoint -> stay token * 32 + counted * 16 + state code
         # stays waiting for min_age, (due, token, flow, endpoint, host, state), popped in (due, token) order. Fed
         # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
         # the FIFO's last goes to a heap, and the smaller of the two heads is always the next.
@@ -106,8 +253,9 @@ class PileCounter:
 
     @cython.ccall
     def _promote(self, upto: i64):
-        pend, late, stay, live, samples, peaks, evidence, ghosts = \
-            self.pending, self.late, self.stay, self.live, self.sample, self.peaks, self._evidence, self.ghosts
+        stay: Stays = self.stay
+        pend, late, live, samples, peaks, evidence, ghosts = \
+            self.pending, self.late, self.live, self.sample, self.peaks, self._evidence, self.ghosts
         due: i64
         token: i64
         count: i64
@@ -127,13 +275,12 @@ class PileCounter:
                 _, token, fid, ep, host, state = head
             else:
                 break
-            old = stay.get(ep)
-            if old is None:
+            cur = stay.get(ep)
+            if cur < 0:
                 continue                        # left the state before it counted
-            cur = old
             if (cur >> 5) != token:
                 continue
-            stay[ep] = cur | 16                 # counted
+            stay.put(ep, cur | 16)              # counted
             key = (host, state)
             members = live.get(key)
             if members is None:
@@ -167,7 +314,8 @@ class PileCounter:
     def feed(self, items: list) -> None:
         """(flow, transition) pairs in time order (leaving a state sorts before entering one at the same
         instant)."""
-        pend, late, stay, code, states = self.pending, self.late, self.stay, self._code, self._states
+        stay: Stays = self.stay
+        pend, late, code, states = self.pending, self.late, self._code, self._states
         age: i64 = self.age
         token: i64 = self.token
         ts: i64
@@ -185,16 +333,15 @@ class PileCounter:
                 host, ep = flow.client_raw, fid * 2
             else:
                 host, ep = flow.server_raw, fid * 2 + 1
-            old = stay.pop(ep, None)
-            if old is not None:
-                cur = old
+            cur = stay.pop(ep)
+            if cur >= 0:
                 if cur & 16:                    # counted: it leaves its pile
                     self._leave(host, states[cur & 15], ep, fid)
             new = t.new
             c = code.get(new)
             if c is not None:
                 token += 1
-                stay[ep] = token << 5 | c
+                stay.put(ep, token << 5 | c)
                 item = (ts + age, token, fid, ep, host, new)
                 if not pend or item >= pend[-1]:
                     pend.append(item)
@@ -236,7 +383,8 @@ class PileCounter:
         one in a pile that matters stays in it, as in an uncapped run -- as a count (`ghosts`), its stay and
         identity dropped (its id may remain in the pile's evidence sample). Only a host whose pile reaches
         keep_min later, from members let go of, can count fewer than it held."""
-        stay, live, peaks, ghosts, states = self.stay, self.live, self.peaks, self.ghosts, self._states
+        stay: Stays = self.stay
+        live, peaks, ghosts, states = self.live, self.peaks, self.ghosts, self._states
         keep_min: i64 = self.keep_min
         fid: i64 = flow.id
         n: i64
@@ -244,10 +392,9 @@ class PileCounter:
         m: i64
         counted: cython.bint
         for key, host in ((fid * 2, flow.client_raw), (fid * 2 + 1, flow.server_raw)):   # (two endpoints)
-            old = stay.get(key)
-            if old is None:
+            cur = stay.get(key)
+            if cur < 0:
                 continue
-            cur = old
             counted = (cur & 16) != 0           # (a member of its pile)
             state = states[cur & 15]
             pile = (host, state)
@@ -256,7 +403,7 @@ class PileCounter:
             peak = peaks.get(pile)
             n = ghosts.get(pile, 0)
             if (members is None or m + n < keep_min) and (peak is None or peak.count < keep_min):
-                del stay[key]
+                stay.discard(key)
                 if not n and members is not None and m == 1 and counted:
                     # its own one-member pile (a spoofed source's), below keep_min: `_leave`'s outcome at once
                     del live[pile]
@@ -267,7 +414,7 @@ class PileCounter:
                     self._leave(host, state, key, fid)
                 self.released += 1
             elif members is not None and counted:     # counted: it stays counted, as a number
-                del stay[key]
+                stay.discard(key)
                 live[pile] = m - 1
                 ghosts[pile] = n + 1
             # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
