@@ -148,6 +148,39 @@ _ROW = cython.declare(i64, 4)
 TRANSITION_ROW = 4          # the same, for the renderer (a declared C global is not a module attribute)
 _STATES = tuple(State)
 _NSTATES = cython.declare(i64, len(_STATES))
+# Transition.reason by number: the table's reasons (others are numbered when first given)
+_REASONS: list = []
+_REASON_ID: dict = {}
+
+
+@cython.cfunc
+@cython.returns(cython.schar)
+@cython.locals(k=i64)
+def _state_code(state) -> int:
+    """A state's position in `State` (by identity, not Enum.__hash__: a Python-level call)."""
+    for k in range(_NSTATES):
+        if _STATES[k] is state:
+            return k
+    raise ValueError(f"not a State: {state!r}")
+
+
+@cython.cfunc
+@cython.returns(cython.ushort)
+def _reason_id(reason) -> int:
+    got = _REASON_ID.get(reason)
+    if got is not None:
+        return got
+    if not isinstance(reason, str) or len(_REASONS) >= 0xFFFF:
+        raise ValueError(f"a transition's reason must be one of at most 65535 strings, not {reason!r}")
+    _REASON_ID[reason] = len(_REASONS)
+    _REASONS.append(reason)
+    return len(_REASONS) - 1
+
+
+for _entries in TABLE.values():           # (numbered in the table's order, before any transition)
+    for _entry in _entries.values():
+        _reason_id(_entry[1])
+
 _NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
 # an Endpoint integer field that holds None (no time, sequence number or capture index is this)
 _NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)
@@ -177,9 +210,12 @@ def _held(v):
 class Transition:
     """One endpoint's state change: what caused it, when the tap saw the cause (`ts`) and when the endpoint
     changed state by the observer model (`at`), and what the packets cannot decide (`alt`, `alt_before`).
-    Compiled, an extension type (creating one is the machine's most frequent allocation), 112 bytes: the
-    packet index, the cause segment's numbers, the endpoint and the flags are C integers (no boxed ints, no
-    tuple per segment); `endpoint`, `packet`, `seg`, `rfc` and `retracted` read them back as Python values.
+    Compiled, an extension type (creating one is the machine's most frequent allocation), 80 bytes: the
+    packet index, the cause segment's numbers, the endpoint, the flags, the states (their position in
+    `State`) and the table's reason (its number in `_REASONS`) are C integers (no boxed ints, no tuple per
+    segment, no pointer per state); `endpoint`, `packet`, `seg`, `rfc`, `retracted`, `old`, `new`, `alt` and
+    `reason` read them back as Python values. (Every connection keeps its transitions, four for a plain
+    handshake: 128 bytes a connection less than with the states and reason as object pointers.)
     Not tracked by the cyclic collector: it refers only to states, strings and a tuple of them, never to
     anything that could lead back to it."""
 
@@ -196,11 +232,11 @@ class Transition:
     _rfc = cython.declare(cython.char)                    # `rfc`: an edge of the RFC 9293 graph (or a self-loop)
     # `retracted`: undone by later evidence (the segment never reached the endpoint)
     _retracted = cython.declare(cython.char)
-    old = cython.declare(object, visibility="public")
-    new = cython.declare(object, visibility="public")
+    _old = cython.declare(cython.schar)                   # `old`, `new`: states, by their position in `State`
+    _new = cython.declare(cython.schar)
+    _alt = cython.declare(cython.schar)                   # `alt`: the state it may be in instead, -1 none
+    _reason = cython.declare(cython.ushort)               # `reason`: the table's reason, its number in `_REASONS`
     cause = cython.declare(str, visibility="public")      # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream"...
-    reason = cython.declare(str, visibility="public")     # the table's reason
-    alt = cython.declare(object, visibility="public")     # the state it may be in instead, where packets cannot decide
     # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been in
     # `state` -- the packets cannot place the change within that span
     alt_before = cython.declare(object, visibility="public")
@@ -209,17 +245,51 @@ class Transition:
                  retracted=False, alt_before=None):
         self.ts = ts
         self.endpoint = endpoint
-        self.old = old
-        self.new = new
+        self._old = _state_code(old)         # (the C fields directly: no property call per field)
+        self._new = _state_code(new)
         self.packet = packet
         self.cause = cause
-        self.reason = reason
+        self._reason = _reason_id(reason)
         self.rfc = rfc
         self.seg = seg
         self.at = at
-        self.alt = alt
+        self._alt = -1 if alt is None else _state_code(alt)
         self.retracted = retracted
         self.alt_before = alt_before
+
+    @property
+    def old(self):
+        return _STATES[self._old]
+
+    @old.setter
+    def old(self, value):
+        self._old = _state_code(value)
+
+    @property
+    def new(self):
+        return _STATES[self._new]
+
+    @new.setter
+    def new(self, value):
+        self._new = _state_code(value)
+
+    @property
+    def alt(self):
+        """The state it may be in instead, where the packets cannot decide (None: none)."""
+        return None if self._alt < 0 else _STATES[self._alt]
+
+    @alt.setter
+    def alt(self, value):
+        self._alt = -1 if value is None else _state_code(value)
+
+    @property
+    def reason(self):
+        """The table's reason for the change."""
+        return _REASONS[self._reason]
+
+    @reason.setter
+    def reason(self, value):
+        self._reason = _reason_id(value)
 
     @property
     def endpoint(self):
@@ -960,15 +1030,7 @@ class Connection:
         n = len(self.transitions)
         i = 0
         for t in self.transitions:
-            old = new = alt = -1
-            for k in range(_NSTATES):           # identity, not Enum.__hash__ (a Python-level call)
-                s = _STATES[k]
-                if t.old is s:
-                    old = k
-                if t.new is s:
-                    new = k
-                if t.alt is s:
-                    alt = k
+            old, new, alt = t._old, t._new, t._alt
             c = t.cause
             got = causes.get(c)
             if got is None:
