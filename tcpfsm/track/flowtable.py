@@ -141,7 +141,10 @@ class FlowTable:
         # batch and its ports ints of its own, and the connections of a host (a server's thousands) would each
         # keep their own copies (49 and 32 bytes each)
         self._hosts: dict = {}
-        self._flows: dict[int, Flow] = {}   # every flow not forgotten, by id, in creation order
+        # every flow not forgotten, by id, in creation order. Streaming (`forget_finished`) forgets every flow
+        # that leaves `current` and `_detached`, so there those two are all of them: no third index (~105 bytes
+        # a connection, 10 MB at a cap of 100,000)
+        self._flows: dict[int, Flow] | None = None if forget_finished else {}
         # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
         self._touched: set[Flow] = set()
@@ -153,9 +156,9 @@ class FlowTable:
         self.max_flows = max_flows
         self.forget_finished = forget_finished
         self.evicted: Counter = Counter()
-        # 4-tuples of connections evicted over the cap before they finished -> flow id (bounded, oldest out):
+        # 4-tuples of connections evicted over the cap before they finished (a set, bounded, oldest out):
         # their later segments belong to them, not to a new midstream connection; they are counted here
-        self._gone: OrderedDict[bytes, int] = OrderedDict()   # (oldest out in O(1): see detect/aggregate.py)
+        self._gone: OrderedDict[bytes, None] = OrderedDict()   # (oldest out in O(1): see detect/aggregate.py)
         self.after_eviction = 0
         self.created = 0                    # connections created so far: the next flow id
         self._pending: list | None = None   # flows created in a vectorized batch, numbered at its end
@@ -305,10 +308,12 @@ class FlowTable:
         self._pending, self._reuse_fix = [], []
         _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK)
         # number the new connections in capture order, as the per-segment path does
+        kept = self._flows
         for _, f in sorted(self._pending, key=lambda rf: rf[0]):
             self.created += 1
             f.id = self.created
-            self._flows[f.id] = f
+            if kept is not None:
+                kept[f.id] = f
         for new, old in self._reuse_fix:
             new.reuse_of = old.id
         self._pending = None
@@ -403,7 +408,8 @@ class FlowTable:
                     client_is_lo=lo_src == (client == src and cport == sport))
         conn.start(ts, client == src and cport == sport, flags)
         if self._pending is None:
-            self._flows[flow.id] = flow
+            if self._flows is not None:
+                self._flows[flow.id] = flow
         else:
             self._pending.append((self._row, flow))
         old = self.current.get(key)
@@ -414,6 +420,9 @@ class FlowTable:
 
     @property
     def flows(self) -> list[Flow]:
+        """Every flow not forgotten, in creation (id) order."""
+        if self._flows is None:
+            return sorted(itertools.chain(self.current.values(), self._detached), key=_flow_id)
         return list(self._flows.values())
 
     def icmp_error(self, key: bytes, lo_src: bool, ts: int, packet: int, seq: int, cause: str) -> Flow | None:
@@ -430,7 +439,7 @@ class FlowTable:
     def finish(self, end_ts: int | None = None) -> None:
         """Fire every timer due by the end of the capture."""
         end = max(self.clock, end_ts or 0)
-        for flow in self._flows.values():
+        for flow in self.flows:
             before = len(flow.conn.transitions)
             flow.conn.settle(end)
             if len(flow.conn.transitions) != before:
@@ -520,7 +529,7 @@ class FlowTable:
         self._detached.difference_update(done)
         flows += done
         self.evicted["finished"] += len(flows)
-        if self.forget_finished:
+        if self._flows is not None and self.forget_finished:
             for f in flows:
                 self._flows.pop(f.id, None)
         return sorted(flows, key=lambda f: f.last_ts)
@@ -612,10 +621,11 @@ class FlowTable:
             if not f.finished():
                 if k in gone:
                     del gone[k]
-                gone[k] = f.id
+                gone[k] = None                  # (a set in eviction order: the id is not needed)
                 if len(gone) > limit:
                     gone.popitem(last=False)
-            flows.pop(f.id, None)
+            if flows is not None:
+                flows.pop(f.id, None)
             detached.discard(f)
         self.evicted.update(reasons)
         heap = self._timers
@@ -634,6 +644,10 @@ def half_open(f: Flow) -> bool:
     SYN_RECEIVED (a spoofed SYN flood is made of these)."""
     c, s = f.conn.client, f.conn.server
     return c.state in _HALF_CLIENT and s.state in _HALF_SERVER and not c.payload and not s.payload
+
+
+def _flow_id(f: Flow) -> int:
+    return f.id
 
 
 def _due(conn: Connection) -> int | None:
