@@ -137,8 +137,8 @@ class FlowTable:
         Observer(capture_point)             # validates the name once, before any segment
         self.capture_point = capture_point
         self.current: dict[bytes, Flow] = {}
-        # one object per address and per port number (`_new_flow`): a flow's 16-byte addresses are slices of a
-        # batch and its ports ints of its own, and the connections of a host (a server's thousands) would each
+        # one object per recent address and service port (`_new_flow`): a flow's 16-byte addresses are slices of
+        # a batch and its ports ints of its own, and the connections of a host (a server's thousands) would each
         # keep their own copies (49 and 32 bytes each)
         self._hosts: dict = {}
         # every flow not forgotten, by id, in creation order. Streaming (`forget_finished`) forgets every flow
@@ -392,12 +392,11 @@ class FlowTable:
             inferred = True
         conn = Connection(self.profile, Observer(self.capture_point))
         hosts = self._hosts
-        if len(hosts) >= 1 << 17:          # (bounded: a spoofed flood's sources are each seen once)
+        if len(hosts) >= 4096:             # (bounded: a spoofed flood's sources are each seen once)
             hosts.clear()
         client = hosts.setdefault(client, client)
         server = hosts.setdefault(server, server)
-        cport = hosts.setdefault(cport, cport)
-        sport_ = hosts.setdefault(sport_, sport_)
+        sport_ = hosts.setdefault(sport_, sport_)   # (a client's ports are mostly its own: not shared)
         if self._pending is None:
             self.created += 1
             fid = self.created
