@@ -58,10 +58,39 @@ def service_text(raw: bytes, port: int) -> str:
     return hostport(ip_text(raw), port)
 
 
+@dataclass(slots=True)
+class FlowExtra:
+    """What few flows have (`Flow.reuse_of` ... `Flow.tunnels`): one slot on every flow, not six."""
+    reuse_of: int | None = None
+    reuse_ts: int | None = None
+    reuse_packet: int | None = None
+    reuse_endpoint: str | None = None
+    zeek: tuple[str, str] | None = None
+    tunnels: set[int] | None = None
+
+
+def _extra_field(name: str, doc: str) -> property:
+    """A FlowExtra field read and written as the flow's own attribute (None while the flow has no extra)."""
+    def get(self):
+        x = self._extra
+        return None if x is None else getattr(x, name)
+
+    def put(self, value):
+        x = self._extra
+        if x is None:
+            if value is None:
+                return
+            x = self._extra = FlowExtra()
+        setattr(x, name, value)
+    return property(get, put, doc=doc)
+
+
 @dataclass(slots=True, eq=False, weakref_slot=True)
 class Flow:
     """One TCP connection: identity, roles, and its pair of endpoint machines. Compact: the addresses are
-    kept as the capture's 16-byte values, their text (`client_ip`, `client`...) is made when asked for."""
+    kept as the capture's 16-byte values, their text (`client_ip`, `client`...) is made when asked for, and
+    what few flows have (reuse of a 4-tuple in TIME_WAIT, Zeek's view, tunnels) is one FlowExtra when they
+    have it (160 bytes a flow, not 208)."""
 
     id: int
     client_port: int
@@ -74,16 +103,18 @@ class Flow:
     client_raw: bytes = b""
     server_raw: bytes = b""
     client_is_lo: bool = True            # the client is the lower (address, port) of the flow key
-    reuse_of: int | None = None          # id of the flow whose TIME_WAIT this one reused
-    reuse_ts: int | None = None
-    reuse_packet: int | None = None
-    reuse_endpoint: str | None = None    # which endpoint of the old flow was in TIME_WAIT
     # its findings (detect sets a list): none yet is the shared empty tuple, not a list per connection
     anomalies: list | tuple = ()
     emitted: int = 0                     # transitions already handed out by FlowTable.drain()
     timer_due: int | None = None         # the due time last put on FlowTable's timer heap
-    zeek: tuple[str, str] | None = None  # (conn_state, history) from the Zeek tracker, when it ran
-    tunnels: set[int] | None = None      # encapsulations it was seen in (ids into CaptureInfo.tunnels)
+    _extra: FlowExtra | None = None      # the attributes below, for the few flows that have them
+
+    reuse_of = _extra_field("reuse_of", "id of the flow whose TIME_WAIT this one reused")
+    reuse_ts = _extra_field("reuse_ts", "when (ns) it reused that TIME_WAIT")
+    reuse_packet = _extra_field("reuse_packet", "the SYN that reused it (capture index)")
+    reuse_endpoint = _extra_field("reuse_endpoint", "which endpoint of the old flow was in TIME_WAIT")
+    zeek = _extra_field("zeek", "(conn_state, history) from the Zeek tracker, when it ran")
+    tunnels = _extra_field("tunnels", "encapsulations it was seen in (ids into CaptureInfo.tunnels)")
 
     @property
     def transitions(self) -> list[Transition]:
