@@ -14,7 +14,7 @@ import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,7 +189,9 @@ class FlowTable:
         self.evicted: Counter = Counter()
         # 4-tuples of connections evicted over the cap before they finished (a set, bounded, oldest out):
         # their later segments belong to them, not to a new midstream connection; they are counted here
-        self._gone: OrderedDict[bytes, None] = OrderedDict()   # (oldest out in O(1): see detect/aggregate.py)
+        # (a plain dict, in insertion order: `enforce_cap` drops the oldest in one pass after each eviction, so
+        # there is no need for an OrderedDict's links, ~60 bytes a ghost)
+        self._gone: dict[bytes, None] = {}
         self.after_eviction = 0
         self.created = 0                    # connections created so far: the next flow id
         self._pending: list | None = None   # flows created in a vectorized batch, numbered at its end
@@ -652,11 +654,13 @@ class FlowTable:
                 if k in gone:
                     del gone[k]
                 gone[k] = None                  # (a set in eviction order: the id is not needed)
-                if len(gone) > limit:
-                    gone.popitem(last=False)
             if flows is not None:
                 flows.pop(f.id, None)
             detached.discard(f)
+        over = len(gone) - limit
+        if over > 0:                            # the oldest out (a dict iterates in insertion order)
+            for k in list(itertools.islice(gone, over)):
+                del gone[k]
         self.evicted.update(reasons)
         heap = self._timers
         if len(heap) > 2 * len(self.current) + 1024:   # entries of evicted flows wait for their due time:
