@@ -318,7 +318,7 @@ class Aggregator:
         a = self._reconnected(f.id, f.client_raw, f.client, f.server, f.conn.client.last_ts or f.first_ts,
                               f.conn.server.retrans_unanswered, end)
         if a is not None:
-            f.anomalies.append(a)
+            f.anomalies = [*f.anomalies, a]     # (none yet is a shared empty tuple)
 
     def _reconnected(self, fid: int, client_raw: bytes, client: str, server: str, silent_since: int,
                      server_retrans: int, end: int) -> Finding | None:
