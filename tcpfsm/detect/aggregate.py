@@ -155,7 +155,7 @@ class Aggregator:
         short way (`_attempt`)."""
         if not (kept if listed is None else listed) and self._attempt(flow, end):
             return
-        flow.anomalies = flow_findings(flow, end, self.th)
+        flow.anomalies = flow_findings(flow, end, self.th) or ()   # (none: the shared empty tuple)
         self._index(flow, kept)
         self._rollup(flow)
         c, s = flow.conn.client, flow.conn.server
@@ -298,7 +298,7 @@ class Aggregator:
         """Connections still tracked at the end, then every aggregate finding, ranked."""
         th = self.th
         for f in remaining:
-            f.anomalies = flow_findings(f, end, th)
+            f.anomalies = flow_findings(f, end, th) or ()     # (none: the shared empty tuple, not a list a flow)
             self._index(f)
         for f in remaining:
             self._reconnect(f, end)
@@ -443,7 +443,7 @@ class Aggregator:
         """`finish`'s per-connection half with the whole capture's `newest` installed: per-flow findings,
         the reconnect rule, roll-ups."""
         for f in flows:
-            f.anomalies = flow_findings(f, end, self.th)
+            f.anomalies = flow_findings(f, end, self.th) or ()
         for f in flows:
             self._reconnect(f, end)
         for f in flows:

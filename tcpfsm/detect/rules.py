@@ -173,10 +173,10 @@ def _icmp_ended(flow: Flow) -> bool:
     return any(t.cause.startswith("icmp:") and not t.retracted for t in flow.transitions)
 
 
-def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding] | tuple:
+def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     """Per-flow rules; `end` is the capture's last timestamp (ns)."""
     if _plainly_clean(flow, end, th):
-        return ()                       # (shared: most flows have none, and a list each is 56 bytes)
+        return []
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
