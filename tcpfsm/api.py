@@ -74,7 +74,7 @@ class Analysis:
         # (host, state) -> Peak: most held at once (>= min age); the host as text
         self.pile_peaks = host_text(aggregator.piles.peaks)
         self._occupancy: Occupancy | None = None
-        self._by_id = {f.id: f for f in self.flows}
+        self._by_id_map: dict[int, Flow] | None = None     # `_by_id`, made when first asked for
         self.timings: dict[str, float] = {}     # seconds per stage, filled by analyze()
         self.zeek_conns: list = []                # Zeek's view of the connections, when analyze(zeek=True)
 
@@ -86,6 +86,13 @@ class Analysis:
         if self._occupancy is None:
             self._occupancy = Occupancy(self.flows)
         return self._occupancy
+
+    @property
+    def _by_id(self) -> dict[int, Flow]:
+        """Flow id -> flow, made on first use: a dict entry per flow, not needed to render most outputs."""
+        if self._by_id_map is None:
+            self._by_id_map = {f.id: f for f in self.flows}
+        return self._by_id_map
 
     def flow(self, flow_id: int) -> Flow:
         return self._by_id[flow_id]

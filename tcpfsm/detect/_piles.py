@@ -7,8 +7,8 @@ their attributes: `id`, `client_raw`, `server_raw`; `ts`, `endpoint`, `new`), re
 clock.
 
 Compiled, the counter is an extension type whose counters and clock are C integers, and whose per-transition
-work (`feed`, `_promote`, `_leave`) runs without Python frames; its containers are the same dicts, sets and
-deque as uncompiled, so both forms count identically (tests/test_piles_fast.py compares them with a
+work (`feed`, `_promote`, `_leave`) runs without Python frames; its containers are the same dicts, `Stays`
+table and deque as uncompiled, so both forms count identically (tests/test_piles_fast.py compares them with a
 reference) and a counter pickles (Dask moves the per-bucket counters back to the driver: `absorb`).
 """
 from __future__ import annotations
@@ -31,6 +31,153 @@ assert len(_STATES) <= 16
 _NONE = cython.declare(i64, 0x7FFFFFFFFFFFFFFF)      # `_next_due` when no stay waits
 
 
+_EMPTY = cython.declare(i64, -0x7FFFFFFFFFFFFFFF - 1)    # `Stays`: a free slot's key
+_DEAD = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)         # `Stays`: a deleted entry's key (probes go on past it)
+_FIB = cython.declare(cython.ulonglong, 0x9E3779B97F4A7C15)     # 2**64 / golden ratio: Fibonacci hashing
+_MIN_SLOTS = cython.declare(i64, 1024)
+
+
+@cython.final
+@cython.cclass
+class Stays:
+    """The counter's stays, endpoint -> stay (both int64; a stay is >= 0): one entry per endpoint of every
+    tracked connection, so kept as an open-addressing table (linear probing, Fibonacci hashing) over two int64
+    arrays, 21 to 64 bytes an endpoint, not as a dict of int objects (a dict entry and two ints: ~120 to 170
+    bytes; ~20 MB per 100,000 connections that never close). The dict calls the counter makes, with -1 for
+    "none": `get`, `pop`, `put` (d[k] = v), `discard` (del d[k]); `len`, `items` and `update` as a dict's.
+    The table is rebuilt when live and deleted entries fill three quarters of it, to twice the live ones."""
+
+    _keys = cython.declare(cython.longlong[::1])
+    _vals = cython.declare(cython.longlong[::1])
+    _used = cython.declare(i64)            # live entries
+    _filled = cython.declare(i64)          # live and deleted entries
+    _shift = cython.declare(i64)           # 64 - log2(slots): a hash's top bits are its slot
+    _mask = cython.declare(i64)            # slots - 1
+
+    def __init__(self, items=()):
+        self._alloc(_MIN_SLOTS)
+        for k, v in items:
+            self.put(k, v)
+
+    @cython.cfunc
+    def _alloc(self, slots: i64) -> cython.void:
+        """An empty table of `slots` (a power of two) slots."""
+        if cython.compiled:
+            self._keys = np.full(slots, _EMPTY, np.int64)
+            self._vals = np.zeros(slots, np.int64)
+        else:                   # (uncompiled: lists of Python ints, which read back as ints)
+            self._keys = [_EMPTY] * slots
+            self._vals = [0] * slots
+        self._used = self._filled = 0
+        self._mask = slots - 1
+        n: i64 = 1
+        self._shift = 64
+        while n < slots:        # (bounded: 64 turns at most)
+            n *= 2
+            self._shift -= 1
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _find(self, key: i64) -> i64:
+        """The slot holding `key`; else -1 - the slot it would go to (the first deleted one on its probe, or
+        the free one that ends it)."""
+        u: cython.ulonglong
+        if cython.compiled:
+            u = cython.cast(cython.ulonglong, key) * _FIB         # (wraps: unsigned)
+        else:
+            u = (key * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        i: i64 = u >> self._shift
+        free: i64 = -1
+        k: i64
+        while True:     # (bounded: the table is never full)
+            k = self._keys[i]
+            if k == key:
+                return i
+            if k == _EMPTY:
+                return -1 - (free if free >= 0 else i)
+            if k == _DEAD and free < 0:
+                free = i
+            i = (i + 1) & self._mask
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def get(self, key: i64) -> i64:
+        """The stay of `key`, -1 when it has none."""
+        i: i64 = self._find(key)
+        return self._vals[i] if i >= 0 else -1
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def pop(self, key: i64) -> i64:
+        """The stay of `key`, removed; -1 when it had none."""
+        i: i64 = self._find(key)
+        if i < 0:
+            return -1
+        self._keys[i] = _DEAD
+        self._used -= 1
+        return self._vals[i]
+
+    @cython.ccall
+    def discard(self, key: i64) -> cython.void:
+        self.pop(key)
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def put(self, key: i64, value: i64) -> cython.void:
+        i: i64 = self._find(key)
+        if i >= 0:
+            self._vals[i] = value
+            return
+        i = -1 - i
+        if self._keys[i] == _EMPTY:
+            self._filled += 1
+        self._keys[i] = key
+        self._vals[i] = value
+        self._used += 1
+        if self._filled * 4 >= (self._mask + 1) * 3:
+            self._rebuild()
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _rebuild(self) -> cython.void:
+        keys: cython.longlong[::1] = self._keys
+        vals: cython.longlong[::1] = self._vals
+        n: i64 = self._mask + 1
+        slots: i64 = _MIN_SLOTS
+        while slots < 2 * self._used:
+            slots *= 2
+        self._alloc(slots)
+        i: i64
+        for i in range(n):      # (bounded: the old table's slots)
+            if keys[i] != _EMPTY and keys[i] != _DEAD:
+                self.put(keys[i], vals[i])
+
+    def __len__(self) -> int:
+        return self._used
+
+    def items(self) -> list:
+        """(endpoint, stay) pairs, in no particular order."""
+        out = []
+        i: i64
+        for i in range(self._mask + 1):     # (bounded: the slots)
+            if self._keys[i] != _EMPTY and self._keys[i] != _DEAD:
+                out.append((int(self._keys[i]), int(self._vals[i])))
+        return out
+
+    def update(self, other) -> None:
+        """Add the pairs of `other` (a Stays of either form, or a dict)."""
+        for k, v in other.items():
+            self.put(k, v)
+
+    def __reduce__(self):
+        return (Stays, (self.items(),))
+
+
 @dataclass(slots=True)
 class Peak:
     count: int
@@ -47,7 +194,9 @@ class PileCounter:
     plain ints, an endpoint as `flow id * 2 + (role is server)` and its stay as `token * 32 + counted * 16 +
     state code` (the state's index in `_STATES`), not as tuples (~80 bytes less per endpoint: 15 MB at
     100,000 connections that never close). Counted: the endpoint is a member of its pile (it reached
-    min_age), so that leaving a stay that never counted (most of them) looks at no pile."""
+    min_age), so that leaving a stay that never counted (most of them) looks at no pile. The counted bit is
+    the membership: a pile keeps only how many members it has (`live`), not a set of them (~85 bytes less per
+    endpoint)."""
 
     age = cython.declare(i64, visibility="public")             # ns: min_age
     keep_min = cython.declare(i64, visibility="public")
@@ -57,7 +206,7 @@ class PileCounter:
     _code = cython.declare(dict)        # listed State -> its code
     live = cython.declare(dict, visibility="public")
     ghosts = cython.declare(dict, visibility="public")
-    stay = cython.declare(dict, visibility="public")
+    stay = cython.declare(Stays, visibility="public")
     pending = cython.declare(object, visibility="public")
     late = cython.declare(list, visibility="public")
     peaks = cython.declare(dict, visibility="public")
@@ -74,11 +223,11 @@ class PileCounter:
         self.keep_min = keep_min
         self.released = 0
         self.token = 0
-        self.live = {}      # counted stays: (host, state) -> endpoints
+        self.live = {}      # (host, state) -> how many endpoints are counted there (their stays' counted bit)
         # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
         # count as members, without their identities (a stream's evicted connections would grow `live`)
         self.ghosts = {}
-        self.stay = {}      # endpoint -> stay token * 32 + counted * 16 + state code
+        self.stay = Stays()     # endpoint -> stay token * 32 + counted * 16 + state code
         # stays waiting for min_age, (due, token, flow, endpoint, host, state), popped in (due, token) order. Fed
         # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
         # the FIFO's last goes to a heap, and the smaller of the two heads is always the next.
@@ -104,8 +253,9 @@ class PileCounter:
 
     @cython.ccall
     def _promote(self, upto: i64):
-        pend, late, stay, live, samples, peaks, evidence, ghosts = \
-            self.pending, self.late, self.stay, self.live, self.sample, self.peaks, self._evidence, self.ghosts
+        stay: Stays = self.stay
+        pend, late, live, samples, peaks, evidence, ghosts = \
+            self.pending, self.late, self.live, self.sample, self.peaks, self._evidence, self.ghosts
         due: i64
         token: i64
         count: i64
@@ -125,25 +275,26 @@ class PileCounter:
                 _, token, fid, ep, host, state = head
             else:
                 break
-            old = stay.get(ep)
-            if old is None:
+            cur = stay.get(ep)
+            if cur < 0:
                 continue                        # left the state before it counted
-            cur = old
             if (cur >> 5) != token:
                 continue
-            stay[ep] = cur | 16                 # counted
+            stay.put(ep, cur | 16)              # counted
             key = (host, state)
             members = live.get(key)
             if members is None:
                 # a new pile (a spoofed flood's every source): its first member is its peak and its evidence
                 # (no ghosts, sample or peak can exist without the pile: `_leave` drops them together)
-                live[key] = {ep}
+                live[key] = 1
                 samples[key] = [fid]
                 flows = [fid]
                 evidence[key] = flows
                 peaks[key] = Peak(1, due, flows)
                 continue
-            members.add(ep)
+            count = members
+            count += 1
+            live[key] = count
             sample = samples.get(key)
             if sample is None:
                 sample = []
@@ -152,7 +303,7 @@ class PileCounter:
                 sample.append(fid)
                 evidence.pop(key, None)
             peak = peaks.get(key)
-            count = len(members) + ghosts.get(key, 0)
+            count += ghosts.get(key, 0)
             if peak is None or count > peak.count:
                 flows = evidence.get(key)
                 if flows is None:
@@ -163,7 +314,8 @@ class PileCounter:
     def feed(self, items: list) -> None:
         """(flow, transition) pairs in time order (leaving a state sorts before entering one at the same
         instant)."""
-        pend, late, stay, code, states = self.pending, self.late, self.stay, self._code, self._states
+        stay: Stays = self.stay
+        pend, late, code, states = self.pending, self.late, self._code, self._states
         age: i64 = self.age
         token: i64 = self.token
         ts: i64
@@ -181,16 +333,15 @@ class PileCounter:
                 host, ep = flow.client_raw, fid * 2
             else:
                 host, ep = flow.server_raw, fid * 2 + 1
-            old = stay.pop(ep, None)
-            if old is not None:
-                cur = old
+            cur = stay.pop(ep)
+            if cur >= 0:
                 if cur & 16:                    # counted: it leaves its pile
                     self._leave(host, states[cur & 15], ep, fid)
             new = t.new
             c = code.get(new)
             if c is not None:
                 token += 1
-                stay[ep] = token << 5 | c
+                stay.put(ep, token << 5 | c)
                 item = (ts + age, token, fid, ep, host, new)
                 if not pend or item >= pend[-1]:
                     pend.append(item)
@@ -205,11 +356,14 @@ class PileCounter:
 
     @cython.cfunc
     def _leave(self, host, state, key, fid) -> cython.void:
+        """A counted endpoint (`key`) leaves its pile."""
         pile = (host, state)
-        members = self.live.get(pile)
-        if members is None or key not in members:
+        got = self.live.get(pile)
+        if got is None:
             return
-        members.discard(key)
+        members: i64 = got
+        members -= 1
+        self.live[pile] = members
         sample = self.sample[pile]
         if fid in sample:
             sample.remove(fid)
@@ -229,35 +383,39 @@ class PileCounter:
         one in a pile that matters stays in it, as in an uncapped run -- as a count (`ghosts`), its stay and
         identity dropped (its id may remain in the pile's evidence sample). Only a host whose pile reaches
         keep_min later, from members let go of, can count fewer than it held."""
-        stay, live, peaks, ghosts, states = self.stay, self.live, self.peaks, self.ghosts, self._states
+        stay: Stays = self.stay
+        live, peaks, ghosts, states = self.live, self.peaks, self.ghosts, self._states
         keep_min: i64 = self.keep_min
         fid: i64 = flow.id
         n: i64
         cur: i64
+        m: i64
+        counted: cython.bint
         for key, host in ((fid * 2, flow.client_raw), (fid * 2 + 1, flow.server_raw)):   # (two endpoints)
-            old = stay.get(key)
-            if old is None:
+            cur = stay.get(key)
+            if cur < 0:
                 continue
-            cur = old
+            counted = (cur & 16) != 0           # (a member of its pile)
             state = states[cur & 15]
             pile = (host, state)
             members = live.get(pile)
+            m = 0 if members is None else members
             peak = peaks.get(pile)
             n = ghosts.get(pile, 0)
-            if (members is None or len(members) + n < keep_min) and (peak is None or peak.count < keep_min):
-                del stay[key]
-                if not n and members is not None and len(members) == 1 and key in members:
+            if (members is None or m + n < keep_min) and (peak is None or peak.count < keep_min):
+                stay.discard(key)
+                if not n and members is not None and m == 1 and counted:
                     # its own one-member pile (a spoofed source's), below keep_min: `_leave`'s outcome at once
                     del live[pile]
                     del self.sample[pile]
                     self._evidence.pop(pile, None)
                     peaks.pop(pile, None)
-                else:
+                elif counted:
                     self._leave(host, state, key, fid)
                 self.released += 1
-            elif members is not None and key in members:     # counted: it stays counted, as a number
-                del stay[key]
-                members.discard(key)
+            elif members is not None and counted:     # counted: it stays counted, as a number
+                stay.discard(key)
+                live[pile] = m - 1
                 ghosts[pile] = n + 1
             # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
 

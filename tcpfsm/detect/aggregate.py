@@ -11,6 +11,7 @@ analysis and the streaming one both go through it, so they agree.
 """
 from __future__ import annotations
 
+import struct
 from array import array
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
@@ -58,6 +59,66 @@ class _Bucket:
     flows: array = field(default_factory=_ids)
 
 
+class QuietLog:
+    """The connections handed out still ESTABLISHED on both sides (`Aggregator.quiet`), oldest first, at most
+    MAX_QUIET: flow id -> (client address, client port, server address, server port, silent since, server
+    retransmissions unanswered). A stream of never-closing connections hands out one per connection it evicts,
+    so each is one fixed-size record in a bytearray (60 bytes), not a dict entry of a tuple of Python objects
+    (~410 bytes: 40 MB per 100,000). Only appended, dropped oldest first and read in order: no lookup by id.
+    A record that does not fit the layout (an address that is not 16 bytes) is kept as its tuple aside."""
+
+    __slots__ = ("_buf", "_start", "_odd")
+    _REC = struct.Struct("<q16sH16sHqq")
+    _ODD = -1                           # `retrans` of a record kept aside in `_odd` (never negative)
+
+    def __init__(self, items=()):
+        self._buf = bytearray()
+        self._start = 0                 # byte offset of the oldest record still kept
+        self._odd: dict[int, tuple] = {}     # record number -> its tuple (see the class doc)
+        for fid, rec in items:
+            self.append(fid, rec)
+
+    def __len__(self) -> int:
+        return (len(self._buf) - self._start) // self._REC.size
+
+    def append(self, fid: int, rec: tuple) -> None:
+        craw, cport, sraw, sport, since, retrans = rec
+        try:
+            if len(craw) != 16 or len(sraw) != 16 or retrans < 0:
+                raise struct.error
+            self._buf += self._REC.pack(fid, craw, cport, sraw, sport, since, retrans)
+        except (struct.error, TypeError):
+            self._odd[len(self._buf) // self._REC.size] = rec
+            self._buf += self._REC.pack(fid, bytes(16), 0, bytes(16), 0, 0, self._ODD)
+
+    def popleft(self) -> None:
+        """Forget the oldest record."""
+        size = self._REC.size
+        self._odd.pop(self._start // size, None)
+        self._start += size
+        if self._start > 65536 and self._start * 2 > len(self._buf):    # amortised O(1) a record
+            n = self._start // size
+            del self._buf[:self._start]
+            self._start = 0
+            self._odd = {k - n: v for k, v in self._odd.items()}
+
+    def items(self):
+        """(flow id, record tuple), oldest first."""
+        size, odd = self._REC.size, self._odd
+        for i, (fid, craw, cport, sraw, sport, since, retrans) in enumerate(
+                self._REC.iter_unpack(memoryview(self._buf)[self._start:]), self._start // size):
+            yield fid, (odd[i] if retrans == self._ODD else (craw, cport, sraw, sport, since, retrans))
+
+    def __iter__(self):
+        return (fid for fid, _ in self.items())
+
+    def __getstate__(self):
+        return list(self.items())
+
+    def __setstate__(self, items):
+        self.__init__(items)
+
+
 class Aggregator:
     def __init__(self, th: Thresholds):
         self.th = th
@@ -82,7 +143,7 @@ class Aggregator:
         # this compact record, as it is for the connections still tracked there. flow id -> (client address,
         # client port, server address, server port, silent since, server retransmissions unanswered); the
         # addresses as captured (16 bytes), their text made in `finish`
-        self.quiet: OrderedDict[int, tuple[bytes, int, bytes, int, int, int]] = OrderedDict()
+        self.quiet = QuietLog()
         self.forgotten = {"scan_sources": 0, "reconnect_pairs": 0, "quiet_connections": 0}   # what the bounds let go of
 
     # -- per connection ---------------------------------------------------------------------------------
@@ -94,17 +155,17 @@ class Aggregator:
         short way (`_attempt`)."""
         if not (kept if listed is None else listed) and self._attempt(flow, end):
             return
-        flow.anomalies = flow_findings(flow, end, self.th)
+        flow.anomalies = flow_findings(flow, end, self.th) or ()   # (none: the shared empty tuple)
         self._index(flow, kept)
         self._rollup(flow)
         c, s = flow.conn.client, flow.conn.server
         if c.state is State.ESTABLISHED and s.state is State.ESTABLISHED \
                 and not any(a.kind == "vanished_peer" for a in flow.anomalies):
             if len(self.quiet) >= MAX_QUIET:
-                self.quiet.popitem(last=False)
+                self.quiet.popleft()
                 self.forgotten["quiet_connections"] += 1
-            self.quiet[flow.id] = (flow.client_raw, flow.client_port, flow.server_raw, flow.server_port,
-                                   c.last_ts or flow.first_ts, s.retrans_unanswered)
+            self.quiet.append(flow.id, (flow.client_raw, flow.client_port, flow.server_raw, flow.server_port,
+                                        c.last_ts or flow.first_ts, s.retrans_unanswered))
 
     def _attempt(self, f: Flow, end: int) -> bool:
         """The short way for a half-open attempt evicted and not kept (`add_flow(kept=False)`; a spoofed flood's
@@ -237,7 +298,7 @@ class Aggregator:
         """Connections still tracked at the end, then every aggregate finding, ranked."""
         th = self.th
         for f in remaining:
-            f.anomalies = flow_findings(f, end, th)
+            f.anomalies = flow_findings(f, end, th) or ()     # (none: the shared empty tuple, not a list a flow)
             self._index(f)
         for f in remaining:
             self._reconnect(f, end)
@@ -257,7 +318,7 @@ class Aggregator:
         a = self._reconnected(f.id, f.client_raw, f.client, f.server, f.conn.client.last_ts or f.first_ts,
                               f.conn.server.retrans_unanswered, end)
         if a is not None:
-            f.anomalies.append(a)
+            f.anomalies = [*f.anomalies, a]     # (none yet is a shared empty tuple)
 
     def _reconnected(self, fid: int, client_raw: bytes, client: str, server: str, silent_since: int,
                      server_retrans: int, end: int) -> Finding | None:
@@ -382,7 +443,7 @@ class Aggregator:
         """`finish`'s per-connection half with the whole capture's `newest` installed: per-flow findings,
         the reconnect rule, roll-ups."""
         for f in flows:
-            f.anomalies = flow_findings(f, end, self.th)
+            f.anomalies = flow_findings(f, end, self.th) or ()
         for f in flows:
             self._reconnect(f, end)
         for f in flows:
@@ -451,7 +512,7 @@ class Aggregator:
         while len(out.newest) > MAX_NEWEST:
             out.newest.popitem(last=False)
             forgotten["reconnect_pairs"] += 1
-        out.quiet = OrderedDict(sorted({**self.quiet, **other.quiet}.items()))
+        out.quiet = QuietLog(sorted({**dict(self.quiet.items()), **dict(other.quiet.items())}.items()))
         out.forgotten = {k: forgotten.get(k, 0) for k in self.forgotten}
         return out
 

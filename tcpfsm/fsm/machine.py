@@ -173,6 +173,39 @@ _ROW = cython.declare(i64, 4)
 TRANSITION_ROW = 4          # the same, for the renderer (a declared C global is not a module attribute)
 _STATES = tuple(State)
 _NSTATES = cython.declare(i64, len(_STATES))
+# Transition.reason by number: the table's reasons (others are numbered when first given)
+_REASONS: list = []
+_REASON_ID: dict = {}
+
+
+@cython.cfunc
+@cython.returns(cython.schar)
+@cython.locals(k=i64)
+def _state_code(state) -> int:
+    """A state's position in `State` (by identity, not Enum.__hash__: a Python-level call)."""
+    for k in range(_NSTATES):
+        if _STATES[k] is state:
+            return k
+    raise ValueError(f"not a State: {state!r}")
+
+
+@cython.cfunc
+@cython.returns(cython.ushort)
+def _reason_id(reason) -> int:
+    got = _REASON_ID.get(reason)
+    if got is not None:
+        return got
+    if not isinstance(reason, str) or len(_REASONS) >= 0xFFFF:
+        raise ValueError(f"a transition's reason must be one of at most 65535 strings, not {reason!r}")
+    _REASON_ID[reason] = len(_REASONS)
+    _REASONS.append(reason)
+    return len(_REASONS) - 1
+
+
+for _entries in TABLE.values():           # (numbered in the table's order, before any transition)
+    for _entry in _entries.values():
+        _reason_id(_entry[1])
+
 _NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
 # an Endpoint integer field that holds None (no time, sequence number or capture index is this)
 _NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)
@@ -202,9 +235,12 @@ def _held(v):
 class Transition:
     """One endpoint's state change: what caused it, when the tap saw the cause (`ts`) and when the endpoint
     changed state by the observer model (`at`), and what the packets cannot decide (`alt`, `alt_before`).
-    Compiled, an extension type (creating one is the machine's most frequent allocation), 112 bytes: the
-    packet index, the cause segment's numbers, the endpoint and the flags are C integers (no boxed ints, no
-    tuple per segment); `endpoint`, `packet`, `seg`, `rfc` and `retracted` read them back as Python values.
+    Compiled, an extension type (creating one is the machine's most frequent allocation), 80 bytes: the
+    packet index, the cause segment's numbers, the endpoint, the flags, the states (their position in
+    `State`) and the table's reason (its number in `_REASONS`) are C integers (no boxed ints, no tuple per
+    segment, no pointer per state); `endpoint`, `packet`, `seg`, `rfc`, `retracted`, `old`, `new`, `alt` and
+    `reason` read them back as Python values. (Every connection keeps its transitions, four for a plain
+    handshake: 128 bytes a connection less than with the states and reason as object pointers.)
     Not tracked by the cyclic collector: it refers only to states, strings and a tuple of them, never to
     anything that could lead back to it."""
 
@@ -221,11 +257,11 @@ class Transition:
     _rfc = cython.declare(cython.char)                    # `rfc`: an edge of the RFC 9293 graph (or a self-loop)
     # `retracted`: undone by later evidence (the segment never reached the endpoint)
     _retracted = cython.declare(cython.char)
-    old = cython.declare(object, visibility="public")
-    new = cython.declare(object, visibility="public")
+    _old = cython.declare(cython.schar)                   # `old`, `new`: states, by their position in `State`
+    _new = cython.declare(cython.schar)
+    _alt = cython.declare(cython.schar)                   # `alt`: the state it may be in instead, -1 none
+    _reason = cython.declare(cython.ushort)               # `reason`: the table's reason, its number in `_REASONS`
     cause = cython.declare(str, visibility="public")      # "SYN", "ACK of FIN", "timer:2MSL", "inferred:midstream"...
-    reason = cython.declare(str, visibility="public")     # the table's reason
-    alt = cython.declare(object, visibility="public")     # the state it may be in instead, where packets cannot decide
     # (since, state): from `since` (endpoint time) until this transition the endpoint may already have been in
     # `state` -- the packets cannot place the change within that span
     alt_before = cython.declare(object, visibility="public")
@@ -234,17 +270,51 @@ class Transition:
                  retracted=False, alt_before=None):
         self.ts = ts
         self.endpoint = endpoint
-        self.old = old
-        self.new = new
+        self._old = _state_code(old)         # (the C fields directly: no property call per field)
+        self._new = _state_code(new)
         self.packet = packet
         self.cause = cause
-        self.reason = reason
+        self._reason = _reason_id(reason)
         self.rfc = rfc
         self.seg = seg
         self.at = at
-        self.alt = alt
+        self._alt = -1 if alt is None else _state_code(alt)
         self.retracted = retracted
         self.alt_before = alt_before
+
+    @property
+    def old(self):
+        return _STATES[self._old]
+
+    @old.setter
+    def old(self, value):
+        self._old = _state_code(value)
+
+    @property
+    def new(self):
+        return _STATES[self._new]
+
+    @new.setter
+    def new(self, value):
+        self._new = _state_code(value)
+
+    @property
+    def alt(self):
+        """The state it may be in instead, where the packets cannot decide (None: none)."""
+        return None if self._alt < 0 else _STATES[self._alt]
+
+    @alt.setter
+    def alt(self, value):
+        self._alt = -1 if value is None else _state_code(value)
+
+    @property
+    def reason(self):
+        """The table's reason for the change."""
+        return _REASONS[self._reason]
+
+    @reason.setter
+    def reason(self, value):
+        self._reason = _reason_id(value)
 
     @property
     def endpoint(self):
@@ -335,7 +405,9 @@ class Endpoint:
     """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints are C integers,
     those that may be None behind properties); uncompiled, a plain object with the same attributes.
     Endpoint and Connection are not tracked by the cyclic collector (no_gc, 16 bytes each): they refer to
-    states, strings, numbers, lists of those and each other top-down, never back up."""
+    states, strings, numbers, lists of those and each other top-down, never back up. The 8-byte fields come
+    first and the 4-byte ones (flags, small counters) after them, so that none is padded: 368 bytes, not 416
+    (two per tracked connection)."""
 
     role = cython.declare(str, visibility="public")
     state = cython.declare(object, visibility="public")
@@ -343,15 +415,7 @@ class Endpoint:
     # ns (endpoint time), when the current state began
     since = cython.declare(i64, visibility="public")
     _isn = cython.declare(i64)
-    syn_acked = cython.declare(cython.bint, visibility="public")  # the peer acknowledged our SYN
     _fin_seq = cython.declare(i64)         # sequence number our FIN occupies
-    fin_acked = cython.declare(cython.bint, visibility="public")
-    # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
-    fin_ack_losses = cython.declare(i64, visibility="public")
-    acked_peer_syn = cython.declare(cython.bint, visibility="public")
-    # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
-    synack_unconfirmed = cython.declare(cython.bint, visibility="public")
-    acked_peer_fin = cython.declare(cython.bint, visibility="public")
     # when the last ACK that moved us (of our SYN or FIN) reached us
     _ack_in_at = cython.declare(i64)
     _snd_nxt = cython.declare(i64)         # highest sequence number sent + 1
@@ -360,18 +424,13 @@ class Endpoint:
     wscale = cython.declare(i64, visibility="public")
     # last advertised window, scaled when scaling was agreed
     win = cython.declare(i64, visibility="public")
-    # acknowledged new data in FIN_WAIT_2: still owned by an application
-    not_orphan = cython.declare(cython.bint, visibility="public")
     # where the packets cannot decide: the other state, from `alt_at` on
     alt = cython.declare(object, visibility="public")
     alt_at = cython.declare(i64, visibility="public")
     # the peer's FIN seen on its way to us, its ACK not (yet) seen: settled by the peer's next moves
     _rx_fin_first = cython.declare(i64)    # ts of the first copy
     _rx_fin_last = cython.declare(i64)     # ts of the latest copy
-    rx_fin_copies = cython.declare(i64, visibility="public")
     _rx_fin_packet = cython.declare(i64)
-    # we sent a segment after it arrived that does not ack it
-    rx_fin_contra = cython.declare(cython.bint, visibility="public")
     # for a peer whose packets never reach the tap: our acknowledgement field is all we know of it
     # our acknowledgement before its last advance
     _ack_prev = cython.declare(i64)
@@ -384,10 +443,6 @@ class Endpoint:
     packets = cython.declare(i64, visibility="public")
     payload = cython.declare(i64, visibility="public")
     ip_bytes = cython.declare(i64, visibility="public")
-    syns = cython.declare(i64, visibility="public")
-    synacks = cython.declare(i64, visibility="public")
-    fins = cython.declare(i64, visibility="public")
-    rsts = cython.declare(i64, visibility="public")
     retrans = cython.declare(i64, visibility="public")
     # retransmissions since the peer last sent anything
     retrans_unanswered = cython.declare(i64, visibility="public")
@@ -407,8 +462,6 @@ class Endpoint:
     deadline_cause = cython.declare(str, visibility="public")
     # when the next retransmission is overdue: it gave up
     _retry_deadline = cython.declare(i64)
-    # its SYN_SENT was ended by an ICMP error (a retransmission of that SYN undoes it)
-    icmp_closed = cython.declare(cython.bint, visibility="public")
     # evidence of packets that never reached the tap (rule 5): our last IP Identification (0: none) and
     # how many single steps our seen packets made, -1 once any other step was seen (only a per-connection
     # counter with every packet seen so far makes a gap mean "unseen packets of this connection")
@@ -419,6 +472,27 @@ class Endpoint:
     _zw_end = cython.declare(i64)
     # our data resumed after a pause (_PAUSE) at this time
     _pause_end = cython.declare(i64)
+    # -- the 4-byte fields --
+    syn_acked = cython.declare(cython.bint, visibility="public")  # the peer acknowledged our SYN
+    fin_acked = cython.declare(cython.bint, visibility="public")
+    acked_peer_syn = cython.declare(cython.bint, visibility="public")
+    # simultaneous open: the peer's SYN+ACK seen, our ACK of it not yet
+    synack_unconfirmed = cython.declare(cython.bint, visibility="public")
+    acked_peer_fin = cython.declare(cython.bint, visibility="public")
+    # acknowledged new data in FIN_WAIT_2: still owned by an application
+    not_orphan = cython.declare(cython.bint, visibility="public")
+    # (the peer's FIN on its way to us, see _rx_fin_first) we sent a segment after it arrived that does not ack it
+    rx_fin_contra = cython.declare(cython.bint, visibility="public")
+    # its SYN_SENT was ended by an ICMP error (a retransmission of that SYN undoes it)
+    icmp_closed = cython.declare(cython.bint, visibility="public")
+    # counters of control segments and events, C ints (2**31 of them in one connection: a 100 GB capture)
+    syns = cython.declare(cython.int, visibility="public")
+    synacks = cython.declare(cython.int, visibility="public")
+    fins = cython.declare(cython.int, visibility="public")
+    rsts = cython.declare(cython.int, visibility="public")
+    # ACKs of our FIN proven lost after the tap (we retransmitted after they arrived)
+    fin_ack_losses = cython.declare(cython.int, visibility="public")
+    rx_fin_copies = cython.declare(cython.int, visibility="public")   # copies of the peer's FIN seen (_rx_fin_first)
 
     def __init__(self, role: str):
         self.role = role
@@ -680,6 +754,8 @@ _A = cython.declare(i64, 2)
 _D = cython.declare(i64, 3)
 _F = cython.declare(i64, 4)
 _R = cython.declare(i64, 5)
+_HISTORIES: dict = {}        # history -> itself: the strings connections share (`Connection._letter`)
+_MAX_HISTORIES = cython.declare(i64, 4096)
 
 # The segment table `Connection.feed_plain_rows` reads (int64, one row a segment, C-contiguous): the
 # observer's clock, the capture index, whether the lower (address, port) of the 4-tuple sent it (1/0), then
@@ -709,6 +785,9 @@ class Connection:
     transitions = cython.declare(list, visibility="public")
     violations = cython.declare(object, visibility="public")   # () until the first one (`_violation`)
     scaling = cython.declare(cython.bint, visibility="public")   # both SYNs carried the window-scale option
+    # both ESTABLISHED: plain segments cannot change a state (fast path). (Beside `scaling`: two 4-byte fields
+    # in one 8-byte slot, 160 bytes a connection, not 176.)
+    steady = cython.declare(cython.bint, visibility="public")
     rst_by = cython.declare(object, visibility="public")
     rst_state = cython.declare(object, visibility="public")
     rst_ts = cython.declare(object, visibility="public")
@@ -725,8 +804,6 @@ class Connection:
     _seg_ack = cython.declare(i64)
     # rule 5: the segment is X's first FIN and X sent unseen packets since this time (_NONE: no)
     _seg_hidden = cython.declare(i64)
-    # both ESTABLISHED: plain segments cannot change a state (fast path)
-    steady = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, profile: TimerProfile, observer=None):
         self.client = Endpoint("client")
@@ -1024,15 +1101,7 @@ class Connection:
         n = len(self.transitions)
         i = 0
         for t in self.transitions:
-            old = new = alt = -1
-            for k in range(_NSTATES):           # identity, not Enum.__hash__ (a Python-level call)
-                s = _STATES[k]
-                if t.old is s:
-                    old = k
-                if t.new is s:
-                    new = k
-                if t.alt is s:
-                    alt = k
+            old, new, alt = t._old, t._new, t._alt
             c = t.cause
             got = causes.get(c)
             if got is None:
@@ -1064,7 +1133,9 @@ class Connection:
         bit = 1 << (i + (0 if from_client else 6))
         if not self._hist_seen & bit:
             self._hist_seen |= bit
-            self.history += _LETTERS[i] if from_client else _LETTERS[i].lower()
+            h = self.history + (_LETTERS[i] if from_client else _LETTERS[i].lower())
+            # one string per history seen (few: "ShADad" and its kin), not one per connection
+            self.history = _HISTORIES.setdefault(h, h) if len(_HISTORIES) < _MAX_HISTORIES else h
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,

@@ -43,6 +43,7 @@ i64 = cython.typedef(cython.longlong)     # every integer that is never None: a 
 
 CAPTURE_POINTS = ("auto", "client", "middle", "server")
 _MS = cython.declare(i64, 1_000_000)
+_NONE = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)     # a time field that holds None (as in machine.py)
 
 
 @cython.final
@@ -50,15 +51,17 @@ _MS = cython.declare(i64, 1_000_000)
 @cython.cclass
 class Observer:
     """One connection's view from the tap: the one-way delays to its client and its server. A Cython
-    pure-Python-mode kernel (tcpfsm/_kernels.py): compiled, a C struct; the same code runs uncompiled."""
+    pure-Python-mode kernel (tcpfsm/_kernels.py): compiled, a C struct; the same code runs uncompiled.
+    Compiled, 80 bytes and nothing else per connection: the handshake's times are C integers (`_NONE`: none
+    yet, read back as None by the properties), not int objects (~130 bytes a connection more)."""
 
     point = cython.declare(str, visibility="public")
     d_client = cython.declare(i64, visibility="public")     # ns, tap -> client
     d_server = cython.declare(i64, visibility="public")     # ns, tap -> server
+    _syn_ts = cython.declare(i64)          # `syn_ts`: the latest SYN
+    _synack_ts = cython.declare(i64)       # `synack_ts`: the latest SYN+ACK (the one the handshake ACK answers)
+    _g_server = cython.declare(i64)        # `g_server`: SYN -> the SYN+ACK that answered it
     measured = cython.declare(cython.bint, visibility="public")   # the delays come from a handshake seen whole
-    syn_ts = cython.declare(object, visibility="public")    # the latest SYN
-    synack_ts = cython.declare(object, visibility="public")  # the latest SYN+ACK (the one the handshake ACK answers)
-    g_server = cython.declare(object, visibility="public")  # SYN -> the SYN+ACK that answered it
     answered = cython.declare(cython.bint, visibility="public")   # the latest SYN already has its SYN+ACK
 
     def __init__(self, point: str = "auto"):
@@ -68,34 +71,57 @@ class Observer:
         self.d_client = 0
         self.d_server = 0
         self.measured = False
-        self.syn_ts = None
-        self.synack_ts = None
-        self.g_server = None
+        self._syn_ts = self._synack_ts = self._g_server = _NONE
         self.answered = True
+
+    @property
+    def syn_ts(self):
+        return None if self._syn_ts == _NONE else self._syn_ts
+
+    @syn_ts.setter
+    def syn_ts(self, v):
+        self._syn_ts = _NONE if v is None else v
+
+    @property
+    def synack_ts(self):
+        return None if self._synack_ts == _NONE else self._synack_ts
+
+    @synack_ts.setter
+    def synack_ts(self, v):
+        self._synack_ts = _NONE if v is None else v
+
+    @property
+    def g_server(self):
+        return None if self._g_server == _NONE else self._g_server
+
+    @g_server.setter
+    def g_server(self, v):
+        self._g_server = _NONE if v is None else v
 
     # -- learning from the handshake --------------------------------------------------------------
     @cython.ccall
+    @cython.locals(ts=i64)
     def saw_syn(self, ts: int) -> None:
-        self.syn_ts, self.answered = ts, False
+        self._syn_ts, self.answered = ts, False
 
     @cython.ccall
     @cython.locals(ts=i64)
     def saw_synack(self, ts: int) -> None:
         """A SYN+ACK pairs with the latest SYN not yet answered (a retransmitted SYN+ACK, sent on the
         server's timer, does not); the handshake ACK pairs with the latest SYN+ACK."""
-        if not self.answered and self.syn_ts is not None:
-            self.g_server, self.answered = max(0, ts - self.syn_ts), True
-        self.synack_ts = ts
+        if not self.answered and self._syn_ts != _NONE:
+            self._g_server, self.answered = max(0, ts - self._syn_ts), True
+        self._synack_ts = ts
 
     @cython.ccall
     @cython.locals(ts=i64, g_server=i64, g_client=i64)
     def saw_handshake_ack(self, ts: int) -> None:
         """The client's first acknowledgement of the SYN+ACK: both gaps are known (only the client's when
         the SYN was not captured)."""
-        if self.measured or self.synack_ts is None:
+        if self.measured or self._synack_ts == _NONE:
             return
-        g_server = self.g_server or 0
-        g_client = max(0, ts - self.synack_ts)
+        g_server = self._g_server if self._g_server != _NONE else 0
+        g_client = max(0, ts - self._synack_ts)
         self.measured = True
         if self.point == "client":
             self.d_client, self.d_server = 0, (g_server + g_client) // 2

@@ -11,7 +11,6 @@ Must not: change a flow or decide states.
 """
 from __future__ import annotations
 
-import bisect
 import weakref
 
 import numpy as np
@@ -21,7 +20,9 @@ from ..track.flowtable import Flow
 from .segments import CS, DS, SequenceAnalysis
 
 NS = 1_000_000_000
-_RECORDS: "weakref.WeakKeyDictionary[Flow, tuple[PathFacts, int]]" = weakref.WeakKeyDictionary()
+# the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
+# (a weak reference, a tuple and a row: ~250 bytes a flow, 50 MB at 200,000 connections)
+_FACTS: "weakref.WeakSet[PathFacts]" = weakref.WeakSet()
 
 
 def flow_key(f: Flow) -> bytes:
@@ -56,19 +57,7 @@ class PathFacts:
         self.flows = flows
         cs, ds = sa.conv_state()
         nconv, nf = len(cs), len(flows)
-        by_key: dict[bytes, list[tuple[int, int]]] = {}
-        for row, f in enumerate(flows):
-            by_key.setdefault(flow_key(f), []).append((f.first_packet, row))
-        for lst in by_key.values():
-            lst.sort()
-        conv_flow = np.full(nconv, -1, np.int64)
-        keys = sa.keys
-        for c, (kid, first) in enumerate(zip(cs[:, CS["key"]].tolist(), cs[:, CS["first_packet"]].tolist())):
-            lst = by_key.get(keys[kid])
-            if lst:
-                j = bisect.bisect_right(lst, (first, 1 << 62)) - 1
-                conv_flow[c] = lst[max(j, 0)][1]
-        self.conv_flow = conv_flow
+        self.conv_flow = conv_flow = _conv_flows(sa, cs, flows)
         # client direction of each conversation: its flow's client side is the key's lower side (dir 1)
         cdir = np.array([1 if f.client_is_lo else 0 for f in flows], np.int64)
         ok = conv_flow >= 0
@@ -131,8 +120,13 @@ class PathFacts:
         self._arrs: dict | None = None
         self._json: tuple | None = None
         self._rtt(sa, nf)
-        for row, f in enumerate(flows):
-            _RECORDS[f] = (self, row)
+        self._rows = {f.id: row for row, f in enumerate(flows)}     # flow id -> row (the ids are the flows' own)
+        _FACTS.add(self)
+
+    def row_of(self, flow: Flow) -> int | None:
+        """The row of `flow` here, None when it is not one of these flows."""
+        row = self._rows.get(flow.id)
+        return row if row is not None and self.flows[row] is flow else None
 
     def _rtt(self, sa: SequenceAnalysis, nf: int) -> None:
         # (temporaries are dropped as soon as they are used: this runs with every connection still in memory,
@@ -329,11 +323,47 @@ def _secs(ns: np.ndarray) -> list:
     return out
 
 
-def path_record(flow: Flow) -> dict | None:
-    """The flow's `path` record, or None when no path analysis ran for it."""
-    got = _RECORDS.get(flow)
-    return None if got is None else got[0].record(got[1])
+def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, flows: list[Flow]) -> np.ndarray:
+    """Each conversation's flow (row in `flows`, -1: none): of the flows with the conversation's 4-tuple, the
+    last that started at or before its first packet (or, when all started after, the first). By numpy over
+    the flows' 36-byte keys (tcpfsm.capture.keys; fixed-width, so compared whole) and first packets, not a
+    dict of lists of tuples (~280 bytes a flow, with every connection still in memory)."""
+    nconv, nf = len(cs), len(flows)
+    conv_flow = np.full(nconv, -1, np.int64)
+    if not nconv or not nf:
+        return conv_flow
+    fkeys = np.fromiter((flow_key(f) for f in flows), "S36", nf)
+    ckeys = np.array(sa.keys, "S36")[cs[:, CS["key"]]]
+    _, code = np.unique(np.concatenate([fkeys, ckeys]), return_inverse=True)
+    del fkeys, ckeys
+    code = code.reshape(-1).astype(np.int64)
+    by = np.zeros(nf, [("key", "<i8"), ("first", "<i8")])        # flows by (key, first packet)
+    by["key"] = code[:nf]
+    by["first"] = np.fromiter((f.first_packet for f in flows), np.int64, nf)
+    order = np.argsort(by, kind="stable")
+    by = by[order]
+    q = np.zeros(nconv, by.dtype)
+    q["key"] = code[nf:]
+    q["first"] = cs[:, CS["first_packet"]]
+    del code
+    lo = np.searchsorted(by["key"], q["key"], side="left")        # each conversation's 4-tuple among the flows
+    hi = np.searchsorted(by["key"], q["key"], side="right")
+    j = np.maximum(np.searchsorted(by, q, side="right") - 1, lo)  # the last started by then, else the first
+    ok = lo < hi
+    conv_flow[ok] = order[j[ok]]
+    return conv_flow
 
 
 def facts_of(flow: Flow) -> tuple[PathFacts, int] | None:
-    return _RECORDS.get(flow)
+    """The PathFacts holding `flow` and its row there, or None when no path analysis ran for it."""
+    for facts in list(_FACTS):
+        row = facts.row_of(flow)
+        if row is not None:
+            return facts, row
+    return None
+
+
+def path_record(flow: Flow) -> dict | None:
+    """The flow's `path` record, or None when no path analysis ran for it."""
+    got = facts_of(flow)
+    return None if got is None else got[0].record(got[1])

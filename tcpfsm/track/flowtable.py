@@ -14,8 +14,8 @@ import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
-from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -58,10 +58,39 @@ def service_text(raw: bytes, port: int) -> str:
     return hostport(ip_text(raw), port)
 
 
+@dataclass(slots=True)
+class FlowExtra:
+    """What few flows have (`Flow.reuse_of` ... `Flow.tunnels`): one slot on every flow, not six."""
+    reuse_of: int | None = None
+    reuse_ts: int | None = None
+    reuse_packet: int | None = None
+    reuse_endpoint: str | None = None
+    zeek: tuple[str, str] | None = None
+    tunnels: set[int] | None = None
+
+
+def _extra_field(name: str, doc: str) -> property:
+    """A FlowExtra field read and written as the flow's own attribute (None while the flow has no extra)."""
+    def get(self):
+        x = self._extra
+        return None if x is None else getattr(x, name)
+
+    def put(self, value):
+        x = self._extra
+        if x is None:
+            if value is None:
+                return
+            x = self._extra = FlowExtra()
+        setattr(x, name, value)
+    return property(get, put, doc=doc)
+
+
 @dataclass(slots=True, eq=False, weakref_slot=True)
 class Flow:
     """One TCP connection: identity, roles, and its pair of endpoint machines. Compact: the addresses are
-    kept as the capture's 16-byte values, their text (`client_ip`, `client`...) is made when asked for."""
+    kept as the capture's 16-byte values, their text (`client_ip`, `client`...) is made when asked for, and
+    what few flows have (reuse of a 4-tuple in TIME_WAIT, Zeek's view, tunnels) is one FlowExtra when they
+    have it (160 bytes a flow, not 208)."""
 
     id: int
     client_port: int
@@ -74,15 +103,18 @@ class Flow:
     client_raw: bytes = b""
     server_raw: bytes = b""
     client_is_lo: bool = True            # the client is the lower (address, port) of the flow key
-    reuse_of: int | None = None          # id of the flow whose TIME_WAIT this one reused
-    reuse_ts: int | None = None
-    reuse_packet: int | None = None
-    reuse_endpoint: str | None = None    # which endpoint of the old flow was in TIME_WAIT
-    anomalies: list = field(default_factory=list)
+    # its findings (detect sets a list): none yet is the shared empty tuple, not a list per connection
+    anomalies: list | tuple = ()
     emitted: int = 0                     # transitions already handed out by FlowTable.drain()
     timer_due: int | None = None         # the due time last put on FlowTable's timer heap
-    zeek: tuple[str, str] | None = None  # (conn_state, history) from the Zeek tracker, when it ran
-    tunnels: set[int] | None = None      # encapsulations it was seen in (ids into CaptureInfo.tunnels)
+    _extra: FlowExtra | None = None      # the attributes below, for the few flows that have them
+
+    reuse_of = _extra_field("reuse_of", "id of the flow whose TIME_WAIT this one reused")
+    reuse_ts = _extra_field("reuse_ts", "when (ns) it reused that TIME_WAIT")
+    reuse_packet = _extra_field("reuse_packet", "the SYN that reused it (capture index)")
+    reuse_endpoint = _extra_field("reuse_endpoint", "which endpoint of the old flow was in TIME_WAIT")
+    zeek = _extra_field("zeek", "(conn_state, history) from the Zeek tracker, when it ran")
+    tunnels = _extra_field("tunnels", "encapsulations it was seen in (ids into CaptureInfo.tunnels)")
 
     @property
     def transitions(self) -> list[Transition]:
@@ -136,7 +168,14 @@ class FlowTable:
         Observer(capture_point)             # validates the name once, before any segment
         self.capture_point = capture_point
         self.current: dict[bytes, Flow] = {}
-        self._flows: dict[int, Flow] = {}   # every flow not forgotten, by id, in creation order
+        # one object per recent address and service port (`_new_flow`): a flow's 16-byte addresses are slices of
+        # a batch and its ports ints of its own, and the connections of a host (a server's thousands) would each
+        # keep their own copies (49 and 32 bytes each)
+        self._hosts: dict = {}
+        # every flow not forgotten, by id, in creation order. Streaming (`forget_finished`) forgets every flow
+        # that leaves `current` and `_detached`, so there those two are all of them: no third index (~105 bytes
+        # a connection, 10 MB at a cap of 100,000)
+        self._flows: dict[int, Flow] | None = None if forget_finished else {}
         # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
         self._touched: set[Flow] = set()
@@ -148,9 +187,11 @@ class FlowTable:
         self.max_flows = max_flows
         self.forget_finished = forget_finished
         self.evicted: Counter = Counter()
-        # 4-tuples of connections evicted over the cap before they finished -> flow id (bounded, oldest out):
+        # 4-tuples of connections evicted over the cap before they finished (a set, bounded, oldest out):
         # their later segments belong to them, not to a new midstream connection; they are counted here
-        self._gone: OrderedDict[bytes, int] = OrderedDict()   # (oldest out in O(1): see detect/aggregate.py)
+        # (a plain dict, in insertion order: `enforce_cap` drops the oldest in one pass after each eviction, so
+        # there is no need for an OrderedDict's links, ~60 bytes a ghost)
+        self._gone: dict[bytes, None] = {}
         self.after_eviction = 0
         self.created = 0                    # connections created so far: the next flow id
         self._pending: list | None = None   # flows created in a vectorized batch, numbered at its end
@@ -300,10 +341,12 @@ class FlowTable:
         self._pending, self._reuse_fix = [], []
         _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK)
         # number the new connections in capture order, as the per-segment path does
+        kept = self._flows
         for _, f in sorted(self._pending, key=lambda rf: rf[0]):
             self.created += 1
             f.id = self.created
-            self._flows[f.id] = f
+            if kept is not None:
+                kept[f.id] = f
         for new, old in self._reuse_fix:
             new.reuse_of = old.id
         self._pending = None
@@ -381,6 +424,12 @@ class FlowTable:
                 client, cport, server, sport_ = src, sport, dst, dport
             inferred = True
         conn = Connection(self.profile, Observer(self.capture_point))
+        hosts = self._hosts
+        if len(hosts) >= 4096:             # (bounded: a spoofed flood's sources are each seen once)
+            hosts.clear()
+        client = hosts.setdefault(client, client)
+        server = hosts.setdefault(server, server)
+        sport_ = hosts.setdefault(sport_, sport_)   # (a client's ports are mostly its own: not shared)
         if self._pending is None:
             self.created += 1
             fid = self.created
@@ -391,7 +440,8 @@ class FlowTable:
                     client_is_lo=lo_src == (client == src and cport == sport))
         conn.start(ts, client == src and cport == sport, flags)
         if self._pending is None:
-            self._flows[flow.id] = flow
+            if self._flows is not None:
+                self._flows[flow.id] = flow
         else:
             self._pending.append((self._row, flow))
         old = self.current.get(key)
@@ -402,6 +452,9 @@ class FlowTable:
 
     @property
     def flows(self) -> list[Flow]:
+        """Every flow not forgotten, in creation (id) order."""
+        if self._flows is None:
+            return sorted(itertools.chain(self.current.values(), self._detached), key=_flow_id)
         return list(self._flows.values())
 
     def icmp_error(self, key: bytes, lo_src: bool, ts: int, packet: int, seq: int, cause: str) -> Flow | None:
@@ -418,7 +471,7 @@ class FlowTable:
     def finish(self, end_ts: int | None = None) -> None:
         """Fire every timer due by the end of the capture."""
         end = max(self.clock, end_ts or 0)
-        for flow in self._flows.values():
+        for flow in self.flows:
             before = len(flow.conn.transitions)
             flow.conn.settle(end)
             if len(flow.conn.transitions) != before:
@@ -508,7 +561,7 @@ class FlowTable:
         self._detached.difference_update(done)
         flows += done
         self.evicted["finished"] += len(flows)
-        if self.forget_finished:
+        if self._flows is not None and self.forget_finished:
             for f in flows:
                 self._flows.pop(f.id, None)
         return sorted(flows, key=lambda f: f.last_ts)
@@ -533,18 +586,27 @@ class FlowTable:
 
         young = self.clock - settled_after       # a handshake silent less long may still be under way
 
-        def rank(item):
-            f = item[1]
+        def klass(f):
             if f.finished():
-                return (0, f.last_ts)
+                return 0
             if half_open(f) and (f.last_ts <= young or flood):
-                return (1, f.last_ts)
-            return (2, f.last_ts)
+                return 1
+            return 2
+
+        def rank(item):
+            return (klass(item[1]), item[1].last_ts)
 
         if self.forget_finished:
             # as below: handshakes under way go early only when attempts fill over half the cap (a flood)
             flood = sum(1 for f in self.current.values() if half_open(f)) > self.max_flows // 2
-            victims = sorted(self.current.items(), key=rank)[:excess]
+            # the `excess` first by `rank`, ties in table order (numpy's lexsort is stable): two columns, not
+            # a (key, flow) pair and a rank tuple per connection (~13 MB at 100,000, with the table at its fullest)
+            keys, tracked = list(self.current), list(self.current.values())
+            n = len(tracked)
+            order = np.lexsort((np.fromiter((f.last_ts for f in tracked), np.int64, n),
+                                np.fromiter((klass(f) for f in tracked), np.int8, n)))
+            victims = [(keys[i], tracked[i]) for i in order[:excess].tolist()]
+            del keys, tracked, order
         else:
             # The `excess` attempts silent longest (ties in table order), and whether attempts fill over half
             # the cap. This runs once a batch over the whole table (a flood's 50,000 connections), so the
@@ -591,11 +653,14 @@ class FlowTable:
             if not f.finished():
                 if k in gone:
                     del gone[k]
-                gone[k] = f.id
-                if len(gone) > limit:
-                    gone.popitem(last=False)
-            flows.pop(f.id, None)
+                gone[k] = None                  # (a set in eviction order: the id is not needed)
+            if flows is not None:
+                flows.pop(f.id, None)
             detached.discard(f)
+        over = len(gone) - limit
+        if over > 0:                            # the oldest out (a dict iterates in insertion order)
+            for k in list(itertools.islice(gone, over)):
+                del gone[k]
         self.evicted.update(reasons)
         heap = self._timers
         if len(heap) > 2 * len(self.current) + 1024:   # entries of evicted flows wait for their due time:
@@ -613,6 +678,10 @@ def half_open(f: Flow) -> bool:
     SYN_RECEIVED (a spoofed SYN flood is made of these)."""
     c, s = f.conn.client, f.conn.server
     return c.state in _HALF_CLIENT and s.state in _HALF_SERVER and not c.payload and not s.payload
+
+
+def _flow_id(f: Flow) -> int:
+    return f.id
 
 
 def _due(conn: Connection) -> int | None:
