@@ -220,7 +220,9 @@ class Live:
     def _read(self):
         counts = self.counts
         for line in self.proc.stdout:
-            kind = line[11:line.find('"', 11)]
+            # the kind without parsing the line: '{"event":"stats",...' (orjson, compact) or '{"event": "stats"'
+            i = line.find('"', line.find(":", 8) + 1) + 1
+            kind = line[i:line.find('"', i)]
             if kind == "stats":
                 self.stats.append((time.time(), json.loads(line)))
                 self.ready.set()
