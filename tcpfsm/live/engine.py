@@ -19,6 +19,8 @@ import threading
 import time
 from collections import Counter, deque
 
+import numpy as np
+
 from ..api import Analysis
 from ..detect.aggregate import Aggregator
 from ..detect.piles import ordered
@@ -68,6 +70,17 @@ class Latency:
         self.count += 1
         if ms > self.max:
             self.max = ms
+
+    def add_since(self, wall_ns: int, ts_ns: list) -> None:
+        """One sample per packet timestamp in `ts_ns` (a turn's transitions), all emitted at `wall_ns`."""
+        n = len(ts_ns)
+        if not n:
+            return
+        keep = self.samples.maxlen
+        ms = (wall_ns - np.array(ts_ns[-keep:] if n > keep else ts_ns, np.int64)) / 1e6
+        self.samples.extend(ms.tolist())
+        self.count += n
+        self.max = max(self.max, float(ms.max()))
 
     def record(self) -> dict:
         if not self.samples:
@@ -147,11 +160,9 @@ class Engine:
         # a packet stamped before this run began (`--follow` on a file that already held it) has no
         # processing latency to measure: wall - ts would be the capture's age
         since = int(self.started_wall * 1e9) - NS
-        for flow, t in items:
-            dirty.add(flow)
-            if t.packet is not None and t.ts >= since:
-                self.latency.add((wall - t.ts) / 1e6)
-            self.sink.transition(flow, t)
+        dirty.update([flow for flow, _ in items])
+        self.latency.add_since(wall, [t.ts for _, t in items if t.packet is not None and t.ts >= since])
+        self.sink.transitions(items)
 
     def _schedule(self, flow: Flow) -> None:
         th = self.th
