@@ -39,8 +39,7 @@ from .stream import FrameDecoder, PcapWriter, StreamDecoder
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
-SO_TIMESTAMPNS = 35
-SO_RCVBUFFORCE = 33
+F_SETPIPE_SZ = 1031
 PACKET_OUTGOING = 4
 PACKET_RX_RING, PACKET_VERSION, TPACKET_V3 = 5, 10, 2
 TP_STATUS_USER = 1
@@ -205,6 +204,8 @@ class TcpdumpBackend(Backend):
     _STATS = re.compile(r"(\d+) packets? captured, (\d+) packets? received by filter, (\d+) packets? dropped by "
                         r"kernel(?:, (\d+) packets? dropped by interface)?")
 
+    PIPE_BYTES = 1 << 20
+
     def __init__(self, *a, tcpdump: str | None = None, **kw):
         super().__init__(*a, **kw)
         self.tcpdump = tcpdump or shutil.which("tcpdump")
@@ -231,6 +232,10 @@ class TcpdumpBackend(Backend):
         for f in (self.proc.stdout, self.proc.stderr):
             fl = fcntl.fcntl(f.fileno(), fcntl.F_GETFL)
             fcntl.fcntl(f.fileno(), fcntl.F_SETFL, fl | os.O_NONBLOCK)
+        try:        # room for ~75 ms of 100 k packets/s between two reads (the default pipe holds 64 KiB, ~5 ms)
+            fcntl.fcntl(self.proc.stdout.fileno(), F_SETPIPE_SZ, self.PIPE_BYTES)
+        except OSError:
+            pass
         # wait for "listening on ..." (capture running) or an early exit (an error)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
