@@ -152,7 +152,9 @@ class Engine:
 
     # -- the clock ----------------------------------------------------------------------------------
     def _now(self) -> int:
-        wall = time.time_ns()
+        # whole microseconds, like the packets' times: a time the table stamps with "now" (a timer, or a packet
+        # older than the clock when the analysis runs behind) is then written by the emitter's fast path
+        wall = time.time_ns() // 1000 * 1000
         if self.clock_mode == "wall":
             return wall - self.lag_ns
         last = self.source.info.last_ts
