@@ -169,22 +169,18 @@ class Engine:
         return getattr(self.table, "created", 0)
 
     # -- one turn -----------------------------------------------------------------------------------
-    def _feed(self, batches) -> set:
-        dirty: set = set()
+    def _feed(self, batches) -> None:
         table = self.table
         for b in batches:
             table.feed_batch(b)
-        dirty.update(getattr(table, "_touched", ()))
-        return dirty
 
-    def _emit_transitions(self, dirty: set) -> None:
+    def _emit_transitions(self) -> None:
         wall = time.time_ns()
         items = ordered(self.table.drain())
         self.agg.piles.feed(items)
         # a packet stamped before this run began (`--follow` on a file that already held it) has no
         # processing latency to measure: wall - ts would be the capture's age
         since = int(self.started_wall * 1e9) - NS
-        dirty.update([flow for flow, _ in items])
         self.latency.add_since(wall, [t.ts for _, t in items if t.packet is not None and t.ts >= since])
         self.sink.transitions(items)
 
@@ -383,11 +379,11 @@ class Engine:
                 batches = src.poll(self.tick)
             except InterruptedError:
                 batches = []
-            dirty = self._feed(batches)
+            self._feed(batches)
             now = self.now = max(self._now(), table.clock if self.clock_mode != "wall" else 0)
             table.advance(now)
-            dirty |= set(getattr(table, "_touched", ()))
-            self._emit_transitions(dirty)
+            dirty = set(table._touched)          # the flows the packets and the timers changed (drain empties it)
+            self._emit_transitions()
             mono = time.monotonic()
             if mono >= next_sec:
                 dirty |= self._scan_steady(now)
@@ -425,8 +421,8 @@ class Engine:
         end = self.now = max(self._now() if self.stop_reason != "end of stream" else 0, table.clock,
                              src.info.last_ts or 0)
         table.advance(end)
-        dirty = set(getattr(table, "_touched", ()))
-        self._emit_transitions(dirty)
+        dirty = set(table._touched)
+        self._emit_transitions()
         for f in list(table.current.values()):
             self._evaluate(f, end)
         src.refresh_stats()
