@@ -380,7 +380,17 @@ class Engine:
             except InterruptedError:
                 batches = []
             self._feed(batches)
-            now = self.now = max(self._now(), table.clock if self.clock_mode != "wall" else 0)
+            now = self._now()
+            if self.clock_mode == "wall":
+                # behind by more than the lag (this turn's newest packet is older than now): the clock follows
+                # the packets, so the ones still queued are not overtaken by timers (they would be stamped
+                # with the clock instead of their own time)
+                newest = src.info.last_ts
+                if batches and newest is not None and newest < now:
+                    now = max(newest, table.clock)
+            else:
+                now = max(now, table.clock)
+            self.now = now
             table.advance(now)
             dirty = set(table._touched)          # the flows the packets and the timers changed (drain empties it)
             self._emit_transitions()
