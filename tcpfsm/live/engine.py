@@ -98,6 +98,7 @@ class Latency:
 
 class Engine:
     AGG_SLICE = 0.02                # seconds of the aggregate pass per turn at most (it resumes next turn)
+    PASS_SLICE = 20_000             # tracked flows read per turn by the per-second passes
     # Turns start at least this far apart. A turn costs ~100 us whatever it carries (timers, drain, findings,
     # a write): at 50 k packets/s from a pipe fed packet by packet that was a turn per handful of packets and
     # most of a core; 10 ms makes batches of hundreds, and adds at most 10 ms to an event's latency
@@ -237,11 +238,10 @@ class Engine:
             if flow not in dirty and evaluated.get(flow.id, t) < t and ep.state is state and ep.since == since:
                 self._evaluate(flow, now)
 
-    def _scan_steady(self, now: int) -> set:
+    def _scan_steady(self, flows: list, now: int) -> set:
         """Steady (both ESTABLISHED) flows change no state on plain segments, but one side retransmitting
-        into silence makes the vanished_peer rule true: find them."""
+        into silence makes the vanished_peer rule true: find them among `flows` (a slice of the table)."""
         n = self.th.vanished_retrans_count
-        flows = list(self.table.current.values())
         if not flows:
             return set()
         # (columns read by C-level getters, compared by numpy; the retransmission counters, three attribute
@@ -253,7 +253,15 @@ class Engine:
             return set()
         cr = np.fromiter(map(_CLIENT_RETRANS, recent), np.int64, len(recent))
         sr = np.fromiter(map(_SERVER_RETRANS, recent), np.int64, len(recent))
-        return {recent[i] for i in np.flatnonzero((cr >= n) | (sr >= n)).tolist()}
+        tracked = self._evaluated                     # (one evicted since the pass began is done with)
+        return {f for f in (recent[i] for i in np.flatnonzero((cr >= n) | (sr >= n)).tolist()) if f.id in tracked}
+
+    def _pass_step(self, job: list) -> list:
+        """The next slice of a pass over a snapshot of the table ([flows, position, ...]); the pass is done
+        when the position reaches the end."""
+        flows, pos = job[0], job[1]
+        job[1] = pos + self.PASS_SLICE
+        return flows[pos:pos + self.PASS_SLICE]
 
     def _aggregates(self, now: int, budget: float | None = None) -> bool:
         """The aggregate rules as of now: floods and scans over the connections still tracked (a scratch
@@ -321,16 +329,19 @@ class Engine:
             if any(a.severity != "info" for a in f.anomalies):
                 self.kept.append(f)
 
-    def stats_record(self, final: bool = False) -> dict:
+    def stats_record(self, final: bool = False, held: Counter | None = None) -> dict:
+        """The stats event's record; `held`: the endpoints' states counted already (by a pass in slices),
+        else counted now."""
         t, n = time.monotonic(), self.source.info.records
         t0, n0 = self._last_rate
         if t - t0 >= 0.5:
             self._pps = (n - n0) / (t - t0)
             self._last_rate = (t, n)
         info = self.source.info
-        flows = self.table.current.values()
-        held = Counter(map(_CLIENT_STATE, flows))
-        held.update(map(_SERVER_STATE, flows))
+        if held is None:
+            flows = self.table.current.values()
+            held = Counter(map(_CLIENT_STATE, flows))
+            held.update(map(_SERVER_STATE, flows))
         states = {st.value: k for st, k in held.items()}
         rec = {"packets": info.records, "tcp_segments": info.tcp_segments, "pps": round(self._pps, 1),
                "drops": self.source.stats(), "flows_tracked": len(self.table.current),
@@ -369,6 +380,7 @@ class Engine:
         next_stats = t_start + self.stats_every
         next_agg = t_start + self.agg_every
         next_sec = t_start + 1.0
+        scan = census = None            # the passes in progress (see below)
         sink.start(self)
         turn = 0.0
         while not self.stop_event.is_set():
@@ -398,8 +410,14 @@ class Engine:
             dirty = set(table._touched)          # the flows the packets and the timers changed (drain empties it)
             self._emit_transitions()
             mono = time.monotonic()
-            if mono >= next_sec:
-                dirty |= self._scan_steady(now)
+            # the per-second passes over every tracked flow (the steady scan, the stats' state count) read
+            # PASS_SLICE flows a turn: at 100,000 tracked flows a whole pass held the packets ~50 ms
+            if mono >= next_sec and scan is None:
+                scan = [list(table.current.values()), 0]
+            if scan is not None:
+                dirty |= self._scan_steady(self._pass_step(scan), now)
+                if scan[1] >= len(scan[0]):
+                    scan = None
             self._findings(dirty, now)
             if mono >= next_sec:
                 next_sec = mono + 1.0
@@ -412,10 +430,17 @@ class Engine:
                     next_agg = time.monotonic() + max(self.agg_every, 10 * took)
                 else:
                     self._agg_took += time.monotonic() - t0
-            if mono >= next_stats:
-                src.refresh_stats()
-                sink.stats(self.stats_record(), now)
-                next_stats = mono + self.stats_every
+            if mono >= next_stats and census is None:
+                census = [list(table.current.values()), 0, Counter()]
+            if census is not None:
+                part = self._pass_step(census)
+                census[2].update(map(_CLIENT_STATE, part))
+                census[2].update(map(_SERVER_STATE, part))
+                if census[1] >= len(census[0]):
+                    src.refresh_stats()
+                    sink.stats(self.stats_record(held=census[2]), now)
+                    next_stats = mono + self.stats_every
+                    census = None
             sink.tick(self)
             if self.count is not None and src.info.records >= self.count:
                 self.request_stop("count")
