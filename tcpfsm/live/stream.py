@@ -77,14 +77,25 @@ class FrameDecoder:
             _bt.count_checksums(info, b.cols["csum"])
         return b
 
-    def frames(self, frames: list[tuple[int, bytes, int]], linktype: int) -> Batch | None:
-        """[(ts_ns, captured bytes, original length)] of one link type -> Batch (None if no TCP)."""
-        if not frames:
-            return None
+    def _live_info(self, linktype: int) -> None:
         if not self.info.linktypes:
             self.info.linktypes = [linktype]
             self.info.ts_resolution = ["ns"]
             self.info.format = "live"
+
+    def located(self, region: bytes, doffs, caps, origs, ts, linktype: int) -> Batch | None:
+        """Frames of one link type already laid out in `region` (a packet ring's blocks): each at its offset
+        in `doffs`, `caps` bytes of `origs`, stamped `ts` (ns) -> Batch (None if no TCP)."""
+        if not len(doffs):
+            return None
+        self._live_info(linktype)
+        return self._emit(region, doffs, caps, origs, ts, np.zeros(len(doffs), np.int64), linktype, (linktype,))
+
+    def frames(self, frames: list[tuple[int, bytes, int]], linktype: int) -> Batch | None:
+        """[(ts_ns, captured bytes, original length)] of one link type -> Batch (None if no TCP)."""
+        if not frames:
+            return None
+        self._live_info(linktype)
         datas = [f[1] for f in frames]
         caps = np.fromiter((len(d) for d in datas), np.int64, len(datas))
         doffs = np.zeros(len(datas), np.int64)
@@ -331,6 +342,23 @@ class PcapWriter:
             parts.append(data)
         self.fh.write(b"".join(parts))
         self.records += len(frames)
+
+    def write_located(self, region: bytes, doffs, caps, origs, ts) -> None:
+        """The frames of `FrameDecoder.located`'s arguments (numpy arrays) as records."""
+        n = len(doffs)
+        if not n:
+            return
+        hdr = np.empty((n, 4), "<u4")
+        hdr[:, 0], hdr[:, 1] = np.divmod(ts, NS)
+        hdr[:, 2], hdr[:, 3] = caps, origs
+        hb = hdr.tobytes()
+        mv = memoryview(region)
+        parts = []
+        for i, (o, c) in enumerate(zip(doffs.tolist(), caps.tolist())):
+            parts.append(hb[16 * i:16 * i + 16])
+            parts.append(mv[o:o + c])
+        self.fh.write(b"".join(parts))
+        self.records += n
 
     def flush(self) -> None:
         self.fh.flush()
