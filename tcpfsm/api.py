@@ -552,10 +552,18 @@ def open_engine(engine: str, path):
 _OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")
 
 
+_I64_MAX = (1 << 63) - 1
+
+
 def parse_time(spec: str | float | int, start_ns: int) -> int:
     """Epoch seconds, ISO 8601 (local time unless it says otherwise), HH:MM[:SS[.f]] on the capture's
     (local) day, or an offset from the capture's start like +12.5s, +500ms, +2m. Exact to the nanosecond:
-    a time copied from the JSON output names the same instant."""
+    a time copied from the JSON output names the same instant. Held to the int64 nanoseconds every time
+    column uses (an offset from a damaged capture's start near its end would not fit the engine's clock)."""
+    return max(-_I64_MAX, min(_I64_MAX, _parse_time(spec, start_ns)))
+
+
+def _parse_time(spec: str | float | int, start_ns: int) -> int:
     if isinstance(spec, bool):
         raise ValueError(f"bad time {spec!r}")
     if isinstance(spec, int):

@@ -216,3 +216,21 @@ def test_api_states_refuses_an_interval_it_cannot_honour(bad):
     an = tcpfsm.analyze(WINDOWS_TW)
     with pytest.raises(ValueError, match="interval"):
         an.states(bad)
+
+
+# -- times at the end of int64 (found by `make fuzz`, 2026-12-07) ------------------------------------------------
+REGRESSIONS = Path(__file__).resolve().parent / "regressions"
+
+
+def test_parse_time_is_held_to_int64():
+    assert tcpfsm.parse_time("+10m", (1 << 63) - 1000) == (1 << 63) - 1
+    assert tcpfsm.parse_time("1e11", 0) == (1 << 63) - 1
+
+
+@pytest.mark.parametrize("name, end", [("last_ts_at_int64_end.pcap", None),
+                                       ("first_ts_near_int64_end.pcap", "+10m")])
+def test_capture_times_at_the_end_of_int64_are_analysed(name, end):
+    """Damaged captures whose times the decoders clamp near int64's end: the machines' `alt` times (rule 6's
+    "from the last packet on") and an --end offset from the first packet must saturate, not overflow."""
+    an = tcpfsm.analyze(str(REGRESSIONS / name), end=end, capture_point="server", profile="windows")
+    assert an.summary()["flows"] >= 1

@@ -229,6 +229,14 @@ def _held(v):
     return x if x > _NONE else _NONE + 1
 
 
+@cython.cfunc
+@cython.returns(i64)
+@cython.locals(t=i64)
+def _after(t):
+    """The nanosecond after `t`, saturated at int64's end (a damaged capture's times are clamped there)."""
+    return t + 1 if t < _I64_MAX else t
+
+
 @cython.final
 @cython.no_gc
 @cython.cclass
@@ -1004,7 +1012,7 @@ class Connection:
         # either way. A connection still open at the end is open, or closed by the peer, from then on.
         for ep, peer in ((c, s), (s, c)):
             if not peer.packets and ep._last_ts != _NONE:
-                since = self.obs.departure(ep._last_ts, ep is c) + 1
+                since = _after(self.obs.departure(ep._last_ts, ep is c))
                 for z in (ep, peer):
                     if z.alt is None and z.state in _RESETTABLE and since > z.since:
                         z.alt, z.alt_at = _CLOSED, since
@@ -1249,7 +1257,7 @@ class Connection:
                 and x._snd_nxt == seq:
             gap = (ipid - x._ipid) & 0xFFFF
             if 2 <= gap <= _HIDDEN_MAX:
-                self._seg_hidden = obs.departure(x._last_ts, from_client) + 1
+                self._seg_hidden = _after(obs.departure(x._last_ts, from_client))
         self._count(x, from_client, ts, flags, seq, plen, ip_len, win, ipid)
         if flags & RST:
             x.rsts += 1
