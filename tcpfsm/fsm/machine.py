@@ -409,6 +409,22 @@ class Violation:
 @cython.final
 @cython.no_gc
 @cython.cclass
+class _Stall:
+    """An endpoint's rare evidence for rule 5, kept apart so that an endpoint without it pays one pointer:
+    its latest zero-window stall as it advertised it (first zero window, first open window after it) and
+    when its data last resumed after a pause (_PAUSE). _NONE: not seen."""
+
+    zw_start = cython.declare(i64)
+    zw_end = cython.declare(i64)
+    pause_end = cython.declare(i64)
+
+    def __init__(self):
+        self.zw_start = self.zw_end = self.pause_end = _NONE
+
+
+@cython.final
+@cython.no_gc
+@cython.cclass
 class Endpoint:
     """One endpoint's machine state and counters. Compiled, a C struct of typed fields (ints are C integers,
     those that may be None behind properties); uncompiled, a plain object with the same attributes.
@@ -470,17 +486,14 @@ class Endpoint:
     deadline_cause = cython.declare(str, visibility="public")
     # when the next retransmission is overdue: it gave up
     _retry_deadline = cython.declare(i64)
+    # rule 5's rare evidence (a zero-window stall, a pause of our data): made when first needed
+    _stall = cython.declare(_Stall)
+    # -- the 4-byte fields --
     # evidence of packets that never reached the tap (rule 5): our last IP Identification (0: none) and
     # how many single steps our seen packets made, -1 once any other step was seen (only a per-connection
     # counter with every packet seen so far makes a gap mean "unseen packets of this connection")
-    _ipid = cython.declare(i64)
-    _ipid_steps = cython.declare(i64)
-    # our latest zero-window stall as we advertised it: first zero window, first open window after it
-    _zw_start = cython.declare(i64)
-    _zw_end = cython.declare(i64)
-    # our data resumed after a pause (_PAUSE) at this time
-    _pause_end = cython.declare(i64)
-    # -- the 4-byte fields --
+    _ipid = cython.declare(cython.int)
+    _ipid_steps = cython.declare(cython.int)
     syn_acked = cython.declare(cython.bint, visibility="public")  # the peer acknowledged our SYN
     fin_acked = cython.declare(cython.bint, visibility="public")
     acked_peer_syn = cython.declare(cython.bint, visibility="public")
@@ -527,7 +540,7 @@ class Endpoint:
         self.deadline_cause = ""
         self.icmp_closed = False
         self._ipid = self._ipid_steps = 0
-        self._zw_start = self._zw_end = self._pause_end = _NONE
+        self._stall = None
 
     @property
     def syn_ts(self):
@@ -1147,7 +1160,7 @@ class Connection:
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,
-                   ip_len=i64, win=i64, ipid=i64, syn=i64, end=i64)
+                   ip_len=i64, win=i64, ipid=i64, syn=i64, end=i64, st=_Stall)
     def _count(self, x: Endpoint, from_client: bool, ts: int, flags: int, seq: int, plen: int, ip_len: int,
                win: int, ipid: int) -> None:
         """Counters, sequence bookkeeping and history letters of one segment sent by `x`. (The fields that may
@@ -1179,7 +1192,9 @@ class Connection:
             return                                   # a RST's sequence number moves nothing
         if plen:
             if x._last_data_ts != _NONE and ts - x._last_data_ts >= _PAUSE:
-                x._pause_end = ts
+                if x._stall is None:
+                    x._stall = _Stall()
+                x._stall.pause_end = ts
             x._last_data_ts = _put(ts)
             if x._snd_nxt != _NONE and seq_gt(x._snd_nxt, seq):   # seq < snd_nxt: a retransmission
                 x.retrans += 1
@@ -1193,11 +1208,14 @@ class Connection:
             x.win = win << (x.wscale if self.scaling and x.wscale > 0 else 0)
             if not win:
                 x.zero_windows += 1
-                if x._zw_start == _NONE or x._zw_end != _NONE:     # a new stall
-                    x._zw_start = ts
-                    x._zw_end = _NONE
-            elif x._zw_start != _NONE and x._zw_end == _NONE:
-                x._zw_end = ts
+                if x._stall is None:
+                    x._stall = _Stall()
+                st = x._stall
+                if st.zw_start == _NONE or st.zw_end != _NONE:     # a new stall
+                    st.zw_start = ts
+                    st.zw_end = _NONE
+            elif x._stall is not None and x._stall.zw_start != _NONE and x._stall.zw_end == _NONE:
+                x._stall.zw_end = ts
 
     @cython.ccall
     @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64, ip_len=i64,
@@ -1581,13 +1599,15 @@ class Connection:
                 floor_s = tr.at
 
     @cython.cfunc
-    @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint)
+    @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, xs=_Stall, ys=_Stall)
     def _fin_alt_since(self, x: Endpoint, y: Endpoint, from_client: bool):
         """Rule 5: from when X may already have sent the FIN being fed (its first seen), or None."""
         if self._seg_hidden != _NONE:             # unseen packets since X's previous one: earlier copies?
             return self._seg_hidden
-        if self._seg_plen and y._zw_end != _NONE and (x._pause_end == _NONE or x._pause_end <= y._zw_end + _PAUSE):
-            return self.obs.arrival(y._zw_start, from_client)     # queued behind data since the stall
+        ys, xs = y._stall, x._stall
+        if self._seg_plen and ys is not None and ys.zw_end != _NONE \
+                and (xs is None or xs.pause_end == _NONE or xs.pause_end <= ys.zw_end + _PAUSE):
+            return self.obs.arrival(ys.zw_start, from_client)     # queued behind data since the stall
         return None
 
     @cython.cfunc
