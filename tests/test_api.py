@@ -227,8 +227,10 @@ def test_parse_time_is_held_to_int64():
     assert tcpfsm.parse_time("1e11", 0) == (1 << 63) - 1
 
 
+@pytest.mark.filterwarnings("error")         # (numpy's int64 overflow is only a RuntimeWarning)
 @pytest.mark.parametrize("name, end", [("last_ts_at_int64_end.pcap", None),
-                                       ("first_ts_near_int64_end.pcap", "+10m")])
+                                       ("first_ts_near_int64_end.pcap", "+10m"),
+                                       ("handshake_near_int64_end.pcap", None)])
 def test_capture_times_at_the_end_of_int64_are_analysed(name, end):
     """Damaged captures whose times the decoders clamp near int64's end: the machines' `alt` times (rule 6's
     "from the last packet on") and an --end offset from the first packet must saturate, not overflow."""

@@ -34,7 +34,7 @@ def path_findings(an) -> None:
         r = cs[c]
         # slow_handshake: connect latency from the first SYN to the ACK completing the handshake, retries included
         if r[CS["first_rtt"]] and r[CS["first_syn_ts"]]:
-            done = int(r[CS["mru_syn"]] + r[CS["first_rtt"]])
+            done = int(r[CS["mru_syn"]]) + int(r[CS["first_rtt"]])     # (Python ints: times near int64's end)
             lat = done - int(r[CS["first_syn_ts"]])
             if lat > th.slow_handshake * NS:
                 syns = int(facts.syns["client"][row])
