@@ -22,7 +22,7 @@ from .detect.aggregate import Aggregator
 from .detect.piles import host_text, ordered
 from .detect.rules import Finding, Thresholds
 from .fsm import State, TimerProfile, get_profile
-from .track.flowtable import ClockStats, Flow, FlowTable, half_open
+from .track.flowtable import Attempt, ClockStats, Flow, FlowTable, half_open
 from .zeek import ZeekTracker, zeek_summary_for_flows
 
 NS = 1_000_000_000
@@ -303,7 +303,8 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
     t0 = clock()
     cap = open_engine(engine, path)
     max_tracked = max_flows if max_flows is not None else default_max_tracked()
-    table = FlowTable(prof, forget_finished=stream, max_flows=max_tracked, capture_point=capture_point)
+    table = FlowTable(prof, forget_finished=stream, max_flows=max_tracked, capture_point=capture_point,
+                      attempts=not stream)
     # Findings are built as connections leave the table (evicted, or streamed out) and at the end, in both
     # modes: the same rules see the same connections, so both give the same findings.
     agg = Aggregator(th)
@@ -338,8 +339,12 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
         nonlocal handed, not_kept
         add, release, now = agg.add_flow, agg.piles.release, table.clock
         if not stream:                  # (a flood's evicted attempts, 16,000 a batch: the loop kept lean)
+            add_attempt = agg.add_attempt
             for f in flows:
-                add(f, now, kept=False, listed=False)
+                if type(f) is not Attempt:
+                    add(f, now, kept=False, listed=False)
+                elif not add_attempt(f, now):
+                    add(table.expand(f), now, kept=False, listed=False)
                 release(f)
             not_kept += len(flows)
             return

@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from ..fsm import State
-from ..track.flowtable import Flow, hostport, ip_text, service_text
+from ..track.flowtable import Attempt, Flow, hostport, ip_text, service_text
 from .piles import PileCounter, host_text
 from .rules import (PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was, flow_findings, rank)
 
@@ -202,6 +202,29 @@ class Aggregator:
         if not s.rsts:
             self._flood_attempt(f, server, s.synacks > 0)
         self._probe(f, s.rsts > 0)
+        return True
+
+    def add_attempt(self, a: Attempt, end: int) -> bool:
+        """An Attempt (tcpfsm/track/flowtable.py: one SYN, nothing else) evicted over the cap and not kept:
+        what `add_flow(kept=False, listed=False)` does with the flow it stands for, read off the record --
+        `_attempt`'s short way for a client that sent one SYN and got nothing back. Returns False, having
+        changed nothing, when the full per-flow rules must see the flow (its `unanswered_syn` would be the
+        roll-up's first): the caller then passes `FlowTable.expand(a)` to `add_flow`."""
+        server = a.server
+        first = a.ts
+        if end - first >= self.th.unanswered_syn_after * NS:
+            r = self.rollups.get(("unanswered_syn", a.server_ip, server))
+            if r is None or first < r.first.ts:
+                return False
+            if SEVERITY_RANK["low"] < SEVERITY_RANK[r.severity]:
+                r.severity = "low"
+            if first > r.ts_end:
+                r.ts_end = first
+            r.count += 1
+            if len(r.flows) < SAMPLE:
+                r.flows.append(a.id)
+        self._flood_attempt(a, server, False)
+        self._probe(a, False)
         return True
 
     def _index(self, f: Flow, kept: bool = True, server: str | None = None) -> None:

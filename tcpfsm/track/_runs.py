@@ -129,7 +129,7 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
     """Feed a batch's segments to their connections. `rows` (`table` is the same array as an object, for
     `Connection.feed_plain_rows`): the segments in ROW_COLUMNS, group by group -- group g's rows are
     [bounds[g], bounds[g + 1]), in time order; `perm[p]`: row p's place in the batch. `flows[g]`: group g's
-    connection when the batch starts (a Flow, or None).
+    connection when the batch starts (a Flow, or None; False: a group the table took itself, not walked).
 
     Per group, in time order: plain segments (no SYN, FIN or RST) of a steady connection go to
     `feed_plain_rows`, the rest one by one: the connection's timers fire up to the segment's time, and then
@@ -153,6 +153,8 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
         p = bounds[gi]
         e = bounds[gi + 1]
         flow = flows[gi]
+        if flow is False:                    # taken by the table before the walk (a lone SYN: an Attempt)
+            continue
         while p < e:
             flags = rows[p, _FLAGS]
             clock = rows[p, _CLOCK]

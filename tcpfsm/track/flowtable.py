@@ -14,7 +14,7 @@ import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,7 @@ SERVICE_PORTS = frozenset({
 })
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TICK = itertools.count()          # tie-break for the timer heap
+_NEVER = 1 << 62                   # (a due time no clock reaches)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -150,6 +151,62 @@ class Flow:
             and c.deadline is None and s.deadline is None
 
 
+class Attempt:
+    """A connection that so far is one SYN and nothing else -- what a spoofed flood is made of, millions of
+    them, each evicted unanswered -- held as this record in the table until it becomes more (`FlowTable(
+    attempts=True)`). Its next segment, its SYN_SENT timer coming due, an ICMP error quoting it or the end of
+    the capture turns it into the Flow it stands for (`FlowTable.expand`: the same machine fed the same SYN,
+    so nothing downstream can tell); evicted over the cap first, it is summarised as it is
+    (`Aggregator.add_attempt`). Meanwhile it stands in for that flow where the table's consumers read one:
+    its id and hosts (the piles, the cap) and, as its own only transition, CLOSED -> SYN_SENT at `ts`
+    (`ts`, `endpoint`, `new`: what `drain` hands the piles).
+    `fate`: 0 held, 1 expanded (`flow`), 2 evicted."""
+
+    __slots__ = ("id", "key", "ts", "packet", "lo_src", "flags", "seq", "ack", "win", "wscale", "ip_len", "ipid",
+                 "client_raw", "client_port", "server_raw", "server_port", "due", "fate", "drained", "flow")
+    endpoint = "client"
+    new = State.SYN_SENT
+    role_inferred = False
+    reuse_of = None
+
+    def __init__(self, key: bytes, ts: int, packet: int, lo_src: bool, flags: int, seq: int, ack: int, win: int,
+                 wscale: int, ip_len: int, ipid: int, src: bytes, sport: int, dst: bytes, dport: int, due: int):
+        self.id = -1
+        self.key, self.ts, self.packet, self.lo_src, self.flags = key, ts, packet, lo_src, flags
+        self.seq, self.ack, self.win, self.wscale, self.ip_len, self.ipid = seq, ack, win, wscale, ip_len, ipid
+        self.client_raw, self.client_port, self.server_raw, self.server_port = src, sport, dst, dport
+        self.due = due
+        self.fate = 0
+        self.drained = False
+        self.flow = None
+
+    @property
+    def first_ts(self) -> int:
+        return self.ts
+
+    @property
+    def last_ts(self) -> int:
+        return self.ts
+
+    @property
+    def client_ip(self) -> str:
+        return ip_text(self.client_raw)
+
+    @property
+    def server_ip(self) -> str:
+        return ip_text(self.server_raw)
+
+    @property
+    def server(self) -> str:
+        return service_text(self.server_raw, self.server_port)
+
+    def finished(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"Attempt(id={self.id}, {self.client_ip}:{self.client_port} -> {self.server}, ts={self.ts})"
+
+
 @dataclass(slots=True)
 class ClockStats:
     backwards_steps: int = 0
@@ -163,7 +220,10 @@ class FlowTable:
 
     def __init__(self, profile: TimerProfile, stale_after: float | None = None, reorder_window: float = 0.5,
                  max_flows: int | None = None, forget_finished: bool = False, vectorized: bool = True,
-                 capture_point: str = "auto"):
+                 capture_point: str = "auto", attempts: bool = False):
+        """`attempts`: hold a connection that is one SYN so far as an `Attempt`, not a Flow, until it is more
+        (a whole-capture analysis: a spoofed flood's millions of attempts, evicted unanswered, never become
+        flows; see `enforce_cap`)."""
         self.profile = profile
         Observer(capture_point)             # validates the name once, before any segment
         self.capture_point = capture_point
@@ -205,6 +265,13 @@ class FlowTable:
         # A non-SYN segment this long after a finished connection (both endpoints closed, timers done)
         # starts a new, midstream one; finished connections leave the table after it.
         self.stale_after_ns = int((stale_after if stale_after is not None else 10.0) * 1e9)
+        # Attempts (`attempts=True`): those held, in creation order -- so their SYN_SENT timers' order: every
+        # one's due time is its SYN's plus the same wait -- with the expanded and evicted ones left in until
+        # they reach the front or a compaction (`_held` counts the held ones); those not yet drained; the wait
+        self._lane: deque | None = deque() if attempts else None
+        self._held = 0
+        self._fresh: list[Attempt] = []
+        self._syn_wait: int | None = None
 
     def feed_batch(self, batch: Batch) -> None:
         """Feed one batch of segments, in capture order (put back in timestamp order where the capture
@@ -222,6 +289,8 @@ class FlowTable:
             keys, _ = _flow_keys(c)
             for row in np.flatnonzero(tun).tolist():
                 flow = self.current.get(keys[row])
+                if type(flow) is Attempt:
+                    flow = self._expand_held(flow)
                 if flow is not None:
                     if flow.tunnels is None:
                         flow.tunnels = set()
@@ -249,6 +318,8 @@ class FlowTable:
                 clock = ts
             # Timers and states run on the monotonic clock so a timestamp stepping back cannot reorder them.
             flow = current.get(key)
+            if type(flow) is Attempt:
+                flow = self._expand_held(flow)
             if flow is not None and not flags & 7 and flow.conn.steady:
                 flow.conn.feed_plain(clock, lo_src == flow.client_is_lo, flags, seq, ack, win, plen, ip_len, ipid)
                 flow.last_ts = clock
@@ -306,6 +377,9 @@ class FlowTable:
             rows[:, k] = cols[name][perm] if name in cols else c[name][perm]
         gkeys = karr[firsts].tolist()
         flows0 = [self.current.get(k) for k in gkeys]
+        self._pending, self._reuse_fix = [], []
+        if self._lane is not None:
+            self._lone_syns(c, lo, clk, gkeys, flows0, firsts, bounds)
         # endpoints of the rows a connection may start on (each group's first row, and any control row), as
         # Python values in one step each: a spoofed flood starts a connection on nearly every row
         start = (c["flags"] & 7) != 0
@@ -338,11 +412,10 @@ class FlowTable:
             return self._new_flow(key, clock, idx, bytes(c["src"][row]), int(c["sport"][row]), bytes(c["dst"][row]),
                                   int(c["dport"][row]), fl, lo_src)
 
-        self._pending, self._reuse_fix = [], []
         _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK)
         # number the new connections in capture order, as the per-segment path does
         kept = self._flows
-        for _, f in sorted(self._pending, key=lambda rf: rf[0]):
+        for _, f in sorted(self._pending, key=lambda rf: rf[0]):   # (flows and attempts)
             self.created += 1
             f.id = self.created
             if kept is not None:
@@ -351,6 +424,104 @@ class FlowTable:
             new.reuse_of = old.id
         self._pending = None
         self._reuse_fix = []
+
+    def _lone_syns(self, c: dict, lo: np.ndarray, clk: np.ndarray, gkeys: list, flows0: list, firsts: np.ndarray,
+                   bounds: np.ndarray) -> None:
+        """The attempts table (`attempts=True`) before a batch's walk: the held attempts its segments continue
+        are expanded into their flows (`flows0`), and each group that is one SYN -- no ACK, FIN, RST or
+        payload, not tunnelled -- on a 4-tuple with no connection becomes a held Attempt instead of a flow
+        (numbered with the batch's new flows, in capture order); its `flows0` entry becomes False, which the
+        walk skips. A SYN on the 4-tuple of a connection evicted unfinished starts a new one (`_late`)."""
+        if self._held:
+            for g, f in enumerate(flows0):
+                if type(f) is Attempt:
+                    flows0[g] = self._expand_held(f)
+        fl = c["flags"][firsts]
+        one = (bounds[1:] - bounds[:-1] == 1) & ((fl & 0x17) == SYN) & (c["plen"][firsts] == 0)
+        tun = c.get("tunnel")
+        if tun is not None:
+            one &= tun[firsts] == 0
+        groups = np.flatnonzero(one)
+        if not len(groups):
+            return
+        rows = firsts[groups]
+        gl = groups.tolist()
+        rl = rows.tolist()
+        ts_l, pk_l, lo_l, fl_l, seq_l, ack_l, win_l, ws_l, il_l, id_l, sp_l, dp_l = (
+            a[rows].tolist() for a in (clk, c["index"], lo, c["flags"], c["seq"], c["ack"], c["win"], c["wscale"],
+                                       c["ip_len"], c["ipid"], c["sport"], c["dport"]))
+        src_b, dst_b = c["src"][rows].tobytes(), c["dst"][rows].tobytes()
+        current, gone, pending, lane, fresh = self.current, self._gone, self._pending, self._lane, self._fresh
+        wait = self._syn_wait
+        made = 0
+        for j, g in enumerate(gl):
+            if flows0[g] is not None:
+                continue
+            key = gkeys[g]
+            if gone and key in gone:
+                del gone[key]                    # (a SYN without ACK there starts a new connection: `_late`)
+            r = j * 16
+            ts = ts_l[j]
+            a = Attempt(key, ts, pk_l[j], lo_l[j], fl_l[j], seq_l[j], ack_l[j], win_l[j], ws_l[j], il_l[j], id_l[j],
+                        src_b[r:r + 16], sp_l[j], dst_b[r:r + 16], dp_l[j], 0)
+            if wait is None:                     # the SYN_SENT wait, read once off the machine itself
+                due = self.expand(a).conn.next_deadline()
+                wait = self._syn_wait = _NEVER if due is None else due - ts
+            a.due = ts + wait
+            flows0[g] = False
+            current[key] = a
+            pending.append((rl[j], a))
+            lane.append(a)
+            fresh.append(a)
+            made += 1
+        self._held += made
+
+    def expand(self, a: Attempt) -> Flow:
+        """The Flow an attempt stands for: a new connection's machine fed its SYN, as the walk would have.
+        Not tracked: `_expand_held` puts it in the attempt's place; the aggregator asks for it when an evicted
+        attempt needs the full per-flow rules (Aggregator.add_attempt)."""
+        flow = self._make_flow(a.id, a.ts, a.packet, a.client_raw, a.client_port, a.server_raw, a.server_port, False,
+                               a.lo_src)
+        conn = flow.conn
+        conn.start(a.ts, True, a.flags)
+        conn.feed(a.ts, a.packet, True, a.flags, a.seq, a.ack, a.win, 0, a.wscale, a.ip_len, a.ipid)
+        return flow
+
+    def _expand_held(self, a: Attempt) -> Flow:
+        """A held attempt becomes its flow in the table (its place in `current` and `flows` kept), with the
+        timer and the drain state the flow would have had all along."""
+        if a.fate == 1:
+            return a.flow
+        flow = self.expand(a)
+        self.current[a.key] = flow
+        if self._flows is not None and a.id >= 0:
+            self._flows[a.id] = flow
+        a.fate, a.flow = 1, flow
+        self._held -= 1
+        if a.drained:
+            flow.emitted = len(flow.conn.transitions)
+        else:
+            self._touched.add(flow)
+        due = flow.conn.next_deadline()
+        flow.timer_due = due
+        if due is not None:
+            heapq.heappush(self._timers, (due, next(_TICK), weakref.ref(flow)))
+        return flow
+
+    def _expand_due(self, now: int) -> None:
+        """Held attempts whose SYN_SENT timer is due by `now` become flows, for `advance` to fire it."""
+        lane = self._lane
+        while lane:                              # (bounded: each turn pops one)
+            a = lane[0]
+            if a.fate:
+                lane.popleft()
+            elif a.due <= now:
+                lane.popleft()
+                self._expand_held(a)
+            else:
+                break
+        if len(lane) > 2 * self._held + 4096:    # expanded and evicted ones behind a held one: let them go
+            self._lane = deque(a for a in lane if not a.fate)
 
     def _late(self, key: bytes, flags: int) -> bool:
         """A segment on the 4-tuple of a connection evicted before it finished: counted as that connection's,
@@ -423,22 +594,14 @@ class FlowTable:
             else:
                 client, cport, server, sport_ = src, sport, dst, dport
             inferred = True
-        conn = Connection(self.profile, Observer(self.capture_point))
-        hosts = self._hosts
-        if len(hosts) >= 4096:             # (bounded: a spoofed flood's sources are each seen once)
-            hosts.clear()
-        client = hosts.setdefault(client, client)
-        server = hosts.setdefault(server, server)
-        sport_ = hosts.setdefault(sport_, sport_)   # (a client's ports are mostly its own: not shared)
         if self._pending is None:
             self.created += 1
             fid = self.created
         else:
             fid = -1                         # numbered at the end of the batch, in capture order
-        flow = Flow(id=fid, client_port=cport, server_port=sport_, role_inferred=inferred, conn=conn,
-                    first_ts=ts, last_ts=ts, first_packet=idx, client_raw=client, server_raw=server,
-                    client_is_lo=lo_src == (client == src and cport == sport))
-        conn.start(ts, client == src and cport == sport, flags)
+        from_client = client == src and cport == sport
+        flow = self._make_flow(fid, ts, idx, client, cport, server, sport_, inferred, lo_src == from_client)
+        flow.conn.start(ts, from_client, flags)
         if self._pending is None:
             if self._flows is not None:
                 self._flows[flow.id] = flow
@@ -450,9 +613,24 @@ class FlowTable:
         self.current[key] = flow
         return flow
 
+    def _make_flow(self, fid: int, ts: int, idx: int, client: bytes, cport: int, server: bytes, sport: int,
+                   inferred: bool, client_is_lo: bool) -> Flow:
+        """A new connection's Flow and machine, not yet started or tracked."""
+        conn = Connection(self.profile, Observer(self.capture_point))
+        hosts = self._hosts
+        if len(hosts) >= 4096:             # (bounded: a spoofed flood's sources are each seen once)
+            hosts.clear()
+        client = hosts.setdefault(client, client)
+        server = hosts.setdefault(server, server)
+        sport = hosts.setdefault(sport, sport)      # (a client's ports are mostly its own: not shared)
+        return Flow(id=fid, client_port=cport, server_port=sport, role_inferred=inferred, conn=conn, first_ts=ts,
+                    last_ts=ts, first_packet=idx, client_raw=client, server_raw=server, client_is_lo=client_is_lo)
+
     @property
     def flows(self) -> list[Flow]:
-        """Every flow not forgotten, in creation (id) order."""
+        """Every flow not forgotten, in creation (id) order (held attempts expanded first)."""
+        if self._held:
+            self._expand_all()
         if self._flows is None:
             return sorted(itertools.chain(self.current.values(), self._detached), key=_flow_id)
         return list(self._flows.values())
@@ -464,6 +642,8 @@ class FlowTable:
         flow = self.current.get(key)
         if flow is None:
             return None
+        if type(flow) is Attempt:
+            flow = self._expand_held(flow)
         if flow.conn.icmp_error(max(ts, self.clock), packet, lo_src == flow.client_is_lo, seq, cause):
             self._touched.add(flow)
         return flow
@@ -471,6 +651,7 @@ class FlowTable:
     def finish(self, end_ts: int | None = None) -> None:
         """Fire every timer due by the end of the capture."""
         end = max(self.clock, end_ts or 0)
+        self._expand_all()
         for flow in self.flows:
             before = len(flow.conn.transitions)
             flow.conn.settle(end)
@@ -478,12 +659,21 @@ class FlowTable:
                 self._touched.add(flow)
         self._timers.clear()
 
+    def _expand_all(self) -> None:
+        if self._lane is not None:
+            for a in self._lane:
+                if not a.fate:
+                    self._expand_held(a)
+            self._lane.clear()
+
     # -- incremental use: live capture, --follow, streaming ------------------------------------------------
     def advance(self, now: int) -> None:
         """Fire every timer due by `now` (ns) on every tracked flow. Live mode calls this with the wall clock:
         TIME_WAIT expires and retries run out while no packet arrives."""
         if now > self.clock:
             self.clock = now
+        if self._lane:
+            self._expand_due(now)
         if len(self._timers) > 2 * self._timers_kept + 4096:
             self._compact_timers()
         heap = self._timers
@@ -536,6 +726,12 @@ class FlowTable:
         particular order (every consumer sorts them by tcpfsm.detect.piles.ordered, one sort)."""
         out = []
         add = out.append
+        if self._fresh:
+            for a in self._fresh:               # attempts: their one transition, the SYN (an expanded one's is
+                if a.fate != 1:                 # its flow's, below)
+                    add((a, a))
+                    a.drained = True
+            self._fresh = []
         for flow in self._touched:
             trs = flow.conn.transitions
             e, n = flow.emitted, len(trs)
@@ -636,11 +832,15 @@ class FlowTable:
         gone, limit = self._gone, max(2 * self.max_flows, 100_000)
         reasons = Counter()
         for k, f in victims:
-            conn = f.conn
-            n = len(conn.transitions)
-            conn.settle(clock)                  # no more packets will be seen for it: decide what is open
-            if len(conn.transitions) != n:
-                touched.add(f)
+            if type(f) is Attempt:              # (its timer is not due: `advance` expands those first)
+                f.fate = 2
+                self._held -= 1
+            else:
+                conn = f.conn
+                n = len(conn.transitions)
+                conn.settle(clock)              # no more packets will be seen for it: decide what is open
+                if len(conn.transitions) != n:
+                    touched.add(f)
             if self.forget_finished:
                 reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
                 if reason != "finished" and f.last_ts > settled and half_open(f):
@@ -676,6 +876,8 @@ _HALF_SERVER = (State.SYN_RECEIVED, State.LISTEN, State.CLOSED)
 def half_open(f: Flow) -> bool:
     """A handshake that never completed: the client never got past SYN_SENT, the server never past
     SYN_RECEIVED (a spoofed SYN flood is made of these)."""
+    if type(f) is Attempt:
+        return True
     c, s = f.conn.client, f.conn.server
     return c.state in _HALF_CLIENT and s.state in _HALF_SERVER and not c.payload and not s.payload
 
