@@ -14,6 +14,10 @@ import gc
 import os
 import sys
 
+# One process, one analysis thread: OpenBLAS's worker threads (started when numpy loads) would only spin after
+# numpy's few BLAS calls, taking a core from the analysis on a small machine. Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import click
 
 from . import __version__

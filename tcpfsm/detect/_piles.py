@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass
 
 import cython
 import numpy as np
@@ -178,11 +177,34 @@ class Stays:
         return (Stays, (self.items(),))
 
 
-@dataclass(slots=True)
+@cython.final
+@cython.cclass
 class Peak:
-    count: int
-    ts: int                 # ns
-    flows: list[int]        # up to SAMPLE flow ids holding the state at the peak
+    """A pile's peak: most endpoints held at once, when (ns), and up to SAMPLE flow ids holding the state
+    then. (A compiled class, not a dataclass: a spoofed flood makes one per source, and a dataclass's
+    __init__ is Python code.)"""
+
+    count = cython.declare(i64, visibility="public")
+    ts = cython.declare(i64, visibility="public")
+    flows = cython.declare(list, visibility="public")
+
+    def __init__(self, count: int, ts: int, flows: list):
+        self.count = count
+        self.ts = ts
+        self.flows = flows
+
+    def __eq__(self, other):
+        if not isinstance(other, Peak):
+            return NotImplemented
+        return (self.count, self.ts, self.flows) == (other.count, other.ts, other.flows)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Peak(count={self.count!r}, ts={self.ts!r}, flows={self.flows!r})"
+
+    def __reduce__(self):
+        return (Peak, (self.count, self.ts, self.flows))
 
 
 @cython.final

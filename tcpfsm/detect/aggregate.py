@@ -200,8 +200,8 @@ class Aggregator:
         f.anomalies = []                # (rolled up only: the flow is not kept)
         # what `_index` learns of it, its first tests known to pass: not kept, never ESTABLISHED, no packet back
         if not s.rsts:
-            self._flood_attempt(f, server, s.synacks > 0)
-        self._probe(f, s.rsts > 0)
+            self._flood_attempt(server, f.server_raw, f.first_ts, f.id, f.client_raw, s.synacks > 0)
+        self._probe(f.server_raw, f.server_port, f.client_raw, f.first_ts, f.id, s.rsts > 0)
         return True
 
     def add_attempt(self, a: Attempt, end: int) -> bool:
@@ -210,10 +210,11 @@ class Aggregator:
         `_attempt`'s short way for a client that sent one SYN and got nothing back. Returns False, having
         changed nothing, when the full per-flow rules must see the flow (its `unanswered_syn` would be the
         roll-up's first): the caller then passes `FlowTable.expand(a)` to `add_flow`."""
-        server = a.server
+        raw = a.server_raw
+        server = service_text(raw, a.server_port)
         first = a.ts
         if end - first >= self.th.unanswered_syn_after * NS:
-            r = self.rollups.get(("unanswered_syn", a.server_ip, server))
+            r = self.rollups.get(("unanswered_syn", ip_text(raw), server))
             if r is None or first < r.first.ts:
                 return False
             if SEVERITY_RANK["low"] < SEVERITY_RANK[r.severity]:
@@ -223,8 +224,8 @@ class Aggregator:
             r.count += 1
             if len(r.flows) < SAMPLE:
                 r.flows.append(a.id)
-        self._flood_attempt(a, server, False)
-        self._probe(a, False)
+        self._flood_attempt(server, raw, first, a.id, a.client_raw, False)
+        self._probe(raw, a.server_port, a.client_raw, first, a.id, False)
         return True
 
     def _index(self, f: Flow, kept: bool = True, server: str | None = None) -> None:
@@ -243,17 +244,18 @@ class Aggregator:
         if not c.syns or _was(f, "client", State.ESTABLISHED):
             return
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
-            self._flood_attempt(f, server, s.synacks > 0)
+            self._flood_attempt(server, f.server_raw, f.first_ts, f.id, f.client_raw, s.synacks > 0)
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
-            self._probe(f, s.rsts > 0)
+            self._probe(f.server_raw, f.server_port, f.client_raw, f.first_ts, f.id, s.rsts > 0)
 
-    def _flood_attempt(self, f: Flow, server: str, answered: bool) -> None:
-        """A handshake toward `server` that never completed: counted in its second's bucket (SYN flood)."""
-        first = f.first_ts
+    def _flood_attempt(self, server: str, server_raw: bytes, first: int, fid: int, client_raw: bytes,
+                       answered: bool) -> None:
+        """A handshake toward `server` (its address as captured: `server_raw`) that never completed, begun at
+        `first` by flow `fid` from `client_raw`: counted in its second's bucket (SYN flood)."""
         per_second = self.flood.get(server)
         if per_second is None:
             per_second = self.flood[server] = {}
-            self.flood_host[server] = f.server_ip
+            self.flood_host[server] = ip_text(server_raw)
         sec = first // NS
         bucket = per_second.get(sec)
         if bucket is None:
@@ -266,15 +268,15 @@ class Aggregator:
         if answered:
             bucket.answered += 1
         if len(bucket.flows) < SAMPLE:
-            bucket.flows.append(f.id)
+            bucket.flows.append(fid)
         srcs = self.flood_sources[server]
         if len(srcs) < MAX_SOURCES:         # (only counted: the addresses as captured, no text needed)
-            srcs.add(f.client_raw)
+            srcs.add(client_raw)
 
-    def _probe(self, f: Flow, refused: bool) -> None:
-        """A connection attempt its target refused or never answered: one probe of the port-scan rule."""
-        t = (f.server_ip, f.server_port)
-        src = f.client_raw                  # (as captured: a flood's sources need no text; `_scans` makes it)
+    def _probe(self, server_raw: bytes, port: int, src: bytes, first: int, fid: int, refused: bool) -> None:
+        """A connection attempt from `src` (as captured: a flood's sources need no text; `_scans` makes it) its
+        target refused or never answered, begun at `first` by flow `fid`: one probe of the port-scan rule."""
+        t = (ip_text(server_raw), port)
         targets = self.scan.get(src)
         if targets is None:
             scan1 = self.scan1
@@ -284,12 +286,12 @@ class Aggregator:
                     if len(scan1) >= MAX_SINGLES:
                         scan1.popitem(last=False)
                         self.forgotten["scan_sources"] += 1
-                    scan1[src] = (t, f.first_ts, f.id, refused)
+                    scan1[src] = (t, first, fid, refused)
                 return
             del scan1[src]                       # a second target: a source worth watching
             targets = self.scan[src] = {single[0]: single[1:]}
         if t not in targets and len(targets) < MAX_TARGETS:
-            targets[t] = (f.first_ts, f.id, refused)
+            targets[t] = (first, fid, refused)
 
     def _rollup(self, f: Flow) -> None:
         server = None

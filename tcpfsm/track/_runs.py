@@ -17,6 +17,8 @@ from weakref import ref as _weakref
 
 import cython
 
+from ..fsm.states import State
+
 i64 = cython.typedef(cython.longlong)
 u64 = cython.typedef(cython.ulonglong)
 # FNV-1a over 64 bits fed 32-bit words, then one multiply-xorshift round (FNV's offset basis with the top
@@ -187,3 +189,152 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
                     flow.timer_due = due
                     _heappush(timers, (due, next(tick), _weakref(flow)))
             p += 1
+
+
+# -- attempts: connections that are one SYN so far ---------------------------------------------------------
+_SYN_SENT = State.SYN_SENT
+# the columns of `hold_lone_syns`'s value table, one row per candidate group
+HOLD_COLUMNS = ("row", "clock", "index", "lo", "flags", "seq", "ack", "win", "wscale", "ip_len", "ipid", "sport",
+                "dport")
+
+
+@cython.final
+@cython.cclass
+class Attempt:
+    """A connection that so far is one SYN and nothing else -- what a spoofed flood is made of, millions of
+    them, each evicted unanswered -- held as this record in the flow table until it becomes more
+    (tcpfsm/track/flowtable.py, `FlowTable(attempts=True)`): its next segment, its SYN_SENT timer coming
+    due, an ICMP error quoting it or the capture's end turns it into the Flow it stands for
+    (`FlowTable.expand`: the same machine fed the same SYN, so nothing downstream can tell); evicted over the
+    cap first, it is summarised as it is (`Aggregator.add_attempt`). Meanwhile it stands in for that flow
+    where the table's consumers read one: its id, hosts, ports and times (the piles, the cap, the
+    aggregator) and, as its own only transition, CLOSED -> SYN_SENT at `ts` by its client (`ts`, `endpoint`,
+    `new`: what `FlowTable.drain` hands the piles). `fate`: 0 held, 1 expanded (into `flow`), 2 evicted."""
+
+    id = cython.declare(cython.longlong, visibility="public")
+    key = cython.declare(object, visibility="public")
+    ts = cython.declare(cython.longlong, visibility="public")
+    packet = cython.declare(cython.longlong, visibility="public")
+    lo_src = cython.declare(cython.bint, visibility="public")
+    flags = cython.declare(cython.longlong, visibility="public")
+    seq = cython.declare(cython.longlong, visibility="public")
+    ack = cython.declare(cython.longlong, visibility="public")
+    win = cython.declare(cython.longlong, visibility="public")
+    wscale = cython.declare(cython.longlong, visibility="public")
+    ip_len = cython.declare(cython.longlong, visibility="public")
+    ipid = cython.declare(cython.longlong, visibility="public")
+    client_raw = cython.declare(object, visibility="public")
+    client_port = cython.declare(cython.longlong, visibility="public")
+    server_raw = cython.declare(object, visibility="public")
+    server_port = cython.declare(cython.longlong, visibility="public")
+    due = cython.declare(cython.longlong, visibility="public")
+    fate = cython.declare(cython.int, visibility="public")
+    drained = cython.declare(cython.bint, visibility="public")
+    flow = cython.declare(object, visibility="public")
+
+    def __init__(self, key, ts, packet, lo_src, flags, seq, ack, win, wscale, ip_len, ipid, src, sport, dst, dport,
+                 due):
+        self.id = -1
+        self.key = key
+        self.ts = ts
+        self.packet = packet
+        self.lo_src = lo_src
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.win = win
+        self.wscale = wscale
+        self.ip_len = ip_len
+        self.ipid = ipid
+        self.client_raw = src
+        self.client_port = sport
+        self.server_raw = dst
+        self.server_port = dport
+        self.due = due
+        self.fate = 0
+        self.drained = False
+        self.flow = None
+
+    @property
+    def first_ts(self):
+        return self.ts
+
+    @property
+    def last_ts(self):
+        return self.ts
+
+    @property
+    def endpoint(self):
+        return "client"
+
+    @property
+    def new(self):
+        return _SYN_SENT
+
+    @property
+    def role_inferred(self):
+        return False
+
+    def finished(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"Attempt(id={self.id}, client port {self.client_port} -> server port {self.server_port}, " \
+               f"ts={self.ts}, fate={self.fate})"
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.ccall
+def hold_lone_syns(groups: cython.const[cython.longlong][::1], vals: cython.const[cython.longlong][:, ::1],
+                   src: bytes, dst: bytes, gkeys: list, flows: list, current: dict, gone: dict, pending: list,
+                   lane, fresh: list, wait: i64) -> i64:
+    """Hold each candidate group (`groups`: one SYN each, `vals` its row in HOLD_COLUMNS, `src`/`dst` the
+    rows' 16-byte addresses end to end) whose 4-tuple has no connection (`flows[g]` None) as an Attempt:
+    put in `current` under its key, listed for numbering (`pending`, by row), for its timer (`lane`) and for
+    the next drain (`fresh`); `flows[g]` becomes False (the walk skips it). A SYN on the 4-tuple of a
+    connection evicted unfinished (`gone`) starts a new one there. Returns how many were held."""
+    n: i64 = groups.shape[0]
+    j: i64
+    g: i64
+    r: i64
+    made: i64 = 0
+    a: Attempt
+    if not cython.compiled:              # (Python ints, as the compiled form reads C integers)
+        vals = memoryview(vals)
+    for j in range(n):                   # (bounded: one turn a candidate)
+        g = groups[j]
+        if flows[g] is not None:
+            continue
+        key = gkeys[g]
+        if gone and key in gone:
+            del gone[key]
+        r = j * 16
+        a = Attempt.__new__(Attempt)
+        a.id = -1
+        a.key = key
+        a.ts = vals[j, 1]
+        a.packet = vals[j, 2]
+        a.lo_src = vals[j, 3] != 0
+        a.flags = vals[j, 4]
+        a.seq = vals[j, 5]
+        a.ack = vals[j, 6]
+        a.win = vals[j, 7]
+        a.wscale = vals[j, 8]
+        a.ip_len = vals[j, 9]
+        a.ipid = vals[j, 10]
+        a.client_raw = src[r:r + 16]
+        a.client_port = vals[j, 11]
+        a.server_raw = dst[r:r + 16]
+        a.server_port = vals[j, 12]
+        a.due = a.ts + wait
+        a.fate = 0
+        a.drained = False
+        a.flow = None
+        flows[g] = False
+        current[key] = a
+        pending.append((vals[j, 0], a))
+        lane.append(a)
+        fresh.append(a)
+        made += 1
+    return made

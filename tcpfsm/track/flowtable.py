@@ -25,6 +25,7 @@ from ..capture.keys import flow_key_array as _flow_key_array   # the compiled ke
 from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition
 
 _runs = _kernels.load("tcpfsm.track._runs")
+Attempt = _runs.Attempt              # a connection that is one SYN so far (see FlowTable(attempts=True))
 if _runs.ROW_COLUMNS != ROW_COLUMNS:       # (the walk reads the table the machine reads: one layout)
     raise ImportError("tcpfsm.track._runs and tcpfsm.fsm.machine disagree on ROW_COLUMNS")
 
@@ -149,62 +150,6 @@ class Flow:
         c, s = self.conn.client, self.conn.server
         return c.state in (State.CLOSED, State.LISTEN) and s.state in (State.CLOSED, State.LISTEN) \
             and c.deadline is None and s.deadline is None
-
-
-class Attempt:
-    """A connection that so far is one SYN and nothing else -- what a spoofed flood is made of, millions of
-    them, each evicted unanswered -- held as this record in the table until it becomes more (`FlowTable(
-    attempts=True)`). Its next segment, its SYN_SENT timer coming due, an ICMP error quoting it or the end of
-    the capture turns it into the Flow it stands for (`FlowTable.expand`: the same machine fed the same SYN,
-    so nothing downstream can tell); evicted over the cap first, it is summarised as it is
-    (`Aggregator.add_attempt`). Meanwhile it stands in for that flow where the table's consumers read one:
-    its id and hosts (the piles, the cap) and, as its own only transition, CLOSED -> SYN_SENT at `ts`
-    (`ts`, `endpoint`, `new`: what `drain` hands the piles).
-    `fate`: 0 held, 1 expanded (`flow`), 2 evicted."""
-
-    __slots__ = ("id", "key", "ts", "packet", "lo_src", "flags", "seq", "ack", "win", "wscale", "ip_len", "ipid",
-                 "client_raw", "client_port", "server_raw", "server_port", "due", "fate", "drained", "flow")
-    endpoint = "client"
-    new = State.SYN_SENT
-    role_inferred = False
-    reuse_of = None
-
-    def __init__(self, key: bytes, ts: int, packet: int, lo_src: bool, flags: int, seq: int, ack: int, win: int,
-                 wscale: int, ip_len: int, ipid: int, src: bytes, sport: int, dst: bytes, dport: int, due: int):
-        self.id = -1
-        self.key, self.ts, self.packet, self.lo_src, self.flags = key, ts, packet, lo_src, flags
-        self.seq, self.ack, self.win, self.wscale, self.ip_len, self.ipid = seq, ack, win, wscale, ip_len, ipid
-        self.client_raw, self.client_port, self.server_raw, self.server_port = src, sport, dst, dport
-        self.due = due
-        self.fate = 0
-        self.drained = False
-        self.flow = None
-
-    @property
-    def first_ts(self) -> int:
-        return self.ts
-
-    @property
-    def last_ts(self) -> int:
-        return self.ts
-
-    @property
-    def client_ip(self) -> str:
-        return ip_text(self.client_raw)
-
-    @property
-    def server_ip(self) -> str:
-        return ip_text(self.server_raw)
-
-    @property
-    def server(self) -> str:
-        return service_text(self.server_raw, self.server_port)
-
-    def finished(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"Attempt(id={self.id}, {self.client_ip}:{self.client_port} -> {self.server}, ts={self.ts})"
 
 
 @dataclass(slots=True)
@@ -445,36 +390,18 @@ class FlowTable:
         if not len(groups):
             return
         rows = firsts[groups]
-        gl = groups.tolist()
-        rl = rows.tolist()
-        ts_l, pk_l, lo_l, fl_l, seq_l, ack_l, win_l, ws_l, il_l, id_l, sp_l, dp_l = (
-            a[rows].tolist() for a in (clk, c["index"], lo, c["flags"], c["seq"], c["ack"], c["win"], c["wscale"],
-                                       c["ip_len"], c["ipid"], c["sport"], c["dport"]))
+        vals = np.empty((len(rows), len(_runs.HOLD_COLUMNS)), np.int64)
+        for k, name in enumerate(_runs.HOLD_COLUMNS):
+            vals[:, k] = rows if name == "row" else clk[rows] if name == "clock" else lo[rows] if name == "lo" \
+                else c[name][rows]
         src_b, dst_b = c["src"][rows].tobytes(), c["dst"][rows].tobytes()
-        current, gone, pending, lane, fresh = self.current, self._gone, self._pending, self._lane, self._fresh
-        wait = self._syn_wait
-        made = 0
-        for j, g in enumerate(gl):
-            if flows0[g] is not None:
-                continue
-            key = gkeys[g]
-            if gone and key in gone:
-                del gone[key]                    # (a SYN without ACK there starts a new connection: `_late`)
-            r = j * 16
-            ts = ts_l[j]
-            a = Attempt(key, ts, pk_l[j], lo_l[j], fl_l[j], seq_l[j], ack_l[j], win_l[j], ws_l[j], il_l[j], id_l[j],
-                        src_b[r:r + 16], sp_l[j], dst_b[r:r + 16], dp_l[j], 0)
-            if wait is None:                     # the SYN_SENT wait, read once off the machine itself
-                due = self.expand(a).conn.next_deadline()
-                wait = self._syn_wait = _NEVER if due is None else due - ts
-            a.due = ts + wait
-            flows0[g] = False
-            current[key] = a
-            pending.append((rl[j], a))
-            lane.append(a)
-            fresh.append(a)
-            made += 1
-        self._held += made
+        if self._syn_wait is None:               # the SYN_SENT wait, read once off the machine itself
+            first = vals[0].tolist()
+            a = Attempt(gkeys[int(groups[0])], *first[1:11], src_b[:16], first[11], dst_b[:16], first[12], 0)
+            due = self.expand(a).conn.next_deadline()
+            self._syn_wait = _NEVER if due is None else due - a.ts
+        self._held += _runs.hold_lone_syns(groups, vals, src_b, dst_b, gkeys, flows0, self.current, self._gone,
+                                           self._pending, self._lane, self._fresh, self._syn_wait)
 
     def expand(self, a: Attempt) -> Flow:
         """The Flow an attempt stands for: a new connection's machine fed its SYN, as the walk would have.
