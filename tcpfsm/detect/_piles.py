@@ -234,6 +234,8 @@ class PileCounter:
     peaks = cython.declare(dict, visibility="public")
     sample = cython.declare(dict, visibility="public")
     _evidence = cython.declare(dict, visibility="readonly")     # (readable by `absorb` of the other form)
+    lone = cython.declare(dict, visibility="public")
+    _singles = cython.declare(cython.bint)
 
     def __init__(self, min_age: float = 1.0, keep_min: int = 1):
         """`keep_min`: the smallest pile that can matter (the lowest pile threshold). A (host, state) pile
@@ -260,6 +262,11 @@ class PileCounter:
         # (host, state) -> the sorted sample of its last peak, while the sample has not changed since:
         # a pile that grows one member at a time would otherwise re-sort the same ids at every new peak
         self._evidence = {}
+        # (host, state) -> (flow id, since): a pile of one member so far -- a spoofed flood's every source --
+        # kept as this pair instead of its sample, evidence and peak (made from it when a second member comes,
+        # or at `finish`). Only when keep_min >= 2: such a pile then cannot matter while it has one member.
+        self.lone = {}
+        self._singles = keep_min >= 2
 
     @cython.cfunc
     def _next_due(self) -> i64:
@@ -309,6 +316,9 @@ class PileCounter:
                 # a new pile (a spoofed flood's every source): its first member is its peak and its evidence
                 # (no ghosts, sample or peak can exist without the pile: `_leave` drops them together)
                 live[key] = 1
+                if self._singles:
+                    self.lone[key] = (fid, due)
+                    continue
                 samples[key] = [fid]
                 flows = [fid]
                 evidence[key] = flows
@@ -317,6 +327,10 @@ class PileCounter:
             count = members
             count += 1
             live[key] = count
+            if self.lone:
+                first = self.lone.pop(key, None)
+                if first is not None:
+                    self._unfold(key, first)
             sample = samples.get(key)
             if sample is None:
                 sample = []
@@ -377,11 +391,23 @@ class PileCounter:
         self.token = token
 
     @cython.cfunc
+    def _unfold(self, key, first) -> cython.void:
+        """A pile of one (`lone`) as every pile is kept: its member its sample, evidence and peak."""
+        fid, since = first
+        flows = [fid]
+        self.sample[key] = [fid]
+        self._evidence[key] = flows
+        self.peaks[key] = Peak(1, since, flows)
+
+    @cython.cfunc
     def _leave(self, host, state, key, fid) -> cython.void:
         """A counted endpoint (`key`) leaves its pile."""
         pile = (host, state)
         got = self.live.get(pile)
         if got is None:
+            return
+        if self.lone and self.lone.pop(pile, None) is not None:
+            del self.live[pile]                 # its only member, below keep_min: forgotten
             return
         members: i64 = got
         members -= 1
@@ -429,9 +455,10 @@ class PileCounter:
                 if not n and members is not None and m == 1 and counted:
                     # its own one-member pile (a spoofed source's), below keep_min: `_leave`'s outcome at once
                     del live[pile]
-                    del self.sample[pile]
-                    self._evidence.pop(pile, None)
-                    peaks.pop(pile, None)
+                    if self.lone.pop(pile, None) is None:
+                        del self.sample[pile]
+                        self._evidence.pop(pile, None)
+                        peaks.pop(pile, None)
                 elif counted:
                     self._leave(host, state, key, fid)
                 self.released += 1
@@ -452,6 +479,7 @@ class PileCounter:
         self.peaks.update(other.peaks)
         self.sample.update(other.sample)
         self._evidence.update(other._evidence)
+        self.lone.update(other.lone)
         self.released += other.released
         for item in list(other.pending) + other.late:       # still waiting for their minimum age
             heapq.heappush(self.late, item)
@@ -460,6 +488,9 @@ class PileCounter:
     def finish(self, end: int) -> dict:
         """Stays still open at `end` count if they reached the minimum age by then."""
         self._promote(end)
+        for key, first in self.lone.items():     # (bounded: one turn a pile of one)
+            self._unfold(key, first)
+        self.lone.clear()
         return self.peaks
 
 

@@ -16,6 +16,7 @@ from heapq import heappush as _heappush
 from weakref import ref as _weakref
 
 import cython
+import numpy as np
 
 from ..fsm.states import State
 
@@ -338,3 +339,93 @@ def hold_lone_syns(groups: cython.const[cython.longlong][::1], vals: cython.cons
         fresh.append(a)
         made += 1
     return made
+
+
+# -- the cap: which connections leave, and their leaving --------------------------------------------------
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.ccall
+def oldest_half_open(tracked: list, excess: i64, half: i64, half_open) -> tuple:
+    """The `excess` half-open connections of `tracked` (Flows and Attempts; `half_open(flow)` decides for a
+    Flow, an Attempt always is one) silent longest, ties in list order, as indices into it; and how many
+    half-open ones were met walking oldest first -- the walk stops once the victims are found and more than
+    `half` were met (FlowTable.enforce_cap's question: do attempts fill over half the cap?)."""
+    n: i64 = len(tracked)
+    i: i64
+    j: i64
+    attempts: i64 = 0
+    last = np.empty(n, np.int64)
+    lv: i64[::1] = last
+    for i in range(n):                   # (bounded: one turn a connection)
+        f = tracked[i]
+        if type(f) is Attempt:
+            lv[i] = cython.cast(Attempt, f).ts
+        else:
+            lv[i] = f.last_ts
+    order = np.argsort(last, kind="stable").astype(np.int64)
+    ov: i64[::1] = order
+    victims = []
+    for j in range(n):                   # (bounded)
+        i = ov[j]
+        f = tracked[i]
+        if type(f) is Attempt or half_open(f):
+            attempts += 1
+            if len(victims) < excess:
+                victims.append(i)
+            elif attempts > half:
+                break
+    return victims, attempts
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.ccall
+def evict(keys: list, tracked: list, victims: list, clock: i64, settled: i64, current: dict, gone: dict,
+          flows, detached: set, touched: set, reasons: dict, reason_of) -> tuple:
+    """Connections leaving the table over its cap (FlowTable.enforce_cap): `victims` index `keys` and
+    `tracked`. A Flow's machine is settled at `clock` first (no more packets will be seen for it: decide what
+    is open; `touched` if that moved it); an Attempt (whose timer is not due) is marked evicted. Each leaves
+    `current`, `flows` (when kept) and `detached`; an unfinished one's key goes to the end of `gone` (its
+    later segments are its own). `reasons` counts why: `reason_of(key, flow)`, or without it "half_open"
+    when silent since `settled` and "forced" when younger. Returns (the flows and attempts in victim order,
+    how many attempts left)."""
+    out = []
+    i: i64
+    last: i64
+    held: i64 = 0
+    fin: cython.bint
+    a: Attempt
+    for i in victims:                    # (bounded: one turn a victim)
+        k = keys[i]
+        f = tracked[i]
+        if type(f) is Attempt:
+            a = f
+            a.fate = 2
+            held += 1
+            last = a.ts
+            fin = False
+            fid = a.id
+        else:
+            conn = f.conn
+            n = len(conn.transitions)
+            conn.settle(clock)
+            if len(conn.transitions) != n:
+                touched.add(f)
+            last = f.last_ts
+            fin = f.finished()
+            fid = f.id
+        if reason_of is not None:
+            reason = reason_of(k, f)
+        else:
+            reason = "half_open" if last <= settled else "forced"
+        reasons[reason] = reasons.get(reason, 0) + 1
+        del current[k]
+        out.append(f)
+        if not fin:
+            if k in gone:
+                del gone[k]
+            gone[k] = None
+        if flows is not None:
+            flows.pop(fid, None)
+        detached.discard(f)
+    return out, held

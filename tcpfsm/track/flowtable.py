@@ -14,6 +14,7 @@ import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
+from operator import itemgetter
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ SERVICE_PORTS = frozenset({
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TICK = itertools.count()          # tie-break for the timer heap
 _NEVER = 1 << 62                   # (a due time no clock reaches)
+_first = itemgetter(0)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -360,7 +362,7 @@ class FlowTable:
         _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK)
         # number the new connections in capture order, as the per-segment path does
         kept = self._flows
-        for _, f in sorted(self._pending, key=lambda rf: rf[0]):   # (flows and attempts)
+        for _, f in sorted(self._pending, key=_first):   # (flows and attempts)
             self.created += 1
             f.id = self.created
             if kept is not None:
@@ -728,62 +730,36 @@ class FlowTable:
             n = len(tracked)
             order = np.lexsort((np.fromiter((f.last_ts for f in tracked), np.int64, n),
                                 np.fromiter((klass(f) for f in tracked), np.int8, n)))
-            victims = [(keys[i], tracked[i]) for i in order[:excess].tolist()]
-            del keys, tracked, order
+            victims = order[:excess].tolist()
+            del order
         else:
             # The `excess` attempts silent longest (ties in table order), and whether attempts fill over half
             # the cap. This runs once a batch over the whole table (a flood's 50,000 connections), so the
             # table is walked oldest first, testing half_open only until both are known: for a flood, the
             # victims and half the cap, not every connection.
             keys, tracked = list(self.current), list(self.current.values())
-            order = np.argsort(np.array([f.last_ts for f in tracked], np.int64), kind="stable").tolist()
-            half = self.max_flows // 2
-            victims, attempts = [], 0
-            for i in order:
-                f = tracked[i]
-                if half_open(f):
-                    attempts += 1
-                    if len(victims) < excess:
-                        victims.append((keys[i], f))
-                    elif attempts > half:
-                        break
+            victims, attempts = _runs.oldest_half_open(tracked, excess, self.max_flows // 2, half_open)
             # A handshake still in progress (younger than `settled_after`) is forced out only when attempts
             # are what fills the table (over half of the cap: a flood); when established connections fill
             # it, evicting the few handshakes under way frees nothing that matters and loses connections
             # (their next segments would find them gone).
-            if attempts <= half:
-                victims = [kf for kf in victims if kf[1].last_ts <= self.clock - settled_after]
+            if attempts <= self.max_flows // 2:
+                victims = [i for i in victims if tracked[i].last_ts <= self.clock - settled_after]
         settled = self.clock - settled_after
-        out = []
-        clock, current, touched, flows, detached = self.clock, self.current, self._touched, self._flows, self._detached
+
+        def reason_of(k, f):
+            reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
+            if reason != "finished" and f.last_ts > settled and half_open(f):
+                reason = "forced"                # a handshake maybe still under way
+            return reason
+
+        reasons = {}
         gone, limit = self._gone, max(2 * self.max_flows, 100_000)
-        reasons = Counter()
-        for k, f in victims:
-            if type(f) is Attempt:              # (its timer is not due: `advance` expands those first)
-                f.fate = 2
-                self._held -= 1
-            else:
-                conn = f.conn
-                n = len(conn.transitions)
-                conn.settle(clock)              # no more packets will be seen for it: decide what is open
-                if len(conn.transitions) != n:
-                    touched.add(f)
-            if self.forget_finished:
-                reason = ("finished", "half_open", "idle")[rank((k, f))[0]]
-                if reason != "finished" and f.last_ts > settled and half_open(f):
-                    reason = "forced"                # a handshake maybe still under way
-            else:
-                reason = "half_open" if f.last_ts <= settled else "forced"
-            reasons[reason] += 1
-            del current[k]
-            out.append(f)
-            if not f.finished():
-                if k in gone:
-                    del gone[k]
-                gone[k] = None                  # (a set in eviction order: the id is not needed)
-            if flows is not None:
-                flows.pop(f.id, None)
-            detached.discard(f)
+        out, held = _runs.evict(keys, tracked, victims, self.clock, settled, self.current, gone, self._flows,
+                                self._detached, self._touched, reasons,
+                                reason_of if self.forget_finished else None)
+        self._held -= held
+        del keys, tracked
         over = len(gone) - limit
         if over > 0:                            # the oldest out (a dict iterates in insertion order)
             for k in list(itertools.islice(gone, over)):
