@@ -339,12 +339,18 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
         nonlocal handed, not_kept
         add, release, now = agg.add_flow, agg.piles.release, table.clock
         if not stream:                  # (a flood's evicted attempts, 16,000 a batch: the loop kept lean)
-            add_attempt = agg.add_attempt
+            attempts = []
             for f in flows:
-                if type(f) is not Attempt:
+                if type(f) is Attempt:
+                    attempts.append(f)
+                else:
+                    if attempts:                # (in eviction order: the roll-ups keep their first)
+                        agg.add_attempts(attempts, now, table.expand)
+                        attempts = []
                     add(f, now, kept=False, listed=False)
-                elif not add_attempt(f, now):
-                    add(table.expand(f), now, kept=False, listed=False)
+            if attempts:
+                agg.add_attempts(attempts, now, table.expand)
+            for f in flows:
                 release(f)
             not_kept += len(flows)
             return

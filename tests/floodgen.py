@@ -18,7 +18,7 @@ from make_load import SERVER_IP, packets, pcap_header  # noqa: E402
 SYN, ACK = 0x02, 0x10
 
 
-def _write(path: str, parts: list[np.ndarray], ts: list[np.ndarray]) -> None:
+def write_records(path: str, parts: list[np.ndarray], ts: list[np.ndarray]) -> None:
     """Records of every part, in time order (stable: a part listed first wins a tie)."""
     order = np.argsort(np.concatenate(ts), kind="stable")
     width = max(p.shape[1] for p in parts)
@@ -49,7 +49,7 @@ def write_flood(path: str, n: int, seconds: float = 10.0, answered: float = 0.0,
         parts.append(packets(t[pick] + 100, SERVER_IP, src[pick], port, sport[pick], sisn,
                              ((isn[pick] + 1) & 0xFFFFFFFF).astype(np.uint32), SYN | ACK, False))
         ts.append(t[pick] + 100)
-    _write(path, parts, ts)
+    write_records(path, parts, ts)
 
 
 def write_established(path: str, n: int, seconds: float = 10.0, late_at: float = 30.0, seed: int = 2,
@@ -70,4 +70,4 @@ def write_established(path: str, n: int, seconds: float = 10.0, late_at: float =
              packets(t + 100, SERVER_IP, cip, port, cport, sisn.astype(np.uint32), c1, SYN | ACK, False),
              packets(t + 200, cip, SERVER_IP, cport, port, c1, s1, ACK, True),
              packets(late, cip, SERVER_IP, cport, port, c1, s1, ACK, True)]
-    _write(path, parts, [t, t + 100, t + 200, late])
+    write_records(path, parts, [t, t + 100, t + 200, late])

@@ -11,6 +11,7 @@ analysis and the streaming one both go through it, so they agree.
 """
 from __future__ import annotations
 
+import math
 import struct
 from array import array
 from collections import Counter, OrderedDict, defaultdict
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..fsm import State
 from ..track.flowtable import Attempt, Flow, hostport, ip_text, service_text
+from .._kernels import load
 from .piles import PileCounter, host_text
 from .rules import (PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was, flow_findings, rank)
 
@@ -28,6 +30,7 @@ MAX_SOURCES = 100_000    # distinct sources remembered per flooded service
 MAX_SINGLES = 100_000    # sources seen probing one target so far, remembered (oldest forgotten first)
 MAX_NEWEST = 500_000     # (client, service) pairs remembered for the reconnect rule (oldest forgotten first)
 MAX_QUIET = 500_000      # connections that left ESTABLISHED on both sides, kept for the reconnect rule
+_tally = load("tcpfsm.detect._tally")   # the tallies every failed attempt passes through (compiled)
 _PER_TARGET = frozenset({"unanswered_syn"})   # per-flow kinds rolled up per target service, not per client
 # the states an attempt that got no answer can have held (Aggregator._attempt)
 _ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})
@@ -204,29 +207,19 @@ class Aggregator:
         self._probe(f.server_raw, f.server_port, f.client_raw, f.first_ts, f.id, s.rsts > 0)
         return True
 
-    def add_attempt(self, a: Attempt, end: int) -> bool:
-        """An Attempt (tcpfsm/track/flowtable.py: one SYN, nothing else) evicted over the cap and not kept:
-        what `add_flow(kept=False, listed=False)` does with the flow it stands for, read off the record --
-        `_attempt`'s short way for a client that sent one SYN and got nothing back. Returns False, having
-        changed nothing, when the full per-flow rules must see the flow (its `unanswered_syn` would be the
-        roll-up's first): the caller then passes `FlowTable.expand(a)` to `add_flow`."""
-        raw = a.server_raw
-        server = service_text(raw, a.server_port)
-        first = a.ts
-        if end - first >= self.th.unanswered_syn_after * NS:
-            r = self.rollups.get(("unanswered_syn", ip_text(raw), server))
-            if r is None or first < r.first.ts:
-                return False
-            if SEVERITY_RANK["low"] < SEVERITY_RANK[r.severity]:
-                r.severity = "low"
-            if first > r.ts_end:
-                r.ts_end = first
-            r.count += 1
-            if len(r.flows) < SAMPLE:
-                r.flows.append(a.id)
-        self._flood_attempt(server, raw, first, a.id, a.client_raw, False)
-        self._probe(raw, a.server_port, a.client_raw, first, a.id, False)
-        return True
+    def add_attempts(self, attempts: list[Attempt], end: int, expand) -> None:
+        """Attempts (tcpfsm/track/flowtable.py: one SYN, nothing else) evicted over the cap and not kept, in
+        eviction order: what `add_flow(kept=False, listed=False)` does with the flows they stand for, read off
+        the records -- `_attempt`'s short way for a client that sent one SYN and got nothing back, in bulk
+        (`_tally.tally_attempts`). One whose `unanswered_syn` would be its roll-up's first takes the full path:
+        `expand(attempt)` (FlowTable.expand) is the flow it stands for."""
+        def full(a: Attempt) -> None:
+            self.add_flow(expand(a), end, kept=False, listed=False)
+
+        _tally.tally_attempts(attempts, end, math.ceil(self.th.unanswered_syn_after * NS), self.rollups,
+                              SEVERITY_RANK, full, service_text, ip_text, self.flood, self.flood_host,
+                              self.flood_sources, _Bucket, SAMPLE, MAX_SOURCES, self.scan, self.scan1,
+                              self.forgotten, MAX_SINGLES, MAX_TARGETS)
 
     def _index(self, f: Flow, kept: bool = True, server: str | None = None) -> None:
         c, s = f.conn.client, f.conn.server
@@ -252,46 +245,14 @@ class Aggregator:
                        answered: bool) -> None:
         """A handshake toward `server` (its address as captured: `server_raw`) that never completed, begun at
         `first` by flow `fid` from `client_raw`: counted in its second's bucket (SYN flood)."""
-        per_second = self.flood.get(server)
-        if per_second is None:
-            per_second = self.flood[server] = {}
-            self.flood_host[server] = ip_text(server_raw)
-        sec = first // NS
-        bucket = per_second.get(sec)
-        if bucket is None:
-            bucket = per_second[sec] = _Bucket(lo=first, hi=first)
-        elif first < bucket.lo:
-            bucket.lo = first
-        elif first > bucket.hi:
-            bucket.hi = first
-        bucket.count += 1
-        if answered:
-            bucket.answered += 1
-        if len(bucket.flows) < SAMPLE:
-            bucket.flows.append(fid)
-        srcs = self.flood_sources[server]
-        if len(srcs) < MAX_SOURCES:         # (only counted: the addresses as captured, no text needed)
-            srcs.add(client_raw)
+        _tally.flood_attempt(self.flood, self.flood_host, self.flood_sources, ip_text, _Bucket, SAMPLE, MAX_SOURCES,
+                             server, server_raw, first, fid, client_raw, answered)
 
     def _probe(self, server_raw: bytes, port: int, src: bytes, first: int, fid: int, refused: bool) -> None:
         """A connection attempt from `src` (as captured: a flood's sources need no text; `_scans` makes it) its
         target refused or never answered, begun at `first` by flow `fid`: one probe of the port-scan rule."""
-        t = (ip_text(server_raw), port)
-        targets = self.scan.get(src)
-        if targets is None:
-            scan1 = self.scan1
-            single = scan1.get(src)
-            if single is None or single[0] == t:
-                if single is None:
-                    if len(scan1) >= MAX_SINGLES:
-                        scan1.popitem(last=False)
-                        self.forgotten["scan_sources"] += 1
-                    scan1[src] = (t, first, fid, refused)
-                return
-            del scan1[src]                       # a second target: a source worth watching
-            targets = self.scan[src] = {single[0]: single[1:]}
-        if t not in targets and len(targets) < MAX_TARGETS:
-            targets[t] = (first, fid, refused)
+        _tally.probe(self.scan, self.scan1, self.forgotten, MAX_SINGLES, MAX_TARGETS, (ip_text(server_raw), port),
+                     src, first, fid, refused)
 
     def _rollup(self, f: Flow) -> None:
         server = None

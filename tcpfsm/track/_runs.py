@@ -128,11 +128,12 @@ _CONTROL = cython.declare(i64, 0x07)     # SYN, FIN or RST: a segment that may c
 @cython.ccall
 def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cython.const[cython.longlong][::1],
                 perm: cython.const[cython.longlong][::1], flows: list, decide, touched: set, timers: list,
-                tick) -> None:
+                tick, current: dict) -> None:
     """Feed a batch's segments to their connections. `rows` (`table` is the same array as an object, for
     `Connection.feed_plain_rows`): the segments in ROW_COLUMNS, group by group -- group g's rows are
     [bounds[g], bounds[g + 1]), in time order; `perm[p]`: row p's place in the batch. `flows[g]`: group g's
-    connection when the batch starts (a Flow, or None; False: a group the table took itself, not walked).
+    connection when the batch starts (a Flow, or None; or an Attempt the table made of it, `hold_lone_syns`:
+    put in `current` at its turn -- so the table's order is the groups' -- and not walked).
 
     Per group, in time order: plain segments (no SYN, FIN or RST) of a steady connection go to
     `feed_plain_rows`, the rest one by one: the connection's timers fire up to the segment's time, and then
@@ -156,7 +157,8 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
         p = bounds[gi]
         e = bounds[gi + 1]
         flow = flows[gi]
-        if flow is False:                    # taken by the table before the walk (a lone SYN: an Attempt)
+        if type(flow) is Attempt:            # a lone SYN the table holds as a record: tracked, not fed
+            current[cython.cast(Attempt, flow).key] = flow
             continue
         while p < e:
             flags = rows[p, _FLAGS]
@@ -288,13 +290,13 @@ class Attempt:
 @cython.wraparound(False)
 @cython.ccall
 def hold_lone_syns(groups: cython.const[cython.longlong][::1], vals: cython.const[cython.longlong][:, ::1],
-                   src: bytes, dst: bytes, gkeys: list, flows: list, current: dict, gone: dict, pending: list,
-                   lane, fresh: list, wait: i64) -> i64:
+                   src: bytes, dst: bytes, gkeys: list, flows: list, gone: dict, pending: list, lane, fresh: list,
+                   wait: i64) -> i64:
     """Hold each candidate group (`groups`: one SYN each, `vals` its row in HOLD_COLUMNS, `src`/`dst` the
-    rows' 16-byte addresses end to end) whose 4-tuple has no connection (`flows[g]` None) as an Attempt:
-    put in `current` under its key, listed for numbering (`pending`, by row), for its timer (`lane`) and for
-    the next drain (`fresh`); `flows[g]` becomes False (the walk skips it). A SYN on the 4-tuple of a
-    connection evicted unfinished (`gone`) starts a new one there. Returns how many were held."""
+    rows' 16-byte addresses end to end) whose 4-tuple has no connection (`flows[g]` None) as an Attempt,
+    `flows[g]` (`walk_groups` puts it in the table at its turn), listed for numbering (`pending`, by row),
+    for its timer (`lane`) and for the next drain (`fresh`). A SYN on the 4-tuple of a connection evicted
+    unfinished (`gone`) starts a new one there. Returns how many were held."""
     n: i64 = groups.shape[0]
     j: i64
     g: i64
@@ -332,8 +334,7 @@ def hold_lone_syns(groups: cython.const[cython.longlong][::1], vals: cython.cons
         a.fate = 0
         a.drained = False
         a.flow = None
-        flows[g] = False
-        current[key] = a
+        flows[g] = a
         pending.append((vals[j, 0], a))
         lane.append(a)
         fresh.append(a)

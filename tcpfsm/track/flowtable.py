@@ -359,7 +359,7 @@ class FlowTable:
             return self._new_flow(key, clock, idx, bytes(c["src"][row]), int(c["sport"][row]), bytes(c["dst"][row]),
                                   int(c["dport"][row]), fl, lo_src)
 
-        _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK)
+        _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK, self.current)
         # number the new connections in capture order, as the per-segment path does
         kept = self._flows
         for _, f in sorted(self._pending, key=_first):   # (flows and attempts)
@@ -377,8 +377,9 @@ class FlowTable:
         """The attempts table (`attempts=True`) before a batch's walk: the held attempts its segments continue
         are expanded into their flows (`flows0`), and each group that is one SYN -- no ACK, FIN, RST or
         payload, not tunnelled -- on a 4-tuple with no connection becomes a held Attempt instead of a flow
-        (numbered with the batch's new flows, in capture order); its `flows0` entry becomes False, which the
-        walk skips. A SYN on the 4-tuple of a connection evicted unfinished starts a new one (`_late`)."""
+        (numbered with the batch's new flows, in capture order); its `flows0` entry becomes the Attempt, which
+        the walk puts in the table at its turn (the table's order, which breaks the cap's ties, is the
+        groups'). A SYN on the 4-tuple of a connection evicted unfinished starts a new one (`_late`)."""
         if self._held:
             for g, f in enumerate(flows0):
                 if type(f) is Attempt:
@@ -402,8 +403,8 @@ class FlowTable:
             a = Attempt(gkeys[int(groups[0])], *first[1:11], src_b[:16], first[11], dst_b[:16], first[12], 0)
             due = self.expand(a).conn.next_deadline()
             self._syn_wait = _NEVER if due is None else due - a.ts
-        self._held += _runs.hold_lone_syns(groups, vals, src_b, dst_b, gkeys, flows0, self.current, self._gone,
-                                           self._pending, self._lane, self._fresh, self._syn_wait)
+        self._held += _runs.hold_lone_syns(groups, vals, src_b, dst_b, gkeys, flows0, self._gone, self._pending,
+                                           self._lane, self._fresh, self._syn_wait)
 
     def expand(self, a: Attempt) -> Flow:
         """The Flow an attempt stands for: a new connection's machine fed its SYN, as the walk would have.

@@ -1,0 +1,127 @@
+"""The aggregator's kernel: what one handshake that never completed adds to the cross-connection findings.
+
+Owns the two tallies every failed attempt passes through -- its second's bucket of the SYN-flood rule
+(`flood_attempt`) and its probe of the port-scan rule (`probe`) -- and the bulk path for attempts evicted
+over the cap (`tally_attempts`: a spoofed flood's millions, each also counted in the `unanswered_syn`
+roll-up). tcpfsm/detect/aggregate.py owns the containers (the aggregator's dicts, passed in at each call:
+`Aggregator.merge` replaces them), what the rules conclude from them and every other finding. Must not:
+import tcpfsm's other modules (the text of addresses, the bucket class and the limits are passed in), or
+keep anything between calls.
+
+Cython pure-Python mode (see tcpfsm/capture/_decode.py): compiled by setup.py into tcpfsm.detect._tally_c,
+the plain module the readable reference (tests run the suite both ways). Its containers are the same dicts,
+sets and OrderedDict compiled or not, so both forms tally identically.
+"""
+from __future__ import annotations
+
+import cython
+
+i64 = cython.typedef(cython.longlong)
+
+
+@cython.ccall
+def flood_attempt(flood, flood_host: dict, flood_sources, ip_text, new_bucket, sample: i64, max_sources: i64,
+                  server, server_raw, first: i64, fid: i64, client_raw, answered: cython.bint) -> None:
+    """A handshake toward `server` (its address as captured: `server_raw`; `ip_text` makes its text) that
+    never completed, begun at `first` by flow `fid` from `client_raw`: counted in its second's bucket
+    (`flood[server][second]`, a `new_bucket(lo=, hi=)` when new; up to `sample` flow ids), its source in
+    `flood_sources[server]` (up to `max_sources`, counted, not named)."""
+    per_second = flood.get(server)
+    if per_second is None:
+        per_second = {}
+        flood[server] = per_second
+        flood_host[server] = ip_text(server_raw)
+    sec = first // 1_000_000_000
+    bucket = per_second.get(sec)
+    if bucket is None:
+        bucket = new_bucket(lo=first, hi=first)
+        per_second[sec] = bucket
+    else:
+        lo: i64 = bucket.lo
+        if first < lo:
+            bucket.lo = first
+        elif first > bucket.hi:
+            bucket.hi = first
+    bucket.count += 1
+    if answered:
+        bucket.answered += 1
+    flows = bucket.flows
+    if len(flows) < sample:
+        flows.append(fid)
+    srcs = flood_sources[server]
+    if len(srcs) < max_sources:
+        srcs.add(client_raw)
+
+
+@cython.ccall
+def probe(scan: dict, scan1, forgotten: dict, max_singles: i64, max_targets: i64, target: tuple, src,
+          first: i64, fid: i64, refused: cython.bint) -> None:
+    """A connection attempt from `src` to `target` ((address text, port)) that its target refused or never
+    answered, begun at `first` by flow `fid`: one probe of the port-scan rule. A source with one target so
+    far lives in `scan1` (its first probe; the oldest let go of past `max_singles`, counted in
+    `forgotten`); with two or more in `scan` (each target's first probe, up to `max_targets`)."""
+    targets = scan.get(src)
+    if targets is None:
+        single = scan1.get(src)
+        if single is None or single[0] == target:
+            if single is None:
+                if len(scan1) >= max_singles:
+                    scan1.popitem(last=False)
+                    forgotten["scan_sources"] += 1
+                scan1[src] = (target, first, fid, refused)
+            return
+        del scan1[src]                       # a second target: a source worth watching
+        targets = {single[0]: single[1:]}
+        scan[src] = targets
+    if target not in targets and len(targets) < max_targets:
+        targets[target] = (first, fid, refused)
+
+
+@cython.ccall
+def tally_attempts(attempts: list, end: i64, after: i64, rollups: dict, ranks: dict, full, service_text,
+                   ip_text, flood, flood_host: dict, flood_sources, new_bucket, sample: i64, max_sources: i64,
+                   scan: dict, scan1, forgotten: dict, max_singles: i64, max_targets: i64) -> None:
+    """Attempts (tcpfsm/track/_runs.py: Attempt, one SYN and nothing back) evicted over the cap and not kept,
+    in eviction order: what the aggregator's per-flow path concludes of each, read off the record. One silent
+    `after` ns or more by `end` has its `unanswered_syn`, counted in that service's roll-up ("low"); when that
+    roll-up does not exist yet or began later, `full(attempt)` takes the full per-flow path instead (its
+    finding becomes the roll-up's first). Each is one flood attempt and one probe, neither answered."""
+    n: i64 = len(attempts)
+    i: i64
+    ts: i64
+    low: i64 = ranks["low"]
+    prev_raw = None
+    prev_port: i64 = -1
+    server = None
+    target = None
+    r = None
+    r_first: i64 = 0
+    for i in range(n):                   # (bounded: one turn an attempt)
+        a = attempts[i]
+        raw = a.server_raw
+        port: i64 = a.server_port
+        if port != prev_port or raw != prev_raw:   # (a flood's attempts share their service: made once)
+            prev_raw, prev_port = raw, port
+            server = service_text(raw, port)
+            target = (ip_text(raw), port)
+            r = None
+        ts = a.ts
+        if end - ts >= after:
+            if r is None:
+                r = rollups.get(("unanswered_syn", target[0], server))
+                if r is not None:
+                    r_first = r.first.ts
+            if r is None or ts < r_first:
+                full(a)
+                r = None                     # (the full path may have made or changed the roll-up)
+                continue
+            if low < ranks[r.severity]:
+                r.severity = "low"
+            if ts > r.ts_end:
+                r.ts_end = ts
+            r.count += 1
+            if len(r.flows) < sample:
+                r.flows.append(a.id)
+        flood_attempt(flood, flood_host, flood_sources, ip_text, new_bucket, sample, max_sources, server, raw, ts,
+                      a.id, a.client_raw, False)
+        probe(scan, scan1, forgotten, max_singles, max_targets, target, a.client_raw, ts, a.id, False)
