@@ -350,8 +350,7 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
                     add(f, now, kept=False, listed=False)
             if attempts:
                 agg.add_attempts(attempts, now, table.expand)
-            for f in flows:
-                release(f)
+            agg.piles.release_all(flows)
             not_kept += len(flows)
             return
         for f in flows:

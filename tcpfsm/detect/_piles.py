@@ -424,6 +424,12 @@ class PileCounter:
                 self._evidence.pop(pile, None)
                 self.peaks.pop(pile, None)
 
+    def release_all(self, flows: list) -> None:
+        """`release` each of `flows`."""
+        for flow in flows:                  # (bounded: one turn a flow)
+            self.release(flow)
+
+    @cython.ccall
     def release(self, flow) -> None:
         """`flow` leaves the table for good while holding a state (a half-open attempt evicted over the cap):
         no transition will ever take it out. An endpoint in a pile that is still below `keep_min` and never

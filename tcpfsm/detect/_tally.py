@@ -54,12 +54,13 @@ def flood_attempt(flood, flood_host: dict, flood_sources, ip_text, new_bucket, s
 
 
 @cython.ccall
-def probe(scan: dict, scan1, forgotten: dict, max_singles: i64, max_targets: i64, target: tuple, src,
-          first: i64, fid: i64, refused: cython.bint) -> None:
+def probe(scan: dict, scan1, max_singles: i64, max_targets: i64, target: tuple, src, first: i64, fid: i64,
+          refused: cython.bint) -> cython.int:
     """A connection attempt from `src` to `target` ((address text, port)) that its target refused or never
     answered, begun at `first` by flow `fid`: one probe of the port-scan rule. A source with one target so
-    far lives in `scan1` (its first probe; the oldest let go of past `max_singles`, counted in
-    `forgotten`); with two or more in `scan` (each target's first probe, up to `max_targets`)."""
+    far lives in `scan1` (its first probe; the oldest let go of past `max_singles`: returns 1 when one was,
+    for the caller to count); with two or more in `scan` (each target's first probe, up to `max_targets`)."""
+    dropped: cython.int = 0
     targets = scan.get(src)
     if targets is None:
         single = scan1.get(src)
@@ -67,14 +68,15 @@ def probe(scan: dict, scan1, forgotten: dict, max_singles: i64, max_targets: i64
             if single is None:
                 if len(scan1) >= max_singles:
                     scan1.popitem(last=False)
-                    forgotten["scan_sources"] += 1
+                    dropped = 1
                 scan1[src] = (target, first, fid, refused)
-            return
+            return dropped
         del scan1[src]                       # a second target: a source worth watching
         targets = {single[0]: single[1:]}
         scan[src] = targets
     if target not in targets and len(targets) < max_targets:
         targets[target] = (first, fid, refused)
+    return 0
 
 
 @cython.ccall
@@ -96,6 +98,7 @@ def tally_attempts(attempts: list, end: i64, after: i64, rollups: dict, ranks: d
     target = None
     r = None
     r_first: i64 = 0
+    dropped: i64 = 0
     for i in range(n):                   # (bounded: one turn an attempt)
         a = attempts[i]
         raw = a.server_raw
@@ -124,4 +127,6 @@ def tally_attempts(attempts: list, end: i64, after: i64, rollups: dict, ranks: d
                 r.flows.append(a.id)
         flood_attempt(flood, flood_host, flood_sources, ip_text, new_bucket, sample, max_sources, server, raw, ts,
                       a.id, a.client_raw, False)
-        probe(scan, scan1, forgotten, max_singles, max_targets, target, a.client_raw, ts, a.id, False)
+        dropped += probe(scan, scan1, max_singles, max_targets, target, a.client_raw, ts, a.id, False)
+    if dropped:
+        forgotten["scan_sources"] += dropped

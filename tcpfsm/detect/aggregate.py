@@ -251,8 +251,9 @@ class Aggregator:
     def _probe(self, server_raw: bytes, port: int, src: bytes, first: int, fid: int, refused: bool) -> None:
         """A connection attempt from `src` (as captured: a flood's sources need no text; `_scans` makes it) its
         target refused or never answered, begun at `first` by flow `fid`: one probe of the port-scan rule."""
-        _tally.probe(self.scan, self.scan1, self.forgotten, MAX_SINGLES, MAX_TARGETS, (ip_text(server_raw), port),
-                     src, first, fid, refused)
+        if _tally.probe(self.scan, self.scan1, MAX_SINGLES, MAX_TARGETS, (ip_text(server_raw), port), src, first,
+                        fid, refused):
+            self.forgotten["scan_sources"] += 1
 
     def _rollup(self, f: Flow) -> None:
         server = None

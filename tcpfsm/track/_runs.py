@@ -382,12 +382,12 @@ def oldest_half_open(tracked: list, excess: i64, half: i64, half_open) -> tuple:
 @cython.wraparound(False)
 @cython.ccall
 def evict(keys: list, tracked: list, victims: list, clock: i64, settled: i64, current: dict, gone: dict,
-          flows, detached: set, touched: set, reasons: dict, reason_of) -> tuple:
+          detached: set, touched: set, reasons: dict, reason_of) -> tuple:
     """Connections leaving the table over its cap (FlowTable.enforce_cap): `victims` index `keys` and
     `tracked`. A Flow's machine is settled at `clock` first (no more packets will be seen for it: decide what
     is open; `touched` if that moved it); an Attempt (whose timer is not due) is marked evicted. Each leaves
-    `current`, `flows` (when kept) and `detached`; an unfinished one's key goes to the end of `gone` (its
-    later segments are its own). `reasons` counts why: `reason_of(key, flow)`, or without it "half_open"
+    `current` and `detached`; an unfinished one's key goes to the end of `gone` (its later segments are its
+    own; an attempt's key cannot be there already: `hold_lone_syns` took it out). `reasons` counts why: `reason_of(key, flow)`, or without it "half_open"
     when silent since `settled` and "forced" when younger. Returns (the flows and attempts in victim order,
     how many attempts left)."""
     out = []
@@ -405,7 +405,6 @@ def evict(keys: list, tracked: list, victims: list, clock: i64, settled: i64, cu
             held += 1
             last = a.ts
             fin = False
-            fid = a.id
         else:
             conn = f.conn
             n = len(conn.transitions)
@@ -414,7 +413,6 @@ def evict(keys: list, tracked: list, victims: list, clock: i64, settled: i64, cu
                 touched.add(f)
             last = f.last_ts
             fin = f.finished()
-            fid = f.id
         if reason_of is not None:
             reason = reason_of(k, f)
         else:
@@ -423,10 +421,20 @@ def evict(keys: list, tracked: list, victims: list, clock: i64, settled: i64, cu
         del current[k]
         out.append(f)
         if not fin:
-            if k in gone:
+            if type(f) is not Attempt and k in gone:
                 del gone[k]
             gone[k] = None
-        if flows is not None:
-            flows.pop(fid, None)
         detached.discard(f)
     return out, held
+
+
+@cython.ccall
+def number(pending: list, created: i64) -> i64:
+    """Number a batch's new connections (`pending`: (row, Flow or Attempt), in row order) after the `created`
+    before them; returns the last number given."""
+    n: i64 = len(pending)
+    i: i64
+    for i in range(n):                   # (bounded: one turn a new connection)
+        created += 1
+        pending[i][1].id = created
+    return created

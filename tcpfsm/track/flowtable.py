@@ -14,7 +14,7 @@ import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -39,6 +39,7 @@ _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TICK = itertools.count()          # tie-break for the timer heap
 _NEVER = 1 << 62                   # (a due time no clock reaches)
 _first = itemgetter(0)
+_by_id = attrgetter("id")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -179,10 +180,10 @@ class FlowTable:
         # a batch and its ports ints of its own, and the connections of a host (a server's thousands) would each
         # keep their own copies (49 and 32 bytes each)
         self._hosts: dict = {}
-        # every flow not forgotten, by id, in creation order. Streaming (`forget_finished`) forgets every flow
-        # that leaves `current` and `_detached`, so there those two are all of them: no third index (~105 bytes
-        # a connection, 10 MB at a cap of 100,000)
-        self._flows: dict[int, Flow] | None = None if forget_finished else {}
+        # flows that left the table without being forgotten (`evict_finished` when not `forget_finished`): with
+        # `current` and `_detached`, every flow not forgotten -- no index of all of them (~100 bytes a
+        # connection, and two dict operations on it for each of a flood's attempts)
+        self._retired: list[Flow] = []
         # Incremental use (live capture, --follow, streaming): flows whose transitions were not drained yet,
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
         self._touched: set[Flow] = set()
@@ -361,12 +362,8 @@ class FlowTable:
 
         _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK, self.current)
         # number the new connections in capture order, as the per-segment path does
-        kept = self._flows
-        for _, f in sorted(self._pending, key=_first):   # (flows and attempts)
-            self.created += 1
-            f.id = self.created
-            if kept is not None:
-                kept[f.id] = f
+        self._pending.sort(key=_first)
+        self.created = _runs.number(self._pending, self.created)       # (flows and attempts)
         for new, old in self._reuse_fix:
             new.reuse_of = old.id
         self._pending = None
@@ -424,8 +421,6 @@ class FlowTable:
             return a.flow
         flow = self.expand(a)
         self.current[a.key] = flow
-        if self._flows is not None and a.id >= 0:
-            self._flows[a.id] = flow
         a.fate, a.flow = 1, flow
         self._held -= 1
         if a.drained:
@@ -532,10 +527,7 @@ class FlowTable:
         from_client = client == src and cport == sport
         flow = self._make_flow(fid, ts, idx, client, cport, server, sport_, inferred, lo_src == from_client)
         flow.conn.start(ts, from_client, flags)
-        if self._pending is None:
-            if self._flows is not None:
-                self._flows[flow.id] = flow
-        else:
+        if self._pending is not None:
             self._pending.append((self._row, flow))
         old = self.current.get(key)
         if old is not None:
@@ -561,9 +553,7 @@ class FlowTable:
         """Every flow not forgotten, in creation (id) order (held attempts expanded first)."""
         if self._held:
             self._expand_all()
-        if self._flows is None:
-            return sorted(itertools.chain(self.current.values(), self._detached), key=_flow_id)
-        return list(self._flows.values())
+        return sorted(itertools.chain(self.current.values(), self._detached, self._retired), key=_by_id)
 
     def icmp_error(self, key: bytes, lo_src: bool, ts: int, packet: int, seq: int, cause: str) -> Flow | None:
         """An ICMP error quoting a segment of the connection `key` that its lower side (`lo_src`) or upper
@@ -687,9 +677,8 @@ class FlowTable:
         self._detached.difference_update(done)
         flows += done
         self.evicted["finished"] += len(flows)
-        if self._flows is not None and self.forget_finished:
-            for f in flows:
-                self._flows.pop(f.id, None)
+        if not self.forget_finished:
+            self._retired.extend(flows)
         return sorted(flows, key=lambda f: f.last_ts)
 
     def enforce_cap(self, settled_after: int = 0) -> list[Flow]:
@@ -756,8 +745,7 @@ class FlowTable:
 
         reasons = {}
         gone, limit = self._gone, max(2 * self.max_flows, 100_000)
-        out, held = _runs.evict(keys, tracked, victims, self.clock, settled, self.current, gone, self._flows,
-                                self._detached, self._touched, reasons,
+        out, held = _runs.evict(keys, tracked, victims, self.clock, settled, self.current, gone, self._detached, self._touched, reasons,
                                 reason_of if self.forget_finished else None)
         self._held -= held
         del keys, tracked
@@ -784,10 +772,6 @@ def half_open(f: Flow) -> bool:
         return True
     c, s = f.conn.client, f.conn.server
     return c.state in _HALF_CLIENT and s.state in _HALF_SERVER and not c.payload and not s.payload
-
-
-def _flow_id(f: Flow) -> int:
-    return f.id
 
 
 def _due(conn: Connection) -> int | None:
