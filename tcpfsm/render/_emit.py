@@ -294,7 +294,7 @@ class Emitter:
         columns (`rows`), as orjson.dumps([records.transition_record(t) ...]) prints it."""
         if len(self._cause_text) < len(self.causes):      # causes first seen by this batch
             for c in list(self.causes)[len(self._cause_text):]:
-                t = orjson.dumps(c)
+                t = bytes(memoryview(orjson.dumps(c)))   # (its own size: orjson's bytes hold ~4 KB each)
                 self._cause_text.append(t)
                 self._max_cause = max(self._max_cause, len(t))
         buf = self._room(32 + n * (_MAX_TR + self._max_cause + 3 * self._max_state))

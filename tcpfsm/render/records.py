@@ -116,6 +116,13 @@ def flow_record(f: Flow) -> dict:
     }
 
 
+def kept_json(obj) -> bytes:
+    """orjson's text of `obj`, for keeping: orjson's bytes carry its whole output buffer (~4 KB each,
+    whatever their length), so a cache of them -- one per address a flood's records name -- costs 4 KB an
+    entry (65,536 addresses: 268 MB); a copy is its own size."""
+    return bytes(memoryview(orjson.dumps(obj)))
+
+
 def _sec_json(ns: int) -> bytes:
     """orjson's text of sec(ns): the emitter's way out of its proven range (int(): the uncompiled emitter
     reads numpy integers, whose quotient would be a numpy float)."""
@@ -140,7 +147,7 @@ class FlowEncoder:
         self._facts_of = facts_of
         self._width = TRANSITION_ROW
         kernel = kernel or _kernels.load("tcpfsm.render._emit")
-        self._em = kernel.Emitter([orjson.dumps(s.value) for s in State], _sec_json)
+        self._em = kernel.Emitter([kept_json(s.value) for s in State], _sec_json)
         self._state_id = {id(s): i for i, s in enumerate(State)}   # by identity: Enum.__hash__ is Python code
         self._rows = array("q", bytes(8 * TRANSITION_ROW * 256))
         self._ip: dict[bytes, bytes] = {}
@@ -152,7 +159,7 @@ class FlowEncoder:
         if got is None:
             if len(self._ip) >= self._CACHE_MAX:
                 self._ip.clear()
-            got = self._ip[raw] = orjson.dumps(f.client_ip if client else f.server_ip)
+            got = self._ip[raw] = kept_json(f.client_ip if client else f.server_ip)
         return got
 
     def _str_json(self, text: str) -> bytes:
@@ -160,7 +167,7 @@ class FlowEncoder:
         if got is None:
             if len(self._text) >= self._CACHE_MAX:
                 self._text.clear()
-            got = self._text[text] = orjson.dumps(text)
+            got = self._text[text] = kept_json(text)
         return got
 
     def __call__(self, f: Flow) -> bytes:
