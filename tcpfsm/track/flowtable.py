@@ -3,8 +3,16 @@
 Owns the flow table (4-tuple -> current connection), splitting on 4-tuple
 reuse (a SYN with a new ISN starts a new connection), role inference for
 connections picked up midstream, the observer's monotonic clock and the
-firing of timers before each segment. It must not decide states: that is the
-`fsm` package's job, fed through `Connection.feed`.
+firing of timers before each segment, and the cap on connections tracked
+(`enforce_cap`). It must not decide states: that is the `fsm` package's job,
+fed through `Connection.feed`.
+
+A connection that is one SYN so far (what a spoofed flood is made of) may be
+held as an `Attempt` record instead of a Flow (`attempts=True`, the
+whole-capture analysis): it is the flow it stands for -- expanded by the same
+machine fed the same SYN the moment anything more happens to it -- and
+evicted over the cap as the record (tests/test_attempts.py holds the two
+tables equal on every capture and on floods through every eviction path).
 """
 from __future__ import annotations
 
