@@ -452,6 +452,12 @@ class PileCounter:
             counted = (cur & 16) != 0           # (a member of its pile)
             state = states[cur & 15]
             pile = (host, state)
+            if counted and self.lone and self.lone.pop(pile, None) is not None:
+                # its own pile of one (a spoofed source's; no ghosts, sample or peak), below keep_min: let go of
+                stay.discard(key)
+                del live[pile]
+                self.released += 1
+                continue
             members = live.get(pile)
             m = 0 if members is None else members
             peak = peaks.get(pile)
@@ -459,12 +465,11 @@ class PileCounter:
             if (members is None or m + n < keep_min) and (peak is None or peak.count < keep_min):
                 stay.discard(key)
                 if not n and members is not None and m == 1 and counted:
-                    # its own one-member pile (a spoofed source's), below keep_min: `_leave`'s outcome at once
+                    # its own one-member pile, below keep_min: `_leave`'s outcome at once
                     del live[pile]
-                    if self.lone.pop(pile, None) is None:
-                        del self.sample[pile]
-                        self._evidence.pop(pile, None)
-                        peaks.pop(pile, None)
+                    del self.sample[pile]
+                    self._evidence.pop(pile, None)
+                    peaks.pop(pile, None)
                 elif counted:
                     self._leave(host, state, key, fid)
                 self.released += 1

@@ -21,8 +21,10 @@ from .segments import CS, DS, SequenceAnalysis
 
 NS = 1_000_000_000
 # the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
-# (a weak reference, a tuple and a row: ~250 bytes a flow, 50 MB at 200,000 connections)
-_FACTS: "weakref.WeakSet[PathFacts]" = weakref.WeakSet()
+# (a weak reference, a tuple and a row: ~250 bytes a flow, 50 MB at 200,000 connections). Weak references in a
+# list (dead ones dropped when another is made), not a WeakSet: `facts_of` runs once per rendered flow, and a
+# WeakSet's iteration is a Python generator (~2 µs)
+_FACTS: list[weakref.ref] = []
 
 
 def flow_key(f: Flow) -> bytes:
@@ -121,7 +123,8 @@ class PathFacts:
         self._json: tuple | None = None
         self._rtt(sa, nf)
         self._rows = {f.id: row for row, f in enumerate(flows)}     # flow id -> row (the ids are the flows' own)
-        _FACTS.add(self)
+        _FACTS[:] = [r for r in _FACTS if r() is not None]
+        _FACTS.append(weakref.ref(self))
 
     def row_of(self, flow: Flow) -> int | None:
         """The row of `flow` here, None when it is not one of these flows."""
@@ -356,10 +359,12 @@ def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, flows: list[Flow]) -> np.n
 
 def facts_of(flow: Flow) -> tuple[PathFacts, int] | None:
     """The PathFacts holding `flow` and its row there, or None when no path analysis ran for it."""
-    for facts in list(_FACTS):
-        row = facts.row_of(flow)
-        if row is not None:
-            return facts, row
+    for ref in _FACTS:
+        facts = ref()
+        if facts is not None:
+            row = facts.row_of(flow)
+            if row is not None:
+                return facts, row
     return None
 
 
