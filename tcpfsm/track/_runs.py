@@ -209,7 +209,7 @@ class Attempt:
     (tcpfsm/track/flowtable.py, `FlowTable(attempts=True)`): its next segment, its SYN_SENT timer coming
     due, an ICMP error quoting it or the capture's end turns it into the Flow it stands for
     (`FlowTable.expand`: the same machine fed the same SYN, so nothing downstream can tell); evicted over the
-    cap first, it is summarised as it is (`Aggregator.add_attempt`). Meanwhile it stands in for that flow
+    cap first, it is summarised as it is (`Aggregator.add_attempts`). Meanwhile it stands in for that flow
     where the table's consumers read one: its id, hosts, ports and times (the piles, the cap, the
     aggregator) and, as its own only transition, CLOSED -> SYN_SENT at `ts` by its client (`ts`, `endpoint`,
     `new`: what `FlowTable.drain` hands the piles). `fate`: 0 held, 1 expanded (into `flow`), 2 evicted."""

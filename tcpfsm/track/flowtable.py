@@ -414,7 +414,7 @@ class FlowTable:
     def expand(self, a: Attempt) -> Flow:
         """The Flow an attempt stands for: a new connection's machine fed its SYN, as the walk would have.
         Not tracked: `_expand_held` puts it in the attempt's place; the aggregator asks for it when an evicted
-        attempt needs the full per-flow rules (Aggregator.add_attempt)."""
+        attempt needs the full per-flow rules (Aggregator.add_attempts)."""
         flow = self._make_flow(a.id, a.ts, a.packet, a.client_raw, a.client_port, a.server_raw, a.server_port, False,
                                a.lo_src)
         conn = flow.conn
