@@ -147,8 +147,6 @@ _TIMEOUT = Event.TIMEOUT
 _RCV_ICMP_ERROR = Event.RCV_ICMP_ERROR
 _SND_SYN_AFTER_ICMP = Event.SND_SYN_AFTER_ICMP
 _WAITING_FOR_FIN_ACK = frozenset({_FIN_WAIT_1, _CLOSING, _LAST_ACK})
-# table.is_rfc_edge as a set of (old, new) pairs: a set lookup per transition instead of a Python call
-_RFC_EDGE = frozenset((a, b) for a in State for b in State if is_rfc_edge(a, b))
 
 
 
@@ -205,6 +203,48 @@ def _reason_id(reason) -> int:
 for _entries in TABLE.values():           # (numbered in the table's order, before any transition)
     for _entry in _entries.values():
         _reason_id(_entry[1])
+
+# The table as flat lookups by (state, event) position, read once per move (`_move`): no dict, tuple or
+# hash per transition. `_CELL_NEW[cell]`: the new state's position + 1, 0 where the table has no entry;
+# `_CELL_REASON[cell]`: the reason's number; `_CELL_UNDOES[cell]`: (state, event) is in UNDOES;
+# `_RFC_PAIR[old * _NSTATES + new]`: an RFC 9293 edge. (table.py stays the one source: built from it.)
+_EVENTS = tuple(Event)
+_NEVENTS = cython.declare(i64, len(_EVENTS))
+_CELL_NEW = cython.declare(bytes, bytes(
+    (_STATES.index(TABLE[_s][_e][0]) + 1) if _e in TABLE.get(_s, {}) else 0 for _s in _STATES for _e in _EVENTS))
+_CELL_REASON = cython.declare(tuple, tuple(
+    _REASON_ID[TABLE[_s][_e][1]] if _e in TABLE.get(_s, {}) else 0 for _s in _STATES for _e in _EVENTS))
+_CELL_UNDOES = cython.declare(bytes, bytes(1 if (_s, _e) in UNDOES else 0 for _s in _STATES for _e in _EVENTS))
+_RFC_PAIR = cython.declare(bytes, bytes(1 if is_rfc_edge(_a, _b) else 0 for _a in _STATES for _b in _STATES))
+
+
+@cython.cfunc
+@cython.returns(cython.schar)
+@cython.locals(k=i64)
+def _event_code(event) -> int:
+    """An event's position in `Event` (by identity, as `_state_code`)."""
+    for k in range(_NEVENTS):
+        if _EVENTS[k] is event:
+            return k
+    raise ValueError(f"not an Event: {event!r}")
+
+
+# Per-state timeouts of the last profile asked for (`_timeouts`): (ns, cause) by state position, None where
+# the state has no timer. Profiles are frozen, so the one a connection holds never changes under it.
+_TIMEOUTS_OF = cython.declare(object, None)
+_TIMEOUTS_NS = cython.declare(tuple, ())
+
+
+@cython.cfunc
+@cython.returns(tuple)
+def _timeouts(profile) -> tuple:
+    global _TIMEOUTS_OF, _TIMEOUTS_NS
+    if profile is not _TIMEOUTS_OF:
+        _TIMEOUTS_NS = tuple(
+            (int(getattr(profile, TIMEOUTS[st][0]) * NS), TIMEOUTS[st][1]) if st in TIMEOUTS else None
+            for st in _STATES)
+        _TIMEOUTS_OF = profile
+    return _TIMEOUTS_NS
 
 _NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
 # an Endpoint integer field that holds None (no time, sequence number or capture index is this)
@@ -870,19 +910,22 @@ class Connection:
     # -- the table lookup: the only place a state changes ------------------------------
     @cython.ccall
     @cython.returns(cython.bint)
-    @cython.locals(ep=Endpoint, ts=i64, tr=Transition)
+    @cython.locals(ep=Endpoint, ts=i64, tr=Transition, oc=i64, nc=i64, cell=i64)
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
               at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
         `ts` is the observer's time of the cause, `at` the endpoint's (default: `ts`)."""
         old = ep.state
-        entry = TABLE[old].get(event)
-        if entry is None:
+        oc = _state_code(old)
+        cell = oc * _NEVENTS + _event_code(event)
+        nc = _CELL_NEW[cell]
+        if nc == 0:
             self._violation(Violation(
                 ts, ep.role, "invalid_transition", packet,
                 f"{ep.role} in {old.value} got {event.value} ({cause}): not a valid TCP transition"))
             return False
-        new, reason = entry
+        nc -= 1
+        new = _STATES[nc]
         at = ts if at is None else at
         if at < ep.since:
             at = ep.since
@@ -890,15 +933,30 @@ class Connection:
             if event is _RCV_FIN and old is _TIME_WAIT:
                 self._arm(ep, at, _TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
             return True
-        tr = Transition(ts, ep.role, old, new, packet, cause, reason, (old, new) in _RFC_EDGE, None, at, alt,
-                        alt_before=(alt_since, new) if alt_since is not None and ep.since < alt_since < at else None)
+        # (made field by field: no argument parsing, no tuple, no hash -- the machine's most frequent object)
+        tr = Transition.__new__(Transition)
+        tr.ts = ts
+        tr.at = at
+        tr._packet = _NO_PACKET if packet is None else packet
+        tr._server = ep.role == "server"
+        tr._old = oc
+        tr._new = nc
+        tr._alt = -1 if alt is None else _state_code(alt)
+        tr._reason = _CELL_REASON[cell]
+        tr._rfc = _RFC_PAIR[oc * _NSTATES + nc] != 0
+        tr._retracted = False
+        tr.cause = cause
+        tr.alt_before = (alt_since, new) if alt_since is not None and ep.since < alt_since < at else None
+        tr._seg_from = 0
+        tr._seg_flags = tr._seg_plen = 0
+        tr._seg_seq = tr._seg_ack = 0
         if packet is not None and self._seg_role is not None:
             tr._seg_from = 1 if self._seg_role == "client" else 2
             tr._seg_flags = self._seg_flags
             tr._seg_seq = self._seg_seq
             tr._seg_ack = self._seg_ack
             tr._seg_plen = self._seg_plen
-        if (old, event) in UNDOES:
+        if _CELL_UNDOES[cell]:
             for prev in reversed(self.transitions):
                 if prev.endpoint == ep.role:
                     if prev.new is old and prev.old is new:
@@ -927,9 +985,9 @@ class Connection:
     @cython.cfunc
     @cython.locals(ep=Endpoint)
     def _arm(self, ep: Endpoint, start: int, state: State) -> None:
-        entry = TIMEOUTS.get(state)
+        entry = _timeouts(self.profile)[_state_code(state)]
         if entry is not None:
-            ep.deadline = start + int(getattr(self.profile, entry[0]) * NS)
+            ep.deadline = start + entry[0]
             ep.deadline_cause = entry[1]
 
     # -- time -------------------------------------------------------------------------
