@@ -240,11 +240,15 @@ _TIMEOUTS_NS = cython.declare(tuple, ())
 def _timeouts(profile) -> tuple:
     global _TIMEOUTS_OF, _TIMEOUTS_NS
     if profile is not _TIMEOUTS_OF:
-        _TIMEOUTS_NS = tuple(
-            (int(getattr(profile, TIMEOUTS[st][0]) * NS), TIMEOUTS[st][1]) if st in TIMEOUTS else None
-            for st in _STATES)
+        _TIMEOUTS_NS = _timeouts_of(profile)
         _TIMEOUTS_OF = profile
     return _TIMEOUTS_NS
+
+
+def _timeouts_of(profile) -> tuple:
+    """(A function of its own: compiled, a generator expression costs its caller a closure per call.)"""
+    return tuple((int(getattr(profile, TIMEOUTS[st][0]) * NS), TIMEOUTS[st][1]) if st in TIMEOUTS else None
+                 for st in _STATES)
 
 _NO_PACKET = cython.declare(i64, -1)     # Transition._packet for a timer (the attribute reads None)
 # an Endpoint integer field that holds None (no time, sequence number or capture index is this)
@@ -989,6 +993,33 @@ class Connection:
         if entry is not None:
             ep.deadline = start + entry[0]
             ep.deadline_cause = entry[1]
+
+    # -- which connection a segment belongs to (track asks) ----------------------------
+    @cython.ccall
+    @cython.returns(cython.bint)
+    @cython.locals(c=Endpoint, s=Endpoint)
+    def finished(self) -> bool:
+        """Both endpoints CLOSED (or LISTEN) with no timer left to run: nothing of this connection can change
+        but a new one starting on its 4-tuple."""
+        c, s = self.client, self.server
+        return (c.state is _CLOSED or c.state is _LISTEN) and (s.state is _CLOSED or s.state is _LISTEN) \
+            and c._deadline == _NONE and s._deadline == _NONE
+
+    @cython.ccall
+    @cython.returns(cython.bint)
+    @cython.locals(from_client=cython.bint, flags=i64, seq=i64, c=Endpoint, s=Endpoint, sender=Endpoint)
+    def continues(self, from_client: bool, flags: int, seq: int) -> bool:
+        """Whether a SYN or SYN+ACK sent by the client (`from_client`) or the server belongs to this connection
+        rather than starting a new one on its 4-tuple: a SYN+ACK unless it carries a new ISN after the
+        connection finished; the client's SYN retransmitted (same ISN) or its first; the server's own SYN of a
+        simultaneous open. (track's FlowTable decides the rest: a new connection, TIME_WAIT reuse.)"""
+        c, s = self.client, self.server
+        sender = c if from_client else s
+        if flags & ACK:
+            return sender._isn == _NONE or sender._isn == seq or not self.finished()
+        if from_client:
+            return c._isn == seq or (c._isn == _NONE and c.state is _SYN_SENT)
+        return s._isn == _NONE and c.state is _SYN_SENT and s.state is _LISTEN
 
     # -- time -------------------------------------------------------------------------
     @cython.ccall

@@ -171,7 +171,11 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
                     p = q
                     continue
                 conn.expire(clock)
-                if flags & _SYN or (not conn.steady and flow.finished()):    # (steady: both ESTABLISHED)
+                if flags & _SYN:        # (the machine knows its own handshake; a new ISN is the table's call)
+                    nf = flow if conn.continues((rows[p, _LO] != 0) == flow.client_is_lo, flags, rows[p, _SEQ]) \
+                        else decide(gi, perm[p], clock, rows[p, _PACKET], rows[p, _LO] != 0, flags, rows[p, _SEQ],
+                                    flow)
+                elif not conn.steady and conn.finished():                 # (steady: both ESTABLISHED)
                     nf = decide(gi, perm[p], clock, rows[p, _PACKET], rows[p, _LO] != 0, flags, rows[p, _SEQ], flow)
                 else:
                     nf = flow

@@ -158,9 +158,7 @@ class Flow:
         return (self.conn.client if role == "client" else self.conn.server).state
 
     def finished(self) -> bool:
-        c, s = self.conn.client, self.conn.server
-        return c.state in (State.CLOSED, State.LISTEN) and s.state in (State.CLOSED, State.LISTEN) \
-            and c.deadline is None and s.deadline is None
+        return self.conn.finished()
 
 
 @dataclass(slots=True)
@@ -491,19 +489,10 @@ class FlowTable:
             # a late segment shortly after the close belongs to the old connection
             return None if ts - flow.last_ts > self.stale_after_ns and flow.finished() else flow
         from_client = lo_src == flow.client_is_lo
-        sender = conn.client if from_client else conn.server
+        if conn.continues(from_client, flags, seq):
+            return flow             # its handshake's SYN+ACK, a retransmitted SYN, a simultaneous open
         if flags & ACK:
-            # SYN+ACK: same connection unless it carries a new ISN after the old one is finished
-            if sender.isn is None or sender.isn == seq or not flow.finished():
-                return flow
-            return None
-        if from_client and conn.client.isn == seq:
-            return flow                                   # retransmitted SYN
-        if not from_client and conn.server.isn is None and conn.client.state is State.SYN_SENT \
-                and conn.server.state is State.LISTEN:
-            return flow                                   # simultaneous open: the peer's own SYN
-        if from_client and conn.client.isn is None and conn.client.state is State.SYN_SENT:
-            return flow                                   # its first SYN (the machine records the ISN)
+            return None             # a SYN+ACK with a new ISN after the connection finished
         # A new ISN on this 4-tuple: a new connection. If an endpoint still holds TIME_WAIT, the
         # kernel accepts the SYN and drops the TIME_WAIT (the time_wait_reuse finding).
         new = self._new_flow(key, ts, idx, *flow.endpoints(from_client), flags, lo_src)
