@@ -12,6 +12,7 @@ Cython pure-Python mode, like tcpfsm/capture/_decode.py: compiled by setup.py in
 (tcpfsm/_kernels.py picks which form runs); the plain module is the readable reference and the tests
 hold the two equal. Every integer is a declared C type; arrays are C-contiguous int64 views.
 """
+from heapq import heappop as _heappop
 from heapq import heappush as _heappush
 from weakref import ref as _weakref
 
@@ -196,6 +197,37 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cyth
                     flow.timer_due = due
                     _heappush(timers, (due, next(tick), _weakref(flow)))
             p += 1
+
+
+@cython.locals(now=i64, n=i64)
+def fire_timers(heap: list, now: int, touched: set, tick) -> None:
+    """Fire every connection timer due by `now` off the table's heap of (due, tie-break, weak reference to
+    the flow) (FlowTable.advance): a forgotten flow's entry is dropped, a stale one (the timer was cancelled
+    or moved) corrected, a due one fired (`Connection.expire`) -- the flow is added to `touched` if that
+    changed a state -- and its next deadline pushed."""
+    while heap and heap[0][0] <= now:
+        ref = _heappop(heap)[2]
+        flow = ref()
+        if flow is None:
+            continue                               # forgotten (streamed out) meanwhile
+        conn = flow.conn
+        due = conn.next_deadline()
+        if due is None:
+            flow.timer_due = None                  # stale entry: the timer was cancelled
+            continue
+        if due > now:
+            if due != flow.timer_due:               # stale entry: the timer moved
+                flow.timer_due = due
+                _heappush(heap, (due, next(tick), ref))
+            continue
+        n = len(conn.transitions)
+        conn.expire(now)
+        if len(conn.transitions) != n:
+            touched.add(flow)
+        due = conn.next_deadline()
+        flow.timer_due = due
+        if due is not None:
+            _heappush(heap, (due, next(tick), ref))
 
 
 # -- attempts: connections that are one SYN so far ---------------------------------------------------------

@@ -593,30 +593,7 @@ class FlowTable:
             self._expand_due(now)
         if len(self._timers) > 2 * self._timers_kept + 4096:
             self._compact_timers()
-        heap = self._timers
-        while heap and heap[0][0] <= now:
-            _, _, ref = heapq.heappop(heap)
-            flow = ref()
-            if flow is None:
-                continue                               # forgotten (streamed out) meanwhile
-            conn = flow.conn
-            due = _due(conn)
-            if due is None:
-                flow.timer_due = None                  # stale entry: the timer was cancelled
-                continue
-            if due > now:
-                if due != flow.timer_due:               # stale entry: the timer moved
-                    flow.timer_due = due
-                    heapq.heappush(heap, (due, next(_TICK), ref))
-                continue
-            before = len(conn.transitions)
-            conn.expire(now)
-            if len(conn.transitions) != before:
-                self._touched.add(flow)
-            due = _due(conn)
-            flow.timer_due = due
-            if due is not None:
-                heapq.heappush(heap, (due, next(_TICK), ref))
+        _runs.fire_timers(self._timers, now, self._touched, _TICK)
 
     def _compact_timers(self) -> None:
         """Drop the heap entries that can change nothing: those of forgotten flows, and those of connections
