@@ -230,6 +230,32 @@ def fire_timers(heap: list, now: int, touched: set, tick) -> None:
             _heappush(heap, (due, next(tick), ref))
 
 
+@cython.locals(e=i64, n=i64, k=i64)
+def drain_touched(touched: set, out: list) -> None:
+    """The transitions each flow in `touched` made since it was last drained (those past `Flow.emitted`), as
+    (flow, transition) pairs appended to `out`, each flow's in its order (FlowTable.drain)."""
+    for flow in touched:
+        trs = flow.conn.transitions
+        e = flow.emitted
+        n = len(trs)
+        if e < n:
+            for k in range(e, n):
+                out.append((flow, trs[k]))
+            flow.emitted = n
+
+
+@cython.locals(n=i64)
+def settle_all(flows: list, end: int, touched: set) -> None:
+    """Fire every timer of every flow due by `end` (`Connection.settle`); the flows whose states changed
+    are added to `touched` (FlowTable.finish)."""
+    for flow in flows:
+        conn = flow.conn
+        n = len(conn.transitions)
+        conn.settle(end)
+        if len(conn.transitions) != n:
+            touched.add(flow)
+
+
 # -- attempts: connections that are one SYN so far ---------------------------------------------------------
 _SYN_SENT = State.SYN_SENT
 # the columns of `hold_lone_syns`'s value table, one row per candidate group

@@ -569,11 +569,7 @@ class FlowTable:
         """Fire every timer due by the end of the capture."""
         end = max(self.clock, end_ts or 0)
         self._expand_all()
-        for flow in self.flows:
-            before = len(flow.conn.transitions)
-            flow.conn.settle(end)
-            if len(flow.conn.transitions) != before:
-                self._touched.add(flow)
+        _runs.settle_all(self.flows, end, self._touched)
         self._timers.clear()
 
     def _expand_all(self) -> None:
@@ -626,15 +622,7 @@ class FlowTable:
                     add((a, a))
                     a.drained = True
             self._fresh = []
-        for flow in self._touched:
-            trs = flow.conn.transitions
-            e, n = flow.emitted, len(trs)
-            if e < n:
-                if e + 1 == n:                  # (the usual case: one new transition, a flood's SYN)
-                    add((flow, trs[e]))
-                else:
-                    out.extend([(flow, t) for t in trs[e:]])
-                flow.emitted = n
+        _runs.drain_touched(self._touched, out)
         self._touched.clear()
         return out
 
