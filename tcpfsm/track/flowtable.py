@@ -542,8 +542,8 @@ class FlowTable:
         client = hosts.setdefault(client, client)
         server = hosts.setdefault(server, server)
         sport = hosts.setdefault(sport, sport)      # (a client's ports are mostly its own: not shared)
-        return Flow(id=fid, client_port=cport, server_port=sport, role_inferred=inferred, conn=conn, first_ts=ts,
-                    last_ts=ts, first_packet=idx, client_raw=client, server_raw=server, client_is_lo=client_is_lo)
+        # (positional, in the fields' order: keyword matching was a fifth of the call)
+        return Flow(fid, cport, sport, inferred, conn, ts, ts, idx, client, server, client_is_lo)
 
     @property
     def flows(self) -> list[Flow]:
