@@ -819,7 +819,9 @@ _A = cython.declare(i64, 2)
 _D = cython.declare(i64, 3)
 _F = cython.declare(i64, 4)
 _R = cython.declare(i64, 5)
-_HISTORIES: dict = {}        # history -> itself: the strings connections share (`Connection._letter`)
+# history -> its 12 successors (a letter of either side appended; None until first made): the strings
+# connections share (`Connection._letter`), one dict lookup a new letter
+_HISTORIES: dict = {}
 _MAX_HISTORIES = cython.declare(i64, 4096)
 
 # The segment table `Connection.feed_plain_rows` reads (int64, one row a segment, C-contiguous): the
@@ -1237,15 +1239,23 @@ class Connection:
 
     # -- counting: the one place counters and history letters change -------------------
     @cython.cfunc
-    @cython.locals(from_client=cython.bint, i=i64, bit=i64)
+    @cython.locals(from_client=cython.bint, i=i64, bit=i64, k=i64, succ=list)
     def _letter(self, from_client: bool, i: int) -> None:
         """History letter `_LETTERS[i]` (`_S`, `_H`, ...), the first time this side shows it."""
-        bit = 1 << (i + (0 if from_client else 6))
+        k = i + (0 if from_client else 6)
+        bit = 1 << k
         if not self._hist_seen & bit:
             self._hist_seen |= bit
-            h = self.history + (_LETTERS[i] if from_client else _LETTERS[i].lower())
             # one string per history seen (few: "ShADad" and its kin), not one per connection
-            self.history = _HISTORIES.setdefault(h, h) if len(_HISTORIES) < _MAX_HISTORIES else h
+            succ = _HISTORIES.get(self.history)
+            if succ is None:
+                succ = [None] * 12
+                if len(_HISTORIES) < _MAX_HISTORIES:
+                    _HISTORIES[self.history] = succ
+            h = succ[k]
+            if h is None:
+                h = succ[k] = self.history + (_LETTERS[i] if from_client else _LETTERS[i].lower())
+            self.history = h
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, plen=i64,
