@@ -164,10 +164,14 @@ class Analysis:
 
     def summary(self) -> dict:
         i = self.info
-        states_end = {"client": Counter(), "server": Counter()}
-        for f in self.flows:
-            states_end["client"][f.conn.client.state.value] += 1
-            states_end["server"][f.conn.server.state.value] += 1
+        client, server, non_rfc = Counter(), Counter(), 0
+        for f in self.flows:               # (the states counted as themselves, named once each below)
+            conn = f.conn
+            client[conn.client.state] += 1
+            server[conn.server.state] += 1
+            non_rfc += conn.non_rfc()
+        states_end = {"client": Counter({s.value: n for s, n in client.items()}),
+                      "server": Counter({s.value: n for s, n in server.items()})}
         sev = Counter(a.severity for a in self.findings)
         out = {
             "records": i.records,
@@ -188,7 +192,7 @@ class Analysis:
             "warnings": list(i.warnings) + self.clock_warnings(),
             "timestamps_backwards": self.clock.backwards_steps,
             "largest_backwards_step": self.clock.largest_step_ns / NS,
-            "non_rfc_transitions": sum(1 for f in self.flows for t in f.transitions if not t.rfc),
+            "non_rfc_transitions": non_rfc,
             "states_at_end": {k: dict(sorted(v.items())) for k, v in states_end.items()},
             "findings_by_severity": dict(sev),
         }

@@ -523,7 +523,7 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
         for f in flows:
             states_end["client"][f.conn.client.state.value] += 1
             states_end["server"][f.conn.server.state.value] += 1
-            non_rfc += sum(1 for t in f.transitions if not t.rfc)
+            non_rfc += f.conn.non_rfc()
         lines = _chunks(lines, chunk, max(1 << 18, LINES_HELD // (2 * parts)))
         piles = []
         for b in buckets:

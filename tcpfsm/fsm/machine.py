@@ -1199,6 +1199,16 @@ class Connection:
                 return t.alt
         return None
 
+    @cython.ccall
+    @cython.locals(t=Transition, n=i64)
+    def non_rfc(self) -> int:
+        """How many of its transitions are not edges of the RFC 9293 graph (`Transition.rfc` false)."""
+        n = 0
+        for t in self.transitions:
+            if not t._rfc:
+                n += 1
+        return n
+
     @cython.boundscheck(False)
     @cython.wraparound(False)
     @cython.locals(t=Transition, out=cython.longlong[::1], i=i64, k=i64, n=i64, old=i64, new=i64, alt=i64,
