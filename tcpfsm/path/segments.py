@@ -171,6 +171,12 @@ class SequenceAnalysis:
             self._rtt = [tuple(np.concatenate(x) for x in zip(*self._rtt))]   # copies nothing (callers only read)
         return self._rtt[0]
 
+    def key_ids(self, keys: np.ndarray) -> np.ndarray:
+        """The dense id of each 36-byte flow key (a V36 array, tcpfsm.capture.keys), -1 for a key never analysed
+        (not seen, or seen only beyond the cap on conversations)."""
+        get = self._ids.get
+        return np.fromiter((get(k, -1) for k in keys.tolist()), np.int64, len(keys))
+
     def conv_state(self) -> tuple[np.ndarray, np.ndarray]:
         """The kernel's per-conversation (cs) and per-conversation-direction (ds) rows in use."""
         return self.cs[:self.nconv], self.ds[:2 * self.nconv]
