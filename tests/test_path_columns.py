@@ -125,8 +125,9 @@ def ref_conv_flows(sa, cs, flows):
     for row, f in enumerate(flows):
         by_key[pf.flow_key(f)].append((f.first_packet, row))
     out = np.full(len(cs), -1, np.int64)
+    keys = sa.keys().tolist()
     for c in range(len(cs)):
-        lst = sorted(by_key.get(sa.keys[int(cs[c, CS["key"]])], []))
+        lst = sorted(by_key.get(keys[int(cs[c, CS["key"]])], []))
         if lst:
             before = [row for first, row in lst if first <= int(cs[c, CS["first_packet"]])]
             out[c] = before[-1] if before else lst[0][1]
@@ -228,3 +229,40 @@ def test_round6_is_pythons_round():
     got = pf.round6(x).tolist()
     assert got == [round(v / NS, 6) for v in vals]
     assert pf.round6(np.array([1e300, float("inf")])).tolist() == [round(1e300, 6), float("inf")]
+
+
+def test_key_table_under_the_cap_on_conversations():
+    """The kernel's key table (tcpfsm/path/_seqan.py: intern_keys) through its growth and past the cap: the
+    conversations kept are the first ones of the uncapped analysis, with the same analysis; the others'
+    segments are skipped, and their keys get no id of their own."""
+    from tcpfsm.capture.reader import open_capture
+    from tcpfsm.path.segments import SequenceAnalysis
+    path = ROOT / "captures" / "kernel" / "concurrent_mixed.pcap"
+    batches = list(open_capture(str(path)).batches(100))
+
+    def run(cap):
+        sa = SequenceAnalysis(keep_rows=True, max_convs=cap)
+        for b in batches:
+            sa.feed_batch(b)
+        return sa, sa.rows()
+
+    full, rows = run(None)
+    assert full.nkeys == len(set(full.keys().tolist())) == full.nconv > 1000 // 10
+    for cap in (1, 50, full.nconv - 1):
+        sa, r = run(cap)
+        kept = rows.conv < cap
+        assert np.array_equal(r.conv, np.where(kept, rows.conv, -1))
+        assert np.array_equal(r.bits[kept], rows.bits[kept])
+        assert sa.skipped == int((~kept).sum())
+        assert sa.nkeys < full.nkeys if cap == 1 else sa.nkeys <= full.nkeys   # (stored while not full)
+    assert np.array_equal(full.key_ids(full.keys()), np.arange(full.nkeys))
+    # one batch, then all the others at once: the table is rebuilt larger with the keys it holds
+    from tcpfsm.capture.batch import Batch
+    rest = Batch({k: np.concatenate([b.cols[k] for b in batches[1:]]) for k in batches[0].cols})
+    sa = SequenceAnalysis(keep_rows=True)
+    sa.feed_batch(batches[0])
+    small = len(sa._table)
+    sa.feed_batch(rest)
+    assert len(sa._table) > small and np.array_equal(sa.keys(), full.keys())
+    assert np.array_equal(sa.rows().conv, rows.conv) and np.array_equal(sa.rows().bits, rows.bits)
+    assert full.key_ids(np.zeros(2, "V36")).tolist() == [-1, -1]

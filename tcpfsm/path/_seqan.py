@@ -3,9 +3,11 @@
 Owns the per-segment walk that needs the history of both directions of a conversation (what
 Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does), plus what the same walk
 yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
-retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN.
+retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN;
+and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`).
 Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
-owns the dense key ids, the state arrays' capacity and the meaning of the outputs.
+owns the capacity of the key table and of the state arrays, the cap on conversations and the meaning of
+the outputs.
 
 The flags are tested in Wireshark's order, each rule stated above the code that tests it, because the
 order decides which flag wins (a keep-alive is never a retransmission; a fast retransmission is never
@@ -113,6 +115,74 @@ C_COLS = cython.declare(cython.int, 16)
 CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir", "first_rtt", "rtt_packet",
               "mru_synack", "synack_leg", "ack_leg", "synack_after", "synack_after_packet", "first_syn_ts",
               "max_gap", "max_gap_packet")
+
+
+# Flow keys (36 bytes, tcpfsm.capture.keys) hashed by FNV-1a over 64 bits fed 32-bit words, then one
+# multiply-xorshift round (FNV's offset basis with the top bit cleared: a literal above 2**63 would not
+# convert); C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the same values
+KEY_BYTES = cython.declare(cython.int, 36)
+_FNV_OFFSET = cython.declare(cython.ulonglong, 0x4BF29CE484222325)
+_FNV_PRIME = cython.declare(cython.ulonglong, 0x100000001B3)
+_MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong[::1],
+                stored: cython.uchar[:, ::1], nkeys: cython.longlong, grow: cython.bint, missing: cython.longlong,
+                out: cython.longlong[::1]) -> cython.longlong:
+    """The dense id of each row's flow key (`keys[i, :36]`), ids numbered in order of first appearance over
+    every call: `table` (open addressing, a power of two of slots, -1 empty, at least twice as many as the
+    keys it will hold) maps the keys `stored[:nkeys]` to their ids (their rows there). A key not stored yet
+    is stored with the next id when `grow`, else gets `missing`. Returns the number of keys stored after.
+    Also rebuilds a table: `keys` = `stored[:nkeys]`, an empty `table`, nkeys 0, `grow` (each key is
+    stored again where it was)."""
+    n: cython.Py_ssize_t = keys.shape[0]
+    mask: cython.longlong = table.shape[0] - 1
+    i: cython.Py_ssize_t
+    j: cython.int
+    g: cython.longlong
+    s: cython.longlong
+    h: cython.ulonglong
+    same: cython.bint
+    for i in range(n):
+        h = _FNV_OFFSET
+        for j in range(0, KEY_BYTES, 4):        # four bytes a step: a quarter of the multiplications
+            h = (h ^ (cython.cast(cython.ulonglong, keys[i, j]) | (cython.cast(cython.ulonglong, keys[i, j + 1]) << 8)
+                      | (cython.cast(cython.ulonglong, keys[i, j + 2]) << 16)
+                      | (cython.cast(cython.ulonglong, keys[i, j + 3]) << 24))) * _FNV_PRIME
+            if not cython.compiled:
+                h &= (1 << 64) - 1
+        # a product carries only upward: fold the high bits into the low ones the slot is taken from
+        h ^= h >> 32
+        h *= _MIX
+        if not cython.compiled:
+            h &= (1 << 64) - 1
+        h ^= h >> 29
+        s = cython.cast(cython.longlong, h & cython.cast(cython.ulonglong, mask))
+        while True:
+            g = table[s]
+            if g < 0:                           # not stored yet
+                if grow:
+                    g = nkeys
+                    nkeys += 1
+                    table[s] = g
+                    for j in range(KEY_BYTES):
+                        stored[g, j] = keys[i, j]
+                else:
+                    g = missing
+                break
+            same = True
+            for j in range(KEY_BYTES):
+                if stored[g, j] != keys[i, j]:
+                    same = False
+                    break
+            if same:
+                break
+            s = (s + 1) & mask
+        out[i] = g
+    return nkeys
 
 
 @cython.cfunc

@@ -1,7 +1,7 @@
 """Per-segment path analysis over the decoded batches: the wrapper around the sequence-analysis kernel.
 
-Owns the dense ids of 4-tuples, the capacity of the kernel's state arrays, the rows kept for the
-`segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes every batch in capture order
+Owns the dense ids of 4-tuples (the kernel's key table, sized here), the capacity of the kernel's state
+arrays, the rows kept for the `segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes every batch in capture order
 (the order Wireshark numbers frames in: its flags are defined on that order, not on the tracker's
 causal one); `conversations()` hands out one record per conversation (a 4-tuple, split where a SYN
 brings a new ISN). Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties
@@ -16,12 +16,12 @@ import numpy as np
 from .._kernels import load as _load
 from ..capture.batch import Batch
 from ..capture.keys import flow_key_array
-from ..track.flowtable import group_rows
 
 _k = _load("tcpfsm.path._seqan")
 ANALYSIS_NAMES: tuple[str, ...] = _k.ANALYSIS_NAMES[:14]     # the public ones (reused_ports is internal)
 DS = {name: j for j, name in enumerate(_k.DS_COLUMNS)}          # column of the per-direction state
 CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the per-conversation state
+KEY_BYTES = 36                  # a flow key's width (tcpfsm.capture.keys; the kernel's KEY_BYTES, a C constant)
 
 
 def analysis_names(bits: int) -> list[str]:
@@ -55,9 +55,12 @@ class SequenceAnalysis:
         self.keep_rows = keep_rows
         self.max_convs = max_convs if max_convs is not None else 1 << 62
         self.skipped = 0
-        self._ids: dict[bytes, int] = {}
+        # the 4-tuples' dense ids: the kernel's hash table over the keys stored so far (row = id), not a dict
+        # of bytes (~120 bytes a key against 52)
+        self._table = np.full(1 << 12, -1, np.int64)
+        self._stored = np.zeros((1024, KEY_BYTES), np.uint8)
+        self.nkeys = 0
         self._overflow = -1                            # the shared id of keys seen after the cap (see feed_batch)
-        self.keys: list[bytes] = []                    # key id -> 36-byte flow key
         self.conv_of_key = np.full(1024, -1, np.int64)
         first = min(1024, self.max_convs)
         self.ds = np.zeros((2 * first, len(DS)), np.int64)
@@ -68,11 +71,16 @@ class SequenceAnalysis:
         self.segments = 0
         self.ttl_max = np.full(2 * first, -1, np.int16)   # per conversation direction (ds row): highest TTL seen
 
-    def _overflow_id(self) -> int:
-        if self._overflow < 0:
-            self._overflow = len(self.keys)
-            self.keys.append(b"")
-        return self._overflow
+    def _reserve_keys(self, keys: int) -> None:
+        """Room for `keys` keys in the table (at most half full) and their rows."""
+        if keys > len(self._stored):
+            grown = np.zeros((max(keys, 2 * len(self._stored)), KEY_BYTES), np.uint8)
+            grown[:self.nkeys] = self._stored[:self.nkeys]
+            self._stored = grown
+        if 2 * keys > len(self._table):
+            self._table = np.full(1 << (2 * keys).bit_length(), -1, np.int64)
+            _k.intern_keys(self._stored[:self.nkeys], self._table, self._stored, 0, True, -1,
+                           np.empty(self.nkeys, np.int64))
 
     def _reserve(self, keys: int, convs: int) -> None:
         if keys > len(self.conv_of_key):
@@ -94,25 +102,19 @@ class SequenceAnalysis:
         if not n:
             return
         karr, lo = flow_key_array(c)
-        grow, first, _, _ = group_rows(karr, n)         # one hash pass (np.unique sorted the keys: 2/3 the time)
-        G = len(first)
-        ids, keys = self._ids, self.keys
-        kid = np.empty(G, np.int64)
         # Once the cap on conversations is reached no new key can get one, so an unseen key is not given an
-        # id of its own (a spoofed flood's millions of 4-tuples would make this map grow without bound): it
-        # shares the one overflow id, which never holds a conversation, and its rows count as skipped.
+        # id of its own (a spoofed flood's millions of 4-tuples would make the table grow without bound): it
+        # shares the one overflow id (past the keys stored), which never holds a conversation, and its rows
+        # count as skipped.
         full = self.nconv >= self.max_convs
-        for j, k in enumerate(karr[first[:G]].tolist()):
-            v = ids.get(k)
-            if v is None:
-                if full:
-                    v = self._overflow_id()
-                else:
-                    v = ids[k] = len(keys)
-                    keys.append(k)
-            kid[j] = v
-        key = kid[grow]
-        self._reserve(len(keys), self.nconv + n)
+        if not full:
+            self._reserve_keys(self.nkeys + n)
+        elif self._overflow < 0:
+            self._overflow = self.nkeys
+        key = np.empty(n, np.int64)
+        self.nkeys = _k.intern_keys(karr.view(np.uint8).reshape(n, -1), self._table, self._stored, self.nkeys,
+                                    not full, self._overflow, key)
+        self._reserve(self.nkeys + 1, self.nconv + n)
         conv = np.empty(n, np.int64)
         bits = np.empty(n, np.uint32)
         dupnum = np.empty(n, np.uint32)
@@ -174,8 +176,15 @@ class SequenceAnalysis:
     def key_ids(self, keys: np.ndarray) -> np.ndarray:
         """The dense id of each 36-byte flow key (a V36 array, tcpfsm.capture.keys), -1 for a key never analysed
         (not seen, or seen only beyond the cap on conversations)."""
-        get = self._ids.get
-        return np.fromiter((get(k, -1) for k in keys.tolist()), np.int64, len(keys))
+        out = np.empty(len(keys), np.int64)
+        if len(keys):
+            _k.intern_keys(np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1), self._table,
+                           self._stored, self.nkeys, False, -1, out)
+        return out
+
+    def keys(self) -> np.ndarray:
+        """The 36-byte flow key of each dense id (a V36 array; the overflow id has none)."""
+        return self._stored[:self.nkeys].view("V36").ravel()
 
     def conv_state(self) -> tuple[np.ndarray, np.ndarray]:
         """The kernel's per-conversation (cs) and per-conversation-direction (ds) rows in use."""
