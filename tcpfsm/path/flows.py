@@ -119,7 +119,7 @@ class PathFacts:
                 vals = np.full(len(rows), -1, np.int64)
                 vals[ok] = tf[rows[ok]]
                 self.ttl[r][has] = vals
-        self.icmp = None                        # path/icmp.IcmpFacts, set by tcpfsm.path.attach
+        self.icmp = None                        # path/icmp.IcmpFacts, set by tcpfsm.path.attach when any
         self._cols: dict | None = None
         self._arrs: dict | None = None
         self._json: tuple | None = None
@@ -428,8 +428,8 @@ def facts_of(flow: Flow) -> tuple[PathFacts, int] | None:
     for ref in _FACTS:
         facts = ref()
         if facts is not None:
-            row = facts.row_of(flow)
-            if row is not None:
+            row = facts._rows.get(flow.id)      # (row_of inlined: this runs once per rendered flow)
+            if row is not None and facts.flows[row] is flow:
                 return facts, row
     return None
 
