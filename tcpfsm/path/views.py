@@ -116,27 +116,36 @@ def write_segments(an, out, fmt: str, flow_ids=None, absolute: bool = False, nam
 def path_pairs(an) -> list[dict]:
     """One record per host pair (client address, server address), busiest first: like `mtr --report`,
     loss from retransmitted data segments over data segments sent (both ways), RTT statistics (ms) from
-    the Karn samples of every connection between them, and the handshake RTTs."""
+    the Karn samples of every connection between them, and the handshake RTTs. The flows and the samples
+    are grouped by pair once (sorted), not looked for pair by pair."""
     facts = an.path
     flows = an.flows
-    pairs: dict[tuple[str, str], list[int]] = {}
-    for row, f in enumerate(flows):
-        pairs.setdefault((f.client_ip, f.server_ip), []).append(row)
+    code = facts.pair_codes()
+    npairs = int(code.max()) + 1 if len(code) else 0
+    by_pair = np.argsort(code, kind="stable")                   # each pair's flows, in row order
+    fb = np.searchsorted(code[by_pair], np.arange(npairs + 1))
+    sent = np.zeros(npairs, np.int64)
+    retx = np.zeros(npairs, np.int64)
+    for r in ("client", "server"):
+        np.add.at(sent, code, facts.data[r][0])
+        np.add.at(retx, code, facts.data[r][1])
     conv, _lo, rtt, packet = an.path_rtt
     frow = facts.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
+    mine = frow >= 0
+    spair = code[frow[mine]]
+    o = np.lexsort((packet[mine], spair))                       # each pair's samples, in packet order
+    rs = rtt[mine][o]
+    sb = np.searchsorted(spair[o], np.arange(npairs + 1))
     out = []
-    for (cip, sip), rows in pairs.items():
-        idx = np.asarray(rows)
-        sent = int(facts.data["client"][0][idx].sum() + facts.data["server"][0][idx].sum())
-        retx = int(facts.data["client"][1][idx].sum() + facts.data["server"][1][idx].sum())
-        m = np.isin(frow, idx)
-        samples = rtt[m]
-        order = np.argsort(packet[m], kind="stable")
-        samples = samples[order] / 1e6          # ms
-        hs = [facts.handshake_rtt(r) for r in rows]
+    for p in range(npairs):
+        rows = by_pair[fb[p]:fb[p + 1]]
+        f0 = flows[int(rows[0])]
+        samples = rs[sb[p]:sb[p + 1]] / 1e6          # ms
+        hs = [facts.handshake_rtt(r) for r in rows.tolist()]
         hs = [h * 1e3 for h in hs if h is not None]
-        rec = {"client": cip, "server": sip, "connections": len(rows), "hops": facts.pair_hops(idx),
-               "loss_pct": round(100.0 * retx / sent, 2) if sent else 0.0, "sent": sent, "retransmitted": retx,
+        rec = {"client": f0.client_ip, "server": f0.server_ip, "connections": len(rows),
+               "hops": facts.pair_hops(rows), "loss_pct": round(100.0 * int(retx[p]) / int(sent[p]), 2)
+               if sent[p] else 0.0, "sent": int(sent[p]), "retransmitted": int(retx[p]),
                "rtt_ms": None, "handshake_rtt_ms": None}
         if len(samples):
             rec["rtt_ms"] = {"last": round(float(samples[-1]), 3), "avg": round(float(samples.mean()), 3),
