@@ -266,3 +266,17 @@ def test_key_table_under_the_cap_on_conversations():
     assert len(sa._table) > small and np.array_equal(sa.keys(), full.keys())
     assert np.array_equal(sa.rows().conv, rows.conv) and np.array_equal(sa.rows().bits, rows.bits)
     assert full.key_ids(np.zeros(2, "V36")).tolist() == [-1, -1]
+
+
+def test_secs_column_wise_is_the_per_value_rounding():
+    """flows._secs (the records' seconds) against the per-value form it replaced, huge and negative included."""
+    def one(v):
+        if v < 0:
+            return None
+        us, sub = divmod(v, 1000)
+        return us / 1e6 if not sub else round(v / NS, 6)
+
+    rng = random.Random(5)
+    ns = [rng.randrange(-5, 10 ** 13) for _ in range(20000)] + [k * 500 for k in range(20000)] + \
+        [(1 << 53) + 1, (1 << 53) - 1, (1 << 62) + 12345, (1 << 63) - 1, 4 * 10 ** 18 + 1000, -1]
+    assert pf._secs(np.array(ns, np.int64)) == [one(v) for v in ns]

@@ -255,7 +255,13 @@ class PathFacts:
             a[f"zw_{r}"] = self.zw[r][0]
             a[f"zws_{r}"] = self.zw[r][1]
             a[f"ka_{r}"] = self.keepalives[r]
-            a[f"ttl_{r}"] = self.ttl[r]
+            a[f"ttl_{r}"] = ttl = self.ttl[r]
+            h = np.full(len(ttl), -1, np.int64)              # `hops` of each TTL
+            for start in reversed(INITIAL_TTLS):             # the smallest start at or above the TTL wins
+                h = np.where((ttl >= 0) & (ttl <= start), start - ttl, h)
+            a[f"hops_{r}"] = h
+        for k in ("med", "p95", "jit"):                      # the seconds the records give: round(x / NS, 6)
+            a[k + "_s"] = round6(a[k] / NS)
         self._arrs = a
         return a
 
@@ -267,8 +273,8 @@ class PathFacts:
         nf = len(self.flows)
         a = self._arrays()
         c = {k: _secs(a[k]) if k in _SECONDS else a[k].tolist() for k in a}
-        for r in ("client", "server"):
-            c[f"ttl_{r}"] = [None if v < 0 else v for v in c[f"ttl_{r}"]]
+        for k in ("ttl_client", "ttl_server", "hops_client", "hops_server"):
+            c[k] = _none_below_0(a[k], c[k])
         assert len(c["hs"]) == nf
         self._cols = c
         return c
@@ -284,24 +290,16 @@ class PathFacts:
         nf = len(self.flows)
         m = np.empty((nf, len(JSON_COLUMNS)), np.int64)
         for j, k in enumerate(JSON_COLUMNS):
-            if k.startswith("hops_"):
-                ttl = a["ttl_" + k[5:]]
-                h = np.full(nf, -1, np.int64)
-                for start in reversed(INITIAL_TTLS):        # the smallest start at or above the TTL wins
-                    h = np.where((ttl >= 0) & (ttl <= start), start - ttl, h)
-                m[:, j] = h
-            else:
-                m[:, j] = a[k]
-        texts = [orjson.dumps(round6(a[k] / NS).tolist())[1:-1].split(b",") if nf else []
-                 for k in ("med", "p95", "jit")]
+            m[:, j] = a[k]
+        texts = [orjson.dumps(a[k].tolist())[1:-1].split(b",") if nf else [] for k in ("med_s", "p95_s", "jit_s")]
         self._json = (m, *texts)
         return self._json
 
     def record(self, row: int) -> dict:
         c = self._cols or self._columns()
         n = c["n"][row]
-        rtt = {"min": c["min"][row], "median": round(c["med"][row] / NS, 6), "p95": round(c["p95"][row] / NS, 6),
-               "max": c["max"][row], "jitter": round(c["jit"][row] / NS, 6), "samples": n} if n else \
+        rtt = {"min": c["min"][row], "median": c["med_s"][row], "p95": c["p95_s"][row],
+               "max": c["max"][row], "jitter": c["jit_s"][row], "samples": n} if n else \
             {"min": None, "median": None, "p95": None, "max": None, "jitter": None, "samples": 0}
         return {
             "handshake_rtt": c["hs"][row],
@@ -316,7 +314,7 @@ class PathFacts:
                         "sack": c["sack"][row], "timestamps": c["tsopt"][row]},
             "keepalives": {"client": c["ka_client"][row], "server": c["ka_server"][row]},
             "ttl": {"client": c["ttl_client"][row], "server": c["ttl_server"][row]},
-            "hops": {"client": hops(c["ttl_client"][row]), "server": hops(c["ttl_server"][row])},
+            "hops": {"client": c["hops_client"][row], "server": c["hops_server"][row]},
             "icmp": self.icmp.of_flow(row) if self.icmp is not None else [],
         }
 
@@ -356,15 +354,23 @@ def round6(x: np.ndarray) -> np.ndarray:
 
 
 def _secs(ns: np.ndarray) -> list:
-    """ns -> seconds rounded to the µs (None where negative: unknown), as tcpfsm.render.records.sec rounds."""
-    out = []
-    for v in ns.tolist():
-        if v < 0:
-            out.append(None)
-        else:
-            us, sub = divmod(v, 1000)
-            out.append(us / 1e6 if not sub else round(v / NS, 6))
+    """ns -> seconds rounded to the µs (None where negative: unknown), as tcpfsm.render.records.sec rounds (a
+    whole number of µs divided, else round(ns / NS, 6)); column-wise, and by Python's own arithmetic where a
+    float64 would not hold the ns exactly."""
+    v = np.asarray(ns, np.int64)
+    out = np.where(v % 1000 == 0, (v // 1000) / 1e6, round6(v / NS)).tolist()
+    for j in np.flatnonzero((v < 0) | (np.abs(v) >= 1 << 53)).tolist():
+        x = int(v[j])
+        us, sub = divmod(x, 1000)
+        out[j] = None if x < 0 else us / 1e6 if not sub else round(x / NS, 6)
     return out
+
+
+def _none_below_0(v: np.ndarray, values: list) -> list:
+    """`values` (v as a list) with None where v is negative (unknown)."""
+    for j in np.flatnonzero(v < 0).tolist():
+        values[j] = None
+    return values
 
 
 def flow_columns(flows: list[Flow]) -> dict[str, np.ndarray]:
