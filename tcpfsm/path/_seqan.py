@@ -117,12 +117,13 @@ CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir"
               "max_gap", "max_gap_packet")
 
 
-# Flow keys (36 bytes, tcpfsm.capture.keys) hashed by FNV-1a over 64 bits fed 32-bit words, then one
-# multiply-xorshift round (FNV's offset basis with the top bit cleared: a literal above 2**63 would not
-# convert); C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the same values
+# Flow keys (36 bytes, tcpfsm.capture.keys) hashed multilinearly: the sum of each 32-bit word times its own odd
+# 64-bit constant (independent products: no chain of multiplications as FNV's, 1/3 faster here), then one
+# multiply-xorshift round; C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the
+# same values (literals below 2**63: a larger one would not convert)
 KEY_BYTES = cython.declare(cython.int, 36)
-_FNV_OFFSET = cython.declare(cython.ulonglong, 0x4BF29CE484222325)
-_FNV_PRIME = cython.declare(cython.ulonglong, 0x100000001B3)
+_K0 = cython.declare(cython.ulonglong, 0x1E3779B97F4A7C15)
+_K_STEP = cython.declare(cython.ulonglong, 0x3C6EF372FE94F82A)
 _MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)
 
 
@@ -145,15 +146,19 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
     g: cython.longlong
     s: cython.longlong
     h: cython.ulonglong
-    same: cython.bint
+    c: cython.ulonglong
+    diff: cython.uint
     for i in range(n):
-        h = _FNV_OFFSET
-        for j in range(0, KEY_BYTES, 4):        # four bytes a step: a quarter of the multiplications
-            h = (h ^ (cython.cast(cython.ulonglong, keys[i, j]) | (cython.cast(cython.ulonglong, keys[i, j + 1]) << 8)
-                      | (cython.cast(cython.ulonglong, keys[i, j + 2]) << 16)
-                      | (cython.cast(cython.ulonglong, keys[i, j + 3]) << 24))) * _FNV_PRIME
+        h = 0
+        c = _K0
+        for j in range(0, KEY_BYTES, 4):        # each 4-byte word times its own odd constant, summed
+            h += (cython.cast(cython.ulonglong, keys[i, j]) | (cython.cast(cython.ulonglong, keys[i, j + 1]) << 8)
+                  | (cython.cast(cython.ulonglong, keys[i, j + 2]) << 16)
+                  | (cython.cast(cython.ulonglong, keys[i, j + 3]) << 24)) * c
+            c += _K_STEP
             if not cython.compiled:
                 h &= (1 << 64) - 1
+                c &= (1 << 64) - 1
         # a product carries only upward: fold the high bits into the low ones the slot is taken from
         h ^= h >> 32
         h *= _MIX
@@ -173,12 +178,10 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
                 else:
                     g = missing
                 break
-            same = True
-            for j in range(KEY_BYTES):
-                if stored[g, j] != keys[i, j]:
-                    same = False
-                    break
-            if same:
+            diff = 0
+            for j in range(KEY_BYTES):          # (no early exit: the compiler compares the bytes in vectors)
+                diff |= stored[g, j] ^ keys[i, j]
+            if diff == 0:
                 break
             s = (s + 1) & mask
         out[i] = g
