@@ -280,3 +280,24 @@ def test_secs_column_wise_is_the_per_value_rounding():
     ns = [rng.randrange(-5, 10 ** 13) for _ in range(20000)] + [k * 500 for k in range(20000)] + \
         [(1 << 53) + 1, (1 << 53) - 1, (1 << 62) + 12345, (1 << 63) - 1, 4 * 10 ** 18 + 1000, -1]
     assert pf._secs(np.array(ns, np.int64)) == [one(v) for v in ns]
+
+
+def test_group_order_is_a_stable_argsort_in_both_kernel_forms():
+    import importlib
+    from tcpfsm.path import segments as seg
+    kernels = [importlib.import_module("tcpfsm.path._seqan")]
+    try:
+        kernels.append(importlib.import_module("tcpfsm.path._seqan_c"))
+    except ImportError:
+        pass
+    rng = np.random.default_rng(11)
+    for kernel in kernels:
+        for n, groups in ((0, 1), (1, 1), (3000, 7), (3000, 5000)):
+            g = rng.integers(0, groups, n)
+            orig = seg._k
+            seg._k = kernel
+            try:
+                got = seg.group_order(g, groups)
+            finally:
+                seg._k = orig
+            assert np.array_equal(got, np.argsort(g, kind="stable"))

@@ -4,7 +4,8 @@ Owns the per-segment walk that needs the history of both directions of a convers
 Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does), plus what the same walk
 yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
 retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN;
-and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`).
+and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`);
+and the counting sort that groups the RTT samples by flow (`group_order`, for tcpfsm/path/flows.py).
 Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
 owns the capacity of the key table and of the state arrays, the cap on conversations and the meaning of
 the outputs.
@@ -186,6 +187,27 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
             s = (s + 1) & mask
         out[i] = g
     return nkeys
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def group_order(group: cython.const[cython.longlong][::1], fill: cython.longlong[::1],
+                out: cython.longlong[::1]) -> cython.void:
+    """The rows ordered by group (0 <= group < len(fill) - 1), each group's rows in their order: a counting
+    sort, O(rows + groups) where numpy's stable sorts of int64 compare. `fill`: zeros, scratch."""
+    n: cython.Py_ssize_t = group.shape[0]
+    m: cython.Py_ssize_t = fill.shape[0]
+    i: cython.Py_ssize_t
+    g: cython.longlong
+    for i in range(n):                          # fill[g + 1]: rows of group g; then where group g starts
+        fill[group[i] + 1] += 1
+    for i in range(1, m):
+        fill[i] += fill[i - 1]
+    for i in range(n):
+        g = group[i]
+        out[fill[g]] = i
+        fill[g] += 1
 
 
 @cython.cfunc

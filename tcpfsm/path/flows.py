@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from ..track.flowtable import Flow
-from .segments import CS, DS, SequenceAnalysis
+from .segments import CS, DS, SequenceAnalysis, group_order
 
 NS = 1_000_000_000
 # the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
@@ -173,9 +173,12 @@ class PathFacts:
         self.rtt_p95[ids] = pct(0.95)
         self.rtt_mean[ids] = np.add.reduceat(rs, starts) / n
         del rs
-        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's)
-        o2 = np.lexsort((packet, flow))
+        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's):
+        # samples by (flow, packet), as np.lexsort((packet, flow)) orders them, in two linear passes -- by
+        # packet (they come almost in that order: one run for the sort) then grouped by flow
+        o2 = np.argsort(packet, kind="stable")
         del packet
+        o2 = o2[group_order(flow[o2], nf)]
         f2 = flow[o2]
         del flow
         r2 = rtt[o2].astype(np.float64)
@@ -348,8 +351,8 @@ def round6(x: np.ndarray) -> np.ndarray:
     out = np.rint(t) / 1e6
     with np.errstate(invalid="ignore"):                    # (inf - inf: such values go to Python's round)
         near = (np.abs(t - np.floor(t) - 0.5) <= 4 * np.spacing(np.abs(t))) | ~(np.abs(t) < 2.0 ** 52)
-    for j in np.flatnonzero(near).tolist():
-        out[j] = round(float(x[j]), 6)
+    if near.any():
+        out[near] = [round(v, 6) for v in x[near].tolist()]
     return out
 
 

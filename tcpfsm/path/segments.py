@@ -24,6 +24,14 @@ CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the 
 KEY_BYTES = 36                  # a flow key's width (tcpfsm.capture.keys; the kernel's KEY_BYTES, a C constant)
 
 
+def group_order(group: np.ndarray, groups: int) -> np.ndarray:
+    """The indices of `group` (int64, each in [0, groups)) ordered by group, each group's in their order: what
+    np.argsort(group, kind="stable") gives, by the kernel's counting sort."""
+    out = np.empty(len(group), np.int64)
+    _k.group_order(np.ascontiguousarray(group, np.int64), np.zeros(groups + 1, np.int64), out)
+    return out
+
+
 def analysis_names(bits: int) -> list[str]:
     """Analysis bits -> tcp.analysis names, in Wireshark's field order."""
     return [name for j, name in enumerate(ANALYSIS_NAMES) if bits >> j & 1]
