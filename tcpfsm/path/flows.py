@@ -60,7 +60,7 @@ class PathFacts:
         self.flows = flows
         cs, ds = sa.conv_state()
         nconv, nf = len(cs), len(flows)
-        self.fcols = fc = flow_columns(flows)
+        fc = flow_columns(flows)                # (not kept: 65 bytes a flow; what is needed later is derived)
         self.conv_flow = conv_flow = _conv_flows(sa, cs, fc)
         # client direction of each conversation: its flow's client side is the key's lower side (dir 1)
         cdir = fc["client_is_lo"].astype(np.int64)
@@ -123,7 +123,7 @@ class PathFacts:
         self._cols: dict | None = None
         self._arrs: dict | None = None
         self._json: tuple | None = None
-        self._pairs: np.ndarray | None = None
+        self._pairs = _pair_codes(fc)           # (path_rules' lossy_path asks for them on every analysis)
         self._rtt(sa, nf)
         self._rows = dict(zip(fc["id"].tolist(), range(nf)))        # flow id -> row (the ids are the flows' own)
         _FACTS[:] = [r for r in _FACTS if r() is not None]
@@ -193,18 +193,8 @@ class PathFacts:
 
     def pair_codes(self) -> np.ndarray:
         """Each flow's host pair (client address, server address) as a number, the pairs numbered in order of
-        their first flow: what tcpfsm.detect.path_rules groups by, column-wise (the addresses' text is only
-        made for the pairs that get a finding). Computed once."""
-        if self._pairs is None:
-            fc = self.fcols
-            nf = len(fc["id"])
-            both = np.empty((nf, 32), np.uint8)
-            both[:, :16] = fc["client_raw"].view(np.uint8).reshape(nf, 16)
-            both[:, 16:] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
-            _, first, code = np.unique(both.view("S32").ravel(), return_index=True, return_inverse=True)
-            rank = np.empty(len(first), np.int64)
-            rank[np.argsort(first)] = np.arange(len(first))
-            self._pairs = rank[code.reshape(-1)]
+        their first flow: what tcpfsm.detect.path_rules and the paths view group by, column-wise (the
+        addresses' text is only made for the pairs they report)."""
         return self._pairs
 
     def pair_hops(self, rows: np.ndarray) -> dict:
@@ -385,6 +375,18 @@ def flow_columns(flows: list[Flow]) -> dict[str, np.ndarray]:
 
 _FLOW_COLUMNS = (("id", np.int64), ("first_packet", np.int64), ("client_raw", "S16"), ("server_raw", "S16"),
                  ("client_port", np.int64), ("server_port", np.int64), ("client_is_lo", np.bool_))
+
+
+def _pair_codes(fc: dict[str, np.ndarray]) -> np.ndarray:
+    """PathFacts.pair_codes from `flow_columns`."""
+    nf = len(fc["id"])
+    both = np.empty((nf, 32), np.uint8)
+    both[:, :16] = fc["client_raw"].view(np.uint8).reshape(nf, 16)
+    both[:, 16:] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
+    _, first, code = np.unique(both.view("S32").ravel(), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[code.reshape(-1)]
 
 
 def flow_keys(fc: dict[str, np.ndarray]) -> np.ndarray:
