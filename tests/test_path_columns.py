@@ -301,3 +301,34 @@ def test_group_order_is_a_stable_argsort_in_both_kernel_forms():
             finally:
                 seg._k = orig
             assert np.array_equal(got, np.argsort(g, kind="stable"))
+
+
+def test_ttl_max_from_the_kernel_is_the_highest_ttl_per_direction():
+    """The kernel keeps each conversation direction's highest TTL / hop limit (both forms), as a maximum over
+    the rows of that direction computed afterwards says."""
+    import importlib
+    from tcpfsm.capture.reader import open_capture
+    from tcpfsm.path import segments as seg
+    kernels = [importlib.import_module("tcpfsm.path._seqan")]
+    try:
+        kernels.append(importlib.import_module("tcpfsm.path._seqan_c"))
+    except ImportError:
+        pass
+    for name in ("path/loss_bulk.pcap", "kernel/concurrent_mixed.pcap", "kernel/ipv6_close.pcap"):
+        batches = list(open_capture(str(ROOT / "captures" / name)).batches(500))
+        ttl = np.concatenate([b.cols["ttl"] for b in batches])
+        for kernel in kernels:
+            orig = seg._k
+            seg._k = kernel
+            try:
+                sa = seg.SequenceAnalysis(keep_rows=True, max_convs=5)
+                for b in batches:
+                    sa.feed_batch(b)
+            finally:
+                seg._k = orig
+            r = sa.rows()
+            want = np.full(len(sa.ttl_max), -1, np.int16)
+            kept = r.conv >= 0
+            np.maximum.at(want, 2 * r.conv[kept] + r.lo[kept], ttl[kept].astype(np.int16))
+            assert np.array_equal(sa.ttl_max, want), name
+            assert (want[:2 * sa.nconv] >= 0).any()

@@ -250,16 +250,18 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             ack: cython.const[cython.uint][::1], win: cython.const[cython.ushort][::1],
             plen: cython.const[cython.uint][::1], mss: cython.const[cython.ushort][::1],
             wscale: cython.const[cython.schar][::1], sack_ok: cython.const[cython.uchar][::1],
-            has_ts: cython.const[cython.uchar][::1],
+            has_ts: cython.const[cython.uchar][::1], ttl: cython.const[cython.uchar][::1],
             conv_of_key: cython.longlong[::1], ds: cython.longlong[:, ::1], cs: cython.longlong[:, ::1],
+            ttl_max: cython.short[::1],
             nconv: cython.longlong, max_conv: cython.longlong,
             out_conv: cython.longlong[::1], out_bits: cython.uint[::1], out_dupnum: cython.uint[::1],
             out_rtt: cython.longlong[::1]) -> cython.longlong:
     """Analyse rows in capture order; returns the number of conversation slots in use afterwards.
 
     In: per row its dense key id, whether its source is the key's lower side, packet index, time (ns) and
-    header fields. State: conv_of_key (current slot per key id, -1 none), ds / cs (capacity for at least
-    `nconv` + rows slots, or `max_conv`). A row that would open a conversation beyond `max_conv` is not
+    header fields, and the TTL / hop limit (or no rows: not known). State: conv_of_key (current slot per key
+    id, -1 none), ds / cs (capacity for at least `nconv` + rows slots, or `max_conv`), ttl_max (per ds row:
+    the highest TTL seen, -1 none). A row that would open a conversation beyond `max_conv` is not
     analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number, and the RTT
     sample (ns) this row's acknowledgement closes (-1 none; Karn: never a retransmitted segment's)."""
     n: cython.Py_ssize_t = len(key)
@@ -284,6 +286,7 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
     dup: cython.longlong
     new_next: cython.longlong
     same: cython.bint
+    has_ttl: cython.bint = ttl.shape[0] > 0
     for i in range(n):
         # (casts: C integers when compiled; plain Python ints uncompiled, where numpy's unsigned scalars
         # would wrap and warn)
@@ -320,6 +323,8 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         fwd = 2 * c + d
         rev = 2 * c + 1 - d
         ds[fwd, D_SEGMENTS] += 1
+        if has_ttl and ttl[i] > ttl_max[fwd]:   # the highest TTL / hop limit of each direction
+            ttl_max[fwd] = ttl[i]
         out_rtt[i] = -1
         ctl = (fl & (F_SYN | F_FIN | F_RST)) != 0
 

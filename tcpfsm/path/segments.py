@@ -77,7 +77,7 @@ class SequenceAnalysis:
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
         self.segments = 0
-        self.ttl_max = np.full(2 * first, -1, np.int16)   # per conversation direction (ds row): highest TTL seen
+        self.ttl_max = np.full(2 * first, -1, np.int16)   # per ds row: the highest TTL / hop limit seen (hops: path/flows.py)
 
     def _reserve_keys(self, keys: int) -> None:
         """Room for `keys` keys in the table (at most half full) and their rows."""
@@ -102,7 +102,9 @@ class SequenceAnalysis:
             cs[:self.nconv] = self.cs[:self.nconv]
             ds = np.zeros((2 * cap, len(DS)), np.int64)
             ds[:2 * self.nconv] = self.ds[:2 * self.nconv]
-            self.cs, self.ds = cs, ds
+            ttl = np.full(2 * cap, -1, np.int16)
+            ttl[:2 * self.nconv] = self.ttl_max[:2 * self.nconv]
+            self.cs, self.ds, self.ttl_max = cs, ds, ttl
 
     def feed_batch(self, batch: Batch) -> None:
         c = batch.cols
@@ -123,6 +125,7 @@ class SequenceAnalysis:
         self.nkeys = _k.intern_keys(karr.view(np.uint8).reshape(n, -1), self._table, self._stored, self.nkeys,
                                     not full, self._overflow, key)
         self._reserve(self.nkeys + 1, self.nconv + n)
+        ttl = c.get("ttl")
         conv = np.empty(n, np.int64)
         bits = np.empty(n, np.uint32)
         dupnum = np.empty(n, np.uint32)
@@ -135,19 +138,9 @@ class SequenceAnalysis:
             np.ascontiguousarray(c["plen"], np.uint32), np.ascontiguousarray(c["mss"], np.uint16),
             np.ascontiguousarray(c["wscale"], np.int8), np.ascontiguousarray(c["sack_ok"]).view(u8),
             np.ascontiguousarray(c["has_ts"]).view(u8),
-            self.conv_of_key, self.ds, self.cs, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
+            np.zeros(0, u8) if ttl is None else np.ascontiguousarray(ttl, u8),
+            self.conv_of_key, self.ds, self.cs, self.ttl_max, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
         self.segments += n
-        ttl = c.get("ttl")
-        if ttl is not None:                      # the highest TTL / hop limit of each direction (hops: path/flows.py)
-            if len(self.ttl_max) < len(self.ds):
-                grown = np.full(len(self.ds), -1, np.int16)
-                grown[:len(self.ttl_max)] = self.ttl_max
-                self.ttl_max = grown
-            d = 2 * conv + lo
-            if self.nconv >= self.max_convs:     # (rows beyond the cap have conv -1)
-                keep = conv >= 0
-                d, ttl = d[keep], ttl[keep]
-            np.maximum.at(self.ttl_max, d, ttl.astype(np.int16))   # (same dtypes: ufunc.at's fast path)
         if self.nconv >= self.max_convs:
             self.skipped += int((conv < 0).sum())
         got = np.flatnonzero(rtt >= 0)
