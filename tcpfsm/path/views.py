@@ -50,24 +50,31 @@ def segment_rows(an, flow_ids: set[int] | None = None, absolute: bool = False):
         seq = (r.seq.astype(np.int64) - base_f) & 0xFFFFFFFF
         ack = np.where(r.flags & 0x10, (r.ack.astype(np.int64) - base_r) & 0xFFFFFFFF, 0)
     keep = np.ones(len(ids), bool) if flow_ids is None else np.isin(ids, list(flow_ids))
-    names = {}
+    names, flags, ends = {}, {}, {}           # per analysis bits, TCP flags and flow id: made once
     by_id = {f.id: f for f in an.flows}
-    for i in np.flatnonzero(keep).tolist():
-        bits = int(r.bits[i])
-        fl = int(r.flags[i])
-        if bits not in names:
-            names[bits] = analysis_names(bits)
-        fid = int(ids[i])
-        role = "client" if client[i] else "server"
-        rec = {"packet": int(r.index[i]), "ts": sec(int(r.ts[i])), "flow": fid, "endpoint": role,
-               "flags": flag_text(fl), "seq": int(seq[i]), "ack": int(ack[i]), "len": int(r.plen[i]),
-               "win": int(r.win[i]), "analysis": names[bits]}
-        f = by_id.get(fid)
-        if f is not None:
-            src, dst = (f.client, f.server) if role == "client" else (f.server, f.client)
-        else:
-            src = dst = "?"
-        yield rec, int(r.dupnum[i]), src, dst
+    sel = np.flatnonzero(keep)
+    for at in range(0, len(sel), _CHUNK):     # columns as Python lists a chunk at a time (no numpy scalar per field)
+        part = sel[at:at + _CHUNK]
+        for packet, ts, fid, cl, fl, sq, ak, ln, win, bits, dup in zip(*(
+                x[part].tolist() for x in (r.index, r.ts, ids, client, r.flags, seq, ack, r.plen, r.win, r.bits,
+                                           r.dupnum))):
+            an_names = names.get(bits)
+            if an_names is None:
+                an_names = names[bits] = analysis_names(bits)
+            ft = flags.get(fl)
+            if ft is None:
+                ft = flags[fl] = flag_text(fl)
+            role = "client" if cl else "server"
+            rec = {"packet": packet, "ts": sec(ts), "flow": fid, "endpoint": role, "flags": ft, "seq": sq,
+                   "ack": ak, "len": ln, "win": win, "analysis": an_names}
+            e = ends.get(fid)
+            if e is None:
+                f = by_id.get(fid)
+                e = ends[fid] = ("?", "?") if f is None else (f.client, f.server)
+            yield rec, dup, *(e if cl else e[::-1])
+
+
+_CHUNK = 1 << 16
 
 
 def write_segments(an, out, fmt: str, flow_ids=None, absolute: bool = False, names=None) -> int:
