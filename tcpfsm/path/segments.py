@@ -1,10 +1,10 @@
 """Per-segment path analysis over the decoded batches: the wrapper around the sequence-analysis kernel.
 
 Owns the dense ids of 4-tuples (the kernel's key table, sized here), the capacity of the kernel's state
-arrays, the rows kept for the `segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes every batch in capture order
-(the order Wireshark numbers frames in: its flags are defined on that order, not on the tracker's
-causal one); `conversations()` hands out one record per conversation (a 4-tuple, split where a SYN
-brings a new ISN). Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties
+arrays, the rows kept for the `segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes
+every batch in capture order (the order Wireshark numbers frames in: its flags are defined on that order,
+not on the tracker's causal one); `conversations()` hands out one record per conversation (a 4-tuple,
+split where a SYN brings a new ISN). Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties
 conversations to the tracker's flows through their public identity (4-tuple, first packet).
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ class SequenceAnalysis:
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
         self.segments = 0
-        self.ttl_max = np.full(2 * first, -1, np.int16)   # per ds row: the highest TTL / hop limit seen (hops: path/flows.py)
+        self.ttl_max = np.full(2 * first, -1, np.int16)   # per ds row: the highest TTL seen (hops: path/flows.py)
 
     def _reserve_keys(self, keys: int) -> None:
         """Room for `keys` keys in the table (at most half full) and their rows."""
