@@ -10,6 +10,7 @@ Must not: change a state or a path fact.
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import attrgetter
 
 import numpy as np
 
@@ -21,18 +22,30 @@ SAMPLE = 1000                      # flow ids kept per aggregate finding
 
 
 def path_findings(an) -> None:
-    """Add the path findings to `an` (flows' anomalies, an.findings)."""
+    """Add the path findings to `an` (flows' anomalies, an.findings). The rules' tests run column-wise over
+    every flow (numpy); Python looks only at the flows they pick (see `_over`), in row order."""
     from ..path.segments import CS
     facts, th = an.path, an.thresholds
     flows = an.flows
-    cs = facts.cs
+    conv = facts.conv_of_flow
+    rows = np.flatnonzero(conv >= 0)
+    m = facts.cs[conv[rows]]                   # each flow's conversation row
+    # slow_handshake: connect latency from the first SYN to the ACK completing the handshake, retries included
+    rtt, syn0 = m[:, CS["first_rtt"]], m[:, CS["first_syn_ts"]]
+    lat = (m[:, CS["mru_syn"]].astype(np.float64) - syn0) + rtt
+    slow = rows[(rtt != 0) & (syn0 != 0) & _over(lat, th.slow_handshake * NS)]
+    # zero_window_stall: the receiver's application stopped reading (not the network)
+    stall = {role: rows[(facts.zw[role][0][rows] != 0) & _over(facts.zw[role][1][rows], th.zero_window_stall * NS)]
+             for role in ("client", "server")}
+    # keepalive_absent: an established connection silent for long with no keep-alive from either side
+    idle = rows[_over(m[:, CS["max_gap"]], th.keepalive_idle * NS)
+                & (facts.keepalives["client"][rows] == 0) & (facts.keepalives["server"][rows] == 0)]
+    picked = set(slow.tolist())
+    picked.update(stall["client"].tolist(), stall["server"].tolist(), idle.tolist())
     per_flow: list[tuple[int, Finding]] = []
-    for row, f in enumerate(flows):
-        c = int(facts.conv_of_flow[row])
-        if c < 0:
-            continue
-        r = cs[c]
-        # slow_handshake: connect latency from the first SYN to the ACK completing the handshake, retries included
+    for row in sorted(picked):
+        f = flows[row]
+        r = facts.cs[int(conv[row])]
         if r[CS["first_rtt"]] and r[CS["first_syn_ts"]]:
             done = int(r[CS["mru_syn"]]) + int(r[CS["first_rtt"]])     # (Python ints: times near int64's end)
             lat = done - int(r[CS["first_syn_ts"]])
@@ -44,7 +57,6 @@ def path_findings(an) -> None:
                     "slow_handshake", sev, int(r[CS["first_syn_ts"]]),
                     f"connect to {f.server} took {_secs(lat)} (handshake RTT {_secs(int(r[CS['first_rtt']]))}{retries})",
                     ts_end=done, endpoint="client", packets=[f.first_packet, int(r[CS["rtt_packet"]])])))
-        # zero_window_stall: the receiver's application stopped reading (not the network)
         for role in ("client", "server"):
             count, ns = int(facts.zw[role][0][row]), int(facts.zw[role][1][row])
             if count and ns >= th.zero_window_stall * NS:
@@ -55,7 +67,6 @@ def path_findings(an) -> None:
                     f"{f.client if role == 'client' else f.server} advertised a zero window for {_secs(ns)} "
                     f"({count} segment(s)): its application stopped reading, not the network",
                     endpoint=role, packets=[first])))
-        # keepalive_absent: an established connection silent for long with no keep-alive from either side
         gap = int(r[CS["max_gap"]])
         if gap >= th.keepalive_idle * NS and not (facts.keepalives["client"][row] or facts.keepalives["server"][row]) \
                 and _was_established(f):
@@ -74,6 +85,13 @@ def path_findings(an) -> None:
     over = {r: p for r, p in overflowed(an).items() if r not in pmtu}
     an.findings = rank(list(an.findings) + _rollups(flows, per_flow) + _lossy(an, set(over) | pmtu)
                        + _overflow(an, over) + _icmp_unreachable(an))
+
+
+def _over(x: np.ndarray, limit: float) -> np.ndarray:
+    """Where `x` (ns, int64 or float64) may reach `limit`: a float test with a margin (1 ms) far above its
+    rounding, so that it picks every flow the exact test (Python ints against the float threshold, as the
+    rules state it) would, and that test decides."""
+    return x.astype(np.float64) >= limit - 1e6
 
 
 def _was_established(f) -> bool:
@@ -110,31 +128,50 @@ def _lossy(an, skip: set[int]) -> list[Finding]:
     """lossy_path: per host pair (client, server), retransmitted data segments over data segments (both ways).
     Left out: flows an overflowing accept queue explains (`skip`) and flows whose peer is gone (EXPLAINED):
     their retransmissions are not the network's. Control segments (SYN, FIN) are not counted: a SYN nobody
-    answers is a closed port or a firewall, not loss."""
+    answers is a closed port or a firewall, not loss. Summed per pair column-wise; pairs in order of their
+    first flow counted."""
     facts, th = an.path, an.thresholds
-    pairs: dict[tuple[str, str], list] = {}
-    for row, f in enumerate(an.flows):
-        if row in skip or any(a.kind in EXPLAINED for a in f.anomalies):
-            continue
-        pairs.setdefault((f.client_ip, f.server_ip), []).append(row)
+    flows = an.flows
+    nf = len(flows)
+    keep = np.ones(nf, bool)
+    keep[list(skip)] = False
+    for row, found in enumerate(map(attrgetter("anomalies"), flows)):
+        if found and any(a.kind in EXPLAINED for a in found):
+            keep[row] = False
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        return []
+    code = facts.pair_codes()[rows]
+    npairs = int(code.max()) + 1
+
+    def per_pair(col: np.ndarray) -> np.ndarray:
+        out = np.zeros(npairs, np.int64)
+        np.add.at(out, code, col[rows])
+        return out
+
+    by = {r: per_pair(facts.data[r][1]) for r in ("client", "server")}
+    retx = by["client"] + by["server"]
+    segs = per_pair(facts.data["client"][0]) + per_pair(facts.data["server"][0])
+    cand = np.flatnonzero((segs != 0) & (retx >= th.lossy_path_min_count))
+    if not len(cand):
+        return []
+    order = np.argsort(code, kind="stable")           # each pair's rows, in row order
+    bounds = np.searchsorted(code[order], np.arange(npairs + 1))
+    first_row = np.full(npairs, nf, np.int64)
+    np.minimum.at(first_row, code, rows)
     out = []
-    for (cip, sip), rows in pairs.items():
-        idx = np.asarray(rows)
-        by = {r: int(facts.data[r][1][idx].sum()) for r in ("client", "server")}
-        retx = by["client"] + by["server"]
-        segs = int(facts.data["client"][0][idx].sum() + facts.data["server"][0][idx].sum())
-        if not segs or retx < th.lossy_path_min_count:
-            continue
-        rate = retx / segs
+    for p in sorted(cand.tolist(), key=first_row.__getitem__):
+        rate = int(retx[p]) / int(segs[p])
         if rate <= th.lossy_path_rate:
             continue
         sev = "high" if rate > 5 * th.lossy_path_rate else "medium"
-        fl = [an.flows[r] for r in rows]
+        fl = [flows[r] for r in rows[order[bounds[p]:bounds[p + 1]]].tolist()]
+        cip, sip = fl[0].client_ip, fl[0].server_ip
         out.append(Finding(
             "lossy_path", sev, min(f.first_ts for f in fl),
-            f"{cip} <-> {sip}: {rate:.1%} of {segs} data segments retransmitted ({by['client']} by the client side, "
-            f"{by['server']} by the server side) over {len(fl)} connection(s)",
-            ts_end=max(f.last_ts for f in fl), count=retx, flows=sorted(f.id for f in fl)[:SAMPLE],
+            f"{cip} <-> {sip}: {rate:.1%} of {int(segs[p])} data segments retransmitted ({int(by['client'][p])} by "
+            f"the client side, {int(by['server'][p])} by the server side) over {len(fl)} connection(s)",
+            ts_end=max(f.last_ts for f in fl), count=int(retx[p]), flows=sorted(f.id for f in fl)[:SAMPLE],
             host=cip, service=sip))
     return out
 
@@ -143,20 +180,20 @@ def overflowed(an) -> dict[int, int]:
     """Rows of the flows whose completed handshake the server ignored -> the evidence packet: the server sent
     its SYN+ACK again after the client's ACK, or the client retransmitted data and the server never sent
     anything but its SYN+ACK (Linux drops the final ACK while the accept queue is full,
-    tcp_abort_on_overflow=0: the connection never reaches the application)."""
+    tcp_abort_on_overflow=0: the connection never reaches the application). Column-wise over the flows."""
     from ..path.segments import CS
     facts = an.path
-    out = {}
-    for row, f in enumerate(an.flows):
-        c = int(facts.conv_of_flow[row])
-        if c < 0 or not facts.cs[c, CS["first_rtt"]]:
-            continue
-        if facts.cs[c, CS["synack_after"]] > 0:
-            out[row] = int(facts.cs[c, CS["synack_after_packet"]])
-        elif facts.retx["client"][1][row] > 0 and facts.syns["server"][row] > 0 \
-                and facts.segments["server"][row] == facts.syns["server"][row]:
-            out[row] = int(facts.cs[c, CS["rtt_packet"]])
-    return out
+    conv = facts.conv_of_flow
+    rows = np.flatnonzero(conv >= 0)
+    r = facts.cs[conv[rows]]
+    done = r[:, CS["first_rtt"]] != 0
+    again = done & (r[:, CS["synack_after"]] > 0)
+    syns = facts.syns["server"][rows]
+    ignored = done & ~again & (facts.retx["client"][1][rows] > 0) & (syns > 0) \
+        & (facts.segments["server"][rows] == syns)
+    packet = np.where(again, r[:, CS["synack_after_packet"]], r[:, CS["rtt_packet"]])
+    hit = again | ignored
+    return dict(zip(rows[hit].tolist(), packet[hit].tolist()))
 
 
 def _overflow(an, rows: dict[int, int]) -> list[Finding]:

@@ -15,7 +15,9 @@ def attach(an, seqan) -> None:
     errors = getattr(an, "icmp_errors", None)
     if errors is not None:
         from .icmp import IcmpFacts
-        an.path.icmp = an.icmp = IcmpFacts(errors, an.flows)
+        an.icmp = IcmpFacts(errors, an.flows)
+        if len(an.icmp):                    # (none: the flows' records say so without asking per flow)
+            an.path.icmp = an.icmp
         if errors.dropped:
             an.info.warnings.append(f"ICMP: {errors.dropped} error(s) quoting TCP beyond the first "
                                     f"{errors.MAX_ROWS:,} were not kept")

@@ -3,9 +3,12 @@
 Owns the per-segment walk that needs the history of both directions of a conversation (what
 Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does), plus what the same walk
 yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
-retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN.
+retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN;
+and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`);
+and the counting sort that groups the RTT samples by flow (`group_order`, for tcpfsm/path/flows.py).
 Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
-owns the dense key ids, the state arrays' capacity and the meaning of the outputs.
+owns the capacity of the key table and of the state arrays, the cap on conversations and the meaning of
+the outputs.
 
 The flags are tested in Wireshark's order, each rule stated above the code that tests it, because the
 order decides which flag wins (a keep-alive is never a retransmission; a fast retransmission is never
@@ -115,6 +118,98 @@ CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir"
               "max_gap", "max_gap_packet")
 
 
+# Flow keys (36 bytes, tcpfsm.capture.keys) hashed multilinearly: the sum of each 32-bit word times its own odd
+# 64-bit constant (independent products: no chain of multiplications as FNV's, 1/3 faster here), then one
+# multiply-xorshift round; C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the
+# same values (literals below 2**63: a larger one would not convert)
+KEY_BYTES = cython.declare(cython.int, 36)
+_K0 = cython.declare(cython.ulonglong, 0x1E3779B97F4A7C15)
+_K_STEP = cython.declare(cython.ulonglong, 0x3C6EF372FE94F82A)
+_MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong[::1],
+                stored: cython.uchar[:, ::1], nkeys: cython.longlong, grow: cython.bint, missing: cython.longlong,
+                out: cython.longlong[::1]) -> cython.longlong:
+    """The dense id of each row's flow key (`keys[i, :36]`), ids numbered in order of first appearance over
+    every call: `table` (open addressing, a power of two of slots, -1 empty, at least twice as many as the
+    keys it will hold) maps the keys `stored[:nkeys]` to their ids (their rows there). A key not stored yet
+    is stored with the next id when `grow`, else gets `missing`. Returns the number of keys stored after.
+    Also rebuilds a table: `keys` = `stored[:nkeys]`, an empty `table`, nkeys 0, `grow` (each key is
+    stored again where it was)."""
+    n: cython.Py_ssize_t = keys.shape[0]
+    mask: cython.longlong = table.shape[0] - 1
+    i: cython.Py_ssize_t
+    j: cython.int
+    g: cython.longlong
+    s: cython.longlong
+    h: cython.ulonglong
+    c: cython.ulonglong
+    diff: cython.uint
+    for i in range(n):
+        h = 0
+        c = _K0
+        for j in range(0, KEY_BYTES, 4):        # each 4-byte word times its own odd constant, summed
+            h += (cython.cast(cython.ulonglong, keys[i, j]) | (cython.cast(cython.ulonglong, keys[i, j + 1]) << 8)
+                  | (cython.cast(cython.ulonglong, keys[i, j + 2]) << 16)
+                  | (cython.cast(cython.ulonglong, keys[i, j + 3]) << 24)) * c
+            c += _K_STEP
+            if not cython.compiled:
+                h &= (1 << 64) - 1
+                c &= (1 << 64) - 1
+        # a product carries only upward: fold the high bits into the low ones the slot is taken from
+        h ^= h >> 32
+        h *= _MIX
+        if not cython.compiled:
+            h &= (1 << 64) - 1
+        h ^= h >> 29
+        s = cython.cast(cython.longlong, h & cython.cast(cython.ulonglong, mask))
+        while True:
+            g = table[s]
+            if g < 0:                           # not stored yet
+                if grow:
+                    g = nkeys
+                    nkeys += 1
+                    table[s] = g
+                    for j in range(KEY_BYTES):
+                        stored[g, j] = keys[i, j]
+                else:
+                    g = missing
+                break
+            diff = 0
+            for j in range(KEY_BYTES):          # (no early exit: the compiler compares the bytes in vectors)
+                diff |= stored[g, j] ^ keys[i, j]
+            if diff == 0:
+                break
+            s = (s + 1) & mask
+        out[i] = g
+    return nkeys
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def group_order(group: cython.const[cython.longlong][::1], fill: cython.longlong[::1],
+                out: cython.longlong[::1]) -> cython.void:
+    """The rows ordered by group (0 <= group < len(fill) - 1), each group's rows in their order: a counting
+    sort, O(rows + groups) where numpy's stable sorts of int64 compare. `fill`: zeros, scratch."""
+    n: cython.Py_ssize_t = group.shape[0]
+    m: cython.Py_ssize_t = fill.shape[0]
+    i: cython.Py_ssize_t
+    g: cython.longlong
+    for i in range(n):                          # fill[g + 1]: rows of group g; then where group g starts
+        fill[group[i] + 1] += 1
+    for i in range(1, m):
+        fill[i] += fill[i - 1]
+    for i in range(n):
+        g = group[i]
+        out[fill[g]] = i
+        fill[g] += 1
+
+
 @cython.cfunc
 @cython.inline
 @cython.exceptval(check=False)
@@ -155,16 +250,18 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             ack: cython.const[cython.uint][::1], win: cython.const[cython.ushort][::1],
             plen: cython.const[cython.uint][::1], mss: cython.const[cython.ushort][::1],
             wscale: cython.const[cython.schar][::1], sack_ok: cython.const[cython.uchar][::1],
-            has_ts: cython.const[cython.uchar][::1],
+            has_ts: cython.const[cython.uchar][::1], ttl: cython.const[cython.uchar][::1],
             conv_of_key: cython.longlong[::1], ds: cython.longlong[:, ::1], cs: cython.longlong[:, ::1],
+            ttl_max: cython.short[::1],
             nconv: cython.longlong, max_conv: cython.longlong,
             out_conv: cython.longlong[::1], out_bits: cython.uint[::1], out_dupnum: cython.uint[::1],
             out_rtt: cython.longlong[::1]) -> cython.longlong:
     """Analyse rows in capture order; returns the number of conversation slots in use afterwards.
 
     In: per row its dense key id, whether its source is the key's lower side, packet index, time (ns) and
-    header fields. State: conv_of_key (current slot per key id, -1 none), ds / cs (capacity for at least
-    `nconv` + rows slots, or `max_conv`). A row that would open a conversation beyond `max_conv` is not
+    header fields, and the TTL / hop limit (or no rows: not known). State: conv_of_key (current slot per key
+    id, -1 none), ds / cs (capacity for at least `nconv` + rows slots, or `max_conv`), ttl_max (per ds row:
+    the highest TTL seen, -1 none). A row that would open a conversation beyond `max_conv` is not
     analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number, and the RTT
     sample (ns) this row's acknowledgement closes (-1 none; Karn: never a retransmitted segment's)."""
     n: cython.Py_ssize_t = len(key)
@@ -189,6 +286,7 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
     dup: cython.longlong
     new_next: cython.longlong
     same: cython.bint
+    has_ttl: cython.bint = ttl.shape[0] > 0
     for i in range(n):
         # (casts: C integers when compiled; plain Python ints uncompiled, where numpy's unsigned scalars
         # would wrap and warn)
@@ -225,6 +323,8 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         fwd = 2 * c + d
         rev = 2 * c + 1 - d
         ds[fwd, D_SEGMENTS] += 1
+        if has_ttl and ttl[i] > ttl_max[fwd]:   # the highest TTL / hop limit of each direction
+            ttl_max[fwd] = ttl[i]
         out_rtt[i] = -1
         ctl = (fl & (F_SYN | F_FIN | F_RST)) != 0
 

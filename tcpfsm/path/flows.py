@@ -12,12 +12,13 @@ Must not: change a flow or decide states.
 from __future__ import annotations
 
 import weakref
+from operator import attrgetter
 
 import numpy as np
 import orjson
 
 from ..track.flowtable import Flow
-from .segments import CS, DS, SequenceAnalysis
+from .segments import CS, DS, SequenceAnalysis, group_order
 
 NS = 1_000_000_000
 # the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
@@ -59,9 +60,10 @@ class PathFacts:
         self.flows = flows
         cs, ds = sa.conv_state()
         nconv, nf = len(cs), len(flows)
-        self.conv_flow = conv_flow = _conv_flows(sa, cs, flows)
+        fc = flow_columns(flows)                # (not kept: 65 bytes a flow; what is needed later is derived)
+        self.conv_flow = conv_flow = _conv_flows(sa, cs, fc)
         # client direction of each conversation: its flow's client side is the key's lower side (dir 1)
-        cdir = np.array([1 if f.client_is_lo else 0 for f in flows], np.int64)
+        cdir = fc["client_is_lo"].astype(np.int64)
         ok = conv_flow >= 0
         conv_ok = np.flatnonzero(ok)
         fl = conv_flow[ok]
@@ -117,12 +119,13 @@ class PathFacts:
                 vals = np.full(len(rows), -1, np.int64)
                 vals[ok] = tf[rows[ok]]
                 self.ttl[r][has] = vals
-        self.icmp = None                        # path/icmp.IcmpFacts, set by tcpfsm.path.attach
+        self.icmp = None                        # path/icmp.IcmpFacts, set by tcpfsm.path.attach when any
         self._cols: dict | None = None
         self._arrs: dict | None = None
         self._json: tuple | None = None
+        self._pairs = _pair_codes(fc)           # (path_rules' lossy_path asks for them on every analysis)
         self._rtt(sa, nf)
-        self._rows = {f.id: row for row, f in enumerate(flows)}     # flow id -> row (the ids are the flows' own)
+        self._rows = dict(zip(fc["id"].tolist(), range(nf)))        # flow id -> row (the ids are the flows' own)
         _FACTS[:] = [r for r in _FACTS if r() is not None]
         _FACTS.append(weakref.ref(self))
 
@@ -151,14 +154,10 @@ class PathFacts:
         if not len(flow):
             return
         # order statistics: samples sorted by (flow, rtt); each flow's run holds its sorted samples
-        o = np.lexsort((rtt, flow))
-        fs = flow[o]
-        starts = np.flatnonzero(np.r_[True, fs[1:] != fs[:-1]])
-        ids = fs[starts]
-        del fs
+        ro = sorted_by_flow(flow, rtt)
+        ids = np.flatnonzero(self.rtt_n)
         n = self.rtt_n[ids]
-        ro = rtt[o]
-        del o
+        starts = np.cumsum(n) - n
         self.rtt_min[ids] = ro[starts]
         self.rtt_max[ids] = ro[starts + n - 1]
         rs = ro.astype(np.float64)
@@ -174,9 +173,12 @@ class PathFacts:
         self.rtt_p95[ids] = pct(0.95)
         self.rtt_mean[ids] = np.add.reduceat(rs, starts) / n
         del rs
-        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's)
-        o2 = np.lexsort((packet, flow))
+        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's):
+        # samples by (flow, packet), as np.lexsort((packet, flow)) orders them, in two linear passes -- by
+        # packet (they come almost in that order: one run for the sort) then grouped by flow
+        o2 = np.argsort(packet, kind="stable")
         del packet
+        o2 = o2[group_order(flow[o2], nf)]
         f2 = flow[o2]
         del flow
         r2 = rtt[o2].astype(np.float64)
@@ -188,6 +190,12 @@ class PathFacts:
         np.add.at(tot, f2[1:][same], d[same])
         cnt = np.maximum(self.rtt_n - 1, 1)
         self.rtt_jitter = tot / cnt
+
+    def pair_codes(self) -> np.ndarray:
+        """Each flow's host pair (client address, server address) as a number, the pairs numbered in order of
+        their first flow: what tcpfsm.detect.path_rules and the paths view group by, column-wise (the
+        addresses' text is only made for the pairs they report)."""
+        return self._pairs
 
     def pair_hops(self, rows: np.ndarray) -> dict:
         """Hops of each side over the flows `rows` (a host pair's): the most common value (ties: the
@@ -240,7 +248,13 @@ class PathFacts:
             a[f"zw_{r}"] = self.zw[r][0]
             a[f"zws_{r}"] = self.zw[r][1]
             a[f"ka_{r}"] = self.keepalives[r]
-            a[f"ttl_{r}"] = self.ttl[r]
+            a[f"ttl_{r}"] = ttl = self.ttl[r]
+            h = np.full(len(ttl), -1, np.int64)              # `hops` of each TTL
+            for start in reversed(INITIAL_TTLS):             # the smallest start at or above the TTL wins
+                h = np.where((ttl >= 0) & (ttl <= start), start - ttl, h)
+            a[f"hops_{r}"] = h
+        for k in ("med", "p95", "jit"):                      # the seconds the records give: round(x / NS, 6)
+            a[k + "_s"] = round6(a[k] / NS)
         self._arrs = a
         return a
 
@@ -252,8 +266,8 @@ class PathFacts:
         nf = len(self.flows)
         a = self._arrays()
         c = {k: _secs(a[k]) if k in _SECONDS else a[k].tolist() for k in a}
-        for r in ("client", "server"):
-            c[f"ttl_{r}"] = [None if v < 0 else v for v in c[f"ttl_{r}"]]
+        for k in ("ttl_client", "ttl_server", "hops_client", "hops_server"):
+            c[k] = _none_below_0(a[k], c[k])
         assert len(c["hs"]) == nf
         self._cols = c
         return c
@@ -269,24 +283,16 @@ class PathFacts:
         nf = len(self.flows)
         m = np.empty((nf, len(JSON_COLUMNS)), np.int64)
         for j, k in enumerate(JSON_COLUMNS):
-            if k.startswith("hops_"):
-                ttl = a["ttl_" + k[5:]]
-                h = np.full(nf, -1, np.int64)
-                for start in reversed(INITIAL_TTLS):        # the smallest start at or above the TTL wins
-                    h = np.where((ttl >= 0) & (ttl <= start), start - ttl, h)
-                m[:, j] = h
-            else:
-                m[:, j] = a[k]
-        texts = [orjson.dumps([round(x / NS, 6) for x in a[k].tolist()])[1:-1].split(b",") if nf else []
-                 for k in ("med", "p95", "jit")]
+            m[:, j] = a[k]
+        texts = [orjson.dumps(a[k].tolist())[1:-1].split(b",") if nf else [] for k in ("med_s", "p95_s", "jit_s")]
         self._json = (m, *texts)
         return self._json
 
     def record(self, row: int) -> dict:
         c = self._cols or self._columns()
         n = c["n"][row]
-        rtt = {"min": c["min"][row], "median": round(c["med"][row] / NS, 6), "p95": round(c["p95"][row] / NS, 6),
-               "max": c["max"][row], "jitter": round(c["jit"][row] / NS, 6), "samples": n} if n else \
+        rtt = {"min": c["min"][row], "median": c["med_s"][row], "p95": c["p95_s"][row],
+               "max": c["max"][row], "jitter": c["jit_s"][row], "samples": n} if n else \
             {"min": None, "median": None, "p95": None, "max": None, "jitter": None, "samples": 0}
         return {
             "handshake_rtt": c["hs"][row],
@@ -301,7 +307,7 @@ class PathFacts:
                         "sack": c["sack"][row], "timestamps": c["tsopt"][row]},
             "keepalives": {"client": c["ka_client"][row], "server": c["ka_server"][row]},
             "ttl": {"client": c["ttl_client"][row], "server": c["ttl_server"][row]},
-            "hops": {"client": hops(c["ttl_client"][row]), "server": hops(c["ttl_server"][row])},
+            "hops": {"client": c["hops_client"][row], "server": c["hops_server"][row]},
             "icmp": self.icmp.of_flow(row) if self.icmp is not None else [],
         }
 
@@ -314,46 +320,117 @@ JSON_COLUMNS = ("hs", "leg1", "leg2", "n", "min", "max", "retx_client", "retxb_c
                 "hops_server")
 
 
-def _secs(ns: np.ndarray) -> list:
-    """ns -> seconds rounded to the µs (None where negative: unknown), as tcpfsm.render.records.sec rounds."""
-    out = []
-    for v in ns.tolist():
-        if v < 0:
-            out.append(None)
-        else:
-            us, sub = divmod(v, 1000)
-            out.append(us / 1e6 if not sub else round(v / NS, 6))
+def sorted_by_flow(flow: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The values `v` (>= 0) sorted by (flow, value): one sort of int64 keys, the flow in the high bits and
+    the value in the low ones (a lexsort of the pairs costs ~15x more); the lexsort only when they do not
+    fit in 63 bits (values of days in ns with millions of flows)."""
+    if not len(v):
+        return v.copy()
+    bits = int(v.max()).bit_length()
+    if int(flow.max()).bit_length() + bits > 63:
+        return v[np.lexsort((v, flow))]
+    return np.sort((flow << bits) | v) & ((1 << bits) - 1)
+
+
+def round6(x: np.ndarray) -> np.ndarray:
+    """Python's round(v, 6) of each float (correctly rounded: the 6-decimal number nearest the float's exact
+    value, halves to even), vectorised: numpy's round scales by 1e6 first, and that product's own rounding
+    can move it across a half; where it is that near a half (or too large to hold a fraction) Python's
+    round decides."""
+    t = x * 1e6
+    out = np.rint(t) / 1e6
+    with np.errstate(invalid="ignore"):                    # (inf - inf: such values go to Python's round)
+        near = (np.abs(t - np.floor(t) - 0.5) <= 4 * np.spacing(np.abs(t))) | ~(np.abs(t) < 2.0 ** 52)
+    if near.any():
+        out[near] = [round(v, 6) for v in x[near].tolist()]
     return out
 
 
-def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, flows: list[Flow]) -> np.ndarray:
-    """Each conversation's flow (row in `flows`, -1: none): of the flows with the conversation's 4-tuple, the
-    last that started at or before its first packet (or, when all started after, the first). By numpy over
-    the flows' 36-byte keys (tcpfsm.capture.keys; fixed-width, so compared whole) and first packets, not a
-    dict of lists of tuples (~280 bytes a flow, with every connection still in memory)."""
-    nconv, nf = len(cs), len(flows)
+def _secs(ns: np.ndarray) -> list:
+    """ns -> seconds rounded to the µs (None where negative: unknown), as tcpfsm.render.records.sec rounds (a
+    whole number of µs divided, else round(ns / NS, 6)); column-wise, and by Python's own arithmetic where a
+    float64 would not hold the ns exactly."""
+    v = np.asarray(ns, np.int64)
+    out = np.where(v % 1000 == 0, (v // 1000) / 1e6, round6(v / NS)).tolist()
+    for j in np.flatnonzero((v < 0) | (np.abs(v) >= 1 << 53)).tolist():
+        x = int(v[j])
+        us, sub = divmod(x, 1000)
+        out[j] = None if x < 0 else us / 1e6 if not sub else round(x / NS, 6)
+    return out
+
+
+def _none_below_0(v: np.ndarray, values: list) -> list:
+    """`values` (v as a list) with None where v is negative (unknown)."""
+    for j in np.flatnonzero(v < 0).tolist():
+        values[j] = None
+    return values
+
+
+def flow_columns(flows: list[Flow]) -> dict[str, np.ndarray]:
+    """The flows' identity as columns, one pass over them (the facts are computed column-wise from these, not
+    per flow object): id, first packet, client / server 16-byte addresses ("S16") and ports, client_is_lo."""
+    nf = len(flows)
+    return {name: np.fromiter(map(attrgetter(name), flows), dt, nf) for name, dt in _FLOW_COLUMNS}
+
+
+_FLOW_COLUMNS = (("id", np.int64), ("first_packet", np.int64), ("client_raw", "S16"), ("server_raw", "S16"),
+                 ("client_port", np.int64), ("server_port", np.int64), ("client_is_lo", np.bool_))
+
+
+def _pair_codes(fc: dict[str, np.ndarray]) -> np.ndarray:
+    """PathFacts.pair_codes from `flow_columns`."""
+    nf = len(fc["id"])
+    both = np.empty((nf, 32), np.uint8)
+    both[:, :16] = fc["client_raw"].view(np.uint8).reshape(nf, 16)
+    both[:, 16:] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
+    _, first, code = np.unique(both.view("S32").ravel(), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[code.reshape(-1)]
+
+
+def flow_keys(fc: dict[str, np.ndarray]) -> np.ndarray:
+    """`flow_key` of every flow of `flow_columns`, as a V36 array (numpy, not bytes built per flow)."""
+    nf = len(fc["id"])
+    side = []
+    for raw, port in (("client_raw", "client_port"), ("server_raw", "server_port")):
+        b = np.empty((nf, 18), np.uint8)
+        b[:, :16] = fc[raw].view(np.uint8).reshape(nf, 16)
+        b[:, 16:] = fc[port].astype(">u2").view(np.uint8).reshape(nf, 2)
+        side.append(b)
+    lo = fc["client_is_lo"][:, None]
+    keys = np.concatenate([np.where(lo, side[0], side[1]), np.where(lo, side[1], side[0])], axis=1)
+    return keys.view("V36").ravel()
+
+
+def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, fc: dict[str, np.ndarray]) -> np.ndarray:
+    """Each conversation's flow (row of the flows, -1: none): of the flows with the conversation's 4-tuple,
+    the last that started at or before its first packet (or, when all started after, the first; among flows
+    of one 4-tuple and first packet, the last row). By numpy over the 4-tuples' dense ids (the sequence
+    analysis numbers them: `key_ids`) and first packets: one sort of flows and conversations together, each
+    conversation finding the flow sorted last before it and the one sorted first after it."""
+    nconv, nf = len(cs), len(fc["id"])
     conv_flow = np.full(nconv, -1, np.int64)
     if not nconv or not nf:
         return conv_flow
-    fkeys = np.fromiter((flow_key(f) for f in flows), "S36", nf)
-    ckeys = np.array(sa.keys, "S36")[cs[:, CS["key"]]]
-    _, code = np.unique(np.concatenate([fkeys, ckeys]), return_inverse=True)
-    del fkeys, ckeys
-    code = code.reshape(-1).astype(np.int64)
-    by = np.zeros(nf, [("key", "<i8"), ("first", "<i8")])        # flows by (key, first packet)
-    by["key"] = code[:nf]
-    by["first"] = np.fromiter((f.first_packet for f in flows), np.int64, nf)
-    order = np.argsort(by, kind="stable")
-    by = by[order]
-    q = np.zeros(nconv, by.dtype)
-    q["key"] = code[nf:]
-    q["first"] = cs[:, CS["first_packet"]]
-    del code
-    lo = np.searchsorted(by["key"], q["key"], side="left")        # each conversation's 4-tuple among the flows
-    hi = np.searchsorted(by["key"], q["key"], side="right")
-    j = np.maximum(np.searchsorted(by, q, side="right") - 1, lo)  # the last started by then, else the first
-    ok = lo < hi
-    conv_flow[ok] = order[j[ok]]
+    kid = np.concatenate([sa.key_ids(flow_keys(fc)), cs[:, CS["key"]]])      # (-1: a 4-tuple never analysed)
+    first = np.concatenate([fc["first_packet"], cs[:, CS["first_packet"]]])
+    is_conv = np.repeat(np.array([0, 1], np.int8), [nf, nconv])
+    order = np.lexsort((is_conv, first, kid))    # by 4-tuple, then first packet, flows before conversations
+    del first, is_conv
+    n = nf + nconv
+    pos = np.arange(n)
+    flow_at = order < nf
+    before = np.maximum.accumulate(np.where(flow_at, pos, -1))                 # last flow sorted at or before
+    after = np.minimum.accumulate(np.where(flow_at, pos, n)[::-1])[::-1]     # first flow sorted at or after
+    del pos
+    at = np.flatnonzero(~flow_at)                # the conversations' places
+    conv = order[at] - nf
+    ks = kid[order]
+    b, a = before[at], after[at]
+    same_b = (b >= 0) & (ks[np.maximum(b, 0)] == ks[at])
+    same_a = (a < n) & (ks[np.minimum(a, n - 1)] == ks[at])
+    conv_flow[conv] = np.where(same_b, order[np.maximum(b, 0)], np.where(same_a, order[np.minimum(a, n - 1)], -1))
     return conv_flow
 
 
@@ -362,8 +439,8 @@ def facts_of(flow: Flow) -> tuple[PathFacts, int] | None:
     for ref in _FACTS:
         facts = ref()
         if facts is not None:
-            row = facts.row_of(flow)
-            if row is not None:
+            row = facts._rows.get(flow.id)      # (row_of inlined: this runs once per rendered flow)
+            if row is not None and facts.flows[row] is flow:
                 return facts, row
     return None
 

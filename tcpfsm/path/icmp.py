@@ -119,7 +119,8 @@ class IcmpFacts:
                 "quoted_seq": int(c["q_seq"][i])}
 
     def of_flow(self, row: int) -> list[dict]:
-        return [self.record(i) for i in self.per_flow.get(row, [])]
+        got = self.per_flow.get(row)            # (most flows have none: this runs once per rendered flow)
+        return [self.record(i) for i in got] if got else []
 
     def by_router(self) -> dict[str, Counter]:
         """Sending router -> Counter of error names."""

@@ -1,10 +1,10 @@
 """Per-segment path analysis over the decoded batches: the wrapper around the sequence-analysis kernel.
 
-Owns the dense ids of 4-tuples, the capacity of the kernel's state arrays, the rows kept for the
-`segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes every batch in capture order
-(the order Wireshark numbers frames in: its flags are defined on that order, not on the tracker's
-causal one); `conversations()` hands out one record per conversation (a 4-tuple, split where a SYN
-brings a new ISN). Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties
+Owns the dense ids of 4-tuples (the kernel's key table, sized here), the capacity of the kernel's state
+arrays, the rows kept for the `segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes
+every batch in capture order (the order Wireshark numbers frames in: its flags are defined on that order,
+not on the tracker's causal one); `conversations()` hands out one record per conversation (a 4-tuple,
+split where a SYN brings a new ISN). Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties
 conversations to the tracker's flows through their public identity (4-tuple, first packet).
 """
 from __future__ import annotations
@@ -16,12 +16,20 @@ import numpy as np
 from .._kernels import load as _load
 from ..capture.batch import Batch
 from ..capture.keys import flow_key_array
-from ..track.flowtable import group_rows
 
 _k = _load("tcpfsm.path._seqan")
 ANALYSIS_NAMES: tuple[str, ...] = _k.ANALYSIS_NAMES[:14]     # the public ones (reused_ports is internal)
 DS = {name: j for j, name in enumerate(_k.DS_COLUMNS)}          # column of the per-direction state
 CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the per-conversation state
+KEY_BYTES = 36                  # a flow key's width (tcpfsm.capture.keys; the kernel's KEY_BYTES, a C constant)
+
+
+def group_order(group: np.ndarray, groups: int) -> np.ndarray:
+    """The indices of `group` (int64, each in [0, groups)) ordered by group, each group's in their order: what
+    np.argsort(group, kind="stable") gives, by the kernel's counting sort."""
+    out = np.empty(len(group), np.int64)
+    _k.group_order(np.ascontiguousarray(group, np.int64), np.zeros(groups + 1, np.int64), out)
+    return out
 
 
 def analysis_names(bits: int) -> list[str]:
@@ -55,9 +63,12 @@ class SequenceAnalysis:
         self.keep_rows = keep_rows
         self.max_convs = max_convs if max_convs is not None else 1 << 62
         self.skipped = 0
-        self._ids: dict[bytes, int] = {}
+        # the 4-tuples' dense ids: the kernel's hash table over the keys stored so far (row = id), not a dict
+        # of bytes (~120 bytes a key against 52)
+        self._table = np.full(1 << 12, -1, np.int64)
+        self._stored = np.zeros((1024, KEY_BYTES), np.uint8)
+        self.nkeys = 0
         self._overflow = -1                            # the shared id of keys seen after the cap (see feed_batch)
-        self.keys: list[bytes] = []                    # key id -> 36-byte flow key
         self.conv_of_key = np.full(1024, -1, np.int64)
         first = min(1024, self.max_convs)
         self.ds = np.zeros((2 * first, len(DS)), np.int64)
@@ -66,13 +77,18 @@ class SequenceAnalysis:
         self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
         self._rows: list[tuple] = []
         self.segments = 0
-        self.ttl_max = np.full(2 * first, -1, np.int16)   # per conversation direction (ds row): highest TTL seen
+        self.ttl_max = np.full(2 * first, -1, np.int16)   # per ds row: the highest TTL seen (hops: path/flows.py)
 
-    def _overflow_id(self) -> int:
-        if self._overflow < 0:
-            self._overflow = len(self.keys)
-            self.keys.append(b"")
-        return self._overflow
+    def _reserve_keys(self, keys: int) -> None:
+        """Room for `keys` keys in the table (at most half full) and their rows."""
+        if keys > len(self._stored):
+            grown = np.zeros((max(keys, 2 * len(self._stored)), KEY_BYTES), np.uint8)
+            grown[:self.nkeys] = self._stored[:self.nkeys]
+            self._stored = grown
+        if 2 * keys > len(self._table):
+            self._table = np.full(1 << (2 * keys).bit_length(), -1, np.int64)
+            _k.intern_keys(self._stored[:self.nkeys], self._table, self._stored, 0, True, -1,
+                           np.empty(self.nkeys, np.int64))
 
     def _reserve(self, keys: int, convs: int) -> None:
         if keys > len(self.conv_of_key):
@@ -86,7 +102,9 @@ class SequenceAnalysis:
             cs[:self.nconv] = self.cs[:self.nconv]
             ds = np.zeros((2 * cap, len(DS)), np.int64)
             ds[:2 * self.nconv] = self.ds[:2 * self.nconv]
-            self.cs, self.ds = cs, ds
+            ttl = np.full(2 * cap, -1, np.int16)
+            ttl[:2 * self.nconv] = self.ttl_max[:2 * self.nconv]
+            self.cs, self.ds, self.ttl_max = cs, ds, ttl
 
     def feed_batch(self, batch: Batch) -> None:
         c = batch.cols
@@ -94,25 +112,20 @@ class SequenceAnalysis:
         if not n:
             return
         karr, lo = flow_key_array(c)
-        grow, first, _, _ = group_rows(karr, n)         # one hash pass (np.unique sorted the keys: 2/3 the time)
-        G = len(first)
-        ids, keys = self._ids, self.keys
-        kid = np.empty(G, np.int64)
         # Once the cap on conversations is reached no new key can get one, so an unseen key is not given an
-        # id of its own (a spoofed flood's millions of 4-tuples would make this map grow without bound): it
-        # shares the one overflow id, which never holds a conversation, and its rows count as skipped.
+        # id of its own (a spoofed flood's millions of 4-tuples would make the table grow without bound): it
+        # shares the one overflow id (past the keys stored), which never holds a conversation, and its rows
+        # count as skipped.
         full = self.nconv >= self.max_convs
-        for j, k in enumerate(karr[first[:G]].tolist()):
-            v = ids.get(k)
-            if v is None:
-                if full:
-                    v = self._overflow_id()
-                else:
-                    v = ids[k] = len(keys)
-                    keys.append(k)
-            kid[j] = v
-        key = kid[grow]
-        self._reserve(len(keys), self.nconv + n)
+        if not full:
+            self._reserve_keys(self.nkeys + n)
+        elif self._overflow < 0:
+            self._overflow = self.nkeys
+        key = np.empty(n, np.int64)
+        self.nkeys = _k.intern_keys(karr.view(np.uint8).reshape(n, -1), self._table, self._stored, self.nkeys,
+                                    not full, self._overflow, key)
+        self._reserve(self.nkeys + 1, self.nconv + n)
+        ttl = c.get("ttl")
         conv = np.empty(n, np.int64)
         bits = np.empty(n, np.uint32)
         dupnum = np.empty(n, np.uint32)
@@ -125,19 +138,9 @@ class SequenceAnalysis:
             np.ascontiguousarray(c["plen"], np.uint32), np.ascontiguousarray(c["mss"], np.uint16),
             np.ascontiguousarray(c["wscale"], np.int8), np.ascontiguousarray(c["sack_ok"]).view(u8),
             np.ascontiguousarray(c["has_ts"]).view(u8),
-            self.conv_of_key, self.ds, self.cs, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
+            np.zeros(0, u8) if ttl is None else np.ascontiguousarray(ttl, u8),
+            self.conv_of_key, self.ds, self.cs, self.ttl_max, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
         self.segments += n
-        ttl = c.get("ttl")
-        if ttl is not None:                      # the highest TTL / hop limit of each direction (hops: path/flows.py)
-            if len(self.ttl_max) < len(self.ds):
-                grown = np.full(len(self.ds), -1, np.int16)
-                grown[:len(self.ttl_max)] = self.ttl_max
-                self.ttl_max = grown
-            d = 2 * conv + lo
-            if self.nconv >= self.max_convs:     # (rows beyond the cap have conv -1)
-                keep = conv >= 0
-                d, ttl = d[keep], ttl[keep]
-            np.maximum.at(self.ttl_max, d, ttl.astype(np.int16))   # (same dtypes: ufunc.at's fast path)
         if self.nconv >= self.max_convs:
             self.skipped += int((conv < 0).sum())
         got = np.flatnonzero(rtt >= 0)
@@ -170,6 +173,19 @@ class SequenceAnalysis:
         if len(self._rtt) > 1:       # joined once and kept joined: the per-batch parts are freed, a second call
             self._rtt = [tuple(np.concatenate(x) for x in zip(*self._rtt))]   # copies nothing (callers only read)
         return self._rtt[0]
+
+    def key_ids(self, keys: np.ndarray) -> np.ndarray:
+        """The dense id of each 36-byte flow key (a V36 array, tcpfsm.capture.keys), -1 for a key never analysed
+        (not seen, or seen only beyond the cap on conversations)."""
+        out = np.empty(len(keys), np.int64)
+        if len(keys):
+            _k.intern_keys(np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1), self._table,
+                           self._stored, self.nkeys, False, -1, out)
+        return out
+
+    def keys(self) -> np.ndarray:
+        """The 36-byte flow key of each dense id (a V36 array; the overflow id has none)."""
+        return self._stored[:self.nkeys].view("V36").ravel()
 
     def conv_state(self) -> tuple[np.ndarray, np.ndarray]:
         """The kernel's per-conversation (cs) and per-conversation-direction (ds) rows in use."""

@@ -50,24 +50,31 @@ def segment_rows(an, flow_ids: set[int] | None = None, absolute: bool = False):
         seq = (r.seq.astype(np.int64) - base_f) & 0xFFFFFFFF
         ack = np.where(r.flags & 0x10, (r.ack.astype(np.int64) - base_r) & 0xFFFFFFFF, 0)
     keep = np.ones(len(ids), bool) if flow_ids is None else np.isin(ids, list(flow_ids))
-    names = {}
+    names, flags, ends = {}, {}, {}           # per analysis bits, TCP flags and flow id: made once
     by_id = {f.id: f for f in an.flows}
-    for i in np.flatnonzero(keep).tolist():
-        bits = int(r.bits[i])
-        fl = int(r.flags[i])
-        if bits not in names:
-            names[bits] = analysis_names(bits)
-        fid = int(ids[i])
-        role = "client" if client[i] else "server"
-        rec = {"packet": int(r.index[i]), "ts": sec(int(r.ts[i])), "flow": fid, "endpoint": role,
-               "flags": flag_text(fl), "seq": int(seq[i]), "ack": int(ack[i]), "len": int(r.plen[i]),
-               "win": int(r.win[i]), "analysis": names[bits]}
-        f = by_id.get(fid)
-        if f is not None:
-            src, dst = (f.client, f.server) if role == "client" else (f.server, f.client)
-        else:
-            src = dst = "?"
-        yield rec, int(r.dupnum[i]), src, dst
+    sel = np.flatnonzero(keep)
+    for at in range(0, len(sel), _CHUNK):     # columns as Python lists a chunk at a time (no numpy scalar per field)
+        part = sel[at:at + _CHUNK]
+        for packet, ts, fid, cl, fl, sq, ak, ln, win, bits, dup in zip(*(
+                x[part].tolist() for x in (r.index, r.ts, ids, client, r.flags, seq, ack, r.plen, r.win, r.bits,
+                                           r.dupnum))):
+            an_names = names.get(bits)
+            if an_names is None:
+                an_names = names[bits] = analysis_names(bits)
+            ft = flags.get(fl)
+            if ft is None:
+                ft = flags[fl] = flag_text(fl)
+            role = "client" if cl else "server"
+            rec = {"packet": packet, "ts": sec(ts), "flow": fid, "endpoint": role, "flags": ft, "seq": sq,
+                   "ack": ak, "len": ln, "win": win, "analysis": an_names}
+            e = ends.get(fid)
+            if e is None:
+                f = by_id.get(fid)
+                e = ends[fid] = ("?", "?") if f is None else (f.client, f.server)
+            yield rec, dup, *(e if cl else e[::-1])
+
+
+_CHUNK = 1 << 16
 
 
 def write_segments(an, out, fmt: str, flow_ids=None, absolute: bool = False, names=None) -> int:
@@ -116,27 +123,36 @@ def write_segments(an, out, fmt: str, flow_ids=None, absolute: bool = False, nam
 def path_pairs(an) -> list[dict]:
     """One record per host pair (client address, server address), busiest first: like `mtr --report`,
     loss from retransmitted data segments over data segments sent (both ways), RTT statistics (ms) from
-    the Karn samples of every connection between them, and the handshake RTTs."""
+    the Karn samples of every connection between them, and the handshake RTTs. The flows and the samples
+    are grouped by pair once (sorted), not looked for pair by pair."""
     facts = an.path
     flows = an.flows
-    pairs: dict[tuple[str, str], list[int]] = {}
-    for row, f in enumerate(flows):
-        pairs.setdefault((f.client_ip, f.server_ip), []).append(row)
+    code = facts.pair_codes()
+    npairs = int(code.max()) + 1 if len(code) else 0
+    by_pair = np.argsort(code, kind="stable")                   # each pair's flows, in row order
+    fb = np.searchsorted(code[by_pair], np.arange(npairs + 1))
+    sent = np.zeros(npairs, np.int64)
+    retx = np.zeros(npairs, np.int64)
+    for r in ("client", "server"):
+        np.add.at(sent, code, facts.data[r][0])
+        np.add.at(retx, code, facts.data[r][1])
     conv, _lo, rtt, packet = an.path_rtt
     frow = facts.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
+    mine = frow >= 0
+    spair = code[frow[mine]]
+    o = np.lexsort((packet[mine], spair))                       # each pair's samples, in packet order
+    rs = rtt[mine][o]
+    sb = np.searchsorted(spair[o], np.arange(npairs + 1))
     out = []
-    for (cip, sip), rows in pairs.items():
-        idx = np.asarray(rows)
-        sent = int(facts.data["client"][0][idx].sum() + facts.data["server"][0][idx].sum())
-        retx = int(facts.data["client"][1][idx].sum() + facts.data["server"][1][idx].sum())
-        m = np.isin(frow, idx)
-        samples = rtt[m]
-        order = np.argsort(packet[m], kind="stable")
-        samples = samples[order] / 1e6          # ms
-        hs = [facts.handshake_rtt(r) for r in rows]
+    for p in range(npairs):
+        rows = by_pair[fb[p]:fb[p + 1]]
+        f0 = flows[int(rows[0])]
+        samples = rs[sb[p]:sb[p + 1]] / 1e6          # ms
+        hs = [facts.handshake_rtt(r) for r in rows.tolist()]
         hs = [h * 1e3 for h in hs if h is not None]
-        rec = {"client": cip, "server": sip, "connections": len(rows), "hops": facts.pair_hops(idx),
-               "loss_pct": round(100.0 * retx / sent, 2) if sent else 0.0, "sent": sent, "retransmitted": retx,
+        rec = {"client": f0.client_ip, "server": f0.server_ip, "connections": len(rows),
+               "hops": facts.pair_hops(rows), "loss_pct": round(100.0 * int(retx[p]) / int(sent[p]), 2)
+               if sent[p] else 0.0, "sent": int(sent[p]), "retransmitted": int(retx[p]),
                "rtt_ms": None, "handshake_rtt_ms": None}
         if len(samples):
             rec["rtt_ms"] = {"last": round(float(samples[-1]), 3), "avg": round(float(samples.mean()), 3),

@@ -1,0 +1,334 @@
+"""The path stage computed column-wise (tcpfsm/path/flows.py, tcpfsm/detect/path_rules.py) against the per-flow
+forms it replaced, kept here as references: on every capture under captures/, with the default thresholds and
+with thresholds low enough for every path rule to fire, the same findings, anomalies, conversation -> flow
+map and RTT statistics; and the vectorised helpers (sorting by flow, Python's rounding) on edge values."""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tcpfsm
+from tcpfsm.detect import path_rules as pr
+from tcpfsm.detect.rules import _secs, rank
+from tcpfsm.path import flows as pf
+from tcpfsm.path.segments import CS
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = sorted(p for p in (ROOT / "captures").rglob("*.pcap*") if p.is_file())
+NS = 1_000_000_000
+# every path rule fires somewhere with these
+LOW = dict(slow_handshake=0.0, slow_connect=0.001, zero_window_stall=0.0, keepalive_idle=0.01, lossy_path_rate=0.0,
+           lossy_path_min_count=1, listen_queue_overflow_count=1, icmp_unreachable_count=1)
+
+
+# -- the per-flow references ----------------------------------------------------------------------------
+def ref_path_findings(an) -> None:
+    facts, th = an.path, an.thresholds
+    flows = an.flows
+    cs = facts.cs
+    per_flow = []
+    for row, f in enumerate(flows):
+        c = int(facts.conv_of_flow[row])
+        if c < 0:
+            continue
+        r = cs[c]
+        if r[CS["first_rtt"]] and r[CS["first_syn_ts"]]:
+            done = int(r[CS["mru_syn"]]) + int(r[CS["first_rtt"]])
+            lat = done - int(r[CS["first_syn_ts"]])
+            if lat > th.slow_handshake * NS:
+                syns = int(facts.syns["client"][row])
+                sev = "medium" if lat >= th.slow_connect * NS else "low"
+                retries = f", {syns - 1} SYN retransmission(s)" if syns > 1 else ""
+                per_flow.append((row, pr.Finding(
+                    "slow_handshake", sev, int(r[CS["first_syn_ts"]]),
+                    f"connect to {f.server} took {_secs(lat)} (handshake RTT {_secs(int(r[CS['first_rtt']]))}{retries})",
+                    ts_end=done, endpoint="client", packets=[f.first_packet, int(r[CS["rtt_packet"]])])))
+        for role in ("client", "server"):
+            count, ns = int(facts.zw[role][0][row]), int(facts.zw[role][1][row])
+            if count and ns >= th.zero_window_stall * NS:
+                first = int(facts.first_zw[role][row])
+                sev = "medium" if ns < 10 * th.zero_window_stall * NS else "high"
+                per_flow.append((row, pr.Finding(
+                    "zero_window_stall", sev, f.first_ts,
+                    f"{f.client if role == 'client' else f.server} advertised a zero window for {_secs(ns)} "
+                    f"({count} segment(s)): its application stopped reading, not the network",
+                    endpoint=role, packets=[first])))
+        gap = int(r[CS["max_gap"]])
+        if gap >= th.keepalive_idle * NS and not (facts.keepalives["client"][row] or facts.keepalives["server"][row]) \
+                and pr._was_established(f):
+            per_flow.append((row, pr.Finding(
+                "keepalive_absent", "low", f.first_ts,
+                f"established and silent for {_secs(gap)} with no keep-alives: a vanished peer would go unnoticed",
+                packets=[int(r[CS["max_gap_packet"]])])))
+    by_row = defaultdict(list)
+    for row, a in per_flow:
+        by_row[row].append(a)
+    for row, found in by_row.items():
+        flows[row].anomalies = list(flows[row].anomalies) + found
+    pmtu = pr._pmtu_rows(an)
+    over = {r: p for r, p in ref_overflowed(an).items() if r not in pmtu}
+    an.findings = rank(list(an.findings) + pr._rollups(flows, per_flow) + ref_lossy(an, set(over) | pmtu)
+                       + pr._overflow(an, over) + pr._icmp_unreachable(an))
+
+
+def ref_lossy(an, skip):
+    facts, th = an.path, an.thresholds
+    pairs = {}
+    for row, f in enumerate(an.flows):
+        if row in skip or any(a.kind in pr.EXPLAINED for a in f.anomalies):
+            continue
+        pairs.setdefault((f.client_ip, f.server_ip), []).append(row)
+    out = []
+    for (cip, sip), rows in pairs.items():
+        idx = np.asarray(rows)
+        by = {r: int(facts.data[r][1][idx].sum()) for r in ("client", "server")}
+        retx = by["client"] + by["server"]
+        segs = int(facts.data["client"][0][idx].sum() + facts.data["server"][0][idx].sum())
+        if not segs or retx < th.lossy_path_min_count:
+            continue
+        rate = retx / segs
+        if rate <= th.lossy_path_rate:
+            continue
+        sev = "high" if rate > 5 * th.lossy_path_rate else "medium"
+        fl = [an.flows[r] for r in rows]
+        out.append(pr.Finding(
+            "lossy_path", sev, min(f.first_ts for f in fl),
+            f"{cip} <-> {sip}: {rate:.1%} of {segs} data segments retransmitted ({by['client']} by the client side, "
+            f"{by['server']} by the server side) over {len(fl)} connection(s)",
+            ts_end=max(f.last_ts for f in fl), count=retx, flows=sorted(f.id for f in fl)[:pr.SAMPLE],
+            host=cip, service=sip))
+    return out
+
+
+def ref_overflowed(an):
+    facts = an.path
+    out = {}
+    for row, f in enumerate(an.flows):
+        c = int(facts.conv_of_flow[row])
+        if c < 0 or not facts.cs[c, CS["first_rtt"]]:
+            continue
+        if facts.cs[c, CS["synack_after"]] > 0:
+            out[row] = int(facts.cs[c, CS["synack_after_packet"]])
+        elif facts.retx["client"][1][row] > 0 and facts.syns["server"][row] > 0 \
+                and facts.segments["server"][row] == facts.syns["server"][row]:
+            out[row] = int(facts.cs[c, CS["rtt_packet"]])
+    return out
+
+
+def ref_conv_flows(sa, cs, flows):
+    """Each conversation's flow by the flows' keys in a dict of (first packet, row) lists."""
+    by_key = defaultdict(list)
+    for row, f in enumerate(flows):
+        by_key[pf.flow_key(f)].append((f.first_packet, row))
+    out = np.full(len(cs), -1, np.int64)
+    keys = sa.keys().tolist()
+    for c in range(len(cs)):
+        lst = sorted(by_key.get(keys[int(cs[c, CS["key"]])], []))
+        if lst:
+            before = [row for first, row in lst if first <= int(cs[c, CS["first_packet"]])]
+            out[c] = before[-1] if before else lst[0][1]
+    return out
+
+
+def ref_rtt(facts, sa, nf):
+    """(n, min, max, median, p95, jitter) per flow, flow by flow with numpy's own statistics."""
+    conv, _lo, rtt, packet = sa.rtt_samples()
+    flow = facts.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
+    out = []
+    for row in range(nf):
+        m = flow == row
+        v = rtt[m]
+        if not len(v):
+            out.append((0, 0, 0, 0.0, 0.0, 0.0))
+            continue
+        t = v[np.argsort(packet[m], kind="stable")].astype(np.float64)
+        jit = float(np.abs(np.diff(t)).sum()) / max(len(v) - 1, 1)
+        out.append((len(v), int(v.min()), int(v.max()), float(np.percentile(v, 50)), float(np.percentile(v, 95)), jit))
+    return out
+
+
+# -- the comparisons ---------------------------------------------------------------------------------------
+def _analyses(path, th, monkeypatch):
+    """The analysis of `path` before its path findings, and a copy of each flow's anomalies then."""
+    monkeypatch.setattr(pr, "path_findings", lambda an: None)
+    an = tcpfsm.analyze(str(path), thresholds=th)
+    monkeypatch.undo()
+    return an
+
+
+@pytest.mark.parametrize("th", [None, LOW], ids=["default", "low"])
+def test_path_rules_equal_the_per_flow_rules_on_every_capture(th, monkeypatch):
+    fired = set()
+    for path in CAPTURES:
+        an = _analyses(path, th, monkeypatch)
+        if getattr(an, "path", None) is None:
+            continue
+        before = ([f.anomalies for f in an.flows], list(an.findings))
+        pr.path_findings(an)
+        got = ([repr(f.anomalies) for f in an.flows], repr(an.findings))
+        for f, a in zip(an.flows, before[0]):
+            f.anomalies = a
+        an.findings = list(before[1])
+        ref_path_findings(an)
+        want = ([repr(f.anomalies) for f in an.flows], repr(an.findings))
+        assert got == want, path
+        assert pr.overflowed(an) == ref_overflowed(an), path
+        fired.update(a.kind for a in an.findings)
+    if th is LOW:
+        assert {"lossy_path", "slow_handshake", "zero_window_stall", "keepalive_absent",
+                "listen_queue_overflow"} <= fired
+
+
+def test_conv_flows_and_rtt_statistics_equal_the_references_on_every_capture(monkeypatch):
+    from tcpfsm import path as path_pkg
+    seen = {}
+    orig = path_pkg.attach
+
+    def attach(an, seqan):
+        seen["sa"] = seqan
+        orig(an, seqan)
+
+    monkeypatch.setattr(path_pkg, "attach", attach)
+    for path in CAPTURES:
+        seen.clear()
+        an = tcpfsm.analyze(str(path))
+        if "sa" not in seen:
+            continue
+        sa, facts = seen["sa"], an.path
+        cs, _ = sa.conv_state()
+        assert np.array_equal(facts.conv_flow, ref_conv_flows(sa, cs, an.flows)), path
+        for row, (n, lo, hi, med, p95, jit) in enumerate(ref_rtt(facts, sa, len(an.flows))):
+            assert int(facts.rtt_n[row]) == n, path
+            if n:
+                assert (int(facts.rtt_min[row]), int(facts.rtt_max[row])) == (lo, hi), path
+                assert facts.rtt_med[row] == pytest.approx(med, rel=1e-12), path
+                assert facts.rtt_p95[row] == pytest.approx(p95, rel=1e-12), path
+                assert facts.rtt_jitter[row] == pytest.approx(jit, rel=1e-9), path
+
+
+def test_sorted_by_flow_in_one_key_and_by_lexsort():
+    rng = np.random.default_rng(7)
+    for high in (50, 10 ** 9, 1 << 61):                 # the last does not fit beside the flow: the lexsort
+        flow = rng.integers(0, 1000, 5000)
+        v = rng.integers(0, high, 5000)
+        assert np.array_equal(pf.sorted_by_flow(flow, v), v[np.lexsort((v, flow))])
+    z = np.zeros(0, np.int64)
+    assert len(pf.sorted_by_flow(z, z)) == 0
+
+
+def test_round6_is_pythons_round():
+    rng = random.Random(3)
+    ns = [rng.randrange(0, 10 ** 12) for _ in range(20000)] + [k * 500 for k in range(1, 20001)] + \
+        [k * 1000 + 500 for k in range(20000)] + [2 ** 62, 2 ** 53 + 1, 0]
+    vals = [v / 2 for v in ns] + [v + 0.25 for v in ns[:5000]]
+    x = np.array(vals, np.float64) / NS
+    got = pf.round6(x).tolist()
+    assert got == [round(v / NS, 6) for v in vals]
+    assert pf.round6(np.array([1e300, float("inf")])).tolist() == [round(1e300, 6), float("inf")]
+
+
+def test_key_table_under_the_cap_on_conversations():
+    """The kernel's key table (tcpfsm/path/_seqan.py: intern_keys) through its growth and past the cap: the
+    conversations kept are the first ones of the uncapped analysis, with the same analysis; the others'
+    segments are skipped, and their keys get no id of their own."""
+    from tcpfsm.capture.reader import open_capture
+    from tcpfsm.path.segments import SequenceAnalysis
+    path = ROOT / "captures" / "kernel" / "concurrent_mixed.pcap"
+    batches = list(open_capture(str(path)).batches(100))
+
+    def run(cap):
+        sa = SequenceAnalysis(keep_rows=True, max_convs=cap)
+        for b in batches:
+            sa.feed_batch(b)
+        return sa, sa.rows()
+
+    full, rows = run(None)
+    assert full.nkeys == len(set(full.keys().tolist())) == full.nconv > 1000 // 10
+    for cap in (1, 50, full.nconv - 1):
+        sa, r = run(cap)
+        kept = rows.conv < cap
+        assert np.array_equal(r.conv, np.where(kept, rows.conv, -1))
+        assert np.array_equal(r.bits[kept], rows.bits[kept])
+        assert sa.skipped == int((~kept).sum())
+        assert sa.nkeys < full.nkeys if cap == 1 else sa.nkeys <= full.nkeys   # (stored while not full)
+    assert np.array_equal(full.key_ids(full.keys()), np.arange(full.nkeys))
+    # one batch, then all the others at once: the table is rebuilt larger with the keys it holds
+    from tcpfsm.capture.batch import Batch
+    rest = Batch({k: np.concatenate([b.cols[k] for b in batches[1:]]) for k in batches[0].cols})
+    sa = SequenceAnalysis(keep_rows=True)
+    sa.feed_batch(batches[0])
+    small = len(sa._table)
+    sa.feed_batch(rest)
+    assert len(sa._table) > small and np.array_equal(sa.keys(), full.keys())
+    assert np.array_equal(sa.rows().conv, rows.conv) and np.array_equal(sa.rows().bits, rows.bits)
+    assert full.key_ids(np.zeros(2, "V36")).tolist() == [-1, -1]
+
+
+def test_secs_column_wise_is_the_per_value_rounding():
+    """flows._secs (the records' seconds) against the per-value form it replaced, huge and negative included."""
+    def one(v):
+        if v < 0:
+            return None
+        us, sub = divmod(v, 1000)
+        return us / 1e6 if not sub else round(v / NS, 6)
+
+    rng = random.Random(5)
+    ns = [rng.randrange(-5, 10 ** 13) for _ in range(20000)] + [k * 500 for k in range(20000)] + \
+        [(1 << 53) + 1, (1 << 53) - 1, (1 << 62) + 12345, (1 << 63) - 1, 4 * 10 ** 18 + 1000, -1]
+    assert pf._secs(np.array(ns, np.int64)) == [one(v) for v in ns]
+
+
+def test_group_order_is_a_stable_argsort_in_both_kernel_forms():
+    import importlib
+    from tcpfsm.path import segments as seg
+    kernels = [importlib.import_module("tcpfsm.path._seqan")]
+    try:
+        kernels.append(importlib.import_module("tcpfsm.path._seqan_c"))
+    except ImportError:
+        pass
+    rng = np.random.default_rng(11)
+    for kernel in kernels:
+        for n, groups in ((0, 1), (1, 1), (3000, 7), (3000, 5000)):
+            g = rng.integers(0, groups, n)
+            orig = seg._k
+            seg._k = kernel
+            try:
+                got = seg.group_order(g, groups)
+            finally:
+                seg._k = orig
+            assert np.array_equal(got, np.argsort(g, kind="stable"))
+
+
+def test_ttl_max_from_the_kernel_is_the_highest_ttl_per_direction():
+    """The kernel keeps each conversation direction's highest TTL / hop limit (both forms), as a maximum over
+    the rows of that direction computed afterwards says."""
+    import importlib
+    from tcpfsm.capture.reader import open_capture
+    from tcpfsm.path import segments as seg
+    kernels = [importlib.import_module("tcpfsm.path._seqan")]
+    try:
+        kernels.append(importlib.import_module("tcpfsm.path._seqan_c"))
+    except ImportError:
+        pass
+    for name in ("path/loss_bulk.pcap", "kernel/concurrent_mixed.pcap", "kernel/ipv6_close.pcap"):
+        batches = list(open_capture(str(ROOT / "captures" / name)).batches(500))
+        ttl = np.concatenate([b.cols["ttl"] for b in batches])
+        for kernel in kernels:
+            orig = seg._k
+            seg._k = kernel
+            try:
+                sa = seg.SequenceAnalysis(keep_rows=True, max_convs=5)
+                for b in batches:
+                    sa.feed_batch(b)
+            finally:
+                seg._k = orig
+            r = sa.rows()
+            want = np.full(len(sa.ttl_max), -1, np.int16)
+            kept = r.conv >= 0
+            np.maximum.at(want, 2 * r.conv[kept] + r.lo[kept], ttl[kept].astype(np.int16))
+            assert np.array_equal(sa.ttl_max, want), name
+            assert (want[:2 * sa.nconv] >= 0).any()
