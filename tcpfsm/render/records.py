@@ -17,6 +17,7 @@ from ..detect.rules import Finding
 from ..detect.zeek import conn_state
 from ..fsm import State, Transition
 from ..track.flowtable import Flow
+from . import output
 
 NS = 1_000_000_000
 _US_EXACT = 4 * 10**18          # below 2**32 s, us / 1e6 is the double round(ns / 1e9, 6) gives (see sec)
@@ -84,32 +85,22 @@ def aggregate_record(a: Finding) -> dict:
             "count": a.count, "flows": list(a.flows), "message": a.message}
 
 
-def _head_values(f: Flow) -> tuple:
-    """A flow record's values before its transitions, in key order (the addresses as the flow's raw bytes,
-    times in ns, states as State): what flow_record's dict and FlowEncoder's emitter both render."""
+def flow_record(f: Flow) -> dict:
     conn = f.conn
     c, s = conn.client, conn.server
     z = f.zeek
-    return (f.id, f.client_raw, f.client_port, f.server_raw, f.server_port, f.role_inferred, f.first_ts, f.last_ts,
-            c.packets, s.packets, c.payload, s.payload, *end_states(f), z[0] if z else conn_state(f),
-            z[1] if z else conn.history)
-
-
-def flow_record(f: Flow) -> dict:
-    (fid, _, cport, _, sport, role, first, last, cp, sp, cb, sb, cst, sst, calt, salt, cstate,
-     history) = _head_values(f)
     return {
-        "id": fid,
-        "client": {"ip": f.client_ip, "port": cport},
-        "server": {"ip": f.server_ip, "port": sport},
-        "role_inferred": role,
-        "first_ts": sec(first),
-        "last_ts": sec(last),
-        "packets": {"client": cp, "server": sp},
-        "bytes": {"client": cb, "server": sb},
-        "states": _states_dict(cst, sst, calt, salt),
-        "conn_state": cstate,
-        "history": history,
+        "id": f.id,
+        "client": {"ip": f.client_ip, "port": f.client_port},
+        "server": {"ip": f.server_ip, "port": f.server_port},
+        "role_inferred": f.role_inferred,
+        "first_ts": sec(f.first_ts),
+        "last_ts": sec(f.last_ts),
+        "packets": {"client": c.packets, "server": s.packets},
+        "bytes": {"client": c.payload, "server": s.payload},
+        "states": states_record(f),
+        "conn_state": z[0] if z else conn_state(f),
+        "history": z[1] if z else conn.history,
         "transitions": [transition_record(t) for t in f.transitions],
         "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
         **_path_key(f),
@@ -129,38 +120,48 @@ def _sec_json(ns: int) -> bytes:
     return orjson.dumps(sec(int(ns)))
 
 
-class FlowEncoder:
-    """`encode(flow_record(f))` without building the record's dicts: the values come from `_head_values`
-    (shared with flow_record), the transitions from the fsm as columns (Connection.transition_rows), the
-    path record from the path analysis' columns (PathFacts.json_columns), and the compiled emitter
-    (tcpfsm/render/_emit.py) writes their JSON; strings are encoded by orjson, each distinct one once.
-    tests/test_emit.py holds the bytes equal to orjson's of flow_record on every capture. One encoder per
-    rendering: it keeps the emitter's buffer and what it has encoded. `kernel`: the emitter module to use
-    (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
+def _ip_json(f: Flow, client: bool) -> bytes:
+    """The JSON text of the flow's client (or server) address, for the emitter's cache of them."""
+    return kept_json(f.client_ip if client else f.server_ip)
 
-    _CACHE_MAX = 1 << 16        # distinct addresses / histories kept encoded (a stream's encoder lives long)
+
+def _anomalies_json(anomalies) -> bytes:
+    """The JSON text of a flow record's "anomalies" list."""
+    return orjson.dumps([flow_anomaly_record(a) for a in anomalies], option=_OPTS)
+
+
+class FlowEncoder:
+    """`encode(flow_record(f))` without building the record's dicts: the compiled emitter
+    (tcpfsm/render/_emit.py) reads the flow and its connection itself, the transitions from the fsm as
+    columns (Connection.transition_rows), the path record from the path analysis' columns
+    (PathFacts.json_columns), and writes their JSON; strings are encoded by orjson, each distinct one once.
+    What only other modules know it asks of the functions below (conn_state, facts_of, the findings'
+    records). tests/test_emit.py holds the bytes equal to orjson's of flow_record on every capture. One
+    encoder per rendering: it keeps the emitter's buffer and what it has encoded. `kernel`: the emitter
+    module to use (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
+
+    _CACHE_MAX = 1 << 16        # flows whose connection keys are kept encoded (jsonl events)
 
     def __init__(self, kernel=None):
         from .. import _kernels
         from ..fsm import TRANSITION_ROW
         from ..path.flows import facts_of
-        self._facts_of = facts_of
-        self._width = TRANSITION_ROW
         kernel = kernel or _kernels.load("tcpfsm.render._emit")
-        self._em = kernel.Emitter([kept_json(s.value) for s in State], _sec_json)
+        assert kernel.ROW == TRANSITION_ROW, "tcpfsm/render/_emit.py reads another transition row"
+        self._em = kernel.Emitter(list(State), [kept_json(s.value) for s in State], _sec_json, _ip_json, conn_state,
+                                  _anomalies_json, facts_of, encode)
         self._state_id = {id(s): i for i, s in enumerate(State)}   # by identity: Enum.__hash__ is Python code
-        self._rows = array("q", bytes(8 * TRANSITION_ROW * 256))
-        self._ip: dict[bytes, bytes] = {}
         self._text: dict[str, bytes] = {}
         self._conn: dict[int, bytes] = {}       # flow id -> its connection keys (jsonl events)
 
-    def _ip_json(self, raw: bytes, f: Flow, client: bool) -> bytes:
-        got = self._ip.get(raw)
-        if got is None:
-            if len(self._ip) >= self._CACHE_MAX:
-                self._ip.clear()
-            got = self._ip[raw] = kept_json(f.client_ip if client else f.server_ip)
-        return got
+    def __call__(self, f: Flow) -> bytes:
+        return self._em.record(f)
+
+    def write(self, flows: Iterable[Flow], write, first: bytes, sep: bytes) -> None:
+        """The records of `flows`, `first` before the first and `sep` between them, into the byte sink
+        function `write` in pieces of about output.CHUNK bytes (views of a reused buffer: `write` must copy
+        or write them out, as Output.write and BytesIO.write do)."""
+        self._em.flows(flows, write, first, sep, output.CHUNK)
 
     def _str_json(self, text: str) -> bytes:
         got = self._text.get(text)
@@ -169,29 +170,6 @@ class FlowEncoder:
                 self._text.clear()
             got = self._text[text] = kept_json(text)
         return got
-
-    def __call__(self, f: Flow) -> bytes:
-        em, sid = self._em, self._state_id
-        (fid, craw, cport, sraw, sport, role, first, last, cp, sp, cb, sb, cst, sst, calt, salt, cstate,
-         history) = _head_values(f)
-        em.head(fid, self._ip_json(craw, f, True), cport, self._ip_json(sraw, f, False), sport, role, first, last,
-                cp, sp, cb, sb, sid[id(cst)], sid[id(sst)], -1 if calt is None else sid[id(calt)],
-                -1 if salt is None else sid[id(salt)], self._str_json(cstate), self._str_json(history))
-        conn = f.conn
-        n = len(conn.transitions)
-        if n * self._width > len(self._rows):
-            self._rows = array("q", bytes(16 * self._width * n))
-        conn.transition_rows(self._rows, em.causes)
-        em.transitions(self._rows, n)
-        em.raw(b',"anomalies":' + orjson.dumps([flow_anomaly_record(a) for a in f.anomalies], option=_OPTS)
-               if f.anomalies else b',"anomalies":[]')
-        got = self._facts_of(f)
-        if got is not None:
-            pf, row = got
-            m, median, p95, jitter = pf.json_columns()
-            icmp = pf.icmp.of_flow(row) if pf.icmp is not None else None
-            em.path(m, row, median[row], p95[row], jitter[row], orjson.dumps(icmp, option=_OPTS) if icmp else b"[]")
-        return em.end()
 
     def transition_event(self, f: Flow, t: Transition) -> bytes:
         """encode(transition_event(f, t)) and its newline: the connection's keys encoded once per flow."""
@@ -277,10 +255,7 @@ def write_analysis_json(an, out, spooled=None) -> None:
             w(sep + line.rstrip(b"\n"))
             sep = b",\n  "
     else:
-        flow_json = FlowEncoder()
-        for f in an.flows:
-            w(sep + flow_json(f))
-            sep = b",\n  "
+        FlowEncoder().write(an.flows, w, sep, b",\n  ")
     w(b'\n ],\n "anomalies": [')
     sep = b"\n  "
     for a in an.findings:
