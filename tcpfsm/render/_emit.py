@@ -28,6 +28,9 @@ from array import array
 import cython
 import orjson
 
+if cython.compiled:
+    from cython.cimports.libc.string import memcpy
+
 i64 = cython.typedef(cython.longlong)
 
 _SEC_LIMIT = cython.declare(i64, 4_000_000_000_000_000_000)   # |ns| below this: sec_text's proven range
@@ -53,8 +56,11 @@ def _put(buf, pos, s) -> i64:
     """Copy `s` into buf at pos; the new position."""
     p = s
     n = len(s)
-    for j in range(n):
-        buf[pos + j] = p[j]
+    if cython.compiled:                     # (a byte at a time was a third of the emitter's time)
+        memcpy(cython.address(buf[pos]), p, n)
+    else:
+        for j in range(n):
+            buf[pos + j] = p[j]
     return pos + n
 
 
@@ -161,11 +167,10 @@ class Emitter:
     `states`: tcpfsm.fsm.State in order, and `state_text` the JSON text of each name; `slow(ns)`: the JSON
     text of a time outside sec_text's range (orjson on records.sec); `ip_text(flow, client)`: the JSON text
     of the flow's client (or server) address, asked once per distinct address; `conn_state(flow)`: Zeek's
-    conn_state when the flow has no Zeek view of its own (tcpfsm.detect.zeek); `anomalies(list)`: the JSON
-    text of a non-empty list of the flow's findings; `facts_of(flow)`: (PathFacts, row) or None
-    (tcpfsm.path.flows); `encode(obj)`: orjson's text of a flow's ICMP list. `causes` is the dict
-    Connection.transition_rows interns the causes into; each cause, address, history and conn_state is
-    encoded once."""
+    conn_state when the flow has no Zeek view of its own (tcpfsm.detect.zeek); `facts_of(flow)`:
+    (PathFacts, row) or None (tcpfsm.path.flows); `encode(obj)`: orjson's text of a flow's ICMP list.
+    `causes` is the dict Connection.transition_rows interns the causes into; each cause, address, history,
+    conn_state and finding kind is encoded once."""
 
     _buf = cython.declare(bytearray)
     _view = cython.declare(cython.uchar[::1])         # _buf, as the C code writes it
@@ -175,6 +180,8 @@ class Emitter:
     _max_state = cython.declare(i64)
     _cause_text = cython.declare(list)
     _max_cause = cython.declare(i64)
+    _pre = cython.declare(list)                       # a transition's text before its packet number, made once
+    _post = cython.declare(list)                      # ... and after it (None: not made yet)
     causes = cython.declare(dict, visibility="readonly")
     _rows_arr = cython.declare(object)                # Connection.transition_rows' columns, reused
     _rows = cython.declare(cython.longlong[::1])
@@ -190,12 +197,10 @@ class Emitter:
     _slow = cython.declare(object)
     _ip_text = cython.declare(object)
     _conn_state = cython.declare(object)
-    _anomalies = cython.declare(object)
     _facts_of = cython.declare(object)
     _encode = cython.declare(object)
 
-    def __init__(self, states, state_text, slow, ip_text=None, conn_state=None, anomalies=None, facts_of=None,
-                 encode=None):
+    def __init__(self, states, state_text, slow, ip_text=None, conn_state=None, facts_of=None, encode=None):
         self._buf = bytearray(1 << 16)
         self._view = self._buf
         self._pos = 0
@@ -204,6 +209,9 @@ class Emitter:
         self._max_state = max([len(s) for s in self._states])
         self._cause_text = []
         self._max_cause = 0
+        self._pre = [b',"endpoint":' + (_SERVER if server else _CLIENT) + b',"from":' + old + b',"to":' + new
+                     + b',"packet":' for server in (0, 1) for old in self._states for new in self._states]
+        self._post = []
         self.causes = {}
         self._rows_arr = array("q", bytes(8 * _ROW * 256))
         self._rows = self._rows_arr
@@ -216,7 +224,6 @@ class Emitter:
         self._slow = slow
         self._ip_text = ip_text
         self._conn_state = conn_state
-        self._anomalies = anomalies
         self._facts_of = facts_of
         self._encode = encode
 
@@ -348,12 +355,7 @@ class Emitter:
             self._rows = self._rows_arr
         conn.transition_rows(self._rows_arr, self.causes)
         self._transitions(n)
-        anomalies = f.anomalies
-        if anomalies:
-            self._raw(b',"anomalies":')
-            self._raw(self._anomalies(anomalies))
-        else:
-            self._raw(b',"anomalies":[]')
+        self._findings(f.anomalies)
         got = self._facts_of(f)
         if got is not None:
             pf = got[0]
@@ -375,6 +377,43 @@ class Emitter:
         buf = self._view
         buf[self._pos] = 125                              # '}'
         self._pos += 1
+
+    @cython.cfunc
+    @cython.locals(buf=cython.uchar[::1], pos=i64, first=cython.bint)
+    def _findings(self, found) -> cython.void:
+        """Append ',"anomalies":' and the list of records.flow_anomaly_record(a) for a in `found` (each
+        kind, severity and endpoint encoded once; the messages, mostly distinct, each time)."""
+        if not found:
+            self._raw(b',"anomalies":[]')
+            return
+        self._raw(b',"anomalies":[')
+        first = True
+        for a in found:
+            kind = self._text_of(a.kind)
+            severity = self._text_of(a.severity)
+            endpoint = self._text_of(a.endpoint)
+            message = orjson.dumps(a.message)
+            ts = a.ts
+            self._room(80 + len(kind) + len(severity) + len(endpoint) + len(message) + _MAX_NUMBER)
+            buf = self._view
+            pos = self._pos
+            if not first:
+                buf[pos] = 44                             # ','
+                pos += 1
+            first = False
+            pos = _put(buf, pos, b'{"kind":')
+            pos = _put(buf, pos, kind)
+            pos = _put(buf, pos, b',"severity":')
+            pos = _put(buf, pos, severity)
+            pos = _put(buf, pos, b',"ts":')
+            pos = _put(buf, pos, _NULL) if ts is None else self._time(buf, pos, ts)
+            pos = _put(buf, pos, b',"endpoint":')
+            pos = _put(buf, pos, endpoint)
+            pos = _put(buf, pos, b',"message":')
+            pos = _put(buf, pos, message)
+            buf[pos] = 125                                # '}'
+            self._pos = pos + 1
+        self._raw(b"]")
 
     @cython.cfunc
     @cython.locals(buf=cython.uchar[::1], pos=i64, flow_id=i64, client_port=i64, server_port=i64,
@@ -436,43 +475,62 @@ class Emitter:
         self._pos = pos
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=bytes, alt=i64,
-                   retracted=i64)
+    @cython.locals(k=i64)
+    def _new_causes(self) -> cython.void:
+        """Encode the causes interned since the last call (Connection.transition_rows adds them to `causes`)
+        and make room for their texts after the packet number."""
+        k = 2 * (len(self._states) + 1)
+        for c in list(self.causes)[len(self._cause_text):]:
+            t = bytes(memoryview(orjson.dumps(c)))       # (its own size: orjson's bytes hold ~4 KB each)
+            self._cause_text.append(t)
+            self._max_cause = max(self._max_cause, len(t))
+            self._post.extend([None] * k)
+
+    @cython.cfunc
+    @cython.locals(buf=cython.uchar[::1], pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=i64, alt=i64,
+                   retracted=i64, ns=i64, k=i64)
     def _transition_fields(self, buf, pos, server, old, new, packet, cause, alt, retracted) -> i64:
-        """A transition record's keys after "ts" and its closing brace (records.transition_record's)."""
-        pos = _put(buf, pos, b',"endpoint":')
-        pos = _put(buf, pos, _SERVER if server else _CLIENT)
-        pos = _put(buf, pos, b',"from":')
-        pos = _put(buf, pos, self._states[old])
-        pos = _put(buf, pos, b',"to":')
-        pos = _put(buf, pos, self._states[new])
-        pos = _put(buf, pos, b',"packet":')
+        """A transition record's keys after "ts" and its closing brace (records.transition_record's): the text
+        before the packet number by (endpoint, from, to), the text after it by (cause: its id in `causes`, alt,
+        retracted), each made once."""
+        ns = len(self._states)
+        pos = _put(buf, pos, self._pre[(server * ns + old) * ns + new])
         pos = _put(buf, pos, _NULL) if packet < 0 else _put_int(buf, pos, packet)
-        pos = _put(buf, pos, b',"cause":')
-        pos = _put(buf, pos, cause)
-        if alt >= 0:
-            pos = _put(buf, pos, b',"alt":')
-            pos = _put(buf, pos, self._states[alt])
-        if retracted:
-            pos = _put(buf, pos, b',"retracted":true')
-        buf[pos] = 125                                    # '}'
-        return pos + 1
+        k = (cause * (ns + 1) + alt + 1) * 2 + retracted
+        post = self._post[k]
+        if post is None:
+            post = b',"cause":' + self._cause_text[cause]
+            if alt >= 0:
+                post += b',"alt":' + self._states[alt]
+            if retracted:
+                post += b',"retracted":true'
+            post += b"}"
+            self._post[k] = post
+        return _put(buf, pos, post)
 
     @cython.locals(buf=cython.uchar[::1], pos=i64, start=i64, ts=i64, server=i64, old=i64, new=i64, packet=i64,
-                   alt=i64, retracted=i64)
-    def transition_event(self, connection: bytes, ts, server, old, new, packet, cause: bytes, alt,
+                   alt=i64, retracted=i64, cid=i64)
+    def transition_event(self, connection: bytes, ts, server, old, new, packet, cause: str, alt,
                          retracted) -> bytes:
         """One jsonl transition event and its newline, as records.transition_event's dict prints:
         `connection` is the JSON text of records.connection(f) without its braces, states by position
-        (alt -1: none), packet -1: a timer, `cause` its JSON text. Leaves a record being written alone."""
+        (alt -1: none), packet -1: a timer. Leaves a record being written alone."""
+        got = self.causes.get(cause)
+        if got is None:
+            cid = len(self.causes)
+            self.causes[cause] = cid
+        else:
+            cid = got
+        if len(self._cause_text) < len(self.causes):
+            self._new_causes()
         start = self._pos
-        self._room(256 + len(connection) + len(cause) + 3 * self._max_state)
+        self._room(256 + len(connection) + len(self._cause_text[cid]) + 3 * self._max_state)
         buf = self._view
         pos = _put(buf, start, b'{"event":"transition","ts":')
         pos = self._time(buf, pos, ts)
         buf[pos] = 44                                     # ','
         pos = _put(buf, pos + 1, connection)
-        pos = self._transition_fields(buf, pos, server, old, new, packet, cause, alt, retracted)
+        pos = self._transition_fields(buf, pos, server, old, new, packet, cid, alt, retracted)
         buf[pos] = 10                                     # '\n'
         return bytes(memoryview(self._buf)[start:pos + 1])
 
@@ -484,10 +542,7 @@ class Emitter:
         """Append ',"transitions":' and the JSON list of the n transitions in `_rows`
         (Connection.transition_rows' columns), as orjson.dumps([records.transition_record(t) ...]) prints it."""
         if len(self._cause_text) < len(self.causes):      # causes first seen by this flow
-            for c in list(self.causes)[len(self._cause_text):]:
-                t = bytes(memoryview(orjson.dumps(c)))   # (its own size: orjson's bytes hold ~4 KB each)
-                self._cause_text.append(t)
-                self._max_cause = max(self._max_cause, len(t))
+            self._new_causes()
         self._room(32 + n * (_MAX_TR + self._max_cause + 3 * self._max_state))
         buf = self._view
         rows = self._rows
@@ -501,8 +556,7 @@ class Emitter:
             pos = _put(buf, pos, b'{"ts":')
             pos = self._time(buf, pos, rows[r])
             pos = self._transition_fields(buf, pos, (bits >> 24) & 1, bits & 0xFF, (bits >> 8) & 0xFF,
-                                          rows[r + 1], self._cause_text[rows[r + 2]], ((bits >> 16) & 0xFF) - 1,
-                                          (bits >> 25) & 1)
+                                          rows[r + 1], rows[r + 2], ((bits >> 16) & 0xFF) - 1, (bits >> 25) & 1)
         buf[pos] = 93                                     # ']'
         self._pos = pos + 1
 

@@ -125,20 +125,15 @@ def _ip_json(f: Flow, client: bool) -> bytes:
     return kept_json(f.client_ip if client else f.server_ip)
 
 
-def _anomalies_json(anomalies) -> bytes:
-    """The JSON text of a flow record's "anomalies" list."""
-    return orjson.dumps([flow_anomaly_record(a) for a in anomalies], option=_OPTS)
-
-
 class FlowEncoder:
     """`encode(flow_record(f))` without building the record's dicts: the compiled emitter
     (tcpfsm/render/_emit.py) reads the flow and its connection itself, the transitions from the fsm as
     columns (Connection.transition_rows), the path record from the path analysis' columns
     (PathFacts.json_columns), and writes their JSON; strings are encoded by orjson, each distinct one once.
-    What only other modules know it asks of the functions below (conn_state, facts_of, the findings'
-    records). tests/test_emit.py holds the bytes equal to orjson's of flow_record on every capture. One
-    encoder per rendering: it keeps the emitter's buffer and what it has encoded. `kernel`: the emitter
-    module to use (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
+    What only other modules know it asks of the functions they own (conn_state, facts_of).
+    tests/test_emit.py holds the bytes equal to orjson's of flow_record on every capture. One encoder per
+    rendering: it keeps the emitter's buffer and what it has encoded. `kernel`: the emitter module to use
+    (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
 
     _CACHE_MAX = 1 << 16        # flows whose connection keys are kept encoded (jsonl events)
 
@@ -148,10 +143,9 @@ class FlowEncoder:
         from ..path.flows import facts_of
         kernel = kernel or _kernels.load("tcpfsm.render._emit")
         assert kernel.ROW == TRANSITION_ROW, "tcpfsm/render/_emit.py reads another transition row"
-        self._em = kernel.Emitter(list(State), [kept_json(s.value) for s in State], _sec_json, _ip_json, conn_state,
-                                  _anomalies_json, facts_of, encode)
+        self._em = kernel.Emitter(list(State), [kept_json(s.value) for s in State], _sec_json, _ip_json,
+                                  conn_state, facts_of, encode)
         self._state_id = {id(s): i for i, s in enumerate(State)}   # by identity: Enum.__hash__ is Python code
-        self._text: dict[str, bytes] = {}
         self._conn: dict[int, bytes] = {}       # flow id -> its connection keys (jsonl events)
 
     def __call__(self, f: Flow) -> bytes:
@@ -163,14 +157,6 @@ class FlowEncoder:
         or write them out, as Output.write and BytesIO.write do)."""
         self._em.flows(flows, write, first, sep, output.CHUNK)
 
-    def _str_json(self, text: str) -> bytes:
-        got = self._text.get(text)
-        if got is None:
-            if len(self._text) >= self._CACHE_MAX:
-                self._text.clear()
-            got = self._text[text] = kept_json(text)
-        return got
-
     def transition_event(self, f: Flow, t: Transition) -> bytes:
         """encode(transition_event(f, t)) and its newline: the connection's keys encoded once per flow."""
         conn = self._conn.get(f.id)
@@ -180,7 +166,7 @@ class FlowEncoder:
             conn = self._conn[f.id] = orjson.dumps(connection(f), option=_OPTS)[1:-1]
         sid, alt, packet = self._state_id, t.alt, t.packet
         return self._em.transition_event(conn, t.ts, t.endpoint == "server", sid[id(t.old)], sid[id(t.new)],
-                                         -1 if packet is None else packet, self._str_json(t.cause),
+                                         -1 if packet is None else packet, t.cause,
                                          -1 if alt is None else sid[id(alt)], t.retracted)
 
 
