@@ -380,13 +380,17 @@ class FlowSink:
                 self.top = text.rank_flows(self.top)[:self.max_flows]
 
     def finish(self, an) -> None:
-        for f in an.flows:
-            self.add(f)
-        if self.fmt == "json":
+        if self.fmt == "json":          # the connections still held, a line each (encoded in large pieces)
+            self.flow_json.write(an.flows, self.spool.write, b"", b"\n")
+            if an.flows:
+                self.spool.write(b"\n")
             self.spool.seek(0)
             _stream(self.output, lambda o: records.write_analysis_json(an, o, spooled=self.spool))
             self.spool.close()
-        elif self.fmt == "jsonl":
+            return
+        for f in an.flows:
+            self.add(f)
+        if self.fmt == "jsonl":
             with self.out:
                 records.write_events(records.closing_events(an), self.out)
         elif self.fmt == "csv":

@@ -1,7 +1,8 @@
 """The JSON emitter (tcpfsm/render/_emit.py, via records.FlowEncoder) writes exactly the bytes orjson writes
 for the records (flow records, and the jsonl transition and flow_end events): every flow of every capture, of generated floods and open connections, and of the bench
 capture when it is there; both forms of the kernel; and the time text over the whole int64 range, where
-anything outside the proven range must be handed back to orjson.
+anything outside the proven range must be handed back to orjson. A document's flows written at once
+(FlowEncoder.write, in pieces) and spooled records (a streamed analysis') join to the same bytes.
 """
 from __future__ import annotations
 
@@ -103,3 +104,59 @@ def test_every_microsecond_near_zero_and_at_digit_boundaries(kernel):
         ns = us * 1000
         if abs(ns) < 4 * 10**18:
             assert kernel.sec_text(ns) == orjson.dumps(records.sec(ns)), us
+
+
+# -- a whole document's flows at once (FlowEncoder.write) and spooled records ---------------------------
+@pytest.mark.parametrize("kernel", FORMS)
+def test_flows_written_in_pieces_are_the_records_joined(kernel, monkeypatch):
+    """FlowEncoder.write hands out views of one reused buffer, each ending at a record's end and cut at
+    about output.CHUNK bytes: copied as they come, they are the separators and orjson's records joined,
+    whatever the chunk size (a few records a piece, or one piece for all)."""
+    from tcpfsm.render import output
+    flows = []
+    for name in ("kernel/concurrent_mixed.pcap", "zeek/zeek_flips.pcap", "crafted/ipv6_normal.pcap"):
+        flows += api.analyze(str(ROOT / "captures" / name)).flows
+    want = b"\n  " + b",\n  ".join(orjson.dumps(records.flow_record(f), option=orjson.OPT_SERIALIZE_NUMPY)
+                                   for f in flows)
+    for chunk in (1, 3000, 1 << 20):
+        monkeypatch.setattr(output, "CHUNK", chunk)
+        pieces = []
+        records.FlowEncoder(kernel).write(flows, lambda b: pieces.append(bytes(b)), b"\n  ", b",\n  ")
+        assert b"".join(pieces) == want
+        assert all(p.endswith(b"}") for p in pieces)
+        if chunk == 1:
+            assert len(pieces) == len(flows)
+    pieces = []
+    records.FlowEncoder(kernel).write([], pieces.append, b"\n  ", b",\n  ")
+    assert pieces == []
+
+
+def _spooled_reference(lines) -> bytes:
+    """What write_analysis_json wrote for spooled records before it wrote them a block at a time."""
+    out, sep = [], b"\n  "
+    for line in lines:
+        out.append(sep + line.rstrip(b"\n"))
+        sep = b",\n  "
+    return b"".join(out)
+
+
+SPOOLS = [[], [b'{"id":1}'], [b'{"id":%d,"x":"%s"}' % (i, b"y" * (i % 37)) for i in range(500)]]
+
+
+@pytest.mark.parametrize("lines", SPOOLS, ids=["none", "one", "many"])
+def test_spooled_records_are_written_as_they_were_line_by_line(lines, monkeypatch):
+    """A spool file (read a block at a time: blocks cut records anywhere) and an iterable of records (the
+    Dask merge's, newline-ended or not) give what one write per line gave."""
+    import io
+    from tcpfsm.render import output
+    want = _spooled_reference(lines)
+    for chunk in (1, 7, 64, 1 << 20):
+        monkeypatch.setattr(output, "CHUNK", chunk)
+        for source in (lambda: io.BytesIO(b"".join(r + b"\n" for r in lines)),
+                       lambda: iter(lines), lambda: (r + b"\n" for r in lines)):
+            got = []
+            records._write_spooled(source(), got.append)
+            assert b"".join(got) == want, chunk
+    got = []                                                    # a file whose last line has no newline
+    records._write_spooled(io.BytesIO(b"\n".join(lines)), got.append)
+    assert b"".join(got) == want

@@ -235,19 +235,48 @@ def write_analysis_json(an, out, spooled=None) -> None:
     w = out.write
     w(b'{"capture": ' + encode(capture_record(an)) + b',\n "profile": ' + encode(profile_record(an)))
     w(b',\n "flows": [')
-    sep = b"\n  "
     if spooled is not None:
-        for line in spooled:
-            w(sep + line.rstrip(b"\n"))
-            sep = b",\n  "
+        _write_spooled(spooled, w)
     else:
-        FlowEncoder().write(an.flows, w, sep, b",\n  ")
+        FlowEncoder().write(an.flows, w, b"\n  ", b",\n  ")
     w(b'\n ],\n "anomalies": [')
     sep = b"\n  "
     for a in an.findings:
         w(sep + encode(aggregate_record(a)))
         sep = b",\n  "
     w(b'\n ],\n "summary": ' + encode(an.summary()) + b"}\n")
+
+
+def _write_spooled(spooled, w) -> None:
+    """Records already encoded, one per line, as the document's flows: "\\n  " before the first and ",\\n  "
+    before each other, the separators written by one bytes.replace a block (a record never holds a newline:
+    orjson escapes them in strings) rather than one write a flow. Each block's last byte waits for the next
+    block: the stream's very last newline only ends the last record."""
+    first, pending = True, b""
+    for block in _spool_blocks(spooled):
+        if first:
+            w(b"\n  ")
+            first = False
+        w((pending + block[:-1]).replace(b"\n", b",\n  "))
+        pending = block[-1:]
+    if pending != b"\n":
+        w(pending)                      # (a last record without its newline)
+
+
+def _spool_blocks(spooled):
+    """A binary file's blocks of about output.CHUNK bytes; or, for an iterable of records (with or without
+    their newlines), blocks of newline-ended records."""
+    if hasattr(spooled, "read"):
+        yield from iter(lambda: spooled.read(output.CHUNK), b"")
+        return
+    batch: list[bytes] = []
+    for line in spooled:
+        batch.append(line.rstrip(b"\n"))
+        if len(batch) >= 1024:
+            yield b"\n".join(batch) + b"\n"
+            batch = []
+    if batch:
+        yield b"\n".join(batch) + b"\n"
 
 
 # -- events (JSON lines, shared with live mode) ---------------------------------------------------
