@@ -160,3 +160,20 @@ def test_spooled_records_are_written_as_they_were_line_by_line(lines, monkeypatc
     got = []                                                    # a file whose last line has no newline
     records._write_spooled(io.BytesIO(b"\n".join(lines)), got.append)
     assert b"".join(got) == want
+
+
+@pytest.mark.parametrize("kernel", FORMS)
+def test_event_lines_written_in_pieces_are_orjsons_events(kernel, monkeypatch):
+    """FlowEncoder.write_events (the jsonl document): every event line as orjson prints records.event_stream's
+    dicts, in pieces cut at line ends whatever the chunk size."""
+    from tcpfsm.render import output
+    for name in ("kernel/concurrent_mixed.pcap", "zeek/zeek_flips.pcap", "crafted/ipv6_normal.pcap",
+                 "kernel/lossy_bulk.pcap"):
+        an = api.analyze(str(ROOT / "captures" / name))
+        want = b"".join(orjson.dumps(e, option=NL) for e in records.event_stream(an)[:-1])    # (not stats)
+        for chunk in (1, 5000, 1 << 20):
+            monkeypatch.setattr(output, "CHUNK", chunk)
+            pieces = []
+            records.FlowEncoder(kernel).write_events(records._event_keys(an), lambda b: pieces.append(bytes(b)))
+            assert b"".join(pieces) == want, (name, chunk)
+            assert all(p.endswith(b"\n") for p in pieces)

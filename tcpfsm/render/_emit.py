@@ -38,6 +38,10 @@ _MAX_NUMBER = cython.declare(i64, 32)     # bytes a number or a time takes at mo
 _MAX_TR = cython.declare(i64, 112)        # a transition's keys, separators and numbers, without its strings
 _ROW = cython.declare(i64, 4)             # int64s per transition of Connection.transition_rows (fsm.TRANSITION_ROW)
 ROW = 4                                   # the same, for records.FlowEncoder to check (a C global is no attribute)
+TRANSITION = 0                            # records' event orders (records.FlowEncoder checks) ...
+FLOW_END = 2
+_TRANSITION = cython.declare(i64, 0)      # ... and as C constants
+_FLOW_END = cython.declare(i64, 2)
 _CACHE_MAX = cython.declare(i64, 1 << 16) # distinct addresses / texts kept encoded (a stream's encoder lives long)
 
 _PAIRS = cython.declare(bytes, b"".join([b"%02d" % i for i in range(100)]))   # "00" ... "99": two digits a lookup
@@ -160,7 +164,7 @@ def sec_text(ns: int) -> bytes | None:
 @cython.cclass
 class Emitter:
     """Writes one rendering's flow records into a reused buffer: `record(f)` one flow's bytes, `flows` a run
-    of them handed out in large pieces. It reads the flow itself (tcpfsm.track.flowtable.Flow and its
+    of them handed out in large pieces, `events` the jsonl lines of a whole analysis the same way. It reads the flow itself (tcpfsm.track.flowtable.Flow and its
     tcpfsm.fsm Connection, by their public attributes), so a record costs no Python bytecode of ours beyond
     the caller's functions it is given, each asked only for what it alone knows:
 
@@ -168,7 +172,8 @@ class Emitter:
     text of a time outside sec_text's range (orjson on records.sec); `ip_text(flow, client)`: the JSON text
     of the flow's client (or server) address, asked once per distinct address; `conn_state(flow)`: Zeek's
     conn_state when the flow has no Zeek view of its own (tcpfsm.detect.zeek); `facts_of(flow)`:
-    (PathFacts, row) or None (tcpfsm.path.flows); `encode(obj)`: orjson's text of a flow's ICMP list.
+    (PathFacts, row) or None (tcpfsm.path.flows); `encode(obj)`: orjson's text of a flow's ICMP list;
+    `connection(flow)`: the text of the keys naming the flow in each of its jsonl events.
     `causes` is the dict Connection.transition_rows interns the causes into; each cause, address, history,
     conn_state and finding kind is encoded once."""
 
@@ -199,8 +204,11 @@ class Emitter:
     _conn_state = cython.declare(object)
     _facts_of = cython.declare(object)
     _encode = cython.declare(object)
+    _connection = cython.declare(object)
+    _conn = cython.declare(dict)                      # flow id -> its connection keys' text (jsonl events)
 
-    def __init__(self, states, state_text, slow, ip_text=None, conn_state=None, facts_of=None, encode=None):
+    def __init__(self, states, state_text, slow, ip_text=None, conn_state=None, facts_of=None, encode=None,
+                 connection=None):
         self._buf = bytearray(1 << 16)
         self._view = self._buf
         self._pos = 0
@@ -226,6 +234,8 @@ class Emitter:
         self._conn_state = conn_state
         self._facts_of = facts_of
         self._encode = encode
+        self._connection = connection
+        self._conn = {}
 
     # -- the buffer ------------------------------------------------------------------------------
     @cython.cfunc
@@ -310,7 +320,7 @@ class Emitter:
     def record(self, f) -> bytes:
         """encode(records.flow_record(f)). Leaves nothing in the buffer."""
         self._pos = 0
-        self._flow(f)
+        self._flow(f, True)
         return self._take()
 
     @cython.locals(chunk=i64)
@@ -323,7 +333,7 @@ class Emitter:
         for f in flows:
             self._raw(lead)
             lead = sep
-            self._flow(f)
+            self._flow(f, True)
             if self._pos >= chunk:
                 write(memoryview(self._buf)[:self._pos])
                 self._pos = 0
@@ -332,9 +342,10 @@ class Emitter:
             self._pos = 0
 
     @cython.cfunc
-    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1])
-    def _flow(self, f) -> cython.void:
-        """Append f's record: records.flow_record's keys and values, read from the flow as it reads them."""
+    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint)
+    def _flow(self, f, brace) -> cython.void:
+        """Append f's record: records.flow_record's keys and values, read from the flow as it reads them
+        (without its opening brace unless `brace`: the flow_end event's keys come before them)."""
         conn = f.conn
         c = conn.client
         s = conn.server
@@ -345,7 +356,7 @@ class Emitter:
         else:
             cstate = self._conn_state(f)
             history = conn.history
-        self._head(f.id, self._ip_of(f, f.client_raw, True), f.client_port, self._ip_of(f, f.server_raw, False),
+        self._head(brace, f.id, self._ip_of(f, f.client_raw, True), f.client_port, self._ip_of(f, f.server_raw, False),
                    f.server_port, f.role_inferred, f.first_ts, f.last_ts, c.packets, s.packets, c.payload,
                    s.payload, self._state(c.state), self._state(s.state), self._state(conn.alt_of(c)),
                    self._state(conn.alt_of(s)), self._text_of(cstate), self._text_of(history))
@@ -416,18 +427,18 @@ class Emitter:
         self._raw(b"]")
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, flow_id=i64, client_port=i64, server_port=i64,
+    @cython.locals(buf=cython.uchar[::1], pos=i64, brace=cython.bint, flow_id=i64, client_port=i64, server_port=i64,
                    role_inferred=cython.bint, first_ns=i64, last_ns=i64, client_packets=i64,
                    server_packets=i64, client_bytes=i64, server_bytes=i64, client_state=i64, server_state=i64,
                    client_alt=i64, server_alt=i64)
-    def _head(self, flow_id, client_ip: bytes, client_port, server_ip: bytes, server_port, role_inferred,
+    def _head(self, brace, flow_id, client_ip: bytes, client_port, server_ip: bytes, server_port, role_inferred,
               first_ns, last_ns, client_packets, server_packets, client_bytes, server_bytes, client_state,
               server_state, client_alt, server_alt, conn_state: bytes, history: bytes) -> cython.void:
         """A flow record's keys before "transitions" (addresses, conn_state and history as their JSON
         text, states by position, -1 for no alternative)."""
         self._room(512 + len(client_ip) + len(server_ip) + len(conn_state) + len(history) + 4 * self._max_state)
         buf = self._view
-        pos = _put(buf, self._pos, b'{"id":')
+        pos = _put(buf, self._pos, b'{"id":' if brace else b'"id":')
         pos = _put_int(buf, pos, flow_id)
         pos = _put(buf, pos, b',"client":{"ip":')
         pos = _put(buf, pos, client_ip)
@@ -508,13 +519,71 @@ class Emitter:
             self._post[k] = post
         return _put(buf, pos, post)
 
-    @cython.locals(buf=cython.uchar[::1], pos=i64, start=i64, ts=i64, server=i64, old=i64, new=i64, packet=i64,
-                   alt=i64, retracted=i64, cid=i64)
-    def transition_event(self, connection: bytes, ts, server, old, new, packet, cause: str, alt,
-                         retracted) -> bytes:
-        """One jsonl transition event and its newline, as records.transition_event's dict prints:
-        `connection` is the JSON text of records.connection(f) without its braces, states by position
-        (alt -1: none), packet -1: a timer. Leaves a record being written alone."""
+    # -- jsonl events ----------------------------------------------------------------------------
+    @cython.locals(chunk=i64, order=i64)
+    def events(self, keys, write, other, chunk) -> None:
+        """The jsonl lines of `keys`, records._event_keys' sorted (time, order, seq, flow, item) tuples,
+        handed to `write` in pieces of about `chunk` bytes (views of the reused buffer, each ending at a
+        line's end): transitions and flow_end events as records.transition_event and flow_end_event print,
+        written here; any other (a flow's anomaly, an aggregate one) the line `other(flow, item)` gives."""
+        self._pos = 0
+        for key in keys:
+            order = key[1]
+            f = key[3]
+            if f is None or (order != _TRANSITION and order != _FLOW_END):
+                self._raw(other(f, key[4]))
+            elif order == _TRANSITION:
+                self._transition_event(f, key[4])
+            else:
+                self._flow_end(f)
+                self._raw(b"\n")
+            if self._pos >= chunk:
+                write(memoryview(self._buf)[:self._pos])
+                self._pos = 0
+        if self._pos:
+            write(memoryview(self._buf)[:self._pos])
+            self._pos = 0
+
+    def transition_event(self, f, t) -> bytes:
+        """encode(records.transition_event(f, t)) and its newline. Leaves a record being written alone."""
+        start: i64 = self._pos
+        self._transition_event(f, t)
+        out = bytes(memoryview(self._buf)[start:self._pos])
+        self._pos = start
+        return out
+
+    def flow_end(self, f) -> bytes:
+        """encode(records.flow_end_event(f)). Leaves nothing in the buffer."""
+        self._pos = 0
+        self._flow_end(f)
+        return self._take()
+
+    @cython.cfunc
+    @cython.locals(buf=cython.uchar[::1], pos=i64)
+    def _flow_end(self, f) -> cython.void:
+        """Append the flow_end event: its own keys (records._flow_end_head's), then the flow record's."""
+        self._room(64 + 2 * _MAX_NUMBER)
+        buf = self._view
+        pos = _put(buf, self._pos, b'{"event":"flow_end","ts":')
+        pos = self._time(buf, pos, f.last_ts)
+        pos = _put(buf, pos, b',"flow":')
+        pos = _put_int(buf, pos, f.id)
+        buf[pos] = 44                                     # ','
+        self._pos = pos + 1
+        self._flow(f, False)
+
+    @cython.cfunc
+    @cython.locals(buf=cython.uchar[::1], pos=i64, cid=i64, packet=i64)
+    def _transition_event(self, f, t) -> cython.void:
+        """Append one jsonl transition event and its newline (records.transition_event's keys): the
+        connection's keys (records.connection's) encoded once per flow by `connection(f)`."""
+        connection = self._conn.get(f.id)
+        if connection is None:
+            if len(self._conn) >= _CACHE_MAX:
+                self._conn.clear()
+            connection = self._connection(f)
+            self._conn[f.id] = connection
+        cause = t.cause
         got = self.causes.get(cause)
         if got is None:
             cid = len(self.causes)
@@ -523,16 +592,18 @@ class Emitter:
             cid = got
         if len(self._cause_text) < len(self.causes):
             self._new_causes()
-        start = self._pos
-        self._room(256 + len(connection) + len(self._cause_text[cid]) + 3 * self._max_state)
+        p = t.packet
+        packet = -1 if p is None else p
+        self._room(256 + len(connection) + self._max_cause + 3 * self._max_state)
         buf = self._view
-        pos = _put(buf, start, b'{"event":"transition","ts":')
-        pos = self._time(buf, pos, ts)
+        pos = _put(buf, self._pos, b'{"event":"transition","ts":')
+        pos = self._time(buf, pos, t.ts)
         buf[pos] = 44                                     # ','
         pos = _put(buf, pos + 1, connection)
-        pos = self._transition_fields(buf, pos, server, old, new, packet, cid, alt, retracted)
+        pos = self._transition_fields(buf, pos, t.endpoint == "server", self._state(t.old), self._state(t.new),
+                                      packet, cid, self._state(t.alt), t.retracted)
         buf[pos] = 10                                     # '\n'
-        return bytes(memoryview(self._buf)[start:pos + 1])
+        self._pos = pos + 1
 
     @cython.cfunc
     @cython.boundscheck(False)

@@ -135,18 +135,15 @@ class FlowEncoder:
     rendering: it keeps the emitter's buffer and what it has encoded. `kernel`: the emitter module to use
     (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
 
-    _CACHE_MAX = 1 << 16        # flows whose connection keys are kept encoded (jsonl events)
-
     def __init__(self, kernel=None):
         from .. import _kernels
         from ..fsm import TRANSITION_ROW
         from ..path.flows import facts_of
         kernel = kernel or _kernels.load("tcpfsm.render._emit")
-        assert kernel.ROW == TRANSITION_ROW, "tcpfsm/render/_emit.py reads another transition row"
+        assert (kernel.ROW, kernel.TRANSITION, kernel.FLOW_END) == (TRANSITION_ROW, TRANSITION, FLOW_END), \
+            "tcpfsm/render/_emit.py reads another transition row or event order"
         self._em = kernel.Emitter(list(State), [kept_json(s.value) for s in State], _sec_json, _ip_json,
-                                  conn_state, facts_of, encode)
-        self._state_id = {id(s): i for i, s in enumerate(State)}   # by identity: Enum.__hash__ is Python code
-        self._conn: dict[int, bytes] = {}       # flow id -> its connection keys (jsonl events)
+                                  conn_state, facts_of, encode, _connection_json)
 
     def __call__(self, f: Flow) -> bytes:
         return self._em.record(f)
@@ -157,17 +154,17 @@ class FlowEncoder:
         or write them out, as Output.write and BytesIO.write do)."""
         self._em.flows(flows, write, first, sep, output.CHUNK)
 
+    def write_events(self, keys, write) -> None:
+        """The jsonl lines of `_event_keys`' sorted keys into `write`, as `write` above hands them out."""
+        self._em.events(keys, write, _event_line, output.CHUNK)
+
     def transition_event(self, f: Flow, t: Transition) -> bytes:
         """encode(transition_event(f, t)) and its newline: the connection's keys encoded once per flow."""
-        conn = self._conn.get(f.id)
-        if conn is None:
-            if len(self._conn) >= self._CACHE_MAX:
-                self._conn.clear()
-            conn = self._conn[f.id] = orjson.dumps(connection(f), option=_OPTS)[1:-1]
-        sid, alt, packet = self._state_id, t.alt, t.packet
-        return self._em.transition_event(conn, t.ts, t.endpoint == "server", sid[id(t.old)], sid[id(t.new)],
-                                         -1 if packet is None else packet, t.cause,
-                                         -1 if alt is None else sid[id(alt)], t.retracted)
+        return self._em.transition_event(f, t)
+
+    def flow_end(self, f: Flow) -> bytes:
+        """encode(flow_end_event(f))."""
+        return self._em.flow_end(f)
 
 
 def _path_key(f: Flow) -> dict:
@@ -314,9 +311,18 @@ def flow_end_event(f: Flow) -> dict:
 
 
 def flow_end_json(f: Flow, flow_json: FlowEncoder) -> bytes:
-    """encode(flow_end_event(f)), the flow record's part written by `flow_json` (no key of the head is one
-    of the flow record's)."""
-    return orjson.dumps(_flow_end_head(f), option=_OPTS)[:-1] + b"," + flow_json(f)[1:]
+    """encode(flow_end_event(f)), written by `flow_json` (no key of the head is one of the flow record's)."""
+    return flow_json.flow_end(f)
+
+
+def _connection_json(f: Flow) -> bytes:
+    """connection(f)'s keys as JSON text without the braces: what every event of the flow repeats."""
+    return orjson.dumps(connection(f), option=_OPTS)[1:-1]
+
+
+def _event_line(f: Flow | None, item) -> bytes:
+    """A jsonl line the emitter leaves to orjson: a flow's anomaly, or (no flow) an aggregate one."""
+    return orjson.dumps(_anomaly_event(f, item) if f is not None else _aggregate_event(item), option=_NL)
 
 
 _transition_event, _anomaly_event, _flow_end_event = transition_event, anomaly_event, flow_end_event
@@ -386,19 +392,8 @@ def event_stream(an) -> list[dict]:
 def write_event_stream(an, out) -> None:
     """`event_stream(an)` as JSON lines into the byte sink `out`, each event encoded as it is made: the
     sort keeps only (time, order, seq, object) per event, never the dicts of the whole stream."""
-    w, dumps_, opt = out.write, orjson.dumps, _NL
-    make = _MAKE
-    flow_json = FlowEncoder()
-    for _, order, _, f, item in _event_keys(an):
-        if f is None:
-            w(dumps_(_aggregate_event(item), option=opt))
-        elif order == TRANSITION:
-            w(flow_json.transition_event(f, item))
-        elif order == FLOW_END:
-            w(flow_end_json(f, flow_json) + b"\n")
-        else:
-            w(dumps_(make[order](f, item), option=opt))
-    w(dumps_(_stats_event(an), option=opt))
+    FlowEncoder().write_events(_event_keys(an), out.write)
+    out.write(orjson.dumps(_stats_event(an), option=_NL))
 
 
 def write_events(events: Iterable[dict], out) -> None:
