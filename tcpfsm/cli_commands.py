@@ -356,7 +356,9 @@ class FlowSink:
         self.parquet = None
         if fmt in ("jsonl", "csv", "parquet"):
             self.out = Output(output)
-            if fmt == "csv":
+            if fmt == "jsonl":
+                self.flow_json = records.FlowEncoder()
+            elif fmt == "csv":
                 self.out.text(text.flows_csv_header())
             elif fmt == "parquet":                # row groups written while reading: memory stays bounded
                 from .render import tabular
@@ -369,7 +371,7 @@ class FlowSink:
         if self.fmt == "json":
             self.spool.write(self.flow_json(flow) + b"\n")
         elif self.fmt == "jsonl":
-            records.write_events(records.flow_events(flow), self.out)
+            records.write_flow_events(flow, self.out, self.flow_json)
         elif self.fmt == "csv":
             text.write_flows_csv((flow,), self.out, header=False)
         elif self.fmt == "parquet":

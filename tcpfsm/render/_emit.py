@@ -18,6 +18,9 @@ spacing (1e-6) is more than twice the double's (at most 2**-21 there), so it is 
 that reads back as that double: the digits orjson prints. orjson writes 1e-5 <= |x| < 1e16 as a plain
 decimal (".0" for a whole number) and smaller ones as `de-6` (1 to 9 µs).
 
+Also puts the jsonl events of flows in records' order (`event_keys`: the sort keys, one tuple an event,
+without a Python frame each).
+
 Cython pure-Python mode, like tcpfsm/track/_runs.py: compiled by setup.py into tcpfsm.render._emit_c
 (tcpfsm/_kernels.py picks which form runs); the plain module runs and gives the same bytes. Every integer
 is a declared C type; the buffer is a reused bytearray, grown when a flow would not fit, and a whole
@@ -38,9 +41,9 @@ _MAX_NUMBER = cython.declare(i64, 32)     # bytes a number or a time takes at mo
 _MAX_TR = cython.declare(i64, 112)        # a transition's keys, separators and numbers, without its strings
 _ROW = cython.declare(i64, 4)             # int64s per transition of Connection.transition_rows (fsm.TRANSITION_ROW)
 ROW = 4                                   # the same, for records.FlowEncoder to check (a C global is no attribute)
-TRANSITION = 0                            # records' event orders (records.FlowEncoder checks) ...
-FLOW_END = 2
+TRANSITION, ANOMALY, FLOW_END = 0, 1, 2   # the order of records' events at one instant (records checks) ...
 _TRANSITION = cython.declare(i64, 0)      # ... and as C constants
+_ANOMALY = cython.declare(i64, 1)
 _FLOW_END = cython.declare(i64, 2)
 _CACHE_MAX = cython.declare(i64, 1 << 16) # distinct addresses / texts kept encoded (a stream's encoder lives long)
 
@@ -158,6 +161,24 @@ def sec_text(ns: int) -> bytes | None:
     buf = bytearray(_MAX_NUMBER)
     end: i64 = _put_sec(buf, 0, ns) if -_SEC_LIMIT < ns < _SEC_LIMIT else -1
     return None if end < 0 else bytes(buf[:end])
+
+
+@cython.locals(seq=i64)
+def event_keys(flows, keys: list, seq) -> int:
+    """records' jsonl order for each flow of `flows`: append (ts, order, seq, flow, item) for each of its
+    transitions, each of its anomalies, then its end (ts: its last packet; item None), `seq` counting on so
+    that equal times keep this order and sorting the tuples never compares the objects. Returns the next
+    seq. (Here, not in records.py: a Python frame per event was most of the jsonl document's time.)"""
+    for f in flows:
+        for t in f.transitions:
+            keys.append((t.ts, _TRANSITION, seq, f, t))
+            seq += 1
+        for a in f.anomalies:
+            keys.append((a.ts, _ANOMALY, seq, f, a))
+            seq += 1
+        keys.append((f.last_ts, _FLOW_END, seq, f, None))
+        seq += 1
+    return seq
 
 
 @cython.final

@@ -125,6 +125,20 @@ def _ip_json(f: Flow, client: bool) -> bytes:
     return kept_json(f.client_ip if client else f.server_ip)
 
 
+_emit = None                                # the emitter kernel, once asked for
+
+
+def _kernel():
+    """The emitter kernel tcpfsm/_kernels.py picks (compiled, or its plain module), loaded once."""
+    global _emit
+    if _emit is None:
+        from .. import _kernels
+        _emit = _kernels.load("tcpfsm.render._emit")
+        assert (_emit.TRANSITION, _emit.ANOMALY, _emit.FLOW_END) == (TRANSITION, ANOMALY, FLOW_END), \
+            "tcpfsm/render/_emit.py puts events in another order"
+    return _emit
+
+
 class FlowEncoder:
     """`encode(flow_record(f))` without building the record's dicts: the compiled emitter
     (tcpfsm/render/_emit.py) reads the flow and its connection itself, the transitions from the fsm as
@@ -136,12 +150,10 @@ class FlowEncoder:
     (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
 
     def __init__(self, kernel=None):
-        from .. import _kernels
         from ..fsm import TRANSITION_ROW
         from ..path.flows import facts_of
-        kernel = kernel or _kernels.load("tcpfsm.render._emit")
-        assert (kernel.ROW, kernel.TRANSITION, kernel.FLOW_END) == (TRANSITION_ROW, TRANSITION, FLOW_END), \
-            "tcpfsm/render/_emit.py reads another transition row or event order"
+        kernel = kernel or _kernel()
+        assert kernel.ROW == TRANSITION_ROW, "tcpfsm/render/_emit.py reads another transition row"
         self._em = kernel.Emitter(list(State), [kept_json(s.value) for s in State], _sec_json, _ip_json,
                                   conn_state, facts_of, encode, _connection_json)
 
@@ -339,26 +351,22 @@ def _stats_event(an) -> dict:
 _MAKE = (_transition_event, _anomaly_event, lambda f, _: _flow_end_event(f))
 
 
-def _flow_keys(f: Flow, keys: list, seq: int) -> int:
-    """Append (ts, order, seq, flow, item) for each event of `f`; `seq` keeps equal times in insertion
-    order, so sorting the tuples never compares the objects."""
-    add = keys.append
-    for t in f.transitions:
-        add((t.ts, TRANSITION, seq, f, t))
-        seq += 1
-    for a in f.anomalies:
-        add((a.ts, ANOMALY, seq, f, a))
-        seq += 1
-    add((f.last_ts, FLOW_END, seq, f, None))
-    return seq + 1
-
-
 def flow_events(f: Flow) -> list[dict]:
     """One connection's events: its transitions, its anomalies, then flow_end (with the flow record)."""
+    return [_MAKE[k[1]](f, k[4]) for k in _flow_event_keys(f)]
+
+
+def _flow_event_keys(f: Flow) -> list:
     keys: list = []
-    _flow_keys(f, keys, 0)
+    _kernel().event_keys((f,), keys, 0)
     keys.sort()
-    return [_MAKE[k[1]](f, k[4]) for k in keys]
+    return keys
+
+
+def write_flow_events(f: Flow, out, flow_json: FlowEncoder) -> None:
+    """`flow_events(f)` as JSON lines into the byte sink `out`, written by `flow_json` (a streamed jsonl
+    analysis, as each connection is handed out)."""
+    flow_json.write_events(_flow_event_keys(f), out.write)
 
 
 def closing_events(an) -> list[dict]:
@@ -369,14 +377,16 @@ def closing_events(an) -> list[dict]:
 
 
 def _event_keys(an) -> list:
+    """Every event of the analysis as a sort key (_emit.event_keys' tuples; aggregate findings have no
+    flow), sorted."""
+    from ..api import gc_paused
     keys: list = []
-    seq = 0
-    for f in an.flows:
-        seq = _flow_keys(f, keys, seq)
-    for a in an.findings:
-        keys.append((a.ts_end or a.ts, ANOMALY, seq, None, a))
-        seq += 1
-    keys.sort()
+    with gc_paused():       # ~10 tuples a connection, of the analysis' objects: nothing for the collector
+        seq = _kernel().event_keys(an.flows, keys, 0)
+        for a in an.findings:
+            keys.append((a.ts_end or a.ts, ANOMALY, seq, None, a))
+            seq += 1
+        keys.sort()
     return keys
 
 
