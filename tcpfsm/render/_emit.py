@@ -185,9 +185,10 @@ def event_keys(flows, keys: list, seq) -> int:
 @cython.cclass
 class Emitter:
     """Writes one rendering's flow records into a reused buffer: `record(f)` one flow's bytes, `flows` a run
-    of them handed out in large pieces, `events` the jsonl lines of a whole analysis the same way. It reads the flow itself (tcpfsm.track.flowtable.Flow and its
-    tcpfsm.fsm Connection, by their public attributes), so a record costs no Python bytecode of ours beyond
-    the caller's functions it is given, each asked only for what it alone knows:
+    of them handed out in large pieces, `events` the jsonl lines of a whole analysis the same way. It reads
+    the flow itself (tcpfsm.track.flowtable.Flow and its tcpfsm.fsm Connection, by their public
+    attributes), so a record costs no Python bytecode of ours beyond the caller's functions it is given,
+    each asked only for what it alone knows:
 
     `states`: tcpfsm.fsm.State in order, and `state_text` the JSON text of each name; `slow(ns)`: the JSON
     text of a time outside sec_text's range (orjson on records.sec); `ip_text(flow, client)`: the JSON text
@@ -213,7 +214,8 @@ class Emitter:
     _rows = cython.declare(cython.longlong[::1])
     _ip = cython.declare(dict)                        # raw address -> its JSON text
     _text = cython.declare(dict)                      # history / conn_state -> its JSON text
-    _pf = cython.declare(object)                      # the PathFacts whose json_columns are below
+    _pf = cython.declare(object)                      # the PathFacts whose json_columns are below (kept alive
+                                                      # by the encoder until the next one: one at a time)
     _m = cython.declare(cython.longlong[:, ::1])
     _med = cython.declare(object)
     _p95 = cython.declare(object)
@@ -377,10 +379,11 @@ class Emitter:
         else:
             cstate = self._conn_state(f)
             history = conn.history
-        self._head(brace, f.id, self._ip_of(f, f.client_raw, True), f.client_port, self._ip_of(f, f.server_raw, False),
-                   f.server_port, f.role_inferred, f.first_ts, f.last_ts, c.packets, s.packets, c.payload,
-                   s.payload, self._state(c.state), self._state(s.state), self._state(conn.alt_of(c)),
-                   self._state(conn.alt_of(s)), self._text_of(cstate), self._text_of(history))
+        self._head(brace, f.id, self._ip_of(f, f.client_raw, True), f.client_port,
+                   self._ip_of(f, f.server_raw, False), f.server_port, f.role_inferred, f.first_ts, f.last_ts,
+                   c.packets, s.packets, c.payload, s.payload, self._state(c.state), self._state(s.state),
+                   self._state(conn.alt_of(c)), self._state(conn.alt_of(s)), self._text_of(cstate),
+                   self._text_of(history))
         n = len(conn.transitions)
         if n * _ROW > len(self._rows_arr):
             self._rows_arr = array("q", bytes(16 * _ROW * n))

@@ -2,13 +2,14 @@
 JSON / JSON-lines serialisation.
 
 Every machine-readable renderer (json, jsonl, csv, live) starts from these dicts, so the key names live
-in one place. Times are epoch seconds (float, µs). Serialisation is orjson: one flow or one event at a
-time into an `Output` (tcpfsm.render.output), never a document-sized string. orjson prints floats the
+in one place. Times are epoch seconds (float, µs). Serialisation is orjson, or, for flow records and the
+jsonl transition and flow_end events, the compiled emitter that writes orjson's bytes for them
+(FlowEncoder, tcpfsm/render/_emit.py): into an `Output` (tcpfsm.render.output) one flow, one event or a
+piece of about a megabyte of them at a time, never a document-sized string. orjson prints floats the
 way Python's json does (shortest round-trip digits), so timestamps read the same.
 """
 from __future__ import annotations
 
-from array import array
 from typing import Iterable
 
 import orjson
