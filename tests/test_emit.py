@@ -177,3 +177,25 @@ def test_event_lines_written_in_pieces_are_orjsons_events(kernel, monkeypatch):
             records.FlowEncoder(kernel).write_events(records._event_keys(an), lambda b: pieces.append(bytes(b)))
             assert b"".join(pieces) == want, (name, chunk)
             assert all(p.endswith(b"\n") for p in pieces)
+
+
+def test_output_sends_a_chunk_as_it_is_in_order_with_the_buffered_pieces(tmp_path, monkeypatch):
+    """Output.write: a piece of CHUNK bytes or more (FlowEncoder.write's) goes straight to write(2) after
+    what is buffered, short writes completed; small pieces gather as before."""
+    from tcpfsm.render import output
+    monkeypatch.setattr(output, "CHUNK", 1000)
+    calls = []
+    real = output.os.write
+
+    def short(fd, view):                    # at most 300 bytes a call, as a full pipe would take
+        calls.append(len(view))
+        return real(fd, view[:300])
+    monkeypatch.setattr(output.os, "write", short)
+    buf = bytearray(b"z" * 5000)
+    pieces = [b"a" * 10, b"b" * 2500, memoryview(buf)[:1000], b"c" * 999, b"d" * 5, memoryview(buf)[1000:3500]]
+    path = tmp_path / "o"
+    with output.Output(str(path)) as out:
+        for p in pieces:
+            out.write(p)
+    assert path.read_bytes() == b"".join(bytes(p) for p in pieces)
+    assert max(calls) <= 2500 and len(calls) > 10
