@@ -356,7 +356,9 @@ class FlowSink:
         self.parquet = None
         if fmt in ("jsonl", "csv", "parquet"):
             self.out = Output(output)
-            if fmt == "csv":
+            if fmt == "jsonl":
+                self.flow_json = records.FlowEncoder()
+            elif fmt == "csv":
                 self.out.text(text.flows_csv_header())
             elif fmt == "parquet":                # row groups written while reading: memory stays bounded
                 from .render import tabular
@@ -369,7 +371,7 @@ class FlowSink:
         if self.fmt == "json":
             self.spool.write(self.flow_json(flow) + b"\n")
         elif self.fmt == "jsonl":
-            records.write_events(records.flow_events(flow), self.out)
+            records.write_flow_events(flow, self.out, self.flow_json)
         elif self.fmt == "csv":
             text.write_flows_csv((flow,), self.out, header=False)
         elif self.fmt == "parquet":
@@ -380,13 +382,17 @@ class FlowSink:
                 self.top = text.rank_flows(self.top)[:self.max_flows]
 
     def finish(self, an) -> None:
-        for f in an.flows:
-            self.add(f)
-        if self.fmt == "json":
+        if self.fmt == "json":          # the connections still held, a line each (encoded in large pieces)
+            self.flow_json.write(an.flows, self.spool.write, b"", b"\n")
+            if an.flows:
+                self.spool.write(b"\n")
             self.spool.seek(0)
             _stream(self.output, lambda o: records.write_analysis_json(an, o, spooled=self.spool))
             self.spool.close()
-        elif self.fmt == "jsonl":
+            return
+        for f in an.flows:
+            self.add(f)
+        if self.fmt == "jsonl":
             with self.out:
                 records.write_events(records.closing_events(an), self.out)
         elif self.fmt == "csv":

@@ -1,7 +1,8 @@
 """The JSON emitter (tcpfsm/render/_emit.py, via records.FlowEncoder) writes exactly the bytes orjson writes
 for the records (flow records, and the jsonl transition and flow_end events): every flow of every capture, of generated floods and open connections, and of the bench
 capture when it is there; both forms of the kernel; and the time text over the whole int64 range, where
-anything outside the proven range must be handed back to orjson.
+anything outside the proven range must be handed back to orjson. A document's flows written at once
+(FlowEncoder.write, in pieces) and spooled records (a streamed analysis') join to the same bytes.
 """
 from __future__ import annotations
 
@@ -103,3 +104,98 @@ def test_every_microsecond_near_zero_and_at_digit_boundaries(kernel):
         ns = us * 1000
         if abs(ns) < 4 * 10**18:
             assert kernel.sec_text(ns) == orjson.dumps(records.sec(ns)), us
+
+
+# -- a whole document's flows at once (FlowEncoder.write) and spooled records ---------------------------
+@pytest.mark.parametrize("kernel", FORMS)
+def test_flows_written_in_pieces_are_the_records_joined(kernel, monkeypatch):
+    """FlowEncoder.write hands out views of one reused buffer, each ending at a record's end and cut at
+    about output.CHUNK bytes: copied as they come, they are the separators and orjson's records joined,
+    whatever the chunk size (a few records a piece, or one piece for all)."""
+    from tcpfsm.render import output
+    flows = []
+    for name in ("kernel/concurrent_mixed.pcap", "zeek/zeek_flips.pcap", "crafted/ipv6_normal.pcap"):
+        flows += api.analyze(str(ROOT / "captures" / name)).flows
+    want = b"\n  " + b",\n  ".join(orjson.dumps(records.flow_record(f), option=orjson.OPT_SERIALIZE_NUMPY)
+                                   for f in flows)
+    for chunk in (1, 3000, 1 << 20):
+        monkeypatch.setattr(output, "CHUNK", chunk)
+        pieces = []
+        records.FlowEncoder(kernel).write(flows, lambda b: pieces.append(bytes(b)), b"\n  ", b",\n  ")
+        assert b"".join(pieces) == want
+        assert all(p.endswith(b"}") for p in pieces)
+        if chunk == 1:
+            assert len(pieces) == len(flows)
+    pieces = []
+    records.FlowEncoder(kernel).write([], pieces.append, b"\n  ", b",\n  ")
+    assert pieces == []
+
+
+def _spooled_reference(lines) -> bytes:
+    """What write_analysis_json wrote for spooled records before it wrote them a block at a time."""
+    out, sep = [], b"\n  "
+    for line in lines:
+        out.append(sep + line.rstrip(b"\n"))
+        sep = b",\n  "
+    return b"".join(out)
+
+
+SPOOLS = [[], [b'{"id":1}'], [b'{"id":%d,"x":"%s"}' % (i, b"y" * (i % 37)) for i in range(500)]]
+
+
+@pytest.mark.parametrize("lines", SPOOLS, ids=["none", "one", "many"])
+def test_spooled_records_are_written_as_they_were_line_by_line(lines, monkeypatch):
+    """A spool file (read a block at a time: blocks cut records anywhere) and an iterable of records (the
+    Dask merge's, newline-ended or not) give what one write per line gave."""
+    import io
+    from tcpfsm.render import output
+    want = _spooled_reference(lines)
+    for chunk in (1, 7, 64, 1 << 20):
+        monkeypatch.setattr(output, "CHUNK", chunk)
+        for source in (lambda: io.BytesIO(b"".join(r + b"\n" for r in lines)),
+                       lambda: iter(lines), lambda: (r + b"\n" for r in lines)):
+            got = []
+            records._write_spooled(source(), got.append)
+            assert b"".join(got) == want, chunk
+    got = []                                                    # a file whose last line has no newline
+    records._write_spooled(io.BytesIO(b"\n".join(lines)), got.append)
+    assert b"".join(got) == want
+
+
+@pytest.mark.parametrize("kernel", FORMS)
+def test_event_lines_written_in_pieces_are_orjsons_events(kernel, monkeypatch):
+    """FlowEncoder.write_events (the jsonl document): every event line as orjson prints records.event_stream's
+    dicts, in pieces cut at line ends whatever the chunk size."""
+    from tcpfsm.render import output
+    for name in ("kernel/concurrent_mixed.pcap", "zeek/zeek_flips.pcap", "crafted/ipv6_normal.pcap",
+                 "kernel/lossy_bulk.pcap"):
+        an = api.analyze(str(ROOT / "captures" / name))
+        want = b"".join(orjson.dumps(e, option=NL) for e in records.event_stream(an)[:-1])    # (not stats)
+        for chunk in (1, 5000, 1 << 20):
+            monkeypatch.setattr(output, "CHUNK", chunk)
+            pieces = []
+            records.FlowEncoder(kernel).write_events(records._event_keys(an), lambda b: pieces.append(bytes(b)))
+            assert b"".join(pieces) == want, (name, chunk)
+            assert all(p.endswith(b"\n") for p in pieces)
+
+
+def test_output_sends_a_chunk_as_it_is_in_order_with_the_buffered_pieces(tmp_path, monkeypatch):
+    """Output.write: a piece of CHUNK bytes or more (FlowEncoder.write's) goes straight to write(2) after
+    what is buffered, short writes completed; small pieces gather as before."""
+    from tcpfsm.render import output
+    monkeypatch.setattr(output, "CHUNK", 1000)
+    calls = []
+    real = output.os.write
+
+    def short(fd, view):                    # at most 300 bytes a call, as a full pipe would take
+        calls.append(len(view))
+        return real(fd, view[:300])
+    monkeypatch.setattr(output.os, "write", short)
+    buf = bytearray(b"z" * 5000)
+    pieces = [b"a" * 10, b"b" * 2500, memoryview(buf)[:1000], b"c" * 999, b"d" * 5, memoryview(buf)[1000:3500]]
+    path = tmp_path / "o"
+    with output.Output(str(path)) as out:
+        for p in pieces:
+            out.write(p)
+    assert path.read_bytes() == b"".join(bytes(p) for p in pieces)
+    assert max(calls) <= 2500 and len(calls) > 10

@@ -1,8 +1,9 @@
 """Where rendered bytes go: a file or stdout, in bounded chunks, every write checked.
 
 Renderers hand `Output.write` small pieces (one flow, one event line) as they produce them; the pieces
-gather in one reused buffer and leave in chunks of about `CHUNK` bytes. Nothing here ever builds the
-whole document, and no write can be lost quietly: Linux returns at most 0x7ffff000 bytes from one
+gather in one reused buffer and leave in chunks of about `CHUNK` bytes; a piece that is a chunk already
+(records.FlowEncoder.write hands out a document's flows that way) leaves as it is, without a copy. Nothing
+here ever builds the whole document, and no write can be lost quietly: Linux returns at most 0x7ffff000 bytes from one
 write(2) and a full disk returns fewer or fails, so every chunk is written in a loop until all of it is
 out, and a failure raises `OutputError` ("cannot write FILE: No space left on device"), which the CLI
 prints as one line with a non-zero exit. A reader that went away (`tcpfsm ... | head -1`) raises
@@ -61,7 +62,12 @@ class Output:
 
     # -- writing ---------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        """Buffer `data` (bytes or a view: it is copied or written out before this returns, never kept)."""
         buf = self.buf
+        if len(data) >= CHUNK and self._stream is None:   # a chunk already (FlowEncoder.write's): no copy
+            self.flush()
+            self._write_all(data)
+            return
         buf += data
         if len(buf) >= CHUNK:
             self.flush()
@@ -77,8 +83,14 @@ class Output:
             self._flush_stream()
             return
         buf, self.buf = self.buf, bytearray()      # a failed write leaves nothing half-sent behind
+        self._write_all(buf)
+        del buf[:]                                  # the emptied buffer is the next one: reused, not regrown
+        self.buf = buf
+
+    def _write_all(self, data) -> None:
+        """All of `data` to the file descriptor, completing short writes; raise on any failure."""
         try:
-            with memoryview(buf) as view:
+            with memoryview(data) as view:
                 done, size = 0, len(view)
                 while done < size:
                     n = os.write(self.fd, view[done:done + MAX_WRITE])
@@ -89,8 +101,6 @@ class Output:
             raise
         except OSError as e:
             raise _error(self.name, e) from None
-        del buf[:]                                  # the emptied buffer is the next one: reused, not regrown
-        self.buf = buf
 
     def _flush_stream(self) -> None:
         data, stream = bytes(self.buf), self._stream

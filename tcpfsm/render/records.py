@@ -2,13 +2,14 @@
 JSON / JSON-lines serialisation.
 
 Every machine-readable renderer (json, jsonl, csv, live) starts from these dicts, so the key names live
-in one place. Times are epoch seconds (float, µs). Serialisation is orjson: one flow or one event at a
-time into an `Output` (tcpfsm.render.output), never a document-sized string. orjson prints floats the
+in one place. Times are epoch seconds (float, µs). Serialisation is orjson, or, for flow records and the
+jsonl transition and flow_end events, the compiled emitter that writes orjson's bytes for them
+(FlowEncoder, tcpfsm/render/_emit.py): into an `Output` (tcpfsm.render.output) one flow, one event or a
+piece of about a megabyte of them at a time, never a document-sized string. orjson prints floats the
 way Python's json does (shortest round-trip digits), so timestamps read the same.
 """
 from __future__ import annotations
 
-from array import array
 from typing import Iterable
 
 import orjson
@@ -17,6 +18,7 @@ from ..detect.rules import Finding
 from ..detect.zeek import conn_state
 from ..fsm import State, Transition
 from ..track.flowtable import Flow
+from . import output
 
 NS = 1_000_000_000
 _US_EXACT = 4 * 10**18          # below 2**32 s, us / 1e6 is the double round(ns / 1e9, 6) gives (see sec)
@@ -84,32 +86,22 @@ def aggregate_record(a: Finding) -> dict:
             "count": a.count, "flows": list(a.flows), "message": a.message}
 
 
-def _head_values(f: Flow) -> tuple:
-    """A flow record's values before its transitions, in key order (the addresses as the flow's raw bytes,
-    times in ns, states as State): what flow_record's dict and FlowEncoder's emitter both render."""
+def flow_record(f: Flow) -> dict:
     conn = f.conn
     c, s = conn.client, conn.server
     z = f.zeek
-    return (f.id, f.client_raw, f.client_port, f.server_raw, f.server_port, f.role_inferred, f.first_ts, f.last_ts,
-            c.packets, s.packets, c.payload, s.payload, *end_states(f), z[0] if z else conn_state(f),
-            z[1] if z else conn.history)
-
-
-def flow_record(f: Flow) -> dict:
-    (fid, _, cport, _, sport, role, first, last, cp, sp, cb, sb, cst, sst, calt, salt, cstate,
-     history) = _head_values(f)
     return {
-        "id": fid,
-        "client": {"ip": f.client_ip, "port": cport},
-        "server": {"ip": f.server_ip, "port": sport},
-        "role_inferred": role,
-        "first_ts": sec(first),
-        "last_ts": sec(last),
-        "packets": {"client": cp, "server": sp},
-        "bytes": {"client": cb, "server": sb},
-        "states": _states_dict(cst, sst, calt, salt),
-        "conn_state": cstate,
-        "history": history,
+        "id": f.id,
+        "client": {"ip": f.client_ip, "port": f.client_port},
+        "server": {"ip": f.server_ip, "port": f.server_port},
+        "role_inferred": f.role_inferred,
+        "first_ts": sec(f.first_ts),
+        "last_ts": sec(f.last_ts),
+        "packets": {"client": c.packets, "server": s.packets},
+        "bytes": {"client": c.payload, "server": s.payload},
+        "states": states_record(f),
+        "conn_state": z[0] if z else conn_state(f),
+        "history": z[1] if z else conn.history,
         "transitions": [transition_record(t) for t in f.transitions],
         "anomalies": [flow_anomaly_record(a) for a in f.anomalies],
         **_path_key(f),
@@ -129,81 +121,63 @@ def _sec_json(ns: int) -> bytes:
     return orjson.dumps(sec(int(ns)))
 
 
+def _ip_json(f: Flow, client: bool) -> bytes:
+    """The JSON text of the flow's client (or server) address, for the emitter's cache of them."""
+    return kept_json(f.client_ip if client else f.server_ip)
+
+
+_emit = None                                # the emitter kernel, once asked for
+
+
+def _kernel():
+    """The emitter kernel tcpfsm/_kernels.py picks (compiled, or its plain module), loaded once."""
+    global _emit
+    if _emit is None:
+        from .. import _kernels
+        _emit = _kernels.load("tcpfsm.render._emit")
+        assert (_emit.TRANSITION, _emit.ANOMALY, _emit.FLOW_END) == (TRANSITION, ANOMALY, FLOW_END), \
+            "tcpfsm/render/_emit.py puts events in another order"
+    return _emit
+
+
 class FlowEncoder:
-    """`encode(flow_record(f))` without building the record's dicts: the values come from `_head_values`
-    (shared with flow_record), the transitions from the fsm as columns (Connection.transition_rows), the
-    path record from the path analysis' columns (PathFacts.json_columns), and the compiled emitter
-    (tcpfsm/render/_emit.py) writes their JSON; strings are encoded by orjson, each distinct one once.
+    """`encode(flow_record(f))` without building the record's dicts: the compiled emitter
+    (tcpfsm/render/_emit.py) reads the flow and its connection itself, the transitions from the fsm as
+    columns (Connection.transition_rows), the path record from the path analysis' columns
+    (PathFacts.json_columns), and writes their JSON; strings are encoded by orjson, each distinct one once.
+    What only other modules know it asks of the functions they own (conn_state, facts_of).
     tests/test_emit.py holds the bytes equal to orjson's of flow_record on every capture. One encoder per
     rendering: it keeps the emitter's buffer and what it has encoded. `kernel`: the emitter module to use
     (the tests pass each form), else the one tcpfsm/_kernels.py picks."""
 
-    _CACHE_MAX = 1 << 16        # distinct addresses / histories kept encoded (a stream's encoder lives long)
-
     def __init__(self, kernel=None):
-        from .. import _kernels
         from ..fsm import TRANSITION_ROW
         from ..path.flows import facts_of
-        self._facts_of = facts_of
-        self._width = TRANSITION_ROW
-        kernel = kernel or _kernels.load("tcpfsm.render._emit")
-        self._em = kernel.Emitter([kept_json(s.value) for s in State], _sec_json)
-        self._state_id = {id(s): i for i, s in enumerate(State)}   # by identity: Enum.__hash__ is Python code
-        self._rows = array("q", bytes(8 * TRANSITION_ROW * 256))
-        self._ip: dict[bytes, bytes] = {}
-        self._text: dict[str, bytes] = {}
-        self._conn: dict[int, bytes] = {}       # flow id -> its connection keys (jsonl events)
-
-    def _ip_json(self, raw: bytes, f: Flow, client: bool) -> bytes:
-        got = self._ip.get(raw)
-        if got is None:
-            if len(self._ip) >= self._CACHE_MAX:
-                self._ip.clear()
-            got = self._ip[raw] = kept_json(f.client_ip if client else f.server_ip)
-        return got
-
-    def _str_json(self, text: str) -> bytes:
-        got = self._text.get(text)
-        if got is None:
-            if len(self._text) >= self._CACHE_MAX:
-                self._text.clear()
-            got = self._text[text] = kept_json(text)
-        return got
+        kernel = kernel or _kernel()
+        assert kernel.ROW == TRANSITION_ROW, "tcpfsm/render/_emit.py reads another transition row"
+        self._em = kernel.Emitter(list(State), [kept_json(s.value) for s in State], _sec_json, _ip_json,
+                                  conn_state, facts_of, encode, _connection_json)
 
     def __call__(self, f: Flow) -> bytes:
-        em, sid = self._em, self._state_id
-        (fid, craw, cport, sraw, sport, role, first, last, cp, sp, cb, sb, cst, sst, calt, salt, cstate,
-         history) = _head_values(f)
-        em.head(fid, self._ip_json(craw, f, True), cport, self._ip_json(sraw, f, False), sport, role, first, last,
-                cp, sp, cb, sb, sid[id(cst)], sid[id(sst)], -1 if calt is None else sid[id(calt)],
-                -1 if salt is None else sid[id(salt)], self._str_json(cstate), self._str_json(history))
-        conn = f.conn
-        n = len(conn.transitions)
-        if n * self._width > len(self._rows):
-            self._rows = array("q", bytes(16 * self._width * n))
-        conn.transition_rows(self._rows, em.causes)
-        em.transitions(self._rows, n)
-        em.raw(b',"anomalies":' + orjson.dumps([flow_anomaly_record(a) for a in f.anomalies], option=_OPTS)
-               if f.anomalies else b',"anomalies":[]')
-        got = self._facts_of(f)
-        if got is not None:
-            pf, row = got
-            m, median, p95, jitter = pf.json_columns()
-            icmp = pf.icmp.of_flow(row) if pf.icmp is not None else None
-            em.path(m, row, median[row], p95[row], jitter[row], orjson.dumps(icmp, option=_OPTS) if icmp else b"[]")
-        return em.end()
+        return self._em.record(f)
+
+    def write(self, flows: Iterable[Flow], write, first: bytes, sep: bytes) -> None:
+        """The records of `flows`, `first` before the first and `sep` between them, into the byte sink
+        function `write` in pieces of about output.CHUNK bytes (views of a reused buffer: `write` must copy
+        or write them out, as Output.write and BytesIO.write do)."""
+        self._em.flows(flows, write, first, sep, output.CHUNK)
+
+    def write_events(self, keys, write) -> None:
+        """The jsonl lines of `_event_keys`' sorted keys into `write`, as `write` above hands them out."""
+        self._em.events(keys, write, _event_line, output.CHUNK)
 
     def transition_event(self, f: Flow, t: Transition) -> bytes:
         """encode(transition_event(f, t)) and its newline: the connection's keys encoded once per flow."""
-        conn = self._conn.get(f.id)
-        if conn is None:
-            if len(self._conn) >= self._CACHE_MAX:
-                self._conn.clear()
-            conn = self._conn[f.id] = orjson.dumps(connection(f), option=_OPTS)[1:-1]
-        sid, alt, packet = self._state_id, t.alt, t.packet
-        return self._em.transition_event(conn, t.ts, t.endpoint == "server", sid[id(t.old)], sid[id(t.new)],
-                                         -1 if packet is None else packet, self._str_json(t.cause),
-                                         -1 if alt is None else sid[id(alt)], t.retracted)
+        return self._em.transition_event(f, t)
+
+    def flow_end(self, f: Flow) -> bytes:
+        """encode(flow_end_event(f))."""
+        return self._em.flow_end(f)
 
 
 def _path_key(f: Flow) -> dict:
@@ -271,22 +245,48 @@ def write_analysis_json(an, out, spooled=None) -> None:
     w = out.write
     w(b'{"capture": ' + encode(capture_record(an)) + b',\n "profile": ' + encode(profile_record(an)))
     w(b',\n "flows": [')
-    sep = b"\n  "
     if spooled is not None:
-        for line in spooled:
-            w(sep + line.rstrip(b"\n"))
-            sep = b",\n  "
+        _write_spooled(spooled, w)
     else:
-        flow_json = FlowEncoder()
-        for f in an.flows:
-            w(sep + flow_json(f))
-            sep = b",\n  "
+        FlowEncoder().write(an.flows, w, b"\n  ", b",\n  ")
     w(b'\n ],\n "anomalies": [')
     sep = b"\n  "
     for a in an.findings:
         w(sep + encode(aggregate_record(a)))
         sep = b",\n  "
     w(b'\n ],\n "summary": ' + encode(an.summary()) + b"}\n")
+
+
+def _write_spooled(spooled, w) -> None:
+    """Records already encoded, one per line, as the document's flows: "\\n  " before the first and ",\\n  "
+    before each other, the separators written by one bytes.replace a block (a record never holds a newline:
+    orjson escapes them in strings) rather than one write a flow. Each block's last byte waits for the next
+    block: the stream's very last newline only ends the last record."""
+    first, pending = True, b""
+    for block in _spool_blocks(spooled):
+        if first:
+            w(b"\n  ")
+            first = False
+        w((pending + block[:-1]).replace(b"\n", b",\n  "))
+        pending = block[-1:]
+    if pending != b"\n":
+        w(pending)                      # (a last record without its newline)
+
+
+def _spool_blocks(spooled):
+    """A binary file's blocks of about output.CHUNK bytes; or, for an iterable of records (with or without
+    their newlines), blocks of newline-ended records."""
+    if hasattr(spooled, "read"):
+        yield from iter(lambda: spooled.read(output.CHUNK), b"")
+        return
+    batch: list[bytes] = []
+    for line in spooled:
+        batch.append(line.rstrip(b"\n"))
+        if len(batch) >= 1024:
+            yield b"\n".join(batch) + b"\n"
+            batch = []
+    if batch:
+        yield b"\n".join(batch) + b"\n"
 
 
 # -- events (JSON lines, shared with live mode) ---------------------------------------------------
@@ -324,9 +324,18 @@ def flow_end_event(f: Flow) -> dict:
 
 
 def flow_end_json(f: Flow, flow_json: FlowEncoder) -> bytes:
-    """encode(flow_end_event(f)), the flow record's part written by `flow_json` (no key of the head is one
-    of the flow record's)."""
-    return orjson.dumps(_flow_end_head(f), option=_OPTS)[:-1] + b"," + flow_json(f)[1:]
+    """encode(flow_end_event(f)), written by `flow_json` (no key of the head is one of the flow record's)."""
+    return flow_json.flow_end(f)
+
+
+def _connection_json(f: Flow) -> bytes:
+    """connection(f)'s keys as JSON text without the braces: what every event of the flow repeats."""
+    return orjson.dumps(connection(f), option=_OPTS)[1:-1]
+
+
+def _event_line(f: Flow | None, item) -> bytes:
+    """A jsonl line the emitter leaves to orjson: a flow's anomaly, or (no flow) an aggregate one."""
+    return orjson.dumps(_anomaly_event(f, item) if f is not None else _aggregate_event(item), option=_NL)
 
 
 _transition_event, _anomaly_event, _flow_end_event = transition_event, anomaly_event, flow_end_event
@@ -343,26 +352,22 @@ def _stats_event(an) -> dict:
 _MAKE = (_transition_event, _anomaly_event, lambda f, _: _flow_end_event(f))
 
 
-def _flow_keys(f: Flow, keys: list, seq: int) -> int:
-    """Append (ts, order, seq, flow, item) for each event of `f`; `seq` keeps equal times in insertion
-    order, so sorting the tuples never compares the objects."""
-    add = keys.append
-    for t in f.transitions:
-        add((t.ts, TRANSITION, seq, f, t))
-        seq += 1
-    for a in f.anomalies:
-        add((a.ts, ANOMALY, seq, f, a))
-        seq += 1
-    add((f.last_ts, FLOW_END, seq, f, None))
-    return seq + 1
-
-
 def flow_events(f: Flow) -> list[dict]:
     """One connection's events: its transitions, its anomalies, then flow_end (with the flow record)."""
+    return [_MAKE[k[1]](f, k[4]) for k in _flow_event_keys(f)]
+
+
+def _flow_event_keys(f: Flow) -> list:
     keys: list = []
-    _flow_keys(f, keys, 0)
+    _kernel().event_keys((f,), keys, 0)
     keys.sort()
-    return [_MAKE[k[1]](f, k[4]) for k in keys]
+    return keys
+
+
+def write_flow_events(f: Flow, out, flow_json: FlowEncoder) -> None:
+    """`flow_events(f)` as JSON lines into the byte sink `out`, written by `flow_json` (a streamed jsonl
+    analysis, as each connection is handed out)."""
+    flow_json.write_events(_flow_event_keys(f), out.write)
 
 
 def closing_events(an) -> list[dict]:
@@ -373,14 +378,16 @@ def closing_events(an) -> list[dict]:
 
 
 def _event_keys(an) -> list:
+    """Every event of the analysis as a sort key (_emit.event_keys' tuples; aggregate findings have no
+    flow), sorted."""
+    from ..api import gc_paused
     keys: list = []
-    seq = 0
-    for f in an.flows:
-        seq = _flow_keys(f, keys, seq)
-    for a in an.findings:
-        keys.append((a.ts_end or a.ts, ANOMALY, seq, None, a))
-        seq += 1
-    keys.sort()
+    with gc_paused():       # ~10 tuples a connection, of the analysis' objects: nothing for the collector
+        seq = _kernel().event_keys(an.flows, keys, 0)
+        for a in an.findings:
+            keys.append((a.ts_end or a.ts, ANOMALY, seq, None, a))
+            seq += 1
+        keys.sort()
     return keys
 
 
@@ -396,19 +403,8 @@ def event_stream(an) -> list[dict]:
 def write_event_stream(an, out) -> None:
     """`event_stream(an)` as JSON lines into the byte sink `out`, each event encoded as it is made: the
     sort keeps only (time, order, seq, object) per event, never the dicts of the whole stream."""
-    w, dumps_, opt = out.write, orjson.dumps, _NL
-    make = _MAKE
-    flow_json = FlowEncoder()
-    for _, order, _, f, item in _event_keys(an):
-        if f is None:
-            w(dumps_(_aggregate_event(item), option=opt))
-        elif order == TRANSITION:
-            w(flow_json.transition_event(f, item))
-        elif order == FLOW_END:
-            w(flow_end_json(f, flow_json) + b"\n")
-        else:
-            w(dumps_(make[order](f, item), option=opt))
-    w(dumps_(_stats_event(an), option=opt))
+    FlowEncoder().write_events(_event_keys(an), out.write)
+    out.write(orjson.dumps(_stats_event(an), option=_NL))
 
 
 def write_events(events: Iterable[dict], out) -> None:
