@@ -36,6 +36,14 @@ _FIB = cython.declare(cython.ulonglong, 0x9E3779B97F4A7C15)     # 2**64 / golden
 _MIN_SLOTS = cython.declare(i64, 1024)
 
 
+def _column(n):
+    """`n` int64 zeros: a numpy array compiled (a typed memoryview's buffer), a list of ints uncompiled (whose
+    items read back as ints, not numpy scalars)."""
+    if cython.compiled:
+        return np.zeros(n, np.int64)
+    return [0] * n
+
+
 @cython.final
 @cython.cclass
 class Stays:
@@ -347,44 +355,80 @@ class PileCounter:
                     evidence[key] = flows
                 peaks[key] = Peak(count, due, flows)
 
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     def feed(self, items: list) -> None:
         """(flow, transition) pairs in time order (leaving a state sorts before entering one at the same
-        instant)."""
+        instant).
+
+        Most stays end within the call that began them, long before min_age (a handshake's, a close's): one
+        pass reads the items into columns and finds each endpoint's next item in the call, and a stay that
+        ends before it could count -- every promotion until its endpoint's next transition is up to a time
+        before its due -- is neither stored nor made pending: the counter would have stored it, queued it and
+        dropped it unseen (`_promote` skips a stay that ended). What stays and queues is what can count."""
+        n: i64 = len(items)
         stay: Stays = self.stay
+        follow: Stays = Stays()             # endpoint -> its next item in this call, while walking back
         pend, late, code, states = self.pending, self.late, self._code, self._states
         age: i64 = self.age
         token: i64 = self.token
         ts: i64
-        fid: i64
         ep: i64
         cur: i64
-        due: i64 = self._next_due()
-        for flow, t in items:       # (bounded: one turn a transition)
+        c: i64
+        i: i64
+        j: i64
+        hi: i64
+        tsv: i64[::1] = _column(n)          # the item's time
+        epv: i64[::1] = _column(n)          # its endpoint: flow id * 2 + (role is server)
+        codev: i64[::1] = _column(n)        # the state it enters, its code; -1: not listed
+        nextv: i64[::1] = _column(n)        # the endpoint's next item in this call; -1: none
+        reachv: i64[::1] = _column(n)       # the latest time among items up to this one
+        bare: i64[::1] = _column(n)         # 1: its endpoint holds no stay (its previous item here stored none)
+        hi = -0x7FFFFFFFFFFFFFFF - 1
+        for i in range(n):                  # (bounded: one turn an item)
+            flow, t = items[i]
             ts = t.ts
+            tsv[i] = ts
+            if ts > hi:
+                hi = ts
+            reachv[i] = hi
+            epv[i] = flow.id * 2 + (0 if t.endpoint == "client" else 1)
+            got = code.get(t.new)
+            codev[i] = -1 if got is None else got
+        for i in range(n - 1, -1, -1):      # (bounded)
+            nextv[i] = follow.get(epv[i])
+            follow.put(epv[i], i)
+        due: i64 = self._next_due()
+        for i in range(n):                  # (bounded: one turn an item)
+            ts = tsv[i]
             if due < ts:
                 self._promote(ts - 1)
                 due = self._next_due()
-            fid = flow.id
-            if t.endpoint == "client":
-                host, ep = flow.client_raw, fid * 2
-            else:
-                host, ep = flow.server_raw, fid * 2 + 1
-            cur = stay.pop(ep)
-            if cur >= 0:
-                if cur & 16:                    # counted: it leaves its pile
-                    self._leave(host, states[cur & 15], ep, fid)
-            new = t.new
-            c = code.get(new)
-            if c is not None:
+            ep = epv[i]
+            if not bare[i]:
+                cur = stay.pop(ep)
+                if cur >= 0 and cur & 16:       # counted: it leaves its pile
+                    flow = items[i][0]
+                    self._leave(flow.server_raw if ep & 1 else flow.client_raw, states[cur & 15], ep, ep >> 1)
+            c = codev[i]
+            j = nextv[i]
+            if c >= 0 and (j < 0 or reachv[j] >= ts + age):
                 token += 1
+                flow = items[i][0]
                 stay.put(ep, token << 5 | c)
-                item = (ts + age, token, fid, ep, host, new)
-                if not pend or item >= pend[-1]:
+                item = (ts + age, token, ep >> 1, ep, flow.server_raw if ep & 1 else flow.client_raw, states[c])
+                if not pend or item >= pend[len(pend) - 1]:      # (no wraparound here: not pend[-1])
                     pend.append(item)
                 else:
                     heapq.heappush(late, item)
                 if ts + age < due:
                     due = self._next_due()
+            else:
+                if c >= 0:
+                    token += 1                  # (a stay too short to count: its token spent all the same)
+                if j >= 0:
+                    bare[j] = 1
             if due <= ts:
                 self._promote(ts)
                 due = self._next_due()
