@@ -27,6 +27,7 @@ SAMPLE = 100        # flow ids kept as evidence of a peak
 LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))
 _STATES = tuple(State)      # a stay's state code is its index here
 assert len(_STATES) <= 16
+_CODE = {st: i for i, st in enumerate(_STATES) if st in LISTED}     # listed State -> its code
 _NONE = cython.declare(i64, 0x7FFFFFFFFFFFFFFF)      # `_next_due` when no stay waits
 
 
@@ -36,12 +37,42 @@ _FIB = cython.declare(cython.ulonglong, 0x9E3779B97F4A7C15)     # 2**64 / golden
 _MIN_SLOTS = cython.declare(i64, 1024)
 
 
-def _column(n):
-    """`n` int64 zeros: a numpy array compiled (a typed memoryview's buffer), a list of ints uncompiled (whose
-    items read back as ints, not numpy scalars)."""
+def _ints(a):
+    """A numpy int64 column as the counter's loops read it: itself compiled, a list of ints uncompiled."""
     if cython.compiled:
-        return np.zeros(n, np.int64)
-    return [0] * n
+        return a
+    return a.tolist()
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _columns(items: list) -> tuple:
+    """(time, endpoint, state code) of each (flow, transition) pair, as int64 arrays: the endpoint is `flow id *
+    2 + (role is server)`, the code the entered state's index in `_STATES`, -1 when it is not listed. What
+    `order` sorts by and `feed` reads: one pass over the items' attributes, made once for both (`Ordered`)."""
+    n: i64 = len(items)
+    ts = np.empty(n, np.int64)
+    endpoint = np.empty(n, np.int64)
+    code = np.empty(n, np.int64)
+    tv: i64[::1] = ts
+    pv: i64[::1] = endpoint
+    cv: i64[::1] = code
+    codes: dict = _CODE
+    i: i64
+    for i in range(n):      # (bounded: one turn an item)
+        f, t = items[i]
+        tv[i] = t.ts
+        pv[i] = f.id * 2 + (0 if t.endpoint == "client" else 1)
+        got = codes.get(t.new)
+        cv[i] = -1 if got is None else got
+    return ts, endpoint, code
+
+
+class Ordered(list):
+    """`order`'s answer: the pairs in the counter's order, with their `_columns` in that order (`cols`), so
+    that `PileCounter.feed` does not read the same attributes again. A plain list of pairs is fed as well."""
+
+    __slots__ = ("cols",)
 
 
 @cython.final
@@ -232,8 +263,7 @@ class PileCounter:
     keep_min = cython.declare(i64, visibility="public")
     released = cython.declare(i64, visibility="public")        # endpoints let go of on eviction (see release)
     token = cython.declare(i64, visibility="public")
-    _states = cython.declare(tuple)     # `_STATES` and `_code`, held for the loops (no global lookups)
-    _code = cython.declare(dict)        # listed State -> its code
+    _states = cython.declare(tuple)     # `_STATES`, held for the loops (no global lookup)
     live = cython.declare(dict, visibility="public")
     ghosts = cython.declare(dict, visibility="public")
     stay = cython.declare(Stays, visibility="public")
@@ -250,7 +280,6 @@ class PileCounter:
         that empties without ever reaching it is forgotten entirely, so memory follows the piles that matter,
         not every host ever seen (a spoofed flood has a million one-SYN "hosts")."""
         self._states = _STATES
-        self._code = {st: i for i, st in enumerate(_STATES) if st in LISTED}
         self.age = int(min_age * 1e9)
         self.keep_min = keep_min
         self.released = 0
@@ -357,9 +386,9 @@ class PileCounter:
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    def feed(self, items: list) -> None:
+    def feed(self, items) -> None:
         """(flow, transition) pairs in time order (leaving a state sorts before entering one at the same
-        instant).
+        instant): `order`'s answer, whose columns it reads, or any list of pairs.
 
         Most stays end within the call that began them, long before min_age (a handshake's, a close's): one
         pass reads the items into columns and finds each endpoint's next item in the call, and a stay that
@@ -368,8 +397,7 @@ class PileCounter:
         dropped it unseen (`_promote` skips a stay that ended). What stays and queues is what can count."""
         n: i64 = len(items)
         stay: Stays = self.stay
-        follow: Stays = Stays()             # endpoint -> its next item in this call, while walking back
-        pend, late, code, states = self.pending, self.late, self._code, self._states
+        pend, late, states = self.pending, self.late, self._states
         age: i64 = self.age
         token: i64 = self.token
         ts: i64
@@ -377,28 +405,26 @@ class PileCounter:
         cur: i64
         c: i64
         i: i64
-        j: i64
-        hi: i64
-        tsv: i64[::1] = _column(n)          # the item's time
-        epv: i64[::1] = _column(n)          # its endpoint: flow id * 2 + (role is server)
-        codev: i64[::1] = _column(n)        # the state it enters, its code; -1: not listed
-        nextv: i64[::1] = _column(n)        # the endpoint's next item in this call; -1: none
-        reachv: i64[::1] = _column(n)       # the latest time among items up to this one
-        bare: i64[::1] = _column(n)         # 1: its endpoint holds no stay (its previous item here stored none)
-        hi = -0x7FFFFFFFFFFFFFFF - 1
-        for i in range(n):                  # (bounded: one turn an item)
-            flow, t = items[i]
-            ts = t.ts
-            tsv[i] = ts
-            if ts > hi:
-                hi = ts
-            reachv[i] = hi
-            epv[i] = flow.id * 2 + (0 if t.endpoint == "client" else 1)
-            got = code.get(t.new)
-            codev[i] = -1 if got is None else got
-        for i in range(n - 1, -1, -1):      # (bounded)
-            nextv[i] = follow.get(epv[i])
-            follow.put(epv[i], i)
+        cols = items.cols if type(items) is Ordered and len(items.cols[0]) == n else _columns(items)
+        times, eps, codes = cols
+        # each item's endpoint's next item in this call (-1: none), by a stable sort of the endpoints
+        after = np.full(n, -1, np.int64)
+        if n > 1:
+            by_ep = np.argsort(eps, kind="stable")
+            same = eps[by_ep[1:]] == eps[by_ep[:-1]]
+            after[by_ep[:-1][same]] = by_ep[1:][same]
+        # stored: it enters a listed state and no promotion before its endpoint's next item here can reach its
+        # due (the latest time up to that item is before it: items may step back in time in a stream)
+        reach = np.maximum.accumulate(times) if n else times
+        stored = (codes >= 0) & ((after < 0) | (reach[after] >= times + age))
+        # bare: its endpoint holds no stay when it comes (its previous item here stored none)
+        bare = np.zeros(n, np.int64)
+        bare[after[~stored & (after >= 0)]] = 1
+        tsv: i64[::1] = _ints(times)
+        epv: i64[::1] = _ints(eps)
+        codev: i64[::1] = _ints(codes)
+        storedv: i64[::1] = _ints(stored.astype(np.int64))
+        barev: i64[::1] = _ints(bare)
         due: i64 = self._next_due()
         for i in range(n):                  # (bounded: one turn an item)
             ts = tsv[i]
@@ -406,14 +432,15 @@ class PileCounter:
                 self._promote(ts - 1)
                 due = self._next_due()
             ep = epv[i]
-            if not bare[i]:
+            if not barev[i]:
                 cur = stay.pop(ep)
                 if cur >= 0 and cur & 16:       # counted: it leaves its pile
                     flow = items[i][0]
                     self._leave(flow.server_raw if ep & 1 else flow.client_raw, states[cur & 15], ep, ep >> 1)
             c = codev[i]
-            j = nextv[i]
-            if c >= 0 and (j < 0 or reachv[j] >= ts + age):
+            if c < 0:
+                pass
+            elif storedv[i]:
                 token += 1
                 flow = items[i][0]
                 stay.put(ep, token << 5 | c)
@@ -425,10 +452,7 @@ class PileCounter:
                 if ts + age < due:
                     due = self._next_due()
             else:
-                if c >= 0:
-                    token += 1                  # (a stay too short to count: its token spent all the same)
-                if j >= 0:
-                    bare[j] = 1
+                token += 1                      # (a stay too short to count: its token spent all the same)
             if due <= ts:
                 self._promote(ts)
                 due = self._next_due()
@@ -551,26 +575,18 @@ class PileCounter:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def order(items: list) -> list:
+def order(items: list) -> "Ordered":
     """`items`, (flow, transition) pairs, in the order the counter takes them (`tcpfsm.detect.piles.ordered`):
     time; at the same instant, leaving a listed state before entering one; then flow and endpoint (client
-    first). One pass reads the keys into columns, numpy sorts them (stable, as `sorted`), one pass reorders."""
+    first). One pass reads the keys into columns (`_columns`), numpy sorts them (stable, as `sorted`), one
+    pass reorders; the answer (`Ordered`) carries the columns, reordered, for `PileCounter.feed`."""
     n: i64 = len(items)
-    ts = np.empty(n, np.int64)
-    entering = np.empty(n, np.int64)
-    endpoint = np.empty(n, np.int64)
-    tv: i64[::1] = ts
-    ev: i64[::1] = entering
-    pv: i64[::1] = endpoint
+    ts, endpoint, code = _columns(items)
+    perm = np.lexsort((endpoint, code >= 0, ts)).astype(np.int64)
+    pm: i64[::1] = perm
+    out = Ordered([None] * n)
     i: i64
-    for i in range(n):      # (bounded: one turn an item)
-        f, t = items[i]
-        tv[i] = t.ts
-        ev[i] = 1 if t.new in LISTED else 0
-        pv[i] = f.id * 2 + (0 if t.endpoint == "client" else 1)
-    perm = np.lexsort((endpoint, entering, ts))
-    pm: i64[::1] = perm.astype(np.int64)
-    out = [None] * n
     for i in range(n):      # (bounded)
         out[i] = items[pm[i]]
+    out.cols = (ts[perm], endpoint[perm], code[perm])
     return out
