@@ -7,11 +7,16 @@ and their intervals; it never changes a state.
 """
 from __future__ import annotations
 
+import functools
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, fields, replace
 
+from .._kernels import load
 from ..fsm import State
 from ..track.flowtable import Flow
+
+_tally = load("tcpfsm.detect._tally")   # the screen before the per-flow rules (compiled)
 
 NS = 1_000_000_000
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
@@ -132,39 +137,36 @@ def _all_spans(flow: Flow, end: int) -> dict[tuple[str, State], list[tuple[int, 
 _SPAN_KEYS = frozenset((role, st) for role in ("client", "server") for st in (
     State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING))
 
-_WATCHED = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
-                      State.LAST_ACK, State.CLOSING})
+# what the screen (tcpfsm/detect/_tally.py: `screen`) reads of the rules below: the states its stays are
+# measured in, and per flow its flags
+_SCREENED = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK,
+             State.CLOSING)
+CLEAN, CLIENT_ESTABLISHED = _tally.CLEAN, _tally.CLIENT_ESTABLISHED
 
 
-def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
-    """True when no rule below can fire: one SYN, one SYN+ACK, at most one FIN each way, no RST, no
-    violation, roles seen, no reuse, nothing retransmitted into silence, both ends ESTABLISHED at some point,
-    and no watched state held as long as the shortest duration threshold. Most connections of a busy
-    capture are like this; skipping them is what keeps the rules off the hot path."""
-    c, s = flow.conn.client, flow.conn.server
-    if flow.conn.violations or c.rsts or s.rsts or flow.role_inferred or flow.reuse_of is not None \
-            or c.syns != 1 or s.synacks != 1 or c.synacks or s.syns or c.fins > 1 or s.fins > 1 \
-            or max(c.retrans_unanswered, s.retrans_unanswered) >= th.vanished_retrans_count:
-        return False
-    shortest = int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
-                       th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
-    client_est = server_est = False
-    est = State.ESTABLISHED
-    for t in flow.transitions:
-        if t.new is est:
-            if t.endpoint == "client":
-                client_est = True
-            else:
-                server_est = True
-    if not (client_est and server_est):
-        return False
-    trs = flow.transitions
-    if trs and trs[-1].ts - flow.first_ts >= shortest:
-        return False
-    for ep in (c, s):
-        if ep.state in _WATCHED and end - ep.since >= shortest:
-            return False
-    return True
+def _least(x: float) -> int:
+    """The least int that reaches the float `x` (ceil(x): an int `d` has d >= x exactly when d >= ceil(x)),
+    at most int64's largest (no count or span of ns goes past it)."""
+    return _I64_MAX if x >= _I64_MAX else math.ceil(x)
+
+
+_I64_MAX = 2**63 - 1
+
+
+@functools.lru_cache(maxsize=16)
+def _limits(th: Thresholds) -> tuple[int, int, int, int, int]:
+    """The screen's limits: the least retransmissions into silence, and the least stays in CLOSE_WAIT,
+    FIN_WAIT_2, FIN_WAIT_1 (and CLOSING), LAST_ACK, in whole ns, that the rules below report."""
+    return (_least(th.vanished_retrans_count), _least(th.stuck_close_wait * NS),
+            _least(th.lingering_fin_wait_2 * NS), _least(th.fin_wait_1_unacked * NS),
+            _least(th.last_ack_unacked * NS))
+
+
+def screen(flows: list[Flow], end: int, th: Thresholds) -> bytearray:
+    """Per flow, its flags: CLEAN when no per-flow rule can fire on it (`judge` would find nothing: most
+    connections of a busy capture, screened in one compiled pass instead of judged one by one), and
+    CLIENT_ESTABLISHED when its client entered ESTABLISHED. `end`: the capture's last timestamp (ns)."""
+    return _tally.screen(flows, end, _limits(th), _SCREENED)
 
 
 def _icmp_ended(flow: Flow) -> bool:
@@ -175,8 +177,12 @@ def _icmp_ended(flow: Flow) -> bool:
 
 def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     """Per-flow rules; `end` is the capture's last timestamp (ns)."""
-    if _plainly_clean(flow, end, th):
-        return []
+    return [] if screen([flow], end, th)[0] & CLEAN else judge(flow, end, th)
+
+
+def judge(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
+    """The per-flow rules run on `flow` (`flow_findings` without the screen: for a flow `screen` did not
+    find CLEAN)."""
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
