@@ -1,5 +1,6 @@
 """The screen before the per-flow rules (rules.screen, compiled in tcpfsm/detect/_tally.py) never calls a
-flow CLEAN that a rule fires on, and says whether its client entered ESTABLISHED as `_was` does: on every
+flow CLEAN that a rule fires on nor BRIEF where a close-state span rule fires (the rules skip those for it),
+and says whether its client entered ESTABLISHED as `_was` does: on every
 flow of every capture under captures/, at the capture's end and long after it, with the default thresholds
 and with thresholds so low that every span rule fires."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 
 import tcpfsm
 from floodgen import write_established, write_flood
-from tcpfsm.detect.rules import CLEAN, CLIENT_ESTABLISHED, Thresholds, _was, judge, screen
+from tcpfsm.detect.rules import BRIEF, CLEAN, CLIENT_ESTABLISHED, Thresholds, _was, judge, screen
 from tcpfsm.fsm import State
 
 ROOT = Path(__file__).resolve().parent.parent / "captures"
@@ -27,8 +28,11 @@ def _sound(an) -> None:
             flags = screen(flows, end, th)
             assert len(flags) == len(flows)
             for f, fl in zip(flows, flags):
+                full = judge(f, end, th)
                 if fl & CLEAN:
-                    assert judge(f, end, th) == [], (f.id, th is LOW, end)
+                    assert full == [], (f.id, th is LOW, end)
+                if fl & BRIEF:
+                    assert judge(f, end, th, brief=True) == full, (f.id, th is LOW, end)
                 assert bool(fl & CLIENT_ESTABLISHED) == _was(f, "client", State.ESTABLISHED), f.id
 
 

@@ -137,6 +137,7 @@ def tally_attempts(attempts: list, end: i64, after: i64, rollups: dict, ranks: d
 # `screen`'s flags of a flow
 CLEAN = 1                   # no per-flow rule can fire: the rules need not run
 CLIENT_ESTABLISHED = 2      # the client entered ESTABLISHED (any transition, retracted or not)
+BRIEF = 4                   # no span rule can fire: every watched close state held briefly, FINs sent once
 
 
 @cython.cfunc
@@ -162,7 +163,7 @@ def _brief(state, start: i64, stop: i64, states: tuple, close_wait: i64, fin_wai
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
-    """Each flow's flags (`CLEAN`, `CLIENT_ESTABLISHED`), read off its counters and one walk of its
+    """Each flow's flags (`CLEAN`, `CLIENT_ESTABLISHED`, `BRIEF`), read off its counters and one walk of its
     transitions; `end` is the capture's last timestamp (ns). tcpfsm/detect/rules.py owns the rules and
     passes in what the test reads of them: `limits` (vanished_retrans_count rounded up; the least
     CLOSE_WAIT, FIN_WAIT_2, FIN_WAIT_1 and CLOSING, LAST_ACK stays, in whole ns, that their rules report),
@@ -170,9 +171,10 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
 
     CLEAN is a sufficient condition, never a guess: no violation, roles seen, no reuse, no RST from the
     server nor an abort; retransmissions into silence below the vanished_peer count on both sides; at most
-    one SYN, answered by a packet; at most one SYN+ACK, and then the server reached ESTABLISHED; at most one
-    FIN each way (sent or inferred); every stay in a watched close state (on the endpoint's clock, the open
-    one to `end`) shorter than its rule's limit. A flow that is not CLEAN takes the rules; most are."""
+    one SYN, answered by a packet; at most one SYN+ACK, and then the server reached ESTABLISHED; and BRIEF:
+    at most one FIN each way (sent or inferred), every stay in a watched close state (on the endpoint's
+    clock, the open one to `end`) shorter than its rule's limit. A flow that is not CLEAN takes the rules
+    (without their span rules when BRIEF); most are CLEAN."""
     est = states[0]
     retrans: i64 = limits[0]
     close_wait: i64 = limits[1]
@@ -187,6 +189,7 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
     c_start: i64
     s_start: i64
     clean: cython.bint
+    brief: cython.bint
     server: cython.bint
     client_est: cython.bint
     server_est: cython.bint
@@ -199,8 +202,8 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
         synacks: i64 = s.synacks
         clean = not conn.violations and not f.role_inferred and conn.rst_by is None and not s.rsts \
             and c.retrans_unanswered < retrans and s.retrans_unanswered < retrans \
-            and (syns == 0 or (syns == 1 and s.packets > 0)) and synacks <= 1 and f.reuse_of is None \
-            and len(c.fin_ts) <= 1 and len(s.fin_ts) <= 1
+            and (syns == 0 or (syns == 1 and s.packets > 0)) and synacks <= 1 and f.reuse_of is None
+        brief = len(c.fin_ts) <= 1 and len(s.fin_ts) <= 1
         first = f.first_ts
         c_state = c.initial
         s_state = s.initial
@@ -214,21 +217,21 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
                     server_est = True
                 else:
                     client_est = True
-            if clean and not t.retracted:
+            if brief and not t.retracted:
                 at = t.at
                 if server:
-                    clean = _brief(s_state, s_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
+                    brief = _brief(s_state, s_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
                     s_state = new
                     s_start = at
                 else:
-                    clean = _brief(c_state, c_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
+                    brief = _brief(c_state, c_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
                     c_state = new
                     c_start = at
-        if clean:
-            clean = (synacks == 0 or server_est) \
-                and _brief(c_state, c_start, end if end > c_start else c_start, states, close_wait, fin_wait_2,
+        if brief:
+            brief = _brief(c_state, c_start, end if end > c_start else c_start, states, close_wait, fin_wait_2,
                            fin_wait_1, last_ack) \
                 and _brief(s_state, s_start, end if end > s_start else s_start, states, close_wait, fin_wait_2,
                            fin_wait_1, last_ack)
-        out[i] = (1 if clean else 0) | (2 if client_est else 0)       # (CLEAN, CLIENT_ESTABLISHED)
+        clean = clean and brief and (synacks == 0 or server_est)
+        out[i] = (1 if clean else 0) | (2 if client_est else 0) | (4 if brief else 0)   # (CLEAN, ..., BRIEF)
     return out

@@ -21,7 +21,7 @@ from ..fsm import State
 from ..track.flowtable import Attempt, Flow, hostport, ip_text, service_text
 from .._kernels import load
 from .piles import PileCounter, host_text
-from .rules import (CLEAN, CLIENT_ESTABLISHED, PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was,
+from .rules import (BRIEF, CLEAN, CLIENT_ESTABLISHED, PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was,
                     judge, rank, screen)
 
 NS = 1_000_000_000
@@ -161,7 +161,7 @@ class Aggregator:
             return
         flags = screen([flow], end, self.th)[0]
         # (none: the shared empty tuple)
-        flow.anomalies = () if flags & CLEAN else (judge(flow, end, self.th) or ())
+        flow.anomalies = () if flags & CLEAN else (judge(flow, end, self.th, brief=bool(flags & BRIEF)) or ())
         self._index(flow, kept, established=bool(flags & CLIENT_ESTABLISHED))
         self._rollup(flow)
         c, s = flow.conn.client, flow.conn.server
@@ -300,7 +300,7 @@ class Aggregator:
         flags = screen(flows, end, th)
         for f, fl in zip(flows, flags):
             # (none: the shared empty tuple, not a list a flow)
-            f.anomalies = () if fl & CLEAN else (judge(f, end, th) or ())
+            f.anomalies = () if fl & CLEAN else (judge(f, end, th, brief=bool(fl & BRIEF)) or ())
             if index:
                 self._index(f, established=bool(fl & CLIENT_ESTABLISHED))
         for f in flows:                 # (after every `_index`: the reconnect rule reads the newest of all)

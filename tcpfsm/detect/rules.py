@@ -133,15 +133,15 @@ def _all_spans(flow: Flow, end: int) -> dict[tuple[str, State], list[tuple[int, 
     return spans
 
 
-# (role, state) pairs whose spans a rule reads
-_SPAN_KEYS = frozenset((role, st) for role in ("client", "server") for st in (
-    State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING))
+# (role, state) pairs whose spans the close-state rules read
+_CLOSE_KEYS = frozenset((role, st) for role in ("client", "server") for st in (
+    State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING))
 
 # what the screen (tcpfsm/detect/_tally.py: `screen`) reads of the rules below: the states its stays are
 # measured in, and per flow its flags
 _SCREENED = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK,
              State.CLOSING)
-CLEAN, CLIENT_ESTABLISHED = _tally.CLEAN, _tally.CLIENT_ESTABLISHED
+CLEAN, CLIENT_ESTABLISHED, BRIEF = _tally.CLEAN, _tally.CLIENT_ESTABLISHED, _tally.BRIEF
 
 
 def _least(x: float) -> int:
@@ -164,8 +164,9 @@ def _limits(th: Thresholds) -> tuple[int, int, int, int, int]:
 
 def screen(flows: list[Flow], end: int, th: Thresholds) -> bytearray:
     """Per flow, its flags: CLEAN when no per-flow rule can fire on it (`judge` would find nothing: most
-    connections of a busy capture, screened in one compiled pass instead of judged one by one), and
-    CLIENT_ESTABLISHED when its client entered ESTABLISHED. `end`: the capture's last timestamp (ns)."""
+    connections of a busy capture, screened in one compiled pass instead of judged one by one),
+    CLIENT_ESTABLISHED when its client entered ESTABLISHED, BRIEF when no close-state span rule can fire
+    (`judge(brief=True)`). `end`: the capture's last timestamp (ns)."""
     return _tally.screen(flows, end, _limits(th), _SCREENED)
 
 
@@ -177,21 +178,17 @@ def _icmp_ended(flow: Flow) -> bool:
 
 def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     """Per-flow rules; `end` is the capture's last timestamp (ns)."""
-    return [] if screen([flow], end, th)[0] & CLEAN else judge(flow, end, th)
+    flags = screen([flow], end, th)[0]
+    return [] if flags & CLEAN else judge(flow, end, th, brief=bool(flags & BRIEF))
 
 
-def judge(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
+def judge(flow: Flow, end: int, th: Thresholds, brief: bool = False) -> list[Finding]:
     """The per-flow rules run on `flow` (`flow_findings` without the screen: for a flow `screen` did not
-    find CLEAN)."""
+    find CLEAN). `brief`: the screen found it BRIEF, and the close-state span rules are skipped."""
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
-    # the states each endpoint ever held: the span rules below run only where one of theirs was held (a
-    # spoofed flood's attempts hold none of them, and skipping them is what keeps a flood cheap)
-    held = {(t.endpoint, t.new) for t in flow.transitions}
-    held.add(("client", c.initial))
-    held.add(("server", s.initial))
-    spans = _all_spans(flow, end) if not held.isdisjoint(_SPAN_KEYS) else {}
+    spans = None                        # (role, state) -> its spans (`_all_spans`), made when a rule needs them
     answered = s.synacks > 0 or (s.packets > 0 and not s.rsts)
 
     # -- the handshake -------------------------------------------------------------------
@@ -221,6 +218,7 @@ def judge(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     if s.synacks:
         est = next((t for t in flow.transitions if t.endpoint == "server" and t.new is State.ESTABLISHED), None)
         if est is None:
+            spans = _all_spans(flow, end)
             stay = spans.get(("server", State.SYN_RECEIVED), [])
             dur = sum(b - a for a, b, _, _ in stay)
             if s.synacks > 1 or dur >= th.half_open_after * NS:
@@ -237,7 +235,13 @@ def judge(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                         ts_end=est.ts, endpoint="server", packets=[est.packet or 0]))
 
     # -- stuck or lingering close states ----------------------------------------------------
-    for role in ("client", "server") if spans else ():
+    # (only where one of their states was held: a spoofed flood's attempts hold none of them, and skipping
+    # them is what keeps a flood cheap)
+    close = not brief and not _CLOSE_KEYS.isdisjoint(
+        [(t.endpoint, t.new) for t in flow.transitions] + [("client", c.initial), ("server", s.initial)])
+    if close and spans is None:
+        spans = _all_spans(flow, end)
+    for role in ("client", "server") if close else ():
         ep = c if role == "client" else s
         for state, kind, limit, sev, what in (
                 (State.CLOSE_WAIT, "stuck_close_wait", th.stuck_close_wait, "high",
