@@ -1,6 +1,7 @@
 """`PileCounter.feed` skips the stays that end within its call before they could count (its look-ahead):
 fed a stream in batches it counts exactly as fed one item a call (where no stay has a next item to look
-ahead to), with the cap's `release` in between and the thresholds (`keep_min`) that forget small piles."""
+ahead to), with the cap's `release` in between and the thresholds (`keep_min`) that forget small piles;
+and fed `ordered`'s answer, whose columns it reads, as fed the same pairs as a plain list."""
 from __future__ import annotations
 
 import random
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tcpfsm.detect.piles import PileCounter
+from tcpfsm.detect.piles import PileCounter, ordered
 from tcpfsm.fsm import State
 
 
@@ -32,7 +33,8 @@ def _state(p: PileCounter) -> tuple:
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_batched_feed_counts_as_one_item_a_call(seed):
+@pytest.mark.parametrize("via_order", [False, True])
+def test_batched_feed_counts_as_one_item_a_call(seed, via_order):
     rng = random.Random(seed)
     hosts = [bytes([i]) * 16 for i in range(4)]
     flows = [F(i, rng.choice(hosts), rng.choice(hosts)) for i in range(1, 120)]
@@ -45,6 +47,8 @@ def test_batched_feed_counts_as_one_item_a_call(seed):
         at = ts - rng.randrange(0, 2 * 10**9) if rng.random() < 0.03 else ts     # (a stream's step back)
         batch.append((rng.choice(flows), T(at, rng.choice(["client", "server"]), rng.choice(states))))
         if rng.random() < 0.03:
+            if via_order:
+                batch = ordered(batch)
             batched.feed(batch)
             for item in batch:
                 single.feed([item])
@@ -53,6 +57,8 @@ def test_batched_feed_counts_as_one_item_a_call(seed):
             batched.release_all(gone)
             single.release_all(gone)
             assert _state(batched) == _state(single)
+    if via_order:
+        batch = ordered(batch)
     batched.feed(batch)
     for item in batch:
         single.feed([item])

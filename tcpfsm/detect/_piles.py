@@ -395,7 +395,15 @@ class PileCounter:
         ends before it could count -- every promotion until its endpoint's next transition is up to a time
         before its due -- is neither stored nor made pending: the counter would have stored it, queued it and
         dropped it unseen (`_promote` skips a stay that ended). What stays and queues is what can count."""
-        n: i64 = len(items)
+        pairs: list
+        if type(items) is Ordered and len(items.cols[0]) == len(items):
+            cols = items.cols
+            # (read as the list it is: a list subclass's items are looked up through `__getitem__`, 60 ns each)
+            pairs = cython.cast(list, items)
+        else:
+            pairs = items if type(items) is list else list(items)
+            cols = _columns(pairs)
+        n: i64 = len(pairs)
         stay: Stays = self.stay
         pend, late, states = self.pending, self.late, self._states
         age: i64 = self.age
@@ -405,7 +413,6 @@ class PileCounter:
         cur: i64
         c: i64
         i: i64
-        cols = items.cols if type(items) is Ordered and len(items.cols[0]) == n else _columns(items)
         times, eps, codes = cols
         # each item's endpoint's next item in this call (-1: none), by a stable sort of the endpoints
         after = np.full(n, -1, np.int64)
@@ -435,14 +442,14 @@ class PileCounter:
             if not barev[i]:
                 cur = stay.pop(ep)
                 if cur >= 0 and cur & 16:       # counted: it leaves its pile
-                    flow = items[i][0]
+                    flow = pairs[i][0]
                     self._leave(flow.server_raw if ep & 1 else flow.client_raw, states[cur & 15], ep, ep >> 1)
             c = codev[i]
             if c < 0:
                 pass
             elif storedv[i]:
                 token += 1
-                flow = items[i][0]
+                flow = pairs[i][0]
                 stay.put(ep, token << 5 | c)
                 item = (ts + age, token, ep >> 1, ep, flow.server_raw if ep & 1 else flow.client_raw, states[c])
                 if not pend or item >= pend[len(pend) - 1]:      # (no wraparound here: not pend[-1])
@@ -584,9 +591,10 @@ def order(items: list) -> "Ordered":
     ts, endpoint, code = _columns(items)
     perm = np.lexsort((endpoint, code >= 0, ts)).astype(np.int64)
     pm: i64[::1] = perm
-    out = Ordered([None] * n)
+    pairs = [None] * n
     i: i64
     for i in range(n):      # (bounded)
-        out[i] = items[pm[i]]
+        pairs[i] = items[pm[i]]
+    out = Ordered(pairs)    # (filled as a plain list: a list subclass's items are set through `__setitem__`)
     out.cols = (ts[perm], endpoint[perm], code[perm])
     return out
