@@ -59,10 +59,15 @@ def _columns(items: list) -> tuple:
     cv: i64[::1] = code
     codes: dict = _CODE
     i: i64
+    fid2: i64 = 0
+    prev = None
     for i in range(n):      # (bounded: one turn an item)
         f, t = items[i]
         tv[i] = t.ts
-        pv[i] = f.id * 2 + (0 if t.endpoint == "client" else 1)
+        if f is not prev:   # (a flow's transitions come together: FlowTable.drain)
+            prev = f
+            fid2 = f.id * 2
+        pv[i] = fid2 + (0 if t.endpoint == "client" else 1)
         got = codes.get(t.new)
         cv[i] = -1 if got is None else got
     return ts, endpoint, code
