@@ -142,10 +142,20 @@ BRIEF = 4                   # no span rule can fire: every watched close state h
 
 @cython.cfunc
 @cython.inline
+def _watched(state, states: tuple) -> cython.bint:
+    """A span rule measures the stays in `state` (CLOSE_WAIT, FIN_WAIT_2, FIN_WAIT_1, LAST_ACK, CLOSING)."""
+    return state is states[1] or state is states[2] or state is states[3] or state is states[4] \
+        or state is states[5]
+
+
+@cython.cfunc
+@cython.inline
 def _brief(state, start: i64, stop: i64, states: tuple, close_wait: i64, fin_wait_2: i64, fin_wait_1: i64,
            last_ack: i64) -> cython.bint:
     """A stay in `state` from `start` to `stop` (ns) is shorter than its rule's limit (a state no span rule
-    watches always is); False too for a negative time (no subtraction that could overflow)."""
+    watches always is); False for a watched one with a negative time (no subtraction that could overflow)."""
+    if not _watched(state, states):
+        return True
     if start < 0 or stop < 0:
         return False
     if state is states[1]:
@@ -217,7 +227,17 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
                     server_est = True
                 else:
                     client_est = True
-            if brief and not t.retracted:
+            if not brief:
+                continue
+            cur = s_state if server else c_state
+            if not _watched(cur, states) and not _watched(new, states):
+                # between states no rule measures: neither when it happened nor whether it was retracted
+                # matters (had it been, the endpoint stays in a state no rule measures all the same)
+                if server:
+                    s_state = new
+                else:
+                    c_state = new
+            elif not t.retracted:
                 at = t.at
                 if server:
                     brief = _brief(s_state, s_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
