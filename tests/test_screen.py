@@ -1,8 +1,8 @@
 """The screen before the per-flow rules (rules.screen, compiled in tcpfsm/detect/_tally.py) never calls a
 flow CLEAN that a rule fires on nor BRIEF where a close-state span rule fires (the rules skip those for it),
-and says whether its client entered ESTABLISHED as `_was` does: on every
-flow of every capture under captures/, at the capture's end and long after it, with the default thresholds
-and with thresholds so low that every span rule fires."""
+and says as the flow does whether its client entered ESTABLISHED and whether both ends are ESTABLISHED: on
+every flow of every capture under captures/, at the capture's end and long after it, with the default
+thresholds and with thresholds so low that every span rule fires."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import pytest
 
 import tcpfsm
 from floodgen import write_established, write_flood
-from tcpfsm.detect.rules import BRIEF, CLEAN, CLIENT_ESTABLISHED, Thresholds, _was, judge, screen
+from tcpfsm.detect.rules import BRIEF, CLEAN, CLIENT_ESTABLISHED, OPEN, Thresholds, _was, judge, screen
 from tcpfsm.fsm import State
 
 ROOT = Path(__file__).resolve().parent.parent / "captures"
@@ -34,6 +34,7 @@ def _sound(an) -> None:
                 if fl & BRIEF:
                     assert judge(f, end, th, brief=True) == full, (f.id, th is LOW, end)
                 assert bool(fl & CLIENT_ESTABLISHED) == _was(f, "client", State.ESTABLISHED), f.id
+                assert bool(fl & OPEN) == (f.conn.client.state is f.conn.server.state is State.ESTABLISHED), f.id
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -138,6 +138,7 @@ def tally_attempts(attempts: list, end: i64, after: i64, rollups: dict, ranks: d
 CLEAN = 1                   # no per-flow rule can fire: the rules need not run
 CLIENT_ESTABLISHED = 2      # the client entered ESTABLISHED (any transition, retracted or not)
 BRIEF = 4                   # no span rule can fire: every watched close state held briefly, FINs sent once
+OPEN = 8                    # both endpoints ESTABLISHED at the end (what the reconnect rule looks at)
 
 
 @cython.cfunc
@@ -173,7 +174,7 @@ def _brief(state, start: i64, stop: i64, states: tuple, close_wait: i64, fin_wai
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
-    """Each flow's flags (`CLEAN`, `CLIENT_ESTABLISHED`, `BRIEF`), read off its counters and one walk of its
+    """Each flow's flags (`CLEAN`, `CLIENT_ESTABLISHED`, `BRIEF`, `OPEN`), read off its counters and one walk of its
     transitions; `end` is the capture's last timestamp (ns). tcpfsm/detect/rules.py owns the rules and
     passes in what the test reads of them: `limits` (vanished_retrans_count rounded up; the least
     CLOSE_WAIT, FIN_WAIT_2, FIN_WAIT_1 and CLOSING, LAST_ACK stays, in whole ns, that their rules report),
@@ -253,5 +254,7 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
                 and _brief(s_state, s_start, end if end > s_start else s_start, states, close_wait, fin_wait_2,
                            fin_wait_1, last_ack)
         clean = clean and brief and (synacks == 0 or server_est)
-        out[i] = (1 if clean else 0) | (2 if client_est else 0) | (4 if brief else 0)   # (CLEAN, ..., BRIEF)
+        # (CLEAN, CLIENT_ESTABLISHED, BRIEF, OPEN)
+        out[i] = (1 if clean else 0) | (2 if client_est else 0) | (4 if brief else 0) \
+            | (8 if c.state is est and s.state is est else 0)
     return out

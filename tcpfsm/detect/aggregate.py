@@ -21,7 +21,7 @@ from ..fsm import State
 from ..track.flowtable import Attempt, Flow, hostport, ip_text, service_text
 from .._kernels import load
 from .piles import PileCounter, host_text
-from .rules import (BRIEF, CLEAN, CLIENT_ESTABLISHED, PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was,
+from .rules import (BRIEF, CLEAN, CLIENT_ESTABLISHED, OPEN, PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was,
                     judge, rank, screen)
 
 NS = 1_000_000_000
@@ -261,11 +261,10 @@ class Aggregator:
             self.forgotten["scan_sources"] += 1
 
     def _rollup(self, f: Flow) -> None:
-        server = None
-        for a in f.anomalies:
-            if server is None:
-                server = f.server
-            self._roll(a, f.id, f.client_ip, f.server_ip, server)
+        if f.anomalies:
+            server, client_ip, server_ip = f.server, f.client_ip, f.server_ip
+            for a in f.anomalies:
+                self._roll(a, f.id, client_ip, server_ip, server)
 
     def _roll(self, a: Finding, fid: int, client_ip: str, server_ip: str, server: str) -> None:
         # an unanswered SYN is about the service that did not answer: rolled up per target, so a flood
@@ -296,15 +295,16 @@ class Aggregator:
     def _judge(self, flows: list[Flow], end: int, index: bool) -> None:
         """Per-flow findings of `flows` (the rules run only where the screen did not find a flow CLEAN), each
         `_index`ed too when `index`; then, with every flow indexed, the reconnect rule and the roll-ups."""
-        th = self.th
+        th, index_flow = self.th, self._index
         flags = screen(flows, end, th)
         for f, fl in zip(flows, flags):
             # (none: the shared empty tuple, not a list a flow)
-            f.anomalies = () if fl & CLEAN else (judge(f, end, th, brief=bool(fl & BRIEF)) or ())
+            f.anomalies = () if fl & CLEAN else (judge(f, end, th, fl & BRIEF != 0) or ())
             if index:
-                self._index(f, established=bool(fl & CLIENT_ESTABLISHED))
-        for f in flows:                 # (after every `_index`: the reconnect rule reads the newest of all)
-            self._reconnect(f, end)
+                index_flow(f, True, None, fl & CLIENT_ESTABLISHED != 0)
+        for f, fl in zip(flows, flags):     # (after every `_index`: the reconnect rule reads the newest of all)
+            if fl & OPEN:
+                self._reconnect(f, end)
             if f.anomalies:
                 self._rollup(f)
 

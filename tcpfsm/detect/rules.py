@@ -141,7 +141,7 @@ _CLOSE_KEYS = frozenset((role, st) for role in ("client", "server") for st in (
 # measured in, and per flow its flags
 _SCREENED = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK,
              State.CLOSING)
-CLEAN, CLIENT_ESTABLISHED, BRIEF = _tally.CLEAN, _tally.CLIENT_ESTABLISHED, _tally.BRIEF
+CLEAN, CLIENT_ESTABLISHED, BRIEF, OPEN = _tally.CLEAN, _tally.CLIENT_ESTABLISHED, _tally.BRIEF, _tally.OPEN
 
 
 def _least(x: float) -> int:
@@ -166,7 +166,8 @@ def screen(flows: list[Flow], end: int, th: Thresholds) -> bytearray:
     """Per flow, its flags: CLEAN when no per-flow rule can fire on it (`judge` would find nothing: most
     connections of a busy capture, screened in one compiled pass instead of judged one by one),
     CLIENT_ESTABLISHED when its client entered ESTABLISHED, BRIEF when no close-state span rule can fire
-    (`judge(brief=True)`). `end`: the capture's last timestamp (ns)."""
+    (`judge(brief=True)`), OPEN when both endpoints are ESTABLISHED at the end. `end`: the capture's last
+    timestamp (ns)."""
     return _tally.screen(flows, end, _limits(th), _SCREENED)
 
 
