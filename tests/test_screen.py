@@ -11,7 +11,7 @@ import pytest
 
 import tcpfsm
 from floodgen import write_established, write_flood
-from tcpfsm.detect.rules import BRIEF, CLEAN, CLIENT_ESTABLISHED, OPEN, Thresholds, _was, judge, screen
+from tcpfsm.detect.rules import CLEAN, CLIENT_ESTABLISHED, OPEN, Thresholds, _was, judge, screen
 from tcpfsm.fsm import State
 
 ROOT = Path(__file__).resolve().parent.parent / "captures"
@@ -31,8 +31,7 @@ def _sound(an) -> None:
                 full = judge(f, end, th)
                 if fl & CLEAN:
                     assert full == [], (f.id, th is LOW, end)
-                if fl & BRIEF:
-                    assert judge(f, end, th, brief=True) == full, (f.id, th is LOW, end)
+                assert judge(f, end, th, fl) == full, (f.id, th is LOW, end)        # (the flags taken as read)
                 assert bool(fl & CLIENT_ESTABLISHED) == _was(f, "client", State.ESTABLISHED), f.id
                 assert bool(fl & OPEN) == (f.conn.client.state is f.conn.server.state is State.ESTABLISHED), f.id
 

@@ -21,7 +21,7 @@ from ..fsm import State
 from ..track.flowtable import Attempt, Flow, hostport, ip_text, service_text
 from .._kernels import load
 from .piles import PileCounter, host_text
-from .rules import (BRIEF, CLEAN, CLIENT_ESTABLISHED, OPEN, PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was,
+from .rules import (CLEAN, CLIENT_ESTABLISHED, OPEN, PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was,
                     judge, rank, screen)
 
 NS = 1_000_000_000
@@ -161,7 +161,7 @@ class Aggregator:
             return
         flags = screen([flow], end, self.th)[0]
         # (none: the shared empty tuple)
-        flow.anomalies = () if flags & CLEAN else (judge(flow, end, self.th, brief=bool(flags & BRIEF)) or ())
+        flow.anomalies = () if flags & CLEAN else (judge(flow, end, self.th, flags) or ())
         self._index(flow, kept, established=bool(flags & CLIENT_ESTABLISHED))
         self._rollup(flow)
         c, s = flow.conn.client, flow.conn.server
@@ -262,15 +262,20 @@ class Aggregator:
 
     def _rollup(self, f: Flow) -> None:
         if f.anomalies:
-            server, client_ip, server_ip = f.server, f.client_ip, f.server_ip
+            # (each address's text made once, and the client's only when a finding is about it: a spoofed
+            # flood's every source has its unanswered SYN, rolled up per target)
+            server, server_ip, client_ip = f.server, f.server_ip, None
             for a in f.anomalies:
-                self._roll(a, f.id, client_ip, server_ip, server)
+                if _per_client(a):
+                    if client_ip is None:
+                        client_ip = f.client_ip
+                    self._roll(a, f.id, client_ip, server)
+                else:
+                    self._roll(a, f.id, server_ip, server)
 
-    def _roll(self, a: Finding, fid: int, client_ip: str, server_ip: str, server: str) -> None:
-        # an unanswered SYN is about the service that did not answer: rolled up per target, so a flood
-        # from a million spoofed sources is one finding, not one per source
-        per_target = a.kind in _PER_TARGET
-        host = client_ip if a.endpoint == "client" and not per_target else server_ip
+    def _roll(self, a: Finding, fid: int, host: str, server: str) -> None:
+        """Per-flow finding `a` of flow `fid` into its roll-up, per (kind, `host`, `server`): the host the
+        finding is about (`_per_client`: its client, else its server) as text, the service as text."""
         key = (a.kind, host, server)
         r = self.rollups.get(key)
         if r is None:
@@ -299,7 +304,7 @@ class Aggregator:
         flags = screen(flows, end, th)
         for f, fl in zip(flows, flags):
             # (none: the shared empty tuple, not a list a flow)
-            f.anomalies = () if fl & CLEAN else (judge(f, end, th, fl & BRIEF != 0) or ())
+            f.anomalies = () if fl & CLEAN else (judge(f, end, th, fl) or ())
             if index:
                 index_flow(f, True, None, fl & CLIENT_ESTABLISHED != 0)
         for f, fl in zip(flows, flags):     # (after every `_index`: the reconnect rule reads the newest of all)
@@ -343,7 +348,7 @@ class Aggregator:
             server = service_text(server_raw, server_port)
             a = self._reconnected(fid, client_raw, hostport(client_ip, client_port), server, since, retrans, end)
             if a is not None:
-                self._roll(a, fid, client_ip, ip_text(server_raw), server)
+                self._roll(a, fid, client_ip if _per_client(a) else ip_text(server_raw), server)
 
     def _floods(self) -> list[Finding]:
         out = []
@@ -510,6 +515,13 @@ class Aggregator:
         out.quiet = QuietLog(sorted({**dict(self.quiet.items()), **dict(other.quiet.items())}.items()))
         out.forgotten = {k: forgotten.get(k, 0) for k in self.forgotten}
         return out
+
+
+def _per_client(a: Finding) -> bool:
+    """A per-flow finding rolled up per client, not per target service. An unanswered SYN is about the
+    service that did not answer: rolled up per target, so a flood from a million spoofed sources is one
+    finding, not one per source."""
+    return a.endpoint == "client" and a.kind not in _PER_TARGET
 
 
 def _first_probe(targets: dict, t, v: tuple) -> None:

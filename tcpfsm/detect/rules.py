@@ -180,30 +180,34 @@ def _icmp_ended(flow: Flow) -> bool:
 def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     """Per-flow rules; `end` is the capture's last timestamp (ns)."""
     flags = screen([flow], end, th)[0]
-    return [] if flags & CLEAN else judge(flow, end, th, brief=bool(flags & BRIEF))
+    return [] if flags & CLEAN else judge(flow, end, th, flags)
 
 
-def judge(flow: Flow, end: int, th: Thresholds, brief: bool = False) -> list[Finding]:
+def judge(flow: Flow, end: int, th: Thresholds, flags: int | None = None) -> list[Finding]:
     """The per-flow rules run on `flow` (`flow_findings` without the screen: for a flow `screen` did not
-    find CLEAN). `brief`: the screen found it BRIEF, and the close-state span rules are skipped."""
+    find CLEAN). `flags`: the screen's for it, which the rules then take as read (BRIEF: the close-state span
+    rules are skipped; CLIENT_ESTABLISHED); None: they work it out."""
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
+    brief = flags is not None and flags & BRIEF
     spans = None                        # (role, state) -> its spans (`_all_spans`), made when a rule needs them
     answered = s.synacks > 0 or (s.packets > 0 and not s.rsts)
 
     # -- the handshake -------------------------------------------------------------------
     if c.syns and not flow.role_inferred:
-        first = c.syn_ts[0]
+        syn_ts = c.syn_ts
+        first = syn_ts[0]
         # (a client that went on to acknowledge the server, as in a capture of one direction only, was answered)
-        if not s.packets and not _was(flow, "client", State.ESTABLISHED) \
+        if not s.packets and not (_was(flow, "client", State.ESTABLISHED) if flags is None
+                                  else flags & CLIENT_ESTABLISHED) \
                 and (c.syns > 1 or end - first >= th.unanswered_syn_after * NS) and not _icmp_ended(flow):
             gave_up = any(t.cause == "timer:syn_retries" for t in flow.transitions)
             add(Finding("unanswered_syn", "medium" if c.syns > 2 else "low", first,
                         f"SYN from {flow.client} to {flow.server} never answered: {c.syns} SYN(s) over "
-                        f"{_secs(c.syn_ts[-1] - first)}" + (", connect() timed out" if gave_up else
-                                                            ", still SYN_SENT at capture end"),
-                        ts_end=c.syn_ts[-1], endpoint="client", packets=[flow.first_packet]))
+                        f"{_secs(syn_ts[-1] - first)}" + (", connect() timed out" if gave_up else
+                                                          ", still SYN_SENT at capture end"),
+                        ts_end=syn_ts[-1], endpoint="client", packets=[flow.first_packet]))
         elif s.rsts and not s.synacks:
             rst_t = flow.conn.rst_ts or s.last_ts
             add(Finding("rejected", "low", first,
@@ -323,13 +327,12 @@ def judge(flow: Flow, end: int, th: Thresholds, brief: bool = False) -> list[Fin
                         f"still believed it ESTABLISHED (fake ESTABLISHED)",
                         ts_end=ep.last_ts, endpoint=peer_role))
     # -- what the packets could not decide, said where it matters ----------------------------------
-    alts = {role: a for role, ep in (("client", c), ("server", s)) if (a := flow.conn.alt_of(ep)) is not None} \
-        if out else None
-    if alts:
-        for f in out:
-            a = alts.get(f.endpoint or "")
+    alts: dict = {}                     # role -> the state it may be in instead at the end, for the roles named
+    for f in out:
+        if f.endpoint == "client" or f.endpoint == "server":
+            ep = c if f.endpoint == "client" else s
+            a = alts[f.endpoint] if f.endpoint in alts else alts.setdefault(f.endpoint, flow.conn.alt_of(ep))
             if a is not None:
-                ep = c if f.endpoint == "client" else s
                 f.message += (f" (the packets cannot decide the {f.endpoint}'s state at the end: "
                               f"{ep.state.value}, or {a.value})")
     return out
