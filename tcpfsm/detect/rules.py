@@ -294,7 +294,7 @@ def judge(flow: Flow, end: int, th: Thresholds, flags: int | None = None) -> lis
                     f"(packet #{conn.rst_packet}) after sending {sent} B and receiving {got} B; the {other} "
                     f"was in {_state_before(flow, other, conn.rst_ts).value}",
                     endpoint=by, packets=[conn.rst_packet or 0]))
-    by_kind: dict[tuple[str, str], list] = defaultdict(list)
+    by_kind: dict[tuple[str, str], list] = defaultdict(list) if conn.violations else {}
     for v in conn.violations:
         by_kind[(v.kind, v.endpoint)].append(v)
     for (kind, role), vs in by_kind.items():
@@ -314,7 +314,8 @@ def judge(flow: Flow, end: int, th: Thresholds, flags: int | None = None) -> lis
                     packets=[flow.first_packet]))
 
     # -- vanished peer ("fake ESTABLISHED") --------------------------------------------------------
-    for role in ("client", "server"):
+    for role in ("client", "server") if max(c.retrans_unanswered, s.retrans_unanswered) >= th.vanished_retrans_count \
+            else ():
         ep, peer = (c, s) if role == "client" else (s, c)
         peer_role = "server" if role == "client" else "client"
         if ep.retrans_unanswered >= th.vanished_retrans_count and peer.last_ts is not None \
