@@ -144,13 +144,13 @@ _SCREENED = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WA
 CLEAN, CLIENT_ESTABLISHED, BRIEF, OPEN = _tally.CLEAN, _tally.CLIENT_ESTABLISHED, _tally.BRIEF, _tally.OPEN
 
 
+_I64_MAX = 2**63 - 1
+
+
 def _least(x: float) -> int:
     """The least int that reaches the float `x` (ceil(x): an int `d` has d >= x exactly when d >= ceil(x)),
     at most int64's largest (no count or span of ns goes past it)."""
     return _I64_MAX if x >= _I64_MAX else math.ceil(x)
-
-
-_I64_MAX = 2**63 - 1
 
 
 @functools.lru_cache(maxsize=16)
@@ -166,9 +166,9 @@ def screen(flows: list[Flow], end: int, th: Thresholds) -> bytearray:
     """Per flow, its flags: CLEAN when no per-flow rule can fire on it (`judge` would find nothing: most
     connections of a busy capture, screened in one compiled pass instead of judged one by one),
     CLIENT_ESTABLISHED when its client entered ESTABLISHED, BRIEF when no close-state span rule can fire
-    (`judge(brief=True)`), OPEN when both endpoints are ESTABLISHED at the end. `end`: the capture's last
+    (`judge` given the flags skips them), OPEN when both endpoints are ESTABLISHED at the end. `end`: the capture's last
     timestamp (ns)."""
-    return _tally.screen(flows, end, _limits(th), _SCREENED)
+    return _tally.screen(flows if type(flows) is list else list(flows), end, _limits(th), _SCREENED)
 
 
 def _icmp_ended(flow: Flow) -> bool:
