@@ -27,6 +27,7 @@ SAMPLE = 100        # flow ids kept as evidence of a peak
 LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))
 _STATES = tuple(State)      # a stay's state code is its index here
 assert len(_STATES) <= 16
+_CODE = {st: i for i, st in enumerate(_STATES) if st in LISTED}     # listed State -> its code
 _NONE = cython.declare(i64, 0x7FFFFFFFFFFFFFFF)      # `_next_due` when no stay waits
 
 
@@ -34,6 +35,49 @@ _EMPTY = cython.declare(i64, -0x7FFFFFFFFFFFFFFF - 1)    # `Stays`: a free slot'
 _DEAD = cython.declare(i64, -0x7FFFFFFFFFFFFFFF)         # `Stays`: a deleted entry's key (probes go on past it)
 _FIB = cython.declare(cython.ulonglong, 0x9E3779B97F4A7C15)     # 2**64 / golden ratio: Fibonacci hashing
 _MIN_SLOTS = cython.declare(i64, 1024)
+
+
+def _ints(a):
+    """A numpy int64 column as the counter's loops read it: itself compiled, a list of ints uncompiled."""
+    if cython.compiled:
+        return a
+    return a.tolist()
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _columns(items: list) -> tuple:
+    """(time, endpoint, state code) of each (flow, transition) pair, as int64 arrays: the endpoint is `flow id *
+    2 + (role is server)`, the code the entered state's index in `_STATES`, -1 when it is not listed. What
+    `order` sorts by and `feed` reads: one pass over the items' attributes, made once for both (`Ordered`)."""
+    n: i64 = len(items)
+    ts = np.empty(n, np.int64)
+    endpoint = np.empty(n, np.int64)
+    code = np.empty(n, np.int64)
+    tv: i64[::1] = ts
+    pv: i64[::1] = endpoint
+    cv: i64[::1] = code
+    codes: dict = _CODE
+    i: i64
+    fid2: i64 = 0
+    prev = None
+    for i in range(n):      # (bounded: one turn an item)
+        f, t = items[i]
+        tv[i] = t.ts
+        if f is not prev:   # (a flow's transitions come together: FlowTable.drain)
+            prev = f
+            fid2 = f.id * 2
+        pv[i] = fid2 + (0 if t.endpoint == "client" else 1)
+        got = codes.get(t.new)
+        cv[i] = -1 if got is None else got
+    return ts, endpoint, code
+
+
+class Ordered(list):
+    """`order`'s answer: the pairs in the counter's order, with their `_columns` in that order (`cols`), so
+    that `PileCounter.feed` does not read the same attributes again. A plain list of pairs is fed as well."""
+
+    __slots__ = ("cols",)
 
 
 @cython.final
@@ -224,8 +268,7 @@ class PileCounter:
     keep_min = cython.declare(i64, visibility="public")
     released = cython.declare(i64, visibility="public")        # endpoints let go of on eviction (see release)
     token = cython.declare(i64, visibility="public")
-    _states = cython.declare(tuple)     # `_STATES` and `_code`, held for the loops (no global lookups)
-    _code = cython.declare(dict)        # listed State -> its code
+    _states = cython.declare(tuple)     # `_STATES`, held for the loops (no global lookup)
     live = cython.declare(dict, visibility="public")
     ghosts = cython.declare(dict, visibility="public")
     stay = cython.declare(Stays, visibility="public")
@@ -242,7 +285,6 @@ class PileCounter:
         that empties without ever reaching it is forgotten entirely, so memory follows the piles that matter,
         not every host ever seen (a spoofed flood has a million one-SYN "hosts")."""
         self._states = _STATES
-        self._code = {st: i for i, st in enumerate(_STATES) if st in LISTED}
         self.age = int(min_age * 1e9)
         self.keep_min = keep_min
         self.released = 0
@@ -347,44 +389,82 @@ class PileCounter:
                     evidence[key] = flows
                 peaks[key] = Peak(count, due, flows)
 
-    def feed(self, items: list) -> None:
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def feed(self, items) -> None:
         """(flow, transition) pairs in time order (leaving a state sorts before entering one at the same
-        instant)."""
+        instant): `order`'s answer, whose columns it reads, or any list of pairs.
+
+        Most stays end within the call that began them, long before min_age (a handshake's, a close's): one
+        pass reads the items into columns and finds each endpoint's next item in the call, and a stay that
+        ends before it could count -- every promotion until its endpoint's next transition is up to a time
+        before its due -- is neither stored nor made pending: the counter would have stored it, queued it and
+        dropped it unseen (`_promote` skips a stay that ended). What stays and queues is what can count."""
+        pairs: list
+        if type(items) is Ordered and len(items.cols[0]) == len(items):
+            cols = items.cols
+            # (read as the list it is: a list subclass's items are looked up through `__getitem__`, 60 ns each)
+            pairs = cython.cast(list, items)
+        else:
+            pairs = items if type(items) is list else list(items)
+            cols = _columns(pairs)
+        n: i64 = len(pairs)
         stay: Stays = self.stay
-        pend, late, code, states = self.pending, self.late, self._code, self._states
+        pend, late, states = self.pending, self.late, self._states
         age: i64 = self.age
         token: i64 = self.token
         ts: i64
-        fid: i64
         ep: i64
         cur: i64
+        c: i64
+        i: i64
+        times, eps, codes = cols
+        # each item's endpoint's next item in this call (-1: none), by a stable sort of the endpoints
+        after = np.full(n, -1, np.int64)
+        if n > 1:
+            by_ep = np.argsort(eps, kind="stable")
+            same = eps[by_ep[1:]] == eps[by_ep[:-1]]
+            after[by_ep[:-1][same]] = by_ep[1:][same]
+        # stored: it enters a listed state and no promotion before its endpoint's next item here can reach its
+        # due (the latest time up to that item is before it: items may step back in time in a stream)
+        reach = np.maximum.accumulate(times) if n else times
+        stored = (codes >= 0) & ((after < 0) | (reach[after] >= times + age))
+        # bare: its endpoint holds no stay when it comes (its previous item here stored none)
+        bare = np.zeros(n, np.int64)
+        bare[after[~stored & (after >= 0)]] = 1
+        tsv: i64[::1] = _ints(times)
+        epv: i64[::1] = _ints(eps)
+        codev: i64[::1] = _ints(codes)
+        storedv: i64[::1] = _ints(stored.astype(np.int64))
+        barev: i64[::1] = _ints(bare)
         due: i64 = self._next_due()
-        for flow, t in items:       # (bounded: one turn a transition)
-            ts = t.ts
+        for i in range(n):                  # (bounded: one turn an item)
+            ts = tsv[i]
             if due < ts:
                 self._promote(ts - 1)
                 due = self._next_due()
-            fid = flow.id
-            if t.endpoint == "client":
-                host, ep = flow.client_raw, fid * 2
-            else:
-                host, ep = flow.server_raw, fid * 2 + 1
-            cur = stay.pop(ep)
-            if cur >= 0:
-                if cur & 16:                    # counted: it leaves its pile
-                    self._leave(host, states[cur & 15], ep, fid)
-            new = t.new
-            c = code.get(new)
-            if c is not None:
+            ep = epv[i]
+            if not barev[i]:
+                cur = stay.pop(ep)
+                if cur >= 0 and cur & 16:       # counted: it leaves its pile
+                    flow = pairs[i][0]
+                    self._leave(flow.server_raw if ep & 1 else flow.client_raw, states[cur & 15], ep, ep >> 1)
+            c = codev[i]
+            if c < 0:
+                pass
+            elif storedv[i]:
                 token += 1
+                flow = pairs[i][0]
                 stay.put(ep, token << 5 | c)
-                item = (ts + age, token, fid, ep, host, new)
-                if not pend or item >= pend[-1]:
+                item = (ts + age, token, ep >> 1, ep, flow.server_raw if ep & 1 else flow.client_raw, states[c])
+                if not pend or item >= pend[len(pend) - 1]:      # (no wraparound here: not pend[-1])
                     pend.append(item)
                 else:
                     heapq.heappush(late, item)
                 if ts + age < due:
                     due = self._next_due()
+            else:
+                token += 1                      # (a stay too short to count: its token spent all the same)
             if due <= ts:
                 self._promote(ts)
                 due = self._next_due()
@@ -507,26 +587,19 @@ class PileCounter:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def order(items: list) -> list:
+def order(items: list) -> "Ordered":
     """`items`, (flow, transition) pairs, in the order the counter takes them (`tcpfsm.detect.piles.ordered`):
     time; at the same instant, leaving a listed state before entering one; then flow and endpoint (client
-    first). One pass reads the keys into columns, numpy sorts them (stable, as `sorted`), one pass reorders."""
+    first). One pass reads the keys into columns (`_columns`), numpy sorts them (stable, as `sorted`), one
+    pass reorders; the answer (`Ordered`) carries the columns, reordered, for `PileCounter.feed`."""
     n: i64 = len(items)
-    ts = np.empty(n, np.int64)
-    entering = np.empty(n, np.int64)
-    endpoint = np.empty(n, np.int64)
-    tv: i64[::1] = ts
-    ev: i64[::1] = entering
-    pv: i64[::1] = endpoint
+    ts, endpoint, code = _columns(items)
+    perm = np.lexsort((endpoint, code >= 0, ts)).astype(np.int64)
+    pm: i64[::1] = perm
+    pairs = [None] * n
     i: i64
-    for i in range(n):      # (bounded: one turn an item)
-        f, t = items[i]
-        tv[i] = t.ts
-        ev[i] = 1 if t.new in LISTED else 0
-        pv[i] = f.id * 2 + (0 if t.endpoint == "client" else 1)
-    perm = np.lexsort((endpoint, entering, ts))
-    pm: i64[::1] = perm.astype(np.int64)
-    out = [None] * n
     for i in range(n):      # (bounded)
-        out[i] = items[pm[i]]
+        pairs[i] = items[pm[i]]
+    out = Ordered(pairs)    # (filled as a plain list: a list subclass's items are set through `__setitem__`)
+    out.cols = (ts[perm], endpoint[perm], code[perm])
     return out

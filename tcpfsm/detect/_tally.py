@@ -1,12 +1,15 @@
 """The aggregator's kernel: what one handshake that never completed adds to the cross-connection findings.
 
 Owns the two tallies every failed attempt passes through -- its second's bucket of the SYN-flood rule
-(`flood_attempt`) and its probe of the port-scan rule (`probe`) -- and the bulk path for attempts evicted
+(`flood_attempt`) and its probe of the port-scan rule (`probe`) --, the bulk path for attempts evicted
 over the cap (`tally_attempts`: a spoofed flood's millions, each also counted in the `unanswered_syn`
-roll-up). tcpfsm/detect/aggregate.py owns the containers (the aggregator's dicts, passed in at each call:
-`Aggregator.merge` replaces them), what the rules conclude from them and every other finding. Must not:
-import tcpfsm's other modules (the text of addresses, the bucket class and the limits are passed in), or
-keep anything between calls.
+roll-up), and the screen every finished connection passes before the per-flow rules (`screen`: which
+flows no rule can fire on, most of a busy capture's, so that the rules run only on the others).
+tcpfsm/detect/aggregate.py owns the containers (the aggregator's dicts, passed in at each call:
+`Aggregator.merge` replaces them), what the rules conclude from them and every other finding;
+tcpfsm/detect/rules.py the rules the screen answers for. Must not:
+import tcpfsm's other modules (the text of addresses, the bucket class, the limits and the states are passed
+in), or keep anything between calls.
 
 Cython pure-Python mode (see tcpfsm/capture/_decode.py): compiled by setup.py into tcpfsm.detect._tally_c,
 the plain module the readable reference (tests run the suite both ways). Its containers are the same dicts,
@@ -130,3 +133,128 @@ def tally_attempts(attempts: list, end: i64, after: i64, rollups: dict, ranks: d
         dropped += probe(scan, scan1, max_singles, max_targets, target, a.client_raw, ts, a.id, False)
     if dropped:
         forgotten["scan_sources"] += dropped
+
+# `screen`'s flags of a flow
+CLEAN = 1                   # no per-flow rule can fire: the rules need not run
+CLIENT_ESTABLISHED = 2      # the client entered ESTABLISHED (any transition, retracted or not)
+BRIEF = 4                   # no span rule can fire: every watched close state held briefly, FINs sent once
+OPEN = 8                    # both endpoints ESTABLISHED at the end (what the reconnect rule looks at)
+
+
+@cython.cfunc
+@cython.inline
+def _watched(state, states: tuple) -> cython.bint:
+    """A span rule measures the stays in `state` (CLOSE_WAIT, FIN_WAIT_2, FIN_WAIT_1, LAST_ACK, CLOSING)."""
+    return state is states[1] or state is states[2] or state is states[3] or state is states[4] \
+        or state is states[5]
+
+
+@cython.cfunc
+@cython.inline
+def _brief(state, start: i64, stop: i64, states: tuple, close_wait: i64, fin_wait_2: i64, fin_wait_1: i64,
+           last_ack: i64) -> cython.bint:
+    """A stay in `state` from `start` to `stop` (ns) is shorter than its rule's limit (a state no span rule
+    watches always is); False for a watched one with a negative time (no subtraction that could overflow)."""
+    if not _watched(state, states):
+        return True
+    if start < 0 or stop < 0:
+        return False
+    if state is states[1]:
+        return stop - start < close_wait
+    if state is states[2]:
+        return stop - start < fin_wait_2
+    if state is states[3] or state is states[5]:
+        return stop - start < fin_wait_1
+    if state is states[4]:
+        return stop - start < last_ack
+    return True
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
+    """Each flow's flags (`CLEAN`, `CLIENT_ESTABLISHED`, `BRIEF`, `OPEN`), read off its counters and one walk of its
+    transitions; `end` is the capture's last timestamp (ns). tcpfsm/detect/rules.py owns the rules and
+    passes in what the test reads of them: `limits` (vanished_retrans_count rounded up; the least
+    CLOSE_WAIT, FIN_WAIT_2, FIN_WAIT_1 and CLOSING, LAST_ACK stays, in whole ns, that their rules report),
+    `states` (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2, FIN_WAIT_1, LAST_ACK, CLOSING).
+
+    CLEAN is a sufficient condition, never a guess: no violation, roles seen, no reuse, no RST from the
+    server nor an abort; retransmissions into silence below the vanished_peer count on both sides; at most
+    one SYN, answered by a packet; at most one SYN+ACK, and then the server reached ESTABLISHED; and BRIEF:
+    at most one FIN each way (sent or inferred), every stay in a watched close state (on the endpoint's
+    clock, the open one to `end`) shorter than its rule's limit. A flow that is not CLEAN takes the rules
+    (without their span rules when BRIEF); most are CLEAN."""
+    est = states[0]
+    retrans: i64 = limits[0]
+    close_wait: i64 = limits[1]
+    fin_wait_2: i64 = limits[2]
+    fin_wait_1: i64 = limits[3]
+    last_ack: i64 = limits[4]
+    n: i64 = len(flows)
+    out = bytearray(n)
+    i: i64
+    first: i64
+    at: i64
+    c_start: i64
+    s_start: i64
+    clean: cython.bint
+    brief: cython.bint
+    server: cython.bint
+    client_est: cython.bint
+    server_est: cython.bint
+    for i in range(n):                   # (bounded: one turn a flow)
+        f = flows[i]
+        conn = f.conn
+        c = conn.client
+        s = conn.server
+        syns: i64 = c.syns
+        synacks: i64 = s.synacks
+        clean = not conn.violations and not f.role_inferred and conn.rst_by is None and not s.rsts \
+            and c.retrans_unanswered < retrans and s.retrans_unanswered < retrans \
+            and (syns == 0 or (syns == 1 and s.packets > 0)) and synacks <= 1 and f.reuse_of is None
+        brief = len(c.fin_ts) <= 1 and len(s.fin_ts) <= 1
+        first = f.first_ts
+        c_state = c.initial
+        s_state = s.initial
+        c_start = s_start = first
+        client_est = server_est = False
+        for t in conn.transitions:      # (bounded: the flow's transitions)
+            new = t.new
+            server = t.endpoint == "server"
+            if new is est:
+                if server:
+                    server_est = True
+                else:
+                    client_est = True
+            if not brief:
+                continue
+            cur = s_state if server else c_state
+            if not _watched(cur, states) and not _watched(new, states):
+                # between states no rule measures: neither when it happened nor whether it was retracted
+                # matters (had it been, the endpoint stays in a state no rule measures all the same)
+                if server:
+                    s_state = new
+                else:
+                    c_state = new
+            elif not t.retracted:
+                at = t.at
+                if server:
+                    brief = _brief(s_state, s_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
+                    s_state = new
+                    s_start = at
+                else:
+                    brief = _brief(c_state, c_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
+                    c_state = new
+                    c_start = at
+        if brief:
+            brief = _brief(c_state, c_start, end if end > c_start else c_start, states, close_wait, fin_wait_2,
+                           fin_wait_1, last_ack) \
+                and _brief(s_state, s_start, end if end > s_start else s_start, states, close_wait, fin_wait_2,
+                           fin_wait_1, last_ack)
+        clean = clean and brief and (synacks == 0 or server_est)
+        # (CLEAN, CLIENT_ESTABLISHED, BRIEF, OPEN)
+        out[i] = (1 if clean else 0) | (2 if client_est else 0) | (4 if brief else 0) \
+            | (8 if c.state is est and s.state is est else 0)
+    return out

@@ -21,7 +21,8 @@ from ..fsm import State
 from ..track.flowtable import Attempt, Flow, hostport, ip_text, service_text
 from .._kernels import load
 from .piles import PileCounter, host_text
-from .rules import (PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was, flow_findings, rank)
+from .rules import (CLEAN, CLIENT_ESTABLISHED, OPEN, PILE_DIAGNOSIS, SEVERITY_RANK, Finding, Thresholds, _secs, _was,
+                    judge, rank, screen)
 
 NS = 1_000_000_000
 SAMPLE = 1000            # flow ids kept per aggregate finding
@@ -158,8 +159,10 @@ class Aggregator:
         short way (`_attempt`)."""
         if not (kept if listed is None else listed) and self._attempt(flow, end):
             return
-        flow.anomalies = flow_findings(flow, end, self.th) or ()   # (none: the shared empty tuple)
-        self._index(flow, kept)
+        flags = screen([flow], end, self.th)[0]
+        # (none: the shared empty tuple)
+        flow.anomalies = () if flags & CLEAN else (judge(flow, end, self.th, flags) or ())
+        self._index(flow, kept, established=bool(flags & CLIENT_ESTABLISHED))
         self._rollup(flow)
         c, s = flow.conn.client, flow.conn.server
         if c.state is State.ESTABLISHED and s.state is State.ESTABLISHED \
@@ -221,7 +224,9 @@ class Aggregator:
                               self.flood_sources, _Bucket, SAMPLE, MAX_SOURCES, self.scan, self.scan1,
                               self.forgotten, MAX_SINGLES, MAX_TARGETS)
 
-    def _index(self, f: Flow, kept: bool = True, server: str | None = None) -> None:
+    def _index(self, f: Flow, kept: bool = True, server: str | None = None, established: bool | None = None) -> None:
+        """What the cross-connection rules learn of `f`: its client's newest connection (`kept`), its failed
+        handshake (floods, scans). `established`: its client entered ESTABLISHED, when the screen said so."""
         c, s = f.conn.client, f.conn.server
         if server is None:
             server = f.server
@@ -234,7 +239,7 @@ class Aggregator:
                     newest.popitem(last=False)
                     self.forgotten["reconnect_pairs"] += 1
                 newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
-        if not c.syns or _was(f, "client", State.ESTABLISHED):
+        if not c.syns or (_was(f, "client", State.ESTABLISHED) if established is None else established):
             return
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
             self._flood_attempt(server, f.server_raw, f.first_ts, f.id, f.client_raw, s.synacks > 0)
@@ -256,17 +261,21 @@ class Aggregator:
             self.forgotten["scan_sources"] += 1
 
     def _rollup(self, f: Flow) -> None:
-        server = None
-        for a in f.anomalies:
-            if server is None:
-                server = f.server
-            self._roll(a, f.id, f.client_ip, f.server_ip, server)
+        if f.anomalies:
+            # (each address's text made once, and the client's only when a finding is about it: a spoofed
+            # flood's every source has its unanswered SYN, rolled up per target)
+            server, server_ip, client_ip = f.server, f.server_ip, None
+            for a in f.anomalies:
+                if _per_client(a):
+                    if client_ip is None:
+                        client_ip = f.client_ip
+                    self._roll(a, f.id, client_ip, server)
+                else:
+                    self._roll(a, f.id, server_ip, server)
 
-    def _roll(self, a: Finding, fid: int, client_ip: str, server_ip: str, server: str) -> None:
-        # an unanswered SYN is about the service that did not answer: rolled up per target, so a flood
-        # from a million spoofed sources is one finding, not one per source
-        per_target = a.kind in _PER_TARGET
-        host = client_ip if a.endpoint == "client" and not per_target else server_ip
+    def _roll(self, a: Finding, fid: int, host: str, server: str) -> None:
+        """Per-flow finding `a` of flow `fid` into its roll-up, per (kind, `host`, `server`): the host the
+        finding is about (`_per_client`: its client, else its server) as text, the service as text."""
         key = (a.kind, host, server)
         r = self.rollups.get(key)
         if r is None:
@@ -283,17 +292,26 @@ class Aggregator:
     # -- the end ----------------------------------------------------------------------------------------
     def finish(self, remaining: list[Flow], end: int) -> list[Finding]:
         """Connections still tracked at the end, then every aggregate finding, ranked."""
-        th = self.th
-        for f in remaining:
-            f.anomalies = flow_findings(f, end, th) or ()     # (none: the shared empty tuple, not a list a flow)
-            self._index(f)
-        for f in remaining:
-            self._reconnect(f, end)
-        for f in remaining:
-            self._rollup(f)
+        self._judge(remaining, end, index=True)
         self._quiet_reconnects(end)
         out = self._floods() + self._scans() + self._piles(end) + self._rollups()
         return rank(out)
+
+    def _judge(self, flows: list[Flow], end: int, index: bool) -> None:
+        """Per-flow findings of `flows` (the rules run only where the screen did not find a flow CLEAN), each
+        `_index`ed too when `index`; then, with every flow indexed, the reconnect rule and the roll-ups."""
+        th, index_flow = self.th, self._index
+        flags = screen(flows, end, th)
+        for f, fl in zip(flows, flags):
+            # (none: the shared empty tuple, not a list a flow)
+            f.anomalies = () if fl & CLEAN else (judge(f, end, th, fl) or ())
+            if index:
+                index_flow(f, True, None, fl & CLIENT_ESTABLISHED != 0)
+        for f, fl in zip(flows, flags):     # (after every `_index`: the reconnect rule reads the newest of all)
+            if fl & OPEN:
+                self._reconnect(f, end)
+            if f.anomalies:
+                self._rollup(f)
 
     def _reconnect(self, f: Flow, end: int) -> None:
         """Fake ESTABLISHED: still ESTABLISHED on both sides, silent, while the same client opened a newer
@@ -330,7 +348,7 @@ class Aggregator:
             server = service_text(server_raw, server_port)
             a = self._reconnected(fid, client_raw, hostport(client_ip, client_port), server, since, retrans, end)
             if a is not None:
-                self._roll(a, fid, client_ip, ip_text(server_raw), server)
+                self._roll(a, fid, client_ip if _per_client(a) else ip_text(server_raw), server)
 
     def _floods(self) -> list[Finding]:
         out = []
@@ -429,12 +447,7 @@ class Aggregator:
     def judge_flows(self, flows: list[Flow], end: int) -> None:
         """`finish`'s per-connection half with the whole capture's `newest` installed: per-flow findings,
         the reconnect rule, roll-ups."""
-        for f in flows:
-            f.anomalies = flow_findings(f, end, self.th) or ()
-        for f in flows:
-            self._reconnect(f, end)
-        for f in flows:
-            self._rollup(f)
+        self._judge(flows, end, index=False)
 
     def summary(self) -> "Aggregator":
         """This aggregator without its piles (the part's transitions go to one PileCounter instead): what a
@@ -502,6 +515,13 @@ class Aggregator:
         out.quiet = QuietLog(sorted({**dict(self.quiet.items()), **dict(other.quiet.items())}.items()))
         out.forgotten = {k: forgotten.get(k, 0) for k in self.forgotten}
         return out
+
+
+def _per_client(a: Finding) -> bool:
+    """A per-flow finding rolled up per client, not per target service. An unanswered SYN is about the
+    service that did not answer: rolled up per target, so a flood from a million spoofed sources is one
+    finding, not one per source."""
+    return a.endpoint == "client" and a.kind not in _PER_TARGET
 
 
 def _first_probe(targets: dict, t, v: tuple) -> None:

@@ -7,11 +7,16 @@ and their intervals; it never changes a state.
 """
 from __future__ import annotations
 
+import functools
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, fields, replace
 
+from .._kernels import load
 from ..fsm import State
 from ..track.flowtable import Flow
+
+_tally = load("tcpfsm.detect._tally")   # the screen before the per-flow rules (compiled)
 
 NS = 1_000_000_000
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
@@ -128,43 +133,42 @@ def _all_spans(flow: Flow, end: int) -> dict[tuple[str, State], list[tuple[int, 
     return spans
 
 
-# (role, state) pairs whose spans a rule reads
-_SPAN_KEYS = frozenset((role, st) for role in ("client", "server") for st in (
-    State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING))
+# (role, state) pairs whose spans the close-state rules read
+_CLOSE_KEYS = frozenset((role, st) for role in ("client", "server") for st in (
+    State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING))
 
-_WATCHED = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
-                      State.LAST_ACK, State.CLOSING})
+# what the screen (tcpfsm/detect/_tally.py: `screen`) reads of the rules below: the states its stays are
+# measured in, and per flow its flags
+_SCREENED = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2, State.FIN_WAIT_1, State.LAST_ACK,
+             State.CLOSING)
+CLEAN, CLIENT_ESTABLISHED, BRIEF, OPEN = _tally.CLEAN, _tally.CLIENT_ESTABLISHED, _tally.BRIEF, _tally.OPEN
 
 
-def _plainly_clean(flow: Flow, end: int, th: Thresholds) -> bool:
-    """True when no rule below can fire: one SYN, one SYN+ACK, at most one FIN each way, no RST, no
-    violation, roles seen, no reuse, nothing retransmitted into silence, both ends ESTABLISHED at some point,
-    and no watched state held as long as the shortest duration threshold. Most connections of a busy
-    capture are like this; skipping them is what keeps the rules off the hot path."""
-    c, s = flow.conn.client, flow.conn.server
-    if flow.conn.violations or c.rsts or s.rsts or flow.role_inferred or flow.reuse_of is not None \
-            or c.syns != 1 or s.synacks != 1 or c.synacks or s.syns or c.fins > 1 or s.fins > 1 \
-            or max(c.retrans_unanswered, s.retrans_unanswered) >= th.vanished_retrans_count:
-        return False
-    shortest = int(min(th.half_open_after, th.stuck_close_wait, th.lingering_fin_wait_2, th.fin_wait_1_unacked,
-                       th.last_ack_unacked, th.unanswered_syn_after, th.slow_connect) * NS)
-    client_est = server_est = False
-    est = State.ESTABLISHED
-    for t in flow.transitions:
-        if t.new is est:
-            if t.endpoint == "client":
-                client_est = True
-            else:
-                server_est = True
-    if not (client_est and server_est):
-        return False
-    trs = flow.transitions
-    if trs and trs[-1].ts - flow.first_ts >= shortest:
-        return False
-    for ep in (c, s):
-        if ep.state in _WATCHED and end - ep.since >= shortest:
-            return False
-    return True
+_I64_MAX = 2**63 - 1
+
+
+def _least(x: float) -> int:
+    """The least int that reaches the float `x` (ceil(x): an int `d` has d >= x exactly when d >= ceil(x)),
+    at most int64's largest (no count or span of ns goes past it)."""
+    return _I64_MAX if x >= _I64_MAX else math.ceil(x)
+
+
+@functools.lru_cache(maxsize=16)
+def _limits(th: Thresholds) -> tuple[int, int, int, int, int]:
+    """The screen's limits: the least retransmissions into silence, and the least stays in CLOSE_WAIT,
+    FIN_WAIT_2, FIN_WAIT_1 (and CLOSING), LAST_ACK, in whole ns, that the rules below report."""
+    return (_least(th.vanished_retrans_count), _least(th.stuck_close_wait * NS),
+            _least(th.lingering_fin_wait_2 * NS), _least(th.fin_wait_1_unacked * NS),
+            _least(th.last_ack_unacked * NS))
+
+
+def screen(flows: list[Flow], end: int, th: Thresholds) -> bytearray:
+    """Per flow, its flags: CLEAN when no per-flow rule can fire on it (`judge` would find nothing: most
+    connections of a busy capture, screened in one compiled pass instead of judged one by one),
+    CLIENT_ESTABLISHED when its client entered ESTABLISHED, BRIEF when no close-state span rule can fire
+    (`judge` given the flags skips them), OPEN when both endpoints are ESTABLISHED at the end. `end`: the capture's last
+    timestamp (ns)."""
+    return _tally.screen(flows if type(flows) is list else list(flows), end, _limits(th), _SCREENED)
 
 
 def _icmp_ended(flow: Flow) -> bool:
@@ -175,31 +179,35 @@ def _icmp_ended(flow: Flow) -> bool:
 
 def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     """Per-flow rules; `end` is the capture's last timestamp (ns)."""
-    if _plainly_clean(flow, end, th):
-        return []
+    flags = screen([flow], end, th)[0]
+    return [] if flags & CLEAN else judge(flow, end, th, flags)
+
+
+def judge(flow: Flow, end: int, th: Thresholds, flags: int | None = None) -> list[Finding]:
+    """The per-flow rules run on `flow` (`flow_findings` without the screen: for a flow `screen` did not
+    find CLEAN). `flags`: the screen's for it, which the rules then take as read (BRIEF: the close-state span
+    rules are skipped; CLIENT_ESTABLISHED); None: they work it out."""
     out: list[Finding] = []
     c, s = flow.conn.client, flow.conn.server
     add = out.append
-    # the states each endpoint ever held: the span rules below run only where one of theirs was held (a
-    # spoofed flood's attempts hold none of them, and skipping them is what keeps a flood cheap)
-    held = {(t.endpoint, t.new) for t in flow.transitions}
-    held.add(("client", c.initial))
-    held.add(("server", s.initial))
-    spans = _all_spans(flow, end) if not held.isdisjoint(_SPAN_KEYS) else {}
+    brief = flags is not None and flags & BRIEF
+    spans = None                        # (role, state) -> its spans (`_all_spans`), made when a rule needs them
     answered = s.synacks > 0 or (s.packets > 0 and not s.rsts)
 
     # -- the handshake -------------------------------------------------------------------
     if c.syns and not flow.role_inferred:
-        first = c.syn_ts[0]
+        syn_ts = c.syn_ts
+        first = syn_ts[0]
         # (a client that went on to acknowledge the server, as in a capture of one direction only, was answered)
-        if not s.packets and not _was(flow, "client", State.ESTABLISHED) \
+        if not s.packets and not (_was(flow, "client", State.ESTABLISHED) if flags is None
+                                  else flags & CLIENT_ESTABLISHED) \
                 and (c.syns > 1 or end - first >= th.unanswered_syn_after * NS) and not _icmp_ended(flow):
             gave_up = any(t.cause == "timer:syn_retries" for t in flow.transitions)
             add(Finding("unanswered_syn", "medium" if c.syns > 2 else "low", first,
                         f"SYN from {flow.client} to {flow.server} never answered: {c.syns} SYN(s) over "
-                        f"{_secs(c.syn_ts[-1] - first)}" + (", connect() timed out" if gave_up else
-                                                            ", still SYN_SENT at capture end"),
-                        ts_end=c.syn_ts[-1], endpoint="client", packets=[flow.first_packet]))
+                        f"{_secs(syn_ts[-1] - first)}" + (", connect() timed out" if gave_up else
+                                                          ", still SYN_SENT at capture end"),
+                        ts_end=syn_ts[-1], endpoint="client", packets=[flow.first_packet]))
         elif s.rsts and not s.synacks:
             rst_t = flow.conn.rst_ts or s.last_ts
             add(Finding("rejected", "low", first,
@@ -215,6 +223,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     if s.synacks:
         est = next((t for t in flow.transitions if t.endpoint == "server" and t.new is State.ESTABLISHED), None)
         if est is None:
+            spans = _all_spans(flow, end)
             stay = spans.get(("server", State.SYN_RECEIVED), [])
             dur = sum(b - a for a, b, _, _ in stay)
             if s.synacks > 1 or dur >= th.half_open_after * NS:
@@ -231,7 +240,13 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                         ts_end=est.ts, endpoint="server", packets=[est.packet or 0]))
 
     # -- stuck or lingering close states ----------------------------------------------------
-    for role in ("client", "server") if spans else ():
+    # (only where one of their states was held: a spoofed flood's attempts hold none of them, and skipping
+    # them is what keeps a flood cheap)
+    close = not brief and not _CLOSE_KEYS.isdisjoint(
+        [(t.endpoint, t.new) for t in flow.transitions] + [("client", c.initial), ("server", s.initial)])
+    if close and spans is None:
+        spans = _all_spans(flow, end)
+    for role in ("client", "server") if close else ():
         ep = c if role == "client" else s
         for state, kind, limit, sev, what in (
                 (State.CLOSE_WAIT, "stuck_close_wait", th.stuck_close_wait, "high",
@@ -279,7 +294,7 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                     f"(packet #{conn.rst_packet}) after sending {sent} B and receiving {got} B; the {other} "
                     f"was in {_state_before(flow, other, conn.rst_ts).value}",
                     endpoint=by, packets=[conn.rst_packet or 0]))
-    by_kind: dict[tuple[str, str], list] = defaultdict(list)
+    by_kind: dict[tuple[str, str], list] = defaultdict(list) if conn.violations else {}
     for v in conn.violations:
         by_kind[(v.kind, v.endpoint)].append(v)
     for (kind, role), vs in by_kind.items():
@@ -299,7 +314,8 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                     packets=[flow.first_packet]))
 
     # -- vanished peer ("fake ESTABLISHED") --------------------------------------------------------
-    for role in ("client", "server"):
+    for role in ("client", "server") if max(c.retrans_unanswered, s.retrans_unanswered) >= th.vanished_retrans_count \
+            else ():
         ep, peer = (c, s) if role == "client" else (s, c)
         peer_role = "server" if role == "client" else "client"
         if ep.retrans_unanswered >= th.vanished_retrans_count and peer.last_ts is not None \
@@ -312,13 +328,12 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
                         f"still believed it ESTABLISHED (fake ESTABLISHED)",
                         ts_end=ep.last_ts, endpoint=peer_role))
     # -- what the packets could not decide, said where it matters ----------------------------------
-    alts = {role: a for role, ep in (("client", c), ("server", s)) if (a := flow.conn.alt_of(ep)) is not None} \
-        if out else None
-    if alts:
-        for f in out:
-            a = alts.get(f.endpoint or "")
+    alts: dict = {}                     # role -> the state it may be in instead at the end, for the roles named
+    for f in out:
+        if f.endpoint == "client" or f.endpoint == "server":
+            ep = c if f.endpoint == "client" else s
+            a = alts[f.endpoint] if f.endpoint in alts else alts.setdefault(f.endpoint, flow.conn.alt_of(ep))
             if a is not None:
-                ep = c if f.endpoint == "client" else s
                 f.message += (f" (the packets cannot decide the {f.endpoint}'s state at the end: "
                               f"{ep.state.value}, or {a.value})")
     return out

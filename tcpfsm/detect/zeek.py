@@ -16,16 +16,16 @@ _DONE = {State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT
          State.LAST_ACK, State.TIME_WAIT}
 
 
-def _coarse(flow: Flow, role: str) -> int:
-    ep = flow.conn.client if role == "client" else flow.conn.server
+def _coarse(ep, role: str, transitions: list) -> int:
+    """Zeek's state of endpoint `ep` (the flow's `role`), from its counters and, when they do not decide,
+    its transitions (`Connection.transitions`)."""
     if ep.rsts:
         return RESET
     if ep.fins:
         return CLOSED
-    reached = any(t.endpoint == role and t.new in _DONE and not t.cause.startswith("inferred:midstream")
-                  for t in flow.transitions)
-    if reached:
-        return ESTABLISHED
+    for t in transitions:
+        if t.endpoint == role and t.new in _DONE and not t.cause.startswith("inferred:midstream"):
+            return ESTABLISHED
     if ep.synacks:
         return SYN_ACK_SENT
     if ep.syns:
@@ -35,6 +35,7 @@ def _coarse(flow: Flow, role: str) -> int:
 
 def conn_state(flow: Flow) -> str:
     """Zeek's decision (one implementation: tcpfsm.zeek) over our flow's coarse endpoint states."""
-    c, s = flow.conn.client, flow.conn.server
-    return conn_state_of(_coarse(flow, "client"), _coarse(flow, "server"), c.payload, s.payload,
-                         flow.conn.history)
+    conn = flow.conn
+    c, s = conn.client, conn.server
+    return conn_state_of(_coarse(c, "client", conn.transitions), _coarse(s, "server", conn.transitions),
+                         c.payload, s.payload, conn.history)
