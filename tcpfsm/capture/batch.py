@@ -85,6 +85,15 @@ class Batch:
     """Parallel arrays, one row per TCP segment, in capture order."""
 
     cols: dict[str, np.ndarray]
+    _keys: tuple | None = None        # `flow_keys`, once made
+
+    def flow_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' flow keys and which side sent each (tcpfsm.capture.keys.flow_key_array), made once per
+        batch: the tracker and the path analysis both read them."""
+        if self._keys is None:
+            from .keys import flow_key_array
+            self._keys = flow_key_array(self.cols)
+        return self._keys
 
     def __len__(self) -> int:
         return len(self.cols["index"])

@@ -15,7 +15,6 @@ import numpy as np
 
 from .._kernels import load as _load
 from ..capture.batch import Batch
-from ..capture.keys import flow_key_array
 
 _k = _load("tcpfsm.path._seqan")
 ANALYSIS_NAMES: tuple[str, ...] = _k.ANALYSIS_NAMES[:14]     # the public ones (reused_ports is internal)
@@ -111,7 +110,7 @@ class SequenceAnalysis:
         n = len(c["index"])
         if not n:
             return
-        karr, lo = flow_key_array(c)
+        karr, lo = batch.flow_keys()           # (made once per batch: the tracker reads them too)
         # Once the cap on conversations is reached no new key can get one, so an unseen key is not given an
         # id of its own (a spoofed flood's millions of 4-tuples would make the table grow without bound): it
         # shares the one overflow id (past the keys stored), which never holds a conversation, and its rows

@@ -235,7 +235,7 @@ class FlowTable:
         if order is not None:
             c = {k: v[order] for k, v in c.items()}
         if self.vectorized and len(c["ts"]) >= self.VECTOR_MIN:
-            self._feed_runs(c)
+            self._feed_runs(c, batch.flow_keys() if order is None else _flow_key_array(c))
         else:
             self._feed_rows(c)
         tun = c.get("tunnel")
@@ -299,14 +299,14 @@ class FlowTable:
         self.clock = clock
         self.last_raw = last_raw
 
-    def _feed_runs(self, c: dict) -> None:
+    def _feed_runs(self, c: dict, keys: tuple[np.ndarray, np.ndarray]) -> None:
         """The vectorized path. Rows are grouped by connection (`_runs.group_rows`) and each group is walked
         in time order by the compiled `_runs.walk_groups`: a run of segments without SYN, FIN or RST on a
         connection both ends hold ESTABLISHED (`steady`) is counted in one call (`Connection.feed_plain_rows`),
         the others are fed one by one, and only the segments that may start or end a connection come back
         here (`decide`: `_maybe_split`, `_late`, `_new_flow`, as in `_feed_rows`)."""
         n = len(c["ts"])
-        karr, lo = _flow_key_array(c)
+        karr, lo = keys                 # (the rows' flow keys: Batch.flow_keys, or made for the reordered rows)
         ts = c["ts"].astype(np.int64)
         # the observer's clock and the backwards steps, in capture order
         clk = np.maximum.accumulate(np.maximum(ts, np.int64(self.clock)))
