@@ -56,6 +56,9 @@ F_RST = cython.declare(cython.int, 0x04)
 F_ACK = cython.declare(cython.int, 0x10)
 
 M32 = cython.declare(cython.longlong, 0xFFFFFFFF)
+# (declared: a literal above 2**31 in an expression makes it Python-object arithmetic)
+_HALF32 = cython.declare(cython.longlong, 0x80000000)
+_TWO32 = cython.declare(cython.longlong, 0x100000000)
 FAST_RETRANS_NS = cython.declare(cython.longlong, 20000000)   # a fast retransmission follows the dup ACKs within 20 ms
 OOO_DEFAULT_NS = cython.declare(cython.longlong, 3000000)     # out-of-order window before the handshake RTT is known
 
@@ -216,8 +219,8 @@ def group_order(group: cython.const[cython.longlong][::1], fill: cython.longlong
 def _sd(a: cython.longlong, b: cython.longlong) -> cython.longlong:
     """a - b as a signed 32-bit sequence distance (GT_SEQ(a, b) is _sd(a, b) > 0)."""
     d: cython.longlong = (a - b) & M32
-    if d >= 0x80000000:
-        d -= 0x100000000
+    if d >= _HALF32:
+        d -= _TWO32
     return d
 
 
@@ -431,7 +434,8 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             elif sna and ds[rev, D_DUPACKS] >= 2 and ds[rev, D_LASTACK] == s and t < FAST_RETRANS_NS:
                 ta |= A_FAST_RETRANSMISSION | A_RETRANSMISSION
             # out-of-order: soon (under the handshake RTT) after the highest segment, and not ending there
-            elif sna and now - ds[fwd, D_NEXTSEQTIME] < thres and nxt != ((s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32):
+            elif sna and now - ds[fwd, D_NEXTSEQTIME] < thres \
+                    and nxt != ((s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32):
                 ta |= A_OUT_OF_ORDER
             elif sna:
                 ta |= A_RETRANSMISSION
