@@ -179,12 +179,20 @@ _REASON_ID: dict = {}
 @cython.cfunc
 @cython.returns(cython.schar)
 @cython.locals(k=i64)
-def _state_code(state) -> int:
-    """A state's position in `State` (by identity, not Enum.__hash__: a Python-level call)."""
-    for k in range(_NSTATES):
-        if _STATES[k] is state:
+def _position(members: tuple, x, kind: str) -> int:
+    """x's position in `members` (an Enum's members in order), by identity: not Enum.__hash__, a Python-level
+    call."""
+    for k in range(len(members)):
+        if members[k] is x:
             return k
-    raise ValueError(f"not a State: {state!r}")
+    raise ValueError(f"not {kind}: {x!r}")
+
+
+@cython.cfunc
+@cython.returns(cython.schar)
+def _state_code(state) -> int:
+    """A state's position in `State`."""
+    return _position(_STATES, state, "a State")
 
 
 @cython.cfunc
@@ -220,13 +228,9 @@ _RFC_PAIR = cython.declare(bytes, bytes(1 if is_rfc_edge(_a, _b) else 0 for _a i
 
 @cython.cfunc
 @cython.returns(cython.schar)
-@cython.locals(k=i64)
 def _event_code(event) -> int:
-    """An event's position in `Event` (by identity, as `_state_code`)."""
-    for k in range(_NEVENTS):
-        if _EVENTS[k] is event:
-            return k
-    raise ValueError(f"not an Event: {event!r}")
+    """An event's position in `Event`."""
+    return _position(_EVENTS, event, "an Event")
 
 
 # Per-state timeouts of the last profile asked for (`_timeouts`): (ns, cause) by state position, None where

@@ -274,6 +274,13 @@ class Emitter:
             self._view = grown
 
     @cython.cfunc
+    def _hand(self, write) -> cython.void:
+        """What the buffer holds, handed to `write` (a view of the reused buffer), and the buffer emptied."""
+        if self._pos:
+            write(memoryview(self._buf)[:self._pos])
+            self._pos = 0
+
+    @cython.cfunc
     @cython.locals(buf=cython.uchar[::1])
     def _raw(self, text: bytes) -> cython.void:
         """Append JSON text as it is."""
@@ -358,11 +365,8 @@ class Emitter:
             lead = sep
             self._flow(f, True)
             if self._pos >= chunk:
-                write(memoryview(self._buf)[:self._pos])
-                self._pos = 0
-        if self._pos:
-            write(memoryview(self._buf)[:self._pos])
-            self._pos = 0
+                self._hand(write)
+        self._hand(write)
 
     @cython.cfunc
     @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint)
@@ -562,11 +566,8 @@ class Emitter:
                 self._flow_end(f)
                 self._raw(b"\n")
             if self._pos >= chunk:
-                write(memoryview(self._buf)[:self._pos])
-                self._pos = 0
-        if self._pos:
-            write(memoryview(self._buf)[:self._pos])
-            self._pos = 0
+                self._hand(write)
+        self._hand(write)
 
     def transition_event(self, f, t) -> bytes:
         """encode(records.transition_event(f, t)) and its newline. Leaves a record being written alone."""

@@ -257,16 +257,22 @@ def drain_touched(touched: set, out: list) -> None:
             flow.emitted = n
 
 
-@cython.locals(n=i64)
 def settle_all(flows: list, end: int, touched: set) -> None:
     """Fire every timer of every flow due by `end` (`Connection.settle`); the flows whose states changed
     are added to `touched` (FlowTable.finish)."""
     for flow in flows:
-        conn = flow.conn
-        n = len(conn.transitions)
-        conn.settle(end)
-        if len(conn.transitions) != n:
-            touched.add(flow)
+        _settle(flow, end, touched)
+
+
+@cython.cfunc
+@cython.locals(n=i64)
+def _settle(flow, end, touched: set) -> None:
+    """`Connection.settle` of one flow at `end`; the flow goes to `touched` if a state changed."""
+    conn = flow.conn
+    n = len(conn.transitions)
+    conn.settle(end)
+    if len(conn.transitions) != n:
+        touched.add(flow)
 
 
 # -- attempts: connections that are one SYN so far ---------------------------------------------------------
@@ -481,11 +487,7 @@ def evict(keys: list, tracked: list, victims: list, clock: i64, settled: i64, cu
             last = a.ts
             fin = False
         else:
-            conn = f.conn
-            n = len(conn.transitions)
-            conn.settle(clock)
-            if len(conn.transitions) != n:
-                touched.add(f)
+            _settle(f, clock, touched)
             last = f.last_ts
             fin = f.finished()
         if reason_of is not None:
