@@ -825,7 +825,7 @@ _F = cython.declare(i64, 4)
 _R = cython.declare(i64, 5)
 # history -> its 12 successors (a letter of either side appended; None until first made): the strings
 # connections share (`Connection._letter`), one dict lookup a new letter
-_HISTORIES: dict = {}
+_HISTORIES = cython.declare(dict, {})
 _MAX_HISTORIES = cython.declare(i64, 4096)
 
 # The segment table `Connection.feed_plain_rows` reads (int64, one row a segment, C-contiguous): the
@@ -924,7 +924,8 @@ class Connection:
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
               at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
-        `ts` is the observer's time of the cause, `at` the endpoint's (default: `ts`)."""
+        `ts` is the observer's time of the cause, `at` the endpoint's (default: `ts`). (Callers pass `at`,
+        `alt` and `alt_since` by position: compiled, a keyword argument sends the call through Python.)"""
         old = ep.state
         oc = _state_code(old)
         cell = oc * _NEVENTS + _event_code(event)
@@ -1073,7 +1074,7 @@ class Connection:
                     peer = s if ep is c else c
                     if peer.packets:
                         self._move(ep, _COOKIE, when, None, "inferred:SYN cookie (SYN+ACK never retransmitted)",
-                                   at=self.obs.departure(ep.syn_ts[0], ep is c))
+                                   self.obs.departure(ep.syn_ts[0], ep is c))
                     else:
                         # A peer never seen (one-sided capture): its handshake ACK could not have been seen
                         # either. Not retransmitted, the SYN+ACK was most likely acknowledged (as a FIN to an
@@ -1082,12 +1083,12 @@ class Connection:
                         ep.syn_acked = True
                         self._move(ep, _INFER_SYNCED, when, None,
                                    "inferred:SYN+ACK acknowledged (never retransmitted, peer unseen)",
-                                   at=self.obs.departure(first, ep is c) + self.obs.rtt(), alt=_CLOSED)
+                                   self.obs.departure(first, ep is c) + self.obs.rtt(), _CLOSED)
                         if peer.state is _SYN_SENT:
                             peer.acked_peer_syn = True
                             self._move(peer, _INFER_SYNCED, when, None,
                                        "inferred:SYN+ACK received (never retransmitted, peer unseen)",
-                                       at=self.obs.arrival(first, peer is c))
+                                       self.obs.arrival(first, peer is c))
                 continue
             cause = ep.deadline_cause
             since = None
@@ -1099,7 +1100,7 @@ class Connection:
                 if times:
                     since = self.obs.departure(times[-1], ep is self.client) + 1
             ep.deadline = ep.retry_deadline = None
-            self._move(ep, _TIMEOUT, when, None, cause, at=when, alt_since=since)
+            self._move(ep, _TIMEOUT, when, None, cause, when, None, since)
 
     @cython.locals(end=i64, c=Endpoint, s=Endpoint, ep=Endpoint, peer=Endpoint)
     def settle(self, end: int) -> None:
@@ -1179,7 +1180,7 @@ class Connection:
             why = "the capture ended first" if cut_short else "no packet from the receiver was captured"
             # decided at the capture's end (`ts`, so that stream consumers see it in time order); the
             # endpoint's own time is the FIN's arrival
-            self._move(ep, _RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at=at, alt=ep.state)
+            self._move(ep, _RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at, ep.state)
         else:
             ep.alt, ep.alt_at = entry[0], at        # no ACK though one would have been seen: likely lost
 
@@ -1464,14 +1465,13 @@ class Connection:
         _sent(y, False, t)
         alt_y = y.state if final else None
         self._move(y, _SND_FIN, ts, None, "inferred:FIN not captured (the peer's ACK advanced by one)",
-                   at=obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client),
-                   alt=alt_y)
+                   obs.departure(t, from_client) - obs.delay(not from_client) - obs.delay(from_client), alt_y)
         x.acked_peer_fin = True
         x.rx_fin_first = None
         self._move(x, _RCV_FIN, ts, None, "inferred:ACK of a FIN not captured",
-                   at=obs.departure(t, from_client), alt=x.state if final else None)
+                   obs.departure(t, from_client), x.state if final else None)
         y.fin_acked = True
-        self._move(y, _RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", at=obs.arrival(t, not from_client))
+        self._move(y, _RCV_ACK_OF_FIN, ts, None, "inferred:ACK of FIN", obs.arrival(t, not from_client))
 
     @cython.cfunc
     @cython.locals(ep=Endpoint, peer=Endpoint, when=i64, final=cython.bint)
@@ -1488,12 +1488,12 @@ class Connection:
             if TABLE[peer.state].get(_RCV_FIN) is not None and not peer.acked_peer_fin:
                 peer.acked_peer_fin = True
                 self._move(peer, _RCV_FIN, when, packet, "inferred:FIN received (not retransmitted)",
-                           at=self.obs.arrival(first, peer is self.client))
+                           self.obs.arrival(first, peer is self.client))
         ep.fin_acked = True
         at = self.obs.departure(ep.fin_ts[-1], ep is self.client) + self.obs.rtt()
         self._move(ep, _RCV_ACK_OF_FIN, when, None,
                    "inferred:FIN acknowledged (" + ("capture ended" if final else "not retransmitted") + ")",
-                   at=at, alt=ep.state if final else None)
+                   at, ep.state if final else None)
 
     @cython.cfunc
     @cython.locals(times=list, to_client=cython.bint, answered_at=i64, slack=i64)
@@ -1595,8 +1595,8 @@ class Connection:
             # Copies of the FIN seen before the one it answered: did an earlier one arrive, its ACK lost
             # before the tap, or were they lost after it? The wire looks the same either way.
             first = obs.arrival(y._fin_first, from_client) if y._fin_first != _NONE else None
-            self._move(x, event, ts, packet, cause, at,
-                       alt_since=first if y._fin_more is not None and cause == "ACK of FIN" else None)
+            self._move(x, event, ts, packet, cause, at, None,
+                       first if y._fin_more is not None and cause == "ACK of FIN" else None)
         elif event is _SND_SYNACK:
             if x._isn == _NONE:
                 x.isn = seq
@@ -1643,7 +1643,7 @@ class Connection:
             first = x._fin_seq == _NONE
             if first:
                 x.fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
-                if not self._move(x, event, ts, packet, cause, at, alt_since=self._fin_alt_since(x, y, from_client)):
+                if not self._move(x, event, ts, packet, cause, at, None, self._fin_alt_since(x, y, from_client)):
                     x.fin_seq = None                # a FIN that fits no state is reported and ignored
                     return
             else:
@@ -1678,7 +1678,7 @@ class Connection:
             y.ack_in_at = at
             # On a path that already lost an ACK of this FIN, an ACK not followed by another retransmission
             # either arrived or the sender gave up retrying: the packets cannot tell which.
-            self._move(y, event, ts, packet, cause, at, alt=y.state if y.fin_ack_losses else None)
+            self._move(y, event, ts, packet, cause, at, y.state if y.fin_ack_losses else None)
         elif event is _INFER_SYNCED:
             if ep is x:
                 x.syn_acked = True
@@ -1772,7 +1772,7 @@ class Connection:
         if ep.state is not _SYN_SENT or ep.isn is None or seq != ep.isn:
             return False
         self._seg_role = None
-        if self._move(ep, _RCV_ICMP_ERROR, ts, packet, cause, at=self.obs.arrival(ts, to_client)):
+        if self._move(ep, _RCV_ICMP_ERROR, ts, packet, cause, self.obs.arrival(ts, to_client)):
             ep.icmp_closed = True
             ep.deadline = ep.retry_deadline = None
             return True
@@ -1786,6 +1786,6 @@ class Connection:
         if tw is not None:
             self._seg_role = None
             self._move(tw, _REUSED, ts, packet, "reused:new SYN on the 4-tuple",
-                       at=self.obs.arrival(ts, tw is self.client))
+                       self.obs.arrival(ts, tw is self.client))
             tw.deadline = None
         return tw
