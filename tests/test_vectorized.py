@@ -1,5 +1,5 @@
-"""The vectorized tracker (rows grouped by connection, walked by the compiled `_runs.walk_groups`, steady runs
-counted by `Connection.feed_plain_rows`) equals the per-segment tracker.
+"""The vectorized tracker (rows grouped by connection, walked by the compiled `walk_groups` of
+tcpfsm/fsm/machine.py, steady runs counted by `Connection.feed_plain_rows`) equals the per-segment tracker.
 
 Every capture, several batch sizes, and random segment streams: the same flows, transitions, counters
 and sequence bookkeeping, field by field.

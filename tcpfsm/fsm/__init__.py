@@ -21,13 +21,14 @@ _machine = _kernels.load("tcpfsm.fsm.machine")
 Connection, Endpoint, Transition, Violation = (_machine.Connection, _machine.Endpoint, _machine.Transition,
                                                _machine.Violation)
 Observer = _machine.Observer
-ROW_COLUMNS = _machine.ROW_COLUMNS     # the segment table of Connection.feed_plain_rows
+ROW_COLUMNS = _machine.ROW_COLUMNS     # the segment table of Connection.feed_plain_rows and walk_groups
+walk_groups = _machine.walk_groups     # a batch's segments through their connections (track's vectorized path)
 TRANSITION_ROW = _machine.TRANSITION_ROW   # int64s per transition of Connection.transition_rows
 
 __all__ = [
     "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",
     "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
-    "CAPTURE_POINTS", "Observer", "ROW_COLUMNS", "TRANSITION_ROW",
+    "CAPTURE_POINTS", "Observer", "ROW_COLUMNS", "TRANSITION_ROW", "walk_groups",
 ]
 
 

@@ -82,6 +82,8 @@ generators. Import the classes from `tcpfsm.fsm`, which picks the form, never fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from heapq import heappush as _heappush
+from weakref import ref as _weakref
 
 import cython
 
@@ -1789,3 +1791,84 @@ class Connection:
                        self.obs.arrival(ts, tw is self.client))
             tw.deadline = None
         return tw
+
+
+# -- a batch's segments through their connections' machines (track's vectorized path) -----------------------
+# Here, not in tcpfsm/track/_runs.py, because here the calls into a Connection are C calls: from another
+# module each one boxed its integers and went through Python (about a fifth of the walk's instructions).
+_RC_PACKET = cython.declare(i64, 1)
+_RC_WSCALE = cython.declare(i64, 8)
+_CONTROL = cython.declare(i64, 0x07)     # SYN, FIN or RST: a segment that may change a state
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.ccall
+@cython.annotation_typing(True)          # (the one way to type a memoryview argument here)
+@cython.locals(G=i64, gi=i64, p=i64, e=i64, q=i64, flags=i64, clock=i64, conn=Connection)
+def walk_groups(rows: cython.const[cython.longlong][:, ::1], bounds: cython.const[cython.longlong][::1],
+                perm: cython.const[cython.longlong][::1], flows: list, decide, touched: set, timers: list,
+                tick, current: dict, held: type) -> None:
+    """Feed a batch's segments to their connections. `rows`: the segments in ROW_COLUMNS, group by group --
+    group g's rows are [bounds[g], bounds[g + 1]), in time order; `perm[p]`: row p's place in the batch.
+    `flows[g]`: group g's connection when the batch starts (a Flow, or None; or a record of type `held` the
+    table made of it -- tcpfsm/track/_runs.py Attempt -- put in `current` under its `key` at its turn, so
+    the table's order is the groups', and not walked).
+
+    Per group, in time order: plain segments (no SYN, FIN or RST) of a steady connection go to
+    `feed_plain_rows`, the rest one by one: the connection's timers fire up to the segment's time, and then
+    `decide(g, row, clock, packet, lo, flags, seq, flow)` is asked which connection it belongs to when it may
+    start one (no connection yet, a SYN that does not continue this one, or a finished connection): a Flow,
+    or None to drop the segment. The segment goes to `feed`; its flow is stamped (`last_ts`), added to
+    `touched`, and when it is not steady its next deadline is pushed on the `timers` heap as (due,
+    next(tick), weak reference) if it moved. (What tcpfsm/track/flowtable.py FlowTable._feed_rows does for
+    one segment at a time: the tests hold them equal.)"""
+    G = bounds.shape[0] - 1
+    if not cython.compiled:              # (Python ints, as the compiled form reads C integers)
+        rows, bounds, perm = memoryview(rows), memoryview(bounds), memoryview(perm)
+    for gi in range(G):
+        p = bounds[gi]
+        e = bounds[gi + 1]
+        flow = flows[gi]
+        if type(flow) is held:               # a lone SYN the table holds as a record: tracked, not fed
+            current[flow.key] = flow
+            continue
+        while p < e:
+            flags = rows[p, _RC_FLAGS]
+            clock = rows[p, _RC_CLOCK]
+            if flow is not None:
+                conn = flow.conn
+                if not flags & _CONTROL and conn.steady:
+                    q = conn.feed_plain_rows(rows, p, e, flow.client_is_lo)
+                    flow.last_ts = rows[q - 1, _RC_CLOCK]
+                    p = q
+                    continue
+                conn.expire(clock)
+                if flags & SYN:         # (the machine knows its own handshake; a new ISN is the table's call)
+                    nf = flow if conn.continues((rows[p, _RC_LO] != 0) == flow.client_is_lo, flags, rows[p, _RC_SEQ]) \
+                        else decide(gi, perm[p], clock, rows[p, _RC_PACKET], rows[p, _RC_LO] != 0, flags,
+                                    rows[p, _RC_SEQ], flow)
+                elif not conn.steady and conn.finished():                 # (steady: both ESTABLISHED)
+                    nf = decide(gi, perm[p], clock, rows[p, _RC_PACKET], rows[p, _RC_LO] != 0, flags,
+                                rows[p, _RC_SEQ], flow)
+                else:
+                    nf = flow
+            else:
+                nf = decide(gi, perm[p], clock, rows[p, _RC_PACKET], rows[p, _RC_LO] != 0, flags, rows[p, _RC_SEQ],
+                            None)
+            if nf is None:                   # dropped (a late segment of an evicted connection)
+                p += 1
+                continue
+            flow = nf
+            conn = flow.conn
+            conn.feed(clock, rows[p, _RC_PACKET], (rows[p, _RC_LO] != 0) == flow.client_is_lo, flags, rows[p, _RC_SEQ],
+                      rows[p, _RC_ACK], rows[p, _RC_WIN], rows[p, _RC_PLEN], rows[p, _RC_WSCALE], rows[p, _RC_IPLEN],
+                      rows[p, _RC_IPID])
+            flow.last_ts = clock
+            touched.add(flow)
+            if not conn.steady:
+                due = conn.next_deadline()
+                if due is not None and due != flow.timer_due:     # one heap entry per change, not per packet
+                    flow.timer_due = due
+                    _heappush(timers, (due, next(tick), _weakref(flow)))
+            p += 1

@@ -1,12 +1,13 @@
 """Run kernel: the tracker's vectorized path, the per-row work numpy cannot express as one call.
 
-Owns: the rows of a batch grouped by their flow key in one pass over a hash table (`group_rows`); the walk
-over each group's segments in time order (`walk_groups`), which feeds them to their connection's machine:
-a steady connection's plain segments a run at a time (`Connection.feed_plain_rows`), the others one by one
-(`Connection.feed`), with the timers fired before them and re-armed after. Must not: decide which
-connection a segment belongs to (it asks the tracker's `decide` whenever a segment may start or end one:
-tcpfsm/track/flowtable.py) or any state (tcpfsm/fsm); flows are only read and stamped (`last_ts`,
-`timer_due`).
+Owns: the rows of a batch grouped by their flow key in one pass over a hash table (`group_rows`); the
+table's timer heap fired (`fire_timers`), its touched flows drained (`drain_touched`) and settled at the end
+(`settle_all`); connections that are one SYN so far held as records (`Attempt`, `hold_lone_syns`); the
+cap's choice of victims and their eviction (`oldest_half_open`, `evict`); numbering new connections
+(`number`). The walk over each group's segments lives beside the machine it feeds
+(tcpfsm/fsm/machine.py `walk_groups`: there its calls into a connection are C calls). Must not: decide
+which connection a segment belongs to (tcpfsm/track/flowtable.py) or any state (tcpfsm/fsm); flows are
+only read and stamped (`timer_due`).
 
 Cython pure-Python mode, like tcpfsm/capture/_decode.py: compiled by setup.py into tcpfsm.track._runs_c
 (tcpfsm/_kernels.py picks which form runs); the plain module is the readable reference and the tests
@@ -118,98 +119,6 @@ def group_rows(key: cython.const[cython.uchar][:, ::1], grow: cython.longlong[::
         slots[g] += 1
     return ngroups
 
-
-# The segment table `walk_groups` reads: `Connection.feed_plain_rows`'s layout (tcpfsm/fsm/machine.py
-# ROW_COLUMNS, which owns it; flowtable refuses to run if the two differ).
-ROW_COLUMNS = ("clock", "packet", "lo", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len", "ipid")
-_CLOCK = cython.declare(i64, 0)
-_PACKET = cython.declare(i64, 1)
-_LO = cython.declare(i64, 2)
-_FLAGS = cython.declare(i64, 3)
-_SEQ = cython.declare(i64, 4)
-_ACK = cython.declare(i64, 5)
-_WIN = cython.declare(i64, 6)
-_PLEN = cython.declare(i64, 7)
-_WSCALE = cython.declare(i64, 8)
-_IPLEN = cython.declare(i64, 9)
-_IPID = cython.declare(i64, 10)
-_SYN = cython.declare(i64, 0x02)
-_CONTROL = cython.declare(i64, 0x07)     # SYN, FIN or RST: a segment that may change a state
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-@cython.ccall
-def walk_groups(rows: cython.const[cython.longlong][:, ::1], table, bounds: cython.const[cython.longlong][::1],
-                perm: cython.const[cython.longlong][::1], flows: list, decide, touched: set, timers: list,
-                tick, current: dict) -> None:
-    """Feed a batch's segments to their connections. `rows` (`table` is the same array as an object, for
-    `Connection.feed_plain_rows`): the segments in ROW_COLUMNS, group by group -- group g's rows are
-    [bounds[g], bounds[g + 1]), in time order; `perm[p]`: row p's place in the batch. `flows[g]`: group g's
-    connection when the batch starts (a Flow, or None; or an Attempt the table made of it, `hold_lone_syns`:
-    put in `current` at its turn -- so the table's order is the groups' -- and not walked).
-
-    Per group, in time order: plain segments (no SYN, FIN or RST) of a steady connection go to
-    `feed_plain_rows`, the rest one by one: the connection's timers fire up to the segment's time, and then
-    `decide(g, row, clock, packet, lo, flags, seq, flow)` is asked which connection it belongs to when it may
-    start one (no connection yet, a SYN, or a finished connection): a Flow, or None to drop the segment. The
-    segment goes to `Connection.feed`; its flow is stamped (`last_ts`), added to `touched`, and when it is
-    not steady its next deadline is pushed on the `timers` heap as (due, next(tick), weak reference) if it
-    moved. (What flowtable.FlowTable._feed_rows does for one segment at a time: the tests hold them equal.)"""
-    G: i64 = bounds.shape[0] - 1
-    gi: i64
-    p: i64
-    e: i64
-    q: i64
-    flags: i64
-    clock: i64
-    if not cython.compiled:              # (Python ints, as the compiled form reads C integers)
-        rows = memoryview(table)
-        bounds = memoryview(bounds)
-        perm = memoryview(perm)
-    for gi in range(G):
-        p = bounds[gi]
-        e = bounds[gi + 1]
-        flow = flows[gi]
-        if type(flow) is Attempt:            # a lone SYN the table holds as a record: tracked, not fed
-            current[cython.cast(Attempt, flow).key] = flow
-            continue
-        while p < e:
-            flags = rows[p, _FLAGS]
-            clock = rows[p, _CLOCK]
-            if flow is not None:
-                conn = flow.conn
-                if not flags & _CONTROL and conn.steady:
-                    q = conn.feed_plain_rows(table, p, e, flow.client_is_lo)
-                    flow.last_ts = rows[q - 1, _CLOCK]
-                    p = q
-                    continue
-                conn.expire(clock)
-                if flags & _SYN:        # (the machine knows its own handshake; a new ISN is the table's call)
-                    nf = flow if conn.continues((rows[p, _LO] != 0) == flow.client_is_lo, flags, rows[p, _SEQ]) \
-                        else decide(gi, perm[p], clock, rows[p, _PACKET], rows[p, _LO] != 0, flags, rows[p, _SEQ],
-                                    flow)
-                elif not conn.steady and conn.finished():                 # (steady: both ESTABLISHED)
-                    nf = decide(gi, perm[p], clock, rows[p, _PACKET], rows[p, _LO] != 0, flags, rows[p, _SEQ], flow)
-                else:
-                    nf = flow
-            else:
-                nf = decide(gi, perm[p], clock, rows[p, _PACKET], rows[p, _LO] != 0, flags, rows[p, _SEQ], None)
-            if nf is None:                   # dropped (a late segment of an evicted connection)
-                p += 1
-                continue
-            flow = nf
-            conn = flow.conn
-            conn.feed(clock, rows[p, _PACKET], (rows[p, _LO] != 0) == flow.client_is_lo, flags, rows[p, _SEQ],
-                      rows[p, _ACK], rows[p, _WIN], rows[p, _PLEN], rows[p, _WSCALE], rows[p, _IPLEN], rows[p, _IPID])
-            flow.last_ts = clock
-            touched.add(flow)
-            if not conn.steady:
-                due = conn.next_deadline()
-                if due is not None and due != flow.timer_due:     # one heap entry per change, not per packet
-                    flow.timer_due = due
-                    _heappush(timers, (due, next(tick), _weakref(flow)))
-            p += 1
 
 
 @cython.locals(now=i64, n=i64)

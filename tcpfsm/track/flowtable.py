@@ -31,12 +31,10 @@ import numpy as np
 from ..capture.batch import ACK, SYN, Batch
 from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
-from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition
+from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition, walk_groups
 
 _runs = _kernels.load("tcpfsm.track._runs")
 Attempt = _runs.Attempt              # a connection that is one SYN so far (see FlowTable(attempts=True))
-if _runs.ROW_COLUMNS != ROW_COLUMNS:       # (the walk reads the table the machine reads: one layout)
-    raise ImportError("tcpfsm.track._runs and tcpfsm.fsm.machine disagree on ROW_COLUMNS")
 
 # Ports that are services even when above 1024 (for midstream role inference).
 SERVICE_PORTS = frozenset({
@@ -301,10 +299,11 @@ class FlowTable:
 
     def _feed_runs(self, c: dict, keys: tuple[np.ndarray, np.ndarray]) -> None:
         """The vectorized path. Rows are grouped by connection (`_runs.group_rows`) and each group is walked
-        in time order by the compiled `_runs.walk_groups`: a run of segments without SYN, FIN or RST on a
-        connection both ends hold ESTABLISHED (`steady`) is counted in one call (`Connection.feed_plain_rows`),
-        the others are fed one by one, and only the segments that may start or end a connection come back
-        here (`decide`: `_maybe_split`, `_late`, `_new_flow`, as in `_feed_rows`)."""
+        in time order by the compiled `walk_groups` (tcpfsm/fsm/machine.py): a run of segments without SYN,
+        FIN or RST on a connection both ends hold ESTABLISHED (`steady`) is counted in one call
+        (`Connection.feed_plain_rows`), the others are fed one by one, and only the segments that may start
+        or end a connection come back here (`decide`: `_maybe_split`, `_late`, `_new_flow`, as in
+        `_feed_rows`)."""
         n = len(c["ts"])
         karr, lo = keys                 # (the rows' flow keys: Batch.flow_keys, or made for the reordered rows)
         ts = c["ts"].astype(np.int64)
@@ -366,7 +365,7 @@ class FlowTable:
             return self._new_flow(key, clock, idx, bytes(c["src"][row]), int(c["sport"][row]), bytes(c["dst"][row]),
                                   int(c["dport"][row]), fl, lo_src)
 
-        _runs.walk_groups(rows, rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK, self.current)
+        walk_groups(rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK, self.current, Attempt)
         # number the new connections in capture order, as the per-segment path does
         self._pending.sort(key=_first)
         self.created = _runs.number(self._pending, self.created)       # (flows and attempts)
