@@ -14,7 +14,7 @@ FUZZ_TEST_SEED ?= 1
 
 venv: $(STAMP)
 # every compiled kernel (tcpfsm/_kernels.py KERNELS): an edited one is rebuilt, not refused as stale
-KERNEL_SOURCES := tcpfsm/capture/_decode.py tcpfsm/fsm/observer.py tcpfsm/fsm/machine.py tcpfsm/track/_runs.py \
+KERNEL_SOURCES := tcpfsm/capture/_decode.py tcpfsm/fsm/machine.py tcpfsm/track/_runs.py \
 	tcpfsm/path/_seqan.py tcpfsm/render/_emit.py tcpfsm/detect/_piles.py \
 	tcpfsm/detect/_tally.py
 $(STAMP): pyproject.toml setup.py tcpfsm/_kernels.py $(KERNEL_SOURCES)

@@ -40,10 +40,10 @@ def main() -> None:
     a = ap.parse_args()
     from tcpfsm.fsm import get_profile
     prof = get_profile("linux")
-    forms = [("pure", "tcpfsm.fsm.machine", "tcpfsm.fsm.observer")]
+    forms = [("pure", "tcpfsm.fsm.machine", "tcpfsm.fsm.machine")]
     try:
         importlib.import_module("tcpfsm.fsm.machine_c")
-        forms.insert(0, ("compiled", "tcpfsm.fsm.machine_c", "tcpfsm.fsm.observer_c"))
+        forms.insert(0, ("compiled", "tcpfsm.fsm.machine_c", "tcpfsm.fsm.machine_c"))
     except ImportError:
         print("compiled machine not built (make venv)")
     for name, m, o in forms:

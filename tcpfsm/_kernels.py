@@ -26,7 +26,7 @@ import warnings
 from types import ModuleType
 
 # Every kernel module (by its source name), in the order `compiled()` reports them.
-KERNELS = ("tcpfsm.capture._decode", "tcpfsm.fsm.observer", "tcpfsm.fsm.machine", "tcpfsm.track._runs",
+KERNELS = ("tcpfsm.capture._decode", "tcpfsm.fsm.machine", "tcpfsm.track._runs",
            "tcpfsm.path._seqan", "tcpfsm.render._emit", "tcpfsm.detect._piles", "tcpfsm.detect._tally")
 
 _loaded: dict[str, bool] = {}    # source name -> the compiled extension is in use

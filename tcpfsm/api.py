@@ -280,7 +280,7 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
     same as without streaming; netstat and state counts then are not available.
     `progress(info, flows_tracked)` is called after every batch.
     `capture_point`: where the capture was taken on each connection's path ("client", "server",
-    "middle"), or "auto" to estimate it per connection from the handshake (tcpfsm.fsm.observer). It
+    "middle"), or "auto" to estimate it per connection from the handshake (tcpfsm.fsm.machine: Observer). It
     decides when a segment seen at the tap reached, or left, each endpoint.
     `engine`: the decoder: "fast" (numpy, the default), "dpkt" (the reference decoder, ~30x slower) or
     "tshark" (Wireshark's dissectors through tshark); all give the same batches.

@@ -1,8 +1,8 @@
 """The compiled endpoint machines (and the tracker's run kernel) equal their plain-Python sources, on every
 capture and on generated streams.
 
-`tcpfsm/fsm/machine.py` and `observer.py` are Cython pure-Python-mode kernels (tcpfsm/_kernels.py): the
-extension (tcpfsm.fsm.machine_c) and the source (tcpfsm.fsm.machine) are loaded side by side in this process
+`tcpfsm/fsm/machine.py` (the observer model with it) is a Cython pure-Python-mode kernel (tcpfsm/_kernels.py):
+the extension (tcpfsm.fsm.machine_c) and the source (tcpfsm.fsm.machine) are loaded side by side in this process
 and the tracker is pointed at one or the other. Everything an output can show is compared: every transition
 with all its fields, violations, history letters, every endpoint attribute and the observer's estimate.
 `make test` runs this file a second time with TCPFSM_PURE=1.
@@ -27,13 +27,11 @@ try:
 except ImportError:
     COMPILED_RUNS = None
 PURE = importlib.import_module("tcpfsm.fsm.machine")
-PURE_OBS = importlib.import_module("tcpfsm.fsm.observer")
 try:
     COMPILED = importlib.import_module("tcpfsm.fsm.machine_c")
-    COMPILED_OBS = importlib.import_module("tcpfsm.fsm.observer_c")
 except ImportError:
-    COMPILED = COMPILED_OBS = None
-FORMS = (("compiled", COMPILED, COMPILED_OBS), ("pure", PURE, PURE_OBS))
+    COMPILED = None
+FORMS = (("compiled", COMPILED, COMPILED), ("pure", PURE, PURE))    # (form, machine, observer's module)
 _EP = PURE.Endpoint("client")
 # every public attribute, plain or a property over compact C fields (compared as the values they read as)
 ENDPOINT_FIELDS = sorted(k for k in dir(_EP) if not k.startswith("_") and not callable(getattr(_EP, k)))
@@ -48,7 +46,7 @@ def _need_compiled():
 
 def test_extensions_are_built_from_this_source():
     _need_compiled()
-    for name, mod in (("tcpfsm.fsm.machine", COMPILED), ("tcpfsm.fsm.observer", COMPILED_OBS)):
+    for name, mod in (("tcpfsm.fsm.machine", COMPILED),):
         assert mod.__file__.endswith(".so")
         assert mod.__source_sha256__ == kernels._source_sha256(name), "stale: rebuild"
     assert type(COMPILED.Connection).__name__ == "type" and not hasattr(COMPILED.Endpoint("client"), "__dict__")

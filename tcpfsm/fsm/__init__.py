@@ -3,8 +3,8 @@
 Everything that decides a state change lives in this package: the state and
 event vocabulary (`states`), the transition table with a reason per entry
 (`table`), timer profiles (`profiles`) and the per-connection machine that
-classifies each segment into endpoint events (`machine`), and the observer
-model (`observer`): where the capture point stands and when a segment seen
+classifies each segment into endpoint events (`machine`), with the observer
+model (`machine.Observer`): where the capture point stands and when a segment seen
 there reached, or left, each endpoint. Nothing here reads
 files, sockets or clocks: callers feed segments and times, and get back
 `Transition` records.
@@ -12,15 +12,15 @@ files, sockets or clocks: callers feed segments and times, and get back
 from .states import State, Event, NETSTAT_NAME, SS_NAME
 from .table import TABLE, TIMEOUTS, is_rfc_edge, rfc_graph
 from .profiles import TimerProfile, PROFILES, get_profile
-from .observer import CAPTURE_POINTS
 from .. import _kernels
 
-# machine and observer are compiled kernels (tcpfsm/_kernels.py decides which form runs): everything outside
-# this package takes their classes from here, so one process never mixes the two forms.
+# machine (the observer model with it) is a compiled kernel (tcpfsm/_kernels.py decides which form runs):
+# everything outside this package takes its classes from here, so one process never mixes the two forms.
 _machine = _kernels.load("tcpfsm.fsm.machine")
 Connection, Endpoint, Transition, Violation = (_machine.Connection, _machine.Endpoint, _machine.Transition,
                                                _machine.Violation)
 Observer = _machine.Observer
+CAPTURE_POINTS = _machine.CAPTURE_POINTS
 ROW_COLUMNS = _machine.ROW_COLUMNS     # the segment table of Connection.feed_plain_rows and walk_groups
 walk_groups = _machine.walk_groups     # a batch's segments through their connections (track's vectorized path)
 TRANSITION_ROW = _machine.TRANSITION_ROW   # int64s per transition of Connection.transition_rows

@@ -6,7 +6,7 @@ Everything that moves an endpoint lives here and in `table`; `track` only feeds 
 Theory of operation
 -------------------
 A connection has two `Endpoint`s, the client (the SYN sender, or the inferred one) and the server, and
-an `Observer` (observer.py) that knows how far the capture point is from each. Each segment seen on the
+an `Observer` (below: the observer model) that knows how far the capture point is from each. Each segment seen on the
 wire is sent by one endpoint (X) and addressed to the other (Y). `Connection.feed` does three things,
 always in this order:
 
@@ -66,12 +66,42 @@ always in this order:
 
 Timers come from a `TimerProfile` through `table.TIMEOUTS`; the caller advances time with
 `expire(now)` and ends with `settle(end)`. Nothing here does I/O or reads a clock. Times are integer
-nanoseconds: `ts` is always the observer's time, `at` the endpoint's (observer.py).
+nanoseconds: `ts` is always the observer's time, `at` the endpoint's (the observer model, below).
+
+The observer model (`Observer`)
+-------------------------------
+A packet is seen at the tap at time t. It left its sender at t - d(sender) and reaches its receiver at
+t + d(receiver), where d(x) is the one-way delay between the tap and endpoint x. Endpoint states change
+when something happens *at the endpoint*, so every transition is stamped twice: `ts`, the observer's
+time of the packet (or timer) that caused it, and `at`, when the endpoint changed state by this model:
+
+- what an endpoint did (sent a SYN, a FIN, a RST) happened at `departure(t)`: one tap->sender delay
+  before the tap saw it;
+- what an endpoint received happened at `arrival(t)`: one tap->receiver delay after the tap saw it,
+  unless later evidence says the segment was lost after the tap.
+
+Later evidence can only count if it was *sent after* the segment arrived: a retransmission seen at u
+left its sender at u - d(sender); if that is before the acknowledgement it seems to contradict reached
+that sender, the retransmission was already in flight and proves nothing (`sent_after`). This is the
+rule that long delays break when it is ignored: a retransmitted FIN crossing the final ACK on a 150 ms
+path is not evidence that the ACK was lost.
+
+The delays come from the handshake, the one exchange in which both endpoints answer at once (the kernel
+sends SYN+ACK and the handshake ACK without waiting for an application):
+
+    SYN seen at t1, SYN+ACK at t2, handshake ACK at t3:
+    t2 - t1 = 2 d(server)        t3 - t2 = 2 d(client)
+
+A tap next to the client sees a short second gap and a long first one; next to the server, the reverse;
+in the middle, both are about half the round trip. `--capture-point client|server|middle` overrides the
+split (the round trip is still measured); without a handshake the delays are zero, which is right for a
+capture taken on one of the two hosts, the usual case. `place()` names where the tap seems to stand.
+Times are integer nanoseconds.
 
 Compiled form
 -------------
-This module and observer.py are Cython pure-Python-mode kernels (tcpfsm/_kernels.py): setup.py compiles
-them into tcpfsm.fsm.machine_c / observer_c, and the plain `.py` runs as the readable reference
+This module is a Cython pure-Python-mode kernel (tcpfsm/_kernels.py): setup.py compiles it into
+tcpfsm.fsm.machine_c, and the plain `.py` runs as the readable reference
 (TCPFSM_PURE=1; tests/test_compiled_machine.py holds the two equal). `Endpoint`, `Connection` and
 `Observer` are extension types whose never-None integers are C `long long` fields (`i64`); values that
 may be None stay objects. Annotations are documentation only (`annotation_typing=False`): C types come
@@ -89,12 +119,10 @@ import cython
 
 i64 = cython.typedef(cython.longlong)     # every integer that is never None: a C long long
 
-from .. import _kernels
 from .profiles import TimerProfile
 from .states import Event, State
 from .table import TABLE, TIMEOUTS, UNDOES, is_rfc_edge
 
-Observer = _kernels.load("tcpfsm.fsm.observer").Observer
 
 FIN = cython.declare(i64, 0x01)
 SYN = cython.declare(i64, 0x02)
@@ -285,6 +313,157 @@ def _held(v):
 def _after(t):
     """The nanosecond after `t`, saturated at int64's end (a damaged capture's times are clamped there)."""
     return t + 1 if t < _I64_MAX else t
+
+
+# -- the observer model ---------------------------------------------------------------------------------
+# Here, in the machine's module, so that the machine's questions to it are C calls (from a module of its
+# own each was a Python call that boxed its integers: a seventh of the walk's instructions).
+CAPTURE_POINTS = ("auto", "client", "middle", "server")
+_MS = cython.declare(i64, 1_000_000)
+
+
+@cython.final
+@cython.no_gc
+@cython.cclass
+class Observer:
+    """One connection's view from the tap: the one-way delays to its client and its server (the observer
+    model above). Compiled, 80 bytes and nothing else per connection: the handshake's times are C integers
+    (`_NONE`: none yet, read back as None by the properties), not int objects (~130 bytes a connection
+    more)."""
+
+    point = cython.declare(str, visibility="public")
+    d_client = cython.declare(i64, visibility="public")     # ns, tap -> client
+    d_server = cython.declare(i64, visibility="public")     # ns, tap -> server
+    _syn_ts = cython.declare(i64)          # `syn_ts`: the latest SYN
+    _synack_ts = cython.declare(i64)       # `synack_ts`: the latest SYN+ACK (the one the handshake ACK answers)
+    _g_server = cython.declare(i64)        # `g_server`: SYN -> the SYN+ACK that answered it
+    measured = cython.declare(cython.bint, visibility="public")   # the delays come from a handshake seen whole
+    answered = cython.declare(cython.bint, visibility="public")   # the latest SYN already has its SYN+ACK
+
+    def __init__(self, point: str = "auto"):
+        if point not in CAPTURE_POINTS:
+            raise ValueError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")
+        self.point = point
+        self.d_client = 0
+        self.d_server = 0
+        self.measured = False
+        self._syn_ts = self._synack_ts = self._g_server = _NONE
+        self.answered = True
+
+    @property
+    def syn_ts(self):
+        return None if self._syn_ts == _NONE else self._syn_ts
+
+    @syn_ts.setter
+    def syn_ts(self, v):
+        self._syn_ts = _NONE if v is None else v
+
+    @property
+    def synack_ts(self):
+        return None if self._synack_ts == _NONE else self._synack_ts
+
+    @synack_ts.setter
+    def synack_ts(self, v):
+        self._synack_ts = _NONE if v is None else v
+
+    @property
+    def g_server(self):
+        return None if self._g_server == _NONE else self._g_server
+
+    @g_server.setter
+    def g_server(self, v):
+        self._g_server = _NONE if v is None else v
+
+    # -- learning from the handshake --------------------------------------------------------------
+    @cython.ccall
+    @cython.locals(ts=i64)
+    def saw_syn(self, ts: int) -> None:
+        self._syn_ts, self.answered = ts, False
+
+    @cython.ccall
+    @cython.locals(ts=i64)
+    def saw_synack(self, ts: int) -> None:
+        """A SYN+ACK pairs with the latest SYN not yet answered (a retransmitted SYN+ACK, sent on the
+        server's timer, does not); the handshake ACK pairs with the latest SYN+ACK."""
+        if not self.answered and self._syn_ts != _NONE:
+            self._g_server, self.answered = max(0, ts - self._syn_ts), True
+        self._synack_ts = ts
+
+    @cython.ccall
+    @cython.locals(ts=i64, g_server=i64, g_client=i64)
+    def saw_handshake_ack(self, ts: int) -> None:
+        """The client's first acknowledgement of the SYN+ACK: both gaps are known (only the client's when
+        the SYN was not captured)."""
+        if self.measured or self._synack_ts == _NONE:
+            return
+        g_server = self._g_server if self._g_server != _NONE else 0
+        g_client = max(0, ts - self._synack_ts)
+        self.measured = True
+        if self.point == "client":
+            self.d_client, self.d_server = 0, (g_server + g_client) // 2
+        elif self.point == "server":
+            self.d_client, self.d_server = (g_server + g_client) // 2, 0
+        elif self.point == "middle":
+            self.d_client = self.d_server = (g_server + g_client) // 4
+        else:
+            self.d_client, self.d_server = g_client // 2, g_server // 2
+
+    # -- the three questions ----------------------------------------------------------------------
+    @cython.ccall
+    @cython.returns(i64)
+    @cython.locals(to_client=cython.bint)
+    def delay(self, to_client: bool) -> int:
+        return self.d_client if to_client else self.d_server
+
+    @cython.ccall
+    @cython.returns(i64)
+    @cython.locals(ts=i64, to_client=cython.bint)
+    def arrival(self, ts: int, to_client: bool) -> int:
+        """When a segment seen at `ts` reached its receiver (if it did)."""
+        return ts + (self.d_client if to_client else self.d_server)
+
+    @cython.ccall
+    @cython.returns(i64)
+    @cython.locals(ts=i64, from_client=cython.bint)
+    def departure(self, ts: int, from_client: bool) -> int:
+        """When a segment seen at `ts` left its sender."""
+        return ts - (self.d_client if from_client else self.d_server)
+
+    @cython.ccall
+    @cython.returns(cython.bint)
+    @cython.locals(ts=i64, from_client=cython.bint, t=i64)
+    def sent_after(self, ts: int, from_client: bool, t: int) -> bool:
+        """Did the segment seen at `ts` leave its sender after instant `t` (beyond timing noise)?"""
+        return self.departure(ts, from_client) > t + self.margin()
+
+    @cython.ccall
+    @cython.returns(i64)
+    def margin(self) -> int:
+        """Timing noise: scheduling and serialisation (1 ms), plus a tenth of the round trip for jitter."""
+        return _MS + (self.d_client + self.d_server) // 5
+
+    @cython.ccall
+    @cython.returns(i64)
+    def rtt(self) -> int:
+        return 2 * (self.d_client + self.d_server)
+
+    def place(self) -> str:
+        """Where the tap seems to stand: client, server, middle, or unknown (no handshake, no override)."""
+        if self.point != "auto":
+            return self.point
+        total = self.d_client + self.d_server
+        if not self.measured or total < 200_000:       # under 0.2 ms round trip: one host or one LAN
+            return "unknown" if not self.measured else "near both"
+        if self.d_client * 4 < total:
+            return "client"
+        if self.d_server * 4 < total:
+            return "server"
+        return "middle"
+
+    def as_dict(self) -> dict:
+        return {"capture_point": self.place(), "delay_ms": {"client": round(self.d_client / 1e6, 3),
+                                                            "server": round(self.d_server / 1e6, 3)},
+                "measured": self.measured}
 
 
 @cython.final
@@ -854,7 +1033,7 @@ class Connection:
     client = cython.declare(Endpoint, visibility="public")
     server = cython.declare(Endpoint, visibility="public")
     profile = cython.declare(object, visibility="public")
-    obs = cython.declare(object, visibility="public")
+    obs = cython.declare(Observer, visibility="public")
     transitions = cython.declare(list, visibility="public")
     violations = cython.declare(object, visibility="public")   # () until the first one (`_violation`)
     scaling = cython.declare(cython.bint, visibility="public")   # both SYNs carried the window-scale option
@@ -1374,7 +1553,8 @@ class Connection:
     # -- segments ---------------------------------------------------------------------
     @cython.ccall
     @cython.locals(ts=i64, from_client=cython.bint, flags=i64, seq=i64, ack=i64, win=i64, plen=i64,
-                   wscale=i64, ip_len=i64, ipid=i64, x=Endpoint, y=Endpoint, syn=i64, hasack=i64, gap=i64)
+                   wscale=i64, ip_len=i64, ipid=i64, x=Endpoint, y=Endpoint, syn=i64, hasack=i64, gap=i64,
+                   obs=Observer)
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
              plen: int, wscale: int, ip_len: int, ipid: int = 0) -> None:
         x, y = (self.client, self.server) if from_client else (self.server, self.client)
@@ -1404,8 +1584,10 @@ class Connection:
                 f"{x.role} sent {plen} bytes at seq {seq} after its FIN (seq {x.fin_seq})"))
 
         # The handshake as the observer saw it: the delays to both sides.
-        if syn:
-            (obs.saw_synack if hasack else obs.saw_syn)(ts)
+        if syn and hasack:
+            obs.saw_synack(ts)
+        elif syn:
+            obs.saw_syn(ts)
         elif hasack and from_client and not obs.measured and self.server._isn != _NONE \
                 and seq_gt(ack, self.server._isn) and self.client.state is _SYN_SENT:
             obs.saw_handshake_ack(ts)       # (the ACK that completes it, not a later one: TFO, inference)
@@ -1450,7 +1632,7 @@ class Connection:
 
     # -- a peer whose packets never reach the tap (one-sided capture) ------------------------------
     @cython.cfunc
-    @cython.locals(x=Endpoint, y=Endpoint, ts=i64, final=cython.bint, from_client=cython.bint)
+    @cython.locals(obs=Observer, x=Endpoint, y=Endpoint, ts=i64, final=cython.bint, from_client=cython.bint)
     def _infer_unseen_fin(self, x: Endpoint, y: Endpoint, ts: int, final: bool) -> None:
         """`y` is never seen. If `x`'s acknowledgement last advanced by exactly one and never again, that
         one was `y`'s FIN (a last single byte of data is rare; `alt` says so when the capture ended):
@@ -1498,7 +1680,7 @@ class Connection:
                    at, ep.state if final else None)
 
     @cython.cfunc
-    @cython.locals(times=list, to_client=cython.bint, answered_at=i64, slack=i64)
+    @cython.locals(obs=Observer, times=list, to_client=cython.bint, answered_at=i64, slack=i64)
     def _copy_received(self, times: list[int], to_client: bool, answered_at: int) -> int:
         """Of a segment sent several times (SYN+ACK, FIN) whose receiver answered at `answered_at`
         (endpoint time), when did the copy it answered arrive? The latest that arrived before it answered."""
@@ -1514,7 +1696,7 @@ class Connection:
 
     @cython.cfunc
     @cython.locals(x=Endpoint, y=Endpoint, from_client=cython.bint, ts=i64, flags=i64, seq=i64, ack=i64, plen=i64,
-                   out=list, syn=i64, hasack=i64, sent=i64, fin_at=i64, arrive=i64)
+                   out=list, syn=i64, hasack=i64, sent=i64, fin_at=i64, arrive=i64, obs=Observer)
     def _classify(self, x: Endpoint, y: Endpoint, from_client: bool, ts: int, packet: int, flags: int, seq: int,
                   ack: int, plen: int) -> list[tuple[Endpoint | None, Event | None, str, int]]:
         """The endpoint events of one segment (no RST), in the order of the theory of operation, read
@@ -1578,7 +1760,7 @@ class Connection:
 
     @cython.cfunc
     @cython.locals(ep=Endpoint, x=Endpoint, y=Endpoint, is_x=cython.bint, ts=i64, flags=i64, seq=i64, ack=i64,
-                   wscale=i64, from_client=cython.bint, fin_at=i64, first=object)
+                   wscale=i64, from_client=cython.bint, fin_at=i64, first=object, obs=Observer)
     def _apply(self, ep: Endpoint, is_x: bool, event: Event | None, cause: str, ts: int, packet: int, at: int,
                flags: int, seq: int, ack: int, wscale: int, from_client: bool) -> None:
         """The bookkeeping an event carries, then its table lookup."""
@@ -1689,7 +1871,7 @@ class Connection:
             self._move(ep, event, ts, packet, cause, at)
 
     @cython.cfunc
-    @cython.locals(tr=Transition, ep=Endpoint, at=i64, floor_c=i64, floor_s=i64, client=cython.bint)
+    @cython.locals(obs=Observer, tr=Transition, ep=Endpoint, at=i64, floor_c=i64, floor_s=i64, client=cython.bint)
     def _restamp_handshake(self) -> None:
         """The handshake ACK has just given the observer its delays. The SYN and SYN+ACK moves before it were
         stamped with the delays then known (none): stamp them again, when the segment left its sender by the
