@@ -234,3 +234,30 @@ def test_optional_integer_fields_saturate_alike():
         got.append(row)
     assert got[0] == got[1]
     assert got[0][:9] == [2**63 - 1] * 3 + [-2**63 + 2] * 3 + [5, -5, None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(0, 2**32 - 1))
+def test_gather_rows_is_numpys_gather_in_both_forms(n, seed):
+    """The segment table the walk reads (`gather_rows`: row p is batch row perm[p], in ROW_COLUMNS) equals
+    numpy's column-by-column gather and cast, compiled and uncompiled, at the columns' extreme values."""
+    import numpy as np
+    _need_compiled()
+    from tcpfsm.capture.batch import ALL_COLUMNS
+    rng = np.random.default_rng(seed)
+    cols = {}
+    for name in ("index", "flags", "seq", "ack", "win", "plen", "wscale", "ip_len", "ipid"):
+        dt = ALL_COLUMNS[name]
+        info = np.iinfo(dt)
+        cols[name] = rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)
+    cols["clock"] = rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64, endpoint=True)
+    cols["lo"] = rng.integers(0, 1, n, dtype=np.uint8, endpoint=True)
+    perm = rng.permutation(n).astype(np.int64)
+    want = np.empty((n, len(PURE.ROW_COLUMNS)), np.int64)
+    for k, name in enumerate(PURE.ROW_COLUMNS):
+        want[:, k] = cols["index" if name == "packet" else name][perm]
+    for mod in (COMPILED, PURE):
+        got = np.full((n, len(PURE.ROW_COLUMNS)), -7, np.int64)
+        mod.gather_rows(got, perm, cols["clock"], cols["index"], cols["lo"], cols["flags"], cols["seq"], cols["ack"],
+                        cols["win"], cols["plen"], cols["wscale"], cols["ip_len"], cols["ipid"])
+        assert (got == want).all(), mod.__name__

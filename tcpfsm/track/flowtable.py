@@ -31,7 +31,7 @@ import numpy as np
 from ..capture.batch import ACK, SYN, Batch
 from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
-from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition, walk_groups
+from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition, gather_rows, walk_groups
 
 _runs = _kernels.load("tcpfsm.track._runs")
 Attempt = _runs.Attempt              # a connection that is one SYN so far (see FlowTable(attempts=True))
@@ -324,10 +324,10 @@ class FlowTable:
         # group the rows by connection, groups in order of their first row, time order inside
         _, _, perm, bounds = group_rows(karr, n)
         firsts = perm[bounds[:-1]]
-        cols = {"clock": clk, "packet": c["index"], "lo": lo}
         rows = np.empty((n, len(ROW_COLUMNS)), np.int64)
-        for k, name in enumerate(ROW_COLUMNS):
-            rows[:, k] = cols[name][perm] if name in cols else c[name][perm]
+        gather_rows(rows, perm, clk, *(np.ascontiguousarray(x) for x in (
+            c["index"], lo.view(np.uint8), c["flags"], c["seq"], c["ack"], c["win"], c["plen"], c["wscale"],
+            c["ip_len"], c["ipid"])))
         gkeys = karr[firsts].tolist()
         flows0 = [self.current.get(k) for k in gkeys]
         self._pending, self._reuse_fix = [], []
