@@ -70,7 +70,8 @@ def _analysis_dump(path: str, mod, obs, monkeypatch, **kw) -> list:
     with monkeypatch.context() as m:
         m.setattr(flowtable, "Connection", mod.Connection)
         m.setattr(flowtable, "Observer", obs.Observer)
-        m.setattr(flowtable, "walk_groups", mod.walk_groups)    # (the walk's form is its machine's)
+        for name in ("walk_groups", "fire_timers", "settle_all"):    # (the walk's form is its machine's)
+            m.setattr(flowtable, name, getattr(mod, name))
         an = api.analyze(path, **kw)
     return [(f.id, f.client, f.server, f.role_inferred, _conn_dump(f.conn)) for f in an.flows] + \
         [sorted(repr(x) for x in an.findings)]

@@ -112,6 +112,7 @@ generators. Import the classes from `tcpfsm.fsm`, which picks the form, never fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from heapq import heappop as _heappop
 from heapq import heappush as _heappush
 from weakref import ref as _weakref
 
@@ -1283,6 +1284,7 @@ class Connection:
             ep.deadline = ep.retry_deadline = None
             self._move(ep, _TIMEOUT, when, None, cause, when, None, since)
 
+    @cython.ccall
     @cython.locals(end=i64, c=Endpoint, s=Endpoint, ep=Endpoint, peer=Endpoint)
     def settle(self, end: int) -> None:
         """The capture ended at `end`: decide what is still open, marking with `alt` what cannot be known."""
@@ -2085,3 +2087,54 @@ def walk_groups(rows: cython.const[cython.longlong][:, ::1], bounds: cython.cons
                     flow.timer_due = due
                     _heappush(timers, (due, next(tick), _weakref(flow)))
             p += 1
+
+
+@cython.ccall
+@cython.locals(now=i64, n=i64, conn=Connection)
+def fire_timers(heap: list, now: int, touched: set, tick) -> None:
+    """Fire every connection timer due by `now` off the table's heap of (due, tie-break, weak reference to
+    the flow) (FlowTable.advance): a forgotten flow's entry is dropped, a stale one (the timer was cancelled
+    or moved) corrected, a due one fired (`Connection.expire`) -- the flow is added to `touched` if that
+    changed a state -- and its next deadline pushed."""
+    while heap and heap[0][0] <= now:
+        ref = _heappop(heap)[2]
+        flow = ref()
+        if flow is None:
+            continue                               # forgotten (streamed out) meanwhile
+        conn = flow.conn
+        due = conn.next_deadline()
+        if due is None:
+            flow.timer_due = None                  # stale entry: the timer was cancelled
+            continue
+        if due > now:
+            if due != flow.timer_due:               # stale entry: the timer moved
+                flow.timer_due = due
+                _heappush(heap, (due, next(tick), ref))
+            continue
+        n = len(conn.transitions)
+        conn.expire(now)
+        if len(conn.transitions) != n:
+            touched.add(flow)
+        due = conn.next_deadline()
+        flow.timer_due = due
+        if due is not None:
+            _heappush(heap, (due, next(tick), ref))
+
+
+@cython.ccall
+def settle_all(flows: list, end: int, touched: set) -> None:
+    """Fire every timer of every flow due by `end` (`Connection.settle`); the flows whose states changed
+    are added to `touched` (FlowTable.finish)."""
+    for flow in flows:
+        _settle(flow, end, touched)
+
+
+@cython.cfunc
+@cython.locals(n=i64, conn=Connection)
+def _settle(flow, end, touched: set) -> None:
+    """`Connection.settle` of one flow at `end`; the flow goes to `touched` if a state changed."""
+    conn = flow.conn
+    n = len(conn.transitions)
+    conn.settle(end)
+    if len(conn.transitions) != n:
+        touched.add(flow)

@@ -1,11 +1,11 @@
 """Run kernel: the tracker's vectorized path, the per-row work numpy cannot express as one call.
 
 Owns: the rows of a batch grouped by their flow key in one pass over a hash table (`group_rows`); the
-table's timer heap fired (`fire_timers`), its touched flows drained (`drain_touched`) and settled at the end
-(`settle_all`); connections that are one SYN so far held as records (`Attempt`, `hold_lone_syns`); the
+table's touched flows drained (`drain_touched`); connections that are one SYN so far held as records (`Attempt`, `hold_lone_syns`); the
 cap's choice of victims and their eviction (`oldest_half_open`, `evict`); numbering new connections
-(`number`). The walk over each group's segments lives beside the machine it feeds
-(tcpfsm/fsm/machine.py `walk_groups`: there its calls into a connection are C calls). Must not: decide
+(`number`). The walk over each group's segments, firing the timer heap and settling at the end live beside
+the machine they drive (tcpfsm/fsm/machine.py `walk_groups`, `fire_timers`, `settle_all`: there their
+calls into a connection are C calls). Must not: decide
 which connection a segment belongs to (tcpfsm/track/flowtable.py) or any state (tcpfsm/fsm); flows are
 only read and stamped (`timer_due`).
 
@@ -13,9 +13,6 @@ Cython pure-Python mode, like tcpfsm/capture/_decode.py: compiled by setup.py in
 (tcpfsm/_kernels.py picks which form runs); the plain module is the readable reference and the tests
 hold the two equal. Every integer is a declared C type; arrays are C-contiguous int64 views.
 """
-from heapq import heappop as _heappop
-from heapq import heappush as _heappush
-from weakref import ref as _weakref
 
 import cython
 import numpy as np
@@ -23,6 +20,7 @@ import numpy as np
 if cython.compiled:
     from cython.cimports.libc.string import memcmp, memcpy
 
+from ..fsm import settle_all
 from ..fsm.states import State
 
 i64 = cython.typedef(cython.longlong)
@@ -121,37 +119,6 @@ def group_rows(key: cython.const[cython.uchar][:, ::1], grow: cython.longlong[::
 
 
 
-@cython.locals(now=i64, n=i64)
-def fire_timers(heap: list, now: int, touched: set, tick) -> None:
-    """Fire every connection timer due by `now` off the table's heap of (due, tie-break, weak reference to
-    the flow) (FlowTable.advance): a forgotten flow's entry is dropped, a stale one (the timer was cancelled
-    or moved) corrected, a due one fired (`Connection.expire`) -- the flow is added to `touched` if that
-    changed a state -- and its next deadline pushed."""
-    while heap and heap[0][0] <= now:
-        ref = _heappop(heap)[2]
-        flow = ref()
-        if flow is None:
-            continue                               # forgotten (streamed out) meanwhile
-        conn = flow.conn
-        due = conn.next_deadline()
-        if due is None:
-            flow.timer_due = None                  # stale entry: the timer was cancelled
-            continue
-        if due > now:
-            if due != flow.timer_due:               # stale entry: the timer moved
-                flow.timer_due = due
-                _heappush(heap, (due, next(tick), ref))
-            continue
-        n = len(conn.transitions)
-        conn.expire(now)
-        if len(conn.transitions) != n:
-            touched.add(flow)
-        due = conn.next_deadline()
-        flow.timer_due = due
-        if due is not None:
-            _heappush(heap, (due, next(tick), ref))
-
-
 @cython.locals(e=i64, n=i64, k=i64)
 def drain_touched(touched: set, out: list) -> None:
     """The transitions each flow in `touched` made since it was last drained (those past `Flow.emitted`), as
@@ -164,24 +131,6 @@ def drain_touched(touched: set, out: list) -> None:
             for k in range(e, n):
                 out.append((flow, trs[k]))
             flow.emitted = n
-
-
-def settle_all(flows: list, end: int, touched: set) -> None:
-    """Fire every timer of every flow due by `end` (`Connection.settle`); the flows whose states changed
-    are added to `touched` (FlowTable.finish)."""
-    for flow in flows:
-        _settle(flow, end, touched)
-
-
-@cython.cfunc
-@cython.locals(n=i64)
-def _settle(flow, end, touched: set) -> None:
-    """`Connection.settle` of one flow at `end`; the flow goes to `touched` if a state changed."""
-    conn = flow.conn
-    n = len(conn.transitions)
-    conn.settle(end)
-    if len(conn.transitions) != n:
-        touched.add(flow)
 
 
 # -- attempts: connections that are one SYN so far ---------------------------------------------------------
@@ -396,7 +345,7 @@ def evict(keys: list, tracked: list, victims: list, clock: i64, settled: i64, cu
             last = a.ts
             fin = False
         else:
-            _settle(f, clock, touched)
+            settle_all([f], clock, touched)
             last = f.last_ts
             fin = f.finished()
         if reason_of is not None:

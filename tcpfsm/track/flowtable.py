@@ -31,7 +31,8 @@ import numpy as np
 from ..capture.batch import ACK, SYN, Batch
 from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
-from ..fsm import ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition, gather_rows, walk_groups
+from ..fsm import (ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition, fire_timers, gather_rows,
+                   settle_all, walk_groups)
 
 _runs = _kernels.load("tcpfsm.track._runs")
 Attempt = _runs.Attempt              # a connection that is one SYN so far (see FlowTable(attempts=True))
@@ -568,7 +569,7 @@ class FlowTable:
         """Fire every timer due by the end of the capture."""
         end = max(self.clock, end_ts or 0)
         self._expand_all()
-        _runs.settle_all(self.flows, end, self._touched)
+        settle_all(self.flows, end, self._touched)
         self._timers.clear()
 
     def _expand_all(self) -> None:
@@ -588,7 +589,7 @@ class FlowTable:
             self._expand_due(now)
         if len(self._timers) > 2 * self._timers_kept + 4096:
             self._compact_timers()
-        _runs.fire_timers(self._timers, now, self._touched, _TICK)
+        fire_timers(self._timers, now, self._touched, _TICK)
 
     def _compact_timers(self) -> None:
         """Drop the heap entries that can change nothing: those of forgotten flows, and those of connections
