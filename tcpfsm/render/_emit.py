@@ -216,6 +216,9 @@ class Emitter:
     _text = cython.declare(dict)                      # history / conn_state -> its JSON text
     _pf = cython.declare(object)                      # the PathFacts whose json_columns are below (kept alive
                                                       # by the encoder until the next one: one at a time)
+    _pf_flows = cython.declare(list)                  # its flows (row i = flows[i]), [] when not a list
+    _pf_rows = cython.declare(i64)                    # rows of its json_columns
+    _row = cython.declare(i64)                        # the row of the last flow found there
     _m = cython.declare(cython.longlong[:, ::1])
     _med = cython.declare(object)
     _p95 = cython.declare(object)
@@ -249,6 +252,9 @@ class Emitter:
         self._ip = {}
         self._text = {}
         self._pf = None
+        self._pf_flows = []
+        self._pf_rows = 0
+        self._row = -1
         self._med = self._p95 = self._jit = None
         self._icmp = None
         self._icmp_any = False
@@ -369,7 +375,7 @@ class Emitter:
         self._hand(write)
 
     @cython.cfunc
-    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint)
+    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint, client_alt=i64, server_alt=i64)
     def _flow(self, f, brace) -> cython.void:
         """Append f's record: records.flow_record's keys and values, read from the flow as it reads them
         (without its opening brace unless `brace`: the flow_end event's keys come before them)."""
@@ -383,30 +389,28 @@ class Emitter:
         else:
             cstate = self._conn_state(f)
             history = conn.history
-        self._head(brace, f.id, self._ip_of(f, f.client_raw, True), f.client_port,
-                   self._ip_of(f, f.server_raw, False), f.server_port, f.role_inferred, f.first_ts, f.last_ts,
-                   c.packets, s.packets, c.payload, s.payload, self._state(c.state), self._state(s.state),
-                   self._state(conn.alt_of(c)), self._state(conn.alt_of(s)), self._text_of(cstate),
-                   self._text_of(history))
         n = len(conn.transitions)
         if n * _ROW > len(self._rows_arr):
             self._rows_arr = array("q", bytes(16 * _ROW * n))
             self._rows = self._rows_arr
         conn.transition_rows(self._rows_arr, self.causes)
+        # Connection.alt_of(ep) is ep.alt or one of the transitions' alternatives: with none among the
+        # transitions (nearly every flow) it is ep.alt, read without scanning them twice more
+        if self._any_alt(n):
+            client_alt = self._state(conn.alt_of(c))
+            server_alt = self._state(conn.alt_of(s))
+        else:
+            client_alt = self._state(c.alt)
+            server_alt = self._state(s.alt)
+        self._head(brace, f.id, self._ip_of(f, f.client_raw, True), f.client_port,
+                   self._ip_of(f, f.server_raw, False), f.server_port, f.role_inferred, f.first_ts, f.last_ts,
+                   c.packets, s.packets, c.payload, s.payload, self._state(c.state), self._state(s.state),
+                   client_alt, server_alt, self._text_of(cstate), self._text_of(history))
         self._transitions(n)
         self._findings(f.anomalies)
-        got = self._facts_of(f)
-        if got is not None:
-            pf = got[0]
-            row = got[1]
-            if pf is not self._pf:                        # (its json_columns are computed once, kept by it)
-                cols = pf.json_columns()
-                self._m = cols[0]
-                self._med = cols[1]
-                self._p95 = cols[2]
-                self._jit = cols[3]
-                self._pf = pf
-            icmp = pf.icmp
+        row = self._path_row(f)
+        if row >= 0:
+            icmp = self._pf.icmp
             if icmp is not self._icmp:                    # (its errors are fixed when it is made)
                 self._icmp_any = icmp is not None and len(icmp) > 0
                 self._icmp = icmp
@@ -416,6 +420,46 @@ class Emitter:
         buf = self._view
         buf[self._pos] = 125                              # '}'
         self._pos += 1
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64)
+    def _any_alt(self, n) -> cython.bint:
+        """Whether any of the n transitions in `_rows` has an alternative state."""
+        rows = self._rows
+        for i in range(n):
+            if (rows[i * _ROW + 3] >> 16) & 0xFF:
+                return True
+        return False
+
+    @cython.cfunc
+    @cython.locals(row=i64)
+    def _path_row(self, f) -> i64:
+        """f's row in the PathFacts `_pf` (made current, its json_columns read), -1 when no path analysis ran
+        for it. Flows are rendered in the order of the PathFacts' own (row i = flows[i]), so the row after
+        the last one found is tried first, by identity, before asking `facts_of`."""
+        row = self._row + 1
+        if self._pf is not None and row < self._pf_rows and row < len(self._pf_flows) and self._pf_flows[row] is f:
+            self._row = row
+            return row
+        got = self._facts_of(f)
+        if got is None:
+            return -1
+        pf = got[0]
+        row = got[1]
+        if pf is not self._pf:                            # (its json_columns are computed once, kept by it)
+            cols = pf.json_columns()
+            self._m = cols[0]
+            self._med = cols[1]
+            self._p95 = cols[2]
+            self._jit = cols[3]
+            self._pf = pf
+            fl = pf.flows
+            self._pf_flows = fl if type(fl) is list else []
+            self._pf_rows = self._m.shape[0]
+        self._row = row
+        return row
 
     @cython.cfunc
     @cython.locals(buf=cython.uchar[::1], pos=i64, first=cython.bint)
