@@ -56,6 +56,7 @@ _SERVER = b'"server"'
 
 
 @cython.cfunc
+@cython.exceptval(-1)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], pos=i64, s=bytes, p=cython.p_uchar, n=i64, j=i64)
@@ -72,6 +73,7 @@ def _put(buf, pos, s) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], end=i64, v=i64, q=i64, r=i64, tbl=cython.p_uchar)
@@ -97,6 +99,9 @@ def _put_pairs(buf, end, v) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], pos=i64, v=i64, x=i64, d=i64)
 def _put_int(buf, pos, v) -> i64:
     """An integer's decimal text (v > -2**63)."""
@@ -116,6 +121,7 @@ def _put_int(buf, pos, v) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, a=i64, us=i64, whole=i64, frac=i64, end=i64)
@@ -302,6 +308,7 @@ class Emitter:
 
     # -- numbers, states and strings -------------------------------------------------------------
     @cython.cfunc
+    @cython.exceptval(-1)
     @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, end=i64)
     def _time(self, buf, pos, ns) -> i64:
         end = _put_sec(buf, pos, ns)
@@ -310,12 +317,14 @@ class Emitter:
         return _put(buf, pos, self._slow(ns))
 
     @cython.cfunc
+    @cython.exceptval(-1)
     @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64)
     def _opt_time(self, buf, pos, ns) -> i64:
         """A time, or null where it is unknown (negative)."""
         return _put(buf, pos, _NULL) if ns < 0 else self._time(buf, pos, ns)
 
     @cython.cfunc
+    @cython.exceptval(-1)
     @cython.locals(buf=cython.uchar[::1], pos=i64, v=i64)
     def _opt_int(self, buf, pos, v) -> i64:
         """An integer, or null where it is unknown (negative)."""
@@ -570,6 +579,9 @@ class Emitter:
             self._post.extend([None] * k)
 
     @cython.cfunc
+    @cython.exceptval(-1)
+    @cython.boundscheck(False)                            # (the indices are in range by construction)
+    @cython.wraparound(False)
     @cython.locals(buf=cython.uchar[::1], pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=i64, alt=i64,
                    retracted=i64, ns=i64, k=i64)
     def _transition_fields(self, buf, pos, server, old, new, packet, cause, alt, retracted) -> i64:
