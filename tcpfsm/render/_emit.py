@@ -6,8 +6,10 @@ escaping).
 Owns the JSON text of numbers and of times: integers, and seconds from integer nanoseconds as orjson
 prints the double `records.sec` makes of them (`sec_text`), in the range tests/test_emit.py proves equal;
 anything outside it goes to the caller's `slow` function (orjson on `sec`). Reads a flow the way
-records.flow_record does (the same attributes, the same keys in the same order) and asks the caller for
-what only other modules know (Zeek's conn_state, the path facts, the findings' records). Must not: decide a
+records.flow_record does (the same attributes, the same keys in the same order; two shortcuts, each
+falling back on the owner's function: an endpoint's `alt` when no transition has one, Connection.alt_of
+otherwise; a flow's path row after the last one found, facts_of otherwise) and asks the caller for what
+only other modules know (Zeek's conn_state, the path facts, the findings' records). Must not: decide a
 record's content on its own (records.py and path/flows.py do, and tests/test_emit.py holds the bytes equal
 to `orjson.dumps` of their dicts on every capture, one record at a time and as a whole document) or encode
 strings itself (each distinct string is encoded once by orjson and cached).
