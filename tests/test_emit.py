@@ -74,6 +74,42 @@ def test_bench_capture():
     _assert_same(api.analyze(str(BENCH)).flows)
 
 
+
+@pytest.mark.parametrize("kernel", FORMS)
+def test_path_records_whatever_order_the_flows_come_in(kernel):
+    """The emitter tries a flow's path row just after the last one it found (a document renders flows in
+    their PathFacts' order) and asks facts_of when the flow is not there: flows reversed, skipped, repeated,
+    and two analyses' flows interleaved (two PathFacts alive at once) each get their own path record."""
+    kept = [api.analyze(str(ROOT / "captures" / "kernel" / name)) for name in ("concurrent_mixed.pcap",
+                                                                               "lossy_bulk.pcap")]
+    a, b = kept[0].flows, kept[1].flows           # (the analyses kept: their PathFacts live as long)
+    assert len(a) > 2 and b and sum("path" in records.flow_record(f) for f in a + b) > len(a) // 2
+    mixed = a[::-1] + a[::2] + [f for pair in zip(a, b) for f in pair] + a + a[:1] + b + a
+    want = [orjson.dumps(records.flow_record(f), option=orjson.OPT_SERIALIZE_NUMPY) for f in mixed]
+    enc = records.FlowEncoder(kernel)
+    assert [enc(f) for f in mixed] == want
+    pieces = []
+    records.FlowEncoder(kernel).write(mixed, lambda v: pieces.append(bytes(v)), b"", b"\n")
+    assert b"".join(pieces) == b"\n".join(want)
+
+
+@pytest.mark.parametrize("kernel", FORMS)
+def test_alternatives_from_the_endpoints_and_from_the_transitions(kernel):
+    """A flow's `alt` is Connection.alt_of's: the endpoint's own when the transitions hold none (read without
+    scanning them), else the latest of its transitions' (a one-sided capture's FIN whose ACK was not seen)."""
+    alts = set()
+    for name in ("matrix/one_sided_c2s__client__20ms.pcap", "matrix/one_sided_s2c__middle__20ms.pcap",
+                 "matrix/last_ack_ack_lost__server__20ms__lost-after-tap.pcap", "crafted/last_ack_pile.pcap"):
+        flows = api.analyze(str(ROOT / "captures" / name)).flows
+        for f in flows:
+            c = f.conn
+            for ep in (c.client, c.server):
+                if c.alt_of(ep) is not None:
+                    alts.add("endpoint" if c.alt_of(ep) is ep.alt else "transition")
+        _assert_same(flows, kernel)                 # (one encoder per analysis: flow ids repeat across them)
+    assert alts == {"endpoint", "transition"}
+
+
 TIMES = st.one_of(
     st.integers(-2**63 + 1, 2**63 - 1),                                    # anything an int64 holds
     st.integers(-4 * 10**15, 4 * 10**15).map(lambda us: us * 1000),         # µs-exact, the whole proven range

@@ -6,8 +6,10 @@ escaping).
 Owns the JSON text of numbers and of times: integers, and seconds from integer nanoseconds as orjson
 prints the double `records.sec` makes of them (`sec_text`), in the range tests/test_emit.py proves equal;
 anything outside it goes to the caller's `slow` function (orjson on `sec`). Reads a flow the way
-records.flow_record does (the same attributes, the same keys in the same order) and asks the caller for
-what only other modules know (Zeek's conn_state, the path facts, the findings' records). Must not: decide a
+records.flow_record does (the same attributes, the same keys in the same order; two shortcuts, each
+falling back on the owner's function: an endpoint's `alt` when no transition has one, Connection.alt_of
+otherwise; a flow's path row after the last one found, facts_of otherwise) and asks the caller for what
+only other modules know (Zeek's conn_state, the path facts, the findings' records). Must not: decide a
 record's content on its own (records.py and path/flows.py do, and tests/test_emit.py holds the bytes equal
 to `orjson.dumps` of their dicts on every capture, one record at a time and as a whole document) or encode
 strings itself (each distinct string is encoded once by orjson and cached).
@@ -56,6 +58,7 @@ _SERVER = b'"server"'
 
 
 @cython.cfunc
+@cython.exceptval(-1)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], pos=i64, s=bytes, p=cython.p_uchar, n=i64, j=i64)
@@ -72,6 +75,7 @@ def _put(buf, pos, s) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], end=i64, v=i64, q=i64, r=i64, tbl=cython.p_uchar)
@@ -97,6 +101,9 @@ def _put_pairs(buf, end, v) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], pos=i64, v=i64, x=i64, d=i64)
 def _put_int(buf, pos, v) -> i64:
     """An integer's decimal text (v > -2**63)."""
@@ -116,6 +123,7 @@ def _put_int(buf, pos, v) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, a=i64, us=i64, whole=i64, frac=i64, end=i64)
@@ -216,6 +224,9 @@ class Emitter:
     _text = cython.declare(dict)                      # history / conn_state -> its JSON text
     _pf = cython.declare(object)                      # the PathFacts whose json_columns are below (kept alive
                                                       # by the encoder until the next one: one at a time)
+    _pf_flows = cython.declare(list)                  # its flows (row i = flows[i]), [] when not a list
+    _pf_rows = cython.declare(i64)                    # rows of its json_columns
+    _row = cython.declare(i64)                        # the row of the last flow found there
     _m = cython.declare(cython.longlong[:, ::1])
     _med = cython.declare(object)
     _p95 = cython.declare(object)
@@ -249,6 +260,9 @@ class Emitter:
         self._ip = {}
         self._text = {}
         self._pf = None
+        self._pf_flows = []
+        self._pf_rows = 0
+        self._row = -1
         self._med = self._p95 = self._jit = None
         self._icmp = None
         self._icmp_any = False
@@ -296,6 +310,7 @@ class Emitter:
 
     # -- numbers, states and strings -------------------------------------------------------------
     @cython.cfunc
+    @cython.exceptval(-1)
     @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, end=i64)
     def _time(self, buf, pos, ns) -> i64:
         end = _put_sec(buf, pos, ns)
@@ -304,12 +319,14 @@ class Emitter:
         return _put(buf, pos, self._slow(ns))
 
     @cython.cfunc
+    @cython.exceptval(-1)
     @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64)
     def _opt_time(self, buf, pos, ns) -> i64:
         """A time, or null where it is unknown (negative)."""
         return _put(buf, pos, _NULL) if ns < 0 else self._time(buf, pos, ns)
 
     @cython.cfunc
+    @cython.exceptval(-1)
     @cython.locals(buf=cython.uchar[::1], pos=i64, v=i64)
     def _opt_int(self, buf, pos, v) -> i64:
         """An integer, or null where it is unknown (negative)."""
@@ -369,7 +386,7 @@ class Emitter:
         self._hand(write)
 
     @cython.cfunc
-    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint)
+    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint, client_alt=i64, server_alt=i64)
     def _flow(self, f, brace) -> cython.void:
         """Append f's record: records.flow_record's keys and values, read from the flow as it reads them
         (without its opening brace unless `brace`: the flow_end event's keys come before them)."""
@@ -383,30 +400,28 @@ class Emitter:
         else:
             cstate = self._conn_state(f)
             history = conn.history
-        self._head(brace, f.id, self._ip_of(f, f.client_raw, True), f.client_port,
-                   self._ip_of(f, f.server_raw, False), f.server_port, f.role_inferred, f.first_ts, f.last_ts,
-                   c.packets, s.packets, c.payload, s.payload, self._state(c.state), self._state(s.state),
-                   self._state(conn.alt_of(c)), self._state(conn.alt_of(s)), self._text_of(cstate),
-                   self._text_of(history))
         n = len(conn.transitions)
         if n * _ROW > len(self._rows_arr):
             self._rows_arr = array("q", bytes(16 * _ROW * n))
             self._rows = self._rows_arr
         conn.transition_rows(self._rows_arr, self.causes)
+        # Connection.alt_of(ep) is ep.alt or one of the transitions' alternatives: with none among the
+        # transitions (nearly every flow) it is ep.alt, read without scanning them twice more
+        if self._any_alt(n):
+            client_alt = self._state(conn.alt_of(c))
+            server_alt = self._state(conn.alt_of(s))
+        else:
+            client_alt = self._state(c.alt)
+            server_alt = self._state(s.alt)
+        self._head(brace, f.id, self._ip_of(f, f.client_raw, True), f.client_port,
+                   self._ip_of(f, f.server_raw, False), f.server_port, f.role_inferred, f.first_ts, f.last_ts,
+                   c.packets, s.packets, c.payload, s.payload, self._state(c.state), self._state(s.state),
+                   client_alt, server_alt, self._text_of(cstate), self._text_of(history))
         self._transitions(n)
         self._findings(f.anomalies)
-        got = self._facts_of(f)
-        if got is not None:
-            pf = got[0]
-            row = got[1]
-            if pf is not self._pf:                        # (its json_columns are computed once, kept by it)
-                cols = pf.json_columns()
-                self._m = cols[0]
-                self._med = cols[1]
-                self._p95 = cols[2]
-                self._jit = cols[3]
-                self._pf = pf
-            icmp = pf.icmp
+        row = self._path_row(f)
+        if row >= 0:
+            icmp = self._pf.icmp
             if icmp is not self._icmp:                    # (its errors are fixed when it is made)
                 self._icmp_any = icmp is not None and len(icmp) > 0
                 self._icmp = icmp
@@ -416,6 +431,46 @@ class Emitter:
         buf = self._view
         buf[self._pos] = 125                              # '}'
         self._pos += 1
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64)
+    def _any_alt(self, n) -> cython.bint:
+        """Whether any of the n transitions in `_rows` has an alternative state."""
+        rows = self._rows
+        for i in range(n):
+            if (rows[i * _ROW + 3] >> 16) & 0xFF:
+                return True
+        return False
+
+    @cython.cfunc
+    @cython.locals(row=i64)
+    def _path_row(self, f) -> i64:
+        """f's row in the PathFacts `_pf` (made current, its json_columns read), -1 when no path analysis ran
+        for it. Flows are rendered in the order of the PathFacts' own (row i = flows[i]), so the row after
+        the last one found is tried first, by identity, before asking `facts_of`."""
+        row = self._row + 1
+        if self._pf is not None and row < self._pf_rows and row < len(self._pf_flows) and self._pf_flows[row] is f:
+            self._row = row
+            return row
+        got = self._facts_of(f)
+        if got is None:
+            return -1
+        pf = got[0]
+        row = got[1]
+        if pf is not self._pf:                            # (its json_columns are computed once, kept by it)
+            cols = pf.json_columns()
+            self._m = cols[0]
+            self._med = cols[1]
+            self._p95 = cols[2]
+            self._jit = cols[3]
+            self._pf = pf
+            fl = pf.flows
+            self._pf_flows = fl if type(fl) is list else []
+            self._pf_rows = self._m.shape[0]
+        self._row = row
+        return row
 
     @cython.cfunc
     @cython.locals(buf=cython.uchar[::1], pos=i64, first=cython.bint)
@@ -526,6 +581,9 @@ class Emitter:
             self._post.extend([None] * k)
 
     @cython.cfunc
+    @cython.exceptval(-1)
+    @cython.boundscheck(False)                            # (the indices are in range by construction)
+    @cython.wraparound(False)
     @cython.locals(buf=cython.uchar[::1], pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=i64, alt=i64,
                    retracted=i64, ns=i64, k=i64)
     def _transition_fields(self, buf, pos, server, old, new, packet, cause, alt, retracted) -> i64:
