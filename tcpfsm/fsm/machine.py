@@ -1124,14 +1124,14 @@ class Connection:
             at = ep.since
         if new is old:
             if event is _RCV_FIN and old is _TIME_WAIT:
-                self._arm(ep, at, _TIME_WAIT)          # a re-acknowledged FIN restarts 2MSL
+                self._arm(ep, at, oc)                  # a re-acknowledged FIN restarts 2MSL (TIME_WAIT)
             return True
         # (made field by field: no argument parsing, no tuple, no hash -- the machine's most frequent object)
         tr = Transition.__new__(Transition)
         tr.ts = ts
         tr.at = at
         tr._packet = _NO_PACKET if packet is None else packet
-        tr._server = ep.role == "server"
+        tr._server = ep is self.server
         tr._old = oc
         tr._new = nc
         tr._alt = -1 if alt is None else _state_code(alt)
@@ -1168,19 +1168,20 @@ class Connection:
         self.transitions.append(tr)
         ep._deadline = _NONE
         if new is _SYN_SENT:
-            self._arm(ep, ep._syn_first if ep._syn_first != _NONE else at, new)
+            self._arm(ep, ep._syn_first if ep._syn_first != _NONE else at, nc)
         elif new is not _FIN_WAIT_2 or not ep.not_orphan:
-            self._arm(ep, at, new)
+            self._arm(ep, at, nc)
         if new is _CLOSED:
             ep._rx_fin_first = _NONE
         return True
 
     @cython.cfunc
-    @cython.locals(ep=Endpoint)
-    def _arm(self, ep: Endpoint, start: int, state: State) -> None:
-        entry = _timeouts(self.profile)[_state_code(state)]
+    @cython.locals(ep=Endpoint, code=i64)
+    def _arm(self, ep: Endpoint, start: int, code: int) -> None:
+        """Arm `ep`'s timer for the state at position `code` of `State`, from `start`."""
+        entry = _timeouts(self.profile)[code]
         if entry is not None:
-            ep.deadline = start + entry[0]
+            ep._deadline = _held(start + entry[0])         # (the `deadline` setter's work, without the call)
             ep.deadline_cause = entry[1]
 
     # -- which connection a segment belongs to (track asks) ----------------------------
@@ -1777,7 +1778,7 @@ class Connection:
             self._move(x, event, ts, packet, cause, at)
         elif event is _RCV_FIN:
             x.acked_peer_fin = True
-            x.rx_fin_first = None
+            x._rx_fin_first = _NONE
             # Copies of the FIN seen before the one it answered: did an earlier one arrive, its ACK lost
             # before the tap, or were they lost after it? The wire looks the same either way.
             first = obs.arrival(y._fin_first, from_client) if y._fin_first != _NONE else None
@@ -1785,9 +1786,9 @@ class Connection:
                        first if y._fin_more is not None and cause == "ACK of FIN" else None)
         elif event is _SND_SYNACK:
             if x._isn == _NONE:
-                x.isn = seq
+                x._isn = _put(seq)
             if y._isn == _NONE:
-                y.isn = (ack - 1) & _M32             # the SYN it answers was not captured
+                y._isn = (ack - 1) & _M32             # the SYN it answers was not captured
             x.synacks += 1
             _sent(x, True, ts)
             if y._isn != _NONE and ack == (y._isn + 1) & _M32:
@@ -1804,7 +1805,7 @@ class Connection:
                 x.cookie_check = ts + _SYNACK_WAIT + 3 * obs.rtt() if x.synacks == 1 else None
         elif event is _SND_SYN:
             if x._isn == _NONE:
-                x.isn = seq
+                x._isn = _put(seq)
                 x.wscale = wscale
             x.syns += 1
             _sent(x, True, ts)
@@ -1828,9 +1829,9 @@ class Connection:
             _sent(x, False, ts)
             first = x._fin_seq == _NONE
             if first:
-                x.fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
+                x._fin_seq = (seq + self._seg_plen + (1 if flags & SYN else 0)) & _M32
                 if not self._move(x, event, ts, packet, cause, at, None, self._fin_alt_since(x, y, from_client)):
-                    x.fin_seq = None                # a FIN that fits no state is reported and ignored
+                    x._fin_seq = _NONE              # a FIN that fits no state is reported and ignored
                     return
             else:
                 if x.fin_acked:
@@ -1848,8 +1849,9 @@ class Connection:
             # the peer's receipt of this FIN is pending until its ACK is seen (or settled without it)
             if not y.acked_peer_fin and y.state is not _CLOSED:
                 if y._rx_fin_first == _NONE:
-                    y.rx_fin_first, y.rx_fin_copies, y.rx_fin_packet = ts, 0, packet
-                y.rx_fin_last = ts
+                    y._rx_fin_first, y.rx_fin_copies = _put(ts), 0
+                    y._rx_fin_packet = _NONE if packet is None else _held(packet)
+                y._rx_fin_last = _put(ts)
                 y.rx_fin_copies += 1
                 y.rx_fin_contra = False              # a new copy: a new chance to arrive
         elif event is _RCV_ACK_OF_SYN:
@@ -1857,11 +1859,11 @@ class Connection:
             if flags & SYN and y.state is _SYN_RECEIVED:
                 y.synack_unconfirmed = True     # simultaneous open: wait for y's own ACK as evidence
             else:
-                y.ack_in_at = at
+                y._ack_in_at = _NONE if at is None else _held(at)
                 self._move(y, event, ts, packet, cause, at)
         elif event is _RCV_ACK_OF_FIN:
             y.fin_acked = True
-            y.ack_in_at = at
+            y._ack_in_at = _NONE if at is None else _held(at)
             # On a path that already lost an ACK of this FIN, an ACK not followed by another retransmission
             # either arrived or the sender gave up retrying: the packets cannot tell which.
             self._move(y, event, ts, packet, cause, at, y.state if y.fin_ack_losses else None)
