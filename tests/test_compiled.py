@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
 import subprocess
 import sys
 import warnings
@@ -192,10 +193,13 @@ def test_random_records_compiled_equals_pure_equals_parse_one(recs):
 @given(st.binary(max_size=400), st.integers(0, 10), st.booleans())
 def test_record_walkers_compiled_equal_pure(blob, limit, big):
     out1, out2 = np.zeros(limit, np.int64), np.zeros(limit, np.int64)
+    hdr1, hdr2 = np.zeros((4, limit), np.int64), np.zeros((4, limit), np.int64)
     for pos in (0, 5):
-        r1 = COMPILED.walk_pcap(blob, pos, len(blob), limit, big, out1)
-        r2 = PURE.walk_pcap(blob, pos, len(blob), limit, big, out2)
+        r1 = COMPILED.walk_pcap(blob, pos, len(blob), limit, big, out1, hdr1)
+        r2 = PURE.walk_pcap(blob, pos, len(blob), limit, big, out2, hdr2)
         assert r1 == r2 and out1[:r1[0]].tolist() == out2[:r2[0]].tolist()
+        assert hdr1[:, :r1[0]].T.tolist() == hdr2[:, :r2[0]].T.tolist() == [     # each header's words, in its order
+            list(struct.unpack_from((">" if big else "<") + "4I", blob, o)) for o in out1[:r1[0]].tolist()]
         r1 = COMPILED.walk_epbs(blob, pos, len(blob), limit, big, out1, 0)
         r2 = PURE.walk_epbs(blob, pos, len(blob), limit, big, out2, 0)
         assert r1 == r2 and out1[:r1[0]].tolist() == out2[:r2[0]].tolist()

@@ -147,14 +147,18 @@ def word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def walk_pcap(buf: cython.const[cython.uchar][::1], pos: cython.Py_ssize_t, end: cython.Py_ssize_t,
-              limit: cython.Py_ssize_t, big_endian: cython.bint, offs: cython.longlong[::1]) -> tuple:
+              limit: cython.Py_ssize_t, big_endian: cython.bint, offs: cython.longlong[::1],
+              hdr: cython.longlong[:, ::1]) -> tuple:
     """Locate up to `limit` complete pcap records from byte `pos` (a record header: ts_sec, ts_frac,
-    incl_len, orig_len; then incl_len bytes) within buf[:end]. Writes their offsets to offs and returns
-    (count, pos after the last, status): 0 "limit" (more may follow), 1 "need" (the next record is not
-    all there), 2 "corrupt" (the next header claims more than 64 MiB and does not fit)."""
+    incl_len, orig_len; then incl_len bytes) within buf[:end]. Writes their offsets to offs and their
+    headers' four words to hdr (4 x limit: hdr[w, k] is word w of record k, an unsigned 32-bit value; the
+    reader's columns without a gather) and returns (count, pos after
+    the last, status): 0 "limit" (more may follow), 1 "need" (the next record is not all there), 2 "corrupt"
+    (the next header claims more than 64 MiB and does not fit)."""
     n: cython.Py_ssize_t = 0
     incl: cython.ulonglong
     o: cython.Py_ssize_t
+    w: cython.Py_ssize_t
     while n < limit:
         if pos + 12 > end:
             return n, pos, 1
@@ -166,6 +170,14 @@ def walk_pcap(buf: cython.const[cython.uchar][::1], pos: cython.Py_ssize_t, end:
         if pos + 16 + incl > end:
             return n, pos, 2 if incl > (1 << 26) else 1
         offs[n] = pos
+        for w in range(4):
+            o = pos + 4 * w
+            if big_endian:
+                hdr[w, n] = ((cython.cast(cython.ulonglong, buf[o]) << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8)
+                             | buf[o + 3])
+            else:
+                hdr[w, n] = ((cython.cast(cython.ulonglong, buf[o + 3]) << 24) | (buf[o + 2] << 16) | (buf[o + 1] << 8)
+                             | buf[o])
         n += 1
         pos += 16 + incl
     return n, pos, 0

@@ -1060,11 +1060,13 @@ class Capture:
 
     # ---- walking ---------------------------------------------------------------------------
     def _walk_pcap(self, pos: int, limit: int):
-        """Collect up to `limit` complete records from pos. Returns (pos, status, offsets: int64 array)
-        with status "limit" (more may follow), "need" (needs more bytes) or "corrupt"."""
+        """Collect up to `limit` complete records from pos. Returns (pos, status, offsets: int64 array, their
+        headers: ts_sec, ts_frac, incl_len and orig_len, each an int64 array) with status "limit" (more may
+        follow), "need" (needs more bytes) or "corrupt"."""
         offs = np.empty(limit, np.int64)
-        n, pos, status = _kernel.walk_pcap(self._buf, pos, self._end, limit, self._order == ">", offs)
-        return pos, ("limit", "need", "corrupt")[status], offs[:n]
+        hdr = np.empty((4, limit), np.int64)
+        n, pos, status = _kernel.walk_pcap(self._buf, pos, self._end, limit, self._order == ">", offs, hdr)
+        return pos, ("limit", "need", "corrupt")[status], offs[:n], tuple(hdr[w, :n] for w in range(4))
 
     def _add_iface(self, buf, pos: int, blen: int, order: str) -> None:
         lt, _r, snap = struct.unpack_from(order + "HHI", buf, pos + 8)
@@ -1239,18 +1241,16 @@ class Capture:
         while True:
             buf = self._buf
             if pcap:
-                pos, status, offs = self._walk_pcap(pos, size)
+                pos, status, offs, hdr = self._walk_pcap(pos, size)
                 n = len(offs)
                 if n:
                     bufnp = np.frombuffer(buf, np.uint8, count=self._end)
                     ro = offs
-                    hdr = sliding_window_view(bufnp, 16)[ro].copy().view(self._order + "u4")
-                    sec, frac = hdr[:, 0].astype(np.int64), hdr[:, 1].astype(np.int64)
-                    caps, origs = hdr[:, 2].astype(np.int64), hdr[:, 3].astype(np.int64)
+                    sec, frac, caps, origs = hdr
                     if int(caps.max()) > _MAX_RECORD:          # corrupt record header inside the file
                         bad = int(np.argmax(caps > _MAX_RECORD))
                         pos, status, n = int(offs[bad]), "corrupt", bad
-                        ro, hdr, sec, frac, caps, origs = ro[:n], hdr[:n], sec[:n], frac[:n], caps[:n], origs[:n]
+                        ro, sec, frac, caps, origs = ro[:n], sec[:n], frac[:n], caps[:n], origs[:n]
                     ts = sec * 1_000_000_000 + frac * self._mult
                     doffs = ro + 16
                     ifaces = np.zeros(n, np.int64)
