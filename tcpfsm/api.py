@@ -21,7 +21,7 @@ from .detect.occupancy import Occupancy, listener_row
 from .detect.aggregate import Aggregator
 from .detect.piles import host_text, ordered
 from .detect.rules import Finding, Thresholds
-from .fsm import State, TimerProfile, get_profile
+from .fsm import State, TimerProfile, end_states, get_profile
 from .track.flowtable import Attempt, ClockStats, Flow, FlowTable, half_open
 from .zeek import ZeekTracker, zeek_summary_for_flows
 
@@ -164,12 +164,7 @@ class Analysis:
 
     def summary(self) -> dict:
         i = self.info
-        client, server, non_rfc = Counter(), Counter(), 0
-        for f in self.flows:               # (the states counted as themselves, named once each below)
-            conn = f.conn
-            client[conn.client.state] += 1
-            server[conn.server.state] += 1
-            non_rfc += conn.non_rfc()
+        client, server, non_rfc = end_states(self.flows)    # (counted as themselves, named once each below)
         states_end = {"client": Counter({s.value: n for s, n in client.items()}),
                       "server": Counter({s.value: n for s, n in server.items()})}
         sev = Counter(a.severity for a in self.findings)

@@ -499,6 +499,7 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
     dropped."""
     from .detect.aggregate import Aggregator
     from .detect.piles import LISTED
+    from .fsm import end_states
     with gc_paused():
         flows = n.flows
         if n.spilled is not None:
@@ -518,12 +519,9 @@ def judge_partition(n: Numbered, newest, end: int, thresholds, fmt: str | None =
                 (cb if t.endpoint == "client" else sb).append(
                     (t.ts, t.new in LISTED, f.id, t.endpoint, i, f.client_raw, f.server_raw, t.new))
         lines = _lines(flows, fmt)
-        states_end = {"client": Counter(), "server": Counter()}
-        non_rfc = 0
-        for f in flows:
-            states_end["client"][f.conn.client.state.value] += 1
-            states_end["server"][f.conn.server.state.value] += 1
-            non_rfc += f.conn.non_rfc()
+        client, server, non_rfc = end_states(flows)
+        states_end = {"client": Counter({s.value: n for s, n in client.items()}),
+                      "server": Counter({s.value: n for s, n in server.items()})}
         lines = _chunks(lines, chunk, max(1 << 18, LINES_HELD // (2 * parts)))
         piles = []
         for b in buckets:

@@ -2140,3 +2140,19 @@ def _settle(flow, end, touched: set) -> None:
     conn.settle(end)
     if len(conn.transitions) != n:
         touched.add(flow)
+
+
+@cython.ccall
+@cython.locals(conn=Connection, k=i64, n=i64)
+def end_states(flows: list) -> tuple:
+    """What a summary counts of its flows: each side's state at the end, as ({State: flows} for the clients,
+    the same for the servers), and the transitions that are not RFC 9293 edges (`Connection.non_rfc`)."""
+    counts = [0] * (2 * _NSTATES)
+    n = 0
+    for f in flows:
+        conn = f.conn
+        counts[_state_code(conn.client.state)] += 1
+        counts[_NSTATES + _state_code(conn.server.state)] += 1
+        n += conn.non_rfc()
+    return ({_STATES[k]: counts[k] for k in range(_NSTATES) if counts[k]},
+            {_STATES[k]: counts[_NSTATES + k] for k in range(_NSTATES) if counts[_NSTATES + k]}, n)
