@@ -137,9 +137,9 @@ class Aggregator:
         self.scan: dict[bytes, dict[tuple[str, int], tuple[int, int, bool]]] = {}
         # sources with one target so far, (target, first ts, flow, refused): a spoofed flood's million sources
         # each probe once; a scanner's second probe comes soon and moves it to `scan`. Bounded, oldest out.
-        # (OrderedDicts: dropping the oldest of a plain dict, `del d[next(iter(d))]`, scans the deleted slots
-        # left at its front, 12 us a time at 100,000 entries: quadratic under a spoofed flood)
-        self.scan1: OrderedDict[bytes, tuple[tuple[str, int], int, int, bool]] = OrderedDict()
+        # (`_tally.Singles`: an insertion-ordered map kept as columns, a flood's source costing two dict
+        # probes and no tuple)
+        self.scan1 = _tally.Singles()
         # (client address as captured, service) -> newest flow
         self.newest: OrderedDict[tuple[bytes, str], tuple[int, int, int, int]] = OrderedDict()
         # Connections handed out before the end (a stream's evictions) still ESTABLISHED on both sides: the
@@ -493,13 +493,13 @@ class Aggregator:
             else:                        # a source joins `scan` with the first probe of its second target
                 scan.append((items[1][1][1], src, dict(items)))
         out.scan = {src: tm for _, src, tm in sorted(scan, key=lambda x: x[0])}
-        out.scan1 = OrderedDict((src, v) for _, src, v in sorted(scan1, key=lambda x: x[0]))
+        out.scan1 = _tally.Singles((src, v) for _, src, v in sorted(scan1, key=lambda x: x[0]))
         if not targets:
             one = self if self.scan or self.scan1 else other
             out.scan, out.scan1 = one.scan, one.scan1
         forgotten = Counter(self.forgotten) + Counter(other.forgotten)
         while len(out.scan1) > MAX_SINGLES:           # the oldest out, as `_index` lets them go
-            out.scan1.popitem(last=False)
+            out.scan1.popleft()
             forgotten["scan_sources"] += 1
         out.newest = self.newest or other.newest
         if self.newest and other.newest:
