@@ -167,6 +167,15 @@ class Stays:
     def discard(self, key: i64) -> cython.void:
         self.pop(key)
 
+    @cython.cfunc
+    @cython.inline
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _drop(self, i: i64) -> cython.void:
+        """Delete the entry at slot `i` (as `_find` gave it, no `put` since): `pop` without a second probe."""
+        self._keys[i] = _DEAD
+        self._used -= 1
+
     @cython.ccall
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -323,6 +332,8 @@ class PileCounter:
         return _NONE
 
     @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     def _promote(self, upto: i64):
         stay: Stays = self.stay
         pend, late, live, samples, peaks, evidence, ghosts = \
@@ -331,6 +342,7 @@ class PileCounter:
         token: i64
         count: i64
         cur: i64
+        slot: i64
         while True:     # (bounded: each turn pops one pending stay)
             if late and (not pend or late[0] < pend[0]):
                 due = late[0][0]
@@ -346,12 +358,13 @@ class PileCounter:
                 _, token, fid, ep, host, state = head
             else:
                 break
-            cur = stay.get(ep)
-            if cur < 0:
+            slot = stay._find(ep)             # (one probe for the read and the write)
+            if slot < 0:
                 continue                        # left the state before it counted
+            cur = stay._vals[slot]
             if (cur >> 5) != token:
                 continue
-            stay.put(ep, cur | 16)              # counted
+            stay._vals[slot] = cur | 16         # counted
             key = (host, state)
             members = live.get(key)
             if members is None:
@@ -510,6 +523,8 @@ class PileCounter:
             self.release(flow)
 
     @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     def release(self, flow) -> None:
         """`flow` leaves the table for good while holding a state (a half-open attempt evicted over the cap):
         no transition will ever take it out. An endpoint in a pile that is still below `keep_min` and never
@@ -524,17 +539,23 @@ class PileCounter:
         n: i64
         cur: i64
         m: i64
+        key: i64
+        side: i64
+        slot: i64
         counted: cython.bint
-        for key, host in ((fid * 2, flow.client_raw), (fid * 2 + 1, flow.server_raw)):   # (two endpoints)
-            cur = stay.get(key)
-            if cur < 0:
+        for side in range(2):                   # (two endpoints: the client's, the server's)
+            key = fid * 2 + side
+            slot = stay._find(key)              # (the slot: dropped below without a second probe)
+            if slot < 0:
                 continue
+            cur = stay._vals[slot]
+            host = flow.server_raw if side else flow.client_raw
             counted = (cur & 16) != 0           # (a member of its pile)
             state = states[cur & 15]
             pile = (host, state)
             if counted and self.lone and self.lone.pop(pile, None) is not None:
                 # its own pile of one (a spoofed source's; no ghosts, sample or peak), below keep_min: let go of
-                stay.discard(key)
+                stay._drop(slot)
                 del live[pile]
                 self.released += 1
                 continue
@@ -543,7 +564,7 @@ class PileCounter:
             peak = peaks.get(pile)
             n = ghosts.get(pile, 0)
             if (members is None or m + n < keep_min) and (peak is None or peak.count < keep_min):
-                stay.discard(key)
+                stay._drop(slot)
                 if not n and members is not None and m == 1 and counted:
                     # its own one-member pile, below keep_min: `_leave`'s outcome at once
                     del live[pile]
@@ -554,7 +575,7 @@ class PileCounter:
                     self._leave(host, state, key, fid)
                 self.released += 1
             elif members is not None and counted:     # counted: it stays counted, as a number
-                stay.discard(key)
+                stay._drop(slot)
                 live[pile] = m - 1
                 ghosts[pile] = n + 1
             # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
