@@ -75,8 +75,8 @@ class T:
     new: State
 
 
-def _stream(rng: random.Random, n: int, back_steps: bool):
-    hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+def _stream(rng: random.Random, n: int, back_steps: bool, nhosts: int = 3):
+    hosts = [f"10.0.0.{i}" for i in range(1, nhosts + 1)]
     flows = [F(i, rng.choice(hosts), rng.choice(hosts)) for i in range(1, 150)]
     states = [State.ESTABLISHED, State.TIME_WAIT, State.CLOSE_WAIT, State.CLOSED, State.FIN_WAIT_2]
     ts, batches, batch = 10**18, [], []
@@ -102,3 +102,24 @@ def test_fast_pile_counter_counts_as_the_reference(seed, back_steps):
         fast.feed(b)
         ref.feed(b)
     assert fast.finish(end + 10**10) == ref.finish(end + 10**10)
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("keep_min", [2, 3])
+def test_piles_of_one_count_as_the_reference_once_they_matter(seed, keep_min):
+    """keep_min >= 2: a pile of one is kept aside (`lone`: a spoofed source's) and forgotten when it empties;
+    one that grows is kept as every pile. Over many hosts (most piles one or two members), the piles that
+    reach keep_min peak as the reference's, and every pile open at the end is reported."""
+    rng = random.Random(seed)
+    batches, end = _stream(rng, 3000, back_steps=seed % 2 == 1, nhosts=80)
+    fast = PileCounter(min_age=rng.choice([0.0, 0.5, 1.0]), keep_min=keep_min)
+    ref = ReferencePileCounter(min_age=fast.age / 1e9)
+    for b in batches:
+        fast.feed(b)
+        ref.feed(b)
+    got, want = fast.finish(end + 10**10), ref.finish(end + 10**10)
+    assert {k: p for k, p in got.items() if p.count >= keep_min} == \
+        {k: p for k, p in want.items() if p.count >= keep_min}
+    assert sum(1 for p in want.values() if p.count >= keep_min) > 5
+    still = {k for k, m in ref.live.items() if m}
+    assert still <= set(got) and all(got[k] == want[k] for k in still if want[k].count >= keep_min)

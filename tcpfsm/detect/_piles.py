@@ -298,7 +298,9 @@ class PileCounter:
         self.keep_min = keep_min
         self.released = 0
         self.token = 0
-        self.live = {}      # (host, state) -> how many endpoints are counted there (their stays' counted bit)
+        # (host, state) -> how many endpoints are counted there (their stays' counted bit); a pile of one in
+        # `lone` is not here until its second member (or `finish`)
+        self.live = {}
         # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
         # count as members, without their identities (a stream's evicted connections would grow `live`)
         self.ghosts = {}
@@ -314,8 +316,9 @@ class PileCounter:
         # a pile that grows one member at a time would otherwise re-sort the same ids at every new peak
         self._evidence = {}
         # (host, state) -> (flow id, since): a pile of one member so far -- a spoofed flood's every source --
-        # kept as this pair instead of its sample, evidence and peak (made from it when a second member comes,
-        # or at `finish`). Only when keep_min >= 2: such a pile then cannot matter while it has one member.
+        # kept as this pair instead of its count in `live`, sample, evidence and peak (made from it when a second
+        # member comes, or at `finish`): one dict entry made and dropped a source. Only when keep_min >= 2: such
+        # a pile then cannot matter while it has one member.
         self.lone = {}
         self._singles = keep_min >= 2
 
@@ -368,24 +371,26 @@ class PileCounter:
             key = (host, state)
             members = live.get(key)
             if members is None:
-                # a new pile (a spoofed flood's every source): its first member is its peak and its evidence
-                # (no ghosts, sample or peak can exist without the pile: `_leave` drops them together)
-                live[key] = 1
                 if self._singles:
-                    self.lone[key] = (fid, due)
+                    pair = (fid, due)
+                    first = self.lone.setdefault(key, pair)     # (one probe, whether a pile of one or not)
+                    if first is pair:
+                        continue                # a new pile (a spoofed flood's every source): a pile of one
+                    del self.lone[key]          # its second member: the pile as every pile is kept, then as any
+                    self._unfold(key, first)
+                    members = 1
+                else:
+                    # a new pile: its first member is its peak and its evidence (no ghosts, sample or peak can
+                    # exist without the pile: `_leave` drops them together)
+                    live[key] = 1
+                    samples[key] = [fid]
+                    flows = [fid]
+                    evidence[key] = flows
+                    peaks[key] = Peak(1, due, flows)
                     continue
-                samples[key] = [fid]
-                flows = [fid]
-                evidence[key] = flows
-                peaks[key] = Peak(1, due, flows)
-                continue
             count = members
             count += 1
             live[key] = count
-            if self.lone:
-                first = self.lone.pop(key, None)
-                if first is not None:
-                    self._unfold(key, first)
             sample = samples.get(key)
             if sample is None:
                 sample = []
@@ -496,11 +501,10 @@ class PileCounter:
     def _leave(self, host, state, key, fid) -> cython.void:
         """A counted endpoint (`key`) leaves its pile."""
         pile = (host, state)
+        if self.lone and self.lone.pop(pile, None) is not None:
+            return                              # its only member, below keep_min: forgotten
         got = self.live.get(pile)
         if got is None:
-            return
-        if self.lone and self.lone.pop(pile, None) is not None:
-            del self.live[pile]                 # its only member, below keep_min: forgotten
             return
         members: i64 = got
         members -= 1
@@ -554,9 +558,9 @@ class PileCounter:
             state = states[cur & 15]
             pile = (host, state)
             if counted and self.lone and self.lone.pop(pile, None) is not None:
-                # its own pile of one (a spoofed source's; no ghosts, sample or peak), below keep_min: let go of
+                # its own pile of one (a spoofed source's; not in `live`, no ghosts, sample or peak), below
+                # keep_min: let go of
                 stay._drop(slot)
-                del live[pile]
                 self.released += 1
                 continue
             members = live.get(pile)
@@ -602,6 +606,7 @@ class PileCounter:
         self._promote(end)
         for key, first in self.lone.items():     # (bounded: one turn a pile of one)
             self._unfold(key, first)
+            self.live[key] = 1
         self.lone.clear()
         return self.peaks
 
