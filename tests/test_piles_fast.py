@@ -123,3 +123,56 @@ def test_piles_of_one_count_as_the_reference_once_they_matter(seed, keep_min):
     assert sum(1 for p in want.values() if p.count >= keep_min) > 5
     still = {k for k, m in ref.live.items() if m}
     assert still <= set(got) and all(got[k] == want[k] for k in still if want[k].count >= keep_min)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_counter_pickled_mid_stream_counts_on_as_the_original(seed):
+    """Its stays waiting for min_age (`pending`, a ring of columns, and the heap of those due early) survive
+    pickling: pickled between batches, it counts on as the counter never pickled (Dask moves counters)."""
+    import pickle
+    rng = random.Random(seed)
+    batches, end = _stream(rng, 3000, back_steps=True, nhosts=10)
+    whole, moved = PileCounter(min_age=1.0, keep_min=2), PileCounter(min_age=1.0, keep_min=2)
+    for i, b in enumerate(batches):
+        whole.feed(b)
+        moved.feed(b)
+        if i % 5 == 2:
+            moved = pickle.loads(pickle.dumps(moved))
+            assert list(moved.pending) == list(whole.pending) and moved.late == whole.late
+    assert len(whole.pending) or whole.late
+    assert moved.finish(end + 10**10) == whole.finish(end + 10**10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_thousands_waiting_for_a_long_min_age_count_as_the_reference(seed):
+    """min_age far above the stream's steps: thousands of stays wait at once (the FIFO's ring grows past its
+    first size, with stays due early in the heap beside it), and the counter still counts as the reference."""
+    rng = random.Random(seed)
+    batches, end = _stream(rng, 6000, back_steps=True, nhosts=20)
+    fast = PileCounter(min_age=3000.0)
+    ref = ReferencePileCounter(min_age=3000.0)
+    most = 0
+    for b in batches:
+        fast.feed(b)
+        ref.feed(b)
+        most = max(most, len(fast.pending))
+    assert most > 2048
+    assert fast.finish(end + 10**13) == ref.finish(end + 10**13)
+
+
+@pytest.mark.parametrize("form", ["tcpfsm.detect._piles", "tcpfsm.detect._piles_c"])
+def test_the_fifo_of_waiting_stays_reads_as_a_deque_of_tuples(form):
+    """`Pending` keeps its stays as columns and reads them back as the tuples a deque held, in order, across
+    its ring's growth (both forms of the kernel)."""
+    import importlib
+    from collections import deque
+    Pending = importlib.import_module(form).Pending
+    states = [s for s in State if s in LISTED]
+    p, want = Pending(), deque()
+    for token in range(1, 5000):
+        host, state = f"10.0.{token % 7}.1", states[token % len(states)]
+        due, ep = 10**18 + token * 1000, token * 2 + token % 2
+        p.push(due, token, ep, host, list(State).index(state))
+        want.append((due, token, ep >> 1, ep, host, state))
+    assert len(p) == len(want) and list(p) == list(want)
+    assert list(Pending(want)) == list(want)
