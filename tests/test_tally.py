@@ -9,6 +9,7 @@ its own name, the extension by its `_c` name), so each test runs on each.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 import pickle
 import random
 from collections import OrderedDict, defaultdict
@@ -166,3 +167,37 @@ def test_attempts_in_bulk_count_as_one_by_one(kernel, seed):
     one_by_one, bulk = run(False), run(True)
     assert bulk == one_by_one
     assert one_by_one["full"] and any(len(b) > 1 for v in one_by_one["flood"].values() for b in v.values())
+
+
+CAPTURES = sorted((Path(__file__).resolve().parent.parent / "captures" / "crafted").glob("*.pcap"))
+
+
+@pytest.mark.parametrize("path", CAPTURES + [None], ids=[p.stem for p in CAPTURES] + ["bench-like"])
+def test_the_newest_index_in_bulk_learns_what_index_learns_flow_by_flow(kernel, path, tmp_path, monkeypatch):
+    """`index_newest` (the reconnect rule's index at the end, compiled) and the flood and scan tallies of the
+    flows it hands back learn what `Aggregator._index` learns flow by flow: the same newest connections, in
+    the same order, the same pairs forgotten past the bound, the same floods and scans."""
+    import tcpfsm
+    import tcpfsm.detect.aggregate as aggregate
+    from tcpfsm.detect.rules import screen
+    monkeypatch.setattr(aggregate, "_tally", kernel)
+    if path is None:                    # (many clients reconnecting, refused and unanswered: a small bound)
+        from floodgen import write_flood
+        path = tmp_path / "flood.pcap"
+        write_flood(str(path), 3000, seconds=3.0, answered=0.5)
+        monkeypatch.setattr(aggregate, "MAX_NEWEST", 1000)
+    an = tcpfsm.analyze(str(path))
+    flows, end = list(an.flows), an.end
+    bulk, one = aggregate.Aggregator(an.thresholds), aggregate.Aggregator(an.thresholds)
+    bulk._judge(flows, end, index=True)
+    for f, fl in zip(flows, screen(flows, end, an.thresholds)):
+        one._index(f, True, None, fl & aggregate.CLIENT_ESTABLISHED != 0)
+    assert list(bulk.newest.items()) == list(one.newest.items())
+    assert bulk.forgotten == one.forgotten
+    assert bulk.scan == one.scan and bulk.scan1.items() == one.scan1.items()
+    assert {k: {s: (b.count, b.answered, b.lo, b.hi, list(b.flows)) for s, b in v.items()}
+            for k, v in bulk.flood.items()} == \
+        {k: {s: (b.count, b.answered, b.lo, b.hi, list(b.flows)) for s, b in v.items()} for k, v in one.flood.items()}
+    assert bulk.flood_sources == one.flood_sources
+    if path.name == "flood.pcap":
+        assert one.forgotten["reconnect_pairs"] > 0 and one.flood and len(one.scan1)

@@ -2,10 +2,11 @@
 
 Owns the two tallies every failed attempt passes through -- its second's bucket of the SYN-flood rule
 (`flood_attempt`) and its probe of the port-scan rule (`probe`, with the index of sources probed once,
-`Singles`) --, the bulk path for attempts evicted
-over the cap (`tally_attempts`: a spoofed flood's millions, each also counted in the `unanswered_syn`
-roll-up), and the screen every finished connection passes before the per-flow rules (`screen`: which
-flows no rule can fire on, most of a busy capture's, so that the rules run only on the others).
+`Singles`) --, the bulk path for attempts evicted over the cap (`tally_attempts`: a spoofed flood's
+millions, each also counted in the `unanswered_syn` roll-up), the reconnect rule's index of the newest
+connection per client and service for the flows judged at the end (`index_newest`), and the screen every
+finished connection passes before the per-flow rules (`screen`: which flows no rule can fire on, most of a
+busy capture's, so that the rules run only on the others).
 tcpfsm/detect/aggregate.py owns the containers (the aggregator's dicts and its `Singles`, passed in at
 each call: `Aggregator.merge` replaces them), what the rules conclude from them and every other finding;
 tcpfsm/detect/rules.py the rules the screen answers for. Must not:
@@ -370,6 +371,37 @@ def tally_attempts(attempts: list, end: i64, after: i64, rollups: dict, ranks: d
     run.flush_rollup()
     if dropped:
         forgotten["scan_sources"] += dropped
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def index_newest(flows: list, flags: bytearray, established: i64, newest, max_newest: i64, service_text) -> tuple:
+    """What the reconnect rule learns of each of `flows` (kept, in order): the newest connection of its client
+    to its service, `newest[(client address as captured, service text)] = (first ts, flow id, client port,
+    first packet)`, where it began later than the one held (a new pair past `max_newest` lets the oldest go).
+    `flags`: the screen's (`established`: its CLIENT_ESTABLISHED). Returns (pairs let go of, [(flow, service
+    text)] of the flows whose client sent a SYN and never entered ESTABLISHED: what the flood and scan
+    tallies still look at, in order)."""
+    n: i64 = len(flows)
+    i: i64
+    first: i64
+    dropped: i64 = 0
+    failed = []
+    for i in range(n):                   # (bounded: one turn a flow)
+        f = flows[i]
+        server = service_text(f.server_raw, f.server_port)
+        key = (f.client_raw, server)
+        prev = newest.get(key)
+        first = f.first_ts
+        if prev is None or first > prev[0]:
+            if prev is None and len(newest) >= max_newest:
+                newest.popitem(last=False)
+                dropped += 1
+            newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
+        if not flags[i] & established and f.conn.client.syns:
+            failed.append((f, server))
+    return dropped, failed
+
 
 # `screen`'s flags of a flow
 CLEAN = 1                   # no per-flow rule can fire: the rules need not run

@@ -241,6 +241,12 @@ class Aggregator:
                 newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
         if not c.syns or (_was(f, "client", State.ESTABLISHED) if established is None else established):
             return
+        self._failed(f, server)
+
+    def _failed(self, f: Flow, server: str) -> None:
+        """`_index`'s second half: what the flood and scan rules learn of `f` (toward `server`, its service
+        as text), whose client sent a SYN and never entered ESTABLISHED."""
+        c, s = f.conn.client, f.conn.server
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
             self._flood_attempt(server, f.server_raw, f.first_ts, f.id, f.client_raw, s.synacks > 0)
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
@@ -300,13 +306,19 @@ class Aggregator:
     def _judge(self, flows: list[Flow], end: int, index: bool) -> None:
         """Per-flow findings of `flows` (the rules run only where the screen did not find a flow CLEAN), each
         `_index`ed too when `index`; then, with every flow indexed, the reconnect rule and the roll-ups."""
-        th, index_flow = self.th, self._index
+        th = self.th
+        if type(flows) is not list:
+            flows = list(flows)
         flags = screen(flows, end, th)
         for f, fl in zip(flows, flags):
             # (none: the shared empty tuple, not a list a flow)
             f.anomalies = () if fl & CLEAN else (judge(f, end, th, fl) or ())
-            if index:
-                index_flow(f, True, None, fl & CLIENT_ESTABLISHED != 0)
+        if index:                       # (`_index` of each, in order, its newest-connection half compiled)
+            dropped, failed = _tally.index_newest(flows, flags, CLIENT_ESTABLISHED, self.newest, MAX_NEWEST,
+                                                  service_text)
+            self.forgotten["reconnect_pairs"] += dropped
+            for f, server in failed:
+                self._failed(f, server)
         for f, fl in zip(flows, flags):     # (after every `_index`: the reconnect rule reads the newest of all)
             if fl & OPEN:
                 self._reconnect(f, end)
