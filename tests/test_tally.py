@@ -201,3 +201,44 @@ def test_the_newest_index_in_bulk_learns_what_index_learns_flow_by_flow(kernel, 
     assert bulk.flood_sources == one.flood_sources
     if path.name == "flood.pcap":
         assert one.forgotten["reconnect_pairs"] > 0 and one.flood and len(one.scan1)
+
+
+def _reference_coarse(ep, role: str, transitions: list) -> int:
+    """An endpoint's coarse Zeek state as tcpfsm/detect/zeek.py read it before the kernel did, one endpoint
+    and one walk at a time."""
+    from tcpfsm.detect.zeek import _DONE
+    from tcpfsm.zeek.tracker import CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT
+    if ep.rsts:
+        return RESET
+    if ep.fins:
+        return CLOSED
+    for t in transitions:
+        if t.endpoint == role and t.new in _DONE and not t.cause.startswith("inferred:midstream"):
+            return ESTABLISHED
+    if ep.synacks:
+        return SYN_ACK_SENT
+    if ep.syns:
+        return SYN_SENT
+    return PARTIAL if ep.packets else INACTIVE
+
+
+KERNEL_CAPTURES = sorted((Path(__file__).resolve().parent.parent / "captures" / "kernel").glob("*.pcap"))
+
+
+def test_coarse_zeek_states_are_read_as_endpoint_by_endpoint(kernel):
+    """`zeek_coarse` (both endpoints, one walk of the transitions at most) gives each endpoint's coarse state
+    as reading them one at a time does, on every crafted and kernel capture's connections."""
+    import tcpfsm
+    from tcpfsm.detect.zeek import _CODES, _DONE
+    seen = set()
+    picked_up = [Path(__file__).resolve().parent.parent / "captures" / name       # (established midstream only)
+                 for name in ("links/ipfrag.pcap", "zeek/zeek_flips.pcap")]
+    for path in CAPTURES + KERNEL_CAPTURES + picked_up:
+        for f in tcpfsm.analyze(str(path)).flows:
+            conn = f.conn
+            want = (_reference_coarse(conn.client, "client", conn.transitions),
+                    _reference_coarse(conn.server, "server", conn.transitions))
+            both = kernel.zeek_coarse(conn, _DONE, _CODES)
+            assert (both >> 4, both & 15) == want, (path.name, f.id)
+            seen.add(want)
+    assert len(seen) >= 8

@@ -4,9 +4,10 @@ Owns the two tallies every failed attempt passes through -- its second's bucket 
 (`flood_attempt`) and its probe of the port-scan rule (`probe`, with the index of sources probed once,
 `Singles`) --, the bulk path for attempts evicted over the cap (`tally_attempts`: a spoofed flood's
 millions, each also counted in the `unanswered_syn` roll-up), the reconnect rule's index of the newest
-connection per client and service for the flows judged at the end (`index_newest`), and the screen every
+connection per client and service for the flows judged at the end (`index_newest`), the screen every
 finished connection passes before the per-flow rules (`screen`: which flows no rule can fire on, most of a
-busy capture's, so that the rules run only on the others).
+busy capture's, so that the rules run only on the others), and the read of a connection's coarse Zeek
+endpoint states that every record's conn_state starts from (`zeek_coarse`, for tcpfsm/detect/zeek.py).
 tcpfsm/detect/aggregate.py owns the containers (the aggregator's dicts and its `Singles`, passed in at
 each call: `Aggregator.merge` replaces them), what the rules conclude from them and every other finding;
 tcpfsm/detect/rules.py the rules the screen answers for. Must not:
@@ -401,6 +402,54 @@ def index_newest(flows: list, flags: bytearray, established: i64, newest, max_ne
         if not flags[i] & established and f.conn.client.syns:
             failed.append((f, server))
     return dropped, failed
+
+
+@cython.cfunc
+@cython.inline
+def _coarse(ep, rsts: cython.bint, fins: cython.bint, established: cython.bint, codes: tuple) -> i64:
+    """Zeek's state of endpoint `ep` from its counters (`rsts`, `fins`: whether it sent any, read already);
+    `established`: one of its transitions entered a state at or past ESTABLISHED, not by a midstream pick-up
+    (what decides when the counters do not)."""
+    if rsts:
+        return codes[6]                         # RESET
+    if fins:
+        return codes[5]                         # CLOSED
+    if established:
+        return codes[4]                         # ESTABLISHED
+    if ep.synacks:
+        return codes[2]                         # SYN_ACK_SENT
+    if ep.syns:
+        return codes[1]                         # SYN_SENT
+    return codes[3] if ep.packets else codes[0]     # PARTIAL, INACTIVE
+
+
+@cython.ccall
+def zeek_coarse(conn, done: frozenset, codes: tuple) -> i64:
+    """Zeek's coarse state of the client and of the server of connection `conn` (tcpfsm/detect/zeek.py owns
+    what they mean), as client * 16 + server: each from its endpoint's counters and, only when they do not
+    decide (no RST, no FIN), one walk of the transitions for an entry into a state of `done` (ESTABLISHED and
+    the close states) whose cause is not "inferred:midstream...". `codes`: tcpfsm.zeek's INACTIVE, SYN_SENT,
+    SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET (each below 16)."""
+    c = conn.client
+    s = conn.server
+    c_rsts: cython.bint = c.rsts
+    c_fins: cython.bint = c.fins
+    s_rsts: cython.bint = s.rsts
+    s_fins: cython.bint = s.fins
+    c_walk: cython.bint = not c_rsts and not c_fins
+    s_walk: cython.bint = not s_rsts and not s_fins
+    c_est: cython.bint = False
+    s_est: cython.bint = False
+    if c_walk or s_walk:
+        for t in conn.transitions:              # (bounded: the connection's transitions)
+            if t.new in done and not t.cause.startswith("inferred:midstream"):
+                if t.endpoint == "client":
+                    c_est = True
+                elif t.endpoint == "server":
+                    s_est = True
+                if (c_est or not c_walk) and (s_est or not s_walk):
+                    break
+    return _coarse(c, c_rsts, c_fins, c_est, codes) * 16 + _coarse(s, s_rsts, s_fins, s_est, codes)
 
 
 # `screen`'s flags of a flow
