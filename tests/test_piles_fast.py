@@ -176,3 +176,33 @@ def test_the_fifo_of_waiting_stays_reads_as_a_deque_of_tuples(form):
         want.append((due, token, ep >> 1, ep, host, state))
     assert len(p) == len(want) and list(p) == list(want)
     assert list(Pending(want)) == list(want)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_counters_of_disjoint_hosts_absorbed_count_as_one(seed):
+    """A counter per host bucket, one absorbed into the other halfway (its stays still pending, moved by
+    pickle as Dask moves them), the rest fed to the one left: the piles of one counter fed every transition."""
+    import pickle
+    rng = random.Random(seed)
+    hosts = [f"10.0.{i}.1" for i in range(6)]
+    states = [State.ESTABLISHED, State.TIME_WAIT, State.CLOSE_WAIT, State.CLOSED, State.SYN_SENT]
+    flows = [F(i, *(lambda side: (rng.choice(hosts[side::2]), rng.choice(hosts[side::2])))(i % 2))
+             for i in range(1, 120)]
+    whole, even, odd = (PileCounter(min_age=1.0, keep_min=2) for _ in range(3))
+    ts, items = 10**18, []
+    for _ in range(3000):
+        ts += rng.choice([0, 1, 10**6, 3 * 10**8])
+        items.append((rng.choice(flows), T(ts, rng.choice(["client", "server"]), rng.choice(states))))
+    for i in range(0, len(items), 50):
+        batch = items[i:i + 50]
+        whole.feed(batch)
+        if i < len(items) // 2:
+            even.feed([(f, t) for f, t in batch if f.id % 2 == 0])
+            odd.feed([(f, t) for f, t in batch if f.id % 2 == 1])
+            continue
+        if odd is not None:             # (halfway: the other bucket's counter, its stays waiting, joins this one)
+            assert len(odd.pending) >= 2
+            even.absorb(pickle.loads(pickle.dumps(odd)))
+            odd = None
+        even.feed(batch)
+    assert even.finish(ts + 10**10) == whole.finish(ts + 10**10)

@@ -242,3 +242,24 @@ def test_coarse_zeek_states_are_read_as_endpoint_by_endpoint(kernel):
             assert (both >> 4, both & 15) == want, (path.name, f.id)
             seen.add(want)
     assert len(seen) >= 8
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merged_scan_indexes_are_one_process_index(seed):
+    """`Aggregator.merge` (tcpfsm.distributed's parts) joins the port-scan indexes -- the sources probed once
+    (`Singles`) and the scanners -- into what one aggregator seeing every probe in flow order holds."""
+    from tcpfsm.detect.aggregate import Aggregator
+    from tcpfsm.detect.rules import Thresholds
+    rnd = random.Random(seed)
+    mapped = bytes(10) + b"\xff\xff"
+    servers = [mapped + bytes([10, 0, 0, i]) for i in range(1, 5)]
+    sources = [mapped + bytes([192, 168, i // 256, i % 256]) for i in range(300)]
+    whole, a, b = Aggregator(Thresholds()), Aggregator(Thresholds()), Aggregator(Thresholds())
+    for fid in range(1, 2000):
+        probe = (rnd.choice(servers), rnd.choice([22, 80]), rnd.choice(sources), 10**18 + fid, fid, rnd.random() < .5)
+        whole._probe(*probe)
+        (a if rnd.random() < 0.5 else b)._probe(*probe)
+    m = a.merge(b)
+    assert list(m.scan.items()) == list(whole.scan.items())
+    assert m.scan1.items() == whole.scan1.items() and len(m.scan1) and len(m.scan)
+    assert m.forgotten == whole.forgotten
