@@ -242,6 +242,7 @@ class _Run:
     r_end = cython.declare(i64)
     r_room = cython.declare(i64)
     r_flows = cython.declare(object)
+    severity = cython.declare(object)   # the roll-up's severity once the run is written back
 
     def __init__(self):
         self.bucket = None
@@ -284,8 +285,6 @@ class _Run:
             r.ts_end = self.r_end
             r.count += self.r_count
         self.rollup = None
-
-    severity = cython.declare(object)
 
 
 @cython.ccall
