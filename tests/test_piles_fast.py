@@ -75,8 +75,8 @@ class T:
     new: State
 
 
-def _stream(rng: random.Random, n: int, back_steps: bool):
-    hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+def _stream(rng: random.Random, n: int, back_steps: bool, nhosts: int = 3):
+    hosts = [f"10.0.0.{i}" for i in range(1, nhosts + 1)]
     flows = [F(i, rng.choice(hosts), rng.choice(hosts)) for i in range(1, 150)]
     states = [State.ESTABLISHED, State.TIME_WAIT, State.CLOSE_WAIT, State.CLOSED, State.FIN_WAIT_2]
     ts, batches, batch = 10**18, [], []
@@ -102,3 +102,107 @@ def test_fast_pile_counter_counts_as_the_reference(seed, back_steps):
         fast.feed(b)
         ref.feed(b)
     assert fast.finish(end + 10**10) == ref.finish(end + 10**10)
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("keep_min", [2, 3])
+def test_piles_of_one_count_as_the_reference_once_they_matter(seed, keep_min):
+    """keep_min >= 2: a pile of one is kept aside (`lone`: a spoofed source's) and forgotten when it empties;
+    one that grows is kept as every pile. Over many hosts (most piles one or two members), the piles that
+    reach keep_min peak as the reference's, and every pile open at the end is reported."""
+    rng = random.Random(seed)
+    batches, end = _stream(rng, 3000, back_steps=seed % 2 == 1, nhosts=80)
+    fast = PileCounter(min_age=rng.choice([0.0, 0.5, 1.0]), keep_min=keep_min)
+    ref = ReferencePileCounter(min_age=fast.age / 1e9)
+    for b in batches:
+        fast.feed(b)
+        ref.feed(b)
+    got, want = fast.finish(end + 10**10), ref.finish(end + 10**10)
+    assert {k: p for k, p in got.items() if p.count >= keep_min} == \
+        {k: p for k, p in want.items() if p.count >= keep_min}
+    assert sum(1 for p in want.values() if p.count >= keep_min) > 5
+    still = {k for k, m in ref.live.items() if m}
+    assert still <= set(got) and all(got[k] == want[k] for k in still if want[k].count >= keep_min)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_counter_pickled_mid_stream_counts_on_as_the_original(seed):
+    """Its stays waiting for min_age (`pending`, a ring of columns, and the heap of those due early) survive
+    pickling: pickled between batches, it counts on as the counter never pickled (Dask moves counters)."""
+    import pickle
+    rng = random.Random(seed)
+    batches, end = _stream(rng, 3000, back_steps=True, nhosts=10)
+    whole, moved = PileCounter(min_age=1.0, keep_min=2), PileCounter(min_age=1.0, keep_min=2)
+    for i, b in enumerate(batches):
+        whole.feed(b)
+        moved.feed(b)
+        if i % 5 == 2:
+            moved = pickle.loads(pickle.dumps(moved))
+            assert list(moved.pending) == list(whole.pending) and moved.late == whole.late
+    assert len(whole.pending) or whole.late
+    assert moved.finish(end + 10**10) == whole.finish(end + 10**10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_thousands_waiting_for_a_long_min_age_count_as_the_reference(seed):
+    """min_age far above the stream's steps: thousands of stays wait at once (the FIFO's ring grows past its
+    first size, with stays due early in the heap beside it), and the counter still counts as the reference."""
+    rng = random.Random(seed)
+    batches, end = _stream(rng, 6000, back_steps=True, nhosts=20)
+    fast = PileCounter(min_age=3000.0)
+    ref = ReferencePileCounter(min_age=3000.0)
+    most = 0
+    for b in batches:
+        fast.feed(b)
+        ref.feed(b)
+        most = max(most, len(fast.pending))
+    assert most > 2048
+    assert fast.finish(end + 10**13) == ref.finish(end + 10**13)
+
+
+@pytest.mark.parametrize("form", ["tcpfsm.detect._piles", "tcpfsm.detect._piles_c"])
+def test_the_fifo_of_waiting_stays_reads_as_a_deque_of_tuples(form):
+    """`Pending` keeps its stays as columns and reads them back as the tuples a deque held, in order, across
+    its ring's growth (both forms of the kernel)."""
+    import importlib
+    from collections import deque
+    Pending = importlib.import_module(form).Pending
+    states = [s for s in State if s in LISTED]
+    p, want = Pending(), deque()
+    for token in range(1, 5000):
+        host, state = f"10.0.{token % 7}.1", states[token % len(states)]
+        due, ep = 10**18 + token * 1000, token * 2 + token % 2
+        p.push(due, token, ep, host, list(State).index(state))
+        want.append((due, token, ep >> 1, ep, host, state))
+    assert len(p) == len(want) and list(p) == list(want)
+    assert list(Pending(want)) == list(want)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_counters_of_disjoint_hosts_absorbed_count_as_one(seed):
+    """A counter per host bucket, one absorbed into the other halfway (its stays still pending, moved by
+    pickle as Dask moves them), the rest fed to the one left: the piles of one counter fed every transition."""
+    import pickle
+    rng = random.Random(seed)
+    hosts = [f"10.0.{i}.1" for i in range(6)]
+    states = [State.ESTABLISHED, State.TIME_WAIT, State.CLOSE_WAIT, State.CLOSED, State.SYN_SENT]
+    flows = [F(i, *(lambda side: (rng.choice(hosts[side::2]), rng.choice(hosts[side::2])))(i % 2))
+             for i in range(1, 120)]
+    whole, even, odd = (PileCounter(min_age=1.0, keep_min=2) for _ in range(3))
+    ts, items = 10**18, []
+    for _ in range(3000):
+        ts += rng.choice([0, 1, 10**6, 3 * 10**8])
+        items.append((rng.choice(flows), T(ts, rng.choice(["client", "server"]), rng.choice(states))))
+    for i in range(0, len(items), 50):
+        batch = items[i:i + 50]
+        whole.feed(batch)
+        if i < len(items) // 2:
+            even.feed([(f, t) for f, t in batch if f.id % 2 == 0])
+            odd.feed([(f, t) for f, t in batch if f.id % 2 == 1])
+            continue
+        if odd is not None:             # (halfway: the other bucket's counter, its stays waiting, joins this one)
+            assert len(odd.pending) >= 2
+            even.absorb(pickle.loads(pickle.dumps(odd)))
+            odd = None
+        even.feed(batch)
+    assert even.finish(ts + 10**10) == whole.finish(ts + 10**10)

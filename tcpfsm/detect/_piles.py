@@ -8,13 +8,12 @@ clock.
 
 Compiled, the counter is an extension type whose counters and clock are C integers, and whose per-transition
 work (`feed`, `_promote`, `_leave`) runs without Python frames; its containers are the same dicts, `Stays`
-table and deque as uncompiled, so both forms count identically (tests/test_piles_fast.py compares them with a
+table and `Pending` ring as uncompiled (numpy columns compiled, lists uncompiled), so both forms count identically (tests/test_piles_fast.py compares them with a
 reference) and a counter pickles (Dask moves the per-bucket counters back to the driver: `absorb`).
 """
 from __future__ import annotations
 
 import heapq
-from collections import deque
 
 import cython
 import numpy as np
@@ -167,6 +166,15 @@ class Stays:
     def discard(self, key: i64) -> cython.void:
         self.pop(key)
 
+    @cython.cfunc
+    @cython.inline
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _drop(self, i: i64) -> cython.void:
+        """Delete the entry at slot `i` (as `_find` gave it, no `put` since): `pop` without a second probe."""
+        self._keys[i] = _DEAD
+        self._used -= 1
+
     @cython.ccall
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -253,6 +261,144 @@ class Peak:
 
 @cython.final
 @cython.cclass
+class Pending:
+    """The counter's stays waiting for min_age in the order they were queued, a FIFO of (due, token, flow,
+    endpoint, host, state) read as a deque of those tuples (`len`, iteration; `push` appends), kept as a ring of
+    columns (due, token and endpoint as C integers, the flow its endpoint // 2, the state its code): a spoofed
+    flood queues one stay a source, and a tuple of six with four ints of its own was five allocations each.
+    `PileCounter` reads its head column by column (`_due`, `_token`, ...) and drops it (`_drop_head`)."""
+
+    _due = cython.declare(cython.longlong[::1])
+    _token = cython.declare(cython.longlong[::1])
+    _ep = cython.declare(cython.longlong[::1])
+    _code = cython.declare(cython.longlong[::1])
+    _host = cython.declare(list)
+    _head = cython.declare(i64)             # sequence number of the oldest
+    _tail = cython.declare(i64)             # next sequence number
+    _mask = cython.declare(i64)             # ring size - 1 (a power of two)
+
+    def __init__(self, items=()):
+        self._head = self._tail = 0
+        self._alloc(1024)
+        for due, token, _fid, ep, host, state in items:
+            self.push(due, token, ep, host, _STATES.index(state))
+
+    @cython.cfunc
+    def _alloc(self, size: i64) -> cython.void:
+        self._host = [None] * size
+        if cython.compiled:
+            self._due = np.zeros(size, np.int64)
+            self._token = np.zeros(size, np.int64)
+            self._ep = np.zeros(size, np.int64)
+            self._code = np.zeros(size, np.int64)
+        else:                   # (uncompiled: lists of Python ints)
+            self._due = [0] * size
+            self._token = [0] * size
+            self._ep = [0] * size
+            self._code = [0] * size
+        self._mask = size - 1
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _grow(self) -> cython.void:
+        due, token, ep, code, host = self._due, self._token, self._ep, self._code, self._host
+        old: i64 = self._mask
+        self._alloc((old + 1) * 2)
+        seq: i64
+        for seq in range(self._head, self._tail):       # (bounded: the old ring's slots)
+            self._due[seq & self._mask] = due[seq & old]
+            self._token[seq & self._mask] = token[seq & old]
+            self._ep[seq & self._mask] = ep[seq & old]
+            self._code[seq & self._mask] = code[seq & old]
+            self._host[seq & self._mask] = host[seq & old]
+
+    def __len__(self) -> int:
+        return self._tail - self._head
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def push(self, due: i64, token: i64, ep: i64, host, code: i64) -> cython.void:
+        """Queue a stay last."""
+        if self._tail - self._head > self._mask:
+            self._grow()
+        i: i64 = self._tail & self._mask
+        self._due[i] = due
+        self._token[i] = token
+        self._ep[i] = ep
+        self._code[i] = code
+        self._host[i] = host
+        self._tail += 1
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _item(self, seq: i64) -> tuple:
+        """The stay `seq` as the tuple a deque of them would hold."""
+        i: i64 = seq & self._mask
+        return (self._due[i], self._token[i], self._ep[i] >> 1, self._ep[i], self._host[i], _STATES[self._code[i]])
+
+    @cython.cfunc
+    def _head_item(self) -> tuple:
+        return self._item(self._head)
+
+    @cython.cfunc
+    def _last_item(self) -> tuple:
+        return self._item(self._tail - 1)
+
+    @cython.cfunc
+    @cython.inline
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _head_due(self) -> i64:
+        return self._due[self._head & self._mask]
+
+    @cython.cfunc
+    @cython.inline
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _last_due(self) -> i64:
+        return self._due[(self._tail - 1) & self._mask]
+
+    @cython.cfunc
+    @cython.inline
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _last_token(self) -> i64:
+        return self._token[(self._tail - 1) & self._mask]
+
+    @cython.cfunc
+    @cython.inline
+    def _drop_head(self) -> cython.void:
+        self._host[self._head & self._mask] = None
+        self._head += 1
+
+    def __iter__(self):
+        seq: i64
+        for seq in range(self._head, self._tail):       # (bounded)
+            yield self._item(seq)
+
+    def __reduce__(self):
+        return (Pending, (list(self),))
+
+
+@cython.cfunc
+def _late_first(head: tuple, pend: Pending) -> cython.bint:
+    """The heap's head `head` comes before the FIFO's (as their tuples compare; the FIFO not empty)."""
+    due: i64 = head[0]
+    pdue: i64 = pend._head_due()
+    if due != pdue:
+        return due < pdue
+    token: i64 = head[1]
+    ptoken: i64 = pend._token[pend._head & pend._mask]
+    if token != ptoken:
+        return token < ptoken
+    return head < pend._head_item()        # (one token in both: only after `absorb`)
+
+
+@cython.final
+@cython.cclass
 class PileCounter:
     """How many endpoints each host holds in each state (see tcpfsm.detect.piles).
 
@@ -272,7 +418,7 @@ class PileCounter:
     live = cython.declare(dict, visibility="public")
     ghosts = cython.declare(dict, visibility="public")
     stay = cython.declare(Stays, visibility="public")
-    pending = cython.declare(object, visibility="public")
+    pending = cython.declare(Pending, visibility="public")
     late = cython.declare(list, visibility="public")
     peaks = cython.declare(dict, visibility="public")
     sample = cython.declare(dict, visibility="public")
@@ -289,15 +435,17 @@ class PileCounter:
         self.keep_min = keep_min
         self.released = 0
         self.token = 0
-        self.live = {}      # (host, state) -> how many endpoints are counted there (their stays' counted bit)
+        # (host, state) -> how many endpoints are counted there (their stays' counted bit); a pile of one in
+        # `lone` is not here until its second member (or `finish`)
+        self.live = {}
         # (host, state) -> endpoints counted there that left the table still holding it (`release`): they
         # count as members, without their identities (a stream's evicted connections would grow `live`)
         self.ghosts = {}
         self.stay = Stays()     # endpoint -> stay token * 32 + counted * 16 + state code
         # stays waiting for min_age, (due, token, flow, endpoint, host, state), popped in (due, token) order. Fed
-        # in time order, dues only grow: those sit in a FIFO (O(1) both ends); a rare one due earlier than
-        # the FIFO's last goes to a heap, and the smaller of the two heads is always the next.
-        self.pending = deque()
+        # in time order, dues only grow: those sit in a FIFO (`Pending`, O(1) both ends); a rare one due earlier
+        # than the FIFO's last goes to a heap of those tuples, and the smaller of the two heads is always the next.
+        self.pending = Pending()
         self.late = []
         self.peaks = {}
         self.sample = {}    # (host, state) -> first members still in, for evidence
@@ -305,74 +453,92 @@ class PileCounter:
         # a pile that grows one member at a time would otherwise re-sort the same ids at every new peak
         self._evidence = {}
         # (host, state) -> (flow id, since): a pile of one member so far -- a spoofed flood's every source --
-        # kept as this pair instead of its sample, evidence and peak (made from it when a second member comes,
-        # or at `finish`). Only when keep_min >= 2: such a pile then cannot matter while it has one member.
+        # kept as this pair instead of its count in `live`, sample, evidence and peak (made from it when a second
+        # member comes, or at `finish`): one dict entry made and dropped a source. Only when keep_min >= 2: such
+        # a pile then cannot matter while it has one member.
         self.lone = {}
         self._singles = keep_min >= 2
 
     @cython.cfunc
     def _next_due(self) -> i64:
         """The due time of the next pending stay; _NONE when none waits."""
-        pend, late = self.pending, self.late
+        pend: Pending = self.pending
+        late = self.late
+        due: i64
         if late:
-            if pend and pend[0] < late[0]:
-                return pend[0][0]
-            return late[0][0]
-        if pend:
-            return pend[0][0]
+            due = late[0][0]
+            if len(pend) and pend._head_due() < due:        # (the smaller head's due; equal dues: either)
+                return pend._head_due()
+            return due
+        if len(pend):
+            return pend._head_due()
         return _NONE
 
     @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     def _promote(self, upto: i64):
         stay: Stays = self.stay
-        pend, late, live, samples, peaks, evidence, ghosts = \
-            self.pending, self.late, self.live, self.sample, self.peaks, self._evidence, self.ghosts
+        pend: Pending = self.pending
+        late, live, samples, peaks, evidence, ghosts, states = \
+            self.late, self.live, self.sample, self.peaks, self._evidence, self.ghosts, self._states
         due: i64
         token: i64
         count: i64
         cur: i64
+        slot: i64
+        i: i64
+        ep: i64
+        fid: i64
         while True:     # (bounded: each turn pops one pending stay)
-            if late and (not pend or late[0] < pend[0]):
+            if late and (not len(pend) or _late_first(late[0], pend)):
                 due = late[0][0]
                 if due > upto:
                     break
                 _, token, fid, ep, host, state = heapq.heappop(late)
-            elif pend:
-                head = pend[0]
-                due = head[0]
+            elif len(pend):
+                due = pend._head_due()
                 if due > upto:
                     break
-                pend.popleft()
-                _, token, fid, ep, host, state = head
+                i = pend._head & pend._mask
+                token = pend._token[i]
+                ep = pend._ep[i]
+                fid = ep >> 1
+                host = pend._host[i]
+                state = states[pend._code[i]]
+                pend._drop_head()
             else:
                 break
-            cur = stay.get(ep)
-            if cur < 0:
+            slot = stay._find(ep)             # (one probe for the read and the write)
+            if slot < 0:
                 continue                        # left the state before it counted
+            cur = stay._vals[slot]
             if (cur >> 5) != token:
                 continue
-            stay.put(ep, cur | 16)              # counted
+            stay._vals[slot] = cur | 16         # counted
             key = (host, state)
             members = live.get(key)
             if members is None:
-                # a new pile (a spoofed flood's every source): its first member is its peak and its evidence
-                # (no ghosts, sample or peak can exist without the pile: `_leave` drops them together)
-                live[key] = 1
                 if self._singles:
-                    self.lone[key] = (fid, due)
+                    pair = (fid, due)
+                    first = self.lone.setdefault(key, pair)     # (one probe, whether a pile of one or not)
+                    if first is pair:
+                        continue                # a new pile (a spoofed flood's every source): a pile of one
+                    del self.lone[key]          # its second member: the pile as every pile is kept, then as any
+                    self._unfold(key, first)
+                    members = 1
+                else:
+                    # a new pile: its first member is its peak and its evidence (no ghosts, sample or peak can
+                    # exist without the pile: `_leave` drops them together)
+                    live[key] = 1
+                    samples[key] = [fid]
+                    flows = [fid]
+                    evidence[key] = flows
+                    peaks[key] = Peak(1, due, flows)
                     continue
-                samples[key] = [fid]
-                flows = [fid]
-                evidence[key] = flows
-                peaks[key] = Peak(1, due, flows)
-                continue
             count = members
             count += 1
             live[key] = count
-            if self.lone:
-                first = self.lone.pop(key, None)
-                if first is not None:
-                    self._unfold(key, first)
             sample = samples.get(key)
             if sample is None:
                 sample = []
@@ -410,7 +576,8 @@ class PileCounter:
             cols = _columns(pairs)
         n: i64 = len(pairs)
         stay: Stays = self.stay
-        pend, late, states = self.pending, self.late, self._states
+        pend: Pending = self.pending
+        late, states = self.late, self._states
         age: i64 = self.age
         token: i64 = self.token
         ts: i64
@@ -418,6 +585,7 @@ class PileCounter:
         cur: i64
         c: i64
         i: i64
+        d: i64
         times, eps, codes = cols
         # each item's endpoint's next item in this call (-1: none), by a stable sort of the endpoints
         after = np.full(n, -1, np.int64)
@@ -456,11 +624,15 @@ class PileCounter:
                 token += 1
                 flow = pairs[i][0]
                 stay.put(ep, token << 5 | c)
-                item = (ts + age, token, ep >> 1, ep, flow.server_raw if ep & 1 else flow.client_raw, states[c])
-                if not pend or item >= pend[len(pend) - 1]:      # (no wraparound here: not pend[-1])
-                    pend.append(item)
+                d = ts + age
+                host = flow.server_raw if ep & 1 else flow.client_raw
+                # last in the FIFO when it does not sort before the FIFO's last (as their tuples compare)
+                if not len(pend) or d > pend._last_due() or (d == pend._last_due() and (
+                        token > pend._last_token() or (token == pend._last_token() and (
+                            (d, token, ep >> 1, ep, host, states[c]) >= pend._last_item())))):
+                    pend.push(d, token, ep, host, c)
                 else:
-                    heapq.heappush(late, item)
+                    heapq.heappush(late, (d, token, ep >> 1, ep, host, states[c]))
                 if ts + age < due:
                     due = self._next_due()
             else:
@@ -483,11 +655,10 @@ class PileCounter:
     def _leave(self, host, state, key, fid) -> cython.void:
         """A counted endpoint (`key`) leaves its pile."""
         pile = (host, state)
+        if self.lone and self.lone.pop(pile, None) is not None:
+            return                              # its only member, below keep_min: forgotten
         got = self.live.get(pile)
         if got is None:
-            return
-        if self.lone and self.lone.pop(pile, None) is not None:
-            del self.live[pile]                 # its only member, below keep_min: forgotten
             return
         members: i64 = got
         members -= 1
@@ -510,6 +681,8 @@ class PileCounter:
             self.release(flow)
 
     @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     def release(self, flow) -> None:
         """`flow` leaves the table for good while holding a state (a half-open attempt evicted over the cap):
         no transition will ever take it out. An endpoint in a pile that is still below `keep_min` and never
@@ -524,18 +697,24 @@ class PileCounter:
         n: i64
         cur: i64
         m: i64
+        key: i64
+        side: i64
+        slot: i64
         counted: cython.bint
-        for key, host in ((fid * 2, flow.client_raw), (fid * 2 + 1, flow.server_raw)):   # (two endpoints)
-            cur = stay.get(key)
-            if cur < 0:
+        for side in range(2):                   # (two endpoints: the client's, the server's)
+            key = fid * 2 + side
+            slot = stay._find(key)              # (the slot: dropped below without a second probe)
+            if slot < 0:
                 continue
+            cur = stay._vals[slot]
+            host = flow.server_raw if side else flow.client_raw
             counted = (cur & 16) != 0           # (a member of its pile)
             state = states[cur & 15]
             pile = (host, state)
             if counted and self.lone and self.lone.pop(pile, None) is not None:
-                # its own pile of one (a spoofed source's; no ghosts, sample or peak), below keep_min: let go of
-                stay.discard(key)
-                del live[pile]
+                # its own pile of one (a spoofed source's; not in `live`, no ghosts, sample or peak), below
+                # keep_min: let go of
+                stay._drop(slot)
                 self.released += 1
                 continue
             members = live.get(pile)
@@ -543,7 +722,7 @@ class PileCounter:
             peak = peaks.get(pile)
             n = ghosts.get(pile, 0)
             if (members is None or m + n < keep_min) and (peak is None or peak.count < keep_min):
-                stay.discard(key)
+                stay._drop(slot)
                 if not n and members is not None and m == 1 and counted:
                     # its own one-member pile, below keep_min: `_leave`'s outcome at once
                     del live[pile]
@@ -554,7 +733,7 @@ class PileCounter:
                     self._leave(host, state, key, fid)
                 self.released += 1
             elif members is not None and counted:     # counted: it stays counted, as a number
-                stay.discard(key)
+                stay._drop(slot)
                 live[pile] = m - 1
                 ghosts[pile] = n + 1
             # (not counted yet: still waiting for its minimum age; its stay is kept so that it will be)
@@ -581,6 +760,7 @@ class PileCounter:
         self._promote(end)
         for key, first in self.lone.items():     # (bounded: one turn a pile of one)
             self._unfold(key, first)
+            self.live[key] = 1
         self.lone.clear()
         return self.peaks
 

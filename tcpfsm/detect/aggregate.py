@@ -137,9 +137,9 @@ class Aggregator:
         self.scan: dict[bytes, dict[tuple[str, int], tuple[int, int, bool]]] = {}
         # sources with one target so far, (target, first ts, flow, refused): a spoofed flood's million sources
         # each probe once; a scanner's second probe comes soon and moves it to `scan`. Bounded, oldest out.
-        # (OrderedDicts: dropping the oldest of a plain dict, `del d[next(iter(d))]`, scans the deleted slots
-        # left at its front, 12 us a time at 100,000 entries: quadratic under a spoofed flood)
-        self.scan1: OrderedDict[bytes, tuple[tuple[str, int], int, int, bool]] = OrderedDict()
+        # (`_tally.Singles`: an insertion-ordered map kept as columns, a flood's source costing two dict
+        # probes and no tuple)
+        self.scan1 = _tally.Singles()
         # (client address as captured, service) -> newest flow
         self.newest: OrderedDict[tuple[bytes, str], tuple[int, int, int, int]] = OrderedDict()
         # Connections handed out before the end (a stream's evictions) still ESTABLISHED on both sides: the
@@ -241,6 +241,12 @@ class Aggregator:
                 newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
         if not c.syns or (_was(f, "client", State.ESTABLISHED) if established is None else established):
             return
+        self._failed(f, server)
+
+    def _failed(self, f: Flow, server: str) -> None:
+        """`_index`'s second half: what the flood and scan rules learn of `f` (toward `server`, its service
+        as text), whose client sent a SYN and never entered ESTABLISHED."""
+        c, s = f.conn.client, f.conn.server
         if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
             self._flood_attempt(server, f.server_raw, f.first_ts, f.id, f.client_raw, s.synacks > 0)
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
@@ -300,13 +306,19 @@ class Aggregator:
     def _judge(self, flows: list[Flow], end: int, index: bool) -> None:
         """Per-flow findings of `flows` (the rules run only where the screen did not find a flow CLEAN), each
         `_index`ed too when `index`; then, with every flow indexed, the reconnect rule and the roll-ups."""
-        th, index_flow = self.th, self._index
+        th = self.th
+        if type(flows) is not list:
+            flows = list(flows)
         flags = screen(flows, end, th)
         for f, fl in zip(flows, flags):
             # (none: the shared empty tuple, not a list a flow)
             f.anomalies = () if fl & CLEAN else (judge(f, end, th, fl) or ())
-            if index:
-                index_flow(f, True, None, fl & CLIENT_ESTABLISHED != 0)
+        if index:                       # (`_index` of each, in order, its newest-connection half compiled)
+            dropped, failed = _tally.index_newest(flows, flags, CLIENT_ESTABLISHED, self.newest, MAX_NEWEST,
+                                                  service_text)
+            self.forgotten["reconnect_pairs"] += dropped
+            for f, server in failed:
+                self._failed(f, server)
         for f, fl in zip(flows, flags):     # (after every `_index`: the reconnect rule reads the newest of all)
             if fl & OPEN:
                 self._reconnect(f, end)
@@ -493,13 +505,13 @@ class Aggregator:
             else:                        # a source joins `scan` with the first probe of its second target
                 scan.append((items[1][1][1], src, dict(items)))
         out.scan = {src: tm for _, src, tm in sorted(scan, key=lambda x: x[0])}
-        out.scan1 = OrderedDict((src, v) for _, src, v in sorted(scan1, key=lambda x: x[0]))
+        out.scan1 = _tally.Singles((src, v) for _, src, v in sorted(scan1, key=lambda x: x[0]))
         if not targets:
             one = self if self.scan or self.scan1 else other
             out.scan, out.scan1 = one.scan, one.scan1
         forgotten = Counter(self.forgotten) + Counter(other.forgotten)
         while len(out.scan1) > MAX_SINGLES:           # the oldest out, as `_index` lets them go
-            out.scan1.popitem(last=False)
+            out.scan1.popleft()
             forgotten["scan_sources"] += 1
         out.newest = self.newest or other.newest
         if self.newest and other.newest:

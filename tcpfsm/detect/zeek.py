@@ -4,38 +4,32 @@ The fast approximation used when Zeek's own tracker (tcpfsm.zeek, `--zeek`)
 did not run: Zeek's decision function over endpoint states derived from what
 each endpoint of *our* flow sent. Orientation and splitting are ours (client =
 originator); `--zeek` gives Zeek's.
+
+Owns what an endpoint's coarse state is here (`conn_state`'s doc); the read itself, once per record,
+runs in the aggregator's compiled kernel (tcpfsm/detect/_tally.py: `zeek_coarse`), the decision in
+tcpfsm.zeek (`conn_state_of`).
 """
 from __future__ import annotations
 
+from .._kernels import load
 from ..fsm import State
 from ..track.flowtable import Flow
 from ..zeek.tracker import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT,
                             conn_state_of)
 
-_DONE = {State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT, State.CLOSING,
-         State.LAST_ACK, State.TIME_WAIT}
-
-
-def _coarse(ep, role: str, transitions: list) -> int:
-    """Zeek's state of endpoint `ep` (the flow's `role`), from its counters and, when they do not decide,
-    its transitions (`Connection.transitions`)."""
-    if ep.rsts:
-        return RESET
-    if ep.fins:
-        return CLOSED
-    for t in transitions:
-        if t.endpoint == role and t.new in _DONE and not t.cause.startswith("inferred:midstream"):
-            return ESTABLISHED
-    if ep.synacks:
-        return SYN_ACK_SENT
-    if ep.syns:
-        return SYN_SENT
-    return PARTIAL if ep.packets else INACTIVE
+_tally = load("tcpfsm.detect._tally")
+# states at or past ESTABLISHED: an endpoint that entered one (not by a midstream pick-up) was established
+_DONE = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT, State.CLOSING,
+                   State.LAST_ACK, State.TIME_WAIT})
+_CODES = (INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET)
+assert max(_CODES) < 16
 
 
 def conn_state(flow: Flow) -> str:
-    """Zeek's decision (one implementation: tcpfsm.zeek) over our flow's coarse endpoint states."""
+    """Zeek's decision (one implementation: tcpfsm.zeek) over our flow's coarse endpoint states. An
+    endpoint's coarse state, first that holds: RESET if it sent a RST, CLOSED if a FIN, ESTABLISHED if one
+    of its transitions entered a state of `_DONE` (not inferred midstream), SYN_ACK_SENT if it sent a
+    SYN+ACK, SYN_SENT if a SYN, PARTIAL if any packet, else INACTIVE."""
     conn = flow.conn
-    c, s = conn.client, conn.server
-    return conn_state_of(_coarse(c, "client", conn.transitions), _coarse(s, "server", conn.transitions),
-                         c.payload, s.payload, conn.history)
+    both = _tally.zeek_coarse(conn, _DONE, _CODES)
+    return conn_state_of(both >> 4, both & 15, conn.client.payload, conn.server.payload, conn.history)
