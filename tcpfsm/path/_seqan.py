@@ -121,11 +121,12 @@ CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir"
               "max_gap", "max_gap_packet")
 
 
-# Flow keys (36 bytes, tcpfsm.capture.keys) hashed multilinearly: the sum of each 32-bit word times its own odd
-# 64-bit constant (independent products: no chain of multiplications as FNV's, 1/3 faster here), then one
+# Flow keys (36 bytes, tcpfsm.capture.keys) read as 9 little-endian 32-bit words (`KEY_WORDS`; a literal 9 in
+# the loops below, so the compiler unrolls them) and hashed multilinearly: the sum of each word times its own
+# odd 64-bit constant (independent products: no chain of multiplications as FNV's, 1/3 faster here), then one
 # multiply-xorshift round; C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the
 # same values (literals below 2**63: a larger one would not convert)
-KEY_BYTES = cython.declare(cython.int, 36)
+KEY_WORDS = cython.declare(cython.int, 9)
 _K0 = cython.declare(cython.ulonglong, 0x1E3779B97F4A7C15)
 _K_STEP = cython.declare(cython.ulonglong, 0x3C6EF372FE94F82A)
 _MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)
@@ -134,15 +135,15 @@ _MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong[::1],
-                stored: cython.uchar[:, ::1], nkeys: cython.longlong, grow: cython.bint, missing: cython.longlong,
+def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[::1],
+                stored: cython.uint[:, ::1], nkeys: cython.longlong, grow: cython.bint, missing: cython.longlong,
                 out: cython.longlong[::1]) -> cython.longlong:
-    """The dense id of each row's flow key (`keys[i, :36]`), ids numbered in order of first appearance over
-    every call: `table` (open addressing, a power of two of slots, -1 empty, at least twice as many as the
-    keys it will hold) maps the keys `stored[:nkeys]` to their ids (their rows there). A key not stored yet
-    is stored with the next id when `grow`, else gets `missing`. Returns the number of keys stored after.
-    Also rebuilds a table: `keys` = `stored[:nkeys]`, an empty `table`, nkeys 0, `grow` (each key is
-    stored again where it was)."""
+    """The dense id of each row's flow key (`keys[i, :9]`, its 36 bytes as 32-bit words), ids numbered in
+    order of first appearance over every call: `table` (open addressing, a power of two of slots, -1 empty, at
+    least twice as many as the keys it will hold) maps the keys `stored[:nkeys]` to their ids (their rows
+    there). A key not stored yet is stored with the next id when `grow`, else gets `missing`. Returns the
+    number of keys stored after. Also rebuilds a table: `keys` = `stored[:nkeys]`, an empty `table`, nkeys 0,
+    `grow` (each key is stored again where it was)."""
     n: cython.Py_ssize_t = keys.shape[0]
     mask: cython.longlong = table.shape[0] - 1
     i: cython.Py_ssize_t
@@ -153,12 +154,18 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
     c: cython.ulonglong
     diff: cython.uint
     for i in range(n):
+        # a segment of the same 4-tuple as the row before (half of them, in bulk transfers) has its id
+        if i > 0:
+            diff = 0
+            for j in range(9):
+                diff |= keys[i, j] ^ keys[i - 1, j]
+            if diff == 0:
+                out[i] = out[i - 1]
+                continue
         h = 0
         c = _K0
-        for j in range(0, KEY_BYTES, 4):        # each 4-byte word times its own odd constant, summed
-            h += (cython.cast(cython.ulonglong, keys[i, j]) | (cython.cast(cython.ulonglong, keys[i, j + 1]) << 8)
-                  | (cython.cast(cython.ulonglong, keys[i, j + 2]) << 16)
-                  | (cython.cast(cython.ulonglong, keys[i, j + 3]) << 24)) * c
+        for j in range(9):                      # each word times its own odd constant, summed
+            h += cython.cast(cython.ulonglong, keys[i, j]) * c
             c += _K_STEP
             if not cython.compiled:
                 h &= (1 << 64) - 1
@@ -177,13 +184,13 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
                     g = nkeys
                     nkeys += 1
                     table[s] = g
-                    for j in range(KEY_BYTES):
+                    for j in range(9):
                         stored[g, j] = keys[i, j]
                 else:
                     g = missing
                 break
             diff = 0
-            for j in range(KEY_BYTES):          # (no early exit: the compiler compares the bytes in vectors)
+            for j in range(9):                  # (no early exit: the compiler compares the words in vectors)
                 diff |= stored[g, j] ^ keys[i, j]
             if diff == 0:
                 break

@@ -20,7 +20,7 @@ _k = _load("tcpfsm.path._seqan")
 ANALYSIS_NAMES: tuple[str, ...] = _k.ANALYSIS_NAMES[:14]     # the public ones (reused_ports is internal)
 DS = {name: j for j, name in enumerate(_k.DS_COLUMNS)}          # column of the per-direction state
 CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the per-conversation state
-KEY_BYTES = 36                  # a flow key's width (tcpfsm.capture.keys; the kernel's KEY_BYTES, a C constant)
+KEY_WORDS = 9                   # a flow key's 36 bytes (tcpfsm.capture.keys) as the kernel reads them: 32-bit words
 
 
 def group_order(group: np.ndarray, groups: int) -> np.ndarray:
@@ -29,6 +29,11 @@ def group_order(group: np.ndarray, groups: int) -> np.ndarray:
     out = np.empty(len(group), np.int64)
     _k.group_order(np.ascontiguousarray(group, np.int64), np.zeros(groups + 1, np.int64), out)
     return out
+
+
+def _words(keys: np.ndarray) -> np.ndarray:
+    """Flow keys (a V36 array) as the kernel reads them: a row of 9 32-bit words each."""
+    return np.ascontiguousarray(keys).view(np.uint32).reshape(len(keys), KEY_WORDS)
 
 
 def analysis_names(bits: int) -> list[str]:
@@ -65,7 +70,7 @@ class SequenceAnalysis:
         # the 4-tuples' dense ids: the kernel's hash table over the keys stored so far (row = id), not a dict
         # of bytes (~120 bytes a key against 52)
         self._table = np.full(1 << 12, -1, np.int64)
-        self._stored = np.zeros((1024, KEY_BYTES), np.uint8)
+        self._stored = np.zeros((1024, KEY_WORDS), np.uint32)
         self.nkeys = 0
         self._overflow = -1                            # the shared id of keys seen after the cap (see feed_batch)
         self.conv_of_key = np.full(1024, -1, np.int64)
@@ -81,7 +86,7 @@ class SequenceAnalysis:
     def _reserve_keys(self, keys: int) -> None:
         """Room for `keys` keys in the table (at most half full) and their rows."""
         if keys > len(self._stored):
-            grown = np.zeros((max(keys, 2 * len(self._stored)), KEY_BYTES), np.uint8)
+            grown = np.zeros((max(keys, 2 * len(self._stored)), KEY_WORDS), np.uint32)
             grown[:self.nkeys] = self._stored[:self.nkeys]
             self._stored = grown
         if 2 * keys > len(self._table):
@@ -121,7 +126,7 @@ class SequenceAnalysis:
         elif self._overflow < 0:
             self._overflow = self.nkeys
         key = np.empty(n, np.int64)
-        self.nkeys = _k.intern_keys(karr.view(np.uint8).reshape(n, -1), self._table, self._stored, self.nkeys,
+        self.nkeys = _k.intern_keys(_words(karr), self._table, self._stored, self.nkeys,
                                     not full, self._overflow, key)
         self._reserve(self.nkeys + 1, self.nconv + n)
         ttl = c.get("ttl")
@@ -178,8 +183,7 @@ class SequenceAnalysis:
         (not seen, or seen only beyond the cap on conversations)."""
         out = np.empty(len(keys), np.int64)
         if len(keys):
-            _k.intern_keys(np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1), self._table,
-                           self._stored, self.nkeys, False, -1, out)
+            _k.intern_keys(_words(keys), self._table, self._stored, self.nkeys, False, -1, out)
         return out
 
     def keys(self) -> np.ndarray:
