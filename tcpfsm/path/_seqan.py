@@ -265,15 +265,18 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             ttl_max: cython.short[::1],
             nconv: cython.longlong, max_conv: cython.longlong,
             out_conv: cython.longlong[::1], out_bits: cython.uint[::1], out_dupnum: cython.uint[::1],
-            out_rtt: cython.longlong[::1]) -> cython.longlong:
+            rtt_conv: cython.longlong[::1], rtt_lo: cython.uchar[::1], rtt_ns: cython.longlong[::1],
+            rtt_packet: cython.longlong[::1], rtt_held: cython.longlong[::1]) -> cython.longlong:
     """Analyse rows in capture order; returns the number of conversation slots in use afterwards.
 
     In: per row its dense key id, whether its source is the key's lower side, packet index, time (ns) and
     header fields, and the TTL / hop limit (or no rows: not known). State: conv_of_key (current slot per key
     id, -1 none), ds / cs (capacity for at least `nconv` + rows slots, or `max_conv`), ttl_max (per ds row:
     the highest TTL seen, -1 none). A row that would open a conversation beyond `max_conv` is not
-    analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number, and the RTT
-    sample (ns) this row's acknowledgement closes (-1 none; Karn: never a retransmitted segment's)."""
+    analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number.
+    Out per RTT sample a row's acknowledgement closes (Karn: never a retransmitted segment's), appended
+    after the `rtt_held[0]` samples the rtt_* arrays hold (room for one a row), which it then counts: the
+    conversation, whether the acker is the key's lower side, the RTT (ns) and the acknowledging packet."""
     n: cython.Py_ssize_t = len(key)
     i: cython.Py_ssize_t
     c: cython.longlong
@@ -297,6 +300,7 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
     new_next: cython.longlong
     same: cython.bint
     has_ttl: cython.bint = ttl.shape[0] > 0
+    nrtt: cython.Py_ssize_t = rtt_held[0]
     for i in range(n):
         # (casts: C integers when compiled; plain Python ints uncompiled, where numpy's unsigned scalars
         # would wrap and warn)
@@ -317,7 +321,6 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
                 out_conv[i] = -1
                 out_bits[i] = 0
                 out_dupnum[i] = 0
-                out_rtt[i] = -1
                 continue
             c = nconv
             nconv += 1
@@ -335,7 +338,6 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         ds[fwd, D_SEGMENTS] += 1
         if has_ttl and ttl[i] > ttl_max[fwd]:   # the highest TTL / hop limit of each direction
             ttl_max[fwd] = ttl[i]
-        out_rtt[i] = -1
         ctl = (fl & (F_SYN | F_FIN | F_RST)) != 0
 
         # the base sequence numbers: a SYN's own, else one before the first seen; the peer's from the
@@ -496,7 +498,11 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         # RTT by Karn's rule: time one segment at a time; a retransmission cancels the timing (its ACK
         # would be ambiguous); the first ACK from the peer covering the timed segment closes the sample
         if fl & F_ACK and ds[rev, D_TIMED_TS] >= 0 and _sd(a, ds[rev, D_TIMED_END]) >= 0:
-            out_rtt[i] = now - ds[rev, D_TIMED_TS]
+            rtt_conv[nrtt] = c
+            rtt_lo[nrtt] = d
+            rtt_ns[nrtt] = now - ds[rev, D_TIMED_TS]
+            rtt_packet[nrtt] = index[i]
+            nrtt += 1
             ds[rev, D_TIMED_TS] = -1
         if ln > 0 or fl & (F_SYN | F_FIN):
             if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION | A_OUT_OF_ORDER
@@ -507,4 +513,5 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
                 ds[fwd, D_TIMED_TS] = now
         out_conv[i] = c
         out_bits[i] = ta
+    rtt_held[0] = nrtt
     return nconv

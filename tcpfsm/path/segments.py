@@ -78,7 +78,11 @@ class SequenceAnalysis:
         self.ds = np.zeros((2 * first, len(DS)), np.int64)
         self.cs = np.zeros((first, len(CS)), np.int64)
         self.nconv = 0
-        self._rtt: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # conv, acker lo, ns, packet
+        # the RTT samples, written by the kernel (conversation, acker is the lower side, ns, packet): room for
+        # `len` samples, `_held[0]` of them in use, grown by doubling (one copy per growth, none per batch)
+        self._rtt = (np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.int64), np.empty(0, np.int64))
+        self._held = np.zeros(1, np.int64)
+        self._scratch: tuple[np.ndarray, ...] = ()      # the per-row outputs, reused (see _outputs)
         self._rows: list[tuple] = []
         self.segments = 0
         self.ttl_max = np.full(2 * first, -1, np.int16)   # per ds row: the highest TTL seen (hops: path/flows.py)
@@ -110,6 +114,25 @@ class SequenceAnalysis:
             ttl[:2 * self.nconv] = self.ttl_max[:2 * self.nconv]
             self.cs, self.ds, self.ttl_max = cs, ds, ttl
 
+    def _outputs(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Room for the kernel's per-row outputs of `n` rows (key id, conversation, analysis bits, duplicate-ACK
+        number) and for `n` more RTT samples. The outputs are the previous batch's arrays again unless the rows
+        are kept (a fresh array of this size costs its pages' zeroing, a third of the kernel's own time)."""
+        held = int(self._held[0])
+        if held + n > len(self._rtt[0]):
+            cap = max(held + n, 2 * len(self._rtt[0]))
+            grown = []
+            for a in self._rtt:
+                g = np.empty(cap, a.dtype)
+                g[:held] = a[:held]
+                grown.append(g)
+            self._rtt = tuple(grown)
+        if self.keep_rows or len(self._scratch) == 0 or len(self._scratch[0]) < n:
+            self._scratch = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.uint32),
+                             np.empty(n, np.uint32))
+        key, conv, bits, dupnum = self._scratch
+        return key[:n], conv[:n], bits[:n], dupnum[:n]
+
     def feed_batch(self, batch: Batch) -> None:
         c = batch.cols
         n = len(c["index"])
@@ -125,15 +148,11 @@ class SequenceAnalysis:
             self._reserve_keys(self.nkeys + n)
         elif self._overflow < 0:
             self._overflow = self.nkeys
-        key = np.empty(n, np.int64)
+        key, conv, bits, dupnum = self._outputs(n)
         self.nkeys = _k.intern_keys(_words(karr), self._table, self._stored, self.nkeys,
                                     not full, self._overflow, key)
         self._reserve(self.nkeys + 1, self.nconv + n)
         ttl = c.get("ttl")
-        conv = np.empty(n, np.int64)
-        bits = np.empty(n, np.uint32)
-        dupnum = np.empty(n, np.uint32)
-        rtt = np.empty(n, np.int64)
         u8 = np.uint8
         self.nconv = _k.analyze(
             key, lo.view(u8), np.ascontiguousarray(c["index"], np.int64), np.ascontiguousarray(c["ts"], np.int64),
@@ -143,13 +162,11 @@ class SequenceAnalysis:
             np.ascontiguousarray(c["wscale"], np.int8), np.ascontiguousarray(c["sack_ok"]).view(u8),
             np.ascontiguousarray(c["has_ts"]).view(u8),
             np.zeros(0, u8) if ttl is None else np.ascontiguousarray(ttl, u8),
-            self.conv_of_key, self.ds, self.cs, self.ttl_max, self.nconv, self.max_convs, conv, bits, dupnum, rtt)
+            self.conv_of_key, self.ds, self.cs, self.ttl_max, self.nconv, self.max_convs, conv, bits, dupnum,
+            *self._rtt, self._held)
         self.segments += n
         if self.nconv >= self.max_convs:
             self.skipped += int((conv < 0).sum())
-        got = np.flatnonzero(rtt >= 0)
-        if len(got):
-            self._rtt.append((conv[got], lo[got], rtt[got], c["index"][got]))
         if self.keep_rows:
             self._rows.append((c["index"], c["ts"], conv, lo, c["flags"], c["seq"], c["ack"], c["win"], c["plen"],
                                bits, dupnum))
@@ -170,13 +187,11 @@ class SequenceAnalysis:
         return out
 
     def rtt_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(conversation, acker is the lower side, RTT ns, acknowledging packet) of every Karn sample."""
-        if not self._rtt:
-            z = np.zeros(0, np.int64)
-            return z, np.zeros(0, bool), z, z
-        if len(self._rtt) > 1:       # joined once and kept joined: the per-batch parts are freed, a second call
-            self._rtt = [tuple(np.concatenate(x) for x in zip(*self._rtt))]   # copies nothing (callers only read)
-        return self._rtt[0]
+        """(conversation, acker is the lower side, RTT ns, acknowledging packet) of every Karn sample, in capture
+        order: views of the arrays the kernel writes (callers only read; samples fed later are not in them)."""
+        held = int(self._held[0])
+        conv, lo, ns, packet = self._rtt
+        return conv[:held], lo[:held].view(bool), ns[:held], packet[:held]
 
     def key_ids(self, keys: np.ndarray) -> np.ndarray:
         """The dense id of each 36-byte flow key (a V36 array, tcpfsm.capture.keys), -1 for a key never analysed
