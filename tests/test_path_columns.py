@@ -282,25 +282,153 @@ def test_secs_column_wise_is_the_per_value_rounding():
     assert pf._secs(np.array(ns, np.int64)) == [one(v) for v in ns]
 
 
-def test_group_order_is_a_stable_argsort_in_both_kernel_forms():
+def _kernel_forms():
     import importlib
-    from tcpfsm.path import segments as seg
     kernels = [importlib.import_module("tcpfsm.path._seqan")]
     try:
         kernels.append(importlib.import_module("tcpfsm.path._seqan_c"))
     except ImportError:
         pass
-    rng = np.random.default_rng(11)
-    for kernel in kernels:
-        for n, groups in ((0, 1), (1, 1), (3000, 7), (3000, 5000)):
-            g = rng.integers(0, groups, n)
+    return kernels
+
+
+def _jitter_by_numpy(flow, rtt, nf):
+    """The numpy form segments.jitter_sums replaced: samples grouped by flow (stably), differences of the floats,
+    added by np.add.at."""
+    o = np.argsort(flow, kind="stable")
+    f2, d = flow[o], np.abs(np.diff(rtt[o].astype(np.float64)))
+    same = f2[1:] == f2[:-1]
+    tot = np.zeros(nf)
+    np.add.at(tot, f2[1:][same], d[same])
+    return np.bincount(flow, minlength=nf).astype(np.int64), tot
+
+
+def test_jitter_sums_are_numpys_float_sums_bit_for_bit_in_both_kernel_forms():
+    """Counts and sums of |consecutive differences| per flow from the kernel's one pass equal the numpy form's,
+    also where the floats round (values above 2**53, where the order of the additions shows)."""
+    from tcpfsm.path import segments as seg
+    rng = np.random.default_rng(3)
+    for kernel in _kernel_forms():
+        for n, nf in ((0, 1), (1, 3), (5000, 7), (20000, 3000)):
+            flow = rng.integers(0, nf, n)
+            rtt = rng.integers(0, 10 ** 12, n)
+            rtt[::7] = rng.integers(2 ** 53, 2 ** 62, len(rtt[::7]))
             orig = seg._k
             seg._k = kernel
             try:
-                got = seg.group_order(g, groups)
+                count, tot = seg.jitter_sums(flow, rtt, nf)
             finally:
                 seg._k = orig
-            assert np.array_equal(got, np.argsort(g, kind="stable"))
+            want_count, want_tot = _jitter_by_numpy(flow, rtt, nf)
+            assert np.array_equal(count, want_count) and count.dtype == np.int64
+            assert tot.tobytes() == want_tot.tobytes()
+
+
+def _rtt_by_sorts(conv, rtt, packet, conv_flow, nf):
+    """PathFacts._rtt as it was before the kernel's jitter sums: sorts by packet and by flow, np.add.at."""
+    flow = conv_flow[conv]
+    keep = flow >= 0
+    flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
+    n_all = np.bincount(flow, minlength=nf).astype(np.int64)
+    out = {k: np.zeros(nf, np.int64) for k in ("min", "max")} | {k: np.zeros(nf) for k in ("med", "p95", "mean", "jit")}
+    out["n"] = n_all
+    if not len(flow):
+        return out
+    ro = pf.sorted_by_flow(flow, rtt)
+    ids = np.flatnonzero(n_all)
+    n = n_all[ids]
+    starts = np.cumsum(n) - n
+    out["min"][ids], out["max"][ids] = ro[starts], ro[starts + n - 1]
+    rs = ro.astype(np.float64)
+    for k, q in (("med", 0.5), ("p95", 0.95)):
+        pos = starts + (n - 1) * q
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, starts + n - 1)
+        out[k][ids] = rs[lo] + (rs[hi] - rs[lo]) * (pos - lo)
+    out["mean"][ids] = np.add.reduceat(rs, starts) / n
+    o2 = np.argsort(packet, kind="stable")
+    o2 = o2[np.argsort(flow[o2], kind="stable")]
+    f2, r2 = flow[o2], rtt[o2].astype(np.float64)
+    d = np.abs(np.diff(r2))
+    same = f2[1:] == f2[:-1]
+    tot = np.zeros(nf)
+    np.add.at(tot, f2[1:][same], d[same])
+    out["jit"] = tot / np.maximum(n_all - 1, 1)
+    return out
+
+
+@pytest.mark.parametrize("in_packet_order", [True, False], ids=["capture order", "shuffled"])
+def test_rtt_statistics_bit_for_bit_as_the_sort_based_form(in_packet_order):
+    """PathFacts._rtt (the kernel's jitter sums) against the form it replaced, on samples in packet order (as the
+    analysis feeds them) and shuffled, some conversations without a flow: every statistic the same bits."""
+    rng = np.random.default_rng(8)
+    nconv, nf, n = 400, 300, 30000
+    conv_flow = rng.integers(-1, nf, nconv)
+    conv = rng.integers(0, nconv, n)
+    rtt = rng.integers(1, 10 ** 9, n)
+    rtt[::11] = rng.integers(2 ** 53, 2 ** 55, len(rtt[::11]))
+    packet = np.sort(rng.choice(10 ** 7, n, replace=False))
+    if not in_packet_order:
+        o = rng.permutation(n)
+        conv, rtt, packet = conv[o], rtt[o], packet[o]
+
+    class Samples:
+        def rtt_samples(self):
+            return conv, np.zeros(n, bool), rtt, packet
+
+    facts = pf.PathFacts.__new__(pf.PathFacts)
+    facts.conv_flow = conv_flow
+    facts._rtt(Samples(), nf)
+    want = _rtt_by_sorts(conv, rtt, packet, conv_flow, nf)
+    for k, got in (("n", facts.rtt_n), ("min", facts.rtt_min), ("max", facts.rtt_max), ("med", facts.rtt_med),
+                   ("p95", facts.rtt_p95), ("mean", facts.rtt_mean), ("jit", facts.rtt_jitter)):
+        assert got.dtype == want[k].dtype and got.tobytes() == want[k].tobytes(), k
+
+
+def test_per_flow_reductions_by_assignment_or_ufunc_at():
+    """flows._PerFlow: a flow's conversations summed / their minimum, by plain assignment when each flow has at
+    most one conversation, by np.add.at / np.minimum.at when one has more: the same as ufunc.at either way."""
+    rng = np.random.default_rng(4)
+    nf = 50
+    big = np.iinfo(np.int64).max
+    for fl, one_each in ((rng.permutation(nf)[:30], True), (rng.integers(0, nf, 80), False), (np.zeros(0, np.int64), True)):
+        v = rng.integers(-10 ** 12, 10 ** 12, len(fl))
+        into = pf._PerFlow(fl, nf)
+        assert into.one_each is one_each
+        want = np.zeros(nf, np.int64)
+        np.add.at(want, fl, v)
+        assert np.array_equal(into.sum(v), want)
+        want = np.full(nf, big, np.int64)
+        np.minimum.at(want, fl, v)
+        assert np.array_equal(into.min(v), want)
+
+
+def test_conv_flows_by_the_4_tuple_when_no_4_tuple_has_two_flows():
+    """flows._conv_flows maps a conversation straight to its 4-tuple's flow when each 4-tuple has one flow: what
+    the sort of flows and conversations together (`_conv_flows_sorted`, for any flows) gives there too."""
+    from tcpfsm import path as path_pkg
+    seen = {}
+    orig = path_pkg.attach
+
+    def attach(an, seqan):
+        seen["sa"] = seqan
+        orig(an, seqan)
+
+    path_pkg.attach = attach
+    try:
+        direct = 0
+        for name in ("kernel/concurrent_mixed.pcap", "path/loss_bulk.pcap", "crafted/tw_reuse.pcap"):
+            an = tcpfsm.analyze(str(ROOT / "captures" / name))
+            sa = seen["sa"]
+            cs, _ = sa.conv_state()
+            fc = pf.flow_columns(an.flows)
+            fkid = sa.key_ids(pf.flow_keys(fc))
+            by_sort = pf._conv_flows_sorted(fkid, fc["first_packet"], cs[:, CS["key"]], cs[:, CS["first_packet"]])
+            assert np.array_equal(pf._conv_flows(sa, cs, fc), by_sort), name
+            direct += len(np.unique(fkid[fkid >= 0])) == int((fkid >= 0).sum())
+        assert direct == 2                      # (tw_reuse has a 4-tuple of two flows: the sort decides there)
+    finally:
+        path_pkg.attach = orig
 
 
 def test_ttl_max_from_the_kernel_is_the_highest_ttl_per_direction():

@@ -5,7 +5,8 @@ Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does),
 yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
 retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN;
 and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`);
-and the counting sort that groups the RTT samples by flow (`group_order`, for tcpfsm/path/flows.py).
+and the per-flow count and jitter sums of the RTT samples in time order (`jitter_sums`, for
+tcpfsm/path/flows.py).
 Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
 owns the capacity of the key table and of the state arrays, the cap on conversations and the meaning of
 the outputs.
@@ -202,22 +203,21 @@ def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def group_order(group: cython.const[cython.longlong][::1], fill: cython.longlong[::1],
-                out: cython.longlong[::1]) -> cython.void:
-    """The rows ordered by group (0 <= group < len(fill) - 1), each group's rows in their order: a counting
-    sort, O(rows + groups) where numpy's stable sorts of int64 compare. `fill`: zeros, scratch."""
-    n: cython.Py_ssize_t = group.shape[0]
-    m: cython.Py_ssize_t = fill.shape[0]
+def jitter_sums(flow: cython.const[cython.longlong][::1], rtt: cython.const[cython.longlong][::1],
+                last: cython.longlong[::1], count: cython.longlong[::1], total: cython.double[::1]) -> cython.void:
+    """Per flow (0 <= flow < len(count)), over its RTT samples in the order given (time order): how many
+    (`count`, zeros in) and the sum of the absolute differences of consecutive ones (`total`, zeros in), each
+    difference taken between the samples as floats and added in that order: the float sums numpy's
+    `np.add.at(total, flow, abs(diff))` over the samples grouped by flow gives. `last`: scratch, one per flow."""
+    n: cython.Py_ssize_t = flow.shape[0]
     i: cython.Py_ssize_t
-    g: cython.longlong
-    for i in range(n):                          # fill[g + 1]: rows of group g; then where group g starts
-        fill[group[i] + 1] += 1
-    for i in range(1, m):
-        fill[i] += fill[i - 1]
+    f: cython.longlong
     for i in range(n):
-        g = group[i]
-        out[fill[g]] = i
-        fill[g] += 1
+        f = flow[i]
+        if count[f] > 0:
+            total[f] += abs(cython.cast(cython.double, rtt[i]) - cython.cast(cython.double, last[f]))
+        last[f] = rtt[i]
+        count[f] += 1
 
 
 @cython.cfunc

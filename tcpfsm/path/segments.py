@@ -23,12 +23,15 @@ CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the 
 KEY_WORDS = 9                   # a flow key's 36 bytes (tcpfsm.capture.keys) as the kernel reads them: 32-bit words
 
 
-def group_order(group: np.ndarray, groups: int) -> np.ndarray:
-    """The indices of `group` (int64, each in [0, groups)) ordered by group, each group's in their order: what
-    np.argsort(group, kind="stable") gives, by the kernel's counting sort."""
-    out = np.empty(len(group), np.int64)
-    _k.group_order(np.ascontiguousarray(group, np.int64), np.zeros(groups + 1, np.int64), out)
-    return out
+def jitter_sums(flow: np.ndarray, rtt: np.ndarray, flows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per flow (`flow`: each sample's, int64 in [0, flows)), over its RTT samples in the order given (time
+    order): the samples (int64) and the sum of the absolute differences of consecutive ones (float64), added in
+    that order, by the kernel's one pass."""
+    count = np.zeros(flows, np.int64)
+    total = np.zeros(flows, np.float64)
+    _k.jitter_sums(np.ascontiguousarray(flow, np.int64), np.ascontiguousarray(rtt, np.int64),
+                   np.empty(flows, np.int64), count, total)
+    return count, total
 
 
 def _words(keys: np.ndarray) -> np.ndarray:
