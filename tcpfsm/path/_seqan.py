@@ -24,75 +24,77 @@ segment's source is the key's lower side).
 
 Cython pure-Python mode (see tcpfsm/capture/_decode.py for the rules): compiled by setup.py into
 `tcpfsm.path._seqan_c`; tcpfsm/_kernels.py picks which one runs. Every integer is a declared C type;
-sequence numbers are held in 64-bit signed integers and masked to 32 bits.
+sequence numbers are held in 64-bit signed integers and masked to 32 bits. The module's numbers (columns, flag
+bits, masks) are declared `cython.const`: C constants the compiler folds into the code, where a plain declared
+global is a variable read at every use (the walk ran 15% slower so).
 """
 import cython
 
 # Analysis bits, in the order of the names (tcp.analysis.<name>). As in tshark's fields, a fast or spurious
 # retransmission is also a retransmission (both bits set).
-A_RETRANSMISSION = cython.declare(cython.uint, 1 << 0)
-A_FAST_RETRANSMISSION = cython.declare(cython.uint, 1 << 1)
-A_SPURIOUS_RETRANSMISSION = cython.declare(cython.uint, 1 << 2)
-A_OUT_OF_ORDER = cython.declare(cython.uint, 1 << 3)
-A_LOST_SEGMENT = cython.declare(cython.uint, 1 << 4)
-A_ACK_LOST_SEGMENT = cython.declare(cython.uint, 1 << 5)
-A_DUPLICATE_ACK = cython.declare(cython.uint, 1 << 6)
-A_ZERO_WINDOW = cython.declare(cython.uint, 1 << 7)
-A_ZERO_WINDOW_PROBE = cython.declare(cython.uint, 1 << 8)
-A_ZERO_WINDOW_PROBE_ACK = cython.declare(cython.uint, 1 << 9)
-A_WINDOW_FULL = cython.declare(cython.uint, 1 << 10)
-A_WINDOW_UPDATE = cython.declare(cython.uint, 1 << 11)
-A_KEEP_ALIVE = cython.declare(cython.uint, 1 << 12)
-A_KEEP_ALIVE_ACK = cython.declare(cython.uint, 1 << 13)
-A_REUSED_PORTS = cython.declare(cython.uint, 1 << 14)
+A_RETRANSMISSION = cython.declare(cython.const[cython.uint], 1 << 0)
+A_FAST_RETRANSMISSION = cython.declare(cython.const[cython.uint], 1 << 1)
+A_SPURIOUS_RETRANSMISSION = cython.declare(cython.const[cython.uint], 1 << 2)
+A_OUT_OF_ORDER = cython.declare(cython.const[cython.uint], 1 << 3)
+A_LOST_SEGMENT = cython.declare(cython.const[cython.uint], 1 << 4)
+A_ACK_LOST_SEGMENT = cython.declare(cython.const[cython.uint], 1 << 5)
+A_DUPLICATE_ACK = cython.declare(cython.const[cython.uint], 1 << 6)
+A_ZERO_WINDOW = cython.declare(cython.const[cython.uint], 1 << 7)
+A_ZERO_WINDOW_PROBE = cython.declare(cython.const[cython.uint], 1 << 8)
+A_ZERO_WINDOW_PROBE_ACK = cython.declare(cython.const[cython.uint], 1 << 9)
+A_WINDOW_FULL = cython.declare(cython.const[cython.uint], 1 << 10)
+A_WINDOW_UPDATE = cython.declare(cython.const[cython.uint], 1 << 11)
+A_KEEP_ALIVE = cython.declare(cython.const[cython.uint], 1 << 12)
+A_KEEP_ALIVE_ACK = cython.declare(cython.const[cython.uint], 1 << 13)
+A_REUSED_PORTS = cython.declare(cython.const[cython.uint], 1 << 14)
 ANALYSIS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission", "out_of_order",
                   "lost_segment", "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
                   "zero_window_probe_ack", "window_full", "window_update", "keep_alive", "keep_alive_ack",
                   "reused_ports")
 
 # TCP flag bits (as in tcpfsm.capture.batch)
-F_FIN = cython.declare(cython.int, 0x01)
-F_SYN = cython.declare(cython.int, 0x02)
-F_RST = cython.declare(cython.int, 0x04)
-F_ACK = cython.declare(cython.int, 0x10)
+F_FIN = cython.declare(cython.const[cython.int], 0x01)
+F_SYN = cython.declare(cython.const[cython.int], 0x02)
+F_RST = cython.declare(cython.const[cython.int], 0x04)
+F_ACK = cython.declare(cython.const[cython.int], 0x10)
 
-M32 = cython.declare(cython.longlong, 0xFFFFFFFF)
+M32 = cython.declare(cython.const[cython.longlong], 0xFFFFFFFF)
 # (declared: a literal above 2**31 in an expression makes it Python-object arithmetic)
-_HALF32 = cython.declare(cython.longlong, 0x80000000)
-_TWO32 = cython.declare(cython.longlong, 0x100000000)
-FAST_RETRANS_NS = cython.declare(cython.longlong, 20000000)   # a fast retransmission follows the dup ACKs within 20 ms
-OOO_DEFAULT_NS = cython.declare(cython.longlong, 3000000)     # out-of-order window before the handshake RTT is known
+_HALF32 = cython.declare(cython.const[cython.longlong], 0x80000000)
+_TWO32 = cython.declare(cython.const[cython.longlong], 0x100000000)
+FAST_RETRANS_NS = cython.declare(cython.const[cython.longlong], 20000000)   # a fast retransmission follows the dup ACKs within 20 ms
+OOO_DEFAULT_NS = cython.declare(cython.const[cython.longlong], 3000000)     # out-of-order window before the handshake RTT is known
 
 # Columns of the conversation-direction state `ds` (int64).
-D_BASESET = cython.declare(cython.int, 0)    # base sequence number known
-D_BASE = cython.declare(cython.int, 1)       # base (ISN, or first seq - 1): relative numbers
-D_WINDOW = cython.declare(cython.int, 2)     # last raw window (2**32-1 before the first segment)
-D_WSCALE = cython.declare(cython.int, 3)     # -1 unknown, -2 not in use, else the shift
-D_NEXTSEQ = cython.declare(cython.int, 4)    # highest next sequence number seen (0 = none)
-D_NEXTSEQTIME = cython.declare(cython.int, 5)
-D_LASTACK = cython.declare(cython.int, 6)
-D_LASTACKTIME = cython.declare(cython.int, 7)
-D_DUPACKS = cython.declare(cython.int, 8)
-D_MAXSEQTOBEACKED = cython.declare(cython.int, 9)
-D_LASTFLAGS = cython.declare(cython.int, 10)  # analysis bits of its last segment
-D_TIMED_END = cython.declare(cython.int, 11)  # Karn: the segment being timed ends here ...
-D_TIMED_TS = cython.declare(cython.int, 12)   # ... and was sent then (-1: nothing timed)
-D_ZW_SINCE = cython.declare(cython.int, 13)   # zero window advertised since (-1: window open)
-D_ZW_SEGMENTS = cython.declare(cython.int, 14)
-D_ZW_NS = cython.declare(cython.int, 15)
-D_RETX_SEGMENTS = cython.declare(cython.int, 16)
-D_RETX_BYTES = cython.declare(cython.int, 17)
-D_KEEPALIVES = cython.declare(cython.int, 18)
-D_MSS = cython.declare(cython.int, 19)        # from its SYN: 0 absent / no SYN
-D_SYN_WSCALE = cython.declare(cython.int, 20) # from its SYN: -1 absent
-D_SACK = cython.declare(cython.int, 21)       # from its SYN: 1 SACK permitted
-D_TSOPT = cython.declare(cython.int, 22)      # from its SYN: 1 timestamps
-D_SYNS = cython.declare(cython.int, 23)       # SYN (or SYN+ACK) segments it sent
-D_SEGMENTS = cython.declare(cython.int, 24)
-D_FIRST_ZW_PACKET = cython.declare(cython.int, 25)   # first zero-window segment (packet index, 0 none)
-D_DATA_SEGMENTS = cython.declare(cython.int, 26)     # segments carrying data ...
-D_RETX_DATA = cython.declare(cython.int, 27)         # ... and those of them retransmitted
-D_COLS = cython.declare(cython.int, 28)
+D_BASESET = cython.declare(cython.const[cython.int], 0)    # base sequence number known
+D_BASE = cython.declare(cython.const[cython.int], 1)       # base (ISN, or first seq - 1): relative numbers
+D_WINDOW = cython.declare(cython.const[cython.int], 2)     # last raw window (2**32-1 before the first segment)
+D_WSCALE = cython.declare(cython.const[cython.int], 3)     # -1 unknown, -2 not in use, else the shift
+D_NEXTSEQ = cython.declare(cython.const[cython.int], 4)    # highest next sequence number seen (0 = none)
+D_NEXTSEQTIME = cython.declare(cython.const[cython.int], 5)
+D_LASTACK = cython.declare(cython.const[cython.int], 6)
+D_LASTACKTIME = cython.declare(cython.const[cython.int], 7)
+D_DUPACKS = cython.declare(cython.const[cython.int], 8)
+D_MAXSEQTOBEACKED = cython.declare(cython.const[cython.int], 9)
+D_LASTFLAGS = cython.declare(cython.const[cython.int], 10)  # analysis bits of its last segment
+D_TIMED_END = cython.declare(cython.const[cython.int], 11)  # Karn: the segment being timed ends here ...
+D_TIMED_TS = cython.declare(cython.const[cython.int], 12)   # ... and was sent then (-1: nothing timed)
+D_ZW_SINCE = cython.declare(cython.const[cython.int], 13)   # zero window advertised since (-1: window open)
+D_ZW_SEGMENTS = cython.declare(cython.const[cython.int], 14)
+D_ZW_NS = cython.declare(cython.const[cython.int], 15)
+D_RETX_SEGMENTS = cython.declare(cython.const[cython.int], 16)
+D_RETX_BYTES = cython.declare(cython.const[cython.int], 17)
+D_KEEPALIVES = cython.declare(cython.const[cython.int], 18)
+D_MSS = cython.declare(cython.const[cython.int], 19)        # from its SYN: 0 absent / no SYN
+D_SYN_WSCALE = cython.declare(cython.const[cython.int], 20) # from its SYN: -1 absent
+D_SACK = cython.declare(cython.const[cython.int], 21)       # from its SYN: 1 SACK permitted
+D_TSOPT = cython.declare(cython.const[cython.int], 22)      # from its SYN: 1 timestamps
+D_SYNS = cython.declare(cython.const[cython.int], 23)       # SYN (or SYN+ACK) segments it sent
+D_SEGMENTS = cython.declare(cython.const[cython.int], 24)
+D_FIRST_ZW_PACKET = cython.declare(cython.const[cython.int], 25)   # first zero-window segment (packet index, 0 none)
+D_DATA_SEGMENTS = cython.declare(cython.const[cython.int], 26)     # segments carrying data ...
+D_RETX_DATA = cython.declare(cython.const[cython.int], 27)         # ... and those of them retransmitted
+D_COLS = cython.declare(cython.const[cython.int], 28)
 # The same columns for Python (the compiled module exports no C constants); tests check the order.
 DS_COLUMNS = ("baseset", "base", "window", "wscale", "nextseq", "nextseqtime", "lastack", "lastacktime",
               "dupacks", "maxseqtobeacked", "lastflags", "timed_end", "timed_ts", "zw_since", "zw_segments",
@@ -100,37 +102,37 @@ DS_COLUMNS = ("baseset", "base", "window", "wscale", "nextseq", "nextseqtime", "
               "syns", "segments", "first_zw_packet", "data_segments", "retx_data")
 
 # Columns of the conversation state `cs` (int64).
-C_KEY = cython.declare(cython.int, 0)          # dense 4-tuple id
-C_FIRST_PACKET = cython.declare(cython.int, 1)
-C_FIRST_TS = cython.declare(cython.int, 2)
-C_LAST_TS = cython.declare(cython.int, 3)
-C_MRU_SYN = cython.declare(cython.int, 4)      # time of the most recent SYN (0 none)
-C_SYN_DIR = cython.declare(cython.int, 5)      # direction of that SYN (-1 none)
-C_FIRST_RTT = cython.declare(cython.int, 6)    # handshake RTT, ns (0 not yet)
-C_RTT_PACKET = cython.declare(cython.int, 7)   # the ACK that completed it
-C_MRU_SYNACK = cython.declare(cython.int, 8)   # the most recent SYN+ACK before the handshake ACK (0 none)
-C_SYNACK_LEG = cython.declare(cython.int, 9)   # SYN -> SYN+ACK at the tap (-1 unknown)
-C_ACK_LEG = cython.declare(cython.int, 10)     # SYN+ACK -> ACK at the tap (-1 unknown)
-C_SYNACK_AFTER = cython.declare(cython.int, 11)   # SYN+ACKs seen after the handshake completed
-C_SYNACK_AFTER_PACKET = cython.declare(cython.int, 12)
-C_FIRST_SYN_TS = cython.declare(cython.int, 13)   # first SYN (connect latency with retries)
-C_MAX_GAP = cython.declare(cython.int, 14)        # longest silence between two of its segments (ns) ...
-C_MAX_GAP_PACKET = cython.declare(cython.int, 15) # ... ended by this packet
-C_COLS = cython.declare(cython.int, 16)
+C_KEY = cython.declare(cython.const[cython.int], 0)          # dense 4-tuple id
+C_FIRST_PACKET = cython.declare(cython.const[cython.int], 1)
+C_FIRST_TS = cython.declare(cython.const[cython.int], 2)
+C_LAST_TS = cython.declare(cython.const[cython.int], 3)
+C_MRU_SYN = cython.declare(cython.const[cython.int], 4)      # time of the most recent SYN (0 none)
+C_SYN_DIR = cython.declare(cython.const[cython.int], 5)      # direction of that SYN (-1 none)
+C_FIRST_RTT = cython.declare(cython.const[cython.int], 6)    # handshake RTT, ns (0 not yet)
+C_RTT_PACKET = cython.declare(cython.const[cython.int], 7)   # the ACK that completed it
+C_MRU_SYNACK = cython.declare(cython.const[cython.int], 8)   # the most recent SYN+ACK before the handshake ACK (0 none)
+C_SYNACK_LEG = cython.declare(cython.const[cython.int], 9)   # SYN -> SYN+ACK at the tap (-1 unknown)
+C_ACK_LEG = cython.declare(cython.const[cython.int], 10)     # SYN+ACK -> ACK at the tap (-1 unknown)
+C_SYNACK_AFTER = cython.declare(cython.const[cython.int], 11)   # SYN+ACKs seen after the handshake completed
+C_SYNACK_AFTER_PACKET = cython.declare(cython.const[cython.int], 12)
+C_FIRST_SYN_TS = cython.declare(cython.const[cython.int], 13)   # first SYN (connect latency with retries)
+C_MAX_GAP = cython.declare(cython.const[cython.int], 14)        # longest silence between two of its segments (ns) ...
+C_MAX_GAP_PACKET = cython.declare(cython.const[cython.int], 15) # ... ended by this packet
+C_COLS = cython.declare(cython.const[cython.int], 16)
 CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir", "first_rtt", "rtt_packet",
               "mru_synack", "synack_leg", "ack_leg", "synack_after", "synack_after_packet", "first_syn_ts",
               "max_gap", "max_gap_packet")
 
 
-# Flow keys (36 bytes, tcpfsm.capture.keys) read as 9 little-endian 32-bit words (`KEY_WORDS`; a literal 9 in
-# the loops below, so the compiler unrolls them) and hashed multilinearly: the sum of each word times its own
+# Flow keys (36 bytes, tcpfsm.capture.keys) read as 9 little-endian 32-bit words (`KEY_WORDS`, a constant: the
+# compiler unrolls the loops over them) and hashed multilinearly: the sum of each word times its own
 # odd 64-bit constant (independent products: no chain of multiplications as FNV's, 1/3 faster here), then one
 # multiply-xorshift round; C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the
 # same values (literals below 2**63: a larger one would not convert)
-KEY_WORDS = cython.declare(cython.int, 9)
-_K0 = cython.declare(cython.ulonglong, 0x1E3779B97F4A7C15)
-_K_STEP = cython.declare(cython.ulonglong, 0x3C6EF372FE94F82A)
-_MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)
+KEY_WORDS = cython.declare(cython.const[cython.int], 9)
+_K0 = cython.declare(cython.const[cython.ulonglong], 0x1E3779B97F4A7C15)
+_K_STEP = cython.declare(cython.const[cython.ulonglong], 0x3C6EF372FE94F82A)
+_MIX = cython.declare(cython.const[cython.ulonglong], 0x2545F4914F6CDD1D)
 
 
 @cython.ccall
@@ -158,14 +160,14 @@ def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[
         # a segment of the same 4-tuple as the row before (half of them, in bulk transfers) has its id
         if i > 0:
             diff = 0
-            for j in range(9):
+            for j in range(KEY_WORDS):
                 diff |= keys[i, j] ^ keys[i - 1, j]
             if diff == 0:
                 out[i] = out[i - 1]
                 continue
         h = 0
         c = _K0
-        for j in range(9):                      # each word times its own odd constant, summed
+        for j in range(KEY_WORDS):                      # each word times its own odd constant, summed
             h += cython.cast(cython.ulonglong, keys[i, j]) * c
             c += _K_STEP
             if not cython.compiled:
@@ -185,13 +187,13 @@ def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[
                     g = nkeys
                     nkeys += 1
                     table[s] = g
-                    for j in range(9):
+                    for j in range(KEY_WORDS):
                         stored[g, j] = keys[i, j]
                 else:
                     g = missing
                 break
             diff = 0
-            for j in range(9):                  # (no early exit: the compiler compares the words in vectors)
+            for j in range(KEY_WORDS):                  # (no early exit: the compiler compares the words in vectors)
                 diff |= stored[g, j] ^ keys[i, j]
             if diff == 0:
                 break
