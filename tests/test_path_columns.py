@@ -210,16 +210,6 @@ def test_conv_flows_and_rtt_statistics_equal_the_references_on_every_capture(mon
                 assert facts.rtt_jitter[row] == pytest.approx(jit, rel=1e-9), path
 
 
-def test_sorted_by_flow_in_one_key_and_by_lexsort():
-    rng = np.random.default_rng(7)
-    for high in (50, 10 ** 9, 1 << 61):                 # the last does not fit beside the flow: the lexsort
-        flow = rng.integers(0, 1000, 5000)
-        v = rng.integers(0, high, 5000)
-        assert np.array_equal(pf.sorted_by_flow(flow, v), v[np.lexsort((v, flow))])
-    z = np.zeros(0, np.int64)
-    assert len(pf.sorted_by_flow(z, z)) == 0
-
-
 def test_round6_is_pythons_round():
     rng = random.Random(3)
     ns = [rng.randrange(0, 10 ** 12) for _ in range(20000)] + [k * 500 for k in range(1, 20001)] + \
@@ -293,8 +283,8 @@ def _kernel_forms():
 
 
 def _jitter_by_numpy(flow, rtt, nf):
-    """The numpy form segments.jitter_sums replaced: samples grouped by flow (stably), differences of the floats,
-    added by np.add.at."""
+    """The numpy form the kernel's jitter sums replaced: samples grouped by flow (stably), differences of the
+    floats, added by np.add.at."""
     o = np.argsort(flow, kind="stable")
     f2, d = flow[o], np.abs(np.diff(rtt[o].astype(np.float64)))
     same = f2[1:] == f2[:-1]
@@ -303,29 +293,35 @@ def _jitter_by_numpy(flow, rtt, nf):
     return np.bincount(flow, minlength=nf).astype(np.int64), tot
 
 
-def test_jitter_sums_are_numpys_float_sums_bit_for_bit_in_both_kernel_forms():
-    """Counts and sums of |consecutive differences| per flow from the kernel's one pass equal the numpy form's,
-    also where the floats round (values above 2**53, where the order of the additions shows)."""
+def test_rtt_by_flow_counts_jitter_sums_and_sorted_runs_in_both_kernel_forms():
+    """segments.rtt_by_flow against numpy: the counts, the jitter sums bit for bit (also where the floats round:
+    values above 2**53, where the order of the additions shows), and the samples sorted by (flow, value) as
+    a lexsort gives them -- runs the kernel sorts and runs longer than SORT_RUN numpy sorts."""
     from tcpfsm.path import segments as seg
     rng = np.random.default_rng(3)
+    cases = [(0, 1, 10), (1, 3, 10), (5000, 7, 10 ** 12), (20000, 3000, 10 ** 12), (5000, 1000, 50),
+             (3000, 20, 1 << 62)]
     for kernel in _kernel_forms():
-        for n, nf in ((0, 1), (1, 3), (5000, 7), (20000, 3000)):
+        for n, nf, high in cases:
             flow = rng.integers(0, nf, n)
-            rtt = rng.integers(0, 10 ** 12, n)
-            rtt[::7] = rng.integers(2 ** 53, 2 ** 62, len(rtt[::7]))
+            rtt = rng.integers(0, high, n)
+            if high > 1 << 53:
+                rtt[::7] = rng.integers(2 ** 53, 2 ** 62, len(rtt[::7]))
             orig = seg._k
             seg._k = kernel
             try:
-                count, tot = seg.jitter_sums(flow, rtt, nf)
+                count, tot, ro = seg.rtt_by_flow(flow, rtt, nf)
             finally:
                 seg._k = orig
             want_count, want_tot = _jitter_by_numpy(flow, rtt, nf)
             assert np.array_equal(count, want_count) and count.dtype == np.int64
             assert tot.tobytes() == want_tot.tobytes()
+            assert np.array_equal(ro, rtt[np.lexsort((rtt, flow))])
+        assert seg.rtt_by_flow(np.array([0, 1, 0]), np.array([5, 9, 2]), 2)[2].tolist() == [2, 5, 9]
 
 
 def _rtt_by_sorts(conv, rtt, packet, conv_flow, nf):
-    """PathFacts._rtt as it was before the kernel's jitter sums: sorts by packet and by flow, np.add.at."""
+    """PathFacts._rtt as it was before the kernel's pass over the samples: sorts by packet and by flow, np.add.at."""
     flow = conv_flow[conv]
     keep = flow >= 0
     flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
@@ -334,7 +330,7 @@ def _rtt_by_sorts(conv, rtt, packet, conv_flow, nf):
     out["n"] = n_all
     if not len(flow):
         return out
-    ro = pf.sorted_by_flow(flow, rtt)
+    ro = rtt[np.lexsort((rtt, flow))]
     ids = np.flatnonzero(n_all)
     n = n_all[ids]
     starts = np.cumsum(n) - n
@@ -359,7 +355,7 @@ def _rtt_by_sorts(conv, rtt, packet, conv_flow, nf):
 
 @pytest.mark.parametrize("in_packet_order", [True, False], ids=["capture order", "shuffled"])
 def test_rtt_statistics_bit_for_bit_as_the_sort_based_form(in_packet_order):
-    """PathFacts._rtt (the kernel's jitter sums) against the form it replaced, on samples in packet order (as the
+    """PathFacts._rtt (the kernel's pass over the samples) against the form it replaced, on samples in packet order (as the
     analysis feeds them) and shuffled, some conversations without a flow: every statistic the same bits."""
     rng = np.random.default_rng(8)
     nconv, nf, n = 400, 300, 30000

@@ -5,7 +5,7 @@ Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does),
 yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
 retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN;
 and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`);
-and the per-flow count and jitter sums of the RTT samples in time order (`jitter_sums`, for
+and the RTT samples per flow: their count, jitter sums and values grouped by flow, sorted (`rtt_by_flow`, for
 tcpfsm/path/flows.py).
 Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
 owns the capacity of the key table and of the state arrays, the cap on conversations and the meaning of
@@ -205,21 +205,48 @@ def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def jitter_sums(flow: cython.const[cython.longlong][::1], rtt: cython.const[cython.longlong][::1],
-                last: cython.longlong[::1], count: cython.longlong[::1], total: cython.double[::1]) -> cython.void:
-    """Per flow (0 <= flow < len(count)), over its RTT samples in the order given (time order): how many
-    (`count`, zeros in) and the sum of the absolute differences of consecutive ones (`total`, zeros in), each
-    difference taken between the samples as floats and added in that order: the float sums numpy's
-    `np.add.at(total, flow, abs(diff))` over the samples grouped by flow gives. `last`: scratch, one per flow."""
+def rtt_by_flow(flow: cython.const[cython.longlong][::1], rtt: cython.const[cython.longlong][::1],
+                count: cython.longlong[::1], total: cython.double[::1], at: cython.longlong[::1],
+                out: cython.longlong[::1], sort_run: cython.longlong) -> cython.void:
+    """The RTT samples per flow (0 <= flow < len(count)), given in time order: how many (`count`, zeros in); the
+    sum of the absolute differences of consecutive ones (`total`, zeros in), each difference taken between the
+    samples as floats and added in time order (the float sums of numpy's `np.add.at(total, flow, abs(diff))`
+    over the samples grouped by flow); and the samples grouped by flow, flows in order (`out`), each flow's
+    sorted when it has at most `sort_run` of them (the wrapper sorts the longer runs). `at`: scratch, one per
+    flow."""
     n: cython.Py_ssize_t = flow.shape[0]
+    m: cython.Py_ssize_t = count.shape[0]
     i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    k: cython.Py_ssize_t
     f: cython.longlong
-    for i in range(n):
+    first: cython.longlong
+    pos: cython.longlong = 0
+    v: cython.longlong
+    for i in range(n):                          # counts and jitter sums; `at`: each flow's previous sample
         f = flow[i]
         if count[f] > 0:
-            total[f] += abs(cython.cast(cython.double, rtt[i]) - cython.cast(cython.double, last[f]))
-        last[f] = rtt[i]
+            total[f] += abs(cython.cast(cython.double, rtt[i]) - cython.cast(cython.double, at[f]))
+        at[f] = rtt[i]
         count[f] += 1
+    for f in range(m):                          # `at`: where each flow's run starts
+        at[f] = pos
+        pos += count[f]
+    for i in range(n):                          # each sample into its flow's run; `at` ends at the run's end
+        f = flow[i]
+        out[at[f]] = rtt[i]
+        at[f] += 1
+    for f in range(m):                          # short runs sorted in place (insertion: a few samples each)
+        if count[f] < 2 or count[f] > sort_run:
+            continue
+        first = at[f] - count[f]
+        for j in range(first + 1, at[f]):
+            v = out[j]
+            k = j - 1
+            while k >= first and out[k] > v:
+                out[k + 1] = out[k]
+                k -= 1
+            out[k + 1] = v
 
 
 @cython.cfunc

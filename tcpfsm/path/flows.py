@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from ..track.flowtable import Flow
-from .segments import CS, DS, SequenceAnalysis, jitter_sums
+from .segments import CS, DS, SequenceAnalysis, rtt_by_flow
 
 NS = 1_000_000_000
 # the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
@@ -139,15 +139,17 @@ class PathFacts:
         if not keep.all():
             flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
         del keep
-        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's), with
-        # the sample count, in one pass over the samples in packet order (they come in it: fed in capture order)
+        # one kernel pass over the samples in time order (they come in packet order: fed in capture order) gives
+        # the count, the jitter -- mean absolute difference of consecutive samples, in time order (as mtr's and
+        # RFC 3550's) -- and for the order statistics the samples sorted by (flow, rtt): each flow's run holds
+        # its sorted samples
         if len(packet) > 1 and not (packet[1:] >= packet[:-1]).all():
             o = np.argsort(packet, kind="stable")
-            self.rtt_n, tot = jitter_sums(flow[o], rtt[o], nf)
+            flow, rtt = flow[o], rtt[o]
             del o
-        else:
-            self.rtt_n, tot = jitter_sums(flow, rtt, nf)
         del packet
+        self.rtt_n, tot, ro = rtt_by_flow(flow, rtt, nf)
+        del flow, rtt
         self.rtt_jitter = tot / np.maximum(self.rtt_n - 1, 1)
         del tot
         self.rtt_min = np.zeros(nf, np.int64)
@@ -155,11 +157,8 @@ class PathFacts:
         self.rtt_med = np.zeros(nf, np.float64)
         self.rtt_p95 = np.zeros(nf, np.float64)
         self.rtt_mean = np.zeros(nf, np.float64)
-        if not len(flow):
+        if not len(ro):
             return
-        # order statistics: samples sorted by (flow, rtt); each flow's run holds its sorted samples
-        ro = sorted_by_flow(flow, rtt)
-        del flow, rtt
         ids = np.flatnonzero(self.rtt_n)
         n = self.rtt_n[ids]
         starts = np.cumsum(n) - n
@@ -332,18 +331,6 @@ JSON_COLUMNS = ("hs", "leg1", "leg2", "n", "min", "max", "retx_client", "retxb_c
                 "retxb_server", "zw_client", "zws_client", "zw_server", "zws_server", "mss_c", "mss_s", "ws", "wc",
                 "wsv", "sack", "tsopt", "ka_client", "ka_server", "ttl_client", "ttl_server", "hops_client",
                 "hops_server")
-
-
-def sorted_by_flow(flow: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The values `v` (>= 0) sorted by (flow, value): one sort of int64 keys, the flow in the high bits and
-    the value in the low ones (a lexsort of the pairs costs ~15x more); the lexsort only when they do not
-    fit in 63 bits (values of days in ns with millions of flows)."""
-    if not len(v):
-        return v.copy()
-    bits = int(v.max()).bit_length()
-    if int(flow.max()).bit_length() + bits > 63:
-        return v[np.lexsort((v, flow))]
-    return np.sort((flow << bits) | v) & ((1 << bits) - 1)
 
 
 def round6(x: np.ndarray) -> np.ndarray:

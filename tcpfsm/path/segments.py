@@ -23,15 +23,25 @@ CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the 
 KEY_WORDS = 9                   # a flow key's 36 bytes (tcpfsm.capture.keys) as the kernel reads them: 32-bit words
 
 
-def jitter_sums(flow: np.ndarray, rtt: np.ndarray, flows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per flow (`flow`: each sample's, int64 in [0, flows)), over its RTT samples in the order given (time
-    order): the samples (int64) and the sum of the absolute differences of consecutive ones (float64), added in
-    that order, by the kernel's one pass."""
+SORT_RUN = 32                   # a flow's RTT samples up to this many are sorted by the kernel, longer runs by numpy
+
+
+def rtt_by_flow(flow: np.ndarray, rtt: np.ndarray, flows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The RTT samples (`rtt`, int64, in time order) per flow (`flow`: each sample's, in [0, flows)): how many
+    (int64), the sum of the absolute differences of consecutive ones (float64, added in time order), and the
+    samples sorted by (flow, value). By the kernel's passes over the samples (a counting sort by flow), numpy
+    sorting only the runs of flows with more than SORT_RUN samples."""
     count = np.zeros(flows, np.int64)
     total = np.zeros(flows, np.float64)
-    _k.jitter_sums(np.ascontiguousarray(flow, np.int64), np.ascontiguousarray(rtt, np.int64),
-                   np.empty(flows, np.int64), count, total)
-    return count, total
+    out = np.empty(len(rtt), np.int64)
+    _k.rtt_by_flow(np.ascontiguousarray(flow, np.int64), np.ascontiguousarray(rtt, np.int64), count, total,
+                   np.empty(flows, np.int64), out, SORT_RUN)
+    long = np.flatnonzero(count > SORT_RUN)
+    if len(long):
+        ends = np.cumsum(count)[long].tolist()
+        for n, end in zip(count[long].tolist(), ends):
+            out[end - n:end].sort()
+    return count, total, out
 
 
 def _words(keys: np.ndarray) -> np.ndarray:
