@@ -399,6 +399,28 @@ def test_per_flow_reductions_by_assignment_or_ufunc_at():
         assert np.array_equal(into.min(v), want)
 
 
+def test_sum_by_flow_is_np_add_at_per_column_in_both_kernel_forms():
+    """segments.sum_by_flow (the counters of PathFacts) against np.add.at of each column over the rows, flows
+    with several rows and none included."""
+    from tcpfsm.path import segments as seg
+    rng = np.random.default_rng(6)
+    ds = rng.integers(-10 ** 9, 10 ** 12, (400, len(seg.DS)))
+    for kernel in _kernel_forms():
+        for n, nf in ((0, 5), (150, 200), (300, 40)):
+            rows, fl = rng.integers(0, len(ds), n), rng.integers(0, nf, n)
+            cols = [seg.DS[c] for c in pf._COUNTED]
+            orig = seg._k
+            seg._k = kernel
+            try:
+                got = seg.sum_by_flow(ds, rows, fl, cols, nf)
+            finally:
+                seg._k = orig
+            for j, col in enumerate(cols):
+                want = np.zeros(nf, np.int64)
+                np.add.at(want, fl, ds[rows, col])
+                assert np.array_equal(got[j], want), (n, j)
+
+
 def test_conv_flows_by_the_4_tuple_when_no_4_tuple_has_two_flows():
     """flows._conv_flows maps a conversation straight to its 4-tuple's flow when each 4-tuple has one flow: what
     the sort of flows and conversations together (`_conv_flows_sorted`, for any flows) gives there too."""

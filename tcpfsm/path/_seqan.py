@@ -5,8 +5,8 @@ Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does),
 yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
 retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN;
 and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`);
-and the RTT samples per flow: their count, jitter sums and values grouped by flow, sorted (`rtt_by_flow`, for
-tcpfsm/path/flows.py).
+and, for tcpfsm/path/flows.py, the conversations' counters summed per flow (`sum_by_flow`) and the RTT samples
+per flow: their count, jitter sums and values grouped by flow, sorted (`rtt_by_flow`).
 Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
 owns the capacity of the key table and of the state arrays, the cap on conversations and the meaning of
 the outputs.
@@ -200,6 +200,28 @@ def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[
             s = (s + 1) & mask
         out[i] = g
     return nkeys
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def sum_by_flow(ds: cython.const[cython.longlong][:, ::1], rows: cython.const[cython.longlong][::1],
+                flow: cython.const[cython.longlong][::1], cols: cython.const[cython.longlong][::1],
+                out: cython.longlong[:, ::1]) -> cython.void:
+    """Per flow, the sums of the state rows' columns: out[j, flow[i]] += ds[rows[i], cols[j]] for every i and
+    j (`out`: zeros in, a row per column, a column per flow) -- one pass where numpy gathers and scatters
+    each column."""
+    n: cython.Py_ssize_t = rows.shape[0]
+    m: cython.Py_ssize_t = cols.shape[0]
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    r: cython.longlong
+    f: cython.longlong
+    for i in range(n):
+        r = rows[i]
+        f = flow[i]
+        for j in range(m):
+            out[j, f] += ds[r, cols[j]]
 
 
 @cython.ccall

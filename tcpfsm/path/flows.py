@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from ..track.flowtable import Flow
-from .segments import CS, DS, SequenceAnalysis, rtt_by_flow
+from .segments import CS, DS, SequenceAnalysis, rtt_by_flow, sum_by_flow
 
 NS = 1_000_000_000
 # the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
@@ -73,9 +73,6 @@ class PathFacts:
         rows_s = 2 * conv_ok + 1 - cd
         into = _PerFlow(fl, nf)
 
-        def per_flow(col: str, rows: np.ndarray) -> np.ndarray:
-            return into.sum(ds[rows, DS[col]])
-
         last_ts = cs[conv_ok, CS["last_ts"]]
 
         def zw_ns(rows):
@@ -83,14 +80,15 @@ class PathFacts:
             open_ = np.where(since >= 0, last_ts - since, 0)     # a window still shut at the end counts to then
             return into.sum(ds[rows, DS["zw_ns"]] + open_)
 
-        self.retx = {r: (per_flow("retx_segments", rows), per_flow("retx_bytes", rows))
-                     for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.zw = {r: (per_flow("zw_segments", rows), zw_ns(rows)) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.keepalives = {r: per_flow("keepalives", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.segments = {r: per_flow("segments", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.syns = {r: per_flow("syns", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.data = {r: (per_flow("data_segments", rows), per_flow("retx_data", rows))
-                     for r, rows in (("client", rows_c), ("server", rows_s))}
+        sides = (("client", rows_c), ("server", rows_s))
+        sums = {r: dict(zip(_COUNTED, sum_by_flow(ds, rows, fl, [DS[c] for c in _COUNTED], nf))) for r, rows in sides}
+        self.retx = {r: (sums[r]["retx_segments"], sums[r]["retx_bytes"]) for r, _ in sides}
+        self.zw = {r: (sums[r]["zw_segments"], zw_ns(rows)) for r, rows in sides}
+        self.keepalives = {r: sums[r]["keepalives"] for r, _ in sides}
+        self.segments = {r: sums[r]["segments"] for r, _ in sides}
+        self.syns = {r: sums[r]["syns"] for r, _ in sides}
+        self.data = {r: (sums[r]["data_segments"], sums[r]["retx_data"]) for r, _ in sides}
+        del sums
         # first zero-window packet per side (evidence)
         self.first_zw = {}
         for r, rows in (("client", rows_c), ("server", rows_s)):
@@ -296,6 +294,11 @@ class PathFacts:
             "hops": {"client": c["hops_client"][row], "server": c["hops_server"][row]},
             "icmp": self.icmp.of_flow(row) if self.icmp is not None else [],
         }
+
+
+# the per-direction counters summed over a flow's conversations (per side)
+_COUNTED = ("retx_segments", "retx_bytes", "zw_segments", "keepalives", "segments", "syns", "data_segments",
+            "retx_data")
 
 
 class _PerFlow:

@@ -23,6 +23,15 @@ CS = {name: j for j, name in enumerate(_k.CS_COLUMNS)}          # column of the 
 KEY_WORDS = 9                   # a flow key's 36 bytes (tcpfsm.capture.keys) as the kernel reads them: 32-bit words
 
 
+def sum_by_flow(ds: np.ndarray, rows: np.ndarray, flow: np.ndarray, cols: list[int], flows: int) -> np.ndarray:
+    """Per flow (`flow`: each row's, in [0, flows)), the sums of the state rows `rows` of `ds` (SequenceAnalysis's
+    per-direction state) in the columns `cols`: int64, a row per column, by the kernel's one pass."""
+    out = np.zeros((len(cols), flows), np.int64)
+    _k.sum_by_flow(np.ascontiguousarray(ds, np.int64), np.ascontiguousarray(rows, np.int64),
+                   np.ascontiguousarray(flow, np.int64), np.asarray(cols, np.int64), out)
+    return out
+
+
 SORT_RUN = 32                   # a flow's RTT samples up to this many are sorted by the kernel, longer runs by numpy
 
 
