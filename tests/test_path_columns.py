@@ -421,6 +421,30 @@ def test_sum_by_flow_is_np_add_at_per_column_in_both_kernel_forms():
                 assert np.array_equal(got[j], want), (n, j)
 
 
+def test_flow_keys_and_pair_codes_column_wise():
+    """flows.flow_keys against flow_key per flow, and the pair codes against numbering the distinct (client,
+    server) address pairs by their first flow (np.unique's first indices), on IPv4 and IPv6 flows of both
+    orientations."""
+    orientations = set()
+    for name in ("kernel/concurrent_mixed.pcap", "kernel/ipv6_close.pcap", "crafted/tw_reuse.pcap",
+                 "crafted/windows_tw.pcap"):
+        flows = tcpfsm.analyze(str(ROOT / "captures" / name)).flows
+        orientations |= {f.client_is_lo for f in flows}
+        fc = pf.flow_columns(flows)
+        assert pf.flow_keys(fc).tolist() == [pf.flow_key(f) for f in flows], name
+        pairs = [f.client_raw + f.server_raw for f in flows]
+        _, first, code = np.unique(np.array(pairs, "S32"), return_index=True, return_inverse=True)
+        rank = np.empty(len(first), np.int64)
+        rank[np.argsort(first)] = np.arange(len(first))
+        assert np.array_equal(pf._pair_codes(fc), rank[code.reshape(-1)]), name
+    assert orientations == {True, False}
+    a, b, c, x, y = (bytes([k]) * 16 for k in range(1, 6))
+    fc = {"id": np.arange(6), "client_raw": np.array([a, a, b, a, c, b], "S16"),
+          "server_raw": np.array([x, y, x, x, y, x], "S16")}
+    assert pf._pair_codes(fc).tolist() == [0, 1, 2, 0, 3, 2]
+    assert len(pf.flow_keys(pf.flow_columns([]))) == 0 and len(pf._pair_codes(pf.flow_columns([]))) == 0
+
+
 def test_conv_flows_by_the_4_tuple_when_no_4_tuple_has_two_flows():
     """flows._conv_flows maps a conversation straight to its 4-tuple's flow when each 4-tuple has one flow: what
     the sort of flows and conversations together (`_conv_flows_sorted`, for any flows) gives there too."""

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from ..track.flowtable import Flow
-from .segments import CS, DS, SequenceAnalysis, rtt_by_flow, sum_by_flow
+from .segments import CS, DS, SequenceAnalysis, dense_ids, rtt_by_flow, sum_by_flow
 
 NS = 1_000_000_000
 # the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
@@ -382,29 +382,28 @@ _FLOW_COLUMNS = (("id", np.int64), ("first_packet", np.int64), ("client_raw", "S
 
 
 def _pair_codes(fc: dict[str, np.ndarray]) -> np.ndarray:
-    """PathFacts.pair_codes from `flow_columns`."""
+    """PathFacts.pair_codes from `flow_columns`: the (client, server) addresses, padded to a flow key's width,
+    numbered in order of first appearance by a key table of their own."""
     nf = len(fc["id"])
-    both = np.empty((nf, 32), np.uint8)
+    both = np.zeros((nf, 36), np.uint8)
     both[:, :16] = fc["client_raw"].view(np.uint8).reshape(nf, 16)
-    both[:, 16:] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
-    _, first, code = np.unique(both.view("S32").ravel(), return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    return rank[code.reshape(-1)]
+    both[:, 16:32] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
+    return dense_ids(both.view("V36").ravel())
 
 
 def flow_keys(fc: dict[str, np.ndarray]) -> np.ndarray:
     """`flow_key` of every flow of `flow_columns`, as a V36 array (numpy, not bytes built per flow)."""
     nf = len(fc["id"])
-    side = []
-    for raw, port in (("client_raw", "client_port"), ("server_raw", "server_port")):
-        b = np.empty((nf, 18), np.uint8)
-        b[:, :16] = fc[raw].view(np.uint8).reshape(nf, 16)
-        b[:, 16:] = fc[port].astype(">u2").view(np.uint8).reshape(nf, 2)
-        side.append(b)
-    lo = fc["client_is_lo"][:, None]
-    keys = np.concatenate([np.where(lo, side[0], side[1]), np.where(lo, side[1], side[0])], axis=1)
-    return keys.view("V36").ravel()
+    sides = np.empty((nf, 2, 18), np.uint8)      # each flow's client then server side: address, big-endian port
+    for j, (raw, port) in enumerate((("client_raw", "client_port"), ("server_raw", "server_port"))):
+        sides[:, j, :16] = fc[raw].view(np.uint8).reshape(nf, 16)
+        sides[:, j, 16:] = fc[port].astype(">u2").view(np.uint8).reshape(nf, 2)
+    side = sides.view(np.uint16).reshape(2 * nf, 9)              # (a side's 18 bytes as 9 words: rows to gather)
+    lower = 2 * np.arange(nf) + 1 - fc["client_is_lo"]          # (the lower side first)
+    pick = np.empty((nf, 2), np.int64)
+    pick[:, 0] = lower
+    pick[:, 1] = lower ^ 1
+    return side.take(pick.ravel(), axis=0).reshape(nf, 18).view("V36").ravel()
 
 
 def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, fc: dict[str, np.ndarray]) -> np.ndarray:

@@ -53,6 +53,17 @@ def rtt_by_flow(flow: np.ndarray, rtt: np.ndarray, flows: int) -> tuple[np.ndarr
     return count, total, out
 
 
+def dense_ids(keys: np.ndarray) -> np.ndarray:
+    """Each 36-byte key (a V36 array) numbered in order of first appearance, by a key table of its own (the
+    kernel's intern_keys)."""
+    n = len(keys)
+    out = np.empty(n, np.int64)
+    if n:
+        _k.intern_keys(_words(keys), np.full(1 << (2 * n).bit_length(), -1, np.int64),
+                       np.empty((n, KEY_WORDS), np.uint32), 0, True, -1, out)
+    return out
+
+
 def _words(keys: np.ndarray) -> np.ndarray:
     """Flow keys (a V36 array) as the kernel reads them: a row of 9 32-bit words each."""
     return np.ascontiguousarray(keys).view(np.uint32).reshape(len(keys), KEY_WORDS)
