@@ -61,8 +61,8 @@ class PathFacts:
         self.flows = flows
         cs, ds = sa.conv_state()
         nconv, nf = len(cs), len(flows)
-        fc = flow_columns(flows)                # (not kept: 65 bytes a flow; what is needed later is derived)
-        self.conv_flow = conv_flow = _conv_flows(sa, cs, fc)
+        fc = flow_columns(flows, _KEY_COLUMNS)  # (not kept: 49 bytes a flow; what is needed later is derived)
+        self.conv_flow = conv_flow = _conv_flows(sa, cs, fc, flows)
         # client direction of each conversation: its flow's client side is the key's lower side (dir 1)
         cdir = fc["client_is_lo"].astype(np.int64)
         ok = conv_flow >= 0
@@ -118,7 +118,7 @@ class PathFacts:
         self._json: tuple | None = None
         self._pairs = _pair_codes(fc)           # (path_rules' lossy_path asks for them on every analysis)
         self._rtt(sa, nf)
-        self._rows = dict(zip(fc["id"].tolist(), range(nf)))        # flow id -> row (the ids are the flows' own)
+        self._rows = {f.id: row for row, f in enumerate(flows)}     # flow id -> row (the ids are the flows' own)
         _FACTS[:] = [r for r in _FACTS if r() is not None]
         _FACTS.append(weakref.ref(self))
 
@@ -370,21 +370,26 @@ def _none_below_0(v: np.ndarray, values: list) -> list:
     return values
 
 
-def flow_columns(flows: list[Flow]) -> dict[str, np.ndarray]:
-    """The flows' identity as columns, one pass over them (the facts are computed column-wise from these, not
-    per flow object): id, first packet, client / server 16-byte addresses ("S16") and ports, client_is_lo."""
+def flow_columns(flows: list[Flow], names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The flows' identity as columns, one pass over them each (the facts are computed column-wise from these,
+    not per flow object): id, first packet, client / server 16-byte addresses ("S16") and ports, client_is_lo;
+    or only the columns `names`."""
     nf = len(flows)
-    return {name: np.fromiter(map(attrgetter(name), flows), dt, nf) for name, dt in _FLOW_COLUMNS}
+    return {name: np.fromiter(map(attrgetter(name), flows), dt, nf) for name, dt in _FLOW_COLUMNS
+            if names is None or name in names}
 
 
 _FLOW_COLUMNS = (("id", np.int64), ("first_packet", np.int64), ("client_raw", "S16"), ("server_raw", "S16"),
                  ("client_port", np.int64), ("server_port", np.int64), ("client_is_lo", np.bool_))
+# what PathFacts needs of every flow: its 4-tuple and orientation (the flows' keys, the host pairs); a flow's
+# first packet only where a 4-tuple has several flows (`_conv_flows`), its id for the rows by id
+_KEY_COLUMNS = ("client_raw", "server_raw", "client_port", "server_port", "client_is_lo")
 
 
 def _pair_codes(fc: dict[str, np.ndarray]) -> np.ndarray:
     """PathFacts.pair_codes from `flow_columns`: the (client, server) addresses, padded to a flow key's width,
     numbered in order of first appearance by a key table of their own."""
-    nf = len(fc["id"])
+    nf = len(fc["client_raw"])
     both = np.zeros((nf, 36), np.uint8)
     both[:, :16] = fc["client_raw"].view(np.uint8).reshape(nf, 16)
     both[:, 16:32] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
@@ -393,7 +398,7 @@ def _pair_codes(fc: dict[str, np.ndarray]) -> np.ndarray:
 
 def flow_keys(fc: dict[str, np.ndarray]) -> np.ndarray:
     """`flow_key` of every flow of `flow_columns`, as a V36 array (numpy, not bytes built per flow)."""
-    nf = len(fc["id"])
+    nf = len(fc["client_raw"])
     sides = np.empty((nf, 2, 18), np.uint8)      # each flow's client then server side: address, big-endian port
     for j, (raw, port) in enumerate((("client_raw", "client_port"), ("server_raw", "server_port"))):
         sides[:, j, :16] = fc[raw].view(np.uint8).reshape(nf, 16)
@@ -406,13 +411,13 @@ def flow_keys(fc: dict[str, np.ndarray]) -> np.ndarray:
     return side.take(pick.ravel(), axis=0).reshape(nf, 18).view("V36").ravel()
 
 
-def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, fc: dict[str, np.ndarray]) -> np.ndarray:
+def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, fc: dict[str, np.ndarray], flows: list[Flow]) -> np.ndarray:
     """Each conversation's flow (row of the flows, -1: none): of the flows with the conversation's 4-tuple,
     the last that started at or before its first packet (or, when all started after, the first; among flows
     of one 4-tuple and first packet, the last row). By numpy over the 4-tuples' dense ids (the sequence
     analysis numbers them: `key_ids`): where no 4-tuple has two flows, the flow of the conversation's 4-tuple
-    (whenever it started); else `_conv_flows_sorted`."""
-    nconv, nf = len(cs), len(fc["id"])
+    (whenever it started); else `_conv_flows_sorted`. `fc`: the flows' `_KEY_COLUMNS`."""
+    nconv, nf = len(cs), len(flows)
     if not nconv or not nf:
         return np.full(nconv, -1, np.int64)
     fkid = sa.key_ids(flow_keys(fc))                     # (-1: a 4-tuple never analysed)
@@ -421,7 +426,8 @@ def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, fc: dict[str, np.ndarray])
     flow_of_key[fkid[known]] = known
     if np.count_nonzero(flow_of_key >= 0) == len(known):
         return flow_of_key[cs[:, CS["key"]]]
-    return _conv_flows_sorted(fkid, fc["first_packet"], cs[:, CS["key"]], cs[:, CS["first_packet"]])
+    first = flow_columns(flows, ("first_packet",))["first_packet"]
+    return _conv_flows_sorted(fkid, first, cs[:, CS["key"]], cs[:, CS["first_packet"]])
 
 
 def _conv_flows_sorted(fkid: np.ndarray, ffirst: np.ndarray, ckid: np.ndarray, cfirst: np.ndarray) -> np.ndarray:
