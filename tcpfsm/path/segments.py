@@ -1,11 +1,13 @@
 """Per-segment path analysis over the decoded batches: the wrapper around the sequence-analysis kernel.
 
 Owns the dense ids of 4-tuples (the kernel's key table, sized here), the capacity of the kernel's state
-arrays, the rows kept for the `segments` view, and the RTT samples. `SequenceAnalysis.feed_batch` takes
-every batch in capture order (the order Wireshark numbers frames in: its flags are defined on that order,
-not on the tracker's causal one); `conversations()` hands out one record per conversation (a 4-tuple,
-split where a SYN brings a new ISN). Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties
-conversations to the tracker's flows through their public identity (4-tuple, first packet).
+arrays and of its per-batch outputs, the rows kept for the `segments` view, and the RTT samples (arrays the
+kernel appends to); and the wrappers of the kernel's per-flow helpers for tcpfsm/path/flows.py (`dense_ids`,
+`sum_by_flow`, `rtt_by_flow`). `SequenceAnalysis.feed_batch` takes every batch in capture order (the order
+Wireshark numbers frames in: its flags are defined on that order, not on the tracker's causal one);
+`conv_state()` hands out the state of every conversation (a 4-tuple, split where a SYN brings a new ISN).
+Must not: decide states or know the tracker's internals; tcpfsm/path/flows.py ties conversations to the
+tracker's flows through their public identity (4-tuple, first packet).
 """
 from __future__ import annotations
 
