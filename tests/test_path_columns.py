@@ -296,28 +296,40 @@ def _jitter_by_numpy(flow, rtt, nf):
 def test_rtt_by_flow_counts_jitter_sums_and_sorted_runs_in_both_kernel_forms():
     """segments.rtt_by_flow against numpy: the counts, the jitter sums bit for bit (also where the floats round:
     values above 2**53, where the order of the additions shows), and the samples sorted by (flow, value) as
-    a lexsort gives them -- runs the kernel sorts and runs longer than SORT_RUN numpy sorts."""
+    a lexsort gives them -- runs the kernel sorts and runs longer than SORT_RUN numpy sorts; samples of
+    conversations without a flow left out, samples out of packet order put in it first."""
     from tcpfsm.path import segments as seg
     rng = np.random.default_rng(3)
     cases = [(0, 1, 10), (1, 3, 10), (5000, 7, 10 ** 12), (20000, 3000, 10 ** 12), (5000, 1000, 50),
              (3000, 20, 1 << 62)]
     for kernel in _kernel_forms():
         for n, nf, high in cases:
-            flow = rng.integers(0, nf, n)
-            rtt = rng.integers(0, high, n)
-            if high > 1 << 53:
-                rtt[::7] = rng.integers(2 ** 53, 2 ** 62, len(rtt[::7]))
-            orig = seg._k
-            seg._k = kernel
-            try:
-                count, tot, ro = seg.rtt_by_flow(flow, rtt, nf)
-            finally:
-                seg._k = orig
-            want_count, want_tot = _jitter_by_numpy(flow, rtt, nf)
-            assert np.array_equal(count, want_count) and count.dtype == np.int64
-            assert tot.tobytes() == want_tot.tobytes()
-            assert np.array_equal(ro, rtt[np.lexsort((rtt, flow))])
-        assert seg.rtt_by_flow(np.array([0, 1, 0]), np.array([5, 9, 2]), 2)[2].tolist() == [2, 5, 9]
+            for shuffled in (False, True):
+                nconv = nf + 5
+                conv_flow = np.concatenate([rng.permutation(nf), np.full(5, -1)])[rng.permutation(nconv)]
+                conv = rng.integers(0, nconv, n)
+                rtt = rng.integers(0, high, n)
+                if high > 1 << 53:
+                    rtt[::7] = rng.integers(2 ** 53, 2 ** 62, len(rtt[::7]))
+                packet = np.arange(n) * 3
+                if shuffled:
+                    o = rng.permutation(n)
+                    conv, rtt, packet = conv[o], rtt[o], packet[o]
+                orig = seg._k
+                seg._k = kernel
+                try:
+                    count, tot, ro = seg.rtt_by_flow(conv, rtt, packet, conv_flow, nf)
+                finally:
+                    seg._k = orig
+                t = np.argsort(packet, kind="stable")
+                flow, v = conv_flow[conv[t]], rtt[t]
+                flow, v = flow[flow >= 0], v[flow >= 0]
+                want_count, want_tot = _jitter_by_numpy(flow, v, nf)
+                assert np.array_equal(count, want_count) and count.dtype == np.int64
+                assert tot.tobytes() == want_tot.tobytes()
+                assert np.array_equal(ro, v[np.lexsort((v, flow))])
+        got = seg.rtt_by_flow(np.array([0, 1, 0]), np.array([5, 9, 2]), np.array([1, 2, 3]), np.array([0, 1]), 2)
+        assert got[2].tolist() == [2, 5, 9]
 
 
 def _rtt_by_sorts(conv, rtt, packet, conv_flow, nf):

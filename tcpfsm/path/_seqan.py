@@ -227,16 +227,19 @@ def sum_by_flow(ds: cython.const[cython.longlong][:, ::1], rows: cython.const[cy
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def rtt_by_flow(flow: cython.const[cython.longlong][::1], rtt: cython.const[cython.longlong][::1],
+def rtt_by_flow(conv: cython.const[cython.longlong][::1], rtt: cython.const[cython.longlong][::1],
+                packet: cython.const[cython.longlong][::1], conv_flow: cython.const[cython.longlong][::1],
                 count: cython.longlong[::1], total: cython.double[::1], at: cython.longlong[::1],
-                out: cython.longlong[::1], sort_run: cython.longlong) -> cython.void:
-    """The RTT samples per flow (0 <= flow < len(count)), given in time order: how many (`count`, zeros in); the
-    sum of the absolute differences of consecutive ones (`total`, zeros in), each difference taken between the
-    samples as floats and added in time order (the float sums of numpy's `np.add.at(total, flow, abs(diff))`
-    over the samples grouped by flow); and the samples grouped by flow, flows in order (`out`), each flow's
-    sorted when it has at most `sort_run` of them (the wrapper sorts the longer runs). `at`: scratch, one per
-    flow."""
-    n: cython.Py_ssize_t = flow.shape[0]
+                out: cython.longlong[::1], sort_run: cython.longlong) -> cython.bint:
+    """The RTT samples (each one's conversation, RTT and acknowledging packet) per flow (`conv_flow`: each
+    conversation's, 0 <= flow < len(count); -1: none, its samples left out), in time order: how many
+    (`count`, zeros in); the sum of the absolute differences of consecutive ones (`total`, zeros in), each
+    difference taken between the samples as floats and added in time order (the float sums of numpy's
+    `np.add.at(total, flow, abs(diff))` over the samples grouped by flow); and the samples grouped by flow,
+    flows in order (`out`, its first sum(count) rows), each flow's sorted when it has at most `sort_run` of
+    them (the wrapper sorts the longer runs). `at`: scratch, one per flow. Returns False, having written
+    nothing, when the samples are not in packet order (the wrapper orders them first)."""
+    n: cython.Py_ssize_t = conv.shape[0]
     m: cython.Py_ssize_t = count.shape[0]
     i: cython.Py_ssize_t
     j: cython.Py_ssize_t
@@ -245,8 +248,13 @@ def rtt_by_flow(flow: cython.const[cython.longlong][::1], rtt: cython.const[cyth
     first: cython.longlong
     pos: cython.longlong = 0
     v: cython.longlong
+    for i in range(1, n):
+        if packet[i] < packet[i - 1]:
+            return False
     for i in range(n):                          # counts and jitter sums; `at`: each flow's previous sample
-        f = flow[i]
+        f = conv_flow[conv[i]]
+        if f < 0:
+            continue
         if count[f] > 0:
             total[f] += abs(cython.cast(cython.double, rtt[i]) - cython.cast(cython.double, at[f]))
         at[f] = rtt[i]
@@ -255,9 +263,10 @@ def rtt_by_flow(flow: cython.const[cython.longlong][::1], rtt: cython.const[cyth
         at[f] = pos
         pos += count[f]
     for i in range(n):                          # each sample into its flow's run; `at` ends at the run's end
-        f = flow[i]
-        out[at[f]] = rtt[i]
-        at[f] += 1
+        f = conv_flow[conv[i]]
+        if f >= 0:
+            out[at[f]] = rtt[i]
+            at[f] += 1
     for f in range(m):                          # short runs sorted in place (insertion: a few samples each)
         if count[f] < 2 or count[f] > sort_run:
             continue
@@ -269,6 +278,7 @@ def rtt_by_flow(flow: cython.const[cython.longlong][::1], rtt: cython.const[cyth
                 out[k + 1] = out[k]
                 k -= 1
             out[k + 1] = v
+    return True
 
 
 @cython.cfunc

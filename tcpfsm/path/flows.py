@@ -129,25 +129,14 @@ class PathFacts:
 
     def _rtt(self, sa: SequenceAnalysis, nf: int) -> None:
         # (temporaries are dropped as soon as they are used: this runs with every connection still in memory,
-        # and each array here is 8 bytes a sample -- about 1.5 million samples on the bench capture)
-        conv, _acker_lo, rtt, packet = sa.rtt_samples()
-        flow = self.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
-        del conv, _acker_lo
-        keep = flow >= 0
-        if not keep.all():
-            flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
-        del keep
-        # one kernel pass over the samples in time order (they come in packet order: fed in capture order) gives
+        # and each array here is 8 bytes a sample -- about 0.4 million samples on the bench capture)
+        # One kernel pass over the samples in time order (they come in packet order: fed in capture order) gives
         # the count, the jitter -- mean absolute difference of consecutive samples, in time order (as mtr's and
         # RFC 3550's) -- and for the order statistics the samples sorted by (flow, rtt): each flow's run holds
         # its sorted samples
-        if len(packet) > 1 and not (packet[1:] >= packet[:-1]).all():
-            o = np.argsort(packet, kind="stable")
-            flow, rtt = flow[o], rtt[o]
-            del o
-        del packet
-        self.rtt_n, tot, ro = rtt_by_flow(flow, rtt, nf)
-        del flow, rtt
+        conv, _acker_lo, rtt, packet = sa.rtt_samples()
+        self.rtt_n, tot, ro = rtt_by_flow(conv, rtt, packet, self.conv_flow, nf)
+        del conv, _acker_lo, rtt, packet
         self.rtt_jitter = tot / np.maximum(self.rtt_n - 1, 1)
         del tot
         self.rtt_min = np.zeros(nf, np.int64)

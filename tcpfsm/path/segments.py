@@ -37,21 +37,27 @@ def sum_by_flow(ds: np.ndarray, rows: np.ndarray, flow: np.ndarray, cols: list[i
 SORT_RUN = 32                   # a flow's RTT samples up to this many are sorted by the kernel, longer runs by numpy
 
 
-def rtt_by_flow(flow: np.ndarray, rtt: np.ndarray, flows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The RTT samples (`rtt`, int64, in time order) per flow (`flow`: each sample's, in [0, flows)): how many
-    (int64), the sum of the absolute differences of consecutive ones (float64, added in time order), and the
-    samples sorted by (flow, value). By the kernel's passes over the samples (a counting sort by flow), numpy
-    sorting only the runs of flows with more than SORT_RUN samples."""
+def rtt_by_flow(conv: np.ndarray, rtt: np.ndarray, packet: np.ndarray, conv_flow: np.ndarray,
+                flows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The RTT samples (each one's conversation, RTT ns and acknowledging packet, as `rtt_samples` gives them)
+    per flow (`conv_flow`: each conversation's, in [0, flows), -1 none: its samples are left out), in time
+    order (packet order, as they were fed; else ordered first): how many (int64), the sum of the absolute
+    differences of consecutive ones (float64, added in time order), and the samples sorted by (flow, value).
+    By the kernel's passes over the samples (a counting sort by flow), numpy sorting only the runs of flows
+    with more than SORT_RUN samples."""
     count = np.zeros(flows, np.int64)
     total = np.zeros(flows, np.float64)
     out = np.empty(len(rtt), np.int64)
-    _k.rtt_by_flow(np.ascontiguousarray(flow, np.int64), np.ascontiguousarray(rtt, np.int64), count, total,
-                   np.empty(flows, np.int64), out, SORT_RUN)
+    cols = [np.ascontiguousarray(x, np.int64) for x in (conv, rtt, packet)]
+    rest = (np.ascontiguousarray(conv_flow, np.int64), count, total, np.empty(flows, np.int64), out, SORT_RUN)
+    if not _k.rtt_by_flow(*cols, *rest):
+        o = np.argsort(cols[2], kind="stable")
+        _k.rtt_by_flow(*(x[o] for x in cols), *rest)
+    ends = np.cumsum(count)
+    out = out[:int(ends[-1]) if flows else 0]
     long = np.flatnonzero(count > SORT_RUN)
-    if len(long):
-        ends = np.cumsum(count)[long].tolist()
-        for n, end in zip(count[long].tolist(), ends):
-            out[end - n:end].sort()
+    for n, end in zip(count[long].tolist(), ends[long].tolist()):
+        out[end - n:end].sort()
     return count, total, out
 
 
