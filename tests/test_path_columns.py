@@ -210,16 +210,6 @@ def test_conv_flows_and_rtt_statistics_equal_the_references_on_every_capture(mon
                 assert facts.rtt_jitter[row] == pytest.approx(jit, rel=1e-9), path
 
 
-def test_sorted_by_flow_in_one_key_and_by_lexsort():
-    rng = np.random.default_rng(7)
-    for high in (50, 10 ** 9, 1 << 61):                 # the last does not fit beside the flow: the lexsort
-        flow = rng.integers(0, 1000, 5000)
-        v = rng.integers(0, high, 5000)
-        assert np.array_equal(pf.sorted_by_flow(flow, v), v[np.lexsort((v, flow))])
-    z = np.zeros(0, np.int64)
-    assert len(pf.sorted_by_flow(z, z)) == 0
-
-
 def test_round6_is_pythons_round():
     rng = random.Random(3)
     ns = [rng.randrange(0, 10 ** 12) for _ in range(20000)] + [k * 500 for k in range(1, 20001)] + \
@@ -282,25 +272,217 @@ def test_secs_column_wise_is_the_per_value_rounding():
     assert pf._secs(np.array(ns, np.int64)) == [one(v) for v in ns]
 
 
-def test_group_order_is_a_stable_argsort_in_both_kernel_forms():
+def _kernel_forms():
     import importlib
-    from tcpfsm.path import segments as seg
     kernels = [importlib.import_module("tcpfsm.path._seqan")]
     try:
         kernels.append(importlib.import_module("tcpfsm.path._seqan_c"))
     except ImportError:
         pass
-    rng = np.random.default_rng(11)
-    for kernel in kernels:
-        for n, groups in ((0, 1), (1, 1), (3000, 7), (3000, 5000)):
-            g = rng.integers(0, groups, n)
+    return kernels
+
+
+def _jitter_by_numpy(flow, rtt, nf):
+    """The numpy form the kernel's jitter sums replaced: samples grouped by flow (stably), differences of the
+    floats, added by np.add.at."""
+    o = np.argsort(flow, kind="stable")
+    f2, d = flow[o], np.abs(np.diff(rtt[o].astype(np.float64)))
+    same = f2[1:] == f2[:-1]
+    tot = np.zeros(nf)
+    np.add.at(tot, f2[1:][same], d[same])
+    return np.bincount(flow, minlength=nf).astype(np.int64), tot
+
+
+def test_rtt_by_flow_counts_jitter_sums_and_sorted_runs_in_both_kernel_forms():
+    """segments.rtt_by_flow against numpy: the counts, the jitter sums bit for bit (also where the floats round:
+    values above 2**53, where the order of the additions shows), and the samples sorted by (flow, value) as
+    a lexsort gives them -- runs the kernel sorts and runs longer than SORT_RUN numpy sorts; samples of
+    conversations without a flow left out, samples out of packet order put in it first."""
+    from tcpfsm.path import segments as seg
+    rng = np.random.default_rng(3)
+    cases = [(0, 1, 10), (1, 3, 10), (5000, 7, 10 ** 12), (20000, 3000, 10 ** 12), (5000, 1000, 50),
+             (3000, 20, 1 << 62)]
+    for kernel in _kernel_forms():
+        for n, nf, high in cases:
+            for shuffled in (False, True):
+                nconv = nf + 5
+                conv_flow = np.concatenate([rng.permutation(nf), np.full(5, -1)])[rng.permutation(nconv)]
+                conv = rng.integers(0, nconv, n)
+                rtt = rng.integers(0, high, n)
+                if high > 1 << 53:
+                    rtt[::7] = rng.integers(2 ** 53, 2 ** 62, len(rtt[::7]))
+                packet = np.arange(n) * 3
+                if shuffled:
+                    o = rng.permutation(n)
+                    conv, rtt, packet = conv[o], rtt[o], packet[o]
+                orig = seg._k
+                seg._k = kernel
+                try:
+                    count, tot, ro = seg.rtt_by_flow(conv, rtt, packet, conv_flow, nf)
+                finally:
+                    seg._k = orig
+                t = np.argsort(packet, kind="stable")
+                flow, v = conv_flow[conv[t]], rtt[t]
+                flow, v = flow[flow >= 0], v[flow >= 0]
+                want_count, want_tot = _jitter_by_numpy(flow, v, nf)
+                assert np.array_equal(count, want_count) and count.dtype == np.int64
+                assert tot.tobytes() == want_tot.tobytes()
+                assert np.array_equal(ro, v[np.lexsort((v, flow))])
+        got = seg.rtt_by_flow(np.array([0, 1, 0]), np.array([5, 9, 2]), np.array([1, 2, 3]), np.array([0, 1]), 2)
+        assert got[2].tolist() == [2, 5, 9]
+
+
+def _rtt_by_sorts(conv, rtt, packet, conv_flow, nf):
+    """PathFacts._rtt as it was before the kernel's pass over the samples: sorts by packet and by flow, np.add.at."""
+    flow = conv_flow[conv]
+    keep = flow >= 0
+    flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
+    n_all = np.bincount(flow, minlength=nf).astype(np.int64)
+    out = {k: np.zeros(nf, np.int64) for k in ("min", "max")} | {k: np.zeros(nf) for k in ("med", "p95", "mean", "jit")}
+    out["n"] = n_all
+    if not len(flow):
+        return out
+    ro = rtt[np.lexsort((rtt, flow))]
+    ids = np.flatnonzero(n_all)
+    n = n_all[ids]
+    starts = np.cumsum(n) - n
+    out["min"][ids], out["max"][ids] = ro[starts], ro[starts + n - 1]
+    rs = ro.astype(np.float64)
+    for k, q in (("med", 0.5), ("p95", 0.95)):
+        pos = starts + (n - 1) * q
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, starts + n - 1)
+        out[k][ids] = rs[lo] + (rs[hi] - rs[lo]) * (pos - lo)
+    out["mean"][ids] = np.add.reduceat(rs, starts) / n
+    o2 = np.argsort(packet, kind="stable")
+    o2 = o2[np.argsort(flow[o2], kind="stable")]
+    f2, r2 = flow[o2], rtt[o2].astype(np.float64)
+    d = np.abs(np.diff(r2))
+    same = f2[1:] == f2[:-1]
+    tot = np.zeros(nf)
+    np.add.at(tot, f2[1:][same], d[same])
+    out["jit"] = tot / np.maximum(n_all - 1, 1)
+    return out
+
+
+@pytest.mark.parametrize("in_packet_order", [True, False], ids=["capture order", "shuffled"])
+def test_rtt_statistics_bit_for_bit_as_the_sort_based_form(in_packet_order):
+    """PathFacts._rtt (the kernel's pass over the samples) against the form it replaced, on samples in packet order (as the
+    analysis feeds them) and shuffled, some conversations without a flow: every statistic the same bits."""
+    rng = np.random.default_rng(8)
+    nconv, nf, n = 400, 300, 30000
+    conv_flow = rng.integers(-1, nf, nconv)
+    conv = rng.integers(0, nconv, n)
+    rtt = rng.integers(1, 10 ** 9, n)
+    rtt[::11] = rng.integers(2 ** 53, 2 ** 55, len(rtt[::11]))
+    packet = np.sort(rng.choice(10 ** 7, n, replace=False))
+    if not in_packet_order:
+        o = rng.permutation(n)
+        conv, rtt, packet = conv[o], rtt[o], packet[o]
+
+    class Samples:
+        def rtt_samples(self):
+            return conv, np.zeros(n, bool), rtt, packet
+
+    facts = pf.PathFacts.__new__(pf.PathFacts)
+    facts.conv_flow = conv_flow
+    facts._rtt(Samples(), nf)
+    want = _rtt_by_sorts(conv, rtt, packet, conv_flow, nf)
+    for k, got in (("n", facts.rtt_n), ("min", facts.rtt_min), ("max", facts.rtt_max), ("med", facts.rtt_med),
+                   ("p95", facts.rtt_p95), ("mean", facts.rtt_mean), ("jit", facts.rtt_jitter)):
+        assert got.dtype == want[k].dtype and got.tobytes() == want[k].tobytes(), k
+
+
+def test_per_flow_reductions_by_assignment_or_ufunc_at():
+    """flows._PerFlow: a flow's conversations summed / their minimum, by plain assignment when each flow has at
+    most one conversation, by np.add.at / np.minimum.at when one has more: the same as ufunc.at either way."""
+    rng = np.random.default_rng(4)
+    nf = 50
+    big = np.iinfo(np.int64).max
+    for fl, one_each in ((rng.permutation(nf)[:30], True), (rng.integers(0, nf, 80), False), (np.zeros(0, np.int64), True)):
+        v = rng.integers(-10 ** 12, 10 ** 12, len(fl))
+        into = pf._PerFlow(fl, nf)
+        assert into.one_each is one_each
+        want = np.zeros(nf, np.int64)
+        np.add.at(want, fl, v)
+        assert np.array_equal(into.sum(v), want)
+        want = np.full(nf, big, np.int64)
+        np.minimum.at(want, fl, v)
+        assert np.array_equal(into.min(v), want)
+
+
+def test_sum_by_flow_is_np_add_at_per_column_in_both_kernel_forms():
+    """segments.sum_by_flow (the counters of PathFacts) against np.add.at of each column over the rows, flows
+    with several rows and none included."""
+    from tcpfsm.path import segments as seg
+    rng = np.random.default_rng(6)
+    ds = rng.integers(-10 ** 9, 10 ** 12, (400, len(seg.DS)))
+    for kernel in _kernel_forms():
+        for n, nf in ((0, 5), (150, 200), (300, 40)):
+            rows, fl = rng.integers(0, len(ds), n), rng.integers(0, nf, n)
+            cols = [seg.DS[c] for c in pf._COUNTED]
             orig = seg._k
             seg._k = kernel
             try:
-                got = seg.group_order(g, groups)
+                got = seg.sum_by_flow(ds, rows, fl, cols, nf)
             finally:
                 seg._k = orig
-            assert np.array_equal(got, np.argsort(g, kind="stable"))
+            for j, col in enumerate(cols):
+                want = np.zeros(nf, np.int64)
+                np.add.at(want, fl, ds[rows, col])
+                assert np.array_equal(got[j], want), (n, j)
+
+
+def test_flow_keys_and_pair_codes_column_wise():
+    """flows.flow_keys against flow_key per flow, and the pair codes against numbering the distinct (client,
+    server) address pairs by their first flow (np.unique's first indices), on IPv4 and IPv6 flows of both
+    orientations."""
+    orientations = set()
+    for name in ("kernel/concurrent_mixed.pcap", "kernel/ipv6_close.pcap", "crafted/tw_reuse.pcap",
+                 "crafted/windows_tw.pcap"):
+        flows = tcpfsm.analyze(str(ROOT / "captures" / name)).flows
+        orientations |= {f.client_is_lo for f in flows}
+        fc = pf.flow_columns(flows)
+        assert pf.flow_keys(fc).tolist() == [pf.flow_key(f) for f in flows], name
+        pairs = [f.client_raw + f.server_raw for f in flows]
+        _, first, code = np.unique(np.array(pairs, "S32"), return_index=True, return_inverse=True)
+        rank = np.empty(len(first), np.int64)
+        rank[np.argsort(first)] = np.arange(len(first))
+        assert np.array_equal(pf._pair_codes(fc), rank[code.reshape(-1)]), name
+    assert orientations == {True, False}
+    a, b, c, x, y = (bytes([k]) * 16 for k in range(1, 6))
+    fc = {"id": np.arange(6), "client_raw": np.array([a, a, b, a, c, b], "S16"),
+          "server_raw": np.array([x, y, x, x, y, x], "S16")}
+    assert pf._pair_codes(fc).tolist() == [0, 1, 2, 0, 3, 2]
+    assert len(pf.flow_keys(pf.flow_columns([]))) == 0 and len(pf._pair_codes(pf.flow_columns([]))) == 0
+
+
+def test_conv_flows_by_the_4_tuple_when_no_4_tuple_has_two_flows():
+    """flows._conv_flows maps a conversation straight to its 4-tuple's flow when each 4-tuple has one flow: what
+    the sort of flows and conversations together (`_conv_flows_sorted`, for any flows) gives there too."""
+    from tcpfsm import path as path_pkg
+    seen = {}
+    orig = path_pkg.attach
+
+    def attach(an, seqan):
+        seen["sa"] = seqan
+        orig(an, seqan)
+
+    path_pkg.attach = attach
+    try:
+        direct = 0
+        for name in ("kernel/concurrent_mixed.pcap", "path/loss_bulk.pcap", "crafted/tw_reuse.pcap"):
+            an = tcpfsm.analyze(str(ROOT / "captures" / name))
+            sa = seen["sa"]
+            cs, _ = sa.conv_state()
+            fc = pf.flow_columns(an.flows)
+            fkid = sa.key_ids(pf.flow_keys(fc))
+            by_sort = pf._conv_flows_sorted(fkid, fc["first_packet"], cs[:, CS["key"]], cs[:, CS["first_packet"]])
+            assert np.array_equal(pf._conv_flows(sa, cs, fc, an.flows), by_sort), name
+            direct += len(np.unique(fkid[fkid >= 0])) == int((fkid >= 0).sum())
+        assert direct == 2                      # (tw_reuse has a 4-tuple of two flows: the sort decides there)
+    finally:
+        path_pkg.attach = orig
 
 
 def test_ttl_max_from_the_kernel_is_the_highest_ttl_per_direction():

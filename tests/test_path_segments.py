@@ -319,6 +319,30 @@ def test_kernel_at_the_sequence_wrap_and_an_oversized_window_scale(tmp_path):
             assert np.array_equal(x, y)
 
 
+def test_the_analysis_does_not_depend_on_the_batch_size_or_on_keeping_rows():
+    """Batches of 7, 100 and 5000 rows, with and without rows kept: the same RTT samples (the kernel appends them
+    to arrays the wrapper grows), conversation state and rows -- the per-row outputs reused from batch to batch
+    when rows are not kept leave nothing behind."""
+    path = ROOT / "captures" / "kernel" / "concurrent_mixed.pcap"
+    ref = None
+    for size in (5000, 100, 7):
+        for keep in (True, False):
+            sa = SequenceAnalysis(keep_rows=keep)
+            for b in open_capture(str(path)).batches(size):
+                sa.feed_batch(b)
+            got = (*sa.rtt_samples(), *sa.conv_state())
+            if keep:
+                r = sa.rows()
+                rows = (r.conv, r.bits, r.dupnum)
+            if ref is None:
+                ref, ref_rows = got, rows
+                assert len(got[0]) > 100 and got[1].dtype == bool
+            for x, y in zip(got, ref):
+                assert x.dtype == y.dtype and np.array_equal(x, y), (size, keep)
+            for x, y in zip(rows, ref_rows):
+                assert np.array_equal(x, y), size
+
+
 def test_kernel_columns_match_their_names():
     k = importlib.import_module("tcpfsm.path._seqan")
     assert len(k.DS_COLUMNS) == k.D_COLS and len(k.CS_COLUMNS) == k.C_COLS

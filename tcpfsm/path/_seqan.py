@@ -5,7 +5,8 @@ Wireshark's `tcp_analyze_sequence_number` in epan/dissectors/packet-tcp.c does),
 yields for free: the handshake RTT (`tcp.analysis.initial_rtt`), RTT samples by Karn's rule,
 retransmitted bytes, zero-window episodes, keep-alives and the options each side offered in its SYN;
 and the 4-tuples' dense ids, by a hash table over their flow keys kept between batches (`intern_keys`);
-and the counting sort that groups the RTT samples by flow (`group_order`, for tcpfsm/path/flows.py).
+and, for tcpfsm/path/flows.py, the conversations' counters summed per flow (`sum_by_flow`) and the RTT samples
+per flow: their count, jitter sums and values grouped by flow, sorted (`rtt_by_flow`).
 Must not: allocate, know about flows of the tracker, or render. The wrapper (tcpfsm/path/segments.py)
 owns the capacity of the key table and of the state arrays, the cap on conversations and the meaning of
 the outputs.
@@ -23,75 +24,77 @@ segment's source is the key's lower side).
 
 Cython pure-Python mode (see tcpfsm/capture/_decode.py for the rules): compiled by setup.py into
 `tcpfsm.path._seqan_c`; tcpfsm/_kernels.py picks which one runs. Every integer is a declared C type;
-sequence numbers are held in 64-bit signed integers and masked to 32 bits.
+sequence numbers are held in 64-bit signed integers and masked to 32 bits. The module's numbers (columns, flag
+bits, masks) are declared `cython.const`: C constants the compiler folds into the code, where a plain declared
+global is a variable read at every use (the walk ran 15% slower so).
 """
 import cython
 
 # Analysis bits, in the order of the names (tcp.analysis.<name>). As in tshark's fields, a fast or spurious
 # retransmission is also a retransmission (both bits set).
-A_RETRANSMISSION = cython.declare(cython.uint, 1 << 0)
-A_FAST_RETRANSMISSION = cython.declare(cython.uint, 1 << 1)
-A_SPURIOUS_RETRANSMISSION = cython.declare(cython.uint, 1 << 2)
-A_OUT_OF_ORDER = cython.declare(cython.uint, 1 << 3)
-A_LOST_SEGMENT = cython.declare(cython.uint, 1 << 4)
-A_ACK_LOST_SEGMENT = cython.declare(cython.uint, 1 << 5)
-A_DUPLICATE_ACK = cython.declare(cython.uint, 1 << 6)
-A_ZERO_WINDOW = cython.declare(cython.uint, 1 << 7)
-A_ZERO_WINDOW_PROBE = cython.declare(cython.uint, 1 << 8)
-A_ZERO_WINDOW_PROBE_ACK = cython.declare(cython.uint, 1 << 9)
-A_WINDOW_FULL = cython.declare(cython.uint, 1 << 10)
-A_WINDOW_UPDATE = cython.declare(cython.uint, 1 << 11)
-A_KEEP_ALIVE = cython.declare(cython.uint, 1 << 12)
-A_KEEP_ALIVE_ACK = cython.declare(cython.uint, 1 << 13)
-A_REUSED_PORTS = cython.declare(cython.uint, 1 << 14)
+A_RETRANSMISSION = cython.declare(cython.const[cython.uint], 1 << 0)
+A_FAST_RETRANSMISSION = cython.declare(cython.const[cython.uint], 1 << 1)
+A_SPURIOUS_RETRANSMISSION = cython.declare(cython.const[cython.uint], 1 << 2)
+A_OUT_OF_ORDER = cython.declare(cython.const[cython.uint], 1 << 3)
+A_LOST_SEGMENT = cython.declare(cython.const[cython.uint], 1 << 4)
+A_ACK_LOST_SEGMENT = cython.declare(cython.const[cython.uint], 1 << 5)
+A_DUPLICATE_ACK = cython.declare(cython.const[cython.uint], 1 << 6)
+A_ZERO_WINDOW = cython.declare(cython.const[cython.uint], 1 << 7)
+A_ZERO_WINDOW_PROBE = cython.declare(cython.const[cython.uint], 1 << 8)
+A_ZERO_WINDOW_PROBE_ACK = cython.declare(cython.const[cython.uint], 1 << 9)
+A_WINDOW_FULL = cython.declare(cython.const[cython.uint], 1 << 10)
+A_WINDOW_UPDATE = cython.declare(cython.const[cython.uint], 1 << 11)
+A_KEEP_ALIVE = cython.declare(cython.const[cython.uint], 1 << 12)
+A_KEEP_ALIVE_ACK = cython.declare(cython.const[cython.uint], 1 << 13)
+A_REUSED_PORTS = cython.declare(cython.const[cython.uint], 1 << 14)
 ANALYSIS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission", "out_of_order",
                   "lost_segment", "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
                   "zero_window_probe_ack", "window_full", "window_update", "keep_alive", "keep_alive_ack",
                   "reused_ports")
 
 # TCP flag bits (as in tcpfsm.capture.batch)
-F_FIN = cython.declare(cython.int, 0x01)
-F_SYN = cython.declare(cython.int, 0x02)
-F_RST = cython.declare(cython.int, 0x04)
-F_ACK = cython.declare(cython.int, 0x10)
+F_FIN = cython.declare(cython.const[cython.int], 0x01)
+F_SYN = cython.declare(cython.const[cython.int], 0x02)
+F_RST = cython.declare(cython.const[cython.int], 0x04)
+F_ACK = cython.declare(cython.const[cython.int], 0x10)
 
-M32 = cython.declare(cython.longlong, 0xFFFFFFFF)
+M32 = cython.declare(cython.const[cython.longlong], 0xFFFFFFFF)
 # (declared: a literal above 2**31 in an expression makes it Python-object arithmetic)
-_HALF32 = cython.declare(cython.longlong, 0x80000000)
-_TWO32 = cython.declare(cython.longlong, 0x100000000)
-FAST_RETRANS_NS = cython.declare(cython.longlong, 20000000)   # a fast retransmission follows the dup ACKs within 20 ms
-OOO_DEFAULT_NS = cython.declare(cython.longlong, 3000000)     # out-of-order window before the handshake RTT is known
+_HALF32 = cython.declare(cython.const[cython.longlong], 0x80000000)
+_TWO32 = cython.declare(cython.const[cython.longlong], 0x100000000)
+FAST_RETRANS_NS = cython.declare(cython.const[cython.longlong], 20000000)   # a fast retransmission follows the dup ACKs within 20 ms
+OOO_DEFAULT_NS = cython.declare(cython.const[cython.longlong], 3000000)     # out-of-order window before the handshake RTT is known
 
 # Columns of the conversation-direction state `ds` (int64).
-D_BASESET = cython.declare(cython.int, 0)    # base sequence number known
-D_BASE = cython.declare(cython.int, 1)       # base (ISN, or first seq - 1): relative numbers
-D_WINDOW = cython.declare(cython.int, 2)     # last raw window (2**32-1 before the first segment)
-D_WSCALE = cython.declare(cython.int, 3)     # -1 unknown, -2 not in use, else the shift
-D_NEXTSEQ = cython.declare(cython.int, 4)    # highest next sequence number seen (0 = none)
-D_NEXTSEQTIME = cython.declare(cython.int, 5)
-D_LASTACK = cython.declare(cython.int, 6)
-D_LASTACKTIME = cython.declare(cython.int, 7)
-D_DUPACKS = cython.declare(cython.int, 8)
-D_MAXSEQTOBEACKED = cython.declare(cython.int, 9)
-D_LASTFLAGS = cython.declare(cython.int, 10)  # analysis bits of its last segment
-D_TIMED_END = cython.declare(cython.int, 11)  # Karn: the segment being timed ends here ...
-D_TIMED_TS = cython.declare(cython.int, 12)   # ... and was sent then (-1: nothing timed)
-D_ZW_SINCE = cython.declare(cython.int, 13)   # zero window advertised since (-1: window open)
-D_ZW_SEGMENTS = cython.declare(cython.int, 14)
-D_ZW_NS = cython.declare(cython.int, 15)
-D_RETX_SEGMENTS = cython.declare(cython.int, 16)
-D_RETX_BYTES = cython.declare(cython.int, 17)
-D_KEEPALIVES = cython.declare(cython.int, 18)
-D_MSS = cython.declare(cython.int, 19)        # from its SYN: 0 absent / no SYN
-D_SYN_WSCALE = cython.declare(cython.int, 20) # from its SYN: -1 absent
-D_SACK = cython.declare(cython.int, 21)       # from its SYN: 1 SACK permitted
-D_TSOPT = cython.declare(cython.int, 22)      # from its SYN: 1 timestamps
-D_SYNS = cython.declare(cython.int, 23)       # SYN (or SYN+ACK) segments it sent
-D_SEGMENTS = cython.declare(cython.int, 24)
-D_FIRST_ZW_PACKET = cython.declare(cython.int, 25)   # first zero-window segment (packet index, 0 none)
-D_DATA_SEGMENTS = cython.declare(cython.int, 26)     # segments carrying data ...
-D_RETX_DATA = cython.declare(cython.int, 27)         # ... and those of them retransmitted
-D_COLS = cython.declare(cython.int, 28)
+D_BASESET = cython.declare(cython.const[cython.int], 0)    # base sequence number known
+D_BASE = cython.declare(cython.const[cython.int], 1)       # base (ISN, or first seq - 1): relative numbers
+D_WINDOW = cython.declare(cython.const[cython.int], 2)     # last raw window (2**32-1 before the first segment)
+D_WSCALE = cython.declare(cython.const[cython.int], 3)     # -1 unknown, -2 not in use, else the shift
+D_NEXTSEQ = cython.declare(cython.const[cython.int], 4)    # highest next sequence number seen (0 = none)
+D_NEXTSEQTIME = cython.declare(cython.const[cython.int], 5)
+D_LASTACK = cython.declare(cython.const[cython.int], 6)
+D_LASTACKTIME = cython.declare(cython.const[cython.int], 7)
+D_DUPACKS = cython.declare(cython.const[cython.int], 8)
+D_MAXSEQTOBEACKED = cython.declare(cython.const[cython.int], 9)
+D_LASTFLAGS = cython.declare(cython.const[cython.int], 10)  # analysis bits of its last segment
+D_TIMED_END = cython.declare(cython.const[cython.int], 11)  # Karn: the segment being timed ends here ...
+D_TIMED_TS = cython.declare(cython.const[cython.int], 12)   # ... and was sent then (-1: nothing timed)
+D_ZW_SINCE = cython.declare(cython.const[cython.int], 13)   # zero window advertised since (-1: window open)
+D_ZW_SEGMENTS = cython.declare(cython.const[cython.int], 14)
+D_ZW_NS = cython.declare(cython.const[cython.int], 15)
+D_RETX_SEGMENTS = cython.declare(cython.const[cython.int], 16)
+D_RETX_BYTES = cython.declare(cython.const[cython.int], 17)
+D_KEEPALIVES = cython.declare(cython.const[cython.int], 18)
+D_MSS = cython.declare(cython.const[cython.int], 19)        # from its SYN: 0 absent / no SYN
+D_SYN_WSCALE = cython.declare(cython.const[cython.int], 20) # from its SYN: -1 absent
+D_SACK = cython.declare(cython.const[cython.int], 21)       # from its SYN: 1 SACK permitted
+D_TSOPT = cython.declare(cython.const[cython.int], 22)      # from its SYN: 1 timestamps
+D_SYNS = cython.declare(cython.const[cython.int], 23)       # SYN (or SYN+ACK) segments it sent
+D_SEGMENTS = cython.declare(cython.const[cython.int], 24)
+D_FIRST_ZW_PACKET = cython.declare(cython.const[cython.int], 25)   # first zero-window segment (packet index, 0 none)
+D_DATA_SEGMENTS = cython.declare(cython.const[cython.int], 26)     # segments carrying data ...
+D_RETX_DATA = cython.declare(cython.const[cython.int], 27)         # ... and those of them retransmitted
+D_COLS = cython.declare(cython.const[cython.int], 28)
 # The same columns for Python (the compiled module exports no C constants); tests check the order.
 DS_COLUMNS = ("baseset", "base", "window", "wscale", "nextseq", "nextseqtime", "lastack", "lastacktime",
               "dupacks", "maxseqtobeacked", "lastflags", "timed_end", "timed_ts", "zw_since", "zw_segments",
@@ -99,50 +102,51 @@ DS_COLUMNS = ("baseset", "base", "window", "wscale", "nextseq", "nextseqtime", "
               "syns", "segments", "first_zw_packet", "data_segments", "retx_data")
 
 # Columns of the conversation state `cs` (int64).
-C_KEY = cython.declare(cython.int, 0)          # dense 4-tuple id
-C_FIRST_PACKET = cython.declare(cython.int, 1)
-C_FIRST_TS = cython.declare(cython.int, 2)
-C_LAST_TS = cython.declare(cython.int, 3)
-C_MRU_SYN = cython.declare(cython.int, 4)      # time of the most recent SYN (0 none)
-C_SYN_DIR = cython.declare(cython.int, 5)      # direction of that SYN (-1 none)
-C_FIRST_RTT = cython.declare(cython.int, 6)    # handshake RTT, ns (0 not yet)
-C_RTT_PACKET = cython.declare(cython.int, 7)   # the ACK that completed it
-C_MRU_SYNACK = cython.declare(cython.int, 8)   # the most recent SYN+ACK before the handshake ACK (0 none)
-C_SYNACK_LEG = cython.declare(cython.int, 9)   # SYN -> SYN+ACK at the tap (-1 unknown)
-C_ACK_LEG = cython.declare(cython.int, 10)     # SYN+ACK -> ACK at the tap (-1 unknown)
-C_SYNACK_AFTER = cython.declare(cython.int, 11)   # SYN+ACKs seen after the handshake completed
-C_SYNACK_AFTER_PACKET = cython.declare(cython.int, 12)
-C_FIRST_SYN_TS = cython.declare(cython.int, 13)   # first SYN (connect latency with retries)
-C_MAX_GAP = cython.declare(cython.int, 14)        # longest silence between two of its segments (ns) ...
-C_MAX_GAP_PACKET = cython.declare(cython.int, 15) # ... ended by this packet
-C_COLS = cython.declare(cython.int, 16)
+C_KEY = cython.declare(cython.const[cython.int], 0)          # dense 4-tuple id
+C_FIRST_PACKET = cython.declare(cython.const[cython.int], 1)
+C_FIRST_TS = cython.declare(cython.const[cython.int], 2)
+C_LAST_TS = cython.declare(cython.const[cython.int], 3)
+C_MRU_SYN = cython.declare(cython.const[cython.int], 4)      # time of the most recent SYN (0 none)
+C_SYN_DIR = cython.declare(cython.const[cython.int], 5)      # direction of that SYN (-1 none)
+C_FIRST_RTT = cython.declare(cython.const[cython.int], 6)    # handshake RTT, ns (0 not yet)
+C_RTT_PACKET = cython.declare(cython.const[cython.int], 7)   # the ACK that completed it
+C_MRU_SYNACK = cython.declare(cython.const[cython.int], 8)   # the most recent SYN+ACK before the handshake ACK (0 none)
+C_SYNACK_LEG = cython.declare(cython.const[cython.int], 9)   # SYN -> SYN+ACK at the tap (-1 unknown)
+C_ACK_LEG = cython.declare(cython.const[cython.int], 10)     # SYN+ACK -> ACK at the tap (-1 unknown)
+C_SYNACK_AFTER = cython.declare(cython.const[cython.int], 11)   # SYN+ACKs seen after the handshake completed
+C_SYNACK_AFTER_PACKET = cython.declare(cython.const[cython.int], 12)
+C_FIRST_SYN_TS = cython.declare(cython.const[cython.int], 13)   # first SYN (connect latency with retries)
+C_MAX_GAP = cython.declare(cython.const[cython.int], 14)        # longest silence between two of its segments (ns) ...
+C_MAX_GAP_PACKET = cython.declare(cython.const[cython.int], 15) # ... ended by this packet
+C_COLS = cython.declare(cython.const[cython.int], 16)
 CS_COLUMNS = ("key", "first_packet", "first_ts", "last_ts", "mru_syn", "syn_dir", "first_rtt", "rtt_packet",
               "mru_synack", "synack_leg", "ack_leg", "synack_after", "synack_after_packet", "first_syn_ts",
               "max_gap", "max_gap_packet")
 
 
-# Flow keys (36 bytes, tcpfsm.capture.keys) hashed multilinearly: the sum of each 32-bit word times its own odd
-# 64-bit constant (independent products: no chain of multiplications as FNV's, 1/3 faster here), then one
+# Flow keys (36 bytes, tcpfsm.capture.keys) read as 9 little-endian 32-bit words (`KEY_WORDS`, a constant: the
+# compiler unrolls the loops over them) and hashed multilinearly: the sum of each word times its own
+# odd 64-bit constant (independent products: no chain of multiplications as FNV's, 1/3 faster here), then one
 # multiply-xorshift round; C arithmetic wraps at 2**64, the uncompiled module masks its Python ints to the
 # same values (literals below 2**63: a larger one would not convert)
-KEY_BYTES = cython.declare(cython.int, 36)
-_K0 = cython.declare(cython.ulonglong, 0x1E3779B97F4A7C15)
-_K_STEP = cython.declare(cython.ulonglong, 0x3C6EF372FE94F82A)
-_MIX = cython.declare(cython.ulonglong, 0x2545F4914F6CDD1D)
+KEY_WORDS = cython.declare(cython.const[cython.int], 9)
+_K0 = cython.declare(cython.const[cython.ulonglong], 0x1E3779B97F4A7C15)
+_K_STEP = cython.declare(cython.const[cython.ulonglong], 0x3C6EF372FE94F82A)
+_MIX = cython.declare(cython.const[cython.ulonglong], 0x2545F4914F6CDD1D)
 
 
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong[::1],
-                stored: cython.uchar[:, ::1], nkeys: cython.longlong, grow: cython.bint, missing: cython.longlong,
+def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[::1],
+                stored: cython.uint[:, ::1], nkeys: cython.longlong, grow: cython.bint, missing: cython.longlong,
                 out: cython.longlong[::1]) -> cython.longlong:
-    """The dense id of each row's flow key (`keys[i, :36]`), ids numbered in order of first appearance over
-    every call: `table` (open addressing, a power of two of slots, -1 empty, at least twice as many as the
-    keys it will hold) maps the keys `stored[:nkeys]` to their ids (their rows there). A key not stored yet
-    is stored with the next id when `grow`, else gets `missing`. Returns the number of keys stored after.
-    Also rebuilds a table: `keys` = `stored[:nkeys]`, an empty `table`, nkeys 0, `grow` (each key is
-    stored again where it was)."""
+    """The dense id of each row's flow key (`keys[i, :9]`, its 36 bytes as 32-bit words), ids numbered in
+    order of first appearance over every call: `table` (open addressing, a power of two of slots, -1 empty, at
+    least twice as many as the keys it will hold) maps the keys `stored[:nkeys]` to their ids (their rows
+    there). A key not stored yet is stored with the next id when `grow`, else gets `missing`. Returns the
+    number of keys stored after. Also rebuilds a table: `keys` = `stored[:nkeys]`, an empty `table`, nkeys 0,
+    `grow` (each key is stored again where it was)."""
     n: cython.Py_ssize_t = keys.shape[0]
     mask: cython.longlong = table.shape[0] - 1
     i: cython.Py_ssize_t
@@ -153,12 +157,18 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
     c: cython.ulonglong
     diff: cython.uint
     for i in range(n):
+        # a segment of the same 4-tuple as the row before (half of them, in bulk transfers) has its id
+        if i > 0:
+            diff = 0
+            for j in range(KEY_WORDS):
+                diff |= keys[i, j] ^ keys[i - 1, j]
+            if diff == 0:
+                out[i] = out[i - 1]
+                continue
         h = 0
         c = _K0
-        for j in range(0, KEY_BYTES, 4):        # each 4-byte word times its own odd constant, summed
-            h += (cython.cast(cython.ulonglong, keys[i, j]) | (cython.cast(cython.ulonglong, keys[i, j + 1]) << 8)
-                  | (cython.cast(cython.ulonglong, keys[i, j + 2]) << 16)
-                  | (cython.cast(cython.ulonglong, keys[i, j + 3]) << 24)) * c
+        for j in range(KEY_WORDS):                      # each word times its own odd constant, summed
+            h += cython.cast(cython.ulonglong, keys[i, j]) * c
             c += _K_STEP
             if not cython.compiled:
                 h &= (1 << 64) - 1
@@ -177,13 +187,13 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
                     g = nkeys
                     nkeys += 1
                     table[s] = g
-                    for j in range(KEY_BYTES):
+                    for j in range(KEY_WORDS):
                         stored[g, j] = keys[i, j]
                 else:
                     g = missing
                 break
             diff = 0
-            for j in range(KEY_BYTES):          # (no early exit: the compiler compares the bytes in vectors)
+            for j in range(KEY_WORDS):                  # (no early exit: the compiler compares the words in vectors)
                 diff |= stored[g, j] ^ keys[i, j]
             if diff == 0:
                 break
@@ -195,22 +205,80 @@ def intern_keys(keys: cython.const[cython.uchar][:, ::1], table: cython.longlong
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def group_order(group: cython.const[cython.longlong][::1], fill: cython.longlong[::1],
-                out: cython.longlong[::1]) -> cython.void:
-    """The rows ordered by group (0 <= group < len(fill) - 1), each group's rows in their order: a counting
-    sort, O(rows + groups) where numpy's stable sorts of int64 compare. `fill`: zeros, scratch."""
-    n: cython.Py_ssize_t = group.shape[0]
-    m: cython.Py_ssize_t = fill.shape[0]
+def sum_by_flow(ds: cython.const[cython.longlong][:, ::1], rows: cython.const[cython.longlong][::1],
+                flow: cython.const[cython.longlong][::1], cols: cython.const[cython.longlong][::1],
+                out: cython.longlong[:, ::1]) -> cython.void:
+    """Per flow, the sums of the state rows' columns: out[j, flow[i]] += ds[rows[i], cols[j]] for every i and
+    j (`out`: zeros in, a row per column, a column per flow) -- one pass where numpy gathers and scatters
+    each column."""
+    n: cython.Py_ssize_t = rows.shape[0]
+    m: cython.Py_ssize_t = cols.shape[0]
     i: cython.Py_ssize_t
-    g: cython.longlong
-    for i in range(n):                          # fill[g + 1]: rows of group g; then where group g starts
-        fill[group[i] + 1] += 1
-    for i in range(1, m):
-        fill[i] += fill[i - 1]
+    j: cython.Py_ssize_t
+    r: cython.longlong
+    f: cython.longlong
     for i in range(n):
-        g = group[i]
-        out[fill[g]] = i
-        fill[g] += 1
+        r = rows[i]
+        f = flow[i]
+        for j in range(m):
+            out[j, f] += ds[r, cols[j]]
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def rtt_by_flow(conv: cython.const[cython.longlong][::1], rtt: cython.const[cython.longlong][::1],
+                packet: cython.const[cython.longlong][::1], conv_flow: cython.const[cython.longlong][::1],
+                count: cython.longlong[::1], total: cython.double[::1], at: cython.longlong[::1],
+                out: cython.longlong[::1], sort_run: cython.longlong) -> cython.bint:
+    """The RTT samples (each one's conversation, RTT and acknowledging packet) per flow (`conv_flow`: each
+    conversation's, 0 <= flow < len(count); -1: none, its samples left out), in time order: how many
+    (`count`, zeros in); the sum of the absolute differences of consecutive ones (`total`, zeros in), each
+    difference taken between the samples as floats and added in time order (the float sums of numpy's
+    `np.add.at(total, flow, abs(diff))` over the samples grouped by flow); and the samples grouped by flow,
+    flows in order (`out`, its first sum(count) rows), each flow's sorted when it has at most `sort_run` of
+    them (the wrapper sorts the longer runs). `at`: scratch, one per flow. Returns False, having written
+    nothing, when the samples are not in packet order (the wrapper orders them first)."""
+    n: cython.Py_ssize_t = conv.shape[0]
+    m: cython.Py_ssize_t = count.shape[0]
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    k: cython.Py_ssize_t
+    f: cython.longlong
+    first: cython.longlong
+    pos: cython.longlong = 0
+    v: cython.longlong
+    for i in range(1, n):
+        if packet[i] < packet[i - 1]:
+            return False
+    for i in range(n):                          # counts and jitter sums; `at`: each flow's previous sample
+        f = conv_flow[conv[i]]
+        if f < 0:
+            continue
+        if count[f] > 0:
+            total[f] += abs(cython.cast(cython.double, rtt[i]) - cython.cast(cython.double, at[f]))
+        at[f] = rtt[i]
+        count[f] += 1
+    for f in range(m):                          # `at`: where each flow's run starts
+        at[f] = pos
+        pos += count[f]
+    for i in range(n):                          # each sample into its flow's run; `at` ends at the run's end
+        f = conv_flow[conv[i]]
+        if f >= 0:
+            out[at[f]] = rtt[i]
+            at[f] += 1
+    for f in range(m):                          # short runs sorted in place (insertion: a few samples each)
+        if count[f] < 2 or count[f] > sort_run:
+            continue
+        first = at[f] - count[f]
+        for j in range(first + 1, at[f]):
+            v = out[j]
+            k = j - 1
+            while k >= first and out[k] > v:
+                out[k + 1] = out[k]
+                k -= 1
+            out[k + 1] = v
+    return True
 
 
 @cython.cfunc
@@ -258,15 +326,18 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
             ttl_max: cython.short[::1],
             nconv: cython.longlong, max_conv: cython.longlong,
             out_conv: cython.longlong[::1], out_bits: cython.uint[::1], out_dupnum: cython.uint[::1],
-            out_rtt: cython.longlong[::1]) -> cython.longlong:
+            rtt_conv: cython.longlong[::1], rtt_lo: cython.uchar[::1], rtt_ns: cython.longlong[::1],
+            rtt_packet: cython.longlong[::1], rtt_held: cython.longlong[::1]) -> cython.longlong:
     """Analyse rows in capture order; returns the number of conversation slots in use afterwards.
 
     In: per row its dense key id, whether its source is the key's lower side, packet index, time (ns) and
     header fields, and the TTL / hop limit (or no rows: not known). State: conv_of_key (current slot per key
     id, -1 none), ds / cs (capacity for at least `nconv` + rows slots, or `max_conv`), ttl_max (per ds row:
     the highest TTL seen, -1 none). A row that would open a conversation beyond `max_conv` is not
-    analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number, and the RTT
-    sample (ns) this row's acknowledgement closes (-1 none; Karn: never a retransmitted segment's)."""
+    analysed (conversation -1, no bits). Out per row: conversation slot, analysis bits, duplicate-ACK number.
+    Out per RTT sample a row's acknowledgement closes (Karn: never a retransmitted segment's), appended
+    after the `rtt_held[0]` samples the rtt_* arrays hold (room for one a row), which it then counts: the
+    conversation, whether the acker is the key's lower side, the RTT (ns) and the acknowledging packet."""
     n: cython.Py_ssize_t = len(key)
     i: cython.Py_ssize_t
     c: cython.longlong
@@ -290,6 +361,7 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
     new_next: cython.longlong
     same: cython.bint
     has_ttl: cython.bint = ttl.shape[0] > 0
+    nrtt: cython.Py_ssize_t = rtt_held[0]
     for i in range(n):
         # (casts: C integers when compiled; plain Python ints uncompiled, where numpy's unsigned scalars
         # would wrap and warn)
@@ -310,7 +382,6 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
                 out_conv[i] = -1
                 out_bits[i] = 0
                 out_dupnum[i] = 0
-                out_rtt[i] = -1
                 continue
             c = nconv
             nconv += 1
@@ -328,7 +399,6 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         ds[fwd, D_SEGMENTS] += 1
         if has_ttl and ttl[i] > ttl_max[fwd]:   # the highest TTL / hop limit of each direction
             ttl_max[fwd] = ttl[i]
-        out_rtt[i] = -1
         ctl = (fl & (F_SYN | F_FIN | F_RST)) != 0
 
         # the base sequence numbers: a SYN's own, else one before the first seen; the peer's from the
@@ -489,7 +559,11 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
         # RTT by Karn's rule: time one segment at a time; a retransmission cancels the timing (its ACK
         # would be ambiguous); the first ACK from the peer covering the timed segment closes the sample
         if fl & F_ACK and ds[rev, D_TIMED_TS] >= 0 and _sd(a, ds[rev, D_TIMED_END]) >= 0:
-            out_rtt[i] = now - ds[rev, D_TIMED_TS]
+            rtt_conv[nrtt] = c
+            rtt_lo[nrtt] = d
+            rtt_ns[nrtt] = now - ds[rev, D_TIMED_TS]
+            rtt_packet[nrtt] = index[i]
+            nrtt += 1
             ds[rev, D_TIMED_TS] = -1
         if ln > 0 or fl & (F_SYN | F_FIN):
             if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION | A_OUT_OF_ORDER
@@ -500,4 +574,5 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
                 ds[fwd, D_TIMED_TS] = now
         out_conv[i] = c
         out_bits[i] = ta
+    rtt_held[0] = nrtt
     return nconv

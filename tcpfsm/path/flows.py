@@ -6,7 +6,8 @@ and the hops it implies, the ICMP errors tied to it (path/icmp.py)) and the look
 A conversation belongs to the flow of the same 4-tuple that started last at or before the conversation's
 first packet (the tracker and Wireshark split a 4-tuple at the same new-ISN SYN; where the tracker also
 splits a stale connection picked up again without SYN, the conversation's facts stay with the first
-flow). Arrays are per flow, computed with numpy once; each record is built when it is rendered.
+flow). Arrays are per flow, computed once column-wise (numpy, and the path kernel for the RTT jitter); each
+record is built when it is rendered.
 Must not: change a flow or decide states.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import orjson
 
 from ..track.flowtable import Flow
-from .segments import CS, DS, SequenceAnalysis, group_order
+from .segments import CS, DS, SequenceAnalysis, dense_ids, rtt_by_flow, sum_by_flow
 
 NS = 1_000_000_000
 # the PathFacts alive, each knowing its flows' rows by flow id (`facts_of`): not a weak-keyed entry per flow
@@ -60,8 +61,8 @@ class PathFacts:
         self.flows = flows
         cs, ds = sa.conv_state()
         nconv, nf = len(cs), len(flows)
-        fc = flow_columns(flows)                # (not kept: 65 bytes a flow; what is needed later is derived)
-        self.conv_flow = conv_flow = _conv_flows(sa, cs, fc)
+        fc = flow_columns(flows, _KEY_COLUMNS)  # (not kept: 49 bytes a flow; what is needed later is derived)
+        self.conv_flow = conv_flow = _conv_flows(sa, cs, fc, flows)
         # client direction of each conversation: its flow's client side is the key's lower side (dir 1)
         cdir = fc["client_is_lo"].astype(np.int64)
         ok = conv_flow >= 0
@@ -70,40 +71,32 @@ class PathFacts:
         cd = cdir[fl]
         rows_c = 2 * conv_ok + cd            # ds row of the client's direction
         rows_s = 2 * conv_ok + 1 - cd
-
-        def per_flow(col: str, rows: np.ndarray) -> np.ndarray:
-            out = np.zeros(nf, np.int64)
-            np.add.at(out, fl, ds[rows, DS[col]])
-            return out
+        into = _PerFlow(fl, nf)
 
         last_ts = cs[conv_ok, CS["last_ts"]]
 
         def zw_ns(rows):
             since = ds[rows, DS["zw_since"]]
             open_ = np.where(since >= 0, last_ts - since, 0)     # a window still shut at the end counts to then
-            out = np.zeros(nf, np.int64)
-            np.add.at(out, fl, ds[rows, DS["zw_ns"]] + open_)
-            return out
+            return into.sum(ds[rows, DS["zw_ns"]] + open_)
 
-        self.retx = {r: (per_flow("retx_segments", rows), per_flow("retx_bytes", rows))
-                     for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.zw = {r: (per_flow("zw_segments", rows), zw_ns(rows)) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.keepalives = {r: per_flow("keepalives", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.segments = {r: per_flow("segments", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.syns = {r: per_flow("syns", rows) for r, rows in (("client", rows_c), ("server", rows_s))}
-        self.data = {r: (per_flow("data_segments", rows), per_flow("retx_data", rows))
-                     for r, rows in (("client", rows_c), ("server", rows_s))}
+        sides = (("client", rows_c), ("server", rows_s))
+        sums = {r: dict(zip(_COUNTED, sum_by_flow(ds, rows, fl, [DS[c] for c in _COUNTED], nf))) for r, rows in sides}
+        self.retx = {r: (sums[r]["retx_segments"], sums[r]["retx_bytes"]) for r, _ in sides}
+        self.zw = {r: (sums[r]["zw_segments"], zw_ns(rows)) for r, rows in sides}
+        self.keepalives = {r: sums[r]["keepalives"] for r, _ in sides}
+        self.segments = {r: sums[r]["segments"] for r, _ in sides}
+        self.syns = {r: sums[r]["syns"] for r, _ in sides}
+        self.data = {r: (sums[r]["data_segments"], sums[r]["retx_data"]) for r, _ in sides}
+        del sums
         # first zero-window packet per side (evidence)
         self.first_zw = {}
         for r, rows in (("client", rows_c), ("server", rows_s)):
             v = ds[rows, DS["first_zw_packet"]]
-            out = np.full(nf, np.iinfo(np.int64).max, np.int64)
-            np.minimum.at(out, fl, np.where(v > 0, v, np.iinfo(np.int64).max))
-            self.first_zw[r] = out
+            self.first_zw[r] = into.min(np.where(v > 0, v, np.iinfo(np.int64).max))
         # the handshake and options: from the flow's first conversation (lowest slot) that has them
         self.conv_of_flow = np.full(nf, -1, np.int64)
-        first = np.full(nf, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(first, fl, conv_ok)
+        first = into.min(conv_ok)
         has = first < np.iinfo(np.int64).max
         self.conv_of_flow[has] = first[has]
         self.cs, self.ds, self.cdir = cs, ds, cdir
@@ -125,7 +118,7 @@ class PathFacts:
         self._json: tuple | None = None
         self._pairs = _pair_codes(fc)           # (path_rules' lossy_path asks for them on every analysis)
         self._rtt(sa, nf)
-        self._rows = dict(zip(fc["id"].tolist(), range(nf)))        # flow id -> row (the ids are the flows' own)
+        self._rows = {f.id: row for row, f in enumerate(flows)}     # flow id -> row (the ids are the flows' own)
         _FACTS[:] = [r for r in _FACTS if r() is not None]
         _FACTS.append(weakref.ref(self))
 
@@ -136,25 +129,23 @@ class PathFacts:
 
     def _rtt(self, sa: SequenceAnalysis, nf: int) -> None:
         # (temporaries are dropped as soon as they are used: this runs with every connection still in memory,
-        # and each array here is 8 bytes a sample -- about 1.5 million samples on the bench capture)
+        # and each array here is 8 bytes a sample -- about 0.4 million samples on the bench capture)
+        # One kernel pass over the samples in time order (they come in packet order: fed in capture order) gives
+        # the count, the jitter -- mean absolute difference of consecutive samples, in time order (as mtr's and
+        # RFC 3550's) -- and for the order statistics the samples sorted by (flow, rtt): each flow's run holds
+        # its sorted samples
         conv, _acker_lo, rtt, packet = sa.rtt_samples()
-        flow = self.conv_flow[conv] if len(conv) else np.zeros(0, np.int64)
-        del conv, _acker_lo
-        keep = flow >= 0
-        if not keep.all():
-            flow, rtt, packet = flow[keep], rtt[keep], packet[keep]
-        del keep
-        self.rtt_n = np.bincount(flow, minlength=nf).astype(np.int64)
+        self.rtt_n, tot, ro = rtt_by_flow(conv, rtt, packet, self.conv_flow, nf)
+        del conv, _acker_lo, rtt, packet
+        self.rtt_jitter = tot / np.maximum(self.rtt_n - 1, 1)
+        del tot
         self.rtt_min = np.zeros(nf, np.int64)
         self.rtt_max = np.zeros(nf, np.int64)
         self.rtt_med = np.zeros(nf, np.float64)
         self.rtt_p95 = np.zeros(nf, np.float64)
         self.rtt_mean = np.zeros(nf, np.float64)
-        self.rtt_jitter = np.zeros(nf, np.float64)
-        if not len(flow):
+        if not len(ro):
             return
-        # order statistics: samples sorted by (flow, rtt); each flow's run holds its sorted samples
-        ro = sorted_by_flow(flow, rtt)
         ids = np.flatnonzero(self.rtt_n)
         n = self.rtt_n[ids]
         starts = np.cumsum(n) - n
@@ -172,24 +163,6 @@ class PathFacts:
         self.rtt_med[ids] = pct(0.5)
         self.rtt_p95[ids] = pct(0.95)
         self.rtt_mean[ids] = np.add.reduceat(rs, starts) / n
-        del rs
-        # jitter: mean absolute difference of consecutive samples, in time order (as mtr's and RFC 3550's):
-        # samples by (flow, packet), as np.lexsort((packet, flow)) orders them, in two linear passes -- by
-        # packet (they come almost in that order: one run for the sort) then grouped by flow
-        o2 = np.argsort(packet, kind="stable")
-        del packet
-        o2 = o2[group_order(flow[o2], nf)]
-        f2 = flow[o2]
-        del flow
-        r2 = rtt[o2].astype(np.float64)
-        del o2, rtt
-        d = np.abs(np.diff(r2))
-        del r2
-        same = f2[1:] == f2[:-1]
-        tot = np.zeros(nf)
-        np.add.at(tot, f2[1:][same], d[same])
-        cnt = np.maximum(self.rtt_n - 1, 1)
-        self.rtt_jitter = tot / cnt
 
     def pair_codes(self) -> np.ndarray:
         """Each flow's host pair (client address, server address) as a number, the pairs numbered in order of
@@ -312,24 +285,44 @@ class PathFacts:
         }
 
 
+# the per-direction counters summed over a flow's conversations (per side)
+_COUNTED = ("retx_segments", "retx_bytes", "zw_segments", "keepalives", "segments", "syns", "data_segments",
+            "retx_data")
+
+
+class _PerFlow:
+    """Per-conversation values reduced per flow (row = flow; `fl`: each conversation's flow). Where no flow has
+    two conversations (the usual case: the tracker and the analysis split a 4-tuple at the same SYN) a reduction
+    is a plain assignment, not a ufunc's `at` (~10x slower); the values are the same either way."""
+
+    def __init__(self, fl: np.ndarray, nf: int):
+        self.fl, self.nf = fl, nf
+        self.one_each = not len(fl) or int(np.bincount(fl, minlength=nf).max()) <= 1
+
+    def sum(self, v: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.nf, np.int64)
+        if self.one_each:
+            out[self.fl] = v
+        else:
+            np.add.at(out, self.fl, v)
+        return out
+
+    def min(self, v: np.ndarray) -> np.ndarray:
+        """The least value of each flow's conversations, the largest int64 for a flow without any."""
+        out = np.full(self.nf, np.iinfo(np.int64).max, np.int64)
+        if self.one_each:
+            out[self.fl] = v
+        else:
+            np.minimum.at(out, self.fl, v)
+        return out
+
+
 _SECONDS = frozenset({"hs", "leg1", "leg2", "min", "max", "zws_client", "zws_server"})
 # the integer columns of `PathFacts.json_columns`, in the order tcpfsm/render/_emit.py reads them
 JSON_COLUMNS = ("hs", "leg1", "leg2", "n", "min", "max", "retx_client", "retxb_client", "retx_server",
                 "retxb_server", "zw_client", "zws_client", "zw_server", "zws_server", "mss_c", "mss_s", "ws", "wc",
                 "wsv", "sack", "tsopt", "ka_client", "ka_server", "ttl_client", "ttl_server", "hops_client",
                 "hops_server")
-
-
-def sorted_by_flow(flow: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The values `v` (>= 0) sorted by (flow, value): one sort of int64 keys, the flow in the high bits and
-    the value in the low ones (a lexsort of the pairs costs ~15x more); the lexsort only when they do not
-    fit in 63 bits (values of days in ns with millions of flows)."""
-    if not len(v):
-        return v.copy()
-    bits = int(v.max()).bit_length()
-    if int(flow.max()).bit_length() + bits > 63:
-        return v[np.lexsort((v, flow))]
-    return np.sort((flow << bits) | v) & ((1 << bits) - 1)
 
 
 def round6(x: np.ndarray) -> np.ndarray:
@@ -366,55 +359,74 @@ def _none_below_0(v: np.ndarray, values: list) -> list:
     return values
 
 
-def flow_columns(flows: list[Flow]) -> dict[str, np.ndarray]:
-    """The flows' identity as columns, one pass over them (the facts are computed column-wise from these, not
-    per flow object): id, first packet, client / server 16-byte addresses ("S16") and ports, client_is_lo."""
+def flow_columns(flows: list[Flow], names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The flows' identity as columns, one pass over them each (the facts are computed column-wise from these,
+    not per flow object): id, first packet, client / server 16-byte addresses ("S16") and ports, client_is_lo;
+    or only the columns `names`."""
     nf = len(flows)
-    return {name: np.fromiter(map(attrgetter(name), flows), dt, nf) for name, dt in _FLOW_COLUMNS}
+    return {name: np.fromiter(map(attrgetter(name), flows), dt, nf) for name, dt in _FLOW_COLUMNS
+            if names is None or name in names}
 
 
 _FLOW_COLUMNS = (("id", np.int64), ("first_packet", np.int64), ("client_raw", "S16"), ("server_raw", "S16"),
                  ("client_port", np.int64), ("server_port", np.int64), ("client_is_lo", np.bool_))
+# what PathFacts needs of every flow: its 4-tuple and orientation (the flows' keys, the host pairs); a flow's
+# first packet only where a 4-tuple has several flows (`_conv_flows`), its id for the rows by id
+_KEY_COLUMNS = ("client_raw", "server_raw", "client_port", "server_port", "client_is_lo")
 
 
 def _pair_codes(fc: dict[str, np.ndarray]) -> np.ndarray:
-    """PathFacts.pair_codes from `flow_columns`."""
-    nf = len(fc["id"])
-    both = np.empty((nf, 32), np.uint8)
+    """PathFacts.pair_codes from `flow_columns`: the (client, server) addresses, padded to a flow key's width,
+    numbered in order of first appearance by a key table of their own."""
+    nf = len(fc["client_raw"])
+    both = np.zeros((nf, 36), np.uint8)
     both[:, :16] = fc["client_raw"].view(np.uint8).reshape(nf, 16)
-    both[:, 16:] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
-    _, first, code = np.unique(both.view("S32").ravel(), return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    return rank[code.reshape(-1)]
+    both[:, 16:32] = fc["server_raw"].view(np.uint8).reshape(nf, 16)
+    return dense_ids(both.view("V36").ravel())
 
 
 def flow_keys(fc: dict[str, np.ndarray]) -> np.ndarray:
     """`flow_key` of every flow of `flow_columns`, as a V36 array (numpy, not bytes built per flow)."""
-    nf = len(fc["id"])
-    side = []
-    for raw, port in (("client_raw", "client_port"), ("server_raw", "server_port")):
-        b = np.empty((nf, 18), np.uint8)
-        b[:, :16] = fc[raw].view(np.uint8).reshape(nf, 16)
-        b[:, 16:] = fc[port].astype(">u2").view(np.uint8).reshape(nf, 2)
-        side.append(b)
-    lo = fc["client_is_lo"][:, None]
-    keys = np.concatenate([np.where(lo, side[0], side[1]), np.where(lo, side[1], side[0])], axis=1)
-    return keys.view("V36").ravel()
+    nf = len(fc["client_raw"])
+    sides = np.empty((nf, 2, 18), np.uint8)      # each flow's client then server side: address, big-endian port
+    for j, (raw, port) in enumerate((("client_raw", "client_port"), ("server_raw", "server_port"))):
+        sides[:, j, :16] = fc[raw].view(np.uint8).reshape(nf, 16)
+        sides[:, j, 16:] = fc[port].astype(">u2").view(np.uint8).reshape(nf, 2)
+    side = sides.view(np.uint16).reshape(2 * nf, 9)              # (a side's 18 bytes as 9 words: rows to gather)
+    lower = 2 * np.arange(nf) + 1 - fc["client_is_lo"]          # (the lower side first)
+    pick = np.empty((nf, 2), np.int64)
+    pick[:, 0] = lower
+    pick[:, 1] = lower ^ 1
+    return side.take(pick.ravel(), axis=0).reshape(nf, 18).view("V36").ravel()
 
 
-def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, fc: dict[str, np.ndarray]) -> np.ndarray:
+def _conv_flows(sa: SequenceAnalysis, cs: np.ndarray, fc: dict[str, np.ndarray], flows: list[Flow]) -> np.ndarray:
     """Each conversation's flow (row of the flows, -1: none): of the flows with the conversation's 4-tuple,
     the last that started at or before its first packet (or, when all started after, the first; among flows
     of one 4-tuple and first packet, the last row). By numpy over the 4-tuples' dense ids (the sequence
-    analysis numbers them: `key_ids`) and first packets: one sort of flows and conversations together, each
-    conversation finding the flow sorted last before it and the one sorted first after it."""
-    nconv, nf = len(cs), len(fc["id"])
-    conv_flow = np.full(nconv, -1, np.int64)
+    analysis numbers them: `key_ids`): where no 4-tuple has two flows, the flow of the conversation's 4-tuple
+    (whenever it started); else `_conv_flows_sorted`. `fc`: the flows' `_KEY_COLUMNS`."""
+    nconv, nf = len(cs), len(flows)
     if not nconv or not nf:
-        return conv_flow
-    kid = np.concatenate([sa.key_ids(flow_keys(fc)), cs[:, CS["key"]]])      # (-1: a 4-tuple never analysed)
-    first = np.concatenate([fc["first_packet"], cs[:, CS["first_packet"]]])
+        return np.full(nconv, -1, np.int64)
+    fkid = sa.key_ids(flow_keys(fc))                     # (-1: a 4-tuple never analysed)
+    known = np.flatnonzero(fkid >= 0)
+    flow_of_key = np.full(sa.nkeys + 1, -1, np.int64)    # (+1: the overflow id, which holds no conversation)
+    flow_of_key[fkid[known]] = known
+    if np.count_nonzero(flow_of_key >= 0) == len(known):
+        return flow_of_key[cs[:, CS["key"]]]
+    first = flow_columns(flows, ("first_packet",))["first_packet"]
+    return _conv_flows_sorted(fkid, first, cs[:, CS["key"]], cs[:, CS["first_packet"]])
+
+
+def _conv_flows_sorted(fkid: np.ndarray, ffirst: np.ndarray, ckid: np.ndarray, cfirst: np.ndarray) -> np.ndarray:
+    """`_conv_flows` from the flows' and the conversations' 4-tuple ids and first packets, for any flows: one
+    sort of flows and conversations together, each conversation finding the flow sorted last before it and
+    the one sorted first after it."""
+    nf, nconv = len(fkid), len(ckid)
+    conv_flow = np.full(nconv, -1, np.int64)
+    kid = np.concatenate([fkid, ckid])
+    first = np.concatenate([ffirst, cfirst])
     is_conv = np.repeat(np.array([0, 1], np.int8), [nf, nconv])
     order = np.lexsort((is_conv, first, kid))    # by 4-tuple, then first packet, flows before conversations
     del first, is_conv
