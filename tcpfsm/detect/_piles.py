@@ -27,6 +27,7 @@ LISTED = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN))
 _STATES = tuple(State)      # a stay's state code is its index here
 assert len(_STATES) <= 16
 _CODE = {st: i for i, st in enumerate(_STATES) if st in LISTED}     # listed State -> its code
+_LISTED_CODE = np.array([i if st in LISTED else -1 for i, st in enumerate(_STATES)], np.int64)   # by position
 _NONE = cython.declare(i64, 0x7FFFFFFFFFFFFFFF)      # `_next_due` when no stay waits
 
 
@@ -767,13 +768,19 @@ class PileCounter:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def order(items: list) -> "Ordered":
+def order(items: list, read=None) -> "Ordered":
     """`items`, (flow, transition) pairs, in the order the counter takes them (`tcpfsm.detect.piles.ordered`):
     time; at the same instant, leaving a listed state before entering one; then flow and endpoint (client
-    first). One pass reads the keys into columns (`_columns`), numpy sorts them (stable, as `sorted`), one
-    pass reorders; the answer (`Ordered`) carries the columns, reordered, for `PileCounter.feed`."""
+    first). One pass reads the keys into columns (`_columns`; or `read`, the items' (time, endpoint, position
+    in `State` of the state entered) as the caller read them: tcpfsm.fsm.transition_columns), numpy sorts
+    them (stable, as `sorted`), one pass reorders; the answer (`Ordered`) carries the columns, reordered, for
+    `PileCounter.feed`."""
     n: i64 = len(items)
-    ts, endpoint, code = _columns(items)
+    if read is None:
+        ts, endpoint, code = _columns(items)
+    else:
+        ts, endpoint, new = read
+        code = _LISTED_CODE[new]
     perm = np.lexsort((endpoint, code >= 0, ts)).astype(np.int64)
     pm: i64[::1] = perm
     pairs = [None] * n

@@ -19,7 +19,9 @@ makes the text (`host_text`).
 from __future__ import annotations
 
 from .._kernels import load
-from ..fsm import State, Transition
+import numpy as np
+
+from ..fsm import State, Transition, transition_columns
 from ..track.flowtable import Flow, ip_text
 
 # The counter itself is a compiled kernel (tcpfsm/detect/_piles.py, loaded by tcpfsm._kernels): its loops
@@ -35,5 +37,9 @@ def host_text(peaks: dict[tuple[bytes, State], Peak]) -> dict[tuple[str, State],
 
 def ordered(items: list[tuple[Flow, Transition]]) -> list[tuple[Flow, Transition]]:
     """Time order; at the same instant, leaving a listed state before entering one, then by flow and
-    endpoint, so that a stream and a whole capture count in the same order."""
-    return _piles.order(items)
+    endpoint, so that a stream and a whole capture count in the same order. (Their time, endpoint and state
+    are read by the machine's kernel, which reaches a transition's C fields.)"""
+    n = len(items)
+    ts, endpoint, new = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    transition_columns(items, ts, endpoint, new)
+    return _piles.order(items, (ts, endpoint, new))

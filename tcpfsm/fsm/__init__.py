@@ -26,13 +26,14 @@ walk_groups = _machine.walk_groups     # a batch's segments through their connec
 gather_rows = _machine.gather_rows     # ... and the segment table it reads
 fire_timers, settle_all = _machine.fire_timers, _machine.settle_all   # the table's timers, and at the end
 end_states = _machine.end_states       # what a summary counts of its flows' states
+transition_columns = _machine.transition_columns   # what the state piles sort and count transitions by
 TRANSITION_ROW = _machine.TRANSITION_ROW   # int64s per transition of Connection.transition_rows
 
 __all__ = [
     "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",
     "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
     "CAPTURE_POINTS", "Observer", "ROW_COLUMNS", "TRANSITION_ROW", "walk_groups", "gather_rows",
-    "fire_timers", "settle_all", "end_states",
+    "fire_timers", "settle_all", "end_states", "transition_columns",
 ]
 
 

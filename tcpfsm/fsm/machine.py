@@ -2156,3 +2156,33 @@ def end_states(flows: list) -> tuple:
         n += conn.non_rfc()
     return ({_STATES[k]: counts[k] for k in range(_NSTATES) if counts[k]},
             {_STATES[k]: counts[_NSTATES + k] for k in range(_NSTATES) if counts[_NSTATES + k]}, n)
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.annotation_typing(True)
+@cython.locals(n=i64, i=i64, fid2=i64, tr=Transition)
+def transition_columns(items: list, ts: cython.longlong[::1], endpoint: cython.longlong[::1],
+                       new: cython.longlong[::1]) -> None:
+    """Of each (flow, transition) pair (a flow's pairs together, as FlowTable.drain hands them; a transition
+    may be a record standing in for one, with `ts`, `endpoint` and `new`: track's Attempt): its time, its
+    endpoint as `flow id * 2 + (endpoint is the server)`, and the position in `State` of the state it entered.
+    What the state piles sort and count by (tcpfsm/detect/piles.py `ordered`), read from the C fields."""
+    n = len(items)
+    prev = None
+    fid2 = 0
+    for i in range(n):      # (bounded: one turn a pair)
+        f, t = items[i]
+        if f is not prev:
+            prev = f
+            fid2 = f.id * 2
+        if type(t) is Transition:
+            tr = t
+            ts[i] = tr.ts
+            endpoint[i] = fid2 + (1 if tr._server else 0)
+            new[i] = tr._new
+        else:
+            ts[i] = t.ts
+            endpoint[i] = fid2 + (0 if t.endpoint == "client" else 1)
+            new[i] = _state_code(t.new)
