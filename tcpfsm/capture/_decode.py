@@ -18,7 +18,15 @@ widen the top byte first; arrays are C-contiguous typed memoryviews ([::1]); the
 const view (read-only mmaps and bytes); numpy bool columns are passed as uint8 views. Every read is
 bounds-checked by hand against the record's captured length (boundscheck is off).
 """
+import sys
+
 import cython
+
+if cython.compiled:
+    from cython.cimports.libc.string import memcpy
+
+_LITTLE_ENDIAN = cython.declare(cython.bint, sys.byteorder == "little")    # (word_sum's eight-byte loads)
+_LO32 = cython.declare(cython.ulonglong, 0xFFFFFFFF)     # (a literal above 2**31 would be Python arithmetic)
 
 # Stable skip reasons (keys of CaptureInfo.skipped); status code = index + 2 (0 decoded, 1 slow path).
 SKIP_REASONS = (
@@ -130,11 +138,25 @@ def _other_ethertype(buf: cython.const[cython.uchar][::1], s: cython.Py_ssize_t,
 @cython.wraparound(False)
 def word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t,
              length: cython.Py_ssize_t) -> cython.ulonglong:
-    """Sum of the big-endian 16-bit words of buf[start:start + length], an odd last byte padded with a
-    zero (the caller keeps the range inside buf). Exact; checksum tests reduce it modulo 0xffff."""
+    """A number congruent, modulo 0xffff, to the sum of the big-endian 16-bit words of buf[start:start +
+    length], an odd last byte padded with a zero (the caller keeps the range inside buf): what a checksum
+    test reads (`% 0xffff == 0`). Uncompiled, the exact sum. Compiled, on a little-endian host, eight bytes
+    a load: a load is four little-endian words and, as 2**16 = 1 (mod 0xffff), congruent to their sum; a
+    big-endian word is congruent to 256 times the same two bytes read little-endian; a carry out of 64 bits
+    is worth 1 (2**64 = 1)."""
     acc: cython.ulonglong = 0
+    le: cython.ulonglong = 0
+    v: cython.ulonglong = 0
     i: cython.Py_ssize_t = start
     end: cython.Py_ssize_t = start + length
+    if cython.compiled and _LITTLE_ENDIAN:
+        while i + 8 <= end:
+            memcpy(cython.address(v), cython.address(buf[i]), 8)
+            le += v
+            if le < v:                      # the carry out of 64 bits: 2**64 = 1 (mod 0xffff)
+                le += 1
+            i += 8
+        acc = ((le & _LO32) + (le >> 32)) % 0xFFFF * 256
     while i + 1 < end:
         acc += (buf[i] << 8) | buf[i + 1]
         i += 2
