@@ -23,7 +23,7 @@ import sys
 import cython
 
 if cython.compiled:
-    from cython.cimports.libc.string import memcpy
+    from cython.cimports.libc.string import memcmp, memcpy
 
 _LITTLE_ENDIAN = cython.declare(cython.bint, sys.byteorder == "little")    # (word_sum's eight-byte loads)
 _LO32 = cython.declare(cython.ulonglong, 0xFFFFFFFF)     # (a literal above 2**31 would be Python arithmetic)
@@ -528,23 +528,34 @@ def flow_keys(src: cython.const[cython.uchar][:, ::1], dst: cython.const[cython.
         sp = sport[i]
         dp = dport[i]
         c = 0                              # memcmp(source side, destination side)
-        for j in range(16):
-            if src[i, j] != dst[i, j]:
-                c = -1 if src[i, j] < dst[i, j] else 1
-                break
+        if cython.compiled:                # (IPv4 addresses share their first 12 bytes: one call, not 12 turns)
+            c = memcmp(cython.address(src[i, 0]), cython.address(dst[i, 0]), 16)
+        else:
+            for j in range(16):
+                if src[i, j] != dst[i, j]:
+                    c = -1 if src[i, j] < dst[i, j] else 1
+                    break
         if c == 0 and sp != dp:
             c = -1 if sp < dp else 1
         if c <= 0:
             lo[i] = 1
-            for j in range(16):
-                key[i, j] = src[i, j]
-                key[i, 18 + j] = dst[i, j]
+            if cython.compiled:
+                memcpy(cython.address(key[i, 0]), cython.address(src[i, 0]), 16)
+                memcpy(cython.address(key[i, 18]), cython.address(dst[i, 0]), 16)
+            else:
+                for j in range(16):
+                    key[i, j] = src[i, j]
+                    key[i, 18 + j] = dst[i, j]
             key[i, 16], key[i, 17], key[i, 34], key[i, 35] = sp >> 8, sp & 0xFF, dp >> 8, dp & 0xFF
         else:
             lo[i] = 0
-            for j in range(16):
-                key[i, j] = dst[i, j]
-                key[i, 18 + j] = src[i, j]
+            if cython.compiled:
+                memcpy(cython.address(key[i, 0]), cython.address(dst[i, 0]), 16)
+                memcpy(cython.address(key[i, 18]), cython.address(src[i, 0]), 16)
+            else:
+                for j in range(16):
+                    key[i, j] = dst[i, j]
+                    key[i, 18 + j] = src[i, j]
             key[i, 16], key[i, 17], key[i, 34], key[i, 35] = dp >> 8, dp & 0xFF, sp >> 8, sp & 0xFF
 
 
