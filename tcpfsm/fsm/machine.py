@@ -177,7 +177,6 @@ _SND_SYNACK = Event.SND_SYNACK
 _TIMEOUT = Event.TIMEOUT
 _RCV_ICMP_ERROR = Event.RCV_ICMP_ERROR
 _SND_SYN_AFTER_ICMP = Event.SND_SYN_AFTER_ICMP
-_WAITING_FOR_FIN_ACK = frozenset({_FIN_WAIT_1, _CLOSING, _LAST_ACK})
 
 
 
@@ -262,6 +261,22 @@ _RFC_PAIR = cython.declare(bytes, bytes(1 if is_rfc_edge(_a, _b) else 0 for _a i
 def _event_code(event) -> int:
     """An event's position in `Event`."""
     return _position(_EVENTS, event, "an Event")
+
+
+@cython.cfunc
+def _next_state(state, event):
+    """The table's new state for `event` in `state` (`TABLE[state][event][0]`), None where it has no entry:
+    from the flat lookup, as `_move` reads it (a dict keyed by an Enum member hashes it in Python)."""
+    nc: i64 = _CELL_NEW[_state_code(state) * _NEVENTS + _event_code(event)]
+    return None if nc == 0 else _STATES[nc - 1]
+
+
+@cython.cfunc
+@cython.returns(cython.bint)
+def _waiting_for_fin_ack(state) -> bool:
+    """Is `state` one that waits for the ACK of its FIN (FIN_WAIT_1, CLOSING, LAST_ACK)? By identity (a
+    frozenset would hash the Enum member in Python)."""
+    return state is _FIN_WAIT_1 or state is _CLOSING or state is _LAST_ACK
 
 
 # Per-state timeouts of the last profile asked for (`_timeouts`): (ns, cause) by state position, None where
@@ -1312,11 +1327,13 @@ class Connection:
         # a retransmitting endpoint whose next retransmission was due before the end and did not come: it may
         # have given up (or its application closed) any time since its last one
         for ep in (c, s):
+            if ep._retry_deadline == _NONE or ep.alt is not None:      # (most: nothing to look up)
+                continue
             times = ep.syn_ts if ep.state in (_SYN_SENT, _SYN_RECEIVED) else ep.fin_ts
-            entry = TABLE[ep.state].get(_TIMEOUT)
-            if ep.retry_deadline is not None and ep.alt is None and entry is not None and len(times) >= 2 \
+            after = _next_state(ep.state, _TIMEOUT)
+            if after is not None and len(times) >= 2 \
                     and end > times[-1] + (times[-1] - times[-2]) + self.obs.margin():
-                ep.alt, ep.alt_at = entry[0], self.obs.departure(times[-1], ep is c) + 1
+                ep.alt, ep.alt_at = after, self.obs.departure(times[-1], ep is c) + 1
         # a SYN+ACK seen on its way to a client that never answered it: did it arrive? (only when the
         # capture ended before its SYN retransmission would have shown it did not)
         if c.state is _SYN_SENT and s.synacks and c.alt is None:
@@ -1353,8 +1370,8 @@ class Connection:
         ep.rx_fin_first = None
         if contra or ep.state is _CLOSED or ep.acked_peer_fin:
             return
-        entry = TABLE[ep.state].get(_RCV_FIN)
-        if entry is None or entry[0] is ep.state:
+        after = _next_state(ep.state, _RCV_FIN)
+        if after is None or after is ep.state:
             return
         to_client = ep is self.client
         at = self.obs.arrival(first, to_client)
@@ -1366,7 +1383,7 @@ class Connection:
             # endpoint's own time is the FIN's arrival
             self._move(ep, _RCV_FIN, end, packet, f"FIN (its ACK not seen: {why})", at, ep.state)
         else:
-            ep.alt, ep.alt_at = entry[0], at        # no ACK though one would have been seen: likely lost
+            ep.alt, ep.alt_at = after, at           # no ACK though one would have been seen: likely lost
 
     @cython.cfunc
     @cython.locals(ep=Endpoint, times=list)
@@ -1433,8 +1450,8 @@ class Connection:
         """The timer that would next change `ep` if no packet came: (when, new state)."""
         if ep.deadline is None:
             return None
-        entry = TABLE[ep.state].get(_TIMEOUT)
-        return (ep.deadline, entry[0]) if entry else None
+        after = _next_state(ep.state, _TIMEOUT)
+        return (ep.deadline, after) if after is not None else None
 
     # -- counting: the one place counters and history letters change -------------------
     @cython.cfunc
@@ -1666,13 +1683,13 @@ class Connection:
         """`ep` sent a FIN to a peer never seen and did not retransmit it: it was acknowledged."""
         ep.fin_check = None
         peer = self.server if ep is self.client else self.client
-        if peer.packets or ep.fin_acked or ep.state not in _WAITING_FOR_FIN_ACK or not ep.fin_ts:
+        if peer.packets or ep.fin_acked or not _waiting_for_fin_ack(ep.state) or not ep.fin_ts:
             return
         if peer._rx_fin_first != _NONE and not final and peer.rx_fin_copies == 1:
             # acknowledged, so it arrived: the unseen peer received the FIN
             first, packet = peer.rx_fin_first, peer.rx_fin_packet
             peer.rx_fin_first = None
-            if TABLE[peer.state].get(_RCV_FIN) is not None and not peer.acked_peer_fin:
+            if _next_state(peer.state, _RCV_FIN) is not None and not peer.acked_peer_fin:
                 peer.acked_peer_fin = True
                 self._move(peer, _RCV_FIN, when, packet, "inferred:FIN received (not retransmitted)",
                            self.obs.arrival(first, peer is self.client))
@@ -1842,9 +1859,9 @@ class Connection:
                     x.fin_acked = False
                     x.fin_ack_losses += 1
                 self._move(x, event, ts, packet, cause, at)
-                if x.state in _WAITING_FOR_FIN_ACK and x._fin_more is not None:
+                if _waiting_for_fin_ack(x.state) and x._fin_more is not None:
                     self._retry(x, x.fin_ts)
-            if not y.packets and x.state in _WAITING_FOR_FIN_ACK:
+            if not y.packets and _waiting_for_fin_ack(x.state):
                 x.fin_check = ts + _RTO_WAIT + 3 * obs.rtt()     # re-armed by each copy
             # the peer's receipt of this FIN is pending until its ACK is seen (or settled without it)
             if not y.acked_peer_fin and y.state is not _CLOSED:
