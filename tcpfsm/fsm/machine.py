@@ -1117,7 +1117,7 @@ class Connection:
     # -- the table lookup: the only place a state changes ------------------------------
     @cython.ccall
     @cython.returns(cython.bint)
-    @cython.locals(ep=Endpoint, ts=i64, tr=Transition, oc=i64, nc=i64, cell=i64)
+    @cython.locals(ep=Endpoint, ts=i64, tr=Transition, oc=i64, nc=i64, cell=i64, a=i64)
     def _move(self, ep: Endpoint, event: Event, ts: int, packet: int | None, cause: str,
               at: int | None = None, alt: State | None = None, alt_since: int | None = None) -> bool:
         """Apply `event` to `ep` by the table; False (and an invalid_transition) when it does not fit.
@@ -1134,17 +1134,17 @@ class Connection:
             return False
         nc -= 1
         new = _STATES[nc]
-        at = ts if at is None else at
-        if at < ep.since:
-            at = ep.since
+        a = ts if at is None else at            # (one conversion: C arithmetic from here on)
+        if a < ep.since:
+            a = ep.since
         if new is old:
             if event is _RCV_FIN and old is _TIME_WAIT:
-                self._arm(ep, at, oc)                  # a re-acknowledged FIN restarts 2MSL (TIME_WAIT)
+                self._arm(ep, a, oc)                   # a re-acknowledged FIN restarts 2MSL (TIME_WAIT)
             return True
         # (made field by field: no argument parsing, no tuple, no hash -- the machine's most frequent object)
         tr = Transition.__new__(Transition)
         tr.ts = ts
-        tr.at = at
+        tr.at = a
         tr._packet = _NO_PACKET if packet is None else packet
         tr._server = ep is self.server
         tr._old = oc
@@ -1154,7 +1154,7 @@ class Connection:
         tr._rfc = _RFC_PAIR[oc * _NSTATES + nc] != 0
         tr._retracted = False
         tr.cause = cause
-        tr.alt_before = (alt_since, new) if alt_since is not None and ep.since < alt_since < at else None
+        tr.alt_before = (alt_since, new) if alt_since is not None and ep.since < alt_since < a else None
         tr._seg_from = 0
         tr._seg_flags = tr._seg_plen = 0
         tr._seg_seq = tr._seg_ack = 0
@@ -1171,7 +1171,7 @@ class Connection:
                         prev.retracted = tr.retracted = True
                     break
         ep.state = new
-        ep.since = at
+        ep.since = a
         ep._retry_deadline = _NONE
         ep.alt = None
         # steady: no segment without SYN, FIN or RST can move either endpoint (feed_plain relies on it), so
@@ -1183,20 +1183,22 @@ class Connection:
         self.transitions.append(tr)
         ep._deadline = _NONE
         if new is _SYN_SENT:
-            self._arm(ep, ep._syn_first if ep._syn_first != _NONE else at, nc)
+            self._arm(ep, ep._syn_first if ep._syn_first != _NONE else a, nc)
         elif new is not _FIN_WAIT_2 or not ep.not_orphan:
-            self._arm(ep, at, nc)
+            self._arm(ep, a, nc)
         if new is _CLOSED:
             ep._rx_fin_first = _NONE
         return True
 
     @cython.cfunc
-    @cython.locals(ep=Endpoint, code=i64)
+    @cython.locals(ep=Endpoint, code=i64, start=i64, ns=i64)
     def _arm(self, ep: Endpoint, start: int, code: int) -> None:
-        """Arm `ep`'s timer for the state at position `code` of `State`, from `start`."""
+        """Arm `ep`'s timer for the state at position `code` of `State`, from `start`; saturated at int64's
+        end, as the `deadline` setter would (`_held`), in C arithmetic."""
         entry = _timeouts(self.profile)[code]
         if entry is not None:
-            ep._deadline = _held(start + entry[0])         # (the `deadline` setter's work, without the call)
+            ns = entry[0]
+            ep._deadline = _I64_MAX if start > _I64_MAX - ns else _put(start + ns)
             ep.deadline_cause = entry[1]
 
     # -- which connection a segment belongs to (track asks) ----------------------------
