@@ -70,7 +70,7 @@ def _analysis_dump(path: str, mod, obs, monkeypatch, **kw) -> list:
     with monkeypatch.context() as m:
         m.setattr(flowtable, "Connection", mod.Connection)
         m.setattr(flowtable, "Observer", obs.Observer)
-        for name in ("walk_groups", "fire_timers", "settle_all"):    # (the walk's form is its machine's)
+        for name in ("walk_groups", "fire_timers", "settle_all", "TimerHeap"):   # (the walk's form is its machine's)
             m.setattr(flowtable, name, getattr(mod, name))
         an = api.analyze(path, **kw)
     return [(f.id, f.client, f.server, f.role_inferred, _conn_dump(f.conn)) for f in an.flows] + \
@@ -262,3 +262,32 @@ def test_gather_rows_is_numpys_gather_in_both_forms(n, seed):
         mod.gather_rows(got, perm, cols["clock"], cols["index"], cols["lo"], cols["flags"], cols["seq"], cols["ack"],
                         cols["win"], cols["plen"], cols["wscale"], cols["ip_len"], cols["ipid"])
         assert (got == want).all(), mod.__name__
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("push"), st.integers(-5, 40)), st.just(("pop", 0)),
+                          st.just(("keep", 0))), max_size=300))
+def test_timer_heap_is_heapq_over_due_and_push_order(ops):
+    """The flow table's timer heap (`TimerHeap`: int64 columns beside the references) pops what heapq pops
+    over (due, push number, reference) tuples -- the earliest due first, at one due the first pushed --
+    through growth, emptying and `keep_if`, compiled and uncompiled."""
+    import heapq
+    _need_compiled()
+    for mod in (COMPILED, PURE):
+        heap, ref, pushed = mod.TimerHeap(), [], 0
+        for op, due in ops:
+            if op == "push":
+                heap.push(due, f"r{pushed}")
+                heapq.heappush(ref, (due, pushed, f"r{pushed}"))
+                pushed += 1
+            elif op == "pop" and ref:
+                assert heap.top() == ref[0][0]
+                assert heap.pop() == heapq.heappop(ref)[2]
+            elif op == "keep":          # drop every third reference by its number, keep the others' order
+                heap.keep_if(lambda r: int(r[1:]) % 3 != 0)
+                ref = [e for e in ref if e[1] % 3 != 0]
+                heapq.heapify(ref)
+            assert len(heap) == len(ref), mod.__name__
+        while ref:
+            assert heap.pop() == heapq.heappop(ref)[2], mod.__name__
+        assert len(heap) == 0

@@ -25,6 +25,7 @@ ROW_COLUMNS = _machine.ROW_COLUMNS     # the segment table of Connection.feed_pl
 walk_groups = _machine.walk_groups     # a batch's segments through their connections (track's vectorized path)
 gather_rows = _machine.gather_rows     # ... and the segment table it reads
 fire_timers, settle_all = _machine.fire_timers, _machine.settle_all   # the table's timers, and at the end
+TimerHeap = _machine.TimerHeap         # ... which it keeps in this heap
 end_states = _machine.end_states       # what a summary counts of its flows' states
 transition_columns = _machine.transition_columns   # what the state piles sort and count transitions by
 TRANSITION_ROW = _machine.TRANSITION_ROW   # int64s per transition of Connection.transition_rows
@@ -33,7 +34,7 @@ __all__ = [
     "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",
     "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
     "CAPTURE_POINTS", "Observer", "ROW_COLUMNS", "TRANSITION_ROW", "walk_groups", "gather_rows",
-    "fire_timers", "settle_all", "end_states", "transition_columns",
+    "fire_timers", "settle_all", "end_states", "transition_columns", "TimerHeap",
 ]
 
 

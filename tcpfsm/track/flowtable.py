@@ -17,7 +17,6 @@ tables equal on every capture and on floods through every eviction path).
 from __future__ import annotations
 
 import functools
-import heapq
 import ipaddress
 from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
@@ -31,8 +30,8 @@ import numpy as np
 from ..capture.batch import ACK, SYN, Batch
 from .. import _kernels
 from ..capture.keys import flow_key_array as _flow_key_array   # the compiled kernel
-from ..fsm import (ROW_COLUMNS, Connection, Observer, State, TimerProfile, Transition, fire_timers, gather_rows,
-                   settle_all, walk_groups)
+from ..fsm import (ROW_COLUMNS, Connection, Observer, State, TimerHeap, TimerProfile, Transition, fire_timers,
+                   gather_rows, settle_all, walk_groups)
 
 _runs = _kernels.load("tcpfsm.track._runs")
 Attempt = _runs.Attempt              # a connection that is one SYN so far (see FlowTable(attempts=True))
@@ -43,7 +42,6 @@ SERVICE_PORTS = frozenset({
     8008, 8080, 8081, 8443, 8888, 9000, 9042, 9090, 9092, 9200, 9300, 11211, 15672, 27017,
 })
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
-_TICK = itertools.count()          # tie-break for the timer heap
 _NEVER = 1 << 62                   # (a due time no clock reaches)
 _first = itemgetter(0)
 _by_id = attrgetter("id")
@@ -193,9 +191,9 @@ class FlowTable:
         # flows with a timer pending, the cap on tracked connections and what was evicted, by reason.
         self._touched: set[Flow] = set()
         self._detached: set[Flow] = set()   # flows a newer connection on the same 4-tuple replaced in `current`
-        # heap of (due, tie-break, weak reference to the flow): stale entries are allowed (skipped when popped),
-        # and must not keep a forgotten flow alive until their due time
-        self._timers: list[tuple[int, int, weakref.ref]] = []
+        # the timers, (due, weak reference to the flow) earliest first (fsm TimerHeap): stale entries are allowed
+        # (skipped when popped), and must not keep a forgotten flow alive until their due time
+        self._timers = TimerHeap()
         self._timers_kept = 0               # entries left by the last compaction (`_compact_timers`)
         self.max_flows = max_flows
         self.forget_finished = forget_finished
@@ -294,7 +292,7 @@ class FlowTable:
                 due = _due(conn)
                 if due is not None and due != flow.timer_due:     # one heap entry per change, not per packet
                     flow.timer_due = due
-                    heapq.heappush(timers, (due, next(_TICK), weakref.ref(flow)))
+                    timers.push(due, weakref.ref(flow))
         self.clock = clock
         self.last_raw = last_raw
 
@@ -366,7 +364,7 @@ class FlowTable:
             return self._new_flow(key, clock, idx, bytes(c["src"][row]), int(c["sport"][row]), bytes(c["dst"][row]),
                                   int(c["dport"][row]), fl, lo_src)
 
-        walk_groups(rows, bounds, perm, flows0, decide, self._touched, self._timers, _TICK, self.current, Attempt)
+        walk_groups(rows, bounds, perm, flows0, decide, self._touched, self._timers, self.current, Attempt)
         # number the new connections in capture order, as the per-segment path does
         self._pending.sort(key=_first)
         self.created = _runs.number(self._pending, self.created)       # (flows and attempts)
@@ -436,7 +434,7 @@ class FlowTable:
         due = flow.conn.next_deadline()
         flow.timer_due = due
         if due is not None:
-            heapq.heappush(self._timers, (due, next(_TICK), weakref.ref(flow)))
+            self._timers.push(due, weakref.ref(flow))
         return flow
 
     def _expand_due(self, now: int) -> None:
@@ -589,7 +587,7 @@ class FlowTable:
             self._expand_due(now)
         if len(self._timers) > 2 * self._timers_kept + 4096:
             self._compact_timers()
-        fire_timers(self._timers, now, self._touched, _TICK)
+        fire_timers(self._timers, now, self._touched)
 
     def _compact_timers(self) -> None:
         """Drop the heap entries that can change nothing: those of forgotten flows, and those of connections
@@ -598,18 +596,16 @@ class FlowTable:
         Without this, 200,000 connections that stay open keep one or two stale entries each until their old
         due times (minutes of capture time). Run when the heap doubled since the last compaction: amortised
         O(1) a push."""
-        keep = []
-        for e in self._timers:
-            flow = e[2]()
+        def keep(ref) -> bool:
+            flow = ref()
             if flow is None:
-                continue
+                return False
             if flow.conn.steady:
                 flow.timer_due = None
-                continue
-            keep.append(e)
-        heapq.heapify(keep)
-        self._timers = keep
-        self._timers_kept = len(keep)
+                return False
+            return True
+        self._timers.keep_if(keep)
+        self._timers_kept = len(self._timers)
 
     def drain(self) -> list[tuple[Flow, Transition]]:
         """Transitions made since the last call, with their flows, each flow's in its order; the flows in no
@@ -716,11 +712,14 @@ class FlowTable:
             for k in list(itertools.islice(gone, over)):
                 del gone[k]
         self.evicted.update(reasons)
-        heap = self._timers
-        if len(heap) > 2 * len(self.current) + 1024:   # entries of evicted flows wait for their due time:
-            self._timers = [e for e in heap if e[2]() is not None]   # drop them, or they outnumber the live
-            heapq.heapify(self._timers)
+        if len(self._timers) > 2 * len(self.current) + 1024:   # entries of evicted flows wait for their due
+            self._timers.keep_if(_alive)                         # time: drop them, or they outnumber the live
         return out
+
+
+def _alive(ref) -> bool:
+    """A timer entry whose flow is not forgotten."""
+    return ref() is not None
 
 
 _HALF_CLIENT = (State.SYN_SENT, State.CLOSED)
