@@ -291,3 +291,22 @@ def test_timer_heap_is_heapq_over_due_and_push_order(ops):
         while ref:
             assert heap.pop() == heapq.heappop(ref)[2], mod.__name__
         assert len(heap) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=400), st.integers(0, 2**32 - 1))
+def test_timer_heap_keeps_its_order_through_compaction(dues, seed):
+    """`TimerHeap.keep_if` over a full heap (the flow table's compaction: most entries kept, some dropped
+    anywhere in it) leaves a heap that pops the kept entries by (due, push order), in both forms."""
+    import random
+    _need_compiled()
+    rnd = random.Random(seed)
+    drop = {k for k in range(len(dues)) if rnd.random() < 0.3}
+    want = [f"r{k}" for _, k in sorted((d, k) for k, d in enumerate(dues) if k not in drop)]
+    for mod in (COMPILED, PURE):
+        heap = mod.TimerHeap()
+        for k, d in enumerate(dues):
+            heap.push(d, f"r{k}")
+        heap.keep_if(lambda r: int(r[1:]) not in drop)
+        assert len(heap) == len(want)
+        assert [heap.pop() for _ in want] == want, mod.__name__

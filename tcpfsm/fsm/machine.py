@@ -2071,47 +2071,69 @@ class TimerHeap:
         self._refs[i] = ref
 
     @cython.ccall
-    @cython.boundscheck(False)
-    @cython.wraparound(False)
-    @cython.locals(i=i64, n=i64, c=i64, due=i64, seq=i64, refs=list)
+    @cython.locals(n=i64, refs=list)
     def pop(self):
         """Remove the earliest entry (the heap must not be empty); its reference."""
         refs = self._refs
         out = refs[0]
         self._n -= 1
         n = self._n
-        due = self._due[n]
-        seq = self._seq[n]
-        last = refs[n]
-        refs[n] = None
         if n:
-            i = 0
-            while True:                     # sift down (bounded: the heap's height)
-                c = 2 * i + 1
-                if c >= n:
-                    break
-                if c + 1 < n and (self._due[c + 1] < self._due[c]
-                                  or (self._due[c + 1] == self._due[c] and self._seq[c + 1] < self._seq[c])):
-                    c += 1
-                if due < self._due[c] or (due == self._due[c] and seq < self._seq[c]):
-                    break
-                self._due[i] = self._due[c]
-                self._seq[i] = self._seq[c]
-                refs[i] = refs[c]
-                i = c
-            self._due[i] = due
-            self._seq[i] = seq
-            refs[i] = last
+            self._due[0] = self._due[n]
+            self._seq[0] = self._seq[n]
+            refs[0] = refs[n]
+        refs[n] = None
+        self._sift_down(0)
         return out
 
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    @cython.locals(i=i64, n=i64, c=i64, due=i64, seq=i64, refs=list)
+    def _sift_down(self, i: int) -> None:
+        """Move entry i down to its place (its children's subtrees are heaps)."""
+        n = self._n
+        if i >= n:
+            return
+        refs = self._refs
+        due = self._due[i]
+        seq = self._seq[i]
+        ref = refs[i]
+        while True:                         # (bounded: the heap's height)
+            c = 2 * i + 1
+            if c >= n:
+                break
+            if c + 1 < n and (self._due[c + 1] < self._due[c]
+                              or (self._due[c + 1] == self._due[c] and self._seq[c + 1] < self._seq[c])):
+                c += 1
+            if due < self._due[c] or (due == self._due[c] and seq < self._seq[c]):
+                break
+            self._due[i] = self._due[c]
+            self._seq[i] = self._seq[c]
+            refs[i] = refs[c]
+            i = c
+        self._due[i] = due
+        self._seq[i] = seq
+        refs[i] = ref
+
+    @cython.locals(k=i64, j=i64, refs=list)
     def keep_if(self, keep) -> None:
-        """Hold only the entries whose reference `keep(ref)` accepts (called once an entry), in the order
-        they were pushed."""
-        order = sorted(range(self._n), key=lambda k: self._seq[k])
-        kept = [(self._due[k], self._refs[k]) for k in order if keep(self._refs[k])]
-        self.clear()
-        for due, ref in kept:
-            self.push(due, ref)
+        """Hold only the entries whose reference `keep(ref)` accepts (called once an entry); what is kept
+        pops in the same order as before (the order is the entries' (due, push number), not their places)."""
+        refs = self._refs
+        j = 0
+        for k in range(self._n):            # (bounded: the entries)
+            ref = refs[k]
+            if keep(ref):
+                self._due[j] = self._due[k]
+                self._seq[j] = self._seq[k]
+                refs[j] = ref
+                j += 1
+        for k in range(j, self._n):
+            refs[k] = None
+        self._n = j
+        for k in range(j // 2 - 1, -1, -1):     # Floyd's heap construction, bottom up
+            self._sift_down(k)
 
 
 @cython.boundscheck(False)
