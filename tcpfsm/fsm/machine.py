@@ -1,7 +1,13 @@
 # cython: annotation_typing=False
-"""One connection seen by a passive observer: two endpoint machines, the evidence rules, the counters.
+"""One connection seen by a passive observer: two endpoint machines, the evidence rules, the counters, and the
+observer model (`Observer`).
 
-Everything that moves an endpoint lives here and in `table`; `track` only feeds segments and time.
+Everything that moves an endpoint lives here and in `table`; `track` only feeds segments and time. The loops
+that drive many connections' machines live here too, because from here their calls into a connection are C
+calls: the walk over a batch's segments (`walk_groups`, over the table `gather_rows` makes), the table's
+timers (`TimerHeap`, `fire_timers`) and the settling at the end (`settle_all`); and what other stages read off
+many connections at once (`end_states` for a summary, `transition_columns` for the state piles). Which
+connection a segment belongs to stays track's call (`decide`).
 
 Theory of operation
 -------------------
