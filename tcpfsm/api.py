@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from .capture.ahead import read_ahead
 from .capture.batch import Batch, CaptureInfo
 from .capture.reader import open_capture
 from .detect.occupancy import Occupancy, listener_row
@@ -26,6 +27,7 @@ from .track.flowtable import Attempt, ClockStats, Flow, FlowTable, half_open
 from .zeek import ZeekTracker, zeek_summary_for_flows
 
 NS = 1_000_000_000
+READ_AHEAD = 2                   # batches decoded ahead by a worker thread (capture/ahead.py; 0: none)
 MAX_SAMPLES = 100_000            # state-count samples one states() call may return (a day at 1 s): the fuzzer
 #                                  found 500,000 taking a GiB and minutes
 
@@ -362,8 +364,10 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
 
     # 16384 rows a batch: as fast as 65536 on the bench capture (9.7 s both), 80 MB less peak memory -- the
     # tracker's per-batch lists and prefix arrays (since replaced by a compiled walk), not the connections,
-    # were the difference
-    batches = iter(cap.batches(batch_size))
+    # were the difference. Read and decoded by a worker thread two batches ahead (capture/ahead.py): the
+    # compiled decoder releases the GIL, so on a second core reading overlaps the analysis. The reader's
+    # counters (cap.info) may therefore run ahead of the batch in hand: read them after the loop.
+    batches = read_ahead(cap.batches(batch_size), READ_AHEAD)
     while True:
         t1 = clock()
         batch = next(batches, None)
