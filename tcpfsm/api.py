@@ -364,33 +364,42 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
 
     # 16384 rows a batch: as fast as 65536 on the bench capture (9.7 s both), 80 MB less peak memory -- the
     # tracker's per-batch lists and prefix arrays (since replaced by a compiled walk), not the connections,
-    # were the difference. Read and decoded by a worker thread two batches ahead (capture/ahead.py): the
-    # compiled decoder releases the GIL, so on a second core reading overlaps the analysis. The reader's
-    # counters (cap.info) may therefore run ahead of the batch in hand: read them after the loop.
-    batches = read_ahead(cap.batches(batch_size), READ_AHEAD)
+    # were the difference.
+    def prepared(batches):
+        """Each batch as read, as the tracker is to see it (bad checksums dropped when asked), and how many
+        were dropped; path health has seen it (it needs nothing from the tracker)."""
+        for full in batches:
+            batch, dropped = full, 0
+            if verify_checksums:
+                good = full.cols["csum"] != 0
+                if not good.all():
+                    dropped = len(good) - int(good.sum())
+                    batch = Batch({k: v[good] for k, v in full.cols.items()})
+            if seqan is not None and len(batch):
+                tp = clock()
+                seqan.feed_batch(batch)
+                timings["path"] += clock() - tp
+            yield full, batch, dropped
+
+    # Read, decoded and path-analysed by a worker thread two batches ahead (capture/ahead.py): the compiled
+    # kernels release the GIL, so on a second core they overlap the tracker. The reader's counters (cap.info)
+    # may therefore run ahead of the batch in hand: they are read after the loop (and by `progress`).
+    batches = read_ahead(prepared(cap.batches(batch_size)), READ_AHEAD)
     while True:
         t1 = clock()
-        batch = next(batches, None)
+        got = next(batches, None)
         t2 = clock()
         timings["read+decode"] += t2 - t1
-        if batch is None:
+        if got is None:
             break
-        full = batch
-        if verify_checksums:
-            good = batch.cols["csum"] != 0
-            if not good.all():
-                dropped_bad += len(good) - int(good.sum())
-                batch = Batch({k: v[good] for k, v in batch.cols.items()})
+        full, batch, dropped = got
+        dropped_bad += dropped
         if len(batch):
             if icmp_feed is None:
                 table.feed_batch(batch)
             else:                                       # ICMP errors go in between, in capture order
                 for part in icmp_feed.feed(batch):
                     table.feed_batch(part)
-            if seqan is not None:
-                tp = clock()
-                seqan.feed_batch(batch)
-                timings["path"] += clock() - tp
         if zt is not None:
             zt.feed_batch(full)                         # Zeek applies its own checksum rule
         table.advance(table.clock)
