@@ -952,16 +952,18 @@ class Endpoint:
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
+@cython.returns(i64)
 @cython.locals(ep=Endpoint, now=i64, due=i64, r=i64)
-def _due(ep: Endpoint, now: int) -> int | None:
-    """When `ep`'s timer fired, if it did by `now`. A retransmitting endpoint whose next retransmission
-    is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK retries when its
-    queue is half full, for instance); the profile's deadline is the fallback."""
+def _due(ep: Endpoint, now: int) -> int:
+    """When `ep`'s timer fired, if it did by `now` (`_NONE`: it did not). A retransmitting endpoint whose
+    next retransmission is overdue has given up (Linux drops an old half-open request after fewer SYN+ACK
+    retries when its queue is half full, for instance); the profile's deadline is the fallback."""
     due = ep._deadline
     r = ep._retry_deadline
     if r != _NONE and r <= now and (due == _NONE or r < due):
         due = r
-    return due if due != _NONE and due <= now else None
+    return due if due != _NONE and due <= now else _NONE
 
 
 @cython.cfunc
@@ -1245,7 +1247,8 @@ class Connection:
         return None if due == _NONE else due
 
     @cython.ccall
-    @cython.locals(now=i64, c=Endpoint, s=Endpoint, ep=Endpoint, e=Endpoint, peer=Endpoint, kind=cython.int, first=i64)
+    @cython.locals(now=i64, c=Endpoint, s=Endpoint, ep=Endpoint, e=Endpoint, peer=Endpoint, kind=cython.int, first=i64,
+                   when=i64, d=i64, side=cython.int)
     def expire(self, now: int) -> None:
         """Fire every timer due at or before `now`, in time order."""
         c, s = self.client, self.server
@@ -1256,20 +1259,23 @@ class Connection:
         for _ in range(16):          # at most a few timers per endpoint can be due at once
             # the earliest due timer of either endpoint; at equal times a state timer first, then the
             # unseen-peer FIN check, then the SYN-cookie check
-            best = None
-            for e in (c, s):
+            # ((when, kind) compared as a pair, the client's first at a tie, in C integers: kind -1 is none)
+            kind = -1
+            when = 0
+            ep = None
+            for side in range(2):
+                e = c if side == 0 else s
                 d = _due(e, now)
-                if d is not None and (best is None or (d, 0) < best[:2]):
-                    best = (d, 0, e)
-                if e._fin_check != _NONE and e._fin_check <= now \
-                        and (best is None or (e._fin_check, 1) < best[:2]):
-                    best = (e._fin_check, 1, e)
-                if e._cookie_check != _NONE and e._cookie_check <= now \
-                        and (best is None or (e._cookie_check, 2) < best[:2]):
-                    best = (e._cookie_check, 2, e)
-            if best is None:
+                if d != _NONE and (kind < 0 or d < when or (d == when and kind > 0)):
+                    when, kind, ep = d, 0, e
+                d = e._fin_check
+                if d != _NONE and d <= now and (kind < 0 or d < when or (d == when and kind > 1)):
+                    when, kind, ep = d, 1, e
+                d = e._cookie_check
+                if d != _NONE and d <= now and (kind < 0 or d < when):
+                    when, kind, ep = d, 2, e
+            if kind < 0:
                 return
-            when, kind, ep = best
             if kind == 1:
                 self._fin_acked_unseen(ep, when, final=False)
                 continue
@@ -1584,7 +1590,10 @@ class Connection:
                    obs=Observer)
     def feed(self, ts: int, packet: int, from_client: bool, flags: int, seq: int, ack: int, win: int,
              plen: int, wscale: int, ip_len: int, ipid: int = 0) -> None:
-        x, y = (self.client, self.server) if from_client else (self.server, self.client)
+        if from_client:                          # (not a tuple swap: two C assignments)
+            x, y = self.client, self.server
+        else:
+            x, y = self.server, self.client
         self._seg_role = x.role
         self._seg_flags = flags
         self._seg_seq = seq
@@ -1787,12 +1796,15 @@ class Connection:
 
     @cython.cfunc
     @cython.locals(ep=Endpoint, x=Endpoint, y=Endpoint, is_x=cython.bint, ts=i64, flags=i64, seq=i64, ack=i64,
-                   wscale=i64, from_client=cython.bint, fin_at=i64, first=object, obs=Observer)
+                   wscale=i64, from_client=cython.bint, fin_at=i64, first=object, obs=Observer, other=Endpoint)
     def _apply(self, ep: Endpoint, is_x: bool, event: Event | None, cause: str, ts: int, packet: int, at: int,
                flags: int, seq: int, ack: int, wscale: int, from_client: bool) -> None:
         """The bookkeeping an event carries, then its table lookup."""
-        x, y = (ep, self.server if ep is self.client else self.client) if is_x else \
-            (self.server if ep is self.client else self.client, ep)
+        other = self.server if ep is self.client else self.client
+        if is_x:
+            x, y = ep, other
+        else:
+            x, y = other, ep
         obs = self.obs
         if event is _RCV_ACK_OF_SYN and is_x:         # simultaneous open: our ACK of the SYN+ACK seen
             x.synack_unconfirmed = False
