@@ -766,6 +766,12 @@ class Endpoint:
     rx_fin_copies = cython.declare(cython.int, visibility="public")   # copies of the peer's FIN seen (_rx_fin_first)
 
     def __init__(self, role: str):
+        self._init(role)
+
+    @cython.cfunc
+    def _init(self, role: str) -> None:
+        """What `__init__` does; a Connection makes its two endpoints with it (`Endpoint.__new__` and this: a
+        C call, where `Endpoint(role)` parses its arguments through Python)."""
         self.role = role
         self.state = self.initial = _CLOSED
         self.since = 0
@@ -1080,9 +1086,14 @@ class Connection:
     # rule 5: the segment is X's first FIN and X sent unseen packets since this time (_NONE: no)
     _seg_hidden = cython.declare(i64)
 
+    @cython.locals(c=Endpoint, sv=Endpoint)
     def __init__(self, profile: TimerProfile, observer=None):
-        self.client = Endpoint("client")
-        self.server = Endpoint("server")
+        c = Endpoint.__new__(Endpoint)
+        c._init("client")
+        sv = Endpoint.__new__(Endpoint)
+        sv._init("server")
+        self.client = c
+        self.server = sv
         self.profile = profile
         self.obs = observer if observer is not None else Observer()
         self.transitions = []

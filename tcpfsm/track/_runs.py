@@ -1,6 +1,7 @@
 """Run kernel: the tracker's vectorized path, the per-row work numpy cannot express as one call.
 
-Owns: the rows of a batch grouped by their flow key in one pass over a hash table (`group_rows`); the
+Owns: the connection record (`Flow`, with its addresses' text: `ip_text`, `hostport`, `service_text`);
+the rows of a batch grouped by their flow key in one pass over a hash table (`group_rows`); the
 table's touched flows drained (`drain_touched`); connections that are one SYN so far held as records (`Attempt`, `hold_lone_syns`); the
 cap's choice of victims and their eviction (`oldest_half_open`, `evict`); numbering new connections
 (`number`). The walk over each group's segments, firing the timer heap and settling at the end live beside
@@ -13,6 +14,11 @@ Cython pure-Python mode, like tcpfsm/capture/_decode.py: compiled by setup.py in
 (tcpfsm/_kernels.py picks which form runs); the plain module is the readable reference and the tests
 hold the two equal. Every integer is a declared C type; arrays are C-contiguous int64 views.
 """
+
+import functools
+import ipaddress
+from dataclasses import dataclass
+from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 
 import cython
 import numpy as np
@@ -138,6 +144,206 @@ _SYN_SENT = State.SYN_SENT
 # the columns of `hold_lone_syns`'s value table, one row per candidate group
 HOLD_COLUMNS = ("row", "clock", "index", "lo", "flags", "seq", "ack", "win", "wscale", "ip_len", "ipid", "sport",
                 "dport")
+
+
+_MAPPED = b"\x00" * 10 + b"\xff\xff"
+
+
+@functools.lru_cache(maxsize=4096)
+def ip_text(raw: bytes) -> str:
+    """16-byte column value -> printable address (IPv4-mapped shown as IPv4). The recent ones are cached:
+    flows keep their addresses as bytes and make this text when asked, and the piles and aggregates that
+    keep it then share one string per host instead of one per connection."""
+    if raw[:12] == _MAPPED:
+        return _ntop(_AF_INET, raw[12:])
+    return str(ipaddress.IPv6Address(raw))
+
+
+def hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def service_text(raw: bytes, port: int) -> str:
+    """A server's 16-byte address and port -> "ip:port", the recent ones cached: servers are few, and every
+    attempt of a flood names the same one (the aggregates key their services by this text)."""
+    return hostport(ip_text(raw), port)
+
+
+@dataclass(slots=True)
+class FlowExtra:
+    """What few flows have (`Flow.reuse_of` ... `Flow.tunnels`): one slot on every flow, not six."""
+    reuse_of: int | None = None
+    reuse_ts: int | None = None
+    reuse_packet: int | None = None
+    reuse_endpoint: str | None = None
+    zeek: tuple[str, str] | None = None
+    tunnels: set[int] | None = None
+
+
+@cython.final
+@cython.cclass
+class Flow:
+    """One TCP connection: identity, roles, and its pair of endpoint machines (tcpfsm/track/flowtable.py
+    decides which connection a segment belongs to and makes these). Compact: the addresses are kept as the
+    capture's 16-byte values, their text (`client_ip`, `client`...) is made when asked for, and what few
+    flows have (reuse of a 4-tuple in TIME_WAIT, Zeek's view, tunnels) is one FlowExtra when they have it.
+    Compiled, an extension type whose numbers are C fields: made once per connection (a flood's hundreds of
+    thousands), where a slotted dataclass ran its generated `__init__` in Python (~3,000 instructions a
+    flow, against ~600)."""
+
+    id = cython.declare(cython.longlong, visibility="public")
+    client_port = cython.declare(cython.longlong, visibility="public")
+    server_port = cython.declare(cython.longlong, visibility="public")
+    role_inferred = cython.declare(cython.bint, visibility="public")
+    conn = cython.declare(object, visibility="public")
+    first_ts = cython.declare(cython.longlong, visibility="public")
+    last_ts = cython.declare(cython.longlong, visibility="public")
+    first_packet = cython.declare(cython.longlong, visibility="public")
+    client_raw = cython.declare(object, visibility="public")
+    server_raw = cython.declare(object, visibility="public")
+    client_is_lo = cython.declare(cython.bint, visibility="public")  # the client is the lower (address, port)
+    # its findings (detect sets a list): none yet is the shared empty tuple, not a list per connection
+    anomalies = cython.declare(object, visibility="public")
+    emitted = cython.declare(cython.longlong, visibility="public")   # transitions already handed out (drain)
+    timer_due = cython.declare(object, visibility="public")   # the due time last put on the table's timer heap
+    _extra = cython.declare(object)                            # a FlowExtra, for the few flows that have one
+    if cython.compiled:
+        __weakref__ = cython.declare(object)                   # (the timer heap holds weak references)
+
+    def __init__(self, id, client_port, server_port, role_inferred, conn, first_ts, last_ts, first_packet,
+                 client_raw=b"", server_raw=b"", client_is_lo=True):
+        self.id = id
+        self.client_port = client_port
+        self.server_port = server_port
+        self.role_inferred = role_inferred
+        self.conn = conn
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.first_packet = first_packet
+        self.client_raw = client_raw
+        self.server_raw = server_raw
+        self.client_is_lo = client_is_lo
+        self.anomalies = ()
+        self.emitted = 0
+        self.timer_due = None
+        self._extra = None
+
+    def __reduce__(self):
+        """Pickled (the distributed analysis moves flows between processes) as its fields."""
+        return (_flow_from_state, (self.id, self.client_port, self.server_port, self.role_inferred, self.conn,
+                                   self.first_ts, self.last_ts, self.first_packet, self.client_raw,
+                                   self.server_raw, self.client_is_lo, self.anomalies, self.emitted,
+                                   self.timer_due, self._extra))
+
+    def __repr__(self) -> str:
+        return f"Flow(id={self.id}, {self.client} -> {self.server}, first_ts={self.first_ts})"
+
+    @cython.cfunc
+    def _more(self):
+        if self._extra is None:
+            self._extra = FlowExtra()
+        return self._extra
+
+    @property
+    def reuse_of(self):
+        """id of the flow whose TIME_WAIT this one reused"""
+        return None if self._extra is None else self._extra.reuse_of
+
+    @reuse_of.setter
+    def reuse_of(self, value):
+        if value is not None or self._extra is not None:
+            self._more().reuse_of = value
+
+    @property
+    def reuse_ts(self):
+        """when (ns) it reused that TIME_WAIT"""
+        return None if self._extra is None else self._extra.reuse_ts
+
+    @reuse_ts.setter
+    def reuse_ts(self, value):
+        if value is not None or self._extra is not None:
+            self._more().reuse_ts = value
+
+    @property
+    def reuse_packet(self):
+        """the SYN that reused it (capture index)"""
+        return None if self._extra is None else self._extra.reuse_packet
+
+    @reuse_packet.setter
+    def reuse_packet(self, value):
+        if value is not None or self._extra is not None:
+            self._more().reuse_packet = value
+
+    @property
+    def reuse_endpoint(self):
+        """which endpoint of the old flow was in TIME_WAIT"""
+        return None if self._extra is None else self._extra.reuse_endpoint
+
+    @reuse_endpoint.setter
+    def reuse_endpoint(self, value):
+        if value is not None or self._extra is not None:
+            self._more().reuse_endpoint = value
+
+    @property
+    def zeek(self):
+        """(conn_state, history) from the Zeek tracker, when it ran"""
+        return None if self._extra is None else self._extra.zeek
+
+    @zeek.setter
+    def zeek(self, value):
+        if value is not None or self._extra is not None:
+            self._more().zeek = value
+
+    @property
+    def tunnels(self):
+        """encapsulations it was seen in (ids into CaptureInfo.tunnels)"""
+        return None if self._extra is None else self._extra.tunnels
+
+    @tunnels.setter
+    def tunnels(self, value):
+        if value is not None or self._extra is not None:
+            self._more().tunnels = value
+
+    @property
+    def transitions(self) -> list:
+        return self.conn.transitions
+
+    @property
+    def client_ip(self) -> str:
+        return ip_text(self.client_raw)
+
+    @property
+    def server_ip(self) -> str:
+        return ip_text(self.server_raw)
+
+    @property
+    def client(self) -> str:
+        return hostport(ip_text(self.client_raw), self.client_port)
+
+    @property
+    def server(self) -> str:
+        return service_text(self.server_raw, self.server_port)
+
+    def endpoints(self, from_client: bool) -> tuple:
+        """(src, sport, dst, dport) of a segment sent by the client (True) or the server."""
+        if from_client:
+            return self.client_raw, self.client_port, self.server_raw, self.server_port
+        return self.server_raw, self.server_port, self.client_raw, self.client_port
+
+    def state(self, role: str):
+        return (self.conn.client if role == "client" else self.conn.server).state
+
+    def finished(self) -> bool:
+        return self.conn.finished()
+
+
+@cython.locals(f=Flow)
+def _flow_from_state(*fields) -> Flow:
+    """A pickled Flow back (`Flow.__reduce__`)."""
+    f = Flow(*fields[:11])
+    f.anomalies, f.emitted, f.timer_due, f._extra = fields[11], fields[12], fields[13], fields[14]
+    return f
 
 
 @cython.final

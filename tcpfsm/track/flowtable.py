@@ -16,9 +16,6 @@ tables equal on every capture and on floods through every eviction path).
 """
 from __future__ import annotations
 
-import functools
-import ipaddress
-from socket import AF_INET as _AF_INET, inet_ntop as _ntop
 import itertools
 import weakref
 from operator import attrgetter, itemgetter
@@ -35,127 +32,18 @@ from ..fsm import (ROW_COLUMNS, Connection, Observer, State, TimerHeap, TimerPro
 
 _runs = _kernels.load("tcpfsm.track._runs")
 Attempt = _runs.Attempt              # a connection that is one SYN so far (see FlowTable(attempts=True))
+Flow = _runs.Flow                    # one TCP connection: identity, roles, its pair of endpoint machines
+FlowExtra = _runs.FlowExtra          # what few flows have (reuse of a TIME_WAIT, Zeek's view, tunnels)
+ip_text, hostport, service_text = _runs.ip_text, _runs.hostport, _runs.service_text   # addresses as text
 
 # Ports that are services even when above 1024 (for midstream role inference).
 SERVICE_PORTS = frozenset({
     1080, 1433, 1521, 2049, 2181, 2379, 3000, 3128, 3306, 3389, 5000, 5432, 5672, 5900, 6379, 6443, 8000,
     8008, 8080, 8081, 8443, 8888, 9000, 9042, 9090, 9092, 9200, 9300, 11211, 15672, 27017,
 })
-_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _NEVER = 1 << 62                   # (a due time no clock reaches)
 _first = itemgetter(0)
 _by_id = attrgetter("id")
-
-
-@functools.lru_cache(maxsize=4096)
-def ip_text(raw: bytes) -> str:
-    """16-byte column value -> printable address (IPv4-mapped shown as IPv4). The recent ones are cached:
-    flows keep their addresses as bytes and make this text when asked, and the piles and aggregates that
-    keep it then share one string per host instead of one per connection."""
-    if raw[:12] == _MAPPED:
-        return _ntop(_AF_INET, raw[12:])
-    return str(ipaddress.IPv6Address(raw))
-
-
-def hostport(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-@functools.lru_cache(maxsize=4096)
-def service_text(raw: bytes, port: int) -> str:
-    """A server's 16-byte address and port -> "ip:port", the recent ones cached: servers are few, and every
-    attempt of a flood names the same one (the aggregates key their services by this text)."""
-    return hostport(ip_text(raw), port)
-
-
-@dataclass(slots=True)
-class FlowExtra:
-    """What few flows have (`Flow.reuse_of` ... `Flow.tunnels`): one slot on every flow, not six."""
-    reuse_of: int | None = None
-    reuse_ts: int | None = None
-    reuse_packet: int | None = None
-    reuse_endpoint: str | None = None
-    zeek: tuple[str, str] | None = None
-    tunnels: set[int] | None = None
-
-
-def _extra_field(name: str, doc: str) -> property:
-    """A FlowExtra field read and written as the flow's own attribute (None while the flow has no extra)."""
-    def get(self):
-        x = self._extra
-        return None if x is None else getattr(x, name)
-
-    def put(self, value):
-        x = self._extra
-        if x is None:
-            if value is None:
-                return
-            x = self._extra = FlowExtra()
-        setattr(x, name, value)
-    return property(get, put, doc=doc)
-
-
-@dataclass(slots=True, eq=False, weakref_slot=True)
-class Flow:
-    """One TCP connection: identity, roles, and its pair of endpoint machines. Compact: the addresses are
-    kept as the capture's 16-byte values, their text (`client_ip`, `client`...) is made when asked for, and
-    what few flows have (reuse of a 4-tuple in TIME_WAIT, Zeek's view, tunnels) is one FlowExtra when they
-    have it (160 bytes a flow, not 208)."""
-
-    id: int
-    client_port: int
-    server_port: int
-    role_inferred: bool
-    conn: Connection
-    first_ts: int
-    last_ts: int
-    first_packet: int
-    client_raw: bytes = b""
-    server_raw: bytes = b""
-    client_is_lo: bool = True            # the client is the lower (address, port) of the flow key
-    # its findings (detect sets a list): none yet is the shared empty tuple, not a list per connection
-    anomalies: list | tuple = ()
-    emitted: int = 0                     # transitions already handed out by FlowTable.drain()
-    timer_due: int | None = None         # the due time last put on FlowTable's timer heap
-    _extra: FlowExtra | None = None      # the attributes below, for the few flows that have them
-
-    reuse_of = _extra_field("reuse_of", "id of the flow whose TIME_WAIT this one reused")
-    reuse_ts = _extra_field("reuse_ts", "when (ns) it reused that TIME_WAIT")
-    reuse_packet = _extra_field("reuse_packet", "the SYN that reused it (capture index)")
-    reuse_endpoint = _extra_field("reuse_endpoint", "which endpoint of the old flow was in TIME_WAIT")
-    zeek = _extra_field("zeek", "(conn_state, history) from the Zeek tracker, when it ran")
-    tunnels = _extra_field("tunnels", "encapsulations it was seen in (ids into CaptureInfo.tunnels)")
-
-    @property
-    def transitions(self) -> list[Transition]:
-        return self.conn.transitions
-
-    @property
-    def client_ip(self) -> str:
-        return ip_text(self.client_raw)
-
-    @property
-    def server_ip(self) -> str:
-        return ip_text(self.server_raw)
-
-    @property
-    def client(self) -> str:
-        return hostport(self.client_ip, self.client_port)
-
-    @property
-    def server(self) -> str:
-        return service_text(self.server_raw, self.server_port)
-
-    def endpoints(self, from_client: bool) -> tuple[bytes, int, bytes, int]:
-        """(src, sport, dst, dport) of a segment sent by the client (True) or the server."""
-        c, s = (self.client_raw, self.client_port), (self.server_raw, self.server_port)
-        return (*c, *s) if from_client else (*s, *c)
-
-    def state(self, role: str) -> State:
-        return (self.conn.client if role == "client" else self.conn.server).state
-
-    def finished(self) -> bool:
-        return self.conn.finished()
 
 
 @dataclass(slots=True)
