@@ -26,7 +26,7 @@ import numpy as np
 if cython.compiled:
     from cython.cimports.libc.string import memcmp, memcpy
 
-from ..fsm import settle_all
+from ..fsm import Connection, Observer, settle_all
 from ..fsm.states import State
 
 i64 = cython.typedef(cython.longlong)
@@ -343,6 +343,88 @@ def _flow_from_state(*fields) -> Flow:
     """A pickled Flow back (`Flow.__reduce__`)."""
     f = Flow(*fields[:11])
     f.anomalies, f.emitted, f.timer_due, f._extra = fields[11], fields[12], fields[13], fields[14]
+    return f
+
+
+# Ports that are services even when above 1024 (for midstream role inference).
+SERVICE_PORTS = frozenset({
+    1080, 1433, 1521, 2049, 2181, 2379, 3000, 3128, 3306, 3389, 5000, 5432, 5672, 5900, 6379, 6443, 8000,
+    8008, 8080, 8081, 8443, 8888, 9000, 9042, 9090, 9092, 9200, 9300, 11211, 15672, 27017,
+})
+_SYN = cython.declare(cython.longlong, 0x02)
+_ACK = cython.declare(cython.longlong, 0x10)
+
+
+@cython.ccall
+@cython.returns(cython.bint)
+@cython.locals(a=i64, b=i64, a_svc=cython.bint, b_svc=cython.bint)
+def is_service(a, b):
+    """Is port `a` (the sender's) more likely the server's than port `b`?"""
+    a_svc = a < 1024 or a in SERVICE_PORTS
+    b_svc = b < 1024 or b in SERVICE_PORTS
+    if a_svc != b_svc:
+        return a_svc
+    return a < b
+
+
+@cython.ccall
+@cython.locals(fid=i64, ts=i64, idx=i64, cport=i64, sport=i64, inferred=cython.bint, client_is_lo=cython.bint,
+               f=Flow)
+def make_flow(fid, ts, idx, client, cport, server, sport, inferred, client_is_lo, hosts: dict, profile, point):
+    """A new connection's Flow and machine (`profile`, capture point `point`), not yet started or tracked.
+    `hosts` interns the recent addresses: a flow's 16-byte addresses are slices of a batch, and the
+    connections of a host (a server's thousands) would each keep their own copy (49 bytes each); bounded,
+    since a spoofed flood's sources are each seen once."""
+    if len(hosts) >= 4096:
+        hosts.clear()
+    f = Flow.__new__(Flow)
+    f.id = fid
+    f.client_port = cport
+    f.server_port = sport
+    f.role_inferred = inferred
+    f.conn = Connection(profile, Observer(point))
+    f.first_ts = ts
+    f.last_ts = ts
+    f.first_packet = idx
+    f.client_raw = hosts.setdefault(client, client)
+    f.server_raw = hosts.setdefault(server, server)
+    f.client_is_lo = client_is_lo
+    f.anomalies = ()
+    f.emitted = 0
+    f.timer_due = None
+    f._extra = None
+    return f
+
+
+@cython.ccall
+@cython.locals(fid=i64, ts=i64, idx=i64, sport=i64, dport=i64, flags=i64, lo_src=cython.bint, cport=i64,
+               sport_=i64, inferred=cython.bint, from_client=cython.bint, f=Flow)
+def new_flow(fid, key, ts, idx, src, sport, dst, dport, flags, lo_src, pending, row, current: dict, detached: set,
+             hosts: dict, profile, point):
+    """The connection segment (src, sport) -> (dst, dport) with `flags` starts on 4-tuple `key`, as flow
+    `fid`: who is the client (a SYN's sender; a SYN+ACK's receiver; midstream, the side whose port is not a
+    service's: `role_inferred`), its Flow made and started, and put in `current` (the one it replaces on
+    the 4-tuple goes to `detached`). `pending`, when not None: (row, flow) is added, for the batch's
+    numbering (FlowTable._new_flow is the one caller outside the vectorized walk)."""
+    if flags & _SYN and not flags & _ACK:
+        client, cport, server, sport_, inferred = src, sport, dst, dport, False
+    elif flags & _SYN:
+        client, cport, server, sport_, inferred = dst, dport, src, sport, True
+    else:
+        if is_service(sport, dport):
+            client, cport, server, sport_ = dst, dport, src, sport
+        else:
+            client, cport, server, sport_ = src, sport, dst, dport
+        inferred = True
+    from_client = client == src and cport == sport
+    f = make_flow(fid, ts, idx, client, cport, server, sport_, inferred, lo_src == from_client, hosts, profile, point)
+    f.conn.start(ts, from_client, flags)
+    if pending is not None:
+        pending.append((row, f))
+    old = current.get(key)
+    if old is not None:
+        detached.add(old)      # replaced on its 4-tuple: still to be evicted once finished
+    current[key] = f
     return f
 
 

@@ -36,11 +36,7 @@ Flow = _runs.Flow                    # one TCP connection: identity, roles, its 
 FlowExtra = _runs.FlowExtra          # what few flows have (reuse of a TIME_WAIT, Zeek's view, tunnels)
 ip_text, hostport, service_text = _runs.ip_text, _runs.hostport, _runs.service_text   # addresses as text
 
-# Ports that are services even when above 1024 (for midstream role inference).
-SERVICE_PORTS = frozenset({
-    1080, 1433, 1521, 2049, 2181, 2379, 3000, 3128, 3306, 3389, 5000, 5432, 5672, 5900, 6379, 6443, 8000,
-    8008, 8080, 8081, 8443, 8888, 9000, 9042, 9090, 9092, 9200, 9300, 11211, 15672, 27017,
-})
+SERVICE_PORTS = _runs.SERVICE_PORTS        # ports that are services even above 1024 (role inference)
 _NEVER = 1 << 62                   # (a due time no clock reaches)
 _first = itemgetter(0)
 _by_id = attrgetter("id")
@@ -67,9 +63,8 @@ class FlowTable:
         Observer(capture_point)             # validates the name once, before any segment
         self.capture_point = capture_point
         self.current: dict[bytes, Flow] = {}
-        # one object per recent address and service port (`_new_flow`): a flow's 16-byte addresses are slices of
-        # a batch and its ports ints of its own, and the connections of a host (a server's thousands) would each
-        # keep their own copies (49 and 32 bytes each)
+        # one object per recent address (`_runs.make_flow`): a flow's 16-byte addresses are slices of a batch, and
+        # the connections of a host (a server's thousands) would each keep their own copy (49 bytes each)
         self._hosts: dict = {}
         # flows that left the table without being forgotten (`evict_finished` when not `forget_finished`): with
         # `current` and `_detached`, every flow not forgotten -- no index of all of them (~100 bytes a
@@ -230,6 +225,10 @@ class FlowTable:
         at = dict(zip(cand.tolist(), range(len(cand))))
         sport_l, dport_l = c["sport"][cand].tolist(), c["dport"][cand].tolist()
         gone = self._gone
+        # (what `_new_flow` passes, fixed for the batch: the vectorized walk makes its connections directly)
+        new_flow, pending, current, detached, hosts = (_runs.new_flow, self._pending, self.current, self._detached,
+                                                       self._hosts)
+        profile, point = self.profile, self.capture_point
 
         def decide(gi: int, row: int, clock: int, idx: int, lo_src: bool, fl: int, seq: int,
                    flow: Flow | None) -> Flow | None:
@@ -246,8 +245,8 @@ class FlowTable:
             j = at.get(row)
             if j is not None:
                 r = j * 16
-                return self._new_flow(key, clock, idx, src_b[r:r + 16], sport_l[j], dst_b[r:r + 16], dport_l[j],
-                                      fl, lo_src)
+                return new_flow(-1, key, clock, idx, src_b[r:r + 16], sport_l[j], dst_b[r:r + 16], dport_l[j], fl,
+                                lo_src, pending, row, current, detached, hosts, profile, point)
             # (a plain segment long after its connection finished: rare)
             return self._new_flow(key, clock, idx, bytes(c["src"][row]), int(c["sport"][row]), bytes(c["dst"][row]),
                                   int(c["dport"][row]), fl, lo_src)
@@ -392,44 +391,21 @@ class FlowTable:
 
     def _new_flow(self, key: bytes, ts: int, idx: int, src: bytes, sport: int, dst: bytes, dport: int,
                   flags: int, lo_src: bool) -> Flow:
-        if flags & SYN and not flags & ACK:
-            client, cport, server, sport_, inferred = src, sport, dst, dport, False
-        elif flags & SYN:
-            client, cport, server, sport_, inferred = dst, dport, src, sport, True
-        else:
-            if _is_service(sport, dport):
-                client, cport, server, sport_ = dst, dport, src, sport
-            else:
-                client, cport, server, sport_ = src, sport, dst, dport
-            inferred = True
+        """The connection this segment starts on `key`, made and tracked (`_runs.new_flow`: roles, machine,
+        the table's entry)."""
         if self._pending is None:
             self.created += 1
             fid = self.created
         else:
             fid = -1                         # numbered at the end of the batch, in capture order
-        from_client = client == src and cport == sport
-        flow = self._make_flow(fid, ts, idx, client, cport, server, sport_, inferred, lo_src == from_client)
-        flow.conn.start(ts, from_client, flags)
-        if self._pending is not None:
-            self._pending.append((self._row, flow))
-        old = self.current.get(key)
-        if old is not None:
-            self._detached.add(old)      # replaced on its 4-tuple: still to be evicted once finished
-        self.current[key] = flow
-        return flow
+        return _runs.new_flow(fid, key, ts, idx, src, sport, dst, dport, flags, lo_src, self._pending, self._row,
+                              self.current, self._detached, self._hosts, self.profile, self.capture_point)
 
     def _make_flow(self, fid: int, ts: int, idx: int, client: bytes, cport: int, server: bytes, sport: int,
                    inferred: bool, client_is_lo: bool) -> Flow:
         """A new connection's Flow and machine, not yet started or tracked."""
-        conn = Connection(self.profile, Observer(self.capture_point))
-        hosts = self._hosts
-        if len(hosts) >= 4096:             # (bounded: a spoofed flood's sources are each seen once)
-            hosts.clear()
-        client = hosts.setdefault(client, client)
-        server = hosts.setdefault(server, server)
-        sport = hosts.setdefault(sport, sport)      # (a client's ports are mostly its own: not shared)
-        # (positional, in the fields' order: keyword matching was a fifth of the call)
-        return Flow(fid, cport, sport, inferred, conn, ts, ts, idx, client, server, client_is_lo)
+        return _runs.make_flow(fid, ts, idx, client, cport, server, sport, inferred, client_is_lo, self._hosts,
+                               self.profile, self.capture_point)
 
     @property
     def flows(self) -> list[Flow]:
@@ -645,12 +621,3 @@ def _flow_keys(c: dict[str, np.ndarray]) -> tuple[list[bytes], list[bool]]:
     (as Python lists, for the per-segment loop)."""
     key, lo = _flow_key_array(c)
     return key.tolist(), lo.tolist()
-
-
-def _is_service(a: int, b: int) -> bool:
-    """Is port `a` (the sender's) more likely the server's than port `b`?"""
-    a_svc = a < 1024 or a in SERVICE_PORTS
-    b_svc = b < 1024 or b in SERVICE_PORTS
-    if a_svc != b_svc:
-        return a_svc
-    return a < b
