@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -347,3 +348,55 @@ def test_lazy_commands_are_all_listed_and_their_options_resolved():
     assert p.returncode == 0 and "linux" in helptext and "time_wait" in helptext and "--threshold" in helptext
     p = tcpfsm_cmd("analyse", MIXED, capture_output=True)
     assert_one_error_line(p, "No such command")
+
+
+# -- the writer thread (WRITE_AHEAD) -------------------------------------------------------------------
+def test_chunks_are_written_by_the_writer_thread_in_order_and_all_before_close_returns(tmp_path, monkeypatch):
+    fake = FakeWrites(cap=777)
+    threads = []
+
+    def write(fd, view):
+        threads.append(threading.current_thread().name)
+        return fake(fd, view)
+    monkeypatch.setattr(output.os, "write", write)
+    monkeypatch.setattr(output, "CHUNK", 4096)
+    pieces = [bytes([i % 251]) * (i * 131 % 9000 + 1) for i in range(400)]     # some a chunk by themselves
+    out = output.Output(str(tmp_path / "o"))
+    for p in pieces:
+        out.write(p)
+    out.close()
+    assert bytes(fake.data) == b"".join(pieces)
+    assert set(threads) == {"tcpfsm-writer"}
+    assert not [t for t in threading.enumerate() if t.name == "tcpfsm-writer"]
+
+
+def test_a_failure_in_the_writer_is_raised_to_the_renderer_and_nothing_after_it_is_written(tmp_path, monkeypatch):
+    fake = FakeWrites(cap=10_000, fail_after=50_000)
+    failed = []
+
+    def write(fd, view):
+        try:
+            return fake(fd, view)
+        except OSError:
+            failed.append(len(view))
+            raise
+    monkeypatch.setattr(output.os, "write", write)
+    monkeypatch.setattr(output, "CHUNK", 8192)
+    with pytest.raises(output.OutputError, match=r"cannot write .*: No space left on device"):
+        with output.Output(str(tmp_path / "o")) as out:
+            for _ in range(1000):
+                out.write(b"y" * 1000)
+    assert 50_000 <= len(fake.data) < 60_000
+    assert len(failed) == 1                                # no chunk after the failing one was tried
+    assert not [t for t in threading.enumerate() if t.name == "tcpfsm-writer"]
+
+
+def test_a_reader_gone_in_the_writer_is_a_broken_pipe_for_the_renderer(tmp_path, monkeypatch):
+    def gone(fd, view):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(output.os, "write", gone)
+    monkeypatch.setattr(output, "CHUNK", 1024)
+    with pytest.raises(BrokenPipeError):
+        with output.Output(str(tmp_path / "o")) as out:
+            for _ in range(100):
+                out.write(b"z" * 500)

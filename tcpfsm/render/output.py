@@ -9,6 +9,12 @@ out, and a failure raises `OutputError` ("cannot write FILE: No space left on de
 prints as one line with a non-zero exit. A reader that went away (`tcpfsm ... | head -1`) raises
 `BrokenPipeError`, which the CLI ends quietly, as `ls | head` does.
 
+Chunks for a file descriptor are written by a writer thread, at most `WRITE_AHEAD` of them queued: write(2)
+releases the GIL, so on a second core the kernel's copying of a large document (53 MB for the bench capture)
+overlaps the rendering of the next chunk instead of adding to it. Order and completeness are the same; a
+failure in the writer is raised in the renderer at its next `write`, `flush` or `close` (the one that finds
+it), the chunks after it are dropped, and `close` waits for every chunk before it returns.
+
 This module owns no format: it moves bytes.
 """
 from __future__ import annotations
@@ -16,10 +22,13 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import queue
 import sys
+import threading
 
 CHUNK = 1 << 20              # bytes gathered before one write(2): bounded memory, few system calls
 MAX_WRITE = 1 << 30          # never ask write(2) for more than this at once (Linux caps it at 0x7ffff000)
+WRITE_AHEAD = 4              # chunks queued for the writer thread at most (0: write in the caller's thread)
 
 
 class OutputError(Exception):
@@ -39,6 +48,7 @@ class Output:
     def __init__(self, path: str | None = None):
         self.buf = bytearray()
         self._stream = None
+        self._writer: _Writer | None = None      # made at the first chunk (WRITE_AHEAD > 0)
         self.fd = -1
         if path and path != "-":
             self.name = path
@@ -64,9 +74,12 @@ class Output:
     def write(self, data: bytes) -> None:
         """Buffer `data` (bytes or a view: it is copied or written out before this returns, never kept)."""
         buf = self.buf
-        if len(data) >= CHUNK and self._stream is None:   # a chunk already (FlowEncoder.write's): no copy
+        if len(data) >= CHUNK and self._stream is None:   # a chunk already (FlowEncoder.write's): no gathering
             self.flush()
-            self._write_all(data)
+            if WRITE_AHEAD > 0:
+                self._send(bytes(data))                     # (the caller reuses its buffer: the writer gets a copy)
+            else:
+                self._write_all(data)
             return
         buf += data
         if len(buf) >= CHUNK:
@@ -83,9 +96,28 @@ class Output:
             self._flush_stream()
             return
         buf, self.buf = self.buf, bytearray()      # a failed write leaves nothing half-sent behind
+        if WRITE_AHEAD > 0:
+            self._send(buf)                         # (handed over: the writer owns it now)
+            return
         self._write_all(buf)
         del buf[:]                                  # the emptied buffer is the next one: reused, not regrown
         self.buf = buf
+
+    def _send(self, data) -> None:
+        """`data` (owned by the writer from now on) to the writer thread, after every chunk sent before it;
+        raise what the writer met since the last call."""
+        w = self._writer
+        if w is None:
+            w = self._writer = _Writer(self)
+        w.check()
+        w.put(data)
+
+    def _drain(self) -> None:
+        """Wait until the writer has written everything sent to it (or failed), end it, and raise its failure."""
+        w, self._writer = self._writer, None
+        if w is not None:
+            w.finish()
+            w.check()
 
     def _write_all(self, data) -> None:
         """All of `data` to the file descriptor, completing short writes; raise on any failure."""
@@ -122,13 +154,18 @@ class Output:
             raise _error(self.name, e) from None
 
     def close(self) -> None:
-        """Flush, then close a file we opened (its close is checked too: NFS reports late errors there)."""
+        """Flush, wait for the writer, then close a file we opened (its close is checked too: NFS reports late
+        errors there)."""
         try:
             self.flush()
+            self._drain()
         finally:
             self._release()
 
     def _release(self) -> None:
+        w, self._writer = self._writer, None
+        if w is not None:                   # (leaving on a failure: what is still queued is dropped)
+            w.abandon()
         fd, self.fd = self.fd, -1
         if self.owned and fd >= 0:
             try:
@@ -153,6 +190,56 @@ class Output:
     # -- for renderers that want a text file (rich, csv, the Zeek writer) ------------------------
     def text_file(self) -> "TextSink":
         return TextSink(self)
+
+
+class _Writer:
+    """The thread that writes an Output's chunks, in order (`Output._write_all`); the first failure is kept for
+    the renderer (`check`) and every chunk after it dropped."""
+
+    def __init__(self, out: Output):
+        self.out = out
+        self.q: queue.Queue = queue.Queue(WRITE_AHEAD)
+        self.error: BaseException | None = None
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, name="tcpfsm-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            data = self.q.get()
+            if data is None:
+                return
+            if self.error is None and not self.stop:
+                try:
+                    self.out._write_all(data)
+                except BaseException as e:          # (OutputError, BrokenPipeError: the renderer raises it)
+                    self.error = e
+
+    def put(self, data) -> None:
+        self.q.put(data)
+
+    def check(self) -> None:
+        e, self.error = self.error, None
+        if e is not None:
+            self.stop = True                    # (nothing after a failure is written)
+            raise e
+
+    def finish(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+
+    def abandon(self) -> None:
+        self.stop = True
+        while True:                             # (make room for the end mark, dropping what is queued)
+            try:
+                self.q.put_nowait(None)
+                break
+            except queue.Full:
+                try:
+                    self.q.get_nowait()
+                except queue.Empty:
+                    pass
+        self.thread.join()
 
 
 class TextSink:
