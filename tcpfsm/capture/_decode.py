@@ -25,7 +25,6 @@ import cython
 if cython.compiled:
     from cython.cimports.libc.string import memcpy, memset
 
-_LITTLE_ENDIAN = cython.declare(cython.bint, sys.byteorder == "little")    # (word_sum's eight-byte loads)
 _LO32 = cython.declare(cython.ulonglong, 0xFFFFFFFF)     # (a literal above 2**31 would be Python arithmetic)
 
 # Stable skip reasons (keys of CaptureInfo.skipped); status code = index + 2 (0 decoded, 1 slow path).
@@ -135,6 +134,21 @@ def _other_ethertype(buf: cython.const[cython.uchar][::1], s: cython.Py_ssize_t,
 @cython.cfunc
 @cython.inline
 @cython.exceptval(check=False)
+def _host_le() -> cython.bint:
+    """The host is little-endian. Compiled, a constant the C compiler folds (the first byte of the number 1),
+    so every test of it costs nothing; uncompiled, sys.byteorder."""
+    one: cython.uint = 1
+    c: cython.uchar = 0
+    if cython.compiled:
+        memcpy(cython.address(c), cython.address(one), 1)
+        return c == 1
+    else:
+        return sys.byteorder == "little"
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def _bswap32(v: cython.uint) -> cython.uint:
@@ -162,7 +176,7 @@ def _be32(buf: cython.const[cython.uchar][::1], o: cython.Py_ssize_t) -> cython.
     v: cython.uint
     if cython.compiled:
         memcpy(cython.address(v), cython.address(buf[o]), 4)
-        return _bswap32(v) if _LITTLE_ENDIAN else v
+        return _bswap32(v) if _host_le() else v
     else:
         return (cython.cast(cython.uint, buf[o]) << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]
 
@@ -177,7 +191,7 @@ def _u32(buf: cython.const[cython.uchar][::1], o: cython.Py_ssize_t, big_endian:
     v: cython.uint
     if cython.compiled:
         memcpy(cython.address(v), cython.address(buf[o]), 4)
-        return _bswap32(v) if big_endian == _LITTLE_ENDIAN else v
+        return _bswap32(v) if big_endian == _host_le() else v
     elif big_endian:
         return (cython.cast(cython.uint, buf[o]) << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]
     else:
@@ -196,12 +210,13 @@ def _word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t, le
     acc: cython.ulonglong = 0
     le: cython.ulonglong = 0
     v: cython.ulonglong = 0
+    w: cython.ulonglong = 0
     v4: cython.uint = 0
     v2: cython.ushort = 0
     i: cython.Py_ssize_t = start2
     end: cython.Py_ssize_t = start2 + length2
     r: cython.int
-    if cython.compiled and _LITTLE_ENDIAN:
+    if cython.compiled and _host_le():
         # every load little-endian (eight, four, two bytes, then an odd byte as the word [byte, 0]), the
         # sum taken to big-endian words at the end (times 256)
         while i + 8 <= end:                 # (the second range: 0, 8 or 32 bytes)
@@ -212,7 +227,17 @@ def _word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t, le
             i += 8
         i = start
         end = start + length
-        while i + 8 <= end:
+        while i + 16 <= end:
+            memcpy(cython.address(v), cython.address(buf[i]), 8)
+            memcpy(cython.address(w), cython.address(buf[i + 8]), 8)
+            le += v
+            if le < v:
+                le += 1
+            le += w
+            if le < w:
+                le += 1
+            i += 16
+        if i + 8 <= end:
             memcpy(cython.address(v), cython.address(buf[i]), 8)
             le += v
             if le < v:
@@ -614,6 +639,18 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
 @cython.cfunc
 @cython.inline
 @cython.exceptval(check=False)
+def _bswap64(v: cython.ulonglong) -> cython.ulonglong:
+    """The eight bytes of v in the other order (gcc makes it one bswap; the masks are C constants)."""
+    m8: cython.ulonglong = (cython.cast(cython.ulonglong, 0x00FF00FF) << 32) | 0x00FF00FF
+    m16: cython.ulonglong = (cython.cast(cython.ulonglong, 0x0000FFFF) << 32) | 0x0000FFFF
+    v = ((v >> 8) & m8) | ((v & m8) << 8)
+    v = ((v >> 16) & m16) | ((v & m16) << 16)
+    return (v >> 32) | (v << 32)
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
 def _cmp16(a: cython.p_const_uchar, b: cython.p_const_uchar) -> cython.int:
     """memcmp(a, b, 16)'s sign (compiled only): the 16 bytes as two big-endian 64-bit numbers."""
     x: cython.ulonglong
@@ -625,19 +662,10 @@ def _cmp16(a: cython.p_const_uchar, b: cython.p_const_uchar) -> cython.int:
         memcpy(cython.address(y), b + 8, 8)
         if x == y:
             return 0
-    if _LITTLE_ENDIAN:
+    if _host_le():
         x = _bswap64(x)
         y = _bswap64(y)
     return -1 if x < y else 1
-
-
-@cython.cfunc
-@cython.inline
-@cython.exceptval(check=False)
-def _bswap64(v: cython.ulonglong) -> cython.ulonglong:
-    """The eight bytes of v in the other order (gcc makes it one bswap)."""
-    return (cython.cast(cython.ulonglong, _bswap32(cython.cast(cython.uint, v & _LO32))) << 32) | _bswap32(
-        cython.cast(cython.uint, v >> 32))
 
 
 @cython.ccall
