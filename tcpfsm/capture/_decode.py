@@ -259,7 +259,7 @@ def _word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t, le
             le += buf[i]
             if le < buf[i]:
                 le += 1
-        return ((le & _LO32) + (le >> 32)) % 0xFFFF * 256
+        return ((le & _LO32) + (le >> 32)) * 256      # (< 2**41: the caller's % 0xFFFF folds it)
     for r in range(2):                       # the exact sum of the big-endian words, range by range
         i = start if r == 0 else start2
         end = i + (length if r == 0 else length2)
@@ -392,15 +392,16 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
             if n < l3:
                 st[i] = ST_TRLINK
                 continue
-            et = (buf[s + p] << 8) | buf[s + p + 1]
-            while et == 0x8100 or et == 0x88A8 or et == 0x9100:
-                if n < l3 + 4:
-                    break
-                et = (buf[s + l3 + 2] << 8) | buf[s + l3 + 3]
-                l3 += 4
-            if et == 0x8100 or et == 0x88A8 or et == 0x9100:
-                st[i] = ST_TRLINK
-                continue
+            et = _be16(buf, s + p)
+            if et != 0x0800:                        # (IPv4, the common case, with one test)
+                while et == 0x8100 or et == 0x88A8 or et == 0x9100:
+                    if n < l3 + 4:
+                        break
+                    et = _be16(buf, s + l3 + 2)
+                    l3 += 4
+                if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+                    st[i] = ST_TRLINK
+                    continue
         elif lt == 101 or lt == 12 or lt == 14:     # raw IP: the version nibble says which
             if n < 1:
                 st[i] = ST_TRLINK
