@@ -13,10 +13,13 @@ that on every capture and on random records.
 Cython pure-Python mode: this file runs as plain Python (the readable reference, TCPFSM_PURE=1) and
 is compiled by setup.py into the extension `tcpfsm.capture._decode_c` (tcpfsm/_kernels.py picks
 which one runs). Rules that keep the compiled form C-only: every integer is a declared C type (an
-undeclared literal above 2**31 would make the arithmetic Python objects); 32-bit big-endian reads
-widen the top byte first; arrays are C-contiguous typed memoryviews ([::1]); the record buffer is a
-const view (read-only mmaps and bytes); numpy bool columns are passed as uint8 views. Every read is
-bounds-checked by hand against the record's captured length (boundscheck is off).
+undeclared literal above 2**31 would make the arithmetic Python objects); 16/32-bit words are read by
+_be16/_be32/_u32 (uncompiled: byte arithmetic, the top byte widened first; compiled: one load, byte-swapped
+when _host_le(), a constant the C compiler folds); arrays are C-contiguous typed memoryviews ([::1]); the
+record buffer is a const view (read-only mmaps and bytes); numpy bool columns are passed as uint8 views.
+Every read is bounds-checked by hand against the record's captured length (boundscheck is off). Compiled-
+only fast forms (memcpy of addresses, eight-byte checksum loads, flow_keys' 64-bit compare) sit beside
+the byte loops they replace, under `if cython.compiled`; tests compare both forms.
 """
 import sys
 

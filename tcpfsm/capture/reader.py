@@ -732,6 +732,11 @@ def _csum_ok(data, t: int, tcplen: int, src: bytes, dst: bytes) -> bool:
 # --------------------------------------------------------------------------------------------
 
 _FORCE_SCALAR = False     # tests flip this to check the kernel against _parse_one on every record
+_SCALAR_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen",
+                "mss", "wscale", "sack_ok", "has_ts", "tsval", "tsecr", "ip_len")
+# The columns the kernel fills, in its decode_group argument order after the source arrays.
+_KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
+                "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl", "ipid")
 _LT_COLUMNS: dict = {}    # link type -> a read-only column of it (pcap: every record's), sliced per group
 
 
@@ -744,11 +749,6 @@ def _same_lt(lt: int, n: int) -> np.ndarray:
         a.flags.writeable = False
         _LT_COLUMNS[lt] = a
     return a[:n]
-_SCALAR_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen",
-                "mss", "wscale", "sack_ok", "has_ts", "tsval", "tsecr", "ip_len")
-# The columns the kernel fills, in its decode_group argument order after the source arrays.
-_KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
-                "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl", "ipid")
 
 
 def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=None):
