@@ -674,3 +674,31 @@ def test_agrees_with_tshark():
 def test_batch_helpers():
     b = Batch.empty(3)
     assert len(b) == 3 and b.ts.dtype == np.int64
+
+
+# ------------------------------------------------------------------ the record walker on valid record chains
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 40),
+                          st.integers(0, 2**32 - 1)), max_size=8),
+       st.booleans(), st.integers(0, 10), st.integers(0, 20))
+def test_walk_pcap_reads_every_header_word(recs, big, limit, cut):
+    """The kernel in use (compiled or not) and its plain-Python source locate a chain of well-formed records
+    (random header words, short bodies) in either byte order, cut anywhere, as struct reads them: offsets,
+    the four header words of each, the position after the last and the status."""
+    import importlib
+    order = ">" if big else "<"
+    blob = b"".join(struct.pack(order + "4I", a, b, n, o) + bytes(range(n)) for a, b, n, o in recs)
+    blob = blob[:max(0, len(blob) - cut)]
+    want, pos = [], 0
+    while len(want) < limit and pos + 16 <= len(blob):
+        w = list(struct.unpack_from(order + "4I", blob, pos))
+        if pos + 16 + w[2] > len(blob):
+            break
+        want.append([pos] + w)
+        pos += 16 + w[2]
+    status = 0 if len(want) == limit else 1
+    for mod in (reader._kernel, importlib.import_module("tcpfsm.capture._decode")):
+        offs, hdr = np.zeros(limit, np.int64), np.zeros((4, limit), np.int64)
+        n, end, stat = mod.walk_pcap(blob, 0, len(blob), limit, big, offs, hdr)
+        assert (n, end, stat) == (len(want), pos, status), mod.__name__
+        assert [[int(offs[k])] + hdr[:, k].tolist() for k in range(n)] == want, mod.__name__

@@ -737,6 +737,18 @@ _SCALAR_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack",
 # The columns the kernel fills, in its decode_group argument order after the source arrays.
 _KERNEL_COLS = ("family", "src", "dst", "sport", "dport", "flags", "seq", "ack", "win", "plen", "mss", "wscale",
                 "sack_ok", "has_ts", "tsval", "tsecr", "ip_len", "csum", "ttl", "ipid")
+_LT_COLUMNS: dict = {}    # link type -> a read-only column of it (pcap: every record's), sliced per group
+
+
+def _same_lt(lt: int, n: int) -> np.ndarray:
+    """A read-only int64 column of n copies of lt (one kept per link type, grown as needed: not refilled per
+    group)."""
+    a = _LT_COLUMNS.get(lt)
+    if a is None or len(a) < n:
+        a = np.full(max(n, 1024), lt, np.int64)
+        a.flags.writeable = False
+        _LT_COLUMNS[lt] = a
+    return a[:n]
 
 
 def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=None):
@@ -755,7 +767,7 @@ def _decode(bufnp, buf, doffs, caps, origs, lt_rows, lts, tunnels=None, frags=No
     doffs = np.ascontiguousarray(doffs, np.int64)
     caps = np.ascontiguousarray(caps, np.int64)
     origs = np.ascontiguousarray(origs, np.int64)
-    lt_arr = np.full(n, lt_rows, np.int64) if np.ndim(lt_rows) == 0 else np.ascontiguousarray(lt_rows, np.int64)
+    lt_arr = _same_lt(int(lt_rows), n) if np.ndim(lt_rows) == 0 else np.ascontiguousarray(lt_rows, np.int64)
     st = np.empty(n, np.int8)
     rows = np.empty(n, np.int64)
     cols = {k: np.empty((n, 16) if k in ("src", "dst") else n, np.uint8 if k in ("src", "dst") else ALL_COLUMNS[k])
@@ -1063,8 +1075,10 @@ class Capture:
         """Collect up to `limit` complete records from pos. Returns (pos, status, offsets: int64 array, their
         headers: ts_sec, ts_frac, incl_len and orig_len, each an int64 array) with status "limit" (more may
         follow), "need" (needs more bytes) or "corrupt"."""
-        offs = np.empty(limit, np.int64)
-        hdr = np.empty((4, limit), np.int64)
+        sc = self._walk_scratch        # (reused: what is returned is read before the next call, never kept)
+        if sc is None or len(sc[0]) != limit:
+            sc = self._walk_scratch = (np.empty(limit, np.int64), np.empty((4, limit), np.int64))
+        offs, hdr = sc
         n, pos, status = _kernel.walk_pcap(self._buf, pos, self._end, limit, self._order == ">", offs, hdr)
         return pos, ("limit", "need", "corrupt")[status], offs[:n], tuple(hdr[w, :n] for w in range(4))
 
@@ -1251,9 +1265,13 @@ class Capture:
                         bad = int(np.argmax(caps > _MAX_RECORD))
                         pos, status, n = int(offs[bad]), "corrupt", bad
                         ro, sec, frac, caps, origs = ro[:n], sec[:n], frac[:n], caps[:n], origs[:n]
-                    ts = sec * 1_000_000_000 + frac * self._mult
+                    ts = sec * 1_000_000_000
+                    if self._mult == 1:
+                        ts += frac
+                    else:                               # (frac is this group's scratch: scaled in place)
+                        ts += np.multiply(frac, self._mult, out=frac)
                     doffs = ro + 16
-                    ifaces = np.zeros(n, np.int64)
+                    ifaces = None                       # all 0 (made at the batch's length)
                     lt_rows, lts = self._lt, (self._lt,)
                     if not n:
                         del bufnp
@@ -1283,16 +1301,22 @@ class Capture:
                                              "the last tunnel number")
                 del bufnp
                 icmp_rows(self.icmp, buf, doffs, caps, lt_rows, index, ts, st)
-                codes = np.bincount(st, minlength=len(SKIP_REASONS) + 2)
-                for reason, code in _CODE.items():
-                    if codes[code]:
-                        info.skipped[reason] += int(codes[code])
+                skips = st[st > _SLOW]                  # (the few records that are neither rows nor slow)
+                if len(skips):
+                    codes = np.bincount(skips, minlength=len(SKIP_REASONS) + 2)
+                    for reason, code in _CODE.items():
+                        if codes[code]:
+                            info.skipped[reason] += int(codes[code])
                 info.skipped.update(slow_reasons)
                 if ff:
                     self.notes["ip_fragment_first_used"] += ff
                 count_jumbograms(self.notes, cols)
                 if len(rows):
-                    out = {"index": index[rows], "ts": ts[rows], "iface": ifaces[rows]}
+                    if len(rows) == n:                  # every record a row (rows is 0..n-1): no gathers
+                        out = {"index": index, "ts": ts}
+                    else:
+                        out = {"index": index[rows], "ts": ts[rows]}
+                    out["iface"] = np.zeros(len(rows), np.uint16) if ifaces is None else ifaces[rows]
                     out.update(cols)
                     b = Batch({k: np.ascontiguousarray(out[k]).astype(dt, copy=False)
                                for k, dt in ALL_COLUMNS.items()})
@@ -1337,6 +1361,7 @@ class Capture:
         fragment_notes(self._frags, self.notes, info.warnings)
 
     _consumed_before = 0
+    _walk_scratch = None
 
     def close(self) -> None:
         self._buf = b""
