@@ -219,6 +219,16 @@ def test_round6_is_pythons_round():
     got = pf.round6(x).tolist()
     assert got == [round(v / NS, 6) for v in vals]
     assert pf.round6(np.array([1e300, float("inf")])).tolist() == [round(1e300, 6), float("inf")]
+    # exact halves (odd multiples of 1/128 are 6-decimal halves: to even), their neighbours, negatives, zeros'
+    # signs, large values near halves (the exact product decides there)
+    k = np.arange(-20000, 20000, dtype=np.float64)
+    r = np.random.default_rng(5)
+    big = r.integers(10 ** 9, 4 * 10 ** 15, 20000).astype(np.float64)
+    for x in (k / 128 / 1e4, (k + 0.5) / 1e6, np.nextafter((k + 0.5) / 1e6, 0), np.nextafter((k + 0.5) / 1e6, 1),
+              (big + 0.5) / 1e6, -np.nextafter((big + 0.5) / 1e6, 0), np.array([-0.0, -1e-7, -5e-7, 4.6e9])):
+        got = pf.round6(x).tolist()
+        want = [round(v, 6) for v in x.tolist()]
+        assert got == want and [str(v) for v in got] == [str(v) for v in want]
 
 
 def test_key_table_under_the_cap_on_conversations():
