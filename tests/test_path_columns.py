@@ -219,6 +219,16 @@ def test_round6_is_pythons_round():
     got = pf.round6(x).tolist()
     assert got == [round(v / NS, 6) for v in vals]
     assert pf.round6(np.array([1e300, float("inf")])).tolist() == [round(1e300, 6), float("inf")]
+    # exact halves (odd multiples of 1/128 are 6-decimal halves: to even), their neighbours, negatives, zeros'
+    # signs, large values near halves (the exact product decides there)
+    k = np.arange(-20000, 20000, dtype=np.float64)
+    r = np.random.default_rng(5)
+    big = r.integers(10 ** 9, 4 * 10 ** 15, 20000).astype(np.float64)
+    for x in (k / 128 / 1e4, (k + 0.5) / 1e6, np.nextafter((k + 0.5) / 1e6, 0), np.nextafter((k + 0.5) / 1e6, 1),
+              (big + 0.5) / 1e6, -np.nextafter((big + 0.5) / 1e6, 0), np.array([-0.0, -1e-7, -5e-7, 4.6e9])):
+        got = pf.round6(x).tolist()
+        want = [round(v, 6) for v in x.tolist()]
+        assert got == want and [str(v) for v in got] == [str(v) for v in want]
 
 
 def test_key_table_under_the_cap_on_conversations():
@@ -514,3 +524,41 @@ def test_ttl_max_from_the_kernel_is_the_highest_ttl_per_direction():
             np.maximum.at(want, 2 * r.conv[kept] + r.lo[kept], ttl[kept].astype(np.int16))
             assert np.array_equal(sa.ttl_max, want), name
             assert (want[:2 * sa.nconv] >= 0).any()
+
+
+def test_intern_keys_in_both_kernel_forms_on_keys_one_byte_apart():
+    """intern_keys (the compiled form compares whole keys with memcmp) against a dict numbering the keys in
+    order of first appearance: rows repeating the row before, and keys that differ from the one before, or
+    from one stored in the same table, in a single byte -- any of the 36, the last word's too -- and thousands
+    alike but for their last word; in two calls (the ids go on), then looked up without growing (`missing`
+    for an unseen key)."""
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 256, (40, 36), dtype=np.uint8)
+    rows = []
+    for b in base:
+        for pos in range(36):
+            for _ in range(2):                              # (each key twice in a row: the row-before path)
+                k = b.copy()
+                k[pos] ^= 1 << int(rng.integers(0, 8))
+                rows.append(k)
+            rows.append(b)
+    same32 = np.repeat(base[:1], 3000, axis=0)     # keys alike but for their last word: their probes meet
+    same32[:, 32:] = rng.choice(1 << 30, 3000, replace=False).astype("<u4").view(np.uint8).reshape(3000, 4)
+    rows.extend(same32)
+    keys = np.ascontiguousarray(np.array(rows, np.uint8)).view("V36").ravel()
+    want, seen = [], {}
+    for k in keys.tolist():
+        want.append(seen.setdefault(bytes(k), len(seen)))
+    words = keys.view(np.uint32).reshape(len(keys), 9)
+    half = len(keys) // 2
+    for k in _kernel_forms():
+        table = np.full(1 << (2 * len(keys)).bit_length(), -1, np.int64)     # (as small as the wrapper's)
+        stored = np.zeros((len(keys), 9), np.uint32)
+        out = np.empty(len(keys), np.int64)
+        n = k.intern_keys(words[:half], table, stored, 0, True, -1, out[:half])
+        n = k.intern_keys(words[half:], table, stored, n, True, -1, out[half:])
+        assert out.tolist() == want and n == len(seen), k.__name__
+        look = np.empty(len(keys) + 1, np.int64)
+        probe = np.concatenate([words, rng.integers(0, 1 << 32, (1, 9), dtype=np.uint32)])
+        k.intern_keys(probe, table, stored, n, False, -99, look)
+        assert look.tolist() == want + [-99], k.__name__

@@ -328,15 +328,30 @@ JSON_COLUMNS = ("hs", "leg1", "leg2", "n", "min", "max", "retx_client", "retxb_c
 def round6(x: np.ndarray) -> np.ndarray:
     """Python's round(v, 6) of each float (correctly rounded: the 6-decimal number nearest the float's exact
     value, halves to even), vectorised: numpy's round scales by 1e6 first, and that product's own rounding
-    can move it across a half; where it is that near a half (or too large to hold a fraction) Python's
-    round decides."""
+    can move it across a half; where it is that near a half, the exact product (Dekker's two-product: the
+    rounded one plus its error, both floats) says on which side of the half it lies; where it is too large
+    to hold a fraction, Python's round decides. (Python's round was 4,000 instructions a value: medians of
+    microsecond timestamps are halves, a tenth of the values.)"""
     t = x * 1e6
     out = np.rint(t) / 1e6
     with np.errstate(invalid="ignore"):                    # (inf - inf: such values go to Python's round)
-        near = (np.abs(t - np.floor(t) - 0.5) <= 4 * np.spacing(np.abs(t))) | ~(np.abs(t) < 2.0 ** 52)
+        big = ~(np.abs(t) < 2.0 ** 52)
+        near = (np.abs(t - np.floor(t) - 0.5) <= 4 * np.spacing(np.abs(t))) & ~big
     if near.any():
-        out[near] = [round(v, 6) for v in x[near].tolist()]
+        v, tv = x[near], t[near]
+        c = _SPLIT * v
+        hi = c - (c - v)                                   # v's upper 26 bits (Veltkamp), v - hi the rest
+        err = (hi * 1e6 - tv) + (v - hi) * 1e6             # v * 1e6 - tv exactly (1e6 has 14 significant bits)
+        fl = np.floor(tv)
+        d = (tv - (fl + 0.5)) + err                         # the exact product's side of the half (0: on it)
+        n = np.where(d > 0, fl + 1, np.where(d < 0, fl, np.rint(fl + 0.5)))
+        out[near] = np.copysign(n / 1e6, v)                 # (a zero keeps the value's sign, as round's)
+    if big.any():
+        out[big] = [round(v, 6) for v in x[big].tolist()]
     return out
+
+
+_SPLIT = 134217729.0            # 2**27 + 1: splits a double into two halves whose products are exact
 
 
 def _secs(ns: np.ndarray) -> list:
