@@ -61,16 +61,15 @@ _SERVER = b'"server"'
 @cython.exceptval(-1)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], pos=i64, s=bytes, p=cython.p_uchar, n=i64, j=i64)
+@cython.locals(buf=cython.p_uchar, pos=i64, s=bytes, p=cython.p_uchar, n=i64)
 def _put(buf, pos, s) -> i64:
     """Copy `s` into buf at pos; the new position."""
     p = s
     n = len(s)
     if cython.compiled:                     # (a byte at a time was a third of the emitter's time)
-        memcpy(cython.address(buf[pos]), p, n)
+        memcpy(buf + pos, p, n)
     else:
-        for j in range(n):
-            buf[pos + j] = p[j]
+        buf[pos:pos + n] = s
     return pos + n
 
 
@@ -78,7 +77,8 @@ def _put(buf, pos, s) -> i64:
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], end=i64, v=i64, q=i64, r=i64, tbl=cython.p_uchar)
+@cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
+@cython.locals(buf=cython.p_uchar, end=i64, v=i64, q=i64, r=i64, tbl=cython.p_uchar)
 def _put_pairs(buf, end, v) -> i64:
     """The decimal digits of v >= 0 written backwards so that the last one is at end - 1, two a step (a
     table of the pairs: half the divisions); returns where the first one is."""
@@ -104,7 +104,8 @@ def _put_pairs(buf, end, v) -> i64:
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], pos=i64, v=i64, x=i64, d=i64)
+@cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
+@cython.locals(buf=cython.p_uchar, pos=i64, v=i64, x=i64, d=i64)
 def _put_int(buf, pos, v) -> i64:
     """An integer's decimal text (v > -2**63)."""
     if v < 0:
@@ -122,14 +123,22 @@ def _put_int(buf, pos, v) -> i64:
     return pos + d
 
 
+_whole_last = cython.declare(i64, -1)     # the last whole number of seconds >= 100 sec_text wrote ...
+_whole_text = cython.declare(bytes, b"")  # ... and its digits (a capture's times share them: one copy, not
+                                          # ten digits' divisions, a time)
+
+
 @cython.cfunc
-@cython.exceptval(check=False)
+@cython.exceptval(-2)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, a=i64, us=i64, whole=i64, frac=i64, end=i64)
+@cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
+@cython.locals(buf=cython.p_uchar, pos=i64, ns=i64, a=i64, us=i64, whole=i64, frac=i64, end=i64, hi=i64,
+               mid=i64, lo=i64, tbl=cython.p_uchar)
 def _put_sec(buf, pos, ns) -> i64:
     """orjson's text of records.sec(ns) at pos, the new position; -1 (nothing written) outside the proven
     range: not a whole number of µs, or |ns| >= 4e18."""
+    global _whole_last, _whole_text
     if ns <= -_SEC_LIMIT or ns >= _SEC_LIMIT:
         return -1
     a = -ns if ns < 0 else ns
@@ -140,34 +149,47 @@ def _put_sec(buf, pos, ns) -> i64:
         buf[pos] = 45                       # '-'
         pos += 1
     whole = us // 1000000
-    frac = us % 1000000
+    frac = us - whole * 1000000
     if whole == 0 and 0 < frac < 10:        # below 1e-5: orjson's exponent form, "3e-6"
         buf[pos] = 48 + frac
         buf[pos + 1] = 101                  # 'e'
         buf[pos + 2] = 45
         buf[pos + 3] = 54                   # '6'
         return pos + 4
-    pos = _put_int(buf, pos, whole)
+    if whole < 100:
+        pos = _put_int(buf, pos, whole)
+    else:
+        if whole != _whole_last:
+            _whole_text = b"%d" % whole
+            _whole_last = whole
+        pos = _put(buf, pos, _whole_text)
     buf[pos] = 46                           # '.'
     if frac == 0:
         buf[pos + 1] = 48
         return pos + 2
-    end = pos + 7                           # six digits, then the trailing zeros taken back
-    buf[pos + 1] = 48                       # (the leading zeros _put_pairs does not write)
-    buf[pos + 2] = 48
-    buf[pos + 3] = 48
-    buf[pos + 4] = 48
-    buf[pos + 5] = 48
-    _put_pairs(buf, end, frac)
+    tbl = _PAIRS                            # the six digits, two at a time, then the trailing zeros taken back
+    hi = frac // 10000
+    lo = frac - hi * 10000
+    mid = lo // 100
+    lo = lo - mid * 100
+    buf[pos + 1] = tbl[2 * hi]
+    buf[pos + 2] = tbl[2 * hi + 1]
+    buf[pos + 3] = tbl[2 * mid]
+    buf[pos + 4] = tbl[2 * mid + 1]
+    buf[pos + 5] = tbl[2 * lo]
+    buf[pos + 6] = tbl[2 * lo + 1]
+    end = pos + 7
     while buf[end - 1] == 48:               # at most 5 steps: frac > 0
         end -= 1
     return end
 
 
+@cython.locals(p=cython.p_uchar)
 def sec_text(ns: int) -> bytes | None:
     """orjson's text of records.sec(ns), or None outside the range this module proves (see the module doc)."""
     buf = bytearray(_MAX_NUMBER)
-    end: i64 = _put_sec(buf, 0, ns) if -_SEC_LIMIT < ns < _SEC_LIMIT else -1
+    p = buf
+    end: i64 = _put_sec(p, 0, ns) if -_SEC_LIMIT < ns < _SEC_LIMIT else -1
     return None if end < 0 else bytes(buf[:end])
 
 
@@ -208,7 +230,6 @@ class Emitter:
     conn_state and finding kind is encoded once."""
 
     _buf = cython.declare(bytearray)
-    _view = cython.declare(cython.uchar[::1])         # _buf, as the C code writes it
     _pos = cython.declare(i64)
     _state_objs = cython.declare(list)
     _states = cython.declare(list)
@@ -244,7 +265,6 @@ class Emitter:
     def __init__(self, states, state_text, slow, ip_text=None, conn_state=None, facts_of=None, encode=None,
                  connection=None):
         self._buf = bytearray(1 << 16)
-        self._view = self._buf
         self._pos = 0
         self._state_objs = list(states)
         self._states = list(state_text)
@@ -278,14 +298,13 @@ class Emitter:
     @cython.cfunc
     @cython.locals(more=i64, need=i64)
     def _room(self, more) -> cython.void:
-        """Room for `more` bytes after what is written (kept when the buffer grows): `_view` is then the
-        new buffer."""
+        """Room for `more` bytes after what is written (kept when the buffer grows): `_buf` is then the
+        new buffer, and a pointer into the old one must be taken again."""
         need = self._pos + more
         if len(self._buf) < need:
             grown = bytearray(2 * need)
             grown[:self._pos] = self._buf[:self._pos]
             self._buf = grown
-            self._view = grown
 
     @cython.cfunc
     def _hand(self, write) -> cython.void:
@@ -295,11 +314,11 @@ class Emitter:
             self._pos = 0
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1])
+    @cython.locals(buf=cython.p_uchar)
     def _raw(self, text: bytes) -> cython.void:
         """Append JSON text as it is."""
         self._room(len(text))
-        buf = self._view
+        buf = self._buf
         self._pos = _put(buf, self._pos, text)
 
     def _take(self) -> bytes:
@@ -311,7 +330,7 @@ class Emitter:
     # -- numbers, states and strings -------------------------------------------------------------
     @cython.cfunc
     @cython.exceptval(-1)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, end=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, ns=i64, end=i64)
     def _time(self, buf, pos, ns) -> i64:
         end = _put_sec(buf, pos, ns)
         if end >= 0:
@@ -320,14 +339,14 @@ class Emitter:
 
     @cython.cfunc
     @cython.exceptval(-1)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, ns=i64)
     def _opt_time(self, buf, pos, ns) -> i64:
         """A time, or null where it is unknown (negative)."""
         return _put(buf, pos, _NULL) if ns < 0 else self._time(buf, pos, ns)
 
     @cython.cfunc
     @cython.exceptval(-1)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, v=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, v=i64)
     def _opt_int(self, buf, pos, v) -> i64:
         """An integer, or null where it is unknown (negative)."""
         return _put(buf, pos, _NULL) if v < 0 else _put_int(buf, pos, v)
@@ -386,7 +405,7 @@ class Emitter:
         self._hand(write)
 
     @cython.cfunc
-    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint, client_alt=i64, server_alt=i64)
+    @cython.locals(n=i64, row=i64, buf=cython.p_uchar, brace=cython.bint, client_alt=i64, server_alt=i64)
     def _flow(self, f, brace) -> cython.void:
         """Append f's record: records.flow_record's keys and values, read from the flow as it reads them
         (without its opening brace unless `brace`: the flow_end event's keys come before them)."""
@@ -428,7 +447,7 @@ class Emitter:
             found = icmp.of_flow(row) if self._icmp_any else None
             self._path(row, self._encode(found) if found else b"[]")
         self._room(1)
-        buf = self._view
+        buf = self._buf
         buf[self._pos] = 125                              # '}'
         self._pos += 1
 
@@ -473,7 +492,7 @@ class Emitter:
         return row
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, first=cython.bint)
+    @cython.locals(buf=cython.p_uchar, pos=i64, first=cython.bint)
     def _findings(self, found) -> cython.void:
         """Append ',"anomalies":' and the list of records.flow_anomaly_record(a) for a in `found` (each
         kind, severity and endpoint encoded once; the messages, mostly distinct, each time)."""
@@ -489,7 +508,7 @@ class Emitter:
             message = orjson.dumps(a.message)
             ts = a.ts
             self._room(80 + len(kind) + len(severity) + len(endpoint) + len(message) + _MAX_NUMBER)
-            buf = self._view
+            buf = self._buf
             pos = self._pos
             if not first:
                 buf[pos] = 44                             # ','
@@ -510,7 +529,7 @@ class Emitter:
         self._raw(b"]")
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, brace=cython.bint, flow_id=i64, client_port=i64, server_port=i64,
+    @cython.locals(buf=cython.p_uchar, pos=i64, brace=cython.bint, flow_id=i64, client_port=i64, server_port=i64,
                    role_inferred=cython.bint, first_ns=i64, last_ns=i64, client_packets=i64,
                    server_packets=i64, client_bytes=i64, server_bytes=i64, client_state=i64, server_state=i64,
                    client_alt=i64, server_alt=i64)
@@ -520,7 +539,7 @@ class Emitter:
         """A flow record's keys before "transitions" (addresses, conn_state and history as their JSON
         text, states by position, -1 for no alternative)."""
         self._room(512 + len(client_ip) + len(server_ip) + len(conn_state) + len(history) + 4 * self._max_state)
-        buf = self._view
+        buf = self._buf
         pos = _put(buf, self._pos, b'{"id":' if brace else b'"id":')
         pos = _put_int(buf, pos, flow_id)
         pos = _put(buf, pos, b',"client":{"ip":')
@@ -584,7 +603,7 @@ class Emitter:
     @cython.exceptval(-1)
     @cython.boundscheck(False)                            # (the indices are in range by construction)
     @cython.wraparound(False)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=i64, alt=i64,
+    @cython.locals(buf=cython.p_uchar, pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=i64, alt=i64,
                    retracted=i64, ns=i64, k=i64)
     def _transition_fields(self, buf, pos, server, old, new, packet, cause, alt, retracted) -> i64:
         """A transition record's keys after "ts" and its closing brace (records.transition_record's): the text
@@ -642,11 +661,11 @@ class Emitter:
         return self._take()
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64)
     def _flow_end(self, f) -> cython.void:
         """Append the flow_end event: its own keys (records._flow_end_head's), then the flow record's."""
         self._room(64 + 2 * _MAX_NUMBER)
-        buf = self._view
+        buf = self._buf
         pos = _put(buf, self._pos, b'{"event":"flow_end","ts":')
         pos = self._time(buf, pos, f.last_ts)
         pos = _put(buf, pos, b',"flow":')
@@ -656,7 +675,7 @@ class Emitter:
         self._flow(f, False)
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, cid=i64, packet=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, cid=i64, packet=i64)
     def _transition_event(self, f, t) -> cython.void:
         """Append one jsonl transition event and its newline (records.transition_event's keys): the
         connection's keys (records.connection's) encoded once per flow by `connection(f)`."""
@@ -678,7 +697,7 @@ class Emitter:
         p = t.packet
         packet = -1 if p is None else p
         self._room(256 + len(connection) + self._max_cause + 3 * self._max_state)
-        buf = self._view
+        buf = self._buf
         pos = _put(buf, self._pos, b'{"event":"transition","ts":')
         pos = self._time(buf, pos, t.ts)
         buf[pos] = 44                                     # ','
@@ -691,14 +710,14 @@ class Emitter:
     @cython.cfunc
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64, r=i64, pos=i64, bits=i64, buf=cython.uchar[::1])
+    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64, r=i64, pos=i64, bits=i64, buf=cython.p_uchar)
     def _transitions(self, n) -> cython.void:
         """Append ',"transitions":' and the JSON list of the n transitions in `_rows`
         (Connection.transition_rows' columns), as orjson.dumps([records.transition_record(t) ...]) prints it."""
         if len(self._cause_text) < len(self.causes):      # causes first seen by this flow
             self._new_causes()
         self._room(32 + n * (_MAX_TR + self._max_cause + 3 * self._max_state))
-        buf = self._view
+        buf = self._buf
         rows = self._rows
         pos = _put(buf, self._pos, b',"transitions":[')
         for i in range(n):
@@ -717,7 +736,7 @@ class Emitter:
     @cython.cfunc
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    @cython.locals(m=cython.longlong[:, ::1], row=i64, pos=i64, buf=cython.uchar[::1], n=i64, v=i64)
+    @cython.locals(m=cython.longlong[:, ::1], row=i64, pos=i64, buf=cython.p_uchar, n=i64, v=i64)
     def _path(self, row, icmp: bytes) -> cython.void:
         """Append ',"path":' and the JSON of PathFacts.record(row) from the PathFacts' json_columns (`_m`: its
         matrix, columns in path/flows.JSON_COLUMNS order; `_med`, `_p95`, `_jit`: the rows' texts) and
@@ -726,7 +745,7 @@ class Emitter:
         p95 = self._p95[row]
         jitter = self._jit[row]
         self._room(1024 + len(median) + len(p95) + len(jitter) + len(icmp))
-        buf = self._view
+        buf = self._buf
         m = self._m
         pos = _put(buf, self._pos, b',"path":{"handshake_rtt":')
         pos = self._opt_time(buf, pos, m[row, 0])
