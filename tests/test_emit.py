@@ -157,6 +157,14 @@ def test_times_that_share_their_whole_seconds(kernel):
                 assert kernel.sec_text(ns) == orjson.dumps(records.sec(ns)), us
 
 
+@pytest.mark.parametrize("kernel", FORMS)
+def test_integers_at_every_width(kernel):
+    """An integer's text is orjson's at each width's edges, up to the largest int64 (and negative)."""
+    values = [0, 2**63 - 1, -(2**63 - 1)] + [10**k + d for k in range(1, 19) for d in (-1, 0, 1)]
+    for v in values + [-v for v in values]:
+        assert kernel.int_text(v) == orjson.dumps(v), v
+
+
 # -- a whole document's flows at once (FlowEncoder.write) and spooled records ---------------------------
 @pytest.mark.parametrize("kernel", FORMS)
 def test_flows_written_in_pieces_are_the_records_joined(kernel, monkeypatch):

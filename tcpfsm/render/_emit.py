@@ -58,6 +58,7 @@ _SERVER = b'"server"'
 
 
 @cython.cfunc
+@cython.inline                            # (two million calls a bench document: no call of its own)
 @cython.exceptval(-1)
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -112,13 +113,26 @@ def _put_int(buf, pos, v) -> i64:
         buf[pos] = 45                       # '-'
         pos += 1
         v = -v
-    d = 1
-    x = v
-    while x >= 100:                         # at most 9 steps
-        x //= 100
-        d += 2
-    if x >= 10:
-        d += 1
+    if v < 100000:                          # its width: by comparisons below 10**8 (ports, counts, packet
+        if v < 100:                         # numbers, most byte counts), else by divisions
+            d = 1 if v < 10 else 2
+        elif v < 10000:
+            d = 3 if v < 1000 else 4
+        else:
+            d = 5
+    elif v < 100000000:
+        if v < 1000000:
+            d = 6
+        else:
+            d = 7 if v < 10000000 else 8
+    else:
+        d = 9
+        x = v // 100000000
+        while x >= 100:                     # at most 5 steps
+            x //= 100
+            d += 2
+        if x >= 10:
+            d += 1
     _put_pairs(buf, pos + d, v)
     return pos + d
 
@@ -159,10 +173,13 @@ def _put_sec(buf, pos, ns) -> i64:
     if whole < 100:
         pos = _put_int(buf, pos, whole)
     else:
-        if whole != _whole_last:
-            _whole_text = b"%d" % whole
+        if whole != _whole_last:            # (written, then kept: sec_text's tests cover _put_int's widths)
+            end = _put_int(buf, pos, whole)
+            _whole_text = bytes(buf[pos:end])
             _whole_last = whole
-        pos = _put(buf, pos, _whole_text)
+            pos = end
+        else:
+            pos = _put(buf, pos, _whole_text)
     buf[pos] = 46                           # '.'
     if frac == 0:
         buf[pos + 1] = 48
@@ -182,6 +199,16 @@ def _put_sec(buf, pos, ns) -> i64:
     while buf[end - 1] == 48:               # at most 5 steps: frac > 0
         end -= 1
     return end
+
+
+@cython.locals(p=cython.p_uchar, v=i64)
+def int_text(v) -> bytes:
+    """The decimal text the emitter writes for an integer (-2**63 < v < 2**63), for the tests to hold to
+    orjson's at every width."""
+    buf = bytearray(_MAX_NUMBER)
+    p = buf
+    end: i64 = _put_int(p, 0, v)
+    return bytes(buf[:end])
 
 
 @cython.locals(p=cython.p_uchar)
@@ -352,6 +379,8 @@ class Emitter:
         return _put(buf, pos, _NULL) if v < 0 else _put_int(buf, pos, v)
 
     @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     @cython.locals(i=i64)
     def _state(self, state) -> i64:
         """A state's position in State (by identity: Enum.__hash__ is Python code); -1 for None."""
@@ -723,10 +752,7 @@ class Emitter:
         for i in range(n):
             r = i * _ROW
             bits = rows[r + 3]
-            if i:
-                buf[pos] = 44                             # ','
-                pos += 1
-            pos = _put(buf, pos, b'{"ts":')
+            pos = _put(buf, pos, b',{"ts":' if i else b'{"ts":')
             pos = self._time(buf, pos, rows[r])
             pos = self._transition_fields(buf, pos, (bits >> 24) & 1, bits & 0xFF, (bits >> 8) & 0xFF,
                                           rows[r + 1], rows[r + 2], ((bits >> 16) & 0xFF) - 1, (bits >> 25) & 1)
