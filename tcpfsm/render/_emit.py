@@ -4,8 +4,10 @@ tcpfsm/render/records.py and tcpfsm/path/flows.py build (same key order, separat
 escaping).
 
 Owns the JSON text of numbers and of times: integers, and seconds from integer nanoseconds as orjson
-prints the double `records.sec` makes of them (`sec_text`), in the range tests/test_emit.py proves equal;
-anything outside it goes to the caller's `slow` function (orjson on `sec`). Reads a flow the way
+prints the double `records.sec` makes of them (`sec_text`; `int_text` for the tests), in the range
+tests/test_emit.py proves equal; anything outside it goes to the caller's `slow` function (orjson on `sec`).
+The digits of the last whole number of seconds written are kept (one module-level pair: times in a
+capture share them), as text this module wrote. Reads a flow the way
 records.flow_record does (the same attributes, the same keys in the same order; two shortcuts, each
 falling back on the owner's function: an endpoint's `alt` when no transition has one, Connection.alt_of
 otherwise; a flow's path row after the last one found, facts_of otherwise) and asks the caller for what
@@ -25,8 +27,9 @@ without a Python frame each).
 
 Cython pure-Python mode, like tcpfsm/track/_runs.py: compiled by setup.py into tcpfsm.render._emit_c
 (tcpfsm/_kernels.py picks which form runs); the plain module runs and gives the same bytes. Every integer
-is a declared C type; the buffer is a reused bytearray, grown when a flow would not fit, and a whole
-document's flows go through it in pieces of about a megabyte (`Emitter.flows`), not one `bytes` a flow.
+is a declared C type; the buffer is a reused bytearray, grown when a flow would not fit (written through
+a pointer taken after each `_room`: growing replaces it), and a whole document's flows go through it in
+pieces of about a megabyte (`Emitter.flows`), not one `bytes` a flow.
 """
 from array import array
 
@@ -70,6 +73,8 @@ def _put(buf, pos, s) -> i64:
     if cython.compiled:                     # (a byte at a time was a third of the emitter's time)
         memcpy(buf + pos, p, n)
     else:
+        if pos + n > len(buf):              # (a slice would grow the bytearray: the C code would overrun it)
+            raise IndexError("emitter buffer overrun")
         buf[pos:pos + n] = s
     return pos + n
 
