@@ -53,9 +53,6 @@ _FLOW_END = cython.declare(i64, 2)
 _CACHE_MAX = cython.declare(i64, 1 << 16) # distinct addresses / texts kept encoded (a stream's encoder lives long)
 
 _PAIRS = cython.declare(bytes, b"".join([b"%02d" % i for i in range(100)]))   # "00" ... "99": two digits a lookup
-_NULL = b"null"
-_TRUE = b"true"
-_FALSE = b"false"
 _CLIENT = b'"client"'
 _SERVER = b'"server"'
 
@@ -74,6 +71,23 @@ def _put(buf, pos, s) -> i64:
         memcpy(buf + pos, p, n)
     else:
         if pos + n > len(buf):              # (a slice would grow the bytearray: the C code would overrun it)
+            raise IndexError("emitter buffer overrun")
+        buf[pos:pos + n] = s
+    return pos + n
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.locals(buf=cython.p_uchar, pos=i64, s=cython.p_char, n=i64)
+def _lit(buf, pos, s) -> i64:
+    """Copy a literal text (written in the call, without a NUL) into buf at pos; the new position. (A C
+    string constant: its length and copy are the compiler's, not a bytes object's.)"""
+    n = len(s)
+    if cython.compiled:
+        memcpy(buf + pos, s, n)
+    else:
+        if pos + n > len(buf):
             raise IndexError("emitter buffer overrun")
         buf[pos:pos + n] = s
     return pos + n
@@ -374,14 +388,14 @@ class Emitter:
     @cython.locals(buf=cython.p_uchar, pos=i64, ns=i64)
     def _opt_time(self, buf, pos, ns) -> i64:
         """A time, or null where it is unknown (negative)."""
-        return _put(buf, pos, _NULL) if ns < 0 else self._time(buf, pos, ns)
+        return _lit(buf, pos, b"null") if ns < 0 else self._time(buf, pos, ns)
 
     @cython.cfunc
     @cython.exceptval(-1)
     @cython.locals(buf=cython.p_uchar, pos=i64, v=i64)
     def _opt_int(self, buf, pos, v) -> i64:
         """An integer, or null where it is unknown (negative)."""
-        return _put(buf, pos, _NULL) if v < 0 else _put_int(buf, pos, v)
+        return _lit(buf, pos, b"null") if v < 0 else _put_int(buf, pos, v)
 
     @cython.cfunc
     @cython.boundscheck(False)
@@ -548,15 +562,15 @@ class Emitter:
                 buf[pos] = 44                             # ','
                 pos += 1
             first = False
-            pos = _put(buf, pos, b'{"kind":')
+            pos = _lit(buf, pos, b'{"kind":')
             pos = _put(buf, pos, kind)
-            pos = _put(buf, pos, b',"severity":')
+            pos = _lit(buf, pos, b',"severity":')
             pos = _put(buf, pos, severity)
-            pos = _put(buf, pos, b',"ts":')
-            pos = _put(buf, pos, _NULL) if ts is None else self._time(buf, pos, ts)
-            pos = _put(buf, pos, b',"endpoint":')
+            pos = _lit(buf, pos, b',"ts":')
+            pos = _lit(buf, pos, b"null") if ts is None else self._time(buf, pos, ts)
+            pos = _lit(buf, pos, b',"endpoint":')
             pos = _put(buf, pos, endpoint)
-            pos = _put(buf, pos, b',"message":')
+            pos = _lit(buf, pos, b',"message":')
             pos = _put(buf, pos, message)
             buf[pos] = 125                                # '}'
             self._pos = pos + 1
@@ -574,50 +588,50 @@ class Emitter:
         text, states by position, -1 for no alternative)."""
         self._room(512 + len(client_ip) + len(server_ip) + len(conn_state) + len(history) + 4 * self._max_state)
         buf = self._buf
-        pos = _put(buf, self._pos, b'{"id":' if brace else b'"id":')
+        pos = _lit(buf, self._pos, b'{"id":') if brace else _lit(buf, self._pos, b'"id":')
         pos = _put_int(buf, pos, flow_id)
-        pos = _put(buf, pos, b',"client":{"ip":')
+        pos = _lit(buf, pos, b',"client":{"ip":')
         pos = _put(buf, pos, client_ip)
-        pos = _put(buf, pos, b',"port":')
+        pos = _lit(buf, pos, b',"port":')
         pos = _put_int(buf, pos, client_port)
-        pos = _put(buf, pos, b'},"server":{"ip":')
+        pos = _lit(buf, pos, b'},"server":{"ip":')
         pos = _put(buf, pos, server_ip)
-        pos = _put(buf, pos, b',"port":')
+        pos = _lit(buf, pos, b',"port":')
         pos = _put_int(buf, pos, server_port)
-        pos = _put(buf, pos, b'},"role_inferred":')
-        pos = _put(buf, pos, _TRUE if role_inferred else _FALSE)
-        pos = _put(buf, pos, b',"first_ts":')
+        pos = _lit(buf, pos, b'},"role_inferred":')
+        pos = _lit(buf, pos, b"true") if role_inferred else _lit(buf, pos, b"false")
+        pos = _lit(buf, pos, b',"first_ts":')
         pos = self._time(buf, pos, first_ns)
-        pos = _put(buf, pos, b',"last_ts":')
+        pos = _lit(buf, pos, b',"last_ts":')
         pos = self._time(buf, pos, last_ns)
-        pos = _put(buf, pos, b',"packets":{"client":')
+        pos = _lit(buf, pos, b',"packets":{"client":')
         pos = _put_int(buf, pos, client_packets)
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put_int(buf, pos, server_packets)
-        pos = _put(buf, pos, b'},"bytes":{"client":')
+        pos = _lit(buf, pos, b'},"bytes":{"client":')
         pos = _put_int(buf, pos, client_bytes)
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put_int(buf, pos, server_bytes)
-        pos = _put(buf, pos, b'},"states":{"client":')
+        pos = _lit(buf, pos, b'},"states":{"client":')
         pos = _put(buf, pos, self._states[client_state])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put(buf, pos, self._states[server_state])
         if client_alt >= 0 or server_alt >= 0:
-            pos = _put(buf, pos, b',"alt":{')
+            pos = _lit(buf, pos, b',"alt":{')
             if client_alt >= 0:
-                pos = _put(buf, pos, b'"client":')
+                pos = _lit(buf, pos, b'"client":')
                 pos = _put(buf, pos, self._states[client_alt])
                 if server_alt >= 0:
                     buf[pos] = 44                         # ','
                     pos += 1
             if server_alt >= 0:
-                pos = _put(buf, pos, b'"server":')
+                pos = _lit(buf, pos, b'"server":')
                 pos = _put(buf, pos, self._states[server_alt])
             buf[pos] = 125                                # '}'
             pos += 1
-        pos = _put(buf, pos, b'},"conn_state":')
+        pos = _lit(buf, pos, b'},"conn_state":')
         pos = _put(buf, pos, conn_state)
-        pos = _put(buf, pos, b',"history":')
+        pos = _lit(buf, pos, b',"history":')
         pos = _put(buf, pos, history)
         self._pos = pos
 
@@ -645,7 +659,7 @@ class Emitter:
         retracted), each made once."""
         ns = len(self._states)
         pos = _put(buf, pos, self._pre[(server * ns + old) * ns + new])
-        pos = _put(buf, pos, _NULL) if packet < 0 else _put_int(buf, pos, packet)
+        pos = _lit(buf, pos, b"null") if packet < 0 else _put_int(buf, pos, packet)
         k = (cause * (ns + 1) + alt + 1) * 2 + retracted
         post = self._post[k]
         if post is None:
@@ -700,9 +714,9 @@ class Emitter:
         """Append the flow_end event: its own keys (records._flow_end_head's), then the flow record's."""
         self._room(64 + 2 * _MAX_NUMBER)
         buf = self._buf
-        pos = _put(buf, self._pos, b'{"event":"flow_end","ts":')
+        pos = _lit(buf, self._pos, b'{"event":"flow_end","ts":')
         pos = self._time(buf, pos, f.last_ts)
-        pos = _put(buf, pos, b',"flow":')
+        pos = _lit(buf, pos, b',"flow":')
         pos = _put_int(buf, pos, f.id)
         buf[pos] = 44                                     # ','
         self._pos = pos + 1
@@ -732,7 +746,7 @@ class Emitter:
         packet = -1 if p is None else p
         self._room(256 + len(connection) + self._max_cause + 3 * self._max_state)
         buf = self._buf
-        pos = _put(buf, self._pos, b'{"event":"transition","ts":')
+        pos = _lit(buf, self._pos, b'{"event":"transition","ts":')
         pos = self._time(buf, pos, t.ts)
         buf[pos] = 44                                     # ','
         pos = _put(buf, pos + 1, connection)
@@ -753,11 +767,11 @@ class Emitter:
         self._room(32 + n * (_MAX_TR + self._max_cause + 3 * self._max_state))
         buf = self._buf
         rows = self._rows
-        pos = _put(buf, self._pos, b',"transitions":[')
+        pos = _lit(buf, self._pos, b',"transitions":[')
         for i in range(n):
             r = i * _ROW
             bits = rows[r + 3]
-            pos = _put(buf, pos, b',{"ts":' if i else b'{"ts":')
+            pos = _lit(buf, pos, b',{"ts":') if i else _lit(buf, pos, b'{"ts":')
             pos = self._time(buf, pos, rows[r])
             pos = self._transition_fields(buf, pos, (bits >> 24) & 1, bits & 0xFF, (bits >> 8) & 0xFF,
                                           rows[r + 1], rows[r + 2], ((bits >> 16) & 0xFF) - 1, (bits >> 25) & 1)
@@ -778,77 +792,77 @@ class Emitter:
         self._room(1024 + len(median) + len(p95) + len(jitter) + len(icmp))
         buf = self._buf
         m = self._m
-        pos = _put(buf, self._pos, b',"path":{"handshake_rtt":')
+        pos = _lit(buf, self._pos, b',"path":{"handshake_rtt":')
         pos = self._opt_time(buf, pos, m[row, 0])
-        pos = _put(buf, pos, b',"handshake_legs":{"syn_to_synack":')
+        pos = _lit(buf, pos, b',"handshake_legs":{"syn_to_synack":')
         pos = self._opt_time(buf, pos, m[row, 1])
-        pos = _put(buf, pos, b',"synack_to_ack":')
+        pos = _lit(buf, pos, b',"synack_to_ack":')
         pos = self._opt_time(buf, pos, m[row, 2])
         n = m[row, 3]
         if n:
-            pos = _put(buf, pos, b'},"rtt":{"min":')
+            pos = _lit(buf, pos, b'},"rtt":{"min":')
             pos = self._opt_time(buf, pos, m[row, 4])
-            pos = _put(buf, pos, b',"median":')
+            pos = _lit(buf, pos, b',"median":')
             pos = _put(buf, pos, median)
-            pos = _put(buf, pos, b',"p95":')
+            pos = _lit(buf, pos, b',"p95":')
             pos = _put(buf, pos, p95)
-            pos = _put(buf, pos, b',"max":')
+            pos = _lit(buf, pos, b',"max":')
             pos = self._opt_time(buf, pos, m[row, 5])
-            pos = _put(buf, pos, b',"jitter":')
+            pos = _lit(buf, pos, b',"jitter":')
             pos = _put(buf, pos, jitter)
-            pos = _put(buf, pos, b',"samples":')
+            pos = _lit(buf, pos, b',"samples":')
             pos = _put_int(buf, pos, n)
         else:
-            pos = _put(buf, pos, b'},"rtt":{"min":null,"median":null,"p95":null,"max":null,"jitter":null,'
+            pos = _lit(buf, pos, b'},"rtt":{"min":null,"median":null,"p95":null,"max":null,"jitter":null,'
                                  b'"samples":0')
-        pos = _put(buf, pos, b'},"retransmissions":{"client":{"segments":')
+        pos = _lit(buf, pos, b'},"retransmissions":{"client":{"segments":')
         pos = _put_int(buf, pos, m[row, 6])
-        pos = _put(buf, pos, b',"bytes":')
+        pos = _lit(buf, pos, b',"bytes":')
         pos = _put_int(buf, pos, m[row, 7])
-        pos = _put(buf, pos, b'},"server":{"segments":')
+        pos = _lit(buf, pos, b'},"server":{"segments":')
         pos = _put_int(buf, pos, m[row, 8])
-        pos = _put(buf, pos, b',"bytes":')
+        pos = _lit(buf, pos, b',"bytes":')
         pos = _put_int(buf, pos, m[row, 9])
-        pos = _put(buf, pos, b'}},"zero_window":{"client":{"count":')
+        pos = _lit(buf, pos, b'}},"zero_window":{"client":{"count":')
         pos = _put_int(buf, pos, m[row, 10])
-        pos = _put(buf, pos, b',"seconds":')
+        pos = _lit(buf, pos, b',"seconds":')
         pos = self._opt_time(buf, pos, m[row, 11])
-        pos = _put(buf, pos, b'},"server":{"count":')
+        pos = _lit(buf, pos, b'},"server":{"count":')
         pos = _put_int(buf, pos, m[row, 12])
-        pos = _put(buf, pos, b',"seconds":')
+        pos = _lit(buf, pos, b',"seconds":')
         pos = self._opt_time(buf, pos, m[row, 13])
-        pos = _put(buf, pos, b'}},"options":{"mss":{"client":')
+        pos = _lit(buf, pos, b'}},"options":{"mss":{"client":')
         v = m[row, 14]
-        pos = _put(buf, pos, _NULL) if v == 0 else _put_int(buf, pos, v)      # `mss or None`
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b"null") if v == 0 else _put_int(buf, pos, v)      # `mss or None`
+        pos = _lit(buf, pos, b',"server":')
         v = m[row, 15]
-        pos = _put(buf, pos, _NULL) if v == 0 else _put_int(buf, pos, v)
-        pos = _put(buf, pos, b'},"window_scale":')
+        pos = _lit(buf, pos, b"null") if v == 0 else _put_int(buf, pos, v)
+        pos = _lit(buf, pos, b'},"window_scale":')
         if m[row, 16]:
-            pos = _put(buf, pos, b'{"client":')
+            pos = _lit(buf, pos, b'{"client":')
             pos = _put_int(buf, pos, m[row, 17])
-            pos = _put(buf, pos, b',"server":')
+            pos = _lit(buf, pos, b',"server":')
             pos = _put_int(buf, pos, m[row, 18])
-            pos = _put(buf, pos, b'}')
+            pos = _lit(buf, pos, b'}')
         else:
-            pos = _put(buf, pos, _NULL)
-        pos = _put(buf, pos, b',"sack":')
-        pos = _put(buf, pos, _TRUE if m[row, 19] else _FALSE)
-        pos = _put(buf, pos, b',"timestamps":')
-        pos = _put(buf, pos, _TRUE if m[row, 20] else _FALSE)
-        pos = _put(buf, pos, b'},"keepalives":{"client":')
+            pos = _lit(buf, pos, b"null")
+        pos = _lit(buf, pos, b',"sack":')
+        pos = _lit(buf, pos, b"true") if m[row, 19] else _lit(buf, pos, b"false")
+        pos = _lit(buf, pos, b',"timestamps":')
+        pos = _lit(buf, pos, b"true") if m[row, 20] else _lit(buf, pos, b"false")
+        pos = _lit(buf, pos, b'},"keepalives":{"client":')
         pos = _put_int(buf, pos, m[row, 21])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put_int(buf, pos, m[row, 22])
-        pos = _put(buf, pos, b'},"ttl":{"client":')
+        pos = _lit(buf, pos, b'},"ttl":{"client":')
         pos = self._opt_int(buf, pos, m[row, 23])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = self._opt_int(buf, pos, m[row, 24])
-        pos = _put(buf, pos, b'},"hops":{"client":')
+        pos = _lit(buf, pos, b'},"hops":{"client":')
         pos = self._opt_int(buf, pos, m[row, 25])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = self._opt_int(buf, pos, m[row, 26])
-        pos = _put(buf, pos, b'},"icmp":')
+        pos = _lit(buf, pos, b'},"icmp":')
         pos = _put(buf, pos, icmp)
         buf[pos] = 125                                    # '}'
         self._pos = pos + 1
