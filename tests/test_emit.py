@@ -159,8 +159,10 @@ def test_times_that_share_their_whole_seconds(kernel):
 
 @pytest.mark.parametrize("kernel", FORMS)
 def test_integers_at_every_width(kernel):
-    """An integer's text is orjson's at each width's edges, up to the largest int64 (and negative)."""
+    """An integer's text is orjson's at each width's edges, up to the largest int64 (and negative), and for
+    every number below 10**4 (each pair of digits of the emitter's table, in both places)."""
     values = [0, 2**63 - 1, -(2**63 - 1)] + [10**k + d for k in range(1, 19) for d in (-1, 0, 1)]
+    values += list(range(10**4))
     for v in values + [-v for v in values]:
         assert kernel.int_text(v) == orjson.dumps(v), v
 

@@ -52,7 +52,12 @@ _ANOMALY = cython.declare(i64, 1)
 _FLOW_END = cython.declare(i64, 2)
 _CACHE_MAX = cython.declare(i64, 1 << 16) # distinct addresses / texts kept encoded (a stream's encoder lives long)
 
-_PAIRS = cython.declare(bytes, b"".join([b"%02d" % i for i in range(100)]))   # "00" ... "99": two digits a lookup
+# "00" ... "99": two digits a lookup (a C string constant when compiled: no object to check at each use;
+# tests/test_emit.py checks it is the pairs)
+_PAIRS = cython.declare(cython.p_char)
+_PAIRS = (b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748"
+          b"49505152535455565758596061626364656667686970717273747576777879808182838485868788899091929394959697"
+          b"9899")
 _CLIENT = b'"client"'
 _SERVER = b'"server"'
 
@@ -98,7 +103,8 @@ def _lit(buf, pos, s) -> i64:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
-@cython.locals(buf=cython.p_uchar, end=i64, v=i64, q=i64, r=i64, tbl=cython.p_uchar)
+@cython.locals(buf=cython.p_uchar, end=i64, v=cython.ulonglong, q=cython.ulonglong, r=cython.ulonglong,
+               tbl=cython.p_char)
 def _put_pairs(buf, end, v) -> i64:
     """The decimal digits of v >= 0 written backwards so that the last one is at end - 1, two a step (a
     table of the pairs: half the divisions); returns where the first one is."""
@@ -167,7 +173,7 @@ _whole_text = cython.declare(bytes, b"")  # ... and its digits (a capture's time
 @cython.wraparound(False)
 @cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
 @cython.locals(buf=cython.p_uchar, pos=i64, ns=i64, a=i64, us=i64, whole=i64, frac=i64, end=i64, hi=i64,
-               mid=i64, lo=i64, tbl=cython.p_uchar)
+               mid=i64, lo=i64, tbl=cython.p_char)
 def _put_sec(buf, pos, ns) -> i64:
     """orjson's text of records.sec(ns) at pos, the new position; -1 (nothing written) outside the proven
     range: not a whole number of µs, or |ns| >= 4e18."""
@@ -375,6 +381,7 @@ class Emitter:
 
     # -- numbers, states and strings -------------------------------------------------------------
     @cython.cfunc
+    @cython.inline
     @cython.exceptval(-1)
     @cython.locals(buf=cython.p_uchar, pos=i64, ns=i64, end=i64)
     def _time(self, buf, pos, ns) -> i64:
@@ -648,6 +655,7 @@ class Emitter:
             self._post.extend([None] * k)
 
     @cython.cfunc
+    @cython.inline
     @cython.exceptval(-1)
     @cython.boundscheck(False)                            # (the indices are in range by construction)
     @cython.wraparound(False)
