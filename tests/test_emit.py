@@ -142,6 +142,31 @@ def test_every_microsecond_near_zero_and_at_digit_boundaries(kernel):
             assert kernel.sec_text(ns) == orjson.dumps(records.sec(ns)), us
 
 
+@pytest.mark.parametrize("kernel", FORMS)
+def test_times_that_share_their_whole_seconds(kernel):
+    """The emitter keeps the digits of the last whole number of seconds it wrote (100 or more): runs of
+    times within one second, the same second negative, the seconds either side, small ones between, and
+    back, each as orjson prints it."""
+    for base in (100, 101, 999, 1000, 1_700_000_000, 3_999_999_999):
+        us_values = [base * 10**6 + f for f in (0, 1, 9, 10, 120, 500_000, 999_999)]
+        us_values += [-(base * 10**6 + 7), base * 10**6 + 3, (base + 1) * 10**6 + 3, base * 10**6 + 250_000,
+                      (base - 1) * 10**6 + 999_990, 99 * 10**6 + 5, 5, base * 10**6 + 1, -(base * 10**6 + 1)]
+        for us in us_values:
+            ns = us * 1000
+            if abs(ns) < 4 * 10**18:
+                assert kernel.sec_text(ns) == orjson.dumps(records.sec(ns)), us
+
+
+@pytest.mark.parametrize("kernel", FORMS)
+def test_integers_at_every_width(kernel):
+    """An integer's text is orjson's at each width's edges, up to the largest int64 (and negative), and for
+    every number below 10**4 (each pair of digits of the emitter's table, in both places)."""
+    values = [0, 2**63 - 1, -(2**63 - 1)] + [10**k + d for k in range(1, 19) for d in (-1, 0, 1)]
+    values += list(range(10**4))
+    for v in values + [-v for v in values]:
+        assert kernel.int_text(v) == orjson.dumps(v), v
+
+
 # -- a whole document's flows at once (FlowEncoder.write) and spooled records ---------------------------
 @pytest.mark.parametrize("kernel", FORMS)
 def test_flows_written_in_pieces_are_the_records_joined(kernel, monkeypatch):

@@ -4,8 +4,10 @@ tcpfsm/render/records.py and tcpfsm/path/flows.py build (same key order, separat
 escaping).
 
 Owns the JSON text of numbers and of times: integers, and seconds from integer nanoseconds as orjson
-prints the double `records.sec` makes of them (`sec_text`), in the range tests/test_emit.py proves equal;
-anything outside it goes to the caller's `slow` function (orjson on `sec`). Reads a flow the way
+prints the double `records.sec` makes of them (`sec_text`; `int_text` for the tests), in the range
+tests/test_emit.py proves equal; anything outside it goes to the caller's `slow` function (orjson on `sec`).
+The digits of the last whole number of seconds written are kept (one module-level pair: times in a
+capture share them), as text this module wrote. Reads a flow the way
 records.flow_record does (the same attributes, the same keys in the same order; two shortcuts, each
 falling back on the owner's function: an endpoint's `alt` when no transition has one, Connection.alt_of
 otherwise; a flow's path row after the last one found, facts_of otherwise) and asks the caller for what
@@ -25,8 +27,9 @@ without a Python frame each).
 
 Cython pure-Python mode, like tcpfsm/track/_runs.py: compiled by setup.py into tcpfsm.render._emit_c
 (tcpfsm/_kernels.py picks which form runs); the plain module runs and gives the same bytes. Every integer
-is a declared C type; the buffer is a reused bytearray, grown when a flow would not fit, and a whole
-document's flows go through it in pieces of about a megabyte (`Emitter.flows`), not one `bytes` a flow.
+is a declared C type; the buffer is a reused bytearray, grown when a flow would not fit (written through
+a pointer taken after each `_room`: growing replaces it), and a whole document's flows go through it in
+pieces of about a megabyte (`Emitter.flows`), not one `bytes` a flow.
 """
 from array import array
 
@@ -49,28 +52,49 @@ _ANOMALY = cython.declare(i64, 1)
 _FLOW_END = cython.declare(i64, 2)
 _CACHE_MAX = cython.declare(i64, 1 << 16) # distinct addresses / texts kept encoded (a stream's encoder lives long)
 
-_PAIRS = cython.declare(bytes, b"".join([b"%02d" % i for i in range(100)]))   # "00" ... "99": two digits a lookup
-_NULL = b"null"
-_TRUE = b"true"
-_FALSE = b"false"
+# "00" ... "99": two digits a lookup (a C string constant when compiled: no object to check at each use;
+# tests/test_emit.py checks it is the pairs)
+_PAIRS = cython.declare(cython.p_char)
+_PAIRS = (b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748"
+          b"49505152535455565758596061626364656667686970717273747576777879808182838485868788899091929394959697"
+          b"9899")
 _CLIENT = b'"client"'
 _SERVER = b'"server"'
 
 
 @cython.cfunc
+@cython.inline                            # (two million calls a bench document: no call of its own)
 @cython.exceptval(-1)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], pos=i64, s=bytes, p=cython.p_uchar, n=i64, j=i64)
+@cython.locals(buf=cython.p_uchar, pos=i64, s=bytes, p=cython.p_uchar, n=i64)
 def _put(buf, pos, s) -> i64:
     """Copy `s` into buf at pos; the new position."""
     p = s
     n = len(s)
     if cython.compiled:                     # (a byte at a time was a third of the emitter's time)
-        memcpy(cython.address(buf[pos]), p, n)
+        memcpy(buf + pos, p, n)
     else:
-        for j in range(n):
-            buf[pos + j] = p[j]
+        if pos + n > len(buf):              # (a slice would grow the bytearray: the C code would overrun it)
+            raise IndexError("emitter buffer overrun")
+        buf[pos:pos + n] = s
+    return pos + n
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.locals(buf=cython.p_uchar, pos=i64, s=cython.p_char, n=i64)
+def _lit(buf, pos, s) -> i64:
+    """Copy a literal text (written in the call, without a NUL) into buf at pos; the new position. (A C
+    string constant: its length and copy are the compiler's, not a bytes object's.)"""
+    n = len(s)
+    if cython.compiled:
+        memcpy(buf + pos, s, n)
+    else:
+        if pos + n > len(buf):
+            raise IndexError("emitter buffer overrun")
+        buf[pos:pos + n] = s
     return pos + n
 
 
@@ -78,7 +102,9 @@ def _put(buf, pos, s) -> i64:
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], end=i64, v=i64, q=i64, r=i64, tbl=cython.p_uchar)
+@cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
+@cython.locals(buf=cython.p_uchar, end=i64, v=cython.ulonglong, q=cython.ulonglong, r=cython.ulonglong,
+               tbl=cython.p_char)
 def _put_pairs(buf, end, v) -> i64:
     """The decimal digits of v >= 0 written backwards so that the last one is at end - 1, two a step (a
     table of the pairs: half the divisions); returns where the first one is."""
@@ -104,32 +130,54 @@ def _put_pairs(buf, end, v) -> i64:
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], pos=i64, v=i64, x=i64, d=i64)
+@cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
+@cython.locals(buf=cython.p_uchar, pos=i64, v=i64, x=i64, d=i64)
 def _put_int(buf, pos, v) -> i64:
     """An integer's decimal text (v > -2**63)."""
     if v < 0:
         buf[pos] = 45                       # '-'
         pos += 1
         v = -v
-    d = 1
-    x = v
-    while x >= 100:                         # at most 9 steps
-        x //= 100
-        d += 2
-    if x >= 10:
-        d += 1
+    if v < 100000:                          # its width: by comparisons below 10**8 (ports, counts, packet
+        if v < 100:                         # numbers, most byte counts), else by divisions
+            d = 1 if v < 10 else 2
+        elif v < 10000:
+            d = 3 if v < 1000 else 4
+        else:
+            d = 5
+    elif v < 100000000:
+        if v < 1000000:
+            d = 6
+        else:
+            d = 7 if v < 10000000 else 8
+    else:
+        d = 9
+        x = v // 100000000
+        while x >= 100:                     # at most 5 steps
+            x //= 100
+            d += 2
+        if x >= 10:
+            d += 1
     _put_pairs(buf, pos + d, v)
     return pos + d
 
 
+_whole_last = cython.declare(i64, -1)     # the last whole number of seconds >= 100 sec_text wrote ...
+_whole_text = cython.declare(bytes, b"")  # ... and its digits (a capture's times share them: one copy, not
+                                          # ten digits' divisions, a time)
+
+
 @cython.cfunc
-@cython.exceptval(check=False)
+@cython.exceptval(-2)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, a=i64, us=i64, whole=i64, frac=i64, end=i64)
+@cython.cdivision(True)                   # (operands >= 0: C's division is Python's)
+@cython.locals(buf=cython.p_uchar, pos=i64, ns=i64, a=i64, us=i64, whole=i64, frac=i64, end=i64, hi=i64,
+               mid=i64, lo=i64, tbl=cython.p_char)
 def _put_sec(buf, pos, ns) -> i64:
     """orjson's text of records.sec(ns) at pos, the new position; -1 (nothing written) outside the proven
     range: not a whole number of µs, or |ns| >= 4e18."""
+    global _whole_last, _whole_text
     if ns <= -_SEC_LIMIT or ns >= _SEC_LIMIT:
         return -1
     a = -ns if ns < 0 else ns
@@ -140,34 +188,60 @@ def _put_sec(buf, pos, ns) -> i64:
         buf[pos] = 45                       # '-'
         pos += 1
     whole = us // 1000000
-    frac = us % 1000000
+    frac = us - whole * 1000000
     if whole == 0 and 0 < frac < 10:        # below 1e-5: orjson's exponent form, "3e-6"
         buf[pos] = 48 + frac
         buf[pos + 1] = 101                  # 'e'
         buf[pos + 2] = 45
         buf[pos + 3] = 54                   # '6'
         return pos + 4
-    pos = _put_int(buf, pos, whole)
+    if whole < 100:
+        pos = _put_int(buf, pos, whole)
+    else:
+        if whole != _whole_last:            # (written, then kept: sec_text's tests cover _put_int's widths)
+            end = _put_int(buf, pos, whole)
+            _whole_text = bytes(buf[pos:end])
+            _whole_last = whole
+            pos = end
+        else:
+            pos = _put(buf, pos, _whole_text)
     buf[pos] = 46                           # '.'
     if frac == 0:
         buf[pos + 1] = 48
         return pos + 2
-    end = pos + 7                           # six digits, then the trailing zeros taken back
-    buf[pos + 1] = 48                       # (the leading zeros _put_pairs does not write)
-    buf[pos + 2] = 48
-    buf[pos + 3] = 48
-    buf[pos + 4] = 48
-    buf[pos + 5] = 48
-    _put_pairs(buf, end, frac)
+    tbl = _PAIRS                            # the six digits, two at a time, then the trailing zeros taken back
+    hi = frac // 10000
+    lo = frac - hi * 10000
+    mid = lo // 100
+    lo = lo - mid * 100
+    buf[pos + 1] = tbl[2 * hi]
+    buf[pos + 2] = tbl[2 * hi + 1]
+    buf[pos + 3] = tbl[2 * mid]
+    buf[pos + 4] = tbl[2 * mid + 1]
+    buf[pos + 5] = tbl[2 * lo]
+    buf[pos + 6] = tbl[2 * lo + 1]
+    end = pos + 7
     while buf[end - 1] == 48:               # at most 5 steps: frac > 0
         end -= 1
     return end
 
 
+@cython.locals(p=cython.p_uchar, v=i64)
+def int_text(v) -> bytes:
+    """The decimal text the emitter writes for an integer (-2**63 < v < 2**63), for the tests to hold to
+    orjson's at every width."""
+    buf = bytearray(_MAX_NUMBER)
+    p = buf
+    end: i64 = _put_int(p, 0, v)
+    return bytes(buf[:end])
+
+
+@cython.locals(p=cython.p_uchar)
 def sec_text(ns: int) -> bytes | None:
     """orjson's text of records.sec(ns), or None outside the range this module proves (see the module doc)."""
     buf = bytearray(_MAX_NUMBER)
-    end: i64 = _put_sec(buf, 0, ns) if -_SEC_LIMIT < ns < _SEC_LIMIT else -1
+    p = buf
+    end: i64 = _put_sec(p, 0, ns) if -_SEC_LIMIT < ns < _SEC_LIMIT else -1
     return None if end < 0 else bytes(buf[:end])
 
 
@@ -208,7 +282,6 @@ class Emitter:
     conn_state and finding kind is encoded once."""
 
     _buf = cython.declare(bytearray)
-    _view = cython.declare(cython.uchar[::1])         # _buf, as the C code writes it
     _pos = cython.declare(i64)
     _state_objs = cython.declare(list)
     _states = cython.declare(list)
@@ -244,7 +317,6 @@ class Emitter:
     def __init__(self, states, state_text, slow, ip_text=None, conn_state=None, facts_of=None, encode=None,
                  connection=None):
         self._buf = bytearray(1 << 16)
-        self._view = self._buf
         self._pos = 0
         self._state_objs = list(states)
         self._states = list(state_text)
@@ -278,14 +350,13 @@ class Emitter:
     @cython.cfunc
     @cython.locals(more=i64, need=i64)
     def _room(self, more) -> cython.void:
-        """Room for `more` bytes after what is written (kept when the buffer grows): `_view` is then the
-        new buffer."""
+        """Room for `more` bytes after what is written (kept when the buffer grows): `_buf` is then the
+        new buffer, and a pointer into the old one must be taken again."""
         need = self._pos + more
         if len(self._buf) < need:
             grown = bytearray(2 * need)
             grown[:self._pos] = self._buf[:self._pos]
             self._buf = grown
-            self._view = grown
 
     @cython.cfunc
     def _hand(self, write) -> cython.void:
@@ -295,11 +366,11 @@ class Emitter:
             self._pos = 0
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1])
+    @cython.locals(buf=cython.p_uchar)
     def _raw(self, text: bytes) -> cython.void:
         """Append JSON text as it is."""
         self._room(len(text))
-        buf = self._view
+        buf = self._buf
         self._pos = _put(buf, self._pos, text)
 
     def _take(self) -> bytes:
@@ -310,8 +381,9 @@ class Emitter:
 
     # -- numbers, states and strings -------------------------------------------------------------
     @cython.cfunc
+    @cython.inline
     @cython.exceptval(-1)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64, end=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, ns=i64, end=i64)
     def _time(self, buf, pos, ns) -> i64:
         end = _put_sec(buf, pos, ns)
         if end >= 0:
@@ -320,19 +392,21 @@ class Emitter:
 
     @cython.cfunc
     @cython.exceptval(-1)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, ns=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, ns=i64)
     def _opt_time(self, buf, pos, ns) -> i64:
         """A time, or null where it is unknown (negative)."""
-        return _put(buf, pos, _NULL) if ns < 0 else self._time(buf, pos, ns)
+        return _lit(buf, pos, b"null") if ns < 0 else self._time(buf, pos, ns)
 
     @cython.cfunc
     @cython.exceptval(-1)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, v=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, v=i64)
     def _opt_int(self, buf, pos, v) -> i64:
         """An integer, or null where it is unknown (negative)."""
-        return _put(buf, pos, _NULL) if v < 0 else _put_int(buf, pos, v)
+        return _lit(buf, pos, b"null") if v < 0 else _put_int(buf, pos, v)
 
     @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     @cython.locals(i=i64)
     def _state(self, state) -> i64:
         """A state's position in State (by identity: Enum.__hash__ is Python code); -1 for None."""
@@ -386,7 +460,7 @@ class Emitter:
         self._hand(write)
 
     @cython.cfunc
-    @cython.locals(n=i64, row=i64, buf=cython.uchar[::1], brace=cython.bint, client_alt=i64, server_alt=i64)
+    @cython.locals(n=i64, row=i64, buf=cython.p_uchar, brace=cython.bint, client_alt=i64, server_alt=i64)
     def _flow(self, f, brace) -> cython.void:
         """Append f's record: records.flow_record's keys and values, read from the flow as it reads them
         (without its opening brace unless `brace`: the flow_end event's keys come before them)."""
@@ -428,7 +502,7 @@ class Emitter:
             found = icmp.of_flow(row) if self._icmp_any else None
             self._path(row, self._encode(found) if found else b"[]")
         self._room(1)
-        buf = self._view
+        buf = self._buf
         buf[self._pos] = 125                              # '}'
         self._pos += 1
 
@@ -473,7 +547,7 @@ class Emitter:
         return row
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, first=cython.bint)
+    @cython.locals(buf=cython.p_uchar, pos=i64, first=cython.bint)
     def _findings(self, found) -> cython.void:
         """Append ',"anomalies":' and the list of records.flow_anomaly_record(a) for a in `found` (each
         kind, severity and endpoint encoded once; the messages, mostly distinct, each time)."""
@@ -489,28 +563,28 @@ class Emitter:
             message = orjson.dumps(a.message)
             ts = a.ts
             self._room(80 + len(kind) + len(severity) + len(endpoint) + len(message) + _MAX_NUMBER)
-            buf = self._view
+            buf = self._buf
             pos = self._pos
             if not first:
                 buf[pos] = 44                             # ','
                 pos += 1
             first = False
-            pos = _put(buf, pos, b'{"kind":')
+            pos = _lit(buf, pos, b'{"kind":')
             pos = _put(buf, pos, kind)
-            pos = _put(buf, pos, b',"severity":')
+            pos = _lit(buf, pos, b',"severity":')
             pos = _put(buf, pos, severity)
-            pos = _put(buf, pos, b',"ts":')
-            pos = _put(buf, pos, _NULL) if ts is None else self._time(buf, pos, ts)
-            pos = _put(buf, pos, b',"endpoint":')
+            pos = _lit(buf, pos, b',"ts":')
+            pos = _lit(buf, pos, b"null") if ts is None else self._time(buf, pos, ts)
+            pos = _lit(buf, pos, b',"endpoint":')
             pos = _put(buf, pos, endpoint)
-            pos = _put(buf, pos, b',"message":')
+            pos = _lit(buf, pos, b',"message":')
             pos = _put(buf, pos, message)
             buf[pos] = 125                                # '}'
             self._pos = pos + 1
         self._raw(b"]")
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, brace=cython.bint, flow_id=i64, client_port=i64, server_port=i64,
+    @cython.locals(buf=cython.p_uchar, pos=i64, brace=cython.bint, flow_id=i64, client_port=i64, server_port=i64,
                    role_inferred=cython.bint, first_ns=i64, last_ns=i64, client_packets=i64,
                    server_packets=i64, client_bytes=i64, server_bytes=i64, client_state=i64, server_state=i64,
                    client_alt=i64, server_alt=i64)
@@ -520,51 +594,51 @@ class Emitter:
         """A flow record's keys before "transitions" (addresses, conn_state and history as their JSON
         text, states by position, -1 for no alternative)."""
         self._room(512 + len(client_ip) + len(server_ip) + len(conn_state) + len(history) + 4 * self._max_state)
-        buf = self._view
-        pos = _put(buf, self._pos, b'{"id":' if brace else b'"id":')
+        buf = self._buf
+        pos = _lit(buf, self._pos, b'{"id":') if brace else _lit(buf, self._pos, b'"id":')
         pos = _put_int(buf, pos, flow_id)
-        pos = _put(buf, pos, b',"client":{"ip":')
+        pos = _lit(buf, pos, b',"client":{"ip":')
         pos = _put(buf, pos, client_ip)
-        pos = _put(buf, pos, b',"port":')
+        pos = _lit(buf, pos, b',"port":')
         pos = _put_int(buf, pos, client_port)
-        pos = _put(buf, pos, b'},"server":{"ip":')
+        pos = _lit(buf, pos, b'},"server":{"ip":')
         pos = _put(buf, pos, server_ip)
-        pos = _put(buf, pos, b',"port":')
+        pos = _lit(buf, pos, b',"port":')
         pos = _put_int(buf, pos, server_port)
-        pos = _put(buf, pos, b'},"role_inferred":')
-        pos = _put(buf, pos, _TRUE if role_inferred else _FALSE)
-        pos = _put(buf, pos, b',"first_ts":')
+        pos = _lit(buf, pos, b'},"role_inferred":')
+        pos = _lit(buf, pos, b"true") if role_inferred else _lit(buf, pos, b"false")
+        pos = _lit(buf, pos, b',"first_ts":')
         pos = self._time(buf, pos, first_ns)
-        pos = _put(buf, pos, b',"last_ts":')
+        pos = _lit(buf, pos, b',"last_ts":')
         pos = self._time(buf, pos, last_ns)
-        pos = _put(buf, pos, b',"packets":{"client":')
+        pos = _lit(buf, pos, b',"packets":{"client":')
         pos = _put_int(buf, pos, client_packets)
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put_int(buf, pos, server_packets)
-        pos = _put(buf, pos, b'},"bytes":{"client":')
+        pos = _lit(buf, pos, b'},"bytes":{"client":')
         pos = _put_int(buf, pos, client_bytes)
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put_int(buf, pos, server_bytes)
-        pos = _put(buf, pos, b'},"states":{"client":')
+        pos = _lit(buf, pos, b'},"states":{"client":')
         pos = _put(buf, pos, self._states[client_state])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put(buf, pos, self._states[server_state])
         if client_alt >= 0 or server_alt >= 0:
-            pos = _put(buf, pos, b',"alt":{')
+            pos = _lit(buf, pos, b',"alt":{')
             if client_alt >= 0:
-                pos = _put(buf, pos, b'"client":')
+                pos = _lit(buf, pos, b'"client":')
                 pos = _put(buf, pos, self._states[client_alt])
                 if server_alt >= 0:
                     buf[pos] = 44                         # ','
                     pos += 1
             if server_alt >= 0:
-                pos = _put(buf, pos, b'"server":')
+                pos = _lit(buf, pos, b'"server":')
                 pos = _put(buf, pos, self._states[server_alt])
             buf[pos] = 125                                # '}'
             pos += 1
-        pos = _put(buf, pos, b'},"conn_state":')
+        pos = _lit(buf, pos, b'},"conn_state":')
         pos = _put(buf, pos, conn_state)
-        pos = _put(buf, pos, b',"history":')
+        pos = _lit(buf, pos, b',"history":')
         pos = _put(buf, pos, history)
         self._pos = pos
 
@@ -581,10 +655,11 @@ class Emitter:
             self._post.extend([None] * k)
 
     @cython.cfunc
+    @cython.inline
     @cython.exceptval(-1)
     @cython.boundscheck(False)                            # (the indices are in range by construction)
     @cython.wraparound(False)
-    @cython.locals(buf=cython.uchar[::1], pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=i64, alt=i64,
+    @cython.locals(buf=cython.p_uchar, pos=i64, server=i64, old=i64, new=i64, packet=i64, cause=i64, alt=i64,
                    retracted=i64, ns=i64, k=i64)
     def _transition_fields(self, buf, pos, server, old, new, packet, cause, alt, retracted) -> i64:
         """A transition record's keys after "ts" and its closing brace (records.transition_record's): the text
@@ -592,7 +667,7 @@ class Emitter:
         retracted), each made once."""
         ns = len(self._states)
         pos = _put(buf, pos, self._pre[(server * ns + old) * ns + new])
-        pos = _put(buf, pos, _NULL) if packet < 0 else _put_int(buf, pos, packet)
+        pos = _lit(buf, pos, b"null") if packet < 0 else _put_int(buf, pos, packet)
         k = (cause * (ns + 1) + alt + 1) * 2 + retracted
         post = self._post[k]
         if post is None:
@@ -642,21 +717,21 @@ class Emitter:
         return self._take()
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64)
     def _flow_end(self, f) -> cython.void:
         """Append the flow_end event: its own keys (records._flow_end_head's), then the flow record's."""
         self._room(64 + 2 * _MAX_NUMBER)
-        buf = self._view
-        pos = _put(buf, self._pos, b'{"event":"flow_end","ts":')
+        buf = self._buf
+        pos = _lit(buf, self._pos, b'{"event":"flow_end","ts":')
         pos = self._time(buf, pos, f.last_ts)
-        pos = _put(buf, pos, b',"flow":')
+        pos = _lit(buf, pos, b',"flow":')
         pos = _put_int(buf, pos, f.id)
         buf[pos] = 44                                     # ','
         self._pos = pos + 1
         self._flow(f, False)
 
     @cython.cfunc
-    @cython.locals(buf=cython.uchar[::1], pos=i64, cid=i64, packet=i64)
+    @cython.locals(buf=cython.p_uchar, pos=i64, cid=i64, packet=i64)
     def _transition_event(self, f, t) -> cython.void:
         """Append one jsonl transition event and its newline (records.transition_event's keys): the
         connection's keys (records.connection's) encoded once per flow by `connection(f)`."""
@@ -678,8 +753,8 @@ class Emitter:
         p = t.packet
         packet = -1 if p is None else p
         self._room(256 + len(connection) + self._max_cause + 3 * self._max_state)
-        buf = self._view
-        pos = _put(buf, self._pos, b'{"event":"transition","ts":')
+        buf = self._buf
+        pos = _lit(buf, self._pos, b'{"event":"transition","ts":')
         pos = self._time(buf, pos, t.ts)
         buf[pos] = 44                                     # ','
         pos = _put(buf, pos + 1, connection)
@@ -691,23 +766,20 @@ class Emitter:
     @cython.cfunc
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64, r=i64, pos=i64, bits=i64, buf=cython.uchar[::1])
+    @cython.locals(rows=cython.longlong[::1], n=i64, i=i64, r=i64, pos=i64, bits=i64, buf=cython.p_uchar)
     def _transitions(self, n) -> cython.void:
         """Append ',"transitions":' and the JSON list of the n transitions in `_rows`
         (Connection.transition_rows' columns), as orjson.dumps([records.transition_record(t) ...]) prints it."""
         if len(self._cause_text) < len(self.causes):      # causes first seen by this flow
             self._new_causes()
         self._room(32 + n * (_MAX_TR + self._max_cause + 3 * self._max_state))
-        buf = self._view
+        buf = self._buf
         rows = self._rows
-        pos = _put(buf, self._pos, b',"transitions":[')
+        pos = _lit(buf, self._pos, b',"transitions":[')
         for i in range(n):
             r = i * _ROW
             bits = rows[r + 3]
-            if i:
-                buf[pos] = 44                             # ','
-                pos += 1
-            pos = _put(buf, pos, b'{"ts":')
+            pos = _lit(buf, pos, b',{"ts":') if i else _lit(buf, pos, b'{"ts":')
             pos = self._time(buf, pos, rows[r])
             pos = self._transition_fields(buf, pos, (bits >> 24) & 1, bits & 0xFF, (bits >> 8) & 0xFF,
                                           rows[r + 1], rows[r + 2], ((bits >> 16) & 0xFF) - 1, (bits >> 25) & 1)
@@ -717,7 +789,7 @@ class Emitter:
     @cython.cfunc
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    @cython.locals(m=cython.longlong[:, ::1], row=i64, pos=i64, buf=cython.uchar[::1], n=i64, v=i64)
+    @cython.locals(m=cython.longlong[:, ::1], row=i64, pos=i64, buf=cython.p_uchar, n=i64, v=i64)
     def _path(self, row, icmp: bytes) -> cython.void:
         """Append ',"path":' and the JSON of PathFacts.record(row) from the PathFacts' json_columns (`_m`: its
         matrix, columns in path/flows.JSON_COLUMNS order; `_med`, `_p95`, `_jit`: the rows' texts) and
@@ -726,79 +798,79 @@ class Emitter:
         p95 = self._p95[row]
         jitter = self._jit[row]
         self._room(1024 + len(median) + len(p95) + len(jitter) + len(icmp))
-        buf = self._view
+        buf = self._buf
         m = self._m
-        pos = _put(buf, self._pos, b',"path":{"handshake_rtt":')
+        pos = _lit(buf, self._pos, b',"path":{"handshake_rtt":')
         pos = self._opt_time(buf, pos, m[row, 0])
-        pos = _put(buf, pos, b',"handshake_legs":{"syn_to_synack":')
+        pos = _lit(buf, pos, b',"handshake_legs":{"syn_to_synack":')
         pos = self._opt_time(buf, pos, m[row, 1])
-        pos = _put(buf, pos, b',"synack_to_ack":')
+        pos = _lit(buf, pos, b',"synack_to_ack":')
         pos = self._opt_time(buf, pos, m[row, 2])
         n = m[row, 3]
         if n:
-            pos = _put(buf, pos, b'},"rtt":{"min":')
+            pos = _lit(buf, pos, b'},"rtt":{"min":')
             pos = self._opt_time(buf, pos, m[row, 4])
-            pos = _put(buf, pos, b',"median":')
+            pos = _lit(buf, pos, b',"median":')
             pos = _put(buf, pos, median)
-            pos = _put(buf, pos, b',"p95":')
+            pos = _lit(buf, pos, b',"p95":')
             pos = _put(buf, pos, p95)
-            pos = _put(buf, pos, b',"max":')
+            pos = _lit(buf, pos, b',"max":')
             pos = self._opt_time(buf, pos, m[row, 5])
-            pos = _put(buf, pos, b',"jitter":')
+            pos = _lit(buf, pos, b',"jitter":')
             pos = _put(buf, pos, jitter)
-            pos = _put(buf, pos, b',"samples":')
+            pos = _lit(buf, pos, b',"samples":')
             pos = _put_int(buf, pos, n)
         else:
-            pos = _put(buf, pos, b'},"rtt":{"min":null,"median":null,"p95":null,"max":null,"jitter":null,'
+            pos = _lit(buf, pos, b'},"rtt":{"min":null,"median":null,"p95":null,"max":null,"jitter":null,'
                                  b'"samples":0')
-        pos = _put(buf, pos, b'},"retransmissions":{"client":{"segments":')
+        pos = _lit(buf, pos, b'},"retransmissions":{"client":{"segments":')
         pos = _put_int(buf, pos, m[row, 6])
-        pos = _put(buf, pos, b',"bytes":')
+        pos = _lit(buf, pos, b',"bytes":')
         pos = _put_int(buf, pos, m[row, 7])
-        pos = _put(buf, pos, b'},"server":{"segments":')
+        pos = _lit(buf, pos, b'},"server":{"segments":')
         pos = _put_int(buf, pos, m[row, 8])
-        pos = _put(buf, pos, b',"bytes":')
+        pos = _lit(buf, pos, b',"bytes":')
         pos = _put_int(buf, pos, m[row, 9])
-        pos = _put(buf, pos, b'}},"zero_window":{"client":{"count":')
+        pos = _lit(buf, pos, b'}},"zero_window":{"client":{"count":')
         pos = _put_int(buf, pos, m[row, 10])
-        pos = _put(buf, pos, b',"seconds":')
+        pos = _lit(buf, pos, b',"seconds":')
         pos = self._opt_time(buf, pos, m[row, 11])
-        pos = _put(buf, pos, b'},"server":{"count":')
+        pos = _lit(buf, pos, b'},"server":{"count":')
         pos = _put_int(buf, pos, m[row, 12])
-        pos = _put(buf, pos, b',"seconds":')
+        pos = _lit(buf, pos, b',"seconds":')
         pos = self._opt_time(buf, pos, m[row, 13])
-        pos = _put(buf, pos, b'}},"options":{"mss":{"client":')
+        pos = _lit(buf, pos, b'}},"options":{"mss":{"client":')
         v = m[row, 14]
-        pos = _put(buf, pos, _NULL) if v == 0 else _put_int(buf, pos, v)      # `mss or None`
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b"null") if v == 0 else _put_int(buf, pos, v)      # `mss or None`
+        pos = _lit(buf, pos, b',"server":')
         v = m[row, 15]
-        pos = _put(buf, pos, _NULL) if v == 0 else _put_int(buf, pos, v)
-        pos = _put(buf, pos, b'},"window_scale":')
+        pos = _lit(buf, pos, b"null") if v == 0 else _put_int(buf, pos, v)
+        pos = _lit(buf, pos, b'},"window_scale":')
         if m[row, 16]:
-            pos = _put(buf, pos, b'{"client":')
+            pos = _lit(buf, pos, b'{"client":')
             pos = _put_int(buf, pos, m[row, 17])
-            pos = _put(buf, pos, b',"server":')
+            pos = _lit(buf, pos, b',"server":')
             pos = _put_int(buf, pos, m[row, 18])
-            pos = _put(buf, pos, b'}')
+            pos = _lit(buf, pos, b'}')
         else:
-            pos = _put(buf, pos, _NULL)
-        pos = _put(buf, pos, b',"sack":')
-        pos = _put(buf, pos, _TRUE if m[row, 19] else _FALSE)
-        pos = _put(buf, pos, b',"timestamps":')
-        pos = _put(buf, pos, _TRUE if m[row, 20] else _FALSE)
-        pos = _put(buf, pos, b'},"keepalives":{"client":')
+            pos = _lit(buf, pos, b"null")
+        pos = _lit(buf, pos, b',"sack":')
+        pos = _lit(buf, pos, b"true") if m[row, 19] else _lit(buf, pos, b"false")
+        pos = _lit(buf, pos, b',"timestamps":')
+        pos = _lit(buf, pos, b"true") if m[row, 20] else _lit(buf, pos, b"false")
+        pos = _lit(buf, pos, b'},"keepalives":{"client":')
         pos = _put_int(buf, pos, m[row, 21])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = _put_int(buf, pos, m[row, 22])
-        pos = _put(buf, pos, b'},"ttl":{"client":')
+        pos = _lit(buf, pos, b'},"ttl":{"client":')
         pos = self._opt_int(buf, pos, m[row, 23])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = self._opt_int(buf, pos, m[row, 24])
-        pos = _put(buf, pos, b'},"hops":{"client":')
+        pos = _lit(buf, pos, b'},"hops":{"client":')
         pos = self._opt_int(buf, pos, m[row, 25])
-        pos = _put(buf, pos, b',"server":')
+        pos = _lit(buf, pos, b',"server":')
         pos = self._opt_int(buf, pos, m[row, 26])
-        pos = _put(buf, pos, b'},"icmp":')
+        pos = _lit(buf, pos, b'},"icmp":')
         pos = _put(buf, pos, icmp)
         buf[pos] = 125                                    # '}'
         self._pos = pos + 1
