@@ -78,6 +78,7 @@ CSUM_UNVERIFIABLE = cython.declare(cython.uchar, 2)
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 def _tunnel_port(p: cython.uint) -> cython.bint:
@@ -86,6 +87,7 @@ def _tunnel_port(p: cython.uint) -> cython.bint:
 
 
 @cython.cfunc
+@cython.nogil
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -105,6 +107,7 @@ def _teredo_like(buf: cython.const[cython.uchar][::1], u: cython.Py_ssize_t, n: 
 
 
 @cython.cfunc
+@cython.nogil
 @cython.exceptval(check=False)
 def _other_linktype(lt: cython.longlong) -> cython.schar:
     """A link type beyond the kernel's own: ST_SLOW for those of links.SLOW_LINKTYPES (FDDI, PPP, PPP in
@@ -118,6 +121,7 @@ def _other_linktype(lt: cython.longlong) -> cython.schar:
 
 
 @cython.cfunc
+@cython.nogil
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -135,6 +139,7 @@ def _other_ethertype(buf: cython.const[cython.uchar][::1], s: cython.Py_ssize_t,
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 def _host_le() -> cython.bint:
@@ -150,6 +155,7 @@ def _host_le() -> cython.bint:
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
@@ -160,6 +166,7 @@ def _bswap32(v: cython.uint) -> cython.uint:
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
@@ -170,6 +177,7 @@ def _be16(buf: cython.const[cython.uchar][::1], o: cython.Py_ssize_t) -> cython.
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
@@ -185,6 +193,7 @@ def _be32(buf: cython.const[cython.uchar][::1], o: cython.Py_ssize_t) -> cython.
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
@@ -202,6 +211,7 @@ def _u32(buf: cython.const[cython.uchar][::1], o: cython.Py_ssize_t, big_endian:
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 @cython.boundscheck(False)
@@ -375,272 +385,274 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
     hl: cython.uchar              # IPv4 TTL / IPv6 hop limit
     ident: cython.uint            # IPv4 Identification (0 for IPv6)
 
-    for i in range(nrec):
-        s = doffs[i]
-        n = caps[i]
-        if n > buflen - s:            # (located records lie inside buf; never trust it blindly)
-            n = buflen - s
-        if n < 0:
-            n = 0
-        lt = lts[i]
+    with cython.nogil:                 # (plain C over the buffers: the reader thread lets the analysis run)
+        for i in range(nrec):
+            s = doffs[i]
+            n = caps[i]
+            if n > buflen - s:            # (located records lie inside buf; never trust it blindly)
+                n = buflen - s
+            if n < 0:
+                n = 0
+            lt = lts[i]
 
-        # ---- link layer (reader._link)
-        if lt == 1 or lt == 113 or lt == 276:       # Ethernet, Linux cooked v1, v2 (+ VLAN tags)
-            if lt == 1:
-                l3, p = 14, 12
-            elif lt == 113:
-                l3, p = 16, 14
-            else:
-                l3, p = 20, 0
-            if n < l3:
-                st[i] = ST_TRLINK
-                continue
-            et = _be16(buf, s + p)
-            if et != 0x0800:                        # (IPv4, the common case, with one test)
-                while et == 0x8100 or et == 0x88A8 or et == 0x9100:
-                    if n < l3 + 4:
-                        break
-                    et = _be16(buf, s + l3 + 2)
-                    l3 += 4
-                if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+            # ---- link layer (reader._link)
+            if lt == 1 or lt == 113 or lt == 276:       # Ethernet, Linux cooked v1, v2 (+ VLAN tags)
+                if lt == 1:
+                    l3, p = 14, 12
+                elif lt == 113:
+                    l3, p = 16, 14
+                else:
+                    l3, p = 20, 0
+                if n < l3:
                     st[i] = ST_TRLINK
                     continue
-        elif lt == 101 or lt == 12 or lt == 14:     # raw IP: the version nibble says which
-            if n < 1:
-                st[i] = ST_TRLINK
+                et = _be16(buf, s + p)
+                if et != 0x0800:                        # (IPv4, the common case, with one test)
+                    while et == 0x8100 or et == 0x88A8 or et == 0x9100:
+                        if n < l3 + 4:
+                            break
+                        et = _be16(buf, s + l3 + 2)
+                        l3 += 4
+                    if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+                        st[i] = ST_TRLINK
+                        continue
+            elif lt == 101 or lt == 12 or lt == 14:     # raw IP: the version nibble says which
+                if n < 1:
+                    st[i] = ST_TRLINK
+                    continue
+                v = buf[s] >> 4
+                l3 = 0
+                if v == 4:
+                    et = 0x0800
+                elif v == 6:
+                    et = 0x86DD
+                else:
+                    st[i] = ST_BADIP
+                    continue
+            elif lt == 228 or lt == 229:                # raw IPv4 / raw IPv6
+                if n < 1:
+                    st[i] = ST_TRLINK
+                    continue
+                l3 = 0
+                et = 0x0800 if lt == 228 else 0x86DD
+            elif lt == 0 or lt == 108:                  # BSD NULL (host byte order) / LOOP (network order)
+                if n < 4:
+                    st[i] = ST_TRLINK
+                    continue
+                be = (cython.cast(cython.ulonglong, buf[s]) << 24) | (buf[s + 1] << 16) | (buf[s + 2] << 8) | buf[s + 3]
+                af = be
+                if lt == 0:
+                    le = (cython.cast(cython.ulonglong, buf[s + 3]) << 24) | (buf[s + 2] << 16) | (buf[s + 1] << 8) | buf[s]
+                    if le <= 0xFFFF:
+                        af = le
+                l3 = 4
+                if af == 2:
+                    et = 0x0800
+                elif af == 24 or af == 28 or af == 30:
+                    et = 0x86DD
+                else:
+                    st[i] = ST_NONIP
+                    continue
+            else:                                       # unknown interface, other link types, unsupported
+                st[i] = _other_linktype(lt)
                 continue
-            v = buf[s] >> 4
-            l3 = 0
-            if v == 4:
-                et = 0x0800
-            elif v == 6:
-                et = 0x86DD
-            else:
-                st[i] = ST_BADIP
-                continue
-        elif lt == 228 or lt == 229:                # raw IPv4 / raw IPv6
-            if n < 1:
-                st[i] = ST_TRLINK
-                continue
-            l3 = 0
-            et = 0x0800 if lt == 228 else 0x86DD
-        elif lt == 0 or lt == 108:                  # BSD NULL (host byte order) / LOOP (network order)
-            if n < 4:
-                st[i] = ST_TRLINK
-                continue
-            be = (cython.cast(cython.ulonglong, buf[s]) << 24) | (buf[s + 1] << 16) | (buf[s + 2] << 8) | buf[s + 3]
-            af = be
-            if lt == 0:
-                le = (cython.cast(cython.ulonglong, buf[s + 3]) << 24) | (buf[s + 2] << 16) | (buf[s + 1] << 8) | buf[s]
-                if le <= 0xFFFF:
-                    af = le
-            l3 = 4
-            if af == 2:
-                et = 0x0800
-            elif af == 24 or af == 28 or af == 30:
-                et = 0x86DD
-            else:
-                st[i] = ST_NONIP
-                continue
-        else:                                       # unknown interface, other link types, unsupported
-            st[i] = _other_linktype(lt)
-            continue
 
-        # ---- network layer (reader._parse_net, unencapsulated packets only)
-        if et == 0x0800:
-            if n < l3 + 20:
-                st[i] = ST_TRIP
-                continue
-            v = buf[s + l3]
-            ihl = (v & 15) * 4
-            if v >> 4 != 4 or ihl < 20:
-                st[i] = ST_BADIP
-                continue
-            if n < l3 + ihl:
-                st[i] = ST_TRIP
-                continue
-            tot = _be16(buf, s + l3 + 2)
-            fo = _be16(buf, s + l3 + 6)
-            proto = buf[s + l3 + 9]
-            if tot == 0:                            # TSO: length left to the NIC
-                tot = origs[i] - l3
-            if tot < ihl:
-                st[i] = ST_BADIP
-                continue
-            if fo & 0x1FFF:                         # a later fragment: reassembled if TCP (scalar path)
-                st[i] = ST_SLOW if proto == 6 else ST_FRAG
-                continue
-            t = l3 + ihl
-            if proto != 6:
-                if proto == 17:
-                    if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
-                                       or _teredo_like(buf, s + t + 8, s + n)):
+            # ---- network layer (reader._parse_net, unencapsulated packets only)
+            if et == 0x0800:
+                if n < l3 + 20:
+                    st[i] = ST_TRIP
+                    continue
+                v = buf[s + l3]
+                ihl = (v & 15) * 4
+                if v >> 4 != 4 or ihl < 20:
+                    st[i] = ST_BADIP
+                    continue
+                if n < l3 + ihl:
+                    st[i] = ST_TRIP
+                    continue
+                tot = _be16(buf, s + l3 + 2)
+                fo = _be16(buf, s + l3 + 6)
+                proto = buf[s + l3 + 9]
+                if tot == 0:                            # TSO: length left to the NIC
+                    tot = origs[i] - l3
+                if tot < ihl:
+                    st[i] = ST_BADIP
+                    continue
+                if fo & 0x1FFF:                         # a later fragment: reassembled if TCP (scalar path)
+                    st[i] = ST_SLOW if proto == 6 else ST_FRAG
+                    continue
+                t = l3 + ihl
+                if proto != 6:
+                    if proto == 17:
+                        if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
+                                           or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
+                                           or _teredo_like(buf, s + t + 8, s + n)):
+                            st[i] = ST_SLOW
+                        else:
+                            st[i] = ST_UDP
+                    elif proto == 1:
+                        st[i] = ST_ICMP
+                    elif proto == 4 or proto == 41 or proto == 47:    # IP-in-IP, 6in4, GRE
                         st[i] = ST_SLOW
                     else:
-                        st[i] = ST_UDP
-                elif proto == 1:
-                    st[i] = ST_ICMP
-                elif proto == 4 or proto == 41 or proto == 47:    # IP-in-IP, 6in4, GRE
+                        st[i] = ST_OTHER
+                    continue
+                if fo & 0x2000:                         # first fragment (MF): reassembled (scalar path)
                     st[i] = ST_SLOW
-                else:
-                    st[i] = ST_OTHER
-                continue
-            if fo & 0x2000:                         # first fragment (MF): reassembled (scalar path)
-                st[i] = ST_SLOW
-                continue
-            fam = 4
-            hl = buf[s + l3 + 8]
-            ident = _be16(buf, s + l3 + 4)
-            tcplen = tot - ihl
-            iplen = tot
-        elif et == 0x86DD:
-            if n < l3 + 40:
-                st[i] = ST_TRIP
-                continue
-            if buf[s + l3] >> 4 != 6:
-                st[i] = ST_BADIP
-                continue
-            tcplen = (buf[s + l3 + 4] << 8) | buf[s + l3 + 5]
-            if tcplen == 0:                         # jumbogram / TSO
-                tcplen = origs[i] - l3 - 40
-                if tcplen < 0:
-                    tcplen = 0
-            proto = buf[s + l3 + 6]
-            t = l3 + 40
-            if proto != 6:
-                if proto == 17:
-                    if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
-                                       or _teredo_like(buf, s + t + 8, s + n)):
-                        st[i] = ST_SLOW
+                    continue
+                fam = 4
+                hl = buf[s + l3 + 8]
+                ident = _be16(buf, s + l3 + 4)
+                tcplen = tot - ihl
+                iplen = tot
+            elif et == 0x86DD:
+                if n < l3 + 40:
+                    st[i] = ST_TRIP
+                    continue
+                if buf[s + l3] >> 4 != 6:
+                    st[i] = ST_BADIP
+                    continue
+                tcplen = (buf[s + l3 + 4] << 8) | buf[s + l3 + 5]
+                if tcplen == 0:                         # jumbogram / TSO
+                    tcplen = origs[i] - l3 - 40
+                    if tcplen < 0:
+                        tcplen = 0
+                proto = buf[s + l3 + 6]
+                t = l3 + 40
+                if proto != 6:
+                    if proto == 17:
+                        if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
+                                           or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
+                                           or _teredo_like(buf, s + t + 8, s + n)):
+                            st[i] = ST_SLOW
+                        else:
+                            st[i] = ST_UDP
+                    elif proto == 58:
+                        st[i] = ST_ICMP6
+                    elif (proto == 0 or proto == 43 or proto == 60 or proto == 44 or proto == 51 or proto == 135
+                          or proto == 139 or proto == 140 or proto == 4 or proto == 41 or proto == 47 or proto == 1):
+                        st[i] = ST_SLOW                 # extension headers, IP-in-IP, GRE (and ICMP, as ever)
                     else:
-                        st[i] = ST_UDP
-                elif proto == 58:
-                    st[i] = ST_ICMP6
-                elif (proto == 0 or proto == 43 or proto == 60 or proto == 44 or proto == 51 or proto == 135
-                      or proto == 139 or proto == 140 or proto == 4 or proto == 41 or proto == 47 or proto == 1):
-                    st[i] = ST_SLOW                 # extension headers, IP-in-IP, GRE (and ICMP, as ever)
-                else:
-                    st[i] = ST_OTHER
+                        st[i] = ST_OTHER
+                    continue
+                fam = 6
+                hl = buf[s + l3 + 7]
+                ident = 0
+                iplen = 40 + tcplen
+            elif et == 0x0806 or et == 0x8035:
+                st[i] = ST_ARP
                 continue
-            fam = 6
-            hl = buf[s + l3 + 7]
-            ident = 0
-            iplen = 40 + tcplen
-        elif et == 0x0806 or et == 0x8035:
-            st[i] = ST_ARP
-            continue
-        else:                                       # (out of line: the common path's code stays as it was)
-            st[i] = _other_ethertype(buf, s, n, l3, et)
-            continue
+            else:                                       # (out of line: the common path's code stays as it was)
+                st[i] = _other_ethertype(buf, s, n, l3, et)
+                continue
 
-        # ---- TCP header and options (the tail of reader._parse_net)
-        if n < t + 20:
-            st[i] = ST_TRTCP
-            continue
-        doff = (buf[s + t + 12] >> 4) * 4
-        if doff < 20 or tcplen < doff:
-            st[i] = ST_BADTCP
-            continue
-        o_mss, o_ws, o_sok, o_ts, tv, te = 0, -1, 0, 0, 0, 0
-        p = t + 20
-        oend = t + doff
-        if oend > n:
-            oend = n
-        if oend == t + 32 and _be32(buf, s + p) == 0x0101080A:
-            # the usual options of a segment after the handshake, NOP NOP TS: what the loop below finds
-            o_ts = 1
-            tv = _be32(buf, s + p + 4)
-            te = _be32(buf, s + p + 8)
-            p = oend
-        while p < oend:
-            k = buf[s + p]
-            if k == 0:
-                break
-            if k == 1:
-                p += 1
+            # ---- TCP header and options (the tail of reader._parse_net)
+            if n < t + 20:
+                st[i] = ST_TRTCP
                 continue
-            if p + 1 >= oend:
-                break
-            ln = buf[s + p + 1]
-            if ln < 2 or p + ln > oend:
-                break
-            if k == 2 and ln == 4:
-                o_mss = (buf[s + p + 2] << 8) | buf[s + p + 3]
-            elif k == 3 and ln == 3:
-                o_ws = buf[s + p + 2] if buf[s + p + 2] < 127 else 127
-            elif k == 4 and ln == 2:
-                o_sok = 1
-            elif k == 8 and ln == 10:
+            doff = (buf[s + t + 12] >> 4) * 4
+            if doff < 20 or tcplen < doff:
+                st[i] = ST_BADTCP
+                continue
+            o_mss, o_ws, o_sok, o_ts, tv, te = 0, -1, 0, 0, 0, 0
+            p = t + 20
+            oend = t + doff
+            if oend > n:
+                oend = n
+            if oend == t + 32 and _be32(buf, s + p) == 0x0101080A:
+                # the usual options of a segment after the handshake, NOP NOP TS: what the loop below finds
                 o_ts = 1
-                tv = _be32(buf, s + p + 2)
-                te = _be32(buf, s + p + 6)
-            p += ln
+                tv = _be32(buf, s + p + 4)
+                te = _be32(buf, s + p + 8)
+                p = oend
+            while p < oend:
+                k = buf[s + p]
+                if k == 0:
+                    break
+                if k == 1:
+                    p += 1
+                    continue
+                if p + 1 >= oend:
+                    break
+                ln = buf[s + p + 1]
+                if ln < 2 or p + ln > oend:
+                    break
+                if k == 2 and ln == 4:
+                    o_mss = (buf[s + p + 2] << 8) | buf[s + p + 3]
+                elif k == 3 and ln == 3:
+                    o_ws = buf[s + p + 2] if buf[s + p + 2] < 127 else 127
+                elif k == 4 and ln == 2:
+                    o_sok = 1
+                elif k == 8 and ln == 10:
+                    o_ts = 1
+                    tv = _be32(buf, s + p + 2)
+                    te = _be32(buf, s + p + 6)
+                p += ln
 
-        # ---- the row
-        st[i] = ST_OK
-        rows[m] = i
-        family[m] = fam
-        if fam == 4:                                # ::ffff:a.b.c.d
-            if cython.compiled:
-                memset(cython.address(src[m, 0]), 0, 10)
-                memset(cython.address(dst[m, 0]), 0, 10)
-                memset(cython.address(src[m, 10]), 0xFF, 2)
-                memset(cython.address(dst[m, 10]), 0xFF, 2)
-                memcpy(cython.address(src[m, 12]), cython.address(buf[s + l3 + 12]), 4)
-                memcpy(cython.address(dst[m, 12]), cython.address(buf[s + l3 + 16]), 4)
+            # ---- the row
+            st[i] = ST_OK
+            rows[m] = i
+            family[m] = fam
+            if fam == 4:                                # ::ffff:a.b.c.d
+                if cython.compiled:
+                    memset(cython.address(src[m, 0]), 0, 10)
+                    memset(cython.address(dst[m, 0]), 0, 10)
+                    memset(cython.address(src[m, 10]), 0xFF, 2)
+                    memset(cython.address(dst[m, 10]), 0xFF, 2)
+                    memcpy(cython.address(src[m, 12]), cython.address(buf[s + l3 + 12]), 4)
+                    memcpy(cython.address(dst[m, 12]), cython.address(buf[s + l3 + 16]), 4)
+                else:
+                    for a in range(10):
+                        src[m, a] = 0
+                        dst[m, a] = 0
+                    src[m, 10] = 0xFF
+                    src[m, 11] = 0xFF
+                    dst[m, 10] = 0xFF
+                    dst[m, 11] = 0xFF
+                    for a in range(4):
+                        src[m, 12 + a] = buf[s + l3 + 12 + a]
+                        dst[m, 12 + a] = buf[s + l3 + 16 + a]
+            elif cython.compiled:
+                memcpy(cython.address(src[m, 0]), cython.address(buf[s + l3 + 8]), 16)
+                memcpy(cython.address(dst[m, 0]), cython.address(buf[s + l3 + 24]), 16)
             else:
-                for a in range(10):
-                    src[m, a] = 0
-                    dst[m, a] = 0
-                src[m, 10] = 0xFF
-                src[m, 11] = 0xFF
-                dst[m, 10] = 0xFF
-                dst[m, 11] = 0xFF
-                for a in range(4):
-                    src[m, 12 + a] = buf[s + l3 + 12 + a]
-                    dst[m, 12 + a] = buf[s + l3 + 16 + a]
-        elif cython.compiled:
-            memcpy(cython.address(src[m, 0]), cython.address(buf[s + l3 + 8]), 16)
-            memcpy(cython.address(dst[m, 0]), cython.address(buf[s + l3 + 24]), 16)
-        else:
-            for a in range(16):
-                src[m, a] = buf[s + l3 + 8 + a]
-                dst[m, a] = buf[s + l3 + 24 + a]
-        a = s + t
-        sport[m] = _be16(buf, a)
-        dport[m] = _be16(buf, a + 2)
-        seq[m] = _be32(buf, a + 4)
-        ack[m] = _be32(buf, a + 8)
-        flags[m] = ((buf[a + 12] & 1) << 8) | buf[a + 13]
-        win[m] = _be16(buf, a + 14)
-        plen[m] = tcplen - doff
-        mss[m] = o_mss
-        wscale[m] = o_ws
-        sack_ok[m] = o_sok
-        has_ts[m] = o_ts
-        tsval[m] = tv
-        tsecr[m] = te
-        ip_len[m] = iplen
-        ttl[m] = hl
-        ipid[m] = ident
-        # TCP checksum (batch.py, reader._csum_ok): verified only when the whole segment was captured.
-        # Ones' complement: the pseudo-header's words (addresses as stored, protocol, TCP length) plus
-        # the segment's sum to 0 modulo 0xffff.
-        if n < t + tcplen:
-            csum[m] = CSUM_UNVERIFIABLE
-        else:
-            if fam == 4:                            # ::ffff:a.b.c.d: two 0xffff words, then the addresses
-                acc = 6 + tcplen + 2 * 0xFFFF + _word_sum(buf, s + t, tcplen, s + l3 + 12, 8)
+                for a in range(16):
+                    src[m, a] = buf[s + l3 + 8 + a]
+                    dst[m, a] = buf[s + l3 + 24 + a]
+            a = s + t
+            sport[m] = _be16(buf, a)
+            dport[m] = _be16(buf, a + 2)
+            seq[m] = _be32(buf, a + 4)
+            ack[m] = _be32(buf, a + 8)
+            flags[m] = ((buf[a + 12] & 1) << 8) | buf[a + 13]
+            win[m] = _be16(buf, a + 14)
+            plen[m] = tcplen - doff
+            mss[m] = o_mss
+            wscale[m] = o_ws
+            sack_ok[m] = o_sok
+            has_ts[m] = o_ts
+            tsval[m] = tv
+            tsecr[m] = te
+            ip_len[m] = iplen
+            ttl[m] = hl
+            ipid[m] = ident
+            # TCP checksum (batch.py, reader._csum_ok): verified only when the whole segment was captured.
+            # Ones' complement: the pseudo-header's words (addresses as stored, protocol, TCP length) plus
+            # the segment's sum to 0 modulo 0xffff.
+            if n < t + tcplen:
+                csum[m] = CSUM_UNVERIFIABLE
             else:
-                acc = 6 + tcplen + _word_sum(buf, s + t, tcplen, s + l3 + 8, 32)
-            csum[m] = CSUM_GOOD if acc % 0xFFFF == 0 else CSUM_BAD
-        m += 1
+                if fam == 4:                            # ::ffff:a.b.c.d: two 0xffff words, then the addresses
+                    acc = 6 + tcplen + 2 * 0xFFFF + _word_sum(buf, s + t, tcplen, s + l3 + 12, 8)
+                else:
+                    acc = 6 + tcplen + _word_sum(buf, s + t, tcplen, s + l3 + 8, 32)
+                csum[m] = CSUM_GOOD if acc % 0xFFFF == 0 else CSUM_BAD
+            m += 1
     return m
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 def _bswap64(v: cython.ulonglong) -> cython.ulonglong:
@@ -653,6 +665,7 @@ def _bswap64(v: cython.ulonglong) -> cython.ulonglong:
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 def _cmp16(a: cython.p_const_uchar, b: cython.p_const_uchar) -> cython.int:
@@ -687,39 +700,40 @@ def flow_keys(src: cython.const[cython.uchar][:, ::1], dst: cython.const[cython.
     c: cython.int
     sp: cython.uint
     dp: cython.uint
-    for i in range(nrow):
-        sp = sport[i]
-        dp = dport[i]
-        c = 0                              # memcmp(source side, destination side)
-        if cython.compiled:                # (as two big-endian 64-bit numbers: no call, no byte loop)
-            c = _cmp16(cython.address(src[i, 0]), cython.address(dst[i, 0]))
-        else:
-            for j in range(16):
-                if src[i, j] != dst[i, j]:
-                    c = -1 if src[i, j] < dst[i, j] else 1
-                    break
-        if c == 0 and sp != dp:
-            c = -1 if sp < dp else 1
-        if c <= 0:
-            lo[i] = 1
-            if cython.compiled:
-                memcpy(cython.address(key[i, 0]), cython.address(src[i, 0]), 16)
-                memcpy(cython.address(key[i, 18]), cython.address(dst[i, 0]), 16)
+    with cython.nogil:
+        for i in range(nrow):
+            sp = sport[i]
+            dp = dport[i]
+            c = 0                              # memcmp(source side, destination side)
+            if cython.compiled:                # (as two big-endian 64-bit numbers: no call, no byte loop)
+                c = _cmp16(cython.address(src[i, 0]), cython.address(dst[i, 0]))
             else:
                 for j in range(16):
-                    key[i, j] = src[i, j]
-                    key[i, 18 + j] = dst[i, j]
-            key[i, 16], key[i, 17], key[i, 34], key[i, 35] = sp >> 8, sp & 0xFF, dp >> 8, dp & 0xFF
-        else:
-            lo[i] = 0
-            if cython.compiled:
-                memcpy(cython.address(key[i, 0]), cython.address(dst[i, 0]), 16)
-                memcpy(cython.address(key[i, 18]), cython.address(src[i, 0]), 16)
+                    if src[i, j] != dst[i, j]:
+                        c = -1 if src[i, j] < dst[i, j] else 1
+                        break
+            if c == 0 and sp != dp:
+                c = -1 if sp < dp else 1
+            if c <= 0:
+                lo[i] = 1
+                if cython.compiled:
+                    memcpy(cython.address(key[i, 0]), cython.address(src[i, 0]), 16)
+                    memcpy(cython.address(key[i, 18]), cython.address(dst[i, 0]), 16)
+                else:
+                    for j in range(16):
+                        key[i, j] = src[i, j]
+                        key[i, 18 + j] = dst[i, j]
+                key[i, 16], key[i, 17], key[i, 34], key[i, 35] = sp >> 8, sp & 0xFF, dp >> 8, dp & 0xFF
             else:
-                for j in range(16):
-                    key[i, j] = dst[i, j]
-                    key[i, 18 + j] = src[i, j]
-            key[i, 16], key[i, 17], key[i, 34], key[i, 35] = dp >> 8, dp & 0xFF, sp >> 8, sp & 0xFF
+                lo[i] = 0
+                if cython.compiled:
+                    memcpy(cython.address(key[i, 0]), cython.address(dst[i, 0]), 16)
+                    memcpy(cython.address(key[i, 18]), cython.address(src[i, 0]), 16)
+                else:
+                    for j in range(16):
+                        key[i, j] = dst[i, j]
+                        key[i, 18 + j] = src[i, j]
+                key[i, 16], key[i, 17], key[i, 34], key[i, 35] = dp >> 8, dp & 0xFF, sp >> 8, sp & 0xFF
 
 
 @cython.ccall

@@ -1442,7 +1442,7 @@ class Connection:
     @cython.boundscheck(False)
     @cython.wraparound(False)
     @cython.locals(t=Transition, out=cython.longlong[::1], i=i64, k=i64, n=i64, old=i64, new=i64, alt=i64,
-                   cid=i64)
+                   cid=i64, causes=dict)       # (a typed dict: `causes.get` is a C call, not a method lookup)
     def transition_rows(self, out, causes: dict) -> int:
         """The transitions as compact columns for a renderer (tcpfsm/render/_emit.py), without a Python
         object per field: TRANSITION_ROW int64s per transition in `out` (at least that many times

@@ -160,57 +160,58 @@ def intern_keys(keys: cython.const[cython.uint][:, ::1], table: cython.longlong[
     c: cython.ulonglong
     diff: cython.uint
     same: cython.bint
-    for i in range(n):
-        # a segment of the same 4-tuple as the row before (half of them, in bulk transfers) has its id
-        if i > 0:
-            if cython.compiled:             # (libc's memcmp of the 36 bytes: a third fewer instructions than words)
-                same = memcmp(cython.address(keys[i, 0]), cython.address(keys[i - 1, 0]), 4 * KEY_WORDS) == 0
-            else:
-                diff = 0
-                for j in range(KEY_WORDS):
-                    diff |= keys[i, j] ^ keys[i - 1, j]
-                same = diff == 0
-            if same:
-                out[i] = out[i - 1]
-                continue
-        h = 0
-        c = _K0
-        for j in range(KEY_WORDS):                      # each word times its own odd constant, summed
-            h += cython.cast(cython.ulonglong, keys[i, j]) * c
-            c += _K_STEP
+    with cython.nogil:                 # (plain C over the arrays: the reader thread lets the tracker run)
+        for i in range(n):
+            # a segment of the same 4-tuple as the row before (half of them, in bulk transfers) has its id
+            if i > 0:
+                if cython.compiled:             # (libc's memcmp of the 36 bytes: a third fewer instructions than words)
+                    same = memcmp(cython.address(keys[i, 0]), cython.address(keys[i - 1, 0]), 4 * KEY_WORDS) == 0
+                else:
+                    diff = 0
+                    for j in range(KEY_WORDS):
+                        diff |= keys[i, j] ^ keys[i - 1, j]
+                    same = diff == 0
+                if same:
+                    out[i] = out[i - 1]
+                    continue
+            h = 0
+            c = _K0
+            for j in range(KEY_WORDS):                      # each word times its own odd constant, summed
+                h += cython.cast(cython.ulonglong, keys[i, j]) * c
+                c += _K_STEP
+                if not cython.compiled:
+                    h &= (1 << 64) - 1
+                    c &= (1 << 64) - 1
+            # a product carries only upward: fold the high bits into the low ones the slot is taken from
+            h ^= h >> 32
+            h *= _MIX
             if not cython.compiled:
                 h &= (1 << 64) - 1
-                c &= (1 << 64) - 1
-        # a product carries only upward: fold the high bits into the low ones the slot is taken from
-        h ^= h >> 32
-        h *= _MIX
-        if not cython.compiled:
-            h &= (1 << 64) - 1
-        h ^= h >> 29
-        s = cython.cast(cython.longlong, h & cython.cast(cython.ulonglong, mask))
-        while True:
-            g = table[s]
-            if g < 0:                           # not stored yet
-                if grow:
-                    g = nkeys
-                    nkeys += 1
-                    table[s] = g
-                    for j in range(KEY_WORDS):
-                        stored[g, j] = keys[i, j]
+            h ^= h >> 29
+            s = cython.cast(cython.longlong, h & cython.cast(cython.ulonglong, mask))
+            while True:
+                g = table[s]
+                if g < 0:                           # not stored yet
+                    if grow:
+                        g = nkeys
+                        nkeys += 1
+                        table[s] = g
+                        for j in range(KEY_WORDS):
+                            stored[g, j] = keys[i, j]
+                    else:
+                        g = missing
+                    break
+                if cython.compiled:
+                    same = memcmp(cython.address(stored[g, 0]), cython.address(keys[i, 0]), 4 * KEY_WORDS) == 0
                 else:
-                    g = missing
-                break
-            if cython.compiled:
-                same = memcmp(cython.address(stored[g, 0]), cython.address(keys[i, 0]), 4 * KEY_WORDS) == 0
-            else:
-                diff = 0
-                for j in range(KEY_WORDS):
-                    diff |= stored[g, j] ^ keys[i, j]
-                same = diff == 0
-            if same:
-                break
-            s = (s + 1) & mask
-        out[i] = g
+                    diff = 0
+                    for j in range(KEY_WORDS):
+                        diff |= stored[g, j] ^ keys[i, j]
+                    same = diff == 0
+                if same:
+                    break
+                s = (s + 1) & mask
+            out[i] = g
     return nkeys
 
 
@@ -294,6 +295,7 @@ def rtt_by_flow(conv: cython.const[cython.longlong][::1], rtt: cython.const[cyth
 
 
 @cython.cfunc
+@cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
 def _sd(a: cython.longlong, b: cython.longlong) -> cython.longlong:
@@ -305,6 +307,7 @@ def _sd(a: cython.longlong, b: cython.longlong) -> cython.longlong:
 
 
 @cython.cfunc
+@cython.nogil
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.exceptval(check=False)
@@ -380,228 +383,229 @@ def analyze(key: cython.const[cython.longlong][::1], lo: cython.const[cython.uch
     fresh: cython.bint
     has_ttl: cython.bint = ttl.shape[0] > 0
     nrtt: cython.Py_ssize_t = rtt_held[0]
-    for i in range(n):
-        # (casts: C integers when compiled; plain Python ints uncompiled, where numpy's unsigned scalars
-        # would wrap and warn)
-        fl = cython.cast(cython.int, flags[i])
-        s = cython.cast(cython.longlong, seq[i])
-        a = cython.cast(cython.longlong, ack[i])
-        w = cython.cast(cython.longlong, win[i])
-        ln = cython.cast(cython.longlong, plen[i])
-        now = cython.cast(cython.longlong, ts[i])
-        d = 1 if lo[i] else 0                 # (a C int; plain Python must not do uint8 arithmetic)
-        ta = 0
-        c = conv_of_key[key[i]]
-        if c >= 0 and (fl & (F_SYN | F_ACK)) == F_SYN and ds[2 * c + d, D_BASESET] and s != ds[2 * c + d, D_BASE]:
-            c = -1                                  # reused ports: a new conversation on this 4-tuple
-            ta |= A_REUSED_PORTS
-        fresh = c < 0
-        if fresh:
-            if nconv >= max_conv:               # the cap on conversations kept: this one is not analysed
-                out_conv[i] = -1
-                out_bits[i] = 0
-                out_dupnum[i] = 0
-                continue
-            c = nconv
-            nconv += 1
-            _reset(ds, cs, c)
-            conv_of_key[key[i]] = c
-        fwd = 2 * c + d
-        rev = 2 * c + 1 - d
-        # the three state rows this segment reads and writes, by their addresses when compiled (computed once
-        # here: indexing the 2-D arrays each time reloads their base and stride, which the compiler cannot keep
-        # in registers in this long loop: 16% fewer instructions on the bench capture) and as row views uncompiled
-        if cython.compiled:
-            pF = cython.address(ds[fwd, 0])
-            pR = cython.address(ds[rev, 0])
-            pC = cython.address(cs[c, 0])
-        else:
-            pF, pR, pC = ds[fwd], ds[rev], cs[c]
-        if fresh:
-            pC[C_KEY] = key[i]
-            pC[C_FIRST_PACKET] = index[i]
-            pC[C_FIRST_TS] = now
-        elif now - pC[C_LAST_TS] > pC[C_MAX_GAP]:
-            pC[C_MAX_GAP] = now - pC[C_LAST_TS]
-            pC[C_MAX_GAP_PACKET] = index[i]
-        pC[C_LAST_TS] = now
-        pF[D_SEGMENTS] += 1
-        if has_ttl and ttl[i] > ttl_max[fwd]:   # the highest TTL / hop limit of each direction
-            ttl_max[fwd] = ttl[i]
-        ctl = (fl & (F_SYN | F_FIN | F_RST)) != 0
-
-        # the base sequence numbers: a SYN's own, else one before the first seen; the peer's from the
-        # first ACK (ack - 1)
-        if not pF[D_BASESET]:
-            pF[D_BASE] = s if fl & F_SYN else (s - 1) & M32
-            pF[D_BASESET] = 1
-        if not pR[D_BASESET] and fl & F_ACK:
-            pR[D_BASE] = (a - 1) & M32
-            pR[D_BASESET] = 1
-
-        # the handshake: the most recent SYN, and the first ACK without SYN after it closes the initial RTT
-        if fl & F_SYN:
-            pF[D_SYNS] += 1
-            if not fl & F_ACK:
-                if pC[C_FIRST_SYN_TS] == 0:
-                    pC[C_FIRST_SYN_TS] = now
-                pC[C_MRU_SYN] = now
-                pC[C_SYN_DIR] = d
-            elif pC[C_FIRST_RTT] == 0:
-                pC[C_MRU_SYNACK] = now
-            elif pC[C_MRU_SYNACK] != 0 and s == pF[D_BASE] and now > pC[C_MRU_SYN] + pC[C_FIRST_RTT]:
-                # the same SYN+ACK again, after the handshake ACK: the server ignored that ACK
-                pC[C_SYNACK_AFTER] += 1
-                if pC[C_SYNACK_AFTER_PACKET] == 0:
-                    pC[C_SYNACK_AFTER_PACKET] = index[i]
-        elif fl & F_ACK and pC[C_FIRST_RTT] == 0 and pC[C_MRU_SYN] != 0:
-            pC[C_FIRST_RTT] = now - pC[C_MRU_SYN]
-            pC[C_RTT_PACKET] = index[i]
-            if pC[C_MRU_SYNACK] != 0:
-                pC[C_SYNACK_LEG] = pC[C_MRU_SYNACK] - pC[C_MRU_SYN]
-                pC[C_ACK_LEG] = now - pC[C_MRU_SYNACK]
-
-        nxt = pF[D_NEXTSEQ]
-        # ZERO WINDOW PROBE: exactly one byte at the next expected sequence number while the peer's
-        # window is zero
-        if ln == 1 and s == nxt and pR[D_WINDOW] == 0:
-            ta |= A_ZERO_WINDOW_PROBE
-        else:
-            # ZERO WINDOW: window 0 on a segment without SYN, FIN or RST
-            if w == 0 and not ctl:
-                ta |= A_ZERO_WINDOW
-            # LOST SEGMENT: beyond the highest next sequence number seen (a gap), RST excepted
-            if nxt != 0 and _sd(s, nxt) > 0 and not fl & F_RST:
-                ta |= A_LOST_SEGMENT
-            # KEEP ALIVE: 0 or 1 byte one before the next expected sequence number
-            if (ln == 0 or ln == 1) and s == ((nxt - 1) & M32) and not ctl:
-                ta |= A_KEEP_ALIVE
-            # WINDOW UPDATE: no data, same seq/ack as before, another (non-zero) window
-            if ln == 0 and w != 0 and w != pF[D_WINDOW] and s == nxt and a == pF[D_LASTACK] and not ctl:
-                ta |= A_WINDOW_UPDATE
-            # WINDOW FULL: data reaching exactly the right edge of the peer's advertised window (its scale
-            # known)
-            if ln > 0 and pR[D_WSCALE] != -1 and not ctl:
-                shift = 0 if pR[D_WSCALE] == -2 else pR[D_WSCALE]
-                if ((s + ln) & M32) == ((pR[D_LASTACK] + ((pR[D_WINDOW] << shift) & M32)) & M32):
-                    ta |= A_WINDOW_FULL
-            same = ln == 0 and s == nxt and a == pF[D_LASTACK] and not ctl and w == pF[D_WINDOW]
-            # KEEP ALIVE ACK: repeats the previous ACK right after the peer's keep-alive
-            if same and w != 0 and pR[D_LASTFLAGS] & A_KEEP_ALIVE:
-                ta |= A_KEEP_ALIVE_ACK
-            # ZERO WINDOW PROBE ACK: repeats the previous (zero-window) ACK right after the peer's probe
-            elif same and w == 0 and pR[D_LASTFLAGS] & A_ZERO_WINDOW_PROBE:
-                ta |= A_ZERO_WINDOW_PROBE_ACK
-            # DUPLICATE ACK: no data, same window, seq and ack as the previous segment
-            elif same and w != 0:
-                # (-1 is the mark an "ACKed unseen segment" left: it counts as the first duplicate)
-                pF[D_DUPACKS] = 1 if pF[D_DUPACKS] == -1 else pF[D_DUPACKS] + 1
-                ta |= A_DUPLICATE_ACK
-                out_dupnum[i] = pF[D_DUPACKS]
-        if not ta & A_DUPLICATE_ACK:
-            out_dupnum[i] = 0
-        # a new acknowledgement number restarts the duplicate count
-        if a != pF[D_LASTACK]:
-            pF[D_DUPACKS] = 0
-
-        # ACKED LOST SEGMENT: acknowledges beyond what the peer was seen to send
-        # once per unseen segment: the mark moves up to the peer's next sequence number (compared as plain
-        # unsigned numbers, as there); when it cannot, a -1 duplicate count in the peer's direction keeps
-        # the pure ACKs that follow from repeating it
-        if pR[D_MAXSEQTOBEACKED] != 0 and _sd(a, pR[D_MAXSEQTOBEACKED]) > 0 and fl & F_ACK:
-            if pR[D_MAXSEQTOBEACKED] > pR[D_NEXTSEQ]:
-                pR[D_MAXSEQTOBEACKED] = pR[D_NEXTSEQ]
-                ta |= A_ACK_LOST_SEGMENT
+    with cython.nogil:                 # (plain C over the arrays: the reader thread lets the tracker run)
+        for i in range(n):
+            # (casts: C integers when compiled; plain Python ints uncompiled, where numpy's unsigned scalars
+            # would wrap and warn)
+            fl = cython.cast(cython.int, flags[i])
+            s = cython.cast(cython.longlong, seq[i])
+            a = cython.cast(cython.longlong, ack[i])
+            w = cython.cast(cython.longlong, win[i])
+            ln = cython.cast(cython.longlong, plen[i])
+            now = cython.cast(cython.longlong, ts[i])
+            d = 1 if lo[i] else 0                 # (a C int; plain Python must not do uint8 arithmetic)
+            ta = 0
+            c = conv_of_key[key[i]]
+            if c >= 0 and (fl & (F_SYN | F_ACK)) == F_SYN and ds[2 * c + d, D_BASESET] and s != ds[2 * c + d, D_BASE]:
+                c = -1                                  # reused ports: a new conversation on this 4-tuple
+                ta |= A_REUSED_PORTS
+            fresh = c < 0
+            if fresh:
+                if nconv >= max_conv:               # the cap on conversations kept: this one is not analysed
+                    out_conv[i] = -1
+                    out_bits[i] = 0
+                    out_dupnum[i] = 0
+                    continue
+                c = nconv
+                nconv += 1
+                _reset(ds, cs, c)
+                conv_of_key[key[i]] = c
+            fwd = 2 * c + d
+            rev = 2 * c + 1 - d
+            # the three state rows this segment reads and writes, by their addresses when compiled (computed once
+            # here: indexing the 2-D arrays each time reloads their base and stride, which the compiler cannot keep
+            # in registers in this long loop: 16% fewer instructions on the bench capture) and as row views uncompiled
+            if cython.compiled:
+                pF = cython.address(ds[fwd, 0])
+                pR = cython.address(ds[rev, 0])
+                pC = cython.address(cs[c, 0])
             else:
-                if pR[D_DUPACKS] == 0:
+                pF, pR, pC = ds[fwd], ds[rev], cs[c]
+            if fresh:
+                pC[C_KEY] = key[i]
+                pC[C_FIRST_PACKET] = index[i]
+                pC[C_FIRST_TS] = now
+            elif now - pC[C_LAST_TS] > pC[C_MAX_GAP]:
+                pC[C_MAX_GAP] = now - pC[C_LAST_TS]
+                pC[C_MAX_GAP_PACKET] = index[i]
+            pC[C_LAST_TS] = now
+            pF[D_SEGMENTS] += 1
+            if has_ttl and ttl[i] > ttl_max[fwd]:   # the highest TTL / hop limit of each direction
+                ttl_max[fwd] = ttl[i]
+            ctl = (fl & (F_SYN | F_FIN | F_RST)) != 0
+
+            # the base sequence numbers: a SYN's own, else one before the first seen; the peer's from the
+            # first ACK (ack - 1)
+            if not pF[D_BASESET]:
+                pF[D_BASE] = s if fl & F_SYN else (s - 1) & M32
+                pF[D_BASESET] = 1
+            if not pR[D_BASESET] and fl & F_ACK:
+                pR[D_BASE] = (a - 1) & M32
+                pR[D_BASESET] = 1
+
+            # the handshake: the most recent SYN, and the first ACK without SYN after it closes the initial RTT
+            if fl & F_SYN:
+                pF[D_SYNS] += 1
+                if not fl & F_ACK:
+                    if pC[C_FIRST_SYN_TS] == 0:
+                        pC[C_FIRST_SYN_TS] = now
+                    pC[C_MRU_SYN] = now
+                    pC[C_SYN_DIR] = d
+                elif pC[C_FIRST_RTT] == 0:
+                    pC[C_MRU_SYNACK] = now
+                elif pC[C_MRU_SYNACK] != 0 and s == pF[D_BASE] and now > pC[C_MRU_SYN] + pC[C_FIRST_RTT]:
+                    # the same SYN+ACK again, after the handshake ACK: the server ignored that ACK
+                    pC[C_SYNACK_AFTER] += 1
+                    if pC[C_SYNACK_AFTER_PACKET] == 0:
+                        pC[C_SYNACK_AFTER_PACKET] = index[i]
+            elif fl & F_ACK and pC[C_FIRST_RTT] == 0 and pC[C_MRU_SYN] != 0:
+                pC[C_FIRST_RTT] = now - pC[C_MRU_SYN]
+                pC[C_RTT_PACKET] = index[i]
+                if pC[C_MRU_SYNACK] != 0:
+                    pC[C_SYNACK_LEG] = pC[C_MRU_SYNACK] - pC[C_MRU_SYN]
+                    pC[C_ACK_LEG] = now - pC[C_MRU_SYNACK]
+
+            nxt = pF[D_NEXTSEQ]
+            # ZERO WINDOW PROBE: exactly one byte at the next expected sequence number while the peer's
+            # window is zero
+            if ln == 1 and s == nxt and pR[D_WINDOW] == 0:
+                ta |= A_ZERO_WINDOW_PROBE
+            else:
+                # ZERO WINDOW: window 0 on a segment without SYN, FIN or RST
+                if w == 0 and not ctl:
+                    ta |= A_ZERO_WINDOW
+                # LOST SEGMENT: beyond the highest next sequence number seen (a gap), RST excepted
+                if nxt != 0 and _sd(s, nxt) > 0 and not fl & F_RST:
+                    ta |= A_LOST_SEGMENT
+                # KEEP ALIVE: 0 or 1 byte one before the next expected sequence number
+                if (ln == 0 or ln == 1) and s == ((nxt - 1) & M32) and not ctl:
+                    ta |= A_KEEP_ALIVE
+                # WINDOW UPDATE: no data, same seq/ack as before, another (non-zero) window
+                if ln == 0 and w != 0 and w != pF[D_WINDOW] and s == nxt and a == pF[D_LASTACK] and not ctl:
+                    ta |= A_WINDOW_UPDATE
+                # WINDOW FULL: data reaching exactly the right edge of the peer's advertised window (its scale
+                # known)
+                if ln > 0 and pR[D_WSCALE] != -1 and not ctl:
+                    shift = 0 if pR[D_WSCALE] == -2 else pR[D_WSCALE]
+                    if ((s + ln) & M32) == ((pR[D_LASTACK] + ((pR[D_WINDOW] << shift) & M32)) & M32):
+                        ta |= A_WINDOW_FULL
+                same = ln == 0 and s == nxt and a == pF[D_LASTACK] and not ctl and w == pF[D_WINDOW]
+                # KEEP ALIVE ACK: repeats the previous ACK right after the peer's keep-alive
+                if same and w != 0 and pR[D_LASTFLAGS] & A_KEEP_ALIVE:
+                    ta |= A_KEEP_ALIVE_ACK
+                # ZERO WINDOW PROBE ACK: repeats the previous (zero-window) ACK right after the peer's probe
+                elif same and w == 0 and pR[D_LASTFLAGS] & A_ZERO_WINDOW_PROBE:
+                    ta |= A_ZERO_WINDOW_PROBE_ACK
+                # DUPLICATE ACK: no data, same window, seq and ack as the previous segment
+                elif same and w != 0:
+                    # (-1 is the mark an "ACKed unseen segment" left: it counts as the first duplicate)
+                    pF[D_DUPACKS] = 1 if pF[D_DUPACKS] == -1 else pF[D_DUPACKS] + 1
+                    ta |= A_DUPLICATE_ACK
+                    out_dupnum[i] = pF[D_DUPACKS]
+            if not ta & A_DUPLICATE_ACK:
+                out_dupnum[i] = 0
+            # a new acknowledgement number restarts the duplicate count
+            if a != pF[D_LASTACK]:
+                pF[D_DUPACKS] = 0
+
+            # ACKED LOST SEGMENT: acknowledges beyond what the peer was seen to send
+            # once per unseen segment: the mark moves up to the peer's next sequence number (compared as plain
+            # unsigned numbers, as there); when it cannot, a -1 duplicate count in the peer's direction keeps
+            # the pure ACKs that follow from repeating it
+            if pR[D_MAXSEQTOBEACKED] != 0 and _sd(a, pR[D_MAXSEQTOBEACKED]) > 0 and fl & F_ACK:
+                if pR[D_MAXSEQTOBEACKED] > pR[D_NEXTSEQ]:
+                    pR[D_MAXSEQTOBEACKED] = pR[D_NEXTSEQ]
                     ta |= A_ACK_LOST_SEGMENT
-                pR[D_DUPACKS] = -1
+                else:
+                    if pR[D_DUPACKS] == 0:
+                        ta |= A_ACK_LOST_SEGMENT
+                    pR[D_DUPACKS] = -1
 
-        # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS: data (or SYN/FIN) that does not
-        # advance the sequence space; a keep-alive is none of them
-        if (ln > 0 or fl & (F_SYN | F_FIN)) and not ta & A_KEEP_ALIVE:
-            sna = nxt != 0 and _sd(s, nxt) < 0
-            # more than one byte starting one before nextseq: new data after a probe, not a retransmission
-            if ln > 1 and ((nxt - 1) & M32) == s:
-                sna = False
-            t = now - pR[D_LASTACKTIME]
-            thres = pC[C_FIRST_RTT] if pC[C_FIRST_RTT] != 0 else OOO_DEFAULT_NS
-            # spurious: every byte of it was already acknowledged (tested first, even past the rule above)
-            if ln > 0 and pR[D_LASTACK] != 0 and _sd((s + ln) & M32, pR[D_LASTACK]) <= 0:
-                ta |= A_SPURIOUS_RETRANSMISSION | A_RETRANSMISSION
-            # fast: the peer sent >= 2 duplicate ACKs for exactly this sequence number, within 20 ms
-            elif sna and pR[D_DUPACKS] >= 2 and pR[D_LASTACK] == s and t < FAST_RETRANS_NS:
-                ta |= A_FAST_RETRANSMISSION | A_RETRANSMISSION
-            # out-of-order: soon (under the handshake RTT) after the highest segment, and not ending there
-            elif sna and now - pF[D_NEXTSEQTIME] < thres \
-                    and nxt != ((s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32):
-                ta |= A_OUT_OF_ORDER
-            elif sna:
-                ta |= A_RETRANSMISSION
+            # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS: data (or SYN/FIN) that does not
+            # advance the sequence space; a keep-alive is none of them
+            if (ln > 0 or fl & (F_SYN | F_FIN)) and not ta & A_KEEP_ALIVE:
+                sna = nxt != 0 and _sd(s, nxt) < 0
+                # more than one byte starting one before nextseq: new data after a probe, not a retransmission
+                if ln > 1 and ((nxt - 1) & M32) == s:
+                    sna = False
+                t = now - pR[D_LASTACKTIME]
+                thres = pC[C_FIRST_RTT] if pC[C_FIRST_RTT] != 0 else OOO_DEFAULT_NS
+                # spurious: every byte of it was already acknowledged (tested first, even past the rule above)
+                if ln > 0 and pR[D_LASTACK] != 0 and _sd((s + ln) & M32, pR[D_LASTACK]) <= 0:
+                    ta |= A_SPURIOUS_RETRANSMISSION | A_RETRANSMISSION
+                # fast: the peer sent >= 2 duplicate ACKs for exactly this sequence number, within 20 ms
+                elif sna and pR[D_DUPACKS] >= 2 and pR[D_LASTACK] == s and t < FAST_RETRANS_NS:
+                    ta |= A_FAST_RETRANSMISSION | A_RETRANSMISSION
+                # out-of-order: soon (under the handshake RTT) after the highest segment, and not ending there
+                elif sna and now - pF[D_NEXTSEQTIME] < thres \
+                        and nxt != ((s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32):
+                    ta |= A_OUT_OF_ORDER
+                elif sna:
+                    ta |= A_RETRANSMISSION
 
-        # the highest next sequence number (a zero-window probe does not advance it)
-        new_next = (s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32
-        if (_sd(new_next, nxt) > 0 or nxt == 0) and not ta & A_ZERO_WINDOW_PROBE:
-            pF[D_NEXTSEQ] = new_next
-            pF[D_NEXTSEQTIME] = now
-        if (s == pF[D_MAXSEQTOBEACKED] or pF[D_MAXSEQTOBEACKED] == 0) and not ta & A_ZERO_WINDOW_PROBE:
-            pF[D_MAXSEQTOBEACKED] = pF[D_NEXTSEQ]
-        pF[D_WINDOW] = w
-        pF[D_LASTACK] = a
-        pF[D_LASTACKTIME] = now
-        pF[D_LASTFLAGS] = ta
+            # the highest next sequence number (a zero-window probe does not advance it)
+            new_next = (s + ln + (1 if fl & (F_SYN | F_FIN) else 0)) & M32
+            if (_sd(new_next, nxt) > 0 or nxt == 0) and not ta & A_ZERO_WINDOW_PROBE:
+                pF[D_NEXTSEQ] = new_next
+                pF[D_NEXTSEQTIME] = now
+            if (s == pF[D_MAXSEQTOBEACKED] or pF[D_MAXSEQTOBEACKED] == 0) and not ta & A_ZERO_WINDOW_PROBE:
+                pF[D_MAXSEQTOBEACKED] = pF[D_NEXTSEQ]
+            pF[D_WINDOW] = w
+            pF[D_LASTACK] = a
+            pF[D_LASTACKTIME] = now
+            pF[D_LASTFLAGS] = ta
 
-        # the SYN's options: window scaling in use only when both SYNs offer it (Wireshark's rule)
-        if fl & F_SYN:
-            pF[D_MSS] = mss[i]
-            pF[D_SYN_WSCALE] = wscale[i]
-            pF[D_SACK] = sack_ok[i]
-            pF[D_TSOPT] = has_ts[i]
-            if wscale[i] >= 0:                  # RFC 7323 2.3: a shift above 14 is used as 14
-                pF[D_WSCALE] = wscale[i] if wscale[i] <= 14 else 14
-            if pF[D_WSCALE] == -1:
-                pF[D_WSCALE] = -2
-                pR[D_WSCALE] = -2
-            elif fl & F_ACK and pR[D_WSCALE] == -2:
-                pF[D_WSCALE] = -2
+            # the SYN's options: window scaling in use only when both SYNs offer it (Wireshark's rule)
+            if fl & F_SYN:
+                pF[D_MSS] = mss[i]
+                pF[D_SYN_WSCALE] = wscale[i]
+                pF[D_SACK] = sack_ok[i]
+                pF[D_TSOPT] = has_ts[i]
+                if wscale[i] >= 0:                  # RFC 7323 2.3: a shift above 14 is used as 14
+                    pF[D_WSCALE] = wscale[i] if wscale[i] <= 14 else 14
+                if pF[D_WSCALE] == -1:
+                    pF[D_WSCALE] = -2
+                    pR[D_WSCALE] = -2
+                elif fl & F_ACK and pR[D_WSCALE] == -2:
+                    pF[D_WSCALE] = -2
 
-        # per-direction counts: retransmitted segments and bytes, keep-alives, zero-window episodes
-        if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
-            pF[D_RETX_SEGMENTS] += 1
-            pF[D_RETX_BYTES] += ln
+            # per-direction counts: retransmitted segments and bytes, keep-alives, zero-window episodes
+            if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
+                pF[D_RETX_SEGMENTS] += 1
+                pF[D_RETX_BYTES] += ln
+                if ln > 0:
+                    pF[D_RETX_DATA] += 1
             if ln > 0:
-                pF[D_RETX_DATA] += 1
-        if ln > 0:
-            pF[D_DATA_SEGMENTS] += 1
-        if ta & A_KEEP_ALIVE:
-            pF[D_KEEPALIVES] += 1
-        if ta & A_ZERO_WINDOW:
-            pF[D_ZW_SEGMENTS] += 1
-            if pF[D_FIRST_ZW_PACKET] == 0:
-                pF[D_FIRST_ZW_PACKET] = index[i]
-            if pF[D_ZW_SINCE] < 0:
-                pF[D_ZW_SINCE] = now
-        elif w != 0 and pF[D_ZW_SINCE] >= 0 and not fl & F_RST:
-            pF[D_ZW_NS] += now - pF[D_ZW_SINCE]
-            pF[D_ZW_SINCE] = -1
+                pF[D_DATA_SEGMENTS] += 1
+            if ta & A_KEEP_ALIVE:
+                pF[D_KEEPALIVES] += 1
+            if ta & A_ZERO_WINDOW:
+                pF[D_ZW_SEGMENTS] += 1
+                if pF[D_FIRST_ZW_PACKET] == 0:
+                    pF[D_FIRST_ZW_PACKET] = index[i]
+                if pF[D_ZW_SINCE] < 0:
+                    pF[D_ZW_SINCE] = now
+            elif w != 0 and pF[D_ZW_SINCE] >= 0 and not fl & F_RST:
+                pF[D_ZW_NS] += now - pF[D_ZW_SINCE]
+                pF[D_ZW_SINCE] = -1
 
-        # RTT by Karn's rule: time one segment at a time; a retransmission cancels the timing (its ACK
-        # would be ambiguous); the first ACK from the peer covering the timed segment closes the sample
-        if fl & F_ACK and pR[D_TIMED_TS] >= 0 and _sd(a, pR[D_TIMED_END]) >= 0:
-            rtt_conv[nrtt] = c
-            rtt_lo[nrtt] = d
-            rtt_ns[nrtt] = now - pR[D_TIMED_TS]
-            rtt_packet[nrtt] = index[i]
-            nrtt += 1
-            pR[D_TIMED_TS] = -1
-        if ln > 0 or fl & (F_SYN | F_FIN):
-            if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION | A_OUT_OF_ORDER
-                     | A_KEEP_ALIVE | A_ZERO_WINDOW_PROBE) or (fl & F_SYN and pF[D_SYNS] > 1):
-                pF[D_TIMED_TS] = -1
-            elif pF[D_TIMED_TS] < 0 and not fl & F_RST:
-                pF[D_TIMED_END] = new_next
-                pF[D_TIMED_TS] = now
-        out_conv[i] = c
-        out_bits[i] = ta
+            # RTT by Karn's rule: time one segment at a time; a retransmission cancels the timing (its ACK
+            # would be ambiguous); the first ACK from the peer covering the timed segment closes the sample
+            if fl & F_ACK and pR[D_TIMED_TS] >= 0 and _sd(a, pR[D_TIMED_END]) >= 0:
+                rtt_conv[nrtt] = c
+                rtt_lo[nrtt] = d
+                rtt_ns[nrtt] = now - pR[D_TIMED_TS]
+                rtt_packet[nrtt] = index[i]
+                nrtt += 1
+                pR[D_TIMED_TS] = -1
+            if ln > 0 or fl & (F_SYN | F_FIN):
+                if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION | A_OUT_OF_ORDER
+                         | A_KEEP_ALIVE | A_ZERO_WINDOW_PROBE) or (fl & F_SYN and pF[D_SYNS] > 1):
+                    pF[D_TIMED_TS] = -1
+                elif pF[D_TIMED_TS] < 0 and not fl & F_RST:
+                    pF[D_TIMED_END] = new_next
+                    pF[D_TIMED_TS] = now
+            out_conv[i] = c
+            out_bits[i] = ta
     rtt_held[0] = nrtt
     return nconv
