@@ -367,7 +367,8 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
     # were the difference.
     def prepared(batches):
         """Each batch as read, as the tracker is to see it (bad checksums dropped when asked), and how many
-        were dropped; path health has seen it (it needs nothing from the tracker)."""
+        were dropped; path health has seen it (it needs nothing from the tracker), and the tracker's
+        batch-only work is made (`FlowTable.prepare`)."""
         for full in batches:
             batch, dropped = full, 0
             if verify_checksums:
@@ -379,6 +380,7 @@ def analyze(path: str | list[str], profile: str | TimerProfile = "linux", thresh
                 tp = clock()
                 seqan.feed_batch(batch)
                 timings["path"] += clock() - tp
+            table.prepare(batch)            # (its order, keys and grouping: nothing the table's connections decide)
             yield full, batch, dropped
 
     # Read, decoded and path-analysed by a worker thread two batches ahead (capture/ahead.py): the compiled

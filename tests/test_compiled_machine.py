@@ -70,6 +70,10 @@ def _analysis_dump(path: str, mod, obs, monkeypatch, **kw) -> list:
     with monkeypatch.context() as m:
         m.setattr(flowtable, "Connection", mod.Connection)
         m.setattr(flowtable, "Observer", obs.Observer)
+        # (the table's compiled half makes the connections and settles evicted ones: the same machine there)
+        m.setattr(flowtable._runs, "Connection", mod.Connection)
+        m.setattr(flowtable._runs, "Observer", obs.Observer)
+        m.setattr(flowtable._runs, "settle_all", mod.settle_all)
         for name in ("walk_groups", "fire_timers", "settle_all", "TimerHeap"):   # (the walk's form is its machine's)
             m.setattr(flowtable, name, getattr(mod, name))
         an = api.analyze(path, **kw)

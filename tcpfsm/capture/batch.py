@@ -86,6 +86,9 @@ class Batch:
 
     cols: dict[str, np.ndarray]
     _keys: tuple | None = None        # `flow_keys`, once made
+    # what a later stage derives from these rows alone and may have made ahead, in another thread (the
+    # tracker's grouping: tcpfsm/track/flowtable.py FlowTable.prepare); None until something is
+    derived: dict | None = None
 
     def flow_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows' flow keys and which side sent each (tcpfsm.capture.keys.flow_key_array), made once per

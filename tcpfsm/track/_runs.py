@@ -61,66 +61,67 @@ def group_rows(key: cython.const[cython.uchar][:, ::1], grow: cython.longlong[::
     h: u64
     v8: u64 = 0
     same: cython.bint
-    for i in range(n):
-        h = _FNV_OFFSET
-        j = 0
-        if cython.compiled:                 # eight bytes a step (one load each): the slots differ, not the groups
-            while j + 8 <= w:
-                memcpy(cython.address(v8), cython.address(key[i, j]), 8)
-                h = (h ^ v8) * _FNV_PRIME
-                j += 8
-        while j + 4 <= w:                   # four bytes a step: a quarter of the multiplications
-            h = (h ^ (cython.cast(u64, key[i, j]) | (cython.cast(u64, key[i, j + 1]) << 8)
-                      | (cython.cast(u64, key[i, j + 2]) << 16) | (cython.cast(u64, key[i, j + 3]) << 24))) * _FNV_PRIME
+    with cython.nogil:                 # (plain C: the read-ahead worker groups a batch beside the tracker)
+        for i in range(n):
+            h = _FNV_OFFSET
+            j = 0
+            if cython.compiled:                 # eight bytes a step (one load each): the slots differ, not the groups
+                while j + 8 <= w:
+                    memcpy(cython.address(v8), cython.address(key[i, j]), 8)
+                    h = (h ^ v8) * _FNV_PRIME
+                    j += 8
+            while j + 4 <= w:                   # four bytes a step: a quarter of the multiplications
+                h = (h ^ (cython.cast(u64, key[i, j]) | (cython.cast(u64, key[i, j + 1]) << 8)
+                          | (cython.cast(u64, key[i, j + 2]) << 16) | (cython.cast(u64, key[i, j + 3]) << 24))) * _FNV_PRIME
+                if not cython.compiled:
+                    h &= (1 << 64) - 1
+                j += 4
+            while j < w:
+                h = (h ^ cython.cast(u64, key[i, j])) * _FNV_PRIME
+                if not cython.compiled:
+                    h &= (1 << 64) - 1
+                j += 1
+            # a product carries only upward: fold the high bits into the low ones the slot is taken from
+            h ^= h >> 32
+            h *= _MIX
             if not cython.compiled:
                 h &= (1 << 64) - 1
-            j += 4
-        while j < w:
-            h = (h ^ cython.cast(u64, key[i, j])) * _FNV_PRIME
-            if not cython.compiled:
-                h &= (1 << 64) - 1
-            j += 1
-        # a product carries only upward: fold the high bits into the low ones the slot is taken from
-        h ^= h >> 32
-        h *= _MIX
-        if not cython.compiled:
-            h &= (1 << 64) - 1
-        h ^= h >> 29
-        s: i64 = cython.cast(i64, h & cython.cast(u64, mask))
-        while True:
-            g = slots[s]
-            if g < 0:                       # a new key: a new group
-                g = ngroups
-                ngroups += 1
-                slots[s] = g
-                first[g] = i
-                break
-            r = first[g]
-            if cython.compiled:             # (a byte at a time was a third of the grouping)
-                same = memcmp(cython.address(key[r, 0]), cython.address(key[i, 0]), w) == 0
-            else:
-                same = True
-                for j in range(w):
-                    if key[r, j] != key[i, j]:
-                        same = False
-                        break
-            if same:
-                break
-            s = (s + 1) & mask
-        grow[i] = g
-    # counting sort: starts[g] = rows of groups before g; then each row to its group's next place
-    for g in range(ngroups + 1):
-        starts[g] = 0
-    for i in range(n):
-        starts[grow[i] + 1] += 1
-    for g in range(ngroups):
-        starts[g + 1] += starts[g]
-    for g in range(ngroups):
-        slots[g] = starts[g]                # (the table is done with: reused as each group's fill pointer)
-    for i in range(n):
-        g = grow[i]
-        perm[slots[g]] = i
-        slots[g] += 1
+            h ^= h >> 29
+            s: i64 = cython.cast(i64, h & cython.cast(u64, mask))
+            while True:
+                g = slots[s]
+                if g < 0:                       # a new key: a new group
+                    g = ngroups
+                    ngroups += 1
+                    slots[s] = g
+                    first[g] = i
+                    break
+                r = first[g]
+                if cython.compiled:             # (a byte at a time was a third of the grouping)
+                    same = memcmp(cython.address(key[r, 0]), cython.address(key[i, 0]), w) == 0
+                else:
+                    same = True
+                    for j in range(w):
+                        if key[r, j] != key[i, j]:
+                            same = False
+                            break
+                if same:
+                    break
+                s = (s + 1) & mask
+            grow[i] = g
+        # counting sort: starts[g] = rows of groups before g; then each row to its group's next place
+        for g in range(ngroups + 1):
+            starts[g] = 0
+        for i in range(n):
+            starts[grow[i] + 1] += 1
+        for g in range(ngroups):
+            starts[g + 1] += starts[g]
+        for g in range(ngroups):
+            slots[g] = starts[g]                # (the table is done with: reused as each group's fill pointer)
+        for i in range(n):
+            g = grow[i]
+            perm[slots[g]] = i
+            slots[g] += 1
     return ngroups
 
 

@@ -107,15 +107,34 @@ class FlowTable:
         self._fresh: list[Attempt] = []
         self._syn_wait: int | None = None
 
-    def feed_batch(self, batch: Batch) -> None:
-        """Feed one batch of segments, in capture order (put back in timestamp order where the capture
-        wrote them out of order). The vectorized path and the per-segment path give identical results."""
+    def prepare(self, batch: Batch) -> None:
+        """What feeding `batch` takes from its rows alone -- its causal order (the rows put back in it), their
+        flow keys and their grouping by connection -- made now and kept on the batch (`Batch.derived`), for
+        `feed_batch` to find. It reads only the table's settings (`vectorized`, the reorder window), never
+        its connections, so it may run in another thread while the table is fed earlier batches (the
+        read-ahead worker does: tcpfsm/api.py); the compiled grouping releases the GIL."""
+        if batch.derived is None:
+            batch.derived = {}
+        d = batch.derived
+        if "tracker" in d:
+            return
         c = batch.cols
         order = self._causal_order(c["ts"])
         if order is not None:
             c = {k: v[order] for k, v in c.items()}
         if self.vectorized and len(c["ts"]) >= self.VECTOR_MIN:
-            self._feed_runs(c, batch.flow_keys() if order is None else _flow_key_array(c))
+            keys = batch.flow_keys() if order is None else _flow_key_array(c)
+            d["tracker"] = (c, keys, group_rows(keys[0], len(c["ts"])))
+        else:
+            d["tracker"] = (c, None, None)
+
+    def feed_batch(self, batch: Batch) -> None:
+        """Feed one batch of segments, in capture order (put back in timestamp order where the capture
+        wrote them out of order). The vectorized path and the per-segment path give identical results."""
+        self.prepare(batch)                         # (made ahead already, when a read-ahead worker did)
+        c, keys, groups = batch.derived["tracker"]
+        if groups is not None:
+            self._feed_runs(c, keys, groups)
         else:
             self._feed_rows(c)
         tun = c.get("tunnel")
@@ -179,7 +198,7 @@ class FlowTable:
         self.clock = clock
         self.last_raw = last_raw
 
-    def _feed_runs(self, c: dict, keys: tuple[np.ndarray, np.ndarray]) -> None:
+    def _feed_runs(self, c: dict, keys: tuple[np.ndarray, np.ndarray], groups: tuple) -> None:
         """The vectorized path. Rows are grouped by connection (`_runs.group_rows`) and each group is walked
         in time order by the compiled `walk_groups` (tcpfsm/fsm/machine.py): a run of segments without SYN,
         FIN or RST on a connection both ends hold ESTABLISHED (`steady`) is counted in one call
@@ -203,8 +222,8 @@ class FlowTable:
         self.last_raw = int(ts[-1])
         self.clock = int(clk[-1])
 
-        # group the rows by connection, groups in order of their first row, time order inside
-        _, _, perm, bounds = group_rows(karr, n)
+        # the rows grouped by connection, groups in order of their first row, time order inside (`prepare`)
+        _, _, perm, bounds = groups
         firsts = perm[bounds[:-1]]
         rows = np.empty((n, len(ROW_COLUMNS)), np.int64)
         gather_rows(rows, perm, clk, *(np.ascontiguousarray(x) for x in (
