@@ -130,3 +130,30 @@ def test_the_kernel_reads_what_the_reference_reads(kernel, tmp_path):
                 assert got == want, (str(path), th is LOW, end)
                 seen.update(got)
     assert {CLEAN | BRIEF, BRIEF, 0} <= {fl & (CLEAN | BRIEF) for fl in seen}      # (every case was met)
+
+
+def test_the_state_before_an_instant_is_the_last_one_entered_before_it():
+    """rules._state_before (read from the end of the transitions) names the state the forward walk it replaced
+    names: the last transition of the endpoint stamped before the instant, in the flow's order, else its
+    initial state; at every transition's time and around it, on every capture's flows."""
+    from tcpfsm.detect.rules import _state_before
+
+    def forward(flow, role, ts):
+        st = flow.conn.client.initial if role == "client" else flow.conn.server.initial
+        for t in flow.transitions:
+            if t.endpoint == role and t.ts < ts:
+                st = t.new
+        return st
+
+    n = 0
+    for path in CAPTURES[::3]:
+        try:
+            an = tcpfsm.analyze(str(path))
+        except Exception:                   # (a capture meant to be refused)
+            continue
+        for f in an.flows:
+            for ts in {f.first_ts - 1, f.last_ts + 1} | {t.ts + d for t in f.transitions for d in (-1, 0, 1)}:
+                for role in ("client", "server"):
+                    assert _state_before(f, role, ts) is forward(f, role, ts), (str(path), f.id, role, ts)
+                    n += 1
+    assert n > 1000

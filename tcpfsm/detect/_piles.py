@@ -817,12 +817,14 @@ _SMALL_TIE = cython.declare(i64, 24)     # `order`: items at one instant sorted 
 
 @cython.cfunc
 @cython.inline
-def _before(entering_a: cython.bint, ep_a: i64, entering_b: cython.bint, ep_b: i64) -> cython.bint:
-    """At one instant, item a sorts strictly before item b: leaving a listed state before entering one, then
-    by endpoint."""
+def _before(entering_a: cython.bint, ep_a: i64, a: i64, entering_b: cython.bint, ep_b: i64, b: i64) -> cython.bint:
+    """At one instant, item a (at index `a` of the items) sorts strictly before item b: leaving a listed state
+    before entering one, then by endpoint, then in the items' order."""
     if entering_a != entering_b:
         return entering_b
-    return ep_a < ep_b
+    if ep_a != ep_b:
+        return ep_a < ep_b
+    return a < b
 
 
 @cython.boundscheck(False)
@@ -832,18 +834,19 @@ def order(items: list, read=None) -> "Ordered":
     time; at the same instant, leaving a listed state before entering one; then flow and endpoint (client
     first); items equal in all three in their order in `items` (a stable sort). One pass reads the keys into
     columns (`_columns`; or `read`, the items' (time, endpoint, position in `State` of the state entered) as
-    the caller read them: tcpfsm.fsm.transition_columns); numpy sorts them by time (stable), and the items
-    that share an instant (a packet that moves both endpoints) are put in order among themselves: by insertion
-    when they are few, by numpy when many (a capture's end settles many connections at once). One sort key,
-    not the three of a lexsort: ~70 % of what ordering a batch cost. One pass reorders; the answer
-    (`Ordered`) carries the columns, reordered, for `PileCounter.feed`."""
+    the caller read them: tcpfsm.fsm.transition_columns); numpy sorts them by time (quicksort: not stable, a
+    third of a stable sort's instructions), and the items that share an instant (a packet that moves both
+    endpoints) are put in order among themselves, their index in `items` the last key: by insertion when they
+    are few, by numpy when many (a capture's end settles many connections at once). One sort key, not the
+    three of a lexsort: most of what ordering a batch cost. One pass reorders; the answer (`Ordered`) carries
+    the columns, reordered, for `PileCounter.feed`."""
     n: i64 = len(items)
     if read is None:
         ts, endpoint, code = _columns(items)
     else:
         ts, endpoint, new = read
         code = _LISTED_CODE[new]
-    perm = np.argsort(ts, kind="stable").astype(np.int64)
+    perm = np.argsort(ts).astype(np.int64)
     pm: i64[::1] = perm
     tv: i64[::1] = ts
     ev: i64[::1] = endpoint
@@ -861,12 +864,12 @@ def order(items: list, read=None) -> "Ordered":
             j += 1
         if j - i > _SMALL_TIE:
             sub = perm[i:j]
-            perm[i:j] = sub[np.lexsort((endpoint[sub], code[sub] >= 0))]
+            perm[i:j] = sub[np.lexsort((sub, endpoint[sub], code[sub] >= 0))]
         elif j - i > 1:
-            for k in range(i + 1, j):       # insertion sort: stable, the items' order kept where keys tie
+            for k in range(i + 1, j):       # insertion sort
                 x = pm[k]
                 b = k - 1
-                while b >= i and _before(cv[x] >= 0, ev[x], cv[pm[b]] >= 0, ev[pm[b]]):   # (bounded: k - i)
+                while b >= i and _before(cv[x] >= 0, ev[x], x, cv[pm[b]] >= 0, ev[pm[b]], pm[b]):   # (bounded: k - i)
                     pm[b + 1] = pm[b]
                     b -= 1
                 pm[b + 1] = x
