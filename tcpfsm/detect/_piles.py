@@ -73,6 +73,48 @@ def _columns(items: list) -> tuple:
     return ts, endpoint, code
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _next_same(eps) -> object:
+    """Of each item, the index of the next item with the same endpoint in `eps` (an int64 column of endpoints,
+    each >= 0), -1 when none: one backward pass over an open-addressing table of the endpoints seen (linear
+    probing, Fibonacci hashing, as `Stays`), endpoint -> the latest index seen. (A stable argsort of the
+    endpoints and four fancy-indexing passes gave the same, at ~3 times the instructions.)"""
+    n: i64 = len(eps)
+    after = np.full(n, -1, np.int64)
+    slots: i64 = 16
+    shift: i64 = 60
+    while slots < 2 * n:        # (bounded: 64 turns at most)
+        slots *= 2
+        shift -= 1
+    mask: i64 = slots - 1
+    keys = np.full(slots, _EMPTY, np.int64)
+    latest = np.zeros(slots, np.int64)
+    ev: i64[::1] = _ints(eps)
+    av: i64[::1] = after            # (uncompiled: the array itself, written item by item)
+    kv: i64[::1] = _ints(keys)
+    lv: i64[::1] = _ints(latest)
+    i: i64
+    j: i64
+    key: i64
+    u: cython.ulonglong
+    for i in range(n - 1, -1, -1):      # (bounded: one turn an item)
+        key = ev[i]
+        if cython.compiled:
+            u = cython.cast(cython.ulonglong, key) * _FIB         # (wraps: unsigned)
+        else:
+            u = (key * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        j = u >> shift
+        while kv[j] != key and kv[j] != _EMPTY:       # (bounded: the table is at most half full)
+            j = (j + 1) & mask
+        if kv[j] == key:
+            av[i] = lv[j]
+        else:
+            kv[j] = key
+        lv[j] = i
+    return after
+
+
 class Ordered(list):
     """`order`'s answer: the pairs in the counter's order, with their `_columns` in that order (`cols`), so
     that `PileCounter.feed` does not read the same attributes again. A plain list of pairs is fed as well."""
@@ -491,6 +533,7 @@ class PileCounter:
         i: i64
         ep: i64
         fid: i64
+        pk: Peak
         while True:     # (bounded: each turn pops one pending stay)
             if late and (not len(pend) or _late_first(late[0], pend)):
                 due = late[0][0]
@@ -547,14 +590,21 @@ class PileCounter:
             if len(sample) < SAMPLE:
                 sample.append(fid)
                 evidence.pop(key, None)
-            peak = peaks.get(key)
-            count += ghosts.get(key, 0)
-            if peak is None or count > peak.count:
+            got = peaks.get(key)
+            if ghosts:                          # (none but after evictions over the cap: no lookup)
+                count += ghosts.get(key, 0)
+            if got is None or count > cython.cast(Peak, got).count:
                 flows = evidence.get(key)
                 if flows is None:
                     flows = sorted(set(sample))
                     evidence[key] = flows
-                peaks[key] = Peak(count, due, flows)
+                if got is None:
+                    peaks[key] = Peak(count, due, flows)
+                else:       # (a new peak: the pile's Peak rewritten, not replaced: nothing reads one before `finish`)
+                    pk = cython.cast(Peak, got)
+                    pk.count = count
+                    pk.ts = due
+                    pk.flows = flows
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -588,12 +638,8 @@ class PileCounter:
         i: i64
         d: i64
         times, eps, codes = cols
-        # each item's endpoint's next item in this call (-1: none), by a stable sort of the endpoints
-        after = np.full(n, -1, np.int64)
-        if n > 1:
-            by_ep = np.argsort(eps, kind="stable")
-            same = eps[by_ep[1:]] == eps[by_ep[:-1]]
-            after[by_ep[:-1][same]] = by_ep[1:][same]
+        # each item's endpoint's next item in this call (-1: none)
+        after = _next_same(eps)
         # stored: it enters a listed state and no promotion before its endpoint's next item here can reach its
         # due (the latest time up to that item is before it: items may step back in time in a stream)
         reach = np.maximum.accumulate(times) if n else times
@@ -766,25 +812,69 @@ class PileCounter:
         return self.peaks
 
 
+_SMALL_TIE = cython.declare(i64, 24)     # `order`: items at one instant sorted in place up to this many
+
+
+@cython.cfunc
+@cython.inline
+def _before(entering_a: cython.bint, ep_a: i64, a: i64, entering_b: cython.bint, ep_b: i64, b: i64) -> cython.bint:
+    """At one instant, item a (at index `a` of the items) sorts strictly before item b: leaving a listed state
+    before entering one, then by endpoint, then in the items' order."""
+    if entering_a != entering_b:
+        return entering_b
+    if ep_a != ep_b:
+        return ep_a < ep_b
+    return a < b
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def order(items: list, read=None) -> "Ordered":
     """`items`, (flow, transition) pairs, in the order the counter takes them (`tcpfsm.detect.piles.ordered`):
     time; at the same instant, leaving a listed state before entering one; then flow and endpoint (client
-    first). One pass reads the keys into columns (`_columns`; or `read`, the items' (time, endpoint, position
-    in `State` of the state entered) as the caller read them: tcpfsm.fsm.transition_columns), numpy sorts
-    them (stable, as `sorted`), one pass reorders; the answer (`Ordered`) carries the columns, reordered, for
-    `PileCounter.feed`."""
+    first); items equal in all three in their order in `items` (a stable sort). One pass reads the keys into
+    columns (`_columns`; or `read`, the items' (time, endpoint, position in `State` of the state entered) as
+    the caller read them: tcpfsm.fsm.transition_columns); numpy sorts them by time (quicksort: not stable, a
+    third of a stable sort's instructions), and the items that share an instant (a packet that moves both
+    endpoints) are put in order among themselves, their index in `items` the last key: by insertion when they
+    are few, by numpy when many (a capture's end settles many connections at once). One sort key, not the
+    three of a lexsort: most of what ordering a batch cost. One pass reorders; the answer (`Ordered`) carries
+    the columns, reordered, for `PileCounter.feed`."""
     n: i64 = len(items)
     if read is None:
         ts, endpoint, code = _columns(items)
     else:
         ts, endpoint, new = read
         code = _LISTED_CODE[new]
-    perm = np.lexsort((endpoint, code >= 0, ts)).astype(np.int64)
+    perm = np.argsort(ts).astype(np.int64)
     pm: i64[::1] = perm
+    tv: i64[::1] = ts
+    ev: i64[::1] = endpoint
+    cv: i64[::1] = code
+    i: i64 = 0
+    j: i64
+    k: i64
+    b: i64
+    x: i64
+    t: i64
+    while i < n:            # (bounded: each turn moves past one instant's items)
+        t = tv[pm[i]]
+        j = i + 1
+        while j < n and tv[pm[j]] == t:     # (bounded: the instant's items)
+            j += 1
+        if j - i > _SMALL_TIE:
+            sub = perm[i:j]
+            perm[i:j] = sub[np.lexsort((sub, endpoint[sub], code[sub] >= 0))]
+        elif j - i > 1:
+            for k in range(i + 1, j):       # insertion sort
+                x = pm[k]
+                b = k - 1
+                while b >= i and _before(cv[x] >= 0, ev[x], x, cv[pm[b]] >= 0, ev[pm[b]], pm[b]):   # (bounded: k - i)
+                    pm[b + 1] = pm[b]
+                    b -= 1
+                pm[b + 1] = x
+        i = j
     pairs = [None] * n
-    i: i64
     for i in range(n):      # (bounded)
         pairs[i] = items[pm[i]]
     out = Ordered(pairs)    # (filled as a plain list: a list subclass's items are set through `__setitem__`)

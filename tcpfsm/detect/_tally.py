@@ -381,23 +381,42 @@ def index_newest(flows: list, flags: bytearray, established: i64, newest, max_ne
     first packet)`, where it began later than the one held (a new pair past `max_newest` lets the oldest go).
     `flags`: the screen's (`established`: its CLIENT_ESTABLISHED). Returns (pairs let go of, [(flow, service
     text)] of the flows whose client sent a SYN and never entered ESTABLISHED: what the flood and scan
-    tallies still look at, in order)."""
+    tallies still look at, in order).
+
+    `service_text(address, port)` is called once a service (its text kept here for the rest of the call:
+    services are few, flows many); `newest` (an OrderedDict) is read as the dict it is and written as itself,
+    so that its order is kept."""
     n: i64 = len(flows)
     i: i64
     first: i64
+    port: i64
+    prev_port: i64 = -1
     dropped: i64 = 0
     failed = []
+    texts = {}                          # (server address, port) -> service text
+    prev_raw = None
+    server = None
     for i in range(n):                   # (bounded: one turn a flow)
         f = flows[i]
-        server = service_text(f.server_raw, f.server_port)
+        raw = f.server_raw
+        port = f.server_port
+        if port != prev_port or raw != prev_raw:        # (a service's flows often come together)
+            svc = (raw, port)
+            server = texts.get(svc)
+            if server is None:
+                server = service_text(raw, port)
+                texts[svc] = server
+            prev_raw = raw
+            prev_port = port
         key = (f.client_raw, server)
-        prev = newest.get(key)
-        first = f.first_ts
-        if prev is None or first > prev[0]:
+        prev = cython.cast(dict, newest).get(key)       # (an OrderedDict's items are a dict's: read as one)
+        first_ts = f.first_ts
+        first = first_ts
+        if prev is None or first > cython.cast(i64, prev[0]):
             if prev is None and len(newest) >= max_newest:
                 newest.popitem(last=False)
                 dropped += 1
-            newest[key] = (f.first_ts, f.id, f.client_port, f.first_packet)
+            newest[key] = (first_ts, f.id, f.client_port, f.first_packet)
         if not flags[i] & established and f.conn.client.syns:
             failed.append((f, server))
     return dropped, failed
@@ -460,31 +479,38 @@ OPEN = 8                    # both endpoints ESTABLISHED at the end (what the re
 
 @cython.cfunc
 @cython.inline
-def _watched(state, states: tuple) -> cython.bint:
-    """A span rule measures the stays in `state` (CLOSE_WAIT, FIN_WAIT_2, FIN_WAIT_1, LAST_ACK, CLOSING)."""
-    return state is states[1] or state is states[2] or state is states[3] or state is states[4] \
-        or state is states[5]
+def _span(state, close_wait, fin_wait_2, fin_wait_1, last_ack, closing) -> cython.int:
+    """Which span rule measures the stays in `state` (compared by identity with the watched states passed in):
+    1 CLOSE_WAIT's, 2 FIN_WAIT_2's, 3 FIN_WAIT_1's (CLOSING's too), 4 LAST_ACK's; 0 none."""
+    if state is close_wait:
+        return 1
+    if state is fin_wait_2:
+        return 2
+    if state is fin_wait_1 or state is closing:
+        return 3
+    if state is last_ack:
+        return 4
+    return 0
 
 
 @cython.cfunc
 @cython.inline
-def _brief(state, start: i64, stop: i64, states: tuple, close_wait: i64, fin_wait_2: i64, fin_wait_1: i64,
+def _brief(span: cython.int, start: i64, stop: i64, close_wait: i64, fin_wait_2: i64, fin_wait_1: i64,
            last_ack: i64) -> cython.bint:
-    """A stay in `state` from `start` to `stop` (ns) is shorter than its rule's limit (a state no span rule
-    watches always is); False for a watched one with a negative time (no subtraction that could overflow)."""
-    if not _watched(state, states):
+    """A stay from `start` to `stop` (ns) in a state that span rule `span` (`_span`) measures is shorter than
+    that rule's limit (a state no span rule watches, 0, always is); False for a watched one with a negative
+    time (no subtraction that could overflow)."""
+    if span == 0:
         return True
     if start < 0 or stop < 0:
         return False
-    if state is states[1]:
+    if span == 1:
         return stop - start < close_wait
-    if state is states[2]:
+    if span == 2:
         return stop - start < fin_wait_2
-    if state is states[3] or state is states[5]:
+    if span == 3:
         return stop - start < fin_wait_1
-    if state is states[4]:
-        return stop - start < last_ack
-    return True
+    return stop - start < last_ack
 
 
 @cython.ccall
@@ -502,8 +528,14 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
     one SYN, answered by a packet; at most one SYN+ACK, and then the server reached ESTABLISHED; and BRIEF:
     at most one FIN each way (sent or inferred), every stay in a watched close state (on the endpoint's
     clock, the open one to `end`) shorter than its rule's limit. A flow that is not CLEAN takes the rules
-    (without their span rules when BRIEF); most are CLEAN."""
+    (without their span rules when BRIEF); most are CLEAN.
+
+    Every attribute read here is a Python attribute lookup (the fsm's classes are not visible to this module
+    as C types), so the walk reads a transition's fields only where they can change the answer: its endpoint
+    when it enters ESTABLISHED or a watched stay may begin or end, whether it was retracted and its time only
+    when a watched stay begins or ends. The endpoints' states are followed as their span rule (`_span`)."""
     est = states[0]
+    cw, fw2, fw1, la, closing = states[1], states[2], states[3], states[4], states[5]
     retrans: i64 = limits[0]
     close_wait: i64 = limits[1]
     fin_wait_2: i64 = limits[2]
@@ -516,9 +548,13 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
     at: i64
     c_start: i64
     s_start: i64
+    c_span: cython.int
+    s_span: cython.int
+    span: cython.int
     clean: cython.bint
     brief: cython.bint
     server: cython.bint
+    entered: cython.bint
     client_est: cython.bint
     server_est: cython.bint
     for i in range(n):                   # (bounded: one turn a flow)
@@ -530,47 +566,49 @@ def screen(flows: list, end: i64, limits: tuple, states: tuple) -> bytearray:
         synacks: i64 = s.synacks
         clean = not conn.violations and not f.role_inferred and conn.rst_by is None and not s.rsts \
             and c.retrans_unanswered < retrans and s.retrans_unanswered < retrans \
-            and (syns == 0 or (syns == 1 and s.packets > 0)) and synacks <= 1 and f.reuse_of is None
+            and (syns == 0 or (syns == 1 and s.packets > 0)) and synacks <= 1
         brief = len(c.fin_ts) <= 1 and len(s.fin_ts) <= 1
         first = f.first_ts
-        c_state = c.initial
-        s_state = s.initial
+        c_span = _span(c.initial, cw, fw2, fw1, la, closing)
+        s_span = _span(s.initial, cw, fw2, fw1, la, closing)
         c_start = s_start = first
         client_est = server_est = False
         for t in conn.transitions:      # (bounded: the flow's transitions)
             new = t.new
+            entered = new is est
+            span = _span(new, cw, fw2, fw1, la, closing)
+            if not entered and (not brief or (span == 0 and c_span == 0 and s_span == 0)):
+                # nothing read below can change: neither endpoint holds a watched state nor enters one
+                continue
             server = t.endpoint == "server"
-            if new is est:
+            if entered:
                 if server:
                     server_est = True
                 else:
                     client_est = True
             if not brief:
                 continue
-            cur = s_state if server else c_state
-            if not _watched(cur, states) and not _watched(new, states):
+            if span == 0 and (s_span if server else c_span) == 0:
                 # between states no rule measures: neither when it happened nor whether it was retracted
                 # matters (had it been, the endpoint stays in a state no rule measures all the same)
-                if server:
-                    s_state = new
-                else:
-                    c_state = new
-            elif not t.retracted:
+                continue
+            if not t.retracted:
                 at = t.at
                 if server:
-                    brief = _brief(s_state, s_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
-                    s_state = new
+                    brief = _brief(s_span, s_start, at, close_wait, fin_wait_2, fin_wait_1, last_ack)
+                    s_span = span
                     s_start = at
                 else:
-                    brief = _brief(c_state, c_start, at, states, close_wait, fin_wait_2, fin_wait_1, last_ack)
-                    c_state = new
+                    brief = _brief(c_span, c_start, at, close_wait, fin_wait_2, fin_wait_1, last_ack)
+                    c_span = span
                     c_start = at
         if brief:
-            brief = _brief(c_state, c_start, end if end > c_start else c_start, states, close_wait, fin_wait_2,
+            brief = _brief(c_span, c_start, end if end > c_start else c_start, close_wait, fin_wait_2,
                            fin_wait_1, last_ack) \
-                and _brief(s_state, s_start, end if end > s_start else s_start, states, close_wait, fin_wait_2,
+                and _brief(s_span, s_start, end if end > s_start else s_start, close_wait, fin_wait_2,
                            fin_wait_1, last_ack)
-        clean = clean and brief and (synacks == 0 or server_est)
+        # (a flow's reuse is a Python property: read last, only of a flow clean so far)
+        clean = clean and brief and (synacks == 0 or server_est) and f.reuse_of is None
         # (CLEAN, CLIENT_ESTABLISHED, BRIEF, OPEN)
         out[i] = (1 if clean else 0) | (2 if client_est else 0) | (4 if brief else 0) \
             | (8 if c.state is est and s.state is est else 0)

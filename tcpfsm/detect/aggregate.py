@@ -35,6 +35,7 @@ _tally = load("tcpfsm.detect._tally")   # the tallies every failed attempt passe
 _PER_TARGET = frozenset({"unanswered_syn"})   # per-flow kinds rolled up per target service, not per client
 # the states an attempt that got no answer can have held (Aggregator._attempt)
 _ATTEMPT_STATES = frozenset({State.SYN_SENT, State.CLOSED, State.LISTEN, State.SYN_RECEIVED})
+_ESTABLISHED = State.ESTABLISHED    # (per connection below: `State.X` is a lookup through the enum's metaclass)
 
 
 @dataclass(slots=True)
@@ -165,7 +166,7 @@ class Aggregator:
         self._index(flow, kept, established=bool(flags & CLIENT_ESTABLISHED))
         self._rollup(flow)
         c, s = flow.conn.client, flow.conn.server
-        if c.state is State.ESTABLISHED and s.state is State.ESTABLISHED \
+        if c.state is _ESTABLISHED and s.state is _ESTABLISHED \
                 and not any(a.kind == "vanished_peer" for a in flow.anomalies):
             if len(self.quiet) >= MAX_QUIET:
                 self.quiet.popleft()
@@ -247,7 +248,7 @@ class Aggregator:
         """`_index`'s second half: what the flood and scan rules learn of `f` (toward `server`, its service
         as text), whose client sent a SYN and never entered ESTABLISHED."""
         c, s = f.conn.client, f.conn.server
-        if c.state is not State.ESTABLISHED and not s.rsts:          # a handshake that never completed
+        if c.state is not _ESTABLISHED and not s.rsts:          # a handshake that never completed
             self._flood_attempt(server, f.server_raw, f.first_ts, f.id, f.client_raw, s.synacks > 0)
         if not f.role_inferred and (not s.packets or (s.rsts and not s.synacks)):
             self._probe(f.server_raw, f.server_port, f.client_raw, f.first_ts, f.id, s.rsts > 0)
@@ -328,7 +329,7 @@ class Aggregator:
     def _reconnect(self, f: Flow, end: int) -> None:
         """Fake ESTABLISHED: still ESTABLISHED on both sides, silent, while the same client opened a newer
         connection to the same service after it went quiet."""
-        if f.conn.client.state is not State.ESTABLISHED or f.conn.server.state is not State.ESTABLISHED:
+        if f.conn.client.state is not _ESTABLISHED or f.conn.server.state is not _ESTABLISHED:
             return
         if any(a.kind == "vanished_peer" for a in f.anomalies):
             return

@@ -183,6 +183,9 @@ def flow_findings(flow: Flow, end: int, th: Thresholds) -> list[Finding]:
     return [] if flags & CLEAN else judge(flow, end, th, flags)
 
 
+_ESTABLISHED = State.ESTABLISHED    # (a module global: `State.X` is a lookup through the enum's metaclass, ~110 ns)
+
+
 def judge(flow: Flow, end: int, th: Thresholds, flags: int | None = None) -> list[Finding]:
     """The per-flow rules run on `flow` (`flow_findings` without the screen: for a flow `screen` did not
     find CLEAN). `flags`: the screen's for it, which the rules then take as read (BRIEF: the close-state span
@@ -221,7 +224,11 @@ def judge(flow: Flow, end: int, th: Thresholds, flags: int | None = None) -> lis
                         f"connect latency {_secs(lat)}: SYN sent {c.syns} times before {flow.server} answered",
                         ts_end=answer, endpoint="client", packets=[flow.first_packet]))
     if s.synacks:
-        est = next((t for t in flow.transitions if t.endpoint == "server" and t.new is State.ESTABLISHED), None)
+        est = None                      # the server's first entry into ESTABLISHED
+        for t in flow.transitions:
+            if t.new is _ESTABLISHED and t.endpoint == "server":
+                est = t
+                break
         if est is None:
             spans = _all_spans(flow, end)
             stay = spans.get(("server", State.SYN_RECEIVED), [])
@@ -344,12 +351,12 @@ def _was(flow: Flow, role: str, state: State) -> bool:
 
 
 def _state_before(flow: Flow, role: str, ts: int) -> State:
-    ep = flow.conn.client if role == "client" else flow.conn.server
-    st = ep.initial
-    for t in flow.transitions:
+    """The state `role` entered by its last transition (in the flow's order) stamped before `ts`; its initial
+    state when none was. (Read from the end: the RST it is asked about is most often among the last.)"""
+    for t in reversed(flow.transitions):
         if t.endpoint == role and t.ts < ts:
-            st = t.new
-    return st
+            return t.new
+    return flow.conn.client.initial if role == "client" else flow.conn.server.initial
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
