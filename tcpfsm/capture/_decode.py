@@ -214,6 +214,18 @@ def _u32(buf: cython.const[cython.uchar][::1], o: cython.Py_ssize_t, big_endian:
 @cython.nogil
 @cython.inline
 @cython.exceptval(check=False)
+def _addc(acc: cython.ulonglong, v: cython.ulonglong) -> cython.ulonglong:
+    """acc + v with the carry out of 64 bits added back (2**64 = 1 modulo 0xffff): compiled only."""
+    acc += v
+    if acc < v:
+        acc += 1
+    return acc
+
+
+@cython.cfunc
+@cython.nogil
+@cython.inline
+@cython.exceptval(check=False)
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def _word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t, length: cython.Py_ssize_t,
@@ -234,44 +246,30 @@ def _word_sum(buf: cython.const[cython.uchar][::1], start: cython.Py_ssize_t, le
         # sum taken to big-endian words at the end (times 256)
         while i + 8 <= end:                 # (the second range: 0, 8 or 32 bytes)
             memcpy(cython.address(v), cython.address(buf[i]), 8)
-            le += v
-            if le < v:                      # the carry out of 64 bits: 2**64 = 1 (mod 0xffff)
-                le += 1
+            le = _addc(le, v)
             i += 8
         i = start
         end = start + length
         while i + 16 <= end:
             memcpy(cython.address(v), cython.address(buf[i]), 8)
             memcpy(cython.address(w), cython.address(buf[i + 8]), 8)
-            le += v
-            if le < v:
-                le += 1
-            le += w
-            if le < w:
-                le += 1
+            le = _addc(le, v)
+            le = _addc(le, w)
             i += 16
         if i + 8 <= end:
             memcpy(cython.address(v), cython.address(buf[i]), 8)
-            le += v
-            if le < v:
-                le += 1
+            le = _addc(le, v)
             i += 8
         if i + 4 <= end:
             memcpy(cython.address(v4), cython.address(buf[i]), 4)
-            le += v4
-            if le < v4:
-                le += 1
+            le = _addc(le, v4)
             i += 4
         if i + 2 <= end:
             memcpy(cython.address(v2), cython.address(buf[i]), 2)
-            le += v2
-            if le < v2:
-                le += 1
+            le = _addc(le, v2)
             i += 2
         if i < end:
-            le += buf[i]
-            if le < buf[i]:
-                le += 1
+            le = _addc(le, buf[i])
         return ((le & _LO32) + (le >> 32)) * 256      # (< 2**41: the caller's % 0xFFFF folds it)
     for r in range(2):                       # the exact sum of the big-endian words, range by range
         i = start if r == 0 else start2
