@@ -229,7 +229,8 @@ def test_coarse_zeek_states_are_read_as_endpoint_by_endpoint(kernel):
     """`zeek_coarse` (both endpoints, one walk of the transitions at most) gives each endpoint's coarse state
     as reading them one at a time does, on every crafted and kernel capture's connections."""
     import tcpfsm
-    from tcpfsm.detect.zeek import _CODES, _DONE
+    from tcpfsm.detect.zeek import _CODES, _DONE_MASK
+    from tcpfsm.fsm import entered_sides
     seen = set()
     picked_up = [Path(__file__).resolve().parent.parent / "captures" / name       # (established midstream only)
                  for name in ("links/ipfrag.pcap", "zeek/zeek_flips.pcap")]
@@ -238,7 +239,7 @@ def test_coarse_zeek_states_are_read_as_endpoint_by_endpoint(kernel):
             conn = f.conn
             want = (_reference_coarse(conn.client, "client", conn.transitions),
                     _reference_coarse(conn.server, "server", conn.transitions))
-            both = kernel.zeek_coarse(conn, _DONE, _CODES)
+            both = kernel.zeek_coarse(conn, _DONE_MASK, _CODES, entered_sides)
             assert (both >> 4, both & 15) == want, (path.name, f.id)
             seen.add(want)
     assert len(seen) >= 8

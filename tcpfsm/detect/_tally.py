@@ -442,11 +442,12 @@ def _coarse(ep, rsts: cython.bint, fins: cython.bint, established: cython.bint, 
 
 
 @cython.ccall
-def zeek_coarse(conn, done: frozenset, codes: tuple) -> i64:
+def zeek_coarse(conn, done: int, codes: tuple, entered) -> i64:
     """Zeek's coarse state of the client and of the server of connection `conn` (tcpfsm/detect/zeek.py owns
     what they mean), as client * 16 + server: each from its endpoint's counters and, only when they do not
-    decide (no RST, no FIN), one walk of the transitions for an entry into a state of `done` (ESTABLISHED and
-    the close states) whose cause is not "inferred:midstream...". `codes`: tcpfsm.zeek's INACTIVE, SYN_SENT,
+    decide (no RST, no FIN), whether it entered a state of `done` (ESTABLISHED and the close states: a mask
+    of positions in `State`) other than by a midstream pick-up -- `entered(conn, done, want)`, the machine's
+    reading of its transitions (tcpfsm.fsm.entered_sides). `codes`: tcpfsm.zeek's INACTIVE, SYN_SENT,
     SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET (each below 16)."""
     c = conn.client
     s = conn.server
@@ -454,20 +455,9 @@ def zeek_coarse(conn, done: frozenset, codes: tuple) -> i64:
     c_fins: cython.bint = c.fins
     s_rsts: cython.bint = s.rsts
     s_fins: cython.bint = s.fins
-    c_walk: cython.bint = not c_rsts and not c_fins
-    s_walk: cython.bint = not s_rsts and not s_fins
-    c_est: cython.bint = False
-    s_est: cython.bint = False
-    if c_walk or s_walk:
-        for t in conn.transitions:              # (bounded: the connection's transitions)
-            if t.new in done and not t.cause.startswith("inferred:midstream"):
-                if t.endpoint == "client":
-                    c_est = True
-                elif t.endpoint == "server":
-                    s_est = True
-                if (c_est or not c_walk) and (s_est or not s_walk):
-                    break
-    return _coarse(c, c_rsts, c_fins, c_est, codes) * 16 + _coarse(s, s_rsts, s_fins, s_est, codes)
+    want: i64 = (0 if c_rsts or c_fins else 1) | (0 if s_rsts or s_fins else 2)
+    got: i64 = entered(conn, done, want) if want else 0
+    return _coarse(c, c_rsts, c_fins, (got & 1) != 0, codes) * 16 + _coarse(s, s_rsts, s_fins, (got & 2) != 0, codes)
 
 
 # `screen`'s flags of a flow

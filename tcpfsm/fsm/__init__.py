@@ -28,13 +28,14 @@ fire_timers, settle_all = _machine.fire_timers, _machine.settle_all   # the tabl
 TimerHeap = _machine.TimerHeap         # ... which it keeps in this heap
 end_states = _machine.end_states       # what a summary counts of its flows' states
 transition_columns = _machine.transition_columns   # what the state piles sort and count transitions by
+entered_sides = _machine.entered_sides   # which endpoints entered given states (Zeek's coarse ESTABLISHED)
 TRANSITION_ROW = _machine.TRANSITION_ROW   # int64s per transition of Connection.transition_rows
 
 __all__ = [
     "State", "Event", "NETSTAT_NAME", "SS_NAME", "TABLE", "TIMEOUTS", "is_rfc_edge", "rfc_graph",
     "TimerProfile", "PROFILES", "get_profile", "Connection", "Endpoint", "Transition", "Violation",
     "CAPTURE_POINTS", "Observer", "ROW_COLUMNS", "TRANSITION_ROW", "walk_groups", "gather_rows",
-    "fire_timers", "settle_all", "end_states", "transition_columns", "TimerHeap",
+    "fire_timers", "settle_all", "end_states", "transition_columns", "entered_sides", "TimerHeap",
 ]
 
 

@@ -2320,6 +2320,24 @@ def _settle(flow, end, touched: set) -> None:
 
 
 @cython.ccall
+@cython.locals(conn=Connection, t=Transition, mask=i64, want=i64, got=i64, k=i64, trs=list)
+def entered_sides(conn, mask: int, want: int) -> int:
+    """Which of the endpoints in `want` (bit 0 the client, bit 1 the server) made a transition into a state
+    whose position in `State` is a bit of `mask`, other than by a midstream pick-up (cause
+    "inferred:midstream..."), as those bits: what Zeek's coarse ESTABLISHED asks of a connection
+    (tcpfsm/detect/zeek.py). From the transitions' C fields, first to last, stopping once `want` is met."""
+    got = 0
+    trs = conn.transitions
+    for k in range(len(trs)):           # (bounded: the connection's transitions)
+        t = trs[k]
+        if (mask >> t._new) & 1 and not t.cause.startswith("inferred:midstream"):
+            got |= 2 if t._server else 1
+            if got & want == want:
+                break
+    return got & want
+
+
+@cython.ccall
 @cython.locals(conn=Connection, k=i64, n=i64)
 def end_states(flows: list) -> tuple:
     """What a summary counts of its flows: each side's state at the end, as ({State: flows} for the clients,
