@@ -107,3 +107,18 @@ def test_a_truncated_capture_is_analysed_as_far_as_it_goes_either_way(monkeypatc
     assert a == b
     assert a[3]["records"] > 0
     assert not _workers()
+
+
+def test_the_switch_interval_is_lowered_while_a_worker_runs_and_put_back():
+    import sys
+    from tcpfsm.capture import ahead
+    was = sys.getswitchinterval()
+    seen = []
+
+    def gen():
+        for i in range(5):
+            yield i
+    for _ in read_ahead(gen(), 2):
+        seen.append(sys.getswitchinterval())
+    assert seen and all(x <= ahead.SWITCH for x in seen) and ahead.SWITCH < was
+    assert sys.getswitchinterval() == was

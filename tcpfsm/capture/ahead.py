@@ -14,6 +14,13 @@ records, so on a machine with a second core, reading and decoding overlap the tr
 it. With the uncompiled decoder it overlaps nothing (the GIL is held throughout) and costs a thread
 handoff per batch.
 
+The handoff: the worker needs the GIL between its kernels (numpy and Python steps, a few a batch), and a
+thread waiting for the GIL gets it when the holder lets go or, at the latest, after the interpreter's switch
+interval (5 ms by default): with a GIL-bound analysis holding it, each of the worker's steps waited that long,
+and the worker fell behind (every batch was waited for, ~2-3 ms each, on the bench capture). While the worker
+runs, the switch interval is at most `SWITCH` (1 ms: the analysis of the bench capture 0.89 -> 0.86 s, the
+median of five; 0.5 ms was no better), and is put back when the iteration ends.
+
 Errors: an exception raised by the reader (a truncated or corrupt capture, an I/O error) is raised again in
 the consumer, at the batch where it happened, after every batch read before it -- as without the thread.
 If the consumer stops early (an exception, `close()`), the worker is told to stop, the reader's generator
@@ -23,6 +30,7 @@ is closed in the worker (its `finally`, e.g. `Capture.close`, runs there) and th
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from typing import Iterable, Iterator, TypeVar
 
@@ -30,6 +38,7 @@ T = TypeVar("T")
 
 _DONE = object()            # the reader is exhausted
 _POLL = 0.05                # seconds between the worker's looks at the stop flag while the queue is full
+SWITCH = 0.001              # the interpreter's switch interval while a worker runs, at most (seconds)
 
 
 def read_ahead(batches: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -65,6 +74,9 @@ def read_ahead(batches: Iterable[T], depth: int = 2) -> Iterator[T]:
                 close()
 
     worker = threading.Thread(target=work, name="tcpfsm-read-ahead", daemon=True)
+    was = sys.getswitchinterval()
+    if was > SWITCH:
+        sys.setswitchinterval(SWITCH)
     worker.start()
     try:
         while True:
@@ -82,3 +94,5 @@ def read_ahead(batches: Iterable[T], depth: int = 2) -> Iterator[T]:
             except queue.Empty:
                 pass
             worker.join(_POLL)
+        if was > SWITCH and sys.getswitchinterval() == SWITCH:      # (unless someone else changed it since)
+            sys.setswitchinterval(was)
