@@ -109,6 +109,22 @@ def _teredo_like(buf: cython.const[cython.uchar][::1], u: cython.Py_ssize_t, n: 
 @cython.cfunc
 @cython.nogil
 @cython.exceptval(check=False)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _udp_status(buf: cython.const[cython.uchar][::1], s: cython.Py_ssize_t, t: cython.Py_ssize_t,
+                n: cython.Py_ssize_t) -> cython.schar:
+    """A UDP datagram at offset `t` of the record at `s` (`n` bytes captured), IPv4 or IPv6: ST_SLOW when it may
+    carry a tunnel (a tunnel port either way, or Teredo's shape: the scalar path unwraps it), else ST_UDP."""
+    if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
+                       or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
+                       or _teredo_like(buf, s + t + 8, s + n)):
+        return ST_SLOW
+    return ST_UDP
+
+
+@cython.cfunc
+@cython.nogil
+@cython.exceptval(check=False)
 def _other_linktype(lt: cython.longlong) -> cython.schar:
     """A link type beyond the kernel's own: ST_SLOW for those of links.SLOW_LINKTYPES (FDDI, PPP, PPP in
     HDLC framing, PPPoE, Cisco HDLC, 802.11, radiotap, PPI, NFLOG), else unknown interface / unsupported."""
@@ -488,12 +504,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
                 t = l3 + ihl
                 if proto != 6:
                     if proto == 17:
-                        if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                           or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
-                                           or _teredo_like(buf, s + t + 8, s + n)):
-                            st[i] = ST_SLOW
-                        else:
-                            st[i] = ST_UDP
+                        st[i] = _udp_status(buf, s, t, n)
                     elif proto == 1:
                         st[i] = ST_ICMP
                     elif proto == 4 or proto == 41 or proto == 47:    # IP-in-IP, 6in4, GRE
@@ -525,12 +536,7 @@ def decode_group(buf: cython.const[cython.uchar][::1], doffs: cython.const[cytho
                 t = l3 + 40
                 if proto != 6:
                     if proto == 17:
-                        if n >= t + 8 and (_tunnel_port((buf[s + t] << 8) | buf[s + t + 1])
-                                           or _tunnel_port((buf[s + t + 2] << 8) | buf[s + t + 3])
-                                           or _teredo_like(buf, s + t + 8, s + n)):
-                            st[i] = ST_SLOW
-                        else:
-                            st[i] = ST_UDP
+                        st[i] = _udp_status(buf, s, t, n)
                     elif proto == 58:
                         st[i] = ST_ICMP6
                     elif (proto == 0 or proto == 43 or proto == 60 or proto == 44 or proto == 51 or proto == 135
